@@ -1,0 +1,76 @@
+package stowage
+
+import (
+	"context"
+	"errors"
+	"io"
+	"io/fs"
+	"time"
+)
+
+// Storage key layout. Storage holds only immutable, content-addressed objects
+// and in-flight uploads; everything about references lives in the DB.
+//
+//	blobs/<alg>/<first two hex>/<hex>   one object per digest, for the whole registry
+//	                                    (layers, configs and manifests alike)
+//	uploads/<id>/data                   an upload in progress (Appender backends)
+//	uploads/<id>/<offset>               an upload's chunks (backends without Appender)
+//
+// A blob object is written only after its digest and size were verified, and
+// becomes visible atomically, so a blob key never holds partial or wrong bytes.
+
+// BlobKey returns the storage key of a digest's content.
+func BlobKey(d Digest) string {
+	hex := d.Encoded()
+	return "blobs/" + string(d.Algorithm()) + "/" + hex[:2] + "/" + hex
+}
+
+// UploadPrefix returns the key prefix under which an upload's data lives.
+func UploadPrefix(id string) string { return "uploads/" + id + "/" }
+
+// ObjectInfo describes a stored object.
+type ObjectInfo struct {
+	Key     string
+	Size    int64
+	ModTime time.Time
+}
+
+// Backend stores write-once objects by key. Keys are slash-separated paths
+// made of the characters [a-z0-9._/-].
+type Backend interface {
+	// Open returns the object's bytes from offset to its end.
+	// A missing key returns an error wrapping fs.ErrNotExist.
+	Open(ctx context.Context, key string, offset int64) (io.ReadCloser, error)
+	// Put stores size bytes from r under key. The object becomes visible only
+	// if Put returns nil, and then in full; an error from r (for example a
+	// digest mismatch found at EOF) aborts the write and leaves nothing behind.
+	// size is -1 when unknown. An existing object is replaced atomically.
+	Put(ctx context.Context, key string, r io.Reader, size int64) error
+	// Stat returns the object's size. A missing key wraps fs.ErrNotExist.
+	Stat(ctx context.Context, key string) (ObjectInfo, error)
+	// Delete removes the object. A missing key is not an error.
+	Delete(ctx context.Context, key string) error
+	// List calls fn for every object whose key starts with prefix, in no
+	// particular order. An error from fn stops the walk and is returned.
+	List(ctx context.Context, prefix string, fn func(ObjectInfo) error) error
+}
+
+// Appender is an optional Backend capability for uploads that arrive in
+// pieces (chunked pushes): the pieces go into one growing object, which is
+// then moved to its final key, so the blob's bytes are written exactly once.
+type Appender interface {
+	// Append writes r at offset off of the upload object key, creating it when
+	// off is 0, and returns the object's new size. Bytes at or after off left
+	// by an earlier failed Append are discarded first, so a retried or resumed
+	// upload never sees a torn tail. The new bytes are durable when it returns.
+	Append(ctx context.Context, key string, off int64, r io.Reader) (int64, error)
+	// Commit atomically makes the upload object at src visible as dst, and
+	// removes src. If dst exists it is replaced (contents are identical for
+	// content-addressed keys).
+	Commit(ctx context.Context, src, dst string) error
+}
+
+// IsNotExist reports whether err means a missing object.
+func IsNotExist(err error) bool {
+	return errors.Is(err, fs.ErrNotExist)
+}

@@ -1,0 +1,230 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/stowage/stowage"
+	"github.com/stowage/stowage/config"
+	"github.com/stowage/stowage/meta/sqlite"
+	"github.com/stowage/stowage/ociapi"
+	"github.com/stowage/stowage/storage/fs"
+	"github.com/stowage/stowage/storage/mem"
+)
+
+const serveUsage = `Usage: stowage serve [flags]
+
+Runs the registry. With no flags it listens on 127.0.0.1:5000 and keeps
+everything under ./stowage-data: blobs in ./stowage-data/storage, metadata in
+the embedded SQLite database ./stowage-data/stowage.db.
+
+Configuration comes from, last wins: built-in defaults, the YAML file given
+with --config, STOWAGE_* environment variables, then these flags.
+
+Environment: STOWAGE_ADDR, STOWAGE_DATA_DIR, STOWAGE_LOG_LEVEL,
+STOWAGE_LOG_FORMAT, STOWAGE_DATABASE_SQLITE, STOWAGE_STORAGE_PATH,
+STOWAGE_STORAGE_FSYNC, STOWAGE_SHUTDOWN_TIMEOUT.
+
+Flags:
+`
+
+func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fl := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fl.SetOutput(stderr)
+	fl.Usage = func() { fmt.Fprint(stderr, serveUsage); fl.PrintDefaults() }
+	cfgPath := fl.String("config", "", "YAML configuration file (see docs/configuration.md)")
+	addr := fl.String("addr", "", "listen address host:port (default 127.0.0.1:5000)")
+	dataDir := fl.String("data-dir", "", "data directory (default ./stowage-data)")
+	logLevel := fl.String("log-level", "", "debug, info, warn or error (default info)")
+	if err := fl.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	cfg := config.Default()
+	if *cfgPath != "" {
+		if err := cfg.Load(*cfgPath); err != nil {
+			fmt.Fprintln(stderr, "stowage:", err)
+			return 2
+		}
+	}
+	if err := cfg.ApplyEnv(os.Getenv); err != nil {
+		fmt.Fprintln(stderr, "stowage:", err)
+		return 2
+	}
+	if *addr != "" {
+		cfg.Addr = *addr
+	}
+	if *dataDir != "" {
+		cfg.DataDir = *dataDir
+	}
+	if *logLevel != "" {
+		cfg.Log.Level = *logLevel
+	}
+	if err := cfg.Validate(); err != nil {
+		fmt.Fprintln(stderr, "stowage:", err)
+		return 2
+	}
+	m := NewMain(cfg, stderr)
+	if err := m.Run(ctx); err != nil {
+		fmt.Fprintln(stderr, "stowage:", err)
+		m.Close()
+		return 1
+	}
+	<-ctx.Done()
+	fmt.Fprintln(stderr, "stowage: shutting down; waiting for in-flight requests")
+	if err := m.Close(); err != nil {
+		fmt.Fprintln(stderr, "stowage:", err)
+		return 1
+	}
+	return 0
+}
+
+// Main is the wired program: Run starts it, Close stops it gracefully.
+// Tests start it on 127.0.0.1:0 and read Addr.
+type Main struct {
+	Config config.Config
+	Addr   string // the address actually listened on, after Run
+	out    io.Writer
+	log    *slog.Logger
+
+	lock   *os.File
+	db     stowage.DB
+	srv    *http.Server
+	served chan error
+}
+
+// NewMain returns a Main for a validated configuration.
+func NewMain(cfg config.Config, out io.Writer) *Main {
+	return &Main{Config: cfg, out: out}
+}
+
+// Run opens storage and metadata, and starts serving in the background.
+func (m *Main) Run(ctx context.Context) error {
+	cfg := m.Config
+	m.log = newLogger(cfg.Log, m.out)
+	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+		return fmt.Errorf("data directory: %w", err)
+	}
+	lock, err := lockDir(cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	m.lock = lock
+
+	var store stowage.Backend
+	switch {
+	case cfg.Storage.Memory != nil:
+		store = mem.New()
+	default:
+		fsb, err := fs.New(cfg.Storage.Filesystem.Path)
+		if err != nil {
+			return err
+		}
+		fsb.NoSync = !*cfg.Storage.Filesystem.Fsync
+		store = fsb
+	}
+	db, err := sqlite.Open(ctx, cfg.Database.SQLite)
+	if err != nil {
+		return err
+	}
+	m.db = db
+	reg := stowage.NewRegistry(db, store, stowage.Options{Logger: m.log})
+
+	mux := http.NewServeMux()
+	mux.Handle("/v2/", ociapi.New(reg, m.log))
+	mux.Handle("/v2", ociapi.New(reg, m.log))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
+
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w (is another registry running there? use --addr to pick another address)", cfg.Addr, err)
+	}
+	m.Addr = ln.Addr().String()
+	m.srv = &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: 30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(m.log.Handler(), slog.LevelWarn),
+	}
+	m.served = make(chan error, 1)
+	go func() { m.served <- m.srv.Serve(ln) }()
+
+	abs, _ := filepath.Abs(cfg.DataDir)
+	fmt.Fprintf(m.out, "stowage: listening on http://%s\n", m.Addr)
+	fmt.Fprintf(m.out, "stowage: data in %s (blobs: %s, metadata: %s)\n", abs, storageDesc(cfg), cfg.Database.SQLite)
+	if host, _, _ := net.SplitHostPort(m.Addr); !isLoopback(host) {
+		m.log.Warn("listening on a non-loopback address without authentication: anyone who can reach it can push and delete")
+	}
+	return nil
+}
+
+func storageDesc(cfg config.Config) string {
+	if cfg.Storage.Memory != nil {
+		return "in memory (lost at exit)"
+	}
+	return cfg.Storage.Filesystem.Path
+}
+
+func isLoopback(host string) bool {
+	ip := net.ParseIP(host)
+	return host == "localhost" || ip != nil && ip.IsLoopback()
+}
+
+// Close stops accepting requests, waits for in-flight ones (up to the
+// shutdown timeout), then closes the database.
+func (m *Main) Close() error {
+	var errs []error
+	if m.srv != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Duration(m.Config.ShutdownTimeout))
+		defer cancel()
+		if err := m.srv.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("shutdown: %w", err))
+		}
+		if err := <-m.served; err != nil && !errors.Is(err, http.ErrServerClosed) {
+			errs = append(errs, err)
+		}
+	}
+	if m.db != nil {
+		errs = append(errs, m.db.Close())
+	}
+	if m.lock != nil {
+		errs = append(errs, m.lock.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// lockDir takes an exclusive lock on the data directory, so two servers never
+// share one embedded database.
+func lockDir(dir string) (*os.File, error) {
+	f, err := os.OpenFile(filepath.Join(dir, "LOCK"), os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("data directory: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("data directory %s is in use by another stowage process (stop it, or use --data-dir)", dir)
+	}
+	return f, nil
+}
+
+func newLogger(c config.Log, w io.Writer) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(c.Level))
+	opts := &slog.HandlerOptions{Level: level}
+	if c.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}

@@ -1,0 +1,187 @@
+// Package config holds Stowage's typed configuration: defaults, a YAML file,
+// environment overrides and flags (in that order of precedence, last wins),
+// and a Validate that explains what is wrong in words a person understands.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Config is the whole configuration of `stowage serve`.
+type Config struct {
+	// Addr is the listen address, host:port.
+	Addr string `yaml:"addr"`
+	// DataDir holds everything by default: storage/ (blobs) and stowage.db.
+	DataDir string `yaml:"data_dir"`
+	// Storage selects and configures the blob backend.
+	Storage Storage `yaml:"storage"`
+	// Database is the metadata database.
+	Database Database `yaml:"database"`
+	Log      Log      `yaml:"log"`
+	// ShutdownTimeout bounds how long in-flight requests may take to finish
+	// after SIGTERM/SIGINT.
+	ShutdownTimeout Duration `yaml:"shutdown_timeout"`
+}
+
+// Storage is a typed union: exactly one backend is set.
+type Storage struct {
+	Filesystem *Filesystem `yaml:"filesystem"`
+	Memory     *struct{}   `yaml:"memory"`
+}
+
+// Filesystem stores blobs in a local directory.
+type Filesystem struct {
+	// Path defaults to <data_dir>/storage.
+	Path string `yaml:"path"`
+	// Fsync makes every stored blob durable before it is acknowledged (default true).
+	Fsync *bool `yaml:"fsync"`
+}
+
+// Database configures the metadata store.
+type Database struct {
+	// SQLite is the path of the embedded database; default <data_dir>/stowage.db.
+	SQLite string `yaml:"sqlite"`
+}
+
+// Log configures logging.
+type Log struct {
+	Level  string `yaml:"level"`  // debug, info, warn, error
+	Format string `yaml:"format"` // text or json
+}
+
+// Duration is a time.Duration written as "30s" in YAML.
+type Duration time.Duration
+
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	v, err := time.ParseDuration(n.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: %q is not a duration (examples: 30s, 5m, 1h)", n.Line, n.Value)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+func (d Duration) MarshalYAML() (any, error) { return time.Duration(d).String(), nil }
+
+// Default returns the configuration `stowage serve` uses with no arguments.
+func Default() Config {
+	return Config{
+		Addr:            "127.0.0.1:5000",
+		DataDir:         "./stowage-data",
+		Log:             Log{Level: "info", Format: "text"},
+		ShutdownTimeout: Duration(30 * time.Second),
+	}
+}
+
+// Load reads a YAML file over c. Unknown keys are errors (a typo must not be
+// silently ignored).
+func (c *Config) Load(path string) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("config file: %w", err)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("config file %s: %v", path, err)
+	}
+	return nil
+}
+
+// ApplyEnv applies STOWAGE_* environment variables over c.
+func (c *Config) ApplyEnv(getenv func(string) string) error {
+	set := func(name string, dst *string) {
+		if v := getenv(name); v != "" {
+			*dst = v
+		}
+	}
+	set("STOWAGE_ADDR", &c.Addr)
+	set("STOWAGE_DATA_DIR", &c.DataDir)
+	set("STOWAGE_LOG_LEVEL", &c.Log.Level)
+	set("STOWAGE_LOG_FORMAT", &c.Log.Format)
+	set("STOWAGE_DATABASE_SQLITE", &c.Database.SQLite)
+	if v := getenv("STOWAGE_STORAGE_PATH"); v != "" {
+		c.filesystem().Path = v
+	}
+	if v := getenv("STOWAGE_STORAGE_FSYNC"); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return fmt.Errorf("STOWAGE_STORAGE_FSYNC=%q: want true or false", v)
+		}
+		c.filesystem().Fsync = &b
+	}
+	if v := getenv("STOWAGE_SHUTDOWN_TIMEOUT"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			return fmt.Errorf("STOWAGE_SHUTDOWN_TIMEOUT=%q: want a duration such as 30s", v)
+		}
+		c.ShutdownTimeout = Duration(d)
+	}
+	return nil
+}
+
+func (c *Config) filesystem() *Filesystem {
+	if c.Storage.Filesystem == nil {
+		c.Storage.Filesystem = &Filesystem{}
+	}
+	return c.Storage.Filesystem
+}
+
+// Validate checks c and fills in derived defaults (paths under DataDir).
+func (c *Config) Validate() error {
+	var errs []string
+	if _, port, err := net.SplitHostPort(c.Addr); err != nil {
+		errs = append(errs, fmt.Sprintf("addr %q: want host:port, e.g. 127.0.0.1:5000", c.Addr))
+	} else if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
+		errs = append(errs, fmt.Sprintf("addr %q: port must be a number from 0 to 65535", c.Addr))
+	}
+	if c.DataDir == "" {
+		errs = append(errs, "data_dir is empty: set a directory for Stowage's data")
+	}
+	if c.Storage.Filesystem != nil && c.Storage.Memory != nil {
+		errs = append(errs, "storage: set exactly one of filesystem or memory")
+	}
+	if c.Storage.Filesystem == nil && c.Storage.Memory == nil {
+		c.Storage.Filesystem = &Filesystem{}
+	}
+	if fs := c.Storage.Filesystem; fs != nil {
+		if fs.Path == "" {
+			fs.Path = filepath.Join(c.DataDir, "storage")
+		}
+		if fs.Fsync == nil {
+			t := true
+			fs.Fsync = &t
+		}
+	}
+	if c.Database.SQLite == "" {
+		c.Database.SQLite = filepath.Join(c.DataDir, "stowage.db")
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		errs = append(errs, fmt.Sprintf("log.level %q: want debug, info, warn or error", c.Log.Level))
+	}
+	switch c.Log.Format {
+	case "text", "json":
+	default:
+		errs = append(errs, fmt.Sprintf("log.format %q: want text or json", c.Log.Format))
+	}
+	if c.ShutdownTimeout < 0 {
+		errs = append(errs, "shutdown_timeout must not be negative")
+	}
+	if len(errs) > 0 {
+		return errors.New("invalid configuration:\n  - " + strings.Join(errs, "\n  - "))
+	}
+	return nil
+}

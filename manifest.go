@@ -1,0 +1,204 @@
+package stowage
+
+import (
+	"bytes"
+	"encoding/json"
+	"mime"
+	"strconv"
+	"strings"
+
+	v1 "github.com/opencontainers/image-spec/specs-go/v1"
+)
+
+// Media types Stowage stores as manifests.
+const (
+	MediaTypeOCIManifest      = v1.MediaTypeImageManifest
+	MediaTypeOCIIndex         = v1.MediaTypeImageIndex
+	MediaTypeDockerManifest   = "application/vnd.docker.distribution.manifest.v2+json"
+	MediaTypeDockerList       = "application/vnd.docker.distribution.manifest.list.v2+json"
+	MaxManifestSize           = 4 << 20
+	mediaTypeDockerSchema1    = "application/vnd.docker.distribution.manifest.v1+json"
+	mediaTypeDockerSchema1Sig = "application/vnd.docker.distribution.manifest.v1+prettyjws"
+)
+
+// Descriptor is an OCI content descriptor.
+type Descriptor = v1.Descriptor
+
+// IsIndex reports whether a manifest media type is a list of manifests.
+func IsIndex(mediaType string) bool {
+	return mediaType == MediaTypeOCIIndex || mediaType == MediaTypeDockerList
+}
+
+// Manifest is a parsed, validated manifest: what Stowage needs to know of it.
+type Manifest struct {
+	MediaType    string
+	ArtifactType string // for the referrers API: artifactType, else the config's media type
+	Config       *Descriptor
+	Layers       []Descriptor
+	Manifests    []Descriptor
+	Subject      *Descriptor
+	Annotations  map[string]string
+}
+
+// References lists what the manifest needs present in its repository: its
+// config and layers (blobs) or its children (manifests). Layers that are
+// non-distributable (foreign) are never pushed, so they are not listed.
+func (m *Manifest) References() []ManifestRef {
+	var refs []ManifestRef
+	if m.Config != nil {
+		refs = append(refs, ManifestRef{Digest: m.Config.Digest, Kind: RefBlob})
+	}
+	for _, l := range m.Layers {
+		if nonDistributable(l.MediaType) {
+			continue
+		}
+		refs = append(refs, ManifestRef{Digest: l.Digest, Kind: RefBlob})
+	}
+	for _, c := range m.Manifests {
+		refs = append(refs, ManifestRef{Digest: c.Digest, Kind: RefManifest})
+	}
+	return refs
+}
+
+func nonDistributable(mediaType string) bool {
+	return strings.Contains(mediaType, "nondistributable") || strings.Contains(mediaType, "foreign")
+}
+
+// wireManifest is the union of the manifest formats Stowage accepts.
+type wireManifest struct {
+	SchemaVersion *int              `json:"schemaVersion"`
+	MediaType     string            `json:"mediaType"`
+	ArtifactType  string            `json:"artifactType"`
+	Config        *Descriptor       `json:"config"`
+	Layers        []Descriptor      `json:"layers"`
+	Manifests     []Descriptor      `json:"manifests"`
+	Subject       *Descriptor       `json:"subject"`
+	Annotations   map[string]string `json:"annotations"`
+}
+
+// ParseManifest validates a manifest body sent with the given Content-Type
+// and returns what it holds. Every failure is a MANIFEST_INVALID error that
+// says what is wrong.
+func ParseManifest(contentType string, body []byte) (*Manifest, error) {
+	if len(body) > MaxManifestSize {
+		return nil, Errorf(CodeManifestInvalid, "manifest is %d bytes; the limit is %d (4 MiB)", len(body), MaxManifestSize)
+	}
+	var w wireManifest
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if err := dec.Decode(&w); err != nil {
+		return nil, &Error{Code: CodeManifestInvalid, Message: "manifest is not valid JSON: " + err.Error(), Err: err}
+	}
+	if dec.More() {
+		return nil, Errorf(CodeManifestInvalid, "manifest has data after its JSON object")
+	}
+	if w.SchemaVersion == nil {
+		return nil, Errorf(CodeManifestInvalid, "manifest has no schemaVersion")
+	}
+	if *w.SchemaVersion != 2 {
+		return nil, Errorf(CodeManifestInvalid, "manifest schemaVersion %d is not supported: push an OCI or Docker schema 2 manifest", *w.SchemaVersion)
+	}
+	ct := ""
+	if contentType != "" {
+		if t, _, err := mime.ParseMediaType(contentType); err == nil {
+			ct = t
+		}
+	}
+	mt := w.MediaType
+	switch {
+	case mt != "" && ct != "" && ct != mt && !genericContentType(ct):
+		return nil, Errorf(CodeManifestInvalid, "manifest mediaType %q does not match the Content-Type %q it was sent with", mt, ct)
+	case mt == "" && ct != "" && !genericContentType(ct):
+		mt = ct
+	case mt == "":
+		if w.Manifests != nil {
+			mt = MediaTypeOCIIndex
+		} else {
+			mt = MediaTypeOCIManifest
+		}
+	}
+	m := &Manifest{MediaType: mt, ArtifactType: w.ArtifactType, Config: w.Config, Layers: w.Layers,
+		Manifests: w.Manifests, Subject: w.Subject, Annotations: w.Annotations}
+	switch mt {
+	case MediaTypeOCIManifest, MediaTypeDockerManifest:
+		if w.Config == nil {
+			return nil, Errorf(CodeManifestInvalid, "image manifest has no config descriptor")
+		}
+		if w.Manifests != nil {
+			return nil, Errorf(CodeManifestInvalid, "image manifest must not have a manifests list (is it an index?)")
+		}
+		if err := checkDescriptor("config", *w.Config); err != nil {
+			return nil, err
+		}
+		for i, l := range w.Layers {
+			if err := checkDescriptor("layers["+itoa(i)+"]", l); err != nil {
+				return nil, err
+			}
+		}
+		if m.ArtifactType == "" {
+			m.ArtifactType = w.Config.MediaType
+		}
+	case MediaTypeOCIIndex, MediaTypeDockerList:
+		if w.Manifests == nil {
+			return nil, Errorf(CodeManifestInvalid, "index has no manifests list")
+		}
+		if w.Config != nil || w.Layers != nil {
+			return nil, Errorf(CodeManifestInvalid, "index must not have config or layers (is it an image manifest?)")
+		}
+		for i, c := range w.Manifests {
+			if err := checkDescriptor("manifests["+itoa(i)+"]", c); err != nil {
+				return nil, err
+			}
+		}
+	case mediaTypeDockerSchema1, mediaTypeDockerSchema1Sig:
+		return nil, Errorf(CodeManifestInvalid, "Docker schema 1 manifests are deprecated and not supported: push schema 2 or OCI")
+	default:
+		return nil, Errorf(CodeManifestInvalid, "manifest media type %q is not supported: use %s, %s, %s or %s",
+			mt, MediaTypeOCIManifest, MediaTypeOCIIndex, MediaTypeDockerManifest, MediaTypeDockerList)
+	}
+	if w.Subject != nil {
+		if err := checkDescriptor("subject", *w.Subject); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
+// genericContentType is what some clients send when they do not set one.
+func genericContentType(ct string) bool {
+	return ct == "application/json" || ct == "application/octet-stream" || ct == "text/plain"
+}
+
+func checkDescriptor(where string, d Descriptor) error {
+	if err := d.Digest.Validate(); err != nil {
+		return &Error{Code: CodeManifestInvalid, Message: where + ": invalid digest " + quote(string(d.Digest)), Err: err}
+	}
+	if d.Size < 0 {
+		return Errorf(CodeManifestInvalid, "%s: negative size %d", where, d.Size)
+	}
+	if d.MediaType == "" {
+		return Errorf(CodeManifestInvalid, "%s: descriptor has no mediaType", where)
+	}
+	if d.Data != nil {
+		if int64(len(d.Data)) != d.Size {
+			return Errorf(CodeManifestInvalid, "%s: embedded data has %d bytes, the descriptor says %d", where, len(d.Data), d.Size)
+		}
+		if d.Digest.Algorithm().FromBytes(d.Data) != d.Digest {
+			return Errorf(CodeManifestInvalid, "%s: embedded data does not match digest %s", where, d.Digest)
+		}
+	}
+	return nil
+}
+
+// Index builds an OCI image index of descriptors (the referrers response).
+func Index(descs []Descriptor) ([]byte, error) {
+	if descs == nil {
+		descs = []Descriptor{}
+	}
+	return json.Marshal(struct {
+		SchemaVersion int          `json:"schemaVersion"`
+		MediaType     string       `json:"mediaType"`
+		Manifests     []Descriptor `json:"manifests"`
+	}{2, MediaTypeOCIIndex, descs})
+}
+
+func itoa(i int) string { return strconv.Itoa(i) }

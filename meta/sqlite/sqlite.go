@@ -1,0 +1,177 @@
+// Package sqlite implements stowage.DB on an embedded SQLite database through
+// modernc.org/sqlite, a pure-Go driver (no cgo).
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/url"
+	"runtime"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/stowage/stowage"
+	_ "modernc.org/sqlite" // registers the "sqlite" driver
+)
+
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+// DB is a stowage.DB on SQLite in WAL mode. Writes go through one connection
+// (SQLite has one writer anyway, and this avoids lock upgrades and busy
+// retries inside the process); reads use a pool and never block the writer.
+type DB struct {
+	rw *sql.DB
+	ro *sql.DB
+}
+
+var _ stowage.DB = (*DB)(nil)
+
+// Open opens (creating if needed) the database at path and applies pending
+// migrations. path ":memory:" gives a private in-memory database, for tests.
+func Open(ctx context.Context, path string) (*DB, error) {
+	if path == ":memory:" {
+		// One connection, so every statement sees the same in-memory database.
+		rw, err := sql.Open("sqlite", "file::memory:?_pragma=foreign_keys(0)")
+		if err != nil {
+			return nil, err
+		}
+		rw.SetMaxOpenConns(1)
+		db := &DB{rw: rw, ro: rw}
+		return db, db.migrate(ctx)
+	}
+	q := url.Values{}
+	for _, p := range []string{"journal_mode(WAL)", "busy_timeout(10000)", "synchronous(NORMAL)", "cache_size(-32000)"} {
+		q.Add("_pragma", p)
+	}
+	q.Set("_txlock", "immediate")
+	rw, err := sql.Open("sqlite", "file:"+path+"?"+q.Encode())
+	if err != nil {
+		return nil, fmt.Errorf("open metadata database %s: %w", path, err)
+	}
+	rw.SetMaxOpenConns(1)
+	rw.SetConnMaxIdleTime(0)
+	rq := url.Values{}
+	for _, p := range []string{"busy_timeout(10000)", "query_only(1)", "cache_size(-16000)"} {
+		rq.Add("_pragma", p)
+	}
+	ro, err := sql.Open("sqlite", "file:"+path+"?"+rq.Encode())
+	if err != nil {
+		rw.Close()
+		return nil, fmt.Errorf("open metadata database %s: %w", path, err)
+	}
+	n := max(4, 2*runtime.GOMAXPROCS(0))
+	ro.SetMaxOpenConns(n)
+	ro.SetMaxIdleConns(n)
+	db := &DB{rw: rw, ro: ro}
+	if err := db.migrate(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("metadata database %s: %w", path, err)
+	}
+	return db, nil
+}
+
+// Close closes the database.
+func (db *DB) Close() error {
+	err := db.rw.Close()
+	if db.ro != db.rw {
+		err = errors.Join(err, db.ro.Close())
+	}
+	return err
+}
+
+// migrate applies the embedded migrations that are newer than the database,
+// in order, one transaction each. A database newer than this binary is refused.
+func (db *DB) migrate(ctx context.Context) error {
+	if _, err := db.rw.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied INTEGER NOT NULL)`); err != nil {
+		return fmt.Errorf("create schema_migrations: %w", err)
+	}
+	var current int
+	if err := db.rw.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&current); err != nil {
+		return err
+	}
+	names, err := fs.Glob(migrations, "migrations/*.sql")
+	if err != nil {
+		return err
+	}
+	sort.Strings(names)
+	if current > len(names) {
+		return fmt.Errorf("database schema version %d is newer than this stowage binary understands (%d): upgrade stowage", current, len(names))
+	}
+	for i, name := range names {
+		version := i + 1
+		if version <= current {
+			continue
+		}
+		body, err := migrations.ReadFile(name)
+		if err != nil {
+			return err
+		}
+		tx, err := db.rw.BeginTx(ctx, nil)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, string(body)); err != nil {
+			tx.Rollback()
+			return fmt.Errorf("migration %s: %w", name, err)
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (version, applied) VALUES (?, ?)`, version, time.Now().UnixNano()); err != nil {
+			tx.Rollback()
+			return err
+		}
+		if err := tx.Commit(); err != nil {
+			return fmt.Errorf("migration %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// View runs fn in a read transaction on the reader pool.
+func (db *DB) View(ctx context.Context, fn func(stowage.Tx) error) error {
+	tx, err := db.ro.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("begin read: %w", err)
+	}
+	defer tx.Rollback()
+	return fn(&Tx{tx: tx, ctx: ctx})
+}
+
+// Update runs fn in a write transaction, retrying when the database is busy
+// (another process holding the write lock beyond busy_timeout).
+func (db *DB) Update(ctx context.Context, fn func(stowage.Tx) error) error {
+	const attempts = 5
+	var err error
+	for i := 0; i < attempts; i++ {
+		if err = db.update(ctx, fn); err == nil || !isBusy(err) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Duration(i+1) * 20 * time.Millisecond):
+		}
+	}
+	return err
+}
+
+func (db *DB) update(ctx context.Context, fn func(stowage.Tx) error) error {
+	tx, err := db.rw.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("begin write: %w", err)
+	}
+	if err := fn(&Tx{tx: tx, ctx: ctx}); err != nil {
+		tx.Rollback()
+		return err
+	}
+	return tx.Commit()
+}
+
+func isBusy(err error) bool {
+	s := err.Error()
+	return strings.Contains(s, "SQLITE_BUSY") || strings.Contains(s, "database is locked")
+}

@@ -1,0 +1,256 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"time"
+
+	"github.com/stowage/stowage"
+)
+
+// Tx implements stowage.Tx.
+type Tx struct {
+	tx  *sql.Tx
+	ctx context.Context
+}
+
+var _ stowage.Tx = (*Tx)(nil)
+
+func (t *Tx) exec(q string, args ...any) (sql.Result, error) {
+	return t.tx.ExecContext(t.ctx, q, args...)
+}
+func (t *Tx) row(q string, args ...any) *sql.Row { return t.tx.QueryRowContext(t.ctx, q, args...) }
+
+func notFound(err error) error {
+	if errors.Is(err, sql.ErrNoRows) {
+		return stowage.ErrNotFound
+	}
+	return err
+}
+
+func affected(res sql.Result, err error) error {
+	if err != nil {
+		return err
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return err
+	}
+	if n == 0 {
+		return stowage.ErrNotFound
+	}
+	return nil
+}
+
+func limitOf(n int) int {
+	if n <= 0 {
+		return -1 // SQLite: no limit
+	}
+	return n
+}
+
+func (t *Tx) strings(q string, args ...any) ([]string, error) {
+	rows, err := t.tx.QueryContext(t.ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var s string
+		if err := rows.Scan(&s); err != nil {
+			return nil, err
+		}
+		out = append(out, s)
+	}
+	return out, rows.Err()
+}
+
+// Repositories.
+
+func (t *Tx) CreateRepository(name string, now time.Time) error {
+	_, err := t.exec(`INSERT INTO repositories (name, created, updated) VALUES (?, ?, ?)
+		ON CONFLICT (name) DO UPDATE SET updated = excluded.updated`, name, now.UnixNano(), now.UnixNano())
+	return err
+}
+
+func (t *Tx) RepositoryExists(name string) (bool, error) {
+	var one int
+	err := t.row(`SELECT 1 FROM repositories WHERE name = ?`, name).Scan(&one)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+func (t *Tx) ListRepositories(after string, limit int) ([]string, error) {
+	return t.strings(`SELECT name FROM repositories WHERE name > ? ORDER BY name LIMIT ?`, after, limitOf(limit))
+}
+
+// Blobs.
+
+func (t *Tx) PutBlob(b stowage.BlobRecord) error {
+	_, err := t.exec(`INSERT INTO blobs (digest, size, created) VALUES (?, ?, ?) ON CONFLICT (digest) DO NOTHING`,
+		string(b.Digest), b.Size, b.Created.UnixNano())
+	return err
+}
+
+func (t *Tx) GetBlob(d stowage.Digest) (stowage.BlobRecord, error) {
+	b := stowage.BlobRecord{Digest: d}
+	var created int64
+	err := t.row(`SELECT size, created FROM blobs WHERE digest = ?`, string(d)).Scan(&b.Size, &created)
+	b.Created = time.Unix(0, created)
+	return b, notFound(err)
+}
+
+func (t *Tx) LinkBlob(repo string, d stowage.Digest, now time.Time) error {
+	_, err := t.exec(`INSERT INTO repository_blobs (repo, digest, created) VALUES (?, ?, ?) ON CONFLICT DO NOTHING`,
+		repo, string(d), now.UnixNano())
+	return err
+}
+
+func (t *Tx) UnlinkBlob(repo string, d stowage.Digest) error {
+	return affected(t.exec(`DELETE FROM repository_blobs WHERE repo = ? AND digest = ?`, repo, string(d)))
+}
+
+func (t *Tx) RepositoryBlob(repo string, d stowage.Digest) (stowage.BlobRecord, error) {
+	b := stowage.BlobRecord{Digest: d}
+	var created int64
+	err := t.row(`SELECT b.size, b.created FROM repository_blobs rb JOIN blobs b ON b.digest = rb.digest
+		WHERE rb.repo = ? AND rb.digest = ?`, repo, string(d)).Scan(&b.Size, &created)
+	b.Created = time.Unix(0, created)
+	return b, notFound(err)
+}
+
+// Manifests.
+
+func (t *Tx) PutManifest(m stowage.ManifestRecord, refs []stowage.ManifestRef) error {
+	var ann string
+	if len(m.Annotations) > 0 {
+		b, err := json.Marshal(m.Annotations)
+		if err != nil {
+			return err
+		}
+		ann = string(b)
+	}
+	if _, err := t.exec(`INSERT INTO manifests (repo, digest, media_type, artifact_type, size, subject, annotations, created)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (repo, digest) DO UPDATE SET media_type = excluded.media_type, artifact_type = excluded.artifact_type,
+			size = excluded.size, subject = excluded.subject, annotations = excluded.annotations`,
+		m.Repo, string(m.Digest), m.MediaType, m.ArtifactType, m.Size, string(m.Subject), ann, m.Created.UnixNano()); err != nil {
+		return err
+	}
+	if _, err := t.exec(`DELETE FROM manifest_references WHERE repo = ? AND parent = ?`, m.Repo, string(m.Digest)); err != nil {
+		return err
+	}
+	for _, r := range refs {
+		if _, err := t.exec(`INSERT INTO manifest_references (repo, parent, child, kind) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING`,
+			m.Repo, string(m.Digest), string(r.Digest), string(r.Kind)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+const manifestColumns = `repo, digest, media_type, artifact_type, size, subject, annotations, created`
+
+func scanManifest(scan func(...any) error) (stowage.ManifestRecord, error) {
+	var m stowage.ManifestRecord
+	var digest, subject, ann string
+	var created int64
+	if err := scan(&m.Repo, &digest, &m.MediaType, &m.ArtifactType, &m.Size, &subject, &ann, &created); err != nil {
+		return m, notFound(err)
+	}
+	m.Digest, m.Subject, m.Created = stowage.Digest(digest), stowage.Digest(subject), time.Unix(0, created)
+	if ann != "" {
+		if err := json.Unmarshal([]byte(ann), &m.Annotations); err != nil {
+			return m, err
+		}
+	}
+	return m, nil
+}
+
+func (t *Tx) GetManifest(repo string, d stowage.Digest) (stowage.ManifestRecord, error) {
+	return scanManifest(t.row(`SELECT `+manifestColumns+` FROM manifests WHERE repo = ? AND digest = ?`, repo, string(d)).Scan)
+}
+
+func (t *Tx) DeleteManifest(repo string, d stowage.Digest) error {
+	if err := affected(t.exec(`DELETE FROM manifests WHERE repo = ? AND digest = ?`, repo, string(d))); err != nil {
+		return err
+	}
+	_, err := t.exec(`DELETE FROM manifest_references WHERE repo = ? AND parent = ?`, repo, string(d))
+	return err
+}
+
+func (t *Tx) Referrers(repo string, subject stowage.Digest) ([]stowage.ManifestRecord, error) {
+	rows, err := t.tx.QueryContext(t.ctx, `SELECT `+manifestColumns+` FROM manifests WHERE repo = ? AND subject = ? ORDER BY digest`,
+		repo, string(subject))
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []stowage.ManifestRecord
+	for rows.Next() {
+		m, err := scanManifest(rows.Scan)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, m)
+	}
+	return out, rows.Err()
+}
+
+// Tags.
+
+func (t *Tx) PutTag(repo, tag string, d stowage.Digest, now time.Time) error {
+	_, err := t.exec(`INSERT INTO tags (repo, name, digest, updated) VALUES (?, ?, ?, ?)
+		ON CONFLICT (repo, name) DO UPDATE SET digest = excluded.digest, updated = excluded.updated`,
+		repo, tag, string(d), now.UnixNano())
+	return err
+}
+
+func (t *Tx) GetTag(repo, tag string) (stowage.Digest, error) {
+	var d string
+	err := t.row(`SELECT digest FROM tags WHERE repo = ? AND name = ?`, repo, tag).Scan(&d)
+	return stowage.Digest(d), notFound(err)
+}
+
+func (t *Tx) ListTags(repo, after string, limit int) ([]string, error) {
+	return t.strings(`SELECT name FROM tags WHERE repo = ? AND name > ? ORDER BY name LIMIT ?`, repo, after, limitOf(limit))
+}
+
+func (t *Tx) TagsOf(repo string, d stowage.Digest) ([]string, error) {
+	return t.strings(`SELECT name FROM tags WHERE repo = ? AND digest = ? ORDER BY name`, repo, string(d))
+}
+
+func (t *Tx) DeleteTag(repo, tag string) error {
+	return affected(t.exec(`DELETE FROM tags WHERE repo = ? AND name = ?`, repo, tag))
+}
+
+// Uploads.
+
+func (t *Tx) PutUpload(u stowage.UploadRecord) error {
+	_, err := t.exec(`INSERT INTO uploads (id, repo, size, hash_state, chunks, started, updated) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+		u.ID, u.Repo, u.Size, u.HashState, u.Chunks, u.Started.UnixNano(), u.Updated.UnixNano())
+	return err
+}
+
+func (t *Tx) AdvanceUpload(u stowage.UploadRecord, fromSize int64) error {
+	return affected(t.exec(`UPDATE uploads SET size = ?, hash_state = ?, chunks = ?, updated = ? WHERE id = ? AND size = ?`,
+		u.Size, u.HashState, u.Chunks, u.Updated.UnixNano(), u.ID, fromSize))
+}
+
+func (t *Tx) GetUpload(id string) (stowage.UploadRecord, error) {
+	u := stowage.UploadRecord{ID: id}
+	var started, updated int64
+	err := t.row(`SELECT repo, size, hash_state, chunks, started, updated FROM uploads WHERE id = ?`, id).
+		Scan(&u.Repo, &u.Size, &u.HashState, &u.Chunks, &started, &updated)
+	u.Started, u.Updated = time.Unix(0, started), time.Unix(0, updated)
+	return u, notFound(err)
+}
+
+func (t *Tx) DeleteUpload(id string) error {
+	return affected(t.exec(`DELETE FROM uploads WHERE id = ?`, id))
+}

@@ -1,0 +1,484 @@
+package ociapi
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"github.com/stowage/stowage"
+)
+
+// Handler serves /v2/. Each endpoint parses its request, calls the engine
+// and returns an error; ServeHTTP writes errors in one place.
+type Handler struct {
+	reg *stowage.Registry
+	log *slog.Logger
+}
+
+// New returns the /v2/ handler.
+func New(reg *stowage.Registry, log *slog.Logger) *Handler {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Handler{reg: reg, log: log}
+}
+
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Docker-Distribution-API-Version", "registry/2.0")
+	if err := h.serve(w, r); err != nil {
+		h.writeError(w, r, err)
+	}
+}
+
+func methodNotAllowed(r *http.Request) error {
+	return stowage.Errorf(stowage.CodeUnsupported, "%s is not supported on %s", r.Method, trunc(r.URL.Path))
+}
+
+func (h *Handler) serve(w http.ResponseWriter, r *http.Request) error {
+	rt, err := ParseRoute(r.URL.Path)
+	if err != nil {
+		return err
+	}
+	ctx := r.Context()
+	switch rt.Kind {
+	case KindBase:
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			return methodNotAllowed(r)
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Content-Length", "2")
+		if r.Method == http.MethodGet {
+			io.WriteString(w, "{}")
+		}
+		return nil
+	case KindCatalog:
+		if r.Method != http.MethodGet {
+			return methodNotAllowed(r)
+		}
+		return h.catalog(ctx, w, r)
+	case KindTags:
+		if r.Method != http.MethodGet {
+			return methodNotAllowed(r)
+		}
+		return h.tags(ctx, w, r, rt)
+	case KindManifest:
+		switch r.Method {
+		case http.MethodGet, http.MethodHead:
+			return h.getManifest(ctx, w, r, rt)
+		case http.MethodPut:
+			return h.putManifest(ctx, w, r, rt)
+		case http.MethodDelete:
+			if err := h.reg.DeleteManifest(ctx, rt.Name, rt.Ref); err != nil {
+				return err
+			}
+			w.WriteHeader(http.StatusAccepted)
+			return nil
+		}
+	case KindBlob:
+		switch r.Method {
+		case http.MethodGet, http.MethodHead:
+			return h.getBlob(ctx, w, r, rt)
+		case http.MethodDelete:
+			if err := h.reg.DeleteBlob(ctx, rt.Name, rt.Digest); err != nil {
+				return err
+			}
+			w.WriteHeader(http.StatusAccepted)
+			return nil
+		}
+	case KindUploadStart:
+		if r.Method == http.MethodPost {
+			return h.startUpload(ctx, w, r, rt)
+		}
+	case KindUpload:
+		switch r.Method {
+		case http.MethodGet:
+			u, err := h.reg.GetUpload(ctx, rt.Name, rt.UploadID)
+			if err != nil {
+				return err
+			}
+			uploadHeaders(w, u)
+			w.WriteHeader(http.StatusNoContent)
+			return nil
+		case http.MethodPatch:
+			return h.patchUpload(ctx, w, r, rt)
+		case http.MethodPut:
+			return h.finishUpload(ctx, w, r, rt)
+		case http.MethodDelete:
+			if err := h.reg.CancelUpload(ctx, rt.Name, rt.UploadID); err != nil {
+				return err
+			}
+			w.WriteHeader(http.StatusNoContent)
+			return nil
+		}
+	case KindReferrers:
+		if r.Method == http.MethodGet {
+			return h.referrers(ctx, w, r, rt)
+		}
+	}
+	return methodNotAllowed(r)
+}
+
+// ---- blobs ----
+
+func (h *Handler) getBlob(ctx context.Context, w http.ResponseWriter, r *http.Request, rt Route) error {
+	if r.Method == http.MethodHead {
+		b, err := h.reg.StatBlob(ctx, rt.Name, rt.Digest)
+		if err != nil {
+			return err
+		}
+		blobHeaders(w, b)
+		w.Header().Set("Content-Length", strconv.FormatInt(b.Size, 10))
+		w.WriteHeader(http.StatusOK)
+		return nil
+	}
+	b, err := h.reg.StatBlob(ctx, rt.Name, rt.Digest)
+	if err != nil {
+		return err
+	}
+	start, length, status := int64(0), b.Size, http.StatusOK
+	if rh := r.Header.Get("Range"); rh != "" {
+		var ok bool
+		if start, length, ok = ParseRange(rh, b.Size); !ok {
+			w.Header().Set("Content-Range", "bytes */"+strconv.FormatInt(b.Size, 10))
+			return stowage.Errorf(stowage.CodeRangeInvalid, "range %q cannot be served from a blob of %d bytes", trunc(rh), b.Size)
+		}
+		status = http.StatusPartialContent
+		w.Header().Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", start, start+length-1, b.Size))
+	}
+	rc, _, err := h.reg.OpenBlob(ctx, rt.Name, rt.Digest, start)
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	blobHeaders(w, b)
+	w.Header().Set("Content-Length", strconv.FormatInt(length, 10))
+	w.WriteHeader(status)
+	// An *os.File under a LimitedReader goes out with sendfile(2).
+	if n, err := io.CopyN(w, rc, length); err != nil && ctx.Err() == nil {
+		h.log.Warn("blob send failed", "repo", rt.Name, "digest", rt.Digest, "sent", n, "err", err)
+	}
+	return nil
+}
+
+func blobHeaders(w http.ResponseWriter, b stowage.BlobRecord) {
+	hd := w.Header()
+	hd.Set("Content-Type", "application/octet-stream")
+	hd.Set("Docker-Content-Digest", string(b.Digest))
+	hd.Set("Accept-Ranges", "bytes")
+	hd.Set("ETag", `"`+string(b.Digest)+`"`)
+	hd.Set("Cache-Control", "max-age=31536000")
+}
+
+// ---- uploads ----
+
+func (h *Handler) startUpload(ctx context.Context, w http.ResponseWriter, r *http.Request, rt Route) error {
+	q := r.URL.Query()
+	if m := q.Get("mount"); m != "" {
+		d, err := stowage.ParseDigest(m)
+		if err != nil {
+			return err
+		}
+		if from := q.Get("from"); from == "" || stowage.ValidateName(from) == nil {
+			b, ok, err := h.reg.MountBlob(ctx, rt.Name, from, d)
+			if err != nil {
+				return err
+			}
+			if ok {
+				blobCreated(w, rt.Name, b.Digest)
+				return nil
+			}
+		}
+		// Not mountable: fall through to a regular upload, as the spec asks.
+	} else if ds := q.Get("digest"); ds != "" {
+		d, err := stowage.ParseDigest(ds)
+		if err != nil {
+			return err
+		}
+		b, err := h.reg.PutBlob(ctx, rt.Name, d, r.Body, r.ContentLength)
+		if err != nil {
+			return err
+		}
+		blobCreated(w, rt.Name, b.Digest)
+		return nil
+	}
+	u, err := h.reg.StartUpload(ctx, rt.Name)
+	if err != nil {
+		return err
+	}
+	uploadHeaders(w, u)
+	w.Header().Set("Content-Length", "0")
+	w.WriteHeader(http.StatusAccepted)
+	return nil
+}
+
+func (h *Handler) patchUpload(ctx context.Context, w http.ResponseWriter, r *http.Request, rt Route) error {
+	start, length, err := chunkRange(r)
+	if err != nil {
+		return err
+	}
+	u, err := h.reg.WriteUpload(ctx, rt.Name, rt.UploadID, start, length, r.Body)
+	if err != nil {
+		if stowage.ErrorCodeOf(err) == stowage.CodeRangeInvalid {
+			// Tell the client where to resume.
+			if cur, e := h.reg.GetUpload(ctx, rt.Name, rt.UploadID); e == nil {
+				uploadHeaders(w, cur)
+			}
+		}
+		return err
+	}
+	uploadHeaders(w, u)
+	w.Header().Set("Content-Length", "0")
+	w.WriteHeader(http.StatusAccepted)
+	return nil
+}
+
+// chunkRange reads Content-Range and Content-Length of a chunk: start is -1
+// when the client did not say where the chunk begins, length -1 when unknown.
+func chunkRange(r *http.Request) (start, length int64, err error) {
+	start, length = -1, r.ContentLength
+	if cr := r.Header.Get("Content-Range"); cr != "" {
+		s, n, ok := ParseContentRange(cr)
+		if !ok {
+			return 0, 0, stowage.Errorf(stowage.CodeRangeInvalid, "invalid Content-Range %q: want <start>-<end>", trunc(cr))
+		}
+		if length >= 0 && length != n {
+			return 0, 0, stowage.Errorf(stowage.CodeRangeInvalid, "Content-Range %q says %d bytes but Content-Length is %d", trunc(cr), n, length)
+		}
+		start, length = s, n
+	}
+	return start, length, nil
+}
+
+func (h *Handler) finishUpload(ctx context.Context, w http.ResponseWriter, r *http.Request, rt Route) error {
+	ds := r.URL.Query().Get("digest")
+	if ds == "" {
+		return stowage.Errorf(stowage.CodeDigestInvalid, "the final PUT of an upload needs a digest query parameter (?digest=sha256:…)")
+	}
+	d, err := stowage.ParseDigest(ds)
+	if err != nil {
+		return err
+	}
+	start, length, err := chunkRange(r)
+	if err != nil {
+		return err
+	}
+	b, err := h.reg.FinishUpload(ctx, rt.Name, rt.UploadID, d, start, length, r.Body)
+	if err != nil {
+		return err
+	}
+	blobCreated(w, rt.Name, b.Digest)
+	return nil
+}
+
+func blobCreated(w http.ResponseWriter, name string, d stowage.Digest) {
+	hd := w.Header()
+	hd.Set("Location", "/v2/"+name+"/blobs/"+string(d))
+	hd.Set("Docker-Content-Digest", string(d))
+	hd.Set("Content-Length", "0")
+	w.WriteHeader(http.StatusCreated)
+}
+
+func uploadHeaders(w http.ResponseWriter, u stowage.UploadRecord) {
+	hd := w.Header()
+	hd.Set("Location", "/v2/"+u.Repo+"/blobs/uploads/"+u.ID)
+	hd.Set("Docker-Upload-UUID", u.ID)
+	end := u.Size - 1
+	if end < 0 {
+		end = 0
+	}
+	hd.Set("Range", "0-"+strconv.FormatInt(end, 10))
+}
+
+// ---- manifests ----
+
+func (h *Handler) getManifest(ctx context.Context, w http.ResponseWriter, r *http.Request, rt Route) error {
+	m, body, err := h.reg.GetManifest(ctx, rt.Name, rt.Ref)
+	if err != nil {
+		return err
+	}
+	hd := w.Header()
+	hd.Set("Content-Type", m.MediaType)
+	hd.Set("Docker-Content-Digest", string(m.Digest))
+	hd.Set("ETag", `"`+string(m.Digest)+`"`)
+	hd.Set("Content-Length", strconv.Itoa(len(body)))
+	if inm := r.Header.Get("If-None-Match"); inm != "" && strings.Contains(inm, string(m.Digest)) {
+		w.WriteHeader(http.StatusNotModified)
+		return nil
+	}
+	w.WriteHeader(http.StatusOK)
+	if r.Method == http.MethodGet {
+		w.Write(body)
+	}
+	return nil
+}
+
+func (h *Handler) putManifest(ctx context.Context, w http.ResponseWriter, r *http.Request, rt Route) error {
+	if r.ContentLength > stowage.MaxManifestSize {
+		return stowage.Errorf(stowage.CodeManifestInvalid, "manifest is %d bytes; the limit is %d (4 MiB)", r.ContentLength, stowage.MaxManifestSize)
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, stowage.MaxManifestSize+1))
+	if err != nil {
+		return &stowage.Error{Code: stowage.CodeManifestInvalid, Message: "could not read the manifest body", Err: err}
+	}
+	var tags []string
+	for _, t := range r.URL.Query()["tag"] {
+		if err := stowage.ValidateTag(t); err != nil {
+			return err
+		}
+		tags = append(tags, t)
+	}
+	res, err := h.reg.PutManifest(ctx, rt.Name, rt.Ref, r.Header.Get("Content-Type"), body, tags)
+	if err != nil {
+		return err
+	}
+	hd := w.Header()
+	hd.Set("Location", "/v2/"+rt.Name+"/manifests/"+string(res.Digest))
+	hd.Set("Docker-Content-Digest", string(res.Digest))
+	if res.Subject != "" {
+		hd.Set("OCI-Subject", string(res.Subject))
+	}
+	for _, t := range tags {
+		hd.Add("OCI-Tag", t)
+	}
+	hd.Set("Content-Length", "0")
+	w.WriteHeader(http.StatusCreated)
+	return nil
+}
+
+func (h *Handler) referrers(ctx context.Context, w http.ResponseWriter, r *http.Request, rt Route) error {
+	at := r.URL.Query().Get("artifactType")
+	descs, err := h.reg.Referrers(ctx, rt.Name, rt.Digest, at)
+	if err != nil {
+		return err
+	}
+	body, err := stowage.Index(descs)
+	if err != nil {
+		return err
+	}
+	if at != "" {
+		w.Header().Set("OCI-Filters-Applied", "artifactType")
+	}
+	w.Header().Set("Content-Type", stowage.MediaTypeOCIIndex)
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+	w.Write(body)
+	return nil
+}
+
+// ---- listings ----
+
+// page reads n and last; n < 0 means "all".
+func page(r *http.Request) (n int, last string, err error) {
+	q := r.URL.Query()
+	n = -1
+	if s := q.Get("n"); s != "" {
+		v, err := strconv.Atoi(s)
+		if err != nil || v < 0 {
+			return 0, "", stowage.Errorf(stowage.CodeUnsupported, "invalid n=%q: want a non-negative number", trunc(s))
+		}
+		n = v
+	}
+	return n, q.Get("last"), nil
+}
+
+// list fetches one page plus one item, to know whether a next page exists,
+// and sets the Link header for it.
+func list(w http.ResponseWriter, r *http.Request, fetch func(last string, n int) ([]string, error)) ([]string, error) {
+	n, last, err := page(r)
+	if err != nil {
+		return nil, err
+	}
+	if n == 0 {
+		return []string{}, nil
+	}
+	limit := -1
+	if n > 0 {
+		limit = n + 1
+	}
+	items, err := fetch(last, limit)
+	if err != nil {
+		return nil, err
+	}
+	if n > 0 && len(items) > n {
+		items = items[:n]
+		q := url.Values{"n": {strconv.Itoa(n)}, "last": {items[n-1]}}
+		w.Header().Set("Link", fmt.Sprintf(`<%s?%s>; rel="next"`, r.URL.Path, q.Encode()))
+	}
+	if items == nil {
+		items = []string{}
+	}
+	return items, nil
+}
+
+func (h *Handler) tags(ctx context.Context, w http.ResponseWriter, r *http.Request, rt Route) error {
+	tags, err := list(w, r, func(last string, n int) ([]string, error) { return h.reg.ListTags(ctx, rt.Name, last, n) })
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, struct {
+		Name string   `json:"name"`
+		Tags []string `json:"tags"`
+	}{rt.Name, tags})
+}
+
+func (h *Handler) catalog(ctx context.Context, w http.ResponseWriter, r *http.Request) error {
+	names, err := list(w, r, func(last string, n int) ([]string, error) { return h.reg.Catalog(ctx, last, n) })
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, struct {
+		Repositories []string `json:"repositories"`
+	}{names})
+}
+
+func writeJSON(w http.ResponseWriter, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
+	_, err = w.Write(b)
+	return err
+}
+
+// ---- errors ----
+
+type wireError struct {
+	Code    stowage.ErrorCode `json:"code"`
+	Message string            `json:"message"`
+	Detail  any               `json:"detail,omitempty"`
+}
+
+// writeError is the one place errors become responses: the code decides the
+// status from the table in stowage; errors that are not *stowage.Error are
+// logged and shown as a generic failure.
+func (h *Handler) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	var e *stowage.Error
+	if !errors.As(err, &e) {
+		if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
+			return // the client went away
+		}
+		h.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+		e = &stowage.Error{Code: stowage.CodeInternal, Message: "internal error; the server log has the details"}
+	} else if e.Err != nil {
+		h.log.Debug("request refused", "method", r.Method, "path", r.URL.Path, "code", e.Code, "err", e.Err)
+	}
+	body, _ := json.Marshal(struct {
+		Errors []wireError `json:"errors"`
+	}{[]wireError{{e.Code, e.Message, e.Detail}}})
+	hd := w.Header()
+	hd.Del("Docker-Content-Digest")
+	hd.Set("Content-Type", "application/json")
+	hd.Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(e.Code.HTTPStatus())
+	if r.Method != http.MethodHead {
+		w.Write(body)
+	}
+}

@@ -1,0 +1,282 @@
+package stowage
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"sync"
+
+	"github.com/opencontainers/go-digest"
+)
+
+func manifestUnknown(repo string, ref Reference) error {
+	return Errorf(CodeManifestUnknown, "manifest %s is not in repository %s", ref, repo)
+}
+
+func nameUnknown(repo string) error {
+	return Errorf(CodeNameUnknown, "repository %s does not exist", repo)
+}
+
+// PutManifestResult is what a manifest push produced.
+type PutManifestResult struct {
+	Digest  Digest
+	Subject Digest // "" when the manifest has none
+}
+
+// PutManifest validates and stores a manifest in repo, and tags it when ref
+// is a tag, plus any extra tags. Every blob and child manifest it references
+// must already be in repo. The check, the manifest row, its references and
+// the tags are one transaction.
+func (r *Registry) PutManifest(ctx context.Context, repo string, ref Reference, contentType string, body []byte, tags []string) (PutManifestResult, error) {
+	alg := digest.Canonical
+	if ref.IsDigest() {
+		alg = ref.Digest.Algorithm()
+		if err := checkAlgorithm(ref.Digest); err != nil {
+			return PutManifestResult{}, err
+		}
+	}
+	d := alg.FromBytes(body)
+	if ref.IsDigest() && d != ref.Digest {
+		return PutManifestResult{}, Errorf(CodeDigestInvalid, "manifest body has digest %s, not the %s in the URL", d, ref.Digest)
+	}
+	m, err := ParseManifest(contentType, body)
+	if err != nil {
+		return PutManifestResult{}, err
+	}
+	if !ref.IsDigest() {
+		tags = append([]string{ref.Tag}, tags...)
+	}
+	refs := m.References()
+
+	// 1. Store the bytes (content-addressed, so rewriting is harmless and the
+	// DB never points at missing content).
+	stored, err := r.blobStored(ctx, d)
+	if err != nil {
+		return PutManifestResult{}, err
+	}
+	if !stored {
+		if err := r.store.Put(ctx, BlobKey(d), bytes.NewReader(body), int64(len(body))); err != nil {
+			return PutManifestResult{}, fmt.Errorf("store manifest: %w", err)
+		}
+	}
+	r.manifests.put(d, body)
+
+	// 2. Check references, record the manifest and its tags, atomically.
+	now := r.now()
+	rec := ManifestRecord{Repo: repo, Digest: d, MediaType: m.MediaType, ArtifactType: m.ArtifactType,
+		Size: int64(len(body)), Annotations: m.Annotations, Created: now}
+	if m.Subject != nil {
+		rec.Subject = m.Subject.Digest
+	}
+	err = r.db.Update(ctx, func(tx Tx) error {
+		for _, ref := range refs {
+			var err error
+			if ref.Kind == RefManifest {
+				_, err = tx.GetManifest(repo, ref.Digest)
+			} else {
+				_, err = tx.RepositoryBlob(repo, ref.Digest)
+			}
+			if errors.Is(err, ErrNotFound) {
+				what := "blob"
+				if ref.Kind == RefManifest {
+					what = "manifest"
+				}
+				return &Error{Code: CodeManifestBlobUnknown,
+					Message: fmt.Sprintf("manifest references %s %s, which is not in repository %s: push it first", what, ref.Digest, repo),
+					Detail:  map[string]string{"digest": string(ref.Digest)}}
+			}
+			if err != nil {
+				return err
+			}
+		}
+		if err := tx.CreateRepository(repo, now); err != nil {
+			return err
+		}
+		if err := tx.PutBlob(BlobRecord{Digest: d, Size: int64(len(body)), Created: now}); err != nil {
+			return err
+		}
+		if err := tx.PutManifest(rec, refs); err != nil {
+			return err
+		}
+		for _, t := range tags {
+			if err := tx.PutTag(repo, t, d, now); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return PutManifestResult{}, err
+	}
+	return PutManifestResult{Digest: d, Subject: rec.Subject}, nil
+}
+
+// ResolveManifest finds the manifest a tag or digest names in repo.
+func (r *Registry) ResolveManifest(ctx context.Context, repo string, ref Reference) (ManifestRecord, error) {
+	var m ManifestRecord
+	err := r.db.View(ctx, func(tx Tx) error {
+		d := ref.Digest
+		if !ref.IsDigest() {
+			var err error
+			if d, err = tx.GetTag(repo, ref.Tag); err != nil {
+				return err
+			}
+		}
+		var err error
+		m, err = tx.GetManifest(repo, d)
+		return err
+	})
+	if errors.Is(err, ErrNotFound) {
+		return m, manifestUnknown(repo, ref)
+	}
+	return m, err
+}
+
+// GetManifest returns a manifest's record and bytes.
+func (r *Registry) GetManifest(ctx context.Context, repo string, ref Reference) (ManifestRecord, []byte, error) {
+	m, err := r.ResolveManifest(ctx, repo, ref)
+	if err != nil {
+		return m, nil, err
+	}
+	if b, ok := r.manifests.get(m.Digest); ok {
+		return m, b, nil
+	}
+	rc, err := r.store.Open(ctx, BlobKey(m.Digest), 0)
+	if err != nil {
+		if IsNotExist(err) {
+			r.log.Error("manifest recorded in the database is missing from storage", "digest", m.Digest, "repo", repo)
+		}
+		return m, nil, fmt.Errorf("read manifest %s: %w", m.Digest, err)
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(io.LimitReader(rc, MaxManifestSize+1))
+	if err != nil {
+		return m, nil, fmt.Errorf("read manifest %s: %w", m.Digest, err)
+	}
+	if m.Digest.Algorithm().FromBytes(b) != m.Digest {
+		return m, nil, Errorf(CodeInternal, "stored manifest %s is corrupt; run stowage fsck", m.Digest)
+	}
+	r.manifests.put(m.Digest, b)
+	return m, b, nil
+}
+
+// DeleteManifest deletes by reference, as the OCI API does: a tag reference
+// removes only the tag; a digest reference removes the manifest and every tag
+// pointing at it.
+func (r *Registry) DeleteManifest(ctx context.Context, repo string, ref Reference) error {
+	err := r.db.Update(ctx, func(tx Tx) error {
+		if !ref.IsDigest() {
+			return tx.DeleteTag(repo, ref.Tag)
+		}
+		tags, err := tx.TagsOf(repo, ref.Digest)
+		if err != nil {
+			return err
+		}
+		for _, t := range tags {
+			if err := tx.DeleteTag(repo, t); err != nil {
+				return err
+			}
+		}
+		return tx.DeleteManifest(repo, ref.Digest)
+	})
+	if errors.Is(err, ErrNotFound) {
+		return manifestUnknown(repo, ref)
+	}
+	return err
+}
+
+// Referrers returns descriptors of the manifests in repo whose subject is d,
+// optionally only those of one artifact type.
+func (r *Registry) Referrers(ctx context.Context, repo string, d Digest, artifactType string) ([]Descriptor, error) {
+	var recs []ManifestRecord
+	err := r.db.View(ctx, func(tx Tx) (err error) {
+		recs, err = tx.Referrers(repo, d)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	descs := make([]Descriptor, 0, len(recs))
+	for _, m := range recs {
+		if artifactType != "" && m.ArtifactType != artifactType {
+			continue
+		}
+		descs = append(descs, Descriptor{MediaType: m.MediaType, Digest: m.Digest, Size: m.Size,
+			ArtifactType: m.ArtifactType, Annotations: m.Annotations})
+	}
+	return descs, nil
+}
+
+// ListTags returns up to n tags of repo after last (n <= 0: all).
+func (r *Registry) ListTags(ctx context.Context, repo, last string, n int) ([]string, error) {
+	var tags []string
+	err := r.db.View(ctx, func(tx Tx) error {
+		ok, err := tx.RepositoryExists(repo)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return nameUnknown(repo)
+		}
+		tags, err = tx.ListTags(repo, last, n)
+		return err
+	})
+	return tags, err
+}
+
+// Catalog returns up to n repository names after last (n <= 0: all).
+func (r *Registry) Catalog(ctx context.Context, last string, n int) ([]string, error) {
+	var names []string
+	err := r.db.View(ctx, func(tx Tx) (err error) {
+		names, err = tx.ListRepositories(last, n)
+		return err
+	})
+	return names, err
+}
+
+// contentCache keeps immutable content by digest, bounded in bytes. Entries
+// are never stale, so it is safe across nodes; eviction is random, which is
+// good enough for manifests and costs no bookkeeping on reads.
+type contentCache struct {
+	mu    sync.RWMutex
+	max   int64
+	size  int64
+	items map[Digest][]byte
+}
+
+func newContentCache(max int64) *contentCache {
+	return &contentCache{max: max, items: map[Digest][]byte{}}
+}
+
+func (c *contentCache) get(d Digest) ([]byte, bool) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	b, ok := c.items[d]
+	return b, ok
+}
+
+func (c *contentCache) put(d Digest, b []byte) {
+	if c.max < 0 || int64(len(b)) > c.max/16 {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.items[d]; ok {
+		return
+	}
+	for k, v := range c.items {
+		if c.size+int64(len(b)) <= c.max {
+			break
+		}
+		delete(c.items, k)
+		c.size -= int64(len(v))
+	}
+	c.items[d] = b
+	c.size += int64(len(b))
+}
+
+func sortStrings(s []string) { sort.Strings(s) }
+
