@@ -101,7 +101,7 @@ func (t *Tx) GetBlob(d stowage.Digest) (stowage.BlobRecord, error) {
 	b := stowage.BlobRecord{Digest: d}
 	var created int64
 	err := t.row(`SELECT size, created FROM blobs WHERE digest = ?`, string(d)).Scan(&b.Size, &created)
-	b.Created = time.Unix(0, created)
+	b.Created = ts(created)
 	return b, notFound(err)
 }
 
@@ -120,7 +120,7 @@ func (t *Tx) RepositoryBlob(repo string, d stowage.Digest) (stowage.BlobRecord, 
 	var created int64
 	err := t.row(`SELECT b.size, b.created FROM repository_blobs rb JOIN blobs b ON b.digest = rb.digest
 		WHERE rb.repo = ? AND rb.digest = ?`, repo, string(d)).Scan(&b.Size, &created)
-	b.Created = time.Unix(0, created)
+	b.Created = ts(created)
 	return b, notFound(err)
 }
 
@@ -163,7 +163,7 @@ func scanManifest(scan func(...any) error) (stowage.ManifestRecord, error) {
 	if err := scan(&m.Repo, &digest, &m.MediaType, &m.ArtifactType, &m.Size, &subject, &ann, &created); err != nil {
 		return m, notFound(err)
 	}
-	m.Digest, m.Subject, m.Created = stowage.Digest(digest), stowage.Digest(subject), time.Unix(0, created)
+	m.Digest, m.Subject, m.Created = stowage.Digest(digest), stowage.Digest(subject), ts(created)
 	if ann != "" {
 		if err := json.Unmarshal([]byte(ann), &m.Annotations); err != nil {
 			return m, err
@@ -247,10 +247,13 @@ func (t *Tx) GetUpload(id string) (stowage.UploadRecord, error) {
 	var started, updated int64
 	err := t.row(`SELECT repo, size, hash_state, chunks, started, updated FROM uploads WHERE id = ?`, id).
 		Scan(&u.Repo, &u.Size, &u.HashState, &u.Chunks, &started, &updated)
-	u.Started, u.Updated = time.Unix(0, started), time.Unix(0, updated)
+	u.Started, u.Updated = ts(started), ts(updated)
 	return u, notFound(err)
 }
 
 func (t *Tx) DeleteUpload(id string) error {
 	return affected(t.exec(`DELETE FROM uploads WHERE id = ?`, id))
 }
+
+// ts turns stored Unix nanoseconds into a UTC time.
+func ts(n int64) time.Time { return time.Unix(0, n).UTC() }

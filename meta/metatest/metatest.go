@@ -1,0 +1,347 @@
+// Package metatest is the one conformance suite every stowage.DB passes.
+// An implementation's test is one line: metatest.Run(t, openDB).
+package metatest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"reflect"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stowage/stowage"
+)
+
+// Run runs the suite. open returns a fresh, empty database per subtest.
+func Run(t *testing.T, open func(t *testing.T) stowage.DB) {
+	tests := []struct {
+		name string
+		fn   func(t *testing.T, db stowage.DB)
+	}{
+		{"Repositories", testRepositories},
+		{"BlobsAndLinks", testBlobs},
+		{"Manifests", testManifests},
+		{"Referrers", testReferrers},
+		{"Tags", testTags},
+		{"Uploads", testUploads},
+		{"RollbackOnError", testRollback},
+		{"ConcurrentUpdates", testConcurrent},
+		{"ViewSeesCommitted", testViewSeesCommitted},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) { tt.fn(t, open(t)) })
+	}
+}
+
+var (
+	ctx = context.Background()
+	now = time.Unix(1_700_000_000, 123).UTC()
+)
+
+func dg(i int) stowage.Digest { return stowage.Digest(fmt.Sprintf("sha256:%064x", i)) }
+
+func update(t *testing.T, db stowage.DB, fn func(tx stowage.Tx) error) {
+	t.Helper()
+	if err := db.Update(ctx, fn); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func view(t *testing.T, db stowage.DB, fn func(tx stowage.Tx) error) {
+	t.Helper()
+	if err := db.View(ctx, fn); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func wantNotFound(t *testing.T, what string, err error) {
+	t.Helper()
+	if !errors.Is(err, stowage.ErrNotFound) {
+		t.Errorf("%s: err = %v, want ErrNotFound", what, err)
+	}
+}
+
+func testRepositories(t *testing.T, db stowage.DB) {
+	names := []string{"b", "a/x", "a", "c/d/e", "a-b"}
+	update(t, db, func(tx stowage.Tx) error {
+		for _, n := range names {
+			if err := tx.CreateRepository(n, now); err != nil {
+				return err
+			}
+		}
+		return tx.CreateRepository("a", now) // idempotent
+	})
+	view(t, db, func(tx stowage.Tx) error {
+		for _, tc := range []struct {
+			after string
+			limit int
+			want  []string
+		}{
+			{"", 0, []string{"a", "a-b", "a/x", "b", "c/d/e"}},
+			{"", 2, []string{"a", "a-b"}},
+			{"a-b", 2, []string{"a/x", "b"}},
+			{"c/d/e", 0, nil},
+		} {
+			got, err := tx.ListRepositories(tc.after, tc.limit)
+			if err != nil {
+				return err
+			}
+			if !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("ListRepositories(%q, %d) = %v, want %v", tc.after, tc.limit, got, tc.want)
+			}
+		}
+		ok, err := tx.RepositoryExists("a/x")
+		if err != nil || !ok {
+			t.Errorf("RepositoryExists(a/x) = %v, %v", ok, err)
+		}
+		ok, err = tx.RepositoryExists("nope")
+		if err != nil || ok {
+			t.Errorf("RepositoryExists(nope) = %v, %v", ok, err)
+		}
+		return nil
+	})
+}
+
+func testBlobs(t *testing.T, db stowage.DB) {
+	update(t, db, func(tx stowage.Tx) error {
+		if err := tx.PutBlob(stowage.BlobRecord{Digest: dg(1), Size: 10, Created: now}); err != nil {
+			return err
+		}
+		// A second PutBlob keeps the first row.
+		if err := tx.PutBlob(stowage.BlobRecord{Digest: dg(1), Size: 10, Created: now.Add(time.Hour)}); err != nil {
+			return err
+		}
+		if err := tx.LinkBlob("r1", dg(1), now); err != nil {
+			return err
+		}
+		return tx.LinkBlob("r1", dg(1), now) // idempotent
+	})
+	view(t, db, func(tx stowage.Tx) error {
+		b, err := tx.GetBlob(dg(1))
+		if err != nil || b.Size != 10 || !b.Created.Equal(now) {
+			t.Errorf("GetBlob = %+v, %v", b, err)
+		}
+		_, err = tx.GetBlob(dg(2))
+		wantNotFound(t, "GetBlob(missing)", err)
+		b, err = tx.RepositoryBlob("r1", dg(1))
+		if err != nil || b.Size != 10 {
+			t.Errorf("RepositoryBlob(r1) = %+v, %v", b, err)
+		}
+		_, err = tx.RepositoryBlob("r2", dg(1))
+		wantNotFound(t, "RepositoryBlob of a blob not linked there", err)
+		return nil
+	})
+	update(t, db, func(tx stowage.Tx) error {
+		if err := tx.UnlinkBlob("r1", dg(1)); err != nil {
+			return err
+		}
+		wantNotFound(t, "UnlinkBlob twice", tx.UnlinkBlob("r1", dg(1)))
+		_, err := tx.RepositoryBlob("r1", dg(1))
+		wantNotFound(t, "RepositoryBlob after unlink", err)
+		return nil
+	})
+}
+
+func testManifests(t *testing.T, db stowage.DB) {
+	m := stowage.ManifestRecord{Repo: "r", Digest: dg(10), MediaType: stowage.MediaTypeOCIManifest,
+		ArtifactType: "application/x", Size: 123, Annotations: map[string]string{"k": "v"}, Created: now}
+	refs := []stowage.ManifestRef{{Digest: dg(1), Kind: stowage.RefBlob}, {Digest: dg(2), Kind: stowage.RefBlob}}
+	update(t, db, func(tx stowage.Tx) error { return tx.PutManifest(m, refs) })
+	view(t, db, func(tx stowage.Tx) error {
+		got, err := tx.GetManifest("r", dg(10))
+		if err != nil {
+			return err
+		}
+		if !reflect.DeepEqual(got, m) {
+			t.Errorf("GetManifest = %+v, want %+v", got, m)
+		}
+		_, err = tx.GetManifest("other", dg(10))
+		wantNotFound(t, "GetManifest in another repository", err)
+		return nil
+	})
+	// Replacing keeps one row.
+	m.Size = 124
+	update(t, db, func(tx stowage.Tx) error { return tx.PutManifest(m, refs[:1]) })
+	update(t, db, func(tx stowage.Tx) error {
+		got, err := tx.GetManifest("r", dg(10))
+		if err != nil || got.Size != 124 {
+			t.Errorf("after replace: %+v, %v", got, err)
+		}
+		if err := tx.DeleteManifest("r", dg(10)); err != nil {
+			return err
+		}
+		wantNotFound(t, "DeleteManifest twice", tx.DeleteManifest("r", dg(10)))
+		_, err = tx.GetManifest("r", dg(10))
+		wantNotFound(t, "GetManifest after delete", err)
+		return nil
+	})
+}
+
+func testReferrers(t *testing.T, db stowage.DB) {
+	subject := dg(100)
+	update(t, db, func(tx stowage.Tx) error {
+		for i, at := range []string{"application/sig", "application/sbom", "application/sig"} {
+			m := stowage.ManifestRecord{Repo: "r", Digest: dg(200 + i), MediaType: stowage.MediaTypeOCIManifest,
+				ArtifactType: at, Size: 10, Subject: subject, Created: now}
+			if err := tx.PutManifest(m, nil); err != nil {
+				return err
+			}
+		}
+		// Same subject in another repository: not a referrer in "r".
+		return tx.PutManifest(stowage.ManifestRecord{Repo: "other", Digest: dg(300), MediaType: stowage.MediaTypeOCIManifest,
+			Subject: subject, Created: now}, nil)
+	})
+	view(t, db, func(tx stowage.Tx) error {
+		got, err := tx.Referrers("r", subject)
+		if err != nil {
+			return err
+		}
+		if len(got) != 3 {
+			t.Fatalf("Referrers = %d manifests, want 3", len(got))
+		}
+		for i, m := range got {
+			if m.Digest != dg(200+i) || m.Subject != subject {
+				t.Errorf("referrer %d = %+v", i, m)
+			}
+		}
+		none, err := tx.Referrers("r", dg(999))
+		if err != nil || len(none) != 0 {
+			t.Errorf("Referrers of an unknown subject = %v, %v", none, err)
+		}
+		return nil
+	})
+}
+
+func testTags(t *testing.T, db stowage.DB) {
+	update(t, db, func(tx stowage.Tx) error {
+		for i, tag := range []string{"v2", "latest", "v1", "v10"} {
+			if err := tx.PutTag("r", tag, dg(i%2), now); err != nil {
+				return err
+			}
+		}
+		return tx.PutTag("other", "latest", dg(5), now)
+	})
+	view(t, db, func(tx stowage.Tx) error {
+		all, err := tx.ListTags("r", "", 0)
+		if err != nil {
+			return err
+		}
+		if want := []string{"latest", "v1", "v10", "v2"}; !reflect.DeepEqual(all, want) {
+			t.Errorf("ListTags = %v, want %v", all, want)
+		}
+		page, _ := tx.ListTags("r", "v1", 1)
+		if !reflect.DeepEqual(page, []string{"v10"}) {
+			t.Errorf("ListTags after v1, 1 = %v", page)
+		}
+		d, err := tx.GetTag("r", "latest")
+		if err != nil || d != dg(1) {
+			t.Errorf("GetTag(latest) = %s, %v", d, err)
+		}
+		_, err = tx.GetTag("r", "nope")
+		wantNotFound(t, "GetTag(nope)", err)
+		of, _ := tx.TagsOf("r", dg(0))
+		if !reflect.DeepEqual(of, []string{"v1", "v2"}) {
+			t.Errorf("TagsOf = %v", of)
+		}
+		return nil
+	})
+	update(t, db, func(tx stowage.Tx) error {
+		if err := tx.PutTag("r", "latest", dg(7), now); err != nil { // move
+			return err
+		}
+		if d, _ := tx.GetTag("r", "latest"); d != dg(7) {
+			t.Errorf("moved tag points at %s", d)
+		}
+		if err := tx.DeleteTag("r", "latest"); err != nil {
+			return err
+		}
+		wantNotFound(t, "DeleteTag twice", tx.DeleteTag("r", "latest"))
+		return nil
+	})
+}
+
+func testUploads(t *testing.T, db stowage.DB) {
+	u := stowage.UploadRecord{ID: "u1", Repo: "r", Started: now, Updated: now}
+	update(t, db, func(tx stowage.Tx) error { return tx.PutUpload(u) })
+	next := u
+	next.Size, next.HashState, next.Chunks = 100, []byte{1, 2, 3}, 1
+	update(t, db, func(tx stowage.Tx) error { return tx.AdvanceUpload(next, 0) })
+	update(t, db, func(tx stowage.Tx) error {
+		// A second writer that still thinks the upload is at 0 must lose.
+		wantNotFound(t, "AdvanceUpload from a stale size", tx.AdvanceUpload(next, 0))
+		got, err := tx.GetUpload("u1")
+		if err != nil || got.Size != 100 || string(got.HashState) != "\x01\x02\x03" || got.Chunks != 1 || got.Repo != "r" {
+			t.Errorf("GetUpload = %+v, %v", got, err)
+		}
+		if err := tx.DeleteUpload("u1"); err != nil {
+			return err
+		}
+		_, err = tx.GetUpload("u1")
+		wantNotFound(t, "GetUpload after delete", err)
+		return nil
+	})
+}
+
+func testRollback(t *testing.T, db stowage.DB) {
+	boom := errors.New("boom")
+	err := db.Update(ctx, func(tx stowage.Tx) error {
+		if err := tx.PutTag("r", "t", dg(1), now); err != nil {
+			return err
+		}
+		return boom
+	})
+	if !errors.Is(err, boom) {
+		t.Fatalf("Update returned %v, want the function's error", err)
+	}
+	view(t, db, func(tx stowage.Tx) error {
+		_, err := tx.GetTag("r", "t")
+		wantNotFound(t, "a write from a failed Update", err)
+		return nil
+	})
+}
+
+// testConcurrent: concurrent read-modify-write transactions never lose an update.
+func testConcurrent(t *testing.T, db stowage.DB) {
+	const workers, each = 8, 25
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			for i := 0; i < each; i++ {
+				err := db.Update(ctx, func(tx stowage.Tx) error {
+					tags, err := tx.ListTags("counter", "", 0)
+					if err != nil {
+						return err
+					}
+					return tx.PutTag("counter", fmt.Sprintf("t%04d", len(tags)), dg(w), now)
+				})
+				if err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}(w)
+	}
+	wg.Wait()
+	view(t, db, func(tx stowage.Tx) error {
+		tags, err := tx.ListTags("counter", "", 0)
+		if err == nil && len(tags) != workers*each {
+			t.Errorf("%d tags after %d serialized increments: updates were lost", len(tags), workers*each)
+		}
+		return err
+	})
+}
+
+func testViewSeesCommitted(t *testing.T, db stowage.DB) {
+	update(t, db, func(tx stowage.Tx) error { return tx.CreateRepository("seen", now) })
+	view(t, db, func(tx stowage.Tx) error {
+		ok, err := tx.RepositoryExists("seen")
+		if !ok {
+			t.Error("a committed write is not visible to a later View")
+		}
+		return err
+	})
+}
