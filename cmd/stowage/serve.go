@@ -133,6 +133,11 @@ func (m *Main) Run(ctx context.Context) error {
 			return err
 		}
 		fsb.NoSync = !*cfg.Storage.Filesystem.Fsync
+		// We hold the data directory's lock, so no write is in flight:
+		// whatever is in tmp/ was cut short by a crash.
+		if n, err := fsb.CleanTemp(0); err == nil && n > 0 {
+			m.log.Info("removed temporary files left by an interrupted run", "count", n)
+		}
 		store = fsb
 	}
 	db, err := sqlite.Open(ctx, cfg.Database.SQLite)

@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/stowage/stowage"
 )
@@ -45,6 +46,27 @@ func (b *Backend) path(key string) (string, error) {
 		return "", fmt.Errorf("invalid storage key %q", key)
 	}
 	return filepath.Join(b.root, filepath.FromSlash(key)), nil
+}
+
+// CleanTemp removes temporary files older than age, left by writes that a
+// crash interrupted. They were never visible as objects.
+func (b *Backend) CleanTemp(age time.Duration) (int, error) {
+	dir := filepath.Join(b.root, "tmp")
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, e := range entries {
+		fi, err := e.Info()
+		if err != nil || time.Since(fi.ModTime()) < age {
+			continue
+		}
+		if os.Remove(filepath.Join(dir, e.Name())) == nil {
+			n++
+		}
+	}
+	return n, nil
 }
 
 // Open returns the file positioned at offset. The *os.File is returned as is,
