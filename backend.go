@@ -62,10 +62,12 @@ type Appender interface {
 	// Append writes r at offset off of the upload object key, creating it when
 	// off is 0, and returns the object's new size. Bytes at or after off left
 	// by an earlier failed Append are discarded first, so a retried or resumed
-	// upload never sees a torn tail. The new bytes are durable when it returns.
+	// upload never sees a torn tail. The bytes need not be durable before
+	// Commit (after a power loss the object may be shorter than recorded, and
+	// Append then fails, so the client restarts the upload).
 	Append(ctx context.Context, key string, off int64, r io.Reader) (int64, error)
-	// Commit atomically makes the upload object at src visible as dst, and
-	// removes src. If dst exists it is replaced (contents are identical for
+	// Commit durably and atomically makes the upload object at src visible
+	// as dst, and removes src. If dst exists it is replaced (contents are identical for
 	// content-addressed keys).
 	Commit(ctx context.Context, src, dst string) error
 }

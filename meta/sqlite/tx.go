@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"errors"
+	"strings"
 	"time"
 
 	"github.com/stowage/stowage"
@@ -86,7 +87,22 @@ func (t *Tx) RepositoryExists(name string) (bool, error) {
 }
 
 func (t *Tx) ListRepositories(after string, limit int) ([]string, error) {
-	return t.strings(`SELECT name FROM repositories WHERE name > ? ORDER BY name LIMIT ?`, after, limitOf(limit))
+	return t.joined(`SELECT group_concat(name, ',' ORDER BY name) FROM
+		(SELECT name FROM repositories WHERE name > ? ORDER BY name LIMIT ?)`, after, limitOf(limit))
+}
+
+// joined runs a query that aggregates names into one comma-separated value.
+// Names and tags cannot contain commas, and one row scans far faster than
+// thousands (a full tag list is a hot path).
+func (t *Tx) joined(q string, args ...any) ([]string, error) {
+	var s sql.NullString
+	if err := t.row(q, args...).Scan(&s); err != nil {
+		return nil, err
+	}
+	if !s.Valid || s.String == "" {
+		return nil, nil
+	}
+	return strings.Split(s.String, ","), nil
 }
 
 // Blobs.
@@ -218,7 +234,8 @@ func (t *Tx) GetTag(repo, tag string) (stowage.Digest, error) {
 }
 
 func (t *Tx) ListTags(repo, after string, limit int) ([]string, error) {
-	return t.strings(`SELECT name FROM tags WHERE repo = ? AND name > ? ORDER BY name LIMIT ?`, repo, after, limitOf(limit))
+	return t.joined(`SELECT group_concat(name, ',' ORDER BY name) FROM
+		(SELECT name FROM tags WHERE repo = ? AND name > ? ORDER BY name LIMIT ?)`, repo, after, limitOf(limit))
 }
 
 func (t *Tx) TagsOf(repo string, d stowage.Digest) ([]string, error) {
