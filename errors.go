@@ -26,10 +26,11 @@ const (
 	CodeUnsupported         ErrorCode = "UNSUPPORTED"
 	CodeTooManyRequests     ErrorCode = "TOOMANYREQUESTS"
 	// Not in the spec, but used by distribution and understood by clients.
-	CodeRangeInvalid ErrorCode = "RANGE_INVALID"
-	CodeTagInvalid   ErrorCode = "TAG_INVALID"
-	CodeUnavailable  ErrorCode = "UNAVAILABLE"
-	CodeInternal     ErrorCode = "INTERNAL_ERROR"
+	CodeRangeInvalid      ErrorCode = "RANGE_INVALID"
+	CodePaginationInvalid ErrorCode = "PAGINATION_NUMBER_INVALID"
+	CodeTagInvalid        ErrorCode = "TAG_INVALID"
+	CodeUnavailable       ErrorCode = "UNAVAILABLE"
+	CodeInternal          ErrorCode = "INTERNAL_ERROR"
 )
 
 // statusOf is the one table from error codes to HTTP statuses.
@@ -49,6 +50,7 @@ var statusOf = map[ErrorCode]int{
 	CodeUnsupported:         http.StatusMethodNotAllowed,
 	CodeTooManyRequests:     http.StatusTooManyRequests,
 	CodeRangeInvalid:        http.StatusRequestedRangeNotSatisfiable,
+	CodePaginationInvalid:   http.StatusBadRequest,
 	CodeTagInvalid:          http.StatusBadRequest,
 	CodeUnavailable:         http.StatusServiceUnavailable,
 	CodeInternal:            http.StatusInternalServerError,

@@ -1,7 +1,6 @@
 package stowage
 
 import (
-	"bytes"
 	"encoding/json"
 	"mime"
 	"strconv"
@@ -84,12 +83,9 @@ func ParseManifest(contentType string, body []byte) (*Manifest, error) {
 		return nil, Errorf(CodeManifestInvalid, "manifest is %d bytes; the limit is %d (4 MiB)", len(body), MaxManifestSize)
 	}
 	var w wireManifest
-	dec := json.NewDecoder(bytes.NewReader(body))
-	if err := dec.Decode(&w); err != nil {
+	// json.Unmarshal, unlike a Decoder, rejects anything after the object.
+	if err := json.Unmarshal(body, &w); err != nil {
 		return nil, &Error{Code: CodeManifestInvalid, Message: "manifest is not valid JSON: " + err.Error(), Err: err}
-	}
-	if dec.More() {
-		return nil, Errorf(CodeManifestInvalid, "manifest has data after its JSON object")
 	}
 	if w.SchemaVersion == nil {
 		return nil, Errorf(CodeManifestInvalid, "manifest has no schemaVersion")

@@ -279,4 +279,3 @@ func (c *contentCache) put(d Digest, b []byte) {
 }
 
 func sortStrings(s []string) { sort.Strings(s) }
-

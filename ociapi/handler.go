@@ -380,7 +380,7 @@ func page(r *http.Request) (n int, last string, err error) {
 	if s := q.Get("n"); s != "" {
 		v, err := strconv.Atoi(s)
 		if err != nil || v < 0 {
-			return 0, "", stowage.Errorf(stowage.CodeUnsupported, "invalid n=%q: want a non-negative number", trunc(s))
+			return 0, "", stowage.Errorf(stowage.CodePaginationInvalid, "invalid n=%q: want a non-negative number", trunc(s))
 		}
 		n = v
 	}
@@ -395,7 +395,9 @@ func list(w http.ResponseWriter, r *http.Request, fetch func(last string, n int)
 		return nil, err
 	}
 	if n == 0 {
-		return []string{}, nil
+		// Nothing to list, but an unknown repository is still an error.
+		_, err := fetch(last, 1)
+		return []string{}, err
 	}
 	limit := -1
 	if n > 0 {

@@ -1,6 +1,7 @@
 package ociapi
 
 import (
+	"math"
 	"strconv"
 	"strings"
 )
@@ -55,7 +56,7 @@ func ParseContentRange(header string) (start, length int64, ok bool) {
 	}
 	first, err1 := parseUint(a)
 	last, err2 := parseUint(b)
-	if err1 != nil || err2 != nil || last < first {
+	if err1 != nil || err2 != nil || last < first || last-first == math.MaxInt64 {
 		return 0, 0, false
 	}
 	return first, last - first + 1, true

@@ -13,16 +13,52 @@ import (
 
 // Tx implements stowage.Tx.
 type Tx struct {
-	tx  *sql.Tx
-	ctx context.Context
+	db   *DB
+	pool *sql.DB
+	tx   *sql.Tx
+	ctx  context.Context
 }
 
 var _ stowage.Tx = (*Tx)(nil)
 
-func (t *Tx) exec(q string, args ...any) (sql.Result, error) {
-	return t.tx.ExecContext(t.ctx, q, args...)
+// prepared returns q as a statement of this transaction, prepared once per connection.
+func (t *Tx) prepared(q string) (*sql.Stmt, error) {
+	if st := t.db.stmt(t.pool, q); st != nil {
+		return t.tx.StmtContext(t.ctx, st), nil
+	}
+	return t.tx.PrepareContext(t.ctx, q) // not in allQueries: prepared for this transaction only
 }
-func (t *Tx) row(q string, args ...any) *sql.Row { return t.tx.QueryRowContext(t.ctx, q, args...) }
+
+func (t *Tx) exec(q string, args ...any) (sql.Result, error) {
+	st, err := t.prepared(q)
+	if err != nil {
+		return nil, err
+	}
+	return st.ExecContext(t.ctx, args...)
+}
+
+// scanner is what row returns: a *sql.Row, or the error preparing it.
+type scanner interface{ Scan(dest ...any) error }
+
+type errScanner struct{ err error }
+
+func (e errScanner) Scan(...any) error { return e.err }
+
+func (t *Tx) row(q string, args ...any) scanner {
+	st, err := t.prepared(q)
+	if err != nil {
+		return errScanner{err}
+	}
+	return st.QueryRowContext(t.ctx, args...)
+}
+
+func (t *Tx) query(q string, args ...any) (*sql.Rows, error) {
+	st, err := t.prepared(q)
+	if err != nil {
+		return nil, err
+	}
+	return st.QueryContext(t.ctx, args...)
+}
 
 func notFound(err error) error {
 	if errors.Is(err, sql.ErrNoRows) {
@@ -53,7 +89,7 @@ func limitOf(n int) int {
 }
 
 func (t *Tx) strings(q string, args ...any) ([]string, error) {
-	rows, err := t.tx.QueryContext(t.ctx, q, args...)
+	rows, err := t.query(q, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -72,14 +108,13 @@ func (t *Tx) strings(q string, args ...any) ([]string, error) {
 // Repositories.
 
 func (t *Tx) CreateRepository(name string, now time.Time) error {
-	_, err := t.exec(`INSERT INTO repositories (name, created, updated) VALUES (?, ?, ?)
-		ON CONFLICT (name) DO UPDATE SET updated = excluded.updated`, name, now.UnixNano(), now.UnixNano())
+	_, err := t.exec(sqlCreateRepository, name, now.UnixNano(), now.UnixNano())
 	return err
 }
 
 func (t *Tx) RepositoryExists(name string) (bool, error) {
 	var one int
-	err := t.row(`SELECT 1 FROM repositories WHERE name = ?`, name).Scan(&one)
+	err := t.row(sqlRepositoryExists, name).Scan(&one)
 	if errors.Is(err, sql.ErrNoRows) {
 		return false, nil
 	}
@@ -87,8 +122,7 @@ func (t *Tx) RepositoryExists(name string) (bool, error) {
 }
 
 func (t *Tx) ListRepositories(after string, limit int) ([]string, error) {
-	return t.joined(`SELECT group_concat(name, ',' ORDER BY name) FROM
-		(SELECT name FROM repositories WHERE name > ? ORDER BY name LIMIT ?)`, after, limitOf(limit))
+	return t.joined(sqlListRepositories, after, limitOf(limit))
 }
 
 // joined runs a query that aggregates names into one comma-separated value.
@@ -108,7 +142,7 @@ func (t *Tx) joined(q string, args ...any) ([]string, error) {
 // Blobs.
 
 func (t *Tx) PutBlob(b stowage.BlobRecord) error {
-	_, err := t.exec(`INSERT INTO blobs (digest, size, created) VALUES (?, ?, ?) ON CONFLICT (digest) DO NOTHING`,
+	_, err := t.exec(sqlPutBlob,
 		string(b.Digest), b.Size, b.Created.UnixNano())
 	return err
 }
@@ -116,26 +150,25 @@ func (t *Tx) PutBlob(b stowage.BlobRecord) error {
 func (t *Tx) GetBlob(d stowage.Digest) (stowage.BlobRecord, error) {
 	b := stowage.BlobRecord{Digest: d}
 	var created int64
-	err := t.row(`SELECT size, created FROM blobs WHERE digest = ?`, string(d)).Scan(&b.Size, &created)
+	err := t.row(sqlGetBlob, string(d)).Scan(&b.Size, &created)
 	b.Created = ts(created)
 	return b, notFound(err)
 }
 
 func (t *Tx) LinkBlob(repo string, d stowage.Digest, now time.Time) error {
-	_, err := t.exec(`INSERT INTO repository_blobs (repo, digest, created) VALUES (?, ?, ?) ON CONFLICT DO NOTHING`,
+	_, err := t.exec(sqlLinkBlob,
 		repo, string(d), now.UnixNano())
 	return err
 }
 
 func (t *Tx) UnlinkBlob(repo string, d stowage.Digest) error {
-	return affected(t.exec(`DELETE FROM repository_blobs WHERE repo = ? AND digest = ?`, repo, string(d)))
+	return affected(t.exec(sqlUnlinkBlob, repo, string(d)))
 }
 
 func (t *Tx) RepositoryBlob(repo string, d stowage.Digest) (stowage.BlobRecord, error) {
 	b := stowage.BlobRecord{Digest: d}
 	var created int64
-	err := t.row(`SELECT b.size, b.created FROM repository_blobs rb JOIN blobs b ON b.digest = rb.digest
-		WHERE rb.repo = ? AND rb.digest = ?`, repo, string(d)).Scan(&b.Size, &created)
+	err := t.row(sqlRepositoryBlob, repo, string(d)).Scan(&b.Size, &created)
 	b.Created = ts(created)
 	return b, notFound(err)
 }
@@ -151,26 +184,21 @@ func (t *Tx) PutManifest(m stowage.ManifestRecord, refs []stowage.ManifestRef) e
 		}
 		ann = string(b)
 	}
-	if _, err := t.exec(`INSERT INTO manifests (repo, digest, media_type, artifact_type, size, subject, annotations, created)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-		ON CONFLICT (repo, digest) DO UPDATE SET media_type = excluded.media_type, artifact_type = excluded.artifact_type,
-			size = excluded.size, subject = excluded.subject, annotations = excluded.annotations`,
+	if _, err := t.exec(sqlPutManifest,
 		m.Repo, string(m.Digest), m.MediaType, m.ArtifactType, m.Size, string(m.Subject), ann, m.Created.UnixNano()); err != nil {
 		return err
 	}
-	if _, err := t.exec(`DELETE FROM manifest_references WHERE repo = ? AND parent = ?`, m.Repo, string(m.Digest)); err != nil {
+	if _, err := t.exec(sqlDeleteManifestRefs, m.Repo, string(m.Digest)); err != nil {
 		return err
 	}
 	for _, r := range refs {
-		if _, err := t.exec(`INSERT INTO manifest_references (repo, parent, child, kind) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING`,
+		if _, err := t.exec(sqlPutManifestRef,
 			m.Repo, string(m.Digest), string(r.Digest), string(r.Kind)); err != nil {
 			return err
 		}
 	}
 	return nil
 }
-
-const manifestColumns = `repo, digest, media_type, artifact_type, size, subject, annotations, created`
 
 func scanManifest(scan func(...any) error) (stowage.ManifestRecord, error) {
 	var m stowage.ManifestRecord
@@ -189,19 +217,19 @@ func scanManifest(scan func(...any) error) (stowage.ManifestRecord, error) {
 }
 
 func (t *Tx) GetManifest(repo string, d stowage.Digest) (stowage.ManifestRecord, error) {
-	return scanManifest(t.row(`SELECT `+manifestColumns+` FROM manifests WHERE repo = ? AND digest = ?`, repo, string(d)).Scan)
+	return scanManifest(t.row(sqlGetManifest, repo, string(d)).Scan)
 }
 
 func (t *Tx) DeleteManifest(repo string, d stowage.Digest) error {
-	if err := affected(t.exec(`DELETE FROM manifests WHERE repo = ? AND digest = ?`, repo, string(d))); err != nil {
+	if err := affected(t.exec(sqlDeleteManifest, repo, string(d))); err != nil {
 		return err
 	}
-	_, err := t.exec(`DELETE FROM manifest_references WHERE repo = ? AND parent = ?`, repo, string(d))
+	_, err := t.exec(sqlDeleteManifestRefs, repo, string(d))
 	return err
 }
 
 func (t *Tx) Referrers(repo string, subject stowage.Digest) ([]stowage.ManifestRecord, error) {
-	rows, err := t.tx.QueryContext(t.ctx, `SELECT `+manifestColumns+` FROM manifests WHERE repo = ? AND subject = ? ORDER BY digest`,
+	rows, err := t.query(sqlReferrers,
 		repo, string(subject))
 	if err != nil {
 		return nil, err
@@ -221,55 +249,53 @@ func (t *Tx) Referrers(repo string, subject stowage.Digest) ([]stowage.ManifestR
 // Tags.
 
 func (t *Tx) PutTag(repo, tag string, d stowage.Digest, now time.Time) error {
-	_, err := t.exec(`INSERT INTO tags (repo, name, digest, updated) VALUES (?, ?, ?, ?)
-		ON CONFLICT (repo, name) DO UPDATE SET digest = excluded.digest, updated = excluded.updated`,
+	_, err := t.exec(sqlPutTag,
 		repo, tag, string(d), now.UnixNano())
 	return err
 }
 
 func (t *Tx) GetTag(repo, tag string) (stowage.Digest, error) {
 	var d string
-	err := t.row(`SELECT digest FROM tags WHERE repo = ? AND name = ?`, repo, tag).Scan(&d)
+	err := t.row(sqlGetTag, repo, tag).Scan(&d)
 	return stowage.Digest(d), notFound(err)
 }
 
 func (t *Tx) ListTags(repo, after string, limit int) ([]string, error) {
-	return t.joined(`SELECT group_concat(name, ',' ORDER BY name) FROM
-		(SELECT name FROM tags WHERE repo = ? AND name > ? ORDER BY name LIMIT ?)`, repo, after, limitOf(limit))
+	return t.joined(sqlListTags, repo, after, limitOf(limit))
 }
 
 func (t *Tx) TagsOf(repo string, d stowage.Digest) ([]string, error) {
-	return t.strings(`SELECT name FROM tags WHERE repo = ? AND digest = ? ORDER BY name`, repo, string(d))
+	return t.strings(sqlTagsOf, repo, string(d))
 }
 
 func (t *Tx) DeleteTag(repo, tag string) error {
-	return affected(t.exec(`DELETE FROM tags WHERE repo = ? AND name = ?`, repo, tag))
+	return affected(t.exec(sqlDeleteTag, repo, tag))
 }
 
 // Uploads.
 
 func (t *Tx) PutUpload(u stowage.UploadRecord) error {
-	_, err := t.exec(`INSERT INTO uploads (id, repo, size, hash_state, chunks, started, updated) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+	_, err := t.exec(sqlPutUpload,
 		u.ID, u.Repo, u.Size, u.HashState, u.Chunks, u.Started.UnixNano(), u.Updated.UnixNano())
 	return err
 }
 
 func (t *Tx) AdvanceUpload(u stowage.UploadRecord, fromSize int64) error {
-	return affected(t.exec(`UPDATE uploads SET size = ?, hash_state = ?, chunks = ?, updated = ? WHERE id = ? AND size = ?`,
+	return affected(t.exec(sqlAdvanceUpload,
 		u.Size, u.HashState, u.Chunks, u.Updated.UnixNano(), u.ID, fromSize))
 }
 
 func (t *Tx) GetUpload(id string) (stowage.UploadRecord, error) {
 	u := stowage.UploadRecord{ID: id}
 	var started, updated int64
-	err := t.row(`SELECT repo, size, hash_state, chunks, started, updated FROM uploads WHERE id = ?`, id).
+	err := t.row(sqlGetUpload, id).
 		Scan(&u.Repo, &u.Size, &u.HashState, &u.Chunks, &started, &updated)
 	u.Started, u.Updated = ts(started), ts(updated)
 	return u, notFound(err)
 }
 
 func (t *Tx) DeleteUpload(id string) error {
-	return affected(t.exec(`DELETE FROM uploads WHERE id = ?`, id))
+	return affected(t.exec(sqlDeleteUpload, id))
 }
 
 // ts turns stored Unix nanoseconds into a UTC time.
