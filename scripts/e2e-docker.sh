@@ -1,0 +1,311 @@
+#!/usr/bin/env bash
+# End-to-end test with the Docker engine (Debian's docker.io) against a fresh
+# registry. A private dockerd (vfs, no iptables, no bridge, own data/exec root
+# and socket) is started and stopped by PID. Nothing needs the network:
+#  - docker import of a tarball with known files      -> e2e/imported:v1
+#  - docker build FROM scratch + COPY (legacy builder) -> e2e/app:v1
+#  - docker build FROM e2e/app:v1 + one more file     -> e2e/app:v2 (shares layers)
+#  - push, rmi, pull by tag, compare image IDs and file bytes (docker export)
+#  - pull by digest, push to another repository (cross-repo mount), tags list
+# 127.0.0.0/8 registries are insecure (plain HTTP) by default in dockerd.
+#
+# Env: STOWAGE_TEST_REGISTRY=distribution to run it against CNCF distribution,
+#      DOCKER_CLI=/path/to/docker to choose the client.
+set -euo pipefail
+# shellcheck source=scripts/lib.sh
+. "$(dirname "$0")/lib.sh"
+lib_init
+
+DOCKERD_BIN=$(command -v dockerd 2>/dev/null || echo /usr/sbin/dockerd)
+[ -x "$DOCKERD_BIN" ] || die "dockerd is not installed (apt-get install docker.io)"
+command -v curl >/dev/null 2>&1 || die "curl is not installed (apt-get install curl)"
+# Debian's client (/usr/bin/docker) matches Debian's daemon; /usr/local/bin/docker
+# may be a newer client that needs API version negotiation.
+if [ -n "${DOCKER_CLI:-}" ]; then
+	DOCKER_BIN=$DOCKER_CLI
+elif [ -x /usr/bin/docker ]; then
+	DOCKER_BIN=/usr/bin/docker
+else
+	DOCKER_BIN=$(command -v docker) || die "no docker client found (apt-get install docker.io)"
+fi
+
+make_tmpdir WORK stowage-e2e-docker
+start_stowage "$WORK/data"
+REG=$STOWAGE_ADDR
+T=180 # seconds allowed for any single docker command
+
+# ---------------------------------------------------------------- dockerd
+DK="$WORK/docker"
+mkdir -p "$DK/data" "$DK/exec" "$DK/config"
+DOCKER_SOCK="$DK/docker.sock"
+DOCKERD_LOG="$DK/dockerd.log"
+export DOCKER_CONFIG="$DK/config" # keep the user's ~/.docker (credential helpers...) out
+export DOCKER_BUILDKIT=0          # legacy builder: no buildkit/buildx needed
+unset DOCKER_HOST DOCKER_CONTEXT DOCKER_TLS_VERIFY DOCKER_CERT_PATH
+register_log "dockerd log" "$DOCKERD_LOG"
+
+dk() { run_bounded "$T" "${SUDO[@]}" env DOCKER_CONFIG="$DOCKER_CONFIG" DOCKER_BUILDKIT=0 "$DOCKER_BIN" -H "unix://$DOCKER_SOCK" "$@"; }
+
+stop_dockerd() {
+	local pid cpid
+	pid=$("${SUDO[@]}" cat "$DK/docker.pid" 2>/dev/null || true)
+	cpid=$("${SUDO[@]}" cat "$DK/exec/containerd/containerd.pid" 2>/dev/null || true)
+	[ -n "$pid" ] && { stop_pid "$pid" sudo || log "could not stop dockerd (pid $pid)"; }
+	# dockerd stops its own containerd; make sure it is gone.
+	[ -n "$cpid" ] && { stop_pid "$cpid" sudo || log "could not stop containerd (pid $cpid)"; }
+	[ -n "${DOCKERD_LAUNCH_PID:-}" ] && stop_pid "$DOCKERD_LAUNCH_PID" sudo
+	return 0
+}
+
+log "starting dockerd (data root $DK/data)"
+"${SUDO[@]}" "$DOCKERD_BIN" \
+	--iptables=false --ip6tables=false --ip-masq=false --bridge=none \
+	--storage-driver=vfs \
+	--data-root "$DK/data" --exec-root "$DK/exec" \
+	--pidfile "$DK/docker.pid" --host "unix://$DOCKER_SOCK" \
+	>"$DOCKERD_LOG" 2>&1 &
+DOCKERD_LAUNCH_PID=$!
+register_hook stop_dockerd
+dockerd_ready=0
+for ((i = 0; i < 300; i++)); do # 60 s
+	if dk version >/dev/null 2>&1; then
+		dockerd_ready=1
+		break
+	fi
+	if ! "${SUDO[@]}" kill -0 "$DOCKERD_LAUNCH_PID" 2>/dev/null; then
+		break
+	fi
+	sleep 0.2
+done
+[ "$dockerd_ready" = 1 ] || die "dockerd did not become ready within 60 s"
+log "dockerd ready: $(dk version --format 'server {{.Server.Version}}, client {{.Client.Version}}' 2>/dev/null || true)"
+if dk info 2>/dev/null | grep -q '127.0.0.0/8'; then
+	log "dockerd treats 127.0.0.0/8 as an insecure (HTTP) registry"
+fi
+
+# ---------------------------------------------------------------- test content
+CTX="$WORK/ctx"
+mkdir -p "$CTX/files/conf" "$CTX/files/data" "$WORK/import/conf" "$WORK/import/data"
+printf 'hello from the stowage docker e2e test\n' >"$CTX/files/hello.txt"
+printf 'stowage-e2e\n' >"$CTX/files/conf/stowage.conf"
+head -c 2097152 /dev/urandom >"$CTX/files/data/random.bin"
+printf 'second image layer\n' >"$CTX/extra.txt"
+cat >"$CTX/Dockerfile" <<'EOF'
+FROM scratch
+COPY files/hello.txt /hello.txt
+COPY files/conf/ /conf/
+COPY files/data/ /data/
+CMD ["/hello.txt"]
+EOF
+cat >"$CTX/Dockerfile.v2" <<EOF
+FROM $REG/e2e/app:v1
+COPY extra.txt /extra.txt
+EOF
+printf 'imported with docker import\n' >"$WORK/import/hello.txt"
+printf 'stowage-import\n' >"$WORK/import/conf/stowage.conf"
+head -c 1048576 /dev/urandom >"$WORK/import/data/blob.bin"
+tar -C "$WORK/import" -cf "$WORK/import.tar" .
+
+# push IMAGE LOGFILE : docker push, prints the manifest digest from its output.
+push() {
+	local out
+	if ! dk push "$1" >"$2" 2>&1; then
+		cat "$2" >&2
+		return 1
+	fi
+	out=$(sed -n 's/.*digest: \(sha256:[0-9a-f]\{64\}\).*/\1/p' "$2" | tail -n 1)
+	[ -n "$out" ] || {
+		cat "$2" >&2
+		return 1
+	}
+	echo "$out"
+}
+
+# verify_files IMAGE SRCDIR FILE... : docker create + export, compare bytes.
+verify_files() {
+	local img=$1 src=$2 name f ok=1
+	shift 2
+	name="e2e-verify-$RANDOM$RANDOM"
+	dk create --name "$name" "$img" /hello.txt >/dev/null 2>"$WORK/create.err" || {
+		cat "$WORK/create.err" >&2
+		return 1
+	}
+	rm -rf "$WORK/export" && mkdir -p "$WORK/export"
+	if ! dk export "$name" | tar -C "$WORK/export" -xf - 2>"$WORK/export.err"; then
+		cat "$WORK/export.err" >&2
+		ok=0
+	fi
+	dk rm "$name" >/dev/null 2>&1 || true
+	for f in "$@"; do
+		if ! cmp -s "$WORK/export/${f#*=}" "$src/${f%%=*}"; then
+			log "file /${f#*=} of $img differs from $src/${f%%=*}"
+			ok=0
+		fi
+	done
+	[ "$ok" = 1 ]
+}
+
+APP1="$REG/e2e/app:v1"
+APP2="$REG/e2e/app:v2"
+IMP="$REG/e2e/imported:v1"
+APP_FILES=(files/hello.txt=hello.txt files/conf/stowage.conf=conf/stowage.conf files/data/random.bin=data/random.bin)
+
+# ---------------------------------------------------------------- build + import
+if dk build -q -t "$APP1" -f "$CTX/Dockerfile" "$CTX" >"$WORK/build1.log" 2>&1; then
+	check_pass "docker build FROM scratch -> $APP1"
+else
+	cat "$WORK/build1.log" >&2
+	die "docker build of $APP1 failed"
+fi
+if dk import "$WORK/import.tar" "$IMP" >"$WORK/import.log" 2>&1; then
+	check_pass "docker import -> $IMP"
+else
+	cat "$WORK/import.log" >&2
+	die "docker import failed"
+fi
+APP1_ID=$(dk inspect --format '{{.Id}}' "$APP1")
+IMP_ID=$(dk inspect --format '{{.Id}}' "$IMP")
+
+# ---------------------------------------------------------------- push
+if APP1_DIGEST=$(push "$APP1" "$WORK/push1.log"); then
+	check_pass "docker push $APP1 ($APP1_DIGEST)"
+else
+	die "docker push $APP1 failed"
+fi
+if IMP_DIGEST=$(push "$IMP" "$WORK/push-imp.log"); then
+	check_pass "docker push $IMP ($IMP_DIGEST)"
+else
+	check_fail "docker push $IMP failed"
+	IMP_DIGEST=""
+fi
+
+# Second tag sharing all layers: every layer must already exist.
+dk tag "$APP1" "$REG/e2e/app:latest"
+if DIG=$(push "$REG/e2e/app:latest" "$WORK/push-latest.log"); then
+	if [ "$DIG" = "$APP1_DIGEST" ] && ! grep -q 'Pushed' "$WORK/push-latest.log"; then
+		check_pass "docker push of a second tag (e2e/app:latest): same digest, no layer re-uploaded"
+	else
+		cat "$WORK/push-latest.log" >&2
+		check_fail "second tag: digest $DIG (want $APP1_DIGEST) or layers were uploaded again"
+	fi
+else
+	check_fail "docker push $REG/e2e/app:latest failed"
+fi
+
+# A second image sharing the base layers.
+if dk build -q -t "$APP2" -f "$CTX/Dockerfile.v2" "$CTX" >"$WORK/build2.log" 2>&1 &&
+	APP2_DIGEST=$(push "$APP2" "$WORK/push2.log"); then
+	if [ "$(grep -c 'Layer already exists' "$WORK/push2.log")" -ge 3 ]; then
+		check_pass "docker push $APP2 ($APP2_DIGEST): shared layers already existed"
+	else
+		cat "$WORK/push2.log" >&2
+		check_fail "docker push $APP2: shared layers were not recognised as existing"
+	fi
+else
+	cat "$WORK/build2.log" >&2
+	check_fail "docker build/push of $APP2 failed"
+	APP2_DIGEST=""
+fi
+
+# Another repository: docker mounts the blobs from e2e/app.
+dk tag "$APP1" "$REG/e2e/app-copy:v1"
+if DIG=$(push "$REG/e2e/app-copy:v1" "$WORK/push-copy.log"); then
+	if [ "$DIG" = "$APP1_DIGEST" ]; then
+		if grep -q 'Mounted from e2e/app' "$WORK/push-copy.log"; then
+			check_pass "docker push to another repository mounted the layers (Mounted from e2e/app)"
+		else
+			cat "$WORK/push-copy.log" >&2
+			check_fail "docker push to e2e/app-copy did not mount layers from e2e/app"
+		fi
+	else
+		check_fail "docker push to e2e/app-copy: digest $DIG, want $APP1_DIGEST"
+	fi
+else
+	check_fail "docker push $REG/e2e/app-copy:v1 failed"
+fi
+
+# Registry view: tags list and manifest digest header.
+tags=$(curl -s --max-time 10 "$STOWAGE_URL/v2/e2e/app/tags/list" | tr -d ' \n\t' || true)
+if [[ $tags == *'"v1"'* ]] && [[ $tags == *'"v2"'* ]] && [[ $tags == *'"latest"'* ]]; then
+	check_pass "GET /v2/e2e/app/tags/list: $tags"
+else
+	check_fail "GET /v2/e2e/app/tags/list: $tags (want v1, v2, latest)"
+fi
+hdr=$(curl -s -I --max-time 10 -H 'Accept: application/vnd.docker.distribution.manifest.v2+json' \
+	"$STOWAGE_URL/v2/e2e/app/manifests/v1" | tr -d '\r' | sed -n 's/^[Dd]ocker-[Cc]ontent-[Dd]igest: //p')
+check_eq "$hdr" "$APP1_DIGEST" "HEAD /v2/e2e/app/manifests/v1: Docker-Content-Digest equals the push digest"
+
+# ---------------------------------------------------------------- remove locally, pull back
+dk rmi -f "$APP1" "$APP2" "$IMP" "$REG/e2e/app:latest" "$REG/e2e/app-copy:v1" >/dev/null 2>&1 || true
+if [ -n "$(dk images -q 2>/dev/null)" ]; then
+	dk images >&2 || true
+	check_fail "images still present locally after docker rmi"
+fi
+
+if dk pull "$APP1" >"$WORK/pull1.log" 2>&1; then
+	if [ "$(dk inspect --format '{{.Id}}' "$APP1")" = "$APP1_ID" ]; then
+		check_pass "docker pull $APP1: same image ID $APP1_ID"
+	else
+		check_fail "docker pull $APP1: image ID changed"
+	fi
+	if verify_files "$APP1" "$CTX" "${APP_FILES[@]}"; then
+		check_pass "files of $APP1 pulled back are byte-identical"
+	else
+		check_fail "files of $APP1 pulled back differ"
+	fi
+else
+	cat "$WORK/pull1.log" >&2
+	check_fail "docker pull $APP1 failed"
+fi
+
+if [ -n "$IMP_DIGEST" ]; then
+	if dk pull "$IMP" >"$WORK/pull-imp.log" 2>&1 && [ "$(dk inspect --format '{{.Id}}' "$IMP")" = "$IMP_ID" ] &&
+		verify_files "$IMP" "$WORK/import" hello.txt=hello.txt conf/stowage.conf=conf/stowage.conf data/blob.bin=data/blob.bin; then
+		check_pass "docker pull $IMP: same image ID, files byte-identical"
+	else
+		cat "$WORK/pull-imp.log" >&2
+		check_fail "docker pull $IMP failed or content differs"
+	fi
+fi
+
+if [ -n "$APP2_DIGEST" ]; then
+	if dk pull "$APP2" >"$WORK/pull2.log" 2>&1 &&
+		verify_files "$APP2" "$CTX" "${APP_FILES[@]}" extra.txt=extra.txt; then
+		check_pass "docker pull $APP2 (layers shared with v1), files byte-identical"
+	else
+		cat "$WORK/pull2.log" >&2
+		check_fail "docker pull $APP2 failed or content differs"
+	fi
+fi
+
+# Pull by digest, into a clean image store.
+dk rmi -f "$APP1" >/dev/null 2>&1 || true
+BYDIG="$REG/e2e/app@$APP1_DIGEST"
+if dk pull "$BYDIG" >"$WORK/pull-dig.log" 2>&1; then
+	rd=$(dk inspect --format '{{join .RepoDigests " "}}' "$BYDIG" 2>/dev/null || true)
+	if [[ " $rd " == *" $BYDIG "* ]] && [ "$(dk inspect --format '{{.Id}}' "$BYDIG")" = "$APP1_ID" ]; then
+		check_pass "docker pull $BYDIG: RepoDigests and image ID match"
+	else
+		check_fail "docker pull by digest: RepoDigests '$rd' or image ID mismatch"
+	fi
+else
+	cat "$WORK/pull-dig.log" >&2
+	check_fail "docker pull $BYDIG failed"
+fi
+
+# Pull of an unknown tag must fail cleanly.
+if dk pull "$REG/e2e/app:does-not-exist" >"$WORK/pull-missing.log" 2>&1; then
+	check_fail "docker pull of a missing tag succeeded"
+elif grep -qiE 'manifest unknown|not found' "$WORK/pull-missing.log"; then
+	check_pass "docker pull of a missing tag fails with 'manifest unknown/not found'"
+else
+	cat "$WORK/pull-missing.log" >&2
+	check_fail "docker pull of a missing tag failed with an unexpected error"
+fi
+
+if ! kill -0 "$STOWAGE_PID" 2>/dev/null; then
+	check_fail "the registry process died during the test"
+fi
+
+log "docker e2e: $LIB_PASSES passed, $LIB_FAILURES failed"
+[ "$LIB_FAILURES" -eq 0 ]
