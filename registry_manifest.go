@@ -51,6 +51,12 @@ func (r *Registry) PutManifest(ctx context.Context, repo string, ref Reference, 
 	}
 	refs := m.References()
 
+	// 0. Refuse early what the transaction would refuse, so a manifest with
+	// missing references leaves no bytes behind in storage.
+	if err := r.db.View(ctx, func(tx Tx) error { return checkRefs(tx, repo, refs) }); err != nil {
+		return PutManifestResult{}, err
+	}
+
 	// 1. Store the bytes (content-addressed, so rewriting is harmless and the
 	// DB never points at missing content).
 	stored, err := r.blobStored(ctx, d)
@@ -72,25 +78,8 @@ func (r *Registry) PutManifest(ctx context.Context, repo string, ref Reference, 
 		rec.Subject = m.Subject.Digest
 	}
 	err = r.db.Update(ctx, func(tx Tx) error {
-		for _, ref := range refs {
-			var err error
-			if ref.Kind == RefManifest {
-				_, err = tx.GetManifest(repo, ref.Digest)
-			} else {
-				_, err = tx.RepositoryBlob(repo, ref.Digest)
-			}
-			if errors.Is(err, ErrNotFound) {
-				what := "blob"
-				if ref.Kind == RefManifest {
-					what = "manifest"
-				}
-				return &Error{Code: CodeManifestBlobUnknown,
-					Message: fmt.Sprintf("manifest references %s %s, which is not in repository %s: push it first", what, ref.Digest, repo),
-					Detail:  map[string]string{"digest": string(ref.Digest)}}
-			}
-			if err != nil {
-				return err
-			}
+		if err := checkRefs(tx, repo, refs); err != nil {
+			return err
 		}
 		if err := tx.CreateRepository(repo, now); err != nil {
 			return err
@@ -112,6 +101,29 @@ func (r *Registry) PutManifest(ctx context.Context, repo string, ref Reference, 
 		return PutManifestResult{}, err
 	}
 	return PutManifestResult{Digest: d, Subject: rec.Subject}, nil
+}
+
+// checkRefs fails with MANIFEST_BLOB_UNKNOWN unless every reference is in repo.
+func checkRefs(tx Tx, repo string, refs []ManifestRef) error {
+	for _, ref := range refs {
+		var err error
+		what := "blob"
+		if ref.Kind == RefManifest {
+			what = "manifest"
+			_, err = tx.GetManifest(repo, ref.Digest)
+		} else {
+			_, err = tx.RepositoryBlob(repo, ref.Digest)
+		}
+		if errors.Is(err, ErrNotFound) {
+			return &Error{Code: CodeManifestBlobUnknown,
+				Message: fmt.Sprintf("manifest references %s %s, which is not in repository %s: push it first", what, ref.Digest, repo),
+				Detail:  map[string]string{"digest": string(ref.Digest)}}
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // ResolveManifest finds the manifest a tag or digest names in repo.
