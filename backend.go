@@ -66,10 +66,12 @@ type Appender interface {
 	// Commit (after a power loss the object may be shorter than recorded, and
 	// Append then fails, so the client restarts the upload).
 	Append(ctx context.Context, key string, off int64, r io.Reader) (int64, error)
-	// Commit durably and atomically makes the upload object at src visible
-	// as dst, and removes src. If dst exists it is replaced (contents are identical for
-	// content-addressed keys).
-	Commit(ctx context.Context, src, dst string) error
+	// Commit durably and atomically makes the first size bytes of the upload
+	// object at src visible as dst, and removes src. Bytes past size (a torn
+	// tail left by a failed Append) never reach dst; an object shorter than
+	// size is an error. If dst exists it is replaced (contents are identical
+	// for content-addressed keys).
+	Commit(ctx context.Context, src, dst string, size int64) error
 }
 
 // IsNotExist reports whether err means a missing object.

@@ -1,7 +1,9 @@
 package stowage
 
 import (
+	"bytes"
 	"encoding/json"
+	"io"
 	"mime"
 	"strconv"
 	"strings"
@@ -82,6 +84,9 @@ func ParseManifest(contentType string, body []byte) (*Manifest, error) {
 	if len(body) > MaxManifestSize {
 		return nil, Errorf(CodeManifestInvalid, "manifest is %d bytes; the limit is %d (4 MiB)", len(body), MaxManifestSize)
 	}
+	if err := checkKeys(body); err != nil {
+		return nil, err
+	}
 	var w wireManifest
 	// json.Unmarshal, unlike a Decoder, rejects anything after the object.
 	if err := json.Unmarshal(body, &w); err != nil {
@@ -157,6 +162,64 @@ func ParseManifest(contentType string, body []byte) (*Manifest, error) {
 		}
 	}
 	return m, nil
+}
+
+// checkKeys rejects objects with duplicate keys, or keys equal but for case
+// ("layers" and "LAYERS"). Go's decoder matches keys case-insensitively and
+// keeps the last duplicate, while other clients may read the first: a
+// manifest must not mean one thing to Stowage and another to a client.
+func checkKeys(body []byte) error {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	type frame struct {
+		object bool
+		keys   map[string]bool
+		key    bool   // the next string token in this object is a key
+		last   string // the last key read in this object
+		exact  bool   // keys compared exactly: a map (annotations), not a struct
+	}
+	var stack []*frame
+	for {
+		tok, err := dec.Token()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return nil // malformed JSON is reported by the decoder proper
+		}
+		var top *frame
+		if len(stack) > 0 {
+			top = stack[len(stack)-1]
+		}
+		if top != nil && top.object && top.key {
+			if k, ok := tok.(string); ok {
+				lk := k
+				if !top.exact {
+					lk = strings.ToLower(k)
+				}
+				if top.keys[lk] {
+					return Errorf(CodeManifestInvalid, "manifest has the key %q twice (field names are compared ignoring case)", trunc(k))
+				}
+				top.keys[lk], top.key, top.last = true, false, k
+				continue
+			}
+		}
+		switch tok {
+		case json.Delim('{'):
+			exact := top != nil && top.object && top.last == "annotations"
+			stack = append(stack, &frame{object: true, keys: map[string]bool{}, key: true, exact: exact})
+			continue
+		case json.Delim('['):
+			stack = append(stack, &frame{})
+			continue
+		case json.Delim('}'), json.Delim(']'):
+			stack = stack[:len(stack)-1]
+		}
+		// A value ended: in an object, a key comes next.
+		if len(stack) > 0 && stack[len(stack)-1].object {
+			stack[len(stack)-1].key = true
+		}
+	}
 }
 
 // genericContentType is what some clients send when they do not set one.

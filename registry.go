@@ -344,7 +344,7 @@ func (r *Registry) FinishUpload(ctx context.Context, repo, id string, d Digest, 
 	case r.app != nil:
 		// 1. the bytes were verified above; 2. move them into place (a rename
 		// on disk, no copy); 3. record the blob below.
-		if err := r.app.Commit(ctx, uploadKey(u.ID), BlobKey(d)); err != nil {
+		if err := r.app.Commit(ctx, uploadKey(u.ID), BlobKey(d), u.Size); err != nil {
 			return BlobRecord{}, err
 		}
 	default:

@@ -266,9 +266,9 @@ func (b *Backend) Append(ctx context.Context, key string, off int64, r io.Reader
 	return off + n, f.Close()
 }
 
-// Commit syncs the upload file and renames it to its final key: the bytes
-// are not copied.
-func (b *Backend) Commit(ctx context.Context, src, dst string) error {
+// Commit cuts the upload file to size, syncs it and renames it to its final
+// key: the bytes are not copied.
+func (b *Backend) Commit(ctx context.Context, src, dst string, size int64) error {
 	ps, err := b.path(src)
 	if err != nil {
 		return err
@@ -277,16 +277,28 @@ func (b *Backend) Commit(ctx context.Context, src, dst string) error {
 	if err != nil {
 		return err
 	}
-	if !b.NoSync {
-		f, err := os.Open(ps)
+	f, err := os.OpenFile(ps, os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	err = func() error {
+		defer f.Close()
+		fi, err := f.Stat()
 		if err != nil {
 			return err
 		}
-		err = f.Sync()
-		f.Close()
-		if err != nil {
-			return err
+		if fi.Size() < size {
+			return fmt.Errorf("upload object %s has %d bytes, expected %d", src, fi.Size(), size)
 		}
+		if fi.Size() > size {
+			if err := f.Truncate(size); err != nil {
+				return err
+			}
+		}
+		return b.sync(f)
+	}()
+	if err != nil {
+		return err
 	}
 	if err := b.rename(ps, pd); err != nil {
 		return err

@@ -121,13 +121,17 @@ func (b *Backend) Append(ctx context.Context, key string, off int64, r io.Reader
 	return int64(buf.Len()), err
 }
 
-func (b *Backend) Commit(ctx context.Context, src, dst string) error {
+func (b *Backend) Commit(ctx context.Context, src, dst string, size int64) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	o, ok := b.objects[src]
 	if !ok {
 		return notExist(src)
 	}
+	if int64(len(o.data)) < size {
+		return fmt.Errorf("upload object %s has %d bytes, expected %d", src, len(o.data), size)
+	}
+	o.data = o.data[:size:size]
 	b.objects[dst] = o
 	delete(b.objects, src)
 	return nil

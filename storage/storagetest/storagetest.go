@@ -269,7 +269,7 @@ func testAppender(t *testing.T, b stowage.Backend) {
 		}
 	}
 	dst := "blobs/ap/pe/nded"
-	if err := a.Commit(ctx, key, dst); err != nil {
+	if err := a.Commit(ctx, key, dst, off); err != nil {
 		t.Fatal(err)
 	}
 	if got := read(t, b, dst, 0); !bytes.Equal(got, data) {
@@ -303,5 +303,18 @@ func testAppenderTornTail(t *testing.T, b stowage.Backend) {
 	}
 	if _, err := a.Append(ctx, key, 100, strings.NewReader("x")); err == nil {
 		t.Error("Append past the end of the object succeeded; want an error")
+	}
+	// A failed append that is not retried: Commit must still cut its tail.
+	if _, err := a.Append(ctx, key, 11, &failingReader{data: []byte("TAIL"), err: errBoom}); err == nil {
+		t.Fatal("Append with a failing reader returned nil")
+	}
+	if err := a.Commit(ctx, key, "blobs/to/rn/committed", 11); err != nil {
+		t.Fatal(err)
+	}
+	if got := read(t, b, "blobs/to/rn/committed", 0); string(got) != "hello world" {
+		t.Errorf("Commit after a torn tail stored %q, want %q", got, "hello world")
+	}
+	if err := a.Commit(ctx, "uploads/short/data", "blobs/sh/or/t", 5); err == nil {
+		t.Error("Commit of a missing upload object succeeded")
 	}
 }
