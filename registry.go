@@ -327,6 +327,9 @@ func (r *Registry) FinishUpload(ctx context.Context, repo, id string, d Digest, 
 		}
 	}
 	got, err := r.uploadDigest(ctx, u, d.Algorithm())
+	if IsNotExist(err) && r.committedEarlier(ctx, u, d) {
+		return r.recordBlob(ctx, repo, d, u.Size, u.ID)
+	}
 	if err != nil {
 		return BlobRecord{}, err
 	}
@@ -345,7 +348,9 @@ func (r *Registry) FinishUpload(ctx context.Context, repo, id string, d Digest, 
 		// 1. the bytes were verified above; 2. move them into place (a rename
 		// on disk, no copy); 3. record the blob below.
 		if err := r.app.Commit(ctx, uploadKey(u.ID), BlobKey(d), u.Size); err != nil {
-			return BlobRecord{}, err
+			if !IsNotExist(err) || !r.committedEarlier(ctx, u, d) {
+				return BlobRecord{}, err
+			}
 		}
 	default:
 		rc, err := r.openChunks(ctx, u)
@@ -360,6 +365,29 @@ func (r *Registry) FinishUpload(ctx context.Context, repo, id string, d Digest, 
 		r.deleteUploadData(ctx, u)
 	}
 	return r.recordBlob(ctx, repo, d, u.Size, u.ID)
+}
+
+// committedEarlier reports whether an earlier FinishUpload of this session
+// moved the data into place and then stopped (a crash between the rename and
+// the database commit): the upload data is gone, and the blob key holds the
+// session's bytes. A retried PUT then only needs to record the blob.
+func (r *Registry) committedEarlier(ctx context.Context, u UploadRecord, d Digest) bool {
+	oi, err := r.store.Stat(ctx, BlobKey(d))
+	if err != nil || oi.Size != u.Size {
+		return false
+	}
+	if d.Algorithm() == digest.SHA256 {
+		// The saved hash state already proved the session's bytes are d, and
+		// anything at the blob key was verified before it got there.
+		return true
+	}
+	rc, err := r.store.Open(ctx, BlobKey(d), 0)
+	if err != nil {
+		return false
+	}
+	defer rc.Close()
+	_, err = io.Copy(io.Discard, NewVerifyingReader(rc, d, u.Size))
+	return err == nil
 }
 
 // uploadDigest returns the digest of what the session holds: from the saved
