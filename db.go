@@ -25,7 +25,7 @@ type DB interface {
 type Tx interface {
 	// Repositories.
 	CreateRepository(name string, now time.Time) error // no-op if it exists
-	RepositoryExists(name string) (bool, error)
+	GetRepository(name string) (RepositoryRecord, error)
 	ListRepositories(after string, limit int) ([]string, error)
 
 	// Blobs: one row per digest for the whole registry, plus the links that
@@ -56,6 +56,16 @@ type Tx interface {
 	AdvanceUpload(u UploadRecord, fromSize int64) error
 	GetUpload(id string) (UploadRecord, error)
 	DeleteUpload(id string) error
+}
+
+// RepositoryRecord is a repository.
+type RepositoryRecord struct {
+	Name    string
+	Created time.Time
+	Updated time.Time
+	// TagsVersion changes whenever a tag of the repository is created, moved
+	// or deleted (in the same transaction), so it validates cached tag data.
+	TagsVersion int64
 }
 
 // BlobRecord is a stored blob.

@@ -28,6 +28,7 @@ type Registry struct {
 	now   func() time.Time
 
 	manifests *contentCache
+	repos     *repoCache
 	uploads   keyedMutex
 }
 
@@ -55,6 +56,7 @@ func NewRegistry(db DB, store Backend, opts Options) *Registry {
 		size = 64 << 20
 	}
 	r.manifests = newContentCache(size)
+	r.repos = newRepoCache()
 	return r
 }
 

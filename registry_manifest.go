@@ -130,16 +130,29 @@ func checkRefs(tx Tx, repo string, refs []ManifestRef) error {
 func (r *Registry) ResolveManifest(ctx context.Context, repo string, ref Reference) (ManifestRecord, error) {
 	var m ManifestRecord
 	err := r.db.View(ctx, func(tx Tx) error {
-		d := ref.Digest
-		if !ref.IsDigest() {
+		if ref.IsDigest() {
 			var err error
-			if d, err = tx.GetTag(repo, ref.Tag); err != nil {
-				return err
-			}
+			m, err = tx.GetManifest(repo, ref.Digest)
+			return err
 		}
-		var err error
-		m, err = tx.GetManifest(repo, d)
-		return err
+		rec, err := tx.GetRepository(repo)
+		if err != nil {
+			return err
+		}
+		if cached, ok := r.repos.resolved(repo, rec.TagsVersion, ref.Tag); ok {
+			m = cached
+			return nil
+		}
+		d, err := tx.GetTag(repo, ref.Tag)
+		if err != nil {
+			return err
+		}
+		if m, err = tx.GetManifest(repo, d); err != nil {
+			return err
+		}
+		// Read in the same transaction as the version: a consistent pair.
+		r.repos.putResolved(repo, rec.TagsVersion, ref.Tag, m)
+		return nil
 	})
 	if errors.Is(err, ErrNotFound) {
 		return m, manifestUnknown(repo, ref)
@@ -226,15 +239,27 @@ func (r *Registry) Referrers(ctx context.Context, repo string, d Digest, artifac
 func (r *Registry) ListTags(ctx context.Context, repo, last string, n int) ([]string, error) {
 	var tags []string
 	err := r.db.View(ctx, func(tx Tx) error {
-		ok, err := tx.RepositoryExists(repo)
+		rec, err := tx.GetRepository(repo)
+		if errors.Is(err, ErrNotFound) {
+			return nameUnknown(repo)
+		}
 		if err != nil {
 			return err
 		}
-		if !ok {
-			return nameUnknown(repo)
+		if all, ok := r.repos.tags(repo, rec.TagsVersion); ok {
+			tags = page(all, last, n)
+			return nil
 		}
-		tags, err = tx.ListTags(repo, last, n)
-		return err
+		if last != "" || n > 0 {
+			// A page of a list not in the cache: read just that page.
+			tags, err = tx.ListTags(repo, last, n)
+			return err
+		}
+		if tags, err = tx.ListTags(repo, "", 0); err != nil {
+			return err
+		}
+		r.repos.putTags(repo, rec.TagsVersion, tags)
+		return nil
 	})
 	return tags, err
 }

@@ -25,6 +25,7 @@ func Run(t *testing.T, open func(t *testing.T) stowage.DB) {
 		{"Manifests", testManifests},
 		{"Referrers", testReferrers},
 		{"Tags", testTags},
+		{"TagsVersion", testTagsVersion},
 		{"Uploads", testUploads},
 		{"RollbackOnError", testRollback},
 		{"ConcurrentUpdates", testConcurrent},
@@ -92,14 +93,12 @@ func testRepositories(t *testing.T, db stowage.DB) {
 				t.Errorf("ListRepositories(%q, %d) = %v, want %v", tc.after, tc.limit, got, tc.want)
 			}
 		}
-		ok, err := tx.RepositoryExists("a/x")
-		if err != nil || !ok {
-			t.Errorf("RepositoryExists(a/x) = %v, %v", ok, err)
+		r, err := tx.GetRepository("a/x")
+		if err != nil || r.Name != "a/x" || !r.Created.Equal(now) {
+			t.Errorf("GetRepository(a/x) = %+v, %v", r, err)
 		}
-		ok, err = tx.RepositoryExists("nope")
-		if err != nil || ok {
-			t.Errorf("RepositoryExists(nope) = %v, %v", ok, err)
-		}
+		_, err = tx.GetRepository("nope")
+		wantNotFound(t, "GetRepository(nope)", err)
 		return nil
 	})
 }
@@ -262,6 +261,39 @@ func testTags(t *testing.T, db stowage.DB) {
 	})
 }
 
+// testTagsVersion: every tag change moves the repository's TagsVersion, so
+// readers can cache tag data safely; other writes leave it alone.
+func testTagsVersion(t *testing.T, db stowage.DB) {
+	version := func() int64 {
+		var v int64
+		view(t, db, func(tx stowage.Tx) error {
+			r, err := tx.GetRepository("r")
+			v = r.TagsVersion
+			return err
+		})
+		return v
+	}
+	update(t, db, func(tx stowage.Tx) error { return tx.CreateRepository("r", now) })
+	steps := []struct {
+		name    string
+		fn      func(tx stowage.Tx) error
+		changes bool
+	}{
+		{"create tag", func(tx stowage.Tx) error { return tx.PutTag("r", "a", dg(1), now) }, true},
+		{"move tag", func(tx stowage.Tx) error { return tx.PutTag("r", "a", dg(2), now) }, true},
+		{"other repository", func(tx stowage.Tx) error { return tx.PutTag("other", "a", dg(2), now) }, false},
+		{"link a blob", func(tx stowage.Tx) error { return tx.LinkBlob("r", dg(3), now) }, false},
+		{"delete tag", func(tx stowage.Tx) error { return tx.DeleteTag("r", "a") }, true},
+	}
+	for _, s := range steps {
+		before := version()
+		update(t, db, s.fn)
+		if changed := version() != before; changed != s.changes {
+			t.Errorf("%s: TagsVersion changed = %v, want %v", s.name, changed, s.changes)
+		}
+	}
+}
+
 func testUploads(t *testing.T, db stowage.DB) {
 	u := stowage.UploadRecord{ID: "u1", Repo: "r", Started: now, Updated: now}
 	update(t, db, func(tx stowage.Tx) error { return tx.PutUpload(u) })
@@ -338,10 +370,9 @@ func testConcurrent(t *testing.T, db stowage.DB) {
 func testViewSeesCommitted(t *testing.T, db stowage.DB) {
 	update(t, db, func(tx stowage.Tx) error { return tx.CreateRepository("seen", now) })
 	view(t, db, func(tx stowage.Tx) error {
-		ok, err := tx.RepositoryExists("seen")
-		if !ok {
-			t.Error("a committed write is not visible to a later View")
+		if _, err := tx.GetRepository("seen"); err != nil {
+			t.Errorf("a committed write is not visible to a later View: %v", err)
 		}
-		return err
+		return nil
 	})
 }

@@ -8,8 +8,8 @@ const manifestColumns = `repo, digest, media_type, artifact_type, size, subject,
 const (
 	sqlCreateRepository = `INSERT INTO repositories (name, created, updated) VALUES (?, ?, ?)
 		ON CONFLICT (name) DO UPDATE SET updated = excluded.updated`
-	sqlRepositoryExists = `SELECT 1 FROM repositories WHERE name = ?`
-	sqlListRepositories = `SELECT group_concat(name, ',' ORDER BY name) FROM
+	sqlGetRepository    = `SELECT created, updated, tags_version FROM repositories WHERE name = ?`
+	sqlListRepositories = `SELECT group_concat(name, ',') FROM
 		(SELECT name FROM repositories WHERE name > ? ORDER BY name LIMIT ?)`
 	sqlPutBlob        = `INSERT INTO blobs (digest, size, created) VALUES (?, ?, ?) ON CONFLICT (digest) DO NOTHING`
 	sqlGetBlob        = `SELECT size, created FROM blobs WHERE digest = ?`
@@ -29,7 +29,9 @@ const (
 	sqlPutTag             = `INSERT INTO tags (repo, name, digest, updated) VALUES (?, ?, ?, ?)
 		ON CONFLICT (repo, name) DO UPDATE SET digest = excluded.digest, updated = excluded.updated`
 	sqlGetTag   = `SELECT digest FROM tags WHERE repo = ? AND name = ?`
-	sqlListTags = `SELECT group_concat(name, ',' ORDER BY name) FROM
+	// The subquery walks the primary key (repo, name) in order, and
+	// group_concat keeps the order rows arrive in: no sort is needed.
+	sqlListTags = `SELECT group_concat(name, ',') FROM
 		(SELECT name FROM tags WHERE repo = ? AND name > ? ORDER BY name LIMIT ?)`
 	sqlTagsOf        = `SELECT name FROM tags WHERE repo = ? AND digest = ? ORDER BY name`
 	sqlDeleteTag     = `DELETE FROM tags WHERE repo = ? AND name = ?`
@@ -39,4 +41,4 @@ const (
 	sqlDeleteUpload  = `DELETE FROM uploads WHERE id = ?`
 )
 
-var allQueries = []string{sqlCreateRepository, sqlRepositoryExists, sqlListRepositories, sqlPutBlob, sqlGetBlob, sqlLinkBlob, sqlUnlinkBlob, sqlRepositoryBlob, sqlPutManifest, sqlDeleteManifestRefs, sqlPutManifestRef, sqlGetManifest, sqlDeleteManifest, sqlReferrers, sqlPutTag, sqlGetTag, sqlListTags, sqlTagsOf, sqlDeleteTag, sqlPutUpload, sqlAdvanceUpload, sqlGetUpload, sqlDeleteUpload}
+var allQueries = []string{sqlCreateRepository, sqlGetRepository, sqlListRepositories, sqlPutBlob, sqlGetBlob, sqlLinkBlob, sqlUnlinkBlob, sqlRepositoryBlob, sqlPutManifest, sqlDeleteManifestRefs, sqlPutManifestRef, sqlGetManifest, sqlDeleteManifest, sqlReferrers, sqlPutTag, sqlGetTag, sqlListTags, sqlTagsOf, sqlDeleteTag, sqlPutUpload, sqlAdvanceUpload, sqlGetUpload, sqlDeleteUpload}

@@ -51,7 +51,7 @@ func TestReopenKeepsData(t *testing.T) {
 	}
 	defer db.Close()
 	db.View(ctx, func(tx stowage.Tx) error {
-		if ok, _ := tx.RepositoryExists("kept"); !ok {
+		if _, err := tx.GetRepository("kept"); err != nil {
 			t.Error("data lost across reopen")
 		}
 		return nil

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"errors"
+	"slices"
 	"strings"
 	"time"
 
@@ -112,13 +113,12 @@ func (t *Tx) CreateRepository(name string, now time.Time) error {
 	return err
 }
 
-func (t *Tx) RepositoryExists(name string) (bool, error) {
-	var one int
-	err := t.row(sqlRepositoryExists, name).Scan(&one)
-	if errors.Is(err, sql.ErrNoRows) {
-		return false, nil
-	}
-	return err == nil, err
+func (t *Tx) GetRepository(name string) (stowage.RepositoryRecord, error) {
+	r := stowage.RepositoryRecord{Name: name}
+	var created, updated int64
+	err := t.row(sqlGetRepository, name).Scan(&created, &updated, &r.TagsVersion)
+	r.Created, r.Updated = ts(created), ts(updated)
+	return r, notFound(err)
 }
 
 func (t *Tx) ListRepositories(after string, limit int) ([]string, error) {
@@ -136,7 +136,11 @@ func (t *Tx) joined(q string, args ...any) ([]string, error) {
 	if !s.Valid || s.String == "" {
 		return nil, nil
 	}
-	return strings.Split(s.String, ","), nil
+	names := strings.Split(s.String, ",")
+	// SQLite documents group_concat's order as arbitrary; the rows arrive
+	// sorted, so this costs one linear pass, and guarantees the order.
+	slices.Sort(names)
+	return names, nil
 }
 
 // Blobs.
