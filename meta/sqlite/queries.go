@@ -28,7 +28,7 @@ const (
 	sqlReferrers          = `SELECT ` + manifestColumns + ` FROM manifests WHERE repo = ? AND subject = ? ORDER BY digest`
 	sqlPutTag             = `INSERT INTO tags (repo, name, digest, updated) VALUES (?, ?, ?, ?)
 		ON CONFLICT (repo, name) DO UPDATE SET digest = excluded.digest, updated = excluded.updated`
-	sqlGetTag   = `SELECT digest FROM tags WHERE repo = ? AND name = ?`
+	sqlGetTag = `SELECT digest FROM tags WHERE repo = ? AND name = ?`
 	// The subquery walks the primary key (repo, name) in order, and
 	// group_concat keeps the order rows arrive in: no sort is needed.
 	sqlListTags = `SELECT group_concat(name, ',') FROM
