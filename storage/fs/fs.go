@@ -110,7 +110,11 @@ func (b *Backend) Put(ctx context.Context, key string, r io.Reader, size int64) 
 		// Reserve the space up front: fewer extents, and ENOSPC before any copying.
 		_ = fallocate(tmp, size)
 	}
-	if _, err := copyTo(tmp, ctxReader{ctx, r}); err != nil {
+	var w io.Writer = tmp
+	if !b.NoSync {
+		w = &writeback{f: tmp}
+	}
+	if _, err := copyTo(w, ctxReader{ctx, r}); err != nil {
 		return err
 	}
 	if err := b.sync(tmp); err != nil {
@@ -324,10 +328,28 @@ func (c ctxReader) Read(p []byte) (int, error) {
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 1<<20); return &b }}
 
-// copyTo copies r to f through a 1 MiB buffer: far fewer syscalls than the
+// copyTo copies r to w through a 1 MiB buffer: far fewer syscalls than the
 // 32 KiB io.Copy would use for the large bodies blobs are.
-func copyTo(f *os.File, r io.Reader) (int64, error) {
+func copyTo(w io.Writer, r io.Reader) (int64, error) {
 	bp := bufPool.Get().(*[]byte)
 	defer bufPool.Put(bp)
-	return io.CopyBuffer(struct{ io.Writer }{f}, r, *bp)
+	return io.CopyBuffer(struct{ io.Writer }{w}, r, *bp)
+}
+
+// writeback starts the disk write of every 8 MiB as soon as it is written,
+// overlapping it with receiving the rest; the final fsync then waits only
+// for the tail instead of the whole blob.
+type writeback struct {
+	f                *os.File
+	written, started int64
+}
+
+func (w *writeback) Write(p []byte) (int, error) {
+	n, err := w.f.Write(p)
+	w.written += int64(n)
+	if w.written-w.started >= 8<<20 {
+		startWriteback(w.f, w.started, w.written-w.started)
+		w.started = w.written
+	}
+	return n, err
 }
