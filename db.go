@@ -21,41 +21,98 @@ type DB interface {
 
 // Tx is one transaction. Lookups that find nothing return ErrNotFound.
 // Listing methods return names in byte order, strictly after `after`, at most
-// limit of them (limit <= 0: no limit).
+// limit of them (limit <= 0: no limit). Tx only reads and writes facts; what
+// may be written is decided by Registry.
 type Tx interface {
-	// Repositories.
-	CreateRepository(name string, now time.Time) error // no-op if it exists
+	RepositoryTx
+	BlobTx
+	ManifestTx
+	TagTx
+	UploadTx
+	UsageTx
+}
+
+// RepositoryTx reads and writes repositories.
+type RepositoryTx interface {
+	CreateRepository(name string, now time.Time) error // no-op if it exists (updates Updated)
 	GetRepository(name string) (RepositoryRecord, error)
 	ListRepositories(after string, limit int) ([]string, error)
+	// DeleteRepository removes the repository with its links, manifests,
+	// references, tags and upload records. ErrNotFound if absent.
+	DeleteRepository(name string) error
+}
 
-	// Blobs: one row per digest for the whole registry, plus the links that
-	// make a blob visible in a repository.
-	PutBlob(b BlobRecord) error // insert, or keep the existing row
+// BlobTx reads and writes blobs: one row per digest for the whole registry,
+// plus the links that make a blob visible in a repository.
+type BlobTx interface {
+	PutBlob(b BlobRecord) error // insert or replace the row
 	GetBlob(d Digest) (BlobRecord, error)
+	SetBlobState(d Digest, state BlobState) error
+	// TouchBlob extends the blob's lease: last used at now.
+	TouchBlob(d Digest, now time.Time) error
+	// MarkUnreferenced restarts the grace period of digests that may just
+	// have lost a reference.
+	MarkUnreferenced(ds []Digest, now time.Time) error
+	DeleteBlob(d Digest) error                                // the row and its links
 	LinkBlob(repo string, d Digest, now time.Time) error      // no-op if linked
 	UnlinkBlob(repo string, d Digest) error                   // ErrNotFound if not linked
-	RepositoryBlob(repo string, d Digest) (BlobRecord, error) // ErrNotFound unless linked
+	RepositoryBlob(repo string, d Digest) (BlobRecord, error) // live and linked, else ErrNotFound
+	// BlobReferenced reports whether any manifest (in any repository) is d
+	// or references d.
+	BlobReferenced(d Digest) (bool, error)
+	// CollectableBlobs lists unreferenced blobs in state pending or live
+	// whose grace period began before unrefBefore and whose lease ended
+	// before usedBefore, in digest order after `after`.
+	CollectableBlobs(unrefBefore, usedBefore time.Time, after Digest, limit int) ([]BlobRecord, error)
+	// BlobsInState lists blobs in one state, in digest order after `after`.
+	BlobsInState(state BlobState, after Digest, limit int) ([]BlobRecord, error)
+}
 
-	// Manifests and the references they hold.
+// ManifestTx reads and writes manifests and the references they hold.
+type ManifestTx interface {
 	PutManifest(m ManifestRecord, refs []ManifestRef) error // replaces an existing row and its refs
 	GetManifest(repo string, d Digest) (ManifestRecord, error)
 	DeleteManifest(repo string, d Digest) error // and its refs; ErrNotFound if absent
+	ListManifests(repo string) ([]ManifestRecord, error)
+	ManifestRefs(repo string, d Digest) ([]ManifestRef, error)
+	// ManifestParents lists the manifests of repo that reference d.
+	ManifestParents(repo string, d Digest) ([]Digest, error)
 	Referrers(repo string, subject Digest) ([]ManifestRecord, error)
+}
 
-	// Tags.
+// TagTx reads and writes tags.
+type TagTx interface {
 	PutTag(repo, tag string, d Digest, now time.Time) error // creates or moves
 	GetTag(repo, tag string) (Digest, error)
 	ListTags(repo, after string, limit int) ([]string, error)
 	TagsOf(repo string, d Digest) ([]string, error)
 	DeleteTag(repo, tag string) error // ErrNotFound if absent
+}
 
-	// Upload sessions; they survive restarts.
+// UploadTx reads and writes upload sessions; they survive restarts.
+type UploadTx interface {
 	PutUpload(u UploadRecord) error
 	// AdvanceUpload records new progress only if the upload is still at
 	// fromSize, so two writers can never both advance it; ErrNotFound otherwise.
 	AdvanceUpload(u UploadRecord, fromSize int64) error
 	GetUpload(id string) (UploadRecord, error)
 	DeleteUpload(id string) error
+	// StaleUploads lists sessions last updated before `before`.
+	StaleUploads(before time.Time, limit int) ([]UploadRecord, error)
+}
+
+// UsageTx answers "what uses space" from the metadata alone.
+type UsageTx interface {
+	// BlobTotals counts live blobs and their bytes: each digest once.
+	BlobTotals() (count, bytes int64, err error)
+	// RepositoryUsage returns, for every repository, the bytes its manifests
+	// reference (each digest once per repository), the bytes of those
+	// referenced by no other repository, and its counts.
+	RepositoryUsage() ([]RepositoryUsage, error)
+	// ManifestUsage returns, for every manifest of repo, its bytes (itself
+	// plus the blobs it references) and the bytes only it references in the
+	// whole registry.
+	ManifestUsage(repo string) ([]ManifestUsage, error)
 }
 
 // RepositoryRecord is a repository.
@@ -68,11 +125,43 @@ type RepositoryRecord struct {
 	TagsVersion int64
 }
 
+// BlobState is where a blob is in its life.
+type BlobState string
+
+const (
+	BlobPending  BlobState = "pending"  // an upload is writing its object; invisible
+	BlobLive     BlobState = "live"     // stored; visible where linked
+	BlobDeleting BlobState = "deleting" // being collected; invisible
+)
+
 // BlobRecord is a stored blob.
 type BlobRecord struct {
-	Digest  Digest
-	Size    int64
-	Created time.Time
+	Digest            Digest
+	Size              int64
+	Created           time.Time
+	State             BlobState
+	LastUsed          time.Time // the lease
+	UnreferencedSince time.Time // start of the grace period
+}
+
+// RepositoryUsage is what a repository holds, deduplicated.
+type RepositoryUsage struct {
+	Name              string
+	ReferencedBytes   int64 // every digest its manifests use, once
+	UniqueBytes       int64 // used by no other repository: what deleting it frees
+	Manifests         int64
+	Tags              int64
+	UntaggedManifests int64
+}
+
+// ManifestUsage is what one manifest holds.
+type ManifestUsage struct {
+	Digest      Digest
+	MediaType   string
+	Size        int64 // the manifest plus the blobs it references
+	UniqueBytes int64 // bytes referenced by no other manifest in the registry
+	Tags        []string
+	Created     time.Time
 }
 
 // ManifestRecord is a manifest in a repository. Its bytes are in storage under BlobKey(Digest).

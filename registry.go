@@ -27,6 +27,9 @@ type Registry struct {
 	log   *slog.Logger
 	now   func() time.Time
 
+	lease         time.Duration
+	keepReferrers bool
+
 	manifests *contentCache
 	repos     *repoCache
 	uploads   keyedMutex
@@ -36,6 +39,12 @@ type Registry struct {
 type Options struct {
 	Logger *slog.Logger
 	Now    func() time.Time // for tests; default time.Now
+	// Lease is how long a blob a client has just seen or uploaded is safe
+	// from garbage collection even if nothing references it. Default 1h.
+	Lease time.Duration
+	// KeepReferrers keeps a manifest's referrers (signatures, SBOMs) when
+	// it is deleted; by default they are deleted with it.
+	KeepReferrers bool
 	// ManifestCacheBytes bounds the in-memory cache of manifest bytes
 	// (content-addressed, so never stale). Default 64 MiB; negative disables.
 	ManifestCacheBytes int64
@@ -51,6 +60,10 @@ func NewRegistry(db DB, store Backend, opts Options) *Registry {
 		r.now = time.Now
 	}
 	r.app, _ = store.(Appender)
+	r.lease, r.keepReferrers = opts.Lease, opts.KeepReferrers
+	if r.lease <= 0 {
+		r.lease = time.Hour
+	}
 	size := opts.ManifestCacheBytes
 	if size == 0 {
 		size = 64 << 20
@@ -72,7 +85,9 @@ func blobUnknown(repo string, d Digest) error {
 	return Errorf(CodeBlobUnknown, "blob %s is not in repository %s: push it or mount it there first", d, repo)
 }
 
-// StatBlob returns the blob if it is visible in repo.
+// StatBlob returns the blob if it is visible in repo. It also renews the
+// blob's lease: a client that saw the blob (and so may skip uploading it)
+// can reference it in a manifest before the collector may take it.
 func (r *Registry) StatBlob(ctx context.Context, repo string, d Digest) (BlobRecord, error) {
 	var b BlobRecord
 	err := r.db.View(ctx, func(tx Tx) (err error) {
@@ -82,7 +97,18 @@ func (r *Registry) StatBlob(ctx context.Context, repo string, d Digest) (BlobRec
 	if errors.Is(err, ErrNotFound) {
 		return b, blobUnknown(repo, d)
 	}
-	return b, err
+	if err != nil {
+		return b, err
+	}
+	// Renew the lease only when a quarter of it has passed: at most a write
+	// per blob every few minutes, not one per HEAD.
+	if now := r.now(); now.Sub(b.LastUsed) > r.lease/4 {
+		if err := r.db.Update(ctx, func(tx Tx) error { return tx.TouchBlob(d, now) }); err != nil {
+			return b, err
+		}
+		b.LastUsed = now
+	}
+	return b, nil
 }
 
 // OpenBlob returns the blob's bytes from offset, if it is visible in repo.
@@ -123,7 +149,13 @@ func (r *Registry) MountBlob(ctx context.Context, repo, from string, d Digest) (
 		} else {
 			b, err = tx.RepositoryBlob(from, d)
 		}
+		if err == nil && b.State != BlobLive {
+			err = ErrNotFound
+		}
 		if err != nil {
+			return err
+		}
+		if err := tx.TouchBlob(d, now); err != nil {
 			return err
 		}
 		if err := tx.CreateRepository(repo, now); err != nil {
@@ -145,7 +177,7 @@ func (r *Registry) PutBlob(ctx context.Context, repo string, d Digest, body io.R
 		return BlobRecord{}, err
 	}
 	vr := NewVerifyingReader(body, d, size)
-	exists, err := r.blobStored(ctx, d)
+	exists, err := r.reserve(ctx, d, size)
 	if err != nil {
 		return BlobRecord{}, err
 	}
@@ -177,24 +209,77 @@ func uploadError(err error) error {
 	return &Error{Code: CodeBlobUploadInvalid, Message: "upload failed before all bytes were stored; nothing was kept, retry the upload", Err: err}
 }
 
-func (r *Registry) blobStored(ctx context.Context, d Digest) (bool, error) {
-	err := r.db.View(ctx, func(tx Tx) error { _, err := tx.GetBlob(d); return err })
-	if errors.Is(err, ErrNotFound) {
-		return false, nil
+// reserve is step 1 of every blob write: it tells whether d is already
+// stored (then the caller writes nothing, and the lease just renewed keeps
+// the collector away), or records a pending row before the caller writes
+// the object. It waits while the collector is deleting d, so an object
+// written now can never be deleted by a collection that started earlier.
+func (r *Registry) reserve(ctx context.Context, d Digest, size int64) (stored bool, err error) {
+	for attempt := 0; ; attempt++ {
+		var state BlobState
+		now := r.now()
+		err := r.db.Update(ctx, func(tx Tx) error {
+			b, err := tx.GetBlob(d)
+			if errors.Is(err, ErrNotFound) {
+				state = BlobPending
+				return tx.PutBlob(BlobRecord{Digest: d, Size: max(size, 0), Created: now, State: BlobPending,
+					LastUsed: now, UnreferencedSince: now})
+			}
+			if err != nil {
+				return err
+			}
+			state = b.State
+			if state == BlobDeleting {
+				return nil
+			}
+			return tx.TouchBlob(d, now)
+		})
+		if err != nil {
+			return false, err
+		}
+		if state != BlobDeleting {
+			return state == BlobLive, nil
+		}
+		if attempt == 200 {
+			return false, Errorf(CodeUnavailable, "blob %s is being garbage-collected right now; retry the upload in a moment", d)
+		}
+		select {
+		case <-ctx.Done():
+			return false, ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
 	}
-	return err == nil, err
+}
+
+// markLive is the last step of every blob write, inside the transaction that
+// records it: the reserved row becomes live. If the collector took the row
+// meanwhile (possible only with a minimum age shorter than the push), the
+// write fails rather than record a blob whose object may be gone.
+func markLive(tx Tx, d Digest, size int64, now time.Time) (BlobRecord, error) {
+	b, err := tx.GetBlob(d)
+	if errors.Is(err, ErrNotFound) || err == nil && b.State == BlobDeleting {
+		return b, Errorf(CodeBlobUploadInvalid, "blob %s was garbage-collected while it was being pushed (a collection with a minimum age shorter than the push?); push it again", d)
+	}
+	if err != nil {
+		return b, err
+	}
+	b.Size, b.State = size, BlobLive
+	if now.After(b.LastUsed) {
+		b.LastUsed = now
+	}
+	return b, tx.PutBlob(b)
 }
 
 // recordBlob records a verified, stored blob and links it into repo, and
 // ends the upload session uploadID if one is given, in one transaction.
 func (r *Registry) recordBlob(ctx context.Context, repo string, d Digest, size int64, uploadID string) (BlobRecord, error) {
 	now := r.now()
-	b := BlobRecord{Digest: d, Size: size, Created: now}
-	err := r.db.Update(ctx, func(tx Tx) error {
-		if err := tx.CreateRepository(repo, now); err != nil {
+	var b BlobRecord
+	err := r.db.Update(ctx, func(tx Tx) (err error) {
+		if b, err = markLive(tx, d, size, now); err != nil {
 			return err
 		}
-		if err := tx.PutBlob(b); err != nil {
+		if err := tx.CreateRepository(repo, now); err != nil {
 			return err
 		}
 		if err := tx.LinkBlob(repo, d, now); err != nil {
@@ -339,7 +424,7 @@ func (r *Registry) FinishUpload(ctx context.Context, repo, id string, d Digest, 
 		r.dropUpload(ctx, u)
 		return BlobRecord{}, Errorf(CodeDigestInvalid, "uploaded content has digest %s, not the %s given; the upload was discarded", got, d)
 	}
-	exists, err := r.blobStored(ctx, d)
+	exists, err := r.reserve(ctx, d, u.Size)
 	if err != nil {
 		return BlobRecord{}, err
 	}

@@ -59,7 +59,7 @@ func (r *Registry) PutManifest(ctx context.Context, repo string, ref Reference, 
 
 	// 1. Store the bytes (content-addressed, so rewriting is harmless and the
 	// DB never points at missing content).
-	stored, err := r.blobStored(ctx, d)
+	stored, err := r.reserve(ctx, d, int64(len(body)))
 	if err != nil {
 		return PutManifestResult{}, err
 	}
@@ -84,7 +84,7 @@ func (r *Registry) PutManifest(ctx context.Context, repo string, ref Reference, 
 		if err := tx.CreateRepository(repo, now); err != nil {
 			return err
 		}
-		if err := tx.PutBlob(BlobRecord{Digest: d, Size: int64(len(body)), Created: now}); err != nil {
+		if _, err := markLive(tx, d, int64(len(body)), now); err != nil {
 			return err
 		}
 		if err := tx.PutManifest(rec, refs); err != nil {
@@ -189,26 +189,14 @@ func (r *Registry) GetManifest(ctx context.Context, repo string, ref Reference) 
 }
 
 // DeleteManifest deletes by reference, as the OCI API does: a tag reference
-// removes only the tag; a digest reference removes the manifest and every tag
-// pointing at it.
+// removes only the tag; a digest reference removes the manifest, every tag
+// pointing at it, and what goes with it (see DeleteImage).
 func (r *Registry) DeleteManifest(ctx context.Context, repo string, ref Reference) error {
-	err := r.db.Update(ctx, func(tx Tx) error {
-		if !ref.IsDigest() {
-			return tx.DeleteTag(repo, ref.Tag)
-		}
-		tags, err := tx.TagsOf(repo, ref.Digest)
-		if err != nil {
-			return err
-		}
-		for _, t := range tags {
-			if err := tx.DeleteTag(repo, t); err != nil {
-				return err
-			}
-		}
-		return tx.DeleteManifest(repo, ref.Digest)
-	})
-	if errors.Is(err, ErrNotFound) {
-		return manifestUnknown(repo, ref)
+	var err error
+	if ref.IsDigest() {
+		_, err = r.DeleteImage(ctx, repo, ref, false)
+	} else {
+		_, err = r.Untag(ctx, repo, ref.Tag, false)
 	}
 	return err
 }
@@ -313,6 +301,15 @@ func (c *contentCache) put(d Digest, b []byte) {
 	}
 	c.items[d] = b
 	c.size += int64(len(b))
+}
+
+func (c *contentCache) drop(d Digest) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if b, ok := c.items[d]; ok {
+		c.size -= int64(len(b))
+		delete(c.items, d)
+	}
 }
 
 func sortStrings(s []string) { sort.Strings(s) }

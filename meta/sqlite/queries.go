@@ -3,7 +3,10 @@ package sqlite
 // All SQL the Tx methods run, in one place. Open prepares every statement
 // once per pool (database/sql then keeps one prepared copy per connection),
 // because parsing SQL on each call was a quarter of a manifest GET's cost.
-const manifestColumns = `repo, digest, media_type, artifact_type, size, subject, annotations, created`
+const (
+	manifestColumns = `repo, digest, media_type, artifact_type, size, subject, annotations, created`
+	blobColumns     = `digest, size, created, state, last_used, unreferenced_since`
+)
 
 const (
 	sqlCreateRepository = `INSERT INTO repositories (name, created, updated) VALUES (?, ?, ?)
@@ -11,12 +14,27 @@ const (
 	sqlGetRepository    = `SELECT created, updated, tags_version FROM repositories WHERE name = ?`
 	sqlListRepositories = `SELECT group_concat(name, ',') FROM
 		(SELECT name FROM repositories WHERE name > ? ORDER BY name LIMIT ?)`
-	sqlPutBlob        = `INSERT INTO blobs (digest, size, created) VALUES (?, ?, ?) ON CONFLICT (digest) DO NOTHING`
-	sqlGetBlob        = `SELECT size, created FROM blobs WHERE digest = ?`
+	sqlPutBlob = `INSERT INTO blobs (digest, size, created, state, last_used, unreferenced_since) VALUES (?, ?, ?, ?, ?, ?)
+		ON CONFLICT (digest) DO UPDATE SET size = excluded.size, state = excluded.state,
+			last_used = excluded.last_used, unreferenced_since = excluded.unreferenced_since`
+	sqlGetBlob          = `SELECT ` + blobColumns + ` FROM blobs WHERE digest = ?`
+	sqlSetBlobState     = `UPDATE blobs SET state = ? WHERE digest = ?`
+	sqlTouchBlob        = `UPDATE blobs SET last_used = max(last_used, ?) WHERE digest = ?`
+	sqlMarkUnreferenced = `UPDATE blobs SET unreferenced_since = max(unreferenced_since, ?) WHERE digest = ?`
+	sqlDeleteBlob       = `DELETE FROM blobs WHERE digest = ?`
+	sqlDeleteBlobLinks  = `DELETE FROM repository_blobs WHERE digest = ?`
+	sqlBlobReferenced   = `SELECT EXISTS (SELECT 1 FROM manifest_references WHERE child = ?) OR EXISTS (SELECT 1 FROM manifests WHERE digest = ?)`
+	sqlCollectableBlobs = `SELECT ` + blobColumns + ` FROM blobs b
+		WHERE state IN ('pending', 'live') AND unreferenced_since <= ? AND last_used <= ? AND digest > ?
+		AND NOT EXISTS (SELECT 1 FROM manifest_references r WHERE r.child = b.digest)
+		AND NOT EXISTS (SELECT 1 FROM manifests m WHERE m.digest = b.digest)
+		ORDER BY digest LIMIT ?`
+	sqlBlobsInState   = `SELECT ` + blobColumns + ` FROM blobs WHERE state = ? AND digest > ? ORDER BY digest LIMIT ?`
 	sqlLinkBlob       = `INSERT INTO repository_blobs (repo, digest, created) VALUES (?, ?, ?) ON CONFLICT DO NOTHING`
 	sqlUnlinkBlob     = `DELETE FROM repository_blobs WHERE repo = ? AND digest = ?`
-	sqlRepositoryBlob = `SELECT b.size, b.created FROM repository_blobs rb JOIN blobs b ON b.digest = rb.digest
-		WHERE rb.repo = ? AND rb.digest = ?`
+	sqlRepositoryBlob = `SELECT b.digest, b.size, b.created, b.state, b.last_used, b.unreferenced_since
+		FROM repository_blobs rb JOIN blobs b ON b.digest = rb.digest
+		WHERE rb.repo = ? AND rb.digest = ? AND b.state = 'live'`
 	sqlPutManifest = `INSERT INTO manifests (repo, digest, media_type, artifact_type, size, subject, annotations, created)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (repo, digest) DO UPDATE SET media_type = excluded.media_type, artifact_type = excluded.artifact_type,
@@ -39,6 +57,54 @@ const (
 	sqlAdvanceUpload = `UPDATE uploads SET size = ?, hash_state = ?, chunks = ?, updated = ? WHERE id = ? AND size = ?`
 	sqlGetUpload     = `SELECT repo, size, hash_state, chunks, started, updated FROM uploads WHERE id = ?`
 	sqlDeleteUpload  = `DELETE FROM uploads WHERE id = ?`
+	sqlStaleUploads  = `SELECT id, repo, size, hash_state, chunks, started, updated FROM uploads WHERE updated < ? ORDER BY updated LIMIT ?`
+
+	sqlListManifests   = `SELECT ` + manifestColumns + ` FROM manifests WHERE repo = ? ORDER BY created DESC, digest`
+	sqlManifestRefs    = `SELECT child, kind FROM manifest_references WHERE repo = ? AND parent = ? ORDER BY child`
+	sqlManifestParents = `SELECT parent FROM manifest_references WHERE repo = ? AND child = ? ORDER BY parent`
+
+	sqlDeleteRepoLinks     = `DELETE FROM repository_blobs WHERE repo = ?`
+	sqlDeleteRepoManifests = `DELETE FROM manifests WHERE repo = ?`
+	sqlDeleteRepoRefs      = `DELETE FROM manifest_references WHERE repo = ?`
+	sqlDeleteRepoTags      = `DELETE FROM tags WHERE repo = ?`
+	sqlDeleteRepoUploads   = `DELETE FROM uploads WHERE repo = ?`
+	sqlDeleteRepository    = `DELETE FROM repositories WHERE name = ?`
+
+	sqlBlobTotals = `SELECT count(*), coalesce(sum(size), 0) FROM blobs WHERE state = 'live'`
+	// What each repository uses: the manifests themselves and the blobs they
+	// reference, each digest once per repository; unique = used by this
+	// repository only.
+	sqlRepositoryUsage = `WITH refs AS (
+			SELECT repo, digest AS d FROM manifests
+			UNION
+			SELECT repo, child FROM manifest_references WHERE kind = 'blob'
+		), owners AS (SELECT d, count(*) AS n FROM refs GROUP BY d),
+		sized AS (SELECT x.repo, b.size, o.n FROM refs x JOIN blobs b ON b.digest = x.d JOIN owners o ON o.d = x.d)
+		SELECT r.name,
+			coalesce((SELECT sum(size) FROM sized WHERE sized.repo = r.name), 0),
+			coalesce((SELECT sum(size) FROM sized WHERE sized.repo = r.name AND n = 1), 0),
+			(SELECT count(*) FROM manifests m WHERE m.repo = r.name),
+			(SELECT count(*) FROM tags t WHERE t.repo = r.name),
+			(SELECT count(*) FROM manifests m WHERE m.repo = r.name
+				AND NOT EXISTS (SELECT 1 FROM tags t WHERE t.repo = m.repo AND t.digest = m.digest)
+				AND NOT EXISTS (SELECT 1 FROM manifest_references p WHERE p.repo = m.repo AND p.child = m.digest))
+		FROM repositories r ORDER BY r.name`
+	// What each manifest of a repository uses: itself plus its blobs; unique =
+	// held by no other manifest anywhere (a manifest holds its own digest).
+	sqlManifestUsage = `WITH holders AS (
+			SELECT repo, digest AS holder, digest AS d FROM manifests
+			UNION ALL
+			SELECT repo, parent, child FROM manifest_references WHERE kind = 'blob'
+		), counts AS (SELECT d, count(*) AS n FROM holders GROUP BY d)
+		SELECT m.digest, m.media_type, m.created, coalesce(sum(b.size), 0),
+			coalesce(sum(CASE WHEN c.n = 1 THEN b.size ELSE 0 END), 0),
+			coalesce((SELECT group_concat(t.name, ',') FROM tags t WHERE t.repo = m.repo AND t.digest = m.digest), '')
+		FROM manifests m
+		JOIN holders h ON h.repo = m.repo AND h.holder = m.digest
+		JOIN blobs b ON b.digest = h.d
+		JOIN counts c ON c.d = h.d
+		WHERE m.repo = ?
+		GROUP BY m.digest ORDER BY m.created DESC, m.digest`
 )
 
-var allQueries = []string{sqlCreateRepository, sqlGetRepository, sqlListRepositories, sqlPutBlob, sqlGetBlob, sqlLinkBlob, sqlUnlinkBlob, sqlRepositoryBlob, sqlPutManifest, sqlDeleteManifestRefs, sqlPutManifestRef, sqlGetManifest, sqlDeleteManifest, sqlReferrers, sqlPutTag, sqlGetTag, sqlListTags, sqlTagsOf, sqlDeleteTag, sqlPutUpload, sqlAdvanceUpload, sqlGetUpload, sqlDeleteUpload}
+var allQueries = []string{sqlSetBlobState, sqlTouchBlob, sqlMarkUnreferenced, sqlDeleteBlob, sqlDeleteBlobLinks, sqlBlobReferenced, sqlCollectableBlobs, sqlBlobsInState, sqlStaleUploads, sqlListManifests, sqlManifestRefs, sqlManifestParents, sqlDeleteRepoLinks, sqlDeleteRepoManifests, sqlDeleteRepoRefs, sqlDeleteRepoTags, sqlDeleteRepoUploads, sqlDeleteRepository, sqlBlobTotals, sqlRepositoryUsage, sqlManifestUsage, sqlCreateRepository, sqlGetRepository, sqlListRepositories, sqlPutBlob, sqlGetBlob, sqlLinkBlob, sqlUnlinkBlob, sqlRepositoryBlob, sqlPutManifest, sqlDeleteManifestRefs, sqlPutManifestRef, sqlGetManifest, sqlDeleteManifest, sqlReferrers, sqlPutTag, sqlGetTag, sqlListTags, sqlTagsOf, sqlDeleteTag, sqlPutUpload, sqlAdvanceUpload, sqlGetUpload, sqlDeleteUpload}

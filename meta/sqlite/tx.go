@@ -143,25 +143,91 @@ func (t *Tx) joined(q string, args ...any) ([]string, error) {
 	return names, nil
 }
 
+func (t *Tx) DeleteRepository(name string) error {
+	if _, err := t.GetRepository(name); err != nil {
+		return err
+	}
+	for _, q := range []string{sqlDeleteRepoLinks, sqlDeleteRepoManifests, sqlDeleteRepoRefs, sqlDeleteRepoTags, sqlDeleteRepoUploads, sqlDeleteRepository} {
+		if _, err := t.exec(q, name); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // Blobs.
 
+func scanBlob(scan func(...any) error) (stowage.BlobRecord, error) {
+	var b stowage.BlobRecord
+	var d, state string
+	var created, used, unref int64
+	if err := scan(&d, &b.Size, &created, &state, &used, &unref); err != nil {
+		return b, notFound(err)
+	}
+	b.Digest, b.State = stowage.Digest(d), stowage.BlobState(state)
+	b.Created, b.LastUsed, b.UnreferencedSince = ts(created), ts(used), ts(unref)
+	return b, nil
+}
+
+func (t *Tx) blobs(q string, args ...any) ([]stowage.BlobRecord, error) {
+	rows, err := t.query(q, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []stowage.BlobRecord
+	for rows.Next() {
+		b, err := scanBlob(rows.Scan)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, b)
+	}
+	return out, rows.Err()
+}
+
 func (t *Tx) PutBlob(b stowage.BlobRecord) error {
-	_, err := t.exec(sqlPutBlob,
-		string(b.Digest), b.Size, b.Created.UnixNano())
+	state := b.State
+	if state == "" {
+		state = stowage.BlobLive
+	}
+	_, err := t.exec(sqlPutBlob, string(b.Digest), b.Size, b.Created.UnixNano(), string(state),
+		b.LastUsed.UnixNano(), b.UnreferencedSince.UnixNano())
 	return err
 }
 
 func (t *Tx) GetBlob(d stowage.Digest) (stowage.BlobRecord, error) {
-	b := stowage.BlobRecord{Digest: d}
-	var created int64
-	err := t.row(sqlGetBlob, string(d)).Scan(&b.Size, &created)
-	b.Created = ts(created)
-	return b, notFound(err)
+	return scanBlob(t.row(sqlGetBlob, string(d)).Scan)
+}
+
+func (t *Tx) SetBlobState(d stowage.Digest, state stowage.BlobState) error {
+	return affected(t.exec(sqlSetBlobState, string(state), string(d)))
+}
+
+func (t *Tx) TouchBlob(d stowage.Digest, now time.Time) error {
+	_, err := t.exec(sqlTouchBlob, now.UnixNano(), string(d))
+	return err
+}
+
+func (t *Tx) MarkUnreferenced(ds []stowage.Digest, now time.Time) error {
+	for _, d := range ds {
+		if _, err := t.exec(sqlMarkUnreferenced, now.UnixNano(), string(d)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (t *Tx) DeleteBlob(d stowage.Digest) error {
+	if _, err := t.exec(sqlDeleteBlobLinks, string(d)); err != nil {
+		return err
+	}
+	_, err := t.exec(sqlDeleteBlob, string(d))
+	return err
 }
 
 func (t *Tx) LinkBlob(repo string, d stowage.Digest, now time.Time) error {
-	_, err := t.exec(sqlLinkBlob,
-		repo, string(d), now.UnixNano())
+	_, err := t.exec(sqlLinkBlob, repo, string(d), now.UnixNano())
 	return err
 }
 
@@ -170,11 +236,21 @@ func (t *Tx) UnlinkBlob(repo string, d stowage.Digest) error {
 }
 
 func (t *Tx) RepositoryBlob(repo string, d stowage.Digest) (stowage.BlobRecord, error) {
-	b := stowage.BlobRecord{Digest: d}
-	var created int64
-	err := t.row(sqlRepositoryBlob, repo, string(d)).Scan(&b.Size, &created)
-	b.Created = ts(created)
-	return b, notFound(err)
+	return scanBlob(t.row(sqlRepositoryBlob, repo, string(d)).Scan)
+}
+
+func (t *Tx) BlobReferenced(d stowage.Digest) (bool, error) {
+	var ok bool
+	err := t.row(sqlBlobReferenced, string(d), string(d)).Scan(&ok)
+	return ok, err
+}
+
+func (t *Tx) CollectableBlobs(unrefBefore, usedBefore time.Time, after stowage.Digest, limit int) ([]stowage.BlobRecord, error) {
+	return t.blobs(sqlCollectableBlobs, unrefBefore.UnixNano(), usedBefore.UnixNano(), string(after), limitOf(limit))
+}
+
+func (t *Tx) BlobsInState(state stowage.BlobState, after stowage.Digest, limit int) ([]stowage.BlobRecord, error) {
+	return t.blobs(sqlBlobsInState, string(state), string(after), limitOf(limit))
 }
 
 // Manifests.
@@ -250,6 +326,49 @@ func (t *Tx) Referrers(repo string, subject stowage.Digest) ([]stowage.ManifestR
 	return out, rows.Err()
 }
 
+func (t *Tx) ListManifests(repo string) ([]stowage.ManifestRecord, error) {
+	rows, err := t.query(sqlListManifests, repo)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []stowage.ManifestRecord
+	for rows.Next() {
+		m, err := scanManifest(rows.Scan)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, m)
+	}
+	return out, rows.Err()
+}
+
+func (t *Tx) ManifestRefs(repo string, d stowage.Digest) ([]stowage.ManifestRef, error) {
+	rows, err := t.query(sqlManifestRefs, repo, string(d))
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []stowage.ManifestRef
+	for rows.Next() {
+		var child, kind string
+		if err := rows.Scan(&child, &kind); err != nil {
+			return nil, err
+		}
+		out = append(out, stowage.ManifestRef{Digest: stowage.Digest(child), Kind: stowage.RefKind(kind)})
+	}
+	return out, rows.Err()
+}
+
+func (t *Tx) ManifestParents(repo string, d stowage.Digest) ([]stowage.Digest, error) {
+	names, err := t.strings(sqlManifestParents, repo, string(d))
+	out := make([]stowage.Digest, len(names))
+	for i, n := range names {
+		out[i] = stowage.Digest(n)
+	}
+	return out, err
+}
+
 // Tags.
 
 func (t *Tx) PutTag(repo, tag string, d stowage.Digest, now time.Time) error {
@@ -298,9 +417,76 @@ func (t *Tx) GetUpload(id string) (stowage.UploadRecord, error) {
 	return u, notFound(err)
 }
 
+func (t *Tx) StaleUploads(before time.Time, limit int) ([]stowage.UploadRecord, error) {
+	rows, err := t.query(sqlStaleUploads, before.UnixNano(), limitOf(limit))
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []stowage.UploadRecord
+	for rows.Next() {
+		var u stowage.UploadRecord
+		var started, updated int64
+		if err := rows.Scan(&u.ID, &u.Repo, &u.Size, &u.HashState, &u.Chunks, &started, &updated); err != nil {
+			return nil, err
+		}
+		u.Started, u.Updated = ts(started), ts(updated)
+		out = append(out, u)
+	}
+	return out, rows.Err()
+}
+
 func (t *Tx) DeleteUpload(id string) error {
 	return affected(t.exec(sqlDeleteUpload, id))
 }
 
 // ts turns stored Unix nanoseconds into a UTC time.
 func ts(n int64) time.Time { return time.Unix(0, n).UTC() }
+
+// Usage.
+
+func (t *Tx) BlobTotals() (count, bytes int64, err error) {
+	err = t.row(sqlBlobTotals).Scan(&count, &bytes)
+	return count, bytes, err
+}
+
+func (t *Tx) RepositoryUsage() ([]stowage.RepositoryUsage, error) {
+	rows, err := t.query(sqlRepositoryUsage)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []stowage.RepositoryUsage
+	for rows.Next() {
+		var u stowage.RepositoryUsage
+		if err := rows.Scan(&u.Name, &u.ReferencedBytes, &u.UniqueBytes, &u.Manifests, &u.Tags, &u.UntaggedManifests); err != nil {
+			return nil, err
+		}
+		out = append(out, u)
+	}
+	return out, rows.Err()
+}
+
+func (t *Tx) ManifestUsage(repo string) ([]stowage.ManifestUsage, error) {
+	rows, err := t.query(sqlManifestUsage, repo)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []stowage.ManifestUsage
+	for rows.Next() {
+		var u stowage.ManifestUsage
+		var d, tags string
+		var created int64
+		if err := rows.Scan(&d, &u.MediaType, &created, &u.Size, &u.UniqueBytes, &tags); err != nil {
+			return nil, err
+		}
+		u.Digest, u.Created = stowage.Digest(d), ts(created)
+		if tags != "" {
+			u.Tags = strings.Split(tags, ",")
+			slices.Sort(u.Tags)
+		}
+		out = append(out, u)
+	}
+	return out, rows.Err()
+}

@@ -1,0 +1,237 @@
+package stowage
+
+import (
+	"context"
+	"errors"
+	"sort"
+)
+
+// DeleteReport says what a delete removed (or, in a dry run, would remove)
+// and exactly how much space garbage collection then frees.
+type DeleteReport struct {
+	DryRun     bool              `json:"dryRun"`
+	Repository string            `json:"repository"`
+	Manifests  []DeletedManifest `json:"manifests"`
+	Tags       []string          `json:"tags"` // every tag removed
+	// BlobsFreed and BytesFreed count the blobs (layers, configs and the
+	// manifests themselves) that no manifest references any more after
+	// this delete: what the next collection frees.
+	BlobsFreed int64 `json:"blobsFreed"`
+	BytesFreed int64 `json:"bytesFreed"`
+}
+
+// DeletedManifest is one manifest a delete removed.
+type DeletedManifest struct {
+	Digest    Digest   `json:"digest"`
+	MediaType string   `json:"mediaType"`
+	Tags      []string `json:"tags,omitempty"`
+	Reason    string   `json:"reason"` // "requested", "referrer", "index child"
+}
+
+// errDryRun rolls back a dry run's transaction after it computed its report.
+var errDryRun = errors.New("dry run")
+
+// deletion accumulates one delete inside its transaction.
+type deletion struct {
+	tx       Tx
+	repo     string
+	report   *DeleteReport
+	seen     map[Digest]bool
+	keepRefs bool
+	// onAffect is called with every digest that may lose its last
+	// reference, before it does.
+	onAffect func(Digest) error
+}
+
+// runDelete performs fn as one transaction and computes the bytes it frees: the
+// affected digests that were referenced before and are not after. A dry run
+// rolls everything back, so its answer comes from the very same code.
+func (r *Registry) runDelete(ctx context.Context, repo string, dryRun bool, fn func(*deletion) error) (DeleteReport, error) {
+	var report DeleteReport
+	now := r.now()
+	err := r.db.Update(ctx, func(tx Tx) error {
+		report = DeleteReport{DryRun: dryRun, Repository: repo, Manifests: []DeletedManifest{}, Tags: []string{}}
+		del := &deletion{tx: tx, repo: repo, report: &report, seen: map[Digest]bool{}, keepRefs: r.keepReferrers}
+		// The affected set is only known while deleting: whether each
+		// digest was referenced before is read when it is first seen.
+		before := map[Digest]bool{}
+		del.onAffect = func(d Digest) error {
+			if _, ok := before[d]; ok {
+				return nil
+			}
+			ref, err := tx.BlobReferenced(d)
+			before[d] = ref
+			return err
+		}
+		if err := fn(del); err != nil {
+			return err
+		}
+		digests := make([]Digest, 0, len(before))
+		for d := range before {
+			digests = append(digests, d)
+		}
+		sort.Slice(digests, func(i, j int) bool { return digests[i] < digests[j] })
+		for _, d := range digests {
+			if !before[d] {
+				continue
+			}
+			ref, err := tx.BlobReferenced(d)
+			if err != nil {
+				return err
+			}
+			if ref {
+				continue
+			}
+			b, err := tx.GetBlob(d)
+			if errors.Is(err, ErrNotFound) {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			report.BlobsFreed++
+			report.BytesFreed += b.Size
+		}
+		if err := tx.MarkUnreferenced(digests, now); err != nil {
+			return err
+		}
+		if dryRun {
+			return errDryRun
+		}
+		return nil
+	})
+	if errors.Is(err, errDryRun) {
+		err = nil
+	}
+	return report, err
+}
+
+// Untag removes one tag. The manifest stays (untagged if no other tag points
+// at it), so nothing is freed.
+func (r *Registry) Untag(ctx context.Context, repo, tag string, dryRun bool) (DeleteReport, error) {
+	rep, err := r.runDelete(ctx, repo, dryRun, func(del *deletion) error {
+		if err := del.tx.DeleteTag(repo, tag); err != nil {
+			return err
+		}
+		del.report.Tags = append(del.report.Tags, tag)
+		return nil
+	})
+	if errors.Is(err, ErrNotFound) {
+		return rep, manifestUnknown(repo, Reference{Tag: tag})
+	}
+	return rep, err
+}
+
+// DeleteImage deletes the manifest a tag or digest names, with every tag
+// pointing at it, its referrers (unless configured to keep them), and, for an
+// index, the child manifests nothing else in the repository uses.
+func (r *Registry) DeleteImage(ctx context.Context, repo string, ref Reference, dryRun bool) (DeleteReport, error) {
+	rep, err := r.runDelete(ctx, repo, dryRun, func(del *deletion) error {
+		d := ref.Digest
+		if !ref.IsDigest() {
+			var err error
+			if d, err = del.tx.GetTag(repo, ref.Tag); err != nil {
+				return err
+			}
+		}
+		return del.manifest(d, "requested")
+	})
+	if errors.Is(err, ErrNotFound) {
+		return rep, manifestUnknown(repo, ref)
+	}
+	return rep, err
+}
+
+// DeleteRepository deletes a repository: all its manifests, tags, blob links
+// and uploads in progress.
+func (r *Registry) DeleteRepository(ctx context.Context, repo string, dryRun bool) (DeleteReport, error) {
+	rep, err := r.runDelete(ctx, repo, dryRun, func(del *deletion) error {
+		ms, err := del.tx.ListManifests(repo)
+		if err != nil {
+			return err
+		}
+		for _, m := range ms {
+			if err := del.manifest(m.Digest, "requested"); err != nil {
+				return err
+			}
+		}
+		return del.tx.DeleteRepository(repo)
+	})
+	if errors.Is(err, ErrNotFound) {
+		return rep, nameUnknown(repo)
+	}
+	return rep, err
+}
+
+// manifest deletes one manifest and what goes with it.
+func (del *deletion) manifest(d Digest, reason string) error {
+	if del.seen[d] {
+		return nil
+	}
+	del.seen[d] = true
+	tx, repo := del.tx, del.repo
+	m, err := tx.GetManifest(repo, d)
+	if err != nil {
+		return err
+	}
+	refs, err := tx.ManifestRefs(repo, d)
+	if err != nil {
+		return err
+	}
+	if err := del.onAffect(d); err != nil {
+		return err
+	}
+	for _, ref := range refs {
+		if err := del.onAffect(ref.Digest); err != nil {
+			return err
+		}
+	}
+	tags, err := tx.TagsOf(repo, d)
+	if err != nil {
+		return err
+	}
+	for _, t := range tags {
+		if err := tx.DeleteTag(repo, t); err != nil {
+			return err
+		}
+	}
+	del.report.Tags = append(del.report.Tags, tags...)
+	del.report.Manifests = append(del.report.Manifests, DeletedManifest{Digest: d, MediaType: m.MediaType, Tags: tags, Reason: reason})
+	if err := tx.DeleteManifest(repo, d); err != nil {
+		return err
+	}
+	if !del.keepRefs {
+		referrers, err := tx.Referrers(repo, d)
+		if err != nil {
+			return err
+		}
+		for _, rf := range referrers {
+			if err := del.manifest(rf.Digest, "referrer"); err != nil {
+				return err
+			}
+		}
+	}
+	// An index's children go too, unless tagged or used by another manifest.
+	for _, ref := range refs {
+		if ref.Kind != RefManifest || del.seen[ref.Digest] {
+			continue
+		}
+		if _, err := tx.GetManifest(repo, ref.Digest); errors.Is(err, ErrNotFound) {
+			continue
+		}
+		tags, err := tx.TagsOf(repo, ref.Digest)
+		if err != nil {
+			return err
+		}
+		parents, err := tx.ManifestParents(repo, ref.Digest)
+		if err != nil {
+			return err
+		}
+		if len(tags) == 0 && len(parents) == 0 {
+			if err := del.manifest(ref.Digest, "index child"); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}

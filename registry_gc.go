@@ -1,0 +1,275 @@
+package stowage
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"time"
+)
+
+// GCOptions configures one garbage collection.
+type GCOptions struct {
+	// Grace: an unreferenced blob is kept this long after it lost its last
+	// reference (or was pushed). Lease: a blob a client saw or uploaded is
+	// kept this long after. Both default to 1h.
+	Grace, Lease time.Duration
+	// MinAge, if set, replaces both for this run ("0s": everything
+	// unreferenced now, for an operator who knows no push is in flight).
+	MinAge *time.Duration
+	// UploadExpiry: upload sessions idle this long are abandoned. Default 24h.
+	UploadExpiry time.Duration
+	DryRun       bool
+	// Progress, if set, is called as work is done: a phase name, items done
+	// and items known so far.
+	Progress func(phase string, done, total int64)
+}
+
+// GCReport is what a collection did (or, in a dry run, would do).
+type GCReport struct {
+	DryRun         bool     `json:"dryRun"`
+	BlobsDeleted   int64    `json:"blobsDeleted"`
+	BytesFreed     int64    `json:"bytesFreed"`
+	UploadsExpired int64    `json:"uploadsExpired"`
+	OrphansDeleted int64    `json:"orphanObjectsDeleted"` // objects no database row knows (crash leftovers)
+	OrphanBytes    int64    `json:"orphanBytesFreed"`
+	Digests        []Digest `json:"digests,omitempty"`
+	Started        string   `json:"started"`
+	Duration       string   `json:"duration"`
+}
+
+const gcBatch = 256
+
+// CollectGarbage deletes the blobs nothing references, online: pushes and
+// pulls go on meanwhile. The fence, for each batch:
+//
+//  1. In one transaction, re-check every candidate (still unreferenced,
+//     grace and lease over) and mark it 'deleting'. From here a writer of the
+//     same digest waits (reserve), and no reader sees it.
+//  2. Delete the objects.
+//  3. Delete the rows (and the repository links).
+//
+// A manifest PUT that references a candidate either commits before step 1
+// (then the re-check sees the reference) or fails its reference check after
+// it. A client that HEADs or uploads a blob renews its lease, so within the
+// lease the blob cannot be collected under it. A crash between steps leaves
+// rows in 'deleting', which the next collection finishes first.
+func (r *Registry) CollectGarbage(ctx context.Context, opts GCOptions) (GCReport, error) {
+	start := r.now()
+	rep := GCReport{DryRun: opts.DryRun, Started: start.UTC().Format(time.RFC3339)}
+	grace, lease := opts.Grace, opts.Lease
+	if grace <= 0 {
+		grace = time.Hour
+	}
+	if lease <= 0 {
+		lease = r.lease
+	}
+	if opts.MinAge != nil {
+		grace, lease = *opts.MinAge, *opts.MinAge
+	}
+	expiry := opts.UploadExpiry
+	if expiry <= 0 {
+		expiry = 24 * time.Hour
+	}
+	progress := opts.Progress
+	if progress == nil {
+		progress = func(string, int64, int64) {}
+	}
+	defer func() { rep.Duration = r.now().Sub(start).Round(time.Millisecond).String() }()
+
+	// 0. Finish collections a crash interrupted.
+	if !opts.DryRun {
+		for {
+			var batch []BlobRecord
+			err := r.db.View(ctx, func(tx Tx) (err error) {
+				batch, err = tx.BlobsInState(BlobDeleting, "", gcBatch)
+				return err
+			})
+			if err != nil {
+				return rep, err
+			}
+			if len(batch) == 0 {
+				break
+			}
+			if err := r.deleteBatch(ctx, batch, &rep); err != nil {
+				return rep, err
+			}
+		}
+	}
+
+	// 1. Abandoned uploads.
+	if err := r.expireUploads(ctx, start.Add(-expiry), opts.DryRun, &rep); err != nil {
+		return rep, err
+	}
+
+	// 2. Unreferenced blobs, batch by batch.
+	var after Digest
+	for {
+		if err := ctx.Err(); err != nil {
+			return rep, err
+		}
+		now := r.now()
+		var batch []BlobRecord
+		err := r.db.Update(ctx, func(tx Tx) error {
+			batch = nil
+			cands, err := tx.CollectableBlobs(now.Add(-grace), now.Add(-lease), after, gcBatch)
+			if err != nil || len(cands) == 0 {
+				return err
+			}
+			after = cands[len(cands)-1].Digest
+			if opts.DryRun {
+				batch = cands
+				return nil
+			}
+			for _, b := range cands {
+				// The query ran in this transaction: the candidates are
+				// still unreferenced, and nothing can reference them before
+				// it commits. Mark them; writers of these digests now wait.
+				if err := tx.SetBlobState(b.Digest, BlobDeleting); err != nil {
+					return err
+				}
+				batch = append(batch, b)
+			}
+			return nil
+		})
+		if err != nil {
+			return rep, err
+		}
+		if len(batch) == 0 {
+			break
+		}
+		if opts.DryRun {
+			for _, b := range batch {
+				rep.BlobsDeleted++
+				rep.BytesFreed += b.Size
+				rep.Digests = append(rep.Digests, b.Digest)
+			}
+		} else if err := r.deleteBatch(ctx, batch, &rep); err != nil {
+			return rep, err
+		}
+		progress("blobs", rep.BlobsDeleted, rep.BlobsDeleted)
+	}
+
+	// 3. Objects in storage that no row knows: left by a crash between
+	// writing an object and recording it. Old enough ones are garbage.
+	if err := r.sweepOrphans(ctx, r.now().Add(-lease), opts.DryRun, &rep, progress); err != nil {
+		return rep, err
+	}
+	r.log.Info("garbage collection done", "blobs", rep.BlobsDeleted, "bytes", rep.BytesFreed,
+		"uploads", rep.UploadsExpired, "orphans", rep.OrphansDeleted, "dry_run", opts.DryRun)
+	return rep, nil
+}
+
+// deleteBatch does steps 2 and 3 for blobs already marked 'deleting'.
+func (r *Registry) deleteBatch(ctx context.Context, batch []BlobRecord, rep *GCReport) error {
+	for _, b := range batch {
+		if err := r.store.Delete(ctx, BlobKey(b.Digest)); err != nil {
+			return err // the rows stay 'deleting': the next run retries
+		}
+		r.manifests.drop(b.Digest)
+	}
+	return r.db.Update(ctx, func(tx Tx) error {
+		for _, b := range batch {
+			if err := tx.DeleteBlob(b.Digest); err != nil {
+				return err
+			}
+			rep.BlobsDeleted++
+			rep.BytesFreed += b.Size
+			rep.Digests = append(rep.Digests, b.Digest)
+		}
+		return nil
+	})
+}
+
+func (r *Registry) expireUploads(ctx context.Context, before time.Time, dryRun bool, rep *GCReport) error {
+	for {
+		var stale []UploadRecord
+		err := r.db.View(ctx, func(tx Tx) (err error) {
+			stale, err = tx.StaleUploads(before, gcBatch)
+			return err
+		})
+		if err != nil || len(stale) == 0 {
+			return err
+		}
+		for _, u := range stale {
+			rep.UploadsExpired++
+			if !dryRun {
+				r.dropUpload(ctx, u)
+			}
+		}
+		if dryRun {
+			return nil
+		}
+	}
+}
+
+// sweepOrphans deletes blob objects older than `before` that have no row,
+// and upload data whose session is gone. This is the one walk of storage,
+// and it only removes what the database says is not there.
+func (r *Registry) sweepOrphans(ctx context.Context, before time.Time, dryRun bool, rep *GCReport, progress func(string, int64, int64)) error {
+	var orphans []ObjectInfo
+	var seen int64
+	err := r.store.List(ctx, "blobs/", func(oi ObjectInfo) error {
+		seen++
+		if seen%1024 == 0 {
+			progress("storage scan", seen, seen)
+		}
+		if oi.ModTime.After(before) {
+			return nil
+		}
+		d, ok := digestOfKey(oi.Key)
+		if !ok {
+			return nil
+		}
+		err := r.db.View(ctx, func(tx Tx) error { _, err := tx.GetBlob(d); return err })
+		if errors.Is(err, ErrNotFound) {
+			orphans = append(orphans, oi)
+			return nil
+		}
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	err = r.store.List(ctx, "uploads/", func(oi ObjectInfo) error {
+		if oi.ModTime.After(before) {
+			return nil
+		}
+		id, _, _ := strings.Cut(strings.TrimPrefix(oi.Key, "uploads/"), "/")
+		err := r.db.View(ctx, func(tx Tx) error { _, err := tx.GetUpload(id); return err })
+		if errors.Is(err, ErrNotFound) {
+			orphans = append(orphans, oi)
+			return nil
+		}
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	for _, oi := range orphans {
+		// Re-check just before deleting: a row may have appeared.
+		if d, ok := digestOfKey(oi.Key); ok {
+			err := r.db.View(ctx, func(tx Tx) error { _, err := tx.GetBlob(d); return err })
+			if !errors.Is(err, ErrNotFound) {
+				continue
+			}
+		}
+		rep.OrphansDeleted++
+		rep.OrphanBytes += oi.Size
+		if !dryRun {
+			if err := r.store.Delete(ctx, oi.Key); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// digestOfKey inverts BlobKey.
+func digestOfKey(key string) (Digest, bool) {
+	parts := strings.Split(key, "/")
+	if len(parts) != 4 || parts[0] != "blobs" {
+		return "", false
+	}
+	d, err := ParseDigest(parts[1] + ":" + parts[3])
+	return d, err == nil && BlobKey(d) == key
+}
