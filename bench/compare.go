@@ -1,0 +1,175 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"slices"
+	"strings"
+)
+
+// Compare mode: medians over rounds of the --json outputs of several
+// registries, the ratio of the first (candidate) to the second (baseline),
+// and optionally Stowage's goals. Output is Markdown, readable as is in a
+// terminal, so scripts/bench.sh can paste it into docs/performance.md.
+
+type series struct {
+	name   string
+	rounds int
+	values map[string][]float64
+}
+
+func loadSeries(arg string) (series, error) {
+	name, files, ok := strings.Cut(arg, "=")
+	if !ok || name == "" || files == "" {
+		return series{}, fmt.Errorf("compare argument %q: want NAME=file.json[,file.json...]", arg)
+	}
+	s := series{name: name, values: map[string][]float64{}}
+	for _, f := range strings.Split(files, ",") {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			// A failed round leaves no file; its metrics count as missing.
+			fmt.Fprintf(os.Stderr, "bench: compare: %v (round skipped)\n", err)
+			s.rounds++
+			continue
+		}
+		var m map[string]float64
+		if err := json.Unmarshal(b, &m); err != nil {
+			return series{}, fmt.Errorf("%s: %w", f, err)
+		}
+		s.rounds++
+		for k, v := range m {
+			s.values[k] = append(s.values[k], v)
+		}
+	}
+	return s, nil
+}
+
+// lowerIsBetter: times, latencies and memory; everything else is a rate.
+func lowerIsBetter(metric string) bool {
+	return strings.HasSuffix(metric, "_ms") || strings.HasSuffix(metric, "_MiB")
+}
+
+// metricOrder is scenario order, so the table reads like the run.
+var metricOrder = []string{
+	"push_mono_c1_MBps", "push_mono_c4_MBps", "push_chunked_c1_MBps", "push_chunked_c4_MBps",
+	"pull_c1_MBps", "pull_c4_MBps", "small_push_ips",
+	"manifest_get_rps", "manifest_get_p50_ms", "manifest_get_p99_ms",
+	"blob_head_rps", "blob_head_p50_ms", "blob_head_p99_ms",
+	"tag_push_tps", "tag_list_ms", "tag_list_n1000_ms", "catalog_ms", "peak_rss_MiB",
+}
+
+func (s series) median(metric string) float64 { return median(s.values[metric]) }
+
+func runCompare(w io.Writer, args []string, goals bool) error {
+	if len(args) < 1 {
+		return fmt.Errorf("compare: need NAME=files arguments")
+	}
+	var all []series
+	for _, a := range args {
+		s, err := loadSeries(a)
+		if err != nil {
+			return err
+		}
+		all = append(all, s)
+	}
+	metrics := slices.Clone(metricOrder)
+	var extra []string
+	for _, s := range all {
+		for k := range s.values {
+			if !slices.Contains(metrics, k) && !slices.Contains(extra, k) {
+				extra = append(extra, k)
+			}
+		}
+	}
+	slices.Sort(extra)
+	metrics = append(metrics, extra...)
+
+	head := "| metric |"
+	sep := "|---|"
+	for _, s := range all {
+		head += fmt.Sprintf(" %s (median of %d) |", s.name, s.rounds)
+		sep += "---:|"
+	}
+	two := len(all) == 2
+	if two {
+		head += fmt.Sprintf(" %s/%s | %s is |", all[0].name, all[1].name, all[0].name)
+		sep += "---:|---|"
+	}
+	fmt.Fprintln(w, head)
+	fmt.Fprintln(w, sep)
+	for _, m := range metrics {
+		row := "| " + m + " |"
+		seen := false
+		for _, s := range all {
+			row += " " + cell(s, m) + " |"
+			seen = seen || len(s.values[m]) > 0
+		}
+		if !seen {
+			continue
+		}
+		if two {
+			a, b := all[0].median(m), all[1].median(m)
+			row += fmt.Sprintf(" %s | %s |", fmtRatio(a/b), advantage(m, a, b))
+		}
+		fmt.Fprintln(w, row)
+	}
+	if goals {
+		if !two {
+			return fmt.Errorf("compare --goals needs exactly two series (candidate, baseline)")
+		}
+		fmt.Fprintln(w)
+		printGoals(w, all[0], all[1])
+	}
+	return nil
+}
+
+func cell(s series, m string) string {
+	v := s.values[m]
+	if len(v) == 0 {
+		return "n/a"
+	}
+	out := fmtNum(median(v))
+	if len(v) < s.rounds {
+		out += fmt.Sprintf(" (%d/%d rounds)", len(v), s.rounds)
+	}
+	return out
+}
+
+func fmtNum(v float64) string {
+	switch {
+	case math.IsNaN(v) || math.IsInf(v, 0):
+		return "n/a"
+	case math.Abs(v) >= 100:
+		return fmt.Sprintf("%.0f", v)
+	case math.Abs(v) >= 10:
+		return fmt.Sprintf("%.1f", v)
+	default:
+		return fmt.Sprintf("%.3f", v)
+	}
+}
+
+func fmtRatio(r float64) string {
+	if math.IsNaN(r) || math.IsInf(r, 0) {
+		return "n/a"
+	}
+	return fmt.Sprintf("%.2f", r)
+}
+
+// advantage states the comparison in the direction that reads naturally:
+// for rates the candidate/baseline ratio, for times baseline/candidate.
+func advantage(m string, a, b float64) string {
+	if math.IsNaN(a/b) || math.IsInf(a/b, 0) || a == 0 {
+		return "n/a"
+	}
+	switch {
+	case strings.HasSuffix(m, "_MiB"):
+		return fmt.Sprintf("%.2f× the memory (lower is better)", a/b)
+	case lowerIsBetter(m):
+		return fmt.Sprintf("%.2f× faster (baseline/candidate)", b/a)
+	default:
+		return fmt.Sprintf("%.2f× the throughput (higher is better)", a/b)
+	}
+}

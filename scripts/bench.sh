@@ -1,0 +1,270 @@
+#!/usr/bin/env bash
+# scripts/bench.sh — Stowage vs CNCF distribution 2.8.2, side by side, in one run.
+#
+#   scripts/bench.sh [--rounds N] [--quick] [--out FILE]
+#
+# Builds bin/stowage and the bench tool (./bench), then for each round and
+# each registry: starts a fresh server on 127.0.0.1 with a fresh data dir,
+# waits for GET /v2/ = 200, runs the bench with --pid of the server (peak
+# RSS), stops the server by PID. The order of the two registries alternates
+# between rounds so neither always runs on a warmer (or more fragmented)
+# machine. Finally prints the per-metric medians over the rounds, the ratios
+# and the goals, and writes them with the exact commands to docs/performance.md.
+#
+#   --rounds N   rounds (default 3; medians are over rounds)
+#   --quick      smoke-run sizes (16 MiB blobs, 1000 tags, 200 repos, 2 s loops)
+#   --out FILE   report path (default docs/performance.md)
+# Env: BENCH_CANDIDATE=distribution runs distribution in Stowage's slot too
+#      (only to test this script while Stowage does not build).
+#      BENCH_KEEP_TMP=1 keeps the work directory (logs, JSON per round).
+set -uo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT" || exit 1
+if ! command -v go >/dev/null 2>&1 && [ -x /usr/local/go/bin/go ]; then
+	PATH="/usr/local/go/bin:$PATH"
+fi
+
+ROUNDS=3
+QUICK=()
+OUT="$ROOT/docs/performance.md"
+while [ $# -gt 0 ]; do
+	case $1 in
+	--rounds) ROUNDS=${2:?--rounds needs a number}; shift 2 ;;
+	--quick) QUICK=(--quick); shift ;;
+	--out) OUT=${2:?--out needs a path}; shift 2 ;;
+	-h | --help) sed -n '2,20p' "$0"; exit 0 ;;
+	*) echo "bench.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
+	esac
+done
+[[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || { echo "bench.sh: --rounds must be a positive integer" >&2; exit 2; }
+
+log() { printf '[%s bench] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { log "FAIL: $*"; exit 1; }
+
+# ---------------------------------------------------------------- cleanup
+# Every server we start is recorded here and stopped by PID at exit; a PID
+# is removed once stopped so a later reuse of the number is never killed.
+SERVER_PID=""
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/stowage-bench.XXXXXX") || exit 1
+cleanup() {
+	local rc=$?
+	set +e
+	[ -n "$SERVER_PID" ] && stop_pid "$SERVER_PID"
+	if [ "${BENCH_KEEP_TMP:-}" = 1 ]; then log "keeping $WORK"; else rm -rf "$WORK"; fi
+	return "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# stop_pid PID : SIGTERM (both servers shut down gracefully on it), wait up
+# to 15 s, then SIGKILL.
+stop_pid() {
+	local pid=$1 i
+	kill -0 "$pid" 2>/dev/null || return 0
+	kill -TERM "$pid" 2>/dev/null
+	for ((i = 0; i < 150; i++)); do
+		kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null; return 0; }
+		sleep 0.1
+	done
+	log "pid $pid ignored SIGTERM; sending SIGKILL"
+	kill -KILL "$pid" 2>/dev/null
+	wait "$pid" 2>/dev/null
+}
+
+port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+pick_port() {
+	local i p
+	for ((i = 0; i < 100; i++)); do
+		p=$((20000 + (RANDOM * 32768 + RANDOM) % 40000))
+		port_in_use "$p" || { echo "$p"; return 0; }
+	done
+	die "no free port found"
+}
+
+# wait_ready URL PID : polls GET URL/v2/ until 200, for at most 30 s.
+wait_ready() {
+	local i
+	for ((i = 0; i < 150; i++)); do
+		[ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$1/v2/")" = 200 ] && return 0
+		kill -0 "$2" 2>/dev/null || return 1
+		sleep 0.2
+	done
+	return 1
+}
+
+# ---------------------------------------------------------------- servers
+DIST_BIN=/usr/bin/docker-registry
+
+# distribution_config DIR PORT : the baseline's config. The access log is
+# off (at level error it would still write a line per request to stdout,
+# costing distribution CPU that Stowage does not spend); the in-memory
+# blob-descriptor cache is on, as in the Debian package's default config.
+distribution_config() {
+	cat >"$1/config.yml" <<EOF
+version: 0.1
+log:
+  level: error
+  accesslog:
+    disabled: true
+storage:
+  filesystem:
+    rootdirectory: $1/data
+  delete:
+    enabled: true
+  cache:
+    blobdescriptor: inmemory
+http:
+  addr: 127.0.0.1:$2
+EOF
+}
+
+# start_server KIND DIR : starts KIND (stowage|distribution) with data in DIR,
+# sets SERVER_PID and SERVER_URL.
+start_server() {
+	local kind=$1 dir=$2 port
+	port=$(pick_port)
+	mkdir -p "$dir/data"
+	if [ "$kind" = stowage ] && [ "${BENCH_CANDIDATE:-stowage}" = stowage ]; then
+		"$ROOT/bin/stowage" serve --addr "127.0.0.1:$port" --data-dir "$dir/data" >"$dir/server.log" 2>&1 &
+	else
+		distribution_config "$dir" "$port"
+		"$DIST_BIN" serve "$dir/config.yml" >"$dir/server.log" 2>&1 &
+	fi
+	SERVER_PID=$!
+	SERVER_URL="http://127.0.0.1:$port"
+	if ! wait_ready "$SERVER_URL" "$SERVER_PID"; then
+		tail -n 30 "$dir/server.log" >&2
+		die "$kind did not answer GET /v2/ = 200 on $SERVER_URL"
+	fi
+	log "$kind pid $SERVER_PID ready on $SERVER_URL"
+}
+
+# show_server_log KIND LOG PID : after a failed run, the useful part of the
+# server's log: the start of a Go crash report (the tail would only show
+# registers) when the server died, else its last lines.
+show_server_log() {
+	local first
+	first=$(grep -n -m1 -E '^(panic:|fatal error:|SIG[A-Z]+:)' "$2" | cut -d: -f1)
+	if ! kill -0 "$3" 2>/dev/null && [ -n "$first" ]; then
+		log "$1 (pid $3) crashed; its log from line $first:"
+		sed -n "$first,$((first + 60))p" "$2" >&2
+	else
+		log "bench against $1 failed; last lines of its log:"
+		tail -n 30 "$2" >&2
+	fi
+}
+
+# ---------------------------------------------------------------- build
+command -v curl >/dev/null || die "curl is required"
+if [ ! -x "$DIST_BIN" ]; then
+	log "installing docker-registry (CNCF distribution 2.8.2)"
+	if [ "$(id -u)" -eq 0 ]; then SUDO=(); else SUDO=(sudo -n); fi
+	"${SUDO[@]}" apt-get install -y docker-registry >&2 || die "apt-get install docker-registry failed"
+	# The package enables a system service on :5000; it is not ours to run.
+fi
+if [ "${BENCH_CANDIDATE:-stowage}" = stowage ]; then
+	log "go build -o bin/stowage ./cmd/stowage"
+	go build -o bin/stowage ./cmd/stowage || die "building Stowage failed"
+fi
+log "go build -o $WORK/bench ./bench"
+go build -o "$WORK/bench" ./bench || die "building the bench tool failed"
+
+# ---------------------------------------------------------------- rounds
+# Other work on the machine skews every number; the load is recorded.
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
+REGISTRIES=(stowage distribution)
+FAILED=()
+for ((r = 1; r <= ROUNDS; r++)); do
+	order=("${REGISTRIES[@]}")
+	((r % 2 == 0)) && order=(distribution stowage)
+	for kind in "${order[@]}"; do
+		dir="$WORK/$kind-$r"
+		start_server "$kind" "$dir"
+		log "round $r/$ROUNDS: $kind"
+		"$WORK/bench" --url "$SERVER_URL" --pid "$SERVER_PID" "${QUICK[@]}" \
+			--json "$WORK/$kind-$r.json" 2>&1 | tee "$dir/bench.log" >&2
+		if [ "${PIPESTATUS[0]}" -ne 0 ]; then
+			# Keep going: partial results still compare, and the failure is
+			# reported (with the server's log) at the end.
+			FAILED+=("$kind round $r")
+			show_server_log "$kind" "$dir/server.log" "$SERVER_PID"
+		fi
+		stop_pid "$SERVER_PID"
+		SERVER_PID=""
+		rm -rf "$dir/data" # GBs per round; the logs stay
+	done
+done
+
+# ---------------------------------------------------------------- report
+files() { local k=$1 r s=""; for ((r = 1; r <= ROUNDS; r++)); do s+="${s:+,}$WORK/$k-$r.json"; done; echo "$s"; }
+TABLE=$("$WORK/bench" --compare --goals "stowage=$(files stowage)" "distribution=$(files distribution)") ||
+	die "comparing results failed"
+printf '\n%s\n' "$TABLE"
+
+mem_gib=$(awk '/^MemTotal:/ { printf "%.1f", $2 / 1048576 }' /proc/meminfo)
+cpu=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
+mode="full"
+[ ${#QUICK[@]} -gt 0 ] && mode="quick (smoke-run sizes: not representative)"
+candidate="bin/stowage serve --addr 127.0.0.1:PORT --data-dir DIR"
+[ "${BENCH_CANDIDATE:-stowage}" = stowage ] || candidate="$DIST_BIN serve config.yml  # BENCH_CANDIDATE=distribution: script self-test"
+mkdir -p "$(dirname "$OUT")"
+{
+	cat <<EOF
+# Performance: Stowage vs CNCF distribution
+
+Generated by \`scripts/bench.sh\` — do not edit by hand; re-run it instead.
+
+- Date: $(date -u '+%Y-%m-%d %H:%M UTC')
+- Machine: $(nproc) CPUs (${cpu:-unknown}), ${mem_gib} GiB RAM, Linux $(uname -r)
+- Go: $(go version | awk '{print $3}'); baseline: $("$DIST_BIN" --version 2>/dev/null | awk '{print $2, $3}')
+- Load average (1/5/15 min) at start: $LOAD_START; at end: $(cut -d' ' -f1-3 /proc/loadavg)
+- Mode: $mode, $ROUNDS round(s); every number below is the median over rounds
+EOF
+	if [ ${#FAILED[@]} -gt 0 ]; then
+		printf -- '- **Failed runs:** %s (their missing metrics are marked)\n' "${FAILED[*]}"
+	fi
+	cat <<EOF
+
+## How it was measured
+
+\`\`\`sh
+scripts/bench.sh --rounds $ROUNDS${QUICK[*]:+ ${QUICK[*]}}
+# which, per round and registry (order alternates between rounds), runs:
+go build -o bin/stowage ./cmd/stowage && go build -o bench ./bench
+$candidate
+$DIST_BIN serve config.yml
+bench --url http://127.0.0.1:PORT --pid SERVER_PID ${QUICK[*]:+${QUICK[*]} }--json ROUND.json
+bench --compare --goals stowage=R1.json,R2.json,... distribution=R1.json,R2.json,...
+\`\`\`
+
+Each server starts fresh (empty data dir in /tmp) and is stopped with SIGTERM
+after its run. Distribution's config.yml:
+
+\`\`\`yaml
+$(distribution_config "$WORK" PORT && sed "s#$WORK/data#DIR#" "$WORK/config.yml")
+\`\`\`
+
+Scenarios (see \`bench/\`): monolithic push (POST + PUT) and chunked push (8 MiB
+PATCHes + PUT) of distinct random blobs at concurrency 1 and 4, GET of those
+blobs at concurrency 1 and 4 (MB = 10^6 bytes); small images (config + 3 × 16 KiB
+layers, HEAD/POST/PUT per blob, then manifest by tag) at concurrency 16;
+manifest GET by tag and blob HEAD at concurrency 32 for a fixed time; the same
+manifest PUT under many tags at concurrency 8; the full tag list without \`n\`
+(\`tag_list_ms\`, as skopeo asks) and in pages of \`n=1000\` (\`tag_list_n1000_ms\`),
+and the full \`/v2/_catalog\` with \`?n=1000\`, always following \`Link\`: time to
+fetch every page (JSON decoding is off the clock), median of 5 listings each;
+peak RSS is the server's VmHWM at the end of its run. The bench client runs on
+the same machine and shares its CPUs with the server.
+
+## Results
+
+$TABLE
+EOF
+} >"$OUT"
+log "wrote $OUT"
+
+if [ ${#FAILED[@]} -gt 0 ]; then
+	die "bench failed for: ${FAILED[*]}"
+fi
