@@ -101,7 +101,26 @@ func (r *Registry) CollectGarbage(ctx context.Context, opts GCOptions) (GCReport
 		return rep, err
 	}
 
-	// 2. Unreferenced blobs, batch by batch.
+	// 2. Unreferenced blobs, batch by batch. First count them, so progress
+	// has a total (the count can only shrink: new candidates are too young).
+	var total int64
+	now0 := r.now()
+	for after := Digest(""); ; {
+		var cands []BlobRecord
+		err := r.db.View(ctx, func(tx Tx) (err error) {
+			cands, err = tx.CollectableBlobs(now0.Add(-grace), now0.Add(-lease), after, 4096)
+			return err
+		})
+		if err != nil {
+			return rep, err
+		}
+		if len(cands) == 0 {
+			break
+		}
+		total += int64(len(cands))
+		after = cands[len(cands)-1].Digest
+	}
+	progress("blobs", 0, total)
 	var after Digest
 	for {
 		if err := ctx.Err(); err != nil {
@@ -146,7 +165,7 @@ func (r *Registry) CollectGarbage(ctx context.Context, opts GCOptions) (GCReport
 		} else if err := r.deleteBatch(ctx, batch, &rep); err != nil {
 			return rep, err
 		}
-		progress("blobs", rep.BlobsDeleted, rep.BlobsDeleted)
+		progress("blobs", rep.BlobsDeleted, max(total, rep.BlobsDeleted))
 	}
 
 	// 3. Objects in storage that no row knows: left by a crash between

@@ -29,6 +29,10 @@ type Config struct {
 	// Database is the metadata database.
 	Database Database `yaml:"database"`
 	Log      Log      `yaml:"log"`
+	// GC configures online garbage collection.
+	GC GC `yaml:"gc"`
+	// Delete configures what a manifest delete takes with it.
+	Delete Delete `yaml:"delete"`
 	// ShutdownTimeout bounds how long in-flight requests may take to finish
 	// after SIGTERM/SIGINT.
 	ShutdownTimeout Duration `yaml:"shutdown_timeout"`
@@ -52,6 +56,28 @@ type Filesystem struct {
 type Database struct {
 	// SQLite is the path of the embedded database; default <data_dir>/stowage.db.
 	SQLite string `yaml:"sqlite"`
+}
+
+// GC configures the background collector and the defaults of `stowage gc`.
+type GC struct {
+	// Interval between background collections; 0 disables them.
+	Interval Duration `yaml:"interval"`
+	// Grace: an unreferenced blob is kept this long after it lost its last
+	// reference (or was pushed).
+	Grace Duration `yaml:"grace"`
+	// Lease: a blob a client HEADed, pulled, uploaded or mounted is kept this
+	// long even if nothing references it (so a push that skipped uploading
+	// it can still reference it).
+	Lease Duration `yaml:"lease"`
+	// UploadExpiry: upload sessions idle this long are abandoned and removed.
+	UploadExpiry Duration `yaml:"upload_expiry"`
+}
+
+// Delete configures deletes.
+type Delete struct {
+	// KeepReferrers keeps signatures, SBOMs and other referrers when their
+	// subject is deleted (default: they are deleted with it).
+	KeepReferrers bool `yaml:"keep_referrers"`
 }
 
 // Log configures logging.
@@ -81,6 +107,8 @@ func Default() Config {
 		DataDir:         "./stowage-data",
 		Log:             Log{Level: "info", Format: "text"},
 		ShutdownTimeout: Duration(30 * time.Second),
+		GC: GC{Interval: Duration(time.Hour), Grace: Duration(time.Hour), Lease: Duration(time.Hour),
+			UploadExpiry: Duration(24 * time.Hour)},
 	}
 }
 
@@ -120,6 +148,16 @@ func (c *Config) ApplyEnv(getenv func(string) string) error {
 			return fmt.Errorf("STOWAGE_STORAGE_FSYNC=%q: want true or false", v)
 		}
 		c.filesystem().Fsync = &b
+	}
+	for name, dst := range map[string]*Duration{"STOWAGE_GC_INTERVAL": &c.GC.Interval, "STOWAGE_GC_GRACE": &c.GC.Grace,
+		"STOWAGE_GC_LEASE": &c.GC.Lease, "STOWAGE_GC_UPLOAD_EXPIRY": &c.GC.UploadExpiry} {
+		if v := getenv(name); v != "" {
+			d, err := time.ParseDuration(v)
+			if err != nil {
+				return fmt.Errorf("%s=%q: want a duration such as 30m", name, v)
+			}
+			*dst = Duration(d)
+		}
 	}
 	if v := getenv("STOWAGE_SHUTDOWN_TIMEOUT"); v != "" {
 		d, err := time.ParseDuration(v)
@@ -176,6 +214,14 @@ func (c *Config) Validate() error {
 	case "text", "json":
 	default:
 		errs = append(errs, fmt.Sprintf("log.format %q: want text or json", c.Log.Format))
+	}
+	for name, d := range map[string]Duration{"gc.interval": c.GC.Interval, "gc.grace": c.GC.Grace, "gc.lease": c.GC.Lease, "gc.upload_expiry": c.GC.UploadExpiry} {
+		if d < 0 {
+			errs = append(errs, name+" must not be negative")
+		}
+	}
+	if c.GC.Lease < Duration(time.Minute) {
+		errs = append(errs, "gc.lease must be at least 1m: clients need time between seeing a blob and referencing it")
 	}
 	if c.ShutdownTimeout < 0 {
 		errs = append(errs, "shutdown_timeout must not be negative")

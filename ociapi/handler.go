@@ -33,7 +33,7 @@ func New(reg *stowage.Registry, log *slog.Logger) *Handler {
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Docker-Distribution-API-Version", "registry/2.0")
 	if err := h.serve(w, r); err != nil {
-		h.writeError(w, r, err)
+		WriteError(w, r, h.log, err)
 	}
 }
 
@@ -458,19 +458,20 @@ type wireError struct {
 	Detail  any               `json:"detail,omitempty"`
 }
 
-// writeError is the one place errors become responses: the code decides the
-// status from the table in stowage; errors that are not *stowage.Error are
-// logged and shown as a generic failure.
-func (h *Handler) writeError(w http.ResponseWriter, r *http.Request, err error) {
+// WriteError is the one place errors become responses, for the OCI API and
+// the management API alike: the code decides the status from the table in
+// stowage; errors that are not *stowage.Error are logged and shown as a
+// generic failure.
+func WriteError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
 	var e *stowage.Error
 	if !errors.As(err, &e) {
 		if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
 			return // the client went away
 		}
-		h.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+		log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 		e = &stowage.Error{Code: stowage.CodeInternal, Message: "internal error; the server log has the details"}
 	} else if e.Err != nil {
-		h.log.Debug("request refused", "method", r.Method, "path", r.URL.Path, "code", e.Code, "err", e.Err)
+		log.Debug("request refused", "method", r.Method, "path", r.URL.Path, "code", e.Code, "err", e.Err)
 	}
 	body, _ := json.Marshal(struct {
 		Errors []wireError `json:"errors"`

@@ -22,13 +22,22 @@ Usage:
   stowage <command> [flags]
 
 Commands:
-  serve     run the registry (default: 127.0.0.1:5000, data in ./stowage-data)
-  version   print the version
-  help      show this help, or help for a command: stowage help serve
+  serve        run the registry (default: 127.0.0.1:5000, data in ./stowage-data)
+  usage        what uses space: registry, repositories, manifests (exact, deduplicated)
+  delete       delete an image (REPO:TAG or REPO@DIGEST) and its tags; --dry-run
+  untag        remove one tag (REPO:TAG); the manifest stays
+  delete-repo  delete a repository with all its manifests and tags
+  gc           collect garbage now, online, with a progress bar and a report
+  version      print the version
+  help         show this help, or help for a command: stowage help gc
+
+The admin commands talk to a running registry (--registry, default
+http://127.0.0.1:5000, or STOWAGE_REGISTRY).
 
 Quick start:
   stowage serve
   docker tag alpine 127.0.0.1:5000/alpine && docker push 127.0.0.1:5000/alpine
+  stowage usage
 
 Run 'stowage <command> --help' for the flags of a command.
 `
@@ -49,6 +58,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	switch cmd {
 	case "serve":
 		return runServe(ctx, rest, stdout, stderr)
+	case "usage":
+		return runUsage(ctx, rest, stdout, stderr)
+	case "delete", "untag", "delete-repo":
+		return runDelete(ctx, cmd, rest, stdout, stderr)
+	case "gc":
+		return runGC(ctx, rest, stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, "stowage", versionString())
 		return 0

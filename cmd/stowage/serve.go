@@ -17,6 +17,7 @@ import (
 	"github.com/stowage/stowage"
 	"github.com/stowage/stowage/config"
 	"github.com/stowage/stowage/meta/sqlite"
+	"github.com/stowage/stowage/mgmt"
 	"github.com/stowage/stowage/ociapi"
 	"github.com/stowage/stowage/storage/fs"
 	"github.com/stowage/stowage/storage/mem"
@@ -100,6 +101,8 @@ type Main struct {
 	log    *slog.Logger
 
 	lock   *os.File
+	stopGC context.CancelFunc
+	gcDone chan struct{}
 	db     stowage.DB
 	srv    *http.Server
 	served chan error
@@ -145,9 +148,13 @@ func (m *Main) Run(ctx context.Context) error {
 		return err
 	}
 	m.db = db
-	reg := stowage.NewRegistry(db, store, stowage.Options{Logger: m.log})
+	reg := stowage.NewRegistry(db, store, stowage.Options{Logger: m.log,
+		Lease: time.Duration(cfg.GC.Lease), KeepReferrers: cfg.Delete.KeepReferrers})
+	gcOpts := stowage.GCOptions{Grace: time.Duration(cfg.GC.Grace), Lease: time.Duration(cfg.GC.Lease),
+		UploadExpiry: time.Duration(cfg.GC.UploadExpiry)}
 
 	mux := http.NewServeMux()
+	mux.Handle("/api/v1/", mgmt.New(reg, m.log, gcOpts))
 	mux.Handle("/v2/", ociapi.New(reg, m.log))
 	mux.Handle("/v2", ociapi.New(reg, m.log))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
@@ -165,6 +172,12 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	m.served = make(chan error, 1)
 	go func() { m.served <- m.srv.Serve(ln) }()
+	if cfg.GC.Interval > 0 {
+		bg, cancel := context.WithCancel(context.Background())
+		m.stopGC = cancel
+		m.gcDone = make(chan struct{})
+		go m.collectEvery(bg, reg, gcOpts, time.Duration(cfg.GC.Interval))
+	}
 
 	abs, _ := filepath.Abs(cfg.DataDir)
 	fmt.Fprintf(m.out, "stowage: listening on http://%s\n", m.Addr)
@@ -191,6 +204,10 @@ func isLoopback(host string) bool {
 // shutdown timeout), then closes the database.
 func (m *Main) Close() error {
 	var errs []error
+	if m.stopGC != nil {
+		m.stopGC()
+		<-m.gcDone
+	}
 	if m.srv != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Duration(m.Config.ShutdownTimeout))
 		defer cancel()
@@ -208,6 +225,23 @@ func (m *Main) Close() error {
 		errs = append(errs, m.lock.Close())
 	}
 	return errors.Join(errs...)
+}
+
+// collectEvery runs the garbage collector in the background, online.
+func (m *Main) collectEvery(ctx context.Context, reg *stowage.Registry, opts stowage.GCOptions, every time.Duration) {
+	defer close(m.gcDone)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if _, err := reg.CollectGarbage(ctx, opts); err != nil && ctx.Err() == nil {
+				m.log.Error("background garbage collection failed; it will be retried", "err", err)
+			}
+		}
+	}
 }
 
 // lockDir takes an exclusive lock on the data directory, so two servers never

@@ -1,0 +1,375 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/stowage/stowage"
+)
+
+// client is the admin CLI's side of the management API.
+type client struct {
+	base   string
+	http   *http.Client
+	stdout io.Writer
+	stderr io.Writer
+}
+
+// adminFlags adds the flags every admin command shares.
+func adminFlags(fl *flag.FlagSet) *string {
+	def := os.Getenv("STOWAGE_REGISTRY")
+	if def == "" {
+		def = "http://127.0.0.1:5000"
+	}
+	return fl.String("registry", def, "URL of the registry to manage (env STOWAGE_REGISTRY)")
+}
+
+func newClient(base string, stdout, stderr io.Writer) *client {
+	return &client{base: strings.TrimRight(base, "/"), http: &http.Client{}, stdout: stdout, stderr: stderr}
+}
+
+// do sends a request and decodes a JSON answer into out; an error body
+// becomes an error with the server's code and message.
+func (c *client) do(ctx context.Context, method, path string, out any) error {
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("cannot reach the registry at %s: %w (is 'stowage serve' running? use --registry)", c.base, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode >= 300 {
+		return apiError(resp)
+	}
+	if out == nil {
+		return nil
+	}
+	return json.NewDecoder(resp.Body).Decode(out)
+}
+
+func apiError(resp *http.Response) error {
+	var body struct {
+		Errors []struct{ Code, Message string } `json:"errors"`
+	}
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if json.Unmarshal(b, &body) == nil && len(body.Errors) > 0 {
+		return fmt.Errorf("%s: %s", body.Errors[0].Code, body.Errors[0].Message)
+	}
+	return fmt.Errorf("registry answered %s: %s", resp.Status, strings.TrimSpace(string(b)))
+}
+
+func parseAdmin(name, usage string, args []string, stderr io.Writer, setup func(*flag.FlagSet)) (*flag.FlagSet, *string, bool) {
+	fl := flag.NewFlagSet(name, flag.ContinueOnError)
+	fl.SetOutput(stderr)
+	fl.Usage = func() { fmt.Fprint(stderr, usage, "\nFlags:\n"); fl.PrintDefaults() }
+	reg := adminFlags(fl)
+	if setup != nil {
+		setup(fl)
+	}
+	if err := fl.Parse(args); err != nil {
+		helpAsked = errors.Is(err, flag.ErrHelp)
+		return fl, reg, false
+	}
+	return fl, reg, true
+}
+
+// helpAsked records that the last parse stopped at -h (exit 0, not 2).
+var helpAsked bool
+
+func exitCode(fl *flag.FlagSet, ok bool) int {
+	if !ok && !helpAsked {
+		return 2
+	}
+	return 0
+}
+
+func fail(stderr io.Writer, err error) int {
+	fmt.Fprintln(stderr, "stowage:", err)
+	return 1
+}
+
+// ---- usage ----
+
+const usageUsage = `Usage: stowage usage [REPOSITORY] [flags]
+
+Shows what uses space, exactly and deduplicated: for the registry, physical
+bytes (each stored digest once), logical bytes (summed over repositories) and
+the dedup ratio; per repository, bytes referenced, bytes unique to it (what
+deleting it frees) and bytes shared with others. With a REPOSITORY, per
+manifest: its size and the bytes only it uses.
+`
+
+func runUsage(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	var output *string
+	fl, reg, ok := parseAdmin("usage", usageUsage, args, stderr, func(fl *flag.FlagSet) {
+		output = fl.String("output", "table", "table or json")
+	})
+	if !ok {
+		return exitCode(fl, ok)
+	}
+	c := newClient(*reg, stdout, stderr)
+	if fl.NArg() > 1 {
+		fmt.Fprintln(stderr, "stowage usage: at most one repository")
+		return 2
+	}
+	if fl.NArg() == 1 {
+		var d stowage.RepositoryDetail
+		if err := c.do(ctx, http.MethodGet, "/api/v1/usage/"+fl.Arg(0), &d); err != nil {
+			return fail(stderr, err)
+		}
+		if *output == "json" {
+			return printJSON(stdout, d)
+		}
+		fmt.Fprintf(stdout, "repository %s: %s referenced, %s unique (freed if deleted), %s shared; %d manifests (%d untagged), %d tags\n\n",
+			d.Name, bytesStr(d.ReferencedBytes), bytesStr(d.UniqueBytes), bytesStr(d.SharedBytes), d.Manifests, d.Untagged, d.Tags)
+		tw := tabwriter.NewWriter(stdout, 2, 4, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintln(tw, "DIGEST\tTAGS\tSIZE\tUNIQUE\tCREATED\t")
+		for _, m := range d.PerManifest {
+			tags := strings.Join(m.Tags, ",")
+			if tags == "" {
+				tags = "<untagged>"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t\n", short(m.Digest), tags, bytesStr(m.Size), bytesStr(m.UniqueBytes), m.Created[:19])
+		}
+		tw.Flush()
+		return 0
+	}
+	var u stowage.Usage
+	if err := c.do(ctx, http.MethodGet, "/api/v1/usage", &u); err != nil {
+		return fail(stderr, err)
+	}
+	if *output == "json" {
+		return printJSON(stdout, u)
+	}
+	fmt.Fprintf(stdout, "registry: %s stored (%d blobs), %s logical, dedup ratio %.2f; %d repositories, %d manifests (%d untagged), %d tags\n\n",
+		bytesStr(u.PhysicalBytes), u.Blobs, bytesStr(u.LogicalBytes), u.DedupRatio, u.Repositories, u.Manifests, u.Untagged, u.Tags)
+	tw := tabwriter.NewWriter(stdout, 2, 4, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "REPOSITORY\tREFERENCED\tUNIQUE\tSHARED\tMANIFESTS\tUNTAGGED\tTAGS\t")
+	for _, r := range u.PerRepository {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%d\t\n", r.Name, bytesStr(r.ReferencedBytes), bytesStr(r.UniqueBytes),
+			bytesStr(r.SharedBytes), r.Manifests, r.Untagged, r.Tags)
+	}
+	tw.Flush()
+	return 0
+}
+
+// ---- deletes ----
+
+const deleteUsage = `Usage: stowage delete REPOSITORY:TAG | REPOSITORY@DIGEST [flags]
+
+Deletes an image: the manifest the tag or digest names, every tag pointing at
+it, its referrers (signatures, SBOMs), and for an index the child manifests
+nothing else uses. Layers shared with other images stay. Reports exactly how
+many bytes garbage collection then frees; --dry-run only reports.
+To remove only a tag, use 'stowage untag'; a whole repository, 'stowage delete-repo'.
+`
+
+const untagUsage = `Usage: stowage untag REPOSITORY:TAG [flags]
+
+Removes one tag. The manifest stays (untagged if no other tag points at it),
+so nothing is freed.
+`
+
+const deleteRepoUsage = `Usage: stowage delete-repo REPOSITORY [flags]
+
+Deletes a repository: all its manifests and tags. Reports exactly how many
+bytes garbage collection then frees (layers other repositories use stay).
+`
+
+func runDelete(ctx context.Context, kind string, args []string, stdout, stderr io.Writer) int {
+	usage := map[string]string{"delete": deleteUsage, "untag": untagUsage, "delete-repo": deleteRepoUsage}[kind]
+	var dry *bool
+	var output *string
+	fl, reg, ok := parseAdmin(kind, usage, args, stderr, func(fl *flag.FlagSet) {
+		dry = fl.Bool("dry-run", false, "only report what would be deleted and freed")
+		output = fl.String("output", "table", "table or json")
+	})
+	if !ok {
+		return exitCode(fl, ok)
+	}
+	if fl.NArg() != 1 {
+		fl.Usage()
+		return 2
+	}
+	path := map[string]string{"delete": "/api/v1/images/", "untag": "/api/v1/tags/", "delete-repo": "/api/v1/repositories/"}[kind]
+	q := ""
+	if *dry {
+		q = "?dry_run=true"
+	}
+	var rep stowage.DeleteReport
+	c := newClient(*reg, stdout, stderr)
+	if err := c.do(ctx, http.MethodDelete, path+fl.Arg(0)+q, &rep); err != nil {
+		return fail(stderr, err)
+	}
+	if *output == "json" {
+		return printJSON(stdout, rep)
+	}
+	verb := "deleted"
+	if rep.DryRun {
+		verb = "would delete"
+	}
+	for _, m := range rep.Manifests {
+		fmt.Fprintf(stdout, "%s manifest %s@%s (%s)", verb, rep.Repository, m.Digest, m.Reason)
+		if len(m.Tags) > 0 {
+			fmt.Fprintf(stdout, " tags: %s", strings.Join(m.Tags, ", "))
+		}
+		fmt.Fprintln(stdout)
+	}
+	if kind == "untag" {
+		fmt.Fprintf(stdout, "%s tag %s\n", map[bool]string{true: "would remove", false: "removed"}[rep.DryRun], strings.Join(rep.Tags, ", "))
+	}
+	frees := "frees"
+	if rep.DryRun {
+		frees = "would free"
+	}
+	fmt.Fprintf(stdout, "%s %s in %d blobs once garbage collection runs (stowage gc)\n", frees, bytesStr(rep.BytesFreed), rep.BlobsFreed)
+	return 0
+}
+
+// ---- gc ----
+
+const gcUsage = `Usage: stowage gc [flags]
+
+Runs garbage collection now, online (pushes and pulls go on): deletes blobs
+no manifest references whose grace period and lease are over, abandoned
+uploads, and objects a crash left behind. Shows progress and a report.
+`
+
+func runGC(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	var dry *bool
+	var minAge *string
+	fl, reg, ok := parseAdmin("gc", gcUsage, args, stderr, func(fl *flag.FlagSet) {
+		dry = fl.Bool("dry-run", false, "only report what would be freed")
+		minAge = fl.String("min-age", "", "override grace period and lease for this run (0s: collect everything unreferenced now; only when no push is in flight)")
+	})
+	if !ok {
+		return exitCode(fl, ok)
+	}
+	q := url.Values{}
+	if *dry {
+		q.Set("dry_run", "true")
+	}
+	if *minAge != "" {
+		if _, err := time.ParseDuration(*minAge); err != nil {
+			fmt.Fprintf(stderr, "stowage gc: --min-age %q: want a duration such as 0s or 30m\n", *minAge)
+			return 2
+		}
+		q.Set("min_age", *minAge)
+	}
+	c := newClient(*reg, stdout, stderr)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+"/api/v1/gc?"+q.Encode(), nil)
+	if err != nil {
+		return fail(stderr, err)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return fail(stderr, fmt.Errorf("cannot reach the registry at %s: %w (is 'stowage serve' running? use --registry)", c.base, err))
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode >= 300 {
+		return fail(stderr, apiError(resp))
+	}
+	bar := newProgressBar(stderr)
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		var line struct {
+			Progress *struct {
+				Phase       string
+				Done, Total int64
+			}
+			Report *stowage.GCReport
+			Error  string
+		}
+		if err := json.Unmarshal(sc.Bytes(), &line); err != nil {
+			continue
+		}
+		switch {
+		case line.Progress != nil:
+			bar.show(line.Progress.Phase, line.Progress.Done, line.Progress.Total)
+		case line.Error != "":
+			bar.done()
+			return fail(stderr, errors.New(line.Error))
+		case line.Report != nil:
+			bar.done()
+			r := line.Report
+			verb := "freed"
+			if r.DryRun {
+				verb = "would free"
+			}
+			fmt.Fprintf(stdout, "garbage collection %s %s: %d blobs; %d abandoned uploads; %d leftover objects (%s); took %s\n",
+				verb, bytesStr(r.BytesFreed), r.BlobsDeleted, r.UploadsExpired, r.OrphansDeleted, bytesStr(r.OrphanBytes), r.Duration)
+			return 0
+		}
+	}
+	bar.done()
+	return fail(stderr, fmt.Errorf("the registry closed the connection before the collection finished: %v", sc.Err()))
+}
+
+// progressBar draws one line on a terminal: [#####.....] phase 5/10.
+type progressBar struct {
+	w     io.Writer
+	drawn bool
+}
+
+func newProgressBar(w io.Writer) *progressBar { return &progressBar{w: w} }
+
+func (p *progressBar) show(phase string, done, total int64) {
+	const width = 30
+	fill := width
+	if total > 0 {
+		fill = int(done * width / total)
+	}
+	fmt.Fprintf(p.w, "\r%-12s [%s%s] %d/%d ", phase, strings.Repeat("#", fill), strings.Repeat(".", width-fill), done, total)
+	p.drawn = true
+}
+
+func (p *progressBar) done() {
+	if p.drawn {
+		fmt.Fprintln(p.w)
+	}
+}
+
+// ---- formatting ----
+
+func bytesStr(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+func short(d stowage.Digest) string {
+	s := string(d)
+	if len(s) > 19 {
+		return s[:19]
+	}
+	return s
+}
+
+func printJSON(w io.Writer, v any) int {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(v); err != nil {
+		return 1
+	}
+	return 0
+}

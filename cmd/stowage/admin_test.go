@@ -1,0 +1,125 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/stowage/stowage"
+)
+
+func digestOf(b []byte) string {
+	s := sha256.Sum256(b)
+	return "sha256:" + hex.EncodeToString(s[:])
+}
+
+// pushImage pushes a config, the given layers and a manifest over HTTP.
+func pushImage(t *testing.T, base, repo, tag string, layers ...[]byte) {
+	t.Helper()
+	config := []byte(fmt.Sprintf(`{"architecture":"amd64","os":"linux","tag":%q}`, tag))
+	var descs []string
+	for _, b := range append([][]byte{config}, layers...) {
+		resp, err := http.Post(base+"/v2/"+repo+"/blobs/uploads/?digest="+digestOf(b), "application/octet-stream", bytes.NewReader(b))
+		if err != nil || resp.StatusCode != http.StatusCreated {
+			t.Fatalf("push blob: %v %v", resp, err)
+		}
+		resp.Body.Close()
+	}
+	for _, l := range layers {
+		descs = append(descs, fmt.Sprintf(`{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":%q,"size":%d}`, digestOf(l), len(l)))
+	}
+	m := fmt.Sprintf(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":%q,"size":%d},"layers":[%s]}`,
+		digestOf(config), len(config), strings.Join(descs, ","))
+	req, _ := http.NewRequest(http.MethodPut, base+"/v2/"+repo+"/manifests/"+tag, strings.NewReader(m))
+	req.Header.Set("Content-Type", stowage.MediaTypeOCIManifest)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != http.StatusCreated {
+		t.Fatalf("push manifest: %v %v", resp, err)
+	}
+	resp.Body.Close()
+}
+
+func cli(t *testing.T, args ...string) (string, string, int) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := run(context.Background(), args, &out, &errb)
+	return out.String(), errb.String(), code
+}
+
+// TestAdminCommands drives the admin CLI against the real server: usage,
+// each kind of delete with a dry run, and gc, whose freed bytes must equal
+// what the delete predicted.
+func TestAdminCommands(t *testing.T) {
+	m := startMain(t, t.TempDir())
+	defer m.Close()
+	base := "http://" + m.Addr
+	shared, onlyA, onlyB := make([]byte, 300_000), make([]byte, 200_000), make([]byte, 100_000)
+	for _, b := range [][]byte{shared, onlyA, onlyB} {
+		rand.Read(b)
+	}
+	pushImage(t, base, "team/a", "v1", shared, onlyA)
+	pushImage(t, base, "team/b", "v1", shared, onlyB)
+
+	out, errOut, code := cli(t, "usage", "--registry", base)
+	if code != 0 || !strings.Contains(out, "team/a") || !strings.Contains(out, "dedup ratio") {
+		t.Fatalf("usage: %d\n%s%s", code, out, errOut)
+	}
+	out, _, _ = cli(t, "usage", "--registry", base, "--output", "json")
+	var u stowage.Usage
+	if err := json.Unmarshal([]byte(out), &u); err != nil || u.Repositories != 2 || u.LogicalBytes <= u.PhysicalBytes {
+		t.Fatalf("usage json: %v %+v", err, u)
+	}
+
+	// A dry run predicts; the real delete agrees; gc frees exactly that.
+	out, _, code = cli(t, "delete", "--registry", base, "--dry-run", "--output", "json", "team/a:v1")
+	var dry stowage.DeleteReport
+	if code != 0 || json.Unmarshal([]byte(out), &dry) != nil || !dry.DryRun || dry.BytesFreed < int64(len(onlyA)) || dry.BytesFreed >= int64(len(onlyA)+len(shared)) {
+		t.Fatalf("delete --dry-run: %d %s", code, out)
+	}
+	if out, _, _ := cli(t, "usage", "--registry", base, "team/a"); !strings.Contains(out, "v1") {
+		t.Fatalf("a dry run deleted something:\n%s", out)
+	}
+	out, _, code = cli(t, "delete", "--registry", base, "team/a:v1")
+	if code != 0 || !strings.Contains(out, "deleted manifest team/a@") {
+		t.Fatalf("delete: %d %s", code, out)
+	}
+	out, errOut, code = cli(t, "gc", "--registry", base, "--min-age", "0s")
+	if code != 0 || !strings.Contains(out, fmt.Sprintf("freed %s", bytesStr(dry.BytesFreed))) {
+		t.Fatalf("gc: %d\n%s%s\nwant %s freed", code, out, errOut, bytesStr(dry.BytesFreed))
+	}
+	// team/b still pulls its shared layer.
+	if r, err := http.Get(base + "/v2/team/b/blobs/" + digestOf(shared)); err != nil || r.StatusCode != 200 {
+		t.Fatalf("shared layer gone after gc: %v %v", r, err)
+	}
+
+	// Errors a person understands.
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"delete", "--registry", base, "team/a:nope"}, "MANIFEST_UNKNOWN"},
+		{[]string{"delete", "--registry", base, "Bad Name:v1"}, "NAME_INVALID"},
+		{[]string{"untag", "--registry", base, "team/b@" + digestOf(shared)}, "untag needs repo:tag"},
+		{[]string{"usage", "--registry", "http://127.0.0.1:1"}, "cannot reach the registry"},
+		{[]string{"gc", "--registry", base, "--min-age", "soon"}, "want a duration"},
+	} {
+		_, errOut, code := cli(t, tc.args...)
+		if code == 0 || !strings.Contains(errOut, tc.want) {
+			t.Errorf("%v: exit %d, stderr %q; want an error containing %q", tc.args, code, errOut, tc.want)
+		}
+	}
+	out, _, code = cli(t, "delete-repo", "--registry", base, "team/b")
+	if code != 0 || !strings.Contains(out, "frees") {
+		t.Errorf("delete-repo: %d %s", code, out)
+	}
+	if _, _, code := cli(t, "gc", "--help"); code != 0 {
+		t.Errorf("gc --help exit %d, want 0", code)
+	}
+}
