@@ -27,6 +27,9 @@ func Run(t *testing.T, open func(t *testing.T) stowage.DB) {
 		{"Tags", testTags},
 		{"TagsVersion", testTagsVersion},
 		{"Uploads", testUploads},
+		{"GarbageCollectionQueries", testGCQueries},
+		{"DeleteRepository", testDeleteRepository},
+		{"StaleUploads", testStaleUploads},
 		{"RollbackOnError", testRollback},
 		{"ConcurrentUpdates", testConcurrent},
 		{"ViewSeesCommitted", testViewSeesCommitted},
@@ -312,6 +315,161 @@ func testUploads(t *testing.T, db stowage.DB) {
 		}
 		_, err = tx.GetUpload("u1")
 		wantNotFound(t, "GetUpload after delete", err)
+		return nil
+	})
+}
+
+// testGCQueries: references, leases, grace periods and states decide what
+// CollectableBlobs returns.
+func testGCQueries(t *testing.T, db stowage.DB) {
+	old, mid := now.Add(-3*time.Hour), now.Add(-90*time.Minute)
+	update(t, db, func(tx stowage.Tx) error {
+		for i, b := range []stowage.BlobRecord{
+			{Digest: dg(1), Size: 10, State: stowage.BlobLive, LastUsed: old, UnreferencedSince: old},     // referenced by m
+			{Digest: dg(2), Size: 20, State: stowage.BlobLive, LastUsed: old, UnreferencedSince: old},     // garbage
+			{Digest: dg(3), Size: 30, State: stowage.BlobLive, LastUsed: now, UnreferencedSince: old},     // leased
+			{Digest: dg(4), Size: 40, State: stowage.BlobPending, LastUsed: old, UnreferencedSince: old},  // stale pending: garbage
+			{Digest: dg(5), Size: 50, State: stowage.BlobDeleting, LastUsed: old, UnreferencedSince: old}, // already being deleted
+			{Digest: dg(6), Size: 60, State: stowage.BlobLive, LastUsed: old, UnreferencedSince: mid},     // in grace for a 2h cutoff
+			{Digest: dg(10), Size: 5, State: stowage.BlobLive, LastUsed: old, UnreferencedSince: old},     // the manifest itself
+		} {
+			b.Created = old
+			if err := tx.PutBlob(b); err != nil {
+				return fmt.Errorf("blob %d: %w", i, err)
+			}
+		}
+		return tx.PutManifest(stowage.ManifestRecord{Repo: "r", Digest: dg(10), MediaType: stowage.MediaTypeOCIManifest, Size: 5, Created: now},
+			[]stowage.ManifestRef{{Digest: dg(1), Kind: stowage.RefBlob}})
+	})
+	view(t, db, func(tx stowage.Tx) error {
+		for d, want := range map[stowage.Digest]bool{dg(1): true, dg(2): false, dg(10): true} {
+			if got, err := tx.BlobReferenced(d); err != nil || got != want {
+				t.Errorf("BlobReferenced(%s) = %v, %v; want %v", d, got, err, want)
+			}
+		}
+		got, err := tx.CollectableBlobs(now.Add(-2*time.Hour), now.Add(-time.Hour), "", 0)
+		if err != nil {
+			return err
+		}
+		var ds []stowage.Digest
+		for _, b := range got {
+			ds = append(ds, b.Digest)
+		}
+		if want := []stowage.Digest{dg(2), dg(4)}; !reflect.DeepEqual(ds, want) {
+			t.Errorf("CollectableBlobs = %v, want %v", ds, want)
+		}
+		page, _ := tx.CollectableBlobs(now.Add(-2*time.Hour), now.Add(-time.Hour), dg(2), 1)
+		if len(page) != 1 || page[0].Digest != dg(4) {
+			t.Errorf("CollectableBlobs after dg(2), limit 1 = %v", page)
+		}
+		deleting, _ := tx.BlobsInState(stowage.BlobDeleting, "", 0)
+		if len(deleting) != 1 || deleting[0].Digest != dg(5) {
+			t.Errorf("BlobsInState(deleting) = %v", deleting)
+		}
+		count, bytes, err := tx.BlobTotals()
+		if err != nil || count != 5 || bytes != 10+20+30+60+5 {
+			t.Errorf("BlobTotals = %d, %d, %v; want 5 live blobs, 125 bytes", count, bytes, err)
+		}
+		return nil
+	})
+	update(t, db, func(tx stowage.Tx) error {
+		if err := tx.TouchBlob(dg(2), now); err != nil {
+			return err
+		}
+		if err := tx.TouchBlob(dg(2), old); err != nil { // never moves a lease back
+			return err
+		}
+		if err := tx.MarkUnreferenced([]stowage.Digest{dg(4)}, now); err != nil {
+			return err
+		}
+		got, _ := tx.CollectableBlobs(now.Add(-2*time.Hour), now.Add(-time.Hour), "", 0)
+		if len(got) != 0 {
+			t.Errorf("after touching and marking: CollectableBlobs = %v, want none", got)
+		}
+		if err := tx.SetBlobState(dg(2), stowage.BlobDeleting); err != nil {
+			return err
+		}
+		if b, _ := tx.GetBlob(dg(2)); b.State != stowage.BlobDeleting || !b.LastUsed.Equal(now) {
+			t.Errorf("GetBlob after SetBlobState = %+v", b)
+		}
+		if err := tx.LinkBlob("r", dg(2), now); err != nil {
+			return err
+		}
+		if _, err := tx.RepositoryBlob("r", dg(2)); !errors.Is(err, stowage.ErrNotFound) {
+			t.Errorf("a blob being deleted is visible: %v", err)
+		}
+		if err := tx.DeleteBlob(dg(2)); err != nil {
+			return err
+		}
+		_, err := tx.GetBlob(dg(2))
+		wantNotFound(t, "GetBlob after DeleteBlob", err)
+		return nil
+	})
+}
+
+func testDeleteRepository(t *testing.T, db stowage.DB) {
+	update(t, db, func(tx stowage.Tx) error {
+		for _, repo := range []string{"gone", "kept"} {
+			if err := tx.CreateRepository(repo, now); err != nil {
+				return err
+			}
+			if err := tx.PutBlob(stowage.BlobRecord{Digest: dg(1), Size: 1, State: stowage.BlobLive, Created: now}); err != nil {
+				return err
+			}
+			if err := tx.LinkBlob(repo, dg(1), now); err != nil {
+				return err
+			}
+			if err := tx.PutManifest(stowage.ManifestRecord{Repo: repo, Digest: dg(2), MediaType: stowage.MediaTypeOCIIndex, Created: now},
+				[]stowage.ManifestRef{{Digest: dg(3), Kind: stowage.RefManifest}}); err != nil {
+				return err
+			}
+			if err := tx.PutTag(repo, "t", dg(2), now); err != nil {
+				return err
+			}
+		}
+		return tx.DeleteRepository("gone")
+	})
+	view(t, db, func(tx stowage.Tx) error {
+		_, err := tx.GetRepository("gone")
+		wantNotFound(t, "deleted repository", err)
+		_, err = tx.RepositoryBlob("gone", dg(1))
+		wantNotFound(t, "link of a deleted repository", err)
+		_, err = tx.GetTag("gone", "t")
+		wantNotFound(t, "tag of a deleted repository", err)
+		if ms, _ := tx.ListManifests("gone"); len(ms) != 0 {
+			t.Errorf("manifests of a deleted repository: %v", ms)
+		}
+		if ps, _ := tx.ManifestParents("gone", dg(3)); len(ps) != 0 {
+			t.Errorf("references of a deleted repository: %v", ps)
+		}
+		if ps, _ := tx.ManifestParents("kept", dg(3)); len(ps) != 1 || ps[0] != dg(2) {
+			t.Errorf("ManifestParents(kept) = %v", ps)
+		}
+		if refs, _ := tx.ManifestRefs("kept", dg(2)); len(refs) != 1 || refs[0].Kind != stowage.RefManifest {
+			t.Errorf("ManifestRefs(kept) = %v", refs)
+		}
+		if _, err := tx.GetBlob(dg(1)); err != nil {
+			t.Errorf("deleting a repository deleted a blob row: %v", err)
+		}
+		return nil
+	})
+	wantNotFound(t, "DeleteRepository of a missing repository", db.Update(ctx, func(tx stowage.Tx) error { return tx.DeleteRepository("never") }))
+}
+
+func testStaleUploads(t *testing.T, db stowage.DB) {
+	update(t, db, func(tx stowage.Tx) error {
+		for i, at := range []time.Time{now.Add(-48 * time.Hour), now.Add(-time.Hour), now} {
+			if err := tx.PutUpload(stowage.UploadRecord{ID: fmt.Sprintf("u%d", i), Repo: "r", Started: at, Updated: at}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	view(t, db, func(tx stowage.Tx) error {
+		got, err := tx.StaleUploads(now.Add(-24*time.Hour), 10)
+		if err != nil || len(got) != 1 || got[0].ID != "u0" {
+			t.Errorf("StaleUploads = %v, %v; want u0", got, err)
+		}
 		return nil
 	})
 }
