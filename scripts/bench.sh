@@ -240,7 +240,16 @@ bench --compare --goals stowage=R1.json,R2.json,... distribution=R1.json,R2.json
 \`\`\`
 
 Each server starts fresh (empty data dir in /tmp) and is stopped with SIGTERM
-after its run. Distribution's config.yml:
+after its run.
+
+Durability differs: Stowage fsyncs every blob and its directory entry before
+it acknowledges a push (\`storage.filesystem.fsync\`, default true), so an
+acknowledged push survives a power loss; distribution 2.8.2 never fsyncs (both
+survive a process crash). That costs Stowage most on the 64 MiB pushes. For a
+like-for-like comparison run \`STOWAGE_STORAGE_FSYNC=false scripts/bench.sh\`.
+In this run: STOWAGE_STORAGE_FSYNC=${STOWAGE_STORAGE_FSYNC:-true}.
+
+Distribution's config.yml:
 
 \`\`\`yaml
 $(distribution_config "$WORK" PORT && sed "s#$WORK/data#DIR#" "$WORK/config.yml")
