@@ -106,6 +106,23 @@ func (t *Tx) strings(q string, args ...any) ([]string, error) {
 	return out, rows.Err()
 }
 
+// scanAll reads every row of a query with scan.
+func scanAll[T any](rows *sql.Rows, err error, scan func(func(...any) error) (T, error)) ([]T, error) {
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []T
+	for rows.Next() {
+		v, err := scan(rows.Scan)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, rows.Err()
+}
+
 // Repositories.
 
 func (t *Tx) CreateRepository(name string, now time.Time) error {
@@ -171,19 +188,7 @@ func scanBlob(scan func(...any) error) (stowage.BlobRecord, error) {
 
 func (t *Tx) blobs(q string, args ...any) ([]stowage.BlobRecord, error) {
 	rows, err := t.query(q, args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []stowage.BlobRecord
-	for rows.Next() {
-		b, err := scanBlob(rows.Scan)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, b)
-	}
-	return out, rows.Err()
+	return scanAll(rows, err, scanBlob)
 }
 
 func (t *Tx) PutBlob(b stowage.BlobRecord) error {
@@ -309,38 +314,13 @@ func (t *Tx) DeleteManifest(repo string, d stowage.Digest) error {
 }
 
 func (t *Tx) Referrers(repo string, subject stowage.Digest) ([]stowage.ManifestRecord, error) {
-	rows, err := t.query(sqlReferrers,
-		repo, string(subject))
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []stowage.ManifestRecord
-	for rows.Next() {
-		m, err := scanManifest(rows.Scan)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, m)
-	}
-	return out, rows.Err()
+	rows, err := t.query(sqlReferrers, repo, string(subject))
+	return scanAll(rows, err, scanManifest)
 }
 
 func (t *Tx) ListManifests(repo string) ([]stowage.ManifestRecord, error) {
 	rows, err := t.query(sqlListManifests, repo)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []stowage.ManifestRecord
-	for rows.Next() {
-		m, err := scanManifest(rows.Scan)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, m)
-	}
-	return out, rows.Err()
+	return scanAll(rows, err, scanManifest)
 }
 
 func (t *Tx) ManifestRefs(repo string, d stowage.Digest) ([]stowage.ManifestRef, error) {
