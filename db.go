@@ -30,6 +30,7 @@ type Tx interface {
 	TagTx
 	UploadTx
 	UsageTx
+	SettingsTx
 }
 
 // RepositoryTx reads and writes repositories.
@@ -78,6 +79,12 @@ type ManifestTx interface {
 	// ManifestParents lists the manifests of repo that reference d.
 	ManifestParents(repo string, d Digest) ([]Digest, error)
 	Referrers(repo string, subject Digest) ([]ManifestRecord, error)
+	// SetUntaggedSince records when a manifest lost its last tag.
+	SetUntaggedSince(repo string, d Digest, t time.Time) error
+	// UntaggedManifests lists the manifests of repo that have no tag, are
+	// not a child of another manifest of repo, and have been untagged since
+	// before `before` (never-tagged ones count from their creation).
+	UntaggedManifests(repo string, before time.Time) ([]ManifestRecord, error)
 }
 
 // TagTx reads and writes tags.
@@ -86,6 +93,9 @@ type TagTx interface {
 	GetTag(repo, tag string) (Digest, error)
 	ListTags(repo, after string, limit int) ([]string, error)
 	TagsOf(repo string, d Digest) ([]string, error)
+	// TagRecords lists the tags of repo with what they point at and when
+	// they were last pushed.
+	TagRecords(repo string) ([]TagRecord, error)
 	DeleteTag(repo, tag string) error // ErrNotFound if absent
 }
 
@@ -99,6 +109,12 @@ type UploadTx interface {
 	DeleteUpload(id string) error
 	// StaleUploads lists sessions last updated before `before`.
 	StaleUploads(before time.Time, limit int) ([]UploadRecord, error)
+}
+
+// SettingsTx stores registry-wide settings as JSON values.
+type SettingsTx interface {
+	GetSetting(key string) (string, error) // ErrNotFound if unset
+	PutSetting(key, value string, now time.Time) error
 }
 
 // UsageTx answers "what uses space" from the metadata alone.
@@ -142,6 +158,13 @@ type BlobRecord struct {
 	State             BlobState
 	LastUsed          time.Time // the lease
 	UnreferencedSince time.Time // start of the grace period
+}
+
+// TagRecord is a tag.
+type TagRecord struct {
+	Name    string
+	Digest  Digest
+	Updated time.Time
 }
 
 // RepositoryUsage is what a repository holds, deduplicated.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sort"
+	"time"
 )
 
 // DeleteReport says what a delete removed (or, in a dry run, would remove)
@@ -33,6 +34,7 @@ var errDryRun = errors.New("dry run")
 
 // deletion accumulates one delete inside its transaction.
 type deletion struct {
+	now      time.Time
 	tx       Tx
 	repo     string
 	report   *DeleteReport
@@ -51,7 +53,7 @@ func (r *Registry) runDelete(ctx context.Context, repo string, dryRun bool, fn f
 	now := r.now()
 	err := r.db.Update(ctx, func(tx Tx) error {
 		report = DeleteReport{DryRun: dryRun, Repository: repo, Manifests: []DeletedManifest{}, Tags: []string{}}
-		del := &deletion{tx: tx, repo: repo, report: &report, seen: map[Digest]bool{}, keepRefs: r.keepReferrers}
+		del := &deletion{now: now, tx: tx, repo: repo, report: &report, seen: map[Digest]bool{}, keepRefs: r.keepReferrers}
 		// The affected set is only known while deleting: whether each
 		// digest was referenced before is read when it is first seen.
 		before := map[Digest]bool{}
@@ -109,13 +111,7 @@ func (r *Registry) runDelete(ctx context.Context, repo string, dryRun bool, fn f
 // Untag removes one tag. The manifest stays (untagged if no other tag points
 // at it), so nothing is freed.
 func (r *Registry) Untag(ctx context.Context, repo, tag string, dryRun bool) (DeleteReport, error) {
-	rep, err := r.runDelete(ctx, repo, dryRun, func(del *deletion) error {
-		if err := del.tx.DeleteTag(repo, tag); err != nil {
-			return err
-		}
-		del.report.Tags = append(del.report.Tags, tag)
-		return nil
-	})
+	rep, err := r.runDelete(ctx, repo, dryRun, func(del *deletion) error { return del.untag(tag) })
 	if errors.Is(err, ErrNotFound) {
 		return rep, manifestUnknown(repo, Reference{Tag: tag})
 	}
@@ -161,6 +157,29 @@ func (r *Registry) DeleteRepository(ctx context.Context, repo string, dryRun boo
 		return rep, nameUnknown(repo)
 	}
 	return rep, err
+}
+
+// untag removes a tag and, if its manifest has no tag left, starts the
+// manifest's untagged period (what retention counts from).
+func (del *deletion) untag(tag string) error {
+	d, err := del.tx.GetTag(del.repo, tag)
+	if err != nil {
+		return err
+	}
+	if err := del.tx.DeleteTag(del.repo, tag); err != nil {
+		return err
+	}
+	del.report.Tags = append(del.report.Tags, tag)
+	return markIfUntagged(del.tx, del.repo, d, del.now)
+}
+
+// markIfUntagged records that d became untagged now, if no tag is left on it.
+func markIfUntagged(tx Tx, repo string, d Digest, now time.Time) error {
+	left, err := tx.TagsOf(repo, d)
+	if err != nil || len(left) > 0 {
+		return err
+	}
+	return tx.SetUntaggedSince(repo, d, now)
 }
 
 // manifest deletes one manifest and what goes with it.

@@ -91,8 +91,18 @@ func (r *Registry) PutManifest(ctx context.Context, repo string, ref Reference, 
 			return err
 		}
 		for _, t := range tags {
+			old, err := tx.GetTag(repo, t)
+			if err != nil && !errors.Is(err, ErrNotFound) {
+				return err
+			}
 			if err := tx.PutTag(repo, t, d, now); err != nil {
 				return err
+			}
+			if old != "" && old != d {
+				// The tag moved: the manifest it left may now be untagged.
+				if err := markIfUntagged(tx, repo, old, now); err != nil {
+					return err
+				}
 			}
 		}
 		return nil

@@ -70,6 +70,17 @@ const (
 	sqlDeleteRepoUploads   = `DELETE FROM uploads WHERE repo = ?`
 	sqlDeleteRepository    = `DELETE FROM repositories WHERE name = ?`
 
+	sqlSetUntaggedSince  = `UPDATE manifests SET untagged_since = ? WHERE repo = ? AND digest = ?`
+	sqlUntaggedManifests = `SELECT ` + manifestColumns + ` FROM manifests m WHERE repo = ?
+		AND (CASE WHEN untagged_since > 0 THEN untagged_since ELSE created END) <= ?
+		AND NOT EXISTS (SELECT 1 FROM tags t WHERE t.repo = m.repo AND t.digest = m.digest)
+		AND NOT EXISTS (SELECT 1 FROM manifest_references p WHERE p.repo = m.repo AND p.child = m.digest)
+		ORDER BY created, digest`
+	sqlTagRecords = `SELECT name, digest, updated FROM tags WHERE repo = ? ORDER BY name`
+	sqlGetSetting = `SELECT value FROM settings WHERE key = ?`
+	sqlPutSetting = `INSERT INTO settings (key, value, updated) VALUES (?, ?, ?)
+		ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated = excluded.updated`
+
 	sqlBlobTotals = `SELECT count(*), coalesce(sum(size), 0) FROM blobs WHERE state = 'live'`
 	// What each repository uses: the manifests themselves and the blobs they
 	// reference, each digest once per repository; unique = used by this
@@ -107,4 +118,4 @@ const (
 		GROUP BY m.digest ORDER BY m.created DESC, m.digest`
 )
 
-var allQueries = []string{sqlSetBlobState, sqlTouchBlob, sqlMarkUnreferenced, sqlDeleteBlob, sqlDeleteBlobLinks, sqlBlobReferenced, sqlCollectableBlobs, sqlBlobsInState, sqlStaleUploads, sqlListManifests, sqlManifestRefs, sqlManifestParents, sqlDeleteRepoLinks, sqlDeleteRepoManifests, sqlDeleteRepoRefs, sqlDeleteRepoTags, sqlDeleteRepoUploads, sqlDeleteRepository, sqlBlobTotals, sqlRepositoryUsage, sqlManifestUsage, sqlCreateRepository, sqlGetRepository, sqlListRepositories, sqlPutBlob, sqlGetBlob, sqlLinkBlob, sqlUnlinkBlob, sqlRepositoryBlob, sqlPutManifest, sqlDeleteManifestRefs, sqlPutManifestRef, sqlGetManifest, sqlDeleteManifest, sqlReferrers, sqlPutTag, sqlGetTag, sqlListTags, sqlTagsOf, sqlDeleteTag, sqlPutUpload, sqlAdvanceUpload, sqlGetUpload, sqlDeleteUpload}
+var allQueries = []string{sqlSetUntaggedSince, sqlUntaggedManifests, sqlTagRecords, sqlGetSetting, sqlPutSetting, sqlSetBlobState, sqlTouchBlob, sqlMarkUnreferenced, sqlDeleteBlob, sqlDeleteBlobLinks, sqlBlobReferenced, sqlCollectableBlobs, sqlBlobsInState, sqlStaleUploads, sqlListManifests, sqlManifestRefs, sqlManifestParents, sqlDeleteRepoLinks, sqlDeleteRepoManifests, sqlDeleteRepoRefs, sqlDeleteRepoTags, sqlDeleteRepoUploads, sqlDeleteRepository, sqlBlobTotals, sqlRepositoryUsage, sqlManifestUsage, sqlCreateRepository, sqlGetRepository, sqlListRepositories, sqlPutBlob, sqlGetBlob, sqlLinkBlob, sqlUnlinkBlob, sqlRepositoryBlob, sqlPutManifest, sqlDeleteManifestRefs, sqlPutManifestRef, sqlGetManifest, sqlDeleteManifest, sqlReferrers, sqlPutTag, sqlGetTag, sqlListTags, sqlTagsOf, sqlDeleteTag, sqlPutUpload, sqlAdvanceUpload, sqlGetUpload, sqlDeleteUpload}

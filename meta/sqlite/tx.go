@@ -470,3 +470,38 @@ func (t *Tx) ManifestUsage(repo string) ([]stowage.ManifestUsage, error) {
 	}
 	return out, rows.Err()
 }
+
+// Retention and settings.
+
+func (t *Tx) SetUntaggedSince(repo string, d stowage.Digest, at time.Time) error {
+	_, err := t.exec(sqlSetUntaggedSince, at.UnixNano(), repo, string(d))
+	return err
+}
+
+func (t *Tx) UntaggedManifests(repo string, before time.Time) ([]stowage.ManifestRecord, error) {
+	rows, err := t.query(sqlUntaggedManifests, repo, before.UnixNano())
+	return scanAll(rows, err, scanManifest)
+}
+
+func (t *Tx) TagRecords(repo string) ([]stowage.TagRecord, error) {
+	rows, err := t.query(sqlTagRecords, repo)
+	return scanAll(rows, err, func(scan func(...any) error) (stowage.TagRecord, error) {
+		var r stowage.TagRecord
+		var d string
+		var updated int64
+		err := scan(&r.Name, &d, &updated)
+		r.Digest, r.Updated = stowage.Digest(d), ts(updated)
+		return r, err
+	})
+}
+
+func (t *Tx) GetSetting(key string) (string, error) {
+	var v string
+	err := t.row(sqlGetSetting, key).Scan(&v)
+	return v, notFound(err)
+}
+
+func (t *Tx) PutSetting(key, value string, now time.Time) error {
+	_, err := t.exec(sqlPutSetting, key, value, now.UnixNano())
+	return err
+}
