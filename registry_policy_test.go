@@ -29,7 +29,7 @@ func TestRetention(t *testing.T) {
 	e := newEnv(t, nil)
 	layer := newBlob(5000)
 	m1 := e.image(t, "app", "latest", newBlob(11), layer)
-	e.clock.Advance(10 * 24 * time.Hour) // m1 is old, but still tagged until now
+	e.clock.Advance(10 * 24 * time.Hour)                  // m1 is old, but still tagged until now
 	m2 := e.image(t, "app", "latest", newBlob(12), layer) // moves latest: m1 untagged from now
 	// Pushed by digest, never tagged: counts from its creation.
 	c3 := newBlob(13)
