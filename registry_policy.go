@@ -219,7 +219,7 @@ func (r *Registry) Purge(ctx context.Context, opts PurgeOptions) (PolicyRun, err
 			}
 			// The manifests this purge left without tags, and those untagged
 			// for longer than Ago already.
-			ms, err := del.tx.UntaggedManifests(repo, now)
+			ms, err := del.tx.UntaggedManifests(repo, del.now)
 			if err != nil {
 				return err
 			}

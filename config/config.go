@@ -33,6 +33,9 @@ type Config struct {
 	GC GC `yaml:"gc"`
 	// Delete configures what a manifest delete takes with it.
 	Delete Delete `yaml:"delete"`
+	// Retention configures how often the retention policy (set with
+	// `stowage retention set`, kept in the database) is applied.
+	Retention Retention `yaml:"retention"`
 	// ShutdownTimeout bounds how long in-flight requests may take to finish
 	// after SIGTERM/SIGINT.
 	ShutdownTimeout Duration `yaml:"shutdown_timeout"`
@@ -73,6 +76,13 @@ type GC struct {
 	UploadExpiry Duration `yaml:"upload_expiry"`
 }
 
+// Retention configures the background retention job.
+type Retention struct {
+	// Interval between runs; 0 disables the job (the policy can still be
+	// applied with `stowage retention run`).
+	Interval Duration `yaml:"interval"`
+}
+
 // Delete configures deletes.
 type Delete struct {
 	// KeepReferrers keeps signatures, SBOMs and other referrers when their
@@ -109,6 +119,7 @@ func Default() Config {
 		ShutdownTimeout: Duration(30 * time.Second),
 		GC: GC{Interval: Duration(time.Hour), Grace: Duration(time.Hour), Lease: Duration(time.Hour),
 			UploadExpiry: Duration(24 * time.Hour)},
+		Retention: Retention{Interval: Duration(time.Hour)},
 	}
 }
 
@@ -215,7 +226,7 @@ func (c *Config) Validate() error {
 	default:
 		errs = append(errs, fmt.Sprintf("log.format %q: want text or json", c.Log.Format))
 	}
-	for name, d := range map[string]Duration{"gc.interval": c.GC.Interval, "gc.grace": c.GC.Grace, "gc.lease": c.GC.Lease, "gc.upload_expiry": c.GC.UploadExpiry} {
+	for name, d := range map[string]Duration{"gc.interval": c.GC.Interval, "gc.grace": c.GC.Grace, "gc.lease": c.GC.Lease, "gc.upload_expiry": c.GC.UploadExpiry, "retention.interval": c.Retention.Interval} {
 		if d < 0 {
 			errs = append(errs, name+" must not be negative")
 		}

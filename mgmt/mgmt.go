@@ -88,6 +88,31 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) error {
 		return h.report(w, func() (stowage.DeleteReport, error) { return h.reg.Untag(ctx, repo, ref.Tag, dry) })
 	case head == "gc" && arg == "" && r.Method == http.MethodPost:
 		return h.collect(ctx, w, r, dry)
+	case head == "retention" && arg == "" && r.Method == http.MethodGet:
+		p, last, err := h.reg.Retention(ctx)
+		if err != nil {
+			return err
+		}
+		return writeJSON(w, map[string]any{"policy": p, "lastRun": last})
+	case head == "retention" && arg == "" && r.Method == http.MethodPut:
+		var p stowage.RetentionPolicy
+		dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<16))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&p); err != nil {
+			return stowage.Errorf(stowage.CodeUnsupported, "retention policy: %v (want {\"enabled\": true, \"days\": 7})", err)
+		}
+		if err := h.reg.SetRetention(ctx, p); err != nil {
+			return err
+		}
+		return writeJSON(w, map[string]any{"policy": p})
+	case head == "retention" && arg == "run" && r.Method == http.MethodPost:
+		run, err := h.reg.ApplyRetention(ctx, dry)
+		if err != nil {
+			return err
+		}
+		return writeJSON(w, run)
+	case head == "purge" && arg == "" && r.Method == http.MethodPost:
+		return h.purge(ctx, w, r, dry)
 	}
 	return notFound(r)
 }
@@ -116,28 +141,93 @@ func (h *Handler) collect(ctx context.Context, w http.ResponseWriter, r *http.Re
 		}
 		opts.MinAge = &d
 	}
-	w.Header().Set("Content-Type", "application/x-ndjson")
-	w.WriteHeader(http.StatusOK)
-	enc := json.NewEncoder(w)
-	flusher, _ := w.(http.Flusher)
-	last := time.Time{}
-	opts.Progress = func(phase string, done, total int64) {
-		if time.Since(last) < 100*time.Millisecond && done != total {
-			return
-		}
-		last = time.Now()
-		enc.Encode(map[string]any{"progress": map[string]any{"phase": phase, "done": done, "total": total}})
-		if flusher != nil {
-			flusher.Flush()
-		}
-	}
+	enc := streamJSON(w)
+	opts.Progress = enc.progress
 	rep, err := h.reg.CollectGarbage(ctx, opts)
 	if err != nil {
 		h.log.Error("garbage collection failed", "err", err)
-		return enc.Encode(map[string]any{"error": err.Error()})
+		enc.line(map[string]any{"error": err.Error()})
+		return nil
 	}
 	rep.Digests = nil
-	return enc.Encode(map[string]any{"report": rep})
+	enc.line(map[string]any{"report": rep})
+	return nil
+}
+
+// purge runs a purge; progress and report stream as JSON lines, as for gc.
+func (h *Handler) purge(ctx context.Context, w http.ResponseWriter, r *http.Request, dry bool) error {
+	q := r.URL.Query()
+	opts := stowage.PurgeOptions{DryRun: dry}
+	for _, f := range q["filter"] {
+		pf, err := stowage.ParsePurgeFilter(f)
+		if err != nil {
+			return err
+		}
+		opts.Filters = append(opts.Filters, pf)
+	}
+	if len(opts.Filters) == 0 {
+		return stowage.Errorf(stowage.CodeUnsupported, "purge needs at least one filter=REPOSITORY_REGEX:TAG_REGEX")
+	}
+	if s := q.Get("ago"); s != "" {
+		d, err := stowage.ParseAge(s)
+		if err != nil {
+			return stowage.Errorf(stowage.CodeUnsupported, "ago=%q: want e.g. 30d, 12h or 1d12h", s)
+		}
+		opts.Ago = d
+	}
+	if s := q.Get("keep"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 0 {
+			return stowage.Errorf(stowage.CodeUnsupported, "keep=%q: want a number >= 0", s)
+		}
+		opts.Keep = n
+	}
+	untagged, err := boolParam(r, "untagged")
+	if err != nil {
+		return err
+	}
+	opts.Untagged = untagged
+	enc := streamJSON(w)
+	opts.Progress = func(done, total int64) { enc.progress("repositories", done, total) }
+	run, err := h.reg.Purge(ctx, opts)
+	if err != nil {
+		h.log.Error("purge failed", "err", err)
+		enc.line(map[string]any{"error": err.Error()})
+		return nil
+	}
+	h.log.Info("purge done", "tags", run.Tags, "manifests", run.Manifests, "bytes", run.BytesFreed, "dry_run", dry)
+	enc.line(map[string]any{"report": run})
+	return nil
+}
+
+// jsonLines writes a response as JSON lines, flushed as they come.
+type jsonLines struct {
+	w    http.ResponseWriter
+	enc  *json.Encoder
+	last time.Time
+}
+
+func streamJSON(w http.ResponseWriter) *jsonLines {
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	w.WriteHeader(http.StatusOK)
+	return &jsonLines{w: w, enc: json.NewEncoder(w)}
+}
+
+func (j *jsonLines) line(v any) error {
+	err := j.enc.Encode(v)
+	if f, ok := j.w.(http.Flusher); ok {
+		f.Flush()
+	}
+	return err
+}
+
+// progress writes a progress line, at most ten a second (and always the last).
+func (j *jsonLines) progress(phase string, done, total int64) {
+	if time.Since(j.last) < 100*time.Millisecond && done != total {
+		return
+	}
+	j.last = time.Now()
+	j.line(map[string]any{"progress": map[string]any{"phase": phase, "done": done, "total": total}})
 }
 
 // ParseImageRef parses "repo:tag" or "repo@digest".

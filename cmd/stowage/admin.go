@@ -239,6 +239,170 @@ func runDelete(ctx context.Context, kind string, args []string, stdout, stderr i
 	return 0
 }
 
+// ---- retention and purge ----
+
+const retentionUsage = `Usage: stowage retention show | set --enabled=true --days N | run [--dry-run] [flags]
+
+The retention policy for untagged manifests: when enabled, a background job
+deletes manifests that have had no tag for more than N days (0 to 365; 0 = at
+once), counted from the moment they lost their last tag. Manifests that are
+children of a tagged index are kept. 'run' applies it now.
+`
+
+func runRetention(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
+		fmt.Fprint(stderr, retentionUsage)
+		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
+			return 0
+		}
+		return 2
+	}
+	sub, args := args[0], args[1:]
+	var enabled, dry *bool
+	var days *int
+	var output *string
+	fl, reg, ok := parseAdmin("retention "+sub, retentionUsage, args, stderr, func(fl *flag.FlagSet) {
+		enabled = fl.Bool("enabled", true, "set: enable or disable the policy")
+		days = fl.Int("days", 7, "set: days a manifest may stay untagged (0-365)")
+		dry = fl.Bool("dry-run", false, "run: only report what would be deleted")
+		output = fl.String("output", "table", "table or json")
+	})
+	if !ok {
+		return exitCode(fl, ok)
+	}
+	c := newClient(*reg, stdout, stderr)
+	switch sub {
+	case "show":
+		var v struct {
+			Policy  stowage.RetentionPolicy `json:"policy"`
+			LastRun *stowage.PolicyRun      `json:"lastRun"`
+		}
+		if err := c.do(ctx, http.MethodGet, "/api/v1/retention", &v); err != nil {
+			return fail(stderr, err)
+		}
+		if *output == "json" {
+			return printJSON(stdout, v)
+		}
+		state := "disabled"
+		if v.Policy.Enabled {
+			state = "enabled"
+		}
+		fmt.Fprintf(stdout, "retention of untagged manifests: %s, %d days\n", state, v.Policy.Days)
+		if v.LastRun != nil {
+			fmt.Fprintf(stdout, "last run %s: deleted %d manifests, frees %s%s\n", v.LastRun.At, v.LastRun.Manifests, bytesStr(v.LastRun.BytesFreed), errSuffix(v.LastRun.Error))
+		} else {
+			fmt.Fprintln(stdout, "it has not run yet")
+		}
+		return 0
+	case "set":
+		body := fmt.Sprintf(`{"enabled":%t,"days":%d}`, *enabled, *days)
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPut, c.base+"/api/v1/retention", strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := c.http.Do(req)
+		if err != nil {
+			return fail(stderr, fmt.Errorf("cannot reach the registry at %s: %w", c.base, err))
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode >= 300 {
+			return fail(stderr, apiError(resp))
+		}
+		fmt.Fprintf(stdout, "retention of untagged manifests: enabled=%t, %d days\n", *enabled, *days)
+		return 0
+	case "run":
+		q := ""
+		if *dry {
+			q = "?dry_run=true"
+		}
+		var run stowage.PolicyRun
+		if err := c.do(ctx, http.MethodPost, "/api/v1/retention/run"+q, &run); err != nil {
+			return fail(stderr, err)
+		}
+		return printRun(stdout, run, *output)
+	}
+	fmt.Fprintf(stderr, "stowage retention: unknown subcommand %q\n\n%s", sub, retentionUsage)
+	return 2
+}
+
+const purgeUsage = `Usage: stowage purge --filter REPO_REGEX:TAG_REGEX [--filter …] [--ago 30d] [--keep N] [--untagged] [--dry-run]
+
+Deletes tags whose repository and tag match a filter (both expressions must
+match in full) and that were last pushed longer ago than --ago, keeping the
+--keep newest of them per repository. With --untagged it also deletes the
+manifests left without tags (and those untagged for longer than --ago).
+Runs on the server with progress; reports what went and the bytes freed.
+`
+
+func runPurge(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	var filters multiFlag
+	var ago, output *string
+	var keep *int
+	var untagged, dry *bool
+	fl, reg, ok := parseAdmin("purge", purgeUsage, args, stderr, func(fl *flag.FlagSet) {
+		fl.Var(&filters, "filter", "REPO_REGEX:TAG_REGEX (repeatable)")
+		ago = fl.String("ago", "0s", "only tags last pushed longer ago than this (e.g. 30d, 12h, 1d12h)")
+		keep = fl.Int("keep", 0, "per repository, keep this many of the newest matching tags")
+		untagged = fl.Bool("untagged", false, "also delete manifests left without tags")
+		dry = fl.Bool("dry-run", false, "only report what would be deleted")
+		output = fl.String("output", "table", "table or json")
+	})
+	if !ok {
+		return exitCode(fl, ok)
+	}
+	if len(filters) == 0 {
+		fmt.Fprintln(stderr, "stowage purge: at least one --filter REPO_REGEX:TAG_REGEX is needed")
+		return 2
+	}
+	q := url.Values{"filter": filters, "ago": {*ago}, "keep": {fmt.Sprint(*keep)}}
+	if *untagged {
+		q.Set("untagged", "true")
+	}
+	if *dry {
+		q.Set("dry_run", "true")
+	}
+	var run stowage.PolicyRun
+	if err := newClient(*reg, stdout, stderr).job(ctx, "/api/v1/purge?"+q.Encode(), &run); err != nil {
+		return fail(stderr, err)
+	}
+	return printRun(stdout, run, *output)
+}
+
+type multiFlag []string
+
+func (m *multiFlag) String() string     { return strings.Join(*m, ",") }
+func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
+
+func printRun(stdout io.Writer, run stowage.PolicyRun, output string) int {
+	if output == "json" {
+		return printJSON(stdout, run)
+	}
+	verb := "deleted"
+	if run.DryRun {
+		verb = "would delete"
+	}
+	for _, rep := range run.Repositories {
+		for _, t := range rep.Tags {
+			fmt.Fprintf(stdout, "%s tag %s:%s\n", verb, rep.Repository, t)
+		}
+		for _, m := range rep.Manifests {
+			fmt.Fprintf(stdout, "%s manifest %s@%s (%s)\n", verb, rep.Repository, m.Digest, m.Reason)
+		}
+	}
+	frees := "frees"
+	if run.DryRun {
+		frees = "would free"
+	}
+	fmt.Fprintf(stdout, "%d tags, %d manifests; %s %s in %d blobs once garbage collection runs%s\n",
+		run.Tags, run.Manifests, frees, bytesStr(run.BytesFreed), run.BlobsFreed, errSuffix(run.Error))
+	return 0
+}
+
+func errSuffix(e string) string {
+	if e == "" {
+		return ""
+	}
+	return " (error: " + e + ")"
+}
+
 // ---- gc ----
 
 const gcUsage = `Usage: stowage gc [flags]
@@ -270,27 +434,45 @@ func runGC(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		q.Set("min_age", *minAge)
 	}
 	c := newClient(*reg, stdout, stderr)
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+"/api/v1/gc?"+q.Encode(), nil)
-	if err != nil {
+	var r stowage.GCReport
+	if err := c.job(ctx, "/api/v1/gc?"+q.Encode(), &r); err != nil {
 		return fail(stderr, err)
+	}
+	verb := "freed"
+	if r.DryRun {
+		verb = "would free"
+	}
+	fmt.Fprintf(stdout, "garbage collection %s %s: %d blobs; %d abandoned uploads; %d leftover objects (%s); took %s\n",
+		verb, bytesStr(r.BytesFreed), r.BlobsDeleted, r.UploadsExpired, r.OrphansDeleted, bytesStr(r.OrphanBytes), r.Duration)
+	return 0
+}
+
+// job POSTs to a management endpoint that streams JSON lines, draws its
+// progress on stderr, and decodes its final report into out.
+func (c *client) job(ctx context.Context, path string, out any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+path, nil)
+	if err != nil {
+		return err
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return fail(stderr, fmt.Errorf("cannot reach the registry at %s: %w (is 'stowage serve' running? use --registry)", c.base, err))
+		return fmt.Errorf("cannot reach the registry at %s: %w (is 'stowage serve' running? use --registry)", c.base, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode >= 300 {
-		return fail(stderr, apiError(resp))
+		return apiError(resp)
 	}
-	bar := newProgressBar(stderr)
+	bar := newProgressBar(c.stderr)
+	defer bar.done()
 	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 64<<20)
 	for sc.Scan() {
 		var line struct {
 			Progress *struct {
 				Phase       string
 				Done, Total int64
 			}
-			Report *stowage.GCReport
+			Report json.RawMessage
 			Error  string
 		}
 		if err := json.Unmarshal(sc.Bytes(), &line); err != nil {
@@ -300,22 +482,12 @@ func runGC(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		case line.Progress != nil:
 			bar.show(line.Progress.Phase, line.Progress.Done, line.Progress.Total)
 		case line.Error != "":
-			bar.done()
-			return fail(stderr, errors.New(line.Error))
+			return errors.New(line.Error)
 		case line.Report != nil:
-			bar.done()
-			r := line.Report
-			verb := "freed"
-			if r.DryRun {
-				verb = "would free"
-			}
-			fmt.Fprintf(stdout, "garbage collection %s %s: %d blobs; %d abandoned uploads; %d leftover objects (%s); took %s\n",
-				verb, bytesStr(r.BytesFreed), r.BlobsDeleted, r.UploadsExpired, r.OrphansDeleted, bytesStr(r.OrphanBytes), r.Duration)
-			return 0
+			return json.Unmarshal(line.Report, out)
 		}
 	}
-	bar.done()
-	return fail(stderr, fmt.Errorf("the registry closed the connection before the collection finished: %v", sc.Err()))
+	return fmt.Errorf("the registry closed the connection before the job finished: %v", sc.Err())
 }
 
 // progressBar draws one line on a terminal: [#####.....] phase 5/10.

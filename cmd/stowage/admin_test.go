@@ -123,3 +123,62 @@ func TestAdminCommands(t *testing.T) {
 		t.Errorf("gc --help exit %d, want 0", code)
 	}
 }
+
+// TestPolicyCommands drives purge and retention against the real server.
+func TestPolicyCommands(t *testing.T) {
+	m := startMain(t, t.TempDir())
+	defer m.Close()
+	base := "http://" + m.Addr
+	for i := 1; i <= 3; i++ {
+		layer := make([]byte, 10_000)
+		rand.Read(layer)
+		pushImage(t, base, "ci/app", fmt.Sprintf("pr-%d", i), layer)
+	}
+	pushImage(t, base, "ci/app", "release", []byte("release layer"))
+
+	out, errOut, code := cli(t, "purge", "--registry", base, "--filter", "ci/.*:pr-.*", "--keep", "1", "--untagged", "--dry-run")
+	if code != 0 || !strings.Contains(out, "would delete tag ci/app:pr-1") || !strings.Contains(out, "would delete tag ci/app:pr-2") ||
+		strings.Contains(out, "pr-3") || !strings.Contains(out, "2 tags, 2 manifests") {
+		t.Fatalf("purge --dry-run: %d\n%s%s", code, out, errOut)
+	}
+	out, _, code = cli(t, "purge", "--registry", base, "--filter", "ci/.*:pr-.*", "--keep", "1", "--untagged")
+	if code != 0 || !strings.Contains(out, "deleted tag ci/app:pr-1") {
+		t.Fatalf("purge: %d\n%s", code, out)
+	}
+	resp, err := http.Get(base + "/v2/ci/app/tags/list")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tags struct{ Tags []string }
+	json.NewDecoder(resp.Body).Decode(&tags)
+	resp.Body.Close()
+	if fmt.Sprint(tags.Tags) != "[pr-3 release]" {
+		t.Errorf("tags after purge: %v, want [pr-3 release]", tags.Tags)
+	}
+
+	if _, _, code := cli(t, "untag", "--registry", base, "ci/app:pr-3"); code != 0 {
+		t.Fatal("untag failed")
+	}
+	if out, _, _ := cli(t, "retention", "show", "--registry", base); !strings.Contains(out, "disabled") || !strings.Contains(out, "not run yet") {
+		t.Errorf("retention show: %s", out)
+	}
+	if _, errOut, code := cli(t, "retention", "set", "--registry", base, "--days", "500"); code == 0 || !strings.Contains(errOut, "0 to 365") {
+		t.Errorf("retention set --days 500: %d %s", code, errOut)
+	}
+	if _, errOut, code := cli(t, "retention", "set", "--registry", base, "--enabled=true", "--days", "0"); code != 0 {
+		t.Fatalf("retention set: %s", errOut)
+	}
+	out, _, code = cli(t, "retention", "run", "--registry", base)
+	if code != 0 || !strings.Contains(out, "1 manifests") || !strings.Contains(out, "(retention)") {
+		t.Errorf("retention run: %d %s", code, out)
+	}
+	if out, _, _ := cli(t, "retention", "show", "--registry", base); !strings.Contains(out, "enabled, 0 days") || !strings.Contains(out, "deleted 1 manifests") {
+		t.Errorf("retention show after a run: %s", out)
+	}
+	if _, errOut, code := cli(t, "purge", "--registry", base); code != 2 || !strings.Contains(errOut, "--filter") {
+		t.Errorf("purge without a filter: %d %s", code, errOut)
+	}
+	if _, errOut, code := cli(t, "purge", "--registry", base, "--filter", "ci/(:x"); code == 0 || !strings.Contains(errOut, "repository expression") {
+		t.Errorf("purge with a bad filter: %d %s", code, errOut)
+	}
+}

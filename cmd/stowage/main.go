@@ -28,6 +28,8 @@ Commands:
   untag        remove one tag (REPO:TAG); the manifest stays
   delete-repo  delete a repository with all its manifests and tags
   gc           collect garbage now, online, with a progress bar and a report
+  retention    show, set or run the retention policy for untagged manifests
+  purge        delete tags (and untagged manifests) by filter, age and keep count
   version      print the version
   help         show this help, or help for a command: stowage help gc
 
@@ -64,6 +66,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return runDelete(ctx, cmd, rest, stdout, stderr)
 	case "gc":
 		return runGC(ctx, rest, stdout, stderr)
+	case "retention":
+		return runRetention(ctx, rest, stdout, stderr)
+	case "purge":
+		return runPurge(ctx, rest, stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, "stowage", versionString())
 		return 0

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sync"
 	"syscall"
 	"time"
 
@@ -100,12 +101,12 @@ type Main struct {
 	out    io.Writer
 	log    *slog.Logger
 
-	lock   *os.File
-	stopGC context.CancelFunc
-	gcDone chan struct{}
-	db     stowage.DB
-	srv    *http.Server
-	served chan error
+	lock     *os.File
+	stopJobs context.CancelFunc
+	jobs     sync.WaitGroup
+	db       stowage.DB
+	srv      *http.Server
+	served   chan error
 }
 
 // NewMain returns a Main for a validated configuration.
@@ -172,11 +173,22 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	m.served = make(chan error, 1)
 	go func() { m.served <- m.srv.Serve(ln) }()
+	bg, cancel := context.WithCancel(context.Background())
+	m.stopJobs = cancel
 	if cfg.GC.Interval > 0 {
-		bg, cancel := context.WithCancel(context.Background())
-		m.stopGC = cancel
-		m.gcDone = make(chan struct{})
-		go m.collectEvery(bg, reg, gcOpts, time.Duration(cfg.GC.Interval))
+		m.every(bg, "garbage collection", time.Duration(cfg.GC.Interval), func(ctx context.Context) error {
+			_, err := reg.CollectGarbage(ctx, gcOpts)
+			return err
+		})
+	}
+	if cfg.Retention.Interval > 0 {
+		m.every(bg, "retention", time.Duration(cfg.Retention.Interval), func(ctx context.Context) error {
+			run, err := reg.ApplyRetention(ctx, false)
+			if err == nil && run.Manifests > 0 {
+				m.log.Info("retention deleted untagged manifests", "manifests", run.Manifests, "bytes_freed_after_gc", run.BytesFreed)
+			}
+			return err
+		})
 	}
 
 	abs, _ := filepath.Abs(cfg.DataDir)
@@ -204,9 +216,9 @@ func isLoopback(host string) bool {
 // shutdown timeout), then closes the database.
 func (m *Main) Close() error {
 	var errs []error
-	if m.stopGC != nil {
-		m.stopGC()
-		<-m.gcDone
+	if m.stopJobs != nil {
+		m.stopJobs()
+		m.jobs.Wait()
 	}
 	if m.srv != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Duration(m.Config.ShutdownTimeout))
@@ -227,21 +239,26 @@ func (m *Main) Close() error {
 	return errors.Join(errs...)
 }
 
-// collectEvery runs the garbage collector in the background, online.
-func (m *Main) collectEvery(ctx context.Context, reg *stowage.Registry, opts stowage.GCOptions, every time.Duration) {
-	defer close(m.gcDone)
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			if _, err := reg.CollectGarbage(ctx, opts); err != nil && ctx.Err() == nil {
-				m.log.Error("background garbage collection failed; it will be retried", "err", err)
+// every runs a background job (garbage collection, retention) at an
+// interval, online, until ctx ends; a failed run is logged and retried at
+// the next tick.
+func (m *Main) every(ctx context.Context, name string, interval time.Duration, run func(context.Context) error) {
+	m.jobs.Add(1)
+	go func() {
+		defer m.jobs.Done()
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				if err := run(ctx); err != nil && ctx.Err() == nil {
+					m.log.Error("background job failed; it will run again at the next interval", "job", name, "err", err)
+				}
 			}
 		}
-	}
+	}()
 }
 
 // lockDir takes an exclusive lock on the data directory, so two servers never
