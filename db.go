@@ -37,7 +37,9 @@ type Tx interface {
 type RepositoryTx interface {
 	CreateRepository(name string, now time.Time) error // no-op if it exists (updates Updated)
 	GetRepository(name string) (RepositoryRecord, error)
-	ListRepositories(after string, limit int) ([]string, error)
+	// ListRepositories lists repository names; list-locked ones only if hidden is true.
+	ListRepositories(after string, limit int, hidden bool) ([]string, error)
+	SetRepositoryLocks(name string, l Locks) error
 	// DeleteRepository removes the repository with its links, manifests,
 	// references, tags and upload records. ErrNotFound if absent.
 	DeleteRepository(name string) error
@@ -79,6 +81,9 @@ type ManifestTx interface {
 	// ManifestParents lists the manifests of repo that reference d.
 	ManifestParents(repo string, d Digest) ([]Digest, error)
 	Referrers(repo string, subject Digest) ([]ManifestRecord, error)
+	// SetManifestLocks sets a manifest's locks (and moves the repository's
+	// TagsVersion, since cached tag resolutions carry them).
+	SetManifestLocks(repo string, d Digest, l Locks) error
 	// SetUntaggedSince records when a manifest lost its last tag.
 	SetUntaggedSince(repo string, d Digest, t time.Time) error
 	// UntaggedManifests lists the manifests of repo that have no tag, are
@@ -91,7 +96,10 @@ type ManifestTx interface {
 type TagTx interface {
 	PutTag(repo, tag string, d Digest, now time.Time) error // creates or moves
 	GetTag(repo, tag string) (Digest, error)
+	// ListTags lists the tags of repo that are not list-locked.
 	ListTags(repo, after string, limit int) ([]string, error)
+	GetTagRecord(repo, tag string) (TagRecord, error)
+	SetTagLocks(repo, tag string, l Locks) error
 	TagsOf(repo string, d Digest) ([]string, error)
 	// TagRecords lists the tags of repo with what they point at and when
 	// they were last pushed.
@@ -139,7 +147,19 @@ type RepositoryRecord struct {
 	// TagsVersion changes whenever a tag of the repository is created, moved
 	// or deleted (in the same transaction), so it validates cached tag data.
 	TagsVersion int64
+	Locks       Locks
 }
+
+// Locks are ACR's changeable attributes, as what is disabled (the zero
+// value: everything enabled).
+type Locks uint8
+
+const (
+	LockWrite  Locks = 1 << iota // no overwrite (tags), no push (repositories)
+	LockDelete                   // no delete
+	LockRead                     // no pull
+	LockList                     // hidden from listings
+)
 
 // BlobState is where a blob is in its life.
 type BlobState string
@@ -165,6 +185,7 @@ type TagRecord struct {
 	Name    string
 	Digest  Digest
 	Updated time.Time
+	Locks   Locks
 }
 
 // RepositoryUsage is what a repository holds, deduplicated.
@@ -197,6 +218,7 @@ type ManifestRecord struct {
 	Subject      Digest // "" if none
 	Annotations  map[string]string
 	Created      time.Time
+	Locks        Locks
 }
 
 // RefKind says what a manifest reference points at.

@@ -90,8 +90,13 @@ func blobUnknown(repo string, d Digest) error {
 // can reference it in a manifest before the collector may take it.
 func (r *Registry) StatBlob(ctx context.Context, repo string, d Digest) (BlobRecord, error) {
 	var b BlobRecord
+	var locks Locks
 	err := r.db.View(ctx, func(tx Tx) (err error) {
-		b, err = tx.RepositoryBlob(repo, d)
+		if b, err = tx.RepositoryBlob(repo, d); err != nil {
+			return err
+		}
+		rec, err := tx.GetRepository(repo)
+		locks = rec.Locks
 		return err
 	})
 	if errors.Is(err, ErrNotFound) {
@@ -99,6 +104,9 @@ func (r *Registry) StatBlob(ctx context.Context, repo string, d Digest) (BlobRec
 	}
 	if err != nil {
 		return b, err
+	}
+	if locks&LockRead != 0 {
+		return b, denied("repository "+repo, "read", repo)
 	}
 	// Renew the lease only when a quarter of it has passed: at most a write
 	// per blob every few minutes, not one per HEAD.
@@ -128,7 +136,12 @@ func (r *Registry) OpenBlob(ctx context.Context, repo string, d Digest, offset i
 // DeleteBlob removes the blob from repo. The bytes stay while any repository
 // still holds the blob (garbage collection frees them).
 func (r *Registry) DeleteBlob(ctx context.Context, repo string, d Digest) error {
-	err := r.db.Update(ctx, func(tx Tx) error { return tx.UnlinkBlob(repo, d) })
+	err := r.db.Update(ctx, func(tx Tx) error {
+		if rec, err := tx.GetRepository(repo); err == nil && rec.Locks&LockDelete != 0 {
+			return denied("repository "+repo, "delete", repo)
+		}
+		return tx.UnlinkBlob(repo, d)
+	})
 	if errors.Is(err, ErrNotFound) {
 		return blobUnknown(repo, d)
 	}
@@ -142,6 +155,9 @@ func (r *Registry) MountBlob(ctx context.Context, repo, from string, d Digest) (
 	var b BlobRecord
 	now := r.now()
 	err := r.db.Update(ctx, func(tx Tx) (err error) {
+		if err := writable(tx, repo); err != nil {
+			return err
+		}
 		if from == "" {
 			// Automatic content discovery: the client did not say where the
 			// blob is; any copy in the registry will do.
@@ -174,6 +190,9 @@ func (r *Registry) MountBlob(ctx context.Context, repo, from string, d Digest) (
 // the blob becomes visible only after both checks passed.
 func (r *Registry) PutBlob(ctx context.Context, repo string, d Digest, body io.Reader, size int64) (BlobRecord, error) {
 	if err := checkAlgorithm(d); err != nil {
+		return BlobRecord{}, err
+	}
+	if err := r.checkWritable(ctx, repo); err != nil {
 		return BlobRecord{}, err
 	}
 	vr := NewVerifyingReader(body, d, size)
@@ -276,6 +295,9 @@ func (r *Registry) recordBlob(ctx context.Context, repo string, d Digest, size i
 	now := r.now()
 	var b BlobRecord
 	err := r.db.Update(ctx, func(tx Tx) (err error) {
+		if err := writable(tx, repo); err != nil {
+			return err
+		}
 		if b, err = markLive(tx, d, size, now); err != nil {
 			return err
 		}
@@ -315,7 +337,12 @@ func uploadKey(id string) string { return UploadPrefix(id) + "data" }
 func (r *Registry) StartUpload(ctx context.Context, repo string) (UploadRecord, error) {
 	now := r.now()
 	u := UploadRecord{ID: newID(), Repo: repo, Started: now, Updated: now}
-	err := r.db.Update(ctx, func(tx Tx) error { return tx.PutUpload(u) })
+	err := r.db.Update(ctx, func(tx Tx) error {
+		if err := writable(tx, repo); err != nil {
+			return err
+		}
+		return tx.PutUpload(u)
+	})
 	return u, err
 }
 

@@ -22,7 +22,13 @@ type repoCache struct {
 type repoEntry struct {
 	version int64
 	tags    []string // the full sorted list; nil if not loaded
-	byTag   map[string]ManifestRecord
+	byTag   map[string]resolvedTag
+}
+
+// resolvedTag is a tag's manifest, with the tag's own locks.
+type resolvedTag struct {
+	m     ManifestRecord
+	locks Locks
 }
 
 func newRepoCache() *repoCache {
@@ -45,28 +51,28 @@ func (c *repoCache) entry(repo string, version int64) *repoEntry {
 			break
 		}
 	}
-	e = &repoEntry{version: version, byTag: map[string]ManifestRecord{}}
+	e = &repoEntry{version: version, byTag: map[string]resolvedTag{}}
 	c.entries[repo] = e
 	return e
 }
 
-func (c *repoCache) resolved(repo string, version int64, tag string) (ManifestRecord, bool) {
+func (c *repoCache) resolved(repo string, version int64, tag string) (resolvedTag, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	e := c.entries[repo]
 	if e == nil || e.version != version {
-		return ManifestRecord{}, false
+		return resolvedTag{}, false
 	}
-	m, ok := e.byTag[tag]
-	return m, ok
+	rt, ok := e.byTag[tag]
+	return rt, ok
 }
 
-func (c *repoCache) putResolved(repo string, version int64, tag string, m ManifestRecord) {
+func (c *repoCache) putResolved(repo string, version int64, tag string, rt resolvedTag) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	e := c.entry(repo, version)
 	if len(e.byTag) < 10_000 {
-		e.byTag[tag] = m
+		e.byTag[tag] = rt
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sort"
+	"strings"
 	"time"
 )
 
@@ -40,6 +41,9 @@ type deletion struct {
 	report   *DeleteReport
 	seen     map[Digest]bool
 	keepRefs bool
+	// skipLocked makes policies (retention, purge) pass over delete-locked
+	// tags and manifests instead of failing.
+	skipLocked bool
 	// onAffect is called with every digest that may lose its last
 	// reference, before it does.
 	onAffect func(Digest) error
@@ -48,12 +52,22 @@ type deletion struct {
 // runDelete performs fn as one transaction and computes the bytes it frees: the
 // affected digests that were referenced before and are not after. A dry run
 // rolls everything back, so its answer comes from the very same code.
-func (r *Registry) runDelete(ctx context.Context, repo string, dryRun bool, fn func(*deletion) error) (DeleteReport, error) {
+func (r *Registry) runDelete(ctx context.Context, repo string, dryRun, skipLocked bool, fn func(*deletion) error) (DeleteReport, error) {
 	var report DeleteReport
 	now := r.now()
 	err := r.db.Update(ctx, func(tx Tx) error {
 		report = DeleteReport{DryRun: dryRun, Repository: repo, Manifests: []DeletedManifest{}, Tags: []string{}}
-		del := &deletion{now: now, tx: tx, repo: repo, report: &report, seen: map[Digest]bool{}, keepRefs: r.keepReferrers}
+		del := &deletion{now: now, tx: tx, repo: repo, report: &report, seen: map[Digest]bool{}, keepRefs: r.keepReferrers, skipLocked: skipLocked}
+		rec, err := tx.GetRepository(repo)
+		if err != nil {
+			return err
+		}
+		if rec.Locks&LockDelete != 0 {
+			if skipLocked {
+				return nil
+			}
+			return denied("repository "+repo, "delete", repo)
+		}
 		// The affected set is only known while deleting: whether each
 		// digest was referenced before is read when it is first seen.
 		before := map[Digest]bool{}
@@ -111,7 +125,7 @@ func (r *Registry) runDelete(ctx context.Context, repo string, dryRun bool, fn f
 // Untag removes one tag. The manifest stays (untagged if no other tag points
 // at it), so nothing is freed.
 func (r *Registry) Untag(ctx context.Context, repo, tag string, dryRun bool) (DeleteReport, error) {
-	rep, err := r.runDelete(ctx, repo, dryRun, func(del *deletion) error { return del.untag(tag) })
+	rep, err := r.runDelete(ctx, repo, dryRun, false, func(del *deletion) error { return del.untag(tag) })
 	if errors.Is(err, ErrNotFound) {
 		return rep, manifestUnknown(repo, Reference{Tag: tag})
 	}
@@ -122,7 +136,7 @@ func (r *Registry) Untag(ctx context.Context, repo, tag string, dryRun bool) (De
 // pointing at it, its referrers (unless configured to keep them), and, for an
 // index, the child manifests nothing else in the repository uses.
 func (r *Registry) DeleteImage(ctx context.Context, repo string, ref Reference, dryRun bool) (DeleteReport, error) {
-	rep, err := r.runDelete(ctx, repo, dryRun, func(del *deletion) error {
+	rep, err := r.runDelete(ctx, repo, dryRun, false, func(del *deletion) error {
 		d := ref.Digest
 		if !ref.IsDigest() {
 			var err error
@@ -141,7 +155,7 @@ func (r *Registry) DeleteImage(ctx context.Context, repo string, ref Reference, 
 // DeleteRepository deletes a repository: all its manifests, tags, blob links
 // and uploads in progress.
 func (r *Registry) DeleteRepository(ctx context.Context, repo string, dryRun bool) (DeleteReport, error) {
-	rep, err := r.runDelete(ctx, repo, dryRun, func(del *deletion) error {
+	rep, err := r.runDelete(ctx, repo, dryRun, false, func(del *deletion) error {
 		ms, err := del.tx.ListManifests(repo)
 		if err != nil {
 			return err
@@ -162,9 +176,16 @@ func (r *Registry) DeleteRepository(ctx context.Context, repo string, dryRun boo
 // untag removes a tag and, if its manifest has no tag left, starts the
 // manifest's untagged period (what retention counts from).
 func (del *deletion) untag(tag string) error {
-	d, err := del.tx.GetTag(del.repo, tag)
+	t, err := del.tx.GetTagRecord(del.repo, tag)
 	if err != nil {
 		return err
+	}
+	d := t.Digest
+	if t.Locks&LockDelete != 0 {
+		if del.skipLocked {
+			return nil
+		}
+		return denied("tag "+del.repo+":"+tag, "delete", del.repo+":"+tag)
 	}
 	if err := del.tx.DeleteTag(del.repo, tag); err != nil {
 		return err
@@ -208,6 +229,28 @@ func (del *deletion) manifest(d Digest, reason string) error {
 	tags, err := tx.TagsOf(repo, d)
 	if err != nil {
 		return err
+	}
+	// Locks: a delete-locked manifest, or one a delete-locked tag points
+	// at, stays. Asked for directly, that is DENIED; as a cascade or in a
+	// policy, it is passed over.
+	lockedBy := ""
+	if m.Locks&LockDelete != 0 {
+		lockedBy = "manifest " + repo + "@" + string(d)
+	}
+	for _, t := range tags {
+		tr, err := tx.GetTagRecord(repo, t)
+		if err != nil {
+			return err
+		}
+		if tr.Locks&LockDelete != 0 && lockedBy == "" {
+			lockedBy = "tag " + repo + ":" + t
+		}
+	}
+	if lockedBy != "" {
+		if del.skipLocked || reason != "requested" {
+			return nil
+		}
+		return denied(lockedBy, "delete", strings.NewReplacer("manifest ", "", "tag ", "").Replace(lockedBy))
 	}
 	for _, t := range tags {
 		if err := tx.DeleteTag(repo, t); err != nil {

@@ -78,6 +78,9 @@ func (r *Registry) PutManifest(ctx context.Context, repo string, ref Reference, 
 		rec.Subject = m.Subject.Digest
 	}
 	err = r.db.Update(ctx, func(tx Tx) error {
+		if err := writable(tx, repo); err != nil {
+			return err
+		}
 		if err := checkRefs(tx, repo, refs); err != nil {
 			return err
 		}
@@ -91,8 +94,8 @@ func (r *Registry) PutManifest(ctx context.Context, repo string, ref Reference, 
 			return err
 		}
 		for _, t := range tags {
-			old, err := tx.GetTag(repo, t)
-			if err != nil && !errors.Is(err, ErrNotFound) {
+			old, err := retaggable(tx, repo, t, d)
+			if err != nil {
 				return err
 			}
 			if err := tx.PutTag(repo, t, d, now); err != nil {
@@ -140,29 +143,31 @@ func checkRefs(tx Tx, repo string, refs []ManifestRef) error {
 func (r *Registry) ResolveManifest(ctx context.Context, repo string, ref Reference) (ManifestRecord, error) {
 	var m ManifestRecord
 	err := r.db.View(ctx, func(tx Tx) error {
-		if ref.IsDigest() {
-			var err error
-			m, err = tx.GetManifest(repo, ref.Digest)
-			return err
-		}
 		rec, err := tx.GetRepository(repo)
 		if err != nil {
 			return err
 		}
-		if cached, ok := r.repos.resolved(repo, rec.TagsVersion, ref.Tag); ok {
-			m = cached
-			return nil
+		var tagLocks Locks
+		switch cached, ok := r.repos.resolved(repo, rec.TagsVersion, ref.Tag); {
+		case ref.IsDigest():
+			if m, err = tx.GetManifest(repo, ref.Digest); err != nil {
+				return err
+			}
+		case ok:
+			m, tagLocks = cached.m, cached.locks
+		default:
+			t, err := tx.GetTagRecord(repo, ref.Tag)
+			if err != nil {
+				return err
+			}
+			if m, err = tx.GetManifest(repo, t.Digest); err != nil {
+				return err
+			}
+			// Read in the same transaction as the version: a consistent pair.
+			tagLocks = t.Locks
+			r.repos.putResolved(repo, rec.TagsVersion, ref.Tag, resolvedTag{m, tagLocks})
 		}
-		d, err := tx.GetTag(repo, ref.Tag)
-		if err != nil {
-			return err
-		}
-		if m, err = tx.GetManifest(repo, d); err != nil {
-			return err
-		}
-		// Read in the same transaction as the version: a consistent pair.
-		r.repos.putResolved(repo, rec.TagsVersion, ref.Tag, m)
-		return nil
+		return readable(repo, ref, rec.Locks, tagLocks, m.Locks)
 	})
 	if errors.Is(err, ErrNotFound) {
 		return m, manifestUnknown(repo, ref)
@@ -266,7 +271,7 @@ func (r *Registry) ListTags(ctx context.Context, repo, last string, n int) ([]st
 func (r *Registry) Catalog(ctx context.Context, last string, n int) ([]string, error) {
 	var names []string
 	err := r.db.View(ctx, func(tx Tx) (err error) {
-		names, err = tx.ListRepositories(last, n)
+		names, err = tx.ListRepositories(last, n, false)
 		return err
 	})
 	return names, err

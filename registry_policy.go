@@ -87,7 +87,7 @@ func (r *Registry) ApplyRetention(ctx context.Context, dryRun bool) (PolicyRun, 
 	}
 	cutoff := now.Add(-time.Duration(p.Days) * 24 * time.Hour)
 	err = r.eachRepository(ctx, func(repo string) error {
-		rep, err := r.runDelete(ctx, repo, dryRun, func(del *deletion) error {
+		rep, err := r.runDelete(ctx, repo, dryRun, true, func(del *deletion) error {
 			ms, err := del.tx.UntaggedManifests(repo, cutoff)
 			if err != nil {
 				return err
@@ -188,7 +188,7 @@ func (r *Registry) Purge(ctx context.Context, opts PurgeOptions) (PolicyRun, err
 	}
 	cutoff := now.Add(-opts.Ago)
 	for i, repo := range repos {
-		rep, err := r.runDelete(ctx, repo, opts.DryRun, func(del *deletion) error {
+		rep, err := r.runDelete(ctx, repo, opts.DryRun, true, func(del *deletion) error {
 			tags, err := del.tx.TagRecords(repo)
 			if err != nil {
 				return err
@@ -258,7 +258,11 @@ func wasUntaggedBy(d Digest, removed []TagRecord) bool {
 func (r *Registry) eachRepository(ctx context.Context, fn func(string) error) error {
 	last := ""
 	for {
-		names, err := r.Catalog(ctx, last, 1000)
+		var names []string
+		err := r.db.View(ctx, func(tx Tx) (err error) {
+			names, err = tx.ListRepositories(last, 1000, true) // list-locked ones too
+			return err
+		})
 		if err != nil || len(names) == 0 {
 			return err
 		}

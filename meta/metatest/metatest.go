@@ -28,6 +28,7 @@ func Run(t *testing.T, open func(t *testing.T) stowage.DB) {
 		{"TagsVersion", testTagsVersion},
 		{"Uploads", testUploads},
 		{"GarbageCollectionQueries", testGCQueries},
+		{"Locks", testLocks},
 		{"DeleteRepository", testDeleteRepository},
 		{"StaleUploads", testStaleUploads},
 		{"RollbackOnError", testRollback},
@@ -88,7 +89,7 @@ func testRepositories(t *testing.T, db stowage.DB) {
 			{"a-b", 2, []string{"a/x", "b"}},
 			{"c/d/e", 0, nil},
 		} {
-			got, err := tx.ListRepositories(tc.after, tc.limit)
+			got, err := tx.ListRepositories(tc.after, tc.limit, false)
 			if err != nil {
 				return err
 			}
@@ -315,6 +316,69 @@ func testUploads(t *testing.T, db stowage.DB) {
 		}
 		_, err = tx.GetUpload("u1")
 		wantNotFound(t, "GetUpload after delete", err)
+		return nil
+	})
+}
+
+// testLocks: locks are stored per repository, tag and manifest; list locks
+// hide names from the listings; every lock change moves TagsVersion.
+func testLocks(t *testing.T, db stowage.DB) {
+	update(t, db, func(tx stowage.Tx) error {
+		for _, r := range []string{"a", "b"} {
+			if err := tx.CreateRepository(r, now); err != nil {
+				return err
+			}
+		}
+		if err := tx.PutManifest(stowage.ManifestRecord{Repo: "a", Digest: dg(1), MediaType: stowage.MediaTypeOCIManifest, Created: now}, nil); err != nil {
+			return err
+		}
+		for _, tag := range []string{"t1", "t2"} {
+			if err := tx.PutTag("a", tag, dg(1), now); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	version := func() (v int64) {
+		view(t, db, func(tx stowage.Tx) error { r, err := tx.GetRepository("a"); v = r.TagsVersion; return err })
+		return v
+	}
+	v0 := version()
+	update(t, db, func(tx stowage.Tx) error {
+		if err := tx.SetRepositoryLocks("b", stowage.LockList|stowage.LockDelete); err != nil {
+			return err
+		}
+		if err := tx.SetTagLocks("a", "t2", stowage.LockList); err != nil {
+			return err
+		}
+		if err := tx.SetManifestLocks("a", dg(1), stowage.LockRead); err != nil {
+			return err
+		}
+		wantNotFound(t, "SetTagLocks of a missing tag", tx.SetTagLocks("a", "nope", stowage.LockList))
+		return nil
+	})
+	if version() == v0 {
+		t.Error("lock changes did not move TagsVersion")
+	}
+	view(t, db, func(tx stowage.Tx) error {
+		if got, _ := tx.ListRepositories("", 0, false); !reflect.DeepEqual(got, []string{"a"}) {
+			t.Errorf("visible repositories = %v, want [a]", got)
+		}
+		if got, _ := tx.ListRepositories("", 0, true); !reflect.DeepEqual(got, []string{"a", "b"}) {
+			t.Errorf("all repositories = %v, want [a b]", got)
+		}
+		if got, _ := tx.ListTags("a", "", 0); !reflect.DeepEqual(got, []string{"t1"}) {
+			t.Errorf("visible tags = %v, want [t1]", got)
+		}
+		if r, _ := tx.GetRepository("b"); r.Locks != stowage.LockList|stowage.LockDelete {
+			t.Errorf("repository locks = %v", r.Locks)
+		}
+		if tr, _ := tx.GetTagRecord("a", "t2"); tr.Locks != stowage.LockList || tr.Digest != dg(1) {
+			t.Errorf("tag record = %+v", tr)
+		}
+		if m, _ := tx.GetManifest("a", dg(1)); m.Locks != stowage.LockRead {
+			t.Errorf("manifest locks = %v", m.Locks)
+		}
 		return nil
 	})
 }

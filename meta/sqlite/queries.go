@@ -4,16 +4,16 @@ package sqlite
 // once per pool (database/sql then keeps one prepared copy per connection),
 // because parsing SQL on each call was a quarter of a manifest GET's cost.
 const (
-	manifestColumns = `repo, digest, media_type, artifact_type, size, subject, annotations, created`
+	manifestColumns = `repo, digest, media_type, artifact_type, size, subject, annotations, created, locks`
 	blobColumns     = `digest, size, created, state, last_used, unreferenced_since`
 )
 
 const (
 	sqlCreateRepository = `INSERT INTO repositories (name, created, updated) VALUES (?, ?, ?)
 		ON CONFLICT (name) DO UPDATE SET updated = excluded.updated`
-	sqlGetRepository    = `SELECT created, updated, tags_version FROM repositories WHERE name = ?`
+	sqlGetRepository    = `SELECT created, updated, tags_version, locks FROM repositories WHERE name = ?`
 	sqlListRepositories = `SELECT group_concat(name, ',') FROM
-		(SELECT name FROM repositories WHERE name > ? ORDER BY name LIMIT ?)`
+		(SELECT name FROM repositories WHERE name > ? AND (? OR locks & 8 = 0) ORDER BY name LIMIT ?)`
 	sqlPutBlob = `INSERT INTO blobs (digest, size, created, state, last_used, unreferenced_since) VALUES (?, ?, ?, ?, ?, ?)
 		ON CONFLICT (digest) DO UPDATE SET size = excluded.size, state = excluded.state,
 			last_used = excluded.last_used, unreferenced_since = excluded.unreferenced_since`
@@ -50,7 +50,7 @@ const (
 	// The subquery walks the primary key (repo, name) in order, and
 	// group_concat keeps the order rows arrive in: no sort is needed.
 	sqlListTags = `SELECT group_concat(name, ',') FROM
-		(SELECT name FROM tags WHERE repo = ? AND name > ? ORDER BY name LIMIT ?)`
+		(SELECT name FROM tags WHERE repo = ? AND name > ? AND locks & 8 = 0 ORDER BY name LIMIT ?)`
 	sqlTagsOf        = `SELECT name FROM tags WHERE repo = ? AND digest = ? ORDER BY name`
 	sqlDeleteTag     = `DELETE FROM tags WHERE repo = ? AND name = ?`
 	sqlPutUpload     = `INSERT INTO uploads (id, repo, size, hash_state, chunks, started, updated) VALUES (?, ?, ?, ?, ?, ?, ?)`
@@ -76,9 +76,14 @@ const (
 		AND NOT EXISTS (SELECT 1 FROM tags t WHERE t.repo = m.repo AND t.digest = m.digest)
 		AND NOT EXISTS (SELECT 1 FROM manifest_references p WHERE p.repo = m.repo AND p.child = m.digest)
 		ORDER BY created, digest`
-	sqlTagRecords = `SELECT name, digest, updated FROM tags WHERE repo = ? ORDER BY name`
-	sqlGetSetting = `SELECT value FROM settings WHERE key = ?`
-	sqlPutSetting = `INSERT INTO settings (key, value, updated) VALUES (?, ?, ?)
+	sqlTagRecords      = `SELECT name, digest, updated, locks FROM tags WHERE repo = ? ORDER BY name`
+	sqlGetTagRecord    = `SELECT name, digest, updated, locks FROM tags WHERE repo = ? AND name = ?`
+	sqlSetRepoLocks    = `UPDATE repositories SET locks = ? WHERE name = ?`
+	sqlSetTagLocks     = `UPDATE tags SET locks = ? WHERE repo = ? AND name = ?`
+	sqlSetManifestLock = `UPDATE manifests SET locks = ? WHERE repo = ? AND digest = ?`
+	sqlBumpTagsVersion = `UPDATE repositories SET tags_version = tags_version + 1 WHERE name = ?`
+	sqlGetSetting      = `SELECT value FROM settings WHERE key = ?`
+	sqlPutSetting      = `INSERT INTO settings (key, value, updated) VALUES (?, ?, ?)
 		ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated = excluded.updated`
 
 	sqlBlobTotals = `SELECT count(*), coalesce(sum(size), 0) FROM blobs WHERE state = 'live'`
@@ -118,4 +123,4 @@ const (
 		GROUP BY m.digest ORDER BY m.created DESC, m.digest`
 )
 
-var allQueries = []string{sqlSetUntaggedSince, sqlUntaggedManifests, sqlTagRecords, sqlGetSetting, sqlPutSetting, sqlSetBlobState, sqlTouchBlob, sqlMarkUnreferenced, sqlDeleteBlob, sqlDeleteBlobLinks, sqlBlobReferenced, sqlCollectableBlobs, sqlBlobsInState, sqlStaleUploads, sqlListManifests, sqlManifestRefs, sqlManifestParents, sqlDeleteRepoLinks, sqlDeleteRepoManifests, sqlDeleteRepoRefs, sqlDeleteRepoTags, sqlDeleteRepoUploads, sqlDeleteRepository, sqlBlobTotals, sqlRepositoryUsage, sqlManifestUsage, sqlCreateRepository, sqlGetRepository, sqlListRepositories, sqlPutBlob, sqlGetBlob, sqlLinkBlob, sqlUnlinkBlob, sqlRepositoryBlob, sqlPutManifest, sqlDeleteManifestRefs, sqlPutManifestRef, sqlGetManifest, sqlDeleteManifest, sqlReferrers, sqlPutTag, sqlGetTag, sqlListTags, sqlTagsOf, sqlDeleteTag, sqlPutUpload, sqlAdvanceUpload, sqlGetUpload, sqlDeleteUpload}
+var allQueries = []string{sqlGetTagRecord, sqlSetRepoLocks, sqlSetTagLocks, sqlSetManifestLock, sqlBumpTagsVersion, sqlSetUntaggedSince, sqlUntaggedManifests, sqlTagRecords, sqlGetSetting, sqlPutSetting, sqlSetBlobState, sqlTouchBlob, sqlMarkUnreferenced, sqlDeleteBlob, sqlDeleteBlobLinks, sqlBlobReferenced, sqlCollectableBlobs, sqlBlobsInState, sqlStaleUploads, sqlListManifests, sqlManifestRefs, sqlManifestParents, sqlDeleteRepoLinks, sqlDeleteRepoManifests, sqlDeleteRepoRefs, sqlDeleteRepoTags, sqlDeleteRepoUploads, sqlDeleteRepository, sqlBlobTotals, sqlRepositoryUsage, sqlManifestUsage, sqlCreateRepository, sqlGetRepository, sqlListRepositories, sqlPutBlob, sqlGetBlob, sqlLinkBlob, sqlUnlinkBlob, sqlRepositoryBlob, sqlPutManifest, sqlDeleteManifestRefs, sqlPutManifestRef, sqlGetManifest, sqlDeleteManifest, sqlReferrers, sqlPutTag, sqlGetTag, sqlListTags, sqlTagsOf, sqlDeleteTag, sqlPutUpload, sqlAdvanceUpload, sqlGetUpload, sqlDeleteUpload}

@@ -133,13 +133,13 @@ func (t *Tx) CreateRepository(name string, now time.Time) error {
 func (t *Tx) GetRepository(name string) (stowage.RepositoryRecord, error) {
 	r := stowage.RepositoryRecord{Name: name}
 	var created, updated int64
-	err := t.row(sqlGetRepository, name).Scan(&created, &updated, &r.TagsVersion)
+	err := t.row(sqlGetRepository, name).Scan(&created, &updated, &r.TagsVersion, &r.Locks)
 	r.Created, r.Updated = ts(created), ts(updated)
 	return r, notFound(err)
 }
 
-func (t *Tx) ListRepositories(after string, limit int) ([]string, error) {
-	return t.joined(sqlListRepositories, after, limitOf(limit))
+func (t *Tx) ListRepositories(after string, limit int, hidden bool) ([]string, error) {
+	return t.joined(sqlListRepositories, after, hidden, limitOf(limit))
 }
 
 // joined runs a query that aggregates names into one comma-separated value.
@@ -289,7 +289,7 @@ func scanManifest(scan func(...any) error) (stowage.ManifestRecord, error) {
 	var m stowage.ManifestRecord
 	var digest, subject, ann string
 	var created int64
-	if err := scan(&m.Repo, &digest, &m.MediaType, &m.ArtifactType, &m.Size, &subject, &ann, &created); err != nil {
+	if err := scan(&m.Repo, &digest, &m.MediaType, &m.ArtifactType, &m.Size, &subject, &ann, &created, &m.Locks); err != nil {
 		return m, notFound(err)
 	}
 	m.Digest, m.Subject, m.Created = stowage.Digest(digest), stowage.Digest(subject), ts(created)
@@ -483,16 +483,38 @@ func (t *Tx) UntaggedManifests(repo string, before time.Time) ([]stowage.Manifes
 	return scanAll(rows, err, scanManifest)
 }
 
+func scanTag(scan func(...any) error) (stowage.TagRecord, error) {
+	var r stowage.TagRecord
+	var d string
+	var updated int64
+	err := scan(&r.Name, &d, &updated, &r.Locks)
+	r.Digest, r.Updated = stowage.Digest(d), ts(updated)
+	return r, notFound(err)
+}
+
 func (t *Tx) TagRecords(repo string) ([]stowage.TagRecord, error) {
 	rows, err := t.query(sqlTagRecords, repo)
-	return scanAll(rows, err, func(scan func(...any) error) (stowage.TagRecord, error) {
-		var r stowage.TagRecord
-		var d string
-		var updated int64
-		err := scan(&r.Name, &d, &updated)
-		r.Digest, r.Updated = stowage.Digest(d), ts(updated)
-		return r, err
-	})
+	return scanAll(rows, err, scanTag)
+}
+
+func (t *Tx) GetTagRecord(repo, tag string) (stowage.TagRecord, error) {
+	return scanTag(t.row(sqlGetTagRecord, repo, tag).Scan)
+}
+
+func (t *Tx) SetRepositoryLocks(name string, l stowage.Locks) error {
+	return affected(t.exec(sqlSetRepoLocks, int(l), name))
+}
+
+func (t *Tx) SetTagLocks(repo, tag string, l stowage.Locks) error {
+	return affected(t.exec(sqlSetTagLocks, int(l), repo, tag))
+}
+
+func (t *Tx) SetManifestLocks(repo string, d stowage.Digest, l stowage.Locks) error {
+	if err := affected(t.exec(sqlSetManifestLock, int(l), repo, string(d))); err != nil {
+		return err
+	}
+	_, err := t.exec(sqlBumpTagsVersion, repo)
+	return err
 }
 
 func (t *Tx) GetSetting(key string) (string, error) {

@@ -1,0 +1,210 @@
+package stowage
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+)
+
+// Locks are enforced by the engine on every path: pushes (write), deletes
+// including retention and purge (delete), pulls (read) and listings (list).
+// Messages name the lock and how to lift it.
+
+func (l Locks) String() string {
+	var on []string
+	for _, x := range []struct {
+		bit  Locks
+		name string
+	}{{LockWrite, "writeEnabled=false"}, {LockDelete, "deleteEnabled=false"}, {LockRead, "readEnabled=false"}, {LockList, "listEnabled=false"}} {
+		if l&x.bit != 0 {
+			on = append(on, x.name)
+		}
+	}
+	if len(on) == 0 {
+		return "no locks"
+	}
+	return strings.Join(on, ", ")
+}
+
+func denied(what, lock, unlock string) error {
+	return Errorf(CodeDenied, "%s is %s-locked (%s=false); lift it with 'stowage lock %s --%s=true'", what, lock, lock+"Enabled", unlock, lock)
+}
+
+// readable fails with DENIED if the repository, the tag or the manifest is read-locked.
+func readable(repo string, ref Reference, repoLocks, tagLocks, mLocks Locks) error {
+	switch {
+	case repoLocks&LockRead != 0:
+		return denied("repository "+repo, "read", repo)
+	case tagLocks&LockRead != 0:
+		return denied("tag "+repo+":"+ref.Tag, "read", repo+":"+ref.Tag)
+	case mLocks&LockRead != 0:
+		return denied("manifest "+repo+"@"+string(ref.Digest), "read", repo+"@<digest>")
+	}
+	return nil
+}
+
+// writable fails with DENIED if the repository exists and is write-locked.
+func writable(tx Tx, repo string) error {
+	rec, err := tx.GetRepository(repo)
+	if errors.Is(err, ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if rec.Locks&LockWrite != 0 {
+		return denied("repository "+repo, "write", repo)
+	}
+	return nil
+}
+
+func (r *Registry) checkWritable(ctx context.Context, repo string) error {
+	return r.db.View(ctx, func(tx Tx) error { return writable(tx, repo) })
+}
+
+// Locks returns the locks of a repository (ref zero), a tag or a manifest.
+func (r *Registry) Locks(ctx context.Context, repo string, ref Reference) (Locks, error) {
+	var l Locks
+	err := r.db.View(ctx, func(tx Tx) error {
+		var err error
+		l, err = locksOf(tx, repo, ref)
+		return err
+	})
+	return l, r.lockTargetError(repo, ref, err)
+}
+
+func locksOf(tx Tx, repo string, ref Reference) (Locks, error) {
+	switch {
+	case ref.IsDigest():
+		m, err := tx.GetManifest(repo, ref.Digest)
+		return m.Locks, err
+	case ref.Tag != "":
+		t, err := tx.GetTagRecord(repo, ref.Tag)
+		return t.Locks, err
+	default:
+		rec, err := tx.GetRepository(repo)
+		return rec.Locks, err
+	}
+}
+
+func (r *Registry) lockTargetError(repo string, ref Reference, err error) error {
+	if !errors.Is(err, ErrNotFound) {
+		return err
+	}
+	if ref.IsDigest() || ref.Tag != "" {
+		return manifestUnknown(repo, ref)
+	}
+	return nameUnknown(repo)
+}
+
+// SetLocks changes the locks of a repository (ref zero), a tag or a
+// manifest: the bits in set are locked, those in clear unlocked.
+func (r *Registry) SetLocks(ctx context.Context, repo string, ref Reference, set, clear Locks) (Locks, error) {
+	var l Locks
+	err := r.db.Update(ctx, func(tx Tx) error {
+		cur, err := locksOf(tx, repo, ref)
+		if err != nil {
+			return err
+		}
+		l = cur&^clear | set
+		switch {
+		case ref.IsDigest():
+			return tx.SetManifestLocks(repo, ref.Digest, l)
+		case ref.Tag != "":
+			return tx.SetTagLocks(repo, ref.Tag, l)
+		default:
+			return tx.SetRepositoryLocks(repo, l)
+		}
+	})
+	return l, r.lockTargetError(repo, ref, err)
+}
+
+// ---- tag immutability ----
+
+const settingImmutability = "immutability.rules"
+
+// ImmutabilityRules returns the registry-wide tag immutability rules
+// ("REPO_REGEX:TAG_REGEX"): a tag matching one cannot be moved to another
+// manifest once pushed.
+func (r *Registry) ImmutabilityRules(ctx context.Context) ([]string, error) {
+	var rules []string
+	err := r.db.View(ctx, func(tx Tx) error { return getSetting(tx, settingImmutability, &rules) })
+	if rules == nil {
+		rules = []string{}
+	}
+	return rules, err
+}
+
+// SetImmutabilityRules replaces the rules.
+func (r *Registry) SetImmutabilityRules(ctx context.Context, rules []string) error {
+	for _, s := range rules {
+		if _, err := ParsePurgeFilter(s); err != nil {
+			return err
+		}
+	}
+	return r.db.Update(ctx, func(tx Tx) error { return putSetting(tx, settingImmutability, rules, r.now()) })
+}
+
+// immutableRules caches the compiled rules for the settings value they came from.
+var immutableRules struct {
+	sync.Mutex
+	raw   string
+	rules []PurgeFilter
+}
+
+// immutableRule returns the rule that makes repo:tag immutable, or "".
+func immutableRule(tx Tx, repo, tag string) (string, error) {
+	raw, err := tx.GetSetting(settingImmutability)
+	if errors.Is(err, ErrNotFound) {
+		return "", nil
+	}
+	if err != nil {
+		return "", err
+	}
+	immutableRules.Lock()
+	defer immutableRules.Unlock()
+	if raw != immutableRules.raw {
+		var strs []string
+		if err := getSetting(tx, settingImmutability, &strs); err != nil {
+			return "", err
+		}
+		immutableRules.rules = nil
+		for _, s := range strs {
+			if f, err := ParsePurgeFilter(s); err == nil {
+				immutableRules.rules = append(immutableRules.rules, f)
+			}
+		}
+		immutableRules.raw = raw
+	}
+	for _, f := range immutableRules.rules {
+		if f.Repo.MatchString(repo) && f.Tag.MatchString(tag) {
+			return fmt.Sprintf("%s:%s", strings.TrimSuffix(strings.TrimPrefix(f.Repo.String(), "^(?:"), ")$"),
+				strings.TrimSuffix(strings.TrimPrefix(f.Tag.String(), "^(?:"), ")$")), nil
+		}
+	}
+	return "", nil
+}
+
+// retaggable fails with DENIED if moving repo:tag to d is forbidden.
+func retaggable(tx Tx, repo, tag string, d Digest) (old Digest, err error) {
+	t, err := tx.GetTagRecord(repo, tag)
+	if errors.Is(err, ErrNotFound) {
+		return "", nil
+	}
+	if err != nil || t.Digest == d {
+		return t.Digest, err
+	}
+	if t.Locks&LockWrite != 0 {
+		return t.Digest, denied("tag "+repo+":"+tag, "write", repo+":"+tag)
+	}
+	rule, err := immutableRule(tx, repo, tag)
+	if err != nil {
+		return t.Digest, err
+	}
+	if rule != "" {
+		return t.Digest, Errorf(CodeDenied, "tag %s:%s is immutable (policy rule %q): push a new tag instead of overwriting it", repo, tag, rule)
+	}
+	return t.Digest, nil
+}
