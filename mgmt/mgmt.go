@@ -96,10 +96,8 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) error {
 		return writeJSON(w, map[string]any{"policy": p, "lastRun": last})
 	case head == "retention" && arg == "" && r.Method == http.MethodPut:
 		var p stowage.RetentionPolicy
-		dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<16))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&p); err != nil {
-			return stowage.Errorf(stowage.CodeUnsupported, "retention policy: %v (want {\"enabled\": true, \"days\": 7})", err)
+		if err := decodeBody(w, r, &p); err != nil {
+			return err
 		}
 		if err := h.reg.SetRetention(ctx, p); err != nil {
 			return err
@@ -113,6 +111,25 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) error {
 		return writeJSON(w, run)
 	case head == "purge" && arg == "" && r.Method == http.MethodPost:
 		return h.purge(ctx, w, r, dry)
+	case head == "locks" && (r.Method == http.MethodGet || r.Method == http.MethodPatch):
+		return h.locks(ctx, w, r, arg)
+	case head == "immutability" && arg == "" && r.Method == http.MethodGet:
+		rules, err := h.reg.ImmutabilityRules(ctx)
+		if err != nil {
+			return err
+		}
+		return writeJSON(w, map[string]any{"rules": rules})
+	case head == "immutability" && arg == "" && r.Method == http.MethodPut:
+		var body struct {
+			Rules []string `json:"rules"`
+		}
+		if err := decodeBody(w, r, &body); err != nil {
+			return err
+		}
+		if err := h.reg.SetImmutabilityRules(ctx, body.Rules); err != nil {
+			return err
+		}
+		return writeJSON(w, map[string]any{"rules": body.Rules})
 	}
 	return notFound(r)
 }
@@ -151,6 +168,76 @@ func (h *Handler) collect(ctx context.Context, w http.ResponseWriter, r *http.Re
 	}
 	rep.Digests = nil
 	enc.line(map[string]any{"report": rep})
+	return nil
+}
+
+// Attributes is the JSON form of locks, with ACR's names.
+type Attributes struct {
+	WriteEnabled  *bool `json:"writeEnabled,omitempty"`
+	DeleteEnabled *bool `json:"deleteEnabled,omitempty"`
+	ReadEnabled   *bool `json:"readEnabled,omitempty"`
+	ListEnabled   *bool `json:"listEnabled,omitempty"`
+}
+
+// AttributesOf turns locks into attributes (every field set).
+func AttributesOf(l stowage.Locks) Attributes {
+	b := func(lock stowage.Locks) *bool { v := l&lock == 0; return &v }
+	return Attributes{b(stowage.LockWrite), b(stowage.LockDelete), b(stowage.LockRead), b(stowage.LockList)}
+}
+
+// locks shows (GET) or changes (PATCH, only the fields given) the locks of
+// "repo", "repo:tag" or "repo@digest".
+func (h *Handler) locks(ctx context.Context, w http.ResponseWriter, r *http.Request, target string) error {
+	repo, ref, err := parseTarget(target)
+	if err != nil {
+		return err
+	}
+	var l stowage.Locks
+	if r.Method == http.MethodGet {
+		l, err = h.reg.Locks(ctx, repo, ref)
+	} else {
+		var a Attributes
+		if err := decodeBody(w, r, &a); err != nil {
+			return err
+		}
+		var set, clear stowage.Locks
+		for _, f := range []struct {
+			v    *bool
+			lock stowage.Locks
+		}{{a.WriteEnabled, stowage.LockWrite}, {a.DeleteEnabled, stowage.LockDelete}, {a.ReadEnabled, stowage.LockRead}, {a.ListEnabled, stowage.LockList}} {
+			switch {
+			case f.v == nil:
+			case *f.v:
+				clear |= f.lock
+			default:
+				set |= f.lock
+			}
+		}
+		l, err = h.reg.SetLocks(ctx, repo, ref, set, clear)
+		if err == nil {
+			h.log.Info("locks changed", "target", target, "locks", l.String(), "from", r.RemoteAddr)
+		}
+	}
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, map[string]any{"target": target, "changeableAttributes": AttributesOf(l)})
+}
+
+// parseTarget parses "repo", "repo:tag" or "repo@digest".
+func parseTarget(s string) (string, stowage.Reference, error) {
+	if strings.ContainsAny(s, ":@") {
+		return ParseImageRef(s)
+	}
+	return s, stowage.Reference{}, stowage.ValidateName(s)
+}
+
+func decodeBody(w http.ResponseWriter, r *http.Request, v any) error {
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return stowage.Errorf(stowage.CodeUnsupported, "request body: %v (see docs/managing-space.md for the format)", err)
+	}
 	return nil
 }
 

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -79,10 +80,20 @@ func parseAdmin(name, usage string, args []string, stderr io.Writer, setup func(
 	if setup != nil {
 		setup(fl)
 	}
-	if err := fl.Parse(args); err != nil {
-		helpAsked = errors.Is(err, flag.ErrHelp)
-		return fl, reg, false
+	// Flags may come before or after the arguments (stowage lock app:v1
+	// --write=false): parse, set the first argument aside, go on.
+	var pos []string
+	for rest := args; ; {
+		if err := fl.Parse(rest); err != nil {
+			helpAsked = errors.Is(err, flag.ErrHelp)
+			return fl, reg, false
+		}
+		if fl.NArg() == 0 {
+			break
+		}
+		pos, rest = append(pos, fl.Arg(0)), fl.Args()[1:]
 	}
+	fl.Parse(append([]string{"--"}, pos...)) // fl.Args() = the arguments
 	return fl, reg, true
 }
 
@@ -295,16 +306,10 @@ func runRetention(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		}
 		return 0
 	case "set":
-		body := fmt.Sprintf(`{"enabled":%t,"days":%d}`, *enabled, *days)
-		req, _ := http.NewRequestWithContext(ctx, http.MethodPut, c.base+"/api/v1/retention", strings.NewReader(body))
-		req.Header.Set("Content-Type", "application/json")
-		resp, err := c.http.Do(req)
-		if err != nil {
-			return fail(stderr, fmt.Errorf("cannot reach the registry at %s: %w", c.base, err))
-		}
-		defer resp.Body.Close()
-		if resp.StatusCode >= 300 {
-			return fail(stderr, apiError(resp))
+		body := []byte(fmt.Sprintf(`{"enabled":%t,"days":%d}`, *enabled, *days))
+		var out map[string]any
+		if err := c.send(ctx, http.MethodPut, "/api/v1/retention", body, &out); err != nil {
+			return fail(stderr, err)
 		}
 		fmt.Fprintf(stdout, "retention of untagged manifests: enabled=%t, %d days\n", *enabled, *days)
 		return 0
@@ -401,6 +406,120 @@ func errSuffix(e string) string {
 		return ""
 	}
 	return " (error: " + e + ")"
+}
+
+// ---- locks ----
+
+const lockUsage = `Usage: stowage lock REPOSITORY | REPOSITORY:TAG | REPOSITORY@DIGEST [--write=BOOL] [--delete=BOOL] [--read=BOOL] [--list=BOOL]
+
+Shows or changes the locks (ACR's changeable attributes) of a repository, a
+tag or a manifest. --write=false: no pushes into the repository, the tag
+cannot be moved. --delete=false: no deletes (retention and purge pass over
+it). --read=false: no pulls. --list=false: hidden from listings. Flags not
+given stay as they are; with no flag, the current state is shown.
+`
+
+const immutabilityUsage = `Usage: stowage immutability show | set [RULE ...] [flags]
+
+Registry-wide tag immutability: a tag matching a rule REPO_REGEX:TAG_REGEX
+(both matched in full) cannot be moved to another manifest once pushed.
+'set' replaces all rules; 'set' with no rule removes them.
+`
+
+func runLock(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	var write, del, read, list *bool
+	fl, reg, ok := parseAdmin("lock", lockUsage, args, stderr, func(fl *flag.FlagSet) {
+		write = fl.Bool("write", true, "writeEnabled")
+		del = fl.Bool("delete", true, "deleteEnabled")
+		read = fl.Bool("read", true, "readEnabled")
+		list = fl.Bool("list", true, "listEnabled")
+	})
+	if !ok {
+		return exitCode(fl, ok)
+	}
+	if fl.NArg() != 1 {
+		fl.Usage()
+		return 2
+	}
+	body := map[string]bool{}
+	fl.Visit(func(f *flag.Flag) {
+		name := map[string]string{"write": "writeEnabled", "delete": "deleteEnabled", "read": "readEnabled", "list": "listEnabled"}[f.Name]
+		v := map[string]*bool{"write": write, "delete": del, "read": read, "list": list}[f.Name]
+		if name != "" {
+			body[name] = *v
+		}
+	})
+	c := newClient(*reg, stdout, stderr)
+	var out struct {
+		Target     string
+		Attributes map[string]bool `json:"changeableAttributes"`
+	}
+	var err error
+	if len(body) == 0 {
+		err = c.do(ctx, http.MethodGet, "/api/v1/locks/"+fl.Arg(0), &out)
+	} else {
+		b, _ := json.Marshal(body)
+		err = c.send(ctx, http.MethodPatch, "/api/v1/locks/"+fl.Arg(0), b, &out)
+	}
+	if err != nil {
+		return fail(stderr, err)
+	}
+	fmt.Fprintf(stdout, "%s: writeEnabled=%t deleteEnabled=%t readEnabled=%t listEnabled=%t\n", fl.Arg(0),
+		out.Attributes["writeEnabled"], out.Attributes["deleteEnabled"], out.Attributes["readEnabled"], out.Attributes["listEnabled"])
+	return 0
+}
+
+func runImmutability(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || (args[0] != "show" && args[0] != "set") {
+		fmt.Fprint(stderr, immutabilityUsage)
+		return 2
+	}
+	sub := args[0]
+	fl, reg, ok := parseAdmin("immutability "+sub, immutabilityUsage, args[1:], stderr, nil)
+	if !ok {
+		return exitCode(fl, ok)
+	}
+	c := newClient(*reg, stdout, stderr)
+	var out struct{ Rules []string }
+	var err error
+	if sub == "show" {
+		err = c.do(ctx, http.MethodGet, "/api/v1/immutability", &out)
+	} else {
+		rules := fl.Args()
+		if rules == nil {
+			rules = []string{}
+		}
+		b, _ := json.Marshal(map[string]any{"rules": rules})
+		err = c.send(ctx, http.MethodPut, "/api/v1/immutability", b, &out)
+	}
+	if err != nil {
+		return fail(stderr, err)
+	}
+	if len(out.Rules) == 0 {
+		fmt.Fprintln(stdout, "no immutability rules: every tag can be moved (unless write-locked)")
+	}
+	for _, r := range out.Rules {
+		fmt.Fprintln(stdout, "immutable:", r)
+	}
+	return 0
+}
+
+// send is do with a JSON body.
+func (c *client) send(ctx context.Context, method, path string, body []byte, out any) error {
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("cannot reach the registry at %s: %w (is 'stowage serve' running? use --registry)", c.base, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode >= 300 {
+		return apiError(resp)
+	}
+	return json.NewDecoder(resp.Body).Decode(out)
 }
 
 // ---- gc ----

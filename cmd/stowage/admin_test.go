@@ -182,3 +182,69 @@ func TestPolicyCommands(t *testing.T) {
 		t.Errorf("purge with a bad filter: %d %s", code, errOut)
 	}
 }
+
+// TestLockCommands: locks and immutability through the CLI and the real
+// server, seen by an OCI client.
+func TestLockCommands(t *testing.T) {
+	m := startMain(t, t.TempDir())
+	defer m.Close()
+	base := "http://" + m.Addr
+	pushImage(t, base, "prod/app", "v1", []byte("layer one"))
+
+	out, errOut, code := cli(t, "lock", "--registry", base, "prod/app:v1", "--delete=false", "--write=false")
+	if code != 0 || !strings.Contains(out, "writeEnabled=false deleteEnabled=false readEnabled=true listEnabled=true") {
+		t.Fatalf("lock: %d %s%s", code, out, errOut)
+	}
+	// An OCI client overwriting the tag gets DENIED with the lock named.
+	pushImageExpect(t, base, "prod/app", "v1", []byte("layer two"), http.StatusForbidden, "write-locked")
+	if _, errOut, code := cli(t, "untag", "--registry", base, "prod/app:v1"); code == 0 || !strings.Contains(errOut, "DENIED") || !strings.Contains(errOut, "delete-locked") {
+		t.Errorf("untag of a delete-locked tag: %d %s", code, errOut)
+	}
+	if out, _, _ := cli(t, "lock", "--registry", base, "prod/app:v1"); !strings.Contains(out, "deleteEnabled=false") {
+		t.Errorf("lock show: %s", out)
+	}
+	cli(t, "lock", "--registry", base, "prod/app:v1", "--delete=true", "--write=true")
+	if _, _, code := cli(t, "immutability", "set", "--registry", base, "prod/.*:v[0-9]+"); code != 0 {
+		t.Fatal("immutability set failed")
+	}
+	if out, _, _ := cli(t, "immutability", "show", "--registry", base); !strings.Contains(out, "prod/.*:v[0-9]+") {
+		t.Errorf("immutability show: %s", out)
+	}
+	pushImageExpect(t, base, "prod/app", "v1", []byte("layer three"), http.StatusForbidden, "immutable")
+	pushImageExpect(t, base, "prod/app", "latest", []byte("layer three"), http.StatusCreated, "")
+	// A read-locked repository refuses pulls.
+	cli(t, "lock", "--registry", base, "prod/app", "--read=false")
+	if r, err := http.Get(base + "/v2/prod/app/manifests/v1"); err != nil || r.StatusCode != http.StatusForbidden {
+		t.Errorf("pull from a read-locked repository: %v %v, want 403", r, err)
+	}
+	if _, errOut, code := cli(t, "lock", "--registry", base, "prod/nope:v1", "--read=false"); code == 0 || !strings.Contains(errOut, "MANIFEST_UNKNOWN") {
+		t.Errorf("lock of a missing tag: %d %s", code, errOut)
+	}
+}
+
+// pushImageExpect pushes an image and checks the manifest PUT's status.
+func pushImageExpect(t *testing.T, base, repo, tag string, layer []byte, status int, msg string) {
+	t.Helper()
+	config := []byte(`{"os":"linux"}`)
+	for _, b := range [][]byte{config, layer} {
+		resp, err := http.Post(base+"/v2/"+repo+"/blobs/uploads/?digest="+digestOf(b), "application/octet-stream", bytes.NewReader(b))
+		if err != nil || resp.StatusCode != http.StatusCreated {
+			t.Fatalf("push blob: %v %v", resp, err)
+		}
+		resp.Body.Close()
+	}
+	m := fmt.Sprintf(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":%q,"size":%d},"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":%q,"size":%d}]}`,
+		digestOf(config), len(config), digestOf(layer), len(layer))
+	req, _ := http.NewRequest(http.MethodPut, base+"/v2/"+repo+"/manifests/"+tag, strings.NewReader(m))
+	req.Header.Set("Content-Type", stowage.MediaTypeOCIManifest)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var body bytes.Buffer
+	body.ReadFrom(resp.Body)
+	if resp.StatusCode != status || !strings.Contains(body.String(), msg) {
+		t.Errorf("push %s:%s: %d %s, want %d with %q", repo, tag, resp.StatusCode, body.String(), status, msg)
+	}
+}

@@ -30,6 +30,8 @@ Commands:
   gc           collect garbage now, online, with a progress bar and a report
   retention    show, set or run the retention policy for untagged manifests
   purge        delete tags (and untagged manifests) by filter, age and keep count
+  lock         show or change the locks of a repository, tag or manifest
+  immutability show or set the registry-wide tag immutability rules
   version      print the version
   help         show this help, or help for a command: stowage help gc
 
@@ -70,6 +72,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return runRetention(ctx, rest, stdout, stderr)
 	case "purge":
 		return runPurge(ctx, rest, stdout, stderr)
+	case "lock":
+		return runLock(ctx, rest, stdout, stderr)
+	case "immutability":
+		return runImmutability(ctx, rest, stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, "stowage", versionString())
 		return 0
