@@ -185,6 +185,7 @@ type TagRecord struct {
 	Name    string
 	Digest  Digest
 	Updated time.Time
+	Created time.Time
 	Locks   Locks
 }
 
@@ -219,6 +220,8 @@ type ManifestRecord struct {
 	Annotations  map[string]string
 	Created      time.Time
 	Locks        Locks
+	Architecture string // from an image's config, for listings
+	OS           string
 }
 
 // RefKind says what a manifest reference points at.

@@ -28,6 +28,7 @@ const (
 	// Not in the spec, but used by distribution and understood by clients.
 	CodeRangeInvalid      ErrorCode = "RANGE_INVALID"
 	CodePaginationInvalid ErrorCode = "PAGINATION_NUMBER_INVALID"
+	CodeInvalidParameter  ErrorCode = "INVALID_PARAMETER" // management API: a bad query or body value
 	CodeTagInvalid        ErrorCode = "TAG_INVALID"
 	CodeUnavailable       ErrorCode = "UNAVAILABLE"
 	CodeInternal          ErrorCode = "INTERNAL_ERROR"
@@ -51,6 +52,7 @@ var statusOf = map[ErrorCode]int{
 	CodeTooManyRequests:     http.StatusTooManyRequests,
 	CodeRangeInvalid:        http.StatusRequestedRangeNotSatisfiable,
 	CodePaginationInvalid:   http.StatusBadRequest,
+	CodeInvalidParameter:    http.StatusBadRequest,
 	CodeTagInvalid:          http.StatusBadRequest,
 	CodeUnavailable:         http.StatusServiceUnavailable,
 	CodeInternal:            http.StatusInternalServerError,

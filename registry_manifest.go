@@ -3,10 +3,12 @@ package stowage
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"sort"
+	"strings"
 	"sync"
 
 	"github.com/opencontainers/go-digest"
@@ -77,6 +79,7 @@ func (r *Registry) PutManifest(ctx context.Context, repo string, ref Reference, 
 	if m.Subject != nil {
 		rec.Subject = m.Subject.Digest
 	}
+	rec.Architecture, rec.OS = r.platformOf(ctx, m.Config)
 	err = r.db.Update(ctx, func(tx Tx) error {
 		if err := writable(tx, repo); err != nil {
 			return err
@@ -114,6 +117,28 @@ func (r *Registry) PutManifest(ctx context.Context, repo string, ref Reference, 
 		return PutManifestResult{}, err
 	}
 	return PutManifestResult{Digest: d, Subject: rec.Subject}, nil
+}
+
+// platformOf reads the architecture and OS an image's config declares
+// (for listings); anything else, or an unreadable config, gives "".
+func (r *Registry) platformOf(ctx context.Context, config *Descriptor) (arch, os string) {
+	if config == nil || config.Size > 1<<20 || !strings.Contains(config.MediaType, "config") ||
+		!(strings.HasPrefix(config.MediaType, "application/vnd.oci.image.") || strings.HasPrefix(config.MediaType, "application/vnd.docker.container.")) {
+		return "", ""
+	}
+	rc, err := r.store.Open(ctx, BlobKey(config.Digest), 0)
+	if err != nil {
+		return "", ""
+	}
+	defer rc.Close()
+	var c struct {
+		Architecture string `json:"architecture"`
+		OS           string `json:"os"`
+	}
+	if json.NewDecoder(io.LimitReader(rc, 1<<20)).Decode(&c) != nil {
+		return "", ""
+	}
+	return c.Architecture, c.OS
 }
 
 // checkRefs fails with MANIFEST_BLOB_UNKNOWN unless every reference is in repo.

@@ -70,7 +70,7 @@ func (r *Registry) Retention(ctx context.Context) (RetentionPolicy, *PolicyRun, 
 // SetRetention stores the policy.
 func (r *Registry) SetRetention(ctx context.Context, p RetentionPolicy) error {
 	if p.Days < 0 || p.Days > 365 {
-		return Errorf(CodeUnsupported, "retention days must be 0 to 365, not %d", p.Days)
+		return Errorf(CodeInvalidParameter, "retention days must be 0 to 365, not %d", p.Days)
 	}
 	return r.db.Update(ctx, func(tx Tx) error { return putSetting(tx, settingRetention, p, r.now()) })
 }
@@ -122,15 +122,15 @@ type PurgeFilter struct {
 func ParsePurgeFilter(s string) (PurgeFilter, error) {
 	i := strings.LastIndex(s, ":")
 	if i <= 0 {
-		return PurgeFilter{}, Errorf(CodeUnsupported, "filter %q: want REPOSITORY_REGEX:TAG_REGEX, e.g. 'team/.*:pr-.*'", s)
+		return PurgeFilter{}, Errorf(CodeInvalidParameter, "filter %q: want REPOSITORY_REGEX:TAG_REGEX, e.g. 'team/.*:pr-.*'", s)
 	}
 	repo, err := regexp.Compile("^(?:" + s[:i] + ")$")
 	if err != nil {
-		return PurgeFilter{}, Errorf(CodeUnsupported, "filter %q: repository expression: %v", s, err)
+		return PurgeFilter{}, Errorf(CodeInvalidParameter, "filter %q: repository expression: %v", s, err)
 	}
 	tag, err := regexp.Compile("^(?:" + s[i+1:] + ")$")
 	if err != nil {
-		return PurgeFilter{}, Errorf(CodeUnsupported, "filter %q: tag expression: %v", s, err)
+		return PurgeFilter{}, Errorf(CodeInvalidParameter, "filter %q: tag expression: %v", s, err)
 	}
 	return PurgeFilter{repo, tag}, nil
 }
@@ -172,7 +172,7 @@ func (r *Registry) Purge(ctx context.Context, opts PurgeOptions) (PolicyRun, err
 	now := r.now()
 	run := PolicyRun{At: now.UTC().Format(time.RFC3339), DryRun: opts.DryRun, Repositories: []DeleteReport{}}
 	if len(opts.Filters) == 0 {
-		return run, Errorf(CodeUnsupported, "purge needs at least one filter")
+		return run, Errorf(CodeInvalidParameter, "purge needs at least one filter")
 	}
 	var repos []string
 	if err := r.eachRepository(ctx, func(repo string) error {

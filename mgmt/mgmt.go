@@ -154,7 +154,7 @@ func (h *Handler) collect(ctx context.Context, w http.ResponseWriter, r *http.Re
 	if s := r.URL.Query().Get("min_age"); s != "" {
 		d, err := time.ParseDuration(s)
 		if err != nil || d < 0 {
-			return stowage.Errorf(stowage.CodeUnsupported, "min_age=%q: want a duration such as 0s, 10m or 24h", s)
+			return stowage.Errorf(stowage.CodeInvalidParameter, "min_age=%q: want a duration such as 0s, 10m or 24h", s)
 		}
 		opts.MinAge = &d
 	}
@@ -236,7 +236,7 @@ func decodeBody(w http.ResponseWriter, r *http.Request, v any) error {
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		return stowage.Errorf(stowage.CodeUnsupported, "request body: %v (see docs/managing-space.md for the format)", err)
+		return stowage.Errorf(stowage.CodeInvalidParameter, "request body: %v (see docs/managing-space.md for the format)", err)
 	}
 	return nil
 }
@@ -253,19 +253,19 @@ func (h *Handler) purge(ctx context.Context, w http.ResponseWriter, r *http.Requ
 		opts.Filters = append(opts.Filters, pf)
 	}
 	if len(opts.Filters) == 0 {
-		return stowage.Errorf(stowage.CodeUnsupported, "purge needs at least one filter=REPOSITORY_REGEX:TAG_REGEX")
+		return stowage.Errorf(stowage.CodeInvalidParameter, "purge needs at least one filter=REPOSITORY_REGEX:TAG_REGEX")
 	}
 	if s := q.Get("ago"); s != "" {
 		d, err := stowage.ParseAge(s)
 		if err != nil {
-			return stowage.Errorf(stowage.CodeUnsupported, "ago=%q: want e.g. 30d, 12h or 1d12h", s)
+			return stowage.Errorf(stowage.CodeInvalidParameter, "ago=%q: want e.g. 30d, 12h or 1d12h", s)
 		}
 		opts.Ago = d
 	}
 	if s := q.Get("keep"); s != "" {
 		n, err := strconv.Atoi(s)
 		if err != nil || n < 0 {
-			return stowage.Errorf(stowage.CodeUnsupported, "keep=%q: want a number >= 0", s)
+			return stowage.Errorf(stowage.CodeInvalidParameter, "keep=%q: want a number >= 0", s)
 		}
 		opts.Keep = n
 	}
@@ -341,7 +341,7 @@ func boolParam(r *http.Request, name string) (bool, error) {
 	}
 	b, err := strconv.ParseBool(s)
 	if err != nil {
-		return false, stowage.Errorf(stowage.CodeUnsupported, "%s=%q: want true or false", name, s)
+		return false, stowage.Errorf(stowage.CodeInvalidParameter, "%s=%q: want true or false", name, s)
 	}
 	return b, nil
 }

@@ -156,6 +156,7 @@ func (m *Main) Run(ctx context.Context) error {
 
 	mux := http.NewServeMux()
 	mux.Handle("/api/v1/", mgmt.New(reg, m.log, gcOpts))
+	mux.Handle("/acr/v1/", mgmt.NewACR(reg, m.log))
 	mux.Handle("/v2/", ociapi.New(reg, m.log))
 	mux.Handle("/v2", ociapi.New(reg, m.log))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })

@@ -4,7 +4,7 @@ package sqlite
 // once per pool (database/sql then keeps one prepared copy per connection),
 // because parsing SQL on each call was a quarter of a manifest GET's cost.
 const (
-	manifestColumns = `repo, digest, media_type, artifact_type, size, subject, annotations, created, locks`
+	manifestColumns = `repo, digest, media_type, artifact_type, size, subject, annotations, created, locks, architecture, os`
 	blobColumns     = `digest, size, created, state, last_used, unreferenced_since`
 )
 
@@ -35,16 +35,17 @@ const (
 	sqlRepositoryBlob = `SELECT b.digest, b.size, b.created, b.state, b.last_used, b.unreferenced_since
 		FROM repository_blobs rb JOIN blobs b ON b.digest = rb.digest
 		WHERE rb.repo = ? AND rb.digest = ? AND b.state = 'live'`
-	sqlPutManifest = `INSERT INTO manifests (repo, digest, media_type, artifact_type, size, subject, annotations, created)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+	sqlPutManifest = `INSERT INTO manifests (repo, digest, media_type, artifact_type, size, subject, annotations, created, architecture, os)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (repo, digest) DO UPDATE SET media_type = excluded.media_type, artifact_type = excluded.artifact_type,
-			size = excluded.size, subject = excluded.subject, annotations = excluded.annotations`
+			size = excluded.size, subject = excluded.subject, annotations = excluded.annotations,
+			architecture = excluded.architecture, os = excluded.os`
 	sqlDeleteManifestRefs = `DELETE FROM manifest_references WHERE repo = ? AND parent = ?`
 	sqlPutManifestRef     = `INSERT INTO manifest_references (repo, parent, child, kind) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING`
 	sqlGetManifest        = `SELECT ` + manifestColumns + ` FROM manifests WHERE repo = ? AND digest = ?`
 	sqlDeleteManifest     = `DELETE FROM manifests WHERE repo = ? AND digest = ?`
 	sqlReferrers          = `SELECT ` + manifestColumns + ` FROM manifests WHERE repo = ? AND subject = ? ORDER BY digest`
-	sqlPutTag             = `INSERT INTO tags (repo, name, digest, updated) VALUES (?, ?, ?, ?)
+	sqlPutTag             = `INSERT INTO tags (repo, name, digest, updated, created) VALUES (?, ?, ?, ?, ?)
 		ON CONFLICT (repo, name) DO UPDATE SET digest = excluded.digest, updated = excluded.updated`
 	sqlGetTag = `SELECT digest FROM tags WHERE repo = ? AND name = ?`
 	// The subquery walks the primary key (repo, name) in order, and
@@ -76,8 +77,8 @@ const (
 		AND NOT EXISTS (SELECT 1 FROM tags t WHERE t.repo = m.repo AND t.digest = m.digest)
 		AND NOT EXISTS (SELECT 1 FROM manifest_references p WHERE p.repo = m.repo AND p.child = m.digest)
 		ORDER BY created, digest`
-	sqlTagRecords      = `SELECT name, digest, updated, locks FROM tags WHERE repo = ? ORDER BY name`
-	sqlGetTagRecord    = `SELECT name, digest, updated, locks FROM tags WHERE repo = ? AND name = ?`
+	sqlTagRecords      = `SELECT name, digest, updated, locks, created FROM tags WHERE repo = ? ORDER BY name`
+	sqlGetTagRecord    = `SELECT name, digest, updated, locks, created FROM tags WHERE repo = ? AND name = ?`
 	sqlSetRepoLocks    = `UPDATE repositories SET locks = ? WHERE name = ?`
 	sqlSetTagLocks     = `UPDATE tags SET locks = ? WHERE repo = ? AND name = ?`
 	sqlSetManifestLock = `UPDATE manifests SET locks = ? WHERE repo = ? AND digest = ?`

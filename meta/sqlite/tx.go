@@ -270,7 +270,7 @@ func (t *Tx) PutManifest(m stowage.ManifestRecord, refs []stowage.ManifestRef) e
 		ann = string(b)
 	}
 	if _, err := t.exec(sqlPutManifest,
-		m.Repo, string(m.Digest), m.MediaType, m.ArtifactType, m.Size, string(m.Subject), ann, m.Created.UnixNano()); err != nil {
+		m.Repo, string(m.Digest), m.MediaType, m.ArtifactType, m.Size, string(m.Subject), ann, m.Created.UnixNano(), m.Architecture, m.OS); err != nil {
 		return err
 	}
 	if _, err := t.exec(sqlDeleteManifestRefs, m.Repo, string(m.Digest)); err != nil {
@@ -289,7 +289,7 @@ func scanManifest(scan func(...any) error) (stowage.ManifestRecord, error) {
 	var m stowage.ManifestRecord
 	var digest, subject, ann string
 	var created int64
-	if err := scan(&m.Repo, &digest, &m.MediaType, &m.ArtifactType, &m.Size, &subject, &ann, &created, &m.Locks); err != nil {
+	if err := scan(&m.Repo, &digest, &m.MediaType, &m.ArtifactType, &m.Size, &subject, &ann, &created, &m.Locks, &m.Architecture, &m.OS); err != nil {
 		return m, notFound(err)
 	}
 	m.Digest, m.Subject, m.Created = stowage.Digest(digest), stowage.Digest(subject), ts(created)
@@ -352,8 +352,7 @@ func (t *Tx) ManifestParents(repo string, d stowage.Digest) ([]stowage.Digest, e
 // Tags.
 
 func (t *Tx) PutTag(repo, tag string, d stowage.Digest, now time.Time) error {
-	_, err := t.exec(sqlPutTag,
-		repo, tag, string(d), now.UnixNano())
+	_, err := t.exec(sqlPutTag, repo, tag, string(d), now.UnixNano(), now.UnixNano())
 	return err
 }
 
@@ -486,9 +485,9 @@ func (t *Tx) UntaggedManifests(repo string, before time.Time) ([]stowage.Manifes
 func scanTag(scan func(...any) error) (stowage.TagRecord, error) {
 	var r stowage.TagRecord
 	var d string
-	var updated int64
-	err := scan(&r.Name, &d, &updated, &r.Locks)
-	r.Digest, r.Updated = stowage.Digest(d), ts(updated)
+	var updated, created int64
+	err := scan(&r.Name, &d, &updated, &r.Locks, &created)
+	r.Digest, r.Updated, r.Created = stowage.Digest(d), ts(updated), ts(created)
 	return r, notFound(err)
 }
 

@@ -1,0 +1,128 @@
+package stowage
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// RepositoryInfo describes a repository for listings (the ACR API).
+type RepositoryInfo struct {
+	Name      string
+	Created   time.Time
+	Updated   time.Time
+	Manifests int
+	Tags      int
+	Locks     Locks
+}
+
+// ManifestInfo describes a manifest for listings.
+type ManifestInfo struct {
+	ManifestRecord
+	ImageSize    int64 // the manifest plus the blobs it references
+	Tags         []string
+	LastModified time.Time // its creation or the last push of one of its tags
+}
+
+// RepositoryInfo returns a repository's description.
+func (r *Registry) RepositoryInfo(ctx context.Context, repo string) (RepositoryInfo, error) {
+	var info RepositoryInfo
+	err := r.db.View(ctx, func(tx Tx) error {
+		rec, err := tx.GetRepository(repo)
+		if errors.Is(err, ErrNotFound) {
+			return nameUnknown(repo)
+		}
+		if err != nil {
+			return err
+		}
+		ms, err := tx.ListManifests(repo)
+		if err != nil {
+			return err
+		}
+		tags, err := tx.TagRecords(repo)
+		if err != nil {
+			return err
+		}
+		info = RepositoryInfo{Name: repo, Created: rec.Created, Updated: rec.Updated, Manifests: len(ms), Tags: len(tags), Locks: rec.Locks}
+		return nil
+	})
+	return info, err
+}
+
+// TagInfos returns the tags of repo that are not list-locked.
+func (r *Registry) TagInfos(ctx context.Context, repo string) ([]TagRecord, error) {
+	var out []TagRecord
+	err := r.db.View(ctx, func(tx Tx) error {
+		if _, err := tx.GetRepository(repo); errors.Is(err, ErrNotFound) {
+			return nameUnknown(repo)
+		}
+		tags, err := tx.TagRecords(repo)
+		for _, t := range tags {
+			if t.Locks&LockList == 0 {
+				out = append(out, t)
+			}
+		}
+		return err
+	})
+	return out, err
+}
+
+// ManifestInfos returns the manifests of repo (not list-locked) with their
+// sizes and tags.
+func (r *Registry) ManifestInfos(ctx context.Context, repo string) ([]ManifestInfo, error) {
+	var out []ManifestInfo
+	err := r.db.View(ctx, func(tx Tx) error {
+		if _, err := tx.GetRepository(repo); errors.Is(err, ErrNotFound) {
+			return nameUnknown(repo)
+		}
+		ms, err := tx.ListManifests(repo)
+		if err != nil {
+			return err
+		}
+		usage, err := tx.ManifestUsage(repo)
+		if err != nil {
+			return err
+		}
+		sizes := map[Digest]int64{}
+		for _, u := range usage {
+			sizes[u.Digest] = u.Size
+		}
+		tags, err := tx.TagRecords(repo)
+		if err != nil {
+			return err
+		}
+		byDigest := map[Digest][]TagRecord{}
+		for _, t := range tags {
+			byDigest[t.Digest] = append(byDigest[t.Digest], t)
+		}
+		for _, m := range ms {
+			if m.Locks&LockList != 0 {
+				continue
+			}
+			info := ManifestInfo{ManifestRecord: m, ImageSize: sizes[m.Digest], Tags: []string{}, LastModified: m.Created}
+			for _, t := range byDigest[m.Digest] {
+				info.Tags = append(info.Tags, t.Name)
+				if t.Updated.After(info.LastModified) {
+					info.LastModified = t.Updated
+				}
+			}
+			out = append(out, info)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// ManifestInfo returns one manifest's description.
+func (r *Registry) ManifestInfo(ctx context.Context, repo string, d Digest) (ManifestInfo, error) {
+	all, err := r.ManifestInfos(ctx, repo)
+	if err != nil {
+		return ManifestInfo{}, err
+	}
+	for _, m := range all {
+		if m.Digest == d {
+			return m, nil
+		}
+	}
+	return ManifestInfo{}, manifestUnknown(repo, Reference{Digest: d})
+}
