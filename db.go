@@ -31,6 +31,30 @@ type Tx interface {
 	UploadTx
 	UsageTx
 	SettingsTx
+	RecycleTx
+}
+
+// RecycleTx keeps soft-deleted manifests. While an entry exists, the
+// manifest's own digest and what it references count as referenced (the
+// collector keeps them).
+type RecycleTx interface {
+	PutRecycled(e RecycledManifest) (int64, error)
+	GetRecycled(id int64) (RecycledManifest, error)
+	// ListRecycled lists entries of repo ("" = all), newest first.
+	ListRecycled(repo string) ([]RecycledManifest, error)
+	// ExpiredRecycled lists entries that expired before `before`.
+	ExpiredRecycled(before time.Time, limit int) ([]RecycledManifest, error)
+	DeleteRecycled(id int64) error
+}
+
+// RecycledManifest is a soft-deleted manifest.
+type RecycledManifest struct {
+	ID       int64
+	Manifest ManifestRecord
+	Refs     []ManifestRef
+	Tags     []string
+	Deleted  time.Time
+	Expires  time.Time
 }
 
 // RepositoryTx reads and writes repositories.

@@ -20,6 +20,9 @@ type DeleteReport struct {
 	// this delete: what the next collection frees.
 	BlobsFreed int64 `json:"blobsFreed"`
 	BytesFreed int64 `json:"bytesFreed"`
+	// RecycledUntil is set when soft delete kept the manifests in the
+	// recycle bin: restorable until then, and their space freed only after.
+	RecycledUntil string `json:"recycledUntil,omitempty"`
 }
 
 // DeletedManifest is one manifest a delete removed.
@@ -44,6 +47,9 @@ type deletion struct {
 	// skipLocked makes policies (retention, purge) pass over delete-locked
 	// tags and manifests instead of failing.
 	skipLocked bool
+	// recycleUntil, when set, sends deleted manifests to the recycle bin
+	// until then (soft delete).
+	recycleUntil time.Time
 	// onAffect is called with every digest that may lose its last
 	// reference, before it does.
 	onAffect func(Digest) error
@@ -67,6 +73,12 @@ func (r *Registry) runDelete(ctx context.Context, repo string, dryRun, skipLocke
 				return nil
 			}
 			return denied("repository "+repo, "delete", repo)
+		}
+		if del.recycleUntil, err = recycleUntil(tx, now); err != nil {
+			return err
+		}
+		if !del.recycleUntil.IsZero() {
+			report.RecycledUntil = del.recycleUntil.UTC().Format(time.RFC3339)
 		}
 		// The affected set is only known while deleting: whether each
 		// digest was referenced before is read when it is first seen.
@@ -259,6 +271,11 @@ func (del *deletion) manifest(d Digest, reason string) error {
 	}
 	del.report.Tags = append(del.report.Tags, tags...)
 	del.report.Manifests = append(del.report.Manifests, DeletedManifest{Digest: d, MediaType: m.MediaType, Tags: tags, Reason: reason})
+	if !del.recycleUntil.IsZero() {
+		if _, err := tx.PutRecycled(RecycledManifest{Manifest: m, Refs: refs, Tags: tags, Deleted: del.now, Expires: del.recycleUntil}); err != nil {
+			return err
+		}
+	}
 	if err := tx.DeleteManifest(repo, d); err != nil {
 		return err
 	}

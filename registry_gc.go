@@ -96,6 +96,13 @@ func (r *Registry) CollectGarbage(ctx context.Context, opts GCOptions) (GCReport
 		}
 	}
 
+	// 0b. Recycle bin entries past their time lose their hold on blobs.
+	if !opts.DryRun {
+		if _, err := r.expireRecycled(ctx, start); err != nil {
+			return rep, err
+		}
+	}
+
 	// 1. Abandoned uploads.
 	if err := r.expireUploads(ctx, start.Add(-expiry), opts.DryRun, &rep); err != nil {
 		return rep, err

@@ -23,11 +23,13 @@ const (
 	sqlMarkUnreferenced = `UPDATE blobs SET unreferenced_since = max(unreferenced_since, ?) WHERE digest = ?`
 	sqlDeleteBlob       = `DELETE FROM blobs WHERE digest = ?`
 	sqlDeleteBlobLinks  = `DELETE FROM repository_blobs WHERE digest = ?`
-	sqlBlobReferenced   = `SELECT EXISTS (SELECT 1 FROM manifest_references WHERE child = ?) OR EXISTS (SELECT 1 FROM manifests WHERE digest = ?)`
+	sqlBlobReferenced   = `SELECT EXISTS (SELECT 1 FROM manifest_references WHERE child = ?) OR EXISTS (SELECT 1 FROM manifests WHERE digest = ?)
+		OR EXISTS (SELECT 1 FROM recycle_refs WHERE digest = ?)`
 	sqlCollectableBlobs = `SELECT ` + blobColumns + ` FROM blobs b
 		WHERE state IN ('pending', 'live') AND unreferenced_since <= ? AND last_used <= ? AND digest > ?
 		AND NOT EXISTS (SELECT 1 FROM manifest_references r WHERE r.child = b.digest)
 		AND NOT EXISTS (SELECT 1 FROM manifests m WHERE m.digest = b.digest)
+		AND NOT EXISTS (SELECT 1 FROM recycle_refs x WHERE x.digest = b.digest)
 		ORDER BY digest LIMIT ?`
 	sqlBlobsInState   = `SELECT ` + blobColumns + ` FROM blobs WHERE state = ? AND digest > ? ORDER BY digest LIMIT ?`
 	sqlLinkBlob       = `INSERT INTO repository_blobs (repo, digest, created) VALUES (?, ?, ?) ON CONFLICT DO NOTHING`
@@ -87,6 +89,15 @@ const (
 	sqlPutSetting      = `INSERT INTO settings (key, value, updated) VALUES (?, ?, ?)
 		ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated = excluded.updated`
 
+	sqlPutRecycled     = `INSERT INTO recycle_bin (repo, digest, record, refs, tags, deleted, expires) VALUES (?, ?, ?, ?, ?, ?, ?)`
+	sqlPutRecycleRef   = `INSERT INTO recycle_refs (bin_id, digest) VALUES (?, ?) ON CONFLICT DO NOTHING`
+	recycleColumns     = `id, record, refs, tags, deleted, expires`
+	sqlGetRecycled     = `SELECT ` + recycleColumns + ` FROM recycle_bin WHERE id = ?`
+	sqlListRecycled    = `SELECT ` + recycleColumns + ` FROM recycle_bin WHERE (? = '' OR repo = ?) ORDER BY deleted DESC, id DESC`
+	sqlExpiredRecycled = `SELECT ` + recycleColumns + ` FROM recycle_bin WHERE expires < ? ORDER BY expires LIMIT ?`
+	sqlDeleteRecycled  = `DELETE FROM recycle_bin WHERE id = ?`
+	sqlDeleteRecRefs   = `DELETE FROM recycle_refs WHERE bin_id = ?`
+
 	sqlBlobTotals = `SELECT count(*), coalesce(sum(size), 0) FROM blobs WHERE state = 'live'`
 	// What each repository uses: the manifests themselves and the blobs they
 	// reference, each digest once per repository; unique = used by this
@@ -124,4 +135,4 @@ const (
 		GROUP BY m.digest ORDER BY m.created DESC, m.digest`
 )
 
-var allQueries = []string{sqlGetTagRecord, sqlSetRepoLocks, sqlSetTagLocks, sqlSetManifestLock, sqlBumpTagsVersion, sqlSetUntaggedSince, sqlUntaggedManifests, sqlTagRecords, sqlGetSetting, sqlPutSetting, sqlSetBlobState, sqlTouchBlob, sqlMarkUnreferenced, sqlDeleteBlob, sqlDeleteBlobLinks, sqlBlobReferenced, sqlCollectableBlobs, sqlBlobsInState, sqlStaleUploads, sqlListManifests, sqlManifestRefs, sqlManifestParents, sqlDeleteRepoLinks, sqlDeleteRepoManifests, sqlDeleteRepoRefs, sqlDeleteRepoTags, sqlDeleteRepoUploads, sqlDeleteRepository, sqlBlobTotals, sqlRepositoryUsage, sqlManifestUsage, sqlCreateRepository, sqlGetRepository, sqlListRepositories, sqlPutBlob, sqlGetBlob, sqlLinkBlob, sqlUnlinkBlob, sqlRepositoryBlob, sqlPutManifest, sqlDeleteManifestRefs, sqlPutManifestRef, sqlGetManifest, sqlDeleteManifest, sqlReferrers, sqlPutTag, sqlGetTag, sqlListTags, sqlTagsOf, sqlDeleteTag, sqlPutUpload, sqlAdvanceUpload, sqlGetUpload, sqlDeleteUpload}
+var allQueries = []string{sqlPutRecycled, sqlPutRecycleRef, sqlGetRecycled, sqlListRecycled, sqlExpiredRecycled, sqlDeleteRecycled, sqlDeleteRecRefs, sqlGetTagRecord, sqlSetRepoLocks, sqlSetTagLocks, sqlSetManifestLock, sqlBumpTagsVersion, sqlSetUntaggedSince, sqlUntaggedManifests, sqlTagRecords, sqlGetSetting, sqlPutSetting, sqlSetBlobState, sqlTouchBlob, sqlMarkUnreferenced, sqlDeleteBlob, sqlDeleteBlobLinks, sqlBlobReferenced, sqlCollectableBlobs, sqlBlobsInState, sqlStaleUploads, sqlListManifests, sqlManifestRefs, sqlManifestParents, sqlDeleteRepoLinks, sqlDeleteRepoManifests, sqlDeleteRepoRefs, sqlDeleteRepoTags, sqlDeleteRepoUploads, sqlDeleteRepository, sqlBlobTotals, sqlRepositoryUsage, sqlManifestUsage, sqlCreateRepository, sqlGetRepository, sqlListRepositories, sqlPutBlob, sqlGetBlob, sqlLinkBlob, sqlUnlinkBlob, sqlRepositoryBlob, sqlPutManifest, sqlDeleteManifestRefs, sqlPutManifestRef, sqlGetManifest, sqlDeleteManifest, sqlReferrers, sqlPutTag, sqlGetTag, sqlListTags, sqlTagsOf, sqlDeleteTag, sqlPutUpload, sqlAdvanceUpload, sqlGetUpload, sqlDeleteUpload}

@@ -246,7 +246,7 @@ func (t *Tx) RepositoryBlob(repo string, d stowage.Digest) (stowage.BlobRecord, 
 
 func (t *Tx) BlobReferenced(d stowage.Digest) (bool, error) {
 	var ok bool
-	err := t.row(sqlBlobReferenced, string(d), string(d)).Scan(&ok)
+	err := t.row(sqlBlobReferenced, string(d), string(d), string(d)).Scan(&ok)
 	return ok, err
 }
 
@@ -524,5 +524,76 @@ func (t *Tx) GetSetting(key string) (string, error) {
 
 func (t *Tx) PutSetting(key, value string, now time.Time) error {
 	_, err := t.exec(sqlPutSetting, key, value, now.UnixNano())
+	return err
+}
+
+// Recycle bin.
+
+func (t *Tx) PutRecycled(e stowage.RecycledManifest) (int64, error) {
+	rec, err := json.Marshal(e.Manifest)
+	if err != nil {
+		return 0, err
+	}
+	refs, _ := json.Marshal(e.Refs)
+	tags, _ := json.Marshal(e.Tags)
+	res, err := t.exec(sqlPutRecycled, e.Manifest.Repo, string(e.Manifest.Digest), string(rec), string(refs), string(tags),
+		e.Deleted.UnixNano(), e.Expires.UnixNano())
+	if err != nil {
+		return 0, err
+	}
+	id, err := res.LastInsertId()
+	if err != nil {
+		return 0, err
+	}
+	held := []stowage.Digest{e.Manifest.Digest}
+	for _, r := range e.Refs {
+		if r.Kind == stowage.RefBlob {
+			held = append(held, r.Digest)
+		}
+	}
+	for _, d := range held {
+		if _, err := t.exec(sqlPutRecycleRef, id, string(d)); err != nil {
+			return 0, err
+		}
+	}
+	return id, nil
+}
+
+func scanRecycled(scan func(...any) error) (stowage.RecycledManifest, error) {
+	var e stowage.RecycledManifest
+	var rec, refs, tags string
+	var deleted, expires int64
+	if err := scan(&e.ID, &rec, &refs, &tags, &deleted, &expires); err != nil {
+		return e, notFound(err)
+	}
+	e.Deleted, e.Expires = ts(deleted), ts(expires)
+	if err := json.Unmarshal([]byte(rec), &e.Manifest); err != nil {
+		return e, err
+	}
+	if err := json.Unmarshal([]byte(refs), &e.Refs); err != nil {
+		return e, err
+	}
+	return e, json.Unmarshal([]byte(tags), &e.Tags)
+}
+
+func (t *Tx) GetRecycled(id int64) (stowage.RecycledManifest, error) {
+	return scanRecycled(t.row(sqlGetRecycled, id).Scan)
+}
+
+func (t *Tx) ListRecycled(repo string) ([]stowage.RecycledManifest, error) {
+	rows, err := t.query(sqlListRecycled, repo, repo)
+	return scanAll(rows, err, scanRecycled)
+}
+
+func (t *Tx) ExpiredRecycled(before time.Time, limit int) ([]stowage.RecycledManifest, error) {
+	rows, err := t.query(sqlExpiredRecycled, before.UnixNano(), limitOf(limit))
+	return scanAll(rows, err, scanRecycled)
+}
+
+func (t *Tx) DeleteRecycled(id int64) error {
+	if err := affected(t.exec(sqlDeleteRecycled, id)); err != nil {
+		return err
+	}
+	_, err := t.exec(sqlDeleteRecRefs, id)
 	return err
 }

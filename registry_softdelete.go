@@ -1,0 +1,146 @@
+package stowage
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// SoftDeletePolicy keeps deleted manifests in a recycle bin for Days (1 to
+// 90), restorable, before their space can be reclaimed. Off by default.
+type SoftDeletePolicy struct {
+	Enabled bool `json:"enabled"`
+	Days    int  `json:"days"`
+}
+
+const settingSoftDelete = "softdelete.policy"
+
+// SoftDelete returns the policy.
+func (r *Registry) SoftDelete(ctx context.Context) (SoftDeletePolicy, error) {
+	var p SoftDeletePolicy
+	err := r.db.View(ctx, func(tx Tx) error { return getSetting(tx, settingSoftDelete, &p) })
+	return p, err
+}
+
+// SetSoftDelete stores the policy.
+func (r *Registry) SetSoftDelete(ctx context.Context, p SoftDeletePolicy) error {
+	if p.Enabled && (p.Days < 1 || p.Days > 90) {
+		return Errorf(CodeInvalidParameter, "soft delete keeps deleted manifests 1 to 90 days, not %d", p.Days)
+	}
+	return r.db.Update(ctx, func(tx Tx) error { return putSetting(tx, settingSoftDelete, p, r.now()) })
+}
+
+// recycleUntil returns when manifests deleted now leave the recycle bin, or
+// the zero time if soft delete is off.
+func recycleUntil(tx Tx, now time.Time) (time.Time, error) {
+	var p SoftDeletePolicy
+	if err := getSetting(tx, settingSoftDelete, &p); err != nil || !p.Enabled {
+		return time.Time{}, err
+	}
+	return now.Add(time.Duration(p.Days) * 24 * time.Hour), nil
+}
+
+// RecycleBin lists soft-deleted manifests of repo ("" = all), newest first.
+func (r *Registry) RecycleBin(ctx context.Context, repo string) ([]RecycledManifest, error) {
+	var out []RecycledManifest
+	err := r.db.View(ctx, func(tx Tx) (err error) {
+		out, err = tx.ListRecycled(repo)
+		return err
+	})
+	if out == nil {
+		out = []RecycledManifest{}
+	}
+	return out, err
+}
+
+// RestoreReport says what a restore brought back.
+type RestoreReport struct {
+	Repository  string   `json:"repository"`
+	Digest      Digest   `json:"digest"`
+	Tags        []string `json:"tags"`        // tags restored
+	TagsSkipped []string `json:"tagsSkipped"` // tags that now point elsewhere, left alone
+}
+
+// Restore brings a soft-deleted manifest back, with its tags unless they
+// have been reused meanwhile. An index's children must be restored first.
+func (r *Registry) Restore(ctx context.Context, id int64) (RestoreReport, error) {
+	var rep RestoreReport
+	now := r.now()
+	err := r.db.Update(ctx, func(tx Tx) error {
+		e, err := tx.GetRecycled(id)
+		if errors.Is(err, ErrNotFound) {
+			return Errorf(CodeManifestUnknown, "recycle bin entry %d does not exist (it was restored, or it expired); list them with 'stowage recycle-bin'", id)
+		}
+		if err != nil {
+			return err
+		}
+		m := e.Manifest
+		rep = RestoreReport{Repository: m.Repo, Digest: m.Digest, Tags: []string{}, TagsSkipped: []string{}}
+		if _, err := tx.GetManifest(m.Repo, m.Digest); err == nil {
+			return Errorf(CodeDenied, "manifest %s@%s exists again (pushed after the delete); nothing to restore", m.Repo, m.Digest)
+		}
+		if err := writable(tx, m.Repo); err != nil {
+			return err
+		}
+		if err := tx.CreateRepository(m.Repo, now); err != nil {
+			return err
+		}
+		for _, ref := range e.Refs {
+			if ref.Kind == RefManifest {
+				if _, err := tx.GetManifest(m.Repo, ref.Digest); err != nil {
+					return Errorf(CodeManifestBlobUnknown, "index %s needs its child %s: restore that first", m.Digest, ref.Digest)
+				}
+				continue
+			}
+			if err := tx.LinkBlob(m.Repo, ref.Digest, now); err != nil {
+				return err
+			}
+		}
+		if err := tx.PutManifest(m, e.Refs); err != nil {
+			return err
+		}
+		for _, t := range e.Tags {
+			if _, err := tx.GetTag(m.Repo, t); err == nil {
+				rep.TagsSkipped = append(rep.TagsSkipped, t)
+				continue
+			}
+			if err := tx.PutTag(m.Repo, t, m.Digest, now); err != nil {
+				return err
+			}
+			rep.Tags = append(rep.Tags, t)
+		}
+		return tx.DeleteRecycled(id)
+	})
+	return rep, err
+}
+
+// expireRecycled removes recycle bin entries past their time; their space
+// then follows the usual grace period and lease.
+func (r *Registry) expireRecycled(ctx context.Context, now time.Time) (int, error) {
+	n := 0
+	for {
+		var batch []RecycledManifest
+		err := r.db.Update(ctx, func(tx Tx) (err error) {
+			if batch, err = tx.ExpiredRecycled(now, gcBatch); err != nil {
+				return err
+			}
+			for _, e := range batch {
+				if err := tx.DeleteRecycled(e.ID); err != nil {
+					return err
+				}
+				held := []Digest{e.Manifest.Digest}
+				for _, ref := range e.Refs {
+					held = append(held, ref.Digest)
+				}
+				if err := tx.MarkUnreferenced(held, now); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		n += len(batch)
+		if err != nil || len(batch) < gcBatch {
+			return n, err
+		}
+	}
+}

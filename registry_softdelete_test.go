@@ -1,0 +1,74 @@
+package stowage_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stowage/stowage"
+)
+
+// TestSoftDelete: with soft delete on, a deleted image goes to the recycle
+// bin: its space stays (GC frees nothing), it can be restored with its
+// tags, and once it expires GC frees exactly what the delete would have.
+func TestSoftDelete(t *testing.T) {
+	e := newEnv(t, nil)
+	shared := newBlob(4000)
+	m1 := e.image(t, "app", "v1", newBlob(21), shared, newBlob(3000))
+	e.image(t, "app", "v2", newBlob(22), shared)
+	if err := e.reg.SetSoftDelete(e.ctx, stowage.SoftDeletePolicy{Enabled: true, Days: 0}); err == nil {
+		t.Error("0 days accepted; want 1 to 90")
+	}
+	if err := e.reg.SetSoftDelete(e.ctx, stowage.SoftDeletePolicy{Enabled: true, Days: 7}); err != nil {
+		t.Fatal(err)
+	}
+	// What a hard delete would free, measured with the policy off.
+	e.reg.SetSoftDelete(e.ctx, stowage.SoftDeletePolicy{})
+	hard, err := e.reg.DeleteImage(e.ctx, "app", stowage.Reference{Tag: "v1"}, true)
+	if err != nil || hard.BytesFreed == 0 {
+		t.Fatalf("hard dry run: %+v %v", hard, err)
+	}
+	e.reg.SetSoftDelete(e.ctx, stowage.SoftDeletePolicy{Enabled: true, Days: 7})
+
+	rep, err := e.reg.DeleteImage(e.ctx, "app", stowage.Reference{Tag: "v1"}, false)
+	if err != nil || rep.RecycledUntil == "" || rep.BytesFreed != 0 {
+		t.Fatalf("soft delete: %+v %v; want it recycled, nothing freed yet", rep, err)
+	}
+	if e.hasManifest("app", m1.d) {
+		t.Fatal("a soft-deleted manifest is still pullable")
+	}
+	gc, _ := e.reg.CollectGarbage(e.ctx, stowage.GCOptions{MinAge: zero()})
+	if gc.BytesFreed != 0 {
+		t.Fatalf("GC freed %d bytes of a manifest in the recycle bin", gc.BytesFreed)
+	}
+	bin, err := e.reg.RecycleBin(e.ctx, "app")
+	if err != nil || len(bin) != 1 || bin[0].Manifest.Digest != m1.d || len(bin[0].Tags) != 1 {
+		t.Fatalf("recycle bin: %+v %v", bin, err)
+	}
+	restored, err := e.reg.Restore(e.ctx, bin[0].ID)
+	if err != nil || len(restored.Tags) != 1 || restored.Tags[0] != "v1" {
+		t.Fatalf("restore: %+v %v", restored, err)
+	}
+	if _, body, err := e.reg.GetManifest(e.ctx, "app", stowage.Reference{Tag: "v1"}); err != nil || string(body) != string(m1.data) {
+		t.Fatalf("after restore: %v", err)
+	}
+	if _, err := e.reg.Restore(e.ctx, bin[0].ID); stowage.ErrorCodeOf(err) != stowage.CodeManifestUnknown {
+		t.Errorf("restoring twice: %v", err)
+	}
+
+	// Delete again and let it expire: GC then frees what a hard delete would.
+	if _, err := e.reg.DeleteImage(e.ctx, "app", stowage.Reference{Tag: "v1"}, false); err != nil {
+		t.Fatal(err)
+	}
+	e.clock.Advance(6 * 24 * time.Hour)
+	if gc, _ := e.reg.CollectGarbage(e.ctx, stowage.GCOptions{MinAge: zero()}); gc.BytesFreed != 0 {
+		t.Errorf("GC freed %d bytes before the entry expired", gc.BytesFreed)
+	}
+	e.clock.Advance(2 * 24 * time.Hour)
+	gc, err = e.reg.CollectGarbage(e.ctx, stowage.GCOptions{MinAge: zero()})
+	if err != nil || gc.BytesFreed != hard.BytesFreed {
+		t.Errorf("after expiry GC freed %d bytes, a hard delete frees %d (%v)", gc.BytesFreed, hard.BytesFreed, err)
+	}
+	if bin, _ := e.reg.RecycleBin(e.ctx, ""); len(bin) != 0 {
+		t.Errorf("expired entries remain: %+v", bin)
+	}
+}
