@@ -113,6 +113,38 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) error {
 		return h.purge(ctx, w, r, dry)
 	case head == "locks" && (r.Method == http.MethodGet || r.Method == http.MethodPatch):
 		return h.locks(ctx, w, r, arg)
+	case head == "soft-delete" && arg == "" && r.Method == http.MethodGet:
+		p, err := h.reg.SoftDelete(ctx)
+		if err != nil {
+			return err
+		}
+		return writeJSON(w, map[string]any{"policy": p})
+	case head == "soft-delete" && arg == "" && r.Method == http.MethodPut:
+		var p stowage.SoftDeletePolicy
+		if err := decodeBody(w, r, &p); err != nil {
+			return err
+		}
+		if err := h.reg.SetSoftDelete(ctx, p); err != nil {
+			return err
+		}
+		return writeJSON(w, map[string]any{"policy": p})
+	case head == "recycle-bin" && r.Method == http.MethodGet:
+		bin, err := h.reg.RecycleBin(ctx, arg)
+		if err != nil {
+			return err
+		}
+		return writeJSON(w, map[string]any{"entries": recycledJSON(bin)})
+	case head == "recycle-bin" && r.Method == http.MethodPost && strings.HasSuffix(arg, "/restore"):
+		id, err := strconv.ParseInt(strings.TrimSuffix(arg, "/restore"), 10, 64)
+		if err != nil {
+			return stowage.Errorf(stowage.CodeInvalidParameter, "recycle bin entry %q: want a number from 'stowage recycle-bin'", arg)
+		}
+		rep, err := h.reg.Restore(ctx, id)
+		if err != nil {
+			return err
+		}
+		h.log.Info("restored from the recycle bin", "repository", rep.Repository, "digest", rep.Digest, "from", r.RemoteAddr)
+		return writeJSON(w, rep)
 	case head == "immutability" && arg == "" && r.Method == http.MethodGet:
 		rules, err := h.reg.ImmutabilityRules(ctx)
 		if err != nil {
@@ -222,6 +254,29 @@ func (h *Handler) locks(ctx context.Context, w http.ResponseWriter, r *http.Requ
 		return err
 	}
 	return writeJSON(w, map[string]any{"target": target, "changeableAttributes": AttributesOf(l)})
+}
+
+type recycled struct {
+	ID         int64    `json:"id"`
+	Repository string   `json:"repository"`
+	Digest     string   `json:"digest"`
+	MediaType  string   `json:"mediaType"`
+	Tags       []string `json:"tags"`
+	Deleted    string   `json:"deletedTime"`
+	Expires    string   `json:"expiresTime"`
+}
+
+func recycledJSON(bin []stowage.RecycledManifest) []recycled {
+	out := make([]recycled, 0, len(bin))
+	for _, e := range bin {
+		tags := e.Tags
+		if tags == nil {
+			tags = []string{}
+		}
+		out = append(out, recycled{e.ID, e.Manifest.Repo, string(e.Manifest.Digest), e.Manifest.MediaType, tags,
+			e.Deleted.UTC().Format(time.RFC3339), e.Expires.UTC().Format(time.RFC3339)})
+	}
+	return out
 }
 
 // parseTarget parses "repo", "repo:tag" or "repo@digest".

@@ -242,6 +242,10 @@ func runDelete(ctx context.Context, kind string, args []string, stdout, stderr i
 	if kind == "untag" {
 		fmt.Fprintf(stdout, "%s tag %s\n", map[bool]string{true: "would remove", false: "removed"}[rep.DryRun], strings.Join(rep.Tags, ", "))
 	}
+	if rep.RecycledUntil != "" {
+		fmt.Fprintf(stdout, "kept in the recycle bin until %s (stowage recycle-bin, stowage restore); its space is freed after that\n", rep.RecycledUntil)
+		return 0
+	}
 	frees := "frees"
 	if rep.DryRun {
 		frees = "would free"
@@ -520,6 +524,119 @@ func (c *client) send(ctx context.Context, method, path string, body []byte, out
 		return apiError(resp)
 	}
 	return json.NewDecoder(resp.Body).Decode(out)
+}
+
+// ---- soft delete ----
+
+const softDeleteUsage = `Usage: stowage soft-delete show | set --enabled=BOOL --days N [flags]
+
+Soft delete keeps deleted manifests in a recycle bin for N days (1 to 90):
+they can be listed ('stowage recycle-bin') and restored ('stowage restore'),
+and their space is reclaimed only after they expire. Off by default.
+`
+
+const recycleUsage = `Usage: stowage recycle-bin [REPOSITORY] [flags]
+
+Lists soft-deleted manifests, newest first, with the id to restore them by.
+`
+
+const restoreUsage = `Usage: stowage restore ID [flags]
+
+Restores a soft-deleted manifest with its tags (tags reused since are left
+alone). Restore an index's children before the index.
+`
+
+func runSoftDelete(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || (args[0] != "show" && args[0] != "set") {
+		fmt.Fprint(stderr, softDeleteUsage)
+		return 2
+	}
+	sub := args[0]
+	var enabled *bool
+	var days *int
+	fl, reg, ok := parseAdmin("soft-delete "+sub, softDeleteUsage, args[1:], stderr, func(fl *flag.FlagSet) {
+		enabled = fl.Bool("enabled", true, "set: turn soft delete on or off")
+		days = fl.Int("days", 7, "set: days deleted manifests stay restorable (1-90)")
+	})
+	if !ok {
+		return exitCode(fl, ok)
+	}
+	c := newClient(*reg, stdout, stderr)
+	var out struct{ Policy stowage.SoftDeletePolicy }
+	var err error
+	if sub == "show" {
+		err = c.do(ctx, http.MethodGet, "/api/v1/soft-delete", &out)
+	} else {
+		body := []byte(fmt.Sprintf(`{"enabled":%t,"days":%d}`, *enabled, *days))
+		err = c.send(ctx, http.MethodPut, "/api/v1/soft-delete", body, &out)
+	}
+	if err != nil {
+		return fail(stderr, err)
+	}
+	if out.Policy.Enabled {
+		fmt.Fprintf(stdout, "soft delete: enabled; deleted manifests stay restorable for %d days\n", out.Policy.Days)
+	} else {
+		fmt.Fprintln(stdout, "soft delete: disabled; deletes are final")
+	}
+	return 0
+}
+
+func runRecycleBin(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	var output *string
+	fl, reg, ok := parseAdmin("recycle-bin", recycleUsage, args, stderr, func(fl *flag.FlagSet) {
+		output = fl.String("output", "table", "table or json")
+	})
+	if !ok {
+		return exitCode(fl, ok)
+	}
+	var out struct {
+		Entries []struct {
+			ID                                           int64
+			Repository, Digest, DeletedTime, ExpiresTime string
+			Tags                                         []string
+		}
+	}
+	if err := newClient(*reg, stdout, stderr).do(ctx, http.MethodGet, "/api/v1/recycle-bin/"+fl.Arg(0), &out); err != nil {
+		return fail(stderr, err)
+	}
+	if *output == "json" {
+		return printJSON(stdout, out)
+	}
+	if len(out.Entries) == 0 {
+		fmt.Fprintln(stdout, "the recycle bin is empty")
+		return 0
+	}
+	tw := tabwriter.NewWriter(stdout, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tMANIFEST\tTAGS\tDELETED\tEXPIRES")
+	for _, e := range out.Entries {
+		fmt.Fprintf(tw, "%d\t%s@%s\t%s\t%s\t%s\n", e.ID, e.Repository, short(stowage.Digest(e.Digest)), strings.Join(e.Tags, ","), e.DeletedTime, e.ExpiresTime)
+	}
+	tw.Flush()
+	return 0
+}
+
+func runRestore(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fl, reg, ok := parseAdmin("restore", restoreUsage, args, stderr, nil)
+	if !ok {
+		return exitCode(fl, ok)
+	}
+	if fl.NArg() != 1 {
+		fl.Usage()
+		return 2
+	}
+	var rep stowage.RestoreReport
+	if err := newClient(*reg, stdout, stderr).send(ctx, http.MethodPost, "/api/v1/recycle-bin/"+fl.Arg(0)+"/restore", nil, &rep); err != nil {
+		return fail(stderr, err)
+	}
+	fmt.Fprintf(stdout, "restored %s@%s", rep.Repository, rep.Digest)
+	if len(rep.Tags) > 0 {
+		fmt.Fprintf(stdout, " with tags %s", strings.Join(rep.Tags, ", "))
+	}
+	if len(rep.TagsSkipped) > 0 {
+		fmt.Fprintf(stdout, " (tags now used by other manifests, left alone: %s)", strings.Join(rep.TagsSkipped, ", "))
+	}
+	fmt.Fprintln(stdout)
+	return 0
 }
 
 // ---- gc ----

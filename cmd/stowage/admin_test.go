@@ -248,3 +248,36 @@ func pushImageExpect(t *testing.T, base, repo, tag string, layer []byte, status 
 		t.Errorf("push %s:%s: %d %s, want %d with %q", repo, tag, resp.StatusCode, body.String(), status, msg)
 	}
 }
+
+// TestSoftDeleteCommands: delete with soft delete on, list, restore.
+func TestSoftDeleteCommands(t *testing.T) {
+	m := startMain(t, t.TempDir())
+	defer m.Close()
+	base := "http://" + m.Addr
+	pushImage(t, base, "team/app", "v1", []byte("soft layer"))
+	if out, _, code := cli(t, "soft-delete", "set", "--registry", base, "--enabled=true", "--days", "14"); code != 0 || !strings.Contains(out, "14 days") {
+		t.Fatalf("soft-delete set: %s", out)
+	}
+	out, _, code := cli(t, "delete", "--registry", base, "team/app:v1")
+	if code != 0 || !strings.Contains(out, "recycle bin until") {
+		t.Fatalf("delete: %s", out)
+	}
+	if r, _ := http.Get(base + "/v2/team/app/manifests/v1"); r.StatusCode != http.StatusNotFound {
+		t.Errorf("a soft-deleted tag still pulls: %d", r.StatusCode)
+	}
+	out, _, _ = cli(t, "recycle-bin", "--registry", base, "--output", "json")
+	var bin struct{ Entries []struct{ ID int64 } }
+	if err := json.Unmarshal([]byte(out), &bin); err != nil || len(bin.Entries) != 1 {
+		t.Fatalf("recycle-bin: %v %s", err, out)
+	}
+	out, errOut, code := cli(t, "restore", "--registry", base, fmt.Sprint(bin.Entries[0].ID))
+	if code != 0 || !strings.Contains(out, "with tags v1") {
+		t.Fatalf("restore: %d %s%s", code, out, errOut)
+	}
+	if r, _ := http.Get(base + "/v2/team/app/manifests/v1"); r.StatusCode != http.StatusOK {
+		t.Errorf("after restore: %d", r.StatusCode)
+	}
+	if _, errOut, code := cli(t, "soft-delete", "set", "--registry", base, "--days", "91"); code == 0 || !strings.Contains(errOut, "1 to 90") {
+		t.Errorf("soft-delete --days 91: %s", errOut)
+	}
+}

@@ -32,6 +32,9 @@ Commands:
   purge        delete tags (and untagged manifests) by filter, age and keep count
   lock         show or change the locks of a repository, tag or manifest
   immutability show or set the registry-wide tag immutability rules
+  soft-delete  show or set soft delete (a recycle bin for deleted manifests)
+  recycle-bin  list soft-deleted manifests
+  restore      restore a soft-deleted manifest
   version      print the version
   help         show this help, or help for a command: stowage help gc
 
@@ -76,6 +79,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return runLock(ctx, rest, stdout, stderr)
 	case "immutability":
 		return runImmutability(ctx, rest, stdout, stderr)
+	case "soft-delete":
+		return runSoftDelete(ctx, rest, stdout, stderr)
+	case "recycle-bin":
+		return runRecycleBin(ctx, rest, stdout, stderr)
+	case "restore":
+		return runRestore(ctx, rest, stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, "stowage", versionString())
 		return 0
