@@ -10,8 +10,9 @@ import (
 // GCOptions configures one garbage collection.
 type GCOptions struct {
 	// Grace: an unreferenced blob is kept this long after it lost its last
-	// reference (or was pushed). Lease: a blob a client saw or uploaded is
-	// kept this long after. Both default to 1h.
+	// reference (or was pushed); zero means no grace period. Lease: a blob a
+	// client saw or uploaded is kept this long after; zero means the
+	// registry's lease (Options.Lease, default 1h).
 	Grace, Lease time.Duration
 	// MinAge, if set, replaces both for this run ("0s": everything
 	// unreferenced now, for an operator who knows no push is in flight).
@@ -56,10 +57,7 @@ const gcBatch = 256
 func (r *Registry) CollectGarbage(ctx context.Context, opts GCOptions) (GCReport, error) {
 	start := r.now()
 	rep := GCReport{DryRun: opts.DryRun, Started: start.UTC().Format(time.RFC3339)}
-	grace, lease := opts.Grace, opts.Lease
-	if grace <= 0 {
-		grace = time.Hour
-	}
+	grace, lease := max(opts.Grace, 0), opts.Lease
 	if lease <= 0 {
 		lease = r.lease
 	}

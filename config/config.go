@@ -231,8 +231,8 @@ func (c *Config) Validate() error {
 			errs = append(errs, name+" must not be negative")
 		}
 	}
-	if c.GC.Lease < Duration(time.Minute) {
-		errs = append(errs, "gc.lease must be at least 1m: clients need time between seeing a blob and referencing it")
+	if c.GC.Lease < Duration(time.Second) {
+		errs = append(errs, "gc.lease must be at least 1s (and should be far longer than a push takes: clients need time between seeing a blob and referencing it)")
 	}
 	if c.ShutdownTimeout < 0 {
 		errs = append(errs, "shutdown_timeout must not be negative")

@@ -132,12 +132,12 @@ func freePort(t testing.TB) int {
 
 // startServer starts `stowage serve` on a free loopback port over dataDir and
 // waits until GET /v2/ answers 200. The process is stopped in t.Cleanup.
-func startServer(t testing.TB, dataDir string) *server {
+func startServer(t testing.TB, dataDir string, env ...string) *server {
 	t.Helper()
 	needServer(t)
 	var lastErr error
 	for attempt := 0; attempt < 3; attempt++ {
-		s, err := tryStart(t, dataDir)
+		s, err := tryStart(t, dataDir, env...)
 		if err == nil {
 			return s
 		}
@@ -152,11 +152,11 @@ func startServer(t testing.TB, dataDir string) *server {
 	return nil
 }
 
-func tryStart(t testing.TB, dataDir string) (*server, error) {
+func tryStart(t testing.TB, dataDir string, env ...string) (*server, error) {
 	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	s := &server{t: t, DataDir: dataDir, Addr: addr, URL: "http://" + addr, log: &syncBuffer{}, done: make(chan struct{})}
 	s.cmd = exec.Command(binPath, "serve", "--addr", addr, "--data-dir", dataDir, "--log-level", "warn")
-	s.cmd.Env = serverEnv()
+	s.cmd.Env = append(serverEnv(), env...)
 	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
 	if err := s.cmd.Start(); err != nil {
 		return nil, err
