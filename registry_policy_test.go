@@ -146,3 +146,55 @@ func TestPurge(t *testing.T) {
 		t.Errorf("ParseAge(1d12h) = %v", d)
 	}
 }
+
+// TestPurgePolicies: a scheduled purge runs when due, records its run, and
+// waits for its period before running again.
+func TestPurgePolicies(t *testing.T) {
+	e := newEnv(t, nil)
+	base := newBlob(2000)
+	for i := 1; i <= 3; i++ {
+		e.image(t, "ci/app", fmt.Sprintf("pr-%d", i), newBlob(40+i), base)
+	}
+	for _, bad := range []stowage.PurgePolicy{
+		{Name: "x y", Filters: []string{"ci/.*:pr-.*"}, Every: "1d"},
+		{Name: "nofilter", Every: "1d"},
+		{Name: "often", Filters: []string{"ci/.*:pr-.*"}, Every: "10s"},
+		{Name: "badago", Filters: []string{"ci/.*:pr-.*"}, Every: "1d", Ago: "soon"},
+	} {
+		if err := e.reg.SetPurgePolicy(e.ctx, bad); err == nil {
+			t.Errorf("policy %+v accepted", bad)
+		}
+	}
+	if err := e.reg.SetPurgePolicy(e.ctx, stowage.PurgePolicy{Name: "prs", Filters: []string{"ci/.*:pr-.*"}, Ago: "1d", Keep: 1, Untagged: true, Every: "1d"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.reg.RunDuePurgePolicies(e.ctx); err != nil { // nothing is a day old yet
+		t.Fatal(err)
+	}
+	if got := e.tags(t, "ci/app"); len(got) != 3 {
+		t.Fatalf("tags after a run with nothing old enough: %v", got)
+	}
+	e.clock.Advance(2 * 24 * time.Hour) // due again, and the tags are old enough
+	if err := e.reg.RunDuePurgePolicies(e.ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.tags(t, "ci/app"); len(got) != 1 {
+		t.Errorf("tags after the scheduled purge: %v, want the newest one", got)
+	}
+	ps, _ := e.reg.PurgePolicies(e.ctx)
+	if len(ps) != 1 || ps[0].LastRun == nil || ps[0].LastRun.Tags != 2 {
+		t.Fatalf("policy after its run: %+v", ps)
+	}
+	e.image(t, "ci/app", "pr-9", newBlob(49), base)
+	e.clock.Advance(12 * time.Hour) // not due yet (period 1d)
+	e.reg.RunDuePurgePolicies(e.ctx)
+	if got := e.tags(t, "ci/app"); len(got) != 2 {
+		t.Errorf("a policy ran before its period: tags %v", got)
+	}
+	if err := e.reg.DeletePurgePolicy(e.ctx, "prs"); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.reg.DeletePurgePolicy(e.ctx, "prs"); stowage.ErrorCodeOf(err) != stowage.CodeNameUnknown {
+		t.Errorf("deleting a missing policy: %v", err)
+	}
+}

@@ -111,6 +111,28 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) error {
 		return writeJSON(w, run)
 	case head == "purge" && arg == "" && r.Method == http.MethodPost:
 		return h.purge(ctx, w, r, dry)
+	case head == "purge-policies" && arg == "" && r.Method == http.MethodGet:
+		ps, err := h.reg.PurgePolicies(ctx)
+		if err != nil {
+			return err
+		}
+		return writeJSON(w, map[string]any{"policies": ps})
+	case head == "purge-policies" && arg != "" && r.Method == http.MethodPut:
+		var p stowage.PurgePolicy
+		if err := decodeBody(w, r, &p); err != nil {
+			return err
+		}
+		p.Name = arg
+		if err := h.reg.SetPurgePolicy(ctx, p); err != nil {
+			return err
+		}
+		return writeJSON(w, map[string]any{"policy": p})
+	case head == "purge-policies" && arg != "" && r.Method == http.MethodDelete:
+		if err := h.reg.DeletePurgePolicy(ctx, arg); err != nil {
+			return err
+		}
+		w.WriteHeader(http.StatusNoContent)
+		return nil
 	case head == "locks" && (r.Method == http.MethodGet || r.Method == http.MethodPatch):
 		return h.locks(ctx, w, r, arg)
 	case head == "soft-delete" && arg == "" && r.Method == http.MethodGet:

@@ -375,6 +375,75 @@ func runPurge(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	return printRun(stdout, run, *output)
 }
 
+const purgePolicyUsage = `Usage: stowage purge-policy list | set NAME --filter R:T [--ago 30d] [--keep N] [--untagged] --every 24h | delete NAME
+
+Scheduled purges: 'stowage serve' runs each policy every --every (checked
+each minute), with the same options as 'stowage purge', and records its last run.
+`
+
+func runPurgePolicy(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || (args[0] != "list" && args[0] != "set" && args[0] != "delete") {
+		fmt.Fprint(stderr, purgePolicyUsage)
+		return 2
+	}
+	sub := args[0]
+	var filters multiFlag
+	var ago, every *string
+	var keep *int
+	var untagged *bool
+	fl, reg, ok := parseAdmin("purge-policy "+sub, purgePolicyUsage, args[1:], stderr, func(fl *flag.FlagSet) {
+		fl.Var(&filters, "filter", "REPO_REGEX:TAG_REGEX (repeatable)")
+		ago = fl.String("ago", "", "only tags last pushed longer ago than this")
+		keep = fl.Int("keep", 0, "per repository, keep this many of the newest matching tags")
+		untagged = fl.Bool("untagged", false, "also delete manifests left without tags")
+		every = fl.String("every", "24h", "how often the policy runs (e.g. 24h, 7d)")
+	})
+	if !ok {
+		return exitCode(fl, ok)
+	}
+	c := newClient(*reg, stdout, stderr)
+	switch sub {
+	case "list":
+		var out struct{ Policies []stowage.PurgePolicy }
+		if err := c.do(ctx, http.MethodGet, "/api/v1/purge-policies", &out); err != nil {
+			return fail(stderr, err)
+		}
+		if len(out.Policies) == 0 {
+			fmt.Fprintln(stdout, "no purge policies")
+		}
+		for _, p := range out.Policies {
+			fmt.Fprintf(stdout, "%s: every %s, filters %s, ago %s, keep %d, untagged %t", p.Name, p.Every, strings.Join(p.Filters, " "), p.Ago, p.Keep, p.Untagged)
+			if p.LastRun != nil {
+				fmt.Fprintf(stdout, "; last run %s: %d tags, %d manifests, frees %s%s", p.LastRun.At, p.LastRun.Tags, p.LastRun.Manifests, bytesStr(p.LastRun.BytesFreed), errSuffix(p.LastRun.Error))
+			}
+			fmt.Fprintln(stdout)
+		}
+		return 0
+	case "set":
+		if fl.NArg() != 1 {
+			fl.Usage()
+			return 2
+		}
+		body, _ := json.Marshal(stowage.PurgePolicy{Filters: filters, Ago: *ago, Keep: *keep, Untagged: *untagged, Every: *every})
+		var out map[string]any
+		if err := c.send(ctx, http.MethodPut, "/api/v1/purge-policies/"+fl.Arg(0), body, &out); err != nil {
+			return fail(stderr, err)
+		}
+		fmt.Fprintf(stdout, "purge policy %s set: runs every %s\n", fl.Arg(0), *every)
+		return 0
+	default:
+		if fl.NArg() != 1 {
+			fl.Usage()
+			return 2
+		}
+		if err := c.do(ctx, http.MethodDelete, "/api/v1/purge-policies/"+fl.Arg(0), nil); err != nil {
+			return fail(stderr, err)
+		}
+		fmt.Fprintf(stdout, "purge policy %s deleted\n", fl.Arg(0))
+		return 0
+	}
+}
+
 type multiFlag []string
 
 func (m *multiFlag) String() string     { return strings.Join(*m, ",") }

@@ -281,3 +281,24 @@ func TestSoftDeleteCommands(t *testing.T) {
 		t.Errorf("soft-delete --days 91: %s", errOut)
 	}
 }
+
+func TestPurgePolicyCommands(t *testing.T) {
+	m := startMain(t, t.TempDir())
+	defer m.Close()
+	base := "http://" + m.Addr
+	if out, errOut, code := cli(t, "purge-policy", "set", "--registry", base, "nightly", "--filter", "ci/.*:pr-.*", "--ago", "30d", "--keep", "5", "--every", "24h"); code != 0 || !strings.Contains(out, "every 24h") {
+		t.Fatalf("purge-policy set: %d %s%s", code, out, errOut)
+	}
+	if out, _, _ := cli(t, "purge-policy", "list", "--registry", base); !strings.Contains(out, "nightly: every 24h, filters ci/.*:pr-.*, ago 30d, keep 5") {
+		t.Errorf("purge-policy list: %s", out)
+	}
+	if _, errOut, code := cli(t, "purge-policy", "set", "--registry", base, "bad", "--every", "24h"); code == 0 || !strings.Contains(errOut, "at least one filter") {
+		t.Errorf("a policy without a filter: %d %s", code, errOut)
+	}
+	if out, _, code := cli(t, "purge-policy", "delete", "--registry", base, "nightly"); code != 0 || !strings.Contains(out, "deleted") {
+		t.Errorf("purge-policy delete: %s", out)
+	}
+	if out, _, _ := cli(t, "purge-policy", "list", "--registry", base); !strings.Contains(out, "no purge policies") {
+		t.Errorf("after delete: %s", out)
+	}
+}

@@ -30,6 +30,7 @@ Commands:
   gc           collect garbage now, online, with a progress bar and a report
   retention    show, set or run the retention policy for untagged manifests
   purge        delete tags (and untagged manifests) by filter, age and keep count
+  purge-policy list, set or delete scheduled purges
   lock         show or change the locks of a repository, tag or manifest
   immutability show or set the registry-wide tag immutability rules
   soft-delete  show or set soft delete (a recycle bin for deleted manifests)
@@ -75,6 +76,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return runRetention(ctx, rest, stdout, stderr)
 	case "purge":
 		return runPurge(ctx, rest, stdout, stderr)
+	case "purge-policy":
+		return runPurgePolicy(ctx, rest, stdout, stderr)
 	case "lock":
 		return runLock(ctx, rest, stdout, stderr)
 	case "immutability":

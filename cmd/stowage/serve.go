@@ -182,6 +182,7 @@ func (m *Main) Run(ctx context.Context) error {
 			return err
 		})
 	}
+	m.every(bg, "scheduled purge", time.Minute, reg.RunDuePurgePolicies)
 	if cfg.Retention.Interval > 0 {
 		m.every(bg, "retention", time.Duration(cfg.Retention.Interval), func(ctx context.Context) error {
 			run, err := reg.ApplyRetention(ctx, false)
