@@ -74,6 +74,7 @@ export OCI_API_BLOBS_UPLOAD_CANCEL=true
 export OCI_API_MANIFESTS_ATOMIC=true
 export OCI_API_MANIFESTS_DELETE=true
 export OCI_API_MANIFESTS_DIGEST_HEADER=true
+export OCI_API_MANIFESTS_TAG_PARAM=true # push by digest with ?tag= (Stowage answers OCI-Tag)
 export OCI_API_TAGS_ATOMIC=true
 export OCI_API_TAGS_DELETE=true
 export OCI_API_TAGS_LIST=true
