@@ -83,7 +83,7 @@ type BlobTx interface {
 	DeleteBlob(d Digest) error                                // the row and its links
 	LinkBlob(repo string, d Digest, now time.Time) error      // no-op if linked
 	UnlinkBlob(repo string, d Digest) error                   // ErrNotFound if not linked
-	RepositoryBlob(repo string, d Digest) (BlobRecord, error) // live and linked, else ErrNotFound
+	RepositoryBlob(repo string, d Digest) (BlobRecord, error) // live and linked (with RepoLocks), else ErrNotFound
 	// BlobReferenced reports whether any manifest (in any repository) is d
 	// or references d.
 	BlobReferenced(d Digest) (bool, error)
@@ -202,6 +202,9 @@ type BlobRecord struct {
 	State             BlobState
 	LastUsed          time.Time // the lease
 	UnreferencedSince time.Time // start of the grace period
+	// RepoLocks are the locks of the repository the blob was looked up in
+	// (set by RepositoryBlob only), so a pull needs one query.
+	RepoLocks Locks
 }
 
 // TagRecord is a tag.

@@ -90,13 +90,8 @@ func blobUnknown(repo string, d Digest) error {
 // can reference it in a manifest before the collector may take it.
 func (r *Registry) StatBlob(ctx context.Context, repo string, d Digest) (BlobRecord, error) {
 	var b BlobRecord
-	var locks Locks
 	err := r.db.View(ctx, func(tx Tx) (err error) {
-		if b, err = tx.RepositoryBlob(repo, d); err != nil {
-			return err
-		}
-		rec, err := tx.GetRepository(repo)
-		locks = rec.Locks
+		b, err = tx.RepositoryBlob(repo, d)
 		return err
 	})
 	if errors.Is(err, ErrNotFound) {
@@ -105,7 +100,7 @@ func (r *Registry) StatBlob(ctx context.Context, repo string, d Digest) (BlobRec
 	if err != nil {
 		return b, err
 	}
-	if locks&LockRead != 0 {
+	if b.RepoLocks&LockRead != 0 {
 		return b, denied("repository "+repo, "read", repo)
 	}
 	// Renew the lease only when a quarter of it has passed: at most a write

@@ -34,8 +34,8 @@ const (
 	sqlBlobsInState   = `SELECT ` + blobColumns + ` FROM blobs WHERE state = ? AND digest > ? ORDER BY digest LIMIT ?`
 	sqlLinkBlob       = `INSERT INTO repository_blobs (repo, digest, created) VALUES (?, ?, ?) ON CONFLICT DO NOTHING`
 	sqlUnlinkBlob     = `DELETE FROM repository_blobs WHERE repo = ? AND digest = ?`
-	sqlRepositoryBlob = `SELECT b.digest, b.size, b.created, b.state, b.last_used, b.unreferenced_since
-		FROM repository_blobs rb JOIN blobs b ON b.digest = rb.digest
+	sqlRepositoryBlob = `SELECT b.digest, b.size, b.created, b.state, b.last_used, b.unreferenced_since, coalesce(r.locks, 0)
+		FROM repository_blobs rb JOIN blobs b ON b.digest = rb.digest LEFT JOIN repositories r ON r.name = rb.repo
 		WHERE rb.repo = ? AND rb.digest = ? AND b.state = 'live'`
 	sqlPutManifest = `INSERT INTO manifests (repo, digest, media_type, artifact_type, size, subject, annotations, created, architecture, os)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)

@@ -241,7 +241,12 @@ func (t *Tx) UnlinkBlob(repo string, d stowage.Digest) error {
 }
 
 func (t *Tx) RepositoryBlob(repo string, d stowage.Digest) (stowage.BlobRecord, error) {
-	return scanBlob(t.row(sqlRepositoryBlob, repo, string(d)).Scan)
+	var locks stowage.Locks
+	b, err := scanBlob(func(dest ...any) error {
+		return t.row(sqlRepositoryBlob, repo, string(d)).Scan(append(dest, &locks)...)
+	})
+	b.RepoLocks = locks
+	return b, err
 }
 
 func (t *Tx) BlobReferenced(d stowage.Digest) (bool, error) {
