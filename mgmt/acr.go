@@ -148,19 +148,7 @@ func (a *ACR) patch(ctx context.Context, w http.ResponseWriter, r *http.Request,
 	if err := decodeBody(w, r, &body); err != nil {
 		return err
 	}
-	var set, clear stowage.Locks
-	for _, f := range []struct {
-		v    *bool
-		lock stowage.Locks
-	}{{body.WriteEnabled, stowage.LockWrite}, {body.DeleteEnabled, stowage.LockDelete}, {body.ReadEnabled, stowage.LockRead}, {body.ListEnabled, stowage.LockList}} {
-		switch {
-		case f.v == nil:
-		case *f.v:
-			clear |= f.lock
-		default:
-			set |= f.lock
-		}
-	}
+	set, clear := body.changes()
 	_, err := a.reg.SetLocks(ctx, name, ref, set, clear)
 	return err
 }

@@ -233,6 +233,24 @@ type Attributes struct {
 	ListEnabled   *bool `json:"listEnabled,omitempty"`
 }
 
+// changes returns the locks to set and to clear: a field false sets its
+// lock, true clears it, absent leaves it.
+func (a Attributes) changes() (set, clear stowage.Locks) {
+	for _, f := range []struct {
+		v    *bool
+		lock stowage.Locks
+	}{{a.WriteEnabled, stowage.LockWrite}, {a.DeleteEnabled, stowage.LockDelete}, {a.ReadEnabled, stowage.LockRead}, {a.ListEnabled, stowage.LockList}} {
+		switch {
+		case f.v == nil:
+		case *f.v:
+			clear |= f.lock
+		default:
+			set |= f.lock
+		}
+	}
+	return set, clear
+}
+
 // AttributesOf turns locks into attributes (every field set).
 func AttributesOf(l stowage.Locks) Attributes {
 	b := func(lock stowage.Locks) *bool { v := l&lock == 0; return &v }
@@ -254,19 +272,7 @@ func (h *Handler) locks(ctx context.Context, w http.ResponseWriter, r *http.Requ
 		if err := decodeBody(w, r, &a); err != nil {
 			return err
 		}
-		var set, clear stowage.Locks
-		for _, f := range []struct {
-			v    *bool
-			lock stowage.Locks
-		}{{a.WriteEnabled, stowage.LockWrite}, {a.DeleteEnabled, stowage.LockDelete}, {a.ReadEnabled, stowage.LockRead}, {a.ListEnabled, stowage.LockList}} {
-			switch {
-			case f.v == nil:
-			case *f.v:
-				clear |= f.lock
-			default:
-				set |= f.lock
-			}
-		}
+		set, clear := a.changes()
 		l, err = h.reg.SetLocks(ctx, repo, ref, set, clear)
 		if err == nil {
 			h.log.Info("locks changed", "target", target, "locks", l.String(), "from", r.RemoteAddr)

@@ -40,12 +40,25 @@ func newClient(base string, stdout, stderr io.Writer) *client {
 	return &client{base: strings.TrimRight(base, "/"), http: &http.Client{}, stdout: stdout, stderr: stderr}
 }
 
-// do sends a request and decodes a JSON answer into out; an error body
-// becomes an error with the server's code and message.
+// do sends a request without a body; see send.
 func (c *client) do(ctx context.Context, method, path string, out any) error {
-	req, err := http.NewRequestWithContext(ctx, method, c.base+path, nil)
+	return c.send(ctx, method, path, nil, out)
+}
+
+// send sends a request (with a JSON body if body is not nil) and decodes a
+// JSON answer into out (if not nil); an error body becomes an error with
+// the server's code and message.
+func (c *client) send(ctx context.Context, method, path string, body []byte, out any) error {
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
 	if err != nil {
 		return err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
@@ -55,7 +68,7 @@ func (c *client) do(ctx context.Context, method, path string, out any) error {
 	if resp.StatusCode >= 300 {
 		return apiError(resp)
 	}
-	if out == nil {
+	if out == nil || resp.StatusCode == http.StatusNoContent {
 		return nil
 	}
 	return json.NewDecoder(resp.Body).Decode(out)
@@ -575,24 +588,6 @@ func runImmutability(ctx context.Context, args []string, stdout, stderr io.Write
 		fmt.Fprintln(stdout, "immutable:", r)
 	}
 	return 0
-}
-
-// send is do with a JSON body.
-func (c *client) send(ctx context.Context, method, path string, body []byte, out any) error {
-	req, err := http.NewRequestWithContext(ctx, method, c.base+path, bytes.NewReader(body))
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return fmt.Errorf("cannot reach the registry at %s: %w (is 'stowage serve' running? use --registry)", c.base, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode >= 300 {
-		return apiError(resp)
-	}
-	return json.NewDecoder(resp.Body).Decode(out)
 }
 
 // ---- soft delete ----
