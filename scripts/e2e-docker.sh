@@ -7,6 +7,8 @@
 #  - docker build FROM e2e/app:v1 + one more file     -> e2e/app:v2 (shares layers)
 #  - push, rmi, pull by tag, compare image IDs and file bytes (docker export)
 #  - pull by digest, push to another repository (cross-repo mount), tags list
+#  - (Stowage only) a push over a write-locked tag is denied naming the lock;
+#    delete --dry-run predicts what gc then frees; shared layers still pull
 # 127.0.0.0/8 registries are insecure (plain HTTP) by default in dockerd.
 #
 # Env: STOWAGE_TEST_REGISTRY=distribution to run it against CNCF distribution,
@@ -301,6 +303,44 @@ elif grep -qiE 'manifest unknown|not found' "$WORK/pull-missing.log"; then
 else
 	cat "$WORK/pull-missing.log" >&2
 	check_fail "docker pull of a missing tag failed with an unexpected error"
+fi
+
+# ---------------------------------------------------------------- image management (Stowage only)
+if [ "${STOWAGE_TEST_REGISTRY:-stowage}" = stowage ]; then
+	st() { run_bounded "$T" "$STOWAGE_BIN" "$@" --registry "$STOWAGE_URL"; }
+	# A write-locked tag: docker's push of another image under it is denied.
+	if st lock e2e/app:v1 --write=false >"$WORK/lock.log" 2>&1 &&
+		dk tag "$APP2" "$REG/e2e/app:v1" >/dev/null 2>&1; then
+		if dk push "$REG/e2e/app:v1" >"$WORK/push-locked.log" 2>&1; then
+			check_fail "docker push over a write-locked tag succeeded"
+		elif grep -q 'write-locked' "$WORK/push-locked.log"; then
+			check_pass "docker push over a write-locked tag is denied, naming the lock"
+		else
+			cat "$WORK/push-locked.log" >&2
+			check_fail "docker push over a write-locked tag failed without naming the lock"
+		fi
+		st lock e2e/app:v1 --write=true >/dev/null 2>&1 || check_fail "unlock failed"
+	else
+		cat "$WORK/lock.log" >&2
+		check_fail "stowage lock failed"
+	fi
+	# Delete v2 (it shares layers with v1): the dry run's bytes are what gc frees,
+	# and v1 still pulls afterwards.
+	pred=$(st delete --dry-run e2e/app:v2 2>&1 | sed -n 's/^would free \(.*\) in [0-9]* blobs.*/\1/p')
+	if [ -n "$pred" ] && st delete e2e/app:v2 >/dev/null 2>&1 &&
+		st gc --min-age 0s >"$WORK/gc.log" 2>/dev/null && grep -q "freed $pred:" "$WORK/gc.log"; then
+		check_pass "stowage delete --dry-run predicted $pred and gc freed exactly that"
+	else
+		cat "$WORK/gc.log" >&2 2>/dev/null || true
+		check_fail "delete/gc: predicted '$pred', gc said: $(cat "$WORK/gc.log" 2>/dev/null)"
+	fi
+	dk rmi -f "$APP1" >/dev/null 2>&1 || true
+	if dk pull "$APP1" >"$WORK/pull-after-gc.log" 2>&1; then
+		check_pass "docker pull $APP1 after deleting v2 and collecting garbage (shared layers kept)"
+	else
+		cat "$WORK/pull-after-gc.log" >&2
+		check_fail "docker pull $APP1 failed after gc"
+	fi
 fi
 
 if ! kill -0 "$STOWAGE_PID" 2>/dev/null; then
