@@ -2,6 +2,7 @@ package stowage
 
 import (
 	"context"
+	"fmt"
 	"time"
 )
 
@@ -32,6 +33,53 @@ type Tx interface {
 	UsageTx
 	SettingsTx
 	RecycleTx
+	DataKeyTx
+}
+
+// DataKeyTx keeps the wrapped data keys of encrypted storage objects
+// (storage/crypt). The object holds only its data key's ID; the key itself,
+// wrapped by a key-encryption key, lives here, so rotating the
+// key-encryption key rewrites these rows and never an object.
+type DataKeyTx interface {
+	PutDataKey(k DataKey) error
+	GetDataKey(id string) (DataKey, error)
+	// MoveDataKeys records that the objects at key `from` now live at `to`.
+	MoveDataKeys(from, to string) error
+	// DeleteDataKeys forgets the data keys of the object at key obj.
+	DeleteDataKeys(obj string) error
+	// DataKeysNotWrappedBy lists data keys wrapped by any key version other
+	// than kv, in ID order after `after`.
+	DataKeysNotWrappedBy(kv KeyVersion, after string, limit int) ([]DataKey, error)
+	// RewrapDataKey replaces k's wrapping if it is still wrapped by `old`
+	// (false if it changed or is gone meanwhile).
+	RewrapDataKey(k DataKey, old KeyVersion) (bool, error)
+	// CountDataKeys counts data keys per key version.
+	CountDataKeys() ([]KeyVersionCount, error)
+	// SampleDataKey returns one data key wrapped by kv.
+	SampleDataKey(kv KeyVersion) (DataKey, error)
+}
+
+// KeyVersion names one version of a key-encryption key.
+type KeyVersion struct {
+	ID      string
+	Version uint32
+}
+
+func (v KeyVersion) String() string { return fmt.Sprintf("%s version %d", v.ID, v.Version) }
+
+// DataKey is an object's data key, wrapped by a key-encryption key.
+type DataKey struct {
+	ID      string // random, hex; written in the object's header
+	Object  string // storage key of the object, for deletes
+	Wrapped KeyVersion
+	Key     []byte // the wrapped (encrypted) data key
+	Created time.Time
+}
+
+// KeyVersionCount is how many data keys a key version wraps.
+type KeyVersionCount struct {
+	KeyVersion
+	Count int64
 }
 
 // RecycleTx keeps soft-deleted manifests. While an entry exists, the

@@ -27,6 +27,7 @@ func TestDependencyDirection(t *testing.T) {
 		{mod + "/ociapi", []string{mod + "/ociapi", mod, "github.com/opencontainers/"}},
 		{mod + "/storage/fs", []string{mod + "/storage/fs", mod, "github.com/opencontainers/"}},
 		{mod + "/storage/mem", []string{mod + "/storage/mem", mod, "github.com/opencontainers/"}},
+		{mod + "/storage/crypt", []string{mod + "/storage/crypt", mod, "github.com/opencontainers/"}},
 	} {
 		for _, d := range deps(tc.pkg) {
 			ok := false

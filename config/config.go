@@ -36,6 +36,8 @@ type Config struct {
 	// Retention configures how often the retention policy (set with
 	// `stowage retention set`, kept in the database) is applied.
 	Retention Retention `yaml:"retention"`
+	// Encryption configures encryption at rest (on by default).
+	Encryption Encryption `yaml:"encryption"`
 	// ShutdownTimeout bounds how long in-flight requests may take to finish
 	// after SIGTERM/SIGINT.
 	ShutdownTimeout Duration `yaml:"shutdown_timeout"`
@@ -88,6 +90,66 @@ type Delete struct {
 	// KeepReferrers keeps signatures, SBOMs and other referrers when their
 	// subject is deleted (default: they are deleted with it).
 	KeepReferrers bool `yaml:"keep_referrers"`
+}
+
+// Encryption configures encryption at rest. By default every object is
+// encrypted with a service-managed key kept in <data_dir>/keys/service.json.
+// Set at most one of KeyFile and KeyEnv for a customer-managed key; write
+// `encryption: none` to store objects unencrypted (deployments that encrypt
+// elsewhere).
+type Encryption struct {
+	// None turns encryption off (YAML: `encryption: none`).
+	None bool `yaml:"-"`
+	// KeyFile is a customer-managed key file (JSON, mode 0600), reread when
+	// it changes.
+	KeyFile string `yaml:"key_file"`
+	// KeyEnv names an environment variable holding a customer-managed key:
+	// a base64 32-byte key, or a key file's JSON.
+	KeyEnv string `yaml:"key_env"`
+	// KMSCommand runs an external key-management plug-in (see
+	// docs/encryption.md): the program and its arguments.
+	KMSCommand []string `yaml:"kms_command"`
+	// CacheTTL is how long an unwrapped data key is reused: how long a
+	// revoked key may still be honoured. Default 1m.
+	CacheTTL Duration `yaml:"cache_ttl"`
+}
+
+// UnmarshalYAML accepts `encryption: none` as well as a mapping.
+func (e *Encryption) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind == yaml.ScalarNode {
+		switch n.Value {
+		case "none":
+			*e = Encryption{None: true}
+			return nil
+		case "service", "on", "":
+			*e = Encryption{}
+			return nil
+		}
+		return fmt.Errorf("line %d: encryption: %q: want none, service, or a mapping with key_file, key_env or kms_command", n.Line, n.Value)
+	}
+	type plain Encryption
+	var p plain
+	if err := n.Decode(&p); err != nil {
+		return err
+	}
+	*e = Encryption(p)
+	return nil
+}
+
+// Mode names what the configuration selects: none, service, key_file,
+// key_env or kms.
+func (e Encryption) Mode() string {
+	switch {
+	case e.None:
+		return "none"
+	case e.KeyFile != "":
+		return "key_file"
+	case e.KeyEnv != "":
+		return "key_env"
+	case len(e.KMSCommand) > 0:
+		return "kms"
+	}
+	return "service"
 }
 
 // Log configures logging.
@@ -170,6 +232,28 @@ func (c *Config) ApplyEnv(getenv func(string) string) error {
 			*dst = Duration(d)
 		}
 	}
+	switch v := getenv("STOWAGE_ENCRYPTION"); v {
+	case "":
+	case "none":
+		c.Encryption = Encryption{None: true}
+	case "service":
+		c.Encryption = Encryption{}
+	default:
+		return fmt.Errorf("STOWAGE_ENCRYPTION=%q: want none or service (customer keys: STOWAGE_ENCRYPTION_KEY_FILE or STOWAGE_ENCRYPTION_KEY_ENV)", v)
+	}
+	if v := getenv("STOWAGE_ENCRYPTION_KEY_FILE"); v != "" {
+		c.Encryption.None, c.Encryption.KeyFile = false, v
+	}
+	if v := getenv("STOWAGE_ENCRYPTION_KEY_ENV"); v != "" {
+		c.Encryption.None, c.Encryption.KeyEnv = false, v
+	}
+	if v := getenv("STOWAGE_ENCRYPTION_CACHE_TTL"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			return fmt.Errorf("STOWAGE_ENCRYPTION_CACHE_TTL=%q: want a duration such as 1m", v)
+		}
+		c.Encryption.CacheTTL = Duration(d)
+	}
 	if v := getenv("STOWAGE_SHUTDOWN_TIMEOUT"); v != "" {
 		d, err := time.ParseDuration(v)
 		if err != nil {
@@ -233,6 +317,20 @@ func (c *Config) Validate() error {
 	}
 	if c.GC.Lease < Duration(time.Second) {
 		errs = append(errs, "gc.lease must be at least 1s (and should be far longer than a push takes: clients need time between seeing a blob and referencing it)")
+	}
+	if e := c.Encryption; !e.None {
+		set := 0
+		for _, on := range []bool{e.KeyFile != "", e.KeyEnv != "", len(e.KMSCommand) > 0} {
+			if on {
+				set++
+			}
+		}
+		if set > 1 {
+			errs = append(errs, "encryption: set at most one of key_file, key_env and kms_command")
+		}
+	}
+	if c.Encryption.CacheTTL < 0 {
+		errs = append(errs, "encryption.cache_ttl must not be negative")
 	}
 	if c.ShutdownTimeout < 0 {
 		errs = append(errs, "shutdown_timeout must not be negative")

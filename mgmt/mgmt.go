@@ -14,13 +14,21 @@ import (
 
 	"github.com/stowage/stowage"
 	"github.com/stowage/stowage/ociapi"
+	"github.com/stowage/stowage/storage/crypt"
 )
 
 // Handler serves /api/v1/.
 type Handler struct {
-	reg *stowage.Registry
-	log *slog.Logger
-	gc  stowage.GCOptions // defaults for POST /api/v1/gc
+	reg  *stowage.Registry
+	log  *slog.Logger
+	gc   stowage.GCOptions // defaults for POST /api/v1/gc
+	keys *crypt.Manager    // nil when encryption is off
+}
+
+// WithKeys enables the key management endpoints (/api/v1/keys).
+func (h *Handler) WithKeys(m *crypt.Manager) *Handler {
+	h.keys = m
+	return h
 }
 
 // New returns the management API handler; gc holds the configured grace
@@ -86,6 +94,8 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) error {
 			return stowage.Errorf(stowage.CodeTagInvalid, "untag needs repo:tag, not a digest")
 		}
 		return h.report(w, func() (stowage.DeleteReport, error) { return h.reg.Untag(ctx, repo, ref.Tag, dry) })
+	case head == "keys":
+		return h.serveKeys(ctx, w, r, arg)
 	case head == "gc" && arg == "" && r.Method == http.MethodPost:
 		return h.collect(ctx, w, r, dry)
 	case head == "retention" && arg == "" && r.Method == http.MethodGet:

@@ -36,6 +36,7 @@ Commands:
   soft-delete  show or set soft delete (a recycle bin for deleted manifests)
   recycle-bin  list soft-deleted manifests
   restore      restore a soft-deleted manifest
+  keys         encryption keys: status, rotate (online rewrap), retire
   version      print the version
   help         show this help, or help for a command: stowage help gc
 
@@ -88,6 +89,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return runRecycleBin(ctx, rest, stdout, stderr)
 	case "restore":
 		return runRestore(ctx, rest, stdout, stderr)
+	case "keys":
+		return runKeys(ctx, rest, stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, "stowage", versionString())
 		return 0

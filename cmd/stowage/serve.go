@@ -20,6 +20,7 @@ import (
 	"github.com/stowage/stowage/meta/sqlite"
 	"github.com/stowage/stowage/mgmt"
 	"github.com/stowage/stowage/ociapi"
+	"github.com/stowage/stowage/storage/crypt"
 	"github.com/stowage/stowage/storage/fs"
 	"github.com/stowage/stowage/storage/mem"
 )
@@ -35,7 +36,13 @@ with --config, STOWAGE_* environment variables, then these flags.
 
 Environment: STOWAGE_ADDR, STOWAGE_DATA_DIR, STOWAGE_LOG_LEVEL,
 STOWAGE_LOG_FORMAT, STOWAGE_DATABASE_SQLITE, STOWAGE_STORAGE_PATH,
-STOWAGE_STORAGE_FSYNC, STOWAGE_SHUTDOWN_TIMEOUT.
+STOWAGE_STORAGE_FSYNC, STOWAGE_SHUTDOWN_TIMEOUT, STOWAGE_ENCRYPTION (none or
+service), STOWAGE_ENCRYPTION_KEY_FILE, STOWAGE_ENCRYPTION_KEY_ENV,
+STOWAGE_ENCRYPTION_CACHE_TTL.
+
+Encryption at rest is on by default: every object is encrypted before it is
+stored, with a key kept in ./stowage-data/keys/service.json (back it up: the
+data cannot be read without it). See docs/encryption.md.
 
 Flags:
 `
@@ -105,6 +112,7 @@ type Main struct {
 	stopJobs context.CancelFunc
 	jobs     sync.WaitGroup
 	db       stowage.DB
+	keys     *crypt.Manager // nil with encryption: none
 	srv      *http.Server
 	served   chan error
 }
@@ -149,13 +157,18 @@ func (m *Main) Run(ctx context.Context) error {
 		return err
 	}
 	m.db = db
+	store, keys, err := m.setupEncryption(ctx, db, store)
+	if err != nil {
+		return err
+	}
+	m.keys = keys
 	reg := stowage.NewRegistry(db, store, stowage.Options{Logger: m.log,
 		Lease: time.Duration(cfg.GC.Lease), KeepReferrers: cfg.Delete.KeepReferrers})
 	gcOpts := stowage.GCOptions{Grace: time.Duration(cfg.GC.Grace), Lease: time.Duration(cfg.GC.Lease),
 		UploadExpiry: time.Duration(cfg.GC.UploadExpiry)}
 
 	mux := http.NewServeMux()
-	mux.Handle("/api/v1/", mgmt.New(reg, m.log, gcOpts))
+	mux.Handle("/api/v1/", mgmt.New(reg, m.log, gcOpts).WithKeys(keys))
 	mux.Handle("/acr/v1/", mgmt.NewACR(reg, m.log))
 	mux.Handle("/v2/", ociapi.New(reg, m.log))
 	mux.Handle("/v2", ociapi.New(reg, m.log))
@@ -196,6 +209,11 @@ func (m *Main) Run(ctx context.Context) error {
 	abs, _ := filepath.Abs(cfg.DataDir)
 	fmt.Fprintf(m.out, "stowage: listening on http://%s\n", m.Addr)
 	fmt.Fprintf(m.out, "stowage: data in %s (blobs: %s, metadata: %s)\n", abs, storageDesc(cfg), cfg.Database.SQLite)
+	if keys != nil {
+		fmt.Fprintf(m.out, "stowage: encryption at rest on (%s)\n", keys.Keys.Describe())
+	} else {
+		fmt.Fprintf(m.out, "stowage: encryption at rest OFF (encryption: none)\n")
+	}
 	if host, _, _ := net.SplitHostPort(m.Addr); !isLoopback(host) {
 		m.log.Warn("listening on a non-loopback address without authentication: anyone who can reach it can push and delete")
 	}
@@ -230,6 +248,11 @@ func (m *Main) Close() error {
 		}
 		if err := <-m.served; err != nil && !errors.Is(err, http.ErrServerClosed) {
 			errs = append(errs, err)
+		}
+	}
+	if m.keys != nil {
+		if c, ok := m.keys.Keys.(io.Closer); ok {
+			errs = append(errs, c.Close())
 		}
 	}
 	if m.db != nil {

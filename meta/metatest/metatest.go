@@ -31,6 +31,7 @@ func Run(t *testing.T, open func(t *testing.T) stowage.DB) {
 		{"Locks", testLocks},
 		{"DeleteRepository", testDeleteRepository},
 		{"StaleUploads", testStaleUploads},
+		{"DataKeys", testDataKeys},
 		{"RollbackOnError", testRollback},
 		{"ConcurrentUpdates", testConcurrent},
 		{"ViewSeesCommitted", testViewSeesCommitted},
@@ -594,6 +595,77 @@ func testViewSeesCommitted(t *testing.T, db stowage.DB) {
 	view(t, db, func(tx stowage.Tx) error {
 		if _, err := tx.GetRepository("seen"); err != nil {
 			t.Errorf("a committed write is not visible to a later View: %v", err)
+		}
+		return nil
+	})
+}
+
+func testDataKeys(t *testing.T, db stowage.DB) {
+	v1 := stowage.KeyVersion{ID: "k", Version: 1}
+	v2 := stowage.KeyVersion{ID: "k", Version: 2}
+	update(t, db, func(tx stowage.Tx) error {
+		for i := range 5 {
+			k := stowage.DataKey{ID: fmt.Sprintf("id%d", i), Object: fmt.Sprintf("uploads/u%d/data", i%2), Wrapped: v1,
+				Key: []byte{byte(i), 0, 1}, Created: now}
+			if err := tx.PutDataKey(k); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	update(t, db, func(tx stowage.Tx) error {
+		if err := tx.PutDataKey(stowage.DataKey{ID: "id0", Object: "x", Wrapped: v1, Key: []byte{1}, Created: now}); err == nil {
+			t.Error("PutDataKey accepted a duplicate id")
+		}
+		return nil
+	})
+	view(t, db, func(tx stowage.Tx) error {
+		k, err := tx.GetDataKey("id3")
+		if err != nil || k.Object != "uploads/u1/data" || k.Wrapped != v1 || string(k.Key) != "\x03\x00\x01" || !k.Created.Equal(now) {
+			t.Errorf("GetDataKey = %+v, %v", k, err)
+		}
+		_, err = tx.GetDataKey("nope")
+		wantNotFound(t, "GetDataKey", err)
+		if s, err := tx.SampleDataKey(v1); err != nil || s.Wrapped != v1 {
+			t.Errorf("SampleDataKey = %+v, %v", s, err)
+		}
+		_, err = tx.SampleDataKey(v2)
+		wantNotFound(t, "SampleDataKey(v2)", err)
+		return nil
+	})
+	update(t, db, func(tx stowage.Tx) error {
+		if err := tx.MoveDataKeys("uploads/u0/data", "blobs/sha256/aa/aa"); err != nil {
+			return err
+		}
+		if err := tx.DeleteDataKeys("uploads/u1/data"); err != nil {
+			return err
+		}
+		k, _ := tx.GetDataKey("id2")
+		if k.Object != "blobs/sha256/aa/aa" {
+			t.Errorf("after move: object %q", k.Object)
+		}
+		if _, err := tx.GetDataKey("id1"); !errors.Is(err, stowage.ErrNotFound) {
+			t.Errorf("after delete: id1 %v", err)
+		}
+		// Rewrap one key; a stale rewrap (old version no longer current) is refused.
+		k.Wrapped, k.Key = v2, []byte("new")
+		if ok, err := tx.RewrapDataKey(k, v1); !ok || err != nil {
+			t.Errorf("RewrapDataKey = %v, %v", ok, err)
+		}
+		if ok, err := tx.RewrapDataKey(k, v1); ok || err != nil {
+			t.Errorf("second RewrapDataKey = %v, %v; want false", ok, err)
+		}
+		left, err := tx.DataKeysNotWrappedBy(v2, "", 0)
+		if err != nil || len(left) != 2 || left[0].ID != "id0" || left[1].ID != "id4" {
+			t.Errorf("DataKeysNotWrappedBy = %+v, %v", left, err)
+		}
+		if page, _ := tx.DataKeysNotWrappedBy(v2, "id0", 1); len(page) != 1 || page[0].ID != "id4" {
+			t.Errorf("DataKeysNotWrappedBy after id0 = %+v", page)
+		}
+		counts, err := tx.CountDataKeys()
+		want := []stowage.KeyVersionCount{{KeyVersion: v1, Count: 2}, {KeyVersion: v2, Count: 1}}
+		if err != nil || fmt.Sprint(counts) != fmt.Sprint(want) {
+			t.Errorf("CountDataKeys = %v, %v; want %v", counts, err, want)
 		}
 		return nil
 	})

@@ -602,3 +602,60 @@ func (t *Tx) DeleteRecycled(id int64) error {
 	_, err := t.exec(sqlDeleteRecRefs, id)
 	return err
 }
+
+// Data keys.
+
+func scanDataKey(scan func(...any) error) (stowage.DataKey, error) {
+	var k stowage.DataKey
+	var created int64
+	if err := scan(&k.ID, &k.Object, &k.Wrapped.ID, &k.Wrapped.Version, &k.Key, &created); err != nil {
+		return k, notFound(err)
+	}
+	k.Created = ts(created)
+	return k, nil
+}
+
+func (t *Tx) PutDataKey(k stowage.DataKey) error {
+	_, err := t.exec(sqlPutDataKey, k.ID, k.Object, k.Wrapped.ID, k.Wrapped.Version, k.Key, k.Created.UnixNano())
+	return err
+}
+
+func (t *Tx) GetDataKey(id string) (stowage.DataKey, error) {
+	return scanDataKey(t.row(sqlGetDataKey, id).Scan)
+}
+
+func (t *Tx) MoveDataKeys(from, to string) error {
+	_, err := t.exec(sqlMoveDataKeys, to, from)
+	return err
+}
+
+func (t *Tx) DeleteDataKeys(obj string) error {
+	_, err := t.exec(sqlDelDataKeys, obj)
+	return err
+}
+
+func (t *Tx) DataKeysNotWrappedBy(kv stowage.KeyVersion, after string, limit int) ([]stowage.DataKey, error) {
+	rows, err := t.query(sqlDataKeysNotBy, kv.ID, kv.Version, after, limitOf(limit))
+	return scanAll(rows, err, scanDataKey)
+}
+
+func (t *Tx) RewrapDataKey(k stowage.DataKey, old stowage.KeyVersion) (bool, error) {
+	res, err := t.exec(sqlRewrapDataKey, k.Wrapped.ID, k.Wrapped.Version, k.Key, k.ID, old.ID, old.Version)
+	if err != nil {
+		return false, err
+	}
+	n, err := res.RowsAffected()
+	return n == 1, err
+}
+
+func (t *Tx) CountDataKeys() ([]stowage.KeyVersionCount, error) {
+	rows, err := t.query(sqlCountDataKeys)
+	return scanAll(rows, err, func(scan func(...any) error) (stowage.KeyVersionCount, error) {
+		var c stowage.KeyVersionCount
+		return c, scan(&c.ID, &c.Version, &c.Count)
+	})
+}
+
+func (t *Tx) SampleDataKey(kv stowage.KeyVersion) (stowage.DataKey, error) {
+	return scanDataKey(t.row(sqlSampleDataKey, kv.ID, kv.Version).Scan)
+}

@@ -2,19 +2,22 @@
 // another Backend (envelope encryption), so objects are encrypted before they
 // leave the process, on a plain disk as on any object store.
 //
-// Object layout:
+// Object layout (see docs/encryption.md):
 //
-//	header   magic "STWC1", key id, key version, wrapped data key, segment
-//	         size, nonce prefix (see header.go)
-//	segments AES-256-GCM over fixed-size plaintext segments; segment i is
-//	         sealed with nonce = prefix(7) || final(1) || i(4) and the header
-//	         as additional data, so truncation, reordering, splicing between
-//	         objects and header tampering all fail authentication.
+//	header   "STWC2" | data key id (16 bytes) | u32 segment size (65536)
+//	segments one per 64 KiB of plaintext: nonce (12 random bytes) |
+//	         AES-256-GCM ciphertext | tag (16 bytes). Segment i is
+//	         authenticated with header | u32 i | final flag as additional
+//	         data. Every object ends with a final segment shorter than 64 KiB
+//	         (possibly empty), and no other segment is final, so truncation,
+//	         reordering, and splicing between objects all fail.
 //
-// Each object has its own random data key, wrapped (AES-256-GCM) by a
-// key-encryption key from a Keyring, identified by id and version, so a key
-// rotation rewraps data keys without rewriting objects. A Range read
-// decrypts only the segments it touches.
+// Each object has its own random data key. The object's header names it; the
+// key itself, wrapped by a key-encryption key (KEK) version, is kept in the
+// metadata DB by Manager, so rotating the KEK rewraps rows and never rewrites
+// an object. Range reads decrypt only the segments they touch. Nonces are
+// random per sealed segment, because an upload's last segment is sealed
+// again as it grows: a counter nonce would then repeat.
 package crypt
 
 import (
@@ -33,34 +36,35 @@ import (
 // SegmentSize is the plaintext size of each sealed segment.
 const SegmentSize = 64 << 10
 
-const tagSize = 16
-
-// ErrIntegrity means stored bytes failed authentication: they were changed,
-// truncated or moved. Nothing of such an object is returned.
-var ErrIntegrity = errors.New("encrypted object failed its integrity check")
-
-// ErrKeyUnavailable means the key-encryption key needed is not available.
-var ErrKeyUnavailable = errors.New("encryption key unavailable")
-
-// Keyring supplies key-encryption keys (32 bytes each).
-type Keyring interface {
-	// Current returns the key new objects are wrapped with.
-	Current() (id string, version uint32, key []byte, err error)
-	// Key returns a specific key version; ErrKeyUnavailable if it is not
-	// available (revoked, or the KMS cannot be reached).
-	Key(id string, version uint32) ([]byte, error)
-}
+const (
+	nonceSize   = 12
+	tagSize     = 16
+	overhead    = nonceSize + tagSize
+	sealedFull  = SegmentSize + overhead
+	maxSegments = 1 << 32
+)
 
 // Backend encrypts objects stored in Inner.
 type Backend struct {
 	Inner stowage.Backend
-	Keys  Keyring
+	Keys  *Manager
 }
 
-var _ stowage.Backend = (*Backend)(nil)
+// appendBackend adds the Appender capability when Inner has it.
+type appendBackend struct {
+	*Backend
+	app stowage.Appender
+}
 
-// New returns an encrypting Backend over inner.
-func New(inner stowage.Backend, keys Keyring) *Backend { return &Backend{Inner: inner, Keys: keys} }
+// New returns an encrypting Backend over inner. It implements
+// stowage.Appender if inner does, so chunked pushes still write once.
+func New(inner stowage.Backend, keys *Manager) stowage.Backend {
+	b := &Backend{Inner: inner, Keys: keys}
+	if app, ok := inner.(stowage.Appender); ok {
+		return &appendBackend{b, app}
+	}
+	return b
+}
 
 func gcm(key []byte) (cipher.AEAD, error) {
 	block, err := aes.NewCipher(key)
@@ -70,149 +74,201 @@ func gcm(key []byte) (cipher.AEAD, error) {
 	return cipher.NewGCM(block)
 }
 
+// sealer seals plaintext into segments as it is written.
+type sealer struct {
+	aead cipher.AEAD
+	hb   []byte // header bytes
+	idx  uint32
+	buf  []byte // plaintext of the current segment
+	out  []byte
+	ad   []byte
+	w    io.Writer
+}
+
+func newSealer(w io.Writer, aead cipher.AEAD, hb []byte, idx uint32) *sealer {
+	return &sealer{aead: aead, hb: hb, idx: idx, w: w, buf: make([]byte, 0, SegmentSize),
+		out: make([]byte, 0, sealedFull), ad: make([]byte, 0, len(hb)+5)}
+}
+
+// Write buffers plaintext and seals every segment that fills up (as not
+// final: the final segment is always the short one sealed by Close).
+func (s *sealer) Write(p []byte) (int, error) {
+	n := len(p)
+	for len(p) > 0 {
+		c := copy(s.buf[len(s.buf):SegmentSize], p)
+		s.buf = s.buf[:len(s.buf)+c]
+		p = p[c:]
+		if len(s.buf) == SegmentSize {
+			if err := s.seal(false); err != nil {
+				return 0, err
+			}
+		}
+	}
+	return n, nil
+}
+
+func (s *sealer) seal(final bool) error {
+	if uint64(s.idx) >= maxSegments-1 {
+		return fmt.Errorf("object too large to encrypt (over 256 TiB)")
+	}
+	out := s.out[:nonceSize]
+	if _, err := rand.Read(out); err != nil {
+		return err
+	}
+	out = s.aead.Seal(out, out[:nonceSize], s.buf, segmentAD(s.ad[:0], s.hb, s.idx, final))
+	if _, err := s.w.Write(out); err != nil {
+		return err
+	}
+	s.idx++
+	s.buf = s.buf[:0]
+	return nil
+}
+
+// Close seals the final segment.
+func (s *sealer) Close() error { return s.seal(true) }
+
+func segmentAD(dst, hb []byte, idx uint32, final bool) []byte {
+	dst = append(dst, hb...)
+	dst = binary.BigEndian.AppendUint32(dst, idx)
+	if final {
+		return append(dst, 1)
+	}
+	return append(dst, 0)
+}
+
+// sealedSize is the stored size of an object of size plaintext bytes.
+func sealedSize(size int64) int64 {
+	return int64(headerSize) + size + (size/SegmentSize+1)*overhead
+}
+
+// plainSize inverts sealedSize.
+func plainSize(stored int64) (int64, error) {
+	c := stored - int64(headerSize)
+	rest := c % sealedFull
+	if c < overhead || rest < overhead {
+		return 0, fmt.Errorf("%w: the stored size %d is not that of an encrypted object", ErrIntegrity, stored)
+	}
+	return c/sealedFull*SegmentSize + rest - overhead, nil
+}
+
+// segmentOffset is where segment idx starts in the stored object.
+func segmentOffset(idx int64) int64 { return int64(headerSize) + idx*sealedFull }
+
 // Put seals r segment by segment as it streams into the inner backend.
 func (b *Backend) Put(ctx context.Context, key string, r io.Reader, size int64) error {
-	id, version, kek, err := b.Keys.Current()
-	if err != nil {
-		return fmt.Errorf("%w: %v", ErrKeyUnavailable, err)
-	}
-	dek := make([]byte, 32)
-	if _, err := rand.Read(dek); err != nil {
-		return err
-	}
-	h := header{KeyID: id, KeyVersion: version, SegmentSize: SegmentSize}
-	if _, err := rand.Read(h.NoncePrefix[:]); err != nil {
-		return err
-	}
-	if h.WrappedKey, err = wrap(kek, dek, id, version); err != nil {
-		return err
-	}
-	aead, err := gcm(dek)
+	id, aead, err := b.Keys.newDataKey(ctx, key)
 	if err != nil {
 		return err
 	}
-	hb := h.marshal()
+	hb := (&header{KeyID: id, SegmentSize: SegmentSize}).marshal()
 	pr, pw := io.Pipe()
-	go func() { pw.CloseWithError(seal(pw, r, aead, &h, hb)) }()
-	csize := int64(-1)
+	go func() {
+		s := newSealer(pw, aead, hb, 0)
+		_, err := pw.Write(hb)
+		if err == nil {
+			_, err = io.Copy(s, r)
+		}
+		if err == nil {
+			err = s.Close()
+		}
+		pw.CloseWithError(err)
+	}()
+	stored := int64(-1)
 	if size >= 0 {
-		csize = int64(len(hb)) + ciphertextSize(size)
+		stored = sealedSize(size)
 	}
-	err = b.Inner.Put(ctx, key, pr, csize)
-	pr.CloseWithError(err) // unblock the sealer if the inner Put stopped early
+	err = b.Inner.Put(ctx, key, pr, stored)
+	pr.CloseWithError(errors.Join(err, io.ErrClosedPipe)) // unblock the sealer if the inner Put stopped early
 	return err
 }
 
-// seal writes the header and the sealed segments of r to w.
-func seal(w io.Writer, r io.Reader, aead cipher.AEAD, h *header, hb []byte) error {
-	if _, err := w.Write(hb); err != nil {
-		return err
-	}
-	buf := make([]byte, SegmentSize+1) // one byte more, to know whether a segment is the last
-	out := make([]byte, 0, SegmentSize+tagSize)
-	n, err := io.ReadFull(r, buf)
-	for idx := uint32(0); ; idx++ {
-		final := err == io.EOF || err == io.ErrUnexpectedEOF
-		if err != nil && !final {
-			return err
-		}
-		seg := buf[:min(n, SegmentSize)]
-		out = aead.Seal(out[:0], h.nonce(idx, final), seg, hb)
-		if _, werr := w.Write(out); werr != nil {
-			return werr
-		}
-		if final {
-			return nil
-		}
-		// Carry the extra byte over as the start of the next segment.
-		buf[0] = buf[SegmentSize]
-		var m int
-		m, err = io.ReadFull(r, buf[1:])
-		n = m + 1
-		if err == io.EOF {
-			err = io.ErrUnexpectedEOF
-		}
-	}
-}
-
-// ciphertextSize is the size of the segments for a plaintext of size bytes.
-func ciphertextSize(size int64) int64 {
-	segs := size/SegmentSize + 1 // a final segment always exists, maybe empty
-	if size > 0 && size%SegmentSize == 0 {
-		segs = size / SegmentSize
-	}
-	return size + segs*tagSize
-}
-
-// plaintextSize inverts ciphertextSize.
-func plaintextSize(csize int64) (int64, error) {
-	full := int64(SegmentSize + tagSize)
-	segs := csize / full
-	rest := csize % full
-	if rest == 0 {
-		if segs == 0 {
-			return 0, ErrIntegrity
-		}
-		return segs * SegmentSize, nil
-	}
-	if rest < tagSize {
-		return 0, ErrIntegrity
-	}
-	return segs*SegmentSize + rest - tagSize, nil
-}
-
-// openHeader reads and checks an object's header and returns the data key's AEAD.
-func (b *Backend) openHeader(ctx context.Context, key string) (header, []byte, cipher.AEAD, error) {
+// openHeader reads an object's header and returns its bytes and data key.
+func (b *Backend) openHeader(ctx context.Context, key string) ([]byte, cipher.AEAD, error) {
 	rc, err := b.Inner.Open(ctx, key, 0)
 	if err != nil {
-		return header{}, nil, nil, err
+		return nil, nil, err
 	}
-	defer rc.Close()
 	h, hb, err := readHeader(rc)
+	rc.Close()
 	if err != nil {
-		return h, nil, nil, err
+		return nil, nil, integrityError(fmt.Errorf("%s: %w", key, err))
 	}
-	kek, err := b.Keys.Key(h.KeyID, h.KeyVersion)
-	if err != nil {
-		return h, nil, nil, fmt.Errorf("%w: key %s version %d: %v", ErrKeyUnavailable, h.KeyID, h.KeyVersion, err)
-	}
-	dek, err := unwrap(kek, h.WrappedKey, h.KeyID, h.KeyVersion)
-	if err != nil {
-		return h, nil, nil, err
-	}
-	aead, err := gcm(dek)
-	return h, hb, aead, err
+	aead, err := b.Keys.dataKey(ctx, h.KeyID)
+	return hb, aead, err
 }
 
-// Open decrypts from offset: it starts at the segment holding offset.
+// Open decrypts from offset: it starts at the segment holding offset. The
+// first segment is opened before Open returns, so a damaged object or an
+// unavailable key is an error here, before a response is committed.
 func (b *Backend) Open(ctx context.Context, key string, offset int64) (io.ReadCloser, error) {
-	h, hb, aead, err := b.openHeader(ctx, key)
-	if err != nil {
-		return nil, err
+	var err error
+	for attempt := 0; attempt < 3; attempt++ {
+		var r io.ReadCloser
+		if r, err = b.open(ctx, key, offset); err == nil || !errors.Is(err, ErrIntegrity) {
+			return r, err
+		}
+		// From an offset, the header and the data are read through two
+		// opens: an object replaced in between (the same content pushed
+		// again) fails to authenticate once. Try again before calling it
+		// damaged.
+		if offset < SegmentSize {
+			break
+		}
 	}
+	return nil, err
+}
+
+func (b *Backend) open(ctx context.Context, key string, offset int64) (io.ReadCloser, error) {
 	idx := offset / SegmentSize
-	rc, err := b.Inner.Open(ctx, key, int64(len(hb))+idx*(SegmentSize+tagSize))
-	if err != nil {
+	var rc io.ReadCloser
+	var hb []byte
+	var aead cipher.AEAD
+	var err error
+	if idx == 0 {
+		// One stream for the header and the data.
+		if rc, err = b.Inner.Open(ctx, key, 0); err != nil {
+			return nil, err
+		}
+		var h header
+		if h, hb, err = readHeader(rc); err != nil {
+			rc.Close()
+			return nil, integrityError(fmt.Errorf("%s: %w", key, err))
+		}
+		if aead, err = b.Keys.dataKey(ctx, h.KeyID); err != nil {
+			rc.Close()
+			return nil, err
+		}
+	} else {
+		if hb, aead, err = b.openHeader(ctx, key); err != nil {
+			return nil, err
+		}
+		if rc, err = b.Inner.Open(ctx, key, segmentOffset(idx)); err != nil {
+			return nil, err
+		}
+	}
+	r := &reader{key: key, src: rc, aead: aead, hb: hb, idx: uint32(idx), skip: int(offset % SegmentSize),
+		buf: make([]byte, sealedFull+1)}
+	if err := r.next(); err != nil {
+		rc.Close()
 		return nil, err
 	}
-	return &reader{src: rc, aead: aead, h: h, hb: hb, idx: uint32(idx), skip: int(offset % SegmentSize),
-		buf: make([]byte, SegmentSize+tagSize)}, nil
+	return r, nil
 }
 
 // reader decrypts segments in order and fails on anything unauthentic.
 type reader struct {
+	key  string
 	src  io.ReadCloser
 	aead cipher.AEAD
-	h    header
 	hb   []byte
 	idx  uint32
 	skip int
-	buf  []byte
+	buf  []byte // one sealed segment plus one byte, to see whether more follows
+	have int    // bytes of buf already read ahead
+	ad   []byte
 	out  []byte // decrypted bytes not yet returned
 	done bool
 	err  error
-	// started is set once a segment was read.
-	started bool
 }
 
 func (r *reader) Read(p []byte) (int, error) {
@@ -230,117 +286,76 @@ func (r *reader) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-// next reads and opens one segment. A full segment may or may not be the
-// last; it opens with the final flag only if it is, so a truncated object
-// (cut at a segment boundary) fails.
+// next reads and opens one segment. A full-size segment is never final; a
+// shorter one always is, and must end the object.
 func (r *reader) next() error {
-	n, err := io.ReadFull(r.src, r.buf)
-	if err == io.EOF && n == 0 {
-		if !r.started {
-			// Opened exactly at the end of an object whose size is a
-			// multiple of the segment size: nothing to read.
-			r.done = true
-			return nil
-		}
-		return fmt.Errorf("%w: the object ends before its final segment", ErrIntegrity)
-	}
-	r.started = true
-	if err != nil && err != io.ErrUnexpectedEOF {
+	n, err := io.ReadFull(r.src, r.buf[r.have:])
+	n += r.have
+	r.have = 0
+	if err != nil && err != io.EOF && err != io.ErrUnexpectedEOF {
 		return err
 	}
-	seg := r.buf[:n]
-	var plain []byte
-	var openErr error
-	if n == len(r.buf) {
-		if plain, openErr = r.aead.Open(r.out[:0], r.h.nonce(r.idx, false), seg, r.hb); openErr != nil {
-			plain, openErr = r.aead.Open(r.out[:0], r.h.nonce(r.idx, true), seg, r.hb)
-			r.done = openErr == nil
-		}
-	} else {
-		plain, openErr = r.aead.Open(r.out[:0], r.h.nonce(r.idx, true), seg, r.hb)
-		r.done = true
+	// n is sealedFull+1 after a full segment (the final one always
+	// follows); anything shorter is the final segment.
+	final := n < sealedFull
+	seg := r.buf[:min(n, sealedFull)]
+	if n < overhead || n == sealedFull {
+		return r.fail("the object ends inside a segment or before its final segment")
 	}
-	if openErr != nil {
-		return fmt.Errorf("%w (segment %d)", ErrIntegrity, r.idx)
+	r.ad = segmentAD(r.ad[:0], r.hb, r.idx, final)
+	plain, err := r.aead.Open(seg[nonceSize:nonceSize], seg[:nonceSize], seg[nonceSize:], r.ad)
+	if err != nil {
+		return r.fail(fmt.Sprintf("segment %d does not authenticate", r.idx))
 	}
+	if !final {
+		// Keep the byte read past this segment: it starts the next one.
+		r.buf[0] = r.buf[sealedFull]
+		r.have = 1
+	}
+	r.done = final
 	r.idx++
 	if r.skip > len(plain) {
-		return fmt.Errorf("%w: offset beyond the end of the object", ErrIntegrity)
+		return r.fail("offset beyond the end of the object")
 	}
 	r.out, r.skip = plain[r.skip:], 0
 	return nil
 }
 
+func (r *reader) fail(what string) error {
+	return integrityError(fmt.Errorf("%w: %s: %s", ErrIntegrity, r.key, what))
+}
+
 func (r *reader) Close() error { return r.src.Close() }
 
-// Stat returns the plaintext size.
+// Stat returns the plaintext size (computed from the stored size).
 func (b *Backend) Stat(ctx context.Context, key string) (stowage.ObjectInfo, error) {
 	oi, err := b.Inner.Stat(ctx, key)
 	if err != nil {
 		return oi, err
 	}
-	rc, err := b.Inner.Open(ctx, key, 0)
+	oi.Size, err = plainSize(oi.Size)
 	if err != nil {
-		return oi, err
+		return oi, integrityError(err)
 	}
-	defer rc.Close()
-	_, hb, err := readHeader(rc)
-	if err != nil {
-		return oi, err
-	}
-	size, err := plaintextSize(oi.Size - int64(len(hb)))
-	oi.Size = size
-	return oi, err
+	return oi, nil
 }
 
-// Delete passes through.
-func (b *Backend) Delete(ctx context.Context, key string) error { return b.Inner.Delete(ctx, key) }
+// Delete removes the object, then its data keys.
+func (b *Backend) Delete(ctx context.Context, key string) error {
+	if err := b.Inner.Delete(ctx, key); err != nil {
+		return err
+	}
+	return b.Keys.deleted(ctx, key)
+}
 
-// List reports plaintext sizes (it reads each object's header: List is for
-// maintenance walks, not hot paths).
+// List reports plaintext sizes (-1 for an object too short to be encrypted).
 func (b *Backend) List(ctx context.Context, prefix string, fn func(stowage.ObjectInfo) error) error {
 	return b.Inner.List(ctx, prefix, func(oi stowage.ObjectInfo) error {
-		if rc, err := b.Inner.Open(ctx, oi.Key, 0); err == nil {
-			_, hb, herr := readHeader(rc)
-			rc.Close()
-			if herr == nil {
-				if size, err := plaintextSize(oi.Size - int64(len(hb))); err == nil {
-					oi.Size = size
-				}
-			}
+		size, err := plainSize(oi.Size)
+		if err != nil {
+			size = -1
 		}
+		oi.Size = size
 		return fn(oi)
 	})
-}
-
-// wrap seals a data key with a key-encryption key.
-func wrap(kek, dek []byte, id string, version uint32) ([]byte, error) {
-	aead, err := gcm(kek)
-	if err != nil {
-		return nil, err
-	}
-	nonce := make([]byte, aead.NonceSize())
-	if _, err := rand.Read(nonce); err != nil {
-		return nil, err
-	}
-	return aead.Seal(nonce, nonce, dek, wrapAAD(id, version)), nil
-}
-
-func unwrap(kek, wrapped []byte, id string, version uint32) ([]byte, error) {
-	aead, err := gcm(kek)
-	if err != nil {
-		return nil, err
-	}
-	if len(wrapped) < aead.NonceSize() {
-		return nil, ErrIntegrity
-	}
-	dek, err := aead.Open(nil, wrapped[:aead.NonceSize()], wrapped[aead.NonceSize():], wrapAAD(id, version))
-	if err != nil {
-		return nil, fmt.Errorf("%w: the object's data key does not open with key %s version %d: a wrong key, or a damaged header", ErrKeyUnavailable, id, version)
-	}
-	return dek, nil
-}
-
-func wrapAAD(id string, version uint32) []byte {
-	return binary.BigEndian.AppendUint32([]byte("stowage-dek:"+id+":"), version)
 }

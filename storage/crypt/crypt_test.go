@@ -4,43 +4,74 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"encoding/base64"
 	"errors"
+	"fmt"
 	"io"
 	mrand "math/rand/v2"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/stowage/stowage"
+	"github.com/stowage/stowage/meta/sqlite"
 	"github.com/stowage/stowage/storage/crypt"
 	"github.com/stowage/stowage/storage/fs"
 	"github.com/stowage/stowage/storage/mem"
 	"github.com/stowage/stowage/storage/storagetest"
 )
 
-func keyring(t *testing.T) *crypt.FileKeyring {
-	k, err := crypt.OpenFileKeyring(filepath.Join(t.TempDir(), "keyring.json"))
+var ctx = context.Background()
+
+func openDB(t *testing.T) stowage.DB {
+	db, err := sqlite.Open(ctx, ":memory:")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+func keyFile(t *testing.T) *crypt.FileKeyring {
+	k, err := crypt.OpenFileKeyring(filepath.Join(t.TempDir(), "keys", "service.json"), true)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return k
 }
 
-func TestConformanceOverMem(t *testing.T) {
-	storagetest.Run(t, func(t *testing.T) stowage.Backend { return crypt.New(mem.New(), keyring(t)) })
+// newCrypt returns an encrypting backend over inner with its own DB and key.
+func newCrypt(t *testing.T, inner stowage.Backend) (stowage.Backend, *crypt.Manager) {
+	m := crypt.NewManager(openDB(t), keyFile(t))
+	return crypt.New(inner, m), m
 }
 
+func newFS(t *testing.T) (*fs.Backend, string) {
+	dir := t.TempDir()
+	b, err := fs.New(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b, dir
+}
+
+func TestConformanceOverMem(t *testing.T) {
+	storagetest.Run(t, func(t *testing.T) stowage.Backend { b, _ := newCrypt(t, mem.New()); return b })
+}
+
+// Over fs the decorator is an Appender too, so the suite's append cases run.
 func TestConformanceOverFS(t *testing.T) {
 	storagetest.Run(t, func(t *testing.T) stowage.Backend {
-		inner, err := fs.New(t.TempDir())
-		if err != nil {
-			t.Fatal(err)
+		inner, _ := newFS(t)
+		b, _ := newCrypt(t, inner)
+		if _, ok := b.(stowage.Appender); !ok {
+			t.Fatal("crypt over fs is not an Appender")
 		}
-		return crypt.New(inner, keyring(t))
+		return b
 	})
 }
-
-var ctx = context.Background()
 
 func read(b stowage.Backend, key string, off int64) ([]byte, error) {
 	rc, err := b.Open(ctx, key, off)
@@ -51,15 +82,31 @@ func read(b stowage.Backend, key string, off int64) ([]byte, error) {
 	return io.ReadAll(rc)
 }
 
-// TestNoPlaintextAtRest: a marker in the data never appears in storage.
+func random(n int) []byte {
+	b := make([]byte, n)
+	rand.Read(b)
+	return b
+}
+
+// TestNoPlaintextAtRest: a marker in the data, put whole or appended in
+// chunks, never appears in storage.
 func TestNoPlaintextAtRest(t *testing.T) {
-	dir := t.TempDir()
-	inner, _ := fs.New(dir)
-	b := crypt.New(inner, keyring(t))
+	inner, dir := newFS(t)
+	b, _ := newCrypt(t, inner)
 	marker := []byte("STOWAGE-SECRET-MARKER-7c1f")
 	data := bytes.Repeat(append(marker, ' '), 20_000)
 	if err := b.Put(ctx, "blobs/sha256/ab/marker", bytes.NewReader(data), int64(len(data))); err != nil {
 		t.Fatal(err)
+	}
+	app := b.(stowage.Appender)
+	var off int64
+	for off < int64(len(data)) {
+		end := min(off+int64(mrand.IntN(100_000)+1), int64(len(data)))
+		n, err := app.Append(ctx, "uploads/u1/data", off, bytes.NewReader(data[off:end]))
+		if err != nil || n != end {
+			t.Fatalf("Append at %d: %d, %v", off, n, err)
+		}
+		off = n
 	}
 	filepath.Walk(dir, func(p string, fi os.FileInfo, err error) error {
 		if err == nil && !fi.IsDir() {
@@ -70,18 +117,23 @@ func TestNoPlaintextAtRest(t *testing.T) {
 		}
 		return nil
 	})
-	if got, err := read(b, "blobs/sha256/ab/marker", 0); err != nil || !bytes.Equal(got, data) {
-		t.Errorf("round trip: %v", err)
+	if err := app.Commit(ctx, "uploads/u1/data", "blobs/sha256/cd/marker", off); err != nil {
+		t.Fatal(err)
+	}
+	for _, key := range []string{"blobs/sha256/ab/marker", "blobs/sha256/cd/marker"} {
+		if got, err := read(b, key, 0); err != nil || !bytes.Equal(got, data) {
+			t.Errorf("%s round trip: %d bytes, %v", key, len(got), err)
+		}
 	}
 }
 
 // TestTamper: flipping any byte, truncating, or splicing segments from
-// another object makes reads fail, never return wrong bytes.
+// another object makes reads fail with an integrity error, never return
+// wrong bytes.
 func TestTamper(t *testing.T) {
 	inner := mem.New()
-	b := crypt.New(inner, keyring(t))
-	data := make([]byte, 3*crypt.SegmentSize+1234)
-	rand.Read(data)
+	b, _ := newCrypt(t, inner)
+	data := random(3*crypt.SegmentSize + 1234)
 	put := func(key string) []byte {
 		if err := b.Put(ctx, key, bytes.NewReader(data), int64(len(data))); err != nil {
 			t.Fatal(err)
@@ -92,16 +144,17 @@ func TestTamper(t *testing.T) {
 	}
 	raw := put("k/orig")
 	other := put("k/other")
+	const hdr, seg = 25, crypt.SegmentSize + 28
 	cases := map[string][]byte{}
-	for _, pos := range []int{0, 10, 40, len(raw) / 2, len(raw) - 1} {
+	for _, pos := range []int{0, 10, 24, 25, 30, 50, hdr + seg + 5, len(raw) / 2, len(raw) - 1} {
 		c := bytes.Clone(raw)
 		c[pos] ^= 0x01
-		cases["flip at "+itoa(pos)] = c
+		cases[fmt.Sprint("flip at ", pos)] = c
 	}
-	seg := crypt.SegmentSize + 16
-	hdr := len(raw) - (3*seg + 1234 + 16)
 	cases["truncated at a segment boundary"] = raw[:hdr+3*seg]
 	cases["truncated inside a segment"] = raw[:len(raw)-5]
+	cases["final segment dropped"] = raw[:hdr+3*seg]
+	cases["extra bytes"] = append(bytes.Clone(raw), 0)
 	swapped := bytes.Clone(raw)
 	copy(swapped[hdr:hdr+seg], raw[hdr+seg:hdr+2*seg])
 	copy(swapped[hdr+seg:hdr+2*seg], raw[hdr:hdr+seg])
@@ -116,21 +169,23 @@ func TestTamper(t *testing.T) {
 			t.Errorf("%s: read succeeded (%d bytes)", name, len(got))
 			continue
 		}
-		// A damaged header may name a key that does not exist or a data key
-		// that does not open: those say so; damaged data is an integrity error.
-		inHeader := name == "flip at 0" || name == "flip at 10" || name == "flip at 40"
-		if !errors.Is(err, crypt.ErrIntegrity) && !(inHeader && errors.Is(err, crypt.ErrKeyUnavailable)) {
+		if !bytes.HasPrefix(data, got) {
+			t.Errorf("%s: returned bytes that are not the plaintext", name)
+		}
+		if !errors.Is(err, crypt.ErrIntegrity) {
 			t.Errorf("%s: err = %v, want ErrIntegrity", name, err)
+		}
+		if code := stowage.ErrorCodeOf(err); code != stowage.CodeInternal {
+			t.Errorf("%s: code %s", name, code)
 		}
 	}
 }
 
 // TestRangeReads: reads from random offsets equal the plaintext.
 func TestRangeReads(t *testing.T) {
-	b := crypt.New(mem.New(), keyring(t))
-	for _, size := range []int{0, 1, crypt.SegmentSize - 1, crypt.SegmentSize, crypt.SegmentSize + 1, 5*crypt.SegmentSize + 77} {
-		data := make([]byte, size)
-		rand.Read(data)
+	b, _ := newCrypt(t, mem.New())
+	for _, size := range []int{0, 1, crypt.SegmentSize - 1, crypt.SegmentSize, crypt.SegmentSize + 1, 2 * crypt.SegmentSize, 5*crypt.SegmentSize + 77} {
+		data := random(size)
 		if err := b.Put(ctx, "k", bytes.NewReader(data), -1); err != nil {
 			t.Fatal(err)
 		}
@@ -150,49 +205,271 @@ func TestRangeReads(t *testing.T) {
 	}
 }
 
-// TestKeys: rotation keeps old objects readable; a missing key is a clear
-// error, and reads work again when the key comes back.
-func TestKeys(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "keyring.json")
-	k, err := crypt.OpenFileKeyring(path)
-	if err != nil {
-		t.Fatal(err)
+// failAfter fails after n bytes, like a client that goes away.
+type failAfter struct {
+	r io.Reader
+	n int
+}
+
+func (f *failAfter) Read(p []byte) (int, error) {
+	if f.n <= 0 {
+		return 0, errors.New("client went away")
 	}
-	if fi, _ := os.Stat(path); fi.Mode().Perm() != 0o600 {
-		t.Errorf("keyring file mode %v, want 0600", fi.Mode().Perm())
-	}
-	inner := mem.New()
-	b := crypt.New(inner, k)
-	b.Put(ctx, "old", bytes.NewReader([]byte("before rotation")), -1)
-	if _, err := k.Rotate(); err != nil {
-		t.Fatal(err)
-	}
-	b.Put(ctx, "new", bytes.NewReader([]byte("after rotation")), -1)
-	for key, want := range map[string]string{"old": "before rotation", "new": "after rotation"} {
-		if got, err := read(b, key, 0); err != nil || string(got) != want {
-			t.Errorf("%s: %q, %v", key, got, err)
+	p = p[:min(len(p), f.n)]
+	n, err := f.r.Read(p)
+	f.n -= n
+	return n, err
+}
+
+// TestAppendResume: chunks that straddle segment boundaries, a chunk that
+// fails part-way (then is resent), and a commit at a size the data does
+// not end at.
+func TestAppendResume(t *testing.T) {
+	inner, _ := newFS(t)
+	b, _ := newCrypt(t, inner)
+	app := b.(stowage.Appender)
+	data := random(4*crypt.SegmentSize + 999)
+	cuts := []int64{0, 10, crypt.SegmentSize, crypt.SegmentSize + 1, 3*crypt.SegmentSize - 7, 4 * crypt.SegmentSize, int64(len(data))}
+	for i := 0; i+1 < len(cuts); i++ {
+		off, end := cuts[i], cuts[i+1]
+		if off > 0 {
+			// A failed attempt first: it must not spoil what is stored.
+			if _, err := app.Append(ctx, "uploads/u/data", off, &failAfter{bytes.NewReader(data[off:end]), int(end-off) / 2}); err == nil {
+				t.Fatalf("failing append at %d succeeded", off)
+			}
+		}
+		if i%2 == 1 {
+			tear(t, inner, "uploads/u/data") // as a kill -9 mid-append would
+		}
+		if n, err := app.Append(ctx, "uploads/u/data", off, bytes.NewReader(data[off:end])); err != nil || n != end {
+			t.Fatalf("append [%d,%d): %d, %v", off, end, n, err)
 		}
 	}
-	other := crypt.New(inner, keyring(t)) // a different keyring: the wrong key
-	if _, err := read(other, "old", 0); !errors.Is(err, crypt.ErrKeyUnavailable) {
-		t.Errorf("read with another keyring: %v, want ErrKeyUnavailable", err)
+	// A crash while the last segment was being sealed again tears it: Commit
+	// must still commit the acknowledged bytes.
+	tear(t, inner, "uploads/u/data")
+	if err := app.Commit(ctx, "uploads/u/data", "blobs/x", int64(len(data))+1); err == nil {
+		t.Error("Commit past the data's end succeeded")
 	}
-	reopened, err := crypt.OpenFileKeyring(path) // the key comes back
-	if err != nil {
+	if err := app.Commit(ctx, "uploads/u/data", "blobs/x", int64(len(data))); err != nil {
 		t.Fatal(err)
 	}
-	if got, err := read(crypt.New(inner, reopened), "old", 0); err != nil || string(got) != "before rotation" {
-		t.Errorf("after reopening the keyring: %q, %v", got, err)
+	if got, err := read(b, "blobs/x", 0); err != nil || !bytes.Equal(got, data) {
+		t.Errorf("committed upload: %d bytes, %v", len(got), err)
+	}
+	if got, err := read(b, "blobs/x", 3*crypt.SegmentSize); err != nil || !bytes.Equal(got, data[3*crypt.SegmentSize:]) {
+		t.Errorf("committed upload from an offset: %d bytes, %v", len(got), err)
 	}
 }
 
-func itoa(i int) string {
-	b := []byte{}
-	if i == 0 {
-		return "0"
+// tear overwrites the final segment of a stored upload object with garbage,
+// as an append killed while it sealed that segment again would.
+func tear(t *testing.T, inner *fs.Backend, key string) {
+	fi, err := inner.Stat(ctx, key)
+	if err != nil {
+		t.Fatal(err)
 	}
-	for ; i > 0; i /= 10 {
-		b = append([]byte{byte('0' + i%10)}, b...)
+	const hdr, seg = 25, crypt.SegmentSize + 28
+	final := hdr + (fi.Size-hdr)/seg*seg
+	if _, err := inner.Append(ctx, key, min(final+int64(mrand.IntN(28)), fi.Size), bytes.NewReader(random(100))); err != nil {
+		t.Fatal(err)
 	}
-	return string(b)
 }
+
+// TestRotation: rotating keeps every object readable without rewriting it,
+// leaves no data key on the old version, and the old version can then be
+// retired; a version still in use cannot.
+func TestRotation(t *testing.T) {
+	inner := mem.New()
+	b, m := newCrypt(t, inner)
+	for i := range 10 {
+		b.Put(ctx, fmt.Sprint("obj/", i), bytes.NewReader([]byte(fmt.Sprint("object ", i))), -1)
+	}
+	before := map[string][]byte{}
+	inner.List(ctx, "", func(oi stowage.ObjectInfo) error {
+		raw, _ := read(inner, oi.Key, 0)
+		before[oi.Key] = raw
+		return nil
+	})
+	st, _ := m.Status(ctx)
+	old := st.Current
+	if len(st.DataKeys) != 1 || st.DataKeys[0].Count != 10 {
+		t.Fatalf("status before rotation: %+v", st)
+	}
+	if err := m.Retire(ctx, old); err == nil {
+		t.Error("retired the current version")
+	}
+	var last crypt.RotateProgress
+	p, err := m.Rotate(ctx, crypt.RotateOptions{NewVersion: true, Batch: 3, Progress: func(p crypt.RotateProgress) { last = p }})
+	if err != nil || p.Rewrapped != 10 || !p.Done || !last.Done || p.Current == old {
+		t.Fatalf("Rotate = %+v, %v", p, err)
+	}
+	st, _ = m.Status(ctx)
+	if len(st.DataKeys) != 1 || st.DataKeys[0].KeyVersion != p.Current || len(st.Versions) != 2 {
+		t.Errorf("status after rotation: %+v", st)
+	}
+	for key, raw := range before {
+		if now, _ := read(inner, key, 0); !bytes.Equal(now, raw) {
+			t.Errorf("%s was rewritten by the rotation", key)
+		}
+	}
+	if err := m.Retire(ctx, old); err != nil {
+		t.Fatalf("Retire after rotation: %v", err)
+	}
+	m.Forget()
+	for i := range 10 {
+		if got, err := read(b, fmt.Sprint("obj/", i), 0); err != nil || string(got) != fmt.Sprint("object ", i) {
+			t.Errorf("obj/%d after rotation and retirement: %q, %v", i, got, err)
+		}
+	}
+}
+
+// TestRotationUnderLoad: puts and reads run while rotations run; none fails,
+// and afterwards every data key is on the current version.
+func TestRotationUnderLoad(t *testing.T) {
+	inner := mem.New()
+	b, m := newCrypt(t, inner)
+	data := random(3*crypt.SegmentSize + 5)
+	for i := range 20 {
+		b.Put(ctx, fmt.Sprint("pre/", i), bytes.NewReader(data), -1)
+	}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var failures []error
+	fail := func(err error) { mu.Lock(); failures = append(failures, err); mu.Unlock() }
+	for w := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 500; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				key := fmt.Sprint("load/", w, "/", i)
+				if err := b.Put(ctx, key, bytes.NewReader(data), -1); err != nil {
+					fail(err)
+					continue
+				}
+				m.Forget()
+				for _, k := range []string{key, fmt.Sprint("pre/", i%20)} {
+					if got, err := read(b, k, 0); err != nil || !bytes.Equal(got, data) {
+						fail(fmt.Errorf("read %s: %d bytes, %v", k, len(got), err))
+					}
+				}
+			}
+		}()
+	}
+	for range 3 {
+		if _, err := m.Rotate(ctx, crypt.RotateOptions{NewVersion: true, Batch: 7}); err != nil {
+			fail(err)
+		}
+	}
+	close(stop)
+	wg.Wait()
+	if _, err := m.Rotate(ctx, crypt.RotateOptions{}); err != nil { // pushes that raced the last switch
+		t.Fatal(err)
+	}
+	for _, err := range failures {
+		t.Error(err)
+	}
+	st, _ := m.Status(ctx)
+	if len(st.DataKeys) != 1 || st.DataKeys[0].KeyVersion != st.Current {
+		t.Errorf("after rotation under load: %+v", st.DataKeys)
+	}
+}
+
+// TestRevocation: without its key file, reads fail with "encryption key
+// unavailable" (503), nothing is lost, and reads work when the key is back.
+func TestRevocation(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "customer.json")
+	if _, err := crypt.OpenFileKeyring(path, true); err != nil {
+		t.Fatal(err)
+	}
+	k, err := crypt.OpenFileKeyring(path, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := crypt.NewManager(openDB(t), k)
+	m.CacheTTL = -1
+	b := crypt.New(mem.New(), m)
+	b.Put(ctx, "k", bytes.NewReader([]byte("precious")), -1)
+	saved, _ := os.ReadFile(path)
+	os.Remove(path)
+	waitRefresh := func() { // the key file is looked at once a second
+		for i := 0; i < 30; i++ {
+			if _, err := k.Current(ctx); (err == nil) == fileExists(path) {
+				return
+			}
+			sleep()
+		}
+	}
+	waitRefresh()
+	_, err = read(b, "k", 0)
+	if !errors.Is(err, crypt.ErrKeyUnavailable) || stowage.ErrorCodeOf(err) != stowage.CodeUnavailable {
+		t.Fatalf("read without the key: %v", err)
+	}
+	os.WriteFile(path, saved, 0o600)
+	waitRefresh()
+	if got, err := read(b, "k", 0); err != nil || string(got) != "precious" {
+		t.Errorf("read with the key back: %q, %v", got, err)
+	}
+}
+
+// TestWrongKey: another key is refused by Check, and reads with it fail
+// with a key error (never with wrong bytes).
+func TestWrongKey(t *testing.T) {
+	db := openDB(t)
+	inner := mem.New()
+	good := crypt.NewManager(db, keyFile(t))
+	crypt.New(inner, good).Put(ctx, "k", bytes.NewReader([]byte("data")), -1)
+	if un, err := good.Check(ctx); err != nil || len(un) != 0 {
+		t.Errorf("Check with the right key: %v, %v", un, err)
+	}
+	wrong := crypt.NewManager(db, keyFile(t))
+	if _, err := wrong.Check(ctx); !errors.Is(err, crypt.ErrWrongKey) {
+		t.Errorf("Check with another key: %v, want ErrWrongKey", err)
+	}
+	if _, err := read(crypt.New(inner, wrong), "k", 0); stowage.ErrorCodeOf(err) != stowage.CodeUnavailable {
+		t.Errorf("read with another key: %v", err)
+	}
+}
+
+func TestStaticKeyring(t *testing.T) {
+	key := base64.StdEncoding.EncodeToString(random(32))
+	cases := []struct {
+		value string
+		ok    bool
+	}{
+		{key, true},
+		{`{"id":"acme","current":2,"versions":{"1":"` + key + `","2":"` + key + `"}}`, true},
+		{"", false},
+		{"not base64!", false},
+		{base64.StdEncoding.EncodeToString(random(16)), false},
+		{`{"id":"acme","current":3,"versions":{"1":"` + key + `"}}`, false},
+		{`{"id":"a:b","current":1,"versions":{"1":"` + key + `"}}`, false},
+	}
+	for _, c := range cases {
+		k, err := crypt.ParseStaticKeyring("STOWAGE_TEST_KEY", c.value)
+		if (err == nil) != c.ok {
+			t.Errorf("%.40q: err = %v, want ok=%v", c.value, err, c.ok)
+			continue
+		}
+		if err != nil {
+			continue
+		}
+		b := crypt.New(mem.New(), crypt.NewManager(openDB(t), k))
+		if err := b.Put(ctx, "k", bytes.NewReader([]byte("x")), -1); err != nil {
+			t.Error(err)
+		}
+		if got, err := read(b, "k", 0); err != nil || string(got) != "x" {
+			t.Errorf("round trip: %q, %v", got, err)
+		}
+	}
+}
+
+func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }
+
+func sleep() { time.Sleep(100 * time.Millisecond) }

@@ -1,81 +1,61 @@
 package crypt
 
 import (
-	"bytes"
 	"encoding/binary"
 	"fmt"
 	"io"
 )
 
-const magic = "STWC1"
+const magic = "STWC2"
 
-// header starts every encrypted object.
+// idSize is the size of a data key id.
+const idSize = 16
+
+// headerSize is the size of every object's header:
 //
-//	"STWC1" | u8 len(keyID) | keyID | u32 keyVersion | u16 len(wrapped) |
-//	wrapped data key | u32 segmentSize | 8-byte nonce prefix
+//	"STWC2" | data key id (16 bytes) | u32 segment size
+//
+// The header names the object's data key; the key itself, wrapped, is in
+// the metadata DB (so a KEK rotation never rewrites an object). Every
+// segment is authenticated with the header, so an object's segments cannot
+// be moved into another object.
+const headerSize = len(magic) + idSize + 4
+
 type header struct {
-	KeyID       string
-	KeyVersion  uint32
-	WrappedKey  []byte
+	KeyID       [idSize]byte
 	SegmentSize uint32
-	NoncePrefix [8]byte
 }
 
 func (h *header) marshal() []byte {
-	var b bytes.Buffer
-	b.WriteString(magic)
-	b.WriteByte(byte(len(h.KeyID)))
-	b.WriteString(h.KeyID)
-	binary.Write(&b, binary.BigEndian, h.KeyVersion)
-	binary.Write(&b, binary.BigEndian, uint16(len(h.WrappedKey)))
-	b.Write(h.WrappedKey)
-	binary.Write(&b, binary.BigEndian, h.SegmentSize)
-	b.Write(h.NoncePrefix[:])
-	return b.Bytes()
+	b := make([]byte, 0, headerSize)
+	b = append(b, magic...)
+	b = append(b, h.KeyID[:]...)
+	return binary.BigEndian.AppendUint32(b, h.SegmentSize)
 }
 
-// nonce is prefix(7) || final(1) || index(4).
-func (h *header) nonce(idx uint32, final bool) []byte {
-	n := make([]byte, 12)
-	copy(n, h.NoncePrefix[:7])
-	if final {
-		n[7] = 1
-	}
-	binary.BigEndian.PutUint32(n[8:], idx)
-	return n
-}
-
-// readHeader reads a header from r and returns it with its raw bytes (the
-// additional data every segment is authenticated with).
-func readHeader(r io.Reader) (header, []byte, error) {
-	var raw bytes.Buffer
-	tr := io.TeeReader(r, &raw)
+// parseHeader checks the first headerSize bytes of an object.
+func parseHeader(b []byte) (header, error) {
 	var h header
-	fail := func(what string) (header, []byte, error) {
-		return header{}, nil, fmt.Errorf("%w: bad header (%s)", ErrIntegrity, what)
+	if len(b) < headerSize || string(b[:len(magic)]) != magic {
+		return h, fmt.Errorf("%w: not an encrypted object (bad header)", ErrIntegrity)
 	}
-	m := make([]byte, len(magic)+1)
-	if _, err := io.ReadFull(tr, m); err != nil || string(m[:len(magic)]) != magic {
-		return fail("magic")
+	copy(h.KeyID[:], b[len(magic):])
+	h.SegmentSize = binary.BigEndian.Uint32(b[len(magic)+idSize:])
+	if h.SegmentSize != SegmentSize {
+		return h, fmt.Errorf("%w: unsupported segment size %d", ErrIntegrity, h.SegmentSize)
 	}
-	id := make([]byte, m[len(magic)])
-	if _, err := io.ReadFull(tr, id); err != nil {
-		return fail("key id")
+	return h, nil
+}
+
+// readHeader reads and checks a header from r, returning it with its bytes.
+func readHeader(r io.Reader) (header, []byte, error) {
+	b := make([]byte, headerSize)
+	if _, err := io.ReadFull(r, b); err != nil {
+		if err == io.EOF || err == io.ErrUnexpectedEOF {
+			return header{}, nil, fmt.Errorf("%w: the object is shorter than its header", ErrIntegrity)
+		}
+		return header{}, nil, err
 	}
-	h.KeyID = string(id)
-	var wlen uint16
-	if binary.Read(tr, binary.BigEndian, &h.KeyVersion) != nil || binary.Read(tr, binary.BigEndian, &wlen) != nil || wlen > 1024 {
-		return fail("key version")
-	}
-	h.WrappedKey = make([]byte, wlen)
-	if _, err := io.ReadFull(tr, h.WrappedKey); err != nil {
-		return fail("wrapped key")
-	}
-	if binary.Read(tr, binary.BigEndian, &h.SegmentSize) != nil || h.SegmentSize != SegmentSize {
-		return fail("segment size")
-	}
-	if _, err := io.ReadFull(tr, h.NoncePrefix[:]); err != nil {
-		return fail("nonce")
-	}
-	return h, raw.Bytes(), nil
+	h, err := parseHeader(b)
+	return h, b, err
 }

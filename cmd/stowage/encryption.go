@@ -1,0 +1,112 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/stowage/stowage"
+	"github.com/stowage/stowage/config"
+	"github.com/stowage/stowage/storage/crypt"
+)
+
+// settingEncryption records, in the DB, whether the registry's storage is
+// encrypted, so a configuration that does not match the data is refused at
+// startup instead of serving ciphertext or failing every pull.
+const settingEncryption = "encryption"
+
+type encryptionSetting struct {
+	Encrypted bool   `json:"encrypted"`
+	KeyID     string `json:"key_id,omitempty"` // the key first used
+}
+
+// keysFor builds the KEK provider the configuration selects.
+func keysFor(cfg config.Config) (crypt.Keys, error) {
+	e := cfg.Encryption
+	switch e.Mode() {
+	case "key_file":
+		return crypt.OpenFileKeyring(e.KeyFile, false)
+	case "key_env":
+		return crypt.ParseStaticKeyring(e.KeyEnv, os.Getenv(e.KeyEnv))
+	case "kms":
+		return &crypt.ExecKMS{Command: e.KMSCommand}, nil
+	}
+	return crypt.OpenFileKeyring(ServiceKeyPath(cfg.DataDir), true)
+}
+
+// ServiceKeyPath is where the service-managed key lives.
+func ServiceKeyPath(dataDir string) string { return filepath.Join(dataDir, "keys", "service.json") }
+
+// setupEncryption wraps store in the encrypting backend (unless encryption
+// is off) after checking the configuration against the data.
+func (m *Main) setupEncryption(ctx context.Context, db stowage.DB, store stowage.Backend) (stowage.Backend, *crypt.Manager, error) {
+	cfg := m.Config
+	var rec encryptionSetting
+	var known bool
+	var blobs int64
+	err := db.View(ctx, func(tx stowage.Tx) error {
+		v, err := tx.GetSetting(settingEncryption)
+		if err == nil {
+			known = true
+			return json.Unmarshal([]byte(v), &rec)
+		}
+		if !errors.Is(err, stowage.ErrNotFound) {
+			return err
+		}
+		blobs, _, err = tx.BlobTotals()
+		return err
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	if !known && blobs > 0 {
+		known = true // written before Stowage encrypted: plain
+	}
+	save := func(r encryptionSetting) error {
+		b, _ := json.Marshal(r)
+		return db.Update(ctx, func(tx stowage.Tx) error { return tx.PutSetting(settingEncryption, string(b), time.Now()) })
+	}
+	if cfg.Encryption.None {
+		if known && rec.Encrypted {
+			return nil, nil, fmt.Errorf("encryption is off in the configuration, but this registry's data is encrypted (first key: %s): configure its key (the default is the service key %s)", rec.KeyID, ServiceKeyPath(cfg.DataDir))
+		}
+		if !known {
+			if err := save(encryptionSetting{}); err != nil {
+				return nil, nil, err
+			}
+		}
+		m.log.Warn("encryption at rest is OFF (encryption: none): blobs are stored in plain text; use this only where the storage is encrypted by other means")
+		return store, nil, nil
+	}
+	if known && !rec.Encrypted {
+		return nil, nil, fmt.Errorf("this registry's data was stored without encryption, and Stowage cannot encrypt existing data in place: start it with `encryption: none` (or STOWAGE_ENCRYPTION=none), or start a new registry and copy the images into it (skopeo sync)")
+	}
+	keys, err := keysFor(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	mgr := crypt.NewManager(db, keys)
+	mgr.CacheTTL = time.Duration(cfg.Encryption.CacheTTL)
+	cur, err := keys.Current(ctx)
+	if err != nil {
+		return nil, nil, fmt.Errorf("encryption key (%s): %w", keys.Describe(), err)
+	}
+	unavailable, err := mgr.Check(ctx)
+	if err != nil {
+		return nil, nil, fmt.Errorf("encryption key (%s): %w", keys.Describe(), err)
+	}
+	for _, kv := range unavailable {
+		m.log.Error("encryption key version unavailable: objects whose data keys it wraps cannot be read until it is back", "key", kv.String())
+	}
+	if !known {
+		if err := save(encryptionSetting{Encrypted: true, KeyID: cur.ID}); err != nil {
+			return nil, nil, err
+		}
+	}
+	m.log.Info("encryption at rest on", "keys", keys.Describe(), "current", cur.String())
+	return crypt.New(store, mgr), mgr, nil
+}

@@ -1,0 +1,119 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/stowage/stowage/storage/crypt"
+)
+
+const keysUsage = `Usage: stowage keys status | rotate [--rewrap-only] | retire VERSION [flags]
+
+Manages the key-encryption key (KEK) of encryption at rest. Every stored
+object has its own data key; the data keys are wrapped by a KEK version and
+kept in the metadata database.
+
+  status   the key provider, the current version, the versions held, and
+           how many data keys each version wraps
+  rotate   make a new KEK version current (key files), then rewrap every
+           data key onto it, online, in batches, with a progress bar. No
+           blob is rewritten. --rewrap-only skips the new version: use it
+           after the current version changed in a KMS or in the key variable.
+  retire   remove an old version from the key file once no data key uses it
+           (status shows 0 for it after a rotation)
+
+Back up the key file after a rotation (see docs/encryption.md).
+`
+
+func runKeys(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
+		fmt.Fprint(stderr, keysUsage)
+		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
+			return 0
+		}
+		return 2
+	}
+	sub, args := args[0], args[1:]
+	var rewrapOnly *bool
+	var output *string
+	fl, reg, ok := parseAdmin("keys "+sub, keysUsage, args, stderr, func(fl *flag.FlagSet) {
+		rewrapOnly = fl.Bool("rewrap-only", false, "rotate: rewrap onto the current version without adding one")
+		output = fl.String("output", "table", "status: table or json")
+	})
+	if !ok {
+		return exitCode(fl, ok)
+	}
+	c := newClient(*reg, stdout, stderr)
+	switch sub {
+	case "status":
+		var v struct {
+			Encryption string        `json:"encryption"`
+			Status     *crypt.Status `json:"status"`
+		}
+		if err := c.do(ctx, http.MethodGet, "/api/v1/keys", &v); err != nil {
+			return fail(stderr, err)
+		}
+		if *output == "json" {
+			return printJSON(stdout, v)
+		}
+		if v.Status == nil {
+			fmt.Fprintln(stdout, "encryption at rest is off (encryption: none)")
+			return 0
+		}
+		st := v.Status
+		fmt.Fprintf(stdout, "provider: %s\ncurrent:  %s\n", st.Provider, st.Current)
+		count := map[string]int64{}
+		for _, d := range st.DataKeys {
+			count[d.KeyVersion.String()] = d.Count
+		}
+		fmt.Fprintln(stdout, "versions:")
+		seen := map[string]bool{}
+		for _, kv := range st.Versions {
+			seen[kv.String()] = true
+			cur := ""
+			if kv == st.Current {
+				cur = " (current)"
+			}
+			fmt.Fprintf(stdout, "  %-36s wraps %d data keys%s\n", kv, count[kv.String()], cur)
+		}
+		for _, d := range st.DataKeys {
+			if !seen[d.KeyVersion.String()] {
+				fmt.Fprintf(stdout, "  %-36s wraps %d data keys%s\n", d.KeyVersion, d.Count, map[bool]string{true: " (current)", false: ""}[d.KeyVersion == st.Current])
+			}
+		}
+		return 0
+	case "rotate":
+		q := ""
+		if *rewrapOnly {
+			q = "?rewrap_only=true"
+		}
+		var p crypt.RotateProgress
+		if err := c.job(ctx, "/api/v1/keys/rotate"+q, &p); err != nil {
+			return fail(stderr, err)
+		}
+		fmt.Fprintf(stdout, "current key: %s; rewrapped %d data keys; none is wrapped by another version\n", p.Current, p.Rewrapped)
+		return 0
+	case "retire":
+		if fl.NArg() != 1 {
+			fl.Usage()
+			return 2
+		}
+		v, err := strconv.ParseUint(strings.TrimPrefix(fl.Arg(0), "v"), 10, 32)
+		if err != nil {
+			fmt.Fprintf(stderr, "stowage keys retire: %q: want a version number\n", fl.Arg(0))
+			return 2
+		}
+		if err := c.do(ctx, http.MethodDelete, fmt.Sprintf("/api/v1/keys/versions/%d", v), nil); err != nil {
+			return fail(stderr, err)
+		}
+		fmt.Fprintf(stdout, "retired version %d\n", v)
+		return 0
+	}
+	fmt.Fprintf(stderr, "stowage keys: unknown subcommand %q\n\n%s", sub, keysUsage)
+	return 2
+}

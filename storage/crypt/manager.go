@@ -1,0 +1,356 @@
+package crypt
+
+import (
+	"context"
+	"crypto/cipher"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/stowage/stowage"
+)
+
+// Manager owns the key hierarchy: it creates and opens data keys (wrapped
+// by the KEK provider, kept in the metadata DB) and rotates, checks and
+// reports them. One Manager serves every Backend of a registry.
+type Manager struct {
+	DB   stowage.DB
+	Keys Keys
+	// CacheTTL bounds how long an unwrapped data key is reused without asking
+	// the provider again: the delay before a revoked key takes effect. 0
+	// means the default (1 minute); negative disables the cache.
+	CacheTTL time.Duration
+
+	mu    sync.Mutex
+	cache map[string]cachedKey
+}
+
+type cachedKey struct {
+	aead    cipher.AEAD
+	expires time.Time
+}
+
+const cacheMax = 8192
+
+// NewManager returns a Manager for keys whose data keys live in db.
+func NewManager(db stowage.DB, keys Keys) *Manager { return &Manager{DB: db, Keys: keys} }
+
+func (m *Manager) ttl() time.Duration {
+	if m.CacheTTL == 0 {
+		return time.Minute
+	}
+	return m.CacheTTL
+}
+
+// newDataKey makes a random data key for the object at key obj, wraps it
+// with the current KEK and records it. It returns the key's id and AEAD.
+func (m *Manager) newDataKey(ctx context.Context, obj string) ([idSize]byte, cipher.AEAD, error) {
+	var id [idSize]byte
+	kv, err := m.Keys.Current(ctx)
+	if err != nil {
+		return id, nil, keyError(err)
+	}
+	dek := make([]byte, 32)
+	if _, err := rand.Read(dek); err != nil {
+		return id, nil, err
+	}
+	if _, err := rand.Read(id[:]); err != nil {
+		return id, nil, err
+	}
+	wrapped, err := m.Keys.Wrap(ctx, kv, dek)
+	if err != nil {
+		return id, nil, keyError(err)
+	}
+	aead, err := gcm(dek)
+	if err != nil {
+		return id, nil, err
+	}
+	dk := stowage.DataKey{ID: hex.EncodeToString(id[:]), Object: obj, Wrapped: kv, Key: wrapped, Created: time.Now()}
+	if err := m.DB.Update(ctx, func(tx stowage.Tx) error { return tx.PutDataKey(dk) }); err != nil {
+		return id, nil, fmt.Errorf("record data key: %w", err)
+	}
+	m.remember(dk.ID, aead)
+	return id, aead, nil
+}
+
+// dataKey returns the AEAD of data key id, from the cache or by unwrapping it.
+func (m *Manager) dataKey(ctx context.Context, id [idSize]byte) (cipher.AEAD, error) {
+	hid := hex.EncodeToString(id[:])
+	m.mu.Lock()
+	c, ok := m.cache[hid]
+	m.mu.Unlock()
+	if ok && time.Now().Before(c.expires) {
+		return c.aead, nil
+	}
+	var dk stowage.DataKey
+	err := m.DB.View(ctx, func(tx stowage.Tx) (err error) {
+		dk, err = tx.GetDataKey(hid)
+		return err
+	})
+	if errors.Is(err, stowage.ErrNotFound) {
+		return nil, integrityError(fmt.Errorf("%w: the object's data key %s is not in the metadata database", ErrIntegrity, hid))
+	}
+	if err != nil {
+		return nil, err
+	}
+	dek, err := m.Keys.Unwrap(ctx, dk.Wrapped, dk.Key)
+	if err != nil {
+		return nil, keyError(err)
+	}
+	aead, err := gcm(dek)
+	if err != nil {
+		return nil, err
+	}
+	m.remember(hid, aead)
+	return aead, nil
+}
+
+func (m *Manager) remember(id string, aead cipher.AEAD) {
+	if m.ttl() < 0 {
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.cache == nil || len(m.cache) >= cacheMax {
+		m.cache = map[string]cachedKey{}
+	}
+	m.cache[id] = cachedKey{aead, time.Now().Add(m.ttl())}
+}
+
+// Forget empties the cache of unwrapped data keys, so the next read asks the
+// provider again (after a revocation, or in tests).
+func (m *Manager) Forget() {
+	m.mu.Lock()
+	m.cache = nil
+	m.mu.Unlock()
+}
+
+func (m *Manager) moved(ctx context.Context, from, to string) error {
+	return m.DB.Update(ctx, func(tx stowage.Tx) error { return tx.MoveDataKeys(from, to) })
+}
+
+func (m *Manager) deleted(ctx context.Context, obj string) error {
+	return m.DB.Update(ctx, func(tx stowage.Tx) error { return tx.DeleteDataKeys(obj) })
+}
+
+// keyError turns a provider error into the API error people see.
+func keyError(err error) error {
+	var se *stowage.Error
+	if errors.As(err, &se) {
+		return err
+	}
+	if errors.Is(err, ErrWrongKey) {
+		return &stowage.Error{Code: stowage.CodeUnavailable, Err: err,
+			Message: "encryption key unavailable: the configured key is not the one this data was encrypted with; nothing was deleted, and access returns when the right key is configured"}
+	}
+	return &stowage.Error{Code: stowage.CodeUnavailable, Err: fmt.Errorf("%w: %w", ErrKeyUnavailable, err),
+		Message: "encryption key unavailable: the key-encryption key cannot be used now (revoked, retired or unreachable); nothing was deleted, and access returns when the key does"}
+}
+
+func integrityError(err error) error {
+	return &stowage.Error{Code: stowage.CodeInternal, Err: err,
+		Message: "stored data failed its integrity check and was not served (it was changed, truncated or damaged on disk); restore it from a backup or another copy"}
+}
+
+// Status is what `stowage keys status` shows.
+type Status struct {
+	Provider string               `json:"provider"`
+	Current  stowage.KeyVersion   `json:"current"`
+	Versions []stowage.KeyVersion `json:"versions,omitempty"` // held by the provider, if it says
+	// DataKeys counts data keys per KEK version that wraps them.
+	DataKeys []stowage.KeyVersionCount `json:"data_keys"`
+}
+
+// Status reports the current key, its versions and the data keys each wraps.
+func (m *Manager) Status(ctx context.Context) (Status, error) {
+	st := Status{Provider: m.Keys.Describe()}
+	var err error
+	if st.Current, err = m.Keys.Current(ctx); err != nil {
+		return st, keyError(err)
+	}
+	if r, ok := m.Keys.(Rotator); ok {
+		st.Versions = r.Versions()
+	}
+	err = m.DB.View(ctx, func(tx stowage.Tx) (err error) {
+		st.DataKeys, err = tx.CountDataKeys()
+		return err
+	})
+	return st, err
+}
+
+// RotateProgress reports a rotation as it goes.
+type RotateProgress struct {
+	Current   stowage.KeyVersion `json:"current"`
+	Rewrapped int64              `json:"rewrapped"`
+	Total     int64              `json:"total"` // data keys not on the current version when the pass began
+	Done      bool               `json:"done"`
+}
+
+// RotateOptions tunes Rotate.
+type RotateOptions struct {
+	// NewVersion asks the provider for a new version first (file keys);
+	// false only rewraps onto the current one (after a KMS or an environment
+	// variable changed its current version).
+	NewVersion bool
+	Batch      int // data keys per transaction; default 256
+	Progress   func(RotateProgress)
+}
+
+// Rotate makes a new KEK version current (if asked) and rewraps every data
+// key wrapped by another version onto it, in bounded batches, each its own
+// short transaction, while the registry keeps serving. Objects are not
+// touched: only the wrapped keys in the DB change. It returns when no data
+// key is wrapped by any other version.
+func (m *Manager) Rotate(ctx context.Context, opt RotateOptions) (RotateProgress, error) {
+	var p RotateProgress
+	if opt.Batch <= 0 {
+		opt.Batch = 256
+	}
+	if opt.NewVersion {
+		r, ok := m.Keys.(Rotator)
+		if !ok {
+			return p, stowage.Errorf(stowage.CodeUnsupported, "%s cannot add key versions itself: make a new version current where the key lives, then run `stowage keys rotate --rewrap-only`", m.Keys.Describe())
+		}
+		if _, err := r.Rotate(ctx); err != nil {
+			return p, err
+		}
+	}
+	cur, err := m.Keys.Current(ctx)
+	if err != nil {
+		return p, keyError(err)
+	}
+	p.Current = cur
+	// Passes repeat until one finds nothing: a push that read the old
+	// current version just before the switch may record its key after the
+	// first pass went by. Bounded: pushes started after the switch use cur.
+	for pass := 0; pass < 10; pass++ {
+		var counts []stowage.KeyVersionCount
+		if err := m.DB.View(ctx, func(tx stowage.Tx) (err error) { counts, err = tx.CountDataKeys(); return err }); err != nil {
+			return p, err
+		}
+		left := int64(0)
+		for _, c := range counts {
+			if c.KeyVersion != cur {
+				left += c.Count
+			}
+		}
+		if left == 0 {
+			p.Done = true
+			report(opt.Progress, p)
+			return p, nil
+		}
+		p.Total = p.Rewrapped + left
+		after := ""
+		for {
+			var batch []stowage.DataKey
+			if err := m.DB.View(ctx, func(tx stowage.Tx) (err error) {
+				batch, err = tx.DataKeysNotWrappedBy(cur, after, opt.Batch)
+				return err
+			}); err != nil {
+				return p, err
+			}
+			if len(batch) == 0 {
+				break
+			}
+			after = batch[len(batch)-1].ID
+			olds := make([]stowage.KeyVersion, len(batch))
+			for i := range batch {
+				dek, err := m.Keys.Unwrap(ctx, batch[i].Wrapped, batch[i].Key)
+				if err != nil {
+					return p, fmt.Errorf("rewrap data key %s (of %s): %w", batch[i].ID, batch[i].Object, keyError(err))
+				}
+				olds[i] = batch[i].Wrapped
+				if batch[i].Key, err = m.Keys.Wrap(ctx, cur, dek); err != nil {
+					return p, keyError(err)
+				}
+				batch[i].Wrapped = cur
+			}
+			var n int64
+			if err := m.DB.Update(ctx, func(tx stowage.Tx) error {
+				n = 0
+				for i := range batch {
+					ok, err := tx.RewrapDataKey(batch[i], olds[i])
+					if err != nil {
+						return err
+					}
+					if ok {
+						n++
+					}
+				}
+				return nil
+			}); err != nil {
+				return p, err
+			}
+			p.Rewrapped += n
+			report(opt.Progress, p)
+		}
+	}
+	return p, fmt.Errorf("data keys wrapped by old versions keep appearing; run `stowage keys rotate --rewrap-only` again")
+}
+
+func report(fn func(RotateProgress), p RotateProgress) {
+	if fn != nil {
+		fn(p)
+	}
+}
+
+// Retire removes a KEK version from a key file once no data key uses it.
+func (m *Manager) Retire(ctx context.Context, kv stowage.KeyVersion) error {
+	r, ok := m.Keys.(Rotator)
+	if !ok {
+		return stowage.Errorf(stowage.CodeUnsupported, "%s manages its own versions: retire the version there", m.Keys.Describe())
+	}
+	var n int64
+	err := m.DB.View(ctx, func(tx stowage.Tx) error {
+		counts, err := tx.CountDataKeys()
+		for _, c := range counts {
+			if c.KeyVersion == kv {
+				n = c.Count
+			}
+		}
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	if n > 0 {
+		return stowage.Errorf(stowage.CodeDenied, "%s still wraps %d data keys: run `stowage keys rotate` first", kv, n)
+	}
+	if err := r.Retire(ctx, kv); err != nil {
+		return stowage.Errorf(stowage.CodeInvalidParameter, "%v", err)
+	}
+	return nil
+}
+
+// Check verifies at startup that the configured keys open this registry's
+// data keys: for each KEK version in use it unwraps one sample. A wrong key
+// is an error (refuse to start); an unavailable version is returned in
+// unavailable (start, and serve what can be served).
+func (m *Manager) Check(ctx context.Context) (unavailable []stowage.KeyVersion, err error) {
+	if _, err := m.Keys.Current(ctx); err != nil {
+		if errors.Is(err, ErrWrongKey) {
+			return nil, err
+		}
+		return nil, fmt.Errorf("the current encryption key cannot be used: %w", err)
+	}
+	var counts []stowage.KeyVersionCount
+	if err := m.DB.View(ctx, func(tx stowage.Tx) (err error) { counts, err = tx.CountDataKeys(); return err }); err != nil {
+		return nil, err
+	}
+	for _, c := range counts {
+		var dk stowage.DataKey
+		if err := m.DB.View(ctx, func(tx stowage.Tx) (err error) { dk, err = tx.SampleDataKey(c.KeyVersion); return err }); err != nil {
+			return nil, err
+		}
+		if _, err := m.Keys.Unwrap(ctx, dk.Wrapped, dk.Key); err != nil {
+			if errors.Is(err, ErrWrongKey) {
+				return nil, fmt.Errorf("the configured encryption key does not open this registry's data (%d data keys are wrapped by %s): %w; configure the key this data was written with", c.Count, c.KeyVersion, err)
+			}
+			unavailable = append(unavailable, c.KeyVersion)
+		}
+	}
+	return unavailable, nil
+}
