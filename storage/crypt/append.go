@@ -146,7 +146,7 @@ func (b *appendBackend) prefixAt(ctx context.Context, key string, hb []byte, aea
 	}
 	rc, err := b.Inner.Open(ctx, key, segmentOffset(idx))
 	if err == nil {
-		r := &reader{key: key, src: rc, aead: aead, hb: hb, idx: uint32(idx), buf: make([]byte, sealedFull+1)}
+		r := newReader(key, rc, aead, hb, uint32(idx), 0)
 		err = r.next()
 		rc.Close()
 		if err == nil && len(r.out) >= w {

@@ -21,6 +21,7 @@
 package crypt
 
 import (
+	"bufio"
 	"context"
 	"crypto/aes"
 	"crypto/cipher"
@@ -246,8 +247,7 @@ func (b *Backend) open(ctx context.Context, key string, offset int64) (io.ReadCl
 			return nil, err
 		}
 	}
-	r := &reader{key: key, src: rc, aead: aead, hb: hb, idx: uint32(idx), skip: int(offset % SegmentSize),
-		buf: make([]byte, sealedFull+1)}
+	r := newReader(key, rc, aead, hb, uint32(idx), int(offset%SegmentSize))
 	if err := r.next(); err != nil {
 		rc.Close()
 		return nil, err
@@ -256,19 +256,29 @@ func (b *Backend) open(ctx context.Context, key string, offset int64) (io.ReadCl
 }
 
 // reader decrypts segments in order and fails on anything unauthentic.
+// It looks one segment ahead: the plaintext of the segment before the final
+// one is released only once the final one authenticated too, so a damaged
+// end of an object fails the read before the last bytes go out, even for a
+// client that stops reading at the size it expects.
 type reader struct {
-	key  string
-	src  io.ReadCloser
-	aead cipher.AEAD
-	hb   []byte
-	idx  uint32
-	skip int
-	buf  []byte // one sealed segment plus one byte, to see whether more follows
-	have int    // bytes of buf already read ahead
-	ad   []byte
-	out  []byte // decrypted bytes not yet returned
-	done bool
-	err  error
+	key     string
+	src     *bufio.Reader
+	rc      io.Closer
+	aead    cipher.AEAD
+	hb      []byte
+	idx     uint32
+	skip    int
+	ad      []byte
+	plain   []byte // buffer for the current segment's plaintext
+	pending []byte // the final segment's plaintext, opened ahead
+	out     []byte // decrypted bytes not yet returned
+	done    bool
+	err     error
+}
+
+func newReader(key string, rc io.ReadCloser, aead cipher.AEAD, hb []byte, idx uint32, skip int) *reader {
+	return &reader{key: key, src: bufio.NewReaderSize(rc, sealedFull+1), rc: rc, aead: aead, hb: hb, idx: idx, skip: skip,
+		plain: make([]byte, 0, SegmentSize)}
 }
 
 func (r *reader) Read(p []byte) (int, error) {
@@ -286,34 +296,62 @@ func (r *reader) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-// next reads and opens one segment. A full-size segment is never final; a
-// shorter one always is, and must end the object.
-func (r *reader) next() error {
-	n, err := io.ReadFull(r.src, r.buf[r.have:])
-	n += r.have
-	r.have = 0
-	if err != nil && err != io.EOF && err != io.ErrUnexpectedEOF {
-		return err
+// peek returns the next segment's sealed bytes and whether it is the final
+// one: a full-size segment is never final (the final one, shorter, always
+// follows); anything shorter is final.
+func (r *reader) peek() ([]byte, bool, error) {
+	b, err := r.src.Peek(sealedFull + 1)
+	if err != nil && err != io.EOF {
+		return nil, false, err
 	}
-	// n is sealedFull+1 after a full segment (the final one always
-	// follows); anything shorter is the final segment.
-	final := n < sealedFull
-	seg := r.buf[:min(n, sealedFull)]
-	if n < overhead || n == sealedFull {
-		return r.fail("the object ends inside a segment or before its final segment")
+	if len(b) == sealedFull+1 {
+		return b[:sealedFull], false, nil
 	}
+	if len(b) < overhead || len(b) == sealedFull {
+		return nil, false, r.fail("the object ends inside a segment or before its final segment")
+	}
+	return b, true, nil
+}
+
+func (r *reader) open(dst, seg []byte, final bool) ([]byte, error) {
 	r.ad = segmentAD(r.ad[:0], r.hb, r.idx, final)
-	plain, err := r.aead.Open(seg[nonceSize:nonceSize], seg[:nonceSize], seg[nonceSize:], r.ad)
+	plain, err := r.aead.Open(dst, seg[:nonceSize], seg[nonceSize:], r.ad)
 	if err != nil {
-		return r.fail(fmt.Sprintf("segment %d does not authenticate", r.idx))
+		return nil, r.fail(fmt.Sprintf("segment %d does not authenticate", r.idx))
 	}
-	if !final {
-		// Keep the byte read past this segment: it starts the next one.
-		r.buf[0] = r.buf[sealedFull]
-		r.have = 1
-	}
-	r.done = final
 	r.idx++
+	return plain, nil
+}
+
+// next opens one segment (and, if the one after it is the final one, that
+// one too).
+func (r *reader) next() error {
+	var plain []byte
+	if r.pending != nil {
+		plain, r.pending, r.done = r.pending, nil, true
+	} else {
+		seg, final, err := r.peek()
+		if err != nil {
+			return err
+		}
+		if plain, err = r.open(r.plain[:0], seg, final); err != nil {
+			return err
+		}
+		r.src.Discard(len(seg))
+		r.done = final
+		if !final {
+			next, nextFinal, err := r.peek()
+			if err != nil {
+				return err
+			}
+			if nextFinal {
+				if r.pending, err = r.open(make([]byte, 0, len(next)), next, true); err != nil {
+					return err
+				}
+				r.src.Discard(len(next))
+			}
+		}
+	}
 	if r.skip > len(plain) {
 		return r.fail("offset beyond the end of the object")
 	}
@@ -325,7 +363,7 @@ func (r *reader) fail(what string) error {
 	return integrityError(fmt.Errorf("%w: %s: %s", ErrIntegrity, r.key, what))
 }
 
-func (r *reader) Close() error { return r.src.Close() }
+func (r *reader) Close() error { return r.rc.Close() }
 
 // Stat returns the plaintext size (computed from the stored size).
 func (b *Backend) Stat(ctx context.Context, key string) (stowage.ObjectInfo, error) {

@@ -181,6 +181,33 @@ func TestTamper(t *testing.T) {
 	}
 }
 
+// TestTamperedEndFailsBeforeTheLastByte: a client that stops reading at the
+// size it expects (as an HTTP handler copying Content-Length bytes does)
+// still gets an error when the object's final segment is damaged, even when
+// that segment is empty (sizes that are multiples of the segment size).
+func TestTamperedEndFailsBeforeTheLastByte(t *testing.T) {
+	inner := mem.New()
+	b, _ := newCrypt(t, inner)
+	for _, size := range []int{crypt.SegmentSize, 3 * crypt.SegmentSize, 3*crypt.SegmentSize + 10} {
+		data := random(size)
+		b.Put(ctx, "k", bytes.NewReader(data), -1)
+		rc, _ := inner.Open(ctx, "k", 0)
+		raw, _ := io.ReadAll(rc)
+		raw[len(raw)-1] ^= 1
+		inner.Put(ctx, "k", bytes.NewReader(raw), -1)
+		var got []byte
+		r, err := b.Open(ctx, "k", 0)
+		if err == nil {
+			got = make([]byte, size)
+			_, err = io.ReadFull(r, got)
+			r.Close()
+		}
+		if err == nil {
+			t.Errorf("size %d: read all %d bytes of an object with a damaged end", size, size)
+		}
+	}
+}
+
 // TestRangeReads: reads from random offsets equal the plaintext.
 func TestRangeReads(t *testing.T) {
 	b, _ := newCrypt(t, mem.New())
