@@ -155,7 +155,9 @@ func TestEncryptionTamper(t *testing.T) {
 				t.Errorf("flip at %d: the cut-short body holds wrong bytes", pos)
 			}
 		default:
-			var e struct{ Errors []struct{ Code, Message string } }
+			var e struct {
+				Errors []struct{ Code, Message string }
+			}
 			json.Unmarshal(got, &e)
 			if resp.StatusCode != 500 || len(e.Errors) == 0 || !strings.Contains(e.Errors[0].Message, "integrity") {
 				t.Errorf("flip at %d: %d %s; want 500 with an integrity error", pos, resp.StatusCode, got)
@@ -246,7 +248,11 @@ func TestEncryptionRotationUnderLoad(t *testing.T) {
 	var mu sync.Mutex
 	pushed := map[string][]byte{}
 	var failures []string
-	fail := func(f string, args ...any) { mu.Lock(); failures = append(failures, fmt.Sprintf(f, args...)); mu.Unlock() }
+	fail := func(f string, args ...any) {
+		mu.Lock()
+		failures = append(failures, fmt.Sprintf(f, args...))
+		mu.Unlock()
+	}
 	for i := range 30 { // data keys for the rotation to rewrap
 		b := randomBytes(t, 1000+i)
 		pushed[pushBlob(t, s.URL, "rot/pre", b)] = b
