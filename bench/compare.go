@@ -12,7 +12,7 @@ import (
 
 // Compare mode: medians over rounds of the --json outputs of several
 // registries, the ratio of the first (candidate) to the second (baseline),
-// and optionally Stowage's goals. Output is Markdown, readable as is in a
+// and optionally one set of Stowage's goals (goals.go). Output is Markdown, readable as is in a
 // terminal, so scripts/bench.sh can paste it into docs/performance.md.
 
 type series struct {
@@ -63,9 +63,21 @@ var metricOrder = []string{
 
 func (s series) median(metric string) float64 { return median(s.values[metric]) }
 
-func runCompare(w io.Writer, args []string, goals bool) error {
+// runCompare prints the table and, when goalSet is not empty, the goals of
+// that set (see goalSets).
+func runCompare(w io.Writer, args []string, goalSet string) error {
 	if len(args) < 1 {
 		return fmt.Errorf("compare: need NAME=files arguments")
+	}
+	var goals []goal
+	if goalSet != "" {
+		var ok bool
+		if goals, ok = goalSets[goalSet]; !ok {
+			return fmt.Errorf("compare: unknown goal set %q (known: %s)", goalSet, goalSetNames())
+		}
+		if len(args) != 2 {
+			return fmt.Errorf("compare --goals needs exactly two series (candidate, baseline)")
+		}
 	}
 	var all []series
 	for _, a := range args {
@@ -116,12 +128,9 @@ func runCompare(w io.Writer, args []string, goals bool) error {
 		}
 		fmt.Fprintln(w, row)
 	}
-	if goals {
-		if !two {
-			return fmt.Errorf("compare --goals needs exactly two series (candidate, baseline)")
-		}
+	if goals != nil {
 		fmt.Fprintln(w)
-		printGoals(w, all[0], all[1])
+		printGoals(w, all[0], all[1], goals)
 	}
 	return nil
 }

@@ -1,7 +1,7 @@
 // Command bench benchmarks any OCI distribution registry over plain HTTP.
 //
 //	go run ./bench --url http://127.0.0.1:5000 [--only push-mono,pull] [--json out.json] [--pid N]
-//	go run ./bench --compare [--goals] NAME=a.json,b.json NAME=c.json,d.json
+//	go run ./bench --compare [--goals [--goal-set encryption]] NAME=a.json,b.json NAME=c.json,d.json
 //
 // It talks the wire protocol with raw net/http so the same numbers mean the
 // same thing for every registry. Throughput uses MB = 10^6 bytes.
@@ -73,6 +73,7 @@ func main() {
 	var (
 		cfg                   config
 		url, only, jsonOut    string
+		goalSet               string
 		blobMiB, chunkMiB     int
 		quick, compare, goals bool
 		reqTimeout            time.Duration
@@ -95,10 +96,14 @@ func main() {
 	flag.BoolVar(&quick, "quick", false, "smoke-run sizes: 16 MiB blobs, 1000 tags, 200 repos, 2s durations, 60 images")
 	flag.BoolVar(&compare, "compare", false, "compare mode: args are NAME=file.json,file.json ... (first = candidate, second = baseline)")
 	flag.BoolVar(&goals, "goals", false, "compare mode: also evaluate Stowage's goals (candidate vs baseline)")
+	flag.StringVar(&goalSet, "goal-set", "distribution", "compare mode: which goals --goals evaluates: "+goalSetNames())
 	flag.Parse()
 
 	if compare {
-		if err := runCompare(os.Stdout, flag.Args(), goals); err != nil {
+		if !goals {
+			goalSet = ""
+		}
+		if err := runCompare(os.Stdout, flag.Args(), goalSet); err != nil {
 			fatalf("%v", err)
 		}
 		return

@@ -1,21 +1,26 @@
 #!/usr/bin/env bash
-# scripts/bench.sh — Stowage vs CNCF distribution 2.8.2, side by side, in one run.
+# scripts/bench.sh — Stowage vs CNCF distribution 2.8.2, and Stowage with
+# encryption at rest vs without, side by side, in one run.
 #
-#   scripts/bench.sh [--rounds N] [--quick] [--out FILE]
+#   scripts/bench.sh [--rounds N] [--quick] [--no-unencrypted] [--out FILE]
 #
 # Builds bin/stowage and the bench tool (./bench), then for each round and
-# each registry: starts a fresh server on 127.0.0.1 with a fresh data dir,
-# waits for GET /v2/ = 200, runs the bench with --pid of the server (peak
-# RSS), stops the server by PID. The order of the two registries alternates
-# between rounds so neither always runs on a warmer (or more fragmented)
-# machine. Finally prints the per-metric medians over the rounds, the ratios
-# and the goals, and writes them with the exact commands to docs/performance.md.
+# each of three servers — stowage (the default: encryption at rest on),
+# stowage-unencrypted (STOWAGE_ENCRYPTION=none) and distribution — starts it
+# fresh on 127.0.0.1 with a fresh data dir, waits for GET /v2/ = 200, runs
+# the bench with --pid of the server (peak RSS), stops the server by PID.
+# The order rotates between rounds so no server always runs on a warmer (or
+# more fragmented) machine. Finally prints the per-metric medians over the
+# rounds, the ratios and the goals (stowage vs distribution; encrypted vs
+# unencrypted), and writes them with the exact commands to docs/performance.md.
 #
-#   --rounds N   rounds (default 3; medians are over rounds)
-#   --quick      smoke-run sizes (16 MiB blobs, 1000 tags, 200 repos, 2 s loops)
-#   --out FILE   report path (default docs/performance.md)
-# Env: BENCH_CANDIDATE=distribution runs distribution in Stowage's slot too
+#   --rounds N        rounds (default 3; medians are over rounds)
+#   --quick           smoke-run sizes (16 MiB blobs, 1000 tags, 200 repos, 2 s loops)
+#   --no-unencrypted  skip stowage-unencrypted (and the encryption comparison)
+#   --out FILE        report path (default docs/performance.md)
+# Env: BENCH_CANDIDATE=distribution runs distribution in Stowage's slots too
 #      (only to test this script while Stowage does not build).
+#      STOWAGE_STORAGE_FSYNC=false reaches both Stowage servers (see the report).
 #      BENCH_KEEP_TMP=1 keeps the work directory (logs, JSON per round).
 set -uo pipefail
 
@@ -27,13 +32,15 @@ fi
 
 ROUNDS=3
 QUICK=()
+UNENCRYPTED=1
 OUT="$ROOT/docs/performance.md"
 while [ $# -gt 0 ]; do
 	case $1 in
 	--rounds) ROUNDS=${2:?--rounds needs a number}; shift 2 ;;
 	--quick) QUICK=(--quick); shift ;;
+	--no-unencrypted) UNENCRYPTED=0; shift ;;
 	--out) OUT=${2:?--out needs a path}; shift 2 ;;
-	-h | --help) sed -n '2,20p' "$0"; exit 0 ;;
+	-h | --help) sed -n '2,25p' "$0"; exit 0 ;;
 	*) echo "bench.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
 	esac
 done
@@ -120,14 +127,27 @@ http:
 EOF
 }
 
-# start_server KIND DIR : starts KIND (stowage|distribution) with data in DIR,
-# sets SERVER_PID and SERVER_URL.
+# stowage_env KIND : the encryption setting of a Stowage server, forced so
+# the caller's environment cannot change what a column means (a key file or
+# key env would turn encryption back on; the default is the service key).
+stowage_env() {
+	case $1 in
+	stowage) echo STOWAGE_ENCRYPTION=service ;;
+	stowage-unencrypted) echo STOWAGE_ENCRYPTION=none ;;
+	*) die "stowage_env: unknown kind $1" ;;
+	esac
+}
+
+# start_server KIND DIR : starts KIND (stowage|stowage-unencrypted|distribution)
+# with data in DIR, sets SERVER_PID and SERVER_URL.
 start_server() {
 	local kind=$1 dir=$2 port
 	port=$(pick_port)
 	mkdir -p "$dir/data"
-	if [ "$kind" = stowage ] && [ "${BENCH_CANDIDATE:-stowage}" = stowage ]; then
-		"$ROOT/bin/stowage" serve --addr "127.0.0.1:$port" --data-dir "$dir/data" >"$dir/server.log" 2>&1 &
+	if [[ $kind == stowage* ]] && [ "${BENCH_CANDIDATE:-stowage}" = stowage ]; then
+		# env execs the server, so $! is the server's PID.
+		env -u STOWAGE_ENCRYPTION_KEY_FILE -u STOWAGE_ENCRYPTION_KEY_ENV "$(stowage_env "$kind")" \
+			"$ROOT/bin/stowage" serve --addr "127.0.0.1:$port" --data-dir "$dir/data" >"$dir/server.log" 2>&1 &
 	else
 		distribution_config "$dir" "$port"
 		"$DIST_BIN" serve "$dir/config.yml" >"$dir/server.log" 2>&1 &
@@ -174,11 +194,17 @@ go build -o "$WORK/bench" ./bench || die "building the bench tool failed"
 # ---------------------------------------------------------------- rounds
 # Other work on the machine skews every number; the load is recorded.
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
-REGISTRIES=(stowage distribution)
+REGISTRIES=(stowage stowage-unencrypted distribution)
+[ "$UNENCRYPTED" = 1 ] || REGISTRIES=(stowage distribution)
+N=${#REGISTRIES[@]}
 FAILED=()
+RUN_START=$SECONDS
 for ((r = 1; r <= ROUNDS; r++)); do
-	order=("${REGISTRIES[@]}")
-	((r % 2 == 0)) && order=(distribution stowage)
+	# Rotate: round r starts with server (r-1) mod N, so over N rounds each
+	# server runs once in each position (with two, the order alternates).
+	order=()
+	for ((i = 0; i < N; i++)); do order+=("${REGISTRIES[(r - 1 + i) % N]}"); done
+	log "round $r/$ROUNDS order: ${order[*]}"
 	for kind in "${order[@]}"; do
 		dir="$WORK/$kind-$r"
 		start_server "$kind" "$dir"
@@ -202,13 +228,46 @@ files() { local k=$1 r s=""; for ((r = 1; r <= ROUNDS; r++)); do s+="${s:+,}$WOR
 TABLE=$("$WORK/bench" --compare --goals "stowage=$(files stowage)" "distribution=$(files distribution)") ||
 	die "comparing results failed"
 printf '\n%s\n' "$TABLE"
+ENC_TABLE=""
+if [ "$UNENCRYPTED" = 1 ]; then
+	ENC_TABLE=$("$WORK/bench" --compare --goals --goal-set encryption \
+		"encrypted=$(files stowage)" "unencrypted=$(files stowage-unencrypted)") ||
+		die "comparing encrypted with unencrypted failed"
+	printf '\n%s\n' "$ENC_TABLE"
+fi
+RUN_MIN=$(((SECONDS - RUN_START + 30) / 60))
+log "rounds took $RUN_MIN min"
+
+# enc_summary : one sentence from ENC_TABLE's ratio column and goal count.
+enc_summary() {
+	awk -F'|' '
+		function t(s) { gsub(/^ +| +$/, "", s); return s }
+		t($2) ~ /^(push|pull)_.*_MBps$/ && NF >= 6 { r[t($2)] = t($5) }
+		/goals met\./ { met = $0 }
+		END {
+			printf "encrypted/unencrypted throughput = %s (monolithic push, concurrency 1), %s (concurrency 4); ", r["push_mono_c1_MBps"], r["push_mono_c4_MBps"]
+			printf "%s (chunked push, concurrency 1), %s (concurrency 4); ", r["push_chunked_c1_MBps"], r["push_chunked_c4_MBps"]
+			printf "%s (pull, concurrency 1), %s (concurrency 4). %s\n", r["pull_c1_MBps"], r["pull_c4_MBps"], met
+		}' <<<"$ENC_TABLE"
+}
 
 mem_gib=$(awk '/^MemTotal:/ { printf "%.1f", $2 / 1048576 }' /proc/meminfo)
 cpu=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
 mode="full"
 [ ${#QUICK[@]} -gt 0 ] && mode="quick (smoke-run sizes: not representative)"
-candidate="bin/stowage serve --addr 127.0.0.1:PORT --data-dir DIR"
-[ "${BENCH_CANDIDATE:-stowage}" = stowage ] || candidate="$DIST_BIN serve config.yml  # BENCH_CANDIDATE=distribution: script self-test"
+candidate="STOWAGE_ENCRYPTION=service bin/stowage serve --addr 127.0.0.1:PORT --data-dir DIR  # stowage (the default)"
+unencrypted="STOWAGE_ENCRYPTION=none bin/stowage serve --addr 127.0.0.1:PORT --data-dir DIR     # stowage-unencrypted"
+if [ "${BENCH_CANDIDATE:-stowage}" != stowage ]; then
+	candidate="$DIST_BIN serve config.yml  # BENCH_CANDIDATE=distribution: script self-test"
+	unencrypted=$candidate
+fi
+opts="${QUICK[*]:+ ${QUICK[*]}}"
+if [ "$UNENCRYPTED" != 1 ]; then
+	unencrypted=""
+	opts+=" --no-unencrypted"
+fi
+aes="no"
+grep -qw aes /proc/cpuinfo && grep -qw pclmulqdq /proc/cpuinfo && aes="yes"
 mkdir -p "$(dirname "$OUT")"
 {
 	cat <<EOF
@@ -218,9 +277,11 @@ Generated by \`scripts/bench.sh\` — do not edit by hand; re-run it instead.
 
 - Date: $(date -u '+%Y-%m-%d %H:%M UTC')
 - Machine: $(nproc) CPUs (${cpu:-unknown}), ${mem_gib} GiB RAM, Linux $(uname -r)
+- Built from: commit $(git -C "$ROOT" describe --always --dirty --abbrev=12 2>/dev/null || echo unknown)
 - Go: $(go version | awk '{print $3}'); baseline: $("$DIST_BIN" --version 2>/dev/null | awk '{print $2, $3}')
 - Load average (1/5/15 min) at start: $LOAD_START; at end: $(cut -d' ' -f1-3 /proc/loadavg)
 - Mode: $mode, $ROUNDS round(s); every number below is the median over rounds
+- Servers: ${REGISTRIES[*]} (order rotated between rounds); the rounds took $RUN_MIN min
 EOF
 	if [ ${#FAILED[@]} -gt 0 ]; then
 		printf -- '- **Failed runs:** %s (their missing metrics are marked)\n' "${FAILED[*]}"
@@ -230,14 +291,16 @@ EOF
 ## How it was measured
 
 \`\`\`sh
-scripts/bench.sh --rounds $ROUNDS${QUICK[*]:+ ${QUICK[*]}}
-# which, per round and registry (order alternates between rounds), runs:
+scripts/bench.sh --rounds $ROUNDS$opts
+# which, per round and server (the order rotates between rounds), runs:
 go build -o bin/stowage ./cmd/stowage && go build -o bench ./bench
 $candidate
-$DIST_BIN serve config.yml
+${unencrypted:+$unencrypted
+}$DIST_BIN serve config.yml
 bench --url http://127.0.0.1:PORT --pid SERVER_PID ${QUICK[*]:+${QUICK[*]} }--json ROUND.json
 bench --compare --goals stowage=R1.json,R2.json,... distribution=R1.json,R2.json,...
-\`\`\`
+${unencrypted:+bench --compare --goals --goal-set encryption encrypted=R1.json,... unencrypted=R1.json,...
+}\`\`\`
 
 Each server starts fresh (empty data dir in /tmp) and is stopped with SIGTERM
 after its run.
@@ -247,7 +310,8 @@ it acknowledges a push (\`storage.filesystem.fsync\`, default true), so an
 acknowledged push survives a power loss; distribution 2.8.2 never fsyncs (both
 survive a process crash). That costs Stowage most on the 64 MiB pushes. For a
 like-for-like comparison run \`STOWAGE_STORAGE_FSYNC=false scripts/bench.sh\`.
-In this run: STOWAGE_STORAGE_FSYNC=${STOWAGE_STORAGE_FSYNC:-true}.
+${unencrypted:+The setting applies to both Stowage servers, so the encryption comparison
+below is like for like either way. }In this run: STOWAGE_STORAGE_FSYNC=${STOWAGE_STORAGE_FSYNC:-true}.
 
 Distribution's config.yml:
 
@@ -269,8 +333,42 @@ the same machine and shares its CPUs with the server.
 
 ## Results
 
+Stowage here is its default configuration, encryption at rest on
+(STOWAGE_ENCRYPTION=service), with STOWAGE_STORAGE_FSYNC=${STOWAGE_STORAGE_FSYNC:-true}.
+
 $TABLE
 EOF
+	if [ "$UNENCRYPTED" = 1 ]; then
+		cat <<EOF
+
+## Encryption at rest: cost
+
+Goal (issue 4): with encryption at rest on, the default, 64 MiB push and pull
+throughput is at least 80% of the same binary's with \`STOWAGE_ENCRYPTION=none\`.
+Both servers run in every round of the run above, in the rotated order, with
+the same bench, sizes and fsync setting; "encrypted" is the \`stowage\` column
+of the table above, "unencrypted" is \`stowage-unencrypted\`.
+
+What encryption adds: each blob gets its own random data key, wrapped by the
+key-encryption key (here the service key in \`DIR/keys/service.json\`) and kept
+as a row in the metadata database; its bytes are sealed with AES-256-GCM in
+64 KiB segments (28 bytes of nonce and tag each) as they are written, and
+every segment is opened and authenticated again on a pull. Pulls therefore
+cannot use sendfile(2): unencrypted, \`GET /v2/…/blobs/…\` hands the file to
+the kernel, which copies from the page cache to the socket; encrypted, every
+byte is read into the process, decrypted and written to the socket. On this
+machine the CPU has AES instructions (aes, pclmulqdq): $aes; Go's AES-GCM
+uses them. The bench client shares the same $(nproc) CPUs, so any CPU the
+server spends on AES-GCM is taken from the client too. The goals are on the
+six big-blob rows; the other rows are shown for completeness, and those that
+encryption does not touch (manifest GET, blob HEAD, tag and catalog listing)
+show how far this machine's noise alone moves a ratio.
+
+Result: $(enc_summary)
+
+$ENC_TABLE
+EOF
+	fi
 } >"$OUT"
 log "wrote $OUT"
 
