@@ -237,6 +237,41 @@ hdr=$(curl -s -I --max-time 10 -H 'Accept: application/vnd.docker.distribution.m
 	"$STOWAGE_URL/v2/e2e/app/manifests/v1" | tr -d '\r' | sed -n 's/^[Dd]ocker-[Cc]ontent-[Dd]igest: //p')
 check_eq "$hdr" "$APP1_DIGEST" "HEAD /v2/e2e/app/manifests/v1: Docker-Content-Digest equals the push digest"
 
+# ---------------------------------------------------------------- encryption at rest
+# Every object docker pushed is stored encrypted (on by default): each layer
+# and config of e2e/app:v1 is on disk as an STWC2 object that does not hold
+# the bytes the registry serves for it.
+manifest=$(curl -s --max-time 10 -H 'Accept: application/vnd.docker.distribution.manifest.v2+json' \
+	"$STOWAGE_URL/v2/e2e/app/manifests/v1")
+blobs=$(printf '%s' "$manifest" | grep -o 'sha256:[0-9a-f]\{64\}' | sort -u)
+enc_ok=1
+nblobs=0
+for d in $blobs; do
+	hex=${d#sha256:}
+	f="$WORK/data/storage/blobs/sha256/${hex:0:2}/$hex"
+	curl -s --max-time 30 -o "$WORK/served.bin" "$STOWAGE_URL/v2/e2e/app/blobs/$d"
+	nblobs=$((nblobs + 1))
+	if [ "$(head -c 5 "$f" 2>/dev/null)" != STWC2 ]; then
+		log "$f does not start with the encryption header"
+		enc_ok=0
+	fi
+	# The first 256 bytes the registry serves must not appear in the stored file.
+	head -c 256 "$WORK/served.bin" >"$WORK/needle.bin"
+	if [ -s "$WORK/needle.bin" ] && grep -qaF -f <(head -c 256 "$WORK/served.bin" | od -An -tx1 | tr -d ' \n') <(od -An -tx1 "$f" | tr -d ' \n'); then
+		log "$f holds the plaintext of $d"
+		enc_ok=0
+	fi
+	if [ "$(sha256sum <"$WORK/served.bin" | cut -d' ' -f1)" != "$hex" ]; then
+		log "blob $d served with a different digest"
+		enc_ok=0
+	fi
+done
+if [ "$enc_ok" = 1 ] && [ "$nblobs" -ge 2 ]; then
+	check_pass "encryption at rest: the $nblobs blobs of $APP1 are stored encrypted (STWC2, no plaintext on disk) and served with their digests"
+else
+	check_fail "encryption at rest: blobs of $APP1 stored in plain text, or served wrong ($nblobs checked)"
+fi
+
 # ---------------------------------------------------------------- remove locally, pull back
 dk rmi -f "$APP1" "$APP2" "$IMP" "$REG/e2e/app:latest" "$REG/e2e/app-copy:v1" >/dev/null 2>&1 || true
 if [ -n "$(dk images -q 2>/dev/null)" ]; then

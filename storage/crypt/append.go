@@ -50,8 +50,16 @@ func (b *appendBackend) Append(ctx context.Context, key string, off int64, r io.
 		if hb, aead, err = b.openHeader(ctx, key); err != nil {
 			return 0, fmt.Errorf("resume upload: %w", err)
 		}
-		if prefix, err = b.prefixAt(ctx, key, hb, aead, off); err != nil {
+		var fromCopy bool
+		if prefix, fromCopy, err = b.prefixAt(ctx, key, hb, aead, off); err != nil {
 			return 0, err
+		}
+		if !fromCopy && len(prefix) > 0 {
+			// The copy was torn (a kill while it was written): write it
+			// again before the segment is sealed again.
+			if err := b.saveTail(ctx, key, hb, aead, uint32(idx), prefix); err != nil {
+				return 0, err
+			}
 		}
 	}
 	var last []byte // the final segment's plaintext
@@ -103,7 +111,13 @@ func (b *appendBackend) saveTail(ctx context.Context, key string, hb []byte, aea
 	}
 	out = append(out, nonce...)
 	out = aead.Seal(out, nonce, plain, tailAD(hb, idx))
-	return b.Inner.Put(ctx, tailKey(key), bytes.NewReader(out), int64(len(out)))
+	// Written like upload data (no flush): it must survive a killed process,
+	// not a power loss (after which an upload may fail anyway, see
+	// stowage.Appender). A copy torn by a kill fails to authenticate, and
+	// then the upload object itself holds the bytes: the Append that came
+	// before this write completed.
+	_, err := b.app.Append(ctx, tailKey(key), 0, bytes.NewReader(out))
+	return err
 }
 
 func tailAD(hb []byte, idx uint32) []byte {
@@ -136,13 +150,13 @@ func (b *appendBackend) loadTail(ctx context.Context, key string, hb []byte, aea
 // prefixAt returns the plaintext of the segment holding off, from its start
 // to off: from the tail copy if it holds that segment, else from the upload
 // object (where the segment is full, or the final one).
-func (b *appendBackend) prefixAt(ctx context.Context, key string, hb []byte, aead cipher.AEAD, off int64) ([]byte, error) {
+func (b *appendBackend) prefixAt(ctx context.Context, key string, hb []byte, aead cipher.AEAD, off int64) (prefix []byte, fromCopy bool, err error) {
 	idx, w := off/SegmentSize, int(off%SegmentSize)
 	if w == 0 {
-		return nil, nil
+		return nil, false, nil
 	}
 	if ti, plain, err := b.loadTail(ctx, key, hb, aead); err == nil && int64(ti) == idx && len(plain) >= w {
-		return plain[:w], nil
+		return plain[:w], true, nil
 	}
 	rc, err := b.Inner.Open(ctx, key, segmentOffset(idx))
 	if err == nil {
@@ -150,10 +164,10 @@ func (b *appendBackend) prefixAt(ctx context.Context, key string, hb []byte, aea
 		err = r.next()
 		rc.Close()
 		if err == nil && len(r.out) >= w {
-			return bytes.Clone(r.out[:w]), nil
+			return bytes.Clone(r.out[:w]), false, nil
 		}
 	}
-	return nil, &stowage.Error{Code: stowage.CodeBlobUploadInvalid, Err: err,
+	return nil, false, &stowage.Error{Code: stowage.CodeBlobUploadInvalid, Err: err,
 		Message: fmt.Sprintf("the upload's stored data does not reach offset %d (it was cut short, e.g. by a crash before it was durable); restart the upload", off)}
 }
 
@@ -167,7 +181,7 @@ func (b *appendBackend) Commit(ctx context.Context, src, dst string, size int64)
 	}
 	idx := size / SegmentSize
 	if !b.endsAt(ctx, src, hb, aead, size) {
-		prefix, err := b.prefixAt(ctx, src, hb, aead, size)
+		prefix, _, err := b.prefixAt(ctx, src, hb, aead, size)
 		if err != nil {
 			return err
 		}

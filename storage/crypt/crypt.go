@@ -386,14 +386,13 @@ func (b *Backend) Delete(ctx context.Context, key string) error {
 	return b.Keys.deleted(ctx, key)
 }
 
-// List reports plaintext sizes (-1 for an object too short to be encrypted).
+// List reports plaintext sizes (stored sizes for objects whose size is not
+// that of an encrypted object, such as an upload's tail copy).
 func (b *Backend) List(ctx context.Context, prefix string, fn func(stowage.ObjectInfo) error) error {
 	return b.Inner.List(ctx, prefix, func(oi stowage.ObjectInfo) error {
-		size, err := plainSize(oi.Size)
-		if err != nil {
-			size = -1
+		if size, err := plainSize(oi.Size); err == nil {
+			oi.Size = size
 		}
-		oi.Size = size
 		return fn(oi)
 	})
 }

@@ -259,13 +259,18 @@ func TestAppendResume(t *testing.T) {
 	cuts := []int64{0, 10, crypt.SegmentSize, crypt.SegmentSize + 1, 3*crypt.SegmentSize - 7, 4 * crypt.SegmentSize, int64(len(data))}
 	for i := 0; i+1 < len(cuts); i++ {
 		off, end := cuts[i], cuts[i+1]
+		if i == 3 { // off = SegmentSize+1, so the resumed append needs the prefix
+			// A kill while the last append wrote its tail copy (after the
+			// append itself), then an attempt that fails part-way.
+			inner.Append(ctx, "uploads/u/data.tail", 0, bytes.NewReader(random(30)))
+		}
 		if off > 0 {
 			// A failed attempt first: it must not spoil what is stored.
 			if _, err := app.Append(ctx, "uploads/u/data", off, &failAfter{bytes.NewReader(data[off:end]), int(end-off) / 2}); err == nil {
 				t.Fatalf("failing append at %d succeeded", off)
 			}
 		}
-		if i%2 == 1 {
+		if i == 1 || i == 4 {
 			tear(t, inner, "uploads/u/data") // as a kill -9 mid-append would
 		}
 		if n, err := app.Append(ctx, "uploads/u/data", off, bytes.NewReader(data[off:end])); err != nil || n != end {
