@@ -78,3 +78,51 @@ type Appender interface {
 func IsNotExist(err error) bool {
 	return errors.Is(err, fs.ErrNotExist)
 }
+
+// readAttemptKey carries the read attempt number in a context.
+type readAttemptKey struct{}
+
+// WithReadAttempt marks a read as the nth attempt (0 is the first). A
+// reader that found the bytes of one copy wrong (storage/crypt's
+// authentication) opens again with the next attempt number, and a backend
+// that keeps several copies (storage/mirror) then serves another copy.
+func WithReadAttempt(ctx context.Context, n int) context.Context {
+	return context.WithValue(ctx, readAttemptKey{}, n)
+}
+
+// ReadAttempt returns the attempt number set by WithReadAttempt (0 if none).
+func ReadAttempt(ctx context.Context) int {
+	n, _ := ctx.Value(readAttemptKey{}).(int)
+	return n
+}
+
+// Scrubber is implemented by backends that can check every stored copy of
+// an object and repair a bad copy from a good one (storage/mirror, and the
+// decorators that pass scrubbing down: storage/shard, storage/crypt).
+type Scrubber interface {
+	// ScrubObject runs check on the bytes of every copy of key (as the
+	// caller of this backend would read them from offset 0); check returns
+	// nil if they are right. Bad or missing copies are rewritten from a good
+	// one when one exists.
+	ScrubObject(ctx context.Context, key string, check func(io.Reader) error) (ScrubResult, error)
+}
+
+// ScrubResult is what ScrubObject found for one object.
+type ScrubResult struct {
+	Copies   int      `json:"copies"`             // copies looked at
+	Good     int      `json:"good"`               // copies whose bytes are right
+	Missing  []string `json:"missing,omitempty"`  // names of copies without the object
+	Corrupt  []string `json:"corrupt,omitempty"`  // names of copies with wrong bytes
+	Repaired []string `json:"repaired,omitempty"` // names of copies rewritten from a good one
+	Errors   []string `json:"errors,omitempty"`   // copies that could not be read (backend down)
+}
+
+// Merge adds r2's findings to r.
+func (r *ScrubResult) Merge(r2 ScrubResult) {
+	r.Copies += r2.Copies
+	r.Good += r2.Good
+	r.Missing = append(r.Missing, r2.Missing...)
+	r.Corrupt = append(r.Corrupt, r2.Corrupt...)
+	r.Repaired = append(r.Repaired, r2.Repaired...)
+	r.Errors = append(r.Errors, r2.Errors...)
+}

@@ -203,17 +203,15 @@ func (b *Backend) openHeader(ctx context.Context, key string) ([]byte, cipher.AE
 // unavailable key is an error here, before a response is committed.
 func (b *Backend) Open(ctx context.Context, key string, offset int64) (io.ReadCloser, error) {
 	var err error
-	for attempt := 0; attempt < 3; attempt++ {
+	base := stowage.ReadAttempt(ctx)
+	for attempt := 0; attempt < maxReadAttempts; attempt++ {
+		// A failed authentication is tried again: from an offset, the header
+		// and the data are read through two opens, and an object replaced in
+		// between (the same content pushed again) fails once; with several
+		// copies (storage/mirror), the next attempt reads another copy.
 		var r io.ReadCloser
-		if r, err = b.open(ctx, key, offset); err == nil || !errors.Is(err, ErrIntegrity) {
+		if r, err = b.open(stowage.WithReadAttempt(ctx, base+attempt), key, offset); err == nil || !errors.Is(err, ErrIntegrity) {
 			return r, err
-		}
-		// From an offset, the header and the data are read through two
-		// opens: an object replaced in between (the same content pushed
-		// again) fails to authenticate once. Try again before calling it
-		// damaged.
-		if offset < SegmentSize {
-			break
 		}
 	}
 	return nil, err
@@ -248,6 +246,9 @@ func (b *Backend) open(ctx context.Context, key string, offset int64) (io.ReadCl
 		}
 	}
 	r := newReader(key, rc, aead, hb, uint32(idx), int(offset%SegmentSize))
+	r.reopen = func(n int, off int64) (io.ReadCloser, error) {
+		return b.Inner.Open(stowage.WithReadAttempt(ctx, stowage.ReadAttempt(ctx)+n), key, off)
+	}
 	if err := r.next(); err != nil {
 		rc.Close()
 		return nil, err
@@ -274,6 +275,9 @@ type reader struct {
 	out     []byte // decrypted bytes not yet returned
 	done    bool
 	err     error
+	// reopen opens the stored object again at off for read attempt n (nil:
+	// no second attempt).
+	reopen func(n int, off int64) (io.ReadCloser, error)
 }
 
 func newReader(key string, rc io.ReadCloser, aead cipher.AEAD, hb []byte, idx uint32, skip int) *reader {
@@ -326,6 +330,27 @@ func (r *reader) open(dst, seg []byte, final bool) ([]byte, error) {
 // next opens one segment (and, if the one after it is the final one, that
 // one too).
 func (r *reader) next() error {
+	idx, skip := r.idx, r.skip
+	err := r.nextOnce()
+	for attempt := 1; err != nil && errors.Is(err, ErrIntegrity) && r.reopen != nil && attempt < maxReadAttempts; attempt++ {
+		// Read this segment again from another copy (storage/mirror serves
+		// the next copy for the next attempt; elsewhere it fails again).
+		rc, oerr := r.reopen(attempt, segmentOffset(int64(idx)))
+		if oerr != nil {
+			break
+		}
+		r.rc.Close()
+		r.rc, r.idx, r.skip, r.pending, r.done = rc, idx, skip, nil, false
+		r.src.Reset(rc)
+		err = r.nextOnce()
+	}
+	return err
+}
+
+// maxReadAttempts bounds how many copies a damaged segment is read from.
+const maxReadAttempts = 3
+
+func (r *reader) nextOnce() error {
 	var plain []byte
 	if r.pending != nil {
 		plain, r.pending, r.done = r.pending, nil, true
@@ -395,4 +420,47 @@ func (b *Backend) List(ctx context.Context, prefix string, fn func(stowage.Objec
 		}
 		return fn(oi)
 	})
+}
+
+// ScrubObject checks every stored copy of key by decrypting it and handing
+// the plaintext to check; it passes down to an inner Scrubber (a mirror),
+// which rewrites bad copies from good ones.
+func (b *Backend) ScrubObject(ctx context.Context, key string, check func(io.Reader) error) (stowage.ScrubResult, error) {
+	raw := func(r io.Reader) error {
+		h, hb, err := readHeader(r)
+		if err != nil {
+			return err
+		}
+		aead, err := b.Keys.dataKey(ctx, h.KeyID)
+		if err != nil {
+			return err
+		}
+		rd := newReader(key, io.NopCloser(r), aead, hb, 0, 0)
+		if err := rd.next(); err != nil {
+			return err
+		}
+		return check(rd)
+	}
+	if sc, ok := b.Inner.(stowage.Scrubber); ok {
+		return sc.ScrubObject(ctx, key, raw)
+	}
+	res := stowage.ScrubResult{Copies: 1}
+	rc, err := b.Inner.Open(ctx, key, 0)
+	if stowage.IsNotExist(err) {
+		res.Missing = []string{"storage"}
+		return res, nil
+	}
+	if err != nil {
+		return res, err
+	}
+	defer rc.Close()
+	if err := raw(rc); err != nil {
+		if stowage.ErrorCodeOf(err) == stowage.CodeUnavailable {
+			return res, err // a key problem, not damage
+		}
+		res.Corrupt = []string{"storage"}
+		return res, nil
+	}
+	res.Good = 1
+	return res, nil
 }

@@ -1,0 +1,594 @@
+// Package mirror is a stowage.Backend that keeps every object on several
+// backends (geo-redundant storage: two disks, two storage accounts, a disk
+// and S3). Writes go to all copies and succeed when a write quorum of them
+// did; reads come from the healthiest copy and fail over, even in the middle
+// of a read, when a copy errors, times out or lacks the object. Copies that
+// missed a write are queued for repair, and Repair (run in the background)
+// copies what they lack from a good copy; Scrub checks every copy.
+package mirror
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/stowage/stowage"
+)
+
+// Copy is one backend of a mirror, with a name for status and logs.
+type Copy struct {
+	Name    string
+	Backend stowage.Backend
+}
+
+// Options tune a mirror.
+type Options struct {
+	// WriteQuorum is how many copies a write must reach (default: all).
+	WriteQuorum int
+	// Timeout bounds opening an object on one copy, and how long a write
+	// may wait for one slow copy, before it counts as failed (default 10s).
+	Timeout time.Duration
+	Logger  *slog.Logger
+}
+
+// Health states of a copy.
+const (
+	Healthy  = "healthy"  // its last operation succeeded
+	Degraded = "degraded" // recent operations failed
+	Down     = "down"     // 3 or more operations in a row failed
+)
+
+type copyState struct {
+	Copy
+	mu        sync.Mutex
+	fails     int // consecutive failures
+	lastErr   string
+	lastErrAt time.Time
+	lastOK    time.Time
+	app       stowage.Appender // nil if the copy cannot append
+}
+
+func (c *copyState) ok() {
+	c.mu.Lock()
+	c.fails, c.lastOK = 0, time.Now()
+	c.mu.Unlock()
+}
+
+func (c *copyState) fail(err error) {
+	c.mu.Lock()
+	c.fails++
+	c.lastErr, c.lastErrAt = err.Error(), time.Now()
+	c.mu.Unlock()
+}
+
+func (c *copyState) state() (string, int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch {
+	case c.fails == 0:
+		return Healthy, 0
+	case c.fails < 3:
+		return Degraded, 1
+	}
+	return Down, 2
+}
+
+// Backend is a mirror over several copies.
+type Backend struct {
+	copies  []*copyState
+	quorum  int
+	timeout time.Duration
+	log     *slog.Logger
+
+	mu       sync.Mutex
+	repair   map[string]bool            // keys some copy may lack (true) or still hold after a delete (false)
+	behind   map[string]map[int]bool    // upload key -> copies that missed an append
+	repaired int64
+}
+
+// appendBackend adds the Appender capability when every copy has it.
+type appendBackend struct{ *Backend }
+
+// New returns a mirror over copies. It implements stowage.Appender if every
+// copy does.
+func New(copies []Copy, opt Options) (stowage.Backend, error) {
+	if len(copies) == 0 {
+		return nil, errors.New("mirror: no copies")
+	}
+	b := &Backend{quorum: opt.WriteQuorum, timeout: opt.Timeout, log: opt.Logger,
+		repair: map[string]bool{}, behind: map[string]map[int]bool{}}
+	if b.quorum <= 0 {
+		b.quorum = len(copies)
+	}
+	if b.quorum > len(copies) {
+		return nil, fmt.Errorf("mirror: write quorum %d is more than the %d copies", b.quorum, len(copies))
+	}
+	if b.timeout <= 0 {
+		b.timeout = 10 * time.Second
+	}
+	if b.log == nil {
+		b.log = slog.New(slog.DiscardHandler)
+	}
+	all := true
+	names := map[string]bool{}
+	for i, c := range copies {
+		if c.Name == "" {
+			c.Name = fmt.Sprint("copy", i+1)
+		}
+		if names[c.Name] {
+			return nil, fmt.Errorf("mirror: two copies are named %q", c.Name)
+		}
+		names[c.Name] = true
+		cs := &copyState{Copy: c}
+		cs.app, _ = c.Backend.(stowage.Appender)
+		all = all && cs.app != nil
+		b.copies = append(b.copies, cs)
+	}
+	if all {
+		return &appendBackend{b}, nil
+	}
+	return b, nil
+}
+
+// readOrder lists copies healthiest first (then in configured order),
+// rotated by the read attempt: attempt n starts at the nth copy.
+func (b *Backend) readOrder(attempt int) []int {
+	idx := make([]int, len(b.copies))
+	rank := make([]int, len(b.copies))
+	for i, c := range b.copies {
+		idx[i] = i
+		_, rank[i] = c.state()
+	}
+	sort.SliceStable(idx, func(x, y int) bool { return rank[idx[x]] < rank[idx[y]] })
+	if attempt > 0 {
+		a := attempt % len(idx)
+		idx = append(idx[a:], idx[:a]...)
+	}
+	return idx
+}
+
+func (b *Backend) noteRepair(key string, present bool) {
+	b.mu.Lock()
+	b.repair[key] = present
+	b.mu.Unlock()
+}
+
+// unavailable is the error when no copy could answer.
+func unavailable(op, key string, errs []error) error {
+	return &stowage.Error{Code: stowage.CodeUnavailable, Err: errors.Join(errs...),
+		Message: fmt.Sprintf("storage unavailable: no copy could %s %s; the other copies are down or timed out", op, key)}
+}
+
+// openCopy opens key on copy i, giving up after the timeout.
+func (b *Backend) openCopy(ctx context.Context, i int, key string, off int64) (io.ReadCloser, error) {
+	c := b.copies[i]
+	cctx, cancel := context.WithCancel(ctx)
+	type result struct {
+		rc  io.ReadCloser
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		rc, err := c.Backend.Open(cctx, key, off)
+		ch <- result{rc, err}
+	}()
+	t := time.NewTimer(b.timeout)
+	defer t.Stop()
+	select {
+	case r := <-ch:
+		if r.err != nil {
+			cancel()
+			return nil, r.err
+		}
+		return &cancelCloser{r.rc, cancel}, nil
+	case <-t.C:
+		cancel()
+		go func() {
+			if r := <-ch; r.rc != nil {
+				r.rc.Close()
+			}
+		}()
+		return nil, fmt.Errorf("copy %s: opening %s took more than %v", c.Name, key, b.timeout)
+	}
+}
+
+type cancelCloser struct {
+	io.ReadCloser
+	cancel context.CancelFunc
+}
+
+func (c *cancelCloser) Close() error {
+	err := c.ReadCloser.Close()
+	c.cancel()
+	return err
+}
+
+// Open reads from the healthiest copy that has the object, failing over to
+// the next on an error, a timeout or a missing object, and again if the
+// copy fails in the middle of the read.
+func (b *Backend) Open(ctx context.Context, key string, offset int64) (io.ReadCloser, error) {
+	r := &reader{b: b, ctx: ctx, key: key, off: offset, order: b.readOrder(stowage.ReadAttempt(ctx))}
+	if err := r.openNext(); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+type reader struct {
+	b     *Backend
+	ctx   context.Context
+	key   string
+	off   int64
+	order []int
+	pos   int // next copy in order to try
+	cur   int
+	rc    io.ReadCloser
+	errs  []error
+	nf    int // copies that do not have the object
+}
+
+// openNext opens the next copy in order at r.off.
+func (r *reader) openNext() error {
+	for r.pos < len(r.order) {
+		i := r.order[r.pos]
+		r.pos++
+		c := r.b.copies[i]
+		rc, err := r.b.openCopy(r.ctx, i, r.key, r.off)
+		if err == nil {
+			c.ok()
+			r.rc, r.cur = rc, i
+			if r.nf > 0 {
+				r.b.noteRepair(r.key, true) // an earlier copy lacks it
+			}
+			return nil
+		}
+		if r.ctx.Err() != nil {
+			return r.ctx.Err()
+		}
+		if stowage.IsNotExist(err) {
+			r.nf++
+			continue
+		}
+		c.fail(err)
+		r.errs = append(r.errs, fmt.Errorf("copy %s: %w", c.Name, err))
+		r.b.log.Warn("storage copy failed a read; trying another copy", "copy", c.Name, "key", r.key, "err", err)
+	}
+	if r.nf == len(r.order) {
+		return fmt.Errorf("%s: %w", r.key, fs.ErrNotExist)
+	}
+	return unavailable("read", r.key, r.errs)
+}
+
+func (r *reader) Read(p []byte) (int, error) {
+	for {
+		n, err := r.rc.Read(p)
+		r.off += int64(n)
+		if err == nil || err == io.EOF || r.ctx.Err() != nil {
+			return n, err
+		}
+		// The copy failed in the middle: go on from another one.
+		c := r.b.copies[r.cur]
+		c.fail(err)
+		r.errs = append(r.errs, fmt.Errorf("copy %s: %w", c.Name, err))
+		r.b.log.Warn("storage copy failed in the middle of a read; going on from another copy", "copy", c.Name, "key", r.key, "offset", r.off, "err", err)
+		r.rc.Close()
+		if oerr := r.openNext(); oerr != nil {
+			r.rc = errReader{oerr}
+			return n, oerr
+		}
+		if n > 0 {
+			return n, nil
+		}
+	}
+}
+
+func (r *reader) Close() error { return r.rc.Close() }
+
+type errReader struct{ err error }
+
+func (e errReader) Read([]byte) (int, error) { return 0, e.err }
+func (e errReader) Close() error             { return nil }
+
+// Stat answers from the first copy that has the object.
+func (b *Backend) Stat(ctx context.Context, key string) (stowage.ObjectInfo, error) {
+	var errs []error
+	nf := 0
+	for _, i := range b.readOrder(0) {
+		c := b.copies[i]
+		oi, err := c.Backend.Stat(ctx, key)
+		if err == nil {
+			c.ok()
+			return oi, nil
+		}
+		if stowage.IsNotExist(err) {
+			nf++
+			continue
+		}
+		c.fail(err)
+		errs = append(errs, fmt.Errorf("copy %s: %w", c.Name, err))
+	}
+	if nf == len(b.copies) {
+		return stowage.ObjectInfo{}, fmt.Errorf("%s: %w", key, fs.ErrNotExist)
+	}
+	if nf > 0 && len(errs) == 0 {
+		return stowage.ObjectInfo{}, fmt.Errorf("%s: %w", key, fs.ErrNotExist)
+	}
+	return stowage.ObjectInfo{}, unavailable("stat", key, errs)
+}
+
+// fanOut streams r to one write per target copy, each in its own goroutine
+// reading from a pipe, in chunks. A copy whose write fails, or stalls for
+// longer than the timeout, is dropped and the others go on. It returns each
+// target's error (nil: success); if r fails, every write is aborted with
+// r's error, which is returned too.
+func (b *Backend) fanOut(ctx context.Context, targets []int, r io.Reader, write func(ctx context.Context, i int, r io.Reader) error) ([]error, error) {
+	type lane struct {
+		ch     chan []byte
+		pw     *io.PipeWriter
+		cancel context.CancelFunc
+		dead   bool
+	}
+	errs := make([]error, len(targets))
+	lanes := make([]*lane, len(targets))
+	var final error // r's error, set before the lanes' channels close
+	var wg sync.WaitGroup
+	for k, i := range targets {
+		cctx, cancel := context.WithCancel(ctx)
+		pr, pw := io.Pipe()
+		l := &lane{ch: make(chan []byte, 4), pw: pw, cancel: cancel}
+		lanes[k] = l
+		wg.Add(2)
+		go func() { // the copy's write, reading the pipe
+			defer wg.Done()
+			defer cancel()
+			err := write(cctx, i, pr)
+			errs[k] = err
+			pr.CloseWithError(errors.Join(err, io.ErrClosedPipe)) // unblocks the feeder
+		}()
+		go func() { // feeds the pipe from the lane's queue
+			defer wg.Done()
+			for chunk := range l.ch {
+				if _, err := pw.Write(chunk); err != nil {
+					for range l.ch {
+					}
+					return
+				}
+			}
+			pw.CloseWithError(final) // nil: EOF
+		}()
+	}
+	for {
+		buf := make([]byte, 256<<10)
+		n, err := io.ReadFull(r, buf)
+		if n > 0 {
+			for k, l := range lanes {
+				if l.dead {
+					continue
+				}
+				select {
+				case l.ch <- buf[:n]:
+				case <-time.After(b.timeout):
+					l.dead = true
+					l.cancel()
+					l.pw.CloseWithError(fmt.Errorf("copy %s: a write stalled for more than %v", b.copies[targets[k]].Name, b.timeout))
+					close(l.ch)
+				}
+			}
+		}
+		if err == io.EOF || err == io.ErrUnexpectedEOF {
+			break
+		}
+		if err != nil {
+			final = err
+			break
+		}
+	}
+	for _, l := range lanes {
+		if !l.dead {
+			close(l.ch)
+		}
+	}
+	wg.Wait()
+	return errs, final
+}
+
+// live returns the copies to write to (all, in order).
+func (b *Backend) all() []int {
+	out := make([]int, len(b.copies))
+	for i := range out {
+		out[i] = i
+	}
+	return out
+}
+
+// settle records the outcome of a write to targets and decides it: nil if
+// at least the quorum succeeded (the others are queued for repair).
+func (b *Backend) settle(op, key string, targets []int, errs []error) error {
+	okN := 0
+	var failed []error
+	for k, i := range targets {
+		c := b.copies[i]
+		if errs[k] == nil {
+			c.ok()
+			okN++
+			continue
+		}
+		c.fail(errs[k])
+		failed = append(failed, fmt.Errorf("copy %s: %w", c.Name, errs[k]))
+	}
+	if okN >= b.quorum {
+		if len(failed) > 0 {
+			b.log.Warn("a storage copy missed a write; it is queued for repair", "op", op, "key", key, "err", errors.Join(failed...))
+			b.noteRepair(key, true)
+		}
+		return nil
+	}
+	return &stowage.Error{Code: stowage.CodeUnavailable, Err: errors.Join(failed...),
+		Message: fmt.Sprintf("storage unavailable: the %s of %s reached %d of %d copies, and the write quorum is %d; nothing was acknowledged, retry when the copies are back", op, key, okN, len(targets), b.quorum)}
+}
+
+// Put writes to every copy at once and succeeds when the quorum did. An
+// error from r aborts every copy's write (nothing becomes visible).
+func (b *Backend) Put(ctx context.Context, key string, r io.Reader, size int64) error {
+	targets := b.all()
+	errs, rerr := b.fanOut(ctx, targets, r, func(ctx context.Context, i int, r io.Reader) error {
+		return b.copies[i].Backend.Put(ctx, key, r, size)
+	})
+	if rerr != nil {
+		return rerr
+	}
+	return b.settle("write", key, targets, errs)
+}
+
+// Delete deletes on every copy. Copies that fail keep the object until
+// Repair deletes it (or the collector's orphan sweep does); it fails only
+// if no copy could delete it.
+func (b *Backend) Delete(ctx context.Context, key string) error {
+	b.mu.Lock()
+	delete(b.behind, key)
+	b.mu.Unlock()
+	var errs []error
+	for _, c := range b.copies {
+		if err := c.Backend.Delete(ctx, key); err != nil {
+			c.fail(err)
+			errs = append(errs, fmt.Errorf("copy %s: %w", c.Name, err))
+			continue
+		}
+		c.ok()
+	}
+	if len(errs) == len(b.copies) {
+		return unavailable("delete", key, errs)
+	}
+	if len(errs) > 0 {
+		b.noteRepair(key, false)
+	}
+	return nil
+}
+
+// List lists the union of the copies' objects (each key once). A copy that
+// cannot be listed is skipped if another can.
+func (b *Backend) List(ctx context.Context, prefix string, fn func(stowage.ObjectInfo) error) error {
+	seen := map[string]bool{}
+	var errs []error
+	listed := 0
+	for _, i := range b.readOrder(0) {
+		c := b.copies[i]
+		err := c.Backend.List(ctx, prefix, func(oi stowage.ObjectInfo) error {
+			if seen[oi.Key] {
+				return nil
+			}
+			seen[oi.Key] = true
+			return fn(oi)
+		})
+		if err != nil {
+			if ctx.Err() != nil {
+				return err
+			}
+			c.fail(err)
+			errs = append(errs, fmt.Errorf("copy %s: %w", c.Name, err))
+			continue
+		}
+		listed++
+	}
+	if listed == 0 {
+		return unavailable("list", prefix, errs)
+	}
+	return nil
+}
+
+// Append writes a chunk of an upload to every copy still in step with it.
+func (b *appendBackend) Append(ctx context.Context, key string, off int64, r io.Reader) (int64, error) {
+	targets := b.inStep(key)
+	sizes := make([]int64, len(b.copies))
+	errs, rerr := b.fanOut(ctx, targets, r, func(ctx context.Context, i int, r io.Reader) error {
+		n, err := b.copies[i].app.Append(ctx, key, off, r)
+		sizes[i] = n
+		return err
+	})
+	if rerr != nil {
+		return 0, rerr
+	}
+	failed := 0
+	for _, err := range errs {
+		if err != nil {
+			failed++
+		}
+	}
+	if failed == len(targets) {
+		// Every copy refused: the request is wrong (an offset past the
+		// end), or storage is down; no copy fell behind the others.
+		return 0, errs[0]
+	}
+	var size int64 = -1
+	for k, i := range targets {
+		if errs[k] != nil {
+			b.fallBehind(key, i)
+			continue
+		}
+		if size >= 0 && sizes[i] != size {
+			errs[k] = fmt.Errorf("holds %d bytes after the append, another copy %d", sizes[i], size)
+			b.fallBehind(key, i)
+			continue
+		}
+		size = sizes[i]
+	}
+	if err := b.settle("append", key, targets, errs); err != nil {
+		return 0, err
+	}
+	return size, nil
+}
+
+// Commit commits the upload on the copies in step with it; the others get
+// the blob by repair.
+func (b *appendBackend) Commit(ctx context.Context, src, dst string, size int64) error {
+	targets := b.inStep(src)
+	errs := make([]error, len(targets))
+	var wg sync.WaitGroup
+	for k, i := range targets {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[k] = b.copies[i].app.Commit(ctx, src, dst, size)
+		}()
+	}
+	wg.Wait()
+	err := b.settle("commit", dst, targets, errs)
+	b.mu.Lock()
+	behind := b.behind[src]
+	delete(b.behind, src)
+	b.mu.Unlock()
+	if err == nil && len(behind) > 0 {
+		b.noteRepair(dst, true)
+		for i := range behind {
+			b.copies[i].Backend.Delete(ctx, src)
+		}
+	}
+	return err
+}
+
+func (b *Backend) inStep(key string) []int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var out []int
+	for i := range b.copies {
+		if !b.behind[key][i] {
+			out = append(out, i)
+		}
+	}
+	return out
+}
+
+func (b *Backend) fallBehind(key string, i int) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.behind[key] == nil {
+		b.behind[key] = map[int]bool{}
+	}
+	b.behind[key][i] = true
+}
