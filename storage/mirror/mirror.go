@@ -87,8 +87,8 @@ type Backend struct {
 	log     *slog.Logger
 
 	mu       sync.Mutex
-	repair   map[string]bool            // keys some copy may lack (true) or still hold after a delete (false)
-	behind   map[string]map[int]bool    // upload key -> copies that missed an append
+	repair   map[string]bool         // keys some copy may lack (true) or still hold after a delete (false)
+	behind   map[string]map[int]bool // upload key -> copies that missed an append
 	repaired int64
 }
 
