@@ -1,0 +1,170 @@
+package shard_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"math"
+	"sync"
+	"testing"
+
+	"github.com/stowage/stowage"
+	"github.com/stowage/stowage/storage/fs"
+	"github.com/stowage/stowage/storage/mem"
+	"github.com/stowage/stowage/storage/mirror"
+	"github.com/stowage/stowage/storage/shard"
+	"github.com/stowage/stowage/storage/storagetest"
+)
+
+var ctx = context.Background()
+
+func memShards(n int) []shard.Shard {
+	var s []shard.Shard
+	for i := range n {
+		s = append(s, shard.Shard{Name: fmt.Sprintf("account-%d", i+1), Backend: mem.New()})
+	}
+	return s
+}
+
+func TestConformanceMem(t *testing.T) {
+	storagetest.Run(t, func(t *testing.T) stowage.Backend {
+		b, _ := shard.New(memShards(4))
+		return b
+	})
+}
+
+func TestConformanceFS(t *testing.T) {
+	storagetest.Run(t, func(t *testing.T) stowage.Backend {
+		var s []shard.Shard
+		for i := range 3 {
+			f, err := fs.New(t.TempDir())
+			if err != nil {
+				t.Fatal(err)
+			}
+			s = append(s, shard.Shard{Name: fmt.Sprint("disk", i), Backend: f})
+		}
+		b, _ := shard.New(s)
+		if _, ok := b.(stowage.Appender); !ok {
+			t.Fatal("shards of fs backends are not an Appender")
+		}
+		return b
+	})
+}
+
+// Shards of mirrors compose.
+func TestConformanceShardsOfMirrors(t *testing.T) {
+	storagetest.Run(t, func(t *testing.T) stowage.Backend {
+		var s []shard.Shard
+		for i := range 2 {
+			m, err := mirror.New([]mirror.Copy{{Name: "a", Backend: mem.New()}, {Name: "b", Backend: mem.New()}}, mirror.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			s = append(s, shard.Shard{Name: fmt.Sprint("region", i), Backend: m})
+		}
+		b, _ := shard.New(s)
+		return b
+	})
+}
+
+func blobKey(i int) string {
+	h := fmt.Sprintf("%064x", uint64(i)*0x9e3779b97f4a7c15)
+	return "blobs/sha256/" + h[:2] + "/" + h
+}
+
+func count(t *testing.T, shards []shard.Shard) []int {
+	var n []int
+	for _, s := range shards {
+		c := 0
+		s.Backend.List(ctx, "", func(stowage.ObjectInfo) error { c++; return nil })
+		n = append(n, c)
+	}
+	return n
+}
+
+// TestSpreadAndRebalance: 10,000 objects on 4 shards: each holds 25% ± 3%.
+// A 5th shard: about 20% ± 3% must move, reads work before and after the
+// rebalance, and afterwards every object is on its owner.
+func TestSpreadAndRebalance(t *testing.T) {
+	const n = 10_000
+	shards := memShards(4)
+	b, _ := shard.New(shards)
+	for i := range n {
+		if err := b.Put(ctx, blobKey(i), bytes.NewReader([]byte(fmt.Sprint(i))), -1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, c := range count(t, shards) {
+		share := float64(c) / n
+		t.Logf("shard %s: %d objects (%.1f%%)", shards[i].Name, c, 100*share)
+		if math.Abs(share-0.25) > 0.03 {
+			t.Errorf("shard %s holds %.1f%%, want 25%% ± 3%%", shards[i].Name, 100*share)
+		}
+	}
+	shards5 := append(shards, shard.Shard{Name: "account-5", Backend: mem.New()})
+	b5i, _ := shard.New(shards5)
+	b5 := b5i.(interface {
+		stowage.Backend
+		shard.Rebalancer
+	})
+	read := func(what string) {
+		for i := range n {
+			rc, err := b5.Open(ctx, blobKey(i), 0)
+			if err != nil {
+				t.Fatalf("%s: object %d: %v", what, i, err)
+			}
+			got, _ := io.ReadAll(rc)
+			rc.Close()
+			if string(got) != fmt.Sprint(i) {
+				t.Fatalf("%s: object %d reads %q", what, i, got)
+			}
+		}
+	}
+	read("after adding a shard, before the rebalance")
+	dry, err := b5.Rebalance(ctx, true, nil)
+	if err != nil || dry.Moved != 0 {
+		t.Fatalf("dry run: %+v, %v", dry, err)
+	}
+	share := float64(dry.Misplaced) / n
+	t.Logf("adding a 5th shard: %d of %d objects (%.1f%%) must move", dry.Misplaced, n, 100*share)
+	if math.Abs(share-0.20) > 0.03 {
+		t.Errorf("adding a 5th shard moves %.1f%%, want 20%% ± 3%%", 100*share)
+	}
+	// Reads run during the rebalance.
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for i := 0; i < n; i += 7 {
+			rc, err := b5.Open(ctx, blobKey(i), 0)
+			if err != nil {
+				t.Errorf("read during the rebalance: object %d: %v", i, err)
+				return
+			}
+			rc.Close()
+		}
+	}()
+	var last shard.RebalanceProgress
+	p, err := b5.Rebalance(ctx, false, func(p shard.RebalanceProgress) { last = p })
+	wg.Wait()
+	if err != nil || p.Moved != dry.Misplaced || last.Moved != p.Moved {
+		t.Fatalf("rebalance: %+v (last progress %+v), %v; want %d moved", p, last, err, dry.Misplaced)
+	}
+	c := count(t, shards5)
+	if c[4] != int(dry.Misplaced) {
+		t.Errorf("the new shard holds %d objects, want %d", c[4], dry.Misplaced)
+	}
+	total := 0
+	for _, x := range c {
+		total += x
+	}
+	if total != n {
+		t.Errorf("after the rebalance the shards hold %d objects, want %d", total, n)
+	}
+	read("after the rebalance")
+	again, _ := b5.Rebalance(ctx, true, nil)
+	if again.Misplaced != 0 {
+		t.Errorf("a second rebalance finds %d misplaced objects", again.Misplaced)
+	}
+}
