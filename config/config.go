@@ -33,6 +33,8 @@ type Config struct {
 	GC GC `yaml:"gc"`
 	// Delete configures what a manifest delete takes with it.
 	Delete Delete `yaml:"delete"`
+	// Scrub configures the background scrub.
+	Scrub Scrub `yaml:"scrub"`
 	// Retention configures how often the retention policy (set with
 	// `stowage retention set`, kept in the database) is applied.
 	Retention Retention `yaml:"retention"`
@@ -43,10 +45,138 @@ type Config struct {
 	ShutdownTimeout Duration `yaml:"shutdown_timeout"`
 }
 
-// Storage is a typed union: exactly one backend is set.
+// Storage is a typed union: exactly one backend is set. Mirror and Shard
+// hold further Storage values, so topologies nest: shards of mirrors,
+// mirrors of shards, a disk mirrored to S3 (see docs/storage.md).
 type Storage struct {
 	Filesystem *Filesystem `yaml:"filesystem"`
 	Memory     *struct{}   `yaml:"memory"`
+	S3         *S3         `yaml:"s3"`
+	Azure      *Azure      `yaml:"azure"`
+	Mirror     *Mirror     `yaml:"mirror"`
+	Shard      *ShardSet   `yaml:"shard"`
+}
+
+// S3 stores blobs in an S3 bucket (AWS or an S3-compatible server).
+type S3 struct {
+	Endpoint        string `yaml:"endpoint"` // empty: AWS
+	Region          string `yaml:"region"`
+	Bucket          string `yaml:"bucket"`
+	Prefix          string `yaml:"prefix"`
+	AccessKeyID     string `yaml:"access_key_id"`     // empty: the AWS environment (AWS_ACCESS_KEY_ID, ...)
+	SecretAccessKey string `yaml:"secret_access_key"` // or secret_access_key_env
+	SecretKeyEnv    string `yaml:"secret_access_key_env"`
+	PathStyle       bool   `yaml:"path_style"` // for S3-compatible servers
+}
+
+// Azure stores blobs in an Azure Blob Storage container.
+type Azure struct {
+	ConnectionString    string `yaml:"connection_string"`
+	ConnectionStringEnv string `yaml:"connection_string_env"`
+	AccountName         string `yaml:"account_name"`
+	AccountKey          string `yaml:"account_key"`
+	AccountKeyEnv       string `yaml:"account_key_env"`
+	ServiceURL          string `yaml:"service_url"` // empty: https://<account>.blob.core.windows.net
+	Container           string `yaml:"container"`
+	Prefix              string `yaml:"prefix"`
+}
+
+// Mirror keeps every object on each of its copies (geo-redundant storage).
+type Mirror struct {
+	// WriteQuorum is how many copies a write must reach (default: all).
+	WriteQuorum int `yaml:"write_quorum"`
+	// Timeout after which a copy that does not answer counts as failed.
+	Timeout Duration       `yaml:"timeout"`
+	Copies  []NamedStorage `yaml:"copies"`
+}
+
+// ShardSet spreads objects over its shards by rendezvous hashing.
+type ShardSet struct {
+	Shards []NamedStorage `yaml:"shards"`
+}
+
+// NamedStorage is a copy of a mirror or a shard: a name and a backend. A
+// shard's name decides which objects it holds; do not rename shards.
+type NamedStorage struct {
+	Name    string `yaml:"name"`
+	Storage `yaml:",inline"`
+}
+
+// validate checks one storage node; top is true for the root (where a
+// filesystem path defaults to <data_dir>/storage).
+func (s *Storage) validate(where, dataDir string, top bool) []string {
+	var errs []string
+	kinds := 0
+	for _, set := range []bool{s.Filesystem != nil, s.Memory != nil, s.S3 != nil, s.Azure != nil, s.Mirror != nil, s.Shard != nil} {
+		if set {
+			kinds++
+		}
+	}
+	if kinds == 0 && top {
+		s.Filesystem, kinds = &Filesystem{}, 1
+	}
+	if kinds != 1 {
+		return []string{where + ": set exactly one of filesystem, memory, s3, azure, mirror or shard"}
+	}
+	switch {
+	case s.Filesystem != nil:
+		if s.Filesystem.Path == "" {
+			if !top {
+				errs = append(errs, where+".filesystem.path: set a directory")
+			}
+			s.Filesystem.Path = filepath.Join(dataDir, "storage")
+		}
+		if s.Filesystem.Fsync == nil {
+			t := true
+			s.Filesystem.Fsync = &t
+		}
+	case s.S3 != nil:
+		if s.S3.Bucket == "" {
+			errs = append(errs, where+".s3.bucket: set the bucket")
+		}
+	case s.Azure != nil:
+		if s.Azure.Container == "" {
+			errs = append(errs, where+".azure.container: set the container")
+		}
+		if s.Azure.ConnectionString == "" && s.Azure.ConnectionStringEnv == "" && s.Azure.AccountName == "" {
+			errs = append(errs, where+".azure: set connection_string(_env), or account_name with account_key(_env)")
+		}
+	case s.Mirror != nil:
+		m := s.Mirror
+		if len(m.Copies) < 2 {
+			errs = append(errs, where+".mirror: a mirror needs at least 2 copies")
+		}
+		if m.WriteQuorum < 0 || m.WriteQuorum > len(m.Copies) {
+			errs = append(errs, fmt.Sprintf("%s.mirror.write_quorum: %d, want 1 to %d (0: all)", where, m.WriteQuorum, len(m.Copies)))
+		}
+		errs = append(errs, validateNamed(where+".mirror.copies", dataDir, m.Copies, "copy")...)
+	case s.Shard != nil:
+		if len(s.Shard.Shards) < 1 {
+			errs = append(errs, where+".shard: list at least one shard")
+		}
+		errs = append(errs, validateNamed(where+".shard.shards", dataDir, s.Shard.Shards, "")...)
+	}
+	return errs
+}
+
+func validateNamed(where, dataDir string, list []NamedStorage, defaultPrefix string) []string {
+	var errs []string
+	seen := map[string]bool{}
+	for i := range list {
+		n := &list[i]
+		if n.Name == "" && defaultPrefix != "" {
+			n.Name = fmt.Sprint(defaultPrefix, i+1)
+		}
+		if n.Name == "" {
+			errs = append(errs, fmt.Sprintf("%s[%d].name: every shard needs a name (it decides which objects the shard holds)", where, i))
+		}
+		if seen[n.Name] {
+			errs = append(errs, fmt.Sprintf("%s[%d].name: %q is used twice", where, i, n.Name))
+		}
+		seen[n.Name] = true
+		errs = append(errs, n.Storage.validate(fmt.Sprintf("%s[%d]", where, i), dataDir, false)...)
+	}
+	return errs
 }
 
 // Filesystem stores blobs in a local directory.
@@ -76,6 +206,15 @@ type GC struct {
 	Lease Duration `yaml:"lease"`
 	// UploadExpiry: upload sessions idle this long are abandoned and removed.
 	UploadExpiry Duration `yaml:"upload_expiry"`
+}
+
+// Scrub configures the background scrub: every stored blob is read back,
+// checked against its digest, and repaired from a good copy when a mirror
+// has one.
+type Scrub struct {
+	// Interval between scrubs; 0 disables them (`stowage scrub` still
+	// works). Default 168h (weekly).
+	Interval Duration `yaml:"interval"`
 }
 
 // Retention configures the background retention job.
@@ -182,6 +321,7 @@ func Default() Config {
 		GC: GC{Interval: Duration(time.Hour), Grace: Duration(time.Hour), Lease: Duration(time.Hour),
 			UploadExpiry: Duration(24 * time.Hour)},
 		Retention: Retention{Interval: Duration(time.Hour)},
+		Scrub:     Scrub{Interval: Duration(7 * 24 * time.Hour)},
 	}
 }
 
@@ -282,21 +422,7 @@ func (c *Config) Validate() error {
 	if c.DataDir == "" {
 		errs = append(errs, "data_dir is empty: set a directory for Stowage's data")
 	}
-	if c.Storage.Filesystem != nil && c.Storage.Memory != nil {
-		errs = append(errs, "storage: set exactly one of filesystem or memory")
-	}
-	if c.Storage.Filesystem == nil && c.Storage.Memory == nil {
-		c.Storage.Filesystem = &Filesystem{}
-	}
-	if fs := c.Storage.Filesystem; fs != nil {
-		if fs.Path == "" {
-			fs.Path = filepath.Join(c.DataDir, "storage")
-		}
-		if fs.Fsync == nil {
-			t := true
-			fs.Fsync = &t
-		}
-	}
+	errs = append(errs, c.Storage.validate("storage", c.DataDir, true)...)
 	if c.Database.SQLite == "" {
 		c.Database.SQLite = filepath.Join(c.DataDir, "stowage.db")
 	}
@@ -310,7 +436,7 @@ func (c *Config) Validate() error {
 	default:
 		errs = append(errs, fmt.Sprintf("log.format %q: want text or json", c.Log.Format))
 	}
-	for name, d := range map[string]Duration{"gc.interval": c.GC.Interval, "gc.grace": c.GC.Grace, "gc.lease": c.GC.Lease, "gc.upload_expiry": c.GC.UploadExpiry, "retention.interval": c.Retention.Interval} {
+	for name, d := range map[string]Duration{"gc.interval": c.GC.Interval, "gc.grace": c.GC.Grace, "gc.lease": c.GC.Lease, "gc.upload_expiry": c.GC.UploadExpiry, "retention.interval": c.Retention.Interval, "scrub.interval": c.Scrub.Interval} {
 		if d < 0 {
 			errs = append(errs, name+" must not be negative")
 		}

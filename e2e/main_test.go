@@ -131,7 +131,8 @@ func freePort(t testing.TB) int {
 }
 
 // startServer starts `stowage serve` on a free loopback port over dataDir and
-// waits until GET /v2/ answers 200. The process is stopped in t.Cleanup.
+// waits until GET /v2/ answers 200. env holds NAME=value variables and
+// --flag=value arguments. The process is stopped in t.Cleanup.
 func startServer(t testing.TB, dataDir string, env ...string) *server {
 	t.Helper()
 	needServer(t)
@@ -155,8 +156,17 @@ func startServer(t testing.TB, dataDir string, env ...string) *server {
 func tryStart(t testing.TB, dataDir string, env ...string) (*server, error) {
 	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	s := &server{t: t, DataDir: dataDir, Addr: addr, URL: "http://" + addr, log: &syncBuffer{}, done: make(chan struct{})}
-	s.cmd = exec.Command(binPath, "serve", "--addr", addr, "--data-dir", dataDir, "--log-level", "warn")
-	s.cmd.Env = append(serverEnv(), env...)
+	args := []string{"serve", "--addr", addr, "--data-dir", dataDir, "--log-level", "warn"}
+	var vars []string
+	for _, e := range env { // "--flag=value" items are flags, the rest variables
+		if strings.HasPrefix(e, "--") {
+			args = append(args, e)
+		} else {
+			vars = append(vars, e)
+		}
+	}
+	s.cmd = exec.Command(binPath, args...)
+	s.cmd.Env = append(serverEnv(), vars...)
 	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
 	if err := s.cmd.Start(); err != nil {
 		return nil, err

@@ -23,6 +23,7 @@ type Handler struct {
 	log  *slog.Logger
 	gc   stowage.GCOptions // defaults for POST /api/v1/gc
 	keys *crypt.Manager    // nil when encryption is off
+	topo Topology          // storage topology; nil in tests
 }
 
 // WithKeys enables the key management endpoints (/api/v1/keys).
@@ -94,6 +95,8 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) error {
 			return stowage.Errorf(stowage.CodeTagInvalid, "untag needs repo:tag, not a digest")
 		}
 		return h.report(w, func() (stowage.DeleteReport, error) { return h.reg.Untag(ctx, repo, ref.Tag, dry) })
+	case head == "storage" || head == "scrub":
+		return h.serveStorage(ctx, w, r, head, arg, dry)
 	case head == "keys":
 		return h.serveKeys(ctx, w, r, arg)
 	case head == "gc" && arg == "" && r.Method == http.MethodPost:

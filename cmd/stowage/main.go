@@ -37,6 +37,8 @@ Commands:
   recycle-bin  list soft-deleted manifests
   restore      restore a soft-deleted manifest
   keys         encryption keys: status, rotate (online rewrap), retire
+  scrub        read every blob back, verify it, repair bad copies from good ones
+  storage      storage topology and copy health; rebalance after adding a shard
   version      print the version
   help         show this help, or help for a command: stowage help gc
 
@@ -91,6 +93,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return runRestore(ctx, rest, stdout, stderr)
 	case "keys":
 		return runKeys(ctx, rest, stdout, stderr)
+	case "scrub":
+		return runScrub(ctx, rest, stdout, stderr)
+	case "storage":
+		return runStorage(ctx, rest, stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, "stowage", versionString())
 		return 0

@@ -21,8 +21,6 @@ import (
 	"github.com/stowage/stowage/mgmt"
 	"github.com/stowage/stowage/ociapi"
 	"github.com/stowage/stowage/storage/crypt"
-	"github.com/stowage/stowage/storage/fs"
-	"github.com/stowage/stowage/storage/mem"
 )
 
 const serveUsage = `Usage: stowage serve [flags]
@@ -135,23 +133,12 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	m.lock = lock
 
-	var store stowage.Backend
-	switch {
-	case cfg.Storage.Memory != nil:
-		store = mem.New()
-	default:
-		fsb, err := fs.New(cfg.Storage.Filesystem.Path)
-		if err != nil {
-			return err
-		}
-		fsb.NoSync = !*cfg.Storage.Filesystem.Fsync
-		// We hold the data directory's lock, so no write is in flight:
-		// whatever is in tmp/ was cut short by a crash.
-		if n, err := fsb.CleanTemp(0); err == nil && n > 0 {
-			m.log.Info("removed temporary files left by an interrupted run", "count", n)
-		}
-		store = fsb
+	topo := &topology{}
+	store, desc, err := buildStorage(ctx, cfg.Storage, "storage", topo, m.log)
+	if err != nil {
+		return err
 	}
+	topo.desc = desc
 	db, err := sqlite.Open(ctx, cfg.Database.SQLite)
 	if err != nil {
 		return err
@@ -168,7 +155,7 @@ func (m *Main) Run(ctx context.Context) error {
 		UploadExpiry: time.Duration(cfg.GC.UploadExpiry)}
 
 	mux := http.NewServeMux()
-	mux.Handle("/api/v1/", mgmt.New(reg, m.log, gcOpts).WithKeys(keys))
+	mux.Handle("/api/v1/", mgmt.New(reg, m.log, gcOpts).WithKeys(keys).WithTopology(topo))
 	mux.Handle("/acr/v1/", mgmt.NewACR(reg, m.log))
 	mux.Handle("/v2/", ociapi.New(reg, m.log))
 	mux.Handle("/v2", ociapi.New(reg, m.log))
@@ -196,6 +183,18 @@ func (m *Main) Run(ctx context.Context) error {
 		})
 	}
 	m.every(bg, "scheduled purge", time.Minute, reg.RunDuePurgePolicies)
+	if len(topo.mirrors) > 0 {
+		m.every(bg, "storage repair", time.Minute, topo.repairAll)
+	}
+	if cfg.Scrub.Interval > 0 {
+		m.every(bg, "scrub", time.Duration(cfg.Scrub.Interval), func(ctx context.Context) error {
+			rep, err := reg.Scrub(ctx, stowage.ScrubOptions{})
+			if err == nil {
+				m.log.Info("scrub done", "blobs", rep.Blobs, "ok", rep.OK, "repaired", rep.Repaired, "degraded", rep.Degraded, "lost", rep.Lost)
+			}
+			return err
+		})
+	}
 	if cfg.Retention.Interval > 0 {
 		m.every(bg, "retention", time.Duration(cfg.Retention.Interval), func(ctx context.Context) error {
 			run, err := reg.ApplyRetention(ctx, false)
@@ -208,7 +207,7 @@ func (m *Main) Run(ctx context.Context) error {
 
 	abs, _ := filepath.Abs(cfg.DataDir)
 	fmt.Fprintf(m.out, "stowage: listening on http://%s\n", m.Addr)
-	fmt.Fprintf(m.out, "stowage: data in %s (blobs: %s, metadata: %s)\n", abs, storageDesc(cfg), cfg.Database.SQLite)
+	fmt.Fprintf(m.out, "stowage: data in %s (blobs: %s, metadata: %s)\n", abs, desc, cfg.Database.SQLite)
 	if keys != nil {
 		fmt.Fprintf(m.out, "stowage: encryption at rest on (%s)\n", keys.Keys.Describe())
 	} else {
@@ -218,13 +217,6 @@ func (m *Main) Run(ctx context.Context) error {
 		m.log.Warn("listening on a non-loopback address without authentication: anyone who can reach it can push and delete")
 	}
 	return nil
-}
-
-func storageDesc(cfg config.Config) string {
-	if cfg.Storage.Memory != nil {
-		return "in memory (lost at exit)"
-	}
-	return cfg.Storage.Filesystem.Path
 }
 
 func isLoopback(host string) bool {

@@ -266,6 +266,7 @@ var _ Rebalancer = (*appendBackend)(nil)
 
 // RebalanceProgress reports a rebalance as it goes.
 type RebalanceProgress struct {
+	Total     int64 `json:"total"`     // objects on all shards when the walk began
 	Scanned   int64 `json:"scanned"`   // objects looked at
 	Misplaced int64 `json:"misplaced"` // objects found away from their owner
 	Moved     int64 `json:"moved"`     // of those, moved (or already present at the owner)
@@ -279,35 +280,39 @@ type RebalanceProgress struct {
 // counts. progress (may be nil) is called after each object.
 func (b *Backend) Rebalance(ctx context.Context, dryRun bool, progress func(RebalanceProgress)) (RebalanceProgress, error) {
 	var p RebalanceProgress
+	type placed struct {
+		from int
+		key  string
+	}
+	var all []placed
 	for from, s := range b.shards {
-		var keys []stowage.ObjectInfo
 		if err := s.Backend.List(ctx, "", func(oi stowage.ObjectInfo) error {
-			keys = append(keys, oi)
+			all = append(all, placed{from, oi.Key})
 			return nil
 		}); err != nil {
 			return p, fmt.Errorf("shard %s: %w", s.Name, err)
 		}
-		for _, oi := range keys {
-			if ctx.Err() != nil {
-				return p, ctx.Err()
-			}
-			p.Scanned++
-			to := b.owner(oi.Key)
-			if to == from || strings.HasPrefix(oi.Key, stowage.UploadPrefix("")) {
-				continue
-			}
+	}
+	p.Total = int64(len(all))
+	for _, o := range all {
+		if ctx.Err() != nil {
+			return p, ctx.Err()
+		}
+		p.Scanned++
+		to := b.owner(o.key)
+		if to != o.from && !strings.HasPrefix(o.key, stowage.UploadPrefix("")) {
 			p.Misplaced++
 			if !dryRun {
-				n, err := b.move(ctx, oi.Key, from, to)
+				n, err := b.move(ctx, o.key, o.from, to)
 				if err != nil {
 					return p, err
 				}
 				p.Bytes += n
 				p.Moved++
 			}
-			if progress != nil {
-				progress(p)
-			}
+		}
+		if progress != nil {
+			progress(p)
 		}
 	}
 	if progress != nil {
