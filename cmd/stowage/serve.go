@@ -159,6 +159,7 @@ func (m *Main) Run(ctx context.Context) error {
 	mux.Handle("/acr/v1/", mgmt.NewACR(reg, m.log))
 	mux.Handle("/v2/", ociapi.New(reg, m.log))
 	mux.Handle("/v2", ociapi.New(reg, m.log))
+	mux.Handle("/metrics", metricsHandler(reg, db, topo, keys))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
 
 	ln, err := net.Listen("tcp", cfg.Addr)
