@@ -48,6 +48,9 @@ type Options struct {
 	// ManifestCacheBytes bounds the in-memory cache of manifest bytes
 	// (content-addressed, so never stale). Default 64 MiB; negative disables.
 	ManifestCacheBytes int64
+	// ManifestCacheTTL, if positive, drops cached manifests after this
+	// long (serve sets it to the encryption key cache's lifetime).
+	ManifestCacheTTL time.Duration
 }
 
 // NewRegistry returns an engine over db and store.
@@ -68,7 +71,7 @@ func NewRegistry(db DB, store Backend, opts Options) *Registry {
 	if size == 0 {
 		size = 64 << 20
 	}
-	r.manifests = newContentCache(size)
+	r.manifests = newContentCache(size, opts.ManifestCacheTTL)
 	r.repos = newRepoCache()
 	return r
 }
@@ -123,7 +126,7 @@ func (r *Registry) OpenBlob(ctx context.Context, repo string, d Digest, offset i
 	rc, err := r.store.Open(ctx, BlobKey(d), offset)
 	if IsNotExist(err) {
 		r.log.Error("blob recorded in the database is missing from storage", "digest", d, "repo", repo)
-		return nil, b, Errorf(CodeBlobUnknown, "blob %s is recorded but missing from storage; run stowage fsck", d)
+		return nil, b, Errorf(CodeBlobUnknown, "blob %s is recorded but missing from storage; run `stowage scrub`, and restore it from a backup or another copy", d)
 	}
 	return rc, b, err
 }

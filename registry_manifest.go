@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 )
@@ -222,7 +223,7 @@ func (r *Registry) GetManifest(ctx context.Context, repo string, ref Reference) 
 		return m, nil, fmt.Errorf("read manifest %s: %w", m.Digest, err)
 	}
 	if m.Digest.Algorithm().FromBytes(b) != m.Digest {
-		return m, nil, Errorf(CodeInternal, "stored manifest %s is corrupt; run stowage fsck", m.Digest)
+		return m, nil, Errorf(CodeInternal, "stored manifest %s is corrupt; run `stowage scrub`, and restore it from a backup or another copy", m.Digest)
 	}
 	r.manifests.put(m.Digest, b)
 	return m, b, nil
@@ -304,23 +305,34 @@ func (r *Registry) Catalog(ctx context.Context, last string, n int) ([]string, e
 
 // contentCache keeps immutable content by digest, bounded in bytes. Entries
 // are never stale, so it is safe across nodes; eviction is random, which is
-// good enough for manifests and costs no bookkeeping on reads.
+// good enough for manifests and costs no bookkeeping on reads. With a ttl,
+// entries are dropped after it (with encryption, so a revoked key stops
+// manifest reads within the key cache's time too).
 type contentCache struct {
 	mu    sync.RWMutex
 	max   int64
+	ttl   time.Duration
 	size  int64
-	items map[Digest][]byte
+	items map[Digest]cached
 }
 
-func newContentCache(max int64) *contentCache {
-	return &contentCache{max: max, items: map[Digest][]byte{}}
+type cached struct {
+	b     []byte
+	added time.Time
+}
+
+func newContentCache(max int64, ttl time.Duration) *contentCache {
+	return &contentCache{max: max, ttl: ttl, items: map[Digest]cached{}}
 }
 
 func (c *contentCache) get(d Digest) ([]byte, bool) {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
-	b, ok := c.items[d]
-	return b, ok
+	e, ok := c.items[d]
+	if ok && c.ttl > 0 && time.Since(e.added) > c.ttl {
+		return nil, false
+	}
+	return e.b, ok
 }
 
 func (c *contentCache) put(d Digest, b []byte) {
@@ -329,7 +341,10 @@ func (c *contentCache) put(d Digest, b []byte) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if _, ok := c.items[d]; ok {
+	if e, ok := c.items[d]; ok {
+		if c.ttl > 0 {
+			c.items[d] = cached{e.b, time.Now()}
+		}
 		return
 	}
 	for k, v := range c.items {
@@ -337,17 +352,17 @@ func (c *contentCache) put(d Digest, b []byte) {
 			break
 		}
 		delete(c.items, k)
-		c.size -= int64(len(v))
+		c.size -= int64(len(v.b))
 	}
-	c.items[d] = b
+	c.items[d] = cached{b, time.Now()}
 	c.size += int64(len(b))
 }
 
 func (c *contentCache) drop(d Digest) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if b, ok := c.items[d]; ok {
-		c.size -= int64(len(b))
+	if e, ok := c.items[d]; ok {
+		c.size -= int64(len(e.b))
 		delete(c.items, d)
 	}
 }

@@ -266,6 +266,16 @@ func (e *Encryption) UnmarshalYAML(n *yaml.Node) error {
 		}
 		return fmt.Errorf("line %d: encryption: %q: want none, service, or a mapping with key_file, key_env or kms_command", n.Line, n.Value)
 	}
+	if n.Kind == yaml.MappingNode {
+		// n.Decode does not apply the decoder's KnownFields: check here, so
+		// a typo (keyfile:) is an error rather than the service key.
+		known := map[string]bool{"key_file": true, "key_env": true, "kms_command": true, "cache_ttl": true}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			if k := n.Content[i]; !known[k.Value] {
+				return fmt.Errorf("line %d: encryption: unknown key %q (known: key_file, key_env, kms_command, cache_ttl)", k.Line, k.Value)
+			}
+		}
+	}
 	type plain Encryption
 	var p plain
 	if err := n.Decode(&p); err != nil {

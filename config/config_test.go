@@ -30,6 +30,7 @@ func TestStorageAndEncryptionConfig(t *testing.T) {
 		}},
 		{"encryption two sources", "encryption:\n  key_file: /k.json\n  key_env: K\n", "at most one", nil},
 		{"encryption typo", "encryption: off\n", "want none", nil},
+		{"encryption key typo", "encryption:\n  keyfile: /k.json\n", "unknown key \"keyfile\"", nil},
 		{"mirror", `
 storage:
   mirror:

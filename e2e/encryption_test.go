@@ -462,6 +462,11 @@ func TestEncryptionStartupChecks(t *testing.T) {
 		writeKeyFile(t, filepath.Join(dir, "keys", "service.json"), "another-key")
 		serveRefused(t, dir, "does not open this registry's data")
 		serveRefused(t, dir, "data is encrypted", "STOWAGE_ENCRYPTION=none")
+		os.Remove(filepath.Join(dir, "keys", "service.json"))
+		serveRefused(t, dir, "is missing: restore it from your backup")
+		if _, err := os.Stat(filepath.Join(dir, "keys", "service.json")); err == nil {
+			t.Error("a refused start with a missing key file created a new key")
+		}
 		os.WriteFile(filepath.Join(dir, "keys", "service.json"), good, 0o600)
 		s = startServer(t, dir)
 		httpClient.CloseIdleConnections()

@@ -85,6 +85,13 @@ func (m *Main) setupEncryption(ctx context.Context, db stowage.DB, store stowage
 	if known && !rec.Encrypted {
 		return nil, nil, fmt.Errorf("this registry's data was stored without encryption, and Stowage cannot encrypt existing data in place: start it with `encryption: none` (or STOWAGE_ENCRYPTION=none), or start a new registry and copy the images into it (skopeo sync)")
 	}
+	if known && cfg.Encryption.Mode() == "service" {
+		// Never create a new service key for data written with another one:
+		// a missing key file is a lost (or misplaced) key.
+		if _, err := os.Stat(ServiceKeyPath(cfg.DataDir)); errors.Is(err, os.ErrNotExist) {
+			return nil, nil, fmt.Errorf("this registry's data is encrypted (first key: %s), but the service key file %s is missing: restore it from your backup (see docs/encryption.md); without it the data cannot be read", rec.KeyID, ServiceKeyPath(cfg.DataDir))
+		}
+	}
 	keys, err := keysFor(cfg)
 	if err != nil {
 		return nil, nil, err

@@ -149,8 +149,11 @@ func (m *Main) Run(ctx context.Context) error {
 		return err
 	}
 	m.keys = keys
-	reg := stowage.NewRegistry(db, store, stowage.Options{Logger: m.log,
-		Lease: time.Duration(cfg.GC.Lease), KeepReferrers: cfg.Delete.KeepReferrers})
+	opts := stowage.Options{Logger: m.log, Lease: time.Duration(cfg.GC.Lease), KeepReferrers: cfg.Delete.KeepReferrers}
+	if keys != nil {
+		opts.ManifestCacheTTL = keys.TTL()
+	}
+	reg := stowage.NewRegistry(db, store, opts)
 	gcOpts := stowage.GCOptions{Grace: time.Duration(cfg.GC.Grace), Lease: time.Duration(cfg.GC.Lease),
 		UploadExpiry: time.Duration(cfg.GC.UploadExpiry)}
 

@@ -9,7 +9,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"strings"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -58,7 +58,14 @@ type kmsResponse struct {
 	WrongKey    bool   `json:"wrong_key"`
 }
 
-func (k *ExecKMS) Describe() string { return "KMS plug-in " + strings.Join(k.Command, " ") }
+// Describe names the plug-in program (not its arguments, which may hold
+// secrets).
+func (k *ExecKMS) Describe() string {
+	if len(k.Command) == 0 {
+		return "KMS plug-in (none configured)"
+	}
+	return "KMS plug-in " + filepath.Base(k.Command[0])
+}
 
 func (k *ExecKMS) Current(ctx context.Context) (stowage.KeyVersion, error) {
 	resp, err := k.call(ctx, kmsRequest{Op: "current"})
@@ -123,7 +130,7 @@ func (k *ExecKMS) start() error {
 }
 
 // call sends one request and waits for its answer; requests are serialized.
-func (k *ExecKMS) call(ctx context.Context, req kmsRequest) (kmsResponse, error) {
+func (k *ExecKMS) call(_ context.Context, req kmsRequest) (kmsResponse, error) {
 	var resp kmsResponse
 	k.mu.Lock()
 	defer k.mu.Unlock()
@@ -155,9 +162,9 @@ func (k *ExecKMS) call(ctx context.Context, req kmsRequest) (kmsResponse, error)
 	case res = <-done:
 	case <-time.After(timeout):
 		res.err = fmt.Errorf("no answer in %v", timeout)
-	case <-ctx.Done():
-		res.err = ctx.Err()
 	}
+	// A request whose client went away still waits for its answer (within
+	// the timeout): stopping the plug-in for that would fail everyone else.
 	if res.err != nil {
 		k.stop() // a half-read answer cannot be resynchronized: start afresh next time
 		return resp, fmt.Errorf("%w: KMS plug-in: %v", ErrKeyUnavailable, res.err)

@@ -38,6 +38,9 @@ const cacheMax = 8192
 // NewManager returns a Manager for keys whose data keys live in db.
 func NewManager(db stowage.DB, keys Keys) *Manager { return &Manager{DB: db, Keys: keys} }
 
+// TTL is how long an unwrapped data key is reused (negative: not cached).
+func (m *Manager) TTL() time.Duration { return m.ttl() }
+
 func (m *Manager) ttl() time.Duration {
 	if m.CacheTTL == 0 {
 		return time.Minute
