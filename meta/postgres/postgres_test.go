@@ -1,0 +1,329 @@
+package postgres_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/stowage/stowage"
+	"github.com/stowage/stowage/meta/metatest"
+	"github.com/stowage/stowage/meta/postgres"
+)
+
+var ctx = context.Background()
+
+// server returns the test server's connection string, or skips the test.
+// scripts/postgres-test.sh starts a private server and sets it.
+func server(t *testing.T) string {
+	t.Helper()
+	cs := os.Getenv("STOWAGE_TEST_POSTGRES")
+	if cs == "" {
+		t.Skip("STOWAGE_TEST_POSTGRES is not set: run scripts/postgres-test.sh, or set it to postgres://user:password@host:port/db " +
+			"for a database where that user may create schemas")
+	}
+	return cs
+}
+
+// freshSchema creates an empty schema, dropped when the test ends, and
+// returns a connection string whose search_path is that schema: every test
+// gets its own tables, functions and migrations in the shared database.
+func freshSchema(t *testing.T) string {
+	t.Helper()
+	base := server(t)
+	name := fmt.Sprintf("stowage_test_%d_%016x", os.Getpid(), rand.Uint64())
+	admin := func(sql string) {
+		t.Helper()
+		conn, err := pgx.Connect(ctx, base)
+		if err != nil {
+			t.Fatalf("connect to the test server: %v", err)
+		}
+		defer conn.Close(ctx)
+		if _, err := conn.Exec(ctx, sql); err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+	}
+	admin("CREATE SCHEMA " + name)
+	t.Cleanup(func() { admin("DROP SCHEMA " + name + " CASCADE") })
+	return withParam(t, base, "search_path", name)
+}
+
+// withParam adds a runtime parameter to a connection string (URL or key=value).
+func withParam(t *testing.T, cs, key, value string) string {
+	t.Helper()
+	if strings.HasPrefix(cs, "postgres://") || strings.HasPrefix(cs, "postgresql://") {
+		u, err := url.Parse(cs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		q := u.Query()
+		q.Set(key, value)
+		u.RawQuery = q.Encode()
+		return u.String()
+	}
+	return cs + " " + key + "=" + value
+}
+
+func open(t *testing.T, cs string) *postgres.DB {
+	t.Helper()
+	db, err := postgres.Open(ctx, cs, postgres.Options{MaxConns: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+func TestConformance(t *testing.T) {
+	server(t)
+	metatest.Run(t, func(t *testing.T) stowage.DB { return open(t, freshSchema(t)) })
+}
+
+func TestReopenKeepsData(t *testing.T) {
+	cs := freshSchema(t)
+	db, err := postgres.Open(ctx, cs, postgres.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Update(ctx, func(tx stowage.Tx) error { return tx.CreateRepository("kept", time.Unix(1, 0)) }); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	db = open(t, cs) // migrations must not run twice
+	err = db.View(ctx, func(tx stowage.Tx) error { _, err := tx.GetRepository("kept"); return err })
+	if err != nil {
+		t.Errorf("data lost across reopen: %v", err)
+	}
+}
+
+func TestRefusesNewerSchema(t *testing.T) {
+	cs := freshSchema(t)
+	open(t, cs).Close()
+	conn, err := pgx.Connect(ctx, cs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = conn.Exec(ctx, `INSERT INTO schema_migrations (version, applied) VALUES (99, 0)`)
+	conn.Close(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, opts := range []postgres.Options{{}, {NoMigrate: true}} {
+		db, err := postgres.Open(ctx, cs, opts)
+		if err == nil {
+			db.Close()
+			t.Fatalf("Open(%+v) accepted a database of schema version 99", opts)
+		}
+		if want := "database schema version 99 is newer than this stowage binary understands (1): upgrade stowage"; !strings.Contains(err.Error(), want) {
+			t.Errorf("Open(%+v) = %v\nwant it to say %q", opts, err, want)
+		}
+	}
+}
+
+func TestNoMigrate(t *testing.T) {
+	cs := freshSchema(t)
+	db, err := postgres.Open(ctx, cs, postgres.Options{NoMigrate: true})
+	if err == nil {
+		db.Close()
+		t.Fatal("Open with NoMigrate accepted an empty database")
+	}
+	if !strings.Contains(err.Error(), "run stowage migrate") {
+		t.Errorf("Open(NoMigrate) on an empty database = %v, want advice to run stowage migrate", err)
+	}
+	open(t, cs).Close()
+	db, err = postgres.Open(ctx, cs, postgres.Options{NoMigrate: true})
+	if err != nil {
+		t.Fatalf("Open(NoMigrate) on a migrated database: %v", err)
+	}
+	db.Close()
+}
+
+// TestConcurrentOpensMigrateOnce: nodes that start together on an empty
+// database all come up, and the schema is created once (without the
+// advisory lock, the losers fail on tables that already exist).
+func TestConcurrentOpensMigrateOnce(t *testing.T) {
+	cs := freshSchema(t)
+	const nodes = 4
+	start := make(chan struct{})
+	errs := make([]error, nodes)
+	var wg sync.WaitGroup
+	for i := range nodes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			db, err := postgres.Open(ctx, cs, postgres.Options{MaxConns: 2})
+			if err == nil {
+				err = db.Update(ctx, func(tx stowage.Tx) error { return tx.CreateRepository(fmt.Sprintf("node%d", i), time.Unix(1, 0)) })
+				db.Close()
+			}
+			errs[i] = err
+		}()
+	}
+	close(start)
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("node %d: %v", i, err)
+		}
+	}
+	conn, err := pgx.Connect(ctx, cs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	var rows, max int
+	if err := conn.QueryRow(ctx, `SELECT count(*), max(version) FROM schema_migrations`).Scan(&rows, &max); err != nil {
+		t.Fatal(err)
+	}
+	if rows != max {
+		t.Errorf("schema_migrations has %d rows for version %d", rows, max)
+	}
+}
+
+// TestUpdateRetriesSerializationFailure provokes a write skew: two Updates
+// both read "repository r has no tag" and then each create a different tag.
+// Neither touches a row the other writes, so only SERIALIZABLE isolation
+// sees the conflict; one must fail with a serialization failure, be retried
+// by Update, see the other's tag and write nothing.
+func TestUpdateRetriesSerializationFailure(t *testing.T) {
+	db := open(t, freshSchema(t))
+	var attempts atomic.Int32
+	var read sync.WaitGroup // both have read, on their first attempt
+	read.Add(2)
+	worker := func(tag string) error {
+		first := true
+		return db.Update(ctx, func(tx stowage.Tx) error {
+			attempts.Add(1)
+			tags, err := tx.ListTags("r", "", 0)
+			if first {
+				first = false
+				read.Done()
+				read.Wait()
+			}
+			if err != nil {
+				return err
+			}
+			if len(tags) > 0 {
+				return nil // someone else was first
+			}
+			return tx.PutTag("r", tag, stowage.Digest("sha256:"+strings.Repeat("0", 64)), time.Unix(1, 0))
+		})
+	}
+	errs := make(chan error, 2)
+	for _, tag := range []string{"a", "b"} {
+		go func() { errs <- worker(tag) }()
+	}
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Fatalf("Update: %v", err)
+		}
+	}
+	var tags []string
+	if err := db.View(ctx, func(tx stowage.Tx) (err error) { tags, err = tx.ListTags("r", "", 0); return err }); err != nil {
+		t.Fatal(err)
+	}
+	if len(tags) != 1 {
+		t.Errorf("tags = %v, want exactly one: a write skew committed", tags)
+	}
+	if n := attempts.Load(); n < 3 {
+		t.Errorf("%d attempts for 2 conflicting Updates: no retry happened", n)
+	}
+}
+
+// TestAbortedTransactionIsNotCommitted: a failed statement aborts a
+// PostgreSQL transaction. When fn swallows the error, Update must fail, not
+// report a commit that did not happen.
+func TestAbortedTransactionIsNotCommitted(t *testing.T) {
+	db := open(t, freshSchema(t))
+	err := db.Update(ctx, func(tx stowage.Tx) error {
+		if err := tx.CreateRepository("r", time.Unix(1, 0)); err != nil {
+			return err
+		}
+		bad := stowage.ManifestRecord{Repo: "r", Digest: "sha256:00", MediaType: "nul\x00byte", Created: time.Unix(1, 0)}
+		if err := tx.PutManifest(bad, nil); err == nil {
+			t.Error("PostgreSQL accepted a NUL byte in TEXT")
+		}
+		return nil // swallowed
+	})
+	if err == nil {
+		t.Fatal("Update reported success for an aborted transaction")
+	}
+	err = db.View(ctx, func(tx stowage.Tx) error { _, err := tx.GetRepository("r"); return err })
+	if !errors.Is(err, stowage.ErrNotFound) {
+		t.Errorf("a write of the aborted transaction is visible: %v", err)
+	}
+}
+
+func TestViewIsReadOnly(t *testing.T) {
+	db := open(t, freshSchema(t))
+	if err := db.View(ctx, func(tx stowage.Tx) error { return tx.CreateRepository("r", time.Unix(1, 0)) }); err == nil {
+		t.Error("View wrote")
+	}
+}
+
+// TestStartupErrors: what Open says when it cannot get going.
+func TestStartupErrors(t *testing.T) {
+	t.Run("unreachable", func(t *testing.T) {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := l.Addr().String()
+		l.Close() // nothing listens there now
+		_, err = postgres.Open(ctx, "postgres://stowage:secret@"+addr+"/stowage?sslmode=disable", postgres.Options{ConnectTimeout: 5 * time.Second})
+		wantErr(t, err, "cannot reach PostgreSQL at "+addr, "check that the server is running")
+		if err != nil && strings.Contains(err.Error(), "secret") {
+			t.Errorf("the error shows the password: %v", err)
+		}
+	})
+	t.Run("invalid connection string", func(t *testing.T) {
+		_, err := postgres.Open(ctx, "postgres://stowage:secret@127.0.0.1:notaport/x", postgres.Options{})
+		wantErr(t, err, "invalid PostgreSQL connection string")
+	})
+
+	base := server(t)
+	u, err := url.Parse(base)
+	if err != nil || !strings.HasPrefix(u.Scheme, "postgres") || u.User == nil {
+		t.Skip("STOWAGE_TEST_POSTGRES is not a postgres:// URL with a user: cannot derive wrong credentials from it")
+	}
+	t.Run("wrong password", func(t *testing.T) {
+		w := *u
+		w.User = url.UserPassword(u.User.Username(), "not-the-password")
+		db, err := postgres.Open(ctx, w.String(), postgres.Options{})
+		if err == nil {
+			db.Close()
+			t.Skip("the test server does not check passwords (trust authentication)")
+		}
+		wantErr(t, err, "refused user", "password authentication failed", "fix the user and password")
+	})
+	t.Run("missing database", func(t *testing.T) {
+		w := *u
+		w.Path = "/stowage_missing_database"
+		_, err := postgres.Open(ctx, w.String(), postgres.Options{})
+		wantErr(t, err, `database "stowage_missing_database" does not exist`, "create it")
+	})
+}
+
+func wantErr(t *testing.T, err error, parts ...string) {
+	t.Helper()
+	if err == nil {
+		t.Fatalf("no error; want one saying %q", parts)
+	}
+	for _, p := range parts {
+		if !strings.Contains(err.Error(), p) {
+			t.Errorf("error %q\ndoes not say %q", err, p)
+		}
+	}
+	t.Logf("error: %v", err)
+}

@@ -1,0 +1,200 @@
+package postgres
+
+// All SQL the Tx methods run, in one place. pgx prepares each statement once
+// per connection and caches it (QueryExecModeCacheStatement), so these are
+// parsed and planned once, like SQLite's prepared statements.
+//
+// Names, digests and IDs are COLLATE "C" columns (migrations/0001_init.sql),
+// so ORDER BY and the "after" cursors compare bytes, as the Tx contract says.
+// A NULL LIMIT is no limit (limitOf).
+const (
+	manifestColumns = `repo, digest, media_type, artifact_type, size, subject, annotations, created, locks, architecture, os`
+	blobColumns     = `digest, size, created, state, last_used, unreferenced_since`
+	uploadColumns   = `id, repo, size, hash_state, chunks, started, updated`
+	tagColumns      = `name, digest, updated, locks, created`
+	recycleColumns  = `id, record, refs, tags, deleted, expires`
+	dataKeyColumns  = `id, object, key_id, key_version, wrapped, created`
+)
+
+// Schema migrations (postgres.go).
+const (
+	sqlCreateMigrations = `CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied BIGINT NOT NULL)`
+	sqlSchemaVersion    = `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`
+	sqlMigrationsExist  = `SELECT to_regclass('schema_migrations') IS NOT NULL`
+	sqlRecordMigration  = `INSERT INTO schema_migrations (version, applied) VALUES ($1, $2)`
+	sqlAdvisoryLock     = `SELECT pg_advisory_lock($1)`
+	sqlAdvisoryUnlock   = `SELECT pg_advisory_unlock($1)`
+)
+
+// Repositories.
+const (
+	sqlCreateRepository = `INSERT INTO repositories (name, created, updated) VALUES ($1, $2, $2)
+		ON CONFLICT (name) DO UPDATE SET updated = excluded.updated`
+	sqlGetRepository    = `SELECT created, updated, tags_version, locks FROM repositories WHERE name = $1`
+	sqlListRepositories = `SELECT name FROM repositories WHERE name > $1 AND ($2 OR locks & 8 = 0) ORDER BY name LIMIT $3`
+	sqlSetRepoLocks     = `UPDATE repositories SET locks = $1 WHERE name = $2`
+	sqlBumpTagsVersion  = `UPDATE repositories SET tags_version = tags_version + 1 WHERE name = $1`
+
+	sqlDeleteRepoLinks     = `DELETE FROM repository_blobs WHERE repo = $1`
+	sqlDeleteRepoManifests = `DELETE FROM manifests WHERE repo = $1`
+	sqlDeleteRepoRefs      = `DELETE FROM manifest_references WHERE repo = $1`
+	sqlDeleteRepoTags      = `DELETE FROM tags WHERE repo = $1`
+	sqlDeleteRepoUploads   = `DELETE FROM uploads WHERE repo = $1`
+	sqlDeleteRepository    = `DELETE FROM repositories WHERE name = $1`
+)
+
+// Blobs and links.
+const (
+	sqlPutBlob = `INSERT INTO blobs (digest, size, created, state, last_used, unreferenced_since) VALUES ($1, $2, $3, $4, $5, $6)
+		ON CONFLICT (digest) DO UPDATE SET size = excluded.size, state = excluded.state,
+			last_used = excluded.last_used, unreferenced_since = excluded.unreferenced_since`
+	sqlGetBlob          = `SELECT ` + blobColumns + ` FROM blobs WHERE digest = $1`
+	sqlSetBlobState     = `UPDATE blobs SET state = $1 WHERE digest = $2`
+	sqlTouchBlob        = `UPDATE blobs SET last_used = GREATEST(last_used, $1) WHERE digest = $2`
+	sqlMarkUnreferenced = `UPDATE blobs SET unreferenced_since = GREATEST(unreferenced_since, $1) WHERE digest = ANY($2)`
+	sqlDeleteBlob       = `DELETE FROM blobs WHERE digest = $1`
+	sqlDeleteBlobLinks  = `DELETE FROM repository_blobs WHERE digest = $1`
+	sqlBlobReferenced   = `SELECT EXISTS (SELECT 1 FROM manifest_references WHERE child = $1)
+		OR EXISTS (SELECT 1 FROM manifests WHERE digest = $1)
+		OR EXISTS (SELECT 1 FROM recycle_refs WHERE digest = $1)`
+	sqlCollectableBlobs = `SELECT ` + blobColumns + ` FROM blobs b
+		WHERE state IN ('pending', 'live') AND unreferenced_since <= $1 AND last_used <= $2 AND digest > $3
+		AND NOT EXISTS (SELECT 1 FROM manifest_references r WHERE r.child = b.digest)
+		AND NOT EXISTS (SELECT 1 FROM manifests m WHERE m.digest = b.digest)
+		AND NOT EXISTS (SELECT 1 FROM recycle_refs x WHERE x.digest = b.digest)
+		ORDER BY digest LIMIT $4`
+	sqlBlobsInState   = `SELECT ` + blobColumns + ` FROM blobs WHERE state = $1 AND digest > $2 ORDER BY digest LIMIT $3`
+	sqlLinkBlob       = `INSERT INTO repository_blobs (repo, digest, created) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`
+	sqlUnlinkBlob     = `DELETE FROM repository_blobs WHERE repo = $1 AND digest = $2`
+	sqlRepositoryBlob = `SELECT b.digest, b.size, b.created, b.state, b.last_used, b.unreferenced_since, COALESCE(r.locks, 0)
+		FROM repository_blobs rb JOIN blobs b ON b.digest = rb.digest LEFT JOIN repositories r ON r.name = rb.repo
+		WHERE rb.repo = $1 AND rb.digest = $2 AND b.state = 'live'`
+)
+
+// Manifests.
+const (
+	sqlPutManifest = `INSERT INTO manifests (repo, digest, media_type, artifact_type, size, subject, annotations, created, architecture, os)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+		ON CONFLICT (repo, digest) DO UPDATE SET media_type = excluded.media_type, artifact_type = excluded.artifact_type,
+			size = excluded.size, subject = excluded.subject, annotations = excluded.annotations,
+			architecture = excluded.architecture, os = excluded.os`
+	sqlDeleteManifestRefs = `DELETE FROM manifest_references WHERE repo = $1 AND parent = $2`
+	// All references of a manifest in one statement: $3 and $4 are parallel
+	// arrays of children and kinds.
+	sqlPutManifestRefs = `INSERT INTO manifest_references (repo, parent, child, kind)
+		SELECT $1::text, $2::text, child, kind FROM unnest($3::text[], $4::text[]) AS r (child, kind)
+		ON CONFLICT DO NOTHING`
+	sqlGetManifest       = `SELECT ` + manifestColumns + ` FROM manifests WHERE repo = $1 AND digest = $2`
+	sqlDeleteManifest    = `DELETE FROM manifests WHERE repo = $1 AND digest = $2`
+	sqlReferrers         = `SELECT ` + manifestColumns + ` FROM manifests WHERE repo = $1 AND subject = $2 ORDER BY digest`
+	sqlListManifests     = `SELECT ` + manifestColumns + ` FROM manifests WHERE repo = $1 ORDER BY created DESC, digest`
+	sqlManifestRefs      = `SELECT child, kind FROM manifest_references WHERE repo = $1 AND parent = $2 ORDER BY child`
+	sqlManifestParents   = `SELECT parent FROM manifest_references WHERE repo = $1 AND child = $2 ORDER BY parent`
+	sqlSetManifestLock   = `UPDATE manifests SET locks = $1 WHERE repo = $2 AND digest = $3`
+	sqlSetUntaggedSince  = `UPDATE manifests SET untagged_since = $1 WHERE repo = $2 AND digest = $3`
+	sqlUntaggedManifests = `SELECT ` + manifestColumns + ` FROM manifests m WHERE repo = $1
+		AND (CASE WHEN untagged_since > 0 THEN untagged_since ELSE created END) <= $2
+		AND NOT EXISTS (SELECT 1 FROM tags t WHERE t.repo = m.repo AND t.digest = m.digest)
+		AND NOT EXISTS (SELECT 1 FROM manifest_references p WHERE p.repo = m.repo AND p.child = m.digest)
+		ORDER BY created, digest`
+)
+
+// Tags. Every write to tags moves repositories.tags_version through the
+// tags_version trigger.
+const (
+	sqlPutTag = `INSERT INTO tags (repo, name, digest, updated, created) VALUES ($1, $2, $3, $4, $4)
+		ON CONFLICT (repo, name) DO UPDATE SET digest = excluded.digest, updated = excluded.updated`
+	sqlGetTag       = `SELECT digest FROM tags WHERE repo = $1 AND name = $2`
+	sqlListTags     = `SELECT name FROM tags WHERE repo = $1 AND name > $2 AND locks & 8 = 0 ORDER BY name LIMIT $3`
+	sqlTagsOf       = `SELECT name FROM tags WHERE repo = $1 AND digest = $2 ORDER BY name`
+	sqlDeleteTag    = `DELETE FROM tags WHERE repo = $1 AND name = $2`
+	sqlTagRecords   = `SELECT ` + tagColumns + ` FROM tags WHERE repo = $1 ORDER BY name`
+	sqlGetTagRecord = `SELECT ` + tagColumns + ` FROM tags WHERE repo = $1 AND name = $2`
+	sqlSetTagLocks  = `UPDATE tags SET locks = $1 WHERE repo = $2 AND name = $3`
+)
+
+// Uploads. PutUpload does not overwrite: an existing ID is reported without
+// failing the statement (a failed statement would abort the transaction).
+const (
+	sqlPutUpload = `INSERT INTO uploads (` + uploadColumns + `) VALUES ($1, $2, $3, $4, $5, $6, $7)
+		ON CONFLICT (id) DO NOTHING`
+	sqlAdvanceUpload = `UPDATE uploads SET size = $1, hash_state = $2, chunks = $3, updated = $4 WHERE id = $5 AND size = $6`
+	sqlGetUpload     = `SELECT ` + uploadColumns + ` FROM uploads WHERE id = $1`
+	sqlDeleteUpload  = `DELETE FROM uploads WHERE id = $1`
+	sqlStaleUploads  = `SELECT ` + uploadColumns + ` FROM uploads WHERE updated < $1 ORDER BY updated LIMIT $2`
+)
+
+// Settings.
+const (
+	sqlGetSetting = `SELECT value FROM settings WHERE key = $1`
+	sqlPutSetting = `INSERT INTO settings (key, value, updated) VALUES ($1, $2, $3)
+		ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated = excluded.updated`
+)
+
+// Recycle bin.
+const (
+	sqlPutRecycled = `INSERT INTO recycle_bin (repo, digest, record, refs, tags, deleted, expires)
+		VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id`
+	sqlPutRecycleRefs = `INSERT INTO recycle_refs (bin_id, digest) SELECT $1::bigint, d FROM unnest($2::text[]) AS r (d)
+		ON CONFLICT DO NOTHING`
+	sqlGetRecycled     = `SELECT ` + recycleColumns + ` FROM recycle_bin WHERE id = $1`
+	sqlListRecycled    = `SELECT ` + recycleColumns + ` FROM recycle_bin WHERE ($1::text = '' OR repo = $1) ORDER BY deleted DESC, id DESC`
+	sqlExpiredRecycled = `SELECT ` + recycleColumns + ` FROM recycle_bin WHERE expires < $1 ORDER BY expires LIMIT $2`
+	sqlDeleteRecycled  = `DELETE FROM recycle_bin WHERE id = $1`
+	sqlDeleteRecRefs   = `DELETE FROM recycle_refs WHERE bin_id = $1`
+)
+
+// Usage.
+const (
+	sqlBlobTotals = `SELECT count(*), COALESCE(sum(size), 0)::bigint FROM blobs WHERE state = 'live'`
+	// What each repository uses: the manifests themselves and the blobs they
+	// reference, each digest once per repository; unique = used by this
+	// repository only.
+	sqlRepositoryUsage = `WITH refs AS (
+			SELECT repo, digest AS d FROM manifests
+			UNION
+			SELECT repo, child FROM manifest_references WHERE kind = 'blob'
+		), owners AS (SELECT d, count(*) AS n FROM refs GROUP BY d),
+		sized AS (SELECT x.repo, b.size, o.n FROM refs x JOIN blobs b ON b.digest = x.d JOIN owners o ON o.d = x.d)
+		SELECT r.name,
+			COALESCE((SELECT sum(size) FROM sized WHERE sized.repo = r.name), 0)::bigint,
+			COALESCE((SELECT sum(size) FROM sized WHERE sized.repo = r.name AND n = 1), 0)::bigint,
+			(SELECT count(*) FROM manifests m WHERE m.repo = r.name),
+			(SELECT count(*) FROM tags t WHERE t.repo = r.name),
+			(SELECT count(*) FROM manifests m WHERE m.repo = r.name
+				AND NOT EXISTS (SELECT 1 FROM tags t WHERE t.repo = m.repo AND t.digest = m.digest)
+				AND NOT EXISTS (SELECT 1 FROM manifest_references p WHERE p.repo = m.repo AND p.child = m.digest))
+		FROM repositories r ORDER BY r.name`
+	// What each manifest of a repository uses: itself plus its blobs; unique =
+	// held by no other manifest anywhere (a manifest holds its own digest).
+	sqlManifestUsage = `WITH holders AS (
+			SELECT repo, digest AS holder, digest AS d FROM manifests
+			UNION ALL
+			SELECT repo, parent, child FROM manifest_references WHERE kind = 'blob'
+		), counts AS (SELECT d, count(*) AS n FROM holders GROUP BY d)
+		SELECT m.digest, m.media_type, m.created, COALESCE(sum(b.size), 0)::bigint,
+			COALESCE(sum(CASE WHEN c.n = 1 THEN b.size ELSE 0 END), 0)::bigint,
+			COALESCE((SELECT array_agg(t.name ORDER BY t.name) FROM tags t WHERE t.repo = m.repo AND t.digest = m.digest), '{}')
+		FROM manifests m
+		JOIN holders h ON h.repo = m.repo AND h.holder = m.digest
+		JOIN blobs b ON b.digest = h.d
+		JOIN counts c ON c.d = h.d
+		WHERE m.repo = $1
+		GROUP BY m.repo, m.digest ORDER BY m.created DESC, m.digest`
+)
+
+// Data keys. PutDataKey refuses an existing ID without failing the
+// statement, as PutUpload.
+const (
+	sqlPutDataKey = `INSERT INTO data_keys (` + dataKeyColumns + `) VALUES ($1, $2, $3, $4, $5, $6)
+		ON CONFLICT (id) DO NOTHING`
+	sqlGetDataKey    = `SELECT ` + dataKeyColumns + ` FROM data_keys WHERE id = $1`
+	sqlMoveDataKeys  = `UPDATE data_keys SET object = $1 WHERE object = $2`
+	sqlDelDataKeys   = `DELETE FROM data_keys WHERE object = $1`
+	sqlDataKeysNotBy = `SELECT ` + dataKeyColumns + ` FROM data_keys
+		WHERE NOT (key_id = $1 AND key_version = $2) AND id > $3 ORDER BY id LIMIT $4`
+	sqlRewrapDataKey = `UPDATE data_keys SET key_id = $1, key_version = $2, wrapped = $3
+		WHERE id = $4 AND key_id = $5 AND key_version = $6`
+	sqlCountDataKeys = `SELECT key_id, key_version, count(*) FROM data_keys GROUP BY key_id, key_version ORDER BY key_id, key_version`
+	sqlSampleDataKey = `SELECT ` + dataKeyColumns + ` FROM data_keys WHERE key_id = $1 AND key_version = $2 LIMIT 1`
+)
