@@ -97,3 +97,20 @@ func TestCompareGoalErrors(t *testing.T) {
 		t.Error("goals over three series: want an error")
 	}
 }
+
+func TestFmtFactor(t *testing.T) {
+	for _, c := range []struct {
+		f, want float64
+		out     string
+	}{
+		{0.7955, 0.8, "0.795"},
+		{0.8, 0.8, "0.80"},
+		{0.8031, 0.8, "0.803"},
+		{0.86, 0.8, "0.86"},
+		{2.2222, 3, "2.22"},
+	} {
+		if got := fmtFactor(c.f, c.want); got != c.out {
+			t.Errorf("fmtFactor(%v, %v) = %q, want %q", c.f, c.want, got, c.out)
+		}
+	}
+}

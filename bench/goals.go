@@ -94,9 +94,19 @@ func printGoals(w io.Writer, cand, base series, goals []goal) {
 		}
 		measured := "n/a"
 		if status != "not measured" {
-			measured = fmt.Sprintf("%.2f%s", f, g.shown)
+			measured = fmtFactor(f, g.want) + g.shown
 		}
 		fmt.Fprintf(w, "| %s | %s | %s |\n", g.desc, measured, status)
 	}
 	fmt.Fprintf(w, "\n%d of %d goals met.\n", met, len(goals))
+}
+
+// fmtFactor prints f with two decimals, or three when two would read as the
+// goal itself (0.795 against 0.80 is a miss, and must not print as 0.80).
+func fmtFactor(f, want float64) string {
+	s := fmt.Sprintf("%.2f", f)
+	if f != want && s == fmt.Sprintf("%.2f", want) {
+		s = fmt.Sprintf("%.3f", f)
+	}
+	return s
 }

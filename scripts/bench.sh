@@ -238,16 +238,17 @@ fi
 RUN_MIN=$(((SECONDS - RUN_START + 30) / 60))
 log "rounds took $RUN_MIN min"
 
-# enc_summary : one sentence from ENC_TABLE's ratio column and goal count.
+# enc_summary : one sentence from ENC_TABLE's goal rows (measured factor and
+# status, in goal order: monolithic, chunked, pull; concurrency 1, 4).
 enc_summary() {
 	awk -F'|' '
 		function t(s) { gsub(/^ +| +$/, "", s); return s }
-		t($2) ~ /^(push|pull)_.*_MBps$/ && NF >= 6 { r[t($2)] = t($5) }
+		t($3) ~ / of unencrypted$/ { v = t($3); sub(/ of unencrypted$/, "", v); m[++n] = v; st[n] = t($4) }
 		/goals met\./ { met = $0 }
 		END {
-			printf "encrypted/unencrypted throughput = %s (monolithic push, concurrency 1), %s (concurrency 4); ", r["push_mono_c1_MBps"], r["push_mono_c4_MBps"]
-			printf "%s (chunked push, concurrency 1), %s (concurrency 4); ", r["push_chunked_c1_MBps"], r["push_chunked_c4_MBps"]
-			printf "%s (pull, concurrency 1), %s (concurrency 4). %s\n", r["pull_c1_MBps"], r["pull_c4_MBps"], met
+			printf "encrypted/unencrypted throughput, monolithic push: %s at concurrency 1 (%s), %s at 4 (%s); ", m[1], st[1], m[2], st[2]
+			printf "chunked push: %s at 1 (%s), %s at 4 (%s); ", m[3], st[3], m[4], st[4]
+			printf "pull: %s at 1 (%s), %s at 4 (%s). %s\n", m[5], st[5], m[6], st[6], met
 		}' <<<"$ENC_TABLE"
 }
 
