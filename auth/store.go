@@ -1,0 +1,162 @@
+package auth
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/stowage/stowage"
+)
+
+// The settings keys the authority keeps its documents under.
+const (
+	SettingState = "auth.state"       // users, scope maps, tokens, anonymous pull (JSON)
+	SettingKey   = "auth.signing-key" // the token signing key (JSON)
+)
+
+// store keeps the state in the settings table, one JSON document, and a
+// cached snapshot of it. Changes made through this store publish their
+// result at once; changes made elsewhere (another node, sharing the
+// database) are picked up when the snapshot is older than refresh.
+type store struct {
+	db      stowage.DB
+	now     func() time.Time
+	refresh time.Duration
+
+	mu  sync.Mutex // serializes reloads and publishing
+	cur atomic.Pointer[snapshot]
+}
+
+type snapshot struct {
+	st     *state
+	raw    string
+	loaded time.Time
+}
+
+func readState(tx stowage.Tx) (*state, string, error) {
+	raw, err := tx.GetSetting(SettingState)
+	if errors.Is(err, stowage.ErrNotFound) {
+		return newState(), "", nil
+	}
+	if err != nil {
+		return nil, "", err
+	}
+	st := newState()
+	if err := json.Unmarshal([]byte(raw), st); err != nil {
+		return nil, "", fmt.Errorf("the access control settings (%s) are not valid JSON: %w", SettingState, err)
+	}
+	st.normalize()
+	return st, raw, nil
+}
+
+// get returns the current state: the cached snapshot while it is fresh,
+// else the database's (parsed again only if it changed).
+func (s *store) get(ctx context.Context) (*state, error) {
+	if sn := s.cur.Load(); sn != nil && s.now().Sub(sn.loaded) < s.refresh {
+		return sn.st, nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sn := s.cur.Load()
+	if sn != nil && s.now().Sub(sn.loaded) < s.refresh {
+		return sn.st, nil
+	}
+	var raw string
+	var err error
+	if err := s.db.View(ctx, func(tx stowage.Tx) error {
+		raw, err = tx.GetSetting(SettingState)
+		if errors.Is(err, stowage.ErrNotFound) {
+			raw, err = "", nil
+		}
+		return err
+	}); err != nil {
+		return nil, fmt.Errorf("read access control settings: %w", err)
+	}
+	now := s.now()
+	if sn != nil && raw == sn.raw {
+		s.cur.Store(&snapshot{st: sn.st, raw: raw, loaded: now})
+		return sn.st, nil
+	}
+	st := newState()
+	if raw != "" {
+		if err := json.Unmarshal([]byte(raw), st); err != nil {
+			return nil, fmt.Errorf("the access control settings (%s) are not valid JSON: %w", SettingState, err)
+		}
+		st.normalize()
+	}
+	s.cur.Store(&snapshot{st: st, raw: raw, loaded: now})
+	return st, nil
+}
+
+// update applies fn to the state in one transaction: it reads the stored
+// document, lets fn change it, and writes it back with the next version,
+// so concurrent changes (on this node or another) never lose each other.
+// fn may run more than once (the database retries conflicts): it must only
+// change the state it is given.
+func (s *store) update(ctx context.Context, fn func(st *state, now time.Time) error) (*state, error) {
+	now := s.now()
+	var out *state
+	var raw string
+	err := s.db.Update(ctx, func(tx stowage.Tx) error {
+		st, _, err := readState(tx)
+		if err != nil {
+			return err
+		}
+		if err := fn(st, now); err != nil {
+			return err
+		}
+		st.Version++
+		b, err := json.Marshal(st)
+		if err != nil {
+			return err
+		}
+		if err := tx.PutSetting(SettingState, string(b), now); err != nil {
+			return err
+		}
+		out, raw = st, string(b)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	if cur := s.cur.Load(); cur == nil || cur.st.Version <= out.Version {
+		s.cur.Store(&snapshot{st: out, raw: raw, loaded: s.now()})
+	}
+	s.mu.Unlock()
+	return out, nil
+}
+
+// loadKey returns the signing key, creating and storing it on first use.
+func loadKey(ctx context.Context, db stowage.DB, now time.Time) (signingKey, error) {
+	var k signingKey
+	err := db.Update(ctx, func(tx stowage.Tx) error {
+		raw, err := tx.GetSetting(SettingKey)
+		if err == nil {
+			if err := json.Unmarshal([]byte(raw), &k); err != nil {
+				return fmt.Errorf("the token signing key (%s) is not valid JSON: %w", SettingKey, err)
+			}
+			if k.Alg != "HS256" || len(k.Key) < 32 || k.ID == "" {
+				return fmt.Errorf("the token signing key (%s) is not an HS256 key of 32 bytes or more", SettingKey)
+			}
+			return nil
+		}
+		if !errors.Is(err, stowage.ErrNotFound) {
+			return err
+		}
+		k, err = newSigningKey(now)
+		if err != nil {
+			return err
+		}
+		b, err := json.Marshal(k)
+		if err != nil {
+			return err
+		}
+		return tx.PutSetting(SettingKey, string(b), now)
+	})
+	return k, err
+}
