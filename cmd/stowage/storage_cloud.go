@@ -3,15 +3,33 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
 
 	"github.com/stowage/stowage"
 	"github.com/stowage/stowage/config"
+	"github.com/stowage/stowage/storage/s3"
 )
 
-// newS3 and newAzure connect the cloud backends. (Wired once storage/s3
-// and storage/azure land.)
+// newS3 connects an S3 bucket (New checks that it is reachable and says
+// what is wrong when it is not).
 func newS3(ctx context.Context, c config.S3, path string) (stowage.Backend, string, error) {
-	return nil, "", fmt.Errorf("%s: the s3 backend is not in this build yet", path)
+	secret := c.SecretAccessKey
+	if c.SecretKeyEnv != "" {
+		secret = os.Getenv(c.SecretKeyEnv)
+		if secret == "" {
+			return nil, "", fmt.Errorf("%s.s3.secret_access_key_env: the variable %s is empty or not set", path, c.SecretKeyEnv)
+		}
+	}
+	b, err := s3.New(ctx, s3.Config{Endpoint: c.Endpoint, Region: c.Region, Bucket: c.Bucket, Prefix: c.Prefix,
+		AccessKeyID: c.AccessKeyID, SecretAccessKey: secret, UsePathStyle: c.PathStyle})
+	if err != nil {
+		return nil, "", fmt.Errorf("%s: %w", path, err)
+	}
+	desc := "s3://" + c.Bucket + "/" + c.Prefix
+	if c.Endpoint != "" {
+		desc += " at " + c.Endpoint
+	}
+	return b, desc, nil
 }
 
 func newAzure(ctx context.Context, c config.Azure, path string) (stowage.Backend, string, error) {
