@@ -10,6 +10,9 @@
 #   conformance  scripts/conformance.sh  (OCI distribution-spec conformance suite)
 #   docker       scripts/e2e-docker.sh   (Docker engine push/pull)
 #   skopeo       scripts/e2e-skopeo.sh   (skopeo copy/inspect/list-tags/delete)
+#   s3           scripts/s3-test.sh      (storage/s3 against versitygw; go install the first time)
+#   postgres     scripts/postgres-test.sh (meta/postgres against Debian's PostgreSQL)
+#   azure        scripts/azure-test.sh   (storage/azure against Azurite from npm)
 # then a summary; exits non-zero when any stage failed.
 #
 # Env:
@@ -179,6 +182,11 @@ fi
 run_stage conformance stage_script conformance.sh
 run_stage docker stage_script e2e-docker.sh
 run_stage skopeo stage_script e2e-skopeo.sh
+run_stage s3 stage_script s3-test.sh
+run_stage postgres stage_script postgres-test.sh
+if [ -x "$ROOT/scripts/azure-test.sh" ]; then
+	run_stage azure stage_script azure-test.sh
+fi
 
 # ---------------------------------------------------------------- summary
 npass=0 nfail=0 nskip=0

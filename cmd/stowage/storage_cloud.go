@@ -7,6 +7,7 @@ import (
 
 	"github.com/stowage/stowage"
 	"github.com/stowage/stowage/config"
+	"github.com/stowage/stowage/storage/azure"
 	"github.com/stowage/stowage/storage/s3"
 )
 
@@ -32,6 +33,23 @@ func newS3(ctx context.Context, c config.S3, path string) (stowage.Backend, stri
 	return b, desc, nil
 }
 
+// newAzure connects an Azure Blob Storage container.
 func newAzure(ctx context.Context, c config.Azure, path string) (stowage.Backend, string, error) {
-	return nil, "", fmt.Errorf("%s: the azure backend is not in this build yet", path)
+	conn, key := c.ConnectionString, c.AccountKey
+	if c.ConnectionStringEnv != "" {
+		if conn = os.Getenv(c.ConnectionStringEnv); conn == "" {
+			return nil, "", fmt.Errorf("%s.azure.connection_string_env: the variable %s is empty or not set", path, c.ConnectionStringEnv)
+		}
+	}
+	if c.AccountKeyEnv != "" {
+		if key = os.Getenv(c.AccountKeyEnv); key == "" {
+			return nil, "", fmt.Errorf("%s.azure.account_key_env: the variable %s is empty or not set", path, c.AccountKeyEnv)
+		}
+	}
+	b, err := azure.New(ctx, azure.Config{AccountName: c.AccountName, AccountKey: key, ConnectionString: conn,
+		ServiceURL: c.ServiceURL, Container: c.Container, Prefix: c.Prefix})
+	if err != nil {
+		return nil, "", fmt.Errorf("%s: %w", path, err)
+	}
+	return b, "azure container " + c.Container + "/" + c.Prefix, nil
 }
