@@ -100,6 +100,15 @@ T1=$(date +%s)
 	STOWAGE_TEST_S3_BUCKET=$BUCKET STOWAGE_TEST_S3_REGION=us-east-1 \
 	go test "${RACE[@]}" -count=1 -timeout "${GO_TEST_TIMEOUT:-10m}" ${STOWAGE_S3_TEST_ARGS:-} ./storage/s3/)
 rc=$?
+# A registry mirrored over two versitygw servers (started and killed by the
+# test itself), one killed mid-run.
+log "go test ./e2e -run TestMirrorOfTwoS3Servers (two versitygw servers, one killed mid-run)"
+sidecar_env=()
+[ "${#sidecar[@]}" -gt 0 ] && sidecar_env=(STOWAGE_TEST_VERSITYGW_SIDECAR=1)
+(cd "$ROOT" && env "${sidecar_env[@]}" STOWAGE_TEST_VERSITYGW="$GW_BIN" \
+	go test -count=1 -timeout 5m -run 'TestMirrorOfTwoS3Servers' -v ./e2e/ 2>&1 | grep -E '^(=== RUN|--- |\s+\S+_test.go|ok|FAIL|PASS)')
+rc2=${PIPESTATUS[0]}
+[ "$rc" -eq 0 ] && rc=$rc2
 if [ "$rc" -eq 0 ]; then
 	log "PASS: storage/s3 against versitygw $VERSITYGW_VERSION (tests $(($(date +%s) - T1))s, total $(($(date +%s) - T0))s)"
 else
