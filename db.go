@@ -47,6 +47,8 @@ type DataKeyTx interface {
 	MoveDataKeys(from, to string) error
 	// DeleteDataKeys forgets the data keys of the object at key obj.
 	DeleteDataKeys(obj string) error
+	// DeleteDataKey forgets one data key (of a write that failed).
+	DeleteDataKey(id string) error
 	// DataKeysNotWrappedBy lists data keys wrapped by any key version other
 	// than kv, in ID order after `after`.
 	DataKeysNotWrappedBy(kv KeyVersion, after string, limit int) ([]DataKey, error)

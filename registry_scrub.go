@@ -37,8 +37,10 @@ type ScrubReport struct {
 	// and every repair made.
 	Problems []ScrubProblem `json:"problems,omitempty"`
 	Lost     int64          `json:"lost"`
-	Degraded int64          `json:"degraded"`
-	Error    string         `json:"error,omitempty"`
+	// Unreadable blobs could not be checked (storage or key unavailable).
+	Unreadable int64  `json:"unreadable"`
+	Degraded   int64  `json:"degraded"`
+	Error      string `json:"error,omitempty"`
 }
 
 // ScrubProblem is one blob a scrub had something to say about.
@@ -97,7 +99,7 @@ func (r *Registry) Scrub(ctx context.Context, opts ScrubOptions) (ScrubReport, e
 			status := ""
 			switch {
 			case res.Good == 0 && len(res.Repaired) == 0 && len(res.Errors) > 0:
-				status = "unreadable"
+				status, rep.Unreadable = "unreadable", rep.Unreadable+1
 			case res.Good == 0 && len(res.Repaired) == 0:
 				status, rep.Lost = "lost", rep.Lost+1
 			case bad > 0 || len(res.Errors) > 0:

@@ -19,7 +19,8 @@ Reads every stored blob back (through decryption, from every copy a mirror
 keeps), checks it against its digest and size, and rewrites a missing or
 corrupt copy from a good one. Runs online, with a progress bar; the
 registry also scrubs in the background (scrub.interval, default weekly).
-Exits with status 1 if a blob has no good copy left.
+Exits with status 1 if a blob has no good copy left, or could not be
+checked (storage or key unavailable).
 `
 
 func runScrub(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -63,7 +64,10 @@ func runScrub(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 			fmt.Fprintf(stdout, "  %-10s %s: %s\n", p.Status, p.Digest, strings.Join(parts, "; "))
 		}
 	}
-	if rep.Lost > 0 {
+	if rep.Unreadable > 0 {
+		fmt.Fprintf(stderr, "stowage scrub: %d blobs could not be checked (storage or encryption key unavailable); run it again when they are back\n", rep.Unreadable)
+	}
+	if rep.Lost > 0 || rep.Unreadable > 0 {
 		return 1
 	}
 	return 0

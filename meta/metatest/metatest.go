@@ -662,8 +662,14 @@ func testDataKeys(t *testing.T, db stowage.DB) {
 		if page, _ := tx.DataKeysNotWrappedBy(v2, "id0", 1); len(page) != 1 || page[0].ID != "id4" {
 			t.Errorf("DataKeysNotWrappedBy after id0 = %+v", page)
 		}
+		if err := tx.DeleteDataKey("id4"); err != nil {
+			return err
+		}
+		if _, err := tx.GetDataKey("id4"); !errors.Is(err, stowage.ErrNotFound) {
+			t.Errorf("after DeleteDataKey: id4 %v", err)
+		}
 		counts, err := tx.CountDataKeys()
-		want := []stowage.KeyVersionCount{{KeyVersion: v1, Count: 2}, {KeyVersion: v2, Count: 1}}
+		want := []stowage.KeyVersionCount{{KeyVersion: v1, Count: 1}, {KeyVersion: v2, Count: 1}}
 		if err != nil || fmt.Sprint(counts) != fmt.Sprint(want) {
 			t.Errorf("CountDataKeys = %v, %v; want %v", counts, err, want)
 		}

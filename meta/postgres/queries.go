@@ -191,6 +191,7 @@ const (
 	sqlGetDataKey    = `SELECT ` + dataKeyColumns + ` FROM data_keys WHERE id = $1`
 	sqlMoveDataKeys  = `UPDATE data_keys SET object = $1 WHERE object = $2`
 	sqlDelDataKeys   = `DELETE FROM data_keys WHERE object = $1`
+	sqlDelDataKey    = `DELETE FROM data_keys WHERE id = $1`
 	sqlDataKeysNotBy = `SELECT ` + dataKeyColumns + ` FROM data_keys
 		WHERE NOT (key_id = $1 AND key_version = $2) AND id > $3 ORDER BY id LIMIT $4`
 	sqlRewrapDataKey = `UPDATE data_keys SET key_id = $1, key_version = $2, wrapped = $3

@@ -595,3 +595,8 @@ func (t *Tx) CountDataKeys() ([]stowage.KeyVersionCount, error) {
 func (t *Tx) SampleDataKey(kv stowage.KeyVersion) (stowage.DataKey, error) {
 	return first(t, sqlSampleDataKey, []any{kv.ID, int64(kv.Version)}, scanDataKey)
 }
+
+func (t *Tx) DeleteDataKey(id string) error {
+	_, err := t.exec(sqlDelDataKey, id)
+	return err
+}

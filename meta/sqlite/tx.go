@@ -659,3 +659,8 @@ func (t *Tx) CountDataKeys() ([]stowage.KeyVersionCount, error) {
 func (t *Tx) SampleDataKey(kv stowage.KeyVersion) (stowage.DataKey, error) {
 	return scanDataKey(t.row(sqlSampleDataKey, kv.ID, kv.Version).Scan)
 }
+
+func (t *Tx) DeleteDataKey(id string) error {
+	_, err := t.exec(sqlDelDataKey, id)
+	return err
+}

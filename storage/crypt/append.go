@@ -38,12 +38,14 @@ func (b *appendBackend) Append(ctx context.Context, key string, off int64, r io.
 	idx := off / SegmentSize
 	var hb, prefix []byte
 	var aead cipher.AEAD
+	var newKey *[idSize]byte
 	start := segmentOffset(idx)
 	if off == 0 {
 		id, a, err := b.Keys.newDataKey(ctx, key)
 		if err != nil {
 			return 0, err
 		}
+		newKey = &id
 		hb, aead, start = (&header{KeyID: id, SegmentSize: SegmentSize}).marshal(), a, 0
 	} else {
 		var err error
@@ -87,6 +89,9 @@ func (b *appendBackend) Append(ctx context.Context, key string, off int64, r io.
 	stored, err := b.app.Append(ctx, key, start, pr)
 	pr.CloseWithError(io.ErrClosedPipe)
 	if err != nil {
+		if newKey != nil {
+			b.Keys.forget(ctx, *newKey) // the upload starts again at 0 with a new key
+		}
 		return 0, err
 	}
 	size, err := plainSize(stored)

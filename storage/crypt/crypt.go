@@ -180,6 +180,9 @@ func (b *Backend) Put(ctx context.Context, key string, r io.Reader, size int64) 
 	}
 	err = b.Inner.Put(ctx, key, pr, stored)
 	pr.CloseWithError(errors.Join(err, io.ErrClosedPipe)) // unblock the sealer if the inner Put stopped early
+	if err != nil {
+		b.Keys.forget(ctx, id) // nothing was stored under it
+	}
 	return err
 }
 

@@ -181,6 +181,20 @@ func TestTamper(t *testing.T) {
 	}
 }
 
+// TestFailedPutLeavesNoDataKey: a write that fails (here, its reader) does
+// not leave a data key record behind to be counted and rewrapped forever.
+func TestFailedPutLeavesNoDataKey(t *testing.T) {
+	b, m := newCrypt(t, mem.New())
+	b.Put(ctx, "good", bytes.NewReader([]byte("x")), -1)
+	if err := b.Put(ctx, "bad", &failAfter{bytes.NewReader(random(200_000)), 100_000}, -1); err == nil {
+		t.Fatal("a Put with a failing reader succeeded")
+	}
+	st, _ := m.Status(ctx)
+	if len(st.DataKeys) != 1 || st.DataKeys[0].Count != 1 {
+		t.Errorf("data keys after one good and one failed Put: %+v", st.DataKeys)
+	}
+}
+
 // TestTamperedEndFailsBeforeTheLastByte: a client that stops reading at the
 // size it expects (as an HTTP handler copying Content-Length bytes does)
 // still gets an error when the object's final segment is damaged, even when

@@ -131,6 +131,16 @@ func (m *Manager) Forget() {
 	m.mu.Unlock()
 }
 
+// forget removes the record of a data key whose write failed (best
+// effort: a leftover row only costs a rewrap at rotations).
+func (m *Manager) forget(ctx context.Context, id [idSize]byte) {
+	hid := hex.EncodeToString(id[:])
+	_ = m.DB.Update(context.WithoutCancel(ctx), func(tx stowage.Tx) error { return tx.DeleteDataKey(hid) })
+	m.mu.Lock()
+	delete(m.cache, hid)
+	m.mu.Unlock()
+}
+
 func (m *Manager) moved(ctx context.Context, from, to string) error {
 	return m.DB.Update(ctx, func(tx stowage.Tx) error { return tx.MoveDataKeys(from, to) })
 }
