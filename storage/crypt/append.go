@@ -1,6 +1,7 @@
 package crypt
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/cipher"
@@ -70,10 +71,11 @@ func (b *appendBackend) Append(ctx context.Context, key string, off int64, r io.
 	pr, pw := io.Pipe()
 	go func() {
 		var err error
+		bw := bufio.NewWriterSize(pw, 1<<20)
 		if off == 0 {
-			_, err = pw.Write(hb)
+			_, err = bw.Write(hb)
 		}
-		s := newSealer(pw, aead, hb, uint32(idx))
+		s := newSealer(bw, aead, hb, uint32(idx))
 		if err == nil {
 			_, err = s.Write(prefix)
 		}
@@ -83,6 +85,9 @@ func (b *appendBackend) Append(ctx context.Context, key string, off int64, r io.
 		if err == nil {
 			last, lastIdx = bytes.Clone(s.buf), s.idx
 			err = s.Close()
+		}
+		if err == nil {
+			err = bw.Flush()
 		}
 		pw.CloseWithError(err)
 	}()
