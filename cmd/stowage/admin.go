@@ -110,6 +110,19 @@ func parseAdmin(name, usage string, args []string, stderr io.Writer, setup func(
 	return fl, reg, true
 }
 
+// subcommand splits "SUB [args]" for commands with subcommands; without
+// one (or with -h) it prints usage and returns the exit code.
+func subcommand(args []string, usage string, stderr io.Writer) (sub string, rest []string, code int, ok bool) {
+	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
+		fmt.Fprint(stderr, usage)
+		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
+			return "", nil, 0, false
+		}
+		return "", nil, 2, false
+	}
+	return args[0], args[1:], 0, true
+}
+
 // helpAsked records that the last parse stopped at -h (exit 0, not 2).
 var helpAsked bool
 
@@ -278,14 +291,10 @@ children of a tagged index are kept. 'run' applies it now.
 `
 
 func runRetention(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
-		fmt.Fprint(stderr, retentionUsage)
-		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
-			return 0
-		}
-		return 2
+	sub, args, code, ok := subcommand(args, retentionUsage, stderr)
+	if !ok {
+		return code
 	}
-	sub, args := args[0], args[1:]
 	var enabled, dry *bool
 	var days *int
 	var output *string

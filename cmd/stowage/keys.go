@@ -31,14 +31,10 @@ Back up the key file after a rotation (see docs/encryption.md).
 `
 
 func runKeys(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
-		fmt.Fprint(stderr, keysUsage)
-		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
-			return 0
-		}
-		return 2
+	sub, args, code, ok := subcommand(args, keysUsage, stderr)
+	if !ok {
+		return code
 	}
-	sub, args := args[0], args[1:]
 	var rewrapOnly *bool
 	var output *string
 	fl, reg, ok := parseAdmin("keys "+sub, keysUsage, args, stderr, func(fl *flag.FlagSet) {

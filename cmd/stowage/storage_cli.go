@@ -83,14 +83,10 @@ const storageUsage = `Usage: stowage storage status | rebalance [--dry-run] [fla
 `
 
 func runStorage(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
-		fmt.Fprint(stderr, storageUsage)
-		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
-			return 0
-		}
-		return 2
+	sub, args, code, ok := subcommand(args, storageUsage, stderr)
+	if !ok {
+		return code
 	}
-	sub, args := args[0], args[1:]
 	var dry *bool
 	var output *string
 	fl, reg, ok := parseAdmin("storage "+sub, storageUsage, args, stderr, func(fl *flag.FlagSet) {
