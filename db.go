@@ -211,6 +211,12 @@ type UsageTx interface {
 	// plus the blobs it references) and the bytes only it references in the
 	// whole registry.
 	ManifestUsage(repo string) ([]ManifestUsage, error)
+	// HeldBytes is what storage holds or is being written for the storage
+	// limit: the bytes of blobs in state pending or live, each digest once.
+	HeldBytes() (int64, error)
+	// RepositoryHeldBytes is what a repository holds for its quota: the
+	// live blobs linked into it or that are its manifests, each digest once.
+	RepositoryHeldBytes(repo string) (int64, error)
 }
 
 // RepositoryRecord is a repository.

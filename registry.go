@@ -29,6 +29,7 @@ type Registry struct {
 
 	lease         time.Duration
 	keepReferrers bool
+	storageLimit  int64
 
 	manifests *contentCache
 	repos     *repoCache
@@ -51,6 +52,9 @@ type Options struct {
 	// ManifestCacheTTL, if positive, drops cached manifests after this
 	// long (serve sets it to the encryption key cache's lifetime).
 	ManifestCacheTTL time.Duration
+	// StorageLimit is the most bytes the registry may hold, each digest
+	// once (0: no limit). See registry_quota.go.
+	StorageLimit int64
 }
 
 // NewRegistry returns an engine over db and store.
@@ -63,7 +67,7 @@ func NewRegistry(db DB, store Backend, opts Options) *Registry {
 		r.now = time.Now
 	}
 	r.app, _ = store.(Appender)
-	r.lease, r.keepReferrers = opts.Lease, opts.KeepReferrers
+	r.lease, r.keepReferrers, r.storageLimit = opts.Lease, opts.KeepReferrers, opts.StorageLimit
 	if r.lease <= 0 {
 		r.lease = time.Hour
 	}
@@ -169,6 +173,9 @@ func (r *Registry) MountBlob(ctx context.Context, repo, from string, d Digest) (
 		if err != nil {
 			return err
 		}
+		if err := r.checkRepoQuota(tx, repo, d, b.Size); err != nil {
+			return err
+		}
 		if err := tx.TouchBlob(d, now); err != nil {
 			return err
 		}
@@ -194,7 +201,7 @@ func (r *Registry) PutBlob(ctx context.Context, repo string, d Digest, body io.R
 		return BlobRecord{}, err
 	}
 	vr := NewVerifyingReader(body, d, size)
-	exists, err := r.reserve(ctx, d, size)
+	exists, err := r.reserve(ctx, repo, d, size)
 	if err != nil {
 		return BlobRecord{}, err
 	}
@@ -231,13 +238,21 @@ func uploadError(err error) error {
 // the collector away), or records a pending row before the caller writes
 // the object. It waits while the collector is deleting d, so an object
 // written now can never be deleted by a collection that started earlier.
-func (r *Registry) reserve(ctx context.Context, d Digest, size int64) (stored bool, err error) {
+// It refuses (DENIED) a blob that would pass the registry's storage limit
+// or repo's quota.
+func (r *Registry) reserve(ctx context.Context, repo string, d Digest, size int64) (stored bool, err error) {
 	for attempt := 0; ; attempt++ {
 		var state BlobState
 		now := r.now()
 		err := r.db.Update(ctx, func(tx Tx) error {
 			b, err := tx.GetBlob(d)
 			if errors.Is(err, ErrNotFound) {
+				if err := r.checkRegistryLimit(tx, size, 0); err != nil {
+					return err
+				}
+				if err := r.checkRepoQuota(tx, repo, d, size); err != nil {
+					return err
+				}
 				state = BlobPending
 				return tx.PutBlob(BlobRecord{Digest: d, Size: max(size, 0), Created: now, State: BlobPending,
 					LastUsed: now, UnreferencedSince: now})
@@ -248,6 +263,9 @@ func (r *Registry) reserve(ctx context.Context, d Digest, size int64) (stored bo
 			state = b.State
 			if state == BlobDeleting {
 				return nil
+			}
+			if err := r.checkRepoQuota(tx, repo, d, max(size, b.Size)); err != nil {
+				return err
 			}
 			return tx.TouchBlob(d, now)
 		})
@@ -294,6 +312,9 @@ func (r *Registry) recordBlob(ctx context.Context, repo string, d Digest, size i
 	var b BlobRecord
 	err := r.db.Update(ctx, func(tx Tx) (err error) {
 		if err := writable(tx, repo); err != nil {
+			return err
+		}
+		if err := r.checkLimitsAtRecord(tx, repo, d, size); err != nil {
 			return err
 		}
 		if b, err = markLive(tx, d, size, now); err != nil {
@@ -374,6 +395,12 @@ func (r *Registry) appendUpload(ctx context.Context, u UploadRecord, start, leng
 		return u, &Error{Code: CodeRangeInvalid, Message: fmt.Sprintf("chunk starts at byte %d but the upload has %d bytes: send the chunk that starts at %d", start, u.Size, u.Size),
 			Detail: map[string]int64{"size": u.Size}}
 	}
+	if length > 0 {
+		if err := r.checkUploadLimits(ctx, u.Repo, u.Size+length); err != nil {
+			r.dropUpload(ctx, u)
+			return u, err
+		}
+	}
 	h := sha256.New()
 	if len(u.HashState) > 0 {
 		if err := h.(encoding.BinaryUnmarshaler).UnmarshalBinary(u.HashState); err != nil {
@@ -398,6 +425,13 @@ func (r *Registry) appendUpload(ctx context.Context, u UploadRecord, start, leng
 		}
 		next.Size += cr.n
 		next.Chunks++
+	}
+	if length < 0 {
+		// The chunk's size was not announced: check what it brought.
+		if err := r.checkUploadLimits(ctx, u.Repo, next.Size); err != nil {
+			r.dropUpload(ctx, u)
+			return u, err
+		}
 	}
 	state, err := h.(encoding.BinaryMarshaler).MarshalBinary()
 	if err != nil {
@@ -449,7 +483,7 @@ func (r *Registry) FinishUpload(ctx context.Context, repo, id string, d Digest, 
 		r.dropUpload(ctx, u)
 		return BlobRecord{}, Errorf(CodeDigestInvalid, "uploaded content has digest %s, not the %s given; the upload was discarded", got, d)
 	}
-	exists, err := r.reserve(ctx, d, u.Size)
+	exists, err := r.reserve(ctx, u.Repo, d, u.Size)
 	if err != nil {
 		return BlobRecord{}, err
 	}

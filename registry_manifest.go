@@ -62,7 +62,7 @@ func (r *Registry) PutManifest(ctx context.Context, repo string, ref Reference, 
 
 	// 1. Store the bytes (content-addressed, so rewriting is harmless and the
 	// DB never points at missing content).
-	stored, err := r.reserve(ctx, d, int64(len(body)))
+	stored, err := r.reserve(ctx, repo, d, int64(len(body)))
 	if err != nil {
 		return PutManifestResult{}, err
 	}
@@ -295,12 +295,49 @@ func (r *Registry) ListTags(ctx context.Context, repo, last string, n int) ([]st
 
 // Catalog returns up to n repository names after last (n <= 0: all).
 func (r *Registry) Catalog(ctx context.Context, last string, n int) ([]string, error) {
+	keep, _ := ctx.Value(listFilterKey{}).(func(string) bool)
+	if keep == nil {
+		var names []string
+		err := r.db.View(ctx, func(tx Tx) (err error) {
+			names, err = tx.ListRepositories(last, n, false)
+			return err
+		})
+		return names, err
+	}
+	// Filtered: read pages until n names pass or the list ends.
+	page := max(n, 1000)
 	var names []string
-	err := r.db.View(ctx, func(tx Tx) (err error) {
-		names, err = tx.ListRepositories(last, n, false)
-		return err
-	})
-	return names, err
+	for len(names) < n {
+		var batch []string
+		if err := r.db.View(ctx, func(tx Tx) (err error) {
+			batch, err = tx.ListRepositories(last, page, false)
+			return err
+		}); err != nil {
+			return nil, err
+		}
+		for _, name := range batch {
+			if keep(name) {
+				names = append(names, name)
+				if len(names) == n {
+					break
+				}
+			}
+		}
+		if len(batch) < page {
+			break
+		}
+		last = batch[len(batch)-1]
+	}
+	return names, nil
+}
+
+type listFilterKey struct{}
+
+// WithListFilter returns a context under which Catalog lists only the
+// repositories keep accepts (access control puts the caller's rights here,
+// so listings show only what the caller may see).
+func WithListFilter(ctx context.Context, keep func(repo string) bool) context.Context {
+	return context.WithValue(ctx, listFilterKey{}, keep)
 }
 
 // contentCache keeps immutable content by digest, bounded in bytes. Entries

@@ -73,6 +73,7 @@ func (r *Registry) Usage(ctx context.Context) (Usage, error) {
 		u.Repositories = int64(len(repos))
 		return nil
 	})
+	u.LimitBytes = r.storageLimit
 	if u.PhysicalBytes > 0 {
 		u.DedupRatio = float64(u.LogicalBytes) / float64(u.PhysicalBytes)
 	}

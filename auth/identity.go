@@ -4,6 +4,8 @@ import (
 	"context"
 	"net/http"
 	"slices"
+
+	"github.com/stowage/stowage"
 )
 
 // Kind says what kind of caller an identity is.
@@ -185,9 +187,15 @@ func (s *state) identity(kind Kind, name string) Identity {
 
 type ctxKey struct{}
 
-// NewContext returns ctx carrying the identity.
+// NewContext returns ctx carrying the identity, and a listing filter
+// (stowage.WithListFilter) so the catalog shows only the repositories the
+// identity may list.
 func NewContext(ctx context.Context, id Identity) context.Context {
-	return context.WithValue(ctx, ctxKey{}, id)
+	ctx = context.WithValue(ctx, ctxKey{}, id)
+	if !id.IsAdmin() {
+		ctx = stowage.WithListFilter(ctx, id.CanList)
+	}
+	return ctx
 }
 
 // FromContext returns the identity the middleware put into ctx.

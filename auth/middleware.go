@@ -311,7 +311,7 @@ func mgmtNeed(r *http.Request) need {
 			}
 			return repoOr(arg, MetadataRead)
 		}
-	case "retention", "purge-policies", "soft-delete", "immutability":
+	case "retention", "purge-policies", "soft-delete", "immutability", "quotas":
 		if get {
 			return need{all: true, action: MetadataRead}
 		}

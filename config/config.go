@@ -8,7 +8,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -43,6 +45,140 @@ type Config struct {
 	// ShutdownTimeout bounds how long in-flight requests may take to finish
 	// after SIGTERM/SIGINT.
 	ShutdownTimeout Duration `yaml:"shutdown_timeout"`
+	// Auth configures access control (docs/access.md).
+	Auth Auth `yaml:"auth"`
+	// TLS makes the registry serve HTTPS itself.
+	TLS TLS `yaml:"tls"`
+	// Tier selects preset storage and request limits: basic, standard or
+	// premium (docs/limits.md). Empty: no limits.
+	Tier string `yaml:"tier"`
+	// Limits override the tier's numbers one by one.
+	Limits Limits `yaml:"limits"`
+	// InsecureOpen lets a registry on a non-loopback address run without
+	// authentication (flag --insecure-open-registry; never from YAML).
+	InsecureOpen bool `yaml:"-"`
+}
+
+// Auth configures access control. Off, every caller may do everything
+// (allowed on a loopback address only, unless InsecureOpen).
+type Auth struct {
+	// Enabled turns access control on (env STOWAGE_AUTH=on).
+	Enabled bool `yaml:"enabled"`
+	// Admin names the first admin user, created at the first start with
+	// auth on when no user exists (default "admin").
+	Admin string `yaml:"admin"`
+	// AdminPasswordEnv names the environment variable holding the first
+	// admin's password (default STOWAGE_ADMIN_PASSWORD). Unset: a random
+	// password is written to <data_dir>/initial-admin-password.
+	AdminPasswordEnv string `yaml:"admin_password_env"`
+	// Realm is the token endpoint's URL in challenges (default: derived from
+	// each request, <scheme>://<host>/oauth2/token).
+	Realm string `yaml:"realm"`
+	// Service names the registry in challenges and tokens (default: the
+	// request's host).
+	Service string `yaml:"service"`
+	// TokenTTL is the lifetime of access tokens (default 5m).
+	TokenTTL Duration `yaml:"token_ttl"`
+	// RefreshTTL is the lifetime of refresh tokens (default 720h).
+	RefreshTTL Duration `yaml:"refresh_ttl"`
+	// TrustedProxies are the addresses (CIDR or single IP) of TLS-terminating
+	// proxies whose X-Forwarded-For and X-Forwarded-Proto are believed.
+	TrustedProxies []string `yaml:"trusted_proxies"`
+}
+
+// TLS is a certificate and its key, PEM files.
+type TLS struct {
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+}
+
+// Limits override a tier's numbers. Unset fields keep the tier's value; 0
+// means no limit.
+type Limits struct {
+	// Storage is the most bytes the registry may hold (each layer once),
+	// e.g. 100GiB.
+	Storage *ByteSize `yaml:"storage"`
+	// Requests per minute, for the whole registry and for each identity.
+	Reads   RateLimit `yaml:"reads"`
+	Writes  RateLimit `yaml:"writes"`
+	Deletes RateLimit `yaml:"deletes"`
+	Tokens  RateLimit `yaml:"tokens"`
+}
+
+// RateLimit is requests per minute for the registry and for each identity.
+type RateLimit struct {
+	Registry *int `yaml:"registry"`
+	Identity *int `yaml:"identity"`
+}
+
+// TierStorage is the storage included in each tier (as ACR's: 10, 100 and
+// 500 GiB).
+var TierStorage = map[string]int64{"basic": 10 << 30, "standard": 100 << 30, "premium": 500 << 30}
+
+// StorageLimit is the registry's storage limit in bytes: limits.storage if
+// set, else the tier's; 0: none.
+func (c Config) StorageLimit() int64 {
+	if c.Limits.Storage != nil {
+		return int64(*c.Limits.Storage)
+	}
+	return TierStorage[c.Tier]
+}
+
+// ByteSize is a number of bytes written as 10GiB, 500MB, 1.5TiB or 1024.
+type ByteSize int64
+
+func (b *ByteSize) UnmarshalYAML(n *yaml.Node) error {
+	v, err := ParseByteSize(n.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: %v", n.Line, err)
+	}
+	*b = ByteSize(v)
+	return nil
+}
+
+func (b ByteSize) MarshalYAML() (any, error) { return FormatByteSize(int64(b)), nil }
+
+var byteUnits = []struct {
+	suffix string
+	mult   float64
+}{{"kib", 1 << 10}, {"mib", 1 << 20}, {"gib", 1 << 30}, {"tib", 1 << 40}, {"pib", 1 << 50},
+	{"kb", 1e3}, {"mb", 1e6}, {"gb", 1e9}, {"tb", 1e12}, {"pb", 1e15}, {"k", 1 << 10}, {"m", 1 << 20},
+	{"g", 1 << 30}, {"t", 1 << 40}, {"b", 1}}
+
+// ParseByteSize reads a size: a number with an optional unit (B, KB, MB,
+// GB, TB, PB in powers of 1000; KiB, MiB, GiB, TiB, PiB, K, M, G, T in
+// powers of 1024; case does not matter).
+func ParseByteSize(s string) (int64, error) {
+	t := strings.ToLower(strings.TrimSpace(s))
+	mult := 1.0
+	for _, u := range byteUnits {
+		if rest, ok := strings.CutSuffix(t, u.suffix); ok {
+			t, mult = strings.TrimSpace(rest), u.mult
+			break
+		}
+	}
+	v, err := strconv.ParseFloat(t, 64)
+	if err != nil || t == "" || strings.ContainsAny(t, "xXpP_") || v < 0 || v != v {
+		return 0, fmt.Errorf("%q is not a size (examples: 500MB, 10GiB, 1.5TiB, 0 for no limit)", s)
+	}
+	if v*mult >= 1<<63 {
+		return 0, fmt.Errorf("%q is too large", s)
+	}
+	return int64(v * mult), nil
+}
+
+// FormatByteSize writes n in the largest binary unit that keeps it short:
+// 10GiB, 1.5MiB, 512B.
+func FormatByteSize(n int64) string {
+	units := []string{"B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"}
+	v, i := float64(n), 0
+	for v >= 1024 && i < len(units)-1 {
+		v, i = v/1024, i+1
+	}
+	if i == 0 {
+		return strconv.FormatInt(n, 10) + "B"
+	}
+	return strconv.FormatFloat(math.Round(v*100)/100, 'f', -1, 64) + units[i]
 }
 
 // Storage is a typed union: exactly one backend is set. Mirror and Shard
@@ -187,11 +323,61 @@ type Filesystem struct {
 	Fsync *bool `yaml:"fsync"`
 }
 
-// Database configures the metadata store.
+// Database configures the metadata store: the embedded SQLite database
+// (the default), or PostgreSQL, which several nodes can share
+// (docs/scale-out.md). YAML takes a mapping, or just the connection string
+// (`database: postgres://…`) or SQLite path.
 type Database struct {
 	// SQLite is the path of the embedded database; default <data_dir>/stowage.db.
 	SQLite string `yaml:"sqlite"`
+	// Postgres is a PostgreSQL connection string (postgres://user:pw@host/db
+	// or libpq key=value pairs); set, it replaces SQLite.
+	Postgres string `yaml:"postgres"`
+	// PostgresEnv names an environment variable holding the connection
+	// string (so the password stays out of the file).
+	PostgresEnv string `yaml:"postgres_env"`
+	// MaxConns bounds this node's PostgreSQL connections (default: the
+	// larger of 4 and the number of CPUs).
+	MaxConns int `yaml:"max_conns"`
+	// Migrate lets serve apply pending PostgreSQL migrations at start
+	// (default true); false: run `stowage migrate` first.
+	Migrate *bool `yaml:"migrate"`
 }
+
+// UnmarshalYAML accepts a mapping, or a connection string or path.
+func (d *Database) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind == yaml.ScalarNode {
+		*d = Database{}
+		if isPostgresURL(n.Value) {
+			d.Postgres = n.Value
+		} else {
+			d.SQLite = n.Value
+		}
+		return nil
+	}
+	type plain Database
+	var p plain
+	if err := n.Decode(&p); err != nil {
+		return err
+	}
+	*d = Database(p)
+	return nil
+}
+
+func isPostgresURL(s string) bool {
+	return strings.HasPrefix(s, "postgres://") || strings.HasPrefix(s, "postgresql://")
+}
+
+// Kind is "postgres" or "sqlite".
+func (d Database) Kind() string {
+	if d.Postgres != "" {
+		return "postgres"
+	}
+	return "sqlite"
+}
+
+// MigrateOnStart reports whether serve applies migrations.
+func (d Database) MigrateOnStart() bool { return d.Migrate == nil || *d.Migrate }
 
 // GC configures the background collector and the defaults of `stowage gc`.
 type GC struct {
@@ -362,6 +548,41 @@ func (c *Config) ApplyEnv(getenv func(string) string) error {
 	set("STOWAGE_LOG_LEVEL", &c.Log.Level)
 	set("STOWAGE_LOG_FORMAT", &c.Log.Format)
 	set("STOWAGE_DATABASE_SQLITE", &c.Database.SQLite)
+	set("STOWAGE_DATABASE_POSTGRES", &c.Database.Postgres)
+	if v := getenv("STOWAGE_DATABASE"); v != "" {
+		if isPostgresURL(v) {
+			c.Database.Postgres = v
+		} else {
+			c.Database.SQLite = v
+		}
+	}
+	if c.Database.PostgresEnv != "" && c.Database.Postgres == "" {
+		c.Database.Postgres = getenv(c.Database.PostgresEnv)
+		if c.Database.Postgres == "" {
+			return fmt.Errorf("database.postgres_env: the environment variable %s is empty or unset", c.Database.PostgresEnv)
+		}
+	}
+	set("STOWAGE_TIER", &c.Tier)
+	set("STOWAGE_TLS_CERT_FILE", &c.TLS.CertFile)
+	set("STOWAGE_TLS_KEY_FILE", &c.TLS.KeyFile)
+	if v := getenv("STOWAGE_AUTH"); v != "" {
+		switch strings.ToLower(v) {
+		case "on", "true", "1", "yes":
+			c.Auth.Enabled = true
+		case "off", "false", "0", "no":
+			c.Auth.Enabled = false
+		default:
+			return fmt.Errorf("STOWAGE_AUTH=%q: want on or off", v)
+		}
+	}
+	if v := getenv("STOWAGE_STORAGE_LIMIT"); v != "" {
+		n, err := ParseByteSize(v)
+		if err != nil {
+			return fmt.Errorf("STOWAGE_STORAGE_LIMIT: %v", err)
+		}
+		b := ByteSize(n)
+		c.Limits.Storage = &b
+	}
 	if v := getenv("STOWAGE_STORAGE_PATH"); v != "" {
 		c.filesystem().Path = v
 	}
@@ -471,8 +692,50 @@ func (c *Config) Validate() error {
 	if c.ShutdownTimeout < 0 {
 		errs = append(errs, "shutdown_timeout must not be negative")
 	}
+	if c.Database.Postgres != "" && c.Database.MaxConns < 0 {
+		errs = append(errs, "database.max_conns must not be negative")
+	}
+	switch c.Tier {
+	case "", "basic", "standard", "premium":
+	default:
+		errs = append(errs, fmt.Sprintf("tier %q: want basic, standard or premium (or leave it out for no limits)", c.Tier))
+	}
+	for name, r := range map[string]RateLimit{"reads": c.Limits.Reads, "writes": c.Limits.Writes, "deletes": c.Limits.Deletes, "tokens": c.Limits.Tokens} {
+		if r.Registry != nil && *r.Registry < 0 || r.Identity != nil && *r.Identity < 0 {
+			errs = append(errs, "limits."+name+": requests per minute must be 0 (no limit) or more")
+		}
+	}
+	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
+		errs = append(errs, "tls: set both cert_file and key_file")
+	}
+	for _, p := range c.Auth.TrustedProxies {
+		if _, err := ParsePrefix(p); err != nil {
+			errs = append(errs, "auth.trusted_proxies: "+err.Error())
+		}
+	}
+	if c.Auth.TokenTTL < 0 || c.Auth.RefreshTTL < 0 {
+		errs = append(errs, "auth.token_ttl and auth.refresh_ttl must not be negative")
+	}
+	if c.Auth.Admin == "" {
+		c.Auth.Admin = "admin"
+	}
+	if c.Auth.AdminPasswordEnv == "" {
+		c.Auth.AdminPasswordEnv = "STOWAGE_ADMIN_PASSWORD"
+	}
 	if len(errs) > 0 {
 		return errors.New("invalid configuration:\n  - " + strings.Join(errs, "\n  - "))
 	}
 	return nil
+}
+
+// ParsePrefix reads a CIDR prefix (10.0.0.0/8) or a single address.
+func ParsePrefix(s string) (netip.Prefix, error) {
+	if p, err := netip.ParsePrefix(s); err == nil {
+		return p.Masked(), nil
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, fmt.Errorf("%q is not an address or CIDR prefix (examples: 10.0.0.5, 10.0.0.0/8)", s)
+	}
+	return netip.PrefixFrom(a, a.BitLen()), nil
 }

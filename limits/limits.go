@@ -191,6 +191,12 @@ func New(cfg Config) *Limiter {
 	return l
 }
 
+// Config returns the limits in force (requests per minute).
+func (l *Limiter) Config() Config {
+	return Config{Read: l.rates[Read], Write: l.rates[Write], Delete: l.rates[Delete], Token: l.rates[Token],
+		TokenPath: l.tokenPath, MaxIdentities: l.max}
+}
+
 // Decision is the outcome of Allow.
 type Decision struct {
 	OK         bool

@@ -97,6 +97,35 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) error {
 		return h.report(w, func() (stowage.DeleteReport, error) { return h.reg.Untag(ctx, repo, ref.Tag, dry) })
 	case head == "storage" || head == "scrub":
 		return h.serveStorage(ctx, w, r, head, arg, dry)
+	case head == "quotas" && arg == "" && r.Method == http.MethodGet:
+		q, err := h.reg.Quotas(ctx)
+		if err != nil {
+			return err
+		}
+		return writeJSON(w, q)
+	case head == "quotas" && arg != "" && (r.Method == http.MethodPut || r.Method == http.MethodDelete):
+		if err := stowage.ValidateName(arg); err != nil {
+			return err
+		}
+		var body struct {
+			LimitBytes int64 `json:"limitBytes"`
+		}
+		if r.Method == http.MethodPut {
+			if err := decodeBody(w, r, &body); err != nil {
+				return err
+			}
+			if body.LimitBytes <= 0 {
+				return stowage.Errorf(stowage.CodeInvalidParameter, "limitBytes must be a positive number of bytes (DELETE removes a quota)")
+			}
+		}
+		if err := h.reg.SetQuota(ctx, arg, body.LimitBytes); err != nil {
+			return err
+		}
+		q, err := h.reg.Quotas(ctx)
+		if err != nil {
+			return err
+		}
+		return writeJSON(w, q)
 	case head == "keys":
 		return h.serveKeys(ctx, w, r, arg)
 	case head == "gc" && arg == "" && r.Method == http.MethodPost:

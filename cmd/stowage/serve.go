@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -17,7 +18,6 @@ import (
 
 	"github.com/stowage/stowage"
 	"github.com/stowage/stowage/config"
-	"github.com/stowage/stowage/meta/sqlite"
 	"github.com/stowage/stowage/mgmt"
 	"github.com/stowage/stowage/ociapi"
 	"github.com/stowage/stowage/storage/crypt"
@@ -36,7 +36,14 @@ Environment: STOWAGE_ADDR, STOWAGE_DATA_DIR, STOWAGE_LOG_LEVEL,
 STOWAGE_LOG_FORMAT, STOWAGE_DATABASE_SQLITE, STOWAGE_STORAGE_PATH,
 STOWAGE_STORAGE_FSYNC, STOWAGE_SHUTDOWN_TIMEOUT, STOWAGE_ENCRYPTION (none or
 service), STOWAGE_ENCRYPTION_KEY_FILE, STOWAGE_ENCRYPTION_KEY_ENV,
-STOWAGE_ENCRYPTION_CACHE_TTL.
+STOWAGE_ENCRYPTION_CACHE_TTL, STOWAGE_DATABASE (a postgres:// URL or a SQLite
+path), STOWAGE_AUTH (on or off), STOWAGE_ADMIN_PASSWORD (the first admin's),
+STOWAGE_TIER (basic, standard or premium), STOWAGE_STORAGE_LIMIT (e.g. 50GiB),
+STOWAGE_TLS_CERT_FILE, STOWAGE_TLS_KEY_FILE.
+
+Access control is off by default, which is allowed only on a loopback
+address: on any other address serve refuses to start until auth is enabled
+(or --insecure-open-registry is given). See docs/access.md and docs/limits.md.
 
 Encryption at rest is on by default: every object is encrypted before it is
 stored, with a key kept in ./stowage-data/keys/service.json (back it up: the
@@ -53,6 +60,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	addr := fl.String("addr", "", "listen address host:port (default 127.0.0.1:5000)")
 	dataDir := fl.String("data-dir", "", "data directory (default ./stowage-data)")
 	logLevel := fl.String("log-level", "", "debug, info, warn or error (default info)")
+	insecureOpen := fl.Bool("insecure-open-registry", false, "allow listening on a non-loopback address WITHOUT authentication:\nanyone who can reach it can push, pull and delete (env STOWAGE_INSECURE_OPEN_REGISTRY=1)")
 	if err := fl.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -79,6 +87,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	if *logLevel != "" {
 		cfg.Log.Level = *logLevel
 	}
+	cfg.InsecureOpen = *insecureOpen || os.Getenv("STOWAGE_INSECURE_OPEN_REGISTRY") == "1"
 	if err := cfg.Validate(); err != nil {
 		fmt.Fprintln(stderr, "stowage:", err)
 		return 2
@@ -124,6 +133,9 @@ func NewMain(cfg config.Config, out io.Writer) *Main {
 func (m *Main) Run(ctx context.Context) error {
 	cfg := m.Config
 	m.log = newLogger(cfg.Log, m.out)
+	if err := checkExposure(cfg); err != nil {
+		return err
+	}
 	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
 		return fmt.Errorf("data directory: %w", err)
 	}
@@ -139,7 +151,7 @@ func (m *Main) Run(ctx context.Context) error {
 		return err
 	}
 	topo.desc = desc
-	db, err := sqlite.Open(ctx, cfg.Database.SQLite)
+	db, dbDesc, err := openDB(ctx, cfg.Database)
 	if err != nil {
 		return err
 	}
@@ -149,7 +161,16 @@ func (m *Main) Run(ctx context.Context) error {
 		return err
 	}
 	m.keys = keys
-	opts := stowage.Options{Logger: m.log, Lease: time.Duration(cfg.GC.Lease), KeepReferrers: cfg.Delete.KeepReferrers}
+	authority, err := m.setupAuth(ctx, db)
+	if err != nil {
+		return err
+	}
+	lim, err := limitsFor(cfg, m)
+	if err != nil {
+		return err
+	}
+	opts := stowage.Options{Logger: m.log, Lease: time.Duration(cfg.GC.Lease), KeepReferrers: cfg.Delete.KeepReferrers,
+		StorageLimit: cfg.StorageLimit()}
 	if keys != nil {
 		opts.ManifestCacheTTL = keys.TTL()
 	}
@@ -158,11 +179,8 @@ func (m *Main) Run(ctx context.Context) error {
 		UploadExpiry: time.Duration(cfg.GC.UploadExpiry)}
 
 	mux := http.NewServeMux()
-	mux.Handle("/api/v1/", mgmt.New(reg, m.log, gcOpts).WithKeys(keys).WithTopology(topo))
-	mux.Handle("/acr/v1/", mgmt.NewACR(reg, m.log))
-	mux.Handle("/v2/", ociapi.New(reg, m.log))
-	mux.Handle("/v2", ociapi.New(reg, m.log))
-	mux.Handle("/metrics", metricsHandler(reg, db, topo, keys))
+	routes(mux, authority, lim, ociapi.New(reg, m.log), mgmt.New(reg, m.log, gcOpts).WithKeys(keys).WithTopology(topo),
+		mgmt.NewACR(reg, m.log), metricsHandler(reg, db, topo, keys))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
 
 	ln, err := net.Listen("tcp", cfg.Addr)
@@ -177,6 +195,16 @@ func (m *Main) Run(ctx context.Context) error {
 		ErrorLog:          slog.NewLogLogger(m.log.Handler(), slog.LevelWarn),
 	}
 	m.served = make(chan error, 1)
+	scheme := "http"
+	if cfg.TLS.CertFile != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.TLS.CertFile, cfg.TLS.KeyFile)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("tls: load certificate %s and key %s: %w", cfg.TLS.CertFile, cfg.TLS.KeyFile, err)
+		}
+		m.srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		ln, scheme = tls.NewListener(ln, m.srv.TLSConfig), "https"
+	}
 	go func() { m.served <- m.srv.Serve(ln) }()
 	bg, cancel := context.WithCancel(context.Background())
 	m.stopJobs = cancel
@@ -210,15 +238,27 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 
 	abs, _ := filepath.Abs(cfg.DataDir)
-	fmt.Fprintf(m.out, "stowage: listening on http://%s\n", m.Addr)
-	fmt.Fprintf(m.out, "stowage: data in %s (blobs: %s, metadata: %s)\n", abs, desc, cfg.Database.SQLite)
+	fmt.Fprintf(m.out, "stowage: listening on %s://%s\n", scheme, m.Addr)
+	fmt.Fprintf(m.out, "stowage: data in %s (blobs: %s, metadata: %s)\n", abs, desc, dbDesc)
 	if keys != nil {
 		fmt.Fprintf(m.out, "stowage: encryption at rest on (%s)\n", keys.Keys.Describe())
 	} else {
 		fmt.Fprintf(m.out, "stowage: encryption at rest OFF (encryption: none)\n")
 	}
-	if host, _, _ := net.SplitHostPort(m.Addr); !isLoopback(host) {
-		m.log.Warn("listening on a non-loopback address without authentication: anyone who can reach it can push and delete")
+	switch host, _, _ := net.SplitHostPort(m.Addr); {
+	case authority != nil:
+		fmt.Fprintf(m.out, "stowage: access control on (users, scope maps and tokens: stowage user|scope-map|token; docs/access.md)\n")
+	case isLoopback(host):
+		fmt.Fprintf(m.out, "stowage: access control OFF: open to every local user (fine on 127.0.0.1 for a quick start; turn it on with auth.enabled, see docs/access.md)\n")
+	default:
+		m.log.Warn("ACCESS CONTROL OFF on a non-loopback address (--insecure-open-registry): anyone who can reach it can push, pull and delete")
+	}
+	if limit := cfg.StorageLimit(); limit > 0 || lim != nil {
+		tier := cfg.Tier
+		if tier == "" {
+			tier = "none"
+		}
+		fmt.Fprintf(m.out, "stowage: limits: tier %s, storage %s, requests %s\n", tier, storageLimitText(limit), requestLimitText(lim))
 	}
 	return nil
 }

@@ -32,6 +32,7 @@ func Run(t *testing.T, open func(t *testing.T) stowage.DB) {
 		{"DeleteRepository", testDeleteRepository},
 		{"StaleUploads", testStaleUploads},
 		{"DataKeys", testDataKeys},
+		{"HeldBytes", testHeldBytes},
 		{"RollbackOnError", testRollback},
 		{"ConcurrentUpdates", testConcurrent},
 		{"ViewSeesCommitted", testViewSeesCommitted},
@@ -672,6 +673,50 @@ func testDataKeys(t *testing.T, db stowage.DB) {
 		want := []stowage.KeyVersionCount{{KeyVersion: v1, Count: 1}, {KeyVersion: v2, Count: 1}}
 		if err != nil || fmt.Sprint(counts) != fmt.Sprint(want) {
 			t.Errorf("CountDataKeys = %v, %v; want %v", counts, err, want)
+		}
+		return nil
+	})
+}
+
+// testHeldBytes: the storage limit counts pending and live blobs once each;
+// a repository's quota counts the live blobs linked into it and its
+// manifests, each digest once.
+func testHeldBytes(t *testing.T, db stowage.DB) {
+	update(t, db, func(tx stowage.Tx) error {
+		for _, b := range []stowage.BlobRecord{
+			{Digest: dg(1), Size: 10, State: stowage.BlobLive},
+			{Digest: dg(2), Size: 20, State: stowage.BlobPending},
+			{Digest: dg(3), Size: 40, State: stowage.BlobDeleting},
+			{Digest: dg(4), Size: 80, State: stowage.BlobLive},
+			{Digest: dg(10), Size: 5, State: stowage.BlobLive}, // a manifest of a
+		} {
+			b.Created, b.LastUsed, b.UnreferencedSince = now, now, now
+			if err := tx.PutBlob(b); err != nil {
+				return err
+			}
+		}
+		for _, l := range []struct {
+			repo string
+			d    stowage.Digest
+		}{{"a", dg(1)}, {"a", dg(2)}, {"a", dg(3)}, {"a", dg(10)}, {"b", dg(1)}, {"b", dg(4)}} {
+			if err := tx.CreateRepository(l.repo, now); err != nil {
+				return err
+			}
+			if err := tx.LinkBlob(l.repo, l.d, now); err != nil {
+				return err
+			}
+		}
+		return tx.PutManifest(stowage.ManifestRecord{Repo: "a", Digest: dg(10), MediaType: stowage.MediaTypeOCIManifest, Size: 5, Created: now},
+			[]stowage.ManifestRef{{Digest: dg(1), Kind: stowage.RefBlob}})
+	})
+	view(t, db, func(tx stowage.Tx) error {
+		if got, err := tx.HeldBytes(); err != nil || got != 10+20+80+5 {
+			t.Errorf("HeldBytes = %d, %v; want 115 (pending and live, not deleting)", got, err)
+		}
+		for repo, want := range map[string]int64{"a": 10 + 5, "b": 10 + 80, "none": 0} {
+			if got, err := tx.RepositoryHeldBytes(repo); err != nil || got != want {
+				t.Errorf("RepositoryHeldBytes(%s) = %d, %v; want %d", repo, got, err, want)
+			}
 		}
 		return nil
 	})

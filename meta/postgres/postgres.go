@@ -371,3 +371,6 @@ func retryable(err error) bool {
 	var pe *pgconn.PgError
 	return errors.As(err, &pe) && (pe.Code == "40001" || pe.Code == "40P01")
 }
+
+// Where names the server and database (never the password), for messages.
+func (db *DB) Where() string { return db.host }

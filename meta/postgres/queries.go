@@ -146,7 +146,10 @@ const (
 
 // Usage.
 const (
-	sqlBlobTotals = `SELECT count(*), COALESCE(sum(size), 0)::bigint FROM blobs WHERE state = 'live'`
+	sqlBlobTotals    = `SELECT count(*), COALESCE(sum(size), 0)::bigint FROM blobs WHERE state = 'live'`
+	sqlHeldBytes     = `SELECT COALESCE(sum(size), 0)::bigint FROM blobs WHERE state IN ('pending', 'live')`
+	sqlRepoHeldBytes = `SELECT COALESCE(sum(size), 0)::bigint FROM blobs WHERE state = 'live' AND digest IN (
+			SELECT digest FROM repository_blobs WHERE repo = $1 UNION SELECT digest FROM manifests WHERE repo = $1)`
 	// What each repository uses: the manifests themselves and the blobs they
 	// reference, each digest once per repository; unique = used by this
 	// repository only.

@@ -436,6 +436,16 @@ func (t *Tx) BlobTotals() (count, bytes int64, err error) {
 	return count, bytes, err
 }
 
+func (t *Tx) HeldBytes() (n int64, err error) {
+	err = t.one(sqlHeldBytes, nil, &n)
+	return n, err
+}
+
+func (t *Tx) RepositoryHeldBytes(repo string) (n int64, err error) {
+	err = t.one(sqlRepoHeldBytes, []any{repo}, &n)
+	return n, err
+}
+
 func (t *Tx) RepositoryUsage() ([]stowage.RepositoryUsage, error) {
 	return all(t, sqlRepositoryUsage, nil, func(row pgx.CollectableRow) (stowage.RepositoryUsage, error) {
 		var u stowage.RepositoryUsage

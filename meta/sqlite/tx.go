@@ -434,6 +434,16 @@ func (t *Tx) BlobTotals() (count, bytes int64, err error) {
 	return count, bytes, err
 }
 
+func (t *Tx) HeldBytes() (n int64, err error) {
+	err = t.row(sqlHeldBytes).Scan(&n)
+	return n, err
+}
+
+func (t *Tx) RepositoryHeldBytes(repo string) (n int64, err error) {
+	err = t.row(sqlRepoHeldBytes, repo, repo).Scan(&n)
+	return n, err
+}
+
 func (t *Tx) RepositoryUsage() ([]stowage.RepositoryUsage, error) {
 	rows, err := t.query(sqlRepositoryUsage)
 	if err != nil {
