@@ -2,6 +2,7 @@ package stowage
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 )
@@ -19,6 +20,23 @@ type DB interface {
 	Update(ctx context.Context, fn func(Tx) error) error
 	Close() error
 }
+
+// Locker is an optional DB capability: named locks shared by every process
+// that uses the database, so that background jobs (garbage collection,
+// retention, scheduled purges) run on one node at a time when several
+// `stowage serve` nodes share PostgreSQL. A DB without it is used by one
+// process only (SQLite), and Registry then locks in-process.
+type Locker interface {
+	// TryLock takes the lock called name if nobody holds it, and returns
+	// held, a context derived from ctx that ends when the lock is released
+	// or lost (e.g. the database connection that holds it broke), and
+	// release, which frees it (idempotent). The job must stop when held
+	// ends. If another holder has the lock, TryLock returns ErrLocked.
+	TryLock(ctx context.Context, name string) (held context.Context, release func(), err error)
+}
+
+// ErrLocked is TryLock's answer when another holder has the lock.
+var ErrLocked = errors.New("lock held by another process")
 
 // Tx is one transaction. Lookups that find nothing return ErrNotFound.
 // Listing methods return names in byte order, strictly after `after`, at most

@@ -132,6 +132,9 @@ func (r *Registry) CollectGarbage(ctx context.Context, opts GCOptions) (GCReport
 			return rep, err
 		}
 		now := r.now()
+		// Update may run the callback more than once (PostgreSQL retries
+		// serialization failures): it only sets batch, and the cursor moves
+		// after the commit.
 		var batch []BlobRecord
 		err := r.db.Update(ctx, func(tx Tx) error {
 			batch = nil
@@ -139,20 +142,18 @@ func (r *Registry) CollectGarbage(ctx context.Context, opts GCOptions) (GCReport
 			if err != nil || len(cands) == 0 {
 				return err
 			}
-			after = cands[len(cands)-1].Digest
-			if opts.DryRun {
-				batch = cands
-				return nil
-			}
-			for _, b := range cands {
-				// The query ran in this transaction: the candidates are
-				// still unreferenced, and nothing can reference them before
-				// it commits. Mark them; writers of these digests now wait.
-				if err := tx.SetBlobState(b.Digest, BlobDeleting); err != nil {
-					return err
+			if !opts.DryRun {
+				for _, b := range cands {
+					// The query ran in this transaction: the candidates are
+					// still unreferenced, and nothing can reference them
+					// before it commits. Mark them; writers of these digests
+					// now wait.
+					if err := tx.SetBlobState(b.Digest, BlobDeleting); err != nil {
+						return err
+					}
 				}
-				batch = append(batch, b)
 			}
+			batch = cands
 			return nil
 		})
 		if err != nil {
@@ -161,6 +162,7 @@ func (r *Registry) CollectGarbage(ctx context.Context, opts GCOptions) (GCReport
 		if len(batch) == 0 {
 			break
 		}
+		after = batch[len(batch)-1].Digest
 		if opts.DryRun {
 			for _, b := range batch {
 				rep.BlobsDeleted++
@@ -191,17 +193,24 @@ func (r *Registry) deleteBatch(ctx context.Context, batch []BlobRecord, rep *GCR
 		}
 		r.manifests.drop(b.Digest)
 	}
-	return r.db.Update(ctx, func(tx Tx) error {
+	// The callback may run more than once (retries): count after the commit.
+	err := r.db.Update(ctx, func(tx Tx) error {
 		for _, b := range batch {
 			if err := tx.DeleteBlob(b.Digest); err != nil {
 				return err
 			}
-			rep.BlobsDeleted++
-			rep.BytesFreed += b.Size
-			rep.Digests = append(rep.Digests, b.Digest)
 		}
 		return nil
 	})
+	if err != nil {
+		return err
+	}
+	for _, b := range batch {
+		rep.BlobsDeleted++
+		rep.BytesFreed += b.Size
+		rep.Digests = append(rep.Digests, b.Digest)
+	}
+	return nil
 }
 
 func (r *Registry) expireUploads(ctx context.Context, before time.Time, dryRun bool, rep *GCReport) error {

@@ -36,6 +36,8 @@ func Run(t *testing.T, open func(t *testing.T) stowage.DB) {
 		{"RollbackOnError", testRollback},
 		{"ConcurrentUpdates", testConcurrent},
 		{"ViewSeesCommitted", testViewSeesCommitted},
+		{"RepositoryUpdated", testRepositoryUpdated},
+		{"JobLocks", testJobLocks},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.fn(t, open(t)) })
@@ -720,4 +722,102 @@ func testHeldBytes(t *testing.T, db stowage.DB) {
 		}
 		return nil
 	})
+}
+
+// testRepositoryUpdated: CreateRepository on an existing repository moves
+// its updated time only when it is more than a second old (every push
+// creates its repository; rewriting the row each time makes it a hot spot
+// for concurrent pushes on PostgreSQL), and never its created time.
+func testRepositoryUpdated(t *testing.T, db stowage.DB) {
+	for _, tc := range []struct {
+		at   time.Duration // after the creation
+		want time.Duration // updated, after the creation
+	}{
+		{0, 0},
+		{500 * time.Millisecond, 0},
+		{1500 * time.Millisecond, 1500 * time.Millisecond},
+		{2 * time.Second, 1500 * time.Millisecond},
+		{10 * time.Second, 10 * time.Second},
+	} {
+		update(t, db, func(tx stowage.Tx) error { return tx.CreateRepository("upd", now.Add(tc.at)) })
+		view(t, db, func(tx stowage.Tx) error {
+			r, err := tx.GetRepository("upd")
+			if err != nil {
+				return err
+			}
+			if !r.Created.Equal(now) || !r.Updated.Equal(now.Add(tc.want)) {
+				t.Errorf("after CreateRepository at +%v: created %v updated %v, want %v and +%v", tc.at, r.Created, r.Updated, now, tc.want)
+			}
+			return nil
+		})
+	}
+}
+
+// testJobLocks: a DB that implements stowage.Locker grants each name to
+// one holder at a time, and ends the holder's context on release.
+func testJobLocks(t *testing.T, db stowage.DB) {
+	l, ok := db.(stowage.Locker)
+	if !ok {
+		t.Skip("DB does not implement stowage.Locker")
+	}
+	heldA, releaseA, err := l.TryLock(ctx, "gc")
+	if err != nil {
+		t.Fatalf("TryLock(gc): %v", err)
+	}
+	if _, _, err := l.TryLock(ctx, "gc"); !errors.Is(err, stowage.ErrLocked) {
+		t.Errorf("second TryLock(gc): err = %v, want ErrLocked", err)
+	}
+	heldB, releaseB, err := l.TryLock(ctx, "retention")
+	if err != nil {
+		t.Fatalf("TryLock(retention) while gc is held: %v", err)
+	}
+	if heldA.Err() != nil || heldB.Err() != nil {
+		t.Fatal("a held lock's context ended early")
+	}
+	releaseA()
+	releaseA() // idempotent
+	if heldA.Err() == nil {
+		t.Error("the context of a released lock did not end")
+	}
+	if heldB.Err() != nil {
+		t.Error("releasing gc ended retention's context")
+	}
+	held, release, err := l.TryLock(ctx, "gc")
+	if err != nil {
+		t.Fatalf("TryLock(gc) after release: %v", err)
+	}
+	release()
+	releaseB()
+	if held.Err() == nil {
+		t.Error("released context still open")
+	}
+	// Many contenders: exactly one wins each round.
+	for round := 0; round < 3; round++ {
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		var wins int
+		var releases []func()
+		for i := 0; i < 8; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_, rel, err := l.TryLock(ctx, "contended")
+				if err == nil {
+					mu.Lock()
+					wins++
+					releases = append(releases, rel)
+					mu.Unlock()
+				} else if !errors.Is(err, stowage.ErrLocked) {
+					t.Errorf("TryLock: %v", err)
+				}
+			}()
+		}
+		wg.Wait()
+		if wins != 1 {
+			t.Errorf("round %d: %d holders of one lock, want 1", round, wins)
+		}
+		for _, rel := range releases {
+			rel()
+		}
+	}
 }

@@ -28,8 +28,14 @@ const (
 
 // Repositories.
 const (
-	sqlCreateRepository = `INSERT INTO repositories (name, created, updated) VALUES ($1, $2, $2)
-		ON CONFLICT (name) DO UPDATE SET updated = excluded.updated`
+	// An existing repository's updated moves at most once a second: every
+	// push creates its repository, and an upsert that always writes would
+	// make the row a hot spot (row locks, serialization failures) when one
+	// repository takes pushes through several nodes. DO NOTHING takes no row
+	// lock, and the UPDATE writes only when the snapshot's value is stale.
+	sqlCreateRepository = `WITH ins AS (INSERT INTO repositories (name, created, updated) VALUES ($1, $2, $2)
+			ON CONFLICT (name) DO NOTHING RETURNING 1)
+		UPDATE repositories SET updated = $2 WHERE name = $1 AND updated < $2 - 1000000000`
 	sqlGetRepository    = `SELECT created, updated, tags_version, locks FROM repositories WHERE name = $1`
 	sqlListRepositories = `SELECT name FROM repositories WHERE name > $1 AND ($2 OR locks & 8 = 0) ORDER BY name LIMIT $3`
 	sqlSetRepoLocks     = `UPDATE repositories SET locks = $1 WHERE name = $2`

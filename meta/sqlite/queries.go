@@ -9,8 +9,10 @@ const (
 )
 
 const (
+	// An existing repository's updated moves at most once a second (as on
+	// PostgreSQL, where an always-writing upsert is a hot row).
 	sqlCreateRepository = `INSERT INTO repositories (name, created, updated) VALUES (?, ?, ?)
-		ON CONFLICT (name) DO UPDATE SET updated = excluded.updated`
+		ON CONFLICT (name) DO UPDATE SET updated = excluded.updated WHERE repositories.updated < excluded.updated - 1000000000`
 	sqlGetRepository    = `SELECT created, updated, tags_version, locks FROM repositories WHERE name = ?`
 	sqlListRepositories = `SELECT group_concat(name, ',') FROM
 		(SELECT name FROM repositories WHERE name > ? AND (? OR locks & 8 = 0) ORDER BY name LIMIT ?)`

@@ -35,6 +35,8 @@ type DB struct {
 	// statement once per connection and reuses it inside transactions.
 	mu    sync.Mutex
 	stmts map[stmtKey]*sql.Stmt
+
+	locks jobLocks // TryLock
 }
 
 type stmtKey struct {
