@@ -54,7 +54,28 @@ const gcBatch = 256
 // it. A client that HEADs or uploads a blob renews its lease, so within the
 // lease the blob cannot be collected under it. A crash between steps leaves
 // rows in 'deleting', which the next collection finishes first.
+//
+// One collection runs at a time across every node sharing the database (the
+// job lock "gc"): a collection asked for while another runs waits for it. A
+// dry run changes nothing and does not wait.
 func (r *Registry) CollectGarbage(ctx context.Context, opts GCOptions) (GCReport, error) {
+	if opts.DryRun {
+		return r.collectGarbage(ctx, opts)
+	}
+	var rep GCReport
+	waiting := func() {
+		if opts.Progress != nil {
+			opts.Progress("waiting for the collection running on another node", 0, 0)
+		}
+	}
+	err := r.exclusive(ctx, "gc", true, waiting, func(ctx context.Context) (err error) {
+		rep, err = r.collectGarbage(ctx, opts)
+		return err
+	})
+	return rep, err
+}
+
+func (r *Registry) collectGarbage(ctx context.Context, opts GCOptions) (GCReport, error) {
 	start := r.now()
 	rep := GCReport{DryRun: opts.DryRun, Started: start.UTC().Format(time.RFC3339)}
 	grace, lease := max(opts.Grace, 0), opts.Lease

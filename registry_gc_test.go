@@ -413,3 +413,100 @@ func TestGCStress(t *testing.T) {
 		}
 	}
 }
+
+// TestCollectGarbageWaitsForTheJobLock: a collection asked for while the job
+// lock "gc" is held (by another node, in production) waits, says so through
+// Progress, and runs once the lock is free.
+func TestCollectGarbageWaitsForTheJobLock(t *testing.T) {
+	e := newEnv(t, nil)
+	locker := e.reg.DB().(stowage.Locker)
+	_, release, err := locker.TryLock(e.ctx, "gc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	waiting := make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		var once sync.Once
+		_, err := e.reg.CollectGarbage(e.ctx, stowage.GCOptions{Progress: func(phase string, _, _ int64) {
+			if strings.HasPrefix(phase, "waiting") {
+				once.Do(func() { close(waiting) })
+			}
+		}})
+		done <- err
+	}()
+	select {
+	case <-waiting:
+	case err := <-done:
+		t.Fatalf("CollectGarbage ran while the lock was held (err %v)", err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("CollectGarbage did not report waiting")
+	}
+	release()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("CollectGarbage did not run after the lock was released")
+	}
+	// A dry run never waits.
+	_, release, _ = locker.TryLock(e.ctx, "gc")
+	defer release()
+	if _, err := e.reg.CollectGarbage(e.ctx, stowage.GCOptions{DryRun: true}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestRunScheduled: of the nodes whose timers fire, one runs a scheduled job
+// per interval; none runs it while it is running elsewhere.
+func TestRunScheduled(t *testing.T) {
+	e := newEnv(t, nil)
+	locker := e.reg.DB().(stowage.Locker)
+	const interval = time.Hour
+	runs := 0
+	job := func(context.Context) error { runs++; return nil }
+	for _, step := range []struct {
+		name    string
+		advance time.Duration
+		locked  bool // the job is running on another node
+		wantRan bool
+	}{
+		{"first run", 0, false, true},
+		{"another node's timer, just after", time.Minute, false, false},
+		{"half an interval later", interval / 2, false, false},
+		{"an interval later, running elsewhere", interval, true, false},
+		{"an interval later", 0, false, true},
+		{"a failed run counts too", interval, false, true},
+	} {
+		e.clock.Advance(step.advance)
+		var release func()
+		if step.locked {
+			var err error
+			if _, release, err = locker.TryLock(e.ctx, "schedule:test"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		fn := job
+		if step.name == "a failed run counts too" {
+			fn = func(context.Context) error { runs++; return errors.New("boom") }
+		}
+		ran, err := e.reg.RunScheduled(e.ctx, "test", interval, fn)
+		if release != nil {
+			release()
+		}
+		if ran != step.wantRan {
+			t.Errorf("%s: ran = %v, want %v", step.name, ran, step.wantRan)
+		}
+		if (err != nil) != (step.name == "a failed run counts too") {
+			t.Errorf("%s: err = %v", step.name, err)
+		}
+	}
+	if runs != 3 {
+		t.Errorf("job ran %d times, want 3", runs)
+	}
+	if ran, _ := e.reg.RunScheduled(e.ctx, "test", interval, job); ran {
+		t.Error("ran again right after a failed run")
+	}
+}

@@ -78,7 +78,22 @@ func (r *Registry) SetRetention(ctx context.Context, p RetentionPolicy) error {
 // ApplyRetention deletes, in every repository, the untagged manifests whose
 // untagged period is longer than the policy's days (the index children of a
 // tagged index are not untagged). A dry run only reports.
+//
+// One run at a time across the nodes sharing the database (the job lock
+// "retention"); a run asked for while another runs waits for it.
 func (r *Registry) ApplyRetention(ctx context.Context, dryRun bool) (PolicyRun, error) {
+	if dryRun {
+		return r.applyRetention(ctx, true)
+	}
+	var run PolicyRun
+	err := r.exclusive(ctx, "retention", true, nil, func(ctx context.Context) (err error) {
+		run, err = r.applyRetention(ctx, false)
+		return err
+	})
+	return run, err
+}
+
+func (r *Registry) applyRetention(ctx context.Context, dryRun bool) (PolicyRun, error) {
 	now := r.now()
 	run := PolicyRun{At: now.UTC().Format(time.RFC3339), DryRun: dryRun, Repositories: []DeleteReport{}}
 	p, _, err := r.Retention(ctx)

@@ -114,8 +114,18 @@ func (r *Registry) updatePolicies(ctx context.Context, fn func([]PurgePolicy) ([
 
 // RunDuePurgePolicies runs every policy whose period has passed since its
 // last run, and records each run. It returns the first error (the other
-// policies still run).
+// policies still run). One node at a time runs them (the job lock "purge");
+// if another node is running them now, it returns nil at once: that node
+// runs what is due, and each run is recorded before the lock is released.
 func (r *Registry) RunDuePurgePolicies(ctx context.Context) error {
+	err := r.exclusive(ctx, "purge", false, nil, r.runDuePurgePolicies)
+	if errors.Is(err, ErrLocked) {
+		return nil
+	}
+	return err
+}
+
+func (r *Registry) runDuePurgePolicies(ctx context.Context) error {
 	ps, err := r.PurgePolicies(ctx)
 	if err != nil {
 		return err

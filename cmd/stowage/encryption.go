@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/stowage/stowage"
@@ -85,22 +86,37 @@ func (m *Main) setupEncryption(ctx context.Context, db stowage.DB, store stowage
 	if known && !rec.Encrypted {
 		return nil, nil, fmt.Errorf("this registry's data was stored without encryption, and Stowage cannot encrypt existing data in place: start it with `encryption: none` (or STOWAGE_ENCRYPTION=none), or start a new registry and copy the images into it (skopeo sync)")
 	}
-	if known && cfg.Encryption.Mode() == "service" {
+	service := cfg.Encryption.Mode() == "service"
+	createdKey := false
+	if service {
 		// Never create a new service key for data written with another one:
-		// a missing key file is a lost (or misplaced) key.
-		if _, err := os.Stat(ServiceKeyPath(cfg.DataDir)); errors.Is(err, os.ErrNotExist) {
-			return nil, nil, fmt.Errorf("this registry's data is encrypted (first key: %s), but the service key file %s is missing: restore it from your backup (see docs/encryption.md); without it the data cannot be read", rec.KeyID, ServiceKeyPath(cfg.DataDir))
+		// a missing key file is a lost (or misplaced) key, or, with several
+		// nodes on one database, a node that was not given the first one's.
+		_, err := os.Stat(ServiceKeyPath(cfg.DataDir))
+		if known && errors.Is(err, os.ErrNotExist) {
+			return nil, nil, fmt.Errorf("this registry's data is encrypted (first key: %s), but the service key file %s is missing: %s", rec.KeyID, ServiceKeyPath(cfg.DataDir), keyAdvice)
 		}
+		createdKey = errors.Is(err, os.ErrNotExist)
 	}
 	keys, err := keysFor(cfg)
 	if err != nil {
 		return nil, nil, err
 	}
+	// forget removes a service key this start created and will not use.
+	forget := func() {
+		if createdKey {
+			os.Remove(ServiceKeyPath(cfg.DataDir))
+		}
+	}
 	mgr := crypt.NewManager(db, keys)
 	mgr.CacheTTL = time.Duration(cfg.Encryption.CacheTTL)
 	cur, err := keys.Current(ctx)
 	if err != nil {
+		forget()
 		return nil, nil, fmt.Errorf("encryption key (%s): %w", keys.Describe(), err)
+	}
+	if known && service && rec.KeyID != "" && cur.ID != rec.KeyID && strings.HasPrefix(rec.KeyID, "service-") {
+		return nil, nil, fmt.Errorf("this node's service key %s (%s) is not the key this registry's data is encrypted with (%s): %s", cur.ID, ServiceKeyPath(cfg.DataDir), rec.KeyID, keyAdvice)
 	}
 	unavailable, err := mgr.Check(ctx)
 	if err != nil {
@@ -110,10 +126,44 @@ func (m *Main) setupEncryption(ctx context.Context, db stowage.DB, store stowage
 		m.log.Error("encryption key version unavailable: objects whose data keys it wraps cannot be read until it is back", "key", kv.String())
 	}
 	if !known {
-		if err := save(encryptionSetting{Encrypted: true, KeyID: cur.ID}); err != nil {
+		// Recorded only if no other node recorded a key meanwhile (nodes of
+		// one database starting together, each with a new service key).
+		rec, err := recordKey(ctx, db, encryptionSetting{Encrypted: true, KeyID: cur.ID})
+		if err != nil {
+			forget()
 			return nil, nil, err
+		}
+		if rec.KeyID != cur.ID && service {
+			forget()
+			return nil, nil, fmt.Errorf("another node sharing this database started first with its own service key %s: this node's new key %s was discarded; %s", rec.KeyID, cur.ID, keyAdvice)
 		}
 	}
 	m.log.Info("encryption at rest on", "keys", keys.Describe(), "current", cur.String())
 	return crypt.New(store, mgr), mgr, nil
+}
+
+// keyAdvice says how to give a node the registry's key.
+const keyAdvice = "with several stowage nodes on one database (PostgreSQL), every node needs the same key: " +
+	"copy keys/service.json from the first node's data directory into this node's (mode 0600), " +
+	"or configure all nodes with one encryption.key_file (STOWAGE_ENCRYPTION_KEY_FILE), key_env or kms_command " +
+	"(docs/scale-out.md); with one node, restore the key file from your backup (docs/encryption.md): " +
+	"without the key the data cannot be read"
+
+// recordKey records the encryption setting unless one is recorded already,
+// and returns what is recorded.
+func recordKey(ctx context.Context, db stowage.DB, want encryptionSetting) (encryptionSetting, error) {
+	var got encryptionSetting
+	b, _ := json.Marshal(want)
+	err := db.Update(ctx, func(tx stowage.Tx) error {
+		got = want
+		v, err := tx.GetSetting(settingEncryption)
+		if err == nil {
+			return json.Unmarshal([]byte(v), &got)
+		}
+		if !errors.Is(err, stowage.ErrNotFound) {
+			return err
+		}
+		return tx.PutSetting(settingEncryption, string(b), time.Now())
+	})
+	return got, err
 }

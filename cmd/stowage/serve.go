@@ -208,18 +208,21 @@ func (m *Main) Run(ctx context.Context) error {
 	go func() { m.served <- m.srv.Serve(ln) }()
 	bg, cancel := context.WithCancel(context.Background())
 	m.stopJobs = cancel
+	// Background jobs: with several nodes on one database, each scheduled
+	// run happens on one node (registry_jobs.go); the others skip it.
 	if cfg.GC.Interval > 0 {
-		m.every(bg, "garbage collection", time.Duration(cfg.GC.Interval), func(ctx context.Context) error {
+		m.scheduled(bg, reg, "garbage collection", "gc", time.Duration(cfg.GC.Interval), func(ctx context.Context) error {
 			_, err := reg.CollectGarbage(ctx, gcOpts)
 			return err
 		})
 	}
+	// Every node looks every minute; one at a time runs what is due.
 	m.every(bg, "scheduled purge", time.Minute, reg.RunDuePurgePolicies)
 	if len(topo.mirrors) > 0 {
-		m.every(bg, "storage repair", time.Minute, topo.repairAll)
+		m.scheduled(bg, reg, "storage repair", "storage-repair", time.Minute, topo.repairAll)
 	}
 	if cfg.Scrub.Interval > 0 {
-		m.every(bg, "scrub", time.Duration(cfg.Scrub.Interval), func(ctx context.Context) error {
+		m.scheduled(bg, reg, "scrub", "scrub", time.Duration(cfg.Scrub.Interval), func(ctx context.Context) error {
 			rep, err := reg.Scrub(ctx, stowage.ScrubOptions{})
 			if err == nil {
 				m.log.Info("scrub done", "blobs", rep.Blobs, "ok", rep.OK, "repaired", rep.Repaired, "degraded", rep.Degraded, "lost", rep.Lost)
@@ -228,7 +231,7 @@ func (m *Main) Run(ctx context.Context) error {
 		})
 	}
 	if cfg.Retention.Interval > 0 {
-		m.every(bg, "retention", time.Duration(cfg.Retention.Interval), func(ctx context.Context) error {
+		m.scheduled(bg, reg, "retention", "retention", time.Duration(cfg.Retention.Interval), func(ctx context.Context) error {
 			run, err := reg.ApplyRetention(ctx, false)
 			if err == nil && run.Manifests > 0 {
 				m.log.Info("retention deleted untagged manifests", "manifests", run.Manifests, "bytes_freed_after_gc", run.BytesFreed)
@@ -320,6 +323,18 @@ func (m *Main) every(ctx context.Context, name string, interval time.Duration, r
 			}
 		}
 	}()
+}
+
+// scheduled is every for a job that one node at a time runs, once per
+// interval across the nodes sharing the database (Registry.RunScheduled).
+func (m *Main) scheduled(ctx context.Context, reg *stowage.Registry, name, job string, interval time.Duration, run func(context.Context) error) {
+	m.every(ctx, name, interval, func(ctx context.Context) error {
+		ran, err := reg.RunScheduled(ctx, job, interval, run)
+		if !ran && err == nil {
+			m.log.Debug("scheduled job skipped: another node runs it", "job", name)
+		}
+		return err
+	})
 }
 
 // lockDir takes an exclusive lock on the data directory, so two servers never
