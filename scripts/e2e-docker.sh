@@ -18,74 +18,15 @@ set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 lib_init
 
-DOCKERD_BIN=$(command -v dockerd 2>/dev/null || echo /usr/sbin/dockerd)
-[ -x "$DOCKERD_BIN" ] || die "dockerd is not installed (apt-get install docker.io)"
 command -v curl >/dev/null 2>&1 || die "curl is not installed (apt-get install curl)"
-# Debian's client (/usr/bin/docker) matches Debian's daemon; /usr/local/bin/docker
-# may be a newer client that needs API version negotiation.
-if [ -n "${DOCKER_CLI:-}" ]; then
-	DOCKER_BIN=$DOCKER_CLI
-elif [ -x /usr/bin/docker ]; then
-	DOCKER_BIN=/usr/bin/docker
-else
-	DOCKER_BIN=$(command -v docker) || die "no docker client found (apt-get install docker.io)"
-fi
 
 make_tmpdir WORK stowage-e2e-docker
 start_stowage "$WORK/data"
 REG=$STOWAGE_ADDR
-T=180 # seconds allowed for any single docker command
 
 # ---------------------------------------------------------------- dockerd
-DK="$WORK/docker"
-mkdir -p "$DK/data" "$DK/exec" "$DK/config"
-DOCKER_SOCK="$DK/docker.sock"
-DOCKERD_LOG="$DK/dockerd.log"
-export DOCKER_CONFIG="$DK/config" # keep the user's ~/.docker (credential helpers...) out
-export DOCKER_BUILDKIT=0          # legacy builder: no buildkit/buildx needed
-unset DOCKER_HOST DOCKER_CONTEXT DOCKER_TLS_VERIFY DOCKER_CERT_PATH
-register_log "dockerd log" "$DOCKERD_LOG"
+start_dockerd "$WORK/docker"
 
-dk() { run_bounded "$T" "${SUDO[@]}" env DOCKER_CONFIG="$DOCKER_CONFIG" DOCKER_BUILDKIT=0 "$DOCKER_BIN" -H "unix://$DOCKER_SOCK" "$@"; }
-
-stop_dockerd() {
-	local pid cpid
-	pid=$("${SUDO[@]}" cat "$DK/docker.pid" 2>/dev/null || true)
-	cpid=$("${SUDO[@]}" cat "$DK/exec/containerd/containerd.pid" 2>/dev/null || true)
-	[ -n "$pid" ] && { stop_pid "$pid" sudo || log "could not stop dockerd (pid $pid)"; }
-	# dockerd stops its own containerd; make sure it is gone.
-	[ -n "$cpid" ] && { stop_pid "$cpid" sudo || log "could not stop containerd (pid $cpid)"; }
-	[ -n "${DOCKERD_LAUNCH_PID:-}" ] && stop_pid "$DOCKERD_LAUNCH_PID" sudo
-	return 0
-}
-
-log "starting dockerd (data root $DK/data)"
-"${SUDO[@]}" "$DOCKERD_BIN" \
-	--iptables=false --ip6tables=false --ip-masq=false --bridge=none \
-	--storage-driver=vfs \
-	--data-root "$DK/data" --exec-root "$DK/exec" \
-	--pidfile "$DK/docker.pid" --host "unix://$DOCKER_SOCK" \
-	>"$DOCKERD_LOG" 2>&1 &
-DOCKERD_LAUNCH_PID=$!
-register_hook stop_dockerd
-dockerd_ready=0
-for ((i = 0; i < 300; i++)); do # 60 s
-	if dk version >/dev/null 2>&1; then
-		dockerd_ready=1
-		break
-	fi
-	if ! "${SUDO[@]}" kill -0 "$DOCKERD_LAUNCH_PID" 2>/dev/null; then
-		break
-	fi
-	sleep 0.2
-done
-[ "$dockerd_ready" = 1 ] || die "dockerd did not become ready within 60 s"
-log "dockerd ready: $(dk version --format 'server {{.Server.Version}}, client {{.Client.Version}}' 2>/dev/null || true)"
-if dk info 2>/dev/null | grep -q '127.0.0.0/8'; then
-	log "dockerd treats 127.0.0.0/8 as an insecure (HTTP) registry"
-fi
-
-# ---------------------------------------------------------------- test content
 CTX="$WORK/ctx"
 mkdir -p "$CTX/files/conf" "$CTX/files/data" "$WORK/import/conf" "$WORK/import/data"
 printf 'hello from the stowage docker e2e test\n' >"$CTX/files/hello.txt"
@@ -342,7 +283,7 @@ fi
 
 # ---------------------------------------------------------------- image management (Stowage only)
 if [ "${STOWAGE_TEST_REGISTRY:-stowage}" = stowage ]; then
-	st() { run_bounded "$T" "$STOWAGE_BIN" "$@" --registry "$STOWAGE_URL"; }
+	st() { run_bounded 180 "$STOWAGE_BIN" "$@" --registry "$STOWAGE_URL"; }
 	# A write-locked tag: docker's push of another image under it is denied.
 	if st lock e2e/app:v1 --write=false >"$WORK/lock.log" 2>&1 &&
 		dk tag "$APP2" "$REG/e2e/app:v1" >/dev/null 2>&1; then

@@ -227,11 +227,13 @@ build_stowage() {
 	export STOWAGE_BUILT
 }
 
-# start_stowage DATA_DIR : starts the registry on a free 127.0.0.1 port and
-# waits until GET /v2/ answers 200. Exports STOWAGE_PID, STOWAGE_ADDR
+# start_stowage DATA_DIR [SERVE ARGS...] : starts the registry on a free
+# 127.0.0.1 port and waits until GET /v2/ answers 200 (with access control
+# on, set STOWAGE_READY_STATUS=401). Exports STOWAGE_PID, STOWAGE_ADDR
 # (127.0.0.1:PORT), STOWAGE_URL (http://ADDR) and STOWAGE_LOG.
 start_stowage() {
 	local data=$1 attempt port logf pid cfg
+	shift
 	local timeout_s=${STOWAGE_START_TIMEOUT:-30}
 	mkdir -p "$data" || die "cannot create $data"
 	build_stowage
@@ -261,13 +263,13 @@ EOF
 			pid=$!
 			log "started distribution (docker-registry) pid $pid on 127.0.0.1:$port, data $data"
 		else
-			"$STOWAGE_BIN" serve --addr "127.0.0.1:$port" --data-dir "$data" >"$logf" 2>&1 &
+			"$STOWAGE_BIN" serve --addr "127.0.0.1:$port" --data-dir "$data" "$@" >"$logf" 2>&1 &
 			pid=$!
 			log "started bin/stowage pid $pid on 127.0.0.1:$port, data $data"
 		fi
 		register_pid "$pid" "registry on 127.0.0.1:$port"
 		register_log "registry log 127.0.0.1:$port" "$logf"
-		if wait_http "http://127.0.0.1:$port/v2/" 200 "$timeout_s" "$pid"; then
+		if wait_http "http://127.0.0.1:$port/v2/" "${STOWAGE_READY_STATUS:-200}" "$timeout_s" "$pid"; then
 			STOWAGE_PID=$pid
 			STOWAGE_ADDR="127.0.0.1:$port"
 			STOWAGE_URL="http://$STOWAGE_ADDR"
@@ -290,4 +292,71 @@ stop_stowage() {
 	[ -n "${STOWAGE_PID:-}" ] || return 0
 	stop_pid "$STOWAGE_PID" || return 1
 	STOWAGE_PID=""
+}
+
+# ---------------------------------------------------------------- docker
+# start_dockerd DIR : starts a private dockerd (Debian's docker.io: vfs, no
+# iptables, no bridge, its own data/exec root, socket and client config under
+# DIR), stopped by PID at exit, and waits until it answers. Defines dk (the
+# docker client on that daemon, each command bounded by DOCKER_TIMEOUT,
+# default 180 s). 127.0.0.0/8 registries are insecure (plain HTTP) by default.
+# Env: DOCKER_CLI=/path/to/docker chooses the client.
+start_dockerd() {
+	DK=$1
+	DOCKERD_BIN=$(command -v dockerd 2>/dev/null || echo /usr/sbin/dockerd)
+	[ -x "$DOCKERD_BIN" ] || die "dockerd is not installed (apt-get install docker.io)"
+	# Debian's client (/usr/bin/docker) matches Debian's daemon; /usr/local/bin/docker
+	# may be a newer client that needs API version negotiation.
+	if [ -n "${DOCKER_CLI:-}" ]; then
+		DOCKER_BIN=$DOCKER_CLI
+	elif [ -x /usr/bin/docker ]; then
+		DOCKER_BIN=/usr/bin/docker
+	else
+		DOCKER_BIN=$(command -v docker) || die "no docker client found (apt-get install docker.io)"
+	fi
+	mkdir -p "$DK/data" "$DK/exec" "$DK/config"
+	DOCKER_SOCK="$DK/docker.sock"
+	DOCKERD_LOG="$DK/dockerd.log"
+	export DOCKER_CONFIG="$DK/config" # keep the user's ~/.docker (credential helpers...) out
+	export DOCKER_BUILDKIT=0          # legacy builder: no buildkit/buildx needed
+	unset DOCKER_HOST DOCKER_CONTEXT DOCKER_TLS_VERIFY DOCKER_CERT_PATH
+	register_log "dockerd log" "$DOCKERD_LOG"
+	log "starting dockerd (data root $DK/data)"
+	"${SUDO[@]}" "$DOCKERD_BIN" \
+		--iptables=false --ip6tables=false --ip-masq=false --bridge=none \
+		--storage-driver=vfs \
+		--data-root "$DK/data" --exec-root "$DK/exec" \
+		--pidfile "$DK/docker.pid" --host "unix://$DOCKER_SOCK" \
+		>"$DOCKERD_LOG" 2>&1 &
+	DOCKERD_LAUNCH_PID=$!
+	register_hook stop_dockerd
+	local i ready=0
+	for ((i = 0; i < 300; i++)); do # 60 s
+		if dk version >/dev/null 2>&1; then
+			ready=1
+			break
+		fi
+		if ! "${SUDO[@]}" kill -0 "$DOCKERD_LAUNCH_PID" 2>/dev/null; then
+			break
+		fi
+		sleep 0.2
+	done
+	[ "$ready" = 1 ] || die "dockerd did not become ready within 60 s"
+	log "dockerd ready: $(dk version --format 'server {{.Server.Version}}, client {{.Client.Version}}' 2>/dev/null || true)"
+	if dk info 2>/dev/null | grep -q '127.0.0.0/8'; then
+		log "dockerd treats 127.0.0.0/8 as an insecure (HTTP) registry"
+	fi
+}
+
+dk() { run_bounded "${DOCKER_TIMEOUT:-180}" "${SUDO[@]}" env DOCKER_CONFIG="$DOCKER_CONFIG" DOCKER_BUILDKIT=0 "$DOCKER_BIN" -H "unix://$DOCKER_SOCK" "$@"; }
+
+stop_dockerd() {
+	local pid cpid
+	pid=$("${SUDO[@]}" cat "$DK/docker.pid" 2>/dev/null || true)
+	cpid=$("${SUDO[@]}" cat "$DK/exec/containerd/containerd.pid" 2>/dev/null || true)
+	[ -n "$pid" ] && { stop_pid "$pid" sudo || log "could not stop dockerd (pid $pid)"; }
+	# dockerd stops its own containerd; make sure it is gone.
+	[ -n "$cpid" ] && { stop_pid "$cpid" sudo || log "could not stop containerd (pid $cpid)"; }
+	[ -n "${DOCKERD_LAUNCH_PID:-}" ] && stop_pid "$DOCKERD_LAUNCH_PID" sudo
+	return 0
 }

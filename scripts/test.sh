@@ -10,6 +10,8 @@
 #   conformance  scripts/conformance.sh  (OCI distribution-spec conformance suite)
 #   docker       scripts/e2e-docker.sh   (Docker engine push/pull)
 #   skopeo       scripts/e2e-skopeo.sh   (skopeo copy/inspect/list-tags/delete)
+#   access       scripts/e2e-access.sh   (tokens, scope maps, quotas, 429s with docker,
+#                                         skopeo, crane and oras; go install the first time)
 #   s3           scripts/s3-test.sh      (storage/s3 against versitygw; go install the first time)
 #   postgres     scripts/postgres-test.sh (meta/postgres against Debian's PostgreSQL)
 #   azure        scripts/azure-test.sh   (storage/azure against Azurite from npm)
@@ -89,10 +91,10 @@ stage_install() {
 	if ! skipped unit; then
 		need gcc gcc # go test -race needs cgo
 	fi
-	if ! skipped docker; then
+	if ! skipped docker || ! skipped access; then
 		need dockerd docker.io
 	fi
-	if ! skipped skopeo; then
+	if ! skipped skopeo || ! skipped access; then
 		need skopeo skopeo
 	fi
 	if [ "${STOWAGE_TEST_REGISTRY:-stowage}" = distribution ]; then
@@ -182,6 +184,9 @@ fi
 run_stage conformance stage_script conformance.sh
 run_stage docker stage_script e2e-docker.sh
 run_stage skopeo stage_script e2e-skopeo.sh
+if [ "${STOWAGE_TEST_REGISTRY:-stowage}" = stowage ]; then
+	run_stage access stage_script e2e-access.sh
+fi
 run_stage s3 stage_script s3-test.sh
 run_stage postgres stage_script postgres-test.sh
 if [ -x "$ROOT/scripts/azure-test.sh" ]; then

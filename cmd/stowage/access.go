@@ -97,9 +97,7 @@ func (m *Main) setupAuth(ctx context.Context, db stowage.DB) (*auth.Authority, e
 	password := os.Getenv(c.AdminPasswordEnv)
 	generated := password == ""
 	if generated {
-		var b [18]byte
-		rand.Read(b[:])
-		password = base64.RawURLEncoding.EncodeToString(b[:])
+		password = newPassword()
 	}
 	created, err := a.EnsureAdmin(ctx, c.Admin, password)
 	if err != nil {
@@ -165,4 +163,11 @@ func requestLimitText(l *limits.Limiter) string {
 	c := l.Config()
 	return fmt.Sprintf("reads %d/%d, writes %d/%d, deletes %d/%d, token requests %d/%d per minute (registry/identity; 0: none)",
 		c.Read.Registry, c.Read.Identity, c.Write.Registry, c.Write.Identity, c.Delete.Registry, c.Delete.Identity, c.Token.Registry, c.Token.Identity)
+}
+
+// newPassword returns a random password: 24 URL-safe characters (144 bits).
+func newPassword() string {
+	var b [18]byte
+	rand.Read(b[:])
+	return base64.RawURLEncoding.EncodeToString(b[:])
 }

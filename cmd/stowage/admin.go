@@ -60,11 +60,18 @@ func (c *client) send(ctx context.Context, method, path string, body []byte, out
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
+	if u := os.Getenv("STOWAGE_USERNAME"); u != "" {
+		req.SetBasicAuth(u, os.Getenv("STOWAGE_PASSWORD"))
+	}
 	resp, err := c.http.Do(req)
 	if err != nil {
 		return fmt.Errorf("cannot reach the registry at %s: %w (is 'stowage serve' running? use --registry)", c.base, err)
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusUnauthorized && os.Getenv("STOWAGE_USERNAME") == "" {
+		err := apiError(resp)
+		return fmt.Errorf("%w\n  access control is on: set STOWAGE_USERNAME and STOWAGE_PASSWORD (an admin's, for most commands)", err)
+	}
 	if resp.StatusCode >= 300 {
 		return apiError(resp)
 	}

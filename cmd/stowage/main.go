@@ -39,11 +39,18 @@ Commands:
   keys         encryption keys: status, rotate (online rewrap), retire
   scrub        read every blob back, verify it, repair bad copies from good ones
   storage      storage topology and copy health; rebalance after adding a shard
+  quota        storage limit and per-repository quotas: show, set, remove
+  user         users (access control): create, list, delete, passwd, update
+  scope-map    scope maps (repository patterns and actions): create, list, show, delete
+  token        repository-scoped tokens: create, list, show, disable, enable, delete, password
+  anonymous-pull  show or switch anonymous pull (access control)
+  whoami       who the admin commands act as
   version      print the version
   help         show this help, or help for a command: stowage help gc
 
 The admin commands talk to a running registry (--registry, default
-http://127.0.0.1:5000, or STOWAGE_REGISTRY).
+http://127.0.0.1:5000, or STOWAGE_REGISTRY). With access control on, they log
+in with STOWAGE_USERNAME and STOWAGE_PASSWORD (a user's, or a token's).
 
 Quick start:
   stowage serve
@@ -97,6 +104,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return runScrub(ctx, rest, stdout, stderr)
 	case "storage":
 		return runStorage(ctx, rest, stdout, stderr)
+	case "quota":
+		return runQuota(ctx, rest, stdout, stderr)
+	case "user":
+		return runUser(ctx, rest, stdout, stderr)
+	case "scope-map":
+		return runScopeMap(ctx, rest, stdout, stderr)
+	case "token":
+		return runToken(ctx, rest, stdout, stderr)
+	case "anonymous-pull":
+		return runAnonymousPull(ctx, rest, stdout, stderr)
+	case "whoami":
+		return runWhoami(ctx, rest, stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, "stowage", versionString())
 		return 0
