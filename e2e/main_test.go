@@ -10,6 +10,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -156,6 +157,11 @@ func startServer(t testing.TB, dataDir string, env ...string) *server {
 func tryStart(t testing.TB, dataDir string, env ...string) (*server, error) {
 	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	s := &server{t: t, DataDir: dataDir, Addr: addr, URL: "http://" + addr, log: &syncBuffer{}, done: make(chan struct{})}
+	for _, e := range env {
+		if strings.HasPrefix(e, "STOWAGE_TLS_CERT_FILE=") {
+			s.URL = "https://" + addr
+		}
+	}
 	args := []string{"serve", "--addr", addr, "--data-dir", dataDir, "--log-level", "warn"}
 	var vars []string
 	for _, e := range env { // "--flag=value" items are flags, the rest variables
@@ -204,14 +210,16 @@ func serverEnv() []string {
 
 func (s *server) waitReady(timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
-	client := &http.Client{Timeout: time.Second}
+	// /healthz answers without credentials (access control may be on); the
+	// readiness probe does not check the certificate (the tests do).
+	client := &http.Client{Timeout: time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
 	for {
 		select {
 		case <-s.done:
 			return fmt.Errorf("stowage exited before it was ready: %v", s.err)
 		default:
 		}
-		resp, err := client.Get(s.URL + "/v2/")
+		resp, err := client.Get(s.URL + "/healthz")
 		if err == nil {
 			io.Copy(io.Discard, resp.Body)
 			resp.Body.Close()
@@ -220,7 +228,7 @@ func (s *server) waitReady(timeout time.Duration) error {
 			}
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("GET %s/v2/ did not answer 200 within %v (last error: %v)", s.URL, timeout, err)
+			return fmt.Errorf("GET %s/healthz did not answer 200 within %v (last error: %v)", s.URL, timeout, err)
 		}
 		time.Sleep(25 * time.Millisecond)
 	}

@@ -200,6 +200,10 @@ func runUsage(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	}
 	fmt.Fprintf(stdout, "registry: %s stored (%d blobs), %s logical, dedup ratio %.2f; %d repositories, %d manifests (%d untagged), %d tags\n\n",
 		bytesStr(u.PhysicalBytes), u.Blobs, bytesStr(u.LogicalBytes), u.DedupRatio, u.Repositories, u.Manifests, u.Untagged, u.Tags)
+	if u.LimitBytes > 0 {
+		fmt.Fprintf(stdout, "storage limit: %s, %.1f%% used (stowage quota shows repository quotas)\n\n",
+			bytesStr(u.LimitBytes), 100*float64(u.PhysicalBytes)/float64(u.LimitBytes))
+	}
 	tw := tabwriter.NewWriter(stdout, 2, 4, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "REPOSITORY\tREFERENCED\tUNIQUE\tSHARED\tMANIFESTS\tUNTAGGED\tTAGS\t")
 	for _, r := range u.PerRepository {
