@@ -369,7 +369,7 @@ func acrNeed(method, rest string) need {
 //
 //	GET usage/<repo>, locks/<target>, recycle-bin/<repo>   metadata/read on the repository
 //	GET usage, retention, purge-policies, soft-delete,
-//	    immutability, recycle-bin                           metadata/read on every repository
+//	    immutability, recycle-bin, quotas                   metadata/read on every repository
 //	DELETE repositories/, images/, tags/                    content/delete on the repository
 //	PATCH locks/<target>                                    metadata/write on the repository
 //	/acr/v1/<repo>…: GET metadata/read, PATCH metadata/write, DELETE content/delete

@@ -695,6 +695,7 @@ func (c *Config) Validate() error {
 	if c.Database.Postgres != "" && c.Database.MaxConns < 0 {
 		errs = append(errs, "database.max_conns must not be negative")
 	}
+	c.Tier = strings.ToLower(c.Tier)
 	switch c.Tier {
 	case "", "basic", "standard", "premium":
 	default:

@@ -439,8 +439,9 @@ func timeOrDash(t *time.Time) string {
 
 const anonymousUsage = `Usage: stowage anonymous-pull [on|off]
 
-Shows or switches anonymous pull: with it on, anyone may pull (and list) every
-repository without logging in; pushes and deletes still need credentials.
+Shows or switches anonymous pull: with it on, anyone may pull every repository
+and list its tags without logging in; the catalog, pushes and deletes still
+need credentials.
 `
 
 func runAnonymousPull(ctx context.Context, args []string, stdout, stderr io.Writer) int {

@@ -121,6 +121,7 @@ func TestAccessCommands(t *testing.T) {
 		{[]string{"anonymous-pull", "on"}, 0, "anonymous pull: on"},
 		{[]string{"anonymous-pull"}, 0, "anonymous pull: on"},
 		{[]string{"anonymous-pull", "off"}, 0, "anonymous pull: off"},
+		{[]string{"gc"}, 0, "freed"}, // a streamed job, with the admin's credentials
 	}
 	var tokenPW string
 	for _, s := range steps {

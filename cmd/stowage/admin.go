@@ -60,25 +60,36 @@ func (c *client) send(ctx context.Context, method, path string, body []byte, out
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
+	resp, err := c.roundTrip(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if out == nil || resp.StatusCode == http.StatusNoContent {
+		return nil
+	}
+	return json.NewDecoder(resp.Body).Decode(out)
+}
+
+// roundTrip sends req with the admin's credentials (STOWAGE_USERNAME and
+// STOWAGE_PASSWORD, when set) and turns an error status into an error.
+func (c *client) roundTrip(req *http.Request) (*http.Response, error) {
 	if u := os.Getenv("STOWAGE_USERNAME"); u != "" {
 		req.SetBasicAuth(u, os.Getenv("STOWAGE_PASSWORD"))
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return fmt.Errorf("cannot reach the registry at %s: %w (is 'stowage serve' running? use --registry)", c.base, err)
+		return nil, fmt.Errorf("cannot reach the registry at %s: %w (is 'stowage serve' running? use --registry)", c.base, err)
+	}
+	if resp.StatusCode < 300 {
+		return resp, nil
 	}
 	defer resp.Body.Close()
+	err = apiError(resp)
 	if resp.StatusCode == http.StatusUnauthorized && os.Getenv("STOWAGE_USERNAME") == "" {
-		err := apiError(resp)
-		return fmt.Errorf("%w\n  access control is on: set STOWAGE_USERNAME and STOWAGE_PASSWORD (an admin's, for most commands)", err)
+		err = fmt.Errorf("%w\n  access control is on: set STOWAGE_USERNAME and STOWAGE_PASSWORD (an admin's, for most commands)", err)
 	}
-	if resp.StatusCode >= 300 {
-		return apiError(resp)
-	}
-	if out == nil || resp.StatusCode == http.StatusNoContent {
-		return nil
-	}
-	return json.NewDecoder(resp.Body).Decode(out)
+	return nil, err
 }
 
 func apiError(resp *http.Response) error {
@@ -774,14 +785,11 @@ func (c *client) job(ctx context.Context, path string, out any) error {
 	if err != nil {
 		return err
 	}
-	resp, err := c.http.Do(req)
+	resp, err := c.roundTrip(req)
 	if err != nil {
-		return fmt.Errorf("cannot reach the registry at %s: %w (is 'stowage serve' running? use --registry)", c.base, err)
+		return err
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode >= 300 {
-		return apiError(resp)
-	}
 	bar := newProgressBar(c.stderr)
 	defer bar.done()
 	sc := bufio.NewScanner(resp.Body)
