@@ -85,6 +85,9 @@ type Options struct {
 	// NoMigrate leaves the schema alone: Open then fails unless the database
 	// is exactly at this binary's version (see DB.Migrate).
 	NoMigrate bool
+	// AnyVersion, with NoMigrate, opens a database at any schema version
+	// (for stowage migrate, which reports and then applies them).
+	AnyVersion bool
 }
 
 // DB is a stowage.DB on a PostgreSQL connection pool.
@@ -137,9 +140,12 @@ func Open(ctx context.Context, connString string, opts Options) (*DB, error) {
 		pool.Close()
 		return nil, connectError(cfg.ConnConfig, err)
 	}
-	if opts.NoMigrate {
+	switch {
+	case opts.NoMigrate && opts.AnyVersion:
+		err = nil
+	case opts.NoMigrate:
 		err = db.checkVersion(ctx)
-	} else {
+	default:
 		err = db.Migrate(ctx)
 	}
 	if err != nil {

@@ -8,6 +8,8 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"slices"
+	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -19,6 +21,7 @@ import (
 	"github.com/stowage/stowage"
 	"github.com/stowage/stowage/meta/metatest"
 	"github.com/stowage/stowage/meta/postgres"
+	"github.com/stowage/stowage/meta/tables"
 )
 
 var ctx = context.Background()
@@ -326,4 +329,90 @@ func wantErr(t *testing.T, err error, parts ...string) {
 		}
 	}
 	t.Logf("error: %v", err)
+}
+
+// TestTablesListMatchesSchema: meta/tables (what migrate-metadata copies)
+// names every table and column of the schema.
+func TestTablesListMatchesSchema(t *testing.T) {
+	cs := freshSchema(t)
+	db := open(t, cs)
+	conn, err := pgx.Connect(ctx, cs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	rows, err := conn.Query(ctx, `SELECT table_name::text, column_name::text FROM information_schema.columns
+		WHERE table_schema = current_schema() AND table_name <> 'schema_migrations' ORDER BY 1, 2`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	schema := map[string][]string{}
+	for rows.Next() {
+		var tab, col string
+		if err := rows.Scan(&tab, &col); err != nil {
+			t.Fatal(err)
+		}
+		schema[tab] = append(schema[tab], col)
+	}
+	rows.Close()
+	for _, tab := range tables.All {
+		cols := append([]string(nil), tab.Columns...)
+		sort.Strings(cols)
+		if got := schema[tab.Name]; !slices.Equal(cols, got) {
+			t.Errorf("table %s: schema columns %v, meta/tables lists %v", tab.Name, got, cols)
+		}
+		delete(schema, tab.Name)
+		if err := db.ReadTable(ctx, tab, func([]any) error { return nil }); err != nil {
+			t.Error(err)
+		}
+	}
+	for tab := range schema {
+		t.Errorf("table %s is missing from meta/tables", tab)
+	}
+}
+
+// TestJobLockAcrossPools: two pools (two nodes) on one database: one holds
+// a job lock at a time; when the holder's session dies (a node killed, its
+// connection cut), the holder's context ends and the lock is free.
+func TestJobLockAcrossPools(t *testing.T) {
+	old := postgres.SetLockCheckInterval(100 * time.Millisecond)
+	defer postgres.SetLockCheckInterval(old)
+	cs := freshSchema(t)
+	a, b := open(t, cs), open(t, cs)
+	_, releaseA, err := a.TryLock(ctx, "gc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := b.TryLock(ctx, "gc"); !errors.Is(err, stowage.ErrLocked) {
+		t.Fatalf("node b: TryLock(gc) while node a holds it: %v, want ErrLocked", err)
+	}
+	releaseA()
+	held, releaseB, err := b.TryLock(ctx, "gc")
+	if err != nil {
+		t.Fatalf("node b after a released: %v", err)
+	}
+	defer releaseB()
+	// Cut node b's session, as if its node died.
+	conn, err := pgx.Connect(ctx, cs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	var n int
+	err = conn.QueryRow(ctx, `SELECT COUNT(pg_terminate_backend(pid)) FROM pg_locks
+		WHERE locktype = 'advisory' AND granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+		AND pid IN (SELECT pid FROM pg_stat_activity WHERE query LIKE '%pg_try_advisory_lock%')`).Scan(&n)
+	if err != nil || n == 0 {
+		t.Fatalf("terminate the lock holder's session: %d sessions, %v", n, err)
+	}
+	select {
+	case <-held.Done():
+	case <-time.After(20 * time.Second):
+		t.Fatal("the holder's context did not end after its session died")
+	}
+	if _, rel, err := a.TryLock(ctx, "gc"); err != nil {
+		t.Fatalf("lock not free after its holder's session died: %v", err)
+	} else {
+		rel()
+	}
 }

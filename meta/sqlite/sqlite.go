@@ -147,11 +147,10 @@ func (db *DB) migrate(ctx context.Context) error {
 	if err := db.rw.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&current); err != nil {
 		return err
 	}
-	names, err := fs.Glob(migrations, "migrations/*.sql")
+	names, err := migrationNames()
 	if err != nil {
 		return err
 	}
-	sort.Strings(names)
 	if current > len(names) {
 		return fmt.Errorf("database schema version %d is newer than this stowage binary understands (%d): upgrade stowage", current, len(names))
 	}
@@ -226,4 +225,11 @@ func (db *DB) update(ctx context.Context, fn func(stowage.Tx) error) error {
 func isBusy(err error) bool {
 	s := err.Error()
 	return strings.Contains(s, "SQLITE_BUSY") || strings.Contains(s, "database is locked")
+}
+
+// migrationNames lists the embedded migrations in order.
+func migrationNames() ([]string, error) {
+	names, err := fs.Glob(migrations, "migrations/*.sql")
+	sort.Strings(names)
+	return names, err
 }

@@ -1,0 +1,43 @@
+// Package tables lists the metadata tables that meta/sqlite and
+// meta/postgres share, column for column, for tools that copy or compare a
+// whole database (stowage migrate-metadata). A migration that adds a table
+// or a column to both schemas adds it here too; the tests of both packages
+// check this list against their schema.
+package tables
+
+// Table is one metadata table.
+type Table struct {
+	Name    string
+	Columns []string
+	// Key orders the rows (the primary key): byte order of names, as both
+	// databases sort them.
+	Key []string
+}
+
+// All lists every table in copy order: tags before repositories, since a
+// tag insert bumps its repository's tags_version (a trigger), and the copied
+// repository row must keep the source's value.
+var All = []Table{
+	{"tags", []string{"repo", "name", "digest", "updated", "created", "locks"}, []string{"repo", "name"}},
+	{"repositories", []string{"name", "created", "updated", "tags_version", "locks"}, []string{"name"}},
+	{"blobs", []string{"digest", "size", "created", "state", "last_used", "unreferenced_since"}, []string{"digest"}},
+	{"repository_blobs", []string{"repo", "digest", "created"}, []string{"repo", "digest"}},
+	{"manifests", []string{"repo", "digest", "media_type", "artifact_type", "size", "subject", "annotations", "created",
+		"untagged_since", "locks", "architecture", "os"}, []string{"repo", "digest"}},
+	{"manifest_references", []string{"repo", "parent", "child", "kind"}, []string{"repo", "parent", "child"}},
+	{"uploads", []string{"id", "repo", "size", "hash_state", "chunks", "started", "updated"}, []string{"id"}},
+	{"settings", []string{"key", "value", "updated"}, []string{"key"}},
+	{"recycle_bin", []string{"id", "repo", "digest", "record", "refs", "tags", "deleted", "expires"}, []string{"id"}},
+	{"recycle_refs", []string{"bin_id", "digest"}, []string{"bin_id", "digest"}},
+	{"data_keys", []string{"id", "object", "key_id", "key_version", "wrapped", "created"}, []string{"id"}},
+}
+
+// Lookup returns the table called name.
+func Lookup(name string) (Table, bool) {
+	for _, t := range All {
+		if t.Name == name {
+			return t, true
+		}
+	}
+	return Table{}, false
+}
