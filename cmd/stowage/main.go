@@ -39,6 +39,8 @@ Commands:
   keys         encryption keys: status, rotate (online rewrap), retire
   scrub        read every blob back, verify it, repair bad copies from good ones
   storage      storage topology and copy health; rebalance after adding a shard
+  migrate      apply the metadata database's schema migrations (prints the versions)
+  migrate-metadata  copy the embedded SQLite metadata into PostgreSQL (scale-out)
   quota        storage limit and per-repository quotas: show, set, remove
   user         users (access control): create, list, delete, passwd, update
   scope-map    scope maps (repository patterns and actions): create, list, show, delete
@@ -104,6 +106,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return runScrub(ctx, rest, stdout, stderr)
 	case "storage":
 		return runStorage(ctx, rest, stdout, stderr)
+	case "migrate":
+		return runMigrate(ctx, rest, stdout, stderr)
+	case "migrate-metadata":
+		return runMigrateMetadata(ctx, rest, stdout, stderr)
 	case "quota":
 		return runQuota(ctx, rest, stdout, stderr)
 	case "user":

@@ -2,7 +2,11 @@ package sqlite
 
 import (
 	"context"
+	"database/sql"
+	"errors"
 	"fmt"
+	"net/url"
+	"os"
 	"strings"
 
 	"github.com/stowage/stowage/meta/tables"
@@ -61,4 +65,30 @@ func (db *DB) SchemaVersion(ctx context.Context) (current, known int, err error)
 	}
 	err = db.ro.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&current)
 	return current, len(names), err
+}
+
+// FileSchemaVersion reads the schema version of the database file at path
+// without migrating it (0 if the file does not exist or has no schema yet).
+func FileSchemaVersion(ctx context.Context, path string) (int, error) {
+	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+		return 0, nil
+	}
+	q := url.Values{}
+	q.Add("_pragma", "query_only(1)")
+	q.Add("_pragma", "busy_timeout(10000)")
+	raw, err := sql.Open("sqlite", "file:"+path+"?"+q.Encode())
+	if err != nil {
+		return 0, err
+	}
+	defer raw.Close()
+	var exists int
+	if err := raw.QueryRowContext(ctx, `SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'`).Scan(&exists); err != nil {
+		return 0, fmt.Errorf("metadata database %s: %w", path, err)
+	}
+	if exists == 0 {
+		return 0, nil
+	}
+	var v int
+	err = raw.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&v)
+	return v, err
 }

@@ -1,0 +1,234 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"net/url"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/stowage/stowage"
+	"github.com/stowage/stowage/meta/postgres"
+	"github.com/stowage/stowage/meta/sqlite"
+	"github.com/stowage/stowage/meta/tables"
+)
+
+// pgSchema returns a connection string to a fresh schema of the test
+// PostgreSQL server (STOWAGE_TEST_POSTGRES, set by scripts/postgres-test.sh),
+// dropped at the end, or skips the test.
+func pgSchema(t *testing.T) string {
+	t.Helper()
+	base := os.Getenv("STOWAGE_TEST_POSTGRES")
+	if base == "" {
+		t.Skip("STOWAGE_TEST_POSTGRES is not set: run scripts/postgres-test.sh")
+	}
+	ctx := context.Background()
+	name := fmt.Sprintf("stowage_cmd_test_%d_%016x", os.Getpid(), rand.Uint64())
+	admin := func(sql string) {
+		conn, err := pgx.Connect(ctx, base)
+		if err != nil {
+			t.Fatalf("connect to the test server: %v", err)
+		}
+		defer conn.Close(ctx)
+		if _, err := conn.Exec(ctx, sql); err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+	}
+	admin("CREATE SCHEMA " + name)
+	t.Cleanup(func() { admin("DROP SCHEMA " + name + " CASCADE") })
+	u, err := url.Parse(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := u.Query()
+	q.Set("search_path", name)
+	u.RawQuery = q.Encode()
+	return u.String()
+}
+
+// fillSQLite writes rows into every table of a registry's SQLite database.
+func fillSQLite(t *testing.T, path string) {
+	t.Helper()
+	ctx := context.Background()
+	db, err := sqlite.Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	now := time.Unix(1_700_000_000, 42)
+	dg := func(i int) stowage.Digest { return stowage.Digest(fmt.Sprintf("sha256:%064x", i)) }
+	err = db.Update(ctx, func(tx stowage.Tx) error {
+		for i := 0; i < 3000; i++ { // more than one progress step
+			repo := fmt.Sprintf("team/app%d", i%7)
+			if err := tx.CreateRepository(repo, now); err != nil {
+				return err
+			}
+			if err := tx.PutBlob(stowage.BlobRecord{Digest: dg(i), Size: int64(i), Created: now, State: stowage.BlobLive, LastUsed: now, UnreferencedSince: now}); err != nil {
+				return err
+			}
+			if err := tx.LinkBlob(repo, dg(i), now); err != nil {
+				return err
+			}
+			if i%10 == 0 {
+				m := stowage.ManifestRecord{Repo: repo, Digest: dg(100000 + i), MediaType: "application/vnd.oci.image.manifest.v1+json",
+					Size: 123, Created: now, Annotations: map[string]string{"k": "v\u00e9"}, Architecture: "amd64", OS: "linux"}
+				if err := tx.PutManifest(m, []stowage.ManifestRef{{Digest: dg(i), Kind: stowage.RefBlob}}); err != nil {
+					return err
+				}
+				if err := tx.PutTag(repo, fmt.Sprintf("v%d", i), m.Digest, now); err != nil {
+					return err
+				}
+			}
+		}
+		if err := tx.SetRepositoryLocks("team/app3", stowage.LockDelete); err != nil {
+			return err
+		}
+		if err := tx.PutUpload(stowage.UploadRecord{ID: "up1", Repo: "team/app1", Size: 5, HashState: []byte{1, 2, 3}, Started: now, Updated: now}); err != nil {
+			return err
+		}
+		if err := tx.PutUpload(stowage.UploadRecord{ID: "up2", Repo: "team/app1", Started: now, Updated: now}); err != nil {
+			return err
+		}
+		if err := tx.PutSetting("quota.limits", `{"team/app1":1000}`, now); err != nil {
+			return err
+		}
+		if err := tx.PutSetting("encryption", `{"encrypted":true,"key_id":"service-0123abcd"}`, now); err != nil {
+			return err
+		}
+		for i := 0; i < 3; i++ {
+			if _, err := tx.PutRecycled(stowage.RecycledManifest{Manifest: stowage.ManifestRecord{Repo: "team/app2", Digest: dg(200000 + i), MediaType: "m", Created: now},
+				Refs: []stowage.ManifestRef{{Digest: dg(i), Kind: stowage.RefBlob}}, Tags: []string{"old"}, Deleted: now, Expires: now.Add(time.Hour)}); err != nil {
+				return err
+			}
+		}
+		return tx.PutDataKey(stowage.DataKey{ID: "dk1", Object: "blobs/sha256/00/x", Wrapped: stowage.KeyVersion{ID: "service-0123abcd", Version: 1}, Key: []byte("wrapped"), Created: now})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestMigrateMetadataToPostgres(t *testing.T) {
+	target := pgSchema(t)
+	ctx := context.Background()
+	dir := t.TempDir()
+	src := filepath.Join(dir, "stowage.db")
+	fillSQLite(t, src)
+
+	var out, errOut bytes.Buffer
+	code := runMigrateMetadata(ctx, []string{"--data-dir", dir, "--to", target}, &out, &errOut)
+	if code != 0 {
+		t.Fatalf("migrate-metadata exit %d\n%s\n%s", code, out.String(), errOut.String())
+	}
+	if !strings.Contains(out.String(), "verified: every table matches") {
+		t.Errorf("output does not report the verification:\n%s", out.String())
+	}
+	if !strings.Contains(errOut.String(), "[") {
+		t.Errorf("no progress bar on stderr: %q", errOut.String())
+	}
+
+	// Every table, row for row.
+	s, err := sqlite.Open(ctx, src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	p, err := postgres.Open(ctx, target, postgres.Options{MaxConns: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	for _, tab := range tables.All {
+		var a, b [][]any
+		s.ReadTable(ctx, tab, func(r []any) error { a = append(a, normalize(r)); return nil })
+		p.ReadTable(ctx, tab, func(r []any) error { b = append(b, normalize(r)); return nil })
+		if len(a) == 0 {
+			t.Errorf("test data has no rows in %s", tab.Name)
+		}
+		if !reflect.DeepEqual(a, b) {
+			t.Errorf("table %s differs after the copy (%d rows in SQLite, %d in PostgreSQL)", tab.Name, len(a), len(b))
+		}
+	}
+	// The registry works on the copy: a new recycle bin entry gets a new ID.
+	err = p.Update(ctx, func(tx stowage.Tx) error {
+		id, err := tx.PutRecycled(stowage.RecycledManifest{Manifest: stowage.ManifestRecord{Repo: "r", Digest: stowage.Digest("sha256:" + strings.Repeat("ab", 32)), MediaType: "m"}})
+		if err == nil && id <= 3 {
+			t.Errorf("new recycle bin entry got ID %d, which the copy already uses", id)
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// A second run refuses a target that holds data; --force replaces it.
+	out.Reset()
+	errOut.Reset()
+	if code := runMigrateMetadata(ctx, []string{"--data-dir", dir, "--to", target}, &out, &errOut); code == 0 ||
+		!strings.Contains(errOut.String(), "already holds registry metadata") || !strings.Contains(errOut.String(), "--force") {
+		t.Errorf("second run into a full database: exit %d, %s", code, errOut.String())
+	}
+	if code := runMigrateMetadata(ctx, []string{"--data-dir", dir, "--to", target, "--force"}, &out, &errOut); code != 0 {
+		t.Errorf("--force: exit %d: %s", code, errOut.String())
+	}
+
+	// A running registry (the data directory locked) is refused.
+	lock, err := lockDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	errOut.Reset()
+	code = runMigrateMetadata(ctx, []string{"--data-dir", dir, "--to", target, "--force"}, &out, &errOut)
+	lock.Close()
+	if code == 0 || !strings.Contains(errOut.String(), "stop the registry first") {
+		t.Errorf("with the data directory locked: exit %d, %s", code, errOut.String())
+	}
+}
+
+func normalize(r []any) []any {
+	out := make([]any, len(r))
+	for i, v := range r {
+		if b, ok := v.([]byte); ok {
+			v = string(b)
+		}
+		out[i] = v
+	}
+	return out
+}
+
+func TestMigrateCommand(t *testing.T) {
+	ctx := context.Background()
+	t.Run("sqlite", func(t *testing.T) {
+		dir := t.TempDir()
+		var out, errOut bytes.Buffer
+		if code := runMigrate(ctx, []string{"--data-dir", dir}, &out, &errOut); code != 0 {
+			t.Fatalf("exit %d: %s", code, errOut.String())
+		}
+		if !strings.Contains(out.String(), "schema version before: 0") || !strings.Contains(out.String(), "schema version after:  8") {
+			t.Errorf("output:\n%s", out.String())
+		}
+		out.Reset()
+		runMigrate(ctx, []string{"--data-dir", dir}, &out, &errOut)
+		if !strings.Contains(out.String(), "(0 migrations applied)") {
+			t.Errorf("second run:\n%s", out.String())
+		}
+	})
+	t.Run("postgres", func(t *testing.T) {
+		target := pgSchema(t)
+		var out, errOut bytes.Buffer
+		if code := runMigrate(ctx, []string{"--data-dir", t.TempDir(), "--database", target}, &out, &errOut); code != 0 {
+			t.Fatalf("exit %d: %s", code, errOut.String())
+		}
+		if !strings.Contains(out.String(), "schema version before: 0 (this binary: 1)") || !strings.Contains(out.String(), "schema version after:  1 (1 migrations applied)") {
+			t.Errorf("output:\n%s", out.String())
+		}
+	})
+}
