@@ -460,10 +460,10 @@ func TestEncryptionStartupChecks(t *testing.T) {
 		writeKeyFile(t, filepath.Join(dir, "keys", "service.json"), f.ID) // same id, other key
 		serveRefused(t, dir, "does not open this registry's data")
 		writeKeyFile(t, filepath.Join(dir, "keys", "service.json"), "another-key")
-		serveRefused(t, dir, "does not open this registry's data")
+		serveRefused(t, dir, "is not the key this registry's data is encrypted with")
 		serveRefused(t, dir, "data is encrypted", "STOWAGE_ENCRYPTION=none")
 		os.Remove(filepath.Join(dir, "keys", "service.json"))
-		serveRefused(t, dir, "is missing: restore it from your backup")
+		serveRefused(t, dir, "restore the key file from your backup")
 		if _, err := os.Stat(filepath.Join(dir, "keys", "service.json")); err == nil {
 			t.Error("a refused start with a missing key file created a new key")
 		}
