@@ -56,7 +56,7 @@ Example:
   stowage scope-map create team-a-read --rule 'team-a/*=content/read,metadata/read'
 `
 
-const tokenUsage = `Usage: stowage token create|list|show|disable|enable|delete|password NAME [flags]
+const tokenUsage = `Usage: stowage token create|list|show|update|disable|enable|delete|password|delete-password NAME [flags]
 
 Tokens are repository-scoped credentials: a name and up to two passwords
 (password1, password2, for rotation), bound to one scope map, with an
@@ -66,11 +66,13 @@ optional expiry. Log in with the token's name as the user name.
                  prints both passwords once: they are not stored
   list
   show NAME
+  update NAME [--scope-map M] [--expiry D | --no-expiry]
   disable NAME   refused at once (also bearer tokens issued before)
   enable NAME
   delete NAME
   password NAME [--which password1|password2] [--expiry D]
                  generate a new password (the other one keeps working)
+  delete-password NAME --which password1|password2
 
 Example:
   stowage token create ci-team-a --scope-map team-a-read --expiry 2160h
@@ -338,12 +340,13 @@ func runToken(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return code
 	}
 	var scopeMap, expiry, which *string
-	var disabled *bool
+	var disabled, noExpiry *bool
 	fl, reg, ok := parseAdmin("token "+sub, tokenUsage, args, stderr, func(fl *flag.FlagSet) {
 		scopeMap = fl.String("scope-map", "", "create: the scope map the token is bound to")
 		expiry = fl.String("expiry", "", "create, password: when it stops working (720h from now, or a date)")
 		which = fl.String("which", "password1", "password: password1 or password2")
 		disabled = fl.Bool("disabled", false, "create: create it disabled")
+		noExpiry = fl.Bool("no-expiry", false, "update: remove the expiry")
 	})
 	if !ok {
 		return exitCode(fl, ok)
@@ -417,6 +420,29 @@ func runToken(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 			return fail(stderr, err)
 		}
 		fmt.Fprintf(stdout, "deleted token %s\n", name)
+		return 0
+	case "update":
+		ch := auth.TokenChange{Expiry: exp, NoExpiry: *noExpiry}
+		if flagSet(fl, "scope-map") {
+			ch.ScopeMap = scopeMap
+		}
+		if ch.ScopeMap == nil && ch.Expiry == nil && !ch.NoExpiry {
+			return fail(stderr, fmt.Errorf("nothing to change: give --scope-map, --expiry or --no-expiry"))
+		}
+		body, _ := json.Marshal(ch)
+		if err := c.send(ctx, http.MethodPatch, authPath("tokens", name), body, &t); err != nil {
+			return fail(stderr, err)
+		}
+		fmt.Fprintf(stdout, "token %s: scope map %s, %s, expiry %s\n", t.Name, t.ScopeMap, t.Status, timeOrDash(t.Expiry))
+		return 0
+	case "delete-password":
+		if !flagSet(fl, "which") {
+			return fail(stderr, fmt.Errorf("say which password to delete: --which password1 or --which password2"))
+		}
+		if err := c.do(ctx, http.MethodDelete, authPath("tokens", name, "passwords", *which), nil); err != nil {
+			return fail(stderr, err)
+		}
+		fmt.Fprintf(stdout, "deleted %s of token %s\n", *which, name)
 		return 0
 	case "password":
 		body, _ := json.Marshal(map[string]any{"name": *which, "expiry": exp})
