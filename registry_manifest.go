@@ -304,10 +304,11 @@ func (r *Registry) Catalog(ctx context.Context, last string, n int) ([]string, e
 		})
 		return names, err
 	}
-	// Filtered: read pages until n names pass or the list ends.
+	// Filtered: read pages until n names pass (n < 0: all of them) or the
+	// list ends.
 	page := max(n, 1000)
 	var names []string
-	for len(names) < n {
+	for n < 0 || len(names) < n {
 		var batch []string
 		if err := r.db.View(ctx, func(tx Tx) (err error) {
 			batch, err = tx.ListRepositories(last, page, false)

@@ -242,6 +242,10 @@ func TestCatalogFilter(t *testing.T) {
 	if strings.Join(got, " ") != strings.Join(sortedCopy(want), " ") {
 		t.Errorf("filtered catalog = %v, want %v", got, sortedCopy(want))
 	}
+	all, err := e.reg.Catalog(ctx, "", -1) // no page size: everything visible
+	if err != nil || strings.Join(all, " ") != strings.Join(sortedCopy(want), " ") {
+		t.Errorf("filtered catalog without a page size = %v, %v; want %v", all, err, sortedCopy(want))
+	}
 }
 
 func sortedCopy(s []string) []string { return slices.Sorted(slices.Values(s)) }

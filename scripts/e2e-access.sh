@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Access control, storage limits and request limits against the real server,
 # with real clients: the Docker engine (private dockerd, as in
-# e2e-docker.sh), skopeo (Debian), crane and oras (go install, pinned, into
-# .cache/bin). Every check runs; the script fails if any failed.
+# e2e-docker.sh), skopeo (Debian), crane, oras and regctl (go install,
+# pinned, into .cache/bin). Every check runs; the script fails if any failed.
 #
 #  - a token scoped to team-a/* with read only (scope map content/read,
-#    metadata/read) can pull team-a/x (docker, skopeo, crane, oras), cannot
+#    metadata/read) can pull team-a/x (docker, skopeo, crane, oras, regctl), cannot
 #    push it, cannot see or pull team-b/y, and its catalog shows only team-a/*
 #  - a disabled token and an expired token are refused
 #  - a docker push over a repository quota, and one over the registry's
@@ -15,7 +15,7 @@
 #    Retry-After, and succeeds after waiting that long
 #  - serve on a non-loopback address without auth is refused
 #
-# Env: CRANE_VERSION, ORAS_VERSION (go install versions), DOCKER_CLI.
+# Env: CRANE_VERSION, ORAS_VERSION, REGCTL_VERSION (go install versions), DOCKER_CLI.
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 . "$(dirname "$0")/lib.sh"
@@ -23,6 +23,7 @@ lib_init
 
 CRANE_VERSION=${CRANE_VERSION:-v0.22.1}
 ORAS_VERSION=${ORAS_VERSION:-v1.3.6}
+REGCTL_VERSION=${REGCTL_VERSION:-v0.11.1}
 command -v curl >/dev/null 2>&1 || die "curl is not installed (apt-get install curl)"
 command -v skopeo >/dev/null 2>&1 || die "skopeo is not installed (apt-get install skopeo)"
 
@@ -40,8 +41,10 @@ go_tool() { # NAME PACKAGE VERSION
 }
 go_tool crane github.com/google/go-containerregistry/cmd/crane "$CRANE_VERSION"
 go_tool oras oras.land/oras/cmd/oras "$ORAS_VERSION"
+go_tool regctl github.com/regclient/regclient/cmd/regctl "$REGCTL_VERSION"
 CRANE="$BIN/crane"
 ORAS="$BIN/oras"
+REGCTL="$BIN/regctl"
 
 make_tmpdir WORK stowage-e2e-access
 build_stowage
@@ -175,6 +178,18 @@ fi
 	check_pass "oras manifest fetch team-a/x:1 with the token" || check_fail "oras manifest fetch: $(cat "$WORK/oras.log")"
 "${ORASC[@]}" manifest fetch --plain-http --registry-config "$WORK/oras/config.json" "$REG/team-b/y:1" >/dev/null 2>&1 &&
 	check_fail "oras fetched team-b/y:1 with a team-a token" || check_pass "oras manifest fetch team-b/y:1 is refused"
+
+RC=(run_bounded 120 env REGCTL_CONFIG="$WORK/regctl.json" "$REGCTL")
+"${RC[@]}" registry set --tls disabled "$REG" >/dev/null 2>&1 || true # its ping is refused: not logged in yet
+if "${RC[@]}" registry login -u ta -p "$TA_PW" "$REG" >"$WORK/regctl.log" 2>&1; then
+	check_pass "regctl registry login with the token"
+else
+	check_fail "regctl registry login: $(cat "$WORK/regctl.log")"
+fi
+check_eq "$("${RC[@]}" tag ls "$REG/team-a/x" 2>"$WORK/regctl.log")" "1" "regctl tag ls team-a/x with the token"
+check_eq "$("${RC[@]}" repo ls "$REG" 2>"$WORK/regctl.log" | sort | tr '\n' ' ')" "team-a/x team-a/z " "regctl repo ls with the token lists only team-a/*"
+"${RC[@]}" tag ls "$REG/team-b/y" >/dev/null 2>&1 &&
+	check_fail "regctl listed team-b/y's tags with a team-a token" || check_pass "regctl tag ls team-b/y is refused"
 
 # ---------------------------------------------------------------- disabled, expired
 st token disable ta >/dev/null || check_fail "token disable"
