@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Access control, storage limits and request limits against the real server,
 # with real clients: the Docker engine (private dockerd, as in
-# e2e-docker.sh), skopeo (Debian), crane, oras and regctl (go install,
-# pinned, into .cache/bin). Every check runs; the script fails if any failed.
+# e2e-docker.sh), skopeo and podman (Debian), crane, oras and regctl (go
+# install, pinned, into .cache/bin). Every check runs; the script fails if any failed.
 #
 #  - a token scoped to team-a/* with read only (scope map content/read,
-#    metadata/read) can pull team-a/x (docker, skopeo, crane, oras, regctl), cannot
+#    metadata/read) can pull team-a/x (docker, podman, skopeo, crane, oras, regctl), cannot
 #    push it, cannot see or pull team-b/y, and its catalog shows only team-a/*
 #  - a disabled token and an expired token are refused
 #  - a docker push over a repository quota, and one over the registry's
@@ -26,6 +26,7 @@ ORAS_VERSION=${ORAS_VERSION:-v1.3.6}
 REGCTL_VERSION=${REGCTL_VERSION:-v0.11.1}
 command -v curl >/dev/null 2>&1 || die "curl is not installed (apt-get install curl)"
 command -v skopeo >/dev/null 2>&1 || die "skopeo is not installed (apt-get install skopeo)"
+command -v podman >/dev/null 2>&1 || die "podman is not installed (apt-get install podman)"
 
 # ---------------------------------------------------------------- tools
 BIN="$STOWAGE_ROOT/.cache/bin"
@@ -154,6 +155,25 @@ if "${SK[@]}" copy --src-tls-verify=false --dest-tls-verify=false "${SKA[@]}" "d
 else
 	check_pass "skopeo copy into team-a with the read-only token is refused"
 fi
+
+# ---------------------------------------------------------------- podman
+# Its own storage (vfs), run root and auth file under WORK.
+PM=(run_bounded 120 env DOCKER_CONFIG="$WORK/podman" podman --root "$WORK/podman/root" --runroot "$WORK/podman/run" --storage-driver vfs
+	--cgroup-manager cgroupfs --events-backend none)
+PMA=(--tls-verify=false --authfile "$WORK/podman/auth.json")
+mkdir -p "$WORK/podman"
+if "${PM[@]}" login "${PMA[@]}" -u ta -p "$TA_PW" "$REG" >"$WORK/pm.log" 2>&1; then
+	check_pass "podman login with the token"
+else
+	check_fail "podman login: $(cat "$WORK/pm.log")"
+fi
+"${PM[@]}" pull "${PMA[@]}" "$REG/team-a/x:1" >"$WORK/pm.log" 2>&1 &&
+	check_pass "podman pull team-a/x:1 with the token" || check_fail "podman pull team-a/x:1: $(cat "$WORK/pm.log")"
+"${PM[@]}" tag "$REG/team-a/x:1" "$REG/team-a/x:by-podman" >/dev/null 2>&1
+"${PM[@]}" push "${PMA[@]}" "$REG/team-a/x:by-podman" >"$WORK/pm.log" 2>&1 &&
+	check_fail "podman push with a read-only token succeeded" || check_pass "podman push with the read-only token is refused"
+"${PM[@]}" pull "${PMA[@]}" "$REG/team-b/y:1" >/dev/null 2>&1 &&
+	check_fail "podman pulled team-b/y:1 with a team-a token" || check_pass "podman pull team-b/y:1 is refused"
 
 # ---------------------------------------------------------------- crane, oras
 crane_as "$WORK/crane-token" auth login "$REG" -u ta -p "$TA_PW" >/dev/null 2>&1 || check_fail "crane auth login with the token"

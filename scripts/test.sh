@@ -3,15 +3,15 @@
 # with passwordless sudo, on Debian 12 with Go at /usr/local/go.
 #
 # Stages (all of them run, even after a failure):
-#   install      apt-get install what is missing (docker.io skopeo docker-registry curl gcc)
+#   install      apt-get install what is missing (docker.io skopeo podman docker-registry curl gcc)
 #   vet          go vet ./...
 #   unit         go test -race -count=1 ./...
 #   build        go build -o bin/stowage ./cmd/stowage
 #   conformance  scripts/conformance.sh  (OCI distribution-spec conformance suite)
 #   docker       scripts/e2e-docker.sh   (Docker engine push/pull)
 #   skopeo       scripts/e2e-skopeo.sh   (skopeo copy/inspect/list-tags/delete)
-#   access       scripts/e2e-access.sh   (tokens, scope maps, quotas, 429s with docker,
-#                                         skopeo, crane and oras; go install the first time)
+#   access       scripts/e2e-access.sh   (tokens, scope maps, quotas, 429s with docker, podman,
+#                                         skopeo, crane, oras and regctl; go install the first time)
 #   s3           scripts/s3-test.sh      (storage/s3 against versitygw; go install the first time)
 #   postgres     scripts/postgres-test.sh (meta/postgres against Debian's PostgreSQL)
 #   azure        scripts/azure-test.sh   (storage/azure against Azurite from npm)
@@ -96,6 +96,9 @@ stage_install() {
 	fi
 	if ! skipped skopeo || ! skipped access; then
 		need skopeo skopeo
+	fi
+	if ! skipped access; then
+		need podman podman
 	fi
 	if [ "${STOWAGE_TEST_REGISTRY:-stowage}" = distribution ]; then
 		need docker-registry docker-registry
