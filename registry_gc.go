@@ -109,6 +109,9 @@ func (r *Registry) collectGarbage(ctx context.Context, opts GCOptions) (GCReport
 			if len(batch) == 0 {
 				break
 			}
+			if len(batch) == 0 {
+				continue
+			}
 			if err := r.deleteBatch(ctx, batch, &rep); err != nil {
 				return rep, err
 			}
@@ -153,45 +156,40 @@ func (r *Registry) collectGarbage(ctx context.Context, opts GCOptions) (GCReport
 			return rep, err
 		}
 		now := r.now()
-		// Update may run the callback more than once (PostgreSQL retries
-		// serialization failures): it only sets batch, and the cursor moves
-		// after the commit.
-		var batch []BlobRecord
-		err := r.db.Update(ctx, func(tx Tx) error {
-			batch = nil
-			cands, err := tx.CollectableBlobs(now.Add(-grace), now.Add(-lease), after, gcBatch)
-			if err != nil || len(cands) == 0 {
-				return err
-			}
-			if !opts.DryRun {
-				for _, b := range cands {
-					// The query ran in this transaction: the candidates are
-					// still unreferenced, and nothing can reference them
-					// before it commits. Mark them; writers of these digests
-					// now wait.
-					if err := tx.SetBlobState(b.Digest, BlobDeleting); err != nil {
-						return err
-					}
-				}
-			}
-			batch = cands
-			return nil
+		unrefBefore, usedBefore := now.Add(-grace), now.Add(-lease)
+		// Candidates come from a snapshot; each is re-checked where it is
+		// marked. A range query inside the marking transaction would
+		// conflict, under PostgreSQL's serializable isolation, with every
+		// push that writes any blob row meanwhile, and keep failing.
+		var cands []BlobRecord
+		err := r.db.View(ctx, func(tx Tx) (err error) {
+			cands, err = tx.CollectableBlobs(unrefBefore, usedBefore, after, gcBatch)
+			return err
 		})
 		if err != nil {
 			return rep, err
 		}
-		if len(batch) == 0 {
+		if len(cands) == 0 {
 			break
 		}
-		after = batch[len(batch)-1].Digest
+		after = cands[len(cands)-1].Digest
 		if opts.DryRun {
-			for _, b := range batch {
+			for _, b := range cands {
 				rep.BlobsDeleted++
 				rep.BytesFreed += b.Size
 				rep.Digests = append(rep.Digests, b.Digest)
 			}
-		} else if err := r.deleteBatch(ctx, batch, &rep); err != nil {
-			return rep, err
+			progress("blobs", rep.BlobsDeleted, max(total, rep.BlobsDeleted))
+			continue
+		}
+		for i := 0; i < len(cands); i += gcMarkBatch {
+			batch, err := r.markCollectable(ctx, cands[i:min(i+gcMarkBatch, len(cands))], unrefBefore, usedBefore)
+			if err != nil {
+				return rep, err
+			}
+			if err := r.deleteBatch(ctx, batch, &rep); err != nil {
+				return rep, err
+			}
 		}
 		progress("blobs", rep.BlobsDeleted, max(total, rep.BlobsDeleted))
 	}
@@ -204,6 +202,50 @@ func (r *Registry) collectGarbage(ctx context.Context, opts GCOptions) (GCReport
 	r.log.Info("garbage collection done", "blobs", rep.BlobsDeleted, "bytes", rep.BytesFreed,
 		"uploads", rep.UploadsExpired, "orphans", rep.OrphansDeleted, "dry_run", opts.DryRun)
 	return rep, nil
+}
+
+// gcMarkBatch is how many candidates one marking transaction re-checks.
+const gcMarkBatch = 32
+
+// markCollectable is step 1: in one transaction, it re-checks each
+// candidate with point reads (still in state pending or live, unreferenced
+// by any manifest, reference or recycle bin entry, grace and lease over)
+// and marks those that are still collectable 'deleting'. A manifest PUT
+// that references one of them, or a HEAD that renews its lease, either
+// commits first (then the re-check sees it) or conflicts with this
+// transaction (SQLite: one writer; PostgreSQL: serializable), and loses or
+// retries after it. The callback may run more than once: it only sets
+// marked.
+func (r *Registry) markCollectable(ctx context.Context, cands []BlobRecord, unrefBefore, usedBefore time.Time) ([]BlobRecord, error) {
+	var marked []BlobRecord
+	err := r.db.Update(ctx, func(tx Tx) error {
+		marked = nil
+		for _, c := range cands {
+			b, err := tx.GetBlob(c.Digest)
+			if errors.Is(err, ErrNotFound) {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			if b.State != BlobPending && b.State != BlobLive || b.UnreferencedSince.After(unrefBefore) || b.LastUsed.After(usedBefore) {
+				continue
+			}
+			ref, err := tx.BlobReferenced(b.Digest)
+			if err != nil {
+				return err
+			}
+			if ref {
+				continue
+			}
+			if err := tx.SetBlobState(b.Digest, BlobDeleting); err != nil {
+				return err
+			}
+			marked = append(marked, b)
+		}
+		return nil
+	})
+	return marked, err
 }
 
 // deleteBatch does steps 2 and 3 for blobs already marked 'deleting'.

@@ -30,6 +30,23 @@ import (
 func TestGCStressRealServer(t *testing.T) {
 	dir := t.TempDir()
 	s := startServer(t, dir, "STOWAGE_GC_GRACE=0s", "STOWAGE_GC_LEASE=2s", "STOWAGE_GC_INTERVAL=0s")
+	gcStress(t, []string{s.URL}, filepath.Join(dir, "storage"))
+}
+
+// TestGCStressMultiNode is the same stress over three nodes sharing
+// PostgreSQL and one storage directory: every request of a push (the HEAD,
+// the upload, the manifest PUT) and every pull picks a node at random, and
+// collections are asked of every node in turn, so the HEAD that renews a
+// lease and the manifest PUT that relies on it reach different nodes, and
+// collections asked of different nodes queue on the job lock.
+func TestGCStressMultiNode(t *testing.T) {
+	c := newCluster(t, 3, "STOWAGE_GC_GRACE=0s", "STOWAGE_GC_LEASE=2s", "STOWAGE_GC_INTERVAL=0s")
+	gcStress(t, c.URLs(), c.Storage)
+}
+
+// gcStress runs the stress over nodes (one or several sharing a database)
+// whose storage directory is storage.
+func gcStress(t *testing.T, nodes []string, storage string) {
 	client := &http.Client{Timeout: 30 * time.Second}
 	sum := func(b []byte) string { h := sha256.Sum256(b); return "sha256:" + hex.EncodeToString(h[:]) }
 	pool := make([][]byte, 8)
@@ -37,8 +54,10 @@ func TestGCStressRealServer(t *testing.T) {
 		pool[i] = make([]byte, 8_000+i*3_000)
 		rand.Read(pool[i])
 	}
+	var picks atomic.Uint64
+	node := func() string { return nodes[mrand.IntN(len(nodes))] }
 	req := func(method, url string, body []byte, hdr ...string) (*http.Response, []byte, error) {
-		r, err := http.NewRequest(method, s.URL+url, bytes.NewReader(body))
+		r, err := http.NewRequest(method, node()+url, bytes.NewReader(body))
 		if err != nil {
 			return nil, nil, err
 		}
@@ -155,7 +174,7 @@ func TestGCStressRealServer(t *testing.T) {
 		}(w)
 	}
 	gcRun := func(query string) {
-		resp, err := client.Post(s.URL+"/api/v1/gc"+query, "", nil)
+		resp, err := client.Post(nodes[picks.Add(1)%uint64(len(nodes))]+"/api/v1/gc"+query, "", nil)
 		if err != nil {
 			fail("gc: %v", err)
 			return
@@ -177,14 +196,18 @@ func TestGCStressRealServer(t *testing.T) {
 			}
 		}
 	}
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for ctx.Err() == nil {
-			gcRun("")
-			time.Sleep(50 * time.Millisecond)
-		}
-	}()
+	// One collector per node, up to two: with several nodes, collections
+	// asked of two nodes at once take turns (the job lock).
+	for g := 0; g < min(len(nodes), 2); g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ctx.Err() == nil {
+				gcRun("")
+				time.Sleep(50 * time.Millisecond)
+			}
+		}()
+	}
 	wg.Wait()
 	t.Logf("%d pushes, %d full pulls, %d deletes, %d collections freeing %d bytes; %d failures",
 		pushes.Load(), pulls.Load(), deletes.Load(), gcs.Load(), freed.Load(), failures.Load())
@@ -202,7 +225,7 @@ func TestGCStressRealServer(t *testing.T) {
 		}
 	}
 	got := map[string]bool{}
-	filepath.Walk(filepath.Join(dir, "storage", "blobs"), func(p string, fi os.FileInfo, err error) error {
+	filepath.Walk(filepath.Join(storage, "blobs"), func(p string, fi os.FileInfo, err error) error {
 		if err == nil && !fi.IsDir() {
 			got["sha256:"+fi.Name()] = true
 		}
