@@ -1,6 +1,11 @@
 #!/usr/bin/env bash
-# Runs the PostgreSQL metadata tests (meta/postgres: the DB conformance suite
-# and the PostgreSQL-specific tests) against a private, throwaway PostgreSQL
+# Runs the PostgreSQL tests against a private, throwaway PostgreSQL: the DB
+# conformance suite and the PostgreSQL-specific tests (meta/postgres), the
+# migrate and migrate-metadata tests (cmd/stowage), then the multi-node tests:
+# several `stowage serve` processes sharing the database and one storage
+# directory (e2e: shared key, chunked uploads across nodes, GC stress, kill -9
+# of a node mid-push, migrate-metadata then serve; and the OCI conformance
+# suite through a round-robin proxy, scripts/multinode-conformance.sh). The
 # server: Debian's `postgresql` (installed with apt-get when missing), a new
 # cluster in a temporary directory, listening on 127.0.0.1 on a free port and
 # on a unix socket in that directory. The server is stopped (by its data
@@ -121,10 +126,35 @@ psql_admin -c "CREATE ROLE stowage LOGIN PASSWORD '$PASSWORD'" -c "CREATE DATABA
 	die "could not create the stowage role and database"
 
 # ---------------------------------------------------------------- tests
+psql_admin -c "CREATE DATABASE stowage_multinode OWNER stowage" || die "could not create the stowage_multinode database"
 export STOWAGE_TEST_POSTGRES="postgres://stowage:$PASSWORD@127.0.0.1:$PORT/stowage?sslmode=disable"
-log "go test -race ./meta/postgres/"
-go test -race -count=1 -timeout "${GO_TEST_TIMEOUT:-8m}" "$@" ./meta/postgres/
-rc=$?
+export STOWAGE_MULTINODE_DATABASE="postgres://stowage:$PASSWORD@127.0.0.1:$PORT/stowage_multinode?sslmode=disable"
+STEPS=()
+step() { # NAME CMD...
+	local name=$1 t0 rc
+	shift
+	log "$name"
+	t0=$(date +%s)
+	"$@"
+	rc=$?
+	STEPS+=("$(printf '%-4s %4ss  %s' "$([ "$rc" -eq 0 ] && echo ok || echo FAIL)" "$(($(date +%s) - t0))" "$name")")
+	return "$rc"
+}
+rc=0
+# With arguments, only the DB suite runs, with them (e.g. -run TestConformance -v).
+step "DB suite: go test -race ./meta/postgres/" \
+	go test -race -count=1 -timeout "${GO_TEST_TIMEOUT:-8m}" "$@" ./meta/postgres/ || rc=1
+if [ "$#" -eq 0 ]; then
+	step "migrate, migrate-metadata: go test -race ./cmd/stowage/ -run TestMigrate" \
+		go test -race -count=1 -timeout 5m -run 'TestMigrate' ./cmd/stowage/ || rc=1
+	# Several stowage serve processes on this PostgreSQL and one storage directory.
+	step "multi-node e2e: go test ./e2e/ (shared key, chunked uploads across nodes, GC stress, kill -9, migrate-metadata)" \
+		go test -count=1 -timeout 8m -run 'TestMultiNode|TestGCStressMultiNode|TestMigrateMetadataThenScaleOut' -v ./e2e/ || rc=1
+	step "multi-node OCI conformance: scripts/multinode-conformance.sh" \
+		"$STOWAGE_ROOT/scripts/multinode-conformance.sh" || rc=1
+fi
 END=$(date +%s)
-log "go test exit status $rc; $((END - START))s in all ($((INSTALLED - START))s installing)"
+log "summary:"
+for s in "${STEPS[@]}"; do log "  $s"; done
+log "exit status $rc; $((END - START))s in all ($((INSTALLED - START))s installing)"
 exit "$rc"
