@@ -4,10 +4,10 @@
 # manifest-get scenarios) for
 #   sqlite     one node, embedded SQLite (the default)
 #   pg-1       one node on PostgreSQL
-#   pg-2       two nodes on PostgreSQL, one storage directory, behind a
-#              round-robin proxy (scripts/rrproxy)
-# Then prints the ratios pg-1/sqlite and pg-2/pg-1 (bench --compare; medians
-# over rounds). Record ratios, not absolute numbers: the machine is shared.
+#   pg-1p      pg-1 behind the round-robin proxy (scripts/rrproxy), one backend
+#   pg-2       two nodes on PostgreSQL, one storage directory, behind the proxy
+# Then prints the ratios pg-1/sqlite and pg-2/pg-1p (bench --compare; medians
+# over rounds): the proxy hop costs the same on both sides of the second. Record ratios, not absolute numbers: the machine is shared.
 #
 #   STOWAGE_BENCH_POSTGRES=postgres://user:pw@127.0.0.1:5432/db scripts/bench-scaleout.sh [--rounds N] [--images N] [--duration D]
 #
@@ -36,8 +36,10 @@ make_tmpdir WORK stowage-bench-scaleout
 build_stowage
 go build -o "$WORK/bench" ./bench || die "go build ./bench failed"
 go build -o "$WORK/rrproxy" ./scripts/rrproxy || die "go build ./scripts/rrproxy failed"
-KEY="$WORK/key.json"
-printf '{"id": "bench", "current": 1, "versions": {"1": "%s"}}\n' "$(head -c 32 /dev/urandom | base64 -w0)" >"$KEY"
+# One key per database, kept across runs: a database's data stays readable.
+mkdir -p "$STOWAGE_ROOT/.cache"
+KEY="$STOWAGE_ROOT/.cache/bench-scaleout-key.json"
+[ -s "$KEY" ] || printf '{"id": "bench", "current": 1, "versions": {"1": "%s"}}\n' "$(head -c 32 /dev/urandom | base64 -w0)" >"$KEY"
 chmod 600 "$KEY"
 
 STARTED=()
@@ -61,16 +63,16 @@ stop_all() {
 }
 
 for ((r = 1; r <= ROUNDS; r++)); do
-	for cfg in sqlite pg-1 pg-2; do
+	for cfg in sqlite pg-1 pg-1p pg-2; do
 		d="$WORK/r$r-$cfg"
 		case $cfg in
 		sqlite) url=$(node "$cfg-r$r" "" "$d/storage") ;;
 		pg-1) url=$(node "$cfg-r$r" "$DB" "$d/storage") ;;
-		pg-2)
-			a=$(node "$cfg-a-r$r" "$DB" "$d/storage")
-			b=$(node "$cfg-b-r$r" "$DB" "$d/storage")
+		pg-1p | pg-2)
+			backends=("$(node "$cfg-a-r$r" "$DB" "$d/storage")")
+			[ "$cfg" = pg-2 ] && backends+=("$(node "$cfg-b-r$r" "$DB" "$d/storage")")
 			port=$(pick_port)
-			"$WORK/rrproxy" -listen "127.0.0.1:$port" "$a" "$b" >"$WORK/proxy-r$r.log" 2>&1 &
+			"$WORK/rrproxy" -listen "127.0.0.1:$port" "${backends[@]}" >"$WORK/proxy-r$r.log" 2>&1 &
 			register_pid "$!" "rrproxy"
 			STARTED+=("$!")
 			url="http://127.0.0.1:$port"
@@ -88,5 +90,8 @@ files() { local f=() r; for ((r = 1; r <= ROUNDS; r++)); do f+=("$WORK/$1-$r.jso
 echo "## PostgreSQL (one node) vs SQLite (one node)"
 "$WORK/bench" --compare "pg-1=$(files pg-1)" "sqlite=$(files sqlite)"
 echo
-echo "## Two nodes on PostgreSQL (round-robin proxy) vs one node on PostgreSQL"
-"$WORK/bench" --compare "pg-2=$(files pg-2)" "pg-1=$(files pg-1)"
+echo "## Two nodes on PostgreSQL vs one, both behind the round-robin proxy"
+"$WORK/bench" --compare "pg-2=$(files pg-2)" "pg-1p=$(files pg-1p)"
+echo
+echo "## The proxy hop: one PostgreSQL node behind the proxy vs direct"
+"$WORK/bench" --compare "pg-1p=$(files pg-1p)" "pg-1=$(files pg-1)"
