@@ -209,6 +209,15 @@ type UploadTx interface {
 	DeleteUpload(id string) error
 	// StaleUploads lists sessions last updated before `before`.
 	StaleUploads(before time.Time, limit int) ([]UploadRecord, error)
+	// ClaimUpload makes writer the session's only writer until `until`
+	// (a lease, renewed by claiming again): ErrLocked while another
+	// writer's lease runs at now, ErrNotFound without the session.
+	ClaimUpload(id, writer string, now, until time.Time) error
+	// ReleaseUpload ends writer's lease (nothing if it is not the writer).
+	ReleaseUpload(id, writer string) error
+	// ReleaseUploadWriters ends the leases of every writer whose name
+	// starts with prefix ("": all), e.g. a restarted node's from before.
+	ReleaseUploadWriters(prefix string) (int64, error)
 }
 
 // SettingsTx stores registry-wide settings as JSON values.

@@ -30,6 +30,7 @@ type Registry struct {
 	lease         time.Duration
 	keepReferrers bool
 	storageLimit  int64
+	nodeID        string
 
 	manifests *contentCache
 	repos     *repoCache
@@ -55,6 +56,10 @@ type Options struct {
 	// StorageLimit is the most bytes the registry may hold, each digest
 	// once (0: no limit). See registry_quota.go.
 	StorageLimit int64
+	// NodeID names this node (stable across restarts) among the nodes
+	// sharing the database; it prefixes the node's upload leases. Default:
+	// a random one.
+	NodeID string
 }
 
 // NewRegistry returns an engine over db and store.
@@ -67,7 +72,10 @@ func NewRegistry(db DB, store Backend, opts Options) *Registry {
 		r.now = time.Now
 	}
 	r.app, _ = store.(Appender)
-	r.lease, r.keepReferrers, r.storageLimit = opts.Lease, opts.KeepReferrers, opts.StorageLimit
+	r.lease, r.keepReferrers, r.storageLimit, r.nodeID = opts.Lease, opts.KeepReferrers, opts.StorageLimit, opts.NodeID
+	if r.nodeID == "" {
+		r.nodeID = newID()
+	}
 	if r.lease <= 0 {
 		r.lease = time.Hour
 	}
@@ -381,7 +389,10 @@ func (r *Registry) GetUpload(ctx context.Context, repo, id string) (UploadRecord
 // WriteUpload appends body to the session. start is where the client says
 // the chunk begins (-1 if it did not say) and length its size (-1 if unknown).
 func (r *Registry) WriteUpload(ctx context.Context, repo, id string, start, length int64, body io.Reader) (UploadRecord, error) {
-	unlock := r.uploads.lock(id)
+	ctx, unlock, err := r.lockUpload(ctx, id)
+	if err != nil {
+		return UploadRecord{}, err
+	}
 	defer unlock()
 	u, err := r.GetUpload(ctx, repo, id)
 	if err != nil {
@@ -451,7 +462,10 @@ func (r *Registry) FinishUpload(ctx context.Context, repo, id string, d Digest, 
 	if err := checkAlgorithm(d); err != nil {
 		return BlobRecord{}, err
 	}
-	unlock := r.uploads.lock(id)
+	ctx, unlock, err := r.lockUpload(ctx, id)
+	if err != nil {
+		return BlobRecord{}, err
+	}
 	defer unlock()
 	u, err := r.GetUpload(ctx, repo, id)
 	if err != nil {
@@ -607,7 +621,10 @@ func (r *Registry) openChunks(ctx context.Context, u UploadRecord) (io.ReadClose
 
 // CancelUpload ends a session and discards its data.
 func (r *Registry) CancelUpload(ctx context.Context, repo, id string) error {
-	unlock := r.uploads.lock(id)
+	ctx, unlock, err := r.lockUpload(ctx, id)
+	if err != nil {
+		return err
+	}
 	defer unlock()
 	u, err := r.GetUpload(ctx, repo, id)
 	if err != nil {

@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/tls"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -12,6 +14,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -174,7 +177,18 @@ func (m *Main) Run(ctx context.Context) error {
 	if keys != nil {
 		opts.ManifestCacheTTL = keys.TTL()
 	}
+	if opts.NodeID, err = nodeID(cfg.DataDir); err != nil {
+		return err
+	}
 	reg := stowage.NewRegistry(db, store, opts)
+	// Upload leases this node held before a restart (a crash mid-PATCH)
+	// would block those sessions for a while: end them now. SQLite has one
+	// process, so every lease in it is this node's.
+	if n, err := reg.ReleaseUploadLeases(ctx, cfg.Database.Kind() == "sqlite"); err != nil {
+		return fmt.Errorf("release upload leases: %w", err)
+	} else if n > 0 {
+		m.log.Info("released upload leases held before the restart", "uploads", n)
+	}
 	gcOpts := stowage.GCOptions{Grace: time.Duration(cfg.GC.Grace), Lease: time.Duration(cfg.GC.Lease),
 		UploadExpiry: time.Duration(cfg.GC.UploadExpiry)}
 
@@ -359,4 +373,25 @@ func newLogger(c config.Log, w io.Writer) *slog.Logger {
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}
 	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// nodeID returns this node's name among the nodes sharing a database,
+// kept in <data_dir>/node-id (created at first start), so it survives
+// restarts.
+func nodeID(dataDir string) (string, error) {
+	path := filepath.Join(dataDir, "node-id")
+	if b, err := os.ReadFile(path); err == nil {
+		if id := strings.TrimSpace(string(b)); id != "" {
+			return id, nil
+		}
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return "", fmt.Errorf("node id: %w", err)
+	}
+	var b [8]byte
+	rand.Read(b[:])
+	id := hex.EncodeToString(b[:])
+	if err := os.WriteFile(path, []byte(id+"\n"), 0o644); err != nil {
+		return "", fmt.Errorf("node id: %w", err)
+	}
+	return id, nil
 }

@@ -33,6 +33,7 @@ func Run(t *testing.T, open func(t *testing.T) stowage.DB) {
 		{"StaleUploads", testStaleUploads},
 		{"DataKeys", testDataKeys},
 		{"HeldBytes", testHeldBytes},
+		{"UploadWriters", testUploadWriters},
 		{"RollbackOnError", testRollback},
 		{"ConcurrentUpdates", testConcurrent},
 		{"ViewSeesCommitted", testViewSeesCommitted},
@@ -715,7 +716,43 @@ func testHeldBytes(t *testing.T, db stowage.DB) {
 		if got, err := tx.HeldBytes(); err != nil || got != 10+20+80+5 {
 			t.Errorf("HeldBytes = %d, %v; want 115 (pending and live, not deleting)", got, err)
 		}
-		for repo, want := range map[string]int64{"a": 10 + 5, "b": 10 + 80, "none": 0} {
+		return nil
+	})
+	// Every change of state or size moves the total; touching a lease does not.
+	steps := []struct {
+		name string
+		fn   func(tx stowage.Tx) error
+		want int64
+	}{
+		{"pending becomes live, size known", func(tx stowage.Tx) error {
+			return tx.PutBlob(stowage.BlobRecord{Digest: dg(2), Size: 25, State: stowage.BlobLive, Created: now, LastUsed: now, UnreferencedSince: now})
+		}, 10 + 25 + 80 + 5},
+		{"live blob being deleted", func(tx stowage.Tx) error { return tx.SetBlobState(dg(4), stowage.BlobDeleting) }, 10 + 25 + 5},
+		{"deleting blob removed", func(tx stowage.Tx) error { return tx.DeleteBlob(dg(4)) }, 10 + 25 + 5},
+		{"live blob removed", func(tx stowage.Tx) error { return tx.DeleteBlob(dg(2)) }, 10 + 5},
+		{"deleting blob back to live", func(tx stowage.Tx) error { return tx.SetBlobState(dg(3), stowage.BlobLive) }, 10 + 40 + 5},
+		{"touch", func(tx stowage.Tx) error { return tx.TouchBlob(dg(1), now.Add(time.Hour)) }, 10 + 40 + 5},
+		{"same row put again", func(tx stowage.Tx) error {
+			return tx.PutBlob(stowage.BlobRecord{Digest: dg(1), Size: 10, State: stowage.BlobLive, Created: now, LastUsed: now, UnreferencedSince: now})
+		}, 10 + 40 + 5},
+	}
+	for _, st := range steps {
+		update(t, db, st.fn)
+		view(t, db, func(tx stowage.Tx) error {
+			if got, err := tx.HeldBytes(); err != nil || got != st.want {
+				t.Errorf("after %s: HeldBytes = %d, %v; want %d", st.name, got, err, st.want)
+			}
+			return nil
+		})
+	}
+	update(t, db, func(tx stowage.Tx) error { // dg(4) and its link back; dg(3) stays live
+		if err := tx.PutBlob(stowage.BlobRecord{Digest: dg(4), Size: 80, State: stowage.BlobLive, Created: now, LastUsed: now, UnreferencedSince: now}); err != nil {
+			return err
+		}
+		return tx.LinkBlob("b", dg(4), now)
+	})
+	view(t, db, func(tx stowage.Tx) error {
+		for repo, want := range map[string]int64{"a": 10 + 40 + 5, "b": 10 + 80, "none": 0} {
 			if got, err := tx.RepositoryHeldBytes(repo); err != nil || got != want {
 				t.Errorf("RepositoryHeldBytes(%s) = %d, %v; want %d", repo, got, err, want)
 			}
@@ -820,4 +857,76 @@ func testJobLocks(t *testing.T, db stowage.DB) {
 			rel()
 		}
 	}
+}
+
+// testUploadWriters: one writer at a time holds an upload session's lease;
+// it can renew it; another gets ErrLocked until it is released or runs out.
+func testUploadWriters(t *testing.T, db stowage.DB) {
+	update(t, db, func(tx stowage.Tx) error {
+		return tx.PutUpload(stowage.UploadRecord{ID: "u1", Repo: "r", Started: now, Updated: now})
+	})
+	later := now.Add(time.Minute)
+	steps := []struct {
+		name    string
+		fn      func(tx stowage.Tx) error
+		wantErr error
+	}{
+		{"a claims", func(tx stowage.Tx) error { return tx.ClaimUpload("u1", "a", now, later) }, nil},
+		{"b is refused while a's lease runs", func(tx stowage.Tx) error { return tx.ClaimUpload("u1", "b", now.Add(time.Second), later) }, stowage.ErrLocked},
+		{"a renews", func(tx stowage.Tx) error {
+			return tx.ClaimUpload("u1", "a", now.Add(time.Second), later.Add(time.Minute))
+		}, nil},
+		{"b is refused before the renewed end", func(tx stowage.Tx) error { return tx.ClaimUpload("u1", "b", later.Add(time.Second), later) }, stowage.ErrLocked},
+		{"b takes over after a's lease ran out", func(tx stowage.Tx) error {
+			return tx.ClaimUpload("u1", "b", later.Add(2*time.Minute), later.Add(3*time.Minute))
+		}, nil},
+		{"a's release does not end b's lease", func(tx stowage.Tx) error { return tx.ReleaseUpload("u1", "a") }, nil},
+		{"so a is refused", func(tx stowage.Tx) error { return tx.ClaimUpload("u1", "a", later.Add(2*time.Minute), later) }, stowage.ErrLocked},
+		{"b releases", func(tx stowage.Tx) error { return tx.ReleaseUpload("u1", "b") }, nil},
+		{"then a claims at once", func(tx stowage.Tx) error {
+			return tx.ClaimUpload("u1", "a", later.Add(2*time.Minute), later.Add(3*time.Minute))
+		}, nil},
+		{"no such session", func(tx stowage.Tx) error { return tx.ClaimUpload("nope", "a", now, later) }, stowage.ErrNotFound},
+	}
+	for _, st := range steps {
+		err := db.Update(ctx, st.fn)
+		if !errors.Is(err, st.wantErr) || (st.wantErr == nil) != (err == nil) {
+			t.Errorf("%s: err = %v, want %v", st.name, err, st.wantErr)
+		}
+	}
+	// A restarted node ends its own earlier leases, not others'.
+	update(t, db, func(tx stowage.Tx) error {
+		if err := tx.PutUpload(stowage.UploadRecord{ID: "u2", Repo: "r", Started: now, Updated: now}); err != nil {
+			return err
+		}
+		if err := tx.ClaimUpload("u1", "node1/x", later.Add(4*time.Minute), later.Add(time.Hour)); err != nil {
+			return err
+		}
+		return tx.ClaimUpload("u2", "node2/y", now, later.Add(time.Hour))
+	})
+	update(t, db, func(tx stowage.Tx) error {
+		n, err := tx.ReleaseUploadWriters("node1/")
+		if err != nil || n != 1 {
+			t.Errorf("ReleaseUploadWriters(node1/) = %d, %v; want 1", n, err)
+		}
+		if err := tx.ClaimUpload("u1", "node3/z", now, later); err != nil {
+			t.Errorf("claim after node1's leases were released: %v", err)
+		}
+		if err := tx.ClaimUpload("u2", "node3/z", now, later); !errors.Is(err, stowage.ErrLocked) {
+			t.Errorf("claim of node2's session: %v, want ErrLocked", err)
+		}
+		n, err = tx.ReleaseUploadWriters("")
+		if err != nil || n != 2 {
+			t.Errorf("ReleaseUploadWriters(\"\") = %d, %v; want 2", n, err)
+		}
+		return nil
+	})
+	// A claim leaves the session's progress alone.
+	view(t, db, func(tx stowage.Tx) error {
+		u, err := tx.GetUpload("u1")
+		if err != nil || u.Size != 0 || u.Repo != "r" {
+			t.Errorf("GetUpload after claims = %+v, %v", u, err)
+		}
+		return nil
+	})
 }

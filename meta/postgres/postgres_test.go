@@ -127,7 +127,7 @@ func TestRefusesNewerSchema(t *testing.T) {
 			db.Close()
 			t.Fatalf("Open(%+v) accepted a database of schema version 99", opts)
 		}
-		if want := "database schema version 99 is newer than this stowage binary understands (1): upgrade stowage"; !strings.Contains(err.Error(), want) {
+		if want := "database schema version 99 is newer than this stowage binary understands (2): upgrade stowage"; !strings.Contains(err.Error(), want) {
 			t.Errorf("Open(%+v) = %v\nwant it to say %q", opts, err, want)
 		}
 	}
@@ -365,6 +365,12 @@ func TestTablesListMatchesSchema(t *testing.T) {
 		if err := db.ReadTable(ctx, tab, func([]any) error { return nil }); err != nil {
 			t.Error(err)
 		}
+	}
+	for _, tab := range tables.Derived {
+		if _, ok := schema[tab]; !ok {
+			t.Errorf("derived table %s is not in the schema", tab)
+		}
+		delete(schema, tab)
 	}
 	for tab := range schema {
 		t.Errorf("table %s is missing from meta/tables", tab)

@@ -124,10 +124,13 @@ const (
 const (
 	sqlPutUpload = `INSERT INTO uploads (` + uploadColumns + `) VALUES ($1, $2, $3, $4, $5, $6, $7)
 		ON CONFLICT (id) DO NOTHING`
-	sqlAdvanceUpload = `UPDATE uploads SET size = $1, hash_state = $2, chunks = $3, updated = $4 WHERE id = $5 AND size = $6`
-	sqlGetUpload     = `SELECT ` + uploadColumns + ` FROM uploads WHERE id = $1`
-	sqlDeleteUpload  = `DELETE FROM uploads WHERE id = $1`
-	sqlStaleUploads  = `SELECT ` + uploadColumns + ` FROM uploads WHERE updated < $1 ORDER BY updated LIMIT $2`
+	sqlAdvanceUpload  = `UPDATE uploads SET size = $1, hash_state = $2, chunks = $3, updated = $4 WHERE id = $5 AND size = $6`
+	sqlClaimUpload    = `UPDATE uploads SET writer = $1, writer_until = $2 WHERE id = $3 AND (writer = '' OR writer = $1 OR writer_until < $4)`
+	sqlReleaseWriters = `UPDATE uploads SET writer = '', writer_until = 0 WHERE writer <> '' AND left(writer, length($1)) = $1`
+	sqlReleaseUpload  = `UPDATE uploads SET writer = '', writer_until = 0 WHERE id = $1 AND writer = $2`
+	sqlGetUpload      = `SELECT ` + uploadColumns + ` FROM uploads WHERE id = $1`
+	sqlDeleteUpload   = `DELETE FROM uploads WHERE id = $1`
+	sqlStaleUploads   = `SELECT ` + uploadColumns + ` FROM uploads WHERE updated < $1 ORDER BY updated LIMIT $2`
 )
 
 // Settings.
@@ -153,7 +156,7 @@ const (
 // Usage.
 const (
 	sqlBlobTotals    = `SELECT count(*), COALESCE(sum(size), 0)::bigint FROM blobs WHERE state = 'live'`
-	sqlHeldBytes     = `SELECT COALESCE(sum(size), 0)::bigint FROM blobs WHERE state IN ('pending', 'live')`
+	sqlHeldBytes     = `SELECT COALESCE(sum(bytes), 0)::bigint FROM held_bytes`
 	sqlRepoHeldBytes = `SELECT COALESCE(sum(size), 0)::bigint FROM blobs WHERE state = 'live' AND digest IN (
 			SELECT digest FROM repository_blobs WHERE repo = $1 UNION SELECT digest FROM manifests WHERE repo = $1)`
 	// What each repository uses: the manifests themselves and the blobs they

@@ -417,6 +417,26 @@ func (t *Tx) AdvanceUpload(u stowage.UploadRecord, fromSize int64) error {
 		u.Size, u.HashState, int32(u.Chunks), u.Updated.UnixNano(), u.ID, fromSize))
 }
 
+func (t *Tx) ClaimUpload(id, writer string, now, until time.Time) error {
+	err := affected(t.exec(sqlClaimUpload, writer, until.UnixNano(), id, now.UnixNano()))
+	if errors.Is(err, stowage.ErrNotFound) {
+		if _, gerr := t.GetUpload(id); gerr == nil {
+			return stowage.ErrLocked
+		}
+	}
+	return err
+}
+
+func (t *Tx) ReleaseUpload(id, writer string) error {
+	_, err := t.exec(sqlReleaseUpload, id, writer)
+	return err
+}
+
+func (t *Tx) ReleaseUploadWriters(prefix string) (int64, error) {
+	tag, err := t.exec(sqlReleaseWriters, prefix)
+	return tag.RowsAffected(), err
+}
+
 func (t *Tx) GetUpload(id string) (stowage.UploadRecord, error) {
 	return first(t, sqlGetUpload, []any{id}, scanUpload)
 }

@@ -56,13 +56,16 @@ const (
 	// group_concat keeps the order rows arrive in: no sort is needed.
 	sqlListTags = `SELECT group_concat(name, ',') FROM
 		(SELECT name FROM tags WHERE repo = ? AND name > ? AND locks & 8 = 0 ORDER BY name LIMIT ?)`
-	sqlTagsOf        = `SELECT name FROM tags WHERE repo = ? AND digest = ? ORDER BY name`
-	sqlDeleteTag     = `DELETE FROM tags WHERE repo = ? AND name = ?`
-	sqlPutUpload     = `INSERT INTO uploads (id, repo, size, hash_state, chunks, started, updated) VALUES (?, ?, ?, ?, ?, ?, ?)`
-	sqlAdvanceUpload = `UPDATE uploads SET size = ?, hash_state = ?, chunks = ?, updated = ? WHERE id = ? AND size = ?`
-	sqlGetUpload     = `SELECT repo, size, hash_state, chunks, started, updated FROM uploads WHERE id = ?`
-	sqlDeleteUpload  = `DELETE FROM uploads WHERE id = ?`
-	sqlStaleUploads  = `SELECT id, repo, size, hash_state, chunks, started, updated FROM uploads WHERE updated < ? ORDER BY updated LIMIT ?`
+	sqlTagsOf         = `SELECT name FROM tags WHERE repo = ? AND digest = ? ORDER BY name`
+	sqlDeleteTag      = `DELETE FROM tags WHERE repo = ? AND name = ?`
+	sqlPutUpload      = `INSERT INTO uploads (id, repo, size, hash_state, chunks, started, updated) VALUES (?, ?, ?, ?, ?, ?, ?)`
+	sqlAdvanceUpload  = `UPDATE uploads SET size = ?, hash_state = ?, chunks = ?, updated = ? WHERE id = ? AND size = ?`
+	sqlClaimUpload    = `UPDATE uploads SET writer = ?, writer_until = ? WHERE id = ? AND (writer = '' OR writer = ? OR writer_until < ?)`
+	sqlReleaseWriters = `UPDATE uploads SET writer = '', writer_until = 0 WHERE writer <> '' AND substr(writer, 1, length(?)) = ?`
+	sqlReleaseUpload  = `UPDATE uploads SET writer = '', writer_until = 0 WHERE id = ? AND writer = ?`
+	sqlGetUpload      = `SELECT repo, size, hash_state, chunks, started, updated FROM uploads WHERE id = ?`
+	sqlDeleteUpload   = `DELETE FROM uploads WHERE id = ?`
+	sqlStaleUploads   = `SELECT id, repo, size, hash_state, chunks, started, updated FROM uploads WHERE updated < ? ORDER BY updated LIMIT ?`
 
 	sqlListManifests   = `SELECT ` + manifestColumns + ` FROM manifests WHERE repo = ? ORDER BY created DESC, digest`
 	sqlManifestRefs    = `SELECT child, kind FROM manifest_references WHERE repo = ? AND parent = ? ORDER BY child`
@@ -101,7 +104,7 @@ const (
 	sqlDeleteRecRefs   = `DELETE FROM recycle_refs WHERE bin_id = ?`
 
 	sqlBlobTotals    = `SELECT count(*), coalesce(sum(size), 0) FROM blobs WHERE state = 'live'`
-	sqlHeldBytes     = `SELECT coalesce(sum(size), 0) FROM blobs WHERE state IN ('pending', 'live')`
+	sqlHeldBytes     = `SELECT coalesce(sum(bytes), 0) FROM held_bytes`
 	sqlRepoHeldBytes = `SELECT coalesce(sum(size), 0) FROM blobs WHERE state = 'live' AND digest IN (
 			SELECT digest FROM repository_blobs WHERE repo = ? UNION SELECT digest FROM manifests WHERE repo = ?)`
 	// What each repository uses: the manifests themselves and the blobs they
@@ -153,4 +156,4 @@ const (
 	sqlSampleDataKey = `SELECT id, object, key_id, key_version, wrapped, created FROM data_keys WHERE key_id = ? AND key_version = ? LIMIT 1`
 )
 
-var allQueries = []string{sqlDelDataKey, sqlPutDataKey, sqlGetDataKey, sqlMoveDataKeys, sqlDelDataKeys, sqlDataKeysNotBy, sqlRewrapDataKey, sqlCountDataKeys, sqlSampleDataKey, sqlPutRecycled, sqlPutRecycleRef, sqlGetRecycled, sqlListRecycled, sqlExpiredRecycled, sqlDeleteRecycled, sqlDeleteRecRefs, sqlGetTagRecord, sqlSetRepoLocks, sqlSetTagLocks, sqlSetManifestLock, sqlBumpTagsVersion, sqlSetUntaggedSince, sqlUntaggedManifests, sqlTagRecords, sqlGetSetting, sqlPutSetting, sqlSetBlobState, sqlTouchBlob, sqlMarkUnreferenced, sqlDeleteBlob, sqlDeleteBlobLinks, sqlBlobReferenced, sqlCollectableBlobs, sqlBlobsInState, sqlStaleUploads, sqlListManifests, sqlManifestRefs, sqlManifestParents, sqlDeleteRepoLinks, sqlDeleteRepoManifests, sqlDeleteRepoRefs, sqlDeleteRepoTags, sqlDeleteRepoUploads, sqlDeleteRepository, sqlBlobTotals, sqlHeldBytes, sqlRepoHeldBytes, sqlRepositoryUsage, sqlManifestUsage, sqlCreateRepository, sqlGetRepository, sqlListRepositories, sqlPutBlob, sqlGetBlob, sqlLinkBlob, sqlUnlinkBlob, sqlRepositoryBlob, sqlPutManifest, sqlDeleteManifestRefs, sqlPutManifestRef, sqlGetManifest, sqlDeleteManifest, sqlReferrers, sqlPutTag, sqlGetTag, sqlListTags, sqlTagsOf, sqlDeleteTag, sqlPutUpload, sqlAdvanceUpload, sqlGetUpload, sqlDeleteUpload}
+var allQueries = []string{sqlDelDataKey, sqlPutDataKey, sqlGetDataKey, sqlMoveDataKeys, sqlDelDataKeys, sqlDataKeysNotBy, sqlRewrapDataKey, sqlCountDataKeys, sqlSampleDataKey, sqlPutRecycled, sqlPutRecycleRef, sqlGetRecycled, sqlListRecycled, sqlExpiredRecycled, sqlDeleteRecycled, sqlDeleteRecRefs, sqlGetTagRecord, sqlSetRepoLocks, sqlSetTagLocks, sqlSetManifestLock, sqlBumpTagsVersion, sqlSetUntaggedSince, sqlUntaggedManifests, sqlTagRecords, sqlGetSetting, sqlPutSetting, sqlSetBlobState, sqlTouchBlob, sqlMarkUnreferenced, sqlDeleteBlob, sqlDeleteBlobLinks, sqlBlobReferenced, sqlCollectableBlobs, sqlBlobsInState, sqlStaleUploads, sqlListManifests, sqlManifestRefs, sqlManifestParents, sqlDeleteRepoLinks, sqlDeleteRepoManifests, sqlDeleteRepoRefs, sqlDeleteRepoTags, sqlDeleteRepoUploads, sqlDeleteRepository, sqlBlobTotals, sqlHeldBytes, sqlRepoHeldBytes, sqlRepositoryUsage, sqlManifestUsage, sqlCreateRepository, sqlGetRepository, sqlListRepositories, sqlPutBlob, sqlGetBlob, sqlLinkBlob, sqlUnlinkBlob, sqlRepositoryBlob, sqlPutManifest, sqlDeleteManifestRefs, sqlPutManifestRef, sqlGetManifest, sqlDeleteManifest, sqlReferrers, sqlPutTag, sqlGetTag, sqlListTags, sqlTagsOf, sqlDeleteTag, sqlPutUpload, sqlAdvanceUpload, sqlClaimUpload, sqlReleaseUpload, sqlReleaseWriters, sqlGetUpload, sqlDeleteUpload}

@@ -104,6 +104,12 @@ func TestTablesListMatchesSchema(t *testing.T) {
 			t.Error(err)
 		}
 	}
+	for _, tab := range tables.Derived {
+		if _, ok := schema[tab]; !ok {
+			t.Errorf("derived table %s is not in the schema", tab)
+		}
+		delete(schema, tab)
+	}
 	for tab := range schema {
 		t.Errorf("table %s is missing from meta/tables", tab)
 	}

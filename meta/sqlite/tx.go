@@ -392,6 +392,29 @@ func (t *Tx) AdvanceUpload(u stowage.UploadRecord, fromSize int64) error {
 		u.Size, u.HashState, u.Chunks, u.Updated.UnixNano(), u.ID, fromSize))
 }
 
+func (t *Tx) ClaimUpload(id, writer string, now, until time.Time) error {
+	err := affected(t.exec(sqlClaimUpload, writer, until.UnixNano(), id, writer, now.UnixNano()))
+	if errors.Is(err, stowage.ErrNotFound) {
+		if _, gerr := t.GetUpload(id); gerr == nil {
+			return stowage.ErrLocked
+		}
+	}
+	return err
+}
+
+func (t *Tx) ReleaseUpload(id, writer string) error {
+	_, err := t.exec(sqlReleaseUpload, id, writer)
+	return err
+}
+
+func (t *Tx) ReleaseUploadWriters(prefix string) (int64, error) {
+	res, err := t.exec(sqlReleaseWriters, prefix, prefix)
+	if err != nil {
+		return 0, err
+	}
+	return res.RowsAffected()
+}
+
 func (t *Tx) GetUpload(id string) (stowage.UploadRecord, error) {
 	u := stowage.UploadRecord{ID: id}
 	var started, updated int64

@@ -25,12 +25,17 @@ var All = []Table{
 	{"manifests", []string{"repo", "digest", "media_type", "artifact_type", "size", "subject", "annotations", "created",
 		"untagged_since", "locks", "architecture", "os"}, []string{"repo", "digest"}},
 	{"manifest_references", []string{"repo", "parent", "child", "kind"}, []string{"repo", "parent", "child"}},
-	{"uploads", []string{"id", "repo", "size", "hash_state", "chunks", "started", "updated"}, []string{"id"}},
+	{"uploads", []string{"id", "repo", "size", "hash_state", "chunks", "started", "updated", "writer", "writer_until"}, []string{"id"}},
 	{"settings", []string{"key", "value", "updated"}, []string{"key"}},
 	{"recycle_bin", []string{"id", "repo", "digest", "record", "refs", "tags", "deleted", "expires"}, []string{"id"}},
 	{"recycle_refs", []string{"bin_id", "digest"}, []string{"bin_id", "digest"}},
 	{"data_keys", []string{"id", "object", "key_id", "key_version", "wrapped", "created"}, []string{"id"}},
 }
+
+// Derived lists the tables kept by triggers from the others (the bytes
+// held, for the storage limit): never copied, and not in All; loading All
+// into an empty database rebuilds them.
+var Derived = []string{"held_bytes"}
 
 // Lookup returns the table called name.
 func Lookup(name string) (Table, bool) {
