@@ -75,9 +75,9 @@ func (r *Registry) CollectGarbage(ctx context.Context, opts GCOptions) (GCReport
 	return rep, err
 }
 
-func (r *Registry) collectGarbage(ctx context.Context, opts GCOptions) (GCReport, error) {
+func (r *Registry) collectGarbage(ctx context.Context, opts GCOptions) (rep GCReport, err error) {
 	start := r.now()
-	rep := GCReport{DryRun: opts.DryRun, Started: start.UTC().Format(time.RFC3339)}
+	rep = GCReport{DryRun: opts.DryRun, Started: start.UTC().Format(time.RFC3339)}
 	grace, lease := max(opts.Grace, 0), opts.Lease
 	if lease <= 0 {
 		lease = r.lease

@@ -297,7 +297,11 @@ func (m *Main) Close() error {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Duration(m.Config.ShutdownTimeout))
 		defer cancel()
 		if err := m.srv.Shutdown(ctx); err != nil {
-			errs = append(errs, fmt.Errorf("shutdown: %w", err))
+			// Past the timeout: cut the connections still open, which
+			// cancels their requests (an admin's gc holding a job lock), so
+			// they end and give their database connections back.
+			errs = append(errs, fmt.Errorf("shutdown: %w (requests still running were cancelled)", err))
+			m.srv.Close()
 		}
 		if err := <-m.served; err != nil && !errors.Is(err, http.ErrServerClosed) {
 			errs = append(errs, err)
