@@ -462,24 +462,31 @@ func (r *Registry) FinishUpload(ctx context.Context, repo, id string, d Digest, 
 	if err := checkAlgorithm(d); err != nil {
 		return BlobRecord{}, err
 	}
-	ctx, unlock, err := r.lockUpload(ctx, id)
-	if err != nil {
-		return BlobRecord{}, err
-	}
-	defer unlock()
 	u, err := r.GetUpload(ctx, repo, id)
 	if err != nil {
 		return BlobRecord{}, err
 	}
 	if u.Size == 0 && (start <= 0) {
 		// Nothing was sent before: the common POST-then-PUT flow. Stream the
-		// body straight to its final place, verified, written once.
+		// body straight to its final place, verified, written once. It
+		// never touches the session's data, so it needs no writer lease (a
+		// PATCH racing it on another node fails when the session ends).
+		unlock := r.uploads.lock(id)
+		defer unlock()
 		b, err := r.PutBlob(ctx, repo, d, body, length)
 		if err != nil {
 			return b, err
 		}
 		r.dropUpload(ctx, u)
 		return b, nil
+	}
+	ctx, unlock, err := r.lockUpload(ctx, id)
+	if err != nil {
+		return BlobRecord{}, err
+	}
+	defer unlock()
+	if u, err = r.GetUpload(ctx, repo, id); err != nil { // as the lease holder sees it
+		return BlobRecord{}, err
 	}
 	if length != 0 {
 		if u, err = r.appendUpload(ctx, u, start, length, body); err != nil {
