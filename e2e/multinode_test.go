@@ -10,7 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
+	"github.com/stowage/stowage/meta/postgres/pgtest"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -21,9 +21,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
-	"time"
-
-	"github.com/jackc/pgx/v5"
 )
 
 // pgSchema returns a connection string for a fresh schema of the test
@@ -31,34 +28,7 @@ import (
 func pgSchema(t testing.TB) string {
 	t.Helper()
 	needServer(t)
-	base := os.Getenv("STOWAGE_TEST_POSTGRES")
-	if base == "" {
-		t.Skip("STOWAGE_TEST_POSTGRES is not set: scripts/postgres-test.sh runs these tests against a private PostgreSQL")
-	}
-	name := fmt.Sprintf("stowage_e2e_%d_%016x", os.Getpid(), rand.Uint64())
-	admin := func(sql string) {
-		t.Helper()
-		c, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		conn, err := pgx.Connect(c, base)
-		if err != nil {
-			t.Fatalf("connect to the test PostgreSQL: %v", err)
-		}
-		defer conn.Close(c)
-		if _, err := conn.Exec(c, sql); err != nil {
-			t.Fatalf("%s: %v", sql, err)
-		}
-	}
-	admin("CREATE SCHEMA " + name)
-	t.Cleanup(func() { admin("DROP SCHEMA " + name + " CASCADE") })
-	u, err := url.Parse(base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	q := u.Query()
-	q.Set("search_path", name)
-	u.RawQuery = q.Encode()
-	return u.String()
+	return pgtest.Schema(t, "stowage_e2e")
 }
 
 // cluster is n nodes on one database and one storage directory, with one

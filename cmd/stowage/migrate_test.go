@@ -4,19 +4,15 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"math/rand/v2"
-	"net/url"
-	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/stowage/stowage"
 	"github.com/stowage/stowage/meta/postgres"
+	"github.com/stowage/stowage/meta/postgres/pgtest"
 	"github.com/stowage/stowage/meta/sqlite"
 	"github.com/stowage/stowage/meta/tables"
 )
@@ -26,32 +22,7 @@ import (
 // dropped at the end, or skips the test.
 func pgSchema(t *testing.T) string {
 	t.Helper()
-	base := os.Getenv("STOWAGE_TEST_POSTGRES")
-	if base == "" {
-		t.Skip("STOWAGE_TEST_POSTGRES is not set: run scripts/postgres-test.sh")
-	}
-	ctx := context.Background()
-	name := fmt.Sprintf("stowage_cmd_test_%d_%016x", os.Getpid(), rand.Uint64())
-	admin := func(sql string) {
-		conn, err := pgx.Connect(ctx, base)
-		if err != nil {
-			t.Fatalf("connect to the test server: %v", err)
-		}
-		defer conn.Close(ctx)
-		if _, err := conn.Exec(ctx, sql); err != nil {
-			t.Fatalf("%s: %v", sql, err)
-		}
-	}
-	admin("CREATE SCHEMA " + name)
-	t.Cleanup(func() { admin("DROP SCHEMA " + name + " CASCADE") })
-	u, err := url.Parse(base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	q := u.Query()
-	q.Set("search_path", name)
-	u.RawQuery = q.Encode()
-	return u.String()
+	return pgtest.Schema(t, "stowage_cmd_test")
 }
 
 // fillSQLite writes rows into every table of a registry's SQLite database.

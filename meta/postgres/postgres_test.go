@@ -4,10 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"net"
 	"net/url"
-	"os"
 	"slices"
 	"sort"
 	"strings"
@@ -21,61 +19,11 @@ import (
 	"github.com/stowage/stowage"
 	"github.com/stowage/stowage/meta/metatest"
 	"github.com/stowage/stowage/meta/postgres"
+	"github.com/stowage/stowage/meta/postgres/pgtest"
 	"github.com/stowage/stowage/meta/tables"
 )
 
 var ctx = context.Background()
-
-// server returns the test server's connection string, or skips the test.
-// scripts/postgres-test.sh starts a private server and sets it.
-func server(t *testing.T) string {
-	t.Helper()
-	cs := os.Getenv("STOWAGE_TEST_POSTGRES")
-	if cs == "" {
-		t.Skip("STOWAGE_TEST_POSTGRES is not set: run scripts/postgres-test.sh, or set it to postgres://user:password@host:port/db " +
-			"for a database where that user may create schemas")
-	}
-	return cs
-}
-
-// freshSchema creates an empty schema, dropped when the test ends, and
-// returns a connection string whose search_path is that schema: every test
-// gets its own tables, functions and migrations in the shared database.
-func freshSchema(t *testing.T) string {
-	t.Helper()
-	base := server(t)
-	name := fmt.Sprintf("stowage_test_%d_%016x", os.Getpid(), rand.Uint64())
-	admin := func(sql string) {
-		t.Helper()
-		conn, err := pgx.Connect(ctx, base)
-		if err != nil {
-			t.Fatalf("connect to the test server: %v", err)
-		}
-		defer conn.Close(ctx)
-		if _, err := conn.Exec(ctx, sql); err != nil {
-			t.Fatalf("%s: %v", sql, err)
-		}
-	}
-	admin("CREATE SCHEMA " + name)
-	t.Cleanup(func() { admin("DROP SCHEMA " + name + " CASCADE") })
-	return withParam(t, base, "search_path", name)
-}
-
-// withParam adds a runtime parameter to a connection string (URL or key=value).
-func withParam(t *testing.T, cs, key, value string) string {
-	t.Helper()
-	if strings.HasPrefix(cs, "postgres://") || strings.HasPrefix(cs, "postgresql://") {
-		u, err := url.Parse(cs)
-		if err != nil {
-			t.Fatal(err)
-		}
-		q := u.Query()
-		q.Set(key, value)
-		u.RawQuery = q.Encode()
-		return u.String()
-	}
-	return cs + " " + key + "=" + value
-}
 
 func open(t *testing.T, cs string) *postgres.DB {
 	t.Helper()
@@ -88,12 +36,12 @@ func open(t *testing.T, cs string) *postgres.DB {
 }
 
 func TestConformance(t *testing.T) {
-	server(t)
-	metatest.Run(t, func(t *testing.T) stowage.DB { return open(t, freshSchema(t)) })
+	pgtest.Server(t)
+	metatest.Run(t, func(t *testing.T) stowage.DB { return open(t, pgtest.Schema(t, "stowage_test")) })
 }
 
 func TestReopenKeepsData(t *testing.T) {
-	cs := freshSchema(t)
+	cs := pgtest.Schema(t, "stowage_test")
 	db, err := postgres.Open(ctx, cs, postgres.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -110,7 +58,7 @@ func TestReopenKeepsData(t *testing.T) {
 }
 
 func TestRefusesNewerSchema(t *testing.T) {
-	cs := freshSchema(t)
+	cs := pgtest.Schema(t, "stowage_test")
 	open(t, cs).Close()
 	conn, err := pgx.Connect(ctx, cs)
 	if err != nil {
@@ -134,7 +82,7 @@ func TestRefusesNewerSchema(t *testing.T) {
 }
 
 func TestNoMigrate(t *testing.T) {
-	cs := freshSchema(t)
+	cs := pgtest.Schema(t, "stowage_test")
 	db, err := postgres.Open(ctx, cs, postgres.Options{NoMigrate: true})
 	if err == nil {
 		db.Close()
@@ -155,7 +103,7 @@ func TestNoMigrate(t *testing.T) {
 // database all come up, and the schema is created once (without the
 // advisory lock, the losers fail on tables that already exist).
 func TestConcurrentOpensMigrateOnce(t *testing.T) {
-	cs := freshSchema(t)
+	cs := pgtest.Schema(t, "stowage_test")
 	const nodes = 4
 	start := make(chan struct{})
 	errs := make([]error, nodes)
@@ -200,7 +148,7 @@ func TestConcurrentOpensMigrateOnce(t *testing.T) {
 // sees the conflict; one must fail with a serialization failure, be retried
 // by Update, see the other's tag and write nothing.
 func TestUpdateRetriesSerializationFailure(t *testing.T) {
-	db := open(t, freshSchema(t))
+	db := open(t, pgtest.Schema(t, "stowage_test"))
 	var attempts atomic.Int32
 	var read sync.WaitGroup // both have read, on their first attempt
 	read.Add(2)
@@ -248,7 +196,7 @@ func TestUpdateRetriesSerializationFailure(t *testing.T) {
 // PostgreSQL transaction. When fn swallows the error, Update must fail, not
 // report a commit that did not happen.
 func TestAbortedTransactionIsNotCommitted(t *testing.T) {
-	db := open(t, freshSchema(t))
+	db := open(t, pgtest.Schema(t, "stowage_test"))
 	err := db.Update(ctx, func(tx stowage.Tx) error {
 		if err := tx.CreateRepository("r", time.Unix(1, 0)); err != nil {
 			return err
@@ -269,7 +217,7 @@ func TestAbortedTransactionIsNotCommitted(t *testing.T) {
 }
 
 func TestViewIsReadOnly(t *testing.T) {
-	db := open(t, freshSchema(t))
+	db := open(t, pgtest.Schema(t, "stowage_test"))
 	if err := db.View(ctx, func(tx stowage.Tx) error { return tx.CreateRepository("r", time.Unix(1, 0)) }); err == nil {
 		t.Error("View wrote")
 	}
@@ -295,7 +243,7 @@ func TestStartupErrors(t *testing.T) {
 		wantErr(t, err, "invalid PostgreSQL connection string")
 	})
 
-	base := server(t)
+	base := pgtest.Server(t)
 	u, err := url.Parse(base)
 	if err != nil || !strings.HasPrefix(u.Scheme, "postgres") || u.User == nil {
 		t.Skip("STOWAGE_TEST_POSTGRES is not a postgres:// URL with a user: cannot derive wrong credentials from it")
@@ -334,7 +282,7 @@ func wantErr(t *testing.T, err error, parts ...string) {
 // TestTablesListMatchesSchema: meta/tables (what migrate-metadata copies)
 // names every table and column of the schema.
 func TestTablesListMatchesSchema(t *testing.T) {
-	cs := freshSchema(t)
+	cs := pgtest.Schema(t, "stowage_test")
 	db := open(t, cs)
 	conn, err := pgx.Connect(ctx, cs)
 	if err != nil {
@@ -383,7 +331,7 @@ func TestTablesListMatchesSchema(t *testing.T) {
 func TestJobLockAcrossPools(t *testing.T) {
 	old := postgres.SetLockCheckInterval(100 * time.Millisecond)
 	defer postgres.SetLockCheckInterval(old)
-	cs := freshSchema(t)
+	cs := pgtest.Schema(t, "stowage_test")
 	a, b := open(t, cs), open(t, cs)
 	_, releaseA, err := a.TryLock(ctx, "gc")
 	if err != nil {
