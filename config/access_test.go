@@ -65,17 +65,7 @@ func TestAccessAndLimitsConfig(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			c := Default()
-			c.DataDir = "d"
-			p := filepath.Join(t.TempDir(), "c.yaml")
-			os.WriteFile(p, []byte(tc.yaml), 0o600)
-			err := c.Load(p)
-			if err == nil {
-				err = c.ApplyEnv(func(k string) string { return tc.env[k] })
-			}
-			if err == nil {
-				err = c.Validate()
-			}
+			c, err := loadConfig(t, tc.yaml, tc.env)
 			switch {
 			case tc.err == "" && err != nil:
 				t.Fatalf("unexpected error: %v", err)
@@ -136,4 +126,22 @@ func FuzzParsePrefix(f *testing.F) {
 			t.Fatalf("ParsePrefix(%q) = invalid prefix without error", s)
 		}
 	})
+}
+
+// loadConfig applies yaml, then env, to the defaults (data_dir "d") and
+// validates, as serve does.
+func loadConfig(t *testing.T, yaml string, env map[string]string) (Config, error) {
+	t.Helper()
+	c := Default()
+	c.DataDir = "d"
+	p := filepath.Join(t.TempDir(), "c.yaml")
+	os.WriteFile(p, []byte(yaml), 0o600)
+	err := c.Load(p)
+	if err == nil {
+		err = c.ApplyEnv(func(k string) string { return env[k] })
+	}
+	if err == nil {
+		err = c.Validate()
+	}
+	return c, err
 }

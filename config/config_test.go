@@ -1,7 +1,6 @@
 package config
 
 import (
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -68,14 +67,7 @@ storage:
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			c := Default()
-			c.DataDir = "d"
-			p := filepath.Join(t.TempDir(), "c.yaml")
-			os.WriteFile(p, []byte(tc.yaml), 0o600)
-			err := c.Load(p)
-			if err == nil {
-				err = c.Validate()
-			}
+			c, err := loadConfig(t, tc.yaml, nil)
 			switch {
 			case tc.err == "" && err != nil:
 				t.Fatalf("unexpected error: %v", err)
