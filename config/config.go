@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"net"
 	"net/netip"
 	"os"
@@ -18,6 +17,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/stowage/stowage"
 )
 
 // Config is the whole configuration of `stowage serve`.
@@ -167,19 +168,9 @@ func ParseByteSize(s string) (int64, error) {
 	return int64(v * mult), nil
 }
 
-// FormatByteSize writes n in the largest binary unit that keeps it short:
-// 10GiB, 1.5MiB, 512B.
-func FormatByteSize(n int64) string {
-	units := []string{"B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"}
-	v, i := float64(n), 0
-	for v >= 1024 && i < len(units)-1 {
-		v, i = v/1024, i+1
-	}
-	if i == 0 {
-		return strconv.FormatInt(n, 10) + "B"
-	}
-	return strconv.FormatFloat(math.Round(v*100)/100, 'f', -1, 64) + units[i]
-}
+// FormatByteSize writes n as stowage.HumanBytes does, without the space
+// (10GiB, 1.5MiB, 512B), so ParseByteSize reads it back.
+func FormatByteSize(n int64) string { return strings.ReplaceAll(stowage.HumanBytes(n), " ", "") }
 
 // Storage is a typed union: exactly one backend is set. Mirror and Shard
 // hold further Storage values, so topologies nest: shards of mirrors,
