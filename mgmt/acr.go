@@ -145,7 +145,7 @@ func (a *ACR) repository(ctx context.Context, w http.ResponseWriter, r *http.Req
 // left out stay as they are) to a repository, tag or manifest.
 func (a *ACR) patch(ctx context.Context, w http.ResponseWriter, r *http.Request, name string, ref stowage.Reference) error {
 	var body Attributes
-	if err := decodeBody(w, r, &body); err != nil {
+	if err := decodeBody(r, &body); err != nil {
 		return err
 	}
 	set, clear := body.changes()

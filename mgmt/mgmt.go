@@ -3,6 +3,7 @@
 package mgmt
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -16,6 +17,9 @@ import (
 	"github.com/stowage/stowage/ociapi"
 	"github.com/stowage/stowage/storage/crypt"
 )
+
+// maxBody bounds the JSON bodies of management requests.
+const maxBody = 1 << 20
 
 // Handler serves /api/v1/.
 type Handler struct {
@@ -111,7 +115,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) error {
 			LimitBytes int64 `json:"limitBytes"`
 		}
 		if r.Method == http.MethodPut {
-			if err := decodeBody(w, r, &body); err != nil {
+			if err := decodeBody(r, &body); err != nil {
 				return err
 			}
 			if body.LimitBytes <= 0 {
@@ -138,7 +142,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) error {
 		return writeJSON(w, map[string]any{"policy": p, "lastRun": last})
 	case head == "retention" && arg == "" && r.Method == http.MethodPut:
 		var p stowage.RetentionPolicy
-		if err := decodeBody(w, r, &p); err != nil {
+		if err := decodeBody(r, &p); err != nil {
 			return err
 		}
 		if err := h.reg.SetRetention(ctx, p); err != nil {
@@ -161,7 +165,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) error {
 		return writeJSON(w, map[string]any{"policies": ps})
 	case head == "purge-policies" && arg != "" && r.Method == http.MethodPut:
 		var p stowage.PurgePolicy
-		if err := decodeBody(w, r, &p); err != nil {
+		if err := decodeBody(r, &p); err != nil {
 			return err
 		}
 		p.Name = arg
@@ -185,7 +189,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) error {
 		return writeJSON(w, map[string]any{"policy": p})
 	case head == "soft-delete" && arg == "" && r.Method == http.MethodPut:
 		var p stowage.SoftDeletePolicy
-		if err := decodeBody(w, r, &p); err != nil {
+		if err := decodeBody(r, &p); err != nil {
 			return err
 		}
 		if err := h.reg.SetSoftDelete(ctx, p); err != nil {
@@ -219,7 +223,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) error {
 		var body struct {
 			Rules []string `json:"rules"`
 		}
-		if err := decodeBody(w, r, &body); err != nil {
+		if err := decodeBody(r, &body); err != nil {
 			return err
 		}
 		if err := h.reg.SetImmutabilityRules(ctx, body.Rules); err != nil {
@@ -311,7 +315,7 @@ func (h *Handler) locks(ctx context.Context, w http.ResponseWriter, r *http.Requ
 		l, err = h.reg.Locks(ctx, repo, ref)
 	} else {
 		var a Attributes
-		if err := decodeBody(w, r, &a); err != nil {
+		if err := decodeBody(r, &a); err != nil {
 			return err
 		}
 		set, clear := a.changes()
@@ -357,8 +361,15 @@ func parseTarget(s string) (string, stowage.Reference, error) {
 	return s, stowage.Reference{}, stowage.ValidateName(s)
 }
 
-func decodeBody(w http.ResponseWriter, r *http.Request, v any) error {
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20))
+// decodeBody reads a JSON request body of at most maxBody bytes into v. A
+// longer one is answered 413 (http.MaxBytesReader would also close the
+// connection, which a client still sending sees as a reset).
+func decodeBody(r *http.Request, v any) error {
+	b, err := ociapi.ReadBody(r, maxBody, stowage.CodeSizeInvalid, "request body")
+	if err != nil {
+		return err
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		return stowage.Errorf(stowage.CodeInvalidParameter, "request body: %v (see docs/managing-space.md for the format)", err)

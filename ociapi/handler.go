@@ -320,12 +320,9 @@ func (h *Handler) getManifest(ctx context.Context, w http.ResponseWriter, r *htt
 }
 
 func (h *Handler) putManifest(ctx context.Context, w http.ResponseWriter, r *http.Request, rt Route) error {
-	if r.ContentLength > stowage.MaxManifestSize {
-		return stowage.Errorf(stowage.CodeManifestInvalid, "manifest is %d bytes; the limit is %d (4 MiB)", r.ContentLength, stowage.MaxManifestSize)
-	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, stowage.MaxManifestSize+1))
+	body, err := ReadBody(r, stowage.MaxManifestSize, stowage.CodeManifestInvalid, "manifest")
 	if err != nil {
-		return &stowage.Error{Code: stowage.CodeManifestInvalid, Message: "could not read the manifest body", Err: err}
+		return err
 	}
 	var tags []string
 	for _, t := range r.URL.Query()["tag"] {
@@ -460,8 +457,10 @@ type wireError struct {
 
 // WriteError is the one place errors become responses, for the OCI API and
 // the management API alike: the code decides the status from the table in
-// stowage; errors that are not *stowage.Error are logged and shown as a
-// generic failure.
+// stowage (413 for a body over a limit, see TooLarge); errors that are not
+// *stowage.Error are logged and shown as a generic failure. Before it
+// answers, it reads what is left of the request body (bounded), so a client
+// still sending can read the answer instead of a connection reset.
 func WriteError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
 	var e *stowage.Error
 	if !errors.As(err, &e) {
@@ -479,11 +478,13 @@ func WriteError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err er
 	body, _ := json.Marshal(struct {
 		Errors []wireError `json:"errors"`
 	}{[]wireError{{e.Code, e.Message, e.Detail}}})
+	// Read what the client is still sending, so it can read the answer.
+	drain(w, r)
 	hd := w.Header()
 	hd.Del("Docker-Content-Digest")
 	hd.Set("Content-Type", "application/json")
 	hd.Set("Content-Length", strconv.Itoa(len(body)))
-	w.WriteHeader(e.Code.HTTPStatus())
+	w.WriteHeader(statusOf(err, e))
 	if r.Method != http.MethodHead {
 		w.Write(body)
 	}
