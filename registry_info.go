@@ -70,6 +70,11 @@ func (r *Registry) TagInfos(ctx context.Context, repo string) ([]TagRecord, erro
 // ManifestInfos returns the manifests of repo (not list-locked) with their
 // sizes and tags.
 func (r *Registry) ManifestInfos(ctx context.Context, repo string) ([]ManifestInfo, error) {
+	return r.manifestInfos(ctx, repo, false)
+}
+
+// manifestInfos lists the manifests of repo; list-locked ones only if hidden.
+func (r *Registry) manifestInfos(ctx context.Context, repo string, hidden bool) ([]ManifestInfo, error) {
 	var out []ManifestInfo
 	err := r.db.View(ctx, func(tx Tx) error {
 		if _, err := tx.GetRepository(repo); errors.Is(err, ErrNotFound) {
@@ -96,7 +101,7 @@ func (r *Registry) ManifestInfos(ctx context.Context, repo string) ([]ManifestIn
 			byDigest[t.Digest] = append(byDigest[t.Digest], t)
 		}
 		for _, m := range ms {
-			if m.Locks&LockList != 0 {
+			if m.Locks&LockList != 0 && !hidden {
 				continue
 			}
 			info := ManifestInfo{ManifestRecord: m, ImageSize: sizes[m.Digest], Tags: []string{}, LastModified: m.Created}
@@ -113,9 +118,10 @@ func (r *Registry) ManifestInfos(ctx context.Context, repo string) ([]ManifestIn
 	return out, err
 }
 
-// ManifestInfo returns one manifest's description.
+// ManifestInfo returns one manifest's description, list-locked or not (the
+// list lock hides an item from listings only).
 func (r *Registry) ManifestInfo(ctx context.Context, repo string, d Digest) (ManifestInfo, error) {
-	all, err := r.ManifestInfos(ctx, repo)
+	all, err := r.manifestInfos(ctx, repo, true)
 	if err != nil {
 		return ManifestInfo{}, err
 	}
@@ -125,4 +131,21 @@ func (r *Registry) ManifestInfo(ctx context.Context, repo string, d Digest) (Man
 		}
 	}
 	return ManifestInfo{}, manifestUnknown(repo, Reference{Digest: d})
+}
+
+// TagInfo returns one tag's record, list-locked or not (the list lock hides
+// a tag from listings only).
+func (r *Registry) TagInfo(ctx context.Context, repo, tag string) (TagRecord, error) {
+	var t TagRecord
+	err := r.db.View(ctx, func(tx Tx) (err error) {
+		if _, err := tx.GetRepository(repo); errors.Is(err, ErrNotFound) {
+			return nameUnknown(repo)
+		}
+		t, err = tx.GetTagRecord(repo, tag)
+		if errors.Is(err, ErrNotFound) {
+			return Errorf(CodeManifestUnknown, "tag %s is not in repository %s", tag, repo)
+		}
+		return err
+	})
+	return t, err
 }

@@ -198,16 +198,12 @@ func (a *ACR) tag(ctx context.Context, w http.ResponseWriter, r *http.Request, n
 	default:
 		return notFound(r)
 	}
-	tags, err := a.reg.TagInfos(ctx, name)
+	// The list lock hides the tag from _tags only (as on ACR).
+	t, err := a.reg.TagInfo(ctx, name, tag)
 	if err != nil {
 		return err
 	}
-	for _, t := range tags {
-		if t.Name == tag {
-			return writeJSON(w, map[string]any{"registry": r.Host, "imageName": name, "tag": tagJSON(t)})
-		}
-	}
-	return stowage.Errorf(stowage.CodeManifestUnknown, "tag %s is not in repository %s", tag, name)
+	return writeJSON(w, map[string]any{"registry": r.Host, "imageName": name, "tag": tagJSON(t)})
 }
 
 type acrManifest struct {

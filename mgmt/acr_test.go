@@ -1,6 +1,7 @@
 package mgmt_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
@@ -8,6 +9,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -190,4 +192,92 @@ func TestACRShapesAndPagination(t *testing.T) {
 	call(t, "GET", srv.URL+"/acr/v1/hello-world", "", 404, nil)
 	call(t, "GET", srv.URL+"/acr/v1/other/_tags?orderby=sideways", "", 400, nil)
 	call(t, "GET", srv.URL+"/acr/v1/other/_tags?orderby=timedesc&last=garbage", "", 400, nil)
+}
+
+// TestACRListLockedItemReachable: listEnabled=false hides a tag or manifest
+// from the lists only, as on ACR; the item's own GET and PATCH still reach
+// it (they once answered 404, the PATCH after applying its change, so the
+// lock could not even be cleared through the API that set it).
+func TestACRListLockedItemReachable(t *testing.T) {
+	srv, reg, _ := setup(t)
+	d := push(t, reg, "app", "v1", "amd64")
+	push(t, reg, "app", "v2", "amd64")
+	type attrs struct{ ChangeableAttributes map[string]bool }
+	for _, tc := range []struct {
+		name, item, list string
+		key              string // what the list shows of the item
+	}{
+		{"tag", "/acr/v1/app/_tags/v1", "/acr/v1/app/_tags", `"name": "v1"`},
+		{"manifest", "/acr/v1/app/_manifests/" + string(d), "/acr/v1/app/_manifests", `"digest": "` + string(d) + `"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			listed := func() bool {
+				resp, err := http.Get(srv.URL + tc.list)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer resp.Body.Close()
+				b, _ := io.ReadAll(resp.Body)
+				return strings.Contains(string(b), tc.key)
+			}
+			if !listed() {
+				t.Fatalf("%s does not list the item before any lock", tc.list)
+			}
+			for _, st := range []struct {
+				method, body string
+				listEnabled  bool
+			}{
+				{"PATCH", `{"listEnabled":false}`, false},
+				{"GET", "", false},
+				{"PATCH", `{"readEnabled":false}`, false}, // another change while hidden
+				{"PATCH", `{"listEnabled":true,"readEnabled":true}`, true},
+				{"GET", "", true},
+			} {
+				var got struct {
+					Tag      *attrs
+					Manifest *attrs
+				}
+				call(t, st.method, srv.URL+tc.item, st.body, 200, &got)
+				a := got.Tag
+				if a == nil {
+					a = got.Manifest
+				}
+				if a == nil || a.ChangeableAttributes["listEnabled"] != st.listEnabled {
+					t.Errorf("%s %s: %+v, want listEnabled %v", st.method, st.body, a, st.listEnabled)
+				}
+				if l := listed(); l != st.listEnabled {
+					t.Errorf("after %s %s: listed %v, want %v", st.method, st.body, l, st.listEnabled)
+				}
+			}
+		})
+	}
+}
+
+// TestACRBodyOverLimit: a JSON body over the 1 MiB limit is answered 413
+// SIZE_INVALID, readable by a client that sends its whole body before it
+// reads (http.MaxBytesReader once made the server close the connection while
+// the client was still sending: it saw a broken pipe).
+func TestACRBodyOverLimit(t *testing.T) {
+	srv, reg, _ := setup(t)
+	push(t, reg, "app", "v1", "amd64")
+	body := `{"listEnabled":false}` + strings.Repeat(" ", 5<<20)
+	conn, err := net.DialTimeout("tcp", strings.TrimPrefix(srv.URL, "http://"), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(60 * time.Second))
+	req := fmt.Sprintf("PATCH /acr/v1/app/_tags/v1 HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
+	if _, err := io.WriteString(conn, req); err != nil {
+		t.Fatalf("sending the body: %v (the server closed the connection before reading it)", err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatalf("reading the answer: %v", err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusRequestEntityTooLarge || !strings.Contains(string(b), `"SIZE_INVALID"`) || !strings.Contains(string(b), "1 MiB") {
+		t.Errorf("answer %d %s, want 413 SIZE_INVALID giving the limit", resp.StatusCode, b)
+	}
 }
