@@ -242,61 +242,209 @@ func (r *Registry) DeleteManifest(ctx context.Context, repo string, ref Referenc
 	return err
 }
 
+// ---- listings ----
+//
+// Listings are read from the database in pages of ListPageSize, each page in
+// its own short transaction, and handed to the caller page by page (the Each*
+// methods), so a list of a million tags is never one query result, one
+// string or one slice, and no transaction stays open while a slow client
+// reads. Pages follow the order of the list (keyset: "after the last one"),
+// so a walk sees every item that exists throughout it exactly once.
+
+// ListPageSize is how many items a listing reads from the database at a time.
+const ListPageSize = 1000
+
+// maxCachedTagList bounds the tag lists a full walk keeps in the tag cache
+// (longer lists are read page by page each time).
+const maxCachedTagList = 100_000
+
+// ReferrersPageTx is an optional Tx capability: Referrers one page at a
+// time. Databases without it have their whole referrers list read at once.
+type ReferrersPageTx interface {
+	// ReferrersPage lists up to limit manifests of repo whose subject is
+	// subject, of the given artifact type ("" = any), in digest order after
+	// `after` ("" = from the start).
+	ReferrersPage(repo string, subject Digest, artifactType string, after Digest, limit int) ([]ManifestRecord, error)
+}
+
 // Referrers returns descriptors of the manifests in repo whose subject is d,
 // optionally only those of one artifact type.
 func (r *Registry) Referrers(ctx context.Context, repo string, d Digest, artifactType string) ([]Descriptor, error) {
-	var recs []ManifestRecord
-	err := r.db.View(ctx, func(tx Tx) (err error) {
-		recs, err = tx.Referrers(repo, d)
-		return err
+	descs := []Descriptor{}
+	err := r.EachReferrer(ctx, repo, d, artifactType, func(page []Descriptor) error {
+		descs = append(descs, page...)
+		return nil
 	})
-	if err != nil {
-		return nil, err
-	}
-	descs := make([]Descriptor, 0, len(recs))
-	for _, m := range recs {
-		if artifactType != "" && m.ArtifactType != artifactType {
-			continue
+	return descs, err
+}
+
+// EachReferrer calls fn with the descriptors of the manifests in repo whose
+// subject is d (of artifactType, unless ""), in digest order, a page at a
+// time, until they end or fn fails. fn must not keep page.
+func (r *Registry) EachReferrer(ctx context.Context, repo string, d Digest, artifactType string, fn func(page []Descriptor) error) error {
+	var after Digest
+	descs := make([]Descriptor, 0, ListPageSize)
+	for {
+		var recs []ManifestRecord
+		paged := false
+		err := r.db.View(ctx, func(tx Tx) (err error) {
+			if p, ok := tx.(ReferrersPageTx); ok {
+				paged = true
+				recs, err = p.ReferrersPage(repo, d, artifactType, after, ListPageSize)
+				return err
+			}
+			recs, err = tx.Referrers(repo, d) // all at once
+			return err
+		})
+		if err != nil {
+			return err
 		}
-		descs = append(descs, Descriptor{MediaType: m.MediaType, Digest: m.Digest, Size: m.Size,
-			ArtifactType: m.ArtifactType, Annotations: m.Annotations})
+		more := paged && len(recs) == ListPageSize
+		if len(recs) > 0 {
+			after = recs[len(recs)-1].Digest
+		}
+		for len(recs) > 0 {
+			page := recs[:min(len(recs), ListPageSize)]
+			recs = recs[len(page):]
+			descs = descs[:0]
+			for _, m := range page {
+				if artifactType != "" && m.ArtifactType != artifactType {
+					continue
+				}
+				descs = append(descs, Descriptor{MediaType: m.MediaType, Digest: m.Digest, Size: m.Size,
+					ArtifactType: m.ArtifactType, Annotations: m.Annotations})
+			}
+			if len(descs) > 0 {
+				if err := fn(descs); err != nil {
+					return err
+				}
+			}
+		}
+		if !more {
+			return nil
+		}
 	}
-	return descs, nil
 }
 
 // ListTags returns up to n tags of repo after last (n <= 0: all).
 func (r *Registry) ListTags(ctx context.Context, repo, last string, n int) ([]string, error) {
-	var tags []string
-	err := r.db.View(ctx, func(tx Tx) error {
-		rec, err := tx.GetRepository(repo)
-		if errors.Is(err, ErrNotFound) {
-			return nameUnknown(repo)
-		}
-		if err != nil {
-			return err
-		}
-		if all, ok := r.repos.tags(repo, rec.TagsVersion); ok {
-			tags = page(all, last, n)
-			return nil
-		}
-		if last != "" || n > 0 {
-			// A page of a list not in the cache: read just that page.
+	if n > 0 {
+		// One page of a client's choosing: one query.
+		var tags []string
+		err := r.db.View(ctx, func(tx Tx) error {
+			rec, err := tx.GetRepository(repo)
+			if errors.Is(err, ErrNotFound) {
+				return nameUnknown(repo)
+			}
+			if err != nil {
+				return err
+			}
+			if all, ok := r.repos.tags(repo, rec.TagsVersion); ok {
+				tags = page(all, last, n)
+				return nil
+			}
 			tags, err = tx.ListTags(repo, last, n)
 			return err
-		}
-		if tags, err = tx.ListTags(repo, "", 0); err != nil {
-			return err
-		}
-		r.repos.putTags(repo, rec.TagsVersion, tags)
+		})
+		return tags, err
+	}
+	var tags []string
+	err := r.EachTag(ctx, repo, last, func(page []string) error {
+		tags = append(tags, page...)
 		return nil
 	})
 	return tags, err
 }
 
-// Catalog returns up to n repository names after last (n <= 0: all).
+// EachTag calls fn with the tags of repo after last (not list-locked), in
+// order, a page at a time, until they end or fn fails; NAME_UNKNOWN before
+// any call if repo does not exist. fn must not modify or keep page. A full
+// walk of a list short enough is kept in the tag cache.
+func (r *Registry) EachTag(ctx context.Context, repo, last string, fn func(page []string) error) error {
+	var (
+		first   = true
+		version int64 // TagsVersion when the walk began
+		keep    []string
+		keeping = last == "" // collecting the whole list, for the cache
+	)
+	for {
+		var (
+			tags   []string
+			cached []string
+			hit    bool // cached holds the rest of the list
+			gone   bool
+		)
+		err := r.db.View(ctx, func(tx Tx) error {
+			rec, err := tx.GetRepository(repo)
+			if errors.Is(err, ErrNotFound) {
+				if first {
+					return nameUnknown(repo)
+				}
+				gone = true // deleted during the walk: the list ends
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			if first {
+				version = rec.TagsVersion
+				if all, ok := r.repos.tags(repo, rec.TagsVersion); ok {
+					cached, hit = page(all, last, 0), true
+					return nil
+				}
+			} else if rec.TagsVersion != version {
+				keeping, keep = false, nil // the list changed: what was read is no snapshot
+			}
+			tags, err = tx.ListTags(repo, last, ListPageSize)
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		if hit {
+			for len(cached) > 0 {
+				n := min(len(cached), ListPageSize)
+				if err := fn(cached[:n:n]); err != nil {
+					return err
+				}
+				cached = cached[n:]
+			}
+			return nil
+		}
+		first = false
+		if gone {
+			return nil
+		}
+		if keeping {
+			if len(keep)+len(tags) <= maxCachedTagList {
+				keep = append(keep, tags...)
+			} else {
+				keeping, keep = false, nil
+			}
+		}
+		if len(tags) > 0 {
+			if err := fn(tags); err != nil {
+				return err
+			}
+		}
+		if len(tags) < ListPageSize {
+			if keeping {
+				if keep == nil {
+					keep = []string{}
+				}
+				r.repos.putTags(repo, version, keep)
+			}
+			return nil
+		}
+		last = tags[len(tags)-1]
+	}
+}
+
+// Catalog returns up to n repository names after last (n <= 0: all). Under
+// a listing filter (WithListFilter) it returns only the names the filter
+// keeps: n of them if there are that many.
 func (r *Registry) Catalog(ctx context.Context, last string, n int) ([]string, error) {
-	keep, _ := ctx.Value(listFilterKey{}).(func(string) bool)
-	if keep == nil {
+	if _, filtered := ctx.Value(listFilterKey{}).(func(string) bool); !filtered && n > 0 {
 		var names []string
 		err := r.db.View(ctx, func(tx Tx) (err error) {
 			names, err = tx.ListRepositories(last, n, false)
@@ -304,32 +452,57 @@ func (r *Registry) Catalog(ctx context.Context, last string, n int) ([]string, e
 		})
 		return names, err
 	}
-	// Filtered: read pages until n names pass (n < 0: all of them) or the
-	// list ends.
-	page := max(n, 1000)
 	var names []string
-	for n < 0 || len(names) < n {
+	err := r.EachRepository(ctx, last, func(page []string) error {
+		if n > 0 && len(names)+len(page) >= n {
+			names = append(names, page[:n-len(names)]...)
+			return errStopWalk
+		}
+		names = append(names, page...)
+		return nil
+	})
+	if err == errStopWalk {
+		err = nil
+	}
+	return names, err
+}
+
+// errStopWalk ends a walk early; it never leaves the package.
+var errStopWalk = errors.New("stop walk")
+
+// EachRepository calls fn with the repository names after last (not
+// list-locked, and only those the context's listing filter keeps), in
+// order, a page at a time, until they end or fn fails. fn must not keep
+// page.
+func (r *Registry) EachRepository(ctx context.Context, last string, fn func(page []string) error) error {
+	keep, _ := ctx.Value(listFilterKey{}).(func(string) bool)
+	for {
 		var batch []string
 		if err := r.db.View(ctx, func(tx Tx) (err error) {
-			batch, err = tx.ListRepositories(last, page, false)
+			batch, err = tx.ListRepositories(last, ListPageSize, false)
 			return err
 		}); err != nil {
-			return nil, err
+			return err
 		}
-		for _, name := range batch {
-			if keep(name) {
-				names = append(names, name)
-				if len(names) == n {
-					break
+		page := batch
+		if keep != nil {
+			page = make([]string, 0, len(batch))
+			for _, name := range batch {
+				if keep(name) {
+					page = append(page, name)
 				}
 			}
 		}
-		if len(batch) < page {
-			break
+		if len(page) > 0 {
+			if err := fn(page); err != nil {
+				return err
+			}
+		}
+		if len(batch) < ListPageSize {
+			return nil
 		}
 		last = batch[len(batch)-1]
 	}
-	return names, nil
 }
 
 type listFilterKey struct{}

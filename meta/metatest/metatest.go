@@ -220,6 +220,39 @@ func testReferrers(t *testing.T, db stowage.DB) {
 		}
 		return nil
 	})
+	view(t, db, func(tx stowage.Tx) error {
+		p, ok := tx.(stowage.ReferrersPageTx)
+		if !ok {
+			return nil // an optional capability
+		}
+		for _, tc := range []struct {
+			artifactType string
+			after        stowage.Digest
+			limit        int
+			want         []stowage.Digest
+		}{
+			{"", "", 0, []stowage.Digest{dg(200), dg(201), dg(202)}},
+			{"", "", 2, []stowage.Digest{dg(200), dg(201)}},
+			{"", dg(201), 2, []stowage.Digest{dg(202)}},
+			{"", dg(202), 2, nil},
+			{"application/sig", "", 0, []stowage.Digest{dg(200), dg(202)}},
+			{"application/sig", dg(200), 1, []stowage.Digest{dg(202)}},
+			{"application/none", "", 0, nil},
+		} {
+			got, err := p.ReferrersPage("r", subject, tc.artifactType, tc.after, tc.limit)
+			if err != nil {
+				return err
+			}
+			var ds []stowage.Digest
+			for _, m := range got {
+				ds = append(ds, m.Digest)
+			}
+			if !reflect.DeepEqual(ds, tc.want) {
+				t.Errorf("ReferrersPage(%q, after %s, %d) = %v, want %v", tc.artifactType, tc.after, tc.limit, ds, tc.want)
+			}
+		}
+		return nil
+	})
 }
 
 func testTags(t *testing.T, db stowage.DB) {

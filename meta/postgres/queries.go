@@ -90,9 +90,12 @@ const (
 	sqlPutManifestRefs = `INSERT INTO manifest_references (repo, parent, child, kind)
 		SELECT $1::text, $2::text, child, kind FROM unnest($3::text[], $4::text[]) AS r (child, kind)
 		ON CONFLICT DO NOTHING`
-	sqlGetManifest       = `SELECT ` + manifestColumns + ` FROM manifests WHERE repo = $1 AND digest = $2`
-	sqlDeleteManifest    = `DELETE FROM manifests WHERE repo = $1 AND digest = $2`
-	sqlReferrers         = `SELECT ` + manifestColumns + ` FROM manifests WHERE repo = $1 AND subject = $2 ORDER BY digest`
+	sqlGetManifest    = `SELECT ` + manifestColumns + ` FROM manifests WHERE repo = $1 AND digest = $2`
+	sqlDeleteManifest = `DELETE FROM manifests WHERE repo = $1 AND digest = $2`
+	// subject <> '' lets the partial index manifests_subject serve these.
+	sqlReferrers     = `SELECT ` + manifestColumns + ` FROM manifests WHERE repo = $1 AND subject = $2 AND subject <> '' ORDER BY digest`
+	sqlReferrersPage = `SELECT ` + manifestColumns + ` FROM manifests WHERE repo = $1 AND subject = $2 AND subject <> ''
+		AND ($3 = '' OR artifact_type = $3) AND digest > $4 ORDER BY digest LIMIT $5`
 	sqlListManifests     = `SELECT ` + manifestColumns + ` FROM manifests WHERE repo = $1 ORDER BY created DESC, digest`
 	sqlManifestRefs      = `SELECT child, kind FROM manifest_references WHERE repo = $1 AND parent = $2 ORDER BY child`
 	sqlManifestParents   = `SELECT parent FROM manifest_references WHERE repo = $1 AND child = $2 ORDER BY parent`

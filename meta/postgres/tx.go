@@ -27,7 +27,10 @@ type Tx struct {
 	err error // the first error the server returned; the transaction is aborted
 }
 
-var _ stowage.Tx = (*Tx)(nil)
+var (
+	_ stowage.Tx              = (*Tx)(nil)
+	_ stowage.ReferrersPageTx = (*Tx)(nil)
+)
 
 // note remembers the first server error, which aborted the transaction.
 func (t *Tx) note(err error) error {
@@ -310,6 +313,10 @@ func (t *Tx) ListManifests(repo string) ([]stowage.ManifestRecord, error) {
 
 func (t *Tx) Referrers(repo string, subject stowage.Digest) ([]stowage.ManifestRecord, error) {
 	return t.manifests(sqlReferrers, repo, string(subject))
+}
+
+func (t *Tx) ReferrersPage(repo string, subject stowage.Digest, artifactType string, after stowage.Digest, limit int) ([]stowage.ManifestRecord, error) {
+	return t.manifests(sqlReferrersPage, repo, string(subject), artifactType, string(after), limitOf(limit))
 }
 
 func (t *Tx) ManifestRefs(repo string, d stowage.Digest) ([]stowage.ManifestRef, error) {

@@ -48,8 +48,12 @@ const (
 	sqlPutManifestRef     = `INSERT INTO manifest_references (repo, parent, child, kind) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING`
 	sqlGetManifest        = `SELECT ` + manifestColumns + ` FROM manifests WHERE repo = ? AND digest = ?`
 	sqlDeleteManifest     = `DELETE FROM manifests WHERE repo = ? AND digest = ?`
-	sqlReferrers          = `SELECT ` + manifestColumns + ` FROM manifests WHERE repo = ? AND subject = ? ORDER BY digest`
-	sqlPutTag             = `INSERT INTO tags (repo, name, digest, updated, created) VALUES (?, ?, ?, ?, ?)
+	// subject <> '' lets the partial index manifests_subject serve these
+	// (a bound parameter does not prove it), in digest order.
+	sqlReferrers     = `SELECT ` + manifestColumns + ` FROM manifests WHERE repo = ? AND subject = ? AND subject <> '' ORDER BY digest`
+	sqlReferrersPage = `SELECT ` + manifestColumns + ` FROM manifests WHERE repo = ? AND subject = ? AND subject <> ''
+		AND (? = '' OR artifact_type = ?) AND digest > ? ORDER BY digest LIMIT ?`
+	sqlPutTag = `INSERT INTO tags (repo, name, digest, updated, created) VALUES (?, ?, ?, ?, ?)
 		ON CONFLICT (repo, name) DO UPDATE SET digest = excluded.digest, updated = excluded.updated`
 	sqlGetTag = `SELECT digest FROM tags WHERE repo = ? AND name = ?`
 	// The subquery walks the primary key (repo, name) in order, and
@@ -156,4 +160,4 @@ const (
 	sqlSampleDataKey = `SELECT id, object, key_id, key_version, wrapped, created FROM data_keys WHERE key_id = ? AND key_version = ? LIMIT 1`
 )
 
-var allQueries = []string{sqlDelDataKey, sqlPutDataKey, sqlGetDataKey, sqlMoveDataKeys, sqlDelDataKeys, sqlDataKeysNotBy, sqlRewrapDataKey, sqlCountDataKeys, sqlSampleDataKey, sqlPutRecycled, sqlPutRecycleRef, sqlGetRecycled, sqlListRecycled, sqlExpiredRecycled, sqlDeleteRecycled, sqlDeleteRecRefs, sqlGetTagRecord, sqlSetRepoLocks, sqlSetTagLocks, sqlSetManifestLock, sqlBumpTagsVersion, sqlSetUntaggedSince, sqlUntaggedManifests, sqlTagRecords, sqlGetSetting, sqlPutSetting, sqlSetBlobState, sqlTouchBlob, sqlMarkUnreferenced, sqlDeleteBlob, sqlDeleteBlobLinks, sqlBlobReferenced, sqlCollectableBlobs, sqlBlobsInState, sqlStaleUploads, sqlListManifests, sqlManifestRefs, sqlManifestParents, sqlDeleteRepoLinks, sqlDeleteRepoManifests, sqlDeleteRepoRefs, sqlDeleteRepoTags, sqlDeleteRepoUploads, sqlDeleteRepository, sqlBlobTotals, sqlHeldBytes, sqlRepoHeldBytes, sqlRepositoryUsage, sqlManifestUsage, sqlCreateRepository, sqlGetRepository, sqlListRepositories, sqlPutBlob, sqlGetBlob, sqlLinkBlob, sqlUnlinkBlob, sqlRepositoryBlob, sqlPutManifest, sqlDeleteManifestRefs, sqlPutManifestRef, sqlGetManifest, sqlDeleteManifest, sqlReferrers, sqlPutTag, sqlGetTag, sqlListTags, sqlTagsOf, sqlDeleteTag, sqlPutUpload, sqlAdvanceUpload, sqlClaimUpload, sqlReleaseUpload, sqlReleaseWriters, sqlGetUpload, sqlDeleteUpload}
+var allQueries = []string{sqlDelDataKey, sqlPutDataKey, sqlGetDataKey, sqlMoveDataKeys, sqlDelDataKeys, sqlDataKeysNotBy, sqlRewrapDataKey, sqlCountDataKeys, sqlSampleDataKey, sqlPutRecycled, sqlPutRecycleRef, sqlGetRecycled, sqlListRecycled, sqlExpiredRecycled, sqlDeleteRecycled, sqlDeleteRecRefs, sqlGetTagRecord, sqlSetRepoLocks, sqlSetTagLocks, sqlSetManifestLock, sqlBumpTagsVersion, sqlSetUntaggedSince, sqlUntaggedManifests, sqlTagRecords, sqlGetSetting, sqlPutSetting, sqlSetBlobState, sqlTouchBlob, sqlMarkUnreferenced, sqlDeleteBlob, sqlDeleteBlobLinks, sqlBlobReferenced, sqlCollectableBlobs, sqlBlobsInState, sqlStaleUploads, sqlListManifests, sqlManifestRefs, sqlManifestParents, sqlDeleteRepoLinks, sqlDeleteRepoManifests, sqlDeleteRepoRefs, sqlDeleteRepoTags, sqlDeleteRepoUploads, sqlDeleteRepository, sqlBlobTotals, sqlHeldBytes, sqlRepoHeldBytes, sqlRepositoryUsage, sqlManifestUsage, sqlCreateRepository, sqlGetRepository, sqlListRepositories, sqlPutBlob, sqlGetBlob, sqlLinkBlob, sqlUnlinkBlob, sqlRepositoryBlob, sqlPutManifest, sqlDeleteManifestRefs, sqlPutManifestRef, sqlGetManifest, sqlDeleteManifest, sqlReferrers, sqlReferrersPage, sqlPutTag, sqlGetTag, sqlListTags, sqlTagsOf, sqlDeleteTag, sqlPutUpload, sqlAdvanceUpload, sqlClaimUpload, sqlReleaseUpload, sqlReleaseWriters, sqlGetUpload, sqlDeleteUpload}

@@ -20,7 +20,10 @@ type Tx struct {
 	ctx  context.Context
 }
 
-var _ stowage.Tx = (*Tx)(nil)
+var (
+	_ stowage.Tx              = (*Tx)(nil)
+	_ stowage.ReferrersPageTx = (*Tx)(nil)
+)
 
 // prepared returns q as a statement of this transaction, prepared once per connection.
 func (t *Tx) prepared(q string) (*sql.Stmt, error) {
@@ -320,6 +323,11 @@ func (t *Tx) DeleteManifest(repo string, d stowage.Digest) error {
 
 func (t *Tx) Referrers(repo string, subject stowage.Digest) ([]stowage.ManifestRecord, error) {
 	rows, err := t.query(sqlReferrers, repo, string(subject))
+	return scanAll(rows, err, scanManifest)
+}
+
+func (t *Tx) ReferrersPage(repo string, subject stowage.Digest, artifactType string, after stowage.Digest, limit int) ([]stowage.ManifestRecord, error) {
+	rows, err := t.query(sqlReferrersPage, repo, string(subject), artifactType, artifactType, string(after), limitOf(limit))
 	return scanAll(rows, err, scanManifest)
 }
 
