@@ -349,26 +349,30 @@ func (h *Handler) putManifest(ctx context.Context, w http.ResponseWriter, r *htt
 	return nil
 }
 
+// referrers streams the index of a subject's referrers, a page at a time.
 func (h *Handler) referrers(ctx context.Context, w http.ResponseWriter, r *http.Request, rt Route) error {
 	at := r.URL.Query().Get("artifactType")
-	descs, err := h.reg.Referrers(ctx, rt.Name, rt.Digest, at)
-	if err != nil {
-		return err
-	}
-	body, err := stowage.Index(descs)
-	if err != nil {
-		return err
-	}
 	if at != "" {
 		w.Header().Set("OCI-Filters-Applied", "artifactType")
 	}
-	w.Header().Set("Content-Type", stowage.MediaTypeOCIIndex)
-	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
-	w.Write(body)
-	return nil
+	open, _ := json.Marshal(stowage.MediaTypeOCIIndex)
+	l := newJSONList(w, stowage.MediaTypeOCIIndex, `{"schemaVersion":2,"mediaType":`+string(open)+`,"manifests":[`)
+	items := make([]any, 0, stowage.ListPageSize)
+	return l.finish(h.reg.EachReferrer(ctx, rt.Name, rt.Digest, at, func(page []stowage.Descriptor) error {
+		items = items[:0]
+		for _, d := range page {
+			items = append(items, d)
+		}
+		return l.values(items)
+	}))
 }
 
 // ---- listings ----
+
+// maxPage bounds n: a longer page is cut to it, with a Link header to the
+// rest (the spec lets a registry return fewer than n), so a page is never
+// built larger than this in memory.
+const maxPage = 10_000
 
 // page reads n and last; n < 0 means "all".
 func page(r *http.Request) (n int, last string, err error) {
@@ -379,72 +383,58 @@ func page(r *http.Request) (n int, last string, err error) {
 		if err != nil || v < 0 {
 			return 0, "", stowage.Errorf(stowage.CodePaginationInvalid, "invalid n=%q: want a non-negative number", trunc(s))
 		}
-		n = v
+		n = min(v, maxPage)
 	}
 	return n, q.Get("last"), nil
 }
 
-// list fetches one page plus one item, to know whether a next page exists,
-// and sets the Link header for it.
-func list(w http.ResponseWriter, r *http.Request, fetch func(last string, n int) ([]string, error)) ([]string, error) {
+// list answers a listing: without n, the whole list streamed as walk hands
+// it over a page at a time; with n, one page read whole (plus one item, to
+// know whether a next page exists) and a Link header to the next.
+func list(w http.ResponseWriter, r *http.Request, open string,
+	fetch func(last string, n int) ([]string, error),
+	walk func(last string, fn func(page []string) error) error) error {
 	n, last, err := page(r)
 	if err != nil {
-		return nil, err
+		return err
+	}
+	l := newJSONList(w, "application/json", open)
+	if n < 0 {
+		return l.finish(walk(last, l.strings))
 	}
 	if n == 0 {
 		// Nothing to list, but an unknown repository is still an error.
-		_, err := fetch(last, 1)
-		return []string{}, err
+		if _, err := fetch(last, 1); err != nil {
+			return err
+		}
+		return l.finish(nil)
 	}
-	limit := -1
-	if n > 0 {
-		limit = n + 1
-	}
-	items, err := fetch(last, limit)
+	items, err := fetch(last, n+1)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	if n > 0 && len(items) > n {
+	if len(items) > n {
 		items = items[:n]
 		q := url.Values{"n": {strconv.Itoa(n)}, "last": {items[n-1]}}
 		w.Header().Set("Link", fmt.Sprintf(`<%s?%s>; rel="next"`, r.URL.Path, q.Encode()))
 	}
-	if items == nil {
-		items = []string{}
+	if err := l.strings(items); err != nil {
+		return err
 	}
-	return items, nil
+	return l.finish(nil)
 }
 
 func (h *Handler) tags(ctx context.Context, w http.ResponseWriter, r *http.Request, rt Route) error {
-	tags, err := list(w, r, func(last string, n int) ([]string, error) { return h.reg.ListTags(ctx, rt.Name, last, n) })
-	if err != nil {
-		return err
-	}
-	return writeJSON(w, struct {
-		Name string   `json:"name"`
-		Tags []string `json:"tags"`
-	}{rt.Name, tags})
+	name, _ := json.Marshal(rt.Name)
+	return list(w, r, `{"name":`+string(name)+`,"tags":[`,
+		func(last string, n int) ([]string, error) { return h.reg.ListTags(ctx, rt.Name, last, n) },
+		func(last string, fn func([]string) error) error { return h.reg.EachTag(ctx, rt.Name, last, fn) })
 }
 
 func (h *Handler) catalog(ctx context.Context, w http.ResponseWriter, r *http.Request) error {
-	names, err := list(w, r, func(last string, n int) ([]string, error) { return h.reg.Catalog(ctx, last, n) })
-	if err != nil {
-		return err
-	}
-	return writeJSON(w, struct {
-		Repositories []string `json:"repositories"`
-	}{names})
-}
-
-func writeJSON(w http.ResponseWriter, v any) error {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return err
-	}
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
-	_, err = w.Write(b)
-	return err
+	return list(w, r, `{"repositories":[`,
+		func(last string, n int) ([]string, error) { return h.reg.Catalog(ctx, last, n) },
+		func(last string, fn func([]string) error) error { return h.reg.EachRepository(ctx, last, fn) })
 }
 
 // ---- errors ----

@@ -1,0 +1,182 @@
+package ociapi_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stowage/stowage"
+	"github.com/stowage/stowage/meta/sqlite"
+	"github.com/stowage/stowage/ociapi"
+	"github.com/stowage/stowage/storage/mem"
+)
+
+// failingDB fails every ListTags after the first `after` ones, when armed.
+type failingDB struct {
+	stowage.DB
+	armed atomic.Bool
+	calls atomic.Int64
+	after int64
+}
+
+func (f *failingDB) View(ctx context.Context, fn func(stowage.Tx) error) error {
+	return f.DB.View(ctx, func(tx stowage.Tx) error { return fn(&failingTx{tx, f}) })
+}
+
+type failingTx struct {
+	stowage.Tx
+	f *failingDB
+}
+
+func (t *failingTx) ListTags(repo, after string, limit int) ([]string, error) {
+	if t.f.armed.Load() && t.f.calls.Add(1) > t.f.after {
+		return nil, errors.New("database went away")
+	}
+	return t.Tx.ListTags(repo, after, limit)
+}
+
+func (t *failingTx) ReferrersPage(repo string, subject stowage.Digest, artifactType string, after stowage.Digest, limit int) ([]stowage.ManifestRecord, error) {
+	return t.Tx.(stowage.ReferrersPageTx).ReferrersPage(repo, subject, artifactType, after, limit)
+}
+
+// TestLargeListsStreamed: lists without n (20,000 tags, 2,500 repositories,
+// 2,500 referrers) are written as they are read, page by page: the same JSON
+// as before, sent without a Content-Length (they were built whole in memory
+// first); with n, pages and Link headers as before (n capped at 10,000). A
+// database error in the middle of a streamed list cuts the response off,
+// so a client never takes part of a list for all of it.
+func TestLargeListsStreamed(t *testing.T) {
+	const nTags, nRepos, nRefs = 20_000, 2_500, 2_500
+	ctx := context.Background()
+	db, err := sqlite.Open(ctx, ":memory:")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	subject := stowage.Digest(fmt.Sprintf("sha256:%064x", 1<<40))
+	var tags, repos []string
+	var refs []stowage.Descriptor
+	err = db.Update(ctx, func(tx stowage.Tx) error {
+		for i := range nRepos {
+			name := fmt.Sprintf("a/%05d", i)
+			repos = append(repos, name)
+			if err := tx.CreateRepository(name, now); err != nil {
+				return err
+			}
+		}
+		repos = append(repos, "big")
+		if err := tx.CreateRepository("big", now); err != nil {
+			return err
+		}
+		for i := range nTags {
+			tags = append(tags, fmt.Sprintf("v%05d", i))
+			if err := tx.PutTag("big", tags[i], subject, now); err != nil {
+				return err
+			}
+		}
+		for i := range nRefs {
+			m := stowage.ManifestRecord{Repo: "big", Digest: stowage.Digest(fmt.Sprintf("sha256:%064x", i)), MediaType: stowage.MediaTypeOCIManifest,
+				ArtifactType: "application/example", Size: int64(100 + i), Subject: subject, Created: now,
+				Annotations: map[string]string{"n": fmt.Sprint(i), "html": "<&>"}}
+			if err := tx.PutManifest(m, nil); err != nil {
+				return err
+			}
+			refs = append(refs, stowage.Descriptor{MediaType: m.MediaType, Digest: m.Digest, Size: m.Size, ArtifactType: m.ArtifactType, Annotations: m.Annotations})
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	serve := func(db stowage.DB) *httptest.Server {
+		srv := httptest.NewServer(ociapi.New(stowage.NewRegistry(db, mem.New(), stowage.Options{}), nil))
+		t.Cleanup(srv.Close)
+		return srv
+	}
+	srv := serve(db)
+
+	marshal := func(v any) string { b, _ := json.Marshal(v); return string(b) }
+	tagsJSON := func(ts []string) string {
+		return marshal(struct {
+			Name string   `json:"name"`
+			Tags []string `json:"tags"`
+		}{"big", ts})
+	}
+	index, _ := stowage.Index(refs)
+	link := func(path string, n int, last string) string {
+		return fmt.Sprintf(`<%s?last=%s&n=%d>; rel="next"`, path, strings.ReplaceAll(last, "/", "%2F"), n)
+	}
+	for _, tc := range []struct {
+		name     string
+		url      string
+		want     string
+		link     string
+		streamed bool
+	}{
+		{"all tags", "/v2/big/tags/list", tagsJSON(tags), "", true},
+		{"tags after one", "/v2/big/tags/list?last=v00009", tagsJSON(tags[10:]), "", true},
+		{"a page of tags", "/v2/big/tags/list?n=5000&last=v04999", tagsJSON(tags[5000:10000]), link("/v2/big/tags/list", 5000, "v09999"), true},
+		{"last page of tags", "/v2/big/tags/list?n=5000&last=v14999", tagsJSON(tags[15000:]), "", true},
+		{"n over the cap", "/v2/big/tags/list?n=50000", tagsJSON(tags[:10000]), link("/v2/big/tags/list", 10000, "v09999"), true},
+		{"catalog", "/v2/_catalog", marshal(map[string][]string{"repositories": repos}), "", true},
+		{"a page of the catalog", "/v2/_catalog?n=2", marshal(map[string][]string{"repositories": repos[:2]}), link("/v2/_catalog", 2, repos[1]), false},
+		{"referrers", "/v2/big/referrers/" + string(subject), string(index), "", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			resp, err := http.Get(srv.URL + tc.url)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			body, err := io.ReadAll(resp.Body)
+			if err != nil || resp.StatusCode != 200 {
+				t.Fatalf("status %d, %v: %s", resp.StatusCode, err, trunc(string(body)))
+			}
+			if string(body) != tc.want {
+				t.Errorf("body %d bytes %s, want %d bytes %s", len(body), trunc(string(body)), len(tc.want), trunc(tc.want))
+			}
+			if got := resp.Header.Get("Link"); got != tc.link {
+				t.Errorf("Link %q, want %q", got, tc.link)
+			}
+			if tc.streamed && resp.ContentLength != -1 {
+				t.Errorf("Content-Length %d: the list was built whole before it was sent", resp.ContentLength)
+			}
+		})
+	}
+
+	for _, tc := range []struct {
+		name  string
+		after int64 // pages read before the database fails
+		cut   bool  // the failure comes after the first bytes were sent
+	}{
+		{"error on the second page", 1, false}, // still buffered: an OCI error
+		{"error on the eighth page", 7, true},  // 63 KB sent: cut off
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fdb := &failingDB{DB: db, after: tc.after}
+			fdb.armed.Store(true)
+			resp, err := http.Get(serve(fdb).URL + "/v2/big/tags/list") // a fresh registry: no cached list
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			body, err := io.ReadAll(resp.Body)
+			switch {
+			case tc.cut && err == nil:
+				t.Errorf("a list cut by an error reads as complete: status %d, %d bytes, valid JSON %v",
+					resp.StatusCode, len(body), json.Valid(body))
+			case !tc.cut && (resp.StatusCode != 500 || !strings.Contains(string(body), "INTERNAL_ERROR")):
+				t.Errorf("status %d %s, want 500 INTERNAL_ERROR", resp.StatusCode, trunc(string(body)))
+			}
+		})
+	}
+}
