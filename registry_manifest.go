@@ -174,7 +174,7 @@ func checkRefs(tx Tx, repo string, m *Manifest) ([]ManifestRef, error) {
 				continue
 			}
 			return nil, &Error{Code: CodeManifestBlobUnknown,
-				Message: fmt.Sprintf("manifest references %s %s (its %s), which is not in repository %s: push it first", what, d.Digest, d.Role, repo),
+				Message: fmt.Sprintf("manifest references %s %s as its %s, which is not in repository %s: push it first", what, d.Digest, d.Role, repo),
 				Detail:  map[string]string{"digest": string(d.Digest)}}
 		}
 		if err != nil {
