@@ -45,7 +45,7 @@ type Manifest struct {
 // References lists what the manifest points at: its config and layers
 // (blobs) or its children (manifests), the subject left out. PutManifest
 // records each one the repository holds as a reference (the collector keeps
-// it); only an external layer (see External) may be absent.
+// it); only an external layer (see external) may be absent.
 func (m *Manifest) References() []ManifestRef {
 	descs := m.descriptors()
 	refs := make([]ManifestRef, len(descs))

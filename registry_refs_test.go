@@ -342,3 +342,35 @@ func TestManifestQuotaUnderConcurrency(t *testing.T) {
 		}
 	}
 }
+
+// A blob delete racing a manifest push that uses the blob: either the push
+// wins (and the delete is refused) or the delete wins (and the push fails
+// with MANIFEST_BLOB_UNKNOWN); never a stored manifest without its layer.
+func TestDeleteBlobRacesManifestPush(t *testing.T) {
+	e := newEnv(t, nil)
+	for round := range 30 {
+		repo := fmt.Sprint("race/r", round)
+		config, layer := newBlob(10), newBlob(300)
+		e.push(t, repo, config)
+		e.push(t, repo, layer)
+		var delErr, putErr error
+		var wg sync.WaitGroup
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			delErr = e.reg.DeleteBlob(e.ctx, repo, layer.d)
+		}()
+		go func() {
+			defer wg.Done()
+			_, putErr = e.reg.PutManifest(e.ctx, repo, stowage.Reference{Tag: "v1"}, stowage.MediaTypeOCIManifest, manifestOf(config, layer), nil)
+		}()
+		wg.Wait()
+		switch {
+		case putErr == nil && stowage.ErrorCodeOf(delErr) == stowage.CodeDenied:
+			e.pullable(t, repo, "v1", config, layer)
+		case delErr == nil && stowage.ErrorCodeOf(putErr) == stowage.CodeManifestBlobUnknown:
+		default:
+			t.Fatalf("round %d: delete: %v; push: %v; want exactly one to win", round, delErr, putErr)
+		}
+	}
+}
