@@ -123,6 +123,17 @@ func TestAbsentForeignLayer(t *testing.T) {
 					t.Fatalf("push: %v, want success (the layer is fetched from its urls)", err)
 				}
 				e.pullable(t, "win/app", "v1", config)
+				// Pushed later, the layer becomes a reference when the
+				// manifest is pushed again, and is then kept.
+				e.push(t, "win/app", absent)
+				if _, err := e.reg.PutManifest(e.ctx, "win/app", stowage.Reference{Tag: "v1"}, stowage.MediaTypeOCIManifest, body, nil); err != nil {
+					t.Fatal(err)
+				}
+				e.clock.Advance(3 * time.Hour)
+				if _, err := e.reg.CollectGarbage(e.ctx, stowage.GCOptions{}); err != nil {
+					t.Fatal(err)
+				}
+				e.pullable(t, "win/app", "v1", config, absent)
 				return
 			}
 			wantError(t, "push", err, stowage.CodeManifestBlobUnknown, string(absent.d))
