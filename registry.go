@@ -163,13 +163,7 @@ func (r *Registry) DeleteBlob(ctx context.Context, repo string, d Digest) error 
 			return err
 		}
 		if len(users) > 0 {
-			more := ""
-			if len(users) > 1 {
-				more = fmt.Sprintf(" (and %d more)", len(users)-1)
-			}
-			return &Error{Code: CodeDenied,
-				Message: fmt.Sprintf("blob %s is used by manifest %s@%s%s: delete the manifest first (the image would no longer pull); garbage collection frees the blob once nothing uses it", d, repo, users[0], more),
-				Detail:  map[string]any{"digest": string(d), "manifests": users}}
+			return inUse("blob", "manifest", repo, d, users, "delete the manifest first; garbage collection frees the blob once nothing uses it")
 		}
 		return nil
 	})
