@@ -3,6 +3,7 @@ package stowage
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"mime"
 	"strconv"
@@ -41,28 +42,57 @@ type Manifest struct {
 	Annotations  map[string]string
 }
 
-// References lists what the manifest needs present in its repository: its
-// config and layers (blobs) or its children (manifests). Layers that are
-// non-distributable (foreign) are never pushed, so they are not listed.
+// References lists what the manifest points at: its config and layers
+// (blobs) or its children (manifests), the subject left out. PutManifest
+// records each one the repository holds as a reference (the collector keeps
+// it); only an external layer (see external) may be absent.
 func (m *Manifest) References() []ManifestRef {
-	var refs []ManifestRef
-	if m.Config != nil {
-		refs = append(refs, ManifestRef{Digest: m.Config.Digest, Kind: RefBlob})
-	}
-	for _, l := range m.Layers {
-		if nonDistributable(l.MediaType) {
-			continue
-		}
-		refs = append(refs, ManifestRef{Digest: l.Digest, Kind: RefBlob})
-	}
-	for _, c := range m.Manifests {
-		refs = append(refs, ManifestRef{Digest: c.Digest, Kind: RefManifest})
+	descs := m.descriptors()
+	refs := make([]ManifestRef, len(descs))
+	for i, d := range descs {
+		refs[i] = ManifestRef{Digest: d.Digest, Kind: d.Kind}
 	}
 	return refs
 }
 
-func nonDistributable(mediaType string) bool {
-	return strings.Contains(mediaType, "nondistributable") || strings.Contains(mediaType, "foreign")
+// manifestDescriptor is one descriptor of a manifest, with what it is.
+type manifestDescriptor struct {
+	Descriptor
+	Role string // for messages: "config", "layer 2 (layers[1])", "manifest 1 (manifests[0])"
+	Kind RefKind
+}
+
+func (m *Manifest) descriptors() []manifestDescriptor {
+	var out []manifestDescriptor
+	if m.Config != nil {
+		out = append(out, manifestDescriptor{*m.Config, "config", RefBlob})
+	}
+	for i, l := range m.Layers {
+		out = append(out, manifestDescriptor{l, fmt.Sprintf("layer %d (layers[%d])", i+1, i), RefBlob})
+	}
+	for i, c := range m.Manifests {
+		out = append(out, manifestDescriptor{c, fmt.Sprintf("manifest %d (manifests[%d])", i+1, i), RefManifest})
+	}
+	return out
+}
+
+// Non-distributable layer media types: the OCI ones (deprecated in the image
+// spec, still pushed) and Docker's foreign layers (Windows base layers).
+var nondistributableTypes = map[string]bool{
+	"application/vnd.oci.image.layer.nondistributable.v1.tar":      true,
+	"application/vnd.oci.image.layer.nondistributable.v1.tar+gzip": true,
+	"application/vnd.oci.image.layer.nondistributable.v1.tar+zstd": true,
+	"application/vnd.docker.image.rootfs.foreign.diff.tar":         true,
+	"application/vnd.docker.image.rootfs.foreign.diff.tar.gzip":    true,
+}
+
+// external reports whether a layer descriptor may be missing from the
+// registry: a non-distributable layer that says where clients fetch it
+// (urls). Whether it is a reference depends on whether the repository
+// holds it, not on its media type: air-gapped registries push such layers
+// on purpose, and then they are kept like any other.
+func external(d Descriptor) bool {
+	return nondistributableTypes[d.MediaType] && len(d.URLs) > 0
 }
 
 // wireManifest is the union of the manifest formats Stowage accepts.

@@ -84,7 +84,7 @@ func manifestCases() []manifestCase {
 		{name: "oci manifest with foreign and nondistributable layers", ct: stowage.MediaTypeOCIManifest,
 			body: `{"schemaVersion":2,"mediaType":"` + stowage.MediaTypeOCIManifest + `","config":` + desc(mtOCIConfig, dCfg, 6) +
 				`,"layers":[` + desc(mtForeign, dL1, 6) + `,` + desc(mtNonDist, dL2, 6) + `,` + desc(mtOCILayer, dM1, 3) + `]}`,
-			mediaType: stowage.MediaTypeOCIManifest, artifact: mtOCIConfig, refs: 2},
+			mediaType: stowage.MediaTypeOCIManifest, artifact: mtOCIConfig, refs: 4}, // pushed foreign layers are references too
 		{name: "oci manifest with sha512 layer", ct: stowage.MediaTypeOCIManifest,
 			body: `{"schemaVersion":2,"config":` + desc(mtOCIConfig, dCfg, 6) + `,"layers":[` +
 				desc(mtOCILayer, digest.SHA512.FromString("x"), 1) + `]}`,

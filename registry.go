@@ -144,13 +144,28 @@ func (r *Registry) OpenBlob(ctx context.Context, repo string, d Digest, offset i
 }
 
 // DeleteBlob removes the blob from repo. The bytes stay while any repository
-// still holds the blob (garbage collection frees them).
+// still holds the blob (garbage collection frees them). A blob that a
+// manifest of repo uses is refused (DENIED, naming the manifest): the image
+// would no longer pull; delete the manifest first. The check and the unlink
+// are one transaction, as a manifest PUT checks the link in its own, so one
+// of two racing requests sees the other.
 func (r *Registry) DeleteBlob(ctx context.Context, repo string, d Digest) error {
 	err := r.db.Update(ctx, func(tx Tx) error {
 		if rec, err := tx.GetRepository(repo); err == nil && rec.Locks&LockDelete != 0 {
 			return denied("repository "+repo, "delete", repo)
 		}
-		return tx.UnlinkBlob(repo, d)
+		if err := tx.UnlinkBlob(repo, d); err != nil {
+			return err
+		}
+		// Decided after the unlink, in its transaction: an error rolls it back.
+		users, err := tx.ManifestParents(repo, d)
+		if err != nil {
+			return err
+		}
+		if len(users) > 0 {
+			return inUse("blob", "manifest", repo, d, users, "delete the manifest first; garbage collection frees the blob once nothing uses it")
+		}
+		return nil
 	})
 	if errors.Is(err, ErrNotFound) {
 		return blobUnknown(repo, d)
@@ -160,7 +175,9 @@ func (r *Registry) DeleteBlob(ctx context.Context, repo string, d Digest) error 
 
 // MountBlob makes a blob of repository from visible in repo without copying
 // it; with from empty, any stored copy is used. It reports false, with no
-// error, when the blob is not there: the client then uploads it as usual.
+// error, when the blob cannot be mounted: from does not hold it, or from is
+// read-locked (a mount must not expose what a pull could not read). The
+// client then uploads it as usual.
 func (r *Registry) MountBlob(ctx context.Context, repo, from string, d Digest) (BlobRecord, bool, error) {
 	var b BlobRecord
 	now := r.now()
@@ -174,6 +191,10 @@ func (r *Registry) MountBlob(ctx context.Context, repo, from string, d Digest) (
 			b, err = tx.GetBlob(d)
 		} else {
 			b, err = tx.RepositoryBlob(from, d)
+			if err == nil && b.RepoLocks&LockRead != 0 {
+				r.log.Debug("mount refused: the source repository is read-locked; the client uploads instead", "repository", repo, "from", from, "digest", d)
+				err = ErrNotFound
+			}
 		}
 		if err == nil && b.State != BlobLive {
 			err = ErrNotFound
@@ -225,8 +246,10 @@ func (r *Registry) PutBlob(ctx context.Context, repo string, d Digest, body io.R
 }
 
 func checkAlgorithm(d Digest) error {
-	if !d.Algorithm().Available() {
-		return Errorf(CodeDigestInvalid, "digest algorithm %q is not supported: use sha256 or sha512", d.Algorithm())
+	// The algorithms the OCI image spec registers; go-digest would also
+	// take sha384, which clients do not expect.
+	if a := d.Algorithm(); a != digest.SHA256 && a != digest.SHA512 {
+		return Errorf(CodeDigestInvalid, "digest algorithm %q is not supported: use sha256 or sha512", a)
 	}
 	return nil
 }

@@ -3,6 +3,7 @@ package stowage
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sort"
 	"strings"
 	"time"
@@ -53,6 +54,9 @@ type deletion struct {
 	// onAffect is called with every digest that may lose its last
 	// reference, before it does.
 	onAffect func(Digest) error
+	// everything: the whole repository goes, so a manifest another one
+	// references may go too (its parent goes with it).
+	everything bool
 }
 
 // runDelete performs fn as one transaction and computes the bytes it frees: the
@@ -146,7 +150,9 @@ func (r *Registry) Untag(ctx context.Context, repo, tag string, dryRun bool) (De
 
 // DeleteImage deletes the manifest a tag or digest names, with every tag
 // pointing at it, its referrers (unless configured to keep them), and, for an
-// index, the child manifests nothing else in the repository uses.
+// index, the child manifests nothing else in the repository uses. A manifest
+// that an index of the repository lists is refused (DENIED, naming the
+// index): delete the index.
 func (r *Registry) DeleteImage(ctx context.Context, repo string, ref Reference, dryRun bool) (DeleteReport, error) {
 	rep, err := r.runDelete(ctx, repo, dryRun, false, func(del *deletion) error {
 		d := ref.Digest
@@ -168,6 +174,7 @@ func (r *Registry) DeleteImage(ctx context.Context, repo string, ref Reference, 
 // and uploads in progress.
 func (r *Registry) DeleteRepository(ctx context.Context, repo string, dryRun bool) (DeleteReport, error) {
 	rep, err := r.runDelete(ctx, repo, dryRun, false, func(del *deletion) error {
+		del.everything = true
 		ms, err := del.tx.ListManifests(repo)
 		if err != nil {
 			return err
@@ -264,6 +271,25 @@ func (del *deletion) manifest(d Digest, reason string) error {
 		}
 		return denied(lockedBy, "delete", strings.NewReplacer("manifest ", "", "tag ", "").Replace(lockedBy))
 	}
+	// A manifest that another manifest of repo references (an index's
+	// platform manifest) stays while that one does: the index would no
+	// longer pull. Asked for directly, that is DENIED; in a cascade (a
+	// referrer that is also a child) or a policy, it is passed over, and
+	// left unseen so that deleting its index later in this same delete
+	// can still take it.
+	if !del.everything {
+		parents, err := tx.ManifestParents(repo, d)
+		if err != nil {
+			return err
+		}
+		if len(parents) > 0 {
+			if del.skipLocked || reason != "requested" {
+				delete(del.seen, d)
+				return nil
+			}
+			return inUse("manifest", "index", repo, d, parents, "delete that index first (its platform manifests that nothing else uses and no tag names go with it)")
+		}
+	}
 	for _, t := range tags {
 		if err := tx.DeleteTag(repo, t); err != nil {
 			return err
@@ -313,4 +339,17 @@ func (del *deletion) manifest(d Digest, reason string) error {
 		}
 	}
 	return nil
+}
+
+// inUse is the DENIED error for deleting d (what: "blob" or "manifest")
+// while manifests of repo (users, each a user: "manifest" or "index") still
+// reference it.
+func inUse(what, user, repo string, d Digest, users []Digest, advice string) error {
+	more := ""
+	if len(users) > 1 {
+		more = fmt.Sprintf(" (and %d more)", len(users)-1)
+	}
+	return &Error{Code: CodeDenied,
+		Message: fmt.Sprintf("%s %s is used by %s %s@%s%s, which could then no longer be pulled: %s", what, d, user, repo, users[0], more, advice),
+		Detail:  map[string]any{"digest": string(d), "manifests": users}}
 }

@@ -52,11 +52,10 @@ func (r *Registry) PutManifest(ctx context.Context, repo string, ref Reference, 
 	if !ref.IsDigest() {
 		tags = append([]string{ref.Tag}, tags...)
 	}
-	refs := m.References()
 
 	// 0. Refuse early what the transaction would refuse, so a manifest with
 	// missing references leaves no bytes behind in storage.
-	if err := r.db.View(ctx, func(tx Tx) error { return checkRefs(tx, repo, refs) }); err != nil {
+	if err := r.db.View(ctx, func(tx Tx) error { _, err := checkRefs(tx, repo, m); return err }); err != nil {
 		return PutManifestResult{}, err
 	}
 
@@ -85,7 +84,13 @@ func (r *Registry) PutManifest(ctx context.Context, repo string, ref Reference, 
 		if err := writable(tx, repo); err != nil {
 			return err
 		}
-		if err := checkRefs(tx, repo, refs); err != nil {
+		refs, err := checkRefs(tx, repo, m)
+		if err != nil {
+			return err
+		}
+		// The exact quota check: concurrent pushes each passed reserve alone.
+		// A manifest repo already holds costs nothing.
+		if err := r.checkRepoQuota(tx, repo, d, int64(len(body))); err != nil {
 			return err
 		}
 		if err := tx.CreateRepository(repo, now); err != nil {
@@ -142,27 +147,66 @@ func (r *Registry) platformOf(ctx context.Context, config *Descriptor) (arch, os
 	return c.Architecture, c.OS
 }
 
-// checkRefs fails with MANIFEST_BLOB_UNKNOWN unless every reference is in repo.
-func checkRefs(tx Tx, repo string, refs []ManifestRef) error {
-	for _, ref := range refs {
+// checkRefs resolves m's descriptors against repo and returns the
+// references to record. Every descriptor whose blob or manifest repo holds
+// is a reference, and must state its stored size; a missing one fails with
+// MANIFEST_BLOB_UNKNOWN, except an external layer (non-distributable, with
+// urls), which clients fetch from elsewhere. The subject need not be
+// present, but if repo holds it, its size must match too.
+func checkRefs(tx Tx, repo string, m *Manifest) ([]ManifestRef, error) {
+	var refs []ManifestRef
+	for _, d := range m.descriptors() {
+		var size int64
 		var err error
 		what := "blob"
-		if ref.Kind == RefManifest {
+		if d.Kind == RefManifest {
 			what = "manifest"
-			_, err = tx.GetManifest(repo, ref.Digest)
+			var rec ManifestRecord
+			rec, err = tx.GetManifest(repo, d.Digest)
+			size = rec.Size
 		} else {
-			_, err = tx.RepositoryBlob(repo, ref.Digest)
+			var b BlobRecord
+			b, err = tx.RepositoryBlob(repo, d.Digest)
+			size = b.Size
 		}
 		if errors.Is(err, ErrNotFound) {
-			return &Error{Code: CodeManifestBlobUnknown,
-				Message: fmt.Sprintf("manifest references %s %s, which is not in repository %s: push it first", what, ref.Digest, repo),
-				Detail:  map[string]string{"digest": string(ref.Digest)}}
+			if d.Kind == RefBlob && external(d.Descriptor) {
+				continue
+			}
+			return nil, &Error{Code: CodeManifestBlobUnknown,
+				Message: fmt.Sprintf("manifest references %s %s as its %s, which is not in repository %s: push it first", what, d.Digest, d.Role, repo),
+				Detail:  map[string]string{"digest": string(d.Digest)}}
 		}
 		if err != nil {
-			return err
+			return nil, err
+		}
+		if err := checkSize(repo, d.Role, what, d.Descriptor, size); err != nil {
+			return nil, err
+		}
+		refs = append(refs, ManifestRef{Digest: d.Digest, Kind: d.Kind})
+	}
+	if m.Subject != nil {
+		rec, err := tx.GetManifest(repo, m.Subject.Digest)
+		if err == nil {
+			err = checkSize(repo, "subject", "manifest", *m.Subject, rec.Size)
+		}
+		if err != nil && !errors.Is(err, ErrNotFound) {
+			return nil, err
 		}
 	}
-	return nil
+	return refs, nil
+}
+
+// checkSize refuses a descriptor whose size is not that of what repo holds:
+// no client could pull the image.
+func checkSize(repo, role, what string, d Descriptor, stored int64) error {
+	if d.Size == stored {
+		return nil
+	}
+	return &Error{Code: CodeManifestInvalid,
+		Message: fmt.Sprintf("the manifest's %s, %s, states size %d, but the %s in repository %s has %d bytes: correct the descriptor's size",
+			role, d.Digest, d.Size, what, repo, stored),
+		Detail: map[string]any{"digest": string(d.Digest), "descriptor": role, "size": d.Size, "storedSize": stored}}
 }
 
 // ResolveManifest finds the manifest a tag or digest names in repo.

@@ -131,7 +131,8 @@ func (r *Registry) checkRegistryLimit(tx Tx, size, already int64) error {
 }
 
 // checkRepoQuota refuses linking d (size bytes) into repo when the
-// repository's quota would be passed. A blob already linked costs nothing.
+// repository's quota would be passed. A blob already linked, or a manifest
+// repo already holds, costs nothing (RepositoryHeldBytes counts both).
 func (r *Registry) checkRepoQuota(tx Tx, repo string, d Digest, size int64) error {
 	if size <= 0 {
 		return nil
@@ -146,6 +147,12 @@ func (r *Registry) checkRepoQuota(tx Tx, repo string, d Digest, size int64) erro
 	}
 	if d != "" {
 		if _, err := tx.RepositoryBlob(repo, d); err == nil {
+			return nil
+		} else if !errors.Is(err, ErrNotFound) {
+			return err
+		}
+		// A manifest of repo (pushed again, re-tagged) is held already.
+		if _, err := tx.GetManifest(repo, d); err == nil {
 			return nil
 		} else if !errors.Is(err, ErrNotFound) {
 			return err
