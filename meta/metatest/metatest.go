@@ -916,7 +916,7 @@ func testUploadWriters(t *testing.T, db stowage.DB) {
 		}
 		return nil
 	})
-// A restarted node ends its own earlier leases, not others'.
+	// A restarted node ends its own earlier leases, not others'.
 	update(t, db, func(tx stowage.Tx) error {
 		if err := tx.PutUpload(stowage.UploadRecord{ID: "u2", Repo: "r", Started: now, Updated: now}); err != nil {
 			return err

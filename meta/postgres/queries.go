@@ -124,7 +124,7 @@ const (
 const (
 	sqlPutUpload = `INSERT INTO uploads (` + uploadColumns + `) VALUES ($1, $2, $3, $4, $5, $6, $7)
 		ON CONFLICT (id) DO NOTHING`
-	sqlAdvanceUpload  = `UPDATE uploads SET size = $1, hash_state = $2, chunks = $3, updated = $4, data_gen = $5, verified = $6
+	sqlAdvanceUpload = `UPDATE uploads SET size = $1, hash_state = $2, chunks = $3, updated = $4, data_gen = $5, verified = $6
 		WHERE id = $7 AND size = $8 AND gen = $9`
 	// Upload writer leases end by the database's clock (dbNowNanos), not by
 	// the nodes' clocks, which may disagree. Taking over a lease that ran

@@ -56,10 +56,10 @@ const (
 	// group_concat keeps the order rows arrive in: no sort is needed.
 	sqlListTags = `SELECT group_concat(name, ',') FROM
 		(SELECT name FROM tags WHERE repo = ? AND name > ? AND locks & 8 = 0 ORDER BY name LIMIT ?)`
-	sqlTagsOf         = `SELECT name FROM tags WHERE repo = ? AND digest = ? ORDER BY name`
-	sqlDeleteTag      = `DELETE FROM tags WHERE repo = ? AND name = ?`
-	sqlPutUpload      = `INSERT INTO uploads (id, repo, size, hash_state, chunks, started, updated) VALUES (?, ?, ?, ?, ?, ?, ?)`
-	sqlAdvanceUpload  = `UPDATE uploads SET size = ?, hash_state = ?, chunks = ?, updated = ?, data_gen = ?, verified = ? WHERE id = ? AND size = ? AND gen = ?`
+	sqlTagsOf        = `SELECT name FROM tags WHERE repo = ? AND digest = ? ORDER BY name`
+	sqlDeleteTag     = `DELETE FROM tags WHERE repo = ? AND name = ?`
+	sqlPutUpload     = `INSERT INTO uploads (id, repo, size, hash_state, chunks, started, updated) VALUES (?, ?, ?, ?, ?, ?, ?)`
+	sqlAdvanceUpload = `UPDATE uploads SET size = ?, hash_state = ?, chunks = ?, updated = ?, data_gen = ?, verified = ? WHERE id = ? AND size = ? AND gen = ?`
 	// Upload writer leases end by the database's clock (dbNowNanos), not by
 	// the nodes' clocks, which may disagree. Taking over a lease that ran
 	// out while held bumps gen (the fence, see Registry.lockUpload).
