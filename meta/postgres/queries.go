@@ -122,15 +122,10 @@ const (
 // Uploads. PutUpload does not overwrite: an existing ID is reported without
 // failing the statement (a failed statement would abort the transaction).
 const (
-	sqlPutUpload = `INSERT INTO uploads (` + uploadColumns + `) VALUES ($1, $2, $3, $4, $5, $6, $7)
+	sqlPutUpload = `INSERT INTO uploads (id, repo, size, hash_state, chunks, started, updated) VALUES ($1, $2, $3, $4, $5, $6, $7)
 		ON CONFLICT (id) DO NOTHING`
 	sqlAdvanceUpload = `UPDATE uploads SET size = $1, hash_state = $2, chunks = $3, updated = $4, data_gen = $5, verified = $6
 		WHERE id = $7 AND size = $8 AND gen = $9`
-	// Upload writer leases end by the database's clock (dbNowNanos), not by
-	// the nodes' clocks, which may disagree. Taking over a lease that ran
-	// out while held bumps gen (the fence, see Registry.lockUpload).
-	sqlClaimUpload = `UPDATE uploads SET gen = CASE WHEN writer <> '' AND writer <> $1 THEN gen + 1 ELSE gen END,
-		writer = $1, writer_until = ` + dbNowNanos + ` + $2 WHERE id = $3 AND (writer = '' OR writer = $1 OR writer_until < ` + dbNowNanos + `)`
 	sqlReleaseWriters = `UPDATE uploads SET writer = '', writer_until = 0 WHERE writer <> '' AND left(writer, length($1)) = $1`
 	sqlReleaseUpload  = `UPDATE uploads SET writer = '', writer_until = 0 WHERE id = $1 AND writer = $2`
 	sqlGetUpload      = `SELECT ` + uploadColumns + ` FROM uploads WHERE id = $1`
@@ -222,3 +217,9 @@ const (
 // resolution), for upload writer leases. clock_timestamp(), not now(): a
 // transaction's start time may be long past when it claims.
 const dbNowNanos = `(floor(extract(epoch FROM clock_timestamp()) * 1000000)::bigint * 1000)`
+
+// Upload writer leases end by the database's clock (dbNowNanos), not by
+// the nodes' clocks, which may disagree. Taking over a lease that ran
+// out while held bumps gen (the fence, see Registry.lockUpload).
+const sqlClaimUpload = `UPDATE uploads SET gen = CASE WHEN writer <> '' AND writer <> $1 THEN gen + 1 ELSE gen END,
+		writer = $1, writer_until = ` + dbNowNanos + ` + $2 WHERE id = $3 AND (writer = '' OR writer = $1 OR writer_until < ` + dbNowNanos + `)`

@@ -56,15 +56,10 @@ const (
 	// group_concat keeps the order rows arrive in: no sort is needed.
 	sqlListTags = `SELECT group_concat(name, ',') FROM
 		(SELECT name FROM tags WHERE repo = ? AND name > ? AND locks & 8 = 0 ORDER BY name LIMIT ?)`
-	sqlTagsOf        = `SELECT name FROM tags WHERE repo = ? AND digest = ? ORDER BY name`
-	sqlDeleteTag     = `DELETE FROM tags WHERE repo = ? AND name = ?`
-	sqlPutUpload     = `INSERT INTO uploads (id, repo, size, hash_state, chunks, started, updated) VALUES (?, ?, ?, ?, ?, ?, ?)`
-	sqlAdvanceUpload = `UPDATE uploads SET size = ?, hash_state = ?, chunks = ?, updated = ?, data_gen = ?, verified = ? WHERE id = ? AND size = ? AND gen = ?`
-	// Upload writer leases end by the database's clock (dbNowNanos), not by
-	// the nodes' clocks, which may disagree. Taking over a lease that ran
-	// out while held bumps gen (the fence, see Registry.lockUpload).
-	sqlClaimUpload = `UPDATE uploads SET gen = CASE WHEN writer <> '' AND writer <> ?1 THEN gen + 1 ELSE gen END,
-		writer = ?1, writer_until = ` + dbNowNanos + ` + ?2 WHERE id = ?3 AND (writer = '' OR writer = ?1 OR writer_until < ` + dbNowNanos + `)`
+	sqlTagsOf         = `SELECT name FROM tags WHERE repo = ? AND digest = ? ORDER BY name`
+	sqlDeleteTag      = `DELETE FROM tags WHERE repo = ? AND name = ?`
+	sqlPutUpload      = `INSERT INTO uploads (id, repo, size, hash_state, chunks, started, updated) VALUES (?, ?, ?, ?, ?, ?, ?)`
+	sqlAdvanceUpload  = `UPDATE uploads SET size = ?, hash_state = ?, chunks = ?, updated = ?, data_gen = ?, verified = ? WHERE id = ? AND size = ? AND gen = ?`
 	sqlReleaseWriters = `UPDATE uploads SET writer = '', writer_until = 0 WHERE writer <> '' AND substr(writer, 1, length(?)) = ?`
 	sqlReleaseUpload  = `UPDATE uploads SET writer = '', writer_until = 0 WHERE id = ? AND writer = ?`
 	sqlGetUpload      = `SELECT repo, size, hash_state, chunks, started, updated, gen, data_gen, verified FROM uploads WHERE id = ?`
@@ -166,3 +161,9 @@ var allQueries = []string{sqlDelDataKey, sqlPutDataKey, sqlGetDataKey, sqlMoveDa
 // dbNowNanos is the database's clock in Unix nanoseconds (millisecond
 // resolution), for upload writer leases.
 const dbNowNanos = `(CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER) * 1000000)`
+
+// Upload writer leases end by the database's clock (dbNowNanos), not by
+// the nodes' clocks, which may disagree. Taking over a lease that ran
+// out while held bumps gen (the fence, see Registry.lockUpload).
+const sqlClaimUpload = `UPDATE uploads SET gen = CASE WHEN writer <> '' AND writer <> ?1 THEN gen + 1 ELSE gen END,
+		writer = ?1, writer_until = ` + dbNowNanos + ` + ?2 WHERE id = ?3 AND (writer = '' OR writer = ?1 OR writer_until < ` + dbNowNanos + `)`
