@@ -730,6 +730,11 @@ func (r *Registry) committedEarlier(ctx context.Context, u UploadRecord, d Diges
 	default:
 		return false, nil // nothing proves what the session held
 	}
+	// Fence the collector first, as every blob write does (its row may be
+	// gone: a collection after the crash), then look for the object.
+	if _, err := r.reserve(ctx, u.Repo, d, u.Size); err != nil {
+		return false, err
+	}
 	oi, err := r.store.Stat(ctx, BlobKey(d))
 	return err == nil && oi.Size == u.Size, nil
 }
