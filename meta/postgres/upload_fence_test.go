@@ -35,7 +35,10 @@ func TestUploadWriterLeaseClockSkew(t *testing.T) {
 	aBytes, bBytes := make([]byte, size), make([]byte, size)
 	rand.Read(aBytes)
 	rand.Read(bBytes)
-	digest := func(b []byte) stowage.Digest { s := sha256.Sum256(b); return stowage.Digest("sha256:" + hex.EncodeToString(s[:])) }
+	digest := func(b []byte) stowage.Digest {
+		s := sha256.Sum256(b)
+		return stowage.Digest("sha256:" + hex.EncodeToString(s[:]))
+	}
 	pr, pw := io.Pipe()
 	done := make(chan error, 1)
 	go func() {
