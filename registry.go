@@ -482,7 +482,7 @@ func uploadChanged(id string) error {
 }
 
 func uploadLost(id string) error {
-	return Errorf(CodeBlobUploadInvalid, "upload %s lost data it had acknowledged (its stored bytes are shorter than, or differ from, what was recorded, e.g. after a power loss): the upload was discarded; start it again", id)
+	return Errorf(CodeBlobUploadInvalid, "upload %s lost data it had acknowledged (its stored bytes are missing, shorter than or different from what was recorded, e.g. after a power loss): start the upload again", id)
 }
 
 // appendUpload writes a chunk to the lease holder's data object (adopted:
@@ -594,12 +594,18 @@ func (r *Registry) FinishUpload(ctx context.Context, repo, id string, d Digest, 
 	if IsNotExist(err) {
 		ok, cerr := r.committedEarlier(ctx, u, d)
 		if cerr != nil {
-			r.dropUpload(ctx, u)
+			if ErrorCodeOf(cerr) == CodeDigestInvalid {
+				r.dropUpload(ctx, u)
+			}
 			return BlobRecord{}, cerr
 		}
 		if ok {
 			return r.recordBlob(ctx, repo, d, u.Size, u.ID)
 		}
+		r.dropUpload(ctx, u)
+		return BlobRecord{}, uploadLost(u.ID)
+	}
+	if errors.Is(err, errShortData) {
 		r.dropUpload(ctx, u)
 		return BlobRecord{}, uploadLost(u.ID)
 	}
@@ -662,7 +668,7 @@ func (r *Registry) FinishUpload(ctx context.Context, repo, id string, d Digest, 
 		if IsNotExist(err) {
 			var cerr error
 			if ok, cerr = r.committedEarlier(ctx, u, d); cerr != nil {
-				return BlobRecord{}, cerr
+				return BlobRecord{}, cerr // not DIGEST_INVALID: d was verified above
 			}
 		}
 		if !ok {
@@ -671,6 +677,8 @@ func (r *Registry) FinishUpload(ctx context.Context, repo, id string, d Digest, 
 	}
 	return r.recordBlob(ctx, repo, d, u.Size, u.ID)
 }
+
+var errShortData = errors.New("stored upload data is shorter than recorded")
 
 // checkStored makes sure the session's stored data is not shorter than the
 // size recorded with its hash state (bytes lost by a power loss before they
@@ -689,7 +697,7 @@ func (r *Registry) checkStored(ctx context.Context, u UploadRecord) error {
 			return fmt.Errorf("upload %s: no stored pieces: %w", u.ID, fs.ErrNotExist)
 		}
 		if err == nil && n < u.Size {
-			return uploadLost(u.ID)
+			return errShortData
 		}
 		return err
 	}
@@ -698,7 +706,7 @@ func (r *Registry) checkStored(ctx context.Context, u UploadRecord) error {
 		return err
 	}
 	if err == nil && oi.Size < u.Size {
-		return uploadLost(u.ID)
+		return errShortData
 	}
 	// Any other error (an encrypted object whose last segment a failed
 	// append tore has no plain size yet): Commit checks the size again.
