@@ -514,7 +514,7 @@ func (r *Registry) appendUpload(ctx context.Context, u UploadRecord, start, leng
 		src = &exactReader{r: src, n: length}
 	}
 	next := u
-	next.DataGen = u.Gen
+	next.DataGen, next.Verified = u.Gen, "" // more bytes: whatever was verified before is not the upload any more
 	if r.app != nil {
 		n, err := r.app.Append(ctx, uploadKey(u.ID, u.Gen), u.Size, src)
 		if err != nil {
