@@ -14,7 +14,9 @@ import (
 //	blobs/<alg>/<first two hex>/<hex>   one object per digest, for the whole registry
 //	                                    (layers, configs and manifests alike)
 //	uploads/<id>/data                   an upload in progress (Appender backends)
+//	uploads/<id>/data.<gen>             the same after writer generation <gen> took over
 //	uploads/<id>/<offset>               an upload's chunks (backends without Appender)
+//	uploads/<id>/g<gen>.<offset>        the same after writer generation <gen> took over
 //
 // A blob object is written only after its digest and size were verified, and
 // becomes visible atomically, so a blob key never holds partial or wrong bytes.
@@ -62,9 +64,10 @@ type Appender interface {
 	// Append writes r at offset off of the upload object key, creating it when
 	// off is 0, and returns the object's new size. Bytes at or after off left
 	// by an earlier failed Append are discarded first, so a retried or resumed
-	// upload never sees a torn tail. The bytes need not be durable before
-	// Commit (after a power loss the object may be shorter than recorded, and
-	// Append then fails, so the client restarts the upload).
+	// upload never sees a torn tail. Append returns after the bytes are
+	// durable (synced to stable storage): the engine records the hash state
+	// describing them only then, and the final PUT trusts that hash state,
+	// so a power loss must not take bytes whose Append returned.
 	Append(ctx context.Context, key string, off int64, r io.Reader) (int64, error)
 	// Commit durably and atomically makes the first size bytes of the upload
 	// object at src visible as dst, and removes src. Bytes past size (a torn

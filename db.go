@@ -202,17 +202,23 @@ type TagTx interface {
 // UploadTx reads and writes upload sessions; they survive restarts.
 type UploadTx interface {
 	PutUpload(u UploadRecord) error
-	// AdvanceUpload records new progress only if the upload is still at
-	// fromSize, so two writers can never both advance it; ErrNotFound otherwise.
+	// AdvanceUpload records new progress (size, hash state, chunks, updated,
+	// data generation, verified digest) only if the upload is still at
+	// fromSize and its generation is still u.Gen, so two writers can never
+	// both advance it, and a writer whose lease was taken over never can;
+	// ErrNotFound otherwise.
 	AdvanceUpload(u UploadRecord, fromSize int64) error
 	GetUpload(id string) (UploadRecord, error)
 	DeleteUpload(id string) error
-	// StaleUploads lists sessions last updated before `before`.
+	// StaleUploads lists sessions last updated before `before` whose writer
+	// lease (if any) has run out by the database's clock.
 	StaleUploads(before time.Time, limit int) ([]UploadRecord, error)
-	// ClaimUpload makes writer the session's only writer until `until`
-	// (a lease, renewed by claiming again): ErrLocked while another
-	// writer's lease runs at now, ErrNotFound without the session.
-	ClaimUpload(id, writer string, now, until time.Time) error
+	// ClaimUpload makes writer the session's only writer for lease (renewed
+	// by claiming again): ErrLocked while another writer's lease runs,
+	// ErrNotFound without the session. Lease ends are judged by the
+	// database's own clock, never by the nodes' clocks. Taking over a lease
+	// that ran out while held (not released) bumps the session's Gen.
+	ClaimUpload(id, writer string, lease time.Duration) error
 	// ReleaseUpload ends writer's lease (nothing if it is not the writer).
 	ReleaseUpload(id, writer string) error
 	// ReleaseUploadWriters ends the leases of every writer whose name
@@ -357,4 +363,11 @@ type UploadRecord struct {
 	Chunks    int    // pieces stored, for backends without Appender
 	Started   time.Time
 	Updated   time.Time
+	// Gen is the writer generation, bumped when a writer takes over a lease
+	// that ran out while held; DataGen is the generation whose data object
+	// holds the recorded bytes (see Registry.lockUpload).
+	Gen, DataGen int64
+	// Verified is the digest a final PUT proved the bytes have, recorded
+	// before it moved them to their blob key ("" before that).
+	Verified Digest
 }

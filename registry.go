@@ -9,7 +9,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
+	"sort"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -31,6 +35,9 @@ type Registry struct {
 	keepReferrers bool
 	storageLimit  int64
 	nodeID        string
+	// uploadLease and uploadRenew: an upload writer's lease, and how often
+	// it is renewed (registry_uploadlock.go).
+	uploadLease, uploadRenew time.Duration
 
 	manifests *contentCache
 	repos     *repoCache
@@ -79,6 +86,7 @@ func NewRegistry(db DB, store Backend, opts Options) *Registry {
 	if r.lease <= 0 {
 		r.lease = time.Hour
 	}
+	r.uploadLease, r.uploadRenew = defaultUploadLease, defaultUploadLease/4
 	size := opts.ManifestCacheBytes
 	if size == 0 {
 		size = 64 << 20
@@ -381,7 +389,22 @@ func newID() string {
 	return hex.EncodeToString(b[:])
 }
 
-func uploadKey(id string) string { return UploadPrefix(id) + "data" }
+// uploadKey is the object holding an upload's bytes in writer generation gen
+// (Appender backends); chunkKey is its piece starting at off (backends
+// without Appender). Generation 0 keeps the original layout.
+func uploadKey(id string, gen int64) string {
+	if gen == 0 {
+		return UploadPrefix(id) + "data"
+	}
+	return fmt.Sprintf("%sdata.%d", UploadPrefix(id), gen)
+}
+
+func chunkKey(id string, gen, off int64) string {
+	if gen == 0 {
+		return fmt.Sprintf("%s%020d", UploadPrefix(id), off)
+	}
+	return fmt.Sprintf("%sg%d.%020d", UploadPrefix(id), gen, off)
+}
 
 // StartUpload opens an upload session in repo.
 func (r *Registry) StartUpload(ctx context.Context, repo string) (UploadRecord, error) {
@@ -412,22 +435,90 @@ func (r *Registry) GetUpload(ctx context.Context, repo, id string) (UploadRecord
 // WriteUpload appends body to the session. start is where the client says
 // the chunk begins (-1 if it did not say) and length its size (-1 if unknown).
 func (r *Registry) WriteUpload(ctx context.Context, repo, id string, start, length int64, body io.Reader) (UploadRecord, error) {
-	ctx, unlock, err := r.lockUpload(ctx, id)
+	ctx, u, unlock, err := r.lockUpload(ctx, repo, id)
 	if err != nil {
 		return UploadRecord{}, err
 	}
 	defer unlock()
-	u, err := r.GetUpload(ctx, repo, id)
-	if err != nil {
+	if u, err = r.adoptUpload(ctx, u); err != nil {
 		return u, err
 	}
 	return r.appendUpload(ctx, u, start, length, body)
 }
 
+// adoptUpload makes the lease holder's own generation hold the session's
+// recorded bytes. When the holder took over a lease that ran out while held
+// (u.Gen > u.DataGen), the writer before it may still be appending to the
+// old object: its late bytes must never reach the blob. So the recorded
+// bytes are copied into a fresh object, checked against the saved hash state
+// (they are what the session acknowledged, or the upload is lost), recorded
+// as the session's data (fenced by the generation), and the old object is
+// deleted. This happens only after such a takeover, never on the common path.
+func (r *Registry) adoptUpload(ctx context.Context, u UploadRecord) (UploadRecord, error) {
+	if u.DataGen == u.Gen {
+		return u, nil
+	}
+	next := u
+	next.DataGen = u.Gen
+	if u.Size == 0 {
+		return next, nil // nothing acknowledged: the next append starts the new object
+	}
+	src, err := r.openData(ctx, u)
+	if IsNotExist(err) {
+		// Committed by an earlier final PUT that stopped before recording
+		// it (FinishUpload's committedEarlier), or lost: nothing to adopt.
+		return u, nil
+	}
+	if err != nil {
+		return u, Errorf(CodeUnavailable, "upload %s: its earlier writer may still be writing; retry in a moment (%v)", u.ID, err)
+	}
+	h := sha256.New()
+	cr := &countingReader{r: io.TeeReader(src, h)}
+	if r.app != nil {
+		_, err = r.app.Append(ctx, uploadKey(u.ID, u.Gen), 0, cr)
+	} else {
+		err = r.store.Put(ctx, chunkKey(u.ID, u.Gen, 0), cr, -1)
+		next.Chunks = 1
+	}
+	src.Close()
+	if err != nil {
+		return u, Errorf(CodeUnavailable, "upload %s: could not take over its data from its earlier writer; retry in a moment (%v)", u.ID, err)
+	}
+	if want, err := hashStateDigest(u.HashState); err != nil || cr.n != u.Size || digest.NewDigest(digest.SHA256, h) != want {
+		r.dropUpload(ctx, u)
+		return u, uploadLost(u.ID)
+	}
+	next.Updated = r.now()
+	err = r.db.Update(ctx, func(tx Tx) error { return tx.AdvanceUpload(next, u.Size) })
+	if errors.Is(err, ErrNotFound) {
+		return u, uploadChanged(u.ID)
+	}
+	if err != nil {
+		return u, err
+	}
+	r.deleteGeneration(ctx, u.ID, u.DataGen)
+	return next, nil
+}
+
+func uploadChanged(id string) error {
+	return Errorf(CodeBlobUploadInvalid, "upload %s was changed or ended by another request at the same time; check its status and resume", id)
+}
+
+func uploadLost(id string) error {
+	return Errorf(CodeBlobUploadInvalid, "upload %s lost data it had acknowledged (its stored bytes are missing, shorter than or different from what was recorded, e.g. after a power loss): start the upload again", id)
+}
+
+// appendUpload writes a chunk to the lease holder's data object (adopted:
+// u.DataGen == u.Gen), then records the new size and hash state, fenced by
+// the generation. The Appender (or Put) returns only once the bytes are
+// durable, so a saved hash state never describes bytes a power loss can take.
 func (r *Registry) appendUpload(ctx context.Context, u UploadRecord, start, length int64, body io.Reader) (UploadRecord, error) {
 	if start >= 0 && start != u.Size {
 		return u, &Error{Code: CodeRangeInvalid, Message: fmt.Sprintf("chunk starts at byte %d but the upload has %d bytes: send the chunk that starts at %d", start, u.Size, u.Size),
 			Detail: map[string]int64{"size": u.Size}}
+	}
+	if u.DataGen != u.Gen && u.Size > 0 {
+		return u, uploadLost(u.ID) // adoptUpload found no data to take over
 	}
 	if length > 0 {
 		if err := r.checkUploadLimits(ctx, u.Repo, u.Size+length); err != nil {
@@ -446,15 +537,16 @@ func (r *Registry) appendUpload(ctx context.Context, u UploadRecord, start, leng
 		src = &exactReader{r: src, n: length}
 	}
 	next := u
+	next.DataGen, next.Verified = u.Gen, "" // more bytes: whatever was verified before is not the upload any more
 	if r.app != nil {
-		n, err := r.app.Append(ctx, uploadKey(u.ID), u.Size, src)
+		n, err := r.app.Append(ctx, uploadKey(u.ID, u.Gen), u.Size, src)
 		if err != nil {
 			return u, uploadError(err)
 		}
 		next.Size = n
 	} else {
 		cr := &countingReader{r: src}
-		if err := r.store.Put(ctx, fmt.Sprintf("%s%020d", UploadPrefix(u.ID), u.Size), cr, length); err != nil {
+		if err := r.store.Put(ctx, chunkKey(u.ID, u.Gen, u.Size), cr, length); err != nil {
 			return u, uploadError(err)
 		}
 		next.Size += cr.n
@@ -474,7 +566,7 @@ func (r *Registry) appendUpload(ctx context.Context, u UploadRecord, start, leng
 	next.HashState, next.Updated = state, r.now()
 	err = r.db.Update(ctx, func(tx Tx) error { return tx.AdvanceUpload(next, u.Size) })
 	if errors.Is(err, ErrNotFound) {
-		return u, Errorf(CodeBlobUploadInvalid, "upload %s was changed or ended by another request at the same time; check its status and resume", u.ID)
+		return u, uploadChanged(u.ID)
 	}
 	return next, err
 }
@@ -503,12 +595,12 @@ func (r *Registry) FinishUpload(ctx context.Context, repo, id string, d Digest, 
 		r.dropUpload(ctx, u)
 		return b, nil
 	}
-	ctx, unlock, err := r.lockUpload(ctx, id)
+	ctx, u, unlock, err := r.lockUpload(ctx, repo, id)
 	if err != nil {
 		return BlobRecord{}, err
 	}
 	defer unlock()
-	if u, err = r.GetUpload(ctx, repo, id); err != nil { // as the lease holder sees it
+	if u, err = r.adoptUpload(ctx, u); err != nil {
 		return BlobRecord{}, err
 	}
 	if length != 0 {
@@ -516,9 +608,29 @@ func (r *Registry) FinishUpload(ctx context.Context, repo, id string, d Digest, 
 			return BlobRecord{}, err
 		}
 	}
-	got, err := r.uploadDigest(ctx, u, d.Algorithm())
-	if IsNotExist(err) && r.committedEarlier(ctx, u, d) {
-		return r.recordBlob(ctx, repo, d, u.Size, u.ID)
+	// 1. Check the stored bytes against what was recorded, and their digest.
+	err = r.checkStored(ctx, u)
+	var got Digest
+	if err == nil {
+		got, err = r.uploadDigest(ctx, u, d.Algorithm())
+	}
+	if IsNotExist(err) {
+		ok, cerr := r.committedEarlier(ctx, u, d)
+		if cerr != nil {
+			if ErrorCodeOf(cerr) == CodeDigestInvalid {
+				r.dropUpload(ctx, u)
+			}
+			return BlobRecord{}, cerr
+		}
+		if ok {
+			return r.recordBlob(ctx, repo, d, u.Size, u.ID)
+		}
+		r.dropUpload(ctx, u)
+		return BlobRecord{}, uploadLost(u.ID)
+	}
+	if errors.Is(err, errShortData) {
+		r.dropUpload(ctx, u)
+		return BlobRecord{}, uploadLost(u.ID)
 	}
 	if err != nil {
 		return BlobRecord{}, err
@@ -531,18 +643,17 @@ func (r *Registry) FinishUpload(ctx context.Context, repo, id string, d Digest, 
 	if err != nil {
 		return BlobRecord{}, err
 	}
-	switch {
-	case exists:
-		r.deleteUploadData(ctx, u)
-	case r.app != nil:
-		// 1. the bytes were verified above; 2. move them into place (a rename
-		// on disk, no copy); 3. record the blob below.
-		if err := r.app.Commit(ctx, uploadKey(u.ID), BlobKey(d), u.Size); err != nil {
-			if !IsNotExist(err) || !r.committedEarlier(ctx, u, d) {
-				return BlobRecord{}, err
-			}
+	if exists {
+		b, err := r.recordBlob(ctx, repo, d, u.Size, u.ID)
+		if err == nil {
+			r.deleteUploadData(ctx, u)
 		}
-	default:
+		return b, err
+	}
+	if r.app == nil {
+		// 2. Write the blob from the pieces, verified again as it streams;
+		// 3. record it; 4. only then delete the pieces, so a retried PUT
+		// after a failure anywhere before 3 finds them.
 		rc, err := r.openChunks(ctx, u)
 		if err != nil {
 			return BlobRecord{}, err
@@ -552,94 +663,205 @@ func (r *Registry) FinishUpload(ctx context.Context, repo, id string, d Digest, 
 		if err != nil {
 			return BlobRecord{}, uploadError(err)
 		}
-		r.deleteUploadData(ctx, u)
+		b, err := r.recordBlob(ctx, repo, d, u.Size, u.ID)
+		if err == nil {
+			r.deleteUploadData(ctx, u)
+		}
+		return b, err
+	}
+	// 2. Record which digest the bytes were proved to have, where the saved
+	// hash state cannot (any algorithm but sha256): a retried PUT after the
+	// move below may claim only that digest (committedEarlier).
+	if d.Algorithm() != digest.SHA256 && u.Verified != d {
+		next := u
+		next.Verified = d
+		err := r.db.Update(ctx, func(tx Tx) error { return tx.AdvanceUpload(next, u.Size) })
+		if errors.Is(err, ErrNotFound) {
+			return BlobRecord{}, uploadChanged(u.ID)
+		}
+		if err != nil {
+			return BlobRecord{}, err
+		}
+		u = next
+	}
+	// 3. Move the bytes into place (a rename on disk, no copy); 4. record
+	// the blob.
+	if err := r.app.Commit(ctx, uploadKey(u.ID, u.DataGen), BlobKey(d), u.Size); err != nil {
+		ok := false
+		if IsNotExist(err) {
+			var cerr error
+			if ok, cerr = r.committedEarlier(ctx, u, d); cerr != nil {
+				return BlobRecord{}, cerr // not DIGEST_INVALID: d was verified above
+			}
+		}
+		if !ok {
+			return BlobRecord{}, err
+		}
 	}
 	return r.recordBlob(ctx, repo, d, u.Size, u.ID)
 }
 
+var errShortData = errors.New("stored upload data is shorter than recorded")
+
+// checkStored makes sure the session's stored data is not shorter than the
+// size recorded with its hash state (bytes lost by a power loss before they
+// were durable, or cut by a writer that lost its lease): the hash state must
+// never vouch for bytes the store does not hold. A longer object is a torn
+// tail from a failed append, which Commit cuts off. A missing object is
+// reported as such (committed earlier, or lost).
+func (r *Registry) checkStored(ctx context.Context, u UploadRecord) error {
+	if u.Size == 0 {
+		return nil
+	}
+	if r.app == nil {
+		var n int64
+		err := r.listChunks(ctx, u, func(_ string, oi ObjectInfo) { n += oi.Size })
+		if err == nil && n == 0 {
+			return fmt.Errorf("upload %s: no stored pieces: %w", u.ID, fs.ErrNotExist)
+		}
+		if err == nil && n < u.Size {
+			return errShortData
+		}
+		return err
+	}
+	oi, err := r.store.Stat(ctx, uploadKey(u.ID, u.DataGen))
+	if IsNotExist(err) {
+		return err
+	}
+	if err == nil && oi.Size < u.Size {
+		return errShortData
+	}
+	// Any other error (an encrypted object whose last segment a failed
+	// append tore has no plain size yet): Commit checks the size again.
+	return nil
+}
+
 // committedEarlier reports whether an earlier FinishUpload of this session
-// moved the data into place and then stopped (a crash between the rename and
-// the database commit): the upload data is gone, and the blob key holds the
-// session's bytes. A retried PUT then only needs to record the blob.
-func (r *Registry) committedEarlier(ctx context.Context, u UploadRecord, d Digest) bool {
+// moved the data into place and then stopped (a crash, or a failure of the
+// recording transaction, between the move and the commit): the upload data
+// is gone, and the blob key holds the session's bytes. A retried PUT then
+// only needs to record the blob. A session may only ever claim the bytes it
+// received: d must be the digest they were proved to have, by the saved
+// hash state (sha256) or by the final PUT that moved them (u.Verified).
+// Another digest is DIGEST_INVALID, whatever happens to be stored under it.
+func (r *Registry) committedEarlier(ctx context.Context, u UploadRecord, d Digest) (bool, error) {
+	switch {
+	case u.Verified != "":
+		if u.Verified != d {
+			return false, Errorf(CodeDigestInvalid, "uploaded content has digest %s, not the %s given; the upload was discarded", u.Verified, d)
+		}
+	case d.Algorithm() == digest.SHA256:
+		got, err := hashStateDigest(u.HashState)
+		if err != nil {
+			return false, err
+		}
+		if got != d {
+			return false, Errorf(CodeDigestInvalid, "uploaded content has digest %s, not the %s given; the upload was discarded", got, d)
+		}
+	default:
+		return false, nil // nothing proves what the session held
+	}
+	// Fence the collector first, as every blob write does (its row may be
+	// gone: a collection after the crash), then look for the object.
+	if _, err := r.reserve(ctx, u.Repo, d, u.Size); err != nil {
+		return false, err
+	}
 	oi, err := r.store.Stat(ctx, BlobKey(d))
-	if err != nil || oi.Size != u.Size {
-		return false
+	return err == nil && oi.Size == u.Size, nil
+}
+
+// hashStateDigest returns the sha256 digest of a saved hash state.
+func hashStateDigest(state []byte) (Digest, error) {
+	h := sha256.New()
+	if len(state) > 0 {
+		if err := h.(encoding.BinaryUnmarshaler).UnmarshalBinary(state); err != nil {
+			return "", err
+		}
 	}
-	if d.Algorithm() == digest.SHA256 {
-		// The saved hash state already proved the session's bytes are d, and
-		// anything at the blob key was verified before it got there.
-		return true
-	}
-	rc, err := r.store.Open(ctx, BlobKey(d), 0)
-	if err != nil {
-		return false
-	}
-	defer rc.Close()
-	_, err = io.Copy(io.Discard, NewVerifyingReader(rc, d, u.Size))
-	return err == nil
+	return digest.NewDigest(digest.SHA256, h), nil
 }
 
 // uploadDigest returns the digest of what the session holds: from the saved
 // hash state for sha256, by reading the data back for other algorithms.
 func (r *Registry) uploadDigest(ctx context.Context, u UploadRecord, alg digest.Algorithm) (Digest, error) {
 	if alg == digest.SHA256 {
-		h := sha256.New()
-		if len(u.HashState) > 0 {
-			if err := h.(encoding.BinaryUnmarshaler).UnmarshalBinary(u.HashState); err != nil {
-				return "", err
-			}
-		}
-		return digest.NewDigest(alg, h), nil
+		return hashStateDigest(u.HashState)
 	}
-	var rc io.ReadCloser
-	var err error
-	if r.app != nil {
-		rc, err = r.store.Open(ctx, uploadKey(u.ID), 0)
-		if IsNotExist(err) && u.Size == 0 {
-			rc, err = io.NopCloser(eofReader{}), nil
-		}
-	} else {
-		rc, err = r.openChunks(ctx, u)
-	}
+	rc, err := r.openData(ctx, u)
 	if err != nil {
 		return "", err
 	}
 	defer rc.Close()
 	h := alg.Hash()
-	n, err := io.Copy(h, io.LimitReader(rc, u.Size))
+	n, err := io.Copy(h, rc)
 	if err != nil {
 		return "", err
 	}
 	if n != u.Size {
-		return "", fmt.Errorf("upload %s: stored data has %d bytes, expected %d", u.ID, n, u.Size)
+		return "", uploadLost(u.ID)
 	}
 	return digest.NewDigest(alg, h), nil
+}
+
+// openData reads the session's recorded bytes (its first u.Size bytes).
+func (r *Registry) openData(ctx context.Context, u UploadRecord) (io.ReadCloser, error) {
+	if r.app == nil {
+		return r.openChunks(ctx, u)
+	}
+	rc, err := r.store.Open(ctx, uploadKey(u.ID, u.DataGen), 0)
+	if IsNotExist(err) && u.Size == 0 {
+		return io.NopCloser(eofReader{}), nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return struct {
+		io.Reader
+		io.Closer
+	}{io.LimitReader(rc, u.Size), rc}, nil
+}
+
+// listChunks calls fn, in offset order, for the session's pieces of its
+// data generation that make up its recorded bytes (backends without
+// Appender). Pieces of other generations, or from failed writes, are left out.
+func (r *Registry) listChunks(ctx context.Context, u UploadRecord, fn func(key string, oi ObjectInfo)) error {
+	prefix := UploadPrefix(u.ID)
+	if u.DataGen != 0 {
+		prefix += fmt.Sprintf("g%d.", u.DataGen)
+	}
+	var pieces []ObjectInfo
+	err := r.store.List(ctx, prefix, func(oi ObjectInfo) error { pieces = append(pieces, oi); return nil })
+	if err != nil {
+		return err
+	}
+	sort.Slice(pieces, func(i, j int) bool { return pieces[i].Key < pieces[j].Key })
+	var off int64
+	for _, p := range pieces {
+		rest := p.Key[len(prefix):]
+		at, err := strconv.ParseInt(rest, 10, 64)
+		if len(rest) != 20 || err != nil || at != off || off >= u.Size {
+			continue // another generation's piece, or one from a failed write
+		}
+		fn(p.Key, p)
+		off += p.Size
+	}
+	return nil
 }
 
 // openChunks concatenates a session's pieces (backends without Appender).
 func (r *Registry) openChunks(ctx context.Context, u UploadRecord) (io.ReadCloser, error) {
 	var keys []string
-	err := r.store.List(ctx, UploadPrefix(u.ID), func(oi ObjectInfo) error { keys = append(keys, oi.Key); return nil })
-	if err != nil {
+	if err := r.listChunks(ctx, u, func(k string, _ ObjectInfo) { keys = append(keys, k) }); err != nil {
 		return nil, err
 	}
-	sortStrings(keys)
 	var readers []io.Reader
 	var closers multiCloser
-	var off int64
 	for _, k := range keys {
-		var at int64
-		if _, err := fmt.Sscanf(k[len(UploadPrefix(u.ID)):], "%d", &at); err != nil || at != off || off >= u.Size {
-			continue // a piece from a failed write: not part of the recorded upload
-		}
 		rc, err := r.store.Open(ctx, k, 0)
 		if err != nil {
 			closers.Close()
 			return nil, err
 		}
-		oi, _ := r.store.Stat(ctx, k)
-		off += oi.Size
 		readers = append(readers, rc)
 		closers = append(closers, rc)
 	}
@@ -651,15 +873,11 @@ func (r *Registry) openChunks(ctx context.Context, u UploadRecord) (io.ReadClose
 
 // CancelUpload ends a session and discards its data.
 func (r *Registry) CancelUpload(ctx context.Context, repo, id string) error {
-	ctx, unlock, err := r.lockUpload(ctx, id)
+	ctx, u, unlock, err := r.lockUpload(ctx, repo, id)
 	if err != nil {
 		return err
 	}
 	defer unlock()
-	u, err := r.GetUpload(ctx, repo, id)
-	if err != nil {
-		return err
-	}
 	r.dropUpload(ctx, u)
 	return nil
 }
@@ -671,10 +889,38 @@ func (r *Registry) dropUpload(ctx context.Context, u UploadRecord) {
 	r.deleteUploadData(ctx, u)
 }
 
+// deleteUploadData deletes every object of the session, of every generation.
 func (r *Registry) deleteUploadData(ctx context.Context, u UploadRecord) {
+	r.deleteUploadKeys(ctx, u.ID, func(string) bool { return true })
+}
+
+// deleteGeneration deletes the data of one earlier writer generation.
+func (r *Registry) deleteGeneration(ctx context.Context, id string, gen int64) {
+	if r.app != nil {
+		if err := r.store.Delete(ctx, uploadKey(id, gen)); err != nil {
+			r.log.Warn("could not delete upload data", "key", uploadKey(id, gen), "err", err)
+		}
+		return
+	}
+	prefix := UploadPrefix(id)
+	if gen != 0 {
+		prefix += fmt.Sprintf("g%d.", gen)
+	}
+	r.deleteUploadKeys(ctx, id, func(k string) bool {
+		rest, ok := strings.CutPrefix(k, prefix)
+		return ok && len(rest) == 20
+	})
+}
+
+func (r *Registry) deleteUploadKeys(ctx context.Context, id string, match func(string) bool) {
 	var keys []string
-	if err := r.store.List(ctx, UploadPrefix(u.ID), func(oi ObjectInfo) error { keys = append(keys, oi.Key); return nil }); err != nil {
-		r.log.Warn("could not list upload data", "upload", u.ID, "err", err)
+	if err := r.store.List(ctx, UploadPrefix(id), func(oi ObjectInfo) error {
+		if match(oi.Key) {
+			keys = append(keys, oi.Key)
+		}
+		return nil
+	}); err != nil {
+		r.log.Warn("could not list upload data", "upload", id, "err", err)
 	}
 	for _, k := range keys {
 		if err := r.store.Delete(ctx, k); err != nil {

@@ -286,16 +286,53 @@ func (r *Registry) expireUploads(ctx context.Context, before time.Time, dryRun b
 		if err != nil || len(stale) == 0 {
 			return err
 		}
-		for _, u := range stale {
-			rep.UploadsExpired++
-			if !dryRun {
-				r.dropUpload(ctx, u)
-			}
-		}
 		if dryRun {
+			rep.UploadsExpired += int64(len(stale))
 			return nil
 		}
+		expired := 0
+		for _, u := range stale {
+			ok, err := r.expireUpload(ctx, u.ID, before)
+			if err != nil {
+				return err
+			}
+			if ok {
+				expired++
+				rep.UploadsExpired++
+				r.deleteUploadData(ctx, u)
+			}
+		}
+		if expired == 0 {
+			return nil // every one came back to life meanwhile: done
+		}
 	}
+}
+
+// errUploadLive rolls back expireUpload's transaction.
+var errUploadLive = errors.New("upload is in use")
+
+// expireUpload deletes session id if, in one transaction, it is still
+// stale and no writer holds its lease: the collector takes the lease
+// itself (refused while a chunk streams in, however long it takes), checks
+// the session's progress, and deletes it.
+func (r *Registry) expireUpload(ctx context.Context, id string, before time.Time) (bool, error) {
+	err := r.db.Update(ctx, func(tx Tx) error {
+		if err := tx.ClaimUpload(id, r.nodeID+"/gc", r.uploadLease); err != nil {
+			return err
+		}
+		u, err := tx.GetUpload(id)
+		if err != nil {
+			return err
+		}
+		if !u.Updated.Before(before) {
+			return errUploadLive
+		}
+		return tx.DeleteUpload(id)
+	})
+	if errors.Is(err, ErrLocked) || errors.Is(err, ErrNotFound) || errors.Is(err, errUploadLive) {
+		return false, nil
+	}
+	return err == nil, err
 }
 
 // sweepOrphans deletes blob objects older than `before` that have no row,

@@ -7,12 +7,12 @@ import (
 	"time"
 )
 
-// uploadLease is how long a writer's claim on an upload session lasts
+// defaultUploadLease is how long a writer's claim on an upload session lasts
 // without renewal: how long a session stays blocked after the node writing
 // it died (a restarted node ends its own leases at once:
-// ReleaseUploadLeases). Claims are renewed every uploadLease/4 while the
+// ReleaseUploadLeases). Claims are renewed every quarter of it while the
 // writer works.
-const uploadLease = 30 * time.Second
+const defaultUploadLease = 30 * time.Second
 
 // lockUpload serializes the writers of one upload session across every node
 // sharing the database: the in-process mutex first, then a lease on the
@@ -23,32 +23,62 @@ const uploadLease = 30 * time.Second
 // not describe its data. A second writer while one is active is a client
 // error (requests of one session are sequential), so it fails at once.
 //
+// A lease ends by the database's clock, so nodes whose clocks disagree
+// still agree on who writes. And a lease can end while its writer still
+// works (a pause longer than the lease: a stalled disk, a stopped process),
+// so the lease alone cannot keep a stale writer's bytes out of the session.
+// The session's generation fences it: a claim that takes over a lease that
+// ran out while held bumps the generation (Tx.ClaimUpload); the new holder
+// goes on in its own data object (adoptUpload copies the acknowledged bytes
+// there), so the stale writer's late appends land in an object nobody will
+// commit; and AdvanceUpload records progress only for the current
+// generation.
+//
 // The lease is a row, not a session lock (an advisory lock would hold a
 // pooled connection for as long as a chunk streams in, and enough parallel
-// uploads would take every connection). The returned context ends if the
-// lease is lost (its renewal failed), so the writer stops.
-func (r *Registry) lockUpload(ctx context.Context, id string) (context.Context, func(), error) {
+// uploads would take every connection). It returns the session as the
+// holder sees it (read in the claiming transaction, so its Gen is the
+// holder's). The returned context ends if the lease is lost (its renewal
+// failed, or the generation moved on), so the writer stops.
+func (r *Registry) lockUpload(ctx context.Context, repo, id string) (context.Context, UploadRecord, func(), error) {
 	unlock := r.uploads.lock(id)
 	writer := r.nodeID + "/" + newID()
-	claim := func(ctx context.Context) error {
-		now := r.now()
-		return r.db.Update(ctx, func(tx Tx) error { return tx.ClaimUpload(id, writer, now, now.Add(uploadLease)) })
+	claim := func(ctx context.Context) (u UploadRecord, err error) {
+		err = r.db.Update(ctx, func(tx Tx) error {
+			if err := tx.ClaimUpload(id, writer, r.uploadLease); err != nil {
+				return err
+			}
+			u, err = tx.GetUpload(id)
+			return err
+		})
+		return u, err
 	}
-	if err := claim(ctx); err != nil {
+	release := func() {
+		// The session may be gone (finished or cancelled): nothing to release then.
+		if err := r.db.Update(context.WithoutCancel(ctx), func(tx Tx) error { return tx.ReleaseUpload(id, writer) }); err != nil {
+			r.log.Warn("could not release an upload's writer lease; it ends by itself", "upload", id, "lease", r.uploadLease, "err", err)
+		}
+	}
+	u, err := claim(ctx)
+	if err == nil && u.Repo != repo {
+		release()
+		err = ErrNotFound
+	}
+	if err != nil {
 		unlock()
 		switch {
 		case errors.Is(err, ErrLocked):
-			return nil, nil, Errorf(CodeBlobUploadInvalid, "upload %s is being written by another request right now: send its chunks one after the other, then check its status (GET) and resume", id)
+			return nil, u, nil, Errorf(CodeBlobUploadInvalid, "upload %s is being written by another request right now: send its chunks one after the other, then check its status (GET) and resume", id)
 		case errors.Is(err, ErrNotFound):
-			return nil, nil, uploadUnknown(id)
+			return nil, UploadRecord{}, nil, uploadUnknown(id)
 		}
-		return nil, nil, err
+		return nil, u, nil, err
 	}
 	held, cancel := context.WithCancelCause(ctx)
 	stop, done := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(done)
-		t := time.NewTicker(uploadLease / 4)
+		t := time.NewTicker(r.uploadRenew)
 		defer t.Stop()
 		for {
 			select {
@@ -57,28 +87,31 @@ func (r *Registry) lockUpload(ctx context.Context, id string) (context.Context, 
 			case <-held.Done():
 				return
 			case <-t.C:
-				if err := claim(held); err != nil && held.Err() == nil {
+				now, err := claim(held)
+				if err == nil && now.Gen != u.Gen {
+					err = fmt.Errorf("another writer took it over (generation %d, now %d)", u.Gen, now.Gen)
+				}
+				if err != nil && held.Err() == nil {
 					cancel(fmt.Errorf("upload %s lost its writer lease: %w", id, err))
 					return
 				}
 			}
 		}
 	}()
-	return held, func() {
+	return held, u, func() {
 		close(stop)
 		<-done
 		cancel(nil)
-		// The session may be gone (finished or cancelled): nothing to release then.
-		if err := r.db.Update(context.WithoutCancel(ctx), func(tx Tx) error { return tx.ReleaseUpload(id, writer) }); err != nil {
-			r.log.Warn("could not release an upload's writer lease; it ends by itself", "upload", id, "lease", uploadLease, "err", err)
-		}
+		release()
 		unlock()
 	}, nil
 }
 
 // ReleaseUploadLeases ends the upload leases this node held before a
 // restart (all of them with all: a database only this process uses), so
-// clients resume their sessions at once instead of after uploadLease.
+// clients resume their sessions at once instead of after the lease. Its
+// writers died with the process, so this is a clean release: the next
+// writer goes on in the same data object.
 func (r *Registry) ReleaseUploadLeases(ctx context.Context, all bool) (int64, error) {
 	prefix := r.nodeID + "/"
 	if all {

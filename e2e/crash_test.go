@@ -23,6 +23,11 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/stowage/stowage"
+	"github.com/stowage/stowage/meta/sqlite"
+	"github.com/stowage/stowage/storage/crypt"
+	"github.com/stowage/stowage/storage/fs"
 )
 
 // ---- bookkeeping of what the server acknowledged ----
@@ -937,11 +942,13 @@ func tearPatch(t *testing.T, base, loc string, off int, cut func()) {
 
 // TestFinishAfterCommitCrash reproduces, deterministically, the state a
 // kill -9 leaves when it falls inside FinishUpload between moving the upload
-// file to its blob key (a rename) and committing the blob record: the
-// session still exists with all its bytes recorded, its data file is gone,
-// and the verified blob file is in place. A client that retries its PUT must
-// get its blob. The state is made by stopping the server and doing the
-// rename by hand, following the storage layout documented in backend.go.
+// data to its blob key and committing the blob record: the session still
+// exists with all its bytes recorded, its data object is gone, and the
+// verified blob object is in place. A client that retries its PUT must get
+// its blob. The state is made with the
+// server stopped, by the very step FinishUpload takes: the Appender's
+// Commit of the storage stack the server runs (encryption on, the default,
+// so the data key record moves with the object), over its data directory.
 func TestFinishAfterCommitCrash(t *testing.T) {
 	needServer(t)
 	dir := t.TempDir()
@@ -954,29 +961,45 @@ func TestFinishAfterCommitCrash(t *testing.T) {
 	httpClient.CloseIdleConnections()
 	s.Stop()
 	id := loc[strings.LastIndexByte(loc, '/')+1:]
-	src := filepath.Join(dir, "storage", "uploads", id, "data")
-	dst := filepath.Join(dir, "storage", "blobs", "sha256", d[7:9], d[7:])
-	if fi, err := os.Stat(src); err != nil || fi.Size() != int64(len(data)) {
-		t.Skipf("storage layout is not the one documented in backend.go (uploads/<id>/data): %v", err)
-	}
-	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(src, dst); err != nil {
-		t.Fatal(err)
-	}
-	os.Remove(filepath.Dir(src))
+	commitOffline(t, dir, "uploads/"+id+"/data", "blobs/sha256/"+d[7:9]+"/"+d[7:], int64(len(data)))
 	s = startServer(t, dir)
 	st := mustDo(t, http.MethodGet, s.URL, loc, nil, nil)
 	if !expect(t, "upload status", st, http.StatusNoContent, "") {
 		return
 	}
 	r := mustDo(t, http.MethodPut, s.URL, withDigest(loc, d), nil, nil)
-	if r.Status == http.StatusCreated {
-		checkBlob(t, s, blobRef{repo, d, int64(len(data))}, "committed")
-		return
+	if r.Status != http.StatusCreated {
+		t.Fatalf("kill -9 between the move of the upload data to %s and the DB commit: the retried PUT ?digest= answered %s, want 201", d, r)
 	}
-	t.Errorf("kill -9 between the rename of the upload file to %s and the DB commit: the retried PUT ?digest= answered %s, want 201", d, r)
+	checkBlob(t, s, blobRef{repo, d, int64(len(data))}, "committed")
+}
+
+// commitOffline does, on a stopped server's data directory (SQLite, a
+// storage directory, the service key), what FinishUpload does just before
+// it records a blob: the storage stack's Appender Commit of src to dst.
+func commitOffline(t *testing.T, dataDir, src, dst string, size int64) {
+	t.Helper()
+	ctx := context.Background()
+	db, err := sqlite.Open(ctx, filepath.Join(dataDir, "stowage.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	disk, err := fs.New(filepath.Join(dataDir, "storage"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys, err := crypt.OpenFileKeyring(filepath.Join(dataDir, "keys", "service.json"), false)
+	if err != nil {
+		t.Fatalf("the server's service key (encryption is on by default): %v", err)
+	}
+	app, ok := crypt.New(disk, crypt.NewManager(db, keys)).(stowage.Appender)
+	if !ok {
+		t.Fatal("the encrypting storage over a directory has no Appender")
+	}
+	if err := app.Commit(ctx, src, dst, size); err != nil {
+		t.Fatalf("commit %s to %s: %v", src, dst, err)
+	}
 }
 
 // TestSecondServerRefused: a second server on a data directory in use must

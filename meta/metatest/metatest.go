@@ -340,13 +340,18 @@ func testUploads(t *testing.T, db stowage.DB) {
 	u := stowage.UploadRecord{ID: "u1", Repo: "r", Started: now, Updated: now}
 	update(t, db, func(tx stowage.Tx) error { return tx.PutUpload(u) })
 	next := u
-	next.Size, next.HashState, next.Chunks = 100, []byte{1, 2, 3}, 1
+	next.Size, next.HashState, next.Chunks, next.DataGen, next.Verified = 100, []byte{1, 2, 3}, 1, 3, "sha512:ab"
 	update(t, db, func(tx stowage.Tx) error { return tx.AdvanceUpload(next, 0) })
 	update(t, db, func(tx stowage.Tx) error {
 		// A second writer that still thinks the upload is at 0 must lose.
 		wantNotFound(t, "AdvanceUpload from a stale size", tx.AdvanceUpload(next, 0))
+		// So must a writer of another generation (one whose lease was taken over).
+		stale := next
+		stale.Gen, stale.Size = 1, 200
+		wantNotFound(t, "AdvanceUpload from a stale generation", tx.AdvanceUpload(stale, 100))
 		got, err := tx.GetUpload("u1")
-		if err != nil || got.Size != 100 || string(got.HashState) != "\x01\x02\x03" || got.Chunks != 1 || got.Repo != "r" {
+		if err != nil || got.Size != 100 || string(got.HashState) != "\x01\x02\x03" || got.Chunks != 1 || got.Repo != "r" ||
+			got.Gen != 0 || got.DataGen != 3 || got.Verified != "sha512:ab" {
 			t.Errorf("GetUpload = %+v, %v", got, err)
 		}
 		if err := tx.DeleteUpload("u1"); err != nil {
@@ -893,59 +898,76 @@ func testJobLocks(t *testing.T, db stowage.DB) {
 }
 
 // testUploadWriters: one writer at a time holds an upload session's lease;
-// it can renew it; another gets ErrLocked until it is released or runs out.
+// it can renew it; another gets ErrLocked until it is released or runs out
+// (by the database's clock). Taking over a lease that ran out while held
+// bumps the session's generation; a clean release does not.
 func testUploadWriters(t *testing.T, db stowage.DB) {
 	update(t, db, func(tx stowage.Tx) error {
 		return tx.PutUpload(stowage.UploadRecord{ID: "u1", Repo: "r", Started: now, Updated: now})
 	})
-	later := now.Add(time.Minute)
+	gen := func() int64 {
+		var u stowage.UploadRecord
+		view(t, db, func(tx stowage.Tx) (err error) { u, err = tx.GetUpload("u1"); return err })
+		return u.Gen
+	}
 	steps := []struct {
 		name    string
 		fn      func(tx stowage.Tx) error
 		wantErr error
+		wantGen int64
 	}{
-		{"a claims", func(tx stowage.Tx) error { return tx.ClaimUpload("u1", "a", now, later) }, nil},
-		{"b is refused while a's lease runs", func(tx stowage.Tx) error { return tx.ClaimUpload("u1", "b", now.Add(time.Second), later) }, stowage.ErrLocked},
-		{"a renews", func(tx stowage.Tx) error {
-			return tx.ClaimUpload("u1", "a", now.Add(time.Second), later.Add(time.Minute))
-		}, nil},
-		{"b is refused before the renewed end", func(tx stowage.Tx) error { return tx.ClaimUpload("u1", "b", later.Add(time.Second), later) }, stowage.ErrLocked},
-		{"b takes over after a's lease ran out", func(tx stowage.Tx) error {
-			return tx.ClaimUpload("u1", "b", later.Add(2*time.Minute), later.Add(3*time.Minute))
-		}, nil},
-		{"a's release does not end b's lease", func(tx stowage.Tx) error { return tx.ReleaseUpload("u1", "a") }, nil},
-		{"so a is refused", func(tx stowage.Tx) error { return tx.ClaimUpload("u1", "a", later.Add(2*time.Minute), later) }, stowage.ErrLocked},
-		{"b releases", func(tx stowage.Tx) error { return tx.ReleaseUpload("u1", "b") }, nil},
-		{"then a claims at once", func(tx stowage.Tx) error {
-			return tx.ClaimUpload("u1", "a", later.Add(2*time.Minute), later.Add(3*time.Minute))
-		}, nil},
-		{"no such session", func(tx stowage.Tx) error { return tx.ClaimUpload("nope", "a", now, later) }, stowage.ErrNotFound},
+		{"a claims", func(tx stowage.Tx) error { return tx.ClaimUpload("u1", "a", time.Hour) }, nil, 0},
+		{"b is refused while a's lease runs", func(tx stowage.Tx) error { return tx.ClaimUpload("u1", "b", time.Hour) }, stowage.ErrLocked, 0},
+		{"a renews, with a lease that has already run out", func(tx stowage.Tx) error { return tx.ClaimUpload("u1", "a", -time.Minute) }, nil, 0},
+		{"b takes over after a's lease ran out", func(tx stowage.Tx) error { return tx.ClaimUpload("u1", "b", time.Hour) }, nil, 1},
+		{"a's release does not end b's lease", func(tx stowage.Tx) error { return tx.ReleaseUpload("u1", "a") }, nil, 1},
+		{"so a is refused", func(tx stowage.Tx) error { return tx.ClaimUpload("u1", "a", time.Hour) }, stowage.ErrLocked, 1},
+		{"b releases", func(tx stowage.Tx) error { return tx.ReleaseUpload("u1", "b") }, nil, 1},
+		{"then a claims at once, in the same generation", func(tx stowage.Tx) error { return tx.ClaimUpload("u1", "a", time.Hour) }, nil, 1},
+		{"no such session", func(tx stowage.Tx) error { return tx.ClaimUpload("nope", "a", time.Hour) }, stowage.ErrNotFound, 1},
 	}
 	for _, st := range steps {
 		err := db.Update(ctx, st.fn)
 		if !errors.Is(err, st.wantErr) || (st.wantErr == nil) != (err == nil) {
 			t.Errorf("%s: err = %v, want %v", st.name, err, st.wantErr)
 		}
+		if g := gen(); g != st.wantGen {
+			t.Errorf("%s: generation %d, want %d", st.name, g, st.wantGen)
+		}
 	}
+	// A session whose writer holds a live lease is never stale.
+	view(t, db, func(tx stowage.Tx) error {
+		if got, err := tx.StaleUploads(now.Add(time.Hour), 10); err != nil || len(got) != 0 {
+			t.Errorf("StaleUploads while a writer holds the lease = %v, %v; want none", got, err)
+		}
+		return nil
+	})
+	update(t, db, func(tx stowage.Tx) error { return tx.ClaimUpload("u1", "a", -time.Minute) })
+	view(t, db, func(tx stowage.Tx) error {
+		if got, err := tx.StaleUploads(now.Add(time.Hour), 10); err != nil || len(got) != 1 {
+			t.Errorf("StaleUploads after the lease ran out = %v, %v; want u1", got, err)
+		}
+		return nil
+	})
 	// A restarted node ends its own earlier leases, not others'.
 	update(t, db, func(tx stowage.Tx) error {
 		if err := tx.PutUpload(stowage.UploadRecord{ID: "u2", Repo: "r", Started: now, Updated: now}); err != nil {
 			return err
 		}
-		if err := tx.ClaimUpload("u1", "node1/x", later.Add(4*time.Minute), later.Add(time.Hour)); err != nil {
+		if err := tx.ClaimUpload("u1", "node1/x", time.Hour); err != nil {
 			return err
 		}
-		return tx.ClaimUpload("u2", "node2/y", now, later.Add(time.Hour))
+		return tx.ClaimUpload("u2", "node2/y", time.Hour)
 	})
 	update(t, db, func(tx stowage.Tx) error {
 		n, err := tx.ReleaseUploadWriters("node1/")
 		if err != nil || n != 1 {
 			t.Errorf("ReleaseUploadWriters(node1/) = %d, %v; want 1", n, err)
 		}
-		if err := tx.ClaimUpload("u1", "node3/z", now, later); err != nil {
+		if err := tx.ClaimUpload("u1", "node3/z", time.Hour); err != nil {
 			t.Errorf("claim after node1's leases were released: %v", err)
 		}
-		if err := tx.ClaimUpload("u2", "node3/z", now, later); !errors.Is(err, stowage.ErrLocked) {
+		if err := tx.ClaimUpload("u2", "node3/z", time.Hour); !errors.Is(err, stowage.ErrLocked) {
 			t.Errorf("claim of node2's session: %v, want ErrLocked", err)
 		}
 		n, err = tx.ReleaseUploadWriters("")

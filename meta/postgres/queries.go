@@ -10,7 +10,7 @@ package postgres
 const (
 	manifestColumns = `repo, digest, media_type, artifact_type, size, subject, annotations, created, locks, architecture, os`
 	blobColumns     = `digest, size, created, state, last_used, unreferenced_since`
-	uploadColumns   = `id, repo, size, hash_state, chunks, started, updated`
+	uploadColumns   = `id, repo, size, hash_state, chunks, started, updated, gen, data_gen, verified`
 	tagColumns      = `name, digest, updated, locks, created`
 	recycleColumns  = `id, record, refs, tags, deleted, expires`
 	dataKeyColumns  = `id, object, key_id, key_version, wrapped, created`
@@ -125,15 +125,16 @@ const (
 // Uploads. PutUpload does not overwrite: an existing ID is reported without
 // failing the statement (a failed statement would abort the transaction).
 const (
-	sqlPutUpload = `INSERT INTO uploads (` + uploadColumns + `) VALUES ($1, $2, $3, $4, $5, $6, $7)
+	sqlPutUpload = `INSERT INTO uploads (id, repo, size, hash_state, chunks, started, updated) VALUES ($1, $2, $3, $4, $5, $6, $7)
 		ON CONFLICT (id) DO NOTHING`
-	sqlAdvanceUpload  = `UPDATE uploads SET size = $1, hash_state = $2, chunks = $3, updated = $4 WHERE id = $5 AND size = $6`
-	sqlClaimUpload    = `UPDATE uploads SET writer = $1, writer_until = $2 WHERE id = $3 AND (writer = '' OR writer = $1 OR writer_until < $4)`
+	sqlAdvanceUpload = `UPDATE uploads SET size = $1, hash_state = $2, chunks = $3, updated = $4, data_gen = $5, verified = $6
+		WHERE id = $7 AND size = $8 AND gen = $9`
 	sqlReleaseWriters = `UPDATE uploads SET writer = '', writer_until = 0 WHERE writer <> '' AND left(writer, length($1)) = $1`
 	sqlReleaseUpload  = `UPDATE uploads SET writer = '', writer_until = 0 WHERE id = $1 AND writer = $2`
 	sqlGetUpload      = `SELECT ` + uploadColumns + ` FROM uploads WHERE id = $1`
 	sqlDeleteUpload   = `DELETE FROM uploads WHERE id = $1`
-	sqlStaleUploads   = `SELECT ` + uploadColumns + ` FROM uploads WHERE updated < $1 ORDER BY updated LIMIT $2`
+	sqlStaleUploads   = `SELECT ` + uploadColumns + ` FROM uploads
+		WHERE updated < $1 AND (writer = '' OR writer_until < ` + dbNowNanos + `) ORDER BY updated LIMIT $2`
 )
 
 // Settings.
@@ -214,3 +215,14 @@ const (
 	sqlCountDataKeys = `SELECT key_id, key_version, count(*) FROM data_keys GROUP BY key_id, key_version ORDER BY key_id, key_version`
 	sqlSampleDataKey = `SELECT ` + dataKeyColumns + ` FROM data_keys WHERE key_id = $1 AND key_version = $2 LIMIT 1`
 )
+
+// dbNowNanos is the database's clock in Unix nanoseconds (microsecond
+// resolution), for upload writer leases. clock_timestamp(), not now(): a
+// transaction's start time may be long past when it claims.
+const dbNowNanos = `(floor(extract(epoch FROM clock_timestamp()) * 1000000)::bigint * 1000)`
+
+// Upload writer leases end by the database's clock (dbNowNanos), not by
+// the nodes' clocks, which may disagree. Taking over a lease that ran
+// out while held bumps gen (the fence, see Registry.lockUpload).
+const sqlClaimUpload = `UPDATE uploads SET gen = CASE WHEN writer <> '' AND writer <> $1 THEN gen + 1 ELSE gen END,
+		writer = $1, writer_until = ` + dbNowNanos + ` + $2 WHERE id = $3 AND (writer = '' OR writer = $1 OR writer_until < ` + dbNowNanos + `)`

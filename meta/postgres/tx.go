@@ -405,8 +405,9 @@ func scanUpload(row pgx.CollectableRow) (stowage.UploadRecord, error) {
 	var u stowage.UploadRecord
 	var started, updated int64
 	var chunks int32
-	err := row.Scan(&u.ID, &u.Repo, &u.Size, &u.HashState, &chunks, &started, &updated)
-	u.Chunks, u.Started, u.Updated = int(chunks), ts(started), ts(updated)
+	var verified string
+	err := row.Scan(&u.ID, &u.Repo, &u.Size, &u.HashState, &chunks, &started, &updated, &u.Gen, &u.DataGen, &verified)
+	u.Chunks, u.Started, u.Updated, u.Verified = int(chunks), ts(started), ts(updated), stowage.Digest(verified)
 	return u, err
 }
 
@@ -421,11 +422,11 @@ func (t *Tx) PutUpload(u stowage.UploadRecord) error {
 
 func (t *Tx) AdvanceUpload(u stowage.UploadRecord, fromSize int64) error {
 	return affected(t.exec(sqlAdvanceUpload,
-		u.Size, u.HashState, int32(u.Chunks), u.Updated.UnixNano(), u.ID, fromSize))
+		u.Size, u.HashState, int32(u.Chunks), u.Updated.UnixNano(), u.DataGen, string(u.Verified), u.ID, fromSize, u.Gen))
 }
 
-func (t *Tx) ClaimUpload(id, writer string, now, until time.Time) error {
-	err := affected(t.exec(sqlClaimUpload, writer, until.UnixNano(), id, now.UnixNano()))
+func (t *Tx) ClaimUpload(id, writer string, lease time.Duration) error {
+	err := affected(t.exec(sqlClaimUpload, writer, lease.Nanoseconds(), id))
 	if errors.Is(err, stowage.ErrNotFound) {
 		if _, gerr := t.GetUpload(id); gerr == nil {
 			return stowage.ErrLocked

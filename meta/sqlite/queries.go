@@ -63,13 +63,13 @@ const (
 	sqlTagsOf         = `SELECT name FROM tags WHERE repo = ? AND digest = ? ORDER BY name`
 	sqlDeleteTag      = `DELETE FROM tags WHERE repo = ? AND name = ?`
 	sqlPutUpload      = `INSERT INTO uploads (id, repo, size, hash_state, chunks, started, updated) VALUES (?, ?, ?, ?, ?, ?, ?)`
-	sqlAdvanceUpload  = `UPDATE uploads SET size = ?, hash_state = ?, chunks = ?, updated = ? WHERE id = ? AND size = ?`
-	sqlClaimUpload    = `UPDATE uploads SET writer = ?, writer_until = ? WHERE id = ? AND (writer = '' OR writer = ? OR writer_until < ?)`
+	sqlAdvanceUpload  = `UPDATE uploads SET size = ?, hash_state = ?, chunks = ?, updated = ?, data_gen = ?, verified = ? WHERE id = ? AND size = ? AND gen = ?`
 	sqlReleaseWriters = `UPDATE uploads SET writer = '', writer_until = 0 WHERE writer <> '' AND substr(writer, 1, length(?)) = ?`
 	sqlReleaseUpload  = `UPDATE uploads SET writer = '', writer_until = 0 WHERE id = ? AND writer = ?`
-	sqlGetUpload      = `SELECT repo, size, hash_state, chunks, started, updated FROM uploads WHERE id = ?`
+	sqlGetUpload      = `SELECT repo, size, hash_state, chunks, started, updated, gen, data_gen, verified FROM uploads WHERE id = ?`
 	sqlDeleteUpload   = `DELETE FROM uploads WHERE id = ?`
-	sqlStaleUploads   = `SELECT id, repo, size, hash_state, chunks, started, updated FROM uploads WHERE updated < ? ORDER BY updated LIMIT ?`
+	sqlStaleUploads   = `SELECT id, repo, size, hash_state, chunks, started, updated, gen, data_gen, verified FROM uploads
+		WHERE updated < ? AND (writer = '' OR writer_until < ` + dbNowNanos + `) ORDER BY updated LIMIT ?`
 
 	sqlListManifests   = `SELECT ` + manifestColumns + ` FROM manifests WHERE repo = ? ORDER BY created DESC, digest`
 	sqlManifestRefs    = `SELECT child, kind FROM manifest_references WHERE repo = ? AND parent = ? ORDER BY child`
@@ -161,3 +161,13 @@ const (
 )
 
 var allQueries = []string{sqlDelDataKey, sqlPutDataKey, sqlGetDataKey, sqlMoveDataKeys, sqlDelDataKeys, sqlDataKeysNotBy, sqlRewrapDataKey, sqlCountDataKeys, sqlSampleDataKey, sqlPutRecycled, sqlPutRecycleRef, sqlGetRecycled, sqlListRecycled, sqlExpiredRecycled, sqlDeleteRecycled, sqlDeleteRecRefs, sqlGetTagRecord, sqlSetRepoLocks, sqlSetTagLocks, sqlSetManifestLock, sqlBumpTagsVersion, sqlSetUntaggedSince, sqlUntaggedManifests, sqlTagRecords, sqlGetSetting, sqlPutSetting, sqlSetBlobState, sqlTouchBlob, sqlMarkUnreferenced, sqlDeleteBlob, sqlDeleteBlobLinks, sqlBlobReferenced, sqlCollectableBlobs, sqlBlobsInState, sqlStaleUploads, sqlListManifests, sqlManifestRefs, sqlManifestParents, sqlDeleteRepoLinks, sqlDeleteRepoManifests, sqlDeleteRepoRefs, sqlDeleteRepoTags, sqlDeleteRepoUploads, sqlDeleteRepository, sqlBlobTotals, sqlHeldBytes, sqlRepoHeldBytes, sqlRepositoryUsage, sqlManifestUsage, sqlCreateRepository, sqlGetRepository, sqlListRepositories, sqlPutBlob, sqlGetBlob, sqlLinkBlob, sqlUnlinkBlob, sqlRepositoryBlob, sqlPutManifest, sqlDeleteManifestRefs, sqlPutManifestRef, sqlGetManifest, sqlDeleteManifest, sqlReferrers, sqlReferrersPage, sqlPutTag, sqlGetTag, sqlListTags, sqlTagsOf, sqlDeleteTag, sqlPutUpload, sqlAdvanceUpload, sqlClaimUpload, sqlReleaseUpload, sqlReleaseWriters, sqlGetUpload, sqlDeleteUpload}
+
+// dbNowNanos is the database's clock in Unix nanoseconds (millisecond
+// resolution), for upload writer leases.
+const dbNowNanos = `(CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER) * 1000000)`
+
+// Upload writer leases end by the database's clock (dbNowNanos), not by
+// the nodes' clocks, which may disagree. Taking over a lease that ran
+// out while held bumps gen (the fence, see Registry.lockUpload).
+const sqlClaimUpload = `UPDATE uploads SET gen = CASE WHEN writer <> '' AND writer <> ?1 THEN gen + 1 ELSE gen END,
+		writer = ?1, writer_until = ` + dbNowNanos + ` + ?2 WHERE id = ?3 AND (writer = '' OR writer = ?1 OR writer_until < ` + dbNowNanos + `)`

@@ -397,11 +397,11 @@ func (t *Tx) PutUpload(u stowage.UploadRecord) error {
 
 func (t *Tx) AdvanceUpload(u stowage.UploadRecord, fromSize int64) error {
 	return affected(t.exec(sqlAdvanceUpload,
-		u.Size, u.HashState, u.Chunks, u.Updated.UnixNano(), u.ID, fromSize))
+		u.Size, u.HashState, u.Chunks, u.Updated.UnixNano(), u.DataGen, string(u.Verified), u.ID, fromSize, u.Gen))
 }
 
-func (t *Tx) ClaimUpload(id, writer string, now, until time.Time) error {
-	err := affected(t.exec(sqlClaimUpload, writer, until.UnixNano(), id, writer, now.UnixNano()))
+func (t *Tx) ClaimUpload(id, writer string, lease time.Duration) error {
+	err := affected(t.exec(sqlClaimUpload, writer, lease.Nanoseconds(), id))
 	if errors.Is(err, stowage.ErrNotFound) {
 		if _, gerr := t.GetUpload(id); gerr == nil {
 			return stowage.ErrLocked
@@ -427,7 +427,7 @@ func (t *Tx) GetUpload(id string) (stowage.UploadRecord, error) {
 	u := stowage.UploadRecord{ID: id}
 	var started, updated int64
 	err := t.row(sqlGetUpload, id).
-		Scan(&u.Repo, &u.Size, &u.HashState, &u.Chunks, &started, &updated)
+		Scan(&u.Repo, &u.Size, &u.HashState, &u.Chunks, &started, &updated, &u.Gen, &u.DataGen, &u.Verified)
 	u.Started, u.Updated = ts(started), ts(updated)
 	return u, notFound(err)
 }
@@ -442,7 +442,7 @@ func (t *Tx) StaleUploads(before time.Time, limit int) ([]stowage.UploadRecord, 
 	for rows.Next() {
 		var u stowage.UploadRecord
 		var started, updated int64
-		if err := rows.Scan(&u.ID, &u.Repo, &u.Size, &u.HashState, &u.Chunks, &started, &updated); err != nil {
+		if err := rows.Scan(&u.ID, &u.Repo, &u.Size, &u.HashState, &u.Chunks, &started, &updated, &u.Gen, &u.DataGen, &u.Verified); err != nil {
 			return nil, err
 		}
 		u.Started, u.Updated = ts(started), ts(updated)

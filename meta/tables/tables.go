@@ -25,7 +25,7 @@ var All = []Table{
 	{"manifests", []string{"repo", "digest", "media_type", "artifact_type", "size", "subject", "annotations", "created",
 		"untagged_since", "locks", "architecture", "os"}, []string{"repo", "digest"}},
 	{"manifest_references", []string{"repo", "parent", "child", "kind"}, []string{"repo", "parent", "child"}},
-	{"uploads", []string{"id", "repo", "size", "hash_state", "chunks", "started", "updated", "writer", "writer_until"}, []string{"id"}},
+	{"uploads", []string{"id", "repo", "size", "hash_state", "chunks", "started", "updated", "writer", "writer_until", "gen", "data_gen", "verified"}, []string{"id"}},
 	{"settings", []string{"key", "value", "updated"}, []string{"key"}},
 	{"recycle_bin", []string{"id", "repo", "digest", "record", "refs", "tags", "deleted", "expires"}, []string{"id"}},
 	{"recycle_refs", []string{"bin_id", "digest"}, []string{"bin_id", "digest"}},
