@@ -89,3 +89,15 @@ func mustManifest(b *testing.B, reg *stowage.Registry, d stowage.Digest) []byte 
 	}
 	return body
 }
+
+// BenchmarkPushImage pushes a small image (config, layer, manifest and tag)
+// to a new repository per iteration on a real file database and directory:
+// the commit-heavy path, where the cost of durable commits (fsync of the
+// objects, SQLite synchronous=FULL) shows.
+func BenchmarkPushImage(b *testing.B) {
+	reg := newBenchRegistry(b)
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		pushImage(b, reg, fmt.Sprintf("bench/push%d", i), "latest")
+	}
+}
