@@ -6,6 +6,8 @@ package fs
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -15,6 +17,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/stowage/stowage"
@@ -23,6 +26,7 @@ import (
 // Backend stores objects as files under a root directory.
 type Backend struct {
 	root string
+	fsys FS
 	// NoSync skips fsync. Data then survives a process crash (the page cache
 	// outlives the process) but not a power loss. Default: sync.
 	NoSync bool
@@ -34,11 +38,36 @@ var (
 )
 
 // New returns a Backend rooted at dir, creating it if needed.
-func New(dir string) (*Backend, error) {
-	if err := os.MkdirAll(filepath.Join(dir, "tmp"), 0o755); err != nil {
+func New(dir string) (*Backend, error) { return NewWithFS(dir, OS) }
+
+// NewWithFS returns a Backend rooted at dir on the file system fsys, creating
+// dir if needed. Tests use it to run the real Backend on a file system that
+// injects faults (storage/fs/faultfs).
+func NewWithFS(dir string, fsys FS) (*Backend, error) {
+	b := &Backend{root: filepath.Clean(dir), fsys: fsys}
+	if err := b.mkdirAll(filepath.Join(b.root, "tmp")); err != nil {
 		return nil, fmt.Errorf("storage directory %s: %w", dir, err)
 	}
-	return &Backend{root: dir}, nil
+	return b, nil
+}
+
+// mkdirAll creates dir and its missing parents.
+func (b *Backend) mkdirAll(dir string) error {
+	if fi, err := b.fsys.Stat(dir); err == nil {
+		if fi.IsDir() {
+			return nil
+		}
+		return fmt.Errorf("%s is not a directory", dir)
+	}
+	if parent := filepath.Dir(dir); parent != dir {
+		if err := b.mkdirAll(parent); err != nil {
+			return err
+		}
+	}
+	if err := b.fsys.Mkdir(dir, 0o755); err != nil && !errors.Is(err, iofs.ErrExist) {
+		return err
+	}
+	return nil
 }
 
 func (b *Backend) path(key string) (string, error) {
@@ -52,7 +81,7 @@ func (b *Backend) path(key string) (string, error) {
 // crash interrupted. They were never visible as objects.
 func (b *Backend) CleanTemp(age time.Duration) (int, error) {
 	dir := filepath.Join(b.root, "tmp")
-	entries, err := os.ReadDir(dir)
+	entries, err := b.fsys.ReadDir(dir)
 	if err != nil {
 		return 0, err
 	}
@@ -62,21 +91,22 @@ func (b *Backend) CleanTemp(age time.Duration) (int, error) {
 		if err != nil || time.Since(fi.ModTime()) < age {
 			continue
 		}
-		if os.Remove(filepath.Join(dir, e.Name())) == nil {
+		if b.fsys.Remove(filepath.Join(dir, e.Name())) == nil {
 			n++
 		}
 	}
 	return n, nil
 }
 
-// Open returns the file positioned at offset. The *os.File is returned as is,
-// so that net/http can send it with sendfile(2).
+// Open returns the file positioned at offset. The file is returned as is (on
+// the OS file system an *os.File), so that net/http can send it with
+// sendfile(2).
 func (b *Backend) Open(ctx context.Context, key string, offset int64) (io.ReadCloser, error) {
 	p, err := b.path(key)
 	if err != nil {
 		return nil, err
 	}
-	f, err := os.Open(p)
+	f, err := b.fsys.OpenFile(p, os.O_RDONLY, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -95,7 +125,7 @@ func (b *Backend) Put(ctx context.Context, key string, r io.Reader, size int64) 
 	if err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(filepath.Join(b.root, "tmp"), "put-*")
+	tmp, err := b.createTemp()
 	if err != nil {
 		return err
 	}
@@ -103,7 +133,7 @@ func (b *Backend) Put(ctx context.Context, key string, r io.Reader, size int64) 
 	defer func() {
 		if !ok {
 			tmp.Close()
-			os.Remove(tmp.Name())
+			b.fsys.Remove(tmp.Name())
 		}
 	}()
 	if size > 0 {
@@ -130,27 +160,35 @@ func (b *Backend) Put(ctx context.Context, key string, r io.Reader, size int64) 
 	return nil
 }
 
+// createTemp creates a new file under <root>/tmp (os.CreateTemp, on fsys).
+func (b *Backend) createTemp() (File, error) {
+	for range 10 {
+		var r [8]byte
+		rand.Read(r[:])
+		f, err := b.fsys.OpenFile(filepath.Join(b.root, "tmp", "put-"+hex.EncodeToString(r[:])), os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+		if !errors.Is(err, iofs.ErrExist) {
+			return f, err
+		}
+	}
+	return nil, fmt.Errorf("cannot create a temporary file in %s", filepath.Join(b.root, "tmp"))
+}
+
 // rename moves a complete file into place and makes the rename durable.
 func (b *Backend) rename(from, to string) error {
 	dir := filepath.Dir(to)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := b.mkdirAll(dir); err != nil {
 		return err
 	}
-	if err := os.Rename(from, to); err != nil {
+	if err := b.fsys.Rename(from, to); err != nil {
 		return err
 	}
 	if b.NoSync {
 		return nil
 	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+	return b.fsys.SyncDir(dir)
 }
 
-func (b *Backend) sync(f *os.File) error {
+func (b *Backend) sync(f File) error {
 	if b.NoSync {
 		return nil
 	}
@@ -163,7 +201,7 @@ func (b *Backend) Stat(ctx context.Context, key string) (stowage.ObjectInfo, err
 	if err != nil {
 		return stowage.ObjectInfo{}, err
 	}
-	fi, err := os.Stat(p)
+	fi, err := b.fsys.Stat(p)
 	if err != nil {
 		return stowage.ObjectInfo{}, err
 	}
@@ -177,11 +215,11 @@ func (b *Backend) Delete(ctx context.Context, key string) error {
 	if err != nil {
 		return err
 	}
-	if err := os.Remove(p); err != nil && !errors.Is(err, iofs.ErrNotExist) {
+	if err := b.fsys.Remove(p); err != nil && !errors.Is(err, iofs.ErrNotExist) {
 		return err
 	}
 	if strings.HasPrefix(key, "uploads/") {
-		os.Remove(filepath.Dir(p)) // fails harmlessly if not empty
+		b.fsys.Remove(filepath.Dir(p)) // fails harmlessly if not empty
 	}
 	return nil
 }
@@ -192,38 +230,56 @@ func (b *Backend) List(ctx context.Context, prefix string, fn func(stowage.Objec
 	if !strings.HasSuffix(dir, "/") {
 		dir = path.Dir(dir)
 	}
-	start := filepath.Join(b.root, filepath.FromSlash(dir))
-	err := filepath.WalkDir(start, func(p string, d iofs.DirEntry, err error) error {
-		if err != nil {
-			if errors.Is(err, iofs.ErrNotExist) {
-				return nil
-			}
-			return err
+	dir = strings.TrimSuffix(dir, "/")
+	if dir == "." {
+		dir = ""
+	}
+	return b.walk(ctx, dir, prefix, fn)
+}
+
+// walk calls fn for the files under the directory of key dir ("" for the
+// root) whose keys start with prefix, in lexical order, skipping tmp/ and
+// directories that cannot hold such keys.
+func (b *Backend) walk(ctx context.Context, dir, prefix string, fn func(stowage.ObjectInfo) error) error {
+	entries, err := b.fsys.ReadDir(filepath.Join(b.root, filepath.FromSlash(dir)))
+	if err != nil {
+		if errors.Is(err, iofs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
+			return nil // nothing there, or a file: no key under it
 		}
+		return err
+	}
+	for _, e := range entries {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		rel, _ := filepath.Rel(b.root, p)
-		key := filepath.ToSlash(rel)
-		if d.IsDir() {
-			if key == "tmp" {
-				return filepath.SkipDir
+		key := e.Name()
+		if dir != "" {
+			key = dir + "/" + key
+		}
+		if e.IsDir() {
+			if key == "tmp" || !strings.HasPrefix(key+"/", prefix) && !strings.HasPrefix(prefix, key+"/") {
+				continue
 			}
-			return nil
+			if err := b.walk(ctx, key, prefix, fn); err != nil {
+				return err
+			}
+			continue
 		}
 		if !strings.HasPrefix(key, prefix) {
-			return nil
+			continue
 		}
-		fi, err := d.Info()
+		fi, err := e.Info()
 		if err != nil {
 			if errors.Is(err, iofs.ErrNotExist) {
-				return nil
+				continue
 			}
 			return err
 		}
-		return fn(stowage.ObjectInfo{Key: key, Size: fi.Size(), ModTime: fi.ModTime()})
-	})
-	return err
+		if err := fn(stowage.ObjectInfo{Key: key, Size: fi.Size(), ModTime: fi.ModTime()}); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Append writes r at offset off of the file at key, after cutting off any
@@ -236,11 +292,11 @@ func (b *Backend) Append(ctx context.Context, key string, off int64, r io.Reader
 	flags := os.O_WRONLY
 	if off == 0 {
 		flags |= os.O_CREATE
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		if err := b.mkdirAll(filepath.Dir(p)); err != nil {
 			return 0, err
 		}
 	}
-	f, err := os.OpenFile(p, flags, 0o644)
+	f, err := b.fsys.OpenFile(p, flags, 0o644)
 	if err != nil {
 		return 0, err
 	}
@@ -281,7 +337,7 @@ func (b *Backend) Commit(ctx context.Context, src, dst string, size int64) error
 	if err != nil {
 		return err
 	}
-	f, err := os.OpenFile(ps, os.O_WRONLY, 0)
+	f, err := b.fsys.OpenFile(ps, os.O_WRONLY, 0)
 	if err != nil {
 		return err
 	}
@@ -308,7 +364,7 @@ func (b *Backend) Commit(ctx context.Context, src, dst string, size int64) error
 		return err
 	}
 	if strings.HasPrefix(src, "uploads/") {
-		os.Remove(filepath.Dir(ps))
+		b.fsys.Remove(filepath.Dir(ps))
 	}
 	return nil
 }
@@ -340,7 +396,7 @@ func copyTo(w io.Writer, r io.Reader) (int64, error) {
 // overlapping it with receiving the rest; the final fsync then waits only
 // for the tail instead of the whole blob.
 type writeback struct {
-	f                *os.File
+	f                File
 	written, started int64
 }
 
