@@ -2,6 +2,29 @@
 // directory. Objects are files at <root>/<key>; every write goes to a temporary
 // file under <root>/tmp first and is renamed into place only when complete, so
 // a crash at any instant leaves either no object or the whole object.
+//
+// Durability (unless NoSync): what a method acknowledges survives a power
+// loss, not only a process crash.
+//
+//   - Put: write the temporary file, fsync it, rename it to its key, fsync
+//     the key's directory. A directory created on the way (blobs/sha256/ab,
+//     uploads/<id>) is made durable first: its parent is fsynced after the
+//     mkdir, once per directory and process.
+//   - Append: the bytes are fsynced before it returns (the engine then
+//     records the new size and hash state, which describe them), and a file
+//     it creates is made durable in its directory.
+//   - Commit: the upload file is cut to size and fsynced, renamed to dst, and
+//     dst's directory fsynced. The upload's directory is not: after a power
+//     loss the source may reappear next to dst, as an orphan upload object.
+//   - Delete: not made durable. A delete forgotten by a power loss leaves
+//     the whole object, which no database row describes any more: an orphan
+//     that the engine's orphan sweep removes. It never leaves part of one.
+//
+// The file system is a seam (FS): New uses the operating system's, and
+// NewWithFS takes another, such as storage/fs/faultfs, which forgets every
+// write not yet synced, so tests can cut power at every step
+// (powerloss_test.go). docs/architecture.md ("Durability") builds the
+// registry's guarantees on these.
 package fs
 
 import (
@@ -27,6 +50,9 @@ import (
 type Backend struct {
 	root string
 	fsys FS
+	// dirs holds the directories under root known to be durable in their
+	// parent (created or found, then the parent fsynced) by this Backend.
+	dirs sync.Map
 	// NoSync skips fsync. Data then survives a process crash (the page cache
 	// outlives the process) but not a power loss. Default: sync.
 	NoSync bool
@@ -45,29 +71,68 @@ func New(dir string) (*Backend, error) { return NewWithFS(dir, OS) }
 // injects faults (storage/fs/faultfs).
 func NewWithFS(dir string, fsys FS) (*Backend, error) {
 	b := &Backend{root: filepath.Clean(dir), fsys: fsys}
-	if err := b.mkdirAll(filepath.Join(b.root, "tmp")); err != nil {
+	if err := b.mkdirRoot(b.root); err != nil {
+		return nil, fmt.Errorf("storage directory %s: %w", dir, err)
+	}
+	if err := b.mkdirs(filepath.Join(b.root, "tmp")); err != nil {
 		return nil, fmt.Errorf("storage directory %s: %w", dir, err)
 	}
 	return b, nil
 }
 
-// mkdirAll creates dir and its missing parents.
-func (b *Backend) mkdirAll(dir string) error {
+// mkdirRoot creates dir and its missing parents, making each one it creates
+// durable in its parent. Existing directories above the root are the
+// operator's and left alone.
+func (b *Backend) mkdirRoot(dir string) error {
 	if fi, err := b.fsys.Stat(dir); err == nil {
 		if fi.IsDir() {
 			return nil
 		}
 		return fmt.Errorf("%s is not a directory", dir)
 	}
-	if parent := filepath.Dir(dir); parent != dir {
-		if err := b.mkdirAll(parent); err != nil {
+	parent := filepath.Dir(dir)
+	if parent != dir {
+		if err := b.mkdirRoot(parent); err != nil {
 			return err
 		}
 	}
 	if err := b.fsys.Mkdir(dir, 0o755); err != nil && !errors.Is(err, iofs.ErrExist) {
 		return err
 	}
+	return b.syncDir(parent)
+}
+
+// mkdirs creates dir (under root) and its missing parents, and makes each
+// durable in its parent: a name renamed into a directory whose own entry a
+// power loss forgets is lost with it. A directory found already there is
+// treated the same (its creator may not have synced its parent yet, or a
+// process crash may have come first), once per directory and Backend.
+func (b *Backend) mkdirs(dir string) error {
+	if dir == b.root {
+		return nil
+	}
+	if _, ok := b.dirs.Load(dir); ok {
+		return nil
+	}
+	parent := filepath.Dir(dir)
+	if err := b.mkdirs(parent); err != nil {
+		return err
+	}
+	if err := b.fsys.Mkdir(dir, 0o755); err != nil && !errors.Is(err, iofs.ErrExist) {
+		return err
+	}
+	if err := b.syncDir(parent); err != nil {
+		return err
+	}
+	b.dirs.Store(dir, struct{}{})
 	return nil
+}
+
+func (b *Backend) syncDir(dir string) error {
+	if b.NoSync {
+		return nil
+	}
+	return b.fsys.SyncDir(dir)
 }
 
 func (b *Backend) path(key string) (string, error) {
@@ -173,19 +238,18 @@ func (b *Backend) createTemp() (File, error) {
 	return nil, fmt.Errorf("cannot create a temporary file in %s", filepath.Join(b.root, "tmp"))
 }
 
-// rename moves a complete file into place and makes the rename durable.
+// rename moves a complete (synced) file into place and makes the rename
+// durable: the directory is made durable first, then fsynced after the
+// rename.
 func (b *Backend) rename(from, to string) error {
 	dir := filepath.Dir(to)
-	if err := b.mkdirAll(dir); err != nil {
+	if err := b.mkdirs(dir); err != nil {
 		return err
 	}
 	if err := b.fsys.Rename(from, to); err != nil {
 		return err
 	}
-	if b.NoSync {
-		return nil
-	}
-	return b.fsys.SyncDir(dir)
+	return b.syncDir(dir)
 }
 
 func (b *Backend) sync(f File) error {
@@ -209,7 +273,8 @@ func (b *Backend) Stat(ctx context.Context, key string) (stowage.ObjectInfo, err
 }
 
 // Delete removes the file; a missing file is not an error. An upload
-// directory left empty is removed too.
+// directory left empty is removed too. Neither removal is made durable (see
+// the package comment): a power loss may bring the whole object back.
 func (b *Backend) Delete(ctx context.Context, key string) error {
 	p, err := b.path(key)
 	if err != nil {
@@ -219,7 +284,7 @@ func (b *Backend) Delete(ctx context.Context, key string) error {
 		return err
 	}
 	if strings.HasPrefix(key, "uploads/") {
-		b.fsys.Remove(filepath.Dir(p)) // fails harmlessly if not empty
+		b.forget(filepath.Dir(p))
 	}
 	return nil
 }
@@ -283,7 +348,10 @@ func (b *Backend) walk(ctx context.Context, dir, prefix string, fn func(stowage.
 }
 
 // Append writes r at offset off of the file at key, after cutting off any
-// torn tail a failed earlier append left.
+// torn tail a failed earlier append left, and syncs the file before it
+// returns: the caller records the new size (and the hash state of the bytes)
+// in the database next, and a record must never describe bytes a power loss
+// can take back. A file it creates is made durable in its directory too.
 func (b *Backend) Append(ctx context.Context, key string, off int64, r io.Reader) (int64, error) {
 	p, err := b.path(key)
 	if err != nil {
@@ -292,7 +360,7 @@ func (b *Backend) Append(ctx context.Context, key string, off int64, r io.Reader
 	flags := os.O_WRONLY
 	if off == 0 {
 		flags |= os.O_CREATE
-		if err := b.mkdirAll(filepath.Dir(p)); err != nil {
+		if err := b.mkdirs(filepath.Dir(p)); err != nil {
 			return 0, err
 		}
 	}
@@ -316,14 +384,27 @@ func (b *Backend) Append(ctx context.Context, key string, off int64, r io.Reader
 	if _, err := f.Seek(off, io.SeekStart); err != nil {
 		return 0, err
 	}
-	n, err := copyTo(f, ctxReader{ctx, r})
+	var w io.Writer = f
+	if !b.NoSync {
+		w = &writeback{f: f, written: off, started: off}
+	}
+	n, err := copyTo(w, ctxReader{ctx, r})
 	if err != nil {
 		return off + n, err
 	}
-	// No fsync here: a chunk is not a push. Commit syncs the whole file once
-	// before the blob is acknowledged, which costs one flush instead of one
-	// per chunk.
-	return off + n, f.Close()
+	if err := b.sync(f); err != nil {
+		return off + n, err
+	}
+	if err := f.Close(); err != nil {
+		return off + n, err
+	}
+	if off == 0 {
+		// The file may be new: make its name durable.
+		if err := b.syncDir(filepath.Dir(p)); err != nil {
+			return off + n, err
+		}
+	}
+	return off + n, nil
 }
 
 // Commit cuts the upload file to size, syncs it and renames it to its final
@@ -364,9 +445,16 @@ func (b *Backend) Commit(ctx context.Context, src, dst string, size int64) error
 		return err
 	}
 	if strings.HasPrefix(src, "uploads/") {
-		b.fsys.Remove(filepath.Dir(ps))
+		b.forget(filepath.Dir(ps))
 	}
 	return nil
+}
+
+// forget removes an upload's directory if it is empty (it fails harmlessly
+// if not), and drops it from the directories known durable.
+func (b *Backend) forget(dir string) {
+	b.dirs.Delete(dir)
+	b.fsys.Remove(dir)
 }
 
 // ctxReader stops a long copy when the request is cancelled.
