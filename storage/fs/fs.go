@@ -115,6 +115,9 @@ func (b *Backend) mkdirs(dir string) error {
 		return nil
 	}
 	parent := filepath.Dir(dir)
+	if parent == dir {
+		return fmt.Errorf("%s is not under the storage directory %s", dir, b.root)
+	}
 	if err := b.mkdirs(parent); err != nil {
 		return err
 	}
