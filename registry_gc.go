@@ -338,6 +338,21 @@ func (r *Registry) expireUpload(ctx context.Context, id string, before time.Time
 // sweepOrphans deletes blob objects older than `before` that have no row,
 // and upload data whose session is gone. This is the one walk of storage,
 // and it only removes what the database says is not there.
+//
+// A blob orphan is deleted through the collector's fence (DESIGN §8), or a
+// push of the same digest between the check and the delete would be
+// acknowledged and then lose its object:
+//
+//  1. In one transaction, check that d still has no row and insert one in
+//     state 'deleting'. A push that reserved d first has a row (the orphan is
+//     skipped); a push that reserves d later waits in reserve until the row
+//     is gone, and a push in flight fails in markLive.
+//  2. Delete the object.
+//  3. Delete the row.
+//
+// A crash between 1 and 3 leaves the 'deleting' row, which the next
+// collection finishes (step 0). A delete that a power loss forgets leaves an
+// object without a row again: the next sweep finds it.
 func (r *Registry) sweepOrphans(ctx context.Context, before time.Time, dryRun bool, rep *GCReport, progress func(string, int64, int64)) error {
 	var orphans []ObjectInfo
 	var seen int64
@@ -379,22 +394,55 @@ func (r *Registry) sweepOrphans(ctx context.Context, before time.Time, dryRun bo
 		return err
 	}
 	for _, oi := range orphans {
-		// Re-check just before deleting: a row may have appeared.
-		if d, ok := digestOfKey(oi.Key); ok {
+		d, isBlob := digestOfKey(oi.Key)
+		switch {
+		case isBlob && dryRun:
 			err := r.db.View(ctx, func(tx Tx) error { _, err := tx.GetBlob(d); return err })
 			if !errors.Is(err, ErrNotFound) {
-				continue
+				continue // a row appeared
 			}
-		}
-		rep.OrphansDeleted++
-		rep.OrphanBytes += oi.Size
-		if !dryRun {
+		case isBlob:
+			claimed, err := r.claimOrphan(ctx, d, oi.Size)
+			if err != nil {
+				return err
+			}
+			if !claimed {
+				continue // a push reserved it meanwhile: not an orphan
+			}
+			if err := r.store.Delete(ctx, oi.Key); err != nil {
+				return err // the row stays 'deleting': the next collection retries
+			}
+			r.manifests.drop(d)
+			if err := r.db.Update(ctx, func(tx Tx) error { return tx.DeleteBlob(d) }); err != nil {
+				return err
+			}
+		case !dryRun:
 			if err := r.store.Delete(ctx, oi.Key); err != nil {
 				return err
 			}
 		}
+		rep.OrphansDeleted++
+		rep.OrphanBytes += oi.Size
 	}
 	return nil
+}
+
+// claimOrphan is step 1 of deleting a blob orphan: it records d as
+// 'deleting' if, in this transaction, d still has no row. The callback may
+// run more than once: it only sets claimed.
+func (r *Registry) claimOrphan(ctx context.Context, d Digest, size int64) (claimed bool, err error) {
+	now := r.now()
+	err = r.db.Update(ctx, func(tx Tx) error {
+		claimed = false
+		_, err := tx.GetBlob(d)
+		if err == nil || !errors.Is(err, ErrNotFound) {
+			return err
+		}
+		claimed = true
+		return tx.PutBlob(BlobRecord{Digest: d, Size: size, Created: now, State: BlobDeleting,
+			LastUsed: now, UnreferencedSince: now})
+	})
+	return claimed, err
 }
 
 // digestOfKey inverts BlobKey.

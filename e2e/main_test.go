@@ -27,6 +27,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/stowage/stowage/internal/testenv"
 )
 
 // binPath is the stowage binary built once by TestMain ("" with -short).
@@ -79,11 +81,12 @@ func buildBinary(out string) error {
 	return nil
 }
 
-// needServer skips the test in -short mode.
+// needServer skips the test in -short mode (fails it where the CI stage
+// requires e2e: STOWAGE_REQUIRE_E2E).
 func needServer(t testing.TB) {
 	t.Helper()
 	if testing.Short() || binPath == "" {
-		t.Skip("e2e: skipped in -short mode (runs the real server)")
+		testenv.Skip(t, "e2e", "e2e: skipped in -short mode (runs the real server)")
 	}
 }
 

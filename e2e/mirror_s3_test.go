@@ -16,6 +16,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/stowage/stowage/internal/testenv"
 )
 
 // gateway is one versitygw (S3) server process.
@@ -79,7 +81,7 @@ func createBucket(t *testing.T, endpoint, bucket string) {
 func TestMirrorOfTwoS3Servers(t *testing.T) {
 	bin := os.Getenv("STOWAGE_TEST_VERSITYGW")
 	if bin == "" {
-		t.Skip("STOWAGE_TEST_VERSITYGW is not set: run scripts/s3-test.sh")
+		testenv.Skip(t, "versitygw", "STOWAGE_TEST_VERSITYGW is not set: run scripts/s3-test.sh")
 	}
 	needServer(t)
 	dir := t.TempDir()

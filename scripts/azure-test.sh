@@ -73,6 +73,9 @@ done
 
 export STOWAGE_TEST_AZURE_CONNECTION_STRING="DefaultEndpointsProtocol=http;AccountName=$ACCOUNT;AccountKey=$ACCOUNT_KEY;BlobEndpoint=http://127.0.0.1:$PORT/$ACCOUNT;"
 export STOWAGE_TEST_AZURE_CONTAINER=stowage-test
+# This stage provides Azurite: a test that would skip for lack of it fails
+# instead (internal/testenv).
+export STOWAGE_REQUIRE_AZURE=1
 cd "$ROOT" || exit 1
 t0=$(date +%s)
 go test -race -count=1 -timeout "${GO_TEST_TIMEOUT:-10m}" "$@" ./storage/azure/

@@ -129,6 +129,9 @@ psql_admin -c "CREATE ROLE stowage LOGIN PASSWORD '$PASSWORD'" -c "CREATE DATABA
 psql_admin -c "CREATE DATABASE stowage_multinode OWNER stowage" || die "could not create the stowage_multinode database"
 export STOWAGE_TEST_POSTGRES="postgres://stowage:$PASSWORD@127.0.0.1:$PORT/stowage?sslmode=disable"
 export STOWAGE_MULTINODE_DATABASE="postgres://stowage:$PASSWORD@127.0.0.1:$PORT/stowage_multinode?sslmode=disable"
+# This stage provides PostgreSQL and runs the real server: a test that would
+# skip for lack of either fails instead (internal/testenv).
+export STOWAGE_REQUIRE_POSTGRES=1 STOWAGE_REQUIRE_E2E=1
 STEPS=()
 step() { # NAME CMD...
 	local name=$1 t0 rc

@@ -94,8 +94,10 @@ if ! command -v gcc >/dev/null 2>&1; then
 fi
 log "go test ./storage/s3/ against versitygw (the tests create bucket $BUCKET)"
 T1=$(date +%s)
+# STOWAGE_REQUIRE_*: this stage provides the component, so a test that would
+# skip for lack of it fails instead (internal/testenv).
 # shellcheck disable=SC2086 # STOWAGE_S3_TEST_ARGS is a list of words
-(cd "$ROOT" && STOWAGE_TEST_S3_ENDPOINT="http://127.0.0.1:$GW_PORT" \
+(cd "$ROOT" && STOWAGE_REQUIRE_S3=1 STOWAGE_TEST_S3_ENDPOINT="http://127.0.0.1:$GW_PORT" \
 	STOWAGE_TEST_S3_ACCESS_KEY=$ACCESS_KEY STOWAGE_TEST_S3_SECRET_KEY=$SECRET_KEY \
 	STOWAGE_TEST_S3_BUCKET=$BUCKET STOWAGE_TEST_S3_REGION=us-east-1 \
 	go test "${RACE[@]}" -count=1 -timeout "${GO_TEST_TIMEOUT:-10m}" ${STOWAGE_S3_TEST_ARGS:-} ./storage/s3/)
@@ -105,7 +107,7 @@ rc=$?
 log "go test ./e2e -run TestMirrorOfTwoS3Servers (two versitygw servers, one killed mid-run)"
 sidecar_env=()
 [ "${#sidecar[@]}" -gt 0 ] && sidecar_env=(STOWAGE_TEST_VERSITYGW_SIDECAR=1)
-(cd "$ROOT" && env "${sidecar_env[@]}" STOWAGE_TEST_VERSITYGW="$GW_BIN" \
+(cd "$ROOT" && env "${sidecar_env[@]}" STOWAGE_REQUIRE_VERSITYGW=1 STOWAGE_REQUIRE_E2E=1 STOWAGE_TEST_VERSITYGW="$GW_BIN" \
 	go test -count=1 -timeout 5m -run 'TestMirrorOfTwoS3Servers' -v ./e2e/ 2>&1 | grep -E '^(=== RUN|--- |\s+\S+_test.go|ok|FAIL|PASS)')
 rc2=${PIPESTATUS[0]}
 [ "$rc" -eq 0 ] && rc=$rc2

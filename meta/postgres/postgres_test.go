@@ -18,6 +18,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/stowage/stowage"
+	"github.com/stowage/stowage/internal/testenv"
 	"github.com/stowage/stowage/meta/metatest"
 	"github.com/stowage/stowage/meta/postgres"
 	"github.com/stowage/stowage/meta/postgres/pgtest"
@@ -248,7 +249,7 @@ func TestStartupErrors(t *testing.T) {
 	base := pgtest.Server(t)
 	u, err := url.Parse(base)
 	if err != nil || !strings.HasPrefix(u.Scheme, "postgres") || u.User == nil {
-		t.Skip("STOWAGE_TEST_POSTGRES is not a postgres:// URL with a user: cannot derive wrong credentials from it")
+		testenv.Skip(t, "postgres", "STOWAGE_TEST_POSTGRES is not a postgres:// URL with a user: cannot derive wrong credentials from it")
 	}
 	t.Run("wrong password", func(t *testing.T) {
 		w := *u
@@ -256,7 +257,7 @@ func TestStartupErrors(t *testing.T) {
 		db, err := postgres.Open(ctx, w.String(), postgres.Options{})
 		if err == nil {
 			db.Close()
-			t.Skip("the test server does not check passwords (trust authentication)")
+			testenv.Skip(t, "postgres", "the test server does not check passwords (trust authentication)")
 		}
 		wantErr(t, err, "refused user", "password authentication failed", "fix the user and password")
 	})

@@ -87,8 +87,13 @@ func Open(ctx context.Context, path string) (*DB, error) {
 		}
 		return db, db.prepareAll(ctx)
 	}
+	// synchronous=FULL: a commit returns only after the write-ahead log was
+	// fsynced, so an acknowledged push, tag move or GC mark survives a power
+	// loss. (NORMAL syncs only at checkpoints: a power loss could roll back a
+	// committed 'deleting' mark whose object was already removed, or a push
+	// the client was told succeeded.) docs/architecture.md, "Durability".
 	q := url.Values{}
-	for _, p := range []string{"journal_mode(WAL)", "busy_timeout(10000)", "synchronous(NORMAL)", "cache_size(-32000)"} {
+	for _, p := range []string{"journal_mode(WAL)", "busy_timeout(10000)", "synchronous(FULL)", "cache_size(-32000)"} {
 		q.Add("_pragma", p)
 	}
 	q.Set("_txlock", "immediate")

@@ -20,6 +20,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/container"
 
 	"github.com/stowage/stowage"
+	"github.com/stowage/stowage/internal/testenv"
 	"github.com/stowage/stowage/meta/sqlite"
 	"github.com/stowage/stowage/storage/azure"
 	"github.com/stowage/stowage/storage/crypt"
@@ -39,7 +40,7 @@ func serverConfig(t *testing.T) azure.Config {
 	t.Helper()
 	cs := os.Getenv(envConn)
 	if cs == "" {
-		t.Skipf("%s is not set: run scripts/azure-test.sh, which starts Azurite and runs these tests against it", envConn)
+		testenv.Skip(t, "azure", envConn+" is not set: run scripts/azure-test.sh, which starts Azurite and runs these tests against it")
 	}
 	name := os.Getenv(envContainer)
 	if name == "" {

@@ -2,8 +2,6 @@
 
 package fs
 
-import "os"
+func fallocate(f File, size int64) error { return nil }
 
-func fallocate(f *os.File, size int64) error { return nil }
-
-func startWriteback(f *os.File, off, n int64) {}
+func startWriteback(f File, off, n int64) {}

@@ -2,10 +2,35 @@
 // directory. Objects are files at <root>/<key>; every write goes to a temporary
 // file under <root>/tmp first and is renamed into place only when complete, so
 // a crash at any instant leaves either no object or the whole object.
+//
+// Durability (unless NoSync): what a method acknowledges survives a power
+// loss, not only a process crash.
+//
+//   - Put: write the temporary file, fsync it, rename it to its key, fsync
+//     the key's directory. A directory created on the way (blobs/sha256/ab,
+//     uploads/<id>) is made durable first: its parent is fsynced after the
+//     mkdir, once per directory and process.
+//   - Append: the bytes are fsynced before it returns (the engine then
+//     records the new size and hash state, which describe them), and a file
+//     it creates is made durable in its directory.
+//   - Commit: the upload file is cut to size and fsynced, renamed to dst, and
+//     dst's directory fsynced. The upload's directory is not: after a power
+//     loss the source may reappear next to dst, as an orphan upload object.
+//   - Delete: not made durable. A delete forgotten by a power loss leaves
+//     the whole object, which no database row describes any more: an orphan
+//     that the engine's orphan sweep removes. It never leaves part of one.
+//
+// The file system is a seam (FS): New uses the operating system's, and
+// NewWithFS takes another, such as storage/fs/faultfs, which forgets every
+// write not yet synced, so tests can cut power at every step
+// (powerloss_test.go). docs/architecture.md ("Durability") builds the
+// registry's guarantees on these.
 package fs
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -15,6 +40,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/stowage/stowage"
@@ -23,6 +49,10 @@ import (
 // Backend stores objects as files under a root directory.
 type Backend struct {
 	root string
+	fsys FS
+	// dirs holds the directories under root known to be durable in their
+	// parent (created or found, then the parent fsynced) by this Backend.
+	dirs sync.Map
 	// NoSync skips fsync. Data then survives a process crash (the page cache
 	// outlives the process) but not a power loss. Default: sync.
 	NoSync bool
@@ -34,11 +64,78 @@ var (
 )
 
 // New returns a Backend rooted at dir, creating it if needed.
-func New(dir string) (*Backend, error) {
-	if err := os.MkdirAll(filepath.Join(dir, "tmp"), 0o755); err != nil {
+func New(dir string) (*Backend, error) { return NewWithFS(dir, OS) }
+
+// NewWithFS returns a Backend rooted at dir on the file system fsys, creating
+// dir if needed. Tests use it to run the real Backend on a file system that
+// injects faults (storage/fs/faultfs).
+func NewWithFS(dir string, fsys FS) (*Backend, error) {
+	b := &Backend{root: filepath.Clean(dir), fsys: fsys}
+	if err := b.mkdirRoot(b.root); err != nil {
 		return nil, fmt.Errorf("storage directory %s: %w", dir, err)
 	}
-	return &Backend{root: dir}, nil
+	if err := b.mkdirs(filepath.Join(b.root, "tmp")); err != nil {
+		return nil, fmt.Errorf("storage directory %s: %w", dir, err)
+	}
+	return b, nil
+}
+
+// mkdirRoot creates dir and its missing parents, making each one it creates
+// durable in its parent. Existing directories above the root are the
+// operator's and left alone.
+func (b *Backend) mkdirRoot(dir string) error {
+	if fi, err := b.fsys.Stat(dir); err == nil {
+		if fi.IsDir() {
+			return nil
+		}
+		return fmt.Errorf("%s is not a directory", dir)
+	}
+	parent := filepath.Dir(dir)
+	if parent != dir {
+		if err := b.mkdirRoot(parent); err != nil {
+			return err
+		}
+	}
+	if err := b.fsys.Mkdir(dir, 0o755); err != nil && !errors.Is(err, iofs.ErrExist) {
+		return err
+	}
+	return b.syncDir(parent)
+}
+
+// mkdirs creates dir (under root) and its missing parents, and makes each
+// durable in its parent: a name renamed into a directory whose own entry a
+// power loss forgets is lost with it. A directory found already there is
+// treated the same (its creator may not have synced its parent yet, or a
+// process crash may have come first), once per directory and Backend.
+func (b *Backend) mkdirs(dir string) error {
+	if dir == b.root {
+		return nil
+	}
+	if _, ok := b.dirs.Load(dir); ok {
+		return nil
+	}
+	parent := filepath.Dir(dir)
+	if parent == dir {
+		return fmt.Errorf("%s is not under the storage directory %s", dir, b.root)
+	}
+	if err := b.mkdirs(parent); err != nil {
+		return err
+	}
+	if err := b.fsys.Mkdir(dir, 0o755); err != nil && !errors.Is(err, iofs.ErrExist) {
+		return err
+	}
+	if err := b.syncDir(parent); err != nil {
+		return err
+	}
+	b.dirs.Store(dir, struct{}{})
+	return nil
+}
+
+func (b *Backend) syncDir(dir string) error {
+	if b.NoSync {
+		return nil
+	}
+	return b.fsys.SyncDir(dir)
 }
 
 func (b *Backend) path(key string) (string, error) {
@@ -52,7 +149,7 @@ func (b *Backend) path(key string) (string, error) {
 // crash interrupted. They were never visible as objects.
 func (b *Backend) CleanTemp(age time.Duration) (int, error) {
 	dir := filepath.Join(b.root, "tmp")
-	entries, err := os.ReadDir(dir)
+	entries, err := b.fsys.ReadDir(dir)
 	if err != nil {
 		return 0, err
 	}
@@ -62,21 +159,22 @@ func (b *Backend) CleanTemp(age time.Duration) (int, error) {
 		if err != nil || time.Since(fi.ModTime()) < age {
 			continue
 		}
-		if os.Remove(filepath.Join(dir, e.Name())) == nil {
+		if b.fsys.Remove(filepath.Join(dir, e.Name())) == nil {
 			n++
 		}
 	}
 	return n, nil
 }
 
-// Open returns the file positioned at offset. The *os.File is returned as is,
-// so that net/http can send it with sendfile(2).
+// Open returns the file positioned at offset. The file is returned as is (on
+// the OS file system an *os.File), so that net/http can send it with
+// sendfile(2).
 func (b *Backend) Open(ctx context.Context, key string, offset int64) (io.ReadCloser, error) {
 	p, err := b.path(key)
 	if err != nil {
 		return nil, err
 	}
-	f, err := os.Open(p)
+	f, err := b.fsys.OpenFile(p, os.O_RDONLY, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -95,7 +193,7 @@ func (b *Backend) Put(ctx context.Context, key string, r io.Reader, size int64) 
 	if err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(filepath.Join(b.root, "tmp"), "put-*")
+	tmp, err := b.createTemp()
 	if err != nil {
 		return err
 	}
@@ -103,7 +201,7 @@ func (b *Backend) Put(ctx context.Context, key string, r io.Reader, size int64) 
 	defer func() {
 		if !ok {
 			tmp.Close()
-			os.Remove(tmp.Name())
+			b.fsys.Remove(tmp.Name())
 		}
 	}()
 	if size > 0 {
@@ -130,27 +228,34 @@ func (b *Backend) Put(ctx context.Context, key string, r io.Reader, size int64) 
 	return nil
 }
 
-// rename moves a complete file into place and makes the rename durable.
-func (b *Backend) rename(from, to string) error {
-	dir := filepath.Dir(to)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
+// createTemp creates a new file under <root>/tmp (os.CreateTemp, on fsys).
+func (b *Backend) createTemp() (File, error) {
+	for range 10 {
+		var r [8]byte
+		rand.Read(r[:])
+		f, err := b.fsys.OpenFile(filepath.Join(b.root, "tmp", "put-"+hex.EncodeToString(r[:])), os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+		if !errors.Is(err, iofs.ErrExist) {
+			return f, err
+		}
 	}
-	if err := os.Rename(from, to); err != nil {
-		return err
-	}
-	if b.NoSync {
-		return nil
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+	return nil, fmt.Errorf("cannot create a temporary file in %s", filepath.Join(b.root, "tmp"))
 }
 
-func (b *Backend) sync(f *os.File) error {
+// rename moves a complete (synced) file into place and makes the rename
+// durable: the directory is made durable first, then fsynced after the
+// rename.
+func (b *Backend) rename(from, to string) error {
+	dir := filepath.Dir(to)
+	if err := b.mkdirs(dir); err != nil {
+		return err
+	}
+	if err := b.fsys.Rename(from, to); err != nil {
+		return err
+	}
+	return b.syncDir(dir)
+}
+
+func (b *Backend) sync(f File) error {
 	if b.NoSync {
 		return nil
 	}
@@ -163,7 +268,7 @@ func (b *Backend) Stat(ctx context.Context, key string) (stowage.ObjectInfo, err
 	if err != nil {
 		return stowage.ObjectInfo{}, err
 	}
-	fi, err := os.Stat(p)
+	fi, err := b.fsys.Stat(p)
 	if err != nil {
 		return stowage.ObjectInfo{}, err
 	}
@@ -171,17 +276,18 @@ func (b *Backend) Stat(ctx context.Context, key string) (stowage.ObjectInfo, err
 }
 
 // Delete removes the file; a missing file is not an error. An upload
-// directory left empty is removed too.
+// directory left empty is removed too. Neither removal is made durable (see
+// the package comment): a power loss may bring the whole object back.
 func (b *Backend) Delete(ctx context.Context, key string) error {
 	p, err := b.path(key)
 	if err != nil {
 		return err
 	}
-	if err := os.Remove(p); err != nil && !errors.Is(err, iofs.ErrNotExist) {
+	if err := b.fsys.Remove(p); err != nil && !errors.Is(err, iofs.ErrNotExist) {
 		return err
 	}
 	if strings.HasPrefix(key, "uploads/") {
-		os.Remove(filepath.Dir(p)) // fails harmlessly if not empty
+		b.forget(filepath.Dir(p))
 	}
 	return nil
 }
@@ -192,42 +298,63 @@ func (b *Backend) List(ctx context.Context, prefix string, fn func(stowage.Objec
 	if !strings.HasSuffix(dir, "/") {
 		dir = path.Dir(dir)
 	}
-	start := filepath.Join(b.root, filepath.FromSlash(dir))
-	err := filepath.WalkDir(start, func(p string, d iofs.DirEntry, err error) error {
-		if err != nil {
-			if errors.Is(err, iofs.ErrNotExist) {
-				return nil
-			}
-			return err
+	dir = strings.TrimSuffix(dir, "/")
+	if dir == "." {
+		dir = ""
+	}
+	return b.walk(ctx, dir, prefix, fn)
+}
+
+// walk calls fn for the files under the directory of key dir ("" for the
+// root) whose keys start with prefix, in lexical order, skipping tmp/ and
+// directories that cannot hold such keys.
+func (b *Backend) walk(ctx context.Context, dir, prefix string, fn func(stowage.ObjectInfo) error) error {
+	entries, err := b.fsys.ReadDir(filepath.Join(b.root, filepath.FromSlash(dir)))
+	if err != nil {
+		if errors.Is(err, iofs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
+			return nil // nothing there, or a file: no key under it
 		}
+		return err
+	}
+	for _, e := range entries {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		rel, _ := filepath.Rel(b.root, p)
-		key := filepath.ToSlash(rel)
-		if d.IsDir() {
-			if key == "tmp" {
-				return filepath.SkipDir
+		key := e.Name()
+		if dir != "" {
+			key = dir + "/" + key
+		}
+		if e.IsDir() {
+			if key == "tmp" || !strings.HasPrefix(key+"/", prefix) && !strings.HasPrefix(prefix, key+"/") {
+				continue
 			}
-			return nil
+			if err := b.walk(ctx, key, prefix, fn); err != nil {
+				return err
+			}
+			continue
 		}
 		if !strings.HasPrefix(key, prefix) {
-			return nil
+			continue
 		}
-		fi, err := d.Info()
+		fi, err := e.Info()
 		if err != nil {
 			if errors.Is(err, iofs.ErrNotExist) {
-				return nil
+				continue
 			}
 			return err
 		}
-		return fn(stowage.ObjectInfo{Key: key, Size: fi.Size(), ModTime: fi.ModTime()})
-	})
-	return err
+		if err := fn(stowage.ObjectInfo{Key: key, Size: fi.Size(), ModTime: fi.ModTime()}); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Append writes r at offset off of the file at key, after cutting off any
-// torn tail a failed earlier append left.
+// torn tail a failed earlier append left, and syncs the file before it
+// returns: the caller records the new size (and the hash state of the bytes)
+// in the database next, and a record must never describe bytes a power loss
+// can take back. A file it creates is made durable in its directory too.
 func (b *Backend) Append(ctx context.Context, key string, off int64, r io.Reader) (int64, error) {
 	p, err := b.path(key)
 	if err != nil {
@@ -236,11 +363,11 @@ func (b *Backend) Append(ctx context.Context, key string, off int64, r io.Reader
 	flags := os.O_WRONLY
 	if off == 0 {
 		flags |= os.O_CREATE
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		if err := b.mkdirs(filepath.Dir(p)); err != nil {
 			return 0, err
 		}
 	}
-	f, err := os.OpenFile(p, flags, 0o644)
+	f, err := b.fsys.OpenFile(p, flags, 0o644)
 	if err != nil {
 		return 0, err
 	}
@@ -260,14 +387,27 @@ func (b *Backend) Append(ctx context.Context, key string, off int64, r io.Reader
 	if _, err := f.Seek(off, io.SeekStart); err != nil {
 		return 0, err
 	}
-	n, err := copyTo(f, ctxReader{ctx, r})
+	var w io.Writer = f
+	if !b.NoSync {
+		w = &writeback{f: f, written: off, started: off}
+	}
+	n, err := copyTo(w, ctxReader{ctx, r})
 	if err != nil {
 		return off + n, err
 	}
-	// No fsync here: a chunk is not a push. Commit syncs the whole file once
-	// before the blob is acknowledged, which costs one flush instead of one
-	// per chunk.
-	return off + n, f.Close()
+	if err := b.sync(f); err != nil {
+		return off + n, err
+	}
+	if err := f.Close(); err != nil {
+		return off + n, err
+	}
+	if off == 0 {
+		// The file may be new: make its name durable.
+		if err := b.syncDir(filepath.Dir(p)); err != nil {
+			return off + n, err
+		}
+	}
+	return off + n, nil
 }
 
 // Commit cuts the upload file to size, syncs it and renames it to its final
@@ -281,7 +421,7 @@ func (b *Backend) Commit(ctx context.Context, src, dst string, size int64) error
 	if err != nil {
 		return err
 	}
-	f, err := os.OpenFile(ps, os.O_WRONLY, 0)
+	f, err := b.fsys.OpenFile(ps, os.O_WRONLY, 0)
 	if err != nil {
 		return err
 	}
@@ -308,9 +448,16 @@ func (b *Backend) Commit(ctx context.Context, src, dst string, size int64) error
 		return err
 	}
 	if strings.HasPrefix(src, "uploads/") {
-		os.Remove(filepath.Dir(ps))
+		b.forget(filepath.Dir(ps))
 	}
 	return nil
+}
+
+// forget removes an upload's directory if it is empty (it fails harmlessly
+// if not), and drops it from the directories known durable.
+func (b *Backend) forget(dir string) {
+	b.dirs.Delete(dir)
+	b.fsys.Remove(dir)
 }
 
 // ctxReader stops a long copy when the request is cancelled.
@@ -340,7 +487,7 @@ func copyTo(w io.Writer, r io.Reader) (int64, error) {
 // overlapping it with receiving the rest; the final fsync then waits only
 // for the tail instead of the whole blob.
 type writeback struct {
-	f                *os.File
+	f                File
 	written, started int64
 }
 

@@ -27,6 +27,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/stowage/stowage"
+	"github.com/stowage/stowage/internal/testenv"
 	"github.com/stowage/stowage/meta/sqlite"
 	"github.com/stowage/stowage/storage/crypt"
 	"github.com/stowage/stowage/storage/storagetest"
@@ -39,7 +40,7 @@ func testConfig(t *testing.T) Config {
 	t.Helper()
 	ep := os.Getenv("STOWAGE_TEST_S3_ENDPOINT")
 	if ep == "" {
-		t.Skip("no S3 server: set STOWAGE_TEST_S3_ENDPOINT, STOWAGE_TEST_S3_ACCESS_KEY, STOWAGE_TEST_S3_SECRET_KEY and STOWAGE_TEST_S3_BUCKET, or run scripts/s3-test.sh (starts versitygw)")
+		testenv.Skip(t, "s3", "no S3 server: set STOWAGE_TEST_S3_ENDPOINT, STOWAGE_TEST_S3_ACCESS_KEY, STOWAGE_TEST_S3_SECRET_KEY and STOWAGE_TEST_S3_BUCKET, or run scripts/s3-test.sh (starts versitygw)")
 	}
 	cfg := Config{
 		Endpoint:        ep,
@@ -492,7 +493,7 @@ func TestNewErrors(t *testing.T) {
 		t.Errorf("small part size: %v", err)
 	}
 
-	if os.Getenv("STOWAGE_TEST_S3_ENDPOINT") == "" {
+	if os.Getenv("STOWAGE_TEST_S3_ENDPOINT") == "" && !testenv.Required("s3") {
 		t.Log("no S3 server: skipping the checks of credentials and bucket")
 		return
 	}

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/stowage/stowage/internal/testenv"
 )
 
 // Env names the variable holding the test server's connection string.
@@ -24,7 +26,7 @@ func Server(t testing.TB) string {
 	t.Helper()
 	cs := os.Getenv(Env)
 	if cs == "" {
-		t.Skip(Env + " is not set: run scripts/postgres-test.sh, or set it to postgres://user:password@host:port/db " +
+		testenv.Skip(t, "postgres", Env+" is not set: run scripts/postgres-test.sh, or set it to postgres://user:password@host:port/db "+
 			"for a database where that user may create schemas")
 	}
 	return cs
