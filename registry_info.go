@@ -19,6 +19,11 @@ type RepositoryInfo struct {
 // ManifestInfo describes a manifest for listings.
 type ManifestInfo struct {
 	ManifestRecord
+	// Read from the stored manifest and its config (never kept in the
+	// database); "" when they cannot be read now (key unavailable).
+	ArtifactType string // the manifest's artifactType, else its config's media type (images)
+	Architecture string // an image's platform, from its config
+	OS           string
 	ImageSize    int64 // the manifest plus the blobs it references
 	Tags         []string
 	LastModified time.Time // its creation or the last push of one of its tags
@@ -70,6 +75,24 @@ func (r *Registry) TagInfos(ctx context.Context, repo string) ([]TagRecord, erro
 // ManifestInfos returns the manifests of repo (not list-locked) with their
 // sizes and tags.
 func (r *Registry) ManifestInfos(ctx context.Context, repo string) ([]ManifestInfo, error) {
+	out, err := r.manifestInfos(ctx, repo)
+	for i := range out {
+		r.describeInfo(ctx, &out[i])
+	}
+	return out, err
+}
+
+// describeInfo fills what the stored manifest and config say, best effort
+// (listings work without the key; these fields are then empty). It reads
+// storage, so callers run it outside transactions.
+func (r *Registry) describeInfo(ctx context.Context, info *ManifestInfo) {
+	if f, err := r.describe(ctx, info.ManifestRecord, true); err == nil {
+		info.ArtifactType, info.Architecture, info.OS = f.ArtifactType, f.Architecture, f.OS
+	}
+}
+
+// manifestInfos is ManifestInfos from the database alone.
+func (r *Registry) manifestInfos(ctx context.Context, repo string) ([]ManifestInfo, error) {
 	var out []ManifestInfo
 	err := r.db.View(ctx, func(tx Tx) error {
 		if _, err := tx.GetRepository(repo); errors.Is(err, ErrNotFound) {
@@ -115,12 +138,13 @@ func (r *Registry) ManifestInfos(ctx context.Context, repo string) ([]ManifestIn
 
 // ManifestInfo returns one manifest's description.
 func (r *Registry) ManifestInfo(ctx context.Context, repo string, d Digest) (ManifestInfo, error) {
-	all, err := r.ManifestInfos(ctx, repo)
+	all, err := r.manifestInfos(ctx, repo)
 	if err != nil {
 		return ManifestInfo{}, err
 	}
 	for _, m := range all {
 		if m.Digest == d {
+			r.describeInfo(ctx, &m)
 			return m, nil
 		}
 	}

@@ -3,12 +3,9 @@ package stowage
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"sort"
-	"strings"
 	"sync"
 	"time"
 
@@ -75,12 +72,12 @@ func (r *Registry) PutManifest(ctx context.Context, repo string, ref Reference, 
 
 	// 2. Check references, record the manifest and its tags, atomically.
 	now := r.now()
-	rec := ManifestRecord{Repo: repo, Digest: d, MediaType: m.MediaType, ArtifactType: m.ArtifactType,
-		Size: int64(len(body)), Annotations: m.Annotations, Created: now}
+	// Names, digests and sizes only: annotations, artifact type and platform
+	// stay in the (encrypted) stored manifest (registry_describe.go).
+	rec := ManifestRecord{Repo: repo, Digest: d, MediaType: m.MediaType, Size: int64(len(body)), Created: now}
 	if m.Subject != nil {
 		rec.Subject = m.Subject.Digest
 	}
-	rec.Architecture, rec.OS = r.platformOf(ctx, m.Config)
 	err = r.db.Update(ctx, func(tx Tx) error {
 		if err := writable(tx, repo); err != nil {
 			return err
@@ -118,28 +115,6 @@ func (r *Registry) PutManifest(ctx context.Context, repo string, ref Reference, 
 		return PutManifestResult{}, err
 	}
 	return PutManifestResult{Digest: d, Subject: rec.Subject}, nil
-}
-
-// platformOf reads the architecture and OS an image's config declares
-// (for listings); anything else, or an unreadable config, gives "".
-func (r *Registry) platformOf(ctx context.Context, config *Descriptor) (arch, os string) {
-	if config == nil || config.Size > 1<<20 || !strings.Contains(config.MediaType, "config") ||
-		!(strings.HasPrefix(config.MediaType, "application/vnd.oci.image.") || strings.HasPrefix(config.MediaType, "application/vnd.docker.container.")) {
-		return "", ""
-	}
-	rc, err := r.store.Open(ctx, BlobKey(config.Digest), 0)
-	if err != nil {
-		return "", ""
-	}
-	defer rc.Close()
-	var c struct {
-		Architecture string `json:"architecture"`
-		OS           string `json:"os"`
-	}
-	if json.NewDecoder(io.LimitReader(rc, 1<<20)).Decode(&c) != nil {
-		return "", ""
-	}
-	return c.Architecture, c.OS
 }
 
 // checkRefs fails with MANIFEST_BLOB_UNKNOWN unless every reference is in repo.
@@ -207,26 +182,11 @@ func (r *Registry) GetManifest(ctx context.Context, repo string, ref Reference) 
 	if err != nil {
 		return m, nil, err
 	}
-	if b, ok := r.manifests.get(m.Digest); ok {
-		return m, b, nil
+	b, err := r.content(ctx, m.Digest, MaxManifestSize)
+	if IsNotExist(err) {
+		r.log.Error("manifest recorded in the database is missing from storage", "digest", m.Digest, "repo", repo)
 	}
-	rc, err := r.store.Open(ctx, BlobKey(m.Digest), 0)
-	if err != nil {
-		if IsNotExist(err) {
-			r.log.Error("manifest recorded in the database is missing from storage", "digest", m.Digest, "repo", repo)
-		}
-		return m, nil, fmt.Errorf("read manifest %s: %w", m.Digest, err)
-	}
-	defer rc.Close()
-	b, err := io.ReadAll(io.LimitReader(rc, MaxManifestSize+1))
-	if err != nil {
-		return m, nil, fmt.Errorf("read manifest %s: %w", m.Digest, err)
-	}
-	if m.Digest.Algorithm().FromBytes(b) != m.Digest {
-		return m, nil, Errorf(CodeInternal, "stored manifest %s is corrupt; run `stowage scrub`, and restore it from a backup or another copy", m.Digest)
-	}
-	r.manifests.put(m.Digest, b)
-	return m, b, nil
+	return m, b, err
 }
 
 // DeleteManifest deletes by reference, as the OCI API does: a tag reference
@@ -255,11 +215,17 @@ func (r *Registry) Referrers(ctx context.Context, repo string, d Digest, artifac
 	}
 	descs := make([]Descriptor, 0, len(recs))
 	for _, m := range recs {
-		if artifactType != "" && m.ArtifactType != artifactType {
+		// Artifact type and annotations come from the stored manifest: the
+		// database keeps no image content (registry_describe.go).
+		f, err := r.describe(ctx, m, false)
+		if err != nil {
+			return nil, fmt.Errorf("referrer %s: %w", m.Digest, err)
+		}
+		if artifactType != "" && f.ArtifactType != artifactType {
 			continue
 		}
 		descs = append(descs, Descriptor{MediaType: m.MediaType, Digest: m.Digest, Size: m.Size,
-			ArtifactType: m.ArtifactType, Annotations: m.Annotations})
+			ArtifactType: f.ArtifactType, Annotations: f.Annotations})
 	}
 	return descs, nil
 }

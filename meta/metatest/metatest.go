@@ -154,7 +154,7 @@ func testBlobs(t *testing.T, db stowage.DB) {
 
 func testManifests(t *testing.T, db stowage.DB) {
 	m := stowage.ManifestRecord{Repo: "r", Digest: dg(10), MediaType: stowage.MediaTypeOCIManifest,
-		ArtifactType: "application/x", Size: 123, Annotations: map[string]string{"k": "v"}, Created: now}
+		Size: 123, Subject: dg(9), Created: now}
 	refs := []stowage.ManifestRef{{Digest: dg(1), Kind: stowage.RefBlob}, {Digest: dg(2), Kind: stowage.RefBlob}}
 	update(t, db, func(tx stowage.Tx) error { return tx.PutManifest(m, refs) })
 	view(t, db, func(tx stowage.Tx) error {
@@ -190,9 +190,9 @@ func testManifests(t *testing.T, db stowage.DB) {
 func testReferrers(t *testing.T, db stowage.DB) {
 	subject := dg(100)
 	update(t, db, func(tx stowage.Tx) error {
-		for i, at := range []string{"application/sig", "application/sbom", "application/sig"} {
+		for i := range 3 {
 			m := stowage.ManifestRecord{Repo: "r", Digest: dg(200 + i), MediaType: stowage.MediaTypeOCIManifest,
-				ArtifactType: at, Size: 10, Subject: subject, Created: now}
+				Size: 10, Subject: subject, Created: now}
 			if err := tx.PutManifest(m, nil); err != nil {
 				return err
 			}

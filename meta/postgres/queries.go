@@ -8,7 +8,7 @@ package postgres
 // so ORDER BY and the "after" cursors compare bytes, as the Tx contract says.
 // A NULL LIMIT is no limit (limitOf).
 const (
-	manifestColumns = `repo, digest, media_type, artifact_type, size, subject, annotations, created, locks, architecture, os`
+	manifestColumns = `repo, digest, media_type, size, subject, created, locks`
 	blobColumns     = `digest, size, created, state, last_used, unreferenced_since`
 	uploadColumns   = `id, repo, size, hash_state, chunks, started, updated`
 	tagColumns      = `name, digest, updated, locks, created`
@@ -79,11 +79,10 @@ const (
 
 // Manifests.
 const (
-	sqlPutManifest = `INSERT INTO manifests (repo, digest, media_type, artifact_type, size, subject, annotations, created, architecture, os)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
-		ON CONFLICT (repo, digest) DO UPDATE SET media_type = excluded.media_type, artifact_type = excluded.artifact_type,
-			size = excluded.size, subject = excluded.subject, annotations = excluded.annotations,
-			architecture = excluded.architecture, os = excluded.os`
+	sqlPutManifest = `INSERT INTO manifests (repo, digest, media_type, size, subject, created)
+		VALUES ($1, $2, $3, $4, $5, $6)
+		ON CONFLICT (repo, digest) DO UPDATE SET media_type = excluded.media_type,
+			size = excluded.size, subject = excluded.subject`
 	sqlDeleteManifestRefs = `DELETE FROM manifest_references WHERE repo = $1 AND parent = $2`
 	// All references of a manifest in one statement: $3 and $4 are parallel
 	// arrays of children and kinds.
