@@ -1,0 +1,137 @@
+package crypt_test
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stowage/stowage"
+	"github.com/stowage/stowage/meta/sqlite"
+	"github.com/stowage/stowage/storage/crypt"
+)
+
+// node is one registry process of a cluster: its own handle on the shared
+// database, its own copy of the key file, the shared storage.
+type node struct {
+	keys *crypt.FileKeyring
+	mgr  *crypt.Manager
+	b    stowage.Backend
+}
+
+func newNode(t *testing.T, dbPath, keyPath string, inner stowage.Backend) *node {
+	t.Helper()
+	db, err := sqlite.Open(ctx, dbPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	k, err := crypt.OpenFileKeyring(keyPath, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := crypt.NewManager(db, k)
+	return &node{keys: k, mgr: m, b: crypt.New(inner, m)}
+}
+
+// current waits (bounded) until n's current version is want: a node
+// rereads the versions kept in the database at most once a second.
+func (n *node) current(t *testing.T, want stowage.KeyVersion) {
+	t.Helper()
+	var cur stowage.KeyVersion
+	for i := 0; i < 60; i++ {
+		var err error
+		if cur, err = n.keys.Current(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if cur == want {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("current version %s, want %s", cur, want)
+}
+
+// TestRotationReachesEveryNode: two nodes share a database (one SQLite
+// file), the storage, and copies of one key file. After `keys rotate` on
+// one, every node reads every object (those rewrapped onto the new version,
+// and those written under it), and switches to the new version for new
+// objects; a later rotation and a retirement on the other node work too.
+func TestRotationReachesEveryNode(t *testing.T) {
+	dir := t.TempDir()
+	dbPath := filepath.Join(dir, "stowage.db")
+	inner, _ := newFS(t)
+	keyA := filepath.Join(dir, "a", "keys", "service.json")
+	if _, err := crypt.OpenFileKeyring(keyA, true); err != nil {
+		t.Fatal(err)
+	}
+	keyB := filepath.Join(dir, "b", "keys", "service.json")
+	raw, err := os.ReadFile(keyA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.MkdirAll(filepath.Dir(keyB), 0o700)
+	if err := os.WriteFile(keyB, raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	a, b := newNode(t, dbPath, keyA, inner), newNode(t, dbPath, keyB, inner)
+
+	objects := map[string][]byte{}
+	put := func(n *node, key string) {
+		t.Helper()
+		objects[key] = random(crypt.SegmentSize + 100)
+		if err := n.b.Put(ctx, key, bytes.NewReader(objects[key]), -1); err != nil {
+			t.Fatalf("put %s: %v", key, err)
+		}
+	}
+	readAll := func(when string) {
+		t.Helper()
+		for name, n := range map[string]*node{"a": a, "b": b} {
+			n.mgr.Forget() // as after encryption.cache_ttl: unwrap again
+			for key, want := range objects {
+				if got, err := read(n.b, key, 0); err != nil || !bytes.Equal(got, want) {
+					t.Errorf("%s: node %s reads %s: %d bytes, %v", when, name, key, len(got), err)
+				}
+			}
+		}
+	}
+	put(a, "blobs/before")
+	readAll("before rotation")
+
+	p, err := a.mgr.Rotate(ctx, crypt.RotateOptions{NewVersion: true})
+	if err != nil || p.Rewrapped != 1 {
+		t.Fatalf("rotate on node a = %+v, %v", p, err)
+	}
+	readAll("after rotation on node a")
+	put(a, "blobs/after-on-a")
+	readAll("after a push on node a")
+	b.current(t, p.Current)
+	put(b, "blobs/after-on-b")
+	readAll("after a push on node b")
+	if st, err := b.mgr.Status(ctx); err != nil || len(st.DataKeys) != 1 || st.DataKeys[0].KeyVersion != p.Current || st.Current != p.Current {
+		t.Errorf("status on node b = %+v, %v; want every data key on %s", st, err, p.Current)
+	}
+
+	// Rotate again, on the other node, and retire the version in between.
+	p2, err := b.mgr.Rotate(ctx, crypt.RotateOptions{NewVersion: true})
+	if err != nil || p2.Rewrapped != 3 || p2.Current.Version != p.Current.Version+1 {
+		t.Fatalf("rotate on node b = %+v, %v", p2, err)
+	}
+	a.current(t, p2.Current)
+	if err := a.mgr.Retire(ctx, p.Current); err != nil {
+		t.Fatalf("retire %s on node a: %v", p.Current, err)
+	}
+	put(a, "blobs/after-second-rotation")
+	readAll("after the second rotation")
+	// The retired version is gone for every node.
+	_, err = b.keys.Unwrap(ctx, p.Current, make([]byte, 60))
+	for i := 0; i < 60 && !errors.Is(err, crypt.ErrKeyUnavailable); i++ {
+		time.Sleep(50 * time.Millisecond)
+		_, err = b.keys.Unwrap(ctx, p.Current, make([]byte, 60))
+	}
+	if !errors.Is(err, crypt.ErrKeyUnavailable) {
+		t.Errorf("retired %s on node b: %v, want unavailable", p.Current, err)
+	}
+}
