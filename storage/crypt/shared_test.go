@@ -2,6 +2,8 @@ package crypt_test
 
 import (
 	"bytes"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
@@ -133,5 +135,61 @@ func TestRotationReachesEveryNode(t *testing.T) {
 	}
 	if !errors.Is(err, crypt.ErrKeyUnavailable) {
 		t.Errorf("retired %s on node b: %v, want unavailable", p.Current, err)
+	}
+}
+
+// TestReplaceRoot follows docs/encryption.md, "Replacing the key file's
+// key": a new version added to the file by hand becomes the root of the next
+// rotation, and the old root and the database versions it wraps retire.
+func TestReplaceRoot(t *testing.T) {
+	dir := t.TempDir()
+	inner, _ := newFS(t)
+	keyPath := filepath.Join(dir, "keys", "service.json")
+	if _, err := crypt.OpenFileKeyring(keyPath, true); err != nil {
+		t.Fatal(err)
+	}
+	n := newNode(t, filepath.Join(dir, "stowage.db"), keyPath, inner)
+	data := random(1000)
+	if err := n.b.Put(ctx, "blobs/x", bytes.NewReader(data), -1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.mgr.Rotate(ctx, crypt.RotateOptions{NewVersion: true}); err != nil { // version 2, in the database
+		t.Fatal(err)
+	}
+	// The operator adds version 3 to the file and makes it current.
+	var f struct {
+		ID       string            `json:"id"`
+		Current  uint32            `json:"current"`
+		Versions map[string]string `json:"versions"`
+	}
+	raw, _ := os.ReadFile(keyPath)
+	if err := json.Unmarshal(raw, &f); err != nil {
+		t.Fatal(err)
+	}
+	f.Versions["3"], f.Current = base64.StdEncoding.EncodeToString(random(32)), 3
+	raw, _ = json.Marshal(f)
+	if err := os.WriteFile(keyPath, raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	os.Chtimes(keyPath, time.Now(), time.Now().Add(time.Minute)) // a new stamp even within the clock's resolution
+	n.current(t, stowage.KeyVersion{ID: f.ID, Version: 3})
+	p, err := n.mgr.Rotate(ctx, crypt.RotateOptions{NewVersion: true})
+	if err != nil || p.Current.Version != 4 {
+		t.Fatalf("rotate after the new root = %+v, %v; want version 4", p, err)
+	}
+	if err := n.mgr.Retire(ctx, stowage.KeyVersion{ID: f.ID, Version: 1}); err == nil {
+		t.Error("retired the old root while version 2, in the database, is wrapped by it")
+	}
+	for _, v := range []uint32{2, 1} {
+		if err := n.mgr.Retire(ctx, stowage.KeyVersion{ID: f.ID, Version: v}); err != nil {
+			t.Fatalf("retire version %d: %v", v, err)
+		}
+	}
+	if st, _ := n.mgr.Status(ctx); len(st.Versions) != 2 || st.Versions[0].Version != 3 || st.Versions[1].Version != 4 {
+		t.Errorf("versions after replacing the root: %+v, want 3 (file) and 4 (database)", st.Versions)
+	}
+	n.mgr.Forget()
+	if got, err := read(n.b, "blobs/x", 0); err != nil || !bytes.Equal(got, data) {
+		t.Errorf("read after replacing the root: %d bytes, %v", len(got), err)
 	}
 }
