@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync"
 )
 
 // What a manifest says about itself (annotations, artifact type, the
@@ -40,6 +41,24 @@ func (r *Registry) describe(ctx context.Context, m ManifestRecord, platform bool
 		f.Architecture, f.OS = r.platformOf(ctx, pm.Config)
 	}
 	return f, nil
+}
+
+// describeAll describes ms, reading up to 8 manifests at once (a cold
+// listing reads and decrypts every manifest and config once).
+func (r *Registry) describeAll(ctx context.Context, ms []ManifestRecord, platform bool) ([]manifestFacts, []error) {
+	facts, errs := make([]manifestFacts, len(ms)), make([]error, len(ms))
+	sem := make(chan struct{}, 8)
+	var wg sync.WaitGroup
+	for i := range ms {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			facts[i], errs[i] = r.describe(ctx, ms[i], platform)
+		}()
+	}
+	wg.Wait()
+	return facts, errs
 }
 
 // content returns the bytes of the content-addressed object d (a manifest,

@@ -76,18 +76,23 @@ func (r *Registry) TagInfos(ctx context.Context, repo string) ([]TagRecord, erro
 // sizes and tags.
 func (r *Registry) ManifestInfos(ctx context.Context, repo string) ([]ManifestInfo, error) {
 	out, err := r.manifestInfos(ctx, repo)
-	for i := range out {
-		r.describeInfo(ctx, &out[i])
-	}
+	r.describeInfos(ctx, out)
 	return out, err
 }
 
-// describeInfo fills what the stored manifest and config say, best effort
-// (listings work without the key; these fields are then empty). It reads
-// storage, so callers run it outside transactions.
-func (r *Registry) describeInfo(ctx context.Context, info *ManifestInfo) {
-	if f, err := r.describe(ctx, info.ManifestRecord, true); err == nil {
-		info.ArtifactType, info.Architecture, info.OS = f.ArtifactType, f.Architecture, f.OS
+// describeInfos fills what the stored manifests and configs say, best
+// effort (listings work without the key; these fields are then empty). It
+// reads storage, so callers run it outside transactions.
+func (r *Registry) describeInfos(ctx context.Context, infos []ManifestInfo) {
+	ms := make([]ManifestRecord, len(infos))
+	for i := range infos {
+		ms[i] = infos[i].ManifestRecord
+	}
+	facts, errs := r.describeAll(ctx, ms, true)
+	for i, f := range facts {
+		if errs[i] == nil {
+			infos[i].ArtifactType, infos[i].Architecture, infos[i].OS = f.ArtifactType, f.Architecture, f.OS
+		}
 	}
 }
 
@@ -144,8 +149,9 @@ func (r *Registry) ManifestInfo(ctx context.Context, repo string, d Digest) (Man
 	}
 	for _, m := range all {
 		if m.Digest == d {
-			r.describeInfo(ctx, &m)
-			return m, nil
+			one := []ManifestInfo{m}
+			r.describeInfos(ctx, one)
+			return one[0], nil
 		}
 	}
 	return ManifestInfo{}, manifestUnknown(repo, Reference{Digest: d})

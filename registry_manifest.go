@@ -213,13 +213,14 @@ func (r *Registry) Referrers(ctx context.Context, repo string, d Digest, artifac
 	if err != nil {
 		return nil, err
 	}
+	// Artifact type and annotations come from the stored manifests: the
+	// database keeps no image content (registry_describe.go).
+	facts, errs := r.describeAll(ctx, recs, false)
 	descs := make([]Descriptor, 0, len(recs))
-	for _, m := range recs {
-		// Artifact type and annotations come from the stored manifest: the
-		// database keeps no image content (registry_describe.go).
-		f, err := r.describe(ctx, m, false)
-		if err != nil {
-			return nil, fmt.Errorf("referrer %s: %w", m.Digest, err)
+	for i, m := range recs {
+		f := facts[i]
+		if errs[i] != nil {
+			return nil, fmt.Errorf("referrer %s: %w", m.Digest, errs[i])
 		}
 		if artifactType != "" && f.ArtifactType != artifactType {
 			continue
