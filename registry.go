@@ -3,8 +3,6 @@ package stowage
 import (
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
-	"encoding"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -412,11 +410,9 @@ func (r *Registry) appendUpload(ctx context.Context, u UploadRecord, start, leng
 			return u, err
 		}
 	}
-	h := sha256.New()
-	if len(u.HashState) > 0 {
-		if err := h.(encoding.BinaryUnmarshaler).UnmarshalBinary(u.HashState); err != nil {
-			return u, fmt.Errorf("upload %s: resume hash state: %w", u.ID, err)
-		}
+	h, err := r.resumeHash(ctx, u)
+	if err != nil {
+		return u, err
 	}
 	src := io.TeeReader(body, h)
 	if length >= 0 {
@@ -444,7 +440,11 @@ func (r *Registry) appendUpload(ctx context.Context, u UploadRecord, start, leng
 			return u, err
 		}
 	}
-	state, err := h.(encoding.BinaryMarshaler).MarshalBinary()
+	written := uploadKey(u.ID) // the object holding the bytes just hashed
+	if r.app == nil {
+		written = fmt.Sprintf("%s%020d", UploadPrefix(u.ID), u.Size)
+	}
+	state, err := r.sealHashState(ctx, h, written)
 	if err != nil {
 		return u, err
 	}
@@ -561,11 +561,9 @@ func (r *Registry) committedEarlier(ctx context.Context, u UploadRecord, d Diges
 // hash state for sha256, by reading the data back for other algorithms.
 func (r *Registry) uploadDigest(ctx context.Context, u UploadRecord, alg digest.Algorithm) (Digest, error) {
 	if alg == digest.SHA256 {
-		h := sha256.New()
-		if len(u.HashState) > 0 {
-			if err := h.(encoding.BinaryUnmarshaler).UnmarshalBinary(u.HashState); err != nil {
-				return "", err
-			}
+		h, err := r.resumeHash(ctx, u)
+		if err != nil {
+			return "", err
 		}
 		return digest.NewDigest(alg, h), nil
 	}

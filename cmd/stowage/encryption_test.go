@@ -85,7 +85,8 @@ func filesContaining(t *testing.T, dir string, markers ...string) []string {
 // nothing of an image's content is readable anywhere in the data directory:
 // not in the objects (encrypted), and not in the metadata database, its WAL
 // or shared memory (which is not encrypted), while the referrers API and the
-// ACR listing still show annotations, artifact type and platform.
+// ACR listing still show annotations, artifact type and platform, and a
+// chunked upload resumes from its (sealed) hash state.
 func TestImageContentNotInMetadata(t *testing.T) {
 	dir := t.TempDir()
 	m := startMain(t, dir)
@@ -139,7 +140,61 @@ func TestImageContentNotInMetadata(t *testing.T) {
 		t.Errorf("ACR manifests = %+v, want %s with architecture %s", acr.Manifests, imageDigest, arch)
 	}
 
-	markers := []string{annotation, refAnnotation, artifactType, arch}
+	// A chunked upload in progress: its hash state, in the database, holds
+	// the last bytes received (those not hashed yet: here all 50 of them).
+	uploadMark := (mark("upload") + mark("tail"))[:50]
+	resp, err := http.Post(base+"/v2/app/blobs/uploads/", "", nil)
+	if err != nil || resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("start upload: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	loc := resp.Header.Get("Location")
+	if !strings.HasPrefix(loc, "http") {
+		loc = base + loc
+	}
+	patch := func(loc string, b []byte, start int) string {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodPatch, loc, bytes.NewReader(b))
+		req.Header.Set("Content-Type", "application/octet-stream")
+		req.Header.Set("Content-Range", fmt.Sprintf("%d-%d", start, start+len(b)-1))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil || resp.StatusCode != http.StatusAccepted {
+			t.Fatalf("patch: %v %v", resp, err)
+		}
+		resp.Body.Close()
+		if l := resp.Header.Get("Location"); l != "" {
+			if !strings.HasPrefix(l, "http") {
+				l = base + l
+			}
+			return l
+		}
+		return loc
+	}
+	loc = patch(loc, []byte(uploadMark), 0)
+	if hits := filesContaining(t, dir, uploadMark); len(hits) > 0 {
+		t.Errorf("upload data in the clear in the data directory while the upload is in progress:\n%s", strings.Join(hits, "\n"))
+	}
+	// The upload resumes from the sealed state and completes.
+	rest := bytes.Repeat([]byte("0123456789"), 20)
+	loc = patch(loc, rest, len(uploadMark))
+	last := []byte("and the last chunk, with the final PUT")
+	whole := append(append([]byte(uploadMark), rest...), last...)
+	sep := "?"
+	if strings.Contains(loc, "?") {
+		sep = "&"
+	}
+	req, _ := http.NewRequest(http.MethodPut, loc+sep+"digest="+digestOf(whole), bytes.NewReader(last))
+	req.Header.Set("Content-Type", "application/octet-stream")
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != http.StatusCreated {
+		t.Fatalf("finish upload: %v %v", resp, err)
+	}
+	if resp, err := http.Get(base + "/v2/app/blobs/" + digestOf(whole)); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("pull the uploaded blob: %v %v", resp, err)
+	} else if b, _ := io.ReadAll(resp.Body); !bytes.Equal(b, whole) {
+		t.Errorf("pulled %q, want %q", b, whole)
+	}
+
+	markers := []string{annotation, refAnnotation, artifactType, arch, uploadMark}
 	// While serving (the WAL holds the latest writes) and after a clean stop.
 	if hits := filesContaining(t, dir, markers...); len(hits) > 0 {
 		t.Errorf("image content in the clear in the data directory while serving:\n%s", strings.Join(hits, "\n"))

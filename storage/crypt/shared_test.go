@@ -193,3 +193,38 @@ func TestReplaceRoot(t *testing.T) {
 		t.Errorf("read after replacing the root: %d bytes, %v", len(got), err)
 	}
 }
+
+// TestSealState: a state sealed for an object opens only for it, not after
+// a change, and a plain (older) state passes through.
+func TestSealState(t *testing.T) {
+	inner, _ := newFS(t)
+	b, _ := newCrypt(t, inner)
+	s := b.(stowage.StateSealer)
+	for _, key := range []string{"uploads/a/data", "uploads/b/data"} {
+		if _, err := b.(stowage.Appender).Append(ctx, key, 0, bytes.NewReader(random(100))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	state := []byte("sha\x03 the last bytes received")
+	sealed, err := s.SealState(ctx, "uploads/a/data", state)
+	if err != nil || bytes.Contains(sealed, state[4:]) {
+		t.Fatalf("SealState = %q, %v", sealed, err)
+	}
+	if got, err := s.OpenState(ctx, sealed); err != nil || !bytes.Equal(got, state) {
+		t.Errorf("OpenState = %q, %v", got, err)
+	}
+	if got, err := s.OpenState(ctx, state); err != nil || !bytes.Equal(got, state) {
+		t.Errorf("OpenState of a plain state = %q, %v; want it as it is", got, err)
+	}
+	tampered := bytes.Clone(sealed)
+	tampered[len(tampered)-1] ^= 1
+	moved := bytes.Replace(sealed, []byte("uploads/a/data"), []byte("uploads/b/data"), 1)
+	for name, bad := range map[string][]byte{"tampered": tampered, "moved to another object": moved, "truncated": sealed[:10]} {
+		if _, err := s.OpenState(ctx, bad); !errors.Is(err, crypt.ErrIntegrity) {
+			t.Errorf("OpenState of a %s state: %v, want an integrity error", name, err)
+		}
+	}
+	if _, err := s.SealState(ctx, "uploads/missing/data", state); err == nil {
+		t.Error("SealState for a missing object succeeded")
+	}
+}
