@@ -97,13 +97,14 @@ func putShared(tx stowage.Tx, id string, s sharedVersions) error {
 	return tx.PutSetting(settingVersionsPrefix+id, string(b), time.Now())
 }
 
-// loadShared rereads the database versions: when force, or when the copy is
-// older than a second. The caller does not hold mu.
+// loadShared rereads the database versions: when force (a version this
+// node has not seen: one read per such request, a rare event), or when the
+// copy is older than a second. The caller does not hold mu.
 func (k *FileKeyring) loadShared(ctx context.Context, force bool) error {
 	k.mu.RLock()
 	db, id, age := k.db, k.file.ID, time.Since(k.sharedAt)
 	k.mu.RUnlock()
-	if db == nil || age < 50*time.Millisecond || (!force && age < time.Second) {
+	if db == nil || (!force && age < time.Second) {
 		return nil
 	}
 	s, err := readShared(ctx, db, id)
