@@ -325,19 +325,19 @@ type ManifestUsage struct {
 	Created     time.Time
 }
 
-// ManifestRecord is a manifest in a repository. Its bytes are in storage under BlobKey(Digest).
+// ManifestRecord is a manifest in a repository. Its bytes are in storage
+// under BlobKey(Digest). It holds names, digests, sizes and times only:
+// nothing copied out of the manifest's content (annotations, artifact type,
+// platform), which encryption at rest must cover; the engine reads those
+// from the stored manifest (Registry.describe).
 type ManifestRecord struct {
-	Repo         string
-	Digest       Digest
-	MediaType    string
-	ArtifactType string // the manifest's artifactType, else its config's media type (images)
-	Size         int64
-	Subject      Digest // "" if none
-	Annotations  map[string]string
-	Created      time.Time
-	Locks        Locks
-	Architecture string // from an image's config, for listings
-	OS           string
+	Repo      string
+	Digest    Digest
+	MediaType string
+	Size      int64
+	Subject   Digest // "" if none
+	Created   time.Time
+	Locks     Locks
 }
 
 // RefKind says what a manifest reference points at.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
-	"encoding"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -484,9 +483,18 @@ func (r *Registry) adoptUpload(ctx context.Context, u UploadRecord) (UploadRecor
 	if err != nil {
 		return u, Errorf(CodeUnavailable, "upload %s: could not take over its data from its earlier writer; retry in a moment (%v)", u.ID, err)
 	}
-	if want, err := hashStateDigest(u.HashState); err != nil || cr.n != u.Size || digest.NewDigest(digest.SHA256, h) != want {
+	if want, err := r.stateDigest(ctx, u); err != nil || cr.n != u.Size || digest.NewDigest(digest.SHA256, h) != want {
 		r.dropUpload(ctx, u)
 		return u, uploadLost(u.ID)
+	}
+	// The saved hash state is sealed with the old object's key, which goes
+	// with that object: seal it again with the new one's.
+	newKey := uploadKey(u.ID, u.Gen)
+	if r.app == nil {
+		newKey = chunkKey(u.ID, u.Gen, 0)
+	}
+	if next.HashState, err = r.sealHashState(ctx, h, newKey); err != nil {
+		return u, err
 	}
 	next.Updated = r.now()
 	err = r.db.Update(ctx, func(tx Tx) error { return tx.AdvanceUpload(next, u.Size) })
@@ -526,11 +534,9 @@ func (r *Registry) appendUpload(ctx context.Context, u UploadRecord, start, leng
 			return u, err
 		}
 	}
-	h := sha256.New()
-	if len(u.HashState) > 0 {
-		if err := h.(encoding.BinaryUnmarshaler).UnmarshalBinary(u.HashState); err != nil {
-			return u, fmt.Errorf("upload %s: resume hash state: %w", u.ID, err)
-		}
+	h, err := r.resumeHash(ctx, u)
+	if err != nil {
+		return u, err
 	}
 	src := io.TeeReader(body, h)
 	if length >= 0 {
@@ -559,7 +565,11 @@ func (r *Registry) appendUpload(ctx context.Context, u UploadRecord, start, leng
 			return u, err
 		}
 	}
-	state, err := h.(encoding.BinaryMarshaler).MarshalBinary()
+	written := uploadKey(u.ID, u.Gen) // the object holding the bytes just hashed
+	if r.app == nil {
+		written = chunkKey(u.ID, u.Gen, u.Size)
+	}
+	state, err := r.sealHashState(ctx, h, written)
 	if err != nil {
 		return u, err
 	}
@@ -751,7 +761,7 @@ func (r *Registry) committedEarlier(ctx context.Context, u UploadRecord, d Diges
 			return false, Errorf(CodeDigestInvalid, "uploaded content has digest %s, not the %s given; the upload was discarded", u.Verified, d)
 		}
 	case d.Algorithm() == digest.SHA256:
-		got, err := hashStateDigest(u.HashState)
+		got, err := r.stateDigest(ctx, u)
 		if err != nil {
 			return false, err
 		}
@@ -770,13 +780,12 @@ func (r *Registry) committedEarlier(ctx context.Context, u UploadRecord, d Diges
 	return err == nil && oi.Size == u.Size, nil
 }
 
-// hashStateDigest returns the sha256 digest of a saved hash state.
-func hashStateDigest(state []byte) (Digest, error) {
-	h := sha256.New()
-	if len(state) > 0 {
-		if err := h.(encoding.BinaryUnmarshaler).UnmarshalBinary(state); err != nil {
-			return "", err
-		}
+// stateDigest returns the sha256 digest of u's saved (possibly sealed) hash
+// state: what the session's recorded bytes were proved to hash to.
+func (r *Registry) stateDigest(ctx context.Context, u UploadRecord) (Digest, error) {
+	h, err := r.resumeHash(ctx, u)
+	if err != nil {
+		return "", err
 	}
 	return digest.NewDigest(digest.SHA256, h), nil
 }
@@ -785,7 +794,11 @@ func hashStateDigest(state []byte) (Digest, error) {
 // hash state for sha256, by reading the data back for other algorithms.
 func (r *Registry) uploadDigest(ctx context.Context, u UploadRecord, alg digest.Algorithm) (Digest, error) {
 	if alg == digest.SHA256 {
-		return hashStateDigest(u.HashState)
+		h, err := r.resumeHash(ctx, u)
+		if err != nil {
+			return "", err
+		}
+		return digest.NewDigest(alg, h), nil
 	}
 	rc, err := r.openData(ctx, u)
 	if err != nil {

@@ -19,6 +19,11 @@ type RepositoryInfo struct {
 // ManifestInfo describes a manifest for listings.
 type ManifestInfo struct {
 	ManifestRecord
+	// Read from the stored manifest and its config (never kept in the
+	// database); "" when they cannot be read now (key unavailable).
+	ArtifactType string // the manifest's artifactType, else its config's media type (images)
+	Architecture string // an image's platform, from its config
+	OS           string
 	ImageSize    int64 // the manifest plus the blobs it references
 	Tags         []string
 	LastModified time.Time // its creation or the last push of one of its tags
@@ -70,10 +75,29 @@ func (r *Registry) TagInfos(ctx context.Context, repo string) ([]TagRecord, erro
 // ManifestInfos returns the manifests of repo (not list-locked) with their
 // sizes and tags.
 func (r *Registry) ManifestInfos(ctx context.Context, repo string) ([]ManifestInfo, error) {
-	return r.manifestInfos(ctx, repo, false)
+	out, err := r.manifestInfos(ctx, repo, false)
+	r.describeInfos(ctx, out)
+	return out, err
 }
 
-// manifestInfos lists the manifests of repo; list-locked ones only if hidden.
+// describeInfos fills what the stored manifests and configs say, best
+// effort (listings work without the key; these fields are then empty). It
+// reads storage, so callers run it outside transactions.
+func (r *Registry) describeInfos(ctx context.Context, infos []ManifestInfo) {
+	ms := make([]ManifestRecord, len(infos))
+	for i := range infos {
+		ms[i] = infos[i].ManifestRecord
+	}
+	facts, errs := r.describeAll(ctx, ms, true)
+	for i, f := range facts {
+		if errs[i] == nil {
+			infos[i].ArtifactType, infos[i].Architecture, infos[i].OS = f.ArtifactType, f.Architecture, f.OS
+		}
+	}
+}
+
+// manifestInfos lists the manifests of repo from the database alone;
+// list-locked ones only if hidden.
 func (r *Registry) manifestInfos(ctx context.Context, repo string, hidden bool) ([]ManifestInfo, error) {
 	var out []ManifestInfo
 	err := r.db.View(ctx, func(tx Tx) error {
@@ -127,7 +151,9 @@ func (r *Registry) ManifestInfo(ctx context.Context, repo string, d Digest) (Man
 	}
 	for _, m := range all {
 		if m.Digest == d {
-			return m, nil
+			one := []ManifestInfo{m}
+			r.describeInfos(ctx, one)
+			return one[0], nil
 		}
 	}
 	return ManifestInfo{}, manifestUnknown(repo, Reference{Digest: d})

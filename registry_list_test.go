@@ -1,6 +1,7 @@
 package stowage_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"slices"
@@ -9,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/opencontainers/go-digest"
 	"github.com/stowage/stowage"
 	"github.com/stowage/stowage/meta/sqlite"
 	"github.com/stowage/stowage/storage/mem"
@@ -55,9 +57,9 @@ func (t *countingTx) Referrers(repo string, subject stowage.Digest) ([]stowage.M
 	return t.Tx.Referrers(repo, subject)
 }
 
-func (t *countingTx) ReferrersPage(repo string, subject stowage.Digest, artifactType string, after stowage.Digest, limit int) ([]stowage.ManifestRecord, error) {
+func (t *countingTx) ReferrersPage(repo string, subject stowage.Digest, after stowage.Digest, limit int) ([]stowage.ManifestRecord, error) {
 	t.c.record("Referrers", limit)
-	return t.Tx.(stowage.ReferrersPageTx).ReferrersPage(repo, subject, artifactType, after, limit)
+	return t.Tx.(stowage.ReferrersPageTx).ReferrersPage(repo, subject, after, limit)
 }
 
 var now0 = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
@@ -79,6 +81,7 @@ func TestListingsReadInPages(t *testing.T) {
 	subject := dgst(1 << 30)
 	var wantTags, wantRepos []string
 	var wantRefs []stowage.Digest
+	store := mem.New()
 	err = db.Update(ctx, func(tx stowage.Tx) error {
 		if err := tx.CreateRepository("big", now0); err != nil {
 			return err
@@ -98,14 +101,23 @@ func TestListingsReadInPages(t *testing.T) {
 			}
 			wantRepos = append(wantRepos, name)
 		}
+		// Referrers are described from their stored manifests.
 		for i := range nReferrers {
-			m := stowage.ManifestRecord{Repo: "big", Digest: dgst(i), MediaType: stowage.MediaTypeOCIManifest,
-				ArtifactType: "application/sig", Size: 100, Subject: subject, Created: now0}
+			body := []byte(fmt.Sprintf(`{"schemaVersion":2,"mediaType":%q,"artifactType":"application/sig",`+
+				`"config":{"mediaType":"application/vnd.oci.empty.v1+json","digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":2},`+
+				`"layers":[],"subject":{"mediaType":%q,"digest":%q,"size":100},"annotations":{"n":"%d"}}`,
+				stowage.MediaTypeOCIManifest, stowage.MediaTypeOCIManifest, subject, i))
+			m := stowage.ManifestRecord{Repo: "big", Digest: digest.FromBytes(body), MediaType: stowage.MediaTypeOCIManifest,
+				Size: int64(len(body)), Subject: subject, Created: now0}
+			if err := store.Put(ctx, stowage.BlobKey(m.Digest), bytes.NewReader(body), m.Size); err != nil {
+				return err
+			}
 			if err := tx.PutManifest(m, nil); err != nil {
 				return err
 			}
 			wantRefs = append(wantRefs, m.Digest)
 		}
+		slices.Sort(wantRefs)
 		return nil
 	})
 	if err != nil {
@@ -149,7 +161,7 @@ func TestListingsReadInPages(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cdb := &countingDB{DB: db, limits: map[string][]int{}}
-			reg := stowage.NewRegistry(cdb, mem.New(), stowage.Options{})
+			reg := stowage.NewRegistry(cdb, store, stowage.Options{})
 			got, err := tc.list(reg)
 			if err != nil {
 				t.Fatal(err)

@@ -3,12 +3,9 @@ package stowage
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"sort"
-	"strings"
 	"sync"
 	"time"
 
@@ -74,12 +71,12 @@ func (r *Registry) PutManifest(ctx context.Context, repo string, ref Reference, 
 
 	// 2. Check references, record the manifest and its tags, atomically.
 	now := r.now()
-	rec := ManifestRecord{Repo: repo, Digest: d, MediaType: m.MediaType, ArtifactType: m.ArtifactType,
-		Size: int64(len(body)), Annotations: m.Annotations, Created: now}
+	// Names, digests and sizes only: annotations, artifact type and platform
+	// stay in the (encrypted) stored manifest (registry_describe.go).
+	rec := ManifestRecord{Repo: repo, Digest: d, MediaType: m.MediaType, Size: int64(len(body)), Created: now}
 	if m.Subject != nil {
 		rec.Subject = m.Subject.Digest
 	}
-	rec.Architecture, rec.OS = r.platformOf(ctx, m.Config)
 	err = r.db.Update(ctx, func(tx Tx) error {
 		if err := writable(tx, repo); err != nil {
 			return err
@@ -123,28 +120,6 @@ func (r *Registry) PutManifest(ctx context.Context, repo string, ref Reference, 
 		return PutManifestResult{}, err
 	}
 	return PutManifestResult{Digest: d, Subject: rec.Subject}, nil
-}
-
-// platformOf reads the architecture and OS an image's config declares
-// (for listings); anything else, or an unreadable config, gives "".
-func (r *Registry) platformOf(ctx context.Context, config *Descriptor) (arch, os string) {
-	if config == nil || config.Size > 1<<20 || !strings.Contains(config.MediaType, "config") ||
-		!(strings.HasPrefix(config.MediaType, "application/vnd.oci.image.") || strings.HasPrefix(config.MediaType, "application/vnd.docker.container.")) {
-		return "", ""
-	}
-	rc, err := r.store.Open(ctx, BlobKey(config.Digest), 0)
-	if err != nil {
-		return "", ""
-	}
-	defer rc.Close()
-	var c struct {
-		Architecture string `json:"architecture"`
-		OS           string `json:"os"`
-	}
-	if json.NewDecoder(io.LimitReader(rc, 1<<20)).Decode(&c) != nil {
-		return "", ""
-	}
-	return c.Architecture, c.OS
 }
 
 // checkRefs resolves m's descriptors against repo and returns the
@@ -251,26 +226,11 @@ func (r *Registry) GetManifest(ctx context.Context, repo string, ref Reference) 
 	if err != nil {
 		return m, nil, err
 	}
-	if b, ok := r.manifests.get(m.Digest); ok {
-		return m, b, nil
+	b, err := r.content(ctx, m.Digest, MaxManifestSize)
+	if IsNotExist(err) {
+		r.log.Error("manifest recorded in the database is missing from storage", "digest", m.Digest, "repo", repo)
 	}
-	rc, err := r.store.Open(ctx, BlobKey(m.Digest), 0)
-	if err != nil {
-		if IsNotExist(err) {
-			r.log.Error("manifest recorded in the database is missing from storage", "digest", m.Digest, "repo", repo)
-		}
-		return m, nil, fmt.Errorf("read manifest %s: %w", m.Digest, err)
-	}
-	defer rc.Close()
-	b, err := io.ReadAll(io.LimitReader(rc, MaxManifestSize+1))
-	if err != nil {
-		return m, nil, fmt.Errorf("read manifest %s: %w", m.Digest, err)
-	}
-	if m.Digest.Algorithm().FromBytes(b) != m.Digest {
-		return m, nil, Errorf(CodeInternal, "stored manifest %s is corrupt; run `stowage scrub`, and restore it from a backup or another copy", m.Digest)
-	}
-	r.manifests.put(m.Digest, b)
-	return m, b, nil
+	return m, b, err
 }
 
 // DeleteManifest deletes by reference, as the OCI API does: a tag reference
@@ -308,7 +268,7 @@ type ReferrersPageTx interface {
 	// ReferrersPage lists up to limit manifests of repo whose subject is
 	// subject, of the given artifact type ("" = any), in digest order after
 	// `after` ("" = from the start).
-	ReferrersPage(repo string, subject Digest, artifactType string, after Digest, limit int) ([]ManifestRecord, error)
+	ReferrersPage(repo string, subject Digest, after Digest, limit int) ([]ManifestRecord, error)
 }
 
 // Referrers returns descriptors of the manifests in repo whose subject is d,
@@ -334,7 +294,7 @@ func (r *Registry) EachReferrer(ctx context.Context, repo string, d Digest, arti
 		err := r.db.View(ctx, func(tx Tx) (err error) {
 			if p, ok := tx.(ReferrersPageTx); ok {
 				paged = true
-				recs, err = p.ReferrersPage(repo, d, artifactType, after, ListPageSize)
+				recs, err = p.ReferrersPage(repo, d, after, ListPageSize)
 				return err
 			}
 			recs, err = tx.Referrers(repo, d) // all at once
@@ -351,12 +311,19 @@ func (r *Registry) EachReferrer(ctx context.Context, repo string, d Digest, arti
 			page := recs[:min(len(recs), ListPageSize)]
 			recs = recs[len(page):]
 			descs = descs[:0]
-			for _, m := range page {
-				if artifactType != "" && m.ArtifactType != artifactType {
+			// Artifact type and annotations come from the stored manifests:
+			// the database keeps no image content (registry_describe.go).
+			facts, errs := r.describeAll(ctx, page, false)
+			for i, m := range page {
+				if errs[i] != nil {
+					return fmt.Errorf("referrer %s: %w", m.Digest, errs[i])
+				}
+				f := facts[i]
+				if artifactType != "" && f.ArtifactType != artifactType {
 					continue
 				}
 				descs = append(descs, Descriptor{MediaType: m.MediaType, Digest: m.Digest, Size: m.Size,
-					ArtifactType: m.ArtifactType, Annotations: m.Annotations})
+					ArtifactType: f.ArtifactType, Annotations: f.Annotations})
 			}
 			if len(descs) > 0 {
 				if err := fn(descs); err != nil {

@@ -1,6 +1,7 @@
 package ociapi_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -8,11 +9,13 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/opencontainers/go-digest"
 	"github.com/stowage/stowage"
 	"github.com/stowage/stowage/meta/sqlite"
 	"github.com/stowage/stowage/ociapi"
@@ -43,8 +46,8 @@ func (t *failingTx) ListTags(repo, after string, limit int) ([]string, error) {
 	return t.Tx.ListTags(repo, after, limit)
 }
 
-func (t *failingTx) ReferrersPage(repo string, subject stowage.Digest, artifactType string, after stowage.Digest, limit int) ([]stowage.ManifestRecord, error) {
-	return t.Tx.(stowage.ReferrersPageTx).ReferrersPage(repo, subject, artifactType, after, limit)
+func (t *failingTx) ReferrersPage(repo string, subject stowage.Digest, after stowage.Digest, limit int) ([]stowage.ManifestRecord, error) {
+	return t.Tx.(stowage.ReferrersPageTx).ReferrersPage(repo, subject, after, limit)
 }
 
 // TestLargeListsStreamed: lists without n (20,000 tags, 2,500 repositories,
@@ -65,6 +68,7 @@ func TestLargeListsStreamed(t *testing.T) {
 	subject := stowage.Digest(fmt.Sprintf("sha256:%064x", 1<<40))
 	var tags, repos []string
 	var refs []stowage.Descriptor
+	store := mem.New()
 	err = db.Update(ctx, func(tx stowage.Tx) error {
 		for i := range nRepos {
 			name := fmt.Sprintf("a/%05d", i)
@@ -83,22 +87,29 @@ func TestLargeListsStreamed(t *testing.T) {
 				return err
 			}
 		}
+		// Referrers are described from their stored manifests (the database
+		// keeps no annotations), so each one is stored too.
 		for i := range nRefs {
-			m := stowage.ManifestRecord{Repo: "big", Digest: stowage.Digest(fmt.Sprintf("sha256:%064x", i)), MediaType: stowage.MediaTypeOCIManifest,
-				ArtifactType: "application/example", Size: int64(100 + i), Subject: subject, Created: now,
-				Annotations: map[string]string{"n": fmt.Sprint(i), "html": "<&>"}}
+			body := referrerManifest(subject, "application/example", map[string]string{"n": fmt.Sprint(i), "html": "<&>"})
+			m := stowage.ManifestRecord{Repo: "big", Digest: digest.FromBytes(body), MediaType: stowage.MediaTypeOCIManifest,
+				Size: int64(len(body)), Subject: subject, Created: now}
+			if err := store.Put(ctx, stowage.BlobKey(m.Digest), bytes.NewReader(body), m.Size); err != nil {
+				return err
+			}
 			if err := tx.PutManifest(m, nil); err != nil {
 				return err
 			}
-			refs = append(refs, stowage.Descriptor{MediaType: m.MediaType, Digest: m.Digest, Size: m.Size, ArtifactType: m.ArtifactType, Annotations: m.Annotations})
+			refs = append(refs, stowage.Descriptor{MediaType: m.MediaType, Digest: m.Digest, Size: m.Size, ArtifactType: "application/example",
+				Annotations: map[string]string{"n": fmt.Sprint(i), "html": "<&>"}})
 		}
+		slices.SortFunc(refs, func(a, b stowage.Descriptor) int { return strings.Compare(string(a.Digest), string(b.Digest)) })
 		return nil
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	serve := func(db stowage.DB) *httptest.Server {
-		srv := httptest.NewServer(ociapi.New(stowage.NewRegistry(db, mem.New(), stowage.Options{}), nil))
+		srv := httptest.NewServer(ociapi.New(stowage.NewRegistry(db, store, stowage.Options{}), nil))
 		t.Cleanup(srv.Close)
 		return srv
 	}
@@ -179,4 +190,21 @@ func TestLargeListsStreamed(t *testing.T) {
 			}
 		})
 	}
+}
+
+// referrerManifest is an OCI artifact manifest with subject, artifactType
+// and annotations.
+func referrerManifest(subject stowage.Digest, artifactType string, annotations map[string]string) []byte {
+	m := map[string]any{
+		"schemaVersion": 2,
+		"mediaType":     stowage.MediaTypeOCIManifest,
+		"artifactType":  artifactType,
+		"config": map[string]any{"mediaType": "application/vnd.oci.empty.v1+json",
+			"digest": "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a", "size": 2},
+		"layers":      []any{},
+		"subject":     map[string]any{"mediaType": stowage.MediaTypeOCIManifest, "digest": subject, "size": 100},
+		"annotations": annotations,
+	}
+	b, _ := json.Marshal(m)
+	return b
 }

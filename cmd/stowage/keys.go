@@ -20,14 +20,19 @@ kept in the metadata database.
 
   status   the key provider, the current version, the versions held, and
            how many data keys each version wraps
-  rotate   make a new KEK version current (key files), then rewrap every
-           data key onto it, online, in batches, with a progress bar. No
-           blob is rewritten. --rewrap-only skips the new version: use it
-           after the current version changed in a KMS or in the key variable.
-  retire   remove an old version from the key file once no data key uses it
-           (status shows 0 for it after a rotation)
+  rotate   make a new KEK version current, then rewrap every data key onto
+           it, online, in batches, with a progress bar. No blob is
+           rewritten. With a key file, the new version is kept in the
+           metadata database, wrapped by the key file's current version, so
+           every node sharing the database uses it within a second; the file
+           is not written. --rewrap-only skips the new version: use it after
+           the current version changed in a KMS, the key variable or the file.
+  retire   remove an old version once no data key uses it (status shows 0
+           for it after a rotation); a version kept in the database is
+           removed for every node. The key file's version that wraps them
+           cannot be retired while they exist.
 
-Back up the key file after a rotation (see docs/encryption.md).
+See docs/encryption.md.
 `
 
 func runKeys(ctx context.Context, args []string, stdout, stderr io.Writer) int {

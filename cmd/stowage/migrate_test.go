@@ -50,7 +50,7 @@ func fillSQLite(t *testing.T, path string) {
 			}
 			if i%10 == 0 {
 				m := stowage.ManifestRecord{Repo: repo, Digest: dg(100000 + i), MediaType: "application/vnd.oci.image.manifest.v1+json",
-					Size: 123, Created: now, Annotations: map[string]string{"k": "v\u00e9"}, Architecture: "amd64", OS: "linux"}
+					Size: 123, Created: now}
 				if err := tx.PutManifest(m, []stowage.ManifestRef{{Digest: dg(i), Kind: stowage.RefBlob}}); err != nil {
 					return err
 				}
@@ -208,7 +208,8 @@ func TestMigrateCommand(t *testing.T) {
 			t.Fatalf("exit %d: %s", code, errOut.String())
 		}
 		pg, _ := filepath.Glob("../../meta/postgres/migrations/*.sql")
-		if n := len(pg); !strings.Contains(out.String(), fmt.Sprintf("schema version before: 0 (this binary: %d)", n)) || !strings.Contains(out.String(), fmt.Sprintf("schema version after:  %d (%d migrations applied)", n, n)) {
+		if n := len(pg); n < 2 || !strings.Contains(out.String(), fmt.Sprintf("schema version before: 0 (this binary: %d)", n)) ||
+			!strings.Contains(out.String(), fmt.Sprintf("schema version after:  %d (%d migrations applied)", n, n)) {
 			t.Errorf("output:\n%s", out.String())
 		}
 	})

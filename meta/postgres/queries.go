@@ -8,7 +8,7 @@ package postgres
 // so ORDER BY and the "after" cursors compare bytes, as the Tx contract says.
 // A NULL LIMIT is no limit (limitOf).
 const (
-	manifestColumns = `repo, digest, media_type, artifact_type, size, subject, annotations, created, locks, architecture, os`
+	manifestColumns = `repo, digest, media_type, size, subject, created, locks`
 	blobColumns     = `digest, size, created, state, last_used, unreferenced_since`
 	uploadColumns   = `id, repo, size, hash_state, chunks, started, updated, gen, data_gen, verified`
 	tagColumns      = `name, digest, updated, locks, created`
@@ -79,11 +79,10 @@ const (
 
 // Manifests.
 const (
-	sqlPutManifest = `INSERT INTO manifests (repo, digest, media_type, artifact_type, size, subject, annotations, created, architecture, os)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
-		ON CONFLICT (repo, digest) DO UPDATE SET media_type = excluded.media_type, artifact_type = excluded.artifact_type,
-			size = excluded.size, subject = excluded.subject, annotations = excluded.annotations,
-			architecture = excluded.architecture, os = excluded.os`
+	sqlPutManifest = `INSERT INTO manifests (repo, digest, media_type, size, subject, created)
+		VALUES ($1, $2, $3, $4, $5, $6)
+		ON CONFLICT (repo, digest) DO UPDATE SET media_type = excluded.media_type,
+			size = excluded.size, subject = excluded.subject`
 	sqlDeleteManifestRefs = `DELETE FROM manifest_references WHERE repo = $1 AND parent = $2`
 	// All references of a manifest in one statement: $3 and $4 are parallel
 	// arrays of children and kinds.
@@ -95,7 +94,7 @@ const (
 	// subject <> '' lets the partial index manifests_subject serve these.
 	sqlReferrers     = `SELECT ` + manifestColumns + ` FROM manifests WHERE repo = $1 AND subject = $2 AND subject <> '' ORDER BY digest`
 	sqlReferrersPage = `SELECT ` + manifestColumns + ` FROM manifests WHERE repo = $1 AND subject = $2 AND subject <> ''
-		AND ($3 = '' OR artifact_type = $3) AND digest > $4 ORDER BY digest LIMIT $5`
+		AND digest > $3 ORDER BY digest LIMIT $4`
 	sqlListManifests     = `SELECT ` + manifestColumns + ` FROM manifests WHERE repo = $1 ORDER BY created DESC, digest`
 	sqlManifestRefs      = `SELECT child, kind FROM manifest_references WHERE repo = $1 AND parent = $2 ORDER BY child`
 	sqlManifestParents   = `SELECT parent FROM manifest_references WHERE repo = $1 AND child = $2 ORDER BY parent`

@@ -247,17 +247,13 @@ func (t *Tx) BlobsInState(state stowage.BlobState, after stowage.Digest, limit i
 
 // Manifests.
 
+// PutManifest records the manifest's place in the reference graph only:
+// nothing copied out of its content (annotations, artifact type, platform)
+// is kept here, so the database holds no image data in the clear. The
+// engine reads those from the stored manifest (docs/encryption.md).
 func (t *Tx) PutManifest(m stowage.ManifestRecord, refs []stowage.ManifestRef) error {
-	var ann string
-	if len(m.Annotations) > 0 {
-		b, err := json.Marshal(m.Annotations)
-		if err != nil {
-			return err
-		}
-		ann = string(b)
-	}
 	if _, err := t.exec(sqlPutManifest,
-		m.Repo, string(m.Digest), m.MediaType, m.ArtifactType, m.Size, string(m.Subject), ann, m.Created.UnixNano(), m.Architecture, m.OS); err != nil {
+		m.Repo, string(m.Digest), m.MediaType, m.Size, string(m.Subject), m.Created.UnixNano()); err != nil {
 		return err
 	}
 	if _, err := t.exec(sqlDeleteManifestRefs, m.Repo, string(m.Digest)); err != nil {
@@ -276,18 +272,13 @@ func (t *Tx) PutManifest(m stowage.ManifestRecord, refs []stowage.ManifestRef) e
 
 func scanManifest(row pgx.CollectableRow) (stowage.ManifestRecord, error) {
 	var m stowage.ManifestRecord
-	var digest, subject, ann string
+	var digest, subject string
 	var created int64
 	var locks int32
-	if err := row.Scan(&m.Repo, &digest, &m.MediaType, &m.ArtifactType, &m.Size, &subject, &ann, &created, &locks, &m.Architecture, &m.OS); err != nil {
+	if err := row.Scan(&m.Repo, &digest, &m.MediaType, &m.Size, &subject, &created, &locks); err != nil {
 		return m, err
 	}
 	m.Digest, m.Subject, m.Created, m.Locks = stowage.Digest(digest), stowage.Digest(subject), ts(created), stowage.Locks(locks)
-	if ann != "" {
-		if err := json.Unmarshal([]byte(ann), &m.Annotations); err != nil {
-			return m, fmt.Errorf("annotations of manifest %s in %s: %w", digest, m.Repo, err)
-		}
-	}
 	return m, nil
 }
 
@@ -315,8 +306,8 @@ func (t *Tx) Referrers(repo string, subject stowage.Digest) ([]stowage.ManifestR
 	return t.manifests(sqlReferrers, repo, string(subject))
 }
 
-func (t *Tx) ReferrersPage(repo string, subject stowage.Digest, artifactType string, after stowage.Digest, limit int) ([]stowage.ManifestRecord, error) {
-	return t.manifests(sqlReferrersPage, repo, string(subject), artifactType, string(after), limitOf(limit))
+func (t *Tx) ReferrersPage(repo string, subject stowage.Digest, after stowage.Digest, limit int) ([]stowage.ManifestRecord, error) {
+	return t.manifests(sqlReferrersPage, repo, string(subject), string(after), limitOf(limit))
 }
 
 func (t *Tx) ManifestRefs(repo string, d stowage.Digest) ([]stowage.ManifestRef, error) {

@@ -4,7 +4,7 @@ package sqlite
 // once per pool (database/sql then keeps one prepared copy per connection),
 // because parsing SQL on each call was a quarter of a manifest GET's cost.
 const (
-	manifestColumns = `repo, digest, media_type, artifact_type, size, subject, annotations, created, locks, architecture, os`
+	manifestColumns = `repo, digest, media_type, size, subject, created, locks`
 	blobColumns     = `digest, size, created, state, last_used, unreferenced_since`
 )
 
@@ -39,11 +39,10 @@ const (
 	sqlRepositoryBlob = `SELECT b.digest, b.size, b.created, b.state, b.last_used, b.unreferenced_since, coalesce(r.locks, 0)
 		FROM repository_blobs rb JOIN blobs b ON b.digest = rb.digest LEFT JOIN repositories r ON r.name = rb.repo
 		WHERE rb.repo = ? AND rb.digest = ? AND b.state = 'live'`
-	sqlPutManifest = `INSERT INTO manifests (repo, digest, media_type, artifact_type, size, subject, annotations, created, architecture, os)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-		ON CONFLICT (repo, digest) DO UPDATE SET media_type = excluded.media_type, artifact_type = excluded.artifact_type,
-			size = excluded.size, subject = excluded.subject, annotations = excluded.annotations,
-			architecture = excluded.architecture, os = excluded.os`
+	sqlPutManifest = `INSERT INTO manifests (repo, digest, media_type, size, subject, created)
+		VALUES (?, ?, ?, ?, ?, ?)
+		ON CONFLICT (repo, digest) DO UPDATE SET media_type = excluded.media_type,
+			size = excluded.size, subject = excluded.subject`
 	sqlDeleteManifestRefs = `DELETE FROM manifest_references WHERE repo = ? AND parent = ?`
 	sqlPutManifestRef     = `INSERT INTO manifest_references (repo, parent, child, kind) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING`
 	sqlGetManifest        = `SELECT ` + manifestColumns + ` FROM manifests WHERE repo = ? AND digest = ?`
@@ -52,7 +51,7 @@ const (
 	// (a bound parameter does not prove it), in digest order.
 	sqlReferrers     = `SELECT ` + manifestColumns + ` FROM manifests WHERE repo = ? AND subject = ? AND subject <> '' ORDER BY digest`
 	sqlReferrersPage = `SELECT ` + manifestColumns + ` FROM manifests WHERE repo = ? AND subject = ? AND subject <> ''
-		AND (? = '' OR artifact_type = ?) AND digest > ? ORDER BY digest LIMIT ?`
+		AND digest > ? ORDER BY digest LIMIT ?`
 	sqlPutTag = `INSERT INTO tags (repo, name, digest, updated, created) VALUES (?, ?, ?, ?, ?)
 		ON CONFLICT (repo, name) DO UPDATE SET digest = excluded.digest, updated = excluded.updated`
 	sqlGetTag = `SELECT digest FROM tags WHERE repo = ? AND name = ?`

@@ -156,6 +156,7 @@ func (db *DB) migrate(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	vacuum := false
 	if current > len(names) {
 		return fmt.Errorf("database schema version %d is newer than this stowage binary understands (%d): upgrade stowage", current, len(names))
 	}
@@ -183,9 +184,24 @@ func (db *DB) migrate(ctx context.Context) error {
 		if err := tx.Commit(); err != nil {
 			return fmt.Errorf("migration %s: %w", name, err)
 		}
+		vacuum = vacuum || vacuumAfter[strings.TrimPrefix(name, "migrations/")]
+	}
+	if vacuum {
+		// Rewrite the file and empty the WAL, so values a migration removed
+		// are gone from the disk, not only from the tables.
+		if _, err := db.rw.ExecContext(ctx, `VACUUM`); err != nil {
+			return fmt.Errorf("vacuum after migrations: %w", err)
+		}
+		if _, err := db.rw.ExecContext(ctx, `PRAGMA wal_checkpoint(TRUNCATE)`); err != nil {
+			return fmt.Errorf("checkpoint after migrations: %w", err)
+		}
 	}
 	return nil
 }
+
+// vacuumAfter names the migrations that remove data which must not linger
+// in free pages (image content that encryption at rest covers).
+var vacuumAfter = map[string]bool{"0012_image_content_out_of_metadata.sql": true}
 
 // View runs fn in a read transaction on the reader pool.
 func (db *DB) View(ctx context.Context, fn func(stowage.Tx) error) error {

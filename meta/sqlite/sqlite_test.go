@@ -1,11 +1,15 @@
 package sqlite_test
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
+	"fmt"
+	"os"
 	"path/filepath"
 	"reflect"
 	"sort"
+	"strings"
 	"testing"
 
 	"github.com/stowage/stowage"
@@ -113,4 +117,82 @@ func TestTablesListMatchesSchema(t *testing.T) {
 	for tab := range schema {
 		t.Errorf("table %s is missing from meta/tables", tab)
 	}
+}
+
+// TestUpgradeRemovesImageContent: a database from before migration 0012
+// held annotations, artifact types and platforms copied out of manifests
+// (also inside soft-deleted manifests' records). The upgrade removes them,
+// and vacuums, so none of it is left anywhere in the files.
+func TestUpgradeRemovesImageContent(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "stowage.db")
+	raw, err := sql.Open("sqlite", "file:"+path+"?_pragma=journal_mode(WAL)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw.SetMaxOpenConns(1)
+	names, _ := filepath.Glob("migrations/*.sql")
+	sort.Strings(names)
+	exec := func(q string, args ...any) {
+		t.Helper()
+		if _, err := raw.Exec(q, args...); err != nil {
+			t.Fatalf("%.60s: %v", q, err)
+		}
+	}
+	exec(`CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied INTEGER NOT NULL)`)
+	for i, name := range names {
+		if filepath.Base(name) >= "0012" {
+			break
+		}
+		b, err := os.ReadFile(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		exec(string(b))
+		exec(`INSERT INTO schema_migrations (version, applied) VALUES (?, 0)`, i+1)
+	}
+	const ann, at, arch = "marker-annotation-5e1f", "application/marker-type-77ab", "marker-arch-19c0"
+	d := "sha256:" + strings.Repeat("ab", 32)
+	exec(`INSERT INTO manifests (repo, digest, media_type, artifact_type, size, subject, annotations, created, architecture, os)
+		VALUES ('r', ?, 'application/vnd.oci.image.manifest.v1+json', ?, 10, '', ?, 1, ?, 'linux')`, d, at, `{"k":"`+ann+`"}`, arch)
+	rec := `{"Repo":"r","Digest":"` + d + `","MediaType":"application/vnd.oci.image.manifest.v1+json","ArtifactType":"` + at +
+		`","Size":10,"Subject":"","Annotations":{"k":"` + ann + `"},"Created":"2026-01-01T00:00:00Z","Locks":0,"Architecture":"` + arch + `","OS":"linux"}`
+	exec(`INSERT INTO recycle_bin (repo, digest, record, refs, tags, deleted, expires) VALUES ('r', ?, ?, 'null', '["v1"]', 1, 2)`, d+"0", rec)
+	if err := raw.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	db, err := sqlite.Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.View(ctx, func(tx stowage.Tx) error {
+		m, err := tx.GetManifest("r", stowage.Digest(d))
+		if err != nil || m.Size != 10 || m.MediaType != stowage.MediaTypeOCIManifest {
+			t.Errorf("manifest after the upgrade = %+v, %v", m, err)
+		}
+		bin, err := tx.ListRecycled("r")
+		if err != nil || len(bin) != 1 || bin[0].Manifest.Size != 10 || fmt.Sprint(bin[0].Tags) != "[v1]" {
+			t.Errorf("recycle bin after the upgrade = %+v, %v", bin, err)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	check := func(when string) {
+		files, _ := filepath.Glob(path + "*")
+		for _, f := range files {
+			b, _ := os.ReadFile(f)
+			for _, m := range []string{ann, at, arch} {
+				if bytes.Contains(b, []byte(m)) {
+					t.Errorf("%s: %s still holds %q", when, f, m)
+				}
+			}
+		}
+	}
+	check("open")
+	db.Close()
+	check("closed")
 }

@@ -268,17 +268,13 @@ func (t *Tx) BlobsInState(state stowage.BlobState, after stowage.Digest, limit i
 
 // Manifests.
 
+// PutManifest records the manifest's place in the reference graph only:
+// nothing copied out of its content (annotations, artifact type, platform)
+// is kept here, so the database holds no image data in the clear. The
+// engine reads those from the stored manifest (docs/encryption.md).
 func (t *Tx) PutManifest(m stowage.ManifestRecord, refs []stowage.ManifestRef) error {
-	var ann string
-	if len(m.Annotations) > 0 {
-		b, err := json.Marshal(m.Annotations)
-		if err != nil {
-			return err
-		}
-		ann = string(b)
-	}
 	if _, err := t.exec(sqlPutManifest,
-		m.Repo, string(m.Digest), m.MediaType, m.ArtifactType, m.Size, string(m.Subject), ann, m.Created.UnixNano(), m.Architecture, m.OS); err != nil {
+		m.Repo, string(m.Digest), m.MediaType, m.Size, string(m.Subject), m.Created.UnixNano()); err != nil {
 		return err
 	}
 	if _, err := t.exec(sqlDeleteManifestRefs, m.Repo, string(m.Digest)); err != nil {
@@ -295,17 +291,12 @@ func (t *Tx) PutManifest(m stowage.ManifestRecord, refs []stowage.ManifestRef) e
 
 func scanManifest(scan func(...any) error) (stowage.ManifestRecord, error) {
 	var m stowage.ManifestRecord
-	var digest, subject, ann string
+	var digest, subject string
 	var created int64
-	if err := scan(&m.Repo, &digest, &m.MediaType, &m.ArtifactType, &m.Size, &subject, &ann, &created, &m.Locks, &m.Architecture, &m.OS); err != nil {
+	if err := scan(&m.Repo, &digest, &m.MediaType, &m.Size, &subject, &created, &m.Locks); err != nil {
 		return m, notFound(err)
 	}
 	m.Digest, m.Subject, m.Created = stowage.Digest(digest), stowage.Digest(subject), ts(created)
-	if ann != "" {
-		if err := json.Unmarshal([]byte(ann), &m.Annotations); err != nil {
-			return m, err
-		}
-	}
 	return m, nil
 }
 
@@ -326,8 +317,8 @@ func (t *Tx) Referrers(repo string, subject stowage.Digest) ([]stowage.ManifestR
 	return scanAll(rows, err, scanManifest)
 }
 
-func (t *Tx) ReferrersPage(repo string, subject stowage.Digest, artifactType string, after stowage.Digest, limit int) ([]stowage.ManifestRecord, error) {
-	rows, err := t.query(sqlReferrersPage, repo, string(subject), artifactType, artifactType, string(after), limitOf(limit))
+func (t *Tx) ReferrersPage(repo string, subject stowage.Digest, after stowage.Digest, limit int) ([]stowage.ManifestRecord, error) {
+	rows, err := t.query(sqlReferrersPage, repo, string(subject), string(after), limitOf(limit))
 	return scanAll(rows, err, scanManifest)
 }
 

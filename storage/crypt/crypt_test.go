@@ -11,6 +11,7 @@ import (
 	mrand "math/rand/v2"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -359,8 +360,21 @@ func TestRotation(t *testing.T) {
 			t.Errorf("%s was rewritten by the rotation", key)
 		}
 	}
-	if err := m.Retire(ctx, old); err != nil {
+	// The old version stays in the key file as the root that wraps the new
+	// one (kept in the database): it cannot be retired. A version rotated
+	// away from in the database can.
+	if err := m.Retire(ctx, old); err == nil || !strings.Contains(err.Error(), "root") {
+		t.Errorf("Retire of the key file's root after rotation = %v, want refused", err)
+	}
+	second := p.Current
+	if p, err = m.Rotate(ctx, crypt.RotateOptions{NewVersion: true}); err != nil || p.Rewrapped != 10 {
+		t.Fatalf("second Rotate = %+v, %v", p, err)
+	}
+	if err := m.Retire(ctx, second); err != nil {
 		t.Fatalf("Retire after rotation: %v", err)
+	}
+	if st, _ = m.Status(ctx); len(st.Versions) != 2 || st.Versions[1] != p.Current {
+		t.Errorf("versions after retirement: %+v, want %s and %s", st.Versions, old, p.Current)
 	}
 	m.Forget()
 	for i := range 10 {

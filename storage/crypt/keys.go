@@ -136,6 +136,13 @@ type FileKeyring struct {
 	stamp   string    // size and modification time of what was read
 	checked time.Time // last time the file was looked at
 	missing error     // set while the file cannot be read
+
+	// With a database (ShareVersions): the versions Rotate added, kept
+	// there (shared.go), as last read, and those unwrapped so far.
+	db       stowage.DB
+	shared   sharedVersions
+	sharedAt time.Time
+	learned  map[uint32][]byte
 }
 
 // OpenFileKeyring reads the key file at path. create makes a new one with a
@@ -147,7 +154,7 @@ func OpenFileKeyring(path string, create bool) (*FileKeyring, error) {
 		rand.Read(id)
 		k.file = keyringFile{ID: "service-" + hex.EncodeToString(id), Versions: map[uint32]string{}}
 		k.keys = map[uint32][]byte{}
-		if _, err := k.Rotate(context.Background()); err != nil {
+		if _, err := k.addFileVersion(); err != nil {
 			return nil, fmt.Errorf("create the service encryption key %s: %w", path, err)
 		}
 		return k, nil
@@ -180,6 +187,10 @@ func (k *FileKeyring) load() error {
 	keys, err := f.parse("encryption key file " + k.path)
 	if err != nil {
 		return err
+	}
+	if f.ID != k.file.ID {
+		// Another key: the database versions read so far were not its own.
+		k.shared, k.learned, k.sharedAt = sharedVersions{}, nil, time.Time{}
 	}
 	k.file, k.keys, k.stamp = f, keys, stampOf(fi)
 	return nil
@@ -220,49 +231,80 @@ func (k *FileKeyring) Describe() string {
 	return "customer-managed key file " + k.path
 }
 
-func (k *FileKeyring) Current(context.Context) (stowage.KeyVersion, error) {
+// Current is the file's current version, or, with a database, the newest
+// version a rotation put there if it is higher (read at most once a second,
+// so every node switches within a second of a rotation on any of them).
+func (k *FileKeyring) Current(ctx context.Context) (stowage.KeyVersion, error) {
 	if err := k.refresh(); err != nil {
+		return stowage.KeyVersion{}, err
+	}
+	if err := k.loadShared(ctx, false); err != nil {
 		return stowage.KeyVersion{}, err
 	}
 	k.mu.RLock()
 	defer k.mu.RUnlock()
-	return stowage.KeyVersion{ID: k.file.ID, Version: k.file.Current}, nil
+	cur := k.file.Current
+	if _, ok := k.shared.Versions[k.shared.Current]; ok && k.shared.Current > cur {
+		cur = k.shared.Current
+	}
+	return stowage.KeyVersion{ID: k.file.ID, Version: cur}, nil
 }
 
-func (k *FileKeyring) kek(kv stowage.KeyVersion) ([]byte, error) {
+// kek returns version kv: from the file, else from the database.
+func (k *FileKeyring) kek(ctx context.Context, kv stowage.KeyVersion) ([]byte, error) {
 	if err := k.refresh(); err != nil {
 		return nil, err
 	}
 	k.mu.RLock()
-	defer k.mu.RUnlock()
-	if kv.ID != k.file.ID {
-		return nil, fmt.Errorf("%w: the data key is wrapped by key %q, and %s holds key %q", ErrWrongKey, kv.ID, k.path, k.file.ID)
+	id, kek, db := k.file.ID, k.keys[kv.Version], k.db
+	k.mu.RUnlock()
+	if kv.ID != id {
+		return nil, fmt.Errorf("%w: the data key is wrapped by key %q, and %s holds key %q", ErrWrongKey, kv.ID, k.path, id)
 	}
-	kek, ok := k.keys[kv.Version]
-	if !ok {
-		return nil, fmt.Errorf("%w: %s is not in %s (retired, or the file is an old copy)", ErrKeyUnavailable, kv, k.path)
+	if kek != nil {
+		return kek, nil
 	}
-	return kek, nil
+	if db != nil {
+		kek, err := k.sharedKEK(ctx, kv.Version)
+		if kek != nil || err != nil {
+			return kek, err
+		}
+		return nil, fmt.Errorf("%w: %s is neither in %s nor in the database (retired, or the file is an old copy)", ErrKeyUnavailable, kv, k.path)
+	}
+	return nil, fmt.Errorf("%w: %s is not in %s (retired, or the file is an old copy)", ErrKeyUnavailable, kv, k.path)
 }
 
-func (k *FileKeyring) Wrap(_ context.Context, kv stowage.KeyVersion, dek []byte) ([]byte, error) {
-	kek, err := k.kek(kv)
+func (k *FileKeyring) Wrap(ctx context.Context, kv stowage.KeyVersion, dek []byte) ([]byte, error) {
+	kek, err := k.kek(ctx, kv)
 	if err != nil {
 		return nil, err
 	}
 	return wrapLocal(kek, dek, kv)
 }
 
-func (k *FileKeyring) Unwrap(_ context.Context, kv stowage.KeyVersion, wrapped []byte) ([]byte, error) {
-	kek, err := k.kek(kv)
+func (k *FileKeyring) Unwrap(ctx context.Context, kv stowage.KeyVersion, wrapped []byte) ([]byte, error) {
+	kek, err := k.kek(ctx, kv)
 	if err != nil {
 		return nil, err
 	}
 	return unwrapLocal(kek, wrapped, kv)
 }
 
-// Rotate adds a fresh version, makes it current and saves the file.
-func (k *FileKeyring) Rotate(context.Context) (stowage.KeyVersion, error) {
+// Rotate adds a fresh version and makes it current: in the database, for
+// every node, after ShareVersions; otherwise in the file.
+func (k *FileKeyring) Rotate(ctx context.Context) (stowage.KeyVersion, error) {
+	k.mu.RLock()
+	db := k.db
+	k.mu.RUnlock()
+	if db != nil {
+		return k.rotateShared(ctx)
+	}
+	return k.addFileVersion()
+}
+
+// addFileVersion adds a fresh version to the file, makes it current and
+// saves the file.
+func (k *FileKeyring) addFileVersion() (stowage.KeyVersion, error) {
 	key := make([]byte, 32)
 	if _, err := rand.Read(key); err != nil {
 		return stowage.KeyVersion{}, err
@@ -287,13 +329,28 @@ func (k *FileKeyring) Rotate(context.Context) (stowage.KeyVersion, error) {
 	return stowage.KeyVersion{ID: f.ID, Version: next}, nil
 }
 
-// Retire removes a version from the file. The caller checks that no data
-// key is wrapped by it any more.
-func (k *FileKeyring) Retire(_ context.Context, kv stowage.KeyVersion) error {
+// Retire removes a version: from the database if it is kept there (for
+// every node), else from the file. The caller checks that no data key is
+// wrapped by it any more.
+func (k *FileKeyring) Retire(ctx context.Context, kv stowage.KeyVersion) error {
+	k.mu.RLock()
+	db := k.db
+	k.mu.RUnlock()
+	if db != nil {
+		if err := k.loadShared(ctx, true); err != nil {
+			return err
+		}
+		if ok, err := k.retireShared(ctx, kv); ok || err != nil {
+			return err
+		}
+	}
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if kv.ID != k.file.ID || k.keys[kv.Version] == nil {
 		return fmt.Errorf("%s is not in %s", kv, k.path)
+	}
+	if vs := k.wrapsShared(kv.Version); len(vs) > 0 {
+		return fmt.Errorf("%s is the root in %s of the versions %v kept in the database, and cannot be retired before them (docs/encryption.md, replacing the key file's key)", kv, k.path, vs)
 	}
 	if kv.Version == k.file.Current {
 		return fmt.Errorf("%s is the current version: rotate first", kv)
@@ -312,12 +369,19 @@ func (k *FileKeyring) Retire(_ context.Context, kv stowage.KeyVersion) error {
 	return nil
 }
 
+// Versions lists the versions in the file and those in the database (as
+// last read: Current refreshes them).
 func (k *FileKeyring) Versions() []stowage.KeyVersion {
 	k.mu.RLock()
 	defer k.mu.RUnlock()
 	var out []stowage.KeyVersion
 	for v := range k.keys {
 		out = append(out, stowage.KeyVersion{ID: k.file.ID, Version: v})
+	}
+	for v := range k.shared.Versions {
+		if k.keys[v] == nil {
+			out = append(out, stowage.KeyVersion{ID: k.file.ID, Version: v})
+		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Version < out[j].Version })
 	return out

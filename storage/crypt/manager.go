@@ -35,8 +35,15 @@ type cachedKey struct {
 
 const cacheMax = 8192
 
-// NewManager returns a Manager for keys whose data keys live in db.
-func NewManager(db stowage.DB, keys Keys) *Manager { return &Manager{DB: db, Keys: keys} }
+// NewManager returns a Manager for keys whose data keys live in db. A key
+// file (FileKeyring) then keeps the versions rotations add in db too, where
+// every node sharing it finds them (shared.go).
+func NewManager(db stowage.DB, keys Keys) *Manager {
+	if fk, ok := keys.(*FileKeyring); ok {
+		fk.ShareVersions(db)
+	}
+	return &Manager{DB: db, Keys: keys}
+}
 
 // TTL is how long an unwrapped data key is reused (negative: not cached).
 func (m *Manager) TTL() time.Duration { return m.ttl() }
