@@ -87,6 +87,9 @@ func Open(ctx context.Context, path string) (*DB, error) {
 		}
 		return db, db.prepareAll(ctx)
 	}
+	if err := privateFiles(path); err != nil {
+		return nil, err
+	}
 	q := url.Values{}
 	for _, p := range []string{"journal_mode(WAL)", "busy_timeout(10000)", "synchronous(NORMAL)", "cache_size(-32000)"} {
 		q.Add("_pragma", p)

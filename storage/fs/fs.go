@@ -35,7 +35,7 @@ var (
 
 // New returns a Backend rooted at dir, creating it if needed.
 func New(dir string) (*Backend, error) {
-	if err := os.MkdirAll(filepath.Join(dir, "tmp"), 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Join(dir, "tmp"), 0o700); err != nil {
 		return nil, fmt.Errorf("storage directory %s: %w", dir, err)
 	}
 	return &Backend{root: dir}, nil
@@ -133,7 +133,7 @@ func (b *Backend) Put(ctx context.Context, key string, r io.Reader, size int64) 
 // rename moves a complete file into place and makes the rename durable.
 func (b *Backend) rename(from, to string) error {
 	dir := filepath.Dir(to)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
 	if err := os.Rename(from, to); err != nil {
@@ -236,11 +236,11 @@ func (b *Backend) Append(ctx context.Context, key string, off int64, r io.Reader
 	flags := os.O_WRONLY
 	if off == 0 {
 		flags |= os.O_CREATE
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
 			return 0, err
 		}
 	}
-	f, err := os.OpenFile(p, flags, 0o644)
+	f, err := os.OpenFile(p, flags, 0o600)
 	if err != nil {
 		return 0, err
 	}
