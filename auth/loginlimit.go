@@ -66,7 +66,8 @@ type loginKey struct {
 }
 
 func (l *loginLimiter) keys(ip, name string) (pair, byName, byAddr loginKey) {
-	return loginKey{"login:pair:" + ip + "\x00" + name, l.pair}, loginKey{"login:name:" + name, l.name},
+	ip, name = limits.KeyPart(ip), limits.KeyPart(name)
+	return loginKey{"login:pair:" + ip + " " + name, l.pair}, loginKey{"login:name:" + name, l.name},
 		loginKey{"login:addr:" + ip, l.addr}
 }
 

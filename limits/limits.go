@@ -320,7 +320,7 @@ var classKeys = [numClasses]string{"read", "write", "delete", "token"}
 func (l *Limiter) allowShared(ctx context.Context, d Decision, rate Rate) Decision {
 	now := l.now()
 	l.shared.sweep(ctx, now)
-	idKey := "req:" + classKeys[d.Class] + ":id:" + d.Identity
+	idKey := "req:" + classKeys[d.Class] + ":id:" + KeyPart(d.Identity)
 	if rate.Identity > 0 {
 		if ok, wait := l.shared.take(ctx, idKey, rate.Identity, now); !ok {
 			d.OK, d.RetryAfter, d.Scope, d.Limit = false, wait, "identity", rate.Identity

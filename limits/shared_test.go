@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -212,4 +213,23 @@ func benchAllow(b *testing.B, l *limits.Limiter) {
 			}
 		}
 	})
+}
+
+func TestKeyPart(t *testing.T) {
+	long := strings.Repeat("x", 129)
+	for _, tc := range []struct {
+		in     string
+		hashed bool
+	}{
+		{"alice", false}, {"ip:10.0.0.1", false}, {"ädmin", false}, {"", false},
+		{"a\x00b", true}, {"\xff", true}, {"a\nb", true}, {"#x", true}, {long, true},
+	} {
+		got := limits.KeyPart(tc.in)
+		if tc.hashed != (got != tc.in) || tc.hashed && (len(got) != 33 || got[0] != '#') {
+			t.Errorf("KeyPart(%q) = %q", tc.in, got)
+		}
+	}
+	if limits.KeyPart("a\x00b") == limits.KeyPart("a\x00c") {
+		t.Error("two names, one key")
+	}
 }

@@ -2,10 +2,14 @@ package limits
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"math"
 	"slices"
+	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 )
 
 // Store keeps token buckets that several limiters share: the nodes of a
@@ -141,4 +145,16 @@ func (s *MemStore) Len() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return len(s.buckets)
+}
+
+// KeyPart makes s safe in a bucket's key, whatever a client sent: short,
+// printable UTF-8 as it is; anything else (a NUL, invalid UTF-8, a name of
+// a kilobyte, which PostgreSQL would refuse or which would bloat its table)
+// as "#" and a hash of it.
+func KeyPart(s string) string {
+	if len(s) <= 128 && utf8.ValidString(s) && !strings.ContainsFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f || r == '#' }) {
+		return s
+	}
+	sum := sha256.Sum256([]byte(s))
+	return "#" + hex.EncodeToString(sum[:16])
 }
