@@ -79,7 +79,9 @@ func (l *loginLimiter) level(ctx context.Context, k loginKey, now time.Time) flo
 	}
 	_, left, err := l.store.TakeTokens(ctx, k.key, k.spec.Burst, k.spec.Every, now, 0, 0)
 	if err != nil {
-		l.onErr(err)
+		if ctx.Err() == nil {
+			l.onErr(err)
+		}
 		return float64(k.spec.Burst) // let it through: the password check still runs
 	}
 	return left
@@ -114,15 +116,17 @@ func (l *loginLimiter) wait(ctx context.Context, ip, name string, known bool) (t
 	return 0, ""
 }
 
-// fail records a failed login from ip for name.
+// fail records a failed login from ip for name, even if the client has
+// gone meanwhile (a guesser must not escape the count by hanging up).
 func (l *loginLimiter) fail(ctx context.Context, ip, name string) {
+	ctx = context.WithoutCancel(ctx)
 	now := l.now()
 	pair, byName, byAddr := l.keys(ip, name)
 	for _, k := range []loginKey{pair, byName, byAddr} {
 		if k.spec.Burst <= 0 {
 			continue
 		}
-		if _, _, err := l.store.TakeTokens(ctx, k.key, k.spec.Burst, k.spec.Every, now, 0, 1); err != nil {
+		if _, _, err := l.store.TakeTokens(ctx, k.key, k.spec.Burst, k.spec.Every, now, 0, 1); err != nil && ctx.Err() == nil {
 			l.onErr(err)
 		}
 	}

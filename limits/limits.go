@@ -193,7 +193,7 @@ func New(cfg Config) *Limiter {
 	if cfg.Store != nil {
 		var errMu sync.Mutex
 		var lastErr time.Time
-		l.shared = newShared(cfg.Store, l.now, func(err error) {
+		l.shared = newShared(cfg.Store, l.now, l.max, func(err error) {
 			errMu.Lock()
 			defer errMu.Unlock()
 			if now := time.Now(); now.Sub(lastErr) > time.Minute {

@@ -29,6 +29,7 @@ type shared struct {
 	store Store
 	now   func() time.Time
 	onErr func(error)
+	max   int // leases kept; past it, idle ones go at once
 
 	mu     sync.Mutex
 	leases map[string]*lease
@@ -44,8 +45,8 @@ type lease struct {
 	used       time.Time
 }
 
-func newShared(store Store, now func() time.Time, onErr func(error)) *shared {
-	return &shared{store: store, now: now, onErr: onErr, leases: map[string]*lease{}}
+func newShared(store Store, now func() time.Time, max int, onErr func(error)) *shared {
+	return &shared{store: store, now: now, max: max, onErr: onErr, leases: map[string]*lease{}}
 }
 
 // take takes one token from the bucket key (capacity tokens, refilled at
@@ -55,6 +56,18 @@ func (s *shared) take(ctx context.Context, key string, capacity int, now time.Ti
 	s.mu.Lock()
 	e := s.leases[key]
 	if e == nil {
+		if len(s.leases) >= s.max {
+			s.dropIdle(now, 0)
+			// Still full: forget any, down to 90% (their unspent tokens
+			// are lost, never given twice), so the next new keys do not
+			// scan again.
+			for k := range s.leases {
+				if len(s.leases) < s.max*9/10 {
+					break
+				}
+				delete(s.leases, k)
+			}
+		}
 		e = &lease{block: 1}
 		s.leases[key] = e
 	}
@@ -82,8 +95,11 @@ func (s *shared) take(ctx context.Context, key string, capacity int, now time.Ti
 	if err != nil {
 		// The database is the registry's, and requests will find out
 		// themselves if it is down: let this one through rather than turn
-		// a hiccup into 429s, and say so.
-		s.onErr(err)
+		// a hiccup into 429s, and say so (unless the request was
+		// cancelled: its client is gone).
+		if ctx.Err() == nil {
+			s.onErr(err)
+		}
 		return true, 0
 	}
 	if took == 0 {
@@ -118,17 +134,24 @@ func (s *shared) sweep(ctx context.Context, now time.Time) {
 		return
 	}
 	s.swept = now
+	s.dropIdle(now, time.Minute)
+	s.mu.Unlock()
+	if _, err := s.store.SweepTokens(ctx, now); err != nil {
+		s.onErr(err)
+	}
+}
+
+// dropIdle forgets the leases holding nothing (no tokens that may still be
+// spent, no refusal running) and unused for idle; s.mu held. Tokens of an
+// expired lease are given up, not back: the bucket refills them anyway.
+func (s *shared) dropIdle(now time.Time, idle time.Duration) {
 	for k, e := range s.leases {
 		if e.mu.TryLock() {
-			if (e.tokens == 0 || !now.Before(e.until)) && !now.Before(e.emptyUntil) && now.Sub(e.used) > time.Minute {
+			if (e.tokens == 0 || !now.Before(e.until)) && !now.Before(e.emptyUntil) && now.Sub(e.used) >= idle {
 				delete(s.leases, k)
 			}
 			e.mu.Unlock()
 		}
-	}
-	s.mu.Unlock()
-	if _, err := s.store.SweepTokens(ctx, now); err != nil {
-		s.onErr(err)
 	}
 }
 
