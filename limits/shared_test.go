@@ -248,3 +248,54 @@ func TestSharedLeasesAreBounded(t *testing.T) {
 		}
 	}
 }
+
+// countingStore counts the takes that reach the store.
+type countingStore struct {
+	limits.Store
+	mu    sync.Mutex
+	takes int
+}
+
+func (c *countingStore) TakeTokens(ctx context.Context, key string, capacity int, every time.Duration, now time.Time, give, want int) (int, float64, error) {
+	c.mu.Lock()
+	c.takes++
+	c.mu.Unlock()
+	return c.Store.TakeTokens(ctx, key, capacity, every, now, give, want)
+}
+
+// TestSharedAsksTheStoreRarely: the local fast path. A node serving 1,000
+// reads a second for 10 s (under its limits: 100,000 a minute for the
+// registry, 60,000 for the one identity) asks the store about its two
+// buckets some 10 to 20 times a second each, not 1,000 times; and a flood
+// of refused requests costs about one take per refill interval.
+func TestSharedAsksTheStoreRarely(t *testing.T) {
+	clk := newClock()
+	store := &countingStore{Store: limits.NewMemStore(0)}
+	l := limits.New(limits.Config{Read: limits.Rate{Registry: 100_000, Identity: 60_000}, Store: store, Now: clk.Now})
+	for i := 0; i < 10_000; i++ {
+		if !l.Allow(limits.Read, "ci").OK {
+			t.Fatalf("request %d refused", i)
+		}
+		clk.Add(time.Millisecond)
+	}
+	if store.takes > 2*10*20 {
+		t.Fatalf("10,000 requests in 10 s took from the store %d times, want at most 400", store.takes)
+	}
+	t.Logf("10,000 requests in 10 s: %d takes from the store", store.takes)
+
+	// A flood: 600 a minute allowed (one every 100 ms), 10,000 requests
+	// in 10 s: about 100 allowed, about 100 takes (plus the first burst).
+	store.takes = 0
+	l = limits.New(limits.Config{Write: limits.Rate{Registry: 600}, Store: store, Now: clk.Now})
+	ok := 0
+	for i := 0; i < 10_000; i++ {
+		if l.Allow(limits.Write, "flood").OK {
+			ok++
+		}
+		clk.Add(time.Millisecond)
+	}
+	if ok > 600+100+1 || store.takes > 600+2*100 {
+		t.Fatalf("a flood: %d allowed, %d takes from the store; want at most 701 allowed and 800 takes", ok, store.takes)
+	}
+	t.Logf("a flood of 10,000 requests in 10 s on 600 a minute: %d allowed, %d takes from the store", ok, store.takes)
+}
