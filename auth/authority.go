@@ -15,6 +15,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/stowage/stowage"
+	"github.com/stowage/stowage/limits"
 )
 
 // TokenPath is where the token endpoint is served (the realm's path).
@@ -52,10 +53,15 @@ type Options struct {
 	TrustedProxies []netip.Prefix
 	// BcryptCost for new password hashes (default bcrypt.DefaultCost).
 	BcryptCost int
-	// Failed-login limits per client IP and per name (zero: the defaults;
-	// Burst < 0: off).
-	LoginLimitIP, LoginLimitName LoginLimit
-	Logger                       *slog.Logger
+	// Failed-login limits per client address and name, per name, and per
+	// client address (zero: the defaults; Burst < 0: off). See
+	// DefaultLoginLimitPair.
+	LoginLimitPair, LoginLimitName, LoginLimitIP LoginLimit
+	// LoginStore keeps the failed-login counts. With several nodes on one
+	// database, pass the database (a limits.Store), so the limits hold
+	// across the nodes; nil: in this process's memory.
+	LoginStore limits.Store
+	Logger     *slog.Logger
 	// Now is the clock (tests); default time.Now.
 	Now func() time.Time
 }
@@ -94,6 +100,9 @@ func New(ctx context.Context, db stowage.DB, opts Options) (*Authority, error) {
 	if opts.BcryptCost == 0 {
 		opts.BcryptCost = bcrypt.DefaultCost
 	}
+	if opts.LoginLimitPair == (LoginLimit{}) {
+		opts.LoginLimitPair = DefaultLoginLimitPair
+	}
 	if opts.LoginLimitIP == (LoginLimit{}) {
 		opts.LoginLimitIP = DefaultLoginLimitIP
 	}
@@ -108,7 +117,16 @@ func New(ctx context.Context, db stowage.DB, opts Options) (*Authority, error) {
 	}
 	a := &Authority{opts: opts, log: opts.Logger, now: opts.Now}
 	a.store = &store{db: db, now: opts.Now, refresh: opts.RefreshInterval}
-	a.logins = newLoginLimiter(opts.Now, opts.LoginLimitIP, opts.LoginLimitName)
+	var errMu sync.Mutex
+	var lastErr time.Time
+	a.logins = newLoginLimiter(opts.LoginStore, opts.Now, opts.LoginLimitPair, opts.LoginLimitName, opts.LoginLimitIP, func(err error) {
+		errMu.Lock()
+		defer errMu.Unlock()
+		if now := time.Now(); now.Sub(lastErr) > time.Minute {
+			lastErr = now
+			a.log.Warn("failed-login limits: the limit store failed; logins are checked without them while it does", "err", err)
+		}
+	})
 	a.cache = &credCache{ttl: opts.CredentialCacheTTL, max: 10_000, m: map[[32]byte]credEntry{}}
 	var err error
 	if a.dummyHash, err = bcrypt.GenerateFromPassword([]byte("not a password "+randomID(8)), opts.BcryptCost); err != nil {
@@ -179,11 +197,15 @@ func (a *Authority) login(r *http.Request, st *state, name, password string) (Id
 		id.Method, id.stamp = "basic", e.stamp
 		return id, nil
 	}
-	if wait, which := a.logins.wait(ip, name); wait > 0 {
+	known := a.logins.known.has(key, now)
+	if wait, which := a.logins.wait(r.Context(), ip, name, known); wait > 0 {
 		secs := retrySeconds(wait)
-		about := "from " + ip
-		if strings.HasPrefix(which, "name:") {
+		about := "for " + name + " from " + ip
+		switch which {
+		case "name":
 			about = "for " + name
+		case "addr":
+			about = "from " + ip
 		}
 		a.authFailed(r, name, "basic", "refused: too many failed logins "+about)
 		return Identity{}, &stowage.Error{Code: stowage.CodeTooManyRequests,
@@ -192,7 +214,7 @@ func (a *Authority) login(r *http.Request, st *state, name, password string) (Id
 	}
 	kind, stamp, reason := st.checkPassword(name, password, now, a.dummyHash)
 	if reason != "" {
-		a.logins.fail(ip, name)
+		a.logins.fail(r.Context(), ip, name)
 		a.authFailed(r, name, "basic", reason)
 		msg := "invalid name or password"
 		switch reason {
@@ -208,6 +230,7 @@ func (a *Authority) login(r *http.Request, st *state, name, password string) (Id
 		return Identity{}, authError(msg)
 	}
 	a.cache.put(key, credEntry{kind: kind, name: name, stamp: stamp}, now)
+	a.logins.known.add(key, now)
 	id := st.identity(kind, name)
 	id.Method, id.stamp = "basic", stamp
 	return id, nil

@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/stowage/stowage/limits"
 	"github.com/stowage/stowage/meta/sqlite"
 )
 
@@ -74,27 +75,31 @@ func TestCredentialCacheSkipsBcrypt(t *testing.T) {
 
 func TestLoginLimiterBoundedAndForgets(t *testing.T) {
 	now := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
-	l := newLoginLimiter(func() time.Time { return now }, LoginLimit{Burst: 2, Every: time.Second}, LoginLimit{Burst: 2, Every: time.Second})
-	l.max = 100
+	store := limits.NewMemStore(100)
+	spec := LoginLimit{Burst: 2, Every: time.Second}
+	l := newLoginLimiter(store, func() time.Time { return now }, spec, spec, spec, func(err error) { t.Error(err) })
+	ctx := context.Background()
 	for i := 0; i < 1000; i++ {
 		now = now.Add(time.Millisecond)
-		l.fail(fmt.Sprintf("10.0.%d.%d", i/256, i%256), fmt.Sprintf("user%d", i))
-		if n := l.size(); n > 101 {
+		l.fail(ctx, fmt.Sprintf("10.0.%d.%d", i/256, i%256), fmt.Sprintf("user%d", i))
+		if n := store.Len(); n > 103 {
 			t.Fatalf("after %d failures: %d buckets, bound 100", i, n)
 		}
 	}
 	now = now.Add(time.Hour)
-	l.fail("10.9.9.9", "")
-	if n := l.size(); n != 1 {
-		t.Fatalf("after an hour: %d buckets, want 1 (refilled buckets are forgotten)", n)
+	l.fail(ctx, "10.9.9.9", "x")
+	if n := store.Len(); n != 3 {
+		t.Fatalf("after an hour: %d buckets, want 3 (refilled buckets are forgotten)", n)
 	}
-	// The most recent failures are the ones kept past the bound.
-	if w, _ := l.wait("10.9.9.9", ""); w != 0 {
+	if w, _ := l.wait(ctx, "10.9.9.9", "x", false); w != 0 {
 		t.Fatalf("one failure of a burst of 2 must not block: %v", w)
 	}
-	l.fail("10.9.9.9", "")
-	if w, which := l.wait("10.9.9.9", ""); w != time.Second || which != "ip:10.9.9.9" {
-		t.Fatalf("two failures: wait %v (%s), want 1s", w, which)
+	l.fail(ctx, "10.9.9.9", "x")
+	if w, which := l.wait(ctx, "10.9.9.9", "x", false); w != time.Second || which != "pair" {
+		t.Fatalf("two failures: wait %v (%s), want 1s (pair)", w, which)
+	}
+	if w, _ := l.wait(ctx, "10.9.9.9", "x", true); w != 0 {
+		t.Fatalf("known good credentials waited %v", w)
 	}
 }
 

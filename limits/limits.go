@@ -10,6 +10,7 @@
 package limits
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -65,6 +66,11 @@ type Config struct {
 	// 100,000). Buckets of identities idle long enough to have refilled are
 	// dropped anyway; past the bound the least recently used go too.
 	MaxIdentities int
+	// Store, when set, keeps the buckets, shared by every limiter using
+	// it: with several nodes on one database, pass the database, so that a
+	// limit holds for the registry as a whole and not per node (see
+	// shared.go for the local fast path). Nil: the buckets of this process.
+	Store Store
 	// Now is the clock (tests); default time.Now.
 	Now    func() time.Time
 	Logger *slog.Logger
@@ -119,6 +125,8 @@ type Limiter struct {
 	max       int
 	now       func() time.Time
 	log       *slog.Logger
+
+	shared *shared // with a Store; else the buckets below
 
 	mu       sync.Mutex
 	registry [numClasses]*bucket
@@ -182,6 +190,18 @@ func New(cfg Config) *Limiter {
 	if l.log == nil {
 		l.log = slog.New(slog.DiscardHandler)
 	}
+	if cfg.Store != nil {
+		var errMu sync.Mutex
+		var lastErr time.Time
+		l.shared = newShared(cfg.Store, l.now, l.max, func(err error) {
+			errMu.Lock()
+			defer errMu.Unlock()
+			if now := time.Now(); now.Sub(lastErr) > time.Minute {
+				lastErr = now
+				l.log.Warn("request limits: the shared limit store failed; requests are let through while it does", "err", err)
+			}
+		})
+	}
 	now := l.now()
 	for c, r := range l.rates {
 		if r.Registry > 0 {
@@ -234,11 +254,18 @@ func (d Decision) Err() *stowage.Error {
 // callers) from the registry's and the identity's buckets, or refuses it
 // and takes nothing.
 func (l *Limiter) Allow(class Class, identity string) Decision {
+	return l.allow(context.Background(), class, identity)
+}
+
+func (l *Limiter) allow(ctx context.Context, class Class, identity string) Decision {
 	if class < 0 || class >= numClasses {
 		class = Write
 	}
 	d := Decision{OK: true, Class: class, Identity: identity}
 	rate := l.rates[class]
+	if l.shared != nil {
+		return l.allowShared(ctx, d, rate)
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := l.now()
@@ -284,6 +311,39 @@ func (l *Limiter) Allow(class Class, identity string) Decision {
 	return d
 }
 
+// classKeys name the classes in the keys of shared buckets.
+var classKeys = [numClasses]string{"read", "write", "delete", "token"}
+
+// allowShared is Allow on shared buckets: the identity's first, then the
+// registry's; a token taken from the first when the second refuses stays
+// with this node for its next request.
+func (l *Limiter) allowShared(ctx context.Context, d Decision, rate Rate) Decision {
+	now := l.now()
+	l.shared.sweep(ctx, now)
+	idKey := "req:" + classKeys[d.Class] + ":id:" + KeyPart(d.Identity)
+	if rate.Identity > 0 {
+		if ok, wait := l.shared.take(ctx, idKey, rate.Identity, now); !ok {
+			d.OK, d.RetryAfter, d.Scope, d.Limit = false, wait, "identity", rate.Identity
+		}
+	}
+	if d.OK && rate.Registry > 0 {
+		if ok, wait := l.shared.take(ctx, "req:"+classKeys[d.Class]+":registry", rate.Registry, now); !ok {
+			d.OK, d.RetryAfter, d.Scope, d.Limit = false, wait, "registry", rate.Registry
+			if rate.Identity > 0 {
+				l.shared.putBack(idKey)
+			}
+		}
+	}
+	l.mu.Lock()
+	if d.OK {
+		l.allowed[d.Class]++
+	} else {
+		l.refused[d.Class]++
+	}
+	l.mu.Unlock()
+	return d
+}
+
 // sweep drops identity buckets that have refilled (a full bucket is the
 // same as none) and, past the bound, the least recently used.
 func (l *Limiter) sweep(now time.Time) {
@@ -314,6 +374,9 @@ func (l *Limiter) sweep(now time.Time) {
 
 // Identities is how many per-identity buckets are kept.
 func (l *Limiter) Identities() int {
+	if l.shared != nil {
+		return l.shared.size()
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return len(l.ids)
@@ -361,7 +424,7 @@ func (l *Limiter) Middleware(identity func(*http.Request) string, next http.Hand
 		if identity != nil {
 			name = identity(r)
 		}
-		d := l.Allow(l.ClassOf(r), name)
+		d := l.allow(r.Context(), l.ClassOf(r), name)
 		if !d.OK {
 			l.log.Debug("request limit exceeded", "class", d.Class.String(), "scope", d.Scope, "identity", name,
 				"limit", d.Limit, "retry_after", d.RetryAfter, "request", r.Method+" "+r.URL.Path)

@@ -148,8 +148,10 @@ rc=0
 step "DB suite: go test -race ./meta/postgres/" \
 	go test -race -count=1 -timeout "${GO_TEST_TIMEOUT:-8m}" "$@" ./meta/postgres/ || rc=1
 if [ "$#" -eq 0 ]; then
-	step "migrate, migrate-metadata: go test -race ./cmd/stowage/ -run TestMigrate" \
-		go test -race -count=1 -timeout 5m -run 'TestMigrate' ./cmd/stowage/ || rc=1
+	step "migrate, migrate-metadata, limits across nodes: go test -race ./cmd/stowage/ -run 'TestMigrate|AcrossNodes'" \
+		go test -race -count=1 -timeout 5m -run 'TestMigrate|AcrossNodes' ./cmd/stowage/ || rc=1
+	step "shared limit buckets: go test -race ./limits/" \
+		go test -race -count=1 -timeout 5m ./limits/ || rc=1
 	# Several stowage serve processes on this PostgreSQL and one storage directory.
 	step "multi-node e2e: go test ./e2e/ (shared key, chunked uploads across nodes, GC stress, kill -9, migrate-metadata)" \
 		go test -count=1 -timeout 8m -run 'TestMultiNode|TestGCStressMultiNode|TestMigrateMetadataThenScaleOut' -v ./e2e/ || rc=1

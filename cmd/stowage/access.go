@@ -66,8 +66,19 @@ func limitsFor(cfg config.Config, m *Main) (*limits.Limiter, error) {
 	if err := lc.Validate(); err != nil {
 		return nil, err
 	}
-	lc.TokenPath, lc.Logger = auth.TokenPath, m.log
+	lc.TokenPath, lc.Logger, lc.Store = auth.TokenPath, m.log, sharedLimits(cfg, m.db)
 	return limits.New(lc), nil
+}
+
+// sharedLimits is the store of the request and failed-login limits'
+// buckets: on PostgreSQL the database, so that several nodes share them and
+// a limit holds for the registry as a whole; nil (each process's memory) on
+// SQLite, which one process uses at a time.
+func sharedLimits(cfg config.Config, db stowage.DB) limits.Store {
+	if s, ok := db.(limits.Store); ok && cfg.Database.Kind() == "postgres" {
+		return s
+	}
+	return nil
 }
 
 // setupAuth builds the authority (nil with auth off) and creates the first
@@ -86,7 +97,7 @@ func (m *Main) setupAuth(ctx context.Context, db stowage.DB) (*auth.Authority, e
 		proxies = append(proxies, pf)
 	}
 	a, err := auth.New(ctx, db, auth.Options{Realm: c.Realm, Service: c.Service, TokenTTL: time.Duration(c.TokenTTL),
-		RefreshTTL: time.Duration(c.RefreshTTL), TrustedProxies: proxies, Logger: m.log})
+		RefreshTTL: time.Duration(c.RefreshTTL), TrustedProxies: proxies, LoginStore: sharedLimits(m.Config, db), Logger: m.log})
 	if err != nil {
 		return nil, fmt.Errorf("access control: %w", err)
 	}

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 
 	"github.com/stowage/stowage/config"
@@ -110,8 +111,8 @@ func migrate(ctx context.Context, cfg config.Config, out io.Writer) error {
 		fmt.Fprintf(out, "schema version after:  %d (%d migrations applied)\n", after, after-before)
 		return nil
 	}
-	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
-		return fmt.Errorf("data directory: %w", err)
+	if err := privateDir(cfg.DataDir, slog.New(slog.NewTextHandler(out, nil))); err != nil {
+		return err
 	}
 	lock, err := lockDir(cfg.DataDir)
 	if err != nil {

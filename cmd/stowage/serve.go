@@ -9,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	iofs "io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -139,14 +140,22 @@ func (m *Main) Run(ctx context.Context) error {
 	if err := checkExposure(cfg); err != nil {
 		return err
 	}
-	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
-		return fmt.Errorf("data directory: %w", err)
+	// The data directory holds the metadata database (its settings hold
+	// the token signing key and the password hashes) and the encryption
+	// keys: nobody but the owner may read it.
+	if err := privateDir(cfg.DataDir, m.log); err != nil {
+		return err
 	}
 	lock, err := lockDir(cfg.DataDir)
 	if err != nil {
 		return err
 	}
 	m.lock = lock
+	for _, dir := range fsRoots(cfg.Storage) {
+		if err := privateDir(dir, m.log); err != nil {
+			return err
+		}
+	}
 
 	topo := &topology{}
 	store, desc, err := buildStorage(ctx, cfg.Storage, "storage", topo, m.log)
@@ -358,7 +367,7 @@ func (m *Main) scheduled(ctx context.Context, reg *stowage.Registry, name, job s
 // lockDir takes an exclusive lock on the data directory, so two servers never
 // share one embedded database.
 func lockDir(dir string) (*os.File, error) {
-	f, err := os.OpenFile(filepath.Join(dir, "LOCK"), os.O_CREATE|os.O_RDWR, 0o644)
+	f, err := os.OpenFile(filepath.Join(dir, "LOCK"), os.O_CREATE|os.O_RDWR, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("data directory: %w", err)
 	}
@@ -367,6 +376,71 @@ func lockDir(dir string) (*os.File, error) {
 		return nil, fmt.Errorf("data directory %s is in use by another stowage process (stop it, or use --data-dir)", dir)
 	}
 	return f, nil
+}
+
+// privateDir creates dir with mode 0700, or makes an existing one private:
+// when group or others may use it (a data directory made by an older
+// version, 0755), it takes their access away from it and from everything in
+// it, once (afterwards the directory is 0700 and is not walked again), and
+// says so in the log. Files are created 0600 and directories 0700 below it.
+func privateDir(dir string, log *slog.Logger) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("data directory: %w", err)
+	}
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return fmt.Errorf("data directory: %w", err)
+	}
+	if fi.Mode().Perm()&0o077 == 0 {
+		return nil
+	}
+	was := fi.Mode().Perm()
+	n := 0
+	err = filepath.WalkDir(dir, func(path string, d iofs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.Type()&iofs.ModeSymlink != 0 {
+			return nil // chmod would follow it; what it points to is not ours to change
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		if perm := info.Mode().Perm(); perm&0o077 != 0 {
+			if err := os.Chmod(path, perm&^0o077); err != nil {
+				return err
+			}
+			n++
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("directory %s is open to other users (mode %#o) and could not be made private: %w; "+
+			"run 'chmod -R go-rwx %s' as its owner", dir, was, err, dir)
+	}
+	log.Warn("made a directory private: it was open to other local users, who could read the metadata database (token signing key, password hashes) and the blobs",
+		"dir", dir, "mode_was", fmt.Sprintf("%#o", was), "entries_changed", n)
+	return nil
+}
+
+// fsRoots lists the directories of the filesystem backends of a storage
+// configuration (nested in mirrors and shards too).
+func fsRoots(s config.Storage) []string {
+	var out []string
+	switch {
+	case s.Filesystem != nil:
+		out = append(out, s.Filesystem.Path)
+	case s.Mirror != nil:
+		for _, c := range s.Mirror.Copies {
+			out = append(out, fsRoots(c.Storage)...)
+		}
+	case s.Shard != nil:
+		for _, c := range s.Shard.Shards {
+			out = append(out, fsRoots(c.Storage)...)
+		}
+	}
+	return out
 }
 
 func newLogger(c config.Log, w io.Writer) *slog.Logger {
@@ -394,7 +468,7 @@ func nodeID(dataDir string) (string, error) {
 	var b [8]byte
 	rand.Read(b[:])
 	id := hex.EncodeToString(b[:])
-	if err := os.WriteFile(path, []byte(id+"\n"), 0o644); err != nil {
+	if err := os.WriteFile(path, []byte(id+"\n"), 0o600); err != nil {
 		return "", fmt.Errorf("node id: %w", err)
 	}
 	return id, nil

@@ -87,6 +87,9 @@ func Open(ctx context.Context, path string) (*DB, error) {
 		}
 		return db, db.prepareAll(ctx)
 	}
+	if err := privateFiles(path); err != nil {
+		return nil, err
+	}
 	// synchronous=FULL: a commit returns only after the write-ahead log was
 	// fsynced, so an acknowledged push, tag move or GC mark survives a power
 	// loss. (NORMAL syncs only at checkpoints: a power loss could roll back a

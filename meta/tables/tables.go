@@ -32,9 +32,11 @@ var All = []Table{
 }
 
 // Derived lists the tables kept by triggers from the others (the bytes
-// held, for the storage limit): never copied, and not in All; loading All
-// into an empty database rebuilds them.
-var Derived = []string{"held_bytes"}
+// held, for the storage limit), or transient (the token buckets of the
+// request and failed-login limits): never copied, and not in All; loading
+// All into an empty database rebuilds the former, and the latter start
+// full.
+var Derived = []string{"held_bytes", "rate_buckets"}
 
 // Lookup returns the table called name.
 func Lookup(name string) (Table, bool) {

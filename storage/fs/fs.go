@@ -96,7 +96,7 @@ func (b *Backend) mkdirRoot(dir string) error {
 			return err
 		}
 	}
-	if err := b.fsys.Mkdir(dir, 0o755); err != nil && !errors.Is(err, iofs.ErrExist) {
+	if err := b.fsys.Mkdir(dir, 0o700); err != nil && !errors.Is(err, iofs.ErrExist) {
 		return err
 	}
 	return b.syncDir(parent)
@@ -121,7 +121,7 @@ func (b *Backend) mkdirs(dir string) error {
 	if err := b.mkdirs(parent); err != nil {
 		return err
 	}
-	if err := b.fsys.Mkdir(dir, 0o755); err != nil && !errors.Is(err, iofs.ErrExist) {
+	if err := b.fsys.Mkdir(dir, 0o700); err != nil && !errors.Is(err, iofs.ErrExist) {
 		return err
 	}
 	if err := b.syncDir(parent); err != nil {
@@ -367,7 +367,7 @@ func (b *Backend) Append(ctx context.Context, key string, off int64, r io.Reader
 			return 0, err
 		}
 	}
-	f, err := b.fsys.OpenFile(p, flags, 0o644)
+	f, err := b.fsys.OpenFile(p, flags, 0o600)
 	if err != nil {
 		return 0, err
 	}
