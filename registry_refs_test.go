@@ -385,3 +385,74 @@ func TestDeleteBlobRacesManifestPush(t *testing.T) {
 		}
 	}
 }
+
+// A mount without from (automatic content discovery) uses a blob only if
+// some repository that is not read-locked holds it: a blob held only by
+// read-locked repositories, or by none (deleted from each, or its
+// repository deleted, before garbage collection ran), makes nothing
+// visible, and the caller falls back to an upload.
+func TestMountWithoutFrom(t *testing.T) {
+	cases := []struct {
+		name  string
+		setup func(t *testing.T, e *env, b blob) error
+		ok    bool
+	}{
+		{"held by an open repository", func(t *testing.T, e *env, b blob) error { e.push(t, "open", b); return nil }, true},
+		{"held only by a read-locked repository", func(t *testing.T, e *env, b blob) error {
+			e.push(t, "locked", b)
+			_, err := e.reg.SetLocks(e.ctx, "locked", stowage.Reference{}, stowage.LockRead, 0)
+			return err
+		}, false},
+		{"held by a read-locked and an open repository", func(t *testing.T, e *env, b blob) error {
+			e.push(t, "locked", b)
+			e.push(t, "open", b)
+			_, err := e.reg.SetLocks(e.ctx, "locked", stowage.Reference{}, stowage.LockRead, 0)
+			return err
+		}, true},
+		{"deleted from its only repository", func(t *testing.T, e *env, b blob) error {
+			e.push(t, "gone", b)
+			return e.reg.DeleteBlob(e.ctx, "gone", b.d)
+		}, false},
+		{"its only repository deleted", func(t *testing.T, e *env, b blob) error {
+			e.push(t, "gone", b)
+			_, err := e.reg.DeleteRepository(e.ctx, "gone", false)
+			return err
+		}, false},
+		{"never pushed", func(t *testing.T, e *env, b blob) error { return nil }, false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			e := newEnv(t, nil)
+			b := newBlob(700)
+			if err := c.setup(t, e, b); err != nil {
+				t.Fatal(err)
+			}
+			_, ok, err := e.reg.MountBlob(e.ctx, "dest", "", b.d)
+			if err != nil || ok != c.ok {
+				t.Fatalf("mount without from: mounted=%v err=%v, want %v and no error", ok, err, c.ok)
+			}
+			if c.ok {
+				e.pullableBlob(t, "dest", b)
+				return
+			}
+			_, err = e.reg.StatBlob(e.ctx, "dest", b.d)
+			wantError(t, "blob after a refused mount", err, stowage.CodeBlobUnknown)
+			// The fall-back upload works.
+			e.push(t, "dest", b)
+			e.pullableBlob(t, "dest", b)
+		})
+	}
+}
+
+// pullableBlob fails unless b can be read in full from repo.
+func (e *env) pullableBlob(t *testing.T, repo string, b blob) {
+	t.Helper()
+	rc, _, err := e.reg.OpenBlob(e.ctx, repo, b.d, 0)
+	if err != nil {
+		t.Fatalf("pull blob %s from %s: %v", b.d, repo, err)
+	}
+	defer rc.Close()
+	if got, err := io.ReadAll(rc); err != nil || !bytes.Equal(got, b.data) {
+		t.Errorf("blob %s from %s: read %d bytes, err %v; want its %d bytes", b.d, repo, len(got), err, len(b.data))
+	}
+}
