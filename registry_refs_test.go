@@ -456,3 +456,62 @@ func (e *env) pullableBlob(t *testing.T, repo string, b blob) {
 		t.Errorf("blob %s from %s: read %d bytes, err %v; want its %d bytes", b.d, repo, len(got), err, len(b.data))
 	}
 }
+
+// An index child's descriptor must state the media type the child was
+// stored with (clients parse what they fetch by the descriptor's type).
+// Lists of one format listing manifests of the other are fine.
+func TestIndexChildMediaType(t *testing.T) {
+	e := newEnv(t, nil)
+	config, layer := newBlob(40), newBlob(1000)
+	e.push(t, "app", config)
+	e.push(t, "app", layer)
+	put := func(ct string, body []byte) blob {
+		t.Helper()
+		res, err := e.reg.PutManifest(e.ctx, "app", stowage.Reference{Digest: stowage.Digest("sha256:" + sha(body))}, ct, body, nil)
+		if err != nil {
+			t.Fatalf("push %s: %v", ct, err)
+		}
+		return blob{res.Digest, body}
+	}
+	oci := put(stowage.MediaTypeOCIManifest, imageWith(config, layerDesc(mtOCILayer, layer, 1000, false)))
+	docker := put(stowage.MediaTypeDockerManifest, []byte(fmt.Sprintf(`{"schemaVersion":2,"mediaType":%q,"config":{"mediaType":"application/vnd.docker.container.image.v1+json","digest":%q,"size":40},"layers":[{"mediaType":"application/vnd.docker.image.rootfs.diff.tar.gzip","digest":%q,"size":1000}]}`,
+		stowage.MediaTypeDockerManifest, config.d, layer.d)))
+	inner := put(stowage.MediaTypeOCIIndex, []byte(fmt.Sprintf(`{"schemaVersion":2,"mediaType":%q,"manifests":[{"mediaType":%q,"digest":%q,"size":%d}]}`,
+		stowage.MediaTypeOCIIndex, stowage.MediaTypeOCIManifest, oci.d, len(oci.data))))
+	list := func(listType, childType string, child blob) []byte {
+		return []byte(fmt.Sprintf(`{"schemaVersion":2,"mediaType":%q,"manifests":[{"mediaType":%q,"digest":%q,"size":%d,"platform":{"architecture":"amd64","os":"linux"}}]}`,
+			listType, childType, child.d, len(child.data)))
+	}
+	const ociM, ociI, dockerM, dockerL = stowage.MediaTypeOCIManifest, stowage.MediaTypeOCIIndex, stowage.MediaTypeDockerManifest, stowage.MediaTypeDockerList
+	cases := []struct {
+		name            string
+		listType        string
+		childType       string
+		child           blob
+		storedMediaType string // "": accepted
+	}{
+		{"OCI index of an OCI manifest", ociI, ociM, oci, ""},
+		{"OCI index of a Docker manifest", ociI, dockerM, docker, ""},
+		{"Docker list of a Docker manifest", dockerL, dockerM, docker, ""},
+		{"Docker list of an OCI manifest", dockerL, ociM, oci, ""},
+		{"OCI index of an OCI index", ociI, ociI, inner, ""},
+		{"OCI manifest described as Docker", ociI, dockerM, oci, ociM},
+		{"Docker manifest described as OCI", dockerL, ociM, docker, dockerM},
+		{"OCI index described as an OCI manifest", ociI, ociM, inner, ociI},
+		{"OCI manifest described as an index", ociI, ociI, oci, ociM},
+		{"OCI manifest described with another type", ociI, "application/vnd.example.manifest+json", oci, ociM},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := e.reg.PutManifest(e.ctx, "app", stowage.Reference{Tag: "multi"}, c.listType, list(c.listType, c.childType, c.child), nil)
+			if c.storedMediaType == "" {
+				if err != nil {
+					t.Errorf("push: %v, want success", err)
+				}
+				return
+			}
+			wantError(t, "push", err, stowage.CodeManifestInvalid, "manifest 1 (manifests[0])", string(c.child.d),
+				fmt.Sprintf("%q", c.childType), fmt.Sprintf("%q", c.storedMediaType))
+		})
+	}
+}
