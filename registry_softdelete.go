@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"strings"
 	"time"
 )
@@ -132,8 +131,10 @@ func (r *Registry) Restore(ctx context.Context, id int64) (RestoreReport, error)
 func (r *Registry) checkRestore(tx Tx, e RecycledManifest) error {
 	m := e.Manifest
 	ds := []Digest{m.Digest}
+	seen := map[Digest]bool{m.Digest: true}
 	for _, ref := range e.Refs {
-		if ref.Kind == RefBlob && !slices.Contains(ds, ref.Digest) {
+		if ref.Kind == RefBlob && !seen[ref.Digest] {
+			seen[ref.Digest] = true
 			ds = append(ds, ref.Digest)
 		}
 	}
