@@ -152,6 +152,9 @@ type BlobTx interface {
 	LinkBlob(repo string, d Digest, now time.Time) error      // no-op if linked
 	UnlinkBlob(repo string, d Digest) error                   // ErrNotFound if not linked
 	RepositoryBlob(repo string, d Digest) (BlobRecord, error) // live and linked (with RepoLocks), else ErrNotFound
+	// LinkedBlob returns d if it is live and linked in at least one
+	// repository that has none of the locks in without, else ErrNotFound.
+	LinkedBlob(d Digest, without Locks) (BlobRecord, error)
 	// BlobReferenced reports whether any manifest (in any repository) is d
 	// or references d.
 	BlobReferenced(d Digest) (bool, error)

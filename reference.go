@@ -88,7 +88,12 @@ func ValidateTag(tag string) error {
 	return nil
 }
 
-// ParseDigest parses and validates a digest of a supported algorithm (sha256, sha384, sha512).
+// ParseDigest parses and validates a digest's form: algorithm:hex, of an
+// algorithm go-digest knows (sha256, sha384, sha512) with hex of its length.
+// That is all a read needs (a digest nothing is stored under is simply not
+// found). Stowage stores content only under sha256 and sha512, the
+// algorithms the OCI image spec registers: every write also refuses others,
+// sha384 included, with DIGEST_INVALID (checkAlgorithm).
 func ParseDigest(s string) (Digest, error) {
 	d, err := digest.Parse(s)
 	if err != nil {

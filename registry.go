@@ -181,10 +181,13 @@ func (r *Registry) DeleteBlob(ctx context.Context, repo string, d Digest) error 
 }
 
 // MountBlob makes a blob of repository from visible in repo without copying
-// it; with from empty, any stored copy is used. It reports false, with no
-// error, when the blob cannot be mounted: from does not hold it, or from is
-// read-locked (a mount must not expose what a pull could not read). The
-// client then uploads it as usual.
+// it; with from empty (automatic content discovery), a blob that some
+// repository which is not read-locked holds. It reports false, with no
+// error, when the blob cannot be mounted: from does not hold it, from is
+// read-locked (a mount must not expose what a pull could not read), or,
+// without from, only read-locked repositories hold it, or none does (its
+// repositories were deleted, or it was deleted from each). The client then
+// uploads it as usual.
 func (r *Registry) MountBlob(ctx context.Context, repo, from string, d Digest) (BlobRecord, bool, error) {
 	var b BlobRecord
 	now := r.now()
@@ -194,8 +197,12 @@ func (r *Registry) MountBlob(ctx context.Context, repo, from string, d Digest) (
 		}
 		if from == "" {
 			// Automatic content discovery: the client did not say where the
-			// blob is; any copy in the registry will do.
-			b, err = tx.GetBlob(d)
+			// blob is; a copy that some repository could serve in a pull
+			// will do, not one only read-locked or unlinked repositories hold.
+			b, err = tx.LinkedBlob(d, LockRead)
+			if errors.Is(err, ErrNotFound) {
+				r.log.Debug("mount refused: no repository that is not read-locked holds the blob; the client uploads instead", "repository", repo, "digest", d)
+			}
 		} else {
 			b, err = tx.RepositoryBlob(from, d)
 			if err == nil && b.RepoLocks&LockRead != 0 {

@@ -126,19 +126,21 @@ func (r *Registry) PutManifest(ctx context.Context, repo string, ref Reference, 
 // references to record. Every descriptor whose blob or manifest repo holds
 // is a reference, and must state its stored size; a missing one fails with
 // MANIFEST_BLOB_UNKNOWN, except an external layer (non-distributable, with
-// urls), which clients fetch from elsewhere. The subject need not be
-// present, but if repo holds it, its size must match too.
+// urls), which clients fetch from elsewhere. A child manifest's descriptor
+// must also state its stored media type. The subject need not be present,
+// but if repo holds it, its size must match too.
 func checkRefs(tx Tx, repo string, m *Manifest) ([]ManifestRef, error) {
 	var refs []ManifestRef
 	for _, d := range m.descriptors() {
 		var size int64
+		var mediaType string // a child manifest's, as stored
 		var err error
 		what := "blob"
 		if d.Kind == RefManifest {
 			what = "manifest"
 			var rec ManifestRecord
 			rec, err = tx.GetManifest(repo, d.Digest)
-			size = rec.Size
+			size, mediaType = rec.Size, rec.MediaType
 		} else {
 			var b BlobRecord
 			b, err = tx.RepositoryBlob(repo, d.Digest)
@@ -157,6 +159,16 @@ func checkRefs(tx Tx, repo string, m *Manifest) ([]ManifestRef, error) {
 		}
 		if err := checkSize(repo, d.Role, what, d.Descriptor, size); err != nil {
 			return nil, err
+		}
+		if d.Kind == RefManifest && d.MediaType != mediaType {
+			// Clients pick the child by its descriptor and parse what they
+			// fetch by that type; the registry serves the stored one. A list
+			// of one format may list manifests of the other: only this
+			// descriptor's own type must be the child's.
+			return nil, &Error{Code: CodeManifestInvalid,
+				Message: fmt.Sprintf("the manifest's %s, %s, states mediaType %q, but the manifest in repository %s is %q: correct the descriptor's mediaType",
+					d.Role, d.Digest, d.MediaType, repo, mediaType),
+				Detail: map[string]any{"digest": string(d.Digest), "descriptor": d.Role, "mediaType": d.MediaType, "storedMediaType": mediaType}}
 		}
 		refs = append(refs, ManifestRef{Digest: d.Digest, Kind: d.Kind})
 	}

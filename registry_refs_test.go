@@ -385,3 +385,133 @@ func TestDeleteBlobRacesManifestPush(t *testing.T) {
 		}
 	}
 }
+
+// A mount without from (automatic content discovery) uses a blob only if
+// some repository that is not read-locked holds it: a blob held only by
+// read-locked repositories, or by none (deleted from each, or its
+// repository deleted, before garbage collection ran), makes nothing
+// visible, and the caller falls back to an upload.
+func TestMountWithoutFrom(t *testing.T) {
+	cases := []struct {
+		name  string
+		setup func(t *testing.T, e *env, b blob) error
+		ok    bool
+	}{
+		{"held by an open repository", func(t *testing.T, e *env, b blob) error { e.push(t, "open", b); return nil }, true},
+		{"held only by a read-locked repository", func(t *testing.T, e *env, b blob) error {
+			e.push(t, "locked", b)
+			_, err := e.reg.SetLocks(e.ctx, "locked", stowage.Reference{}, stowage.LockRead, 0)
+			return err
+		}, false},
+		{"held by a read-locked and an open repository", func(t *testing.T, e *env, b blob) error {
+			e.push(t, "locked", b)
+			e.push(t, "open", b)
+			_, err := e.reg.SetLocks(e.ctx, "locked", stowage.Reference{}, stowage.LockRead, 0)
+			return err
+		}, true},
+		{"deleted from its only repository", func(t *testing.T, e *env, b blob) error {
+			e.push(t, "gone", b)
+			return e.reg.DeleteBlob(e.ctx, "gone", b.d)
+		}, false},
+		{"its only repository deleted", func(t *testing.T, e *env, b blob) error {
+			e.push(t, "gone", b)
+			_, err := e.reg.DeleteRepository(e.ctx, "gone", false)
+			return err
+		}, false},
+		{"never pushed", func(t *testing.T, e *env, b blob) error { return nil }, false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			e := newEnv(t, nil)
+			b := newBlob(700)
+			if err := c.setup(t, e, b); err != nil {
+				t.Fatal(err)
+			}
+			_, ok, err := e.reg.MountBlob(e.ctx, "dest", "", b.d)
+			if err != nil || ok != c.ok {
+				t.Fatalf("mount without from: mounted=%v err=%v, want %v and no error", ok, err, c.ok)
+			}
+			if c.ok {
+				e.pullableBlob(t, "dest", b)
+				return
+			}
+			_, err = e.reg.StatBlob(e.ctx, "dest", b.d)
+			wantError(t, "blob after a refused mount", err, stowage.CodeBlobUnknown)
+			// The fall-back upload works.
+			e.push(t, "dest", b)
+			e.pullableBlob(t, "dest", b)
+		})
+	}
+}
+
+// pullableBlob fails unless b can be read in full from repo.
+func (e *env) pullableBlob(t *testing.T, repo string, b blob) {
+	t.Helper()
+	rc, _, err := e.reg.OpenBlob(e.ctx, repo, b.d, 0)
+	if err != nil {
+		t.Fatalf("pull blob %s from %s: %v", b.d, repo, err)
+	}
+	defer rc.Close()
+	if got, err := io.ReadAll(rc); err != nil || !bytes.Equal(got, b.data) {
+		t.Errorf("blob %s from %s: read %d bytes, err %v; want its %d bytes", b.d, repo, len(got), err, len(b.data))
+	}
+}
+
+// An index child's descriptor must state the media type the child was
+// stored with (clients parse what they fetch by the descriptor's type).
+// Lists of one format listing manifests of the other are fine.
+func TestIndexChildMediaType(t *testing.T) {
+	e := newEnv(t, nil)
+	config, layer := newBlob(40), newBlob(1000)
+	e.push(t, "app", config)
+	e.push(t, "app", layer)
+	put := func(ct string, body []byte) blob {
+		t.Helper()
+		res, err := e.reg.PutManifest(e.ctx, "app", stowage.Reference{Digest: stowage.Digest("sha256:" + sha(body))}, ct, body, nil)
+		if err != nil {
+			t.Fatalf("push %s: %v", ct, err)
+		}
+		return blob{res.Digest, body}
+	}
+	oci := put(stowage.MediaTypeOCIManifest, imageWith(config, layerDesc(mtOCILayer, layer, 1000, false)))
+	docker := put(stowage.MediaTypeDockerManifest, []byte(fmt.Sprintf(`{"schemaVersion":2,"mediaType":%q,"config":{"mediaType":"application/vnd.docker.container.image.v1+json","digest":%q,"size":40},"layers":[{"mediaType":"application/vnd.docker.image.rootfs.diff.tar.gzip","digest":%q,"size":1000}]}`,
+		stowage.MediaTypeDockerManifest, config.d, layer.d)))
+	inner := put(stowage.MediaTypeOCIIndex, []byte(fmt.Sprintf(`{"schemaVersion":2,"mediaType":%q,"manifests":[{"mediaType":%q,"digest":%q,"size":%d}]}`,
+		stowage.MediaTypeOCIIndex, stowage.MediaTypeOCIManifest, oci.d, len(oci.data))))
+	list := func(listType, childType string, child blob) []byte {
+		return []byte(fmt.Sprintf(`{"schemaVersion":2,"mediaType":%q,"manifests":[{"mediaType":%q,"digest":%q,"size":%d,"platform":{"architecture":"amd64","os":"linux"}}]}`,
+			listType, childType, child.d, len(child.data)))
+	}
+	const ociM, ociI, dockerM, dockerL = stowage.MediaTypeOCIManifest, stowage.MediaTypeOCIIndex, stowage.MediaTypeDockerManifest, stowage.MediaTypeDockerList
+	cases := []struct {
+		name            string
+		listType        string
+		childType       string
+		child           blob
+		storedMediaType string // "": accepted
+	}{
+		{"OCI index of an OCI manifest", ociI, ociM, oci, ""},
+		{"OCI index of a Docker manifest", ociI, dockerM, docker, ""},
+		{"Docker list of a Docker manifest", dockerL, dockerM, docker, ""},
+		{"Docker list of an OCI manifest", dockerL, ociM, oci, ""},
+		{"OCI index of an OCI index", ociI, ociI, inner, ""},
+		{"OCI manifest described as Docker", ociI, dockerM, oci, ociM},
+		{"Docker manifest described as OCI", dockerL, ociM, docker, dockerM},
+		{"OCI index described as an OCI manifest", ociI, ociM, inner, ociI},
+		{"OCI manifest described as an index", ociI, ociI, oci, ociM},
+		{"OCI manifest described with another type", ociI, "application/vnd.example.manifest+json", oci, ociM},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := e.reg.PutManifest(e.ctx, "app", stowage.Reference{Tag: "multi"}, c.listType, list(c.listType, c.childType, c.child), nil)
+			if c.storedMediaType == "" {
+				if err != nil {
+					t.Errorf("push: %v, want success", err)
+				}
+				return
+			}
+			wantError(t, "push", err, stowage.CodeManifestInvalid, "manifest 1 (manifests[0])", string(c.child.d),
+				fmt.Sprintf("%q", c.childType), fmt.Sprintf("%q", c.storedMediaType))
+		})
+	}
+}

@@ -3,6 +3,8 @@ package stowage
 import (
 	"context"
 	"errors"
+	"fmt"
+	"strings"
 	"time"
 )
 
@@ -63,6 +65,8 @@ type RestoreReport struct {
 
 // Restore brings a soft-deleted manifest back, with its tags unless they
 // have been reused meanwhile. An index's children must be restored first.
+// What the repository would hold again counts against its quota (DENIED
+// when it does not fit).
 func (r *Registry) Restore(ctx context.Context, id int64) (RestoreReport, error) {
 	var rep RestoreReport
 	now := r.now()
@@ -80,6 +84,9 @@ func (r *Registry) Restore(ctx context.Context, id int64) (RestoreReport, error)
 			return Errorf(CodeDenied, "manifest %s@%s exists again (pushed after the delete); nothing to restore", m.Repo, m.Digest)
 		}
 		if err := writable(tx, m.Repo); err != nil {
+			return err
+		}
+		if err := r.checkRestore(tx, e); err != nil {
 			return err
 		}
 		if err := tx.CreateRepository(m.Repo, now); err != nil {
@@ -112,6 +119,54 @@ func (r *Registry) Restore(ctx context.Context, id int64) (RestoreReport, error)
 		return tx.DeleteRecycled(id)
 	})
 	return rep, err
+}
+
+// checkRestore refuses, in the restoring transaction, to bring back a
+// manifest whose bytes, or a blob of which, are no longer stored, or one
+// that would pass the repository's quota: the manifest and the blobs it
+// references that the repository does not hold now (a deleted repository
+// lost every link) count, each once. The registry's storage limit needs no
+// check: what the recycle bin keeps is still stored and counted as held, so
+// a restore adds nothing to it.
+func (r *Registry) checkRestore(tx Tx, e RecycledManifest) error {
+	m := e.Manifest
+	ds := []Digest{m.Digest}
+	seen := map[Digest]bool{m.Digest: true}
+	for _, ref := range e.Refs {
+		if ref.Kind == RefBlob && !seen[ref.Digest] {
+			seen[ref.Digest] = true
+			ds = append(ds, ref.Digest)
+		}
+	}
+	var added int64
+	for _, d := range ds {
+		b, err := tx.GetBlob(d)
+		if err != nil && !errors.Is(err, ErrNotFound) {
+			return err
+		}
+		if err != nil || b.State != BlobLive {
+			return &Error{Code: CodeManifestBlobUnknown,
+				Message: fmt.Sprintf("manifest %s@%s cannot be restored: its blob %s is no longer stored", m.Repo, m.Digest, d),
+				Detail:  map[string]string{"digest": string(d)}}
+		}
+		if _, err := tx.RepositoryBlob(m.Repo, d); err == nil {
+			continue
+		} else if !errors.Is(err, ErrNotFound) {
+			return err
+		}
+		if _, err := tx.GetManifest(m.Repo, d); err == nil {
+			continue
+		} else if !errors.Is(err, ErrNotFound) {
+			return err
+		}
+		added += b.Size
+	}
+	err := r.checkRepoQuota(tx, m.Repo, "", added)
+	var se *Error
+	if errors.As(err, &se) {
+		se.Message = fmt.Sprintf("restore of %s@%s refused%s", m.Repo, m.Digest, strings.TrimPrefix(se.Message, "push refused"))
+	}
+	return err
 }
 
 // expireRecycled removes recycle bin entries past their time; their space

@@ -22,6 +22,7 @@ func Run(t *testing.T, open func(t *testing.T) stowage.DB) {
 	}{
 		{"Repositories", testRepositories},
 		{"BlobsAndLinks", testBlobs},
+		{"LinkedBlob", testLinkedBlob},
 		{"Manifests", testManifests},
 		{"Referrers", testReferrers},
 		{"Tags", testTags},
@@ -148,6 +149,60 @@ func testBlobs(t *testing.T, db stowage.DB) {
 		wantNotFound(t, "UnlinkBlob twice", tx.UnlinkBlob("r1", dg(1)))
 		_, err := tx.RepositoryBlob("r1", dg(1))
 		wantNotFound(t, "RepositoryBlob after unlink", err)
+		return nil
+	})
+}
+
+// LinkedBlob finds a live blob through any repository that has none of
+// the given locks; an unlinked, pending or only locked-held blob is not found.
+func testLinkedBlob(t *testing.T, db stowage.DB) {
+	update(t, db, func(tx stowage.Tx) error {
+		for i, state := range []stowage.BlobState{stowage.BlobLive, stowage.BlobLive, stowage.BlobPending, stowage.BlobLive} {
+			if err := tx.PutBlob(stowage.BlobRecord{Digest: dg(i + 1), Size: int64(i + 1), Created: now, State: state}); err != nil {
+				return err
+			}
+		}
+		for _, name := range []string{"open", "locked", "hidden"} {
+			if err := tx.CreateRepository(name, now); err != nil {
+				return err
+			}
+		}
+		if err := tx.SetRepositoryLocks("locked", stowage.LockRead|stowage.LockDelete); err != nil {
+			return err
+		}
+		if err := tx.SetRepositoryLocks("hidden", stowage.LockList); err != nil {
+			return err
+		}
+		// dg(1): locked and open; dg(2): locked only; dg(3): pending, open;
+		// dg(4): no link; dg(5): hidden (list-locked) only.
+		links := map[string][]int{"open": {1, 3}, "locked": {1, 2}, "hidden": {5}}
+		if err := tx.PutBlob(stowage.BlobRecord{Digest: dg(5), Size: 5, Created: now}); err != nil {
+			return err
+		}
+		for repo, ds := range links {
+			for _, i := range ds {
+				if err := tx.LinkBlob(repo, dg(i), now); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	view(t, db, func(tx stowage.Tx) error {
+		for i, want := range map[int]bool{1: true, 2: false, 3: false, 4: false, 5: true, 6: false} {
+			b, err := tx.LinkedBlob(dg(i), stowage.LockRead)
+			switch {
+			case want && (err != nil || b.Digest != dg(i) || b.Size != int64(i)):
+				t.Errorf("LinkedBlob(%d, LockRead) = %+v, %v; want the blob", i, b, err)
+			case !want:
+				wantNotFound(t, fmt.Sprintf("LinkedBlob(%d, LockRead)", i), err)
+			}
+		}
+		if b, err := tx.LinkedBlob(dg(2), 0); err != nil || b.Digest != dg(2) {
+			t.Errorf("LinkedBlob(2, no locks) = %+v, %v; want the blob", b, err)
+		}
+		_, err := tx.LinkedBlob(dg(5), stowage.LockRead|stowage.LockList)
+		wantNotFound(t, "LinkedBlob(5, LockRead|LockList)", err)
 		return nil
 	})
 }

@@ -75,6 +75,8 @@ const (
 	sqlRepositoryBlob = `SELECT b.digest, b.size, b.created, b.state, b.last_used, b.unreferenced_since, COALESCE(r.locks, 0)
 		FROM repository_blobs rb JOIN blobs b ON b.digest = rb.digest LEFT JOIN repositories r ON r.name = rb.repo
 		WHERE rb.repo = $1 AND rb.digest = $2 AND b.state = 'live'`
+	sqlLinkedBlob = `SELECT ` + blobColumns + ` FROM blobs b WHERE digest = $1 AND state = 'live' AND EXISTS (
+		SELECT 1 FROM repository_blobs rb JOIN repositories r ON r.name = rb.repo WHERE rb.digest = b.digest AND (r.locks & $2) = 0)`
 )
 
 // Manifests.

@@ -223,6 +223,10 @@ func (t *Tx) RepositoryBlob(repo string, d stowage.Digest) (stowage.BlobRecord, 
 	})
 }
 
+func (t *Tx) LinkedBlob(d stowage.Digest, without stowage.Locks) (stowage.BlobRecord, error) {
+	return first(t, sqlLinkedBlob, []any{string(d), int32(without)}, scanBlob)
+}
+
 // scanPlus scans one more column after the ones its caller asks for.
 type scanPlus struct {
 	pgx.CollectableRow

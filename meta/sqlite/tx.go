@@ -252,6 +252,10 @@ func (t *Tx) RepositoryBlob(repo string, d stowage.Digest) (stowage.BlobRecord, 
 	return b, err
 }
 
+func (t *Tx) LinkedBlob(d stowage.Digest, without stowage.Locks) (stowage.BlobRecord, error) {
+	return scanBlob(t.row(sqlLinkedBlob, string(d), int(without)).Scan)
+}
+
 func (t *Tx) BlobReferenced(d stowage.Digest) (bool, error) {
 	var ok bool
 	err := t.row(sqlBlobReferenced, string(d), string(d), string(d)).Scan(&ok)
