@@ -122,4 +122,3 @@ func TestKeepBlob(t *testing.T) {
 		return nil
 	})
 }
-
