@@ -13,6 +13,7 @@ import (
 	"github.com/stowage/stowage/storage/crypt"
 	"github.com/stowage/stowage/storage/mem"
 	"github.com/stowage/stowage/storage/mirror"
+	"github.com/stowage/stowage/storage/shard"
 )
 
 // TestScrub: scrub reads every blob back; a damaged or missing object is
@@ -87,8 +88,8 @@ func (k *outageKeys) Unwrap(ctx context.Context, kv stowage.KeyVersion, wrapped 
 // unreadable (not checked), never corrupt or lost, with one copy or with
 // encryption over a mirror.
 func TestScrubKeyOutage(t *testing.T) {
-	for _, mirrored := range []bool{false, true} {
-		t.Run(fmt.Sprint("mirror ", mirrored), func(t *testing.T) {
+	for _, kind := range []string{"one copy", "mirror", "shards"} {
+		t.Run(kind, func(t *testing.T) {
 			ctx := context.Background()
 			db, err := sqlite.Open(ctx, ":memory:")
 			if err != nil {
@@ -103,10 +104,14 @@ func TestScrubKeyOutage(t *testing.T) {
 			mgr := crypt.NewManager(db, keys)
 			mgr.CacheTTL = -1
 			var store stowage.Backend = mem.New()
-			if mirrored {
-				if store, err = mirror.New([]mirror.Copy{{Name: "east", Backend: mem.New()}, {Name: "west", Backend: mem.New()}}, mirror.Options{}); err != nil {
-					t.Fatal(err)
-				}
+			switch kind {
+			case "mirror":
+				store, err = mirror.New([]mirror.Copy{{Name: "east", Backend: mem.New()}, {Name: "west", Backend: mem.New()}}, mirror.Options{})
+			case "shards":
+				store, err = shard.New([]shard.Shard{{Name: "s1", Backend: mem.New()}, {Name: "s2", Backend: mem.New()}}, shard.Options{})
+			}
+			if err != nil {
+				t.Fatal(err)
 			}
 			e := &env{reg: stowage.NewRegistry(db, crypt.New(store, mgr), stowage.Options{}), ctx: ctx}
 			e.image(t, "app", "v1", newBlob(100), newBlob(70_000))

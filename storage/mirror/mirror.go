@@ -101,8 +101,9 @@ type Backend struct {
 	name  string // in the queue
 
 	mu       sync.Mutex
-	unsaved  map[string]bool // repairs the queue refused (the database was down), kept until it takes them
-	pending  int             // the queue's length, as last counted
+	unsaved  map[string]bool      // repairs the queue refused (the database was down), kept until it takes them
+	misses   map[string]time.Time // keys reads found missing on a copy, and when they were queued
+	pending  int                  // the queue's length, as last counted
 	repaired int64
 }
 
@@ -116,7 +117,7 @@ func New(copies []Copy, opt Options) (stowage.Backend, error) {
 		return nil, errors.New("mirror: no copies")
 	}
 	b := &Backend{quorum: opt.WriteQuorum, timeout: opt.Timeout, log: opt.Logger,
-		queue: opt.Queue, name: opt.Name, unsaved: map[string]bool{}}
+		queue: opt.Queue, name: opt.Name, unsaved: map[string]bool{}, misses: map[string]time.Time{}}
 	if b.queue == nil {
 		b.queue = newMemQueue()
 	}
@@ -185,6 +186,23 @@ func (b *Backend) noteRepair(ctx context.Context, key string, present bool) {
 		b.unsaved[key] = present
 		b.mu.Unlock()
 	}
+}
+
+// firstMiss reports whether a read that found key missing on a copy should
+// queue it: not if a read queued it in the last minute (a burst of pulls of
+// an object a copy lacks costs one database write, not one each).
+func (b *Backend) firstMiss(key string) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	now := time.Now()
+	if at, ok := b.misses[key]; ok && now.Sub(at) < time.Minute {
+		return false
+	}
+	if len(b.misses) >= 10_000 {
+		clear(b.misses)
+	}
+	b.misses[key] = now
+	return true
 }
 
 // bounded runs op, an operation on copy c, giving up after the timeout: a
@@ -359,7 +377,7 @@ func (r *reader) openNext() error {
 		if err == nil {
 			c.ok()
 			r.rc, r.cur = rc, i
-			if r.nf > 0 {
+			if r.nf > 0 && r.b.firstMiss(r.key) {
 				r.b.noteRepair(r.ctx, r.key, true) // an earlier copy lacks it
 			}
 			return nil

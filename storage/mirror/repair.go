@@ -39,7 +39,7 @@ func (b *Backend) Status() Status {
 			LastError: c.lastErr, LastErrorAt: c.lastErrAt, LastOK: c.lastOK})
 		c.mu.Unlock()
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), b.timeout)
+	ctx, cancel := context.WithTimeout(context.Background(), min(b.timeout, 2*time.Second))
 	defer cancel()
 	n, err := b.queue.PendingRepairs(ctx, b.name)
 	b.mu.Lock()

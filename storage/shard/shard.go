@@ -295,10 +295,13 @@ func (b *Backend) ScrubObject(ctx context.Context, key string, check func(io.Rea
 			return res, nil
 		}
 		defer rc.Close()
-		if err := check(rc); err != nil {
-			res.Corrupt = append(res.Corrupt, s.Name)
-		} else {
+		switch good, err := stowage.CheckCopy(ctx, rc, check); {
+		case err != nil: // not checked (a read or key error), not damage
+			res.Errors = append(res.Errors, fmt.Sprintf("shard %s: %v", s.Name, err))
+		case good:
 			res.Good++
+		default:
+			res.Corrupt = append(res.Corrupt, s.Name)
 		}
 		return res, nil
 	}
