@@ -16,7 +16,9 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -347,11 +349,38 @@ func (c *cancelCloser) Close() error {
 // the next on an error, a timeout or a missing object, and again if the
 // copy fails in the middle of the read.
 func (b *Backend) Open(ctx context.Context, key string, offset int64) (io.ReadCloser, error) {
-	r := &reader{b: b, ctx: ctx, key: key, off: offset, order: b.readOrder(stowage.ReadAttempt(ctx))}
+	order := b.readOrder(stowage.ReadAttempt(ctx))
+	if strings.HasPrefix(key, "uploads/") { // stowage.UploadPrefix
+		order = b.longestFirst(ctx, key, order)
+	}
+	r := &reader{b: b, ctx: ctx, key: key, off: offset, order: order}
 	if err := r.openNext(); err != nil {
 		return nil, err
 	}
 	return r, nil
+}
+
+// longestFirst reorders copies by the size of the upload object key, most
+// bytes first: a copy that missed chunks of an upload (it sits out the rest
+// of it) holds a shorter object, whose bytes end too early for a reader of
+// the upload (storage/crypt reads its last segment back).
+func (b *Backend) longestFirst(ctx context.Context, key string, order []int) []int {
+	sizes := make([]int64, len(b.copies))
+	var wg sync.WaitGroup
+	for i := range b.copies {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sizes[i] = -1
+			if oi, err := b.statCopy(ctx, i, key); err == nil {
+				sizes[i] = oi.Size
+			}
+		}()
+	}
+	wg.Wait()
+	out := slices.Clone(order)
+	sort.SliceStable(out, func(x, y int) bool { return sizes[out[x]] > sizes[out[y]] })
+	return out
 }
 
 type reader struct {

@@ -357,7 +357,7 @@ func (b *Backend) Rebalance(ctx context.Context, dryRun bool, progress func(Reba
 		}
 		p.Scanned++
 		to := b.owner(o.key)
-		if to != o.from && !strings.HasPrefix(o.key, stowage.UploadPrefix("")) {
+		if to != o.from && !strings.HasPrefix(o.key, "uploads/") { // stowage.UploadPrefix: uploads stay
 			p.Misplaced++
 			if !dryRun {
 				n, moved, err := b.move(ctx, o.key, o.from, to)

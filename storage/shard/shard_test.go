@@ -186,6 +186,7 @@ func TestUploadAcrossAddedShard(t *testing.T) {
 	after := afterB.(interface {
 		stowage.Backend
 		stowage.Appender
+		shard.Rebalancer
 		Owner(string) string
 	})
 	for _, moves := range []bool{true, false} {
@@ -202,7 +203,14 @@ func TestUploadAcrossAddedShard(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		// The shard is added (a restart with the new configuration).
+		// The shard is added (a restart with the new configuration), and
+		// a rebalance runs: uploads in progress stay where they are.
+		if _, err := after.Rebalance(ctx, false, nil); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := disks[2].Backend.Stat(ctx, key); !stowage.IsNotExist(err) {
+			t.Errorf("owner moved %v: the rebalance moved an upload in progress: %v", moves, err)
+		}
 		if n, err = after.Append(ctx, key, n, bytes.NewReader(c2)); err != nil {
 			t.Fatalf("owner moved %v: append after adding a shard: %v", moves, err)
 		}
