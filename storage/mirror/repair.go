@@ -112,7 +112,14 @@ func (b *Backend) Repair(ctx context.Context) (int, error) {
 			b.mu.Unlock()
 			if err != nil {
 				errs = append(errs, err)
-				continue // claimed: tried again after retryAfter
+				if b.unhealthy() != "" {
+					// A copy stopped answering: the rest waits for
+					// the next run's probe (claimed: tried again
+					// after retryAfter), rather than each repair
+					// waiting for the timeout.
+					return fixed, errors.Join(errs...)
+				}
+				continue
 			}
 			if err := b.queue.RepairDone(ctx, b.name, it.key, it.seq); err != nil {
 				errs = append(errs, fmt.Errorf("repair queue: %w", err))
@@ -120,6 +127,16 @@ func (b *Backend) Repair(ctx context.Context) (int, error) {
 		}
 	}
 	return fixed, errors.Join(errs...)
+}
+
+// unhealthy names a copy that is not healthy ("" if none).
+func (b *Backend) unhealthy() string {
+	for _, c := range b.copies {
+		if state, _ := c.state(); state != Healthy {
+			return c.Name
+		}
+	}
+	return ""
 }
 
 // flushUnsaved moves the repairs the queue refused earlier into it.

@@ -335,3 +335,33 @@ func TestScrubOutageIsNotCorruption(t *testing.T) {
 		t.Errorf("scrub after the outage: %+v", res)
 	}
 }
+
+// TestRepairStopsWhenACopyStalls: a copy that stops answering during a
+// repair run ends the run (the rest waits for the next one), rather than
+// each queued repair waiting for the timeout.
+func TestRepairStopsWhenACopyStalls(t *testing.T) {
+	a, b := &faulty{Backend: mem.New()}, &faulty{Backend: mem.New()}
+	m := newMirror(t, mirror.Options{WriteQuorum: 1, Timeout: 100 * time.Millisecond}, a, b)
+	b.down.Store(true)
+	for i := range 30 {
+		if err := m.Put(ctx, fmt.Sprint("blobs/", i), bytes.NewReader(random(100)), -1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b.down.Store(false)
+	if err := m.Delete(ctx, "blobs/none"); err != nil { // b answers again: healthy
+		t.Fatal(err)
+	}
+	b.hang.Store(true)
+	start := time.Now()
+	n, err := m.(repairer).Repair(ctx)
+	if d := time.Since(start); d > 1500*time.Millisecond {
+		t.Errorf("Repair with a stalled copy took %v (timeout 100ms, 30 repairs queued)", d)
+	}
+	if n != 0 || err == nil {
+		t.Errorf("Repair with a stalled copy = %d, %v; want 0 and an error", n, err)
+	}
+	if st := m.(repairer).Status(); st.PendingRepairs != 30 {
+		t.Errorf("pending repairs: %d, want 30", st.PendingRepairs)
+	}
+}
