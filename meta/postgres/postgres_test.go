@@ -59,7 +59,12 @@ func TestReopenKeepsData(t *testing.T) {
 
 func TestRefusesNewerSchema(t *testing.T) {
 	cs := pgtest.Schema(t, "stowage_test")
-	open(t, cs).Close()
+	db0 := open(t, cs)
+	_, known, err := db0.SchemaVersion(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db0.Close()
 	conn, err := pgx.Connect(ctx, cs)
 	if err != nil {
 		t.Fatal(err)
@@ -75,7 +80,7 @@ func TestRefusesNewerSchema(t *testing.T) {
 			db.Close()
 			t.Fatalf("Open(%+v) accepted a database of schema version 99", opts)
 		}
-		if want := "database schema version 99 is newer than this stowage binary understands (2): upgrade stowage"; !strings.Contains(err.Error(), want) {
+		if want := fmt.Sprintf("database schema version 99 is newer than this stowage binary understands (%d): upgrade stowage", known); !strings.Contains(err.Error(), want) {
 			t.Errorf("Open(%+v) = %v\nwant it to say %q", opts, err, want)
 		}
 	}
