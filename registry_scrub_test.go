@@ -3,12 +3,17 @@ package stowage_test
 import (
 	"bytes"
 	"context"
+	"fmt"
+	"path/filepath"
+	"sync/atomic"
 	"testing"
 
 	"github.com/stowage/stowage"
 	"github.com/stowage/stowage/meta/sqlite"
+	"github.com/stowage/stowage/storage/crypt"
 	"github.com/stowage/stowage/storage/mem"
 	"github.com/stowage/stowage/storage/mirror"
+	"github.com/stowage/stowage/storage/shard"
 )
 
 // TestScrub: scrub reads every blob back; a damaged or missing object is
@@ -64,4 +69,62 @@ func TestScrub(t *testing.T) {
 			t.Errorf("second scrub: %+v", rep)
 		}
 	})
+}
+
+// outageKeys is a keyring whose provider can become unreachable.
+type outageKeys struct {
+	crypt.Keys
+	off atomic.Bool
+}
+
+func (k *outageKeys) Unwrap(ctx context.Context, kv stowage.KeyVersion, wrapped []byte) ([]byte, error) {
+	if k.off.Load() {
+		return nil, fmt.Errorf("%w: KMS unreachable (test)", crypt.ErrKeyUnavailable)
+	}
+	return k.Keys.Unwrap(ctx, kv, wrapped)
+}
+
+// TestScrubKeyOutage: during a key outage, scrub reports intact blobs as
+// unreadable (not checked), never corrupt or lost, with one copy or with
+// encryption over a mirror.
+func TestScrubKeyOutage(t *testing.T) {
+	for _, kind := range []string{"one copy", "mirror", "shards"} {
+		t.Run(kind, func(t *testing.T) {
+			ctx := context.Background()
+			db, err := sqlite.Open(ctx, ":memory:")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer db.Close()
+			fk, err := crypt.OpenFileKeyring(filepath.Join(t.TempDir(), "k.json"), true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			keys := &outageKeys{Keys: fk}
+			mgr := crypt.NewManager(db, keys)
+			mgr.CacheTTL = -1
+			var store stowage.Backend = mem.New()
+			switch kind {
+			case "mirror":
+				store, err = mirror.New([]mirror.Copy{{Name: "east", Backend: mem.New()}, {Name: "west", Backend: mem.New()}}, mirror.Options{})
+			case "shards":
+				store, err = shard.New([]shard.Shard{{Name: "s1", Backend: mem.New()}, {Name: "s2", Backend: mem.New()}}, shard.Options{})
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			e := &env{reg: stowage.NewRegistry(db, crypt.New(store, mgr), stowage.Options{}), ctx: ctx}
+			e.image(t, "app", "v1", newBlob(100), newBlob(70_000))
+			keys.off.Store(true)
+			rep, err := e.reg.Scrub(ctx, stowage.ScrubOptions{})
+			if err != nil || rep.Unreadable != 3 || rep.Lost != 0 || rep.Corrupt != 0 || rep.Repaired != 0 {
+				t.Errorf("scrub during a key outage: unreadable %d, lost %d, corrupt copies %d, repaired %d, %v; want 3 unreadable and nothing else",
+					rep.Unreadable, rep.Lost, rep.Corrupt, rep.Repaired, err)
+			}
+			keys.off.Store(false)
+			if rep, err = e.reg.Scrub(ctx, stowage.ScrubOptions{}); err != nil || rep.OK != 3 {
+				t.Errorf("scrub with the key back: %+v, %v", rep, err)
+			}
+		})
+	}
 }

@@ -85,6 +85,11 @@ func fillSQLite(t *testing.T, path string) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	for i, present := range []bool{true, false} { // a mirror's repair queue
+		if err := db.AddRepair(ctx, "storage", fmt.Sprint("blobs/sha256/00/r", i), present, now); err != nil {
+			t.Fatal(err)
+		}
+	}
 }
 
 func TestMigrateMetadataToPostgres(t *testing.T) {

@@ -157,17 +157,17 @@ func (m *Main) Run(ctx context.Context) error {
 		}
 	}
 
-	topo := &topology{}
-	store, desc, err := buildStorage(ctx, cfg.Storage, "storage", topo, m.log)
-	if err != nil {
-		return err
-	}
-	topo.desc = desc
 	db, dbDesc, err := openDB(ctx, cfg.Database)
 	if err != nil {
 		return err
 	}
 	m.db = db
+	topo := &topology{}
+	store, desc, err := buildStorage(ctx, cfg.Storage, "storage", topo, storageEnv{log: m.log, db: db})
+	if err != nil {
+		return err
+	}
+	topo.desc = desc
 	store, keys, err := m.setupEncryption(ctx, db, store)
 	if err != nil {
 		return err
@@ -241,8 +241,8 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	// Every node looks every minute; one at a time runs what is due.
 	m.every(bg, "scheduled purge", time.Minute, reg.RunDuePurgePolicies)
-	if len(topo.mirrors) > 0 {
-		m.scheduled(bg, reg, "storage repair", "storage-repair", time.Minute, topo.repairAll)
+	if topo.needsUpkeep() {
+		m.scheduled(bg, reg, "storage upkeep", "storage-repair", time.Minute, topo.upkeep)
 	}
 	if cfg.Scrub.Interval > 0 {
 		m.scheduled(bg, reg, "scrub", "scrub", time.Duration(cfg.Scrub.Interval), func(ctx context.Context) error {

@@ -2,9 +2,11 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/stowage/stowage"
@@ -17,12 +19,43 @@ import (
 )
 
 // topology is the storage tree built from the configuration, with handles
-// on its mirrors (health, repair) and shard sets (rebalance).
+// on its mirrors (health, repair), shard sets (rebalance) and buckets that
+// keep incomplete multipart uploads (cleanup).
 type topology struct {
-	desc    string
-	mirrors []namedMirror
-	shards  []namedShards
+	desc     string
+	mirrors  []namedMirror
+	shards   []namedShards
+	aborters []namedAborter
+
+	mu        sync.Mutex
+	lastAbort time.Time
+	now       func() time.Time // nil: time.Now
 }
+
+// storageEnv is what buildStorage wires the storage tree to.
+type storageEnv struct {
+	log *slog.Logger
+	db  stowage.DB // the mirrors' repair queue, the shards' blob check
+}
+
+// staleUploadAborter is a backend where a killed write leaves something
+// behind until it is aborted (storage/s3: incomplete multipart uploads).
+type staleUploadAborter interface {
+	AbortStaleUploads(ctx context.Context, age time.Duration) (int, error)
+}
+
+type namedAborter struct {
+	path string
+	a    staleUploadAborter
+}
+
+// Incomplete multipart uploads older than staleUploadAge were left by a
+// process killed in the middle of a write (no write of a layer lasts that
+// long), and are aborted: at start, then every abortInterval.
+const (
+	staleUploadAge = 24 * time.Hour
+	abortInterval  = time.Hour
+)
 
 type namedMirror struct {
 	path string
@@ -39,7 +72,8 @@ type namedShards struct {
 }
 
 // buildStorage makes the backend a storage node describes, recursively.
-func buildStorage(ctx context.Context, s config.Storage, path string, topo *topology, log *slog.Logger) (stowage.Backend, string, error) {
+func buildStorage(ctx context.Context, s config.Storage, path string, topo *topology, env storageEnv) (stowage.Backend, string, error) {
+	log := env.log
 	switch {
 	case s.Memory != nil:
 		return mem.New(), "memory (lost at exit)", nil
@@ -56,22 +90,29 @@ func buildStorage(ctx context.Context, s config.Storage, path string, topo *topo
 		}
 		return fsb, s.Filesystem.Path, nil
 	case s.S3 != nil:
-		return newS3(ctx, *s.S3, path)
+		b, desc, err := newS3(ctx, *s.S3, path)
+		if err == nil {
+			topo.addAborter(ctx, path, b.(staleUploadAborter), log)
+		}
+		return b, desc, err
 	case s.Azure != nil:
 		return newAzure(ctx, *s.Azure, path)
 	case s.Mirror != nil:
 		var copies []mirror.Copy
 		var descs []string
 		for i, c := range s.Mirror.Copies {
-			b, d, err := buildStorage(ctx, c.Storage, fmt.Sprintf("%s.mirror.copies[%d]", path, i), topo, log)
+			b, d, err := buildStorage(ctx, c.Storage, fmt.Sprintf("%s.mirror.copies[%d]", path, i), topo, env)
 			if err != nil {
 				return nil, "", err
 			}
 			copies = append(copies, mirror.Copy{Name: c.Name, Backend: b})
 			descs = append(descs, c.Name+": "+d)
 		}
+		// The repair queue is in the database, under the mirror's place in
+		// the configuration: it survives restarts, and any node works it.
+		q, _ := env.db.(mirror.RepairQueue)
 		m, err := mirror.New(copies, mirror.Options{WriteQuorum: s.Mirror.WriteQuorum, Timeout: time.Duration(s.Mirror.Timeout),
-			Logger: log.With("mirror", path)})
+			Queue: q, Name: path, Logger: log.With("mirror", path)})
 		if err != nil {
 			return nil, "", fmt.Errorf("%s: %w", path, err)
 		}
@@ -84,7 +125,7 @@ func buildStorage(ctx context.Context, s config.Storage, path string, topo *topo
 		var shards []shard.Shard
 		var descs, names []string
 		for i, c := range s.Shard.Shards {
-			b, d, err := buildStorage(ctx, c.Storage, fmt.Sprintf("%s.shard.shards[%d]", path, i), topo, log)
+			b, d, err := buildStorage(ctx, c.Storage, fmt.Sprintf("%s.shard.shards[%d]", path, i), topo, env)
 			if err != nil {
 				return nil, "", err
 			}
@@ -92,7 +133,11 @@ func buildStorage(ctx context.Context, s config.Storage, path string, topo *topo
 			descs = append(descs, c.Name+": "+d)
 			names = append(names, c.Name)
 		}
-		b, err := shard.New(shards)
+		var opt shard.Options
+		if env.db != nil {
+			opt.Keep = keepBlob(env.db)
+		}
+		b, err := shard.New(shards, opt)
 		if err != nil {
 			return nil, "", fmt.Errorf("%s: %w", path, err)
 		}
@@ -134,12 +179,108 @@ func (t *topology) Rebalance(ctx context.Context, dryRun bool, progress func(sha
 	return total, nil
 }
 
-// repairAll runs every mirror's repair queue (a background job).
-func (t *topology) repairAll(ctx context.Context) error {
+// needsUpkeep reports whether the storage has background work (upkeep).
+func (t *topology) needsUpkeep() bool { return len(t.mirrors) > 0 || len(t.aborters) > 0 }
+
+// upkeep is the storage's background job, every minute on one node: it
+// works every mirror's repair queue, and every abortInterval aborts the
+// incomplete multipart uploads that killed writes left.
+func (t *topology) upkeep(ctx context.Context) error {
+	var errs []error
 	for _, m := range t.mirrors {
 		if _, err := m.m.Repair(ctx); err != nil {
-			return fmt.Errorf("%s: %w", m.path, err)
+			errs = append(errs, fmt.Errorf("%s: %w", m.path, err))
 		}
 	}
-	return nil
+	t.mu.Lock()
+	due := len(t.aborters) > 0 && t.clock().Sub(t.lastAbort) >= abortInterval
+	if due {
+		t.lastAbort = t.clock()
+	}
+	t.mu.Unlock()
+	if due {
+		for _, a := range t.aborters {
+			if _, err := abortStale(ctx, a); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (t *topology) clock() time.Time {
+	if t.now != nil {
+		return t.now()
+	}
+	return time.Now()
+}
+
+// addAborter registers a backend whose killed writes leave incomplete
+// uploads, and aborts the stale ones now (a failure is logged: the next
+// upkeep tries again).
+func (t *topology) addAborter(ctx context.Context, path string, a staleUploadAborter, log *slog.Logger) {
+	na := namedAborter{path, a}
+	t.aborters = append(t.aborters, na)
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	n, err := abortStale(ctx, na)
+	if err != nil {
+		log.Warn("could not abort the incomplete multipart uploads left by interrupted writes; retried hourly", "storage", path, "err", err)
+	} else if n > 0 {
+		log.Info("aborted incomplete multipart uploads left by interrupted writes", "storage", path, "count", n)
+	}
+	t.mu.Lock()
+	t.lastAbort = t.clock()
+	t.mu.Unlock()
+}
+
+func abortStale(ctx context.Context, a namedAborter) (int, error) {
+	n, err := a.a.AbortStaleUploads(ctx, staleUploadAge)
+	if err != nil {
+		return n, fmt.Errorf("%s: abort stale multipart uploads: %w", a.path, err)
+	}
+	return n, nil
+}
+
+// keepBlob is the shards' Options.Keep: a blob object is kept while its
+// row is live (its lease then extended, so the collector leaves it alone
+// while it moves) or pending (a push is writing it); one whose row is gone
+// or being deleted is not. Other objects are kept.
+func keepBlob(db stowage.DB) func(ctx context.Context, key string) (bool, error) {
+	return func(ctx context.Context, key string) (bool, error) {
+		d, ok := blobDigest(key)
+		if !ok {
+			return true, nil
+		}
+		keep := false
+		err := db.Update(ctx, func(tx stowage.Tx) error {
+			keep = false
+			b, err := tx.GetBlob(d)
+			if errors.Is(err, stowage.ErrNotFound) {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			switch b.State {
+			case stowage.BlobPending:
+				keep = true
+			case stowage.BlobLive:
+				keep = true
+				return tx.TouchBlob(d, time.Now())
+			}
+			return nil
+		})
+		return keep, err
+	}
+}
+
+// blobDigest is the digest whose blob key is key (stowage.BlobKey).
+func blobDigest(key string) (stowage.Digest, bool) {
+	parts := strings.Split(key, "/")
+	if len(parts) != 4 || parts[0] != "blobs" || parts[1] == "" || len(parts[3]) < 2 {
+		return "", false
+	}
+	d := stowage.Digest(parts[1] + ":" + parts[3])
+	return d, stowage.BlobKey(d) == key
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/stowage/stowage"
+	"github.com/stowage/stowage/storage/mirror"
 )
 
 // Run runs the suite. open returns a fresh, empty database per subtest.
@@ -40,6 +41,7 @@ func Run(t *testing.T, open func(t *testing.T) stowage.DB) {
 		{"ViewSeesCommitted", testViewSeesCommitted},
 		{"RepositoryUpdated", testRepositoryUpdated},
 		{"JobLocks", testJobLocks},
+		{"MirrorRepairQueue", testRepairQueue},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.fn(t, open(t)) })
@@ -1035,4 +1037,135 @@ func testUploadWriters(t *testing.T, db stowage.DB) {
 		}
 		return nil
 	})
+}
+
+// testRepairQueue: the mirror's repair queue (storage/mirror.RepairQueue).
+func testRepairQueue(t *testing.T, db stowage.DB) {
+	q, ok := db.(mirror.RepairQueue)
+	if !ok {
+		t.Fatalf("%T does not implement mirror.RepairQueue", db)
+	}
+	type got struct {
+		key     string
+		present bool
+		seq     int64
+	}
+	due := func(name string, at time.Time, limit int) []got {
+		t.Helper()
+		var out []got
+		if err := q.DueRepairs(ctx, name, at, at.Add(time.Minute), limit, func(k string, p bool, seq int64) { out = append(out, got{k, p, seq}) }); err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	keys := func(g []got) []string {
+		var out []string
+		for _, x := range g {
+			out = append(out, x.key)
+		}
+		return out
+	}
+	pending := func(name string) int {
+		t.Helper()
+		n, err := q.PendingRepairs(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	for _, r := range []struct {
+		mirror, key string
+		present     bool
+		due         time.Time
+	}{
+		{"m1", "blobs/b", true, now},
+		{"m1", "blobs/a", false, now.Add(-time.Second)},
+		{"m1", "blobs/later", true, now.Add(time.Hour)},
+		{"m2", "blobs/a", true, now},
+	} {
+		if err := q.AddRepair(ctx, r.mirror, r.key, r.present, r.due); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := pending("m1"); n != 3 {
+		t.Errorf("PendingRepairs(m1) = %d, want 3", n)
+	}
+	// Due: earliest first, only this mirror's, only what is due, limited.
+	first := due("m1", now, 1)
+	if len(first) != 1 || first[0].key != "blobs/a" || first[0].present {
+		t.Fatalf("first due = %+v, want blobs/a (absent)", first)
+	}
+	rest := due("m1", now, 10)
+	if len(rest) != 1 || rest[0].key != "blobs/b" || !rest[0].present {
+		t.Fatalf("then due = %+v, want only blobs/b: a claimed repair waits for its retry time", rest)
+	}
+	if g := due("m1", now.Add(30*time.Second), 10); len(g) != 0 {
+		t.Errorf("before the retry time: %v due", keys(g))
+	}
+	// After the retry time, unfinished claims are due again.
+	if g := keys(due("m1", now.Add(time.Minute), 10)); !reflect.DeepEqual(g, []string{"blobs/a", "blobs/b"}) {
+		t.Errorf("after the retry time: %v, want [blobs/a blobs/b]", g)
+	}
+	// Done removes a repair, unless it was queued again since the claim.
+	if err := q.RepairDone(ctx, "m1", "blobs/a", first[0].seq); err != nil {
+		t.Fatal(err)
+	}
+	if err := q.AddRepair(ctx, "m1", "blobs/b", false, now); err != nil {
+		t.Fatal(err)
+	}
+	if err := q.RepairDone(ctx, "m1", "blobs/b", rest[0].seq); err != nil {
+		t.Fatal(err)
+	}
+	if n := pending("m1"); n != 2 {
+		t.Errorf("PendingRepairs(m1) after one done = %d, want 2 (blobs/b was queued again)", n)
+	}
+	again := due("m1", now.Add(2*time.Minute), 10)
+	if len(again) != 1 || again[0].key != "blobs/b" || again[0].present || again[0].seq == rest[0].seq {
+		t.Fatalf("due after requeue = %+v, want blobs/b absent with a new seq", again)
+	}
+	if err := q.RepairDone(ctx, "m1", "blobs/b", again[0].seq); err != nil {
+		t.Fatal(err)
+	}
+	if g := keys(due("m1", now.Add(2*time.Hour), 10)); !reflect.DeepEqual(g, []string{"blobs/later"}) {
+		t.Errorf("finally due: %v, want [blobs/later]", g)
+	}
+	if n := pending("m2"); n != 1 {
+		t.Errorf("PendingRepairs(m2) = %d, want 1", n)
+	}
+	// Two workers claiming at once never get the same repair.
+	for i := range 40 {
+		if err := q.AddRepair(ctx, "m3", fmt.Sprintf("k%02d", i), true, now); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var mu sync.Mutex
+	seen := map[string]int{}
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 20 {
+				var ks []string
+				if err := q.DueRepairs(ctx, "m3", now, now.Add(time.Hour), 3, func(k string, _ bool, _ int64) { ks = append(ks, k) }); err != nil {
+					t.Error(err)
+					return
+				}
+				mu.Lock()
+				for _, k := range ks {
+					seen[k]++
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if len(seen) != 40 {
+		t.Errorf("concurrent claims took %d of 40 repairs", len(seen))
+	}
+	for k, n := range seen {
+		if n != 1 {
+			t.Errorf("repair %s claimed %d times", k, n)
+		}
+	}
 }

@@ -2,8 +2,10 @@
 // backends (geo-redundant storage: two disks, two storage accounts, a disk
 // and S3). Writes go to all copies and succeed when a write quorum of them
 // did; reads come from the healthiest copy and fail over, even in the middle
-// of a read, when a copy errors, times out or lacks the object. Copies that
-// missed a write are queued for repair, and Repair (run in the background)
+// of a read, when a copy errors, times out or lacks the object. Every
+// operation on one copy is bounded by the timeout: a stalled copy is skipped
+// and counted as failed. Copies that missed a write are queued for repair
+// (in the database, with Options.Queue), and Repair (run in the background)
 // copies what they lack from a good copy; Scrub checks every copy.
 package mirror
 
@@ -14,7 +16,9 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -31,11 +35,20 @@ type Copy struct {
 type Options struct {
 	// WriteQuorum is how many copies a write must reach (default: all).
 	WriteQuorum int
-	// Timeout bounds opening an object on one copy, and how long a write
-	// may wait for one slow copy, before it counts as failed (default 10s).
+	// Timeout bounds every operation on one copy (a Stat, a Delete, opening
+	// an object, a listing between two objects) and how long a write may
+	// wait for one slow copy, before the copy counts as failed (default 10s).
 	Timeout time.Duration
-	Logger  *slog.Logger
+	// Queue keeps the repair queue, under Name (default: in memory, lost
+	// at exit, and seen by this process only).
+	Queue  RepairQueue
+	Name   string
+	Logger *slog.Logger
 }
+
+// retryAfter is how long a claimed repair waits before it is tried again
+// (if it failed, or its node died while repairing).
+const retryAfter = 2 * time.Minute
 
 // Health states of a copy.
 const (
@@ -86,9 +99,13 @@ type Backend struct {
 	timeout time.Duration
 	log     *slog.Logger
 
+	queue RepairQueue
+	name  string // in the queue
+
 	mu       sync.Mutex
-	repair   map[string]bool         // keys some copy may lack (true) or still hold after a delete (false)
-	behind   map[string]map[int]bool // upload key -> copies that missed an append
+	unsaved  map[string]bool      // repairs the queue refused (the database was down), kept until it takes them
+	misses   map[string]time.Time // keys reads found missing on a copy, and when they were queued
+	pending  int                  // the queue's length, as last counted
 	repaired int64
 }
 
@@ -102,7 +119,13 @@ func New(copies []Copy, opt Options) (stowage.Backend, error) {
 		return nil, errors.New("mirror: no copies")
 	}
 	b := &Backend{quorum: opt.WriteQuorum, timeout: opt.Timeout, log: opt.Logger,
-		repair: map[string]bool{}, behind: map[string]map[int]bool{}}
+		queue: opt.Queue, name: opt.Name, unsaved: map[string]bool{}, misses: map[string]time.Time{}}
+	if b.queue == nil {
+		b.queue = newMemQueue()
+	}
+	if b.name == "" {
+		b.name = "storage"
+	}
 	if b.quorum <= 0 {
 		b.quorum = len(copies)
 	}
@@ -153,10 +176,123 @@ func (b *Backend) readOrder(attempt int) []int {
 	return idx
 }
 
-func (b *Backend) noteRepair(key string, present bool) {
+// noteRepair queues key for repair: every copy must hold it (present), or
+// none may. It never fails the write that found the need: if the queue
+// cannot take it, it waits in memory for the next Repair.
+func (b *Backend) noteRepair(ctx context.Context, key string, present bool) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), b.timeout)
+	defer cancel()
+	if err := b.queue.AddRepair(ctx, b.name, key, present, time.Now()); err != nil {
+		b.log.Error("could not queue a storage repair; keeping it in memory until the database takes it", "key", key, "err", err)
+		b.mu.Lock()
+		b.unsaved[key] = present
+		b.mu.Unlock()
+	}
+}
+
+// firstMiss reports whether a read that found key missing on a copy should
+// queue it: not if a read queued it in the last minute (a burst of pulls of
+// an object a copy lacks costs one database write, not one each).
+func (b *Backend) firstMiss(key string) bool {
 	b.mu.Lock()
-	b.repair[key] = present
-	b.mu.Unlock()
+	defer b.mu.Unlock()
+	now := time.Now()
+	if at, ok := b.misses[key]; ok && now.Sub(at) < time.Minute {
+		return false
+	}
+	if len(b.misses) >= 10_000 {
+		clear(b.misses)
+	}
+	b.misses[key] = now
+	return true
+}
+
+// bounded runs op, an operation on copy c, giving up after the timeout: a
+// copy that does not answer counts as failed (op goes on in the background
+// with its context cancelled, and what it returns late is dropped).
+func (b *Backend) bounded(ctx context.Context, c *copyState, what string, op func(ctx context.Context) error) error {
+	cctx, cancel := context.WithTimeout(ctx, b.timeout)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- op(cctx) }()
+	select {
+	case err := <-done:
+		return err
+	case <-cctx.Done():
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		return fmt.Errorf("copy %s: %s took more than %v", c.Name, what, b.timeout)
+	}
+}
+
+// statCopy is Stat on copy i, bounded by the timeout.
+func (b *Backend) statCopy(ctx context.Context, i int, key string) (stowage.ObjectInfo, error) {
+	c := b.copies[i]
+	type result struct {
+		oi  stowage.ObjectInfo
+		err error
+	}
+	ch := make(chan result, 1)
+	err := b.bounded(ctx, c, "stat of "+key, func(ctx context.Context) error {
+		oi, err := c.Backend.Stat(ctx, key)
+		ch <- result{oi, err}
+		return err
+	})
+	if err != nil {
+		return stowage.ObjectInfo{}, err
+	}
+	return (<-ch).oi, nil
+}
+
+// deleteCopy is Delete on copy i, bounded by the timeout.
+func (b *Backend) deleteCopy(ctx context.Context, i int, key string) error {
+	c := b.copies[i]
+	return b.bounded(ctx, c, "delete of "+key, func(ctx context.Context) error { return c.Backend.Delete(ctx, key) })
+}
+
+// fnError is an error returned by a List caller's fn: it ends the listing,
+// and says nothing about the copy.
+type fnError struct{ err error }
+
+func (e fnError) Error() string { return e.err.Error() }
+
+// listCopy is List on copy i, bounded by the timeout between two objects
+// (a long listing is fine as long as it moves). fn runs in the caller's
+// goroutine; its errors come back as fnError.
+func (b *Backend) listCopy(ctx context.Context, i int, prefix string, fn func(stowage.ObjectInfo) error) error {
+	c := b.copies[i]
+	cctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	items := make(chan stowage.ObjectInfo)
+	done := make(chan error, 1)
+	go func() {
+		done <- c.Backend.List(cctx, prefix, func(oi stowage.ObjectInfo) error {
+			select {
+			case items <- oi:
+				return nil
+			case <-cctx.Done():
+				return cctx.Err()
+			}
+		})
+	}()
+	t := time.NewTimer(b.timeout)
+	defer t.Stop()
+	for {
+		select {
+		case oi := <-items:
+			if err := fn(oi); err != nil {
+				return fnError{err}
+			}
+			t.Reset(b.timeout)
+		case err := <-done:
+			return err
+		case <-t.C:
+			return fmt.Errorf("copy %s: listing %s gave nothing for more than %v", c.Name, prefix, b.timeout)
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 }
 
 // unavailable is the error when no copy could answer.
@@ -213,11 +349,38 @@ func (c *cancelCloser) Close() error {
 // the next on an error, a timeout or a missing object, and again if the
 // copy fails in the middle of the read.
 func (b *Backend) Open(ctx context.Context, key string, offset int64) (io.ReadCloser, error) {
-	r := &reader{b: b, ctx: ctx, key: key, off: offset, order: b.readOrder(stowage.ReadAttempt(ctx))}
+	order := b.readOrder(stowage.ReadAttempt(ctx))
+	if strings.HasPrefix(key, "uploads/") { // stowage.UploadPrefix
+		order = b.longestFirst(ctx, key, order)
+	}
+	r := &reader{b: b, ctx: ctx, key: key, off: offset, order: order}
 	if err := r.openNext(); err != nil {
 		return nil, err
 	}
 	return r, nil
+}
+
+// longestFirst reorders copies by the size of the upload object key, most
+// bytes first: a copy that missed chunks of an upload (it sits out the rest
+// of it) holds a shorter object, whose bytes end too early for a reader of
+// the upload (storage/crypt reads its last segment back).
+func (b *Backend) longestFirst(ctx context.Context, key string, order []int) []int {
+	sizes := make([]int64, len(b.copies))
+	var wg sync.WaitGroup
+	for i := range b.copies {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sizes[i] = -1
+			if oi, err := b.statCopy(ctx, i, key); err == nil {
+				sizes[i] = oi.Size
+			}
+		}()
+	}
+	wg.Wait()
+	out := slices.Clone(order)
+	sort.SliceStable(out, func(x, y int) bool { return sizes[out[x]] > sizes[out[y]] })
+	return out
 }
 
 type reader struct {
@@ -243,8 +406,8 @@ func (r *reader) openNext() error {
 		if err == nil {
 			c.ok()
 			r.rc, r.cur = rc, i
-			if r.nf > 0 {
-				r.b.noteRepair(r.key, true) // an earlier copy lacks it
+			if r.nf > 0 && r.b.firstMiss(r.key) {
+				r.b.noteRepair(r.ctx, r.key, true) // an earlier copy lacks it
 			}
 			return nil
 		}
@@ -301,7 +464,7 @@ func (b *Backend) Stat(ctx context.Context, key string) (stowage.ObjectInfo, err
 	nf := 0
 	for _, i := range b.readOrder(0) {
 		c := b.copies[i]
-		oi, err := c.Backend.Stat(ctx, key)
+		oi, err := b.statCopy(ctx, i, key)
 		if err == nil {
 			c.ok()
 			return oi, nil
@@ -309,6 +472,9 @@ func (b *Backend) Stat(ctx context.Context, key string) (stowage.ObjectInfo, err
 		if stowage.IsNotExist(err) {
 			nf++
 			continue
+		}
+		if ctx.Err() != nil {
+			return stowage.ObjectInfo{}, ctx.Err()
 		}
 		c.fail(err)
 		errs = append(errs, fmt.Errorf("copy %s: %w", c.Name, err))
@@ -398,7 +564,7 @@ func (b *Backend) fanOut(ctx context.Context, targets []int, r io.Reader, write 
 	return errs, final
 }
 
-// live returns the copies to write to (all, in order).
+// all returns every copy, in order.
 func (b *Backend) all() []int {
 	out := make([]int, len(b.copies))
 	for i := range out {
@@ -408,29 +574,46 @@ func (b *Backend) all() []int {
 }
 
 // settle records the outcome of a write to targets and decides it: nil if
-// at least the quorum succeeded (the others are queued for repair).
-func (b *Backend) settle(op, key string, targets []int, errs []error) error {
-	okN := 0
+// at least the quorum succeeded. errs[k] is target k's error; behind[k]
+// marks a target that is healthy but lacks earlier bytes of an upload, so
+// it could not take part (not a failure of the copy). If queue is set, a
+// key some target missed is queued for repair.
+func (b *Backend) settle(ctx context.Context, op, key string, targets []int, errs []error, behind []bool, queue bool) error {
+	okN, behindN := 0, 0
 	var failed []error
 	for k, i := range targets {
 		c := b.copies[i]
-		if errs[k] == nil {
+		switch {
+		case errs[k] == nil:
 			c.ok()
 			okN++
-			continue
+		case behind != nil && behind[k]:
+			c.ok() // it answered: it is only behind
+			behindN++
+			failed = append(failed, fmt.Errorf("copy %s lacks earlier bytes of the upload: %w", c.Name, errs[k]))
+		default:
+			c.fail(errs[k])
+			failed = append(failed, fmt.Errorf("copy %s: %w", c.Name, errs[k]))
 		}
-		c.fail(errs[k])
-		failed = append(failed, fmt.Errorf("copy %s: %w", c.Name, errs[k]))
 	}
 	if okN >= b.quorum {
 		if len(failed) > 0 {
-			b.log.Warn("a storage copy missed a write; it is queued for repair", "op", op, "key", key, "err", errors.Join(failed...))
-			b.noteRepair(key, true)
+			if queue {
+				b.log.Warn("a storage copy missed a write; it is queued for repair", "op", op, "key", key, "err", errors.Join(failed...))
+				b.noteRepair(ctx, key, true)
+			} else {
+				b.log.Warn("a storage copy missed a write", "op", op, "key", key, "err", errors.Join(failed...))
+			}
 		}
 		return nil
 	}
-	return &stowage.Error{Code: stowage.CodeUnavailable, Err: errors.Join(failed...),
-		Message: fmt.Sprintf("storage unavailable: the %s of %s reached %d of %d copies, and the write quorum is %d; nothing was acknowledged, retry when the copies are back", op, key, okN, len(targets), b.quorum)}
+	msg := fmt.Sprintf("storage unavailable: the %s of %s reached %d of %d copies, and the write quorum is %d; nothing was acknowledged, retry when the copies are back", op, key, okN, len(targets), b.quorum)
+	if okN+(len(targets)-okN-behindN) < b.quorum {
+		// Even with every failing copy back, the copies that missed
+		// earlier chunks keep this upload below the quorum.
+		msg = fmt.Sprintf("storage unavailable: the %s of %s reached %d of %d copies, and the write quorum is %d; %d copies lack earlier bytes of this upload, so it cannot reach the quorum: start the upload again", op, key, okN, len(targets), b.quorum, behindN)
+	}
+	return &stowage.Error{Code: stowage.CodeUnavailable, Err: errors.Join(failed...), Message: msg}
 }
 
 // Put writes to every copy at once and succeeds when the quorum did. An
@@ -443,57 +626,74 @@ func (b *Backend) Put(ctx context.Context, key string, r io.Reader, size int64) 
 	if rerr != nil {
 		return rerr
 	}
-	return b.settle("write", key, targets, errs)
+	return b.settle(ctx, "write", key, targets, errs, nil, true)
 }
 
-// Delete deletes on every copy. Copies that fail keep the object until
-// Repair deletes it (or the collector's orphan sweep does); it fails only
-// if no copy could delete it.
+// Delete deletes on every copy at once. Copies that fail (or do not answer
+// within the timeout) keep the object until Repair deletes it (or the
+// collector's orphan sweep does); it fails only if no copy could delete it.
 func (b *Backend) Delete(ctx context.Context, key string) error {
-	b.mu.Lock()
-	delete(b.behind, key)
-	b.mu.Unlock()
-	var errs []error
-	for _, c := range b.copies {
-		if err := c.Backend.Delete(ctx, key); err != nil {
-			c.fail(err)
-			errs = append(errs, fmt.Errorf("copy %s: %w", c.Name, err))
+	errs := make([]error, len(b.copies))
+	var wg sync.WaitGroup
+	for i := range b.copies {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = b.deleteCopy(ctx, i, key)
+		}()
+	}
+	wg.Wait()
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	var failed []error
+	for i, c := range b.copies {
+		if errs[i] != nil {
+			c.fail(errs[i])
+			failed = append(failed, fmt.Errorf("copy %s: %w", c.Name, errs[i]))
 			continue
 		}
 		c.ok()
 	}
-	if len(errs) == len(b.copies) {
-		return unavailable("delete", key, errs)
+	if len(failed) == len(b.copies) {
+		return unavailable("delete", key, failed)
 	}
-	if len(errs) > 0 {
-		b.noteRepair(key, false)
+	if len(failed) > 0 {
+		b.log.Warn("a storage copy missed a delete; it is queued for repair", "key", key, "err", errors.Join(failed...))
+		b.noteRepair(ctx, key, false)
 	}
 	return nil
 }
 
 // List lists the union of the copies' objects (each key once). A copy that
-// cannot be listed is skipped if another can.
+// cannot be listed, or stops answering for longer than the timeout, is
+// skipped if another can be listed.
 func (b *Backend) List(ctx context.Context, prefix string, fn func(stowage.ObjectInfo) error) error {
 	seen := map[string]bool{}
 	var errs []error
 	listed := 0
 	for _, i := range b.readOrder(0) {
 		c := b.copies[i]
-		err := c.Backend.List(ctx, prefix, func(oi stowage.ObjectInfo) error {
+		err := b.listCopy(ctx, i, prefix, func(oi stowage.ObjectInfo) error {
 			if seen[oi.Key] {
 				return nil
 			}
 			seen[oi.Key] = true
 			return fn(oi)
 		})
-		if err != nil {
-			if ctx.Err() != nil {
-				return err
-			}
+		var fe fnError
+		switch {
+		case errors.As(err, &fe):
+			return fe.err
+		case err != nil && ctx.Err() != nil:
+			return ctx.Err()
+		case err != nil:
 			c.fail(err)
 			errs = append(errs, fmt.Errorf("copy %s: %w", c.Name, err))
+			b.log.Warn("storage copy failed a listing; the other copies are listed", "copy", c.Name, "prefix", prefix, "err", err)
 			continue
 		}
+		c.ok()
 		listed++
 	}
 	if listed == 0 {
@@ -502,9 +702,15 @@ func (b *Backend) List(ctx context.Context, prefix string, fn func(stowage.Objec
 	return nil
 }
 
-// Append writes a chunk of an upload to every copy still in step with it.
+// Append writes a chunk of an upload to every copy. Each copy appends at
+// off if it can: a copy that missed an earlier chunk (it holds fewer than
+// off bytes) cannot, and gets the blob by repair after the commit; a copy
+// that failed a chunk the client retries takes part again. The chunk counts
+// when the quorum stored it; one that did not is not acknowledged, and the
+// client's retry (at the same offset) cuts whatever some copies stored, so
+// a failed chunk leaves nothing that matters.
 func (b *appendBackend) Append(ctx context.Context, key string, off int64, r io.Reader) (int64, error) {
-	targets := b.inStep(key)
+	targets := b.all()
 	sizes := make([]int64, len(b.copies))
 	errs, rerr := b.fanOut(ctx, targets, r, func(ctx context.Context, i int, r io.Reader) error {
 		n, err := b.copies[i].app.Append(ctx, key, off, r)
@@ -514,81 +720,92 @@ func (b *appendBackend) Append(ctx context.Context, key string, off int64, r io.
 	if rerr != nil {
 		return 0, rerr
 	}
-	failed := 0
-	for _, err := range errs {
-		if err != nil {
-			failed++
-		}
-	}
-	if failed == len(targets) {
-		// Every copy refused: the request is wrong (an offset past the
-		// end), or storage is down; no copy fell behind the others.
-		return 0, errs[0]
-	}
+	behind := make([]bool, len(targets))
 	var size int64 = -1
+	okN := 0
 	for k, i := range targets {
 		if errs[k] != nil {
-			b.fallBehind(key, i)
+			behind[k] = off > 0 && b.lacks(ctx, i, key, off)
 			continue
 		}
 		if size >= 0 && sizes[i] != size {
 			errs[k] = fmt.Errorf("holds %d bytes after the append, another copy %d", sizes[i], size)
-			b.fallBehind(key, i)
 			continue
 		}
 		size = sizes[i]
+		okN++
 	}
-	if err := b.settle("append", key, targets, errs); err != nil {
+	if okN == 0 && allTrue(behind) {
+		// Every copy refused the offset: the request is wrong (an offset
+		// past the end), not the storage.
+		return 0, errs[0]
+	}
+	if err := b.settle(ctx, "append", key, targets, errs, behind, false); err != nil {
 		return 0, err
 	}
 	return size, nil
 }
 
-// Commit commits the upload on the copies in step with it; the others get
-// the blob by repair.
+func allTrue(v []bool) bool {
+	for _, x := range v {
+		if !x {
+			return false
+		}
+	}
+	return true
+}
+
+// lacks reports whether copy i answers, but holds fewer than n bytes of the
+// upload object key (or none): it missed earlier chunks, and is not failing.
+func (b *Backend) lacks(ctx context.Context, i int, key string, n int64) bool {
+	oi, err := b.statCopy(ctx, i, key)
+	if stowage.IsNotExist(err) {
+		return true
+	}
+	return err == nil && oi.Size < n
+}
+
+// Commit commits the upload on every copy that holds it, and succeeds when
+// the quorum did; a copy that missed chunks gets the blob by repair. A copy
+// where an earlier attempt already committed (src gone, dst of the right
+// size) counts as done, so a commit that missed the quorum can be retried.
 func (b *appendBackend) Commit(ctx context.Context, src, dst string, size int64) error {
-	targets := b.inStep(src)
+	targets := b.all()
 	errs := make([]error, len(targets))
 	var wg sync.WaitGroup
 	for k, i := range targets {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs[k] = b.copies[i].app.Commit(ctx, src, dst, size)
+			c := b.copies[i]
+			errs[k] = c.app.Commit(ctx, src, dst, size)
+			if errs[k] != nil && stowage.IsNotExist(errs[k]) {
+				if oi, err := b.statCopy(ctx, i, dst); err == nil && oi.Size == size {
+					errs[k] = nil // committed by an earlier attempt
+				}
+			}
 		}()
 	}
 	wg.Wait()
-	err := b.settle("commit", dst, targets, errs)
-	b.mu.Lock()
-	behind := b.behind[src]
-	delete(b.behind, src)
-	b.mu.Unlock()
-	if err == nil && len(behind) > 0 {
-		b.noteRepair(dst, true)
-		for i := range behind {
-			b.copies[i].Backend.Delete(ctx, src)
+	behind := make([]bool, len(targets))
+	missed := false
+	for k, i := range targets {
+		if errs[k] != nil {
+			behind[k] = b.lacks(ctx, i, src, size)
+			missed = true
 		}
 	}
-	return err
-}
-
-func (b *Backend) inStep(key string) []int {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	var out []int
-	for i := range b.copies {
-		if !b.behind[key][i] {
-			out = append(out, i)
+	if err := b.settle(ctx, "commit", dst, targets, errs, behind, true); err != nil {
+		return err
+	}
+	if missed {
+		// What the copies that did not commit still hold of the upload
+		// goes, now or by repair.
+		for k, i := range targets {
+			if errs[k] != nil && b.deleteCopy(ctx, i, src) != nil {
+				b.noteRepair(ctx, src, false)
+			}
 		}
 	}
-	return out
-}
-
-func (b *Backend) fallBehind(key string, i int) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.behind[key] == nil {
-		b.behind[key] = map[int]bool{}
-	}
-	b.behind[key][i] = true
+	return nil
 }

@@ -81,12 +81,25 @@ type faulty struct {
 	stowage.Backend
 	down      atomic.Bool  // every operation fails
 	stall     atomic.Bool  // writes block until their context ends
+	hang      atomic.Bool  // every operation blocks until its context ends
 	failAfter atomic.Int64 // reads fail after this many bytes (0: never)
+}
+
+// hung blocks until ctx ends, if f hangs.
+func (f *faulty) hung(ctx context.Context) error {
+	if !f.hang.Load() {
+		return nil
+	}
+	<-ctx.Done()
+	return ctx.Err()
 }
 
 var errDown = errors.New("connection refused (test: backend down)")
 
 func (f *faulty) Open(ctx context.Context, key string, off int64) (io.ReadCloser, error) {
+	if err := f.hung(ctx); err != nil {
+		return nil, err
+	}
 	if f.down.Load() {
 		return nil, errDown
 	}
@@ -113,6 +126,9 @@ func (r *failingReader) Read(p []byte) (int, error) {
 }
 
 func (f *faulty) Put(ctx context.Context, key string, r io.Reader, size int64) error {
+	if err := f.hung(ctx); err != nil {
+		return err
+	}
 	if f.down.Load() {
 		return errDown
 	}
@@ -124,6 +140,9 @@ func (f *faulty) Put(ctx context.Context, key string, r io.Reader, size int64) e
 }
 
 func (f *faulty) Stat(ctx context.Context, key string) (stowage.ObjectInfo, error) {
+	if err := f.hung(ctx); err != nil {
+		return stowage.ObjectInfo{}, err
+	}
 	if f.down.Load() {
 		return stowage.ObjectInfo{}, errDown
 	}
@@ -131,6 +150,9 @@ func (f *faulty) Stat(ctx context.Context, key string) (stowage.ObjectInfo, erro
 }
 
 func (f *faulty) Delete(ctx context.Context, key string) error {
+	if err := f.hung(ctx); err != nil {
+		return err
+	}
 	if f.down.Load() {
 		return errDown
 	}
@@ -138,10 +160,38 @@ func (f *faulty) Delete(ctx context.Context, key string) error {
 }
 
 func (f *faulty) List(ctx context.Context, prefix string, fn func(stowage.ObjectInfo) error) error {
+	if err := f.hung(ctx); err != nil {
+		return err
+	}
 	if f.down.Load() {
 		return errDown
 	}
 	return f.Backend.List(ctx, prefix, fn)
+}
+
+// faultyApp is a faulty Appender.
+type faultyApp struct{ *faulty }
+
+func newFaultyFS(t *testing.T) faultyApp { return faultyApp{&faulty{Backend: newFS(t)}} }
+
+func (f faultyApp) Append(ctx context.Context, key string, off int64, r io.Reader) (int64, error) {
+	if err := f.hung(ctx); err != nil {
+		return 0, err
+	}
+	if f.down.Load() {
+		return 0, errDown
+	}
+	return f.Backend.(stowage.Appender).Append(ctx, key, off, r)
+}
+
+func (f faultyApp) Commit(ctx context.Context, src, dst string, size int64) error {
+	if err := f.hung(ctx); err != nil {
+		return err
+	}
+	if f.down.Load() {
+		return errDown
+	}
+	return f.Backend.(stowage.Appender).Commit(ctx, src, dst, size)
 }
 
 func random(n int) []byte {

@@ -39,92 +39,168 @@ func (b *Backend) Status() Status {
 			LastError: c.lastErr, LastErrorAt: c.lastErrAt, LastOK: c.lastOK})
 		c.mu.Unlock()
 	}
+	ctx, cancel := context.WithTimeout(context.Background(), min(b.timeout, 2*time.Second))
+	defer cancel()
+	n, err := b.queue.PendingRepairs(ctx, b.name)
 	b.mu.Lock()
-	st.PendingRepairs, st.Repaired = len(b.repair), b.repaired
+	if err == nil {
+		b.pending = n
+	}
+	st.PendingRepairs, st.Repaired = b.pending+len(b.unsaved), b.repaired
 	b.mu.Unlock()
 	return st
 }
 
-// Repair works through the repair queue: it copies objects to the copies
-// that lack them (from a copy that has them) and deletes objects that a
-// copy kept after a delete. It also probes copies that are down, so they
-// are used again once they answer. It returns how many objects it fixed.
-// Serve runs it every minute.
+// repairBatch is how many repairs Repair claims at a time.
+const repairBatch = 100
+
+// Repair works through the repair queue (shared by every node on the
+// database): it copies objects to the copies that lack them (from a copy
+// that has them) and deletes objects that a copy kept after a delete. It
+// first probes copies that are not healthy, so they are used again once
+// they answer; while a copy is still unreachable, repairs wait. A repair
+// that fails is tried again a few minutes later. It returns how many
+// objects it fixed. Serve runs it every minute.
 func (b *Backend) Repair(ctx context.Context) (int, error) {
-	for _, c := range b.copies {
+	var down []string
+	for i, c := range b.copies {
 		if state, _ := c.state(); state != Healthy {
 			// Any answer, even "not found", means the copy is reachable.
-			if _, err := c.Backend.Stat(ctx, "stowage-health-probe"); err == nil || stowage.IsNotExist(err) {
+			if _, err := b.statCopy(ctx, i, "stowage-health-probe"); err == nil || stowage.IsNotExist(err) {
 				c.ok()
+			} else {
+				down = append(down, c.Name)
 			}
 		}
 	}
-	b.mu.Lock()
-	keys := make([]string, 0, len(b.repair))
-	for k := range b.repair {
-		keys = append(keys, k)
+	if err := b.flushUnsaved(ctx); err != nil {
+		return 0, err
 	}
-	b.mu.Unlock()
-	sort.Strings(keys)
+	if len(down) > 0 {
+		b.log.Debug("storage repairs wait: a copy does not answer", "copies", down)
+		return 0, nil
+	}
 	fixed := 0
 	var errs []error
-	for _, key := range keys {
-		if ctx.Err() != nil {
-			return fixed, ctx.Err()
+	for {
+		if err := ctx.Err(); err != nil {
+			return fixed, err
 		}
-		b.mu.Lock()
-		present, queued := b.repair[key]
-		b.mu.Unlock()
-		if !queued {
-			continue
+		type item struct {
+			key     string
+			present bool
+			seq     int64
 		}
-		n, err := b.repairKey(ctx, key, present)
-		fixed += n
-		if err != nil {
-			errs = append(errs, err)
-			continue
+		var batch []item
+		now := time.Now()
+		if err := b.queue.DueRepairs(ctx, b.name, now, now.Add(retryAfter), repairBatch, func(key string, present bool, seq int64) {
+			batch = append(batch, item{key, present, seq})
+		}); err != nil {
+			return fixed, errors.Join(append(errs, fmt.Errorf("repair queue: %w", err))...)
 		}
-		b.mu.Lock()
-		if b.repair[key] == present {
-			delete(b.repair, key)
+		if len(batch) == 0 {
+			break
 		}
-		b.repaired += int64(n)
-		b.mu.Unlock()
+		for _, it := range batch {
+			if err := ctx.Err(); err != nil {
+				return fixed, err
+			}
+			n, err := b.repairKey(ctx, it.key, it.present)
+			fixed += n
+			b.mu.Lock()
+			b.repaired += int64(n)
+			b.mu.Unlock()
+			if err != nil {
+				errs = append(errs, err)
+				if b.unhealthy() != "" {
+					// A copy stopped answering: the rest waits for
+					// the next run's probe (claimed: tried again
+					// after retryAfter), rather than each repair
+					// waiting for the timeout.
+					return fixed, errors.Join(errs...)
+				}
+				continue
+			}
+			if err := b.queue.RepairDone(ctx, b.name, it.key, it.seq); err != nil {
+				errs = append(errs, fmt.Errorf("repair queue: %w", err))
+			}
+		}
 	}
 	return fixed, errors.Join(errs...)
 }
 
+// unhealthy names a copy that is not healthy ("" if none).
+func (b *Backend) unhealthy() string {
+	for _, c := range b.copies {
+		if state, _ := c.state(); state != Healthy {
+			return c.Name
+		}
+	}
+	return ""
+}
+
+// flushUnsaved moves the repairs the queue refused earlier into it.
+func (b *Backend) flushUnsaved(ctx context.Context) error {
+	b.mu.Lock()
+	keys := make([]string, 0, len(b.unsaved))
+	for k := range b.unsaved {
+		keys = append(keys, k)
+	}
+	b.mu.Unlock()
+	sort.Strings(keys)
+	for _, k := range keys {
+		b.mu.Lock()
+		present, ok := b.unsaved[k]
+		b.mu.Unlock()
+		if !ok {
+			continue
+		}
+		if err := b.queue.AddRepair(ctx, b.name, k, present, time.Now()); err != nil {
+			return fmt.Errorf("repair queue: %w", err)
+		}
+		b.mu.Lock()
+		if b.unsaved[k] == present {
+			delete(b.unsaved, k)
+		}
+		b.mu.Unlock()
+	}
+	return nil
+}
+
 // repairKey makes every copy agree on key: holding it (present) or not.
 func (b *Backend) repairKey(ctx context.Context, key string, present bool) (int, error) {
-	fixed := 0
-	if !present {
-		for _, c := range b.copies {
-			if _, err := c.Backend.Stat(ctx, key); stowage.IsNotExist(err) {
-				continue
-			} else if err != nil {
-				return fixed, fmt.Errorf("copy %s: %w", c.Name, err)
-			}
-			if err := c.Backend.Delete(ctx, key); err != nil {
-				return fixed, fmt.Errorf("copy %s: %w", c.Name, err)
-			}
-			fixed++
-		}
-		return fixed, nil
-	}
 	good := -1
-	var lacking []int
+	var lacking, holding []int
 	for i, c := range b.copies {
-		_, err := c.Backend.Stat(ctx, key)
+		_, err := b.statCopy(ctx, i, key)
 		switch {
 		case err == nil:
+			holding = append(holding, i)
 			if good < 0 {
 				good = i
 			}
 		case stowage.IsNotExist(err):
 			lacking = append(lacking, i)
 		default:
-			return fixed, fmt.Errorf("copy %s: %w", c.Name, err)
+			c.fail(err)
+			return 0, fmt.Errorf("copy %s: %w", c.Name, err)
 		}
+	}
+	fixed := 0
+	if !present {
+		// Delete only if some copy lacks it, which is what a delete that
+		// reached some copies leaves. Every copy holding it means it was
+		// written again since (a blob pushed anew): it stays.
+		if len(lacking) == 0 {
+			return 0, nil
+		}
+		for _, i := range holding {
+			if err := b.deleteCopy(ctx, i, key); err != nil {
+				return fixed, fmt.Errorf("copy %s: %w", b.copies[i].Name, err)
+			}
+			fixed++
+		}
+		return fixed, nil
 	}
 	if good < 0 {
 		return 0, nil // deleted meanwhile: nothing to repair
@@ -138,19 +214,23 @@ func (b *Backend) repairKey(ctx context.Context, key string, present bool) (int,
 	return fixed, nil
 }
 
-// copyTo copies key from copy `from` to copy `to`, as stored.
+// copyTo copies key from copy `from` to copy `to`, as stored. Opening,
+// and each step of the write, are bounded by the timeout.
 func (b *Backend) copyTo(ctx context.Context, from, to int, key string) error {
 	src, dst := b.copies[from], b.copies[to]
-	oi, err := src.Backend.Stat(ctx, key)
+	oi, err := b.statCopy(ctx, from, key)
 	if err != nil {
 		return fmt.Errorf("copy %s: %w", src.Name, err)
 	}
-	rc, err := src.Backend.Open(ctx, key, 0)
+	rc, err := b.openCopy(ctx, from, key, 0)
 	if err != nil {
 		return fmt.Errorf("copy %s: %w", src.Name, err)
 	}
 	defer rc.Close()
-	if err := dst.Backend.Put(ctx, key, rc, oi.Size); err != nil {
+	errs, rerr := b.fanOut(ctx, []int{to}, rc, func(ctx context.Context, i int, r io.Reader) error {
+		return b.copies[i].Backend.Put(ctx, key, r, oi.Size)
+	})
+	if err := errors.Join(rerr, errs[0]); err != nil {
 		return fmt.Errorf("repair %s on copy %s from copy %s: %w", key, dst.Name, src.Name, err)
 	}
 	b.log.Info("repaired a storage copy", "key", key, "copy", dst.Name, "from", src.Name)
@@ -179,7 +259,7 @@ func (b *Backend) ScrubObject(ctx context.Context, key string, check func(io.Rea
 			continue
 		}
 		res.Copies++
-		rc, err := c.Backend.Open(ctx, key, 0)
+		rc, err := b.openCopy(ctx, i, key, 0)
 		switch {
 		case stowage.IsNotExist(err):
 			res.Missing = append(res.Missing, c.Name)
@@ -190,9 +270,18 @@ func (b *Backend) ScrubObject(ctx context.Context, key string, check func(io.Rea
 			res.Errors = append(res.Errors, fmt.Sprintf("%s: %v", c.Name, err))
 			continue
 		}
-		err = check(rc)
+		ok, err := stowage.CheckCopy(ctx, rc, check)
 		rc.Close()
-		if err != nil {
+		switch {
+		case err != nil:
+			// Not damage: the copy could not be read, or a key is
+			// unavailable. It is neither counted corrupt nor rewritten.
+			if stowage.ErrorCodeOf(err) != stowage.CodeUnavailable {
+				c.fail(err)
+			}
+			res.Errors = append(res.Errors, fmt.Sprintf("%s: %v", c.Name, err))
+			continue
+		case !ok:
 			res.Corrupt = append(res.Corrupt, c.Name)
 			bad = append(bad, i)
 			continue

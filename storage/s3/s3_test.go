@@ -292,6 +292,52 @@ func TestPutReaderErrorAborts(t *testing.T) {
 	}
 }
 
+// TestAbortStaleUploads: the multipart upload a process killed in the middle
+// of a Put leaves is aborted once it is older than the age given (stowage
+// serve calls AbortStaleUploads at start and hourly), and only under the
+// backend's prefix.
+func TestAbortStaleUploads(t *testing.T) {
+	b, _ := newTestBackend(t)
+	other, _ := newTestBackend(t)
+	// What a killed Put leaves: a multipart upload with a part, never
+	// completed nor aborted.
+	killedPut := func(b *Backend, key string) {
+		t.Helper()
+		up, err := b.client.CreateMultipartUpload(ctx, &s3.CreateMultipartUploadInput{Bucket: &b.bucket, Key: aws.String(b.full(key))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := b.client.UploadPart(ctx, &s3.UploadPartInput{Bucket: &b.bucket, Key: aws.String(b.full(key)), UploadId: up.UploadId,
+			PartNumber: aws.Int32(1), Body: bytes.NewReader(random(t, MinPartSize))}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	killedPut(b, "blobs/ki/ll/ed")
+	killedPut(other, "blobs/ot/he/r")
+	if err := b.Put(ctx, "blobs/ke/pt/one", bytes.NewReader([]byte("kept")), 4); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := b.AbortStaleUploads(ctx, time.Hour); err != nil || n != 0 {
+		t.Errorf("AbortStaleUploads(1h) of a fresh upload = %d, %v; want 0 (it may still be running)", n, err)
+	}
+	if ups := multipartUploads(t, b); len(ups) != 1 {
+		t.Fatalf("multipart uploads before the abort: %v, want 1", ups)
+	}
+	time.Sleep(1100 * time.Millisecond) // S3 times have 1 s resolution
+	if n, err := b.AbortStaleUploads(ctx, time.Second); err != nil || n != 1 {
+		t.Errorf("AbortStaleUploads(1s) = %d, %v; want 1 aborted", n, err)
+	}
+	if ups := multipartUploads(t, b); len(ups) != 0 {
+		t.Errorf("multipart uploads left after the abort: %v", ups)
+	}
+	if ups := multipartUploads(t, other); len(ups) != 1 {
+		t.Errorf("the abort reached another prefix: %v", ups)
+	}
+	if got := read(t, b, "blobs/ke/pt/one", 0); string(got) != "kept" {
+		t.Errorf("a complete object after the abort: %q", got)
+	}
+}
+
 // A docker-style push: one Append streams a whole layer into parts; the
 // upload object reads back whole from any offset; Commit copies it (cut at
 // size) and removes every piece.

@@ -29,16 +29,29 @@ type Shard struct {
 	Backend stowage.Backend
 }
 
+// Options tune a shard set.
+type Options struct {
+	// Keep, if set, tells Rebalance whether the object at key is still
+	// wanted, and keeps it so for a while: for a blob, its row is live, and
+	// its lease is extended, so the collector leaves it alone while it
+	// moves. It is asked before an object is copied to its owner (an object
+	// not kept is not moved) and again after (if the collector took it
+	// meanwhile, the copy is deleted: it would be an orphan). nil: every
+	// object is kept.
+	Keep func(ctx context.Context, key string) (bool, error)
+}
+
 // Backend places objects on shards.
 type Backend struct {
 	shards []Shard
+	keep   func(ctx context.Context, key string) (bool, error)
 }
 
 type appendBackend struct{ *Backend }
 
 // New returns a sharded backend. It implements stowage.Appender if every
 // shard does.
-func New(shards []Shard) (stowage.Backend, error) {
+func New(shards []Shard, opt Options) (stowage.Backend, error) {
 	if len(shards) == 0 {
 		return nil, errors.New("shard: no shards")
 	}
@@ -52,7 +65,7 @@ func New(shards []Shard) (stowage.Backend, error) {
 		_, ok := s.Backend.(stowage.Appender)
 		all = all && ok
 	}
-	b := &Backend{shards: shards}
+	b := &Backend{shards: shards, keep: opt.Keep}
 	if all {
 		return &appendBackend{b}, nil
 	}
@@ -176,16 +189,53 @@ func (b *Backend) List(ctx context.Context, prefix string, fn func(stowage.Objec
 	return nil
 }
 
-// Append writes to the upload key's owner.
-func (b *appendBackend) Append(ctx context.Context, key string, off int64, r io.Reader) (int64, error) {
-	return b.shards[b.owner(key)].Backend.(stowage.Appender).Append(ctx, key, off, r)
+// where returns the shard holding the upload object key: its owner, or,
+// for an upload started before a shard was added, the shard it was started
+// on (the others in rank order). Uploads never move: Rebalance leaves them.
+func (b *Backend) where(ctx context.Context, key string) (int, error) {
+	var errs []error
+	for _, i := range b.rank(key) {
+		_, err := b.shards[i].Backend.Stat(ctx, key)
+		if err == nil {
+			return i, nil
+		}
+		if !stowage.IsNotExist(err) {
+			errs = append(errs, fmt.Errorf("shard %s: %w", b.shards[i].Name, err))
+		}
+	}
+	if len(errs) > 0 {
+		return 0, errors.Join(errs...)
+	}
+	return 0, fmt.Errorf("%s: %w", key, fs.ErrNotExist)
 }
 
-// Commit commits on the upload's shard when it also owns dst (a rename);
-// otherwise it copies the first size bytes to dst's owner, then removes
-// the upload. (With M shards, M-1 in M chunked pushes take the copy.)
+// Append writes to the shard holding the upload: a new upload (off 0)
+// starts on its owner, a later chunk goes where the upload is.
+func (b *appendBackend) Append(ctx context.Context, key string, off int64, r io.Reader) (int64, error) {
+	i := b.owner(key)
+	if off > 0 {
+		at, err := b.where(ctx, key)
+		if err != nil && !stowage.IsNotExist(err) {
+			return 0, err
+		}
+		if err == nil {
+			i = at
+		}
+		// Missing everywhere: the owner's Append says so.
+	}
+	return b.shards[i].Backend.(stowage.Appender).Append(ctx, key, off, r)
+}
+
+// Commit commits on the upload's shard (wherever it is) when that shard
+// also owns dst (a rename); otherwise it copies the first size bytes to
+// dst's owner, then removes the upload. (With M shards, M-1 in M chunked
+// pushes take the copy.)
 func (b *appendBackend) Commit(ctx context.Context, src, dst string, size int64) error {
-	from, to := b.owner(src), b.owner(dst)
+	from, err := b.where(ctx, src)
+	if err != nil {
+		return err
+	}
+	to := b.owner(dst)
 	if from == to {
 		return b.shards[from].Backend.(stowage.Appender).Commit(ctx, src, dst, size)
 	}
@@ -245,10 +295,13 @@ func (b *Backend) ScrubObject(ctx context.Context, key string, check func(io.Rea
 			return res, nil
 		}
 		defer rc.Close()
-		if err := check(rc); err != nil {
-			res.Corrupt = append(res.Corrupt, s.Name)
-		} else {
+		switch good, err := stowage.CheckCopy(ctx, rc, check); {
+		case err != nil: // not checked (a read or key error), not damage
+			res.Errors = append(res.Errors, fmt.Sprintf("shard %s: %v", s.Name, err))
+		case good:
 			res.Good++
+		default:
+			res.Corrupt = append(res.Corrupt, s.Name)
 		}
 		return res, nil
 	}
@@ -270,13 +323,17 @@ type RebalanceProgress struct {
 	Scanned   int64 `json:"scanned"`   // objects looked at
 	Misplaced int64 `json:"misplaced"` // objects found away from their owner
 	Moved     int64 `json:"moved"`     // of those, moved (or already present at the owner)
+	Skipped   int64 `json:"skipped"`   // of those, left: deleted meanwhile (by the collector)
 	Bytes     int64 `json:"bytes"`     // bytes copied
 }
 
 // Rebalance moves every object that is not on its owner there: copy to
 // the owner, then delete from the old place. Reads keep working meanwhile
 // (they look in the owner, then the old place). Upload data in progress is
-// left where it is (it expires, or is committed to its owner). dryRun only
+// left where it is (it expires, or is committed to its owner: Append and
+// Commit find it). With Options.Keep, only objects still wanted move, and
+// a copy whose object the collector deleted meanwhile is removed again, so
+// a rebalance racing garbage collection leaves no orphan. dryRun only
 // counts. progress (may be nil) is called after each object.
 func (b *Backend) Rebalance(ctx context.Context, dryRun bool, progress func(RebalanceProgress)) (RebalanceProgress, error) {
 	var p RebalanceProgress
@@ -300,15 +357,19 @@ func (b *Backend) Rebalance(ctx context.Context, dryRun bool, progress func(Reba
 		}
 		p.Scanned++
 		to := b.owner(o.key)
-		if to != o.from && !strings.HasPrefix(o.key, stowage.UploadPrefix("")) {
+		if to != o.from && !strings.HasPrefix(o.key, "uploads/") { // stowage.UploadPrefix: uploads stay
 			p.Misplaced++
 			if !dryRun {
-				n, err := b.move(ctx, o.key, o.from, to)
+				n, moved, err := b.move(ctx, o.key, o.from, to)
 				if err != nil {
 					return p, err
 				}
 				p.Bytes += n
-				p.Moved++
+				if moved {
+					p.Moved++
+				} else {
+					p.Skipped++
+				}
 			}
 		}
 		if progress != nil {
@@ -321,33 +382,63 @@ func (b *Backend) Rebalance(ctx context.Context, dryRun bool, progress func(Reba
 	return p, nil
 }
 
-func (b *Backend) move(ctx context.Context, key string, from, to int) (int64, error) {
+// kept asks Options.Keep about key (true without one).
+func (b *Backend) kept(ctx context.Context, key string) (bool, error) {
+	if b.keep == nil {
+		return true, nil
+	}
+	ok, err := b.keep(ctx, key)
+	if err != nil {
+		return false, fmt.Errorf("rebalance %s: %w", key, err)
+	}
+	return ok, nil
+}
+
+// move moves key from shard `from` to shard `to`. It reports the bytes
+// copied, and false if the object was gone (or no longer wanted) and so
+// not moved.
+func (b *Backend) move(ctx context.Context, key string, from, to int) (int64, bool, error) {
 	src, dst := b.shards[from], b.shards[to]
+	if ok, err := b.kept(ctx, key); err != nil || !ok {
+		return 0, false, err
+	}
 	oi, err := src.Backend.Stat(ctx, key)
 	if stowage.IsNotExist(err) {
-		return 0, nil // deleted meanwhile
+		return 0, false, nil // deleted meanwhile
 	}
 	if err != nil {
-		return 0, fmt.Errorf("shard %s: %w", src.Name, err)
+		return 0, false, fmt.Errorf("shard %s: %w", src.Name, err)
 	}
 	var copied int64
 	if have, err := dst.Backend.Stat(ctx, key); err != nil || have.Size != oi.Size {
 		rc, err := src.Backend.Open(ctx, key, 0)
 		if stowage.IsNotExist(err) {
-			return 0, nil
+			return 0, false, nil
 		}
 		if err != nil {
-			return 0, fmt.Errorf("shard %s: %w", src.Name, err)
+			return 0, false, fmt.Errorf("shard %s: %w", src.Name, err)
 		}
 		err = dst.Backend.Put(ctx, key, &exact{r: rc, n: oi.Size}, oi.Size)
 		rc.Close()
 		if err != nil {
-			return 0, fmt.Errorf("move %s to shard %s: %w", key, dst.Name, err)
+			return 0, false, fmt.Errorf("move %s to shard %s: %w", key, dst.Name, err)
 		}
 		copied = oi.Size
+		// The collector may have deleted the object (on every shard)
+		// while it was being copied: then the copy is an orphan.
+		ok, err := b.kept(ctx, key)
+		if err != nil {
+			return copied, false, err
+		}
+		if !ok {
+			if err := dst.Backend.Delete(ctx, key); err != nil {
+				return copied, false, fmt.Errorf("shard %s: remove the copy of %s, deleted while it moved: %w", dst.Name, key, err)
+			}
+			return copied, false, nil
+		}
 	}
 	if err := src.Backend.Delete(ctx, key); err != nil {
-		return copied, fmt.Errorf("shard %s: %w", src.Name, err)
+		return copied, true, fmt.Errorf("shard %s: %w", src.Name, err)
 	}
-	return copied, nil
+	return copied, true, nil
 }

@@ -29,7 +29,7 @@ func memShards(n int) []shard.Shard {
 
 func TestConformanceMem(t *testing.T) {
 	storagetest.Run(t, func(t *testing.T) stowage.Backend {
-		b, _ := shard.New(memShards(4))
+		b, _ := shard.New(memShards(4), shard.Options{})
 		return b
 	})
 }
@@ -44,7 +44,7 @@ func TestConformanceFS(t *testing.T) {
 			}
 			s = append(s, shard.Shard{Name: fmt.Sprint("disk", i), Backend: f})
 		}
-		b, _ := shard.New(s)
+		b, _ := shard.New(s, shard.Options{})
 		if _, ok := b.(stowage.Appender); !ok {
 			t.Fatal("shards of fs backends are not an Appender")
 		}
@@ -63,7 +63,7 @@ func TestConformanceShardsOfMirrors(t *testing.T) {
 			}
 			s = append(s, shard.Shard{Name: fmt.Sprint("region", i), Backend: m})
 		}
-		b, _ := shard.New(s)
+		b, _ := shard.New(s, shard.Options{})
 		return b
 	})
 }
@@ -89,7 +89,7 @@ func count(t *testing.T, shards []shard.Shard) []int {
 func TestSpreadAndRebalance(t *testing.T) {
 	const n = 10_000
 	shards := memShards(4)
-	b, _ := shard.New(shards)
+	b, _ := shard.New(shards, shard.Options{})
 	for i := range n {
 		if err := b.Put(ctx, blobKey(i), bytes.NewReader([]byte(fmt.Sprint(i))), -1); err != nil {
 			t.Fatal(err)
@@ -103,7 +103,7 @@ func TestSpreadAndRebalance(t *testing.T) {
 		}
 	}
 	shards5 := append(shards, shard.Shard{Name: "account-5", Backend: mem.New()})
-	b5i, _ := shard.New(shards5)
+	b5i, _ := shard.New(shards5, shard.Options{})
 	b5 := b5i.(interface {
 		stowage.Backend
 		shard.Rebalancer
@@ -166,5 +166,159 @@ func TestSpreadAndRebalance(t *testing.T) {
 	again, _ := b5.Rebalance(ctx, true, nil)
 	if again.Misplaced != 0 {
 		t.Errorf("a second rebalance finds %d misplaced objects", again.Misplaced)
+	}
+}
+
+// TestUploadAcrossAddedShard: an upload started before a shard was added
+// goes on where it is: its next chunks and its commit find it, although its
+// key now belongs to the new shard.
+func TestUploadAcrossAddedShard(t *testing.T) {
+	var disks []shard.Shard
+	for i := range 3 {
+		f, err := fs.New(t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		disks = append(disks, shard.Shard{Name: fmt.Sprint("disk", i), Backend: f})
+	}
+	before, _ := shard.New(disks[:2], shard.Options{})
+	afterB, _ := shard.New(disks, shard.Options{})
+	after := afterB.(interface {
+		stowage.Backend
+		stowage.Appender
+		shard.Rebalancer
+		Owner(string) string
+	})
+	for _, moves := range []bool{true, false} {
+		// An upload whose owner is the new shard (or not) once it is added.
+		var key string
+		for i := 0; ; i++ {
+			key = fmt.Sprintf("uploads/u%d/data", i)
+			if (after.Owner(key) == "disk2") == moves {
+				break
+			}
+		}
+		c1, c2 := bytes.Repeat([]byte("a"), 1000), bytes.Repeat([]byte("b"), 500)
+		n, err := before.(stowage.Appender).Append(ctx, key, 0, bytes.NewReader(c1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The shard is added (a restart with the new configuration), and
+		// a rebalance runs: uploads in progress stay where they are.
+		if _, err := after.Rebalance(ctx, false, nil); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := disks[2].Backend.Stat(ctx, key); !stowage.IsNotExist(err) {
+			t.Errorf("owner moved %v: the rebalance moved an upload in progress: %v", moves, err)
+		}
+		if n, err = after.Append(ctx, key, n, bytes.NewReader(c2)); err != nil {
+			t.Fatalf("owner moved %v: append after adding a shard: %v", moves, err)
+		}
+		dst := blobKey(len(key) + int(n))
+		if err := after.Commit(ctx, key, dst, n); err != nil {
+			t.Fatalf("owner moved %v: commit after adding a shard: %v", moves, err)
+		}
+		rc, err := after.Open(ctx, dst, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, _ := io.ReadAll(rc)
+		rc.Close()
+		if !bytes.Equal(got, append(c1, c2...)) {
+			t.Errorf("owner moved %v: the committed blob has %d bytes, differing", moves, len(got))
+		}
+		for _, d := range disks {
+			if _, err := d.Backend.Stat(ctx, key); !stowage.IsNotExist(err) {
+				t.Errorf("owner moved %v: shard %s still holds the upload: %v", moves, d.Name, err)
+			}
+		}
+	}
+}
+
+// gcDuringPut runs gc just before a Put of key reaches the backend: the
+// collector deleting the object while the rebalance copies it.
+type gcDuringPut struct {
+	stowage.Backend
+	key string
+	gc  func()
+}
+
+func (g *gcDuringPut) Put(ctx context.Context, key string, r io.Reader, size int64) error {
+	if key == g.key && g.gc != nil {
+		g.gc()
+		g.gc = nil
+	}
+	return g.Backend.Put(ctx, key, r, size)
+}
+
+// TestRebalanceRacingGC: an object the collector deletes while the
+// rebalance copies it leaves no orphan on its new shard; an object already
+// collected is not moved; the others move.
+func TestRebalanceRacingGC(t *testing.T) {
+	shards := memShards(2)
+	b2, _ := shard.New(shards, shard.Options{})
+	const n = 200
+	for i := range n {
+		if err := b2.Put(ctx, blobKey(i), bytes.NewReader([]byte(fmt.Sprint(i))), -1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var mu sync.Mutex
+	live := map[string]bool{}
+	for i := range n {
+		live[blobKey(i)] = true
+	}
+	keep := func(_ context.Context, key string) (bool, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		return live[key], nil
+	}
+	newShard := &gcDuringPut{Backend: mem.New()}
+	shards3 := append(shards, shard.Shard{Name: "account-3", Backend: newShard})
+	b3i, _ := shard.New(shards3, shard.Options{Keep: keep})
+	b3 := b3i.(interface {
+		stowage.Backend
+		shard.Rebalancer
+		Owner(string) string
+	})
+	var moving []string
+	for i := range n {
+		if b3.Owner(blobKey(i)) == "account-3" {
+			moving = append(moving, blobKey(i))
+		}
+	}
+	if len(moving) < 2 {
+		t.Fatalf("only %d objects move to the new shard", len(moving))
+	}
+	racing, gone := moving[0], moving[1]
+	newShard.key = racing
+	newShard.gc = func() { // the collector: the row goes, then the object on every shard
+		mu.Lock()
+		live[racing] = false
+		mu.Unlock()
+		if err := b3.Delete(ctx, racing); err != nil {
+			t.Error(err)
+		}
+	}
+	mu.Lock()
+	live[gone] = false // collected before the rebalance; its object not yet deleted
+	mu.Unlock()
+	p, err := b3.Rebalance(ctx, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b3.Stat(ctx, racing); !stowage.IsNotExist(err) {
+		t.Errorf("an object the collector deleted during the rebalance is still stored (an orphan): %v", err)
+	}
+	if _, err := newShard.Stat(ctx, gone); !stowage.IsNotExist(err) {
+		t.Errorf("an object no longer live was moved: %v", err)
+	}
+	if p.Moved != int64(len(moving)-2) || p.Skipped != 2 {
+		t.Errorf("rebalance: %+v; want %d moved, 2 skipped", p, len(moving)-2)
+	}
+	for _, k := range moving[2:] {
+		if _, err := newShard.Stat(ctx, k); err != nil {
+			t.Errorf("%s was not moved: %v", k, err)
+		}
 	}
 }
