@@ -1,0 +1,106 @@
+package modeltest
+
+import (
+	"context"
+	"math/rand/v2"
+	"os"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/stowage/stowage/meta/postgres/pgtest"
+)
+
+// Knobs (environment):
+//
+//	STOWAGE_MODEL_SEED=N      replay one seed (and shrink its failure)
+//	STOWAGE_MODEL_SECONDS=S   time budget for random seeds (default 40; 10 with -short)
+//	STOWAGE_MODEL_STEPS=N     steps per seed (default 120)
+//	STOWAGE_MODEL_STRICT=1    ignore the known-defect switches (check.go)
+
+// fixedSeeds always run: a spread of topologies and node counts.
+var fixedSeeds = []uint64{1, 2, 3, 5, 8}
+
+func envInt(t *testing.T, name string, def int) int {
+	v := os.Getenv(name)
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil {
+		t.Fatalf("%s=%q: want a number", name, v)
+	}
+	return n
+}
+
+func known(t *testing.T) func(string) bool {
+	if os.Getenv("STOWAGE_MODEL_STRICT") == "1" {
+		return func(string) bool { return false }
+	}
+	return func(d string) bool { return knownDefects[d] }
+}
+
+// runSeeds runs the fixed seeds, then random ones until the budget is
+// spent (or just STOWAGE_MODEL_SEED), and reports the first failure,
+// shrunk.
+func runSeeds(t *testing.T, pg func() string) {
+	ctx := context.Background()
+	secs := envInt(t, "STOWAGE_MODEL_SECONDS", 40)
+	if testing.Short() && os.Getenv("STOWAGE_MODEL_SECONDS") == "" {
+		secs = 10
+	}
+	steps := envInt(t, "STOWAGE_MODEL_STEPS", 120)
+	seeds := fixedSeeds
+	random := true
+	if v := os.Getenv("STOWAGE_MODEL_SEED"); v != "" {
+		s, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			t.Fatalf("STOWAGE_MODEL_SEED=%q: want a number", v)
+		}
+		seeds, random = []uint64{s}, false
+	}
+	deadline := time.Now().Add(time.Duration(secs) * time.Second)
+	dir := t.TempDir()
+	ran := 0
+	for i := 0; i < len(seeds) || random && time.Now().Before(deadline); i++ {
+		var seed uint64
+		if i < len(seeds) {
+			seed = seeds[i]
+		} else {
+			seed = rand.Uint64() % 1e9
+		}
+		cfg, ops := generate(seed, steps)
+		cfg.Postgres = pg
+		f, _, err := Run(ctx, cfg, seed, ops, dir, known(t))
+		if err != nil {
+			t.Fatalf("seed %d: %v", seed, err)
+		}
+		ran++
+		if f != nil {
+			shrunk := Shrink(ctx, cfg, seed, ops, f.Kind, dir, known(t), 150)
+			if f2, _, err := Run(ctx, cfg, seed, shrunk, dir, known(t)); err == nil && f2 != nil {
+				f = f2
+			}
+			t.Fatal(Describe(seed, cfg, f, shrunk))
+		}
+	}
+	t.Logf("%d seeds of %d steps passed", ran, steps)
+}
+
+// TestModel drives the engine (SQLite file, fs storage in one of the
+// topologies, encryption on, one or two nodes with skewed clocks) with
+// random steps and compares it with the model after each one.
+func TestModel(t *testing.T) {
+	runSeeds(t, nil)
+}
+
+// TestModelPostgres is TestModel on PostgreSQL (scripts/postgres-test.sh
+// provides the server; without one it skips).
+func TestModelPostgres(t *testing.T) {
+	pgtest.Server(t)
+	if os.Getenv("STOWAGE_MODEL_SECONDS") == "" {
+		os.Setenv("STOWAGE_MODEL_SECONDS", "15")
+		defer os.Unsetenv("STOWAGE_MODEL_SECONDS")
+	}
+	runSeeds(t, func() string { return pgtest.Schema(t, "modeltest") })
+}

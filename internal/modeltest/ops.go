@@ -1,0 +1,860 @@
+package modeltest
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/stowage/stowage"
+)
+
+// OpKind names a step.
+type OpKind string
+
+const (
+	opPushBlob    OpKind = "push-blob"    // monolithic PutBlob
+	opStartUpload OpKind = "start-upload" // chunked: POST
+	opPatch       OpKind = "patch"        // chunked: PATCH of the next Size bytes
+	opFinish      OpKind = "finish"       // chunked: PUT ?digest= with the rest
+	opCancel      OpKind = "cancel-upload"
+	opMount       OpKind = "mount"
+	opPutManifest OpKind = "put-manifest"
+	opUntag       OpKind = "untag"
+	opDelete      OpKind = "delete-image" // by tag (Tag >= 0) or by digest (Pick)
+	opDeleteRepo  OpKind = "delete-repo"
+	opDeleteBlob  OpKind = "delete-blob"
+	opLock        OpKind = "lock"
+	opSoftDelete  OpKind = "soft-delete" // set the policy (Days 0: off)
+	opRestore     OpKind = "restore"
+	opRetention   OpKind = "retention" // set the policy and run it
+	opPurge       OpKind = "purge"
+	opGC          OpKind = "gc" // advance the clock by Jump, then collect
+	opAdvance     OpKind = "advance"
+	opRestart     OpKind = "restart"
+	opCrash       OpKind = "crash" // run Inner with a fault armed, then restart
+	opCatalog     OpKind = "catalog"
+)
+
+// Op is one step. Which fields matter depends on Kind; targets are small
+// indexes resolved against the model when the step runs, so a step list
+// still runs after shrinking removed some of its steps.
+type Op struct {
+	Kind     OpKind
+	Node     int
+	Repo     int
+	From     int // mount source repository (-1: any)
+	Blob     int
+	Slot     int
+	Size     int64 // patch size
+	Tag      int   // -1: none
+	Tags     []int
+	Image    ImageSpec
+	ByDigest bool
+	Pick     int
+	Target   string // lock: repo, tag, manifest
+	Bits     stowage.Locks
+	Clear    bool
+	Days     int
+	Keep     int
+	Ago      time.Duration
+	Untagged bool
+	Jump     time.Duration
+	N        int
+	Filter   int  // catalog: 0 none, else a repo subset mask
+	Wrong    bool // finish: claim the digest of the same-size twin blob
+	// crash
+	Inner   *Op
+	FaultAt int
+	After   bool
+	InDB    bool
+}
+
+func (o Op) String() string {
+	s := fmt.Sprintf("%s node=%d", o.Kind, o.Node)
+	switch o.Kind {
+	case opPushBlob:
+		s += fmt.Sprintf(" repo=%d blob=%d", o.Repo, o.Blob)
+	case opStartUpload:
+		s += fmt.Sprintf(" repo=%d slot=%d blob=%d", o.Repo, o.Slot, o.Blob)
+	case opPatch:
+		s += fmt.Sprintf(" slot=%d size=%d", o.Slot, o.Size)
+	case opFinish:
+		s += fmt.Sprintf(" slot=%d wrong=%v", o.Slot, o.Wrong)
+	case opCancel:
+		s += fmt.Sprintf(" slot=%d", o.Slot)
+	case opMount:
+		s += fmt.Sprintf(" repo=%d from=%d blob=%d", o.Repo, o.From, o.Blob)
+	case opPutManifest:
+		s += fmt.Sprintf(" repo=%d tags=%v bydigest=%v %s", o.Repo, o.Tags, o.ByDigest, o.Image)
+	case opUntag:
+		s += fmt.Sprintf(" repo=%d tag=%d", o.Repo, o.Tag)
+	case opDelete:
+		s += fmt.Sprintf(" repo=%d tag=%d pick=%d", o.Repo, o.Tag, o.Pick)
+	case opDeleteRepo:
+		s += fmt.Sprintf(" repo=%d", o.Repo)
+	case opDeleteBlob:
+		s += fmt.Sprintf(" repo=%d blob=%d", o.Repo, o.Blob)
+	case opLock:
+		s += fmt.Sprintf(" %s repo=%d tag=%d pick=%d bits=%v clear=%v", o.Target, o.Repo, o.Tag, o.Pick, o.Bits, o.Clear)
+	case opSoftDelete, opRetention:
+		s += fmt.Sprintf(" days=%d", o.Days)
+	case opRestore:
+		s += fmt.Sprintf(" pick=%d", o.Pick)
+	case opPurge:
+		s += fmt.Sprintf(" repo=%d tag=%d ago=%v keep=%d untagged=%v", o.Repo, o.Tag, o.Ago, o.Keep, o.Untagged)
+	case opGC, opAdvance:
+		s += fmt.Sprintf(" jump=%v", o.Jump)
+	case opCrash:
+		where := "store"
+		if o.InDB {
+			where = "db"
+		}
+		s = fmt.Sprintf("crash at %s write %d after=%v during [%s]", where, o.FaultAt, o.After, o.Inner)
+	case opCatalog:
+		s += fmt.Sprintf(" filter=%b n=%d", o.Filter, o.N)
+	}
+	return s
+}
+
+// expect is what the model says a step returns: success, or an error with
+// one of the codes.
+type expect struct {
+	ok    bool
+	codes []stowage.ErrorCode
+}
+
+var okay = expect{ok: true}
+
+func fails(codes ...stowage.ErrorCode) expect { return expect{codes: codes} }
+
+// matches reports whether err is what was expected.
+func (e expect) matches(err error) bool {
+	if err == nil {
+		return e.ok
+	}
+	if e.ok {
+		return false
+	}
+	return len(e.codes) == 0 || slices.Contains(e.codes, stowage.ErrorCodeOf(err))
+}
+
+func (e expect) String() string {
+	if e.ok {
+		return "success"
+	}
+	return fmt.Sprintf("an error %v", e.codes)
+}
+
+// skipped marks a step not run because it would hit a known defect.
+type skipped struct{ defect string }
+
+// step runs one op against the engine and the model: it computes what
+// the model expects, runs the engine, compares, and moves the model on.
+// It returns a failure (nil if the engine did what the model says).
+func (h *harness) step(ctx context.Context, op Op) error {
+	h.eng.clock.advance(time.Second) // every step at its own instant
+	if op.Node >= len(h.eng.nodes) {
+		op.Node = 0
+	}
+	n := h.eng.nodes[op.Node]
+	now := h.eng.clock.now().Add(n.skew)
+	switch op.Kind {
+	case opRestart:
+		return h.eng.reopen(ctx)
+	case opAdvance:
+		h.eng.clock.advance(op.Jump)
+		return nil
+	case opCrash:
+		return h.crash(ctx, op)
+	case opGC:
+		h.eng.clock.advance(op.Jump)
+		return h.gc(ctx, n, op.Jump >= fullJump)
+	}
+	want, apply, run := h.plan(ctx, op, n, now)
+	if want == nil {
+		return nil // nothing to do (or skipped: a known defect)
+	}
+	err := run()
+	if !want.matches(err) {
+		return failf("outcome", "%s: engine returned %v, the model expects %s", op, errString(err), want)
+	}
+	if apply != nil && (err == nil || op.Kind == opFinish) {
+		apply() // (a refused finish changes the session too)
+	}
+	if f := h.fail; f != nil {
+		h.fail = nil
+		return f
+	}
+	return nil
+}
+
+func errString(err error) string {
+	if err == nil {
+		return "success"
+	}
+	return fmt.Sprintf("%s (%v)", stowage.ErrorCodeOf(err), err)
+}
+
+// plan computes the expectation, the model change on success, and the
+// engine call for op. A nil expectation means the step does nothing.
+func (h *harness) plan(ctx context.Context, op Op, n *node, now time.Time) (*expect, func(), func() error) {
+	m, p, reg := h.m, h.pool, n.reg
+	repo := repoName(op.Repo)
+	e := func(x expect) *expect { return &x }
+	switch op.Kind {
+	case opPushBlob:
+		d := p.dig[op.Blob]
+		if m.deleting[d] {
+			return nil, nil, nil // would wait 10 s for a collection (see report)
+		}
+		want := okay
+		if !m.writable(repo) {
+			want = fails(stowage.CodeDenied)
+		}
+		return e(want), func() { m.ensureRepo(repo).links[d] = true; m.live[d] = int64(len(p.bytes(op.Blob))) },
+			func() error {
+				_, err := reg.PutBlob(ctx, repo, d, bytes.NewReader(p.bytes(op.Blob)), int64(len(p.bytes(op.Blob))))
+				return err
+			}
+
+	case opStartUpload:
+		if m.uploads[op.Slot] != nil {
+			return nil, nil, nil
+		}
+		want := okay
+		if !m.writable(repo) {
+			want = fails(stowage.CodeDenied)
+		}
+		var id string
+		return e(want), func() { m.uploads[op.Slot] = &mUpload{id: id, repo: op.Repo, blob: op.Blob, updated: now} },
+			func() error {
+				u, err := reg.StartUpload(ctx, repo)
+				id = u.ID
+				return err
+			}
+
+	case opPatch:
+		u := m.uploads[op.Slot]
+		if u == nil {
+			return nil, nil, nil
+		}
+		data := p.bytes(u.blob)
+		end := min(u.sent+op.Size, int64(len(data)))
+		if end == u.sent {
+			return nil, nil, nil
+		}
+		chunk := data[u.sent:end]
+		return e(okay), func() { u.sent, u.updated = end, now },
+			func() error {
+				_, err := reg.WriteUpload(ctx, repoName(u.repo), u.id, u.sent, int64(len(chunk)), bytes.NewReader(chunk))
+				return err
+			}
+
+	case opFinish:
+		u := m.uploads[op.Slot]
+		if u == nil {
+			return nil, nil, nil
+		}
+		urepo := repoName(u.repo)
+		data := p.bytes(u.blob)
+		d := p.dig[u.blob]
+		if op.Wrong {
+			d = p.dig[u.blob^1] // the same-size twin
+		}
+		if m.deleting[d] {
+			return nil, nil, nil
+		}
+		rest := data[u.sent:]
+		want := okay
+		var apply func()
+		switch {
+		case op.Wrong:
+			want = fails(stowage.CodeDigestInvalid)
+			// The session ends unless the whole body went the monolithic way.
+			apply = func() {
+				if u.sent > 0 {
+					m.uploads[op.Slot] = nil
+				}
+			}
+		case !m.writable(urepo):
+			want = fails(stowage.CodeDenied)
+			apply = func() {
+				if u.sent > 0 {
+					u.sent, u.updated = int64(len(data)), now // the rest was appended
+				}
+			}
+		default:
+			apply = func() {
+				m.uploads[op.Slot] = nil
+				m.ensureRepo(urepo).links[d] = true
+				m.live[d] = int64(len(data))
+			}
+		}
+		return e(want), apply, func() error {
+			_, err := reg.FinishUpload(ctx, urepo, u.id, d, u.sent, int64(len(rest)), bytes.NewReader(rest))
+			return err
+		}
+
+	case opCancel:
+		u := m.uploads[op.Slot]
+		if u == nil {
+			return nil, nil, nil
+		}
+		return e(okay), func() { m.uploads[op.Slot] = nil }, func() error { return reg.CancelUpload(ctx, repoName(u.repo), u.id) }
+
+	case opMount:
+		d := p.dig[op.Blob]
+		from := ""
+		var avail bool
+		if op.From >= 0 {
+			from = repoName(op.From)
+			r := m.repo(from)
+			avail = r != nil && r.links[d]
+			if avail && r.locks&stowage.LockRead != 0 {
+				if h.known(defectMountReadLock) {
+					return nil, nil, nil
+				}
+				avail = false // a read-locked repository lends nothing
+			}
+		} else {
+			_, avail = m.live[d]
+		}
+		want := okay
+		if !m.writable(repo) {
+			want = fails(stowage.CodeDenied)
+		}
+		var mounted bool
+		return e(want), func() {
+				if avail != mounted {
+					h.fail = failf("outcome", "%s: engine mounted=%v, the model expects %v", op, mounted, avail)
+				}
+				if mounted {
+					m.ensureRepo(repo).links[d] = true
+				}
+			}, func() error {
+				var err error
+				_, mounted, err = reg.MountBlob(ctx, repo, from, d)
+				if err != nil && stowage.ErrorCodeOf(err) == stowage.CodeDenied && !avail {
+					return nil // refusing what is not lendable is fine
+				}
+				return err
+			}
+
+	case opPutManifest:
+		return h.planPutManifest(ctx, op, n, now)
+
+	case opUntag:
+		r := m.repo(repo)
+		tag := tagName(op.Tag)
+		c := m.clone()
+		want := okay
+		switch {
+		case r == nil:
+			want = fails(stowage.CodeManifestUnknown, stowage.CodeNameUnknown)
+		case r.locks&stowage.LockDelete != 0:
+			want = fails(stowage.CodeDenied)
+		case r.tags[tag] == nil:
+			want = fails(stowage.CodeManifestUnknown)
+		default:
+			del := c.newDeletion(repo, now, false)
+			del.untag(tag)
+			if del.denied {
+				want = fails(stowage.CodeDenied)
+			}
+		}
+		return e(want), func() { h.m = c }, func() error { _, err := reg.Untag(ctx, repo, tag, false); return err }
+
+	case opDelete:
+		r := m.repo(repo)
+		var ref stowage.Reference
+		var d stowage.Digest
+		if op.Tag >= 0 {
+			ref = stowage.Reference{Tag: tagName(op.Tag)}
+			if r != nil && r.tags[ref.Tag] != nil {
+				d = r.tags[ref.Tag].d
+			}
+		} else {
+			d = h.pickManifest(repo, op.Pick)
+			if d == "" {
+				return nil, nil, nil
+			}
+			ref = stowage.Reference{Digest: d}
+		}
+		c := m.clone()
+		want := okay
+		switch {
+		case r == nil:
+			want = fails(stowage.CodeManifestUnknown, stowage.CodeNameUnknown)
+		case r.locks&stowage.LockDelete != 0:
+			want = fails(stowage.CodeDenied)
+		case d == "" || r.manifests[d] == nil:
+			want = fails(stowage.CodeManifestUnknown)
+		default:
+			del := c.newDeletion(repo, now, false)
+			del.manifest(d, true)
+			if del.denied {
+				want = fails(stowage.CodeDenied)
+			}
+		}
+		return e(want), func() { h.m = c }, func() error { _, err := reg.DeleteImage(ctx, repo, ref, false); return err }
+
+	case opDeleteRepo:
+		r := m.repo(repo)
+		c := m.clone()
+		want := okay
+		switch {
+		case r == nil:
+			want = fails(stowage.CodeNameUnknown)
+		case r.locks&stowage.LockDelete != 0:
+			want = fails(stowage.CodeDenied)
+		default:
+			del := c.newDeletion(repo, now, false)
+			// Every manifest is asked for: one that is locked refuses the
+			// whole delete, wherever it is in the order.
+			for d := range r.manifests {
+				if del.locked(d) {
+					want = fails(stowage.CodeDenied)
+				}
+			}
+			for _, d := range c.manifestsNewestFirst(repo) {
+				del.manifest(d, true)
+			}
+			if del.denied {
+				want = fails(stowage.CodeDenied)
+			}
+			delete(c.repos, repo)
+			for i, u := range c.uploads {
+				if u != nil && u.repo == op.Repo {
+					c.uploads[i] = nil
+				}
+			}
+		}
+		return e(want), func() { h.m = c }, func() error { _, err := reg.DeleteRepository(ctx, repo, false); return err }
+
+	case opDeleteBlob:
+		r := m.repo(repo)
+		d := p.dig[op.Blob]
+		want := okay
+		switch {
+		case r != nil && r.locks&stowage.LockDelete != 0:
+			want = fails(stowage.CodeDenied)
+		case r == nil || !r.links[d]:
+			want = fails(stowage.CodeBlobUnknown)
+		case h.usedIn(r, d):
+			if h.known(defectDeleteUsedBlob) {
+				return nil, nil, nil
+			}
+			want = fails() // a layer an image of the repository uses stays
+		}
+		return e(want), func() { delete(r.links, d) }, func() error { return reg.DeleteBlob(ctx, repo, d) }
+
+	case opLock:
+		return h.planLock(ctx, op, n)
+
+	case opSoftDelete:
+		pol := stowage.SoftDeletePolicy{Enabled: op.Days > 0, Days: op.Days}
+		return e(okay), func() { m.softDays = op.Days }, func() error { return reg.SetSoftDelete(ctx, pol) }
+
+	case opRestore:
+		return h.planRestore(ctx, op, n, now)
+
+	case opRetention:
+		pol := stowage.RetentionPolicy{Enabled: true, Days: op.Days}
+		c := m.clone()
+		cutoff := now.Add(-time.Duration(op.Days) * 24 * time.Hour)
+		for _, name := range c.sortedRepos() {
+			r := c.repos[name]
+			if r.locks&stowage.LockDelete != 0 {
+				continue
+			}
+			del := c.newDeletion(name, now, true)
+			for _, d := range r.untaggedManifests(cutoff) {
+				del.manifest(d, false)
+			}
+		}
+		return e(okay), func() { h.m = c }, func() error {
+			if err := reg.SetRetention(ctx, pol); err != nil {
+				return err
+			}
+			_, err := reg.ApplyRetention(ctx, false)
+			return err
+		}
+
+	case opPurge:
+		return h.planPurge(ctx, op, n, now)
+
+	case opCatalog:
+		keep := func(string) bool { return true }
+		if op.Filter != 0 {
+			keep = func(name string) bool {
+				for i := range numRepos {
+					if op.Filter&(1<<i) != 0 && name == repoName(i) {
+						return true
+					}
+				}
+				return false
+			}
+		}
+		if op.Filter != 0 && op.N == 0 && h.known(defectCatalogFilterNoN) {
+			return nil, nil, nil
+		}
+		var want []string
+		for _, name := range m.sortedRepos() {
+			if m.repos[name].locks&stowage.LockList == 0 && keep(name) {
+				want = append(want, name)
+			}
+		}
+		if op.N > 0 && len(want) > op.N {
+			want = want[:op.N]
+		}
+		return e(okay), nil, func() error {
+			c := ctx
+			if op.Filter != 0 {
+				c = stowage.WithListFilter(ctx, keep)
+			}
+			got, err := reg.Catalog(c, "", op.N)
+			if err == nil && !slices.Equal(got, want) {
+				return failf("catalog", "%s: catalog %q, the model expects %q", op, got, want)
+			}
+			return err
+		}
+	}
+	return nil, nil, nil
+}
+
+// usedIn reports whether a manifest of r holds d.
+func (h *harness) usedIn(r *mRepo, d stowage.Digest) bool {
+	for _, mm := range r.manifests {
+		if slices.Contains(mm.keep, d) {
+			return true
+		}
+	}
+	return false
+}
+
+// pickManifest picks one of repo's manifests (sorted by digest).
+func (h *harness) pickManifest(repo string, pick int) stowage.Digest {
+	r := h.m.repo(repo)
+	if r == nil || len(r.manifests) == 0 {
+		return ""
+	}
+	ds := sortedDigests(r.manifests)
+	return ds[pick%len(ds)]
+}
+
+func sortedDigests[V any](mp map[stowage.Digest]V) []stowage.Digest {
+	var ds []stowage.Digest
+	for d := range mp {
+		ds = append(ds, d)
+	}
+	slices.Sort(ds)
+	return ds
+}
+
+func (m *model) manifestsNewestFirst(repo string) []stowage.Digest {
+	r := m.repos[repo]
+	ds := sortedDigests(r.manifests)
+	slices.SortStableFunc(ds, func(a, b stowage.Digest) int { return r.manifests[b].created.Compare(r.manifests[a].created) })
+	return ds
+}
+
+func (h *harness) planPutManifest(ctx context.Context, op Op, n *node, now time.Time) (*expect, func(), func() error) {
+	m, p := h.m, h.pool
+	repo := repoName(op.Repo)
+	spec := op.Image
+	body := spec.body(p)
+	d := digestOf(body)
+	if m.deleting[d] {
+		return nil, nil, nil
+	}
+	r := m.repo(repo)
+	has := func(x stowage.Digest) bool { return r != nil && r.links[x] }
+	mt := mtManifest
+	var refs []stowage.ManifestRef
+	var keep []stowage.Digest
+	missing := false
+	var children []ImageSpec
+	if len(spec.Children) > 0 {
+		mt = mtIndex
+		children = spec.Children
+		for _, c := range spec.Children {
+			cd := digestOf(c.body(p))
+			refs = append(refs, stowage.ManifestRef{Digest: cd, Kind: stowage.RefManifest})
+			missing = missing || r == nil || r.manifests[cd] == nil
+		}
+	} else {
+		refs = append(refs, stowage.ManifestRef{Digest: p.dig[spec.Config], Kind: stowage.RefBlob})
+		keep = append(keep, p.dig[spec.Config])
+		missing = !has(p.dig[spec.Config])
+		for i, l := range spec.Layers {
+			ld := p.dig[l]
+			if spec.Foreign[i] {
+				// A reference is a reference: a foreign layer the repository
+				// holds is kept like any other (DESIGN §8).
+				if has(ld) && !h.known(defectForeignLayerGC) {
+					keep = append(keep, ld)
+				}
+				continue
+			}
+			refs = append(refs, stowage.ManifestRef{Digest: ld, Kind: stowage.RefBlob})
+			keep = append(keep, ld)
+			missing = missing || !has(ld)
+		}
+	}
+	_ = children
+	tags := op.Tags
+	if !op.ByDigest && len(tags) == 0 {
+		tags = []int{0}
+	}
+	want := okay
+	switch {
+	case spec.BadSize:
+		if h.known(defectDescriptorSize) {
+			return nil, nil, nil
+		}
+		want = fails(stowage.CodeManifestInvalid, stowage.CodeManifestBlobUnknown, stowage.CodeSizeInvalid)
+	case missing:
+		want = fails(stowage.CodeManifestBlobUnknown)
+	case !m.writable(repo):
+		want = fails(stowage.CodeDenied)
+	default:
+		for _, t := range tags {
+			if tg := r.tags[tagName(t)]; tg != nil && tg.d != d && tg.locks&stowage.LockWrite != 0 {
+				want = fails(stowage.CodeDenied)
+			}
+		}
+	}
+	apply := func() {
+		r := m.ensureRepo(repo)
+		mm := r.manifests[d]
+		if mm == nil {
+			mm = &mManifest{created: now}
+			r.manifests[d] = mm
+		}
+		mm.spec, mm.body, mm.refs, mm.mediaType = spec, body, refs, mt
+		mm.keep = keep
+		slices.SortFunc(mm.refs, func(a, b stowage.ManifestRef) int { return strings.Compare(string(a.Digest), string(b.Digest)) })
+		mm.refs = slices.Compact(mm.refs)
+		m.live[d] = int64(len(body))
+		if m.everSeen[repo] == nil {
+			m.everSeen[repo] = map[stowage.Digest]bool{}
+		}
+		m.everSeen[repo][d] = true
+		for _, t := range tags {
+			name := tagName(t)
+			old := r.tags[name]
+			if old == nil {
+				r.tags[name] = &mTag{d: d, updated: now}
+				continue
+			}
+			prev := old.d
+			old.d, old.updated = d, now
+			if prev != d {
+				r.markIfUntagged(prev, now)
+			}
+		}
+	}
+	var ref stowage.Reference
+	var extra []string
+	if op.ByDigest {
+		ref = stowage.Reference{Digest: d}
+		for _, t := range tags {
+			extra = append(extra, tagName(t))
+		}
+	} else {
+		ref = stowage.Reference{Tag: tagName(tags[0])}
+		for _, t := range tags[1:] {
+			extra = append(extra, tagName(t))
+		}
+	}
+	return &want, apply, func() error {
+		_, err := n.reg.PutManifest(ctx, repo, ref, mt, body, extra)
+		return err
+	}
+}
+
+func (h *harness) planLock(ctx context.Context, op Op, n *node) (*expect, func(), func() error) {
+	m := h.m
+	repo := repoName(op.Repo)
+	r := m.repo(repo)
+	var ref stowage.Reference
+	var cur *stowage.Locks
+	switch op.Target {
+	case "repo":
+		if r != nil {
+			cur = &r.locks
+		}
+	case "tag":
+		ref = stowage.Reference{Tag: tagName(op.Tag)}
+		if r != nil && r.tags[ref.Tag] != nil {
+			cur = &r.tags[ref.Tag].locks
+		}
+	case "manifest":
+		d := h.pickManifest(repo, op.Pick)
+		if d == "" {
+			return nil, nil, nil
+		}
+		ref = stowage.Reference{Digest: d}
+		cur = &r.manifests[d].locks
+	}
+	set, clear := op.Bits, stowage.Locks(0)
+	if op.Clear {
+		set, clear = 0, op.Bits
+	}
+	want := okay
+	if cur == nil {
+		want = fails(stowage.CodeNameUnknown, stowage.CodeManifestUnknown)
+	}
+	return &want, func() { *cur = *cur&^clear | set }, func() error {
+		_, err := n.reg.SetLocks(ctx, repo, ref, set, clear)
+		return err
+	}
+}
+
+func (h *harness) planRestore(ctx context.Context, op Op, n *node, now time.Time) (*expect, func(), func() error) {
+	m := h.m
+	if len(m.recycle) == 0 {
+		return nil, nil, nil
+	}
+	es := slices.Clone(m.recycle)
+	slices.SortStableFunc(es, func(a, b *mRecycled) int {
+		if c := strings.Compare(a.repo+"@"+string(a.d), b.repo+"@"+string(b.d)); c != 0 {
+			return c
+		}
+		return a.seq - b.seq
+	})
+	e := es[op.Pick%len(es)]
+	idx := op.Pick % len(es)
+	r := m.repo(e.repo)
+	want := okay
+	switch {
+	case r != nil && r.manifests[e.d] != nil:
+		want = fails(stowage.CodeDenied)
+	case !m.writable(e.repo):
+		want = fails(stowage.CodeDenied)
+	default:
+		for _, ref := range e.m.refs {
+			if ref.Kind == stowage.RefManifest && (r == nil || r.manifests[ref.Digest] == nil) {
+				want = fails(stowage.CodeManifestBlobUnknown)
+			}
+		}
+	}
+	apply := func() {
+		r := m.ensureRepo(e.repo)
+		mm := *e.m
+		if h.known(defectRestoreDropsLocks) {
+			mm.locks = 0
+		}
+		mm.untagged = time.Time{}
+		for _, ref := range mm.refs {
+			if ref.Kind == stowage.RefBlob {
+				r.links[ref.Digest] = true
+			}
+		}
+		r.manifests[e.d] = &mm
+		for _, t := range e.tags {
+			if r.tags[t] == nil {
+				r.tags[t] = &mTag{d: e.d, updated: now}
+			}
+		}
+		m.recycle = slices.DeleteFunc(m.recycle, func(x *mRecycled) bool { return x == e })
+	}
+	return &want, apply, func() error {
+		bin, err := n.reg.RecycleBin(ctx, "")
+		if err != nil {
+			return err
+		}
+		slices.SortStableFunc(bin, func(a, b stowage.RecycledManifest) int {
+			if c := strings.Compare(a.Manifest.Repo+"@"+string(a.Manifest.Digest), b.Manifest.Repo+"@"+string(b.Manifest.Digest)); c != 0 {
+				return c
+			}
+			return int(a.ID - b.ID)
+		})
+		if len(bin) != len(es) {
+			return failf("recycle", "%s: the recycle bin has %d entries, the model %d", op, len(bin), len(es))
+		}
+		_, err = n.reg.Restore(ctx, bin[idx].ID)
+		return err
+	}
+}
+
+func (h *harness) planPurge(ctx context.Context, op Op, n *node, now time.Time) (*expect, func(), func() error) {
+	// Filter: repository op.Repo (or all with -1), tags t<op.Tag> (or all).
+	repoRe, tagRe := ".*", ".*"
+	if op.Repo >= 0 {
+		repoRe = regexp.QuoteMeta(repoName(op.Repo))
+	}
+	if op.Tag >= 0 {
+		tagRe = tagName(op.Tag)
+	}
+	f, err := stowage.ParsePurgeFilter(repoRe + ":" + tagRe)
+	if err != nil {
+		panic(err)
+	}
+	c := h.m.clone()
+	cutoff := now.Add(-op.Ago)
+	ambiguous := false
+	for _, name := range c.sortedRepos() {
+		r := c.repos[name]
+		if !f.Repo.MatchString(name) || r.locks&stowage.LockDelete != 0 {
+			continue
+		}
+		type tg struct {
+			name string
+			t    *mTag
+		}
+		var match []tg
+		for _, tn := range slices.Sorted(mapsKeys(r.tags)) {
+			t := r.tags[tn]
+			if !t.updated.After(cutoff) && f.Tag.MatchString(tn) {
+				match = append(match, tg{tn, t})
+			}
+		}
+		slices.SortStableFunc(match, func(a, b tg) int { return b.t.updated.Compare(a.t.updated) })
+		if op.Keep > 0 && len(match) > op.Keep {
+			if match[op.Keep-1].t.updated.Equal(match[op.Keep].t.updated) {
+				ambiguous = true // which of equally new tags stays is not defined
+			}
+		}
+		if op.Keep > 0 {
+			match = match[min(op.Keep, len(match)):]
+		}
+		del := c.newDeletion(name, now, true)
+		removed := map[stowage.Digest]bool{}
+		for _, t := range match {
+			d := t.t.d
+			del.untag(t.name)
+			if r.tags[t.name] == nil {
+				removed[d] = true
+			}
+		}
+		if op.Untagged {
+			for _, d := range r.untaggedManifests(now) {
+				if !removed[d] && r.manifests[d].created.After(cutoff) {
+					continue
+				}
+				del.manifest(d, false)
+			}
+		}
+	}
+	if ambiguous {
+		return nil, nil, nil
+	}
+	opts := stowage.PurgeOptions{Filters: []stowage.PurgeFilter{f}, Ago: op.Ago, Keep: op.Keep, Untagged: op.Untagged}
+	want := okay
+	return &want, func() { h.m = c }, func() error { _, err := n.reg.Purge(ctx, opts); return err }
+}
+
+func mapsKeys[K comparable, V any](mp map[K]V) func(func(K) bool) {
+	return func(yield func(K) bool) {
+		for k := range mp {
+			if !yield(k) {
+				return
+			}
+		}
+	}
+}
