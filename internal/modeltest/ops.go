@@ -338,7 +338,7 @@ func (h *harness) plan(ctx context.Context, op Op, n *node, now time.Time) (*exp
 			}, func() error {
 				var err error
 				_, mounted, err = reg.MountBlob(ctx, repo, from, d)
-				if err != nil && stowage.ErrorCodeOf(err) == stowage.CodeDenied && !avail {
+				if err != nil && stowage.ErrorCodeOf(err) == stowage.CodeDenied && !avail && want.ok {
 					return nil // refusing what is not lendable is fine
 				}
 				return err
