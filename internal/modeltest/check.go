@@ -33,6 +33,9 @@ const (
 	// Delete-repository deletes a delete-locked manifest that is an index
 	// child (seen as a child first, then not refused when asked for).
 	defectDeleteRepoLockedChild = "delete-repo-locked-child"
+	// Pushing again a manifest the repository has (to tag it) is refused
+	// when the repository is near its quota, though it adds no bytes.
+	defectRetagNearQuota = "retag-near-quota"
 )
 
 var knownDefects = map[string]bool{
@@ -43,6 +46,7 @@ var knownDefects = map[string]bool{
 	defectCatalogFilterNoN:      true,
 	defectRestoreDropsLocks:     true,
 	defectDeleteRepoLockedChild: true,
+	defectRetagNearQuota:        true,
 }
 
 // failure is a divergence between engine and model. Kind groups failures
@@ -208,11 +212,12 @@ func (h *harness) crash(ctx context.Context, op Op) error {
 		}
 		apply()
 		cands = append(cands, h.m)
-	default:
-		if apply != nil && inner.Kind == opFinish {
-			apply()
+	default: // it fails anyway
+		cands = []*model{before}
+		if want.onFail != nil {
+			want.onFail()
+			cands = append(cands, h.m)
 		}
-		cands = []*model{before, h.m}
 	}
 	if err := h.eng.reopen(ctx); err != nil {
 		return err

@@ -60,7 +60,7 @@ var weights = []struct {
 	{opPushBlob, 14}, {opStartUpload, 5}, {opPatch, 6}, {opFinish, 5}, {opCancel, 1},
 	{opMount, 5}, {opPutManifest, 16}, {opUntag, 4}, {opDelete, 5}, {opDeleteRepo, 1},
 	{opDeleteBlob, 2}, {opLock, 5}, {opSoftDelete, 2}, {opRestore, 3}, {opRetention, 2},
-	{opPurge, 2}, {opGC, 5}, {opAdvance, 2}, {opRestart, 2}, {opCrash, 5}, {opCatalog, 1},
+	{opPurge, 2}, {opGC, 5}, {opAdvance, 2}, {opRestart, 2}, {opCrash, 5}, {opCatalog, 1}, {opQuota, 2},
 }
 
 func (g *gen) op(depth int) Op {
@@ -160,6 +160,8 @@ func (g *gen) op(depth int) Op {
 			inner = g.op(1)
 		}
 		op = Op{Kind: opCrash, Inner: &inner, FaultAt: 1 + g.intn(4), After: g.chance(50), InDB: g.chance(40)}
+	case opQuota:
+		op.Size = []int64{-1, -1, 0, 100, 2000, 70000}[g.intn(6)]
 	case opCatalog:
 		op.Filter = g.intn(1 << numRepos)
 		op.N = []int{0, 0, 1, 2, -1}[g.intn(5)]

@@ -191,11 +191,12 @@ type model struct {
 	everSeen map[string]map[stowage.Digest]bool
 	// deleting are digests a crashed collection left in state 'deleting'.
 	deleting map[stowage.Digest]bool
+	quotas   map[string]int64
 }
 
 func newModel(p *pool) *model {
 	return &model{pool: p, repos: map[string]*mRepo{}, live: map[stowage.Digest]int64{},
-		everSeen: map[string]map[stowage.Digest]bool{}, deleting: map[stowage.Digest]bool{}}
+		everSeen: map[string]map[stowage.Digest]bool{}, deleting: map[stowage.Digest]bool{}, quotas: map[string]int64{}}
 }
 
 func (m *model) clone() *model {
@@ -232,6 +233,7 @@ func (m *model) clone() *model {
 		c.everSeen[r] = maps.Clone(s)
 	}
 	c.deleting = maps.Clone(m.deleting)
+	c.quotas = maps.Clone(m.quotas)
 	return &c
 }
 
@@ -427,4 +429,36 @@ func (r *mRepo) untaggedManifests(before time.Time) []stowage.Digest {
 // sortedRepos lists the model's repository names.
 func (m *model) sortedRepos() []string {
 	return slices.Sorted(maps.Keys(m.repos))
+}
+
+// held is what a repository holds for its quota (registry_quota.go): the
+// live blobs linked into it and its manifests, each digest once.
+func (m *model) held(repo string) int64 {
+	r := m.repos[repo]
+	if r == nil {
+		return 0
+	}
+	set := maps.Clone(r.links)
+	for d := range r.manifests {
+		set[d] = true
+	}
+	var n int64
+	for d := range set {
+		n += m.live[d]
+	}
+	return n
+}
+
+// overQuota reports whether adding size bytes (of digest d, "" if not
+// known yet) to repo passes its quota. What the repository holds costs
+// nothing.
+func (m *model) overQuota(repo string, d stowage.Digest, size int64) bool {
+	limit, ok := m.quotas[repo]
+	if !ok || size <= 0 {
+		return false
+	}
+	if r := m.repos[repo]; d != "" && r != nil && (r.links[d] && m.live[d] > 0 || r.manifests[d] != nil) {
+		return false
+	}
+	return m.held(repo)+size > limit
 }

@@ -37,6 +37,7 @@ const (
 	opRestart     OpKind = "restart"
 	opCrash       OpKind = "crash" // run Inner with a fault armed, then restart
 	opCatalog     OpKind = "catalog"
+	opQuota       OpKind = "quota" // a quota of what the repository holds plus Size (-1: none)
 )
 
 // Op is one step. Which fields matter depends on Kind; targets are small
@@ -116,6 +117,8 @@ func (o Op) String() string {
 		s = fmt.Sprintf("crash at %s write %d after=%v during [%s]", where, o.FaultAt, o.After, o.Inner)
 	case opCatalog:
 		s += fmt.Sprintf(" filter=%b n=%d", o.Filter, o.N)
+	case opQuota:
+		s += fmt.Sprintf(" repo=%d margin=%d", o.Repo, o.Size)
 	}
 	return s
 }
@@ -125,6 +128,9 @@ func (o Op) String() string {
 type expect struct {
 	ok    bool
 	codes []stowage.ErrorCode
+	// onFail moves the model when the step fails as expected (a refused
+	// chunk ends its session, for one).
+	onFail func()
 }
 
 var okay = expect{ok: true}
@@ -182,8 +188,11 @@ func (h *harness) step(ctx context.Context, op Op) error {
 	if !want.matches(err) {
 		return failf("outcome", "%s: engine returned %v, the model expects %s", op, errString(err), want)
 	}
-	if apply != nil && (err == nil || op.Kind == opFinish) {
-		apply() // (a refused finish changes the session too)
+	switch {
+	case err == nil && apply != nil:
+		apply()
+	case err != nil && want.onFail != nil:
+		want.onFail()
 	}
 	if f := h.fail; f != nil {
 		h.fail = nil
@@ -212,7 +221,7 @@ func (h *harness) plan(ctx context.Context, op Op, n *node, now time.Time) (*exp
 			return nil, nil, nil // would wait 10 s for a collection (see report)
 		}
 		want := okay
-		if !m.writable(repo) {
+		if !m.writable(repo) || m.overQuota(repo, d, int64(len(p.bytes(op.Blob)))) {
 			want = fails(stowage.CodeDenied)
 		}
 		return e(want), func() { m.ensureRepo(repo).links[d] = true; m.live[d] = int64(len(p.bytes(op.Blob))) },
@@ -248,6 +257,15 @@ func (h *harness) plan(ctx context.Context, op Op, n *node, now time.Time) (*exp
 			return nil, nil, nil
 		}
 		chunk := data[u.sent:end]
+		if m.overQuota(repoName(u.repo), "", end) {
+			// The session is stopped at the first chunk that does not fit.
+			want := fails(stowage.CodeDenied)
+			want.onFail = func() { m.uploads[op.Slot] = nil }
+			return &want, nil, func() error {
+				_, err := reg.WriteUpload(ctx, repoName(u.repo), u.id, u.sent, int64(len(chunk)), bytes.NewReader(chunk))
+				return err
+			}
+		}
 		return e(okay), func() { u.sent, u.updated = end, now },
 			func() error {
 				_, err := reg.WriteUpload(ctx, repoName(u.repo), u.id, u.sent, int64(len(chunk)), bytes.NewReader(chunk))
@@ -270,28 +288,36 @@ func (h *harness) plan(ctx context.Context, op Op, n *node, now time.Time) (*exp
 		}
 		rest := data[u.sent:]
 		want := okay
-		var apply func()
+		apply := func() {
+			m.uploads[op.Slot] = nil
+			m.ensureRepo(urepo).links[d] = true
+			m.live[d] = int64(len(data))
+		}
 		switch {
 		case op.Wrong:
-			want = fails(stowage.CodeDigestInvalid)
+			want = fails(stowage.CodeDigestInvalid, stowage.CodeDenied)
 			// The session ends unless the whole body went the monolithic way.
-			apply = func() {
+			want.onFail = func() {
 				if u.sent > 0 {
 					m.uploads[op.Slot] = nil
 				}
 			}
+		case u.sent > 0 && len(rest) > 0 && m.overQuota(urepo, "", int64(len(data))):
+			want = fails(stowage.CodeDenied)
+			want.onFail = func() { m.uploads[op.Slot] = nil }
+		case m.overQuota(urepo, d, int64(len(data))):
+			want = fails(stowage.CodeDenied)
+			want.onFail = func() {
+				if u.sent > 0 {
+					u.sent, u.updated = int64(len(data)), now
+				}
+			}
 		case !m.writable(urepo):
 			want = fails(stowage.CodeDenied)
-			apply = func() {
+			want.onFail = func() {
 				if u.sent > 0 {
 					u.sent, u.updated = int64(len(data)), now // the rest was appended
 				}
-			}
-		default:
-			apply = func() {
-				m.uploads[op.Slot] = nil
-				m.ensureRepo(urepo).links[d] = true
-				m.live[d] = int64(len(data))
 			}
 		}
 		return e(want), apply, func() error {
@@ -325,6 +351,8 @@ func (h *harness) plan(ctx context.Context, op Op, n *node, now time.Time) (*exp
 		}
 		want := okay
 		if !m.writable(repo) {
+			want = fails(stowage.CodeDenied)
+		} else if avail && m.overQuota(repo, d, m.live[d]) {
 			want = fails(stowage.CodeDenied)
 		}
 		var mounted bool
@@ -438,6 +466,9 @@ func (h *harness) plan(ctx context.Context, op Op, n *node, now time.Time) (*exp
 	case opDeleteBlob:
 		r := m.repo(repo)
 		d := p.dig[op.Blob]
+		if m.deleting[d] {
+			return nil, nil, nil // its links are invisible but still there
+		}
 		want := okay
 		switch {
 		case r != nil && r.locks&stowage.LockDelete != 0:
@@ -486,6 +517,23 @@ func (h *harness) plan(ctx context.Context, op Op, n *node, now time.Time) (*exp
 
 	case opPurge:
 		return h.planPurge(ctx, op, n, now)
+
+	case opQuota:
+		limit := m.held(repo) + op.Size
+		if op.Size < 0 {
+			limit = 0
+		}
+		want := okay
+		if _, ok := m.quotas[repo]; !ok && limit == 0 {
+			want = fails(stowage.CodeNameUnknown)
+		}
+		return e(want), func() {
+			if limit == 0 {
+				delete(m.quotas, repo)
+			} else {
+				m.quotas[repo] = limit
+			}
+		}, func() error { return reg.SetQuota(ctx, repo, limit) }
 
 	case opCatalog:
 		keep := func(string) bool { return true }
@@ -621,6 +669,10 @@ func (h *harness) planPutManifest(ctx context.Context, op Op, n *node, now time.
 		want = fails(stowage.CodeManifestBlobUnknown)
 	case !m.writable(repo):
 		want = fails(stowage.CodeDenied)
+	case m.overQuota(repo, d, int64(len(body))):
+		want = fails(stowage.CodeDenied)
+	case h.known(defectRetagNearQuota) && r != nil && r.manifests[d] != nil && m.quotas[repo] > 0 && m.held(repo)+int64(len(body)) > m.quotas[repo]:
+		return nil, nil, nil
 	default:
 		for _, t := range tags {
 			if tg := r.tags[tagName(t)]; tg != nil && tg.d != d && tg.locks&stowage.LockWrite != 0 {
