@@ -222,7 +222,7 @@ func (h *harness) crash(ctx context.Context, op Op) error {
 	if err := h.eng.reopen(ctx); err != nil {
 		return err
 	}
-	got, err := h.summary(ctx, nil)
+	got, err := h.summaryOf(ctx, nil, append(cands, before)...)
 	if err != nil {
 		return err
 	}
@@ -295,6 +295,12 @@ func (h *harness) afterCrashedGC(ctx context.Context, now time.Time) error {
 // summary renders the state (of the engine, or of model c) as sorted
 // lines, so two states compare as strings and differ line by line.
 func (h *harness) summary(ctx context.Context, c *model) (string, error) {
+	return h.summaryOf(ctx, c, h.m)
+}
+
+// summaryOf is summary, with the engine's upload sessions looked up by the
+// IDs the models in ids know.
+func (h *harness) summaryOf(ctx context.Context, c *model, ids ...*model) (string, error) {
 	var lines []string
 	add := func(format string, args ...any) { lines = append(lines, fmt.Sprintf(format, args...)) }
 	if c != nil {
@@ -383,11 +389,17 @@ func (h *harness) summary(ctx context.Context, c *model) (string, error) {
 			}
 			after = bs[len(bs)-1].Digest
 		}
-		for i, u := range h.m.uploads {
-			if u == nil {
+		for i := range numSlots {
+			id := ""
+			for _, x := range ids {
+				if u := x.uploads[i]; u != nil && u.id != "" {
+					id = u.id
+				}
+			}
+			if id == "" {
 				continue
 			}
-			if rec, err := tx.GetUpload(u.id); err == nil {
+			if rec, err := tx.GetUpload(id); err == nil {
 				add("upload slot%d size=%d", i, rec.Size)
 			} else if !errors.Is(err, stowage.ErrNotFound) {
 				return err
