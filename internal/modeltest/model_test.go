@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stowage/stowage"
 	"github.com/stowage/stowage/meta/postgres/pgtest"
 )
 
@@ -115,4 +116,60 @@ func TestModelPostgres(t *testing.T) {
 		t.Setenv("STOWAGE_MODEL_SECONDS", "15")
 	}
 	runSeeds(t, func() string { return pgtest.Schema(t, "modeltest") })
+}
+
+// TestKnownDefects replays, for each known defect, the shortest step list
+// the generator found for it: with the switch off it must fail, with it on
+// pass. When a fix is merged the first half fails: remove the defect from
+// knownDefects (check.go) and its row here.
+func TestKnownDefects(t *testing.T) {
+	const seed = 7
+	p := newPool(seed)
+	img := ImageSpec{Config: 1, Layers: []int{1}, Foreign: []bool{false}}
+	child := ImageSpec{Config: 1, Layers: []int{2}, Foreign: []bool{false}}
+	index := ImageSpec{Children: []ImageSpec{child}}
+	// pick selects the child among the repository's two manifests
+	// (ordered by digest).
+	pick := 0
+	if digestOf(child.body(p)) > digestOf(index.body(p)) {
+		pick = 1
+	}
+	put := func(repo int, s ImageSpec, tags ...int) Op {
+		return Op{Kind: opPutManifest, Repo: repo, Image: s, Tags: tags, ByDigest: len(tags) == 0, Tag: -1}
+	}
+	push := func(repo, blob int) Op { return Op{Kind: opPushBlob, Repo: repo, Blob: blob} }
+	for _, tc := range []struct {
+		defect string
+		steps  []Op
+	}{
+		{defectDescriptorSize, []Op{push(0, 1), put(0, ImageSpec{Config: 1, Layers: []int{1}, Foreign: []bool{false}, BadSize: true}, 0)}},
+		{defectDeleteUsedBlob, []Op{push(0, 1), put(0, img, 0), {Kind: opDeleteBlob, Repo: 0, Blob: 1}}},
+		{defectCatalogFilterNoN, []Op{push(0, 1), {Kind: opCatalog, Filter: 1, N: 0}}},
+		{defectMountReadLock, []Op{push(1, 4), {Kind: opLock, Target: "repo", Repo: 1, Bits: stowage.LockRead}, {Kind: opMount, Repo: 0, From: 1, Blob: 4}}},
+		{defectForeignLayerGC, []Op{push(0, 1), push(0, 2),
+			put(0, ImageSpec{Config: 1, Layers: []int{2}, Foreign: []bool{true}}, 0), {Kind: opGC, Jump: fullJump}}},
+		{defectRestoreDropsLocks, []Op{{Kind: opSoftDelete, Days: 1}, push(0, 1), put(0, img, 0),
+			{Kind: opLock, Target: "manifest", Repo: 0, Bits: stowage.LockRead}, {Kind: opDelete, Repo: 0, Tag: 0}, {Kind: opRestore}}},
+		{defectDeleteRepoLockedChild, []Op{push(0, 1), push(0, 2), put(0, child), put(0, index, 0),
+			{Kind: opLock, Target: "manifest", Repo: 0, Pick: pick, Bits: stowage.LockDelete}, {Kind: opDeleteRepo, Repo: 0}}},
+		{defectRetagNearQuota, []Op{push(0, 1), put(0, img, 0), {Kind: opQuota, Repo: 0, Size: 0}, put(0, img, 1)}},
+	} {
+		t.Run(tc.defect, func(t *testing.T) {
+			ctx := context.Background()
+			cfg := Config{Topology: TopoFS, Skews: []time.Duration{0}}
+			without := func(d string) bool { return knownDefects[d] && d != tc.defect }
+			f, _, err := Run(ctx, cfg, seed, tc.steps, t.TempDir(), without)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if f == nil {
+				t.Errorf("defect %s no longer shows: if it was fixed, remove it from knownDefects (check.go) and from this table", tc.defect)
+			} else {
+				t.Logf("as expected while the defect is known: %v", f)
+			}
+			if f, _, err := Run(ctx, cfg, seed, tc.steps, t.TempDir(), func(d string) bool { return knownDefects[d] }); err != nil || f != nil {
+				t.Errorf("with the switch on, the steps should pass: %v %v", f, err)
+			}
+		})
+	}
 }
