@@ -16,8 +16,8 @@ import (
 // Knobs (environment):
 //
 //	STOWAGE_MODEL_SEED=N      replay one seed (and shrink its failure)
-//	STOWAGE_MODEL_SECONDS=S   time budget for random seeds (default 40; 10 with -short)
-//	STOWAGE_MODEL_STEPS=N     steps per seed (default 120)
+//	STOWAGE_MODEL_SECONDS=S   time budget for random seeds (default 40; 10 with -short; 20 with -race)
+//	STOWAGE_MODEL_STEPS=N     steps per seed (default 120; 60 with -race)
 //	STOWAGE_MODEL_STRICT=1    ignore the known-defect switches (check.go),
 //	                          or only those named: STOWAGE_MODEL_STRICT=mount-read-lock,...
 
@@ -59,11 +59,15 @@ func known(t *testing.T) func(string) bool {
 // shrunk.
 func runSeeds(t *testing.T, pg func() string) {
 	ctx := context.Background()
-	secs := envInt(t, "STOWAGE_MODEL_SECONDS", 40)
-	if testing.Short() && os.Getenv("STOWAGE_MODEL_SECONDS") == "" {
-		secs = 10
+	defSecs, defSteps := 40, 120
+	switch {
+	case raceEnabled:
+		defSecs, defSteps = 20, 60
+	case testing.Short():
+		defSecs = 10
 	}
-	steps := envInt(t, "STOWAGE_MODEL_STEPS", 120)
+	secs := envInt(t, "STOWAGE_MODEL_SECONDS", defSecs)
+	steps := envInt(t, "STOWAGE_MODEL_STEPS", defSteps)
 	seeds := fixedSeeds
 	random := true
 	if v := os.Getenv("STOWAGE_MODEL_SEED"); v != "" {
@@ -91,7 +95,7 @@ func runSeeds(t *testing.T, pg func() string) {
 		}
 		ran++
 		if f != nil {
-			shrunk := Shrink(ctx, cfg, seed, ops, f.Kind, dir, known(t), 150)
+			shrunk := Shrink(ctx, cfg, seed, ops, f.Kind, dir, known(t), 300, 3*time.Minute)
 			if f2, _, err := Run(ctx, cfg, seed, shrunk, dir, known(t)); err == nil && f2 != nil {
 				f = f2
 			}

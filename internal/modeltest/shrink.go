@@ -47,11 +47,13 @@ func Run(ctx context.Context, cfg Config, seed uint64, steps []Op, dir string, k
 // way (same failure kind), by delta debugging: remove chunks of steps,
 // halving the chunk size when no chunk can go, re-running from scratch
 // each time; then simplify single steps (a crash to its inner step). It
-// stops after budget runs.
-func Shrink(ctx context.Context, cfg Config, seed uint64, steps []Op, kind, dir string, known func(string) bool, budget int) []Op {
+// stops after budget runs or at the time limit, with the smallest list
+// found so far.
+func Shrink(ctx context.Context, cfg Config, seed uint64, steps []Op, kind, dir string, known func(string) bool, budget int, limit time.Duration) []Op {
 	runs := 0
+	deadline := time.Now().Add(limit)
 	fails := func(cand []Op) bool {
-		if runs >= budget {
+		if runs >= budget || time.Now().After(deadline) {
 			return false
 		}
 		runs++
@@ -75,7 +77,7 @@ func Shrink(ctx context.Context, cfg Config, seed uint64, steps []Op, kind, dir 
 		if !removed {
 			chunk /= 2
 		}
-		if runs >= budget {
+		if runs >= budget || time.Now().After(deadline) {
 			break
 		}
 	}
