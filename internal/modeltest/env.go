@@ -260,6 +260,9 @@ type faultStore struct {
 	stowage.Backend
 	app stowage.Appender
 	fault
+	// beforeDelete, if set, runs before each Delete (a race step puts a
+	// push there).
+	beforeDelete func(key string)
 }
 
 func newFaultStore(inner stowage.Backend) *faultStore {
@@ -282,6 +285,9 @@ func (s *faultStore) Put(ctx context.Context, key string, r io.Reader, size int6
 }
 
 func (s *faultStore) Delete(ctx context.Context, key string) error {
+	if s.beforeDelete != nil {
+		s.beforeDelete(key)
+	}
 	proceed, fail := s.hit()
 	if proceed {
 		if err := s.Backend.Delete(ctx, key); err != nil || !fail {

@@ -157,6 +157,9 @@ func TestKnownDefects(t *testing.T) {
 		{defectDeleteRepoLockedChild, []Op{push(0, 1), push(0, 2), put(0, child), put(0, index, 0),
 			{Kind: opLock, Target: "manifest", Repo: 0, Pick: pick, Bits: stowage.LockDelete}, {Kind: opDeleteRepo, Repo: 0}}},
 		{defectRetagNearQuota, []Op{push(0, 1), put(0, img, 0), {Kind: opQuota, Repo: 0, Size: 0}, put(0, img, 1)}},
+		{defectOrphanSweepFence, []Op{{Kind: opLeftover, Blob: 1}, {Kind: opGCRacePush, Repo: 0, Blob: 1, Jump: 2 * time.Hour}}},
+		{defectGCExpiresLiveUpload, []Op{{Kind: opStartUpload, Repo: 0, Slot: 0, Blob: 2},
+			{Kind: opGCDuringPatch, Slot: 0, Size: 1000, Jump: fullJump}}},
 	} {
 		t.Run(tc.defect, func(t *testing.T) {
 			ctx := context.Background()

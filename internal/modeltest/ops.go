@@ -38,6 +38,10 @@ const (
 	opCrash       OpKind = "crash" // run Inner with a fault armed, then restart
 	opCatalog     OpKind = "catalog"
 	opQuota       OpKind = "quota" // a quota of what the repository holds plus Size (-1: none)
+	// races (races.go)
+	opLeftover      OpKind = "leftover"        // an object with no row, as a crash leaves
+	opGCRacePush    OpKind = "gc-race-push"    // a push lands between the orphan sweep's re-check and delete
+	opGCDuringPatch OpKind = "gc-during-patch" // a collection while a PATCH streams
 )
 
 // Op is one step. Which fields matter depends on Kind; targets are small
@@ -119,6 +123,12 @@ func (o Op) String() string {
 		s += fmt.Sprintf(" filter=%b n=%d", o.Filter, o.N)
 	case opQuota:
 		s += fmt.Sprintf(" repo=%d margin=%d", o.Repo, o.Size)
+	case opLeftover:
+		s += fmt.Sprintf(" blob=%d", o.Blob)
+	case opGCRacePush:
+		s += fmt.Sprintf(" repo=%d blob=%d jump=%v", o.Repo, o.Blob, o.Jump)
+	case opGCDuringPatch:
+		s += fmt.Sprintf(" slot=%d size=%d jump=%v", o.Slot, o.Size, o.Jump)
 	}
 	return s
 }
@@ -179,6 +189,15 @@ func (h *harness) step(ctx context.Context, op Op) error {
 	case opGC:
 		h.eng.clock.advance(op.Jump)
 		return h.gc(ctx, n, op.Jump >= fullJump)
+	case opLeftover:
+		return h.leftover(ctx, op, n)
+	case opGCRacePush:
+		if h.known(defectOrphanSweepFence) {
+			return nil
+		}
+		return h.gcRacePush(ctx, op, n)
+	case opGCDuringPatch:
+		return h.gcDuringPatch(ctx, op, n)
 	}
 	want, apply, run := h.plan(ctx, op, n, now)
 	if want == nil {
