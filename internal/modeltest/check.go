@@ -41,6 +41,9 @@ const (
 	defectOrphanSweepFence = "orphan-sweep-fence"
 	// A collection expires an upload session whose writer is streaming.
 	defectGCExpiresLiveUpload = "gc-expires-live-upload"
+	// Two nodes whose clocks differ by more than the upload lease both
+	// write one session at once.
+	defectUploadLeaseSkew = "upload-lease-skew"
 )
 
 var knownDefects = map[string]bool{
@@ -54,6 +57,7 @@ var knownDefects = map[string]bool{
 	defectRetagNearQuota:        true,
 	defectOrphanSweepFence:      true,
 	defectGCExpiresLiveUpload:   true,
+	defectUploadLeaseSkew:       true,
 }
 
 // failure is a divergence between engine and model. Kind groups failures

@@ -61,7 +61,7 @@ var weights = []struct {
 	{opMount, 5}, {opPutManifest, 16}, {opUntag, 4}, {opDelete, 5}, {opDeleteRepo, 1},
 	{opDeleteBlob, 2}, {opLock, 5}, {opSoftDelete, 2}, {opRestore, 3}, {opRetention, 2},
 	{opPurge, 2}, {opGC, 5}, {opAdvance, 2}, {opRestart, 2}, {opCrash, 5}, {opCatalog, 1}, {opQuota, 2},
-	{opLeftover, 2}, {opGCRacePush, 2}, {opGCDuringPatch, 1},
+	{opLeftover, 2}, {opGCRacePush, 2}, {opGCDuringPatch, 1}, {opPatchRace, 2},
 }
 
 func (g *gen) op(depth int) Op {
@@ -158,7 +158,7 @@ func (g *gen) op(depth int) Op {
 		}
 		inner := g.op(1)
 		for inner.Kind == opCrash || inner.Kind == opRestart || inner.Kind == opAdvance || inner.Kind == opCatalog ||
-			inner.Kind == opLeftover || inner.Kind == opGCRacePush || inner.Kind == opGCDuringPatch {
+			inner.Kind == opLeftover || inner.Kind == opGCRacePush || inner.Kind == opGCDuringPatch || inner.Kind == opPatchRace {
 			inner = g.op(1)
 		}
 		op = Op{Kind: opCrash, Inner: &inner, FaultAt: 1 + g.intn(4), After: g.chance(50), InDB: g.chance(40)}
@@ -169,6 +169,8 @@ func (g *gen) op(depth int) Op {
 		g.pushed[op.Repo][op.Blob] = true
 	case opGCDuringPatch:
 		op.Slot, op.Size, op.Jump = g.intn(numSlots), []int64{1000, 80000}[g.intn(2)], fullJump
+	case opPatchRace:
+		op.Slot, op.Size = g.intn(numSlots), []int64{1000, 70000, 140000}[g.intn(3)]
 	case opQuota:
 		op.Size = []int64{-1, -1, 0, 100, 2000, 70000}[g.intn(6)]
 	case opCatalog:

@@ -145,25 +145,31 @@ func TestKnownDefects(t *testing.T) {
 	for _, tc := range []struct {
 		defect string
 		steps  []Op
+		skews  []time.Duration // nodes (default: one)
 	}{
-		{defectDescriptorSize, []Op{push(0, 1), put(0, ImageSpec{Config: 1, Layers: []int{1}, Foreign: []bool{false}, BadSize: true}, 0)}},
-		{defectDeleteUsedBlob, []Op{push(0, 1), put(0, img, 0), {Kind: opDeleteBlob, Repo: 0, Blob: 1}}},
-		{defectCatalogFilterNoN, []Op{push(0, 1), {Kind: opCatalog, Filter: 1, N: 0}}},
-		{defectMountReadLock, []Op{push(1, 4), {Kind: opLock, Target: "repo", Repo: 1, Bits: stowage.LockRead}, {Kind: opMount, Repo: 0, From: 1, Blob: 4}}},
+		{defectDescriptorSize, []Op{push(0, 1), put(0, ImageSpec{Config: 1, Layers: []int{1}, Foreign: []bool{false}, BadSize: true}, 0)}, nil},
+		{defectDeleteUsedBlob, []Op{push(0, 1), put(0, img, 0), {Kind: opDeleteBlob, Repo: 0, Blob: 1}}, nil},
+		{defectCatalogFilterNoN, []Op{push(0, 1), {Kind: opCatalog, Filter: 1, N: 0}}, nil},
+		{defectMountReadLock, []Op{push(1, 4), {Kind: opLock, Target: "repo", Repo: 1, Bits: stowage.LockRead}, {Kind: opMount, Repo: 0, From: 1, Blob: 4}}, nil},
 		{defectForeignLayerGC, []Op{push(0, 1), push(0, 2),
-			put(0, ImageSpec{Config: 1, Layers: []int{2}, Foreign: []bool{true}}, 0), {Kind: opGC, Jump: fullJump}}},
+			put(0, ImageSpec{Config: 1, Layers: []int{2}, Foreign: []bool{true}}, 0), {Kind: opGC, Jump: fullJump}}, nil},
 		{defectRestoreDropsLocks, []Op{{Kind: opSoftDelete, Days: 1}, push(0, 1), put(0, img, 0),
-			{Kind: opLock, Target: "manifest", Repo: 0, Bits: stowage.LockRead}, {Kind: opDelete, Repo: 0, Tag: 0}, {Kind: opRestore}}},
+			{Kind: opLock, Target: "manifest", Repo: 0, Bits: stowage.LockRead}, {Kind: opDelete, Repo: 0, Tag: 0}, {Kind: opRestore}}, nil},
 		{defectDeleteRepoLockedChild, []Op{push(0, 1), push(0, 2), put(0, child), put(0, index, 0),
-			{Kind: opLock, Target: "manifest", Repo: 0, Pick: pick, Bits: stowage.LockDelete}, {Kind: opDeleteRepo, Repo: 0}}},
-		{defectRetagNearQuota, []Op{push(0, 1), put(0, img, 0), {Kind: opQuota, Repo: 0, Size: 0}, put(0, img, 1)}},
-		{defectOrphanSweepFence, []Op{{Kind: opLeftover, Blob: 1}, {Kind: opGCRacePush, Repo: 0, Blob: 1, Jump: 2 * time.Hour}}},
+			{Kind: opLock, Target: "manifest", Repo: 0, Pick: pick, Bits: stowage.LockDelete}, {Kind: opDeleteRepo, Repo: 0}}, nil},
+		{defectRetagNearQuota, []Op{push(0, 1), put(0, img, 0), {Kind: opQuota, Repo: 0, Size: 0}, put(0, img, 1)}, nil},
+		{defectOrphanSweepFence, []Op{{Kind: opLeftover, Blob: 1}, {Kind: opGCRacePush, Repo: 0, Blob: 1, Jump: 2 * time.Hour}}, nil},
 		{defectGCExpiresLiveUpload, []Op{{Kind: opStartUpload, Repo: 0, Slot: 0, Blob: 2},
-			{Kind: opGCDuringPatch, Slot: 0, Size: 1000, Jump: fullJump}}},
+			{Kind: opGCDuringPatch, Slot: 0, Size: 1000, Jump: fullJump}}, nil},
+		{defectUploadLeaseSkew, []Op{{Kind: opStartUpload, Repo: 0, Slot: 0, Blob: 8},
+			{Kind: opPatchRace, Slot: 0, Size: 140000}, {Kind: opFinish, Slot: 0}}, []time.Duration{0, 10 * time.Minute}},
 	} {
 		t.Run(tc.defect, func(t *testing.T) {
 			ctx := context.Background()
 			cfg := Config{Topology: TopoFS, Skews: []time.Duration{0}}
+			if tc.skews != nil {
+				cfg.Skews = tc.skews
+			}
 			without := func(d string) bool { return knownDefects[d] && d != tc.defect }
 			f, _, err := Run(ctx, cfg, seed, tc.steps, t.TempDir(), without)
 			if err != nil {

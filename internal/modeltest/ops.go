@@ -42,6 +42,7 @@ const (
 	opLeftover      OpKind = "leftover"        // an object with no row, as a crash leaves
 	opGCRacePush    OpKind = "gc-race-push"    // a push lands between the orphan sweep's re-check and delete
 	opGCDuringPatch OpKind = "gc-during-patch" // a collection while a PATCH streams
+	opPatchRace     OpKind = "patch-race"      // one PATCH through both nodes at once
 )
 
 // Op is one step. Which fields matter depends on Kind; targets are small
@@ -129,6 +130,8 @@ func (o Op) String() string {
 		s += fmt.Sprintf(" repo=%d blob=%d jump=%v", o.Repo, o.Blob, o.Jump)
 	case opGCDuringPatch:
 		s += fmt.Sprintf(" slot=%d size=%d jump=%v", o.Slot, o.Size, o.Jump)
+	case opPatchRace:
+		s += fmt.Sprintf(" slot=%d size=%d", o.Slot, o.Size)
 	}
 	return s
 }
@@ -198,6 +201,8 @@ func (h *harness) step(ctx context.Context, op Op) error {
 		return h.gcRacePush(ctx, op, n)
 	case opGCDuringPatch:
 		return h.gcDuringPatch(ctx, op, n)
+	case opPatchRace:
+		return h.patchRace(ctx, op)
 	}
 	want, apply, run := h.plan(ctx, op, n, now)
 	if want == nil {

@@ -136,3 +136,51 @@ func (h *harness) gcDuringPatch(ctx context.Context, op Op, n *node) error {
 	}
 	return h.collect(ctx, n, op.Jump >= fullJump, gcRun{run: run, activeSlot: op.Slot + 1})
 }
+
+// patchRace sends a PATCH of upload slot op.Slot through two nodes at
+// once, as a client that retried with another chunk size might: the node
+// with the slower clock streams a 1000-byte chunk and has sent half of it
+// when the other node starts an op.Size chunk at the same offset. The
+// writer lease must keep them apart (one is refused, or fails to record
+// its progress), and what is recorded must be the session's bytes: the
+// finish and pull checks read them later.
+func (h *harness) patchRace(ctx context.Context, op Op) error {
+	u := h.m.uploads[op.Slot]
+	if u == nil || len(h.eng.nodes) < 2 || h.known(defectUploadLeaseSkew) {
+		return nil
+	}
+	data := h.pool.bytes(u.blob)
+	slowEnd := min(u.sent+1000, int64(len(data)))
+	fastEnd := min(u.sent+op.Size, int64(len(data)))
+	if slowEnd-u.sent < 2 {
+		return nil
+	}
+	slow, fast := h.eng.nodes[0], h.eng.nodes[1]
+	if slow.skew > fast.skew {
+		slow, fast = fast, slow
+	}
+	repo := repoName(u.repo)
+	small, big := data[u.sent:slowEnd], data[u.sent:fastEnd]
+	pr, pw := io.Pipe()
+	var slowErr error
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_, slowErr = slow.reg.WriteUpload(ctx, repo, u.id, u.sent, int64(len(small)), pr)
+		pr.CloseWithError(io.ErrClosedPipe)
+	}()
+	pw.Write(small[:len(small)/2])
+	_, fastErr := fast.reg.WriteUpload(ctx, repo, u.id, u.sent, int64(len(big)), bytes.NewReader(big))
+	pw.Write(small[len(small)/2:])
+	pw.Close()
+	<-done
+	switch {
+	case fastErr == nil && slowErr == nil:
+		return failf("upload-lease", "%s: both PATCHes of one session at the same offset succeeded", op)
+	case fastErr == nil:
+		u.sent, u.updated = fastEnd, h.eng.clock.now().Add(fast.skew)
+	case slowErr == nil:
+		u.sent, u.updated = slowEnd, h.eng.clock.now().Add(slow.skew)
+	}
+	return nil
+}
