@@ -161,6 +161,8 @@ func TestKnownDefects(t *testing.T) {
 		{defectOrphanSweepFence, []Op{{Kind: opLeftover, Blob: 1}, {Kind: opGCRacePush, Repo: 0, Blob: 1, Jump: 2 * time.Hour}}, nil},
 		{defectGCExpiresLiveUpload, []Op{{Kind: opStartUpload, Repo: 0, Slot: 0, Blob: 2},
 			{Kind: opGCDuringPatch, Slot: 0, Size: 1000, Jump: fullJump}}, nil},
+		{defectCryptOverwriteKey, []Op{{Kind: opCrash, InDB: true, FaultAt: 3, Inner: &Op{Kind: opPushBlob, Repo: 0, Blob: 5}},
+			push(0, 5), put(0, ImageSpec{Config: 5, Layers: []int{5}, Foreign: []bool{false}}, 0), {Kind: opGC, Jump: fullJump}}, nil},
 		{defectUploadLeaseSkew, []Op{{Kind: opStartUpload, Repo: 0, Slot: 0, Blob: 8},
 			{Kind: opPatchRace, Slot: 0, Size: 140000}, {Kind: opFinish, Slot: 0}}, []time.Duration{0, 10 * time.Minute}},
 	} {
