@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -543,7 +544,7 @@ func (h *harness) checkReads(ctx context.Context) error {
 	for _, name := range m.sortedRepos() {
 		r := m.repos[name]
 		repoRead := r.locks&stowage.LockRead != 0
-		for _, t := range slices.Sorted(mapsKeys(r.tags)) {
+		for _, t := range slices.Sorted(maps.Keys(r.tags)) {
 			tg := r.tags[t]
 			mm := r.manifests[tg.d]
 			_, body, err := reg.GetManifest(ctx, name, stowage.Reference{Tag: t})
@@ -590,7 +591,7 @@ func (h *harness) checkReads(ctx context.Context) error {
 		}
 	}
 	// Deleted manifests and tags are not served.
-	for _, name := range slices.Sorted(mapsKeys(m.everSeen)) {
+	for _, name := range slices.Sorted(maps.Keys(m.everSeen)) {
 		r := m.repos[name]
 		for _, d := range sortedDigests(m.everSeen[name]) {
 			if r != nil && r.manifests[d] != nil {
@@ -623,7 +624,7 @@ func (h *harness) checkReads(ctx context.Context) error {
 	}
 	for _, name := range m.sortedRepos() {
 		var want []string
-		for _, t := range slices.Sorted(mapsKeys(m.repos[name].tags)) {
+		for _, t := range slices.Sorted(maps.Keys(m.repos[name].tags)) {
 			if m.repos[name].tags[t].locks&stowage.LockList == 0 {
 				want = append(want, t)
 			}
@@ -730,7 +731,7 @@ func (h *harness) checkStorageExact(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	wantKeys := slices.Sorted(mapsKeys(want))
+	wantKeys := slices.Sorted(maps.Keys(want))
 	if !slices.Equal(got, wantKeys) {
 		return failf("storage", "after a full collection storage holds other blobs than the referenced set:\n%s",
 			diff(strings.Join(wantKeys, "\n"), strings.Join(got, "\n")))

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"maps"
 	"regexp"
 	"slices"
 	"strings"
@@ -651,10 +652,8 @@ func (h *harness) planPutManifest(ctx context.Context, op Op, n *node, now time.
 	var refs []stowage.ManifestRef
 	var keep []stowage.Digest
 	missing := false
-	var children []ImageSpec
 	if len(spec.Children) > 0 {
 		mt = mtIndex
-		children = spec.Children
 		for _, c := range spec.Children {
 			cd := digestOf(c.body(p))
 			refs = append(refs, stowage.ManifestRef{Digest: cd, Kind: stowage.RefManifest})
@@ -679,7 +678,6 @@ func (h *harness) planPutManifest(ctx context.Context, op Op, n *node, now time.
 			missing = missing || !has(ld)
 		}
 	}
-	_ = children
 	tags := op.Tags
 	if !op.ByDigest && len(tags) == 0 {
 		tags = []int{0}
@@ -886,7 +884,7 @@ func (h *harness) planPurge(ctx context.Context, op Op, n *node, now time.Time) 
 			t    *mTag
 		}
 		var match []tg
-		for _, tn := range slices.Sorted(mapsKeys(r.tags)) {
+		for _, tn := range slices.Sorted(maps.Keys(r.tags)) {
 			t := r.tags[tn]
 			if !t.updated.After(cutoff) && f.Tag.MatchString(tn) {
 				match = append(match, tg{tn, t})
@@ -925,14 +923,4 @@ func (h *harness) planPurge(ctx context.Context, op Op, n *node, now time.Time) 
 	opts := stowage.PurgeOptions{Filters: []stowage.PurgeFilter{f}, Ago: op.Ago, Keep: op.Keep, Untagged: op.Untagged}
 	want := okay
 	return &want, func() { h.m = c }, func() error { _, err := n.reg.Purge(ctx, opts); return err }
-}
-
-func mapsKeys[K comparable, V any](mp map[K]V) func(func(K) bool) {
-	return func(yield func(K) bool) {
-		for k := range mp {
-			if !yield(k) {
-				return
-			}
-		}
-	}
 }
