@@ -49,6 +49,11 @@ const (
 	// crash left its object unrecorded) keeps the replaced object's data
 	// key row until the object is deleted.
 	defectCryptOverwriteKey = "crypt-overwrite-key"
+	// A finish retried after a crash between the commit and its record,
+	// naming the sha512 digest of another stored blob of the same size,
+	// records that blob (committedEarlier checks the blob key, not the
+	// session's bytes).
+	defectCommittedEarlierOther = "committed-earlier-other-blob"
 )
 
 var knownDefects = map[string]bool{
@@ -64,6 +69,7 @@ var knownDefects = map[string]bool{
 	defectGCExpiresLiveUpload:   true,
 	defectUploadLeaseSkew:       true,
 	defectCryptOverwriteKey:     true,
+	defectCommittedEarlierOther: true,
 }
 
 // failure is a divergence between engine and model. Kind groups failures

@@ -163,6 +163,9 @@ func TestKnownDefects(t *testing.T) {
 			{Kind: opGCDuringPatch, Slot: 0, Size: 1000, Jump: fullJump}}, nil},
 		{defectCryptOverwriteKey, []Op{{Kind: opCrash, InDB: true, FaultAt: 3, Inner: &Op{Kind: opPushBlob, Repo: 0, Blob: 5}},
 			push(0, 5), put(0, ImageSpec{Config: 5, Layers: []int{5}, Foreign: []bool{false}}, 0), {Kind: opGC, Jump: fullJump}}, nil},
+		{defectCommittedEarlierOther, []Op{push(1, 19), {Kind: opStartUpload, Repo: 0, Slot: 0, Blob: 18},
+			{Kind: opPatch, Slot: 0, Size: 200000}, {Kind: opCrash, FaultAt: 1, After: true, Inner: &Op{Kind: opFinish, Slot: 0}},
+			{Kind: opFinish, Slot: 0, Wrong: true}}, nil},
 		{defectUploadLeaseSkew, []Op{{Kind: opStartUpload, Repo: 0, Slot: 0, Blob: 8},
 			{Kind: opPatchRace, Slot: 0, Size: 140000}, {Kind: opFinish, Slot: 0}}, []time.Duration{0, 10 * time.Minute}},
 	} {
