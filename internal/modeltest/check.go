@@ -373,10 +373,34 @@ func (h *harness) summaryOf(ctx context.Context, c *model, ids ...*model) (strin
 				add("upload slot%d size=%d", i, u.sent)
 			}
 		}
+		for repo, limit := range c.quotas {
+			add("quota %s %d", repo, limit)
+		}
+		add("soft-delete days=%d", c.softDays)
+		add("retention %v", c.retention)
 		slices.Sort(lines)
 		return strings.Join(lines, "\n"), nil
 	}
-	err := h.eng.db.View(ctx, func(tx stowage.Tx) error {
+	// Settings, through the engine's API.
+	reg := h.eng.nodes[0].reg
+	q, err := reg.Quotas(ctx)
+	if err != nil {
+		return "", err
+	}
+	for _, rq := range q.Repositories {
+		add("quota %s %d", rq.Repository, rq.LimitBytes)
+	}
+	sd, err := reg.SoftDelete(ctx)
+	if err != nil {
+		return "", err
+	}
+	add("soft-delete days=%d", sd.Days*map[bool]int{true: 1, false: 0}[sd.Enabled])
+	ret, _, err := reg.Retention(ctx)
+	if err != nil {
+		return "", err
+	}
+	add("retention %v", ret)
+	err = h.eng.db.View(ctx, func(tx stowage.Tx) error {
 		names, err := tx.ListRepositories("", 0, true)
 		if err != nil {
 			return err

@@ -158,7 +158,8 @@ func (g *gen) op(depth int) Op {
 		}
 		inner := g.op(1)
 		for inner.Kind == opCrash || inner.Kind == opRestart || inner.Kind == opAdvance || inner.Kind == opCatalog ||
-			inner.Kind == opLeftover || inner.Kind == opGCRacePush || inner.Kind == opGCDuringPatch || inner.Kind == opPatchRace {
+			inner.Kind == opLeftover || inner.Kind == opGCRacePush || inner.Kind == opGCDuringPatch || inner.Kind == opPatchRace ||
+			inner.Kind == opRetention || inner.Kind == opPurge { // several transactions by design: partial progress is fine
 			inner = g.op(1)
 		}
 		op = Op{Kind: opCrash, Inner: &inner, FaultAt: 1 + g.intn(4), After: g.chance(50), InDB: g.chance(40)}

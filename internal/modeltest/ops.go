@@ -537,6 +537,7 @@ func (h *harness) plan(ctx context.Context, op Op, n *node, now time.Time) (*exp
 				del.manifest(d, false)
 			}
 		}
+		c.retention = pol
 		return e(okay), func() { h.m = c }, func() error {
 			if err := reg.SetRetention(ctx, pol); err != nil {
 				return err
