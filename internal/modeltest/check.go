@@ -53,6 +53,10 @@ const (
 	// records that blob (committedEarlier checks the blob key, not the
 	// session's bytes).
 	defectCommittedEarlierOther = "committed-earlier-other-blob"
+	// A monolithic finish (POST, then PUT with the whole body) records the
+	// blob and ends the session in two transactions: a crash between them
+	// leaves the session (until it expires).
+	defectFinishNotAtomic = "finish-not-atomic"
 )
 
 var knownDefects = map[string]bool{
@@ -69,6 +73,7 @@ var knownDefects = map[string]bool{
 	defectUploadLeaseSkew:       true,
 	defectCryptOverwriteKey:     true,
 	defectCommittedEarlierOther: true,
+	defectFinishNotAtomic:       true,
 }
 
 // failure is a divergence between engine and model. Kind groups failures

@@ -178,6 +178,12 @@ func (h *harness) crash(ctx context.Context, op Op) error {
 		}
 		apply()
 		cands = append(cands, h.m)
+		if u := before.uploads[inner.Slot]; inner.Kind == opFinish && u != nil && u.sent == 0 && h.known(defectFinishNotAtomic) {
+			// The blob recorded, the session not yet ended.
+			x := h.m.clone()
+			x.uploads[inner.Slot] = before.clone().uploads[inner.Slot]
+			cands = append(cands, x)
+		}
 	default: // it fails anyway
 		cands = []*model{before}
 		if want.onFail != nil {

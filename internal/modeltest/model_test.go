@@ -169,6 +169,8 @@ func TestKnownDefects(t *testing.T) {
 		{defectCommittedEarlierOther, []Op{push(1, 19), {Kind: opStartUpload, Repo: 0, Slot: 0, Blob: 18},
 			{Kind: opPatch, Slot: 0, Size: 200000}, {Kind: opCrash, FaultAt: 1, After: true, Inner: &Op{Kind: opFinish, Slot: 0}},
 			{Kind: opFinish, Slot: 0, Wrong: true}}, nil},
+		{defectFinishNotAtomic, []Op{{Kind: opStartUpload, Repo: 0, Slot: 0, Blob: 2},
+			{Kind: opCrash, InDB: true, FaultAt: 3, After: true, Inner: &Op{Kind: opFinish, Slot: 0}}}, nil},
 		{defectUploadLeaseSkew, []Op{{Kind: opStartUpload, Repo: 0, Slot: 0, Blob: 8},
 			{Kind: opPatchRace, Slot: 0, Size: 140000}, {Kind: opFinish, Slot: 0}}, []time.Duration{0, 10 * time.Minute}},
 	} {
