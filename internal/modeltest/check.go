@@ -97,6 +97,25 @@ type harness struct {
 	known  func(string) bool
 	fail   *failure // set by a step's apply when it finds a divergence
 	nSteps int
+	stats  Stats // nil: not counted
+}
+
+// Stats counts the steps that ran, per kind, split by whether the model
+// expected success: what a run covered.
+type Stats map[string]int
+
+// count records a step that ran.
+func (h *harness) count(k OpKind, want expect) {
+	if h.stats == nil {
+		return
+	}
+	if want.ok {
+		h.stats[string(k)+" ok"]++
+	} else if len(want.codes) > 0 {
+		h.stats[string(k)+" "+string(want.codes[0])]++
+	} else {
+		h.stats[string(k)+" refused"]++
+	}
 }
 
 // ---- state comparison ----

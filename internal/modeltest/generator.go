@@ -24,10 +24,17 @@ func generate(seed uint64, steps int) (Config, []Op) {
 		g.pushed[i] = map[int]bool{}
 	}
 	var ops []Op
-	for range steps {
-		ops = append(ops, g.op(0))
+	for len(ops) < steps {
+		op := g.op(0)
+		if op.Kind == opPutManifest && len(op.Image.Children) == 0 && g.chance(60) {
+			// Push an image as a client does: its blobs, then the manifest.
+			for _, b := range append([]int{op.Image.Config}, op.Image.Layers...) {
+				ops = append(ops, Op{Kind: opPushBlob, Node: op.Node, Repo: op.Repo, Blob: b, Tag: -1, From: -1})
+			}
+		}
+		ops = append(ops, op)
 	}
-	return cfg, ops
+	return cfg, ops[:steps]
 }
 
 type gen struct {
@@ -150,6 +157,12 @@ func (g *gen) op(depth int) Op {
 		op.Untagged = g.chance(50)
 	case opGC:
 		op.Jump = g.jump()
+		if op.Jump > lease {
+			// Unreferenced blobs are gone: the next images push theirs again.
+			for i := range numRepos {
+				g.pushed[i] = map[int]bool{}
+			}
+		}
 	case opAdvance:
 		op.Jump = []time.Duration{time.Minute, 20 * time.Minute, 2 * time.Hour, 30 * time.Hour}[g.intn(4)]
 	case opCrash:

@@ -83,6 +83,7 @@ func runSeeds(t *testing.T, pg func() string) {
 	deadline := time.Now().Add(time.Duration(secs) * time.Second)
 	dir := t.TempDir()
 	ran := 0
+	stats := Stats{}
 	for i := 0; i < len(seeds) || random && time.Now().Before(deadline); i++ {
 		var seed uint64
 		if i < len(seeds) {
@@ -92,7 +93,7 @@ func runSeeds(t *testing.T, pg func() string) {
 		}
 		cfg, ops := generate(seed, steps)
 		cfg.Postgres = pg
-		f, _, err := Run(ctx, cfg, seed, ops, dir, known(t))
+		f, _, err := RunStats(ctx, cfg, seed, ops, dir, known(t), stats)
 		if err != nil {
 			t.Fatalf("seed %d: %v", seed, err)
 		}
@@ -105,7 +106,7 @@ func runSeeds(t *testing.T, pg func() string) {
 			t.Fatal(Describe(seed, cfg, f, shrunk))
 		}
 	}
-	t.Logf("%d seeds of %d steps passed", ran, steps)
+	t.Logf("%d seeds of %d steps passed; steps run: %v", ran, steps, stats)
 }
 
 // TestModel drives the engine (SQLite file, fs storage in one of the

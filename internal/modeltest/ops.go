@@ -206,6 +206,7 @@ func (h *harness) step(ctx context.Context, op Op) error {
 	if want == nil {
 		return nil // nothing to do (or skipped: a known defect)
 	}
+	h.count(op.Kind, *want)
 	err := run()
 	if !want.matches(err) {
 		return failf("outcome", "%s: engine returned %v, the model expects %s", op, errString(err), want)

@@ -12,6 +12,11 @@ import (
 // engine and model, every step followed by the full check. It returns the
 // first failure and the index of the step that caused it (-1: none).
 func Run(ctx context.Context, cfg Config, seed uint64, steps []Op, dir string, known func(string) bool) (*failure, int, error) {
+	return RunStats(ctx, cfg, seed, steps, dir, known, nil)
+}
+
+// RunStats is Run, counting the steps that ran into stats.
+func RunStats(ctx context.Context, cfg Config, seed uint64, steps []Op, dir string, known func(string) bool, stats Stats) (*failure, int, error) {
 	tmp, err := os.MkdirTemp(dir, "run")
 	if err != nil {
 		return nil, -1, err
@@ -26,7 +31,7 @@ func Run(ctx context.Context, cfg Config, seed uint64, steps []Op, dir string, k
 	}
 	defer eng.close()
 	p := newPool(seed)
-	h := &harness{eng: eng, m: newModel(p), pool: p, known: known}
+	h := &harness{eng: eng, m: newModel(p), pool: p, known: known, stats: stats}
 	for i, op := range steps {
 		h.nSteps = i
 		err := h.step(ctx, op)
