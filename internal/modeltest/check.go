@@ -57,6 +57,10 @@ const (
 	// blob and ends the session in two transactions: a crash between them
 	// leaves the session (until it expires).
 	defectFinishNotAtomic = "finish-not-atomic"
+	// Deleting (by digest, or by a tag) a manifest that an index of the
+	// repository lists succeeds: the index stays, and pulling it fails at
+	// that child.
+	defectDeleteIndexChild = "delete-index-child"
 )
 
 var knownDefects = map[string]bool{
@@ -74,6 +78,7 @@ var knownDefects = map[string]bool{
 	defectCryptOverwriteKey:     true,
 	defectCommittedEarlierOther: true,
 	defectFinishNotAtomic:       true,
+	defectDeleteIndexChild:      true,
 }
 
 // failure is a divergence between engine and model. Kind groups failures

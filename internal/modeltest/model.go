@@ -258,10 +258,12 @@ func (m *model) writable(name string) bool {
 // what recycle bin entries hold: what garbage collection must keep.
 func (m *model) referenced() map[stowage.Digest]bool {
 	ref := map[stowage.Digest]bool{}
-	add := func(d stowage.Digest, mm *mManifest) {
+	add := func(d stowage.Digest, mm *mManifest, children bool) {
 		ref[d] = true
 		for _, r := range mm.refs {
-			ref[r.Digest] = true
+			if children || r.Kind == stowage.RefBlob {
+				ref[r.Digest] = true
+			}
 		}
 		for _, k := range mm.keep {
 			ref[k] = true
@@ -269,11 +271,13 @@ func (m *model) referenced() map[stowage.Digest]bool {
 	}
 	for _, r := range m.repos {
 		for d, mm := range r.manifests {
-			add(d, mm)
+			add(d, mm, true)
 		}
 	}
+	// A recycled index holds its own bytes, not its children: they are
+	// held by their own entries (and restored first).
 	for _, e := range m.recycle {
-		add(e.d, e.m)
+		add(e.d, e.m, false)
 	}
 	return ref
 }

@@ -447,6 +447,8 @@ func (h *harness) plan(ctx context.Context, op Op, n *node, now time.Time) (*exp
 			want = fails(stowage.CodeDenied)
 		case d == "" || r.manifests[d] == nil:
 			want = fails(stowage.CodeManifestUnknown)
+		case len(r.parents(d)) > 0 && !h.known(defectDeleteIndexChild):
+			want = fails() // an index of the repository still lists it
 		default:
 			del := c.newDeletion(repo, now, false)
 			del.manifest(d, true)
