@@ -16,7 +16,7 @@ import (
 // Knobs (environment):
 //
 //	STOWAGE_MODEL_SEED=N      replay one seed (and shrink its failure)
-//	STOWAGE_MODEL_SECONDS=S   time budget for random seeds (default 40; 10 with -short or -race)
+//	STOWAGE_MODEL_SECONDS=S   time budget for random seeds (default 40; 5 with -short, 10 with -race)
 //	STOWAGE_MODEL_STEPS=N     steps per seed (default 120; 60 with -race)
 //	STOWAGE_MODEL_STRICT=1    ignore the known-defect switches (check.go),
 //	                          or only those named: STOWAGE_MODEL_STRICT=mount-read-lock,...
@@ -64,12 +64,12 @@ func runSeeds(t *testing.T, pg func() string) {
 	case raceEnabled:
 		defSecs, defSteps = 10, 60
 	case testing.Short():
-		defSecs = 10
+		defSecs = 5
 	}
 	secs := envInt(t, "STOWAGE_MODEL_SECONDS", defSecs)
 	steps := envInt(t, "STOWAGE_MODEL_STEPS", defSteps)
 	seeds := fixedSeeds
-	if raceEnabled {
+	if raceEnabled || testing.Short() {
 		seeds = seeds[:3]
 	}
 	random := true
