@@ -61,6 +61,10 @@ const (
 	// repository lists succeeds: the index stays, and pulling it fails at
 	// that child.
 	defectDeleteIndexChild = "delete-index-child"
+	// A collection whose database writes fail spins for ever in
+	// expireUploads: dropUpload only logs the failed delete, and the same
+	// stale sessions are listed again.
+	defectGCUploadExpiryLoop = "gc-upload-expiry-loop"
 )
 
 var knownDefects = map[string]bool{
@@ -79,6 +83,7 @@ var knownDefects = map[string]bool{
 	defectCommittedEarlierOther: true,
 	defectFinishNotAtomic:       true,
 	defectDeleteIndexChild:      true,
+	defectGCUploadExpiryLoop:    true,
 }
 
 // failure is a divergence between engine and model. Kind groups failures

@@ -174,6 +174,8 @@ func TestKnownDefects(t *testing.T) {
 			{Kind: opCrash, InDB: true, FaultAt: 3, After: true, Inner: &Op{Kind: opFinish, Slot: 0}}}, nil},
 		{defectDeleteIndexChild, []Op{push(0, 1), push(0, 2), put(0, child), put(0, index, 0),
 			{Kind: opDelete, Repo: 0, Tag: -1, Pick: pick}}, nil},
+		{defectGCUploadExpiryLoop, []Op{{Kind: opStartUpload, Repo: 0, Slot: 0, Blob: 2},
+			{Kind: opCrash, InDB: true, FaultAt: 2, Inner: &Op{Kind: opGC, Jump: fullJump}}}, nil},
 		{defectUploadLeaseSkew, []Op{{Kind: opStartUpload, Repo: 0, Slot: 0, Blob: 8},
 			{Kind: opPatchRace, Slot: 0, Size: 140000}, {Kind: opFinish, Slot: 0}}, []time.Duration{0, 10 * time.Minute}},
 	} {
