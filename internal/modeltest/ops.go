@@ -180,6 +180,10 @@ func (h *harness) step(ctx context.Context, op Op) error {
 	n := h.eng.nodes[op.Node]
 	now := h.eng.clock.now().Add(n.skew)
 	switch op.Kind {
+	case opRestart, opAdvance, opCrash, opGC, opLeftover, opGCRacePush, opGCDuringPatch, opPatchRace:
+		h.count(op.Kind, okay)
+	}
+	switch op.Kind {
 	case opRestart:
 		return h.eng.reopen(ctx)
 	case opAdvance:
