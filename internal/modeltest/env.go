@@ -1,0 +1,359 @@
+package modeltest
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/stowage/stowage"
+	"github.com/stowage/stowage/meta/postgres"
+	"github.com/stowage/stowage/meta/sqlite"
+	"github.com/stowage/stowage/storage/crypt"
+	"github.com/stowage/stowage/storage/fs"
+	"github.com/stowage/stowage/storage/mirror"
+	"github.com/stowage/stowage/storage/shard"
+)
+
+// The engine under test is built the way cmd/stowage wires it (serve.go,
+// storage.go, encryption.go): a metadata DB (SQLite file, or PostgreSQL),
+// a storage tree of fs leaves (one dir, a mirror of two, or three shards),
+// storage/crypt on top with a service keyring file, and one Registry per
+// node. Every node has its own DB handle wrapper, crypt manager, storage
+// tree and clock offset; they share the database and the directories.
+//
+// Two fault wrappers sit in each node's stack for the crash steps:
+// faultStore right under crypt, faultDB between the DB and everything that
+// writes to it. Disarmed, they pass everything through.
+
+// Topology is the storage tree under crypt.
+type Topology string
+
+const (
+	TopoFS     Topology = "fs"     // one directory
+	TopoMirror Topology = "mirror" // two directories, every write to both
+	TopoShard  Topology = "shard"  // three directories, rendezvous placement
+)
+
+// Config describes one run's engine.
+type Config struct {
+	Topology Topology
+	// Skews are the clock offsets of the nodes (len = number of nodes).
+	Skews []time.Duration
+	// Postgres, if set, returns a connection string to an empty schema
+	// (a fresh one per call); the run then uses PostgreSQL, not SQLite.
+	Postgres func() string
+}
+
+func (c Config) String() string {
+	db := "sqlite"
+	if c.Postgres != nil {
+		db = "postgres"
+	}
+	return fmt.Sprintf("db=%s storage=%s nodes=%d skews=%v", db, c.Topology, len(c.Skews), c.Skews)
+}
+
+// leafDirs are the fs roots a topology uses under dir.
+func leafDirs(dir string, t Topology) []string {
+	n := map[Topology]int{TopoFS: 1, TopoMirror: 2, TopoShard: 3}[t]
+	var dirs []string
+	for i := range n {
+		dirs = append(dirs, filepath.Join(dir, fmt.Sprintf("store%d", i)))
+	}
+	return dirs
+}
+
+// openLeaf is the one place an fs leaf is made.
+//
+// TODO(power-loss): when storage/fs has NewWithFS, build the leaf with
+// fs.NewWithFS(root, faultFS) here, keep the fault FS in the engine, and add
+// a "powerloss" step (ops.go, opPowerLoss) that calls PowerLoss() on every
+// leaf's FS before reopen(): unsynced writes are then forgotten, which a
+// process restart (opRestart) does not model.
+func openLeaf(root string) (*fs.Backend, error) {
+	b, err := fs.New(root)
+	if err != nil {
+		return nil, err
+	}
+	// As serve does at start: writes cut short by a crash are garbage.
+	if _, err := b.CleanTemp(0); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// openStorage builds a node's storage tree (below crypt). It is the one
+// function to swap for another storage layout.
+func openStorage(dir string, t Topology) (stowage.Backend, error) {
+	var leaves []stowage.Backend
+	for _, d := range leafDirs(dir, t) {
+		b, err := openLeaf(d)
+		if err != nil {
+			return nil, err
+		}
+		leaves = append(leaves, b)
+	}
+	switch t {
+	case TopoMirror:
+		return mirror.New([]mirror.Copy{{Name: "a", Backend: leaves[0]}, {Name: "b", Backend: leaves[1]}}, mirror.Options{})
+	case TopoShard:
+		var ss []shard.Shard
+		for i, l := range leaves {
+			ss = append(ss, shard.Shard{Name: fmt.Sprint("s", i), Backend: l})
+		}
+		return shard.New(ss)
+	}
+	return leaves[0], nil
+}
+
+// clock is the run's base time; each node reads it plus its offset.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *clock) advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+// node is one Registry over the shared database and directories.
+type node struct {
+	reg   *stowage.Registry
+	store stowage.Backend // crypt over faults over the topology
+	plain stowage.Backend // the topology, for listing
+	fst   *faultStore
+	fdb   *faultDB
+	id    string
+	skew  time.Duration
+}
+
+// engine is everything the run drives: reopened at every restart.
+type engine struct {
+	cfg   Config
+	dir   string
+	pgURL string
+	clock *clock
+	db    stowage.DB
+	keys  crypt.Keys
+	nodes []*node
+}
+
+const lease = time.Hour
+
+func newEngine(ctx context.Context, cfg Config, dir string, start time.Time) (*engine, error) {
+	e := &engine{cfg: cfg, dir: dir, clock: &clock{t: start}}
+	if cfg.Postgres != nil {
+		e.pgURL = cfg.Postgres()
+	}
+	return e, e.open(ctx)
+}
+
+func (e *engine) open(ctx context.Context) error {
+	var err error
+	if e.pgURL != "" {
+		e.db, err = postgres.Open(ctx, e.pgURL, postgres.Options{MaxConns: 4})
+	} else {
+		e.db, err = sqlite.Open(ctx, filepath.Join(e.dir, "meta.db"))
+	}
+	if err != nil {
+		return err
+	}
+	// As the service key (cmd/stowage/encryption.go): a keyring file in the
+	// data dir, created at the first start.
+	if e.keys, err = crypt.OpenFileKeyring(filepath.Join(e.dir, "keys", "service.json"), true); err != nil {
+		return err
+	}
+	e.nodes = nil
+	for i, skew := range e.cfg.Skews {
+		plain, err := openStorage(e.dir, e.cfg.Topology)
+		if err != nil {
+			return err
+		}
+		n := &node{id: fmt.Sprint("node", i), skew: skew, plain: plain}
+		n.fst = newFaultStore(plain)
+		n.fdb = newFaultDB(e.db)
+		n.store = crypt.New(n.fst, crypt.NewManager(n.fdb, e.keys))
+		now := func() time.Time { return e.clock.now().Add(skew) }
+		var rdb stowage.DB = n.fdb
+		if l, ok := e.db.(stowage.Locker); ok {
+			rdb = lockerDB{n.fdb, l}
+		}
+		n.reg = stowage.NewRegistry(rdb, n.store, stowage.Options{Now: now, Lease: lease, NodeID: n.id})
+		// As serve does: end the upload leases held before the restart.
+		if _, err := n.reg.ReleaseUploadLeases(ctx, e.pgURL == ""); err != nil {
+			return err
+		}
+		e.nodes = append(e.nodes, n)
+	}
+	return nil
+}
+
+// reopen is a process restart of every node: in-flight work is abandoned,
+// what was committed stays.
+func (e *engine) reopen(ctx context.Context) error {
+	if err := e.close(); err != nil {
+		return err
+	}
+	return e.open(ctx)
+}
+
+func (e *engine) close() error {
+	if e.db == nil {
+		return nil
+	}
+	err := e.db.Close()
+	e.db = nil
+	return err
+}
+
+// ---- faults ----
+
+// errInjected is what an injected fault returns.
+var errInjected = errors.New("modeltest: injected fault (simulated crash)")
+
+// fault counts writes; the nth fails, and after it every write fails (the
+// process is dead until reopen). With after, the nth write takes effect
+// and then reports failure (a crash after the effect, before the caller
+// learned of it).
+type fault struct {
+	mu    sync.Mutex
+	n     int // writes left before the fault; 0: disarmed
+	after bool
+	dead  bool
+	fired bool
+}
+
+func (f *fault) arm(n int, after bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.n, f.after, f.dead, f.fired = n, after, false, false
+}
+
+// hit counts one write: proceed (run it), fail (report errInjected).
+func (f *fault) hit() (proceed, fail bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.dead {
+		return false, true
+	}
+	if f.n == 0 {
+		return true, false
+	}
+	f.n--
+	if f.n > 0 {
+		return true, false
+	}
+	f.dead, f.fired = true, true
+	return f.after, true
+}
+
+// faultStore injects a failure into the nth write (Put, Append, Commit,
+// Delete). A failing Append writes part of its bytes first (a torn tail).
+type faultStore struct {
+	stowage.Backend
+	app stowage.Appender
+	fault
+	// beforeDelete, if set, runs before each Delete (a race step puts a
+	// push there).
+	beforeDelete func(key string)
+}
+
+func newFaultStore(inner stowage.Backend) *faultStore {
+	s := &faultStore{Backend: inner}
+	s.app, _ = inner.(stowage.Appender)
+	return s
+}
+
+func (s *faultStore) Put(ctx context.Context, key string, r io.Reader, size int64) error {
+	proceed, fail := s.hit()
+	if proceed {
+		if err := s.Backend.Put(ctx, key, r, size); err != nil || !fail {
+			return err
+		}
+	}
+	if fail {
+		return errInjected
+	}
+	return nil
+}
+
+func (s *faultStore) Delete(ctx context.Context, key string) error {
+	if s.beforeDelete != nil {
+		s.beforeDelete(key)
+	}
+	proceed, fail := s.hit()
+	if proceed {
+		if err := s.Backend.Delete(ctx, key); err != nil || !fail {
+			return err
+		}
+	}
+	if fail {
+		return errInjected
+	}
+	return nil
+}
+
+func (s *faultStore) Append(ctx context.Context, key string, off int64, r io.Reader) (int64, error) {
+	proceed, fail := s.hit()
+	if !fail {
+		return s.app.Append(ctx, key, off, r)
+	}
+	if proceed {
+		// Torn: half of the chunk lands, then the writer dies.
+		b, _ := io.ReadAll(r)
+		s.app.Append(ctx, key, off, io.MultiReader(bytes.NewReader(b[:len(b)/2]), errReader{}))
+	}
+	return 0, errInjected
+}
+
+func (s *faultStore) Commit(ctx context.Context, src, dst string, size int64) error {
+	proceed, fail := s.hit()
+	if proceed {
+		if err := s.app.Commit(ctx, src, dst, size); err != nil || !fail {
+			return err
+		}
+	}
+	if fail {
+		return errInjected
+	}
+	return nil
+}
+
+type errReader struct{}
+
+func (errReader) Read([]byte) (int, error) { return 0, errInjected }
+
+// faultDB injects a failure into the nth Update.
+type faultDB struct {
+	stowage.DB
+	fault
+}
+
+func newFaultDB(inner stowage.DB) *faultDB { return &faultDB{DB: inner} }
+
+func (d *faultDB) Update(ctx context.Context, fn func(stowage.Tx) error) error {
+	proceed, fail := d.hit()
+	if proceed {
+		if err := d.DB.Update(ctx, fn); err != nil || !fail {
+			return err
+		}
+	}
+	if fail {
+		return errInjected
+	}
+	return nil
+}
+
+// lockerDB adds the Locker capability when the inner DB has it
+// (PostgreSQL), so job locks stay cross-node.
+type lockerDB struct {
+	*faultDB
+	stowage.Locker
+}

@@ -1,0 +1,203 @@
+package modeltest
+
+import (
+	"context"
+	"math/rand/v2"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stowage/stowage"
+	"github.com/stowage/stowage/meta/postgres/pgtest"
+)
+
+// Knobs (environment):
+//
+//	STOWAGE_MODEL_SEED=N      replay one seed (and shrink its failure)
+//	STOWAGE_MODEL_SECONDS=S   time budget for random seeds (default 40; 5 with -short, 10 with -race)
+//	STOWAGE_MODEL_STEPS=N     steps per seed (default 120; 60 with -race)
+//	STOWAGE_MODEL_STRICT=1    ignore the known-defect switches (check.go),
+//	                          or only those named: STOWAGE_MODEL_STRICT=mount-read-lock,...
+
+// fixedSeeds always run: a spread of topologies and node counts.
+var fixedSeeds = []uint64{1, 2, 3, 5, 8}
+
+func envInt(t *testing.T, name string, def int) int {
+	v := os.Getenv(name)
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil {
+		t.Fatalf("%s=%q: want a number", name, v)
+	}
+	return n
+}
+
+// known returns the known-defect switches in force: all of knownDefects,
+// less those STOWAGE_MODEL_STRICT names (a comma-separated list of
+// defect names, or 1 for all of them).
+func known(t *testing.T) func(string) bool {
+	strict := os.Getenv("STOWAGE_MODEL_STRICT")
+	off := map[string]bool{}
+	for _, name := range strings.Split(strict, ",") {
+		if name == "" {
+			continue
+		}
+		if name != "1" && !knownDefects[name] {
+			t.Fatalf("STOWAGE_MODEL_STRICT: %q is not a known defect (see knownDefects in check.go)", name)
+		}
+		off[name] = true
+	}
+	return func(d string) bool { return knownDefects[d] && !off[d] && !off["1"] }
+}
+
+// runSeeds runs the fixed seeds, then random ones until the budget is
+// spent (or just STOWAGE_MODEL_SEED), and reports the first failure,
+// shrunk.
+func runSeeds(t *testing.T, pg func() string) {
+	ctx := context.Background()
+	defSecs, defSteps := 40, 120
+	switch {
+	case raceEnabled:
+		defSecs, defSteps = 10, 60
+	case testing.Short():
+		defSecs = 5
+	}
+	secs := envInt(t, "STOWAGE_MODEL_SECONDS", defSecs)
+	steps := envInt(t, "STOWAGE_MODEL_STEPS", defSteps)
+	seeds := fixedSeeds
+	if raceEnabled || testing.Short() {
+		seeds = seeds[:3]
+	}
+	random := true
+	if v := os.Getenv("STOWAGE_MODEL_SEED"); v != "" {
+		s, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			t.Fatalf("STOWAGE_MODEL_SEED=%q: want a number", v)
+		}
+		seeds, random = []uint64{s}, false
+	}
+	deadline := time.Now().Add(time.Duration(secs) * time.Second)
+	dir := t.TempDir()
+	ran := 0
+	stats := Stats{}
+	for i := 0; i < len(seeds) || random && time.Now().Before(deadline); i++ {
+		var seed uint64
+		if i < len(seeds) {
+			seed = seeds[i]
+		} else {
+			seed = rand.Uint64() % 1e9
+		}
+		cfg, ops := generate(seed, steps)
+		cfg.Postgres = pg
+		f, _, err := RunStats(ctx, cfg, seed, ops, dir, known(t), stats)
+		if err != nil {
+			t.Fatalf("seed %d: %v", seed, err)
+		}
+		ran++
+		if f != nil {
+			shrunk := Shrink(ctx, cfg, seed, ops, f.Kind, dir, known(t), 300, 3*time.Minute)
+			if f2, _, err := Run(ctx, cfg, seed, shrunk, dir, known(t)); err == nil && f2 != nil {
+				f = f2
+			}
+			t.Fatal(Describe(seed, cfg, f, shrunk))
+		}
+	}
+	t.Logf("%d seeds of %d steps passed; steps run: %v", ran, steps, stats)
+}
+
+// TestModel drives the engine (SQLite file, fs storage in one of the
+// topologies, encryption on, one or two nodes with skewed clocks) with
+// random steps and compares it with the model after each one.
+func TestModel(t *testing.T) {
+	runSeeds(t, nil)
+}
+
+// TestModelPostgres is TestModel on PostgreSQL (scripts/postgres-test.sh
+// provides the server; without one it skips).
+func TestModelPostgres(t *testing.T) {
+	pgtest.Server(t)
+	if os.Getenv("STOWAGE_MODEL_SECONDS") == "" {
+		t.Setenv("STOWAGE_MODEL_SECONDS", "15")
+	}
+	runSeeds(t, func() string { return pgtest.Schema(t, "modeltest") })
+}
+
+// TestKnownDefects replays, for each known defect, the shortest step list
+// the generator found for it: with the switch off it must fail, with it on
+// pass. When a fix is merged the first half fails: remove the defect from
+// knownDefects (check.go) and its row here.
+func TestKnownDefects(t *testing.T) {
+	const seed = 7
+	p := newPool(seed)
+	img := ImageSpec{Config: 1, Layers: []int{1}, Foreign: []bool{false}}
+	child := ImageSpec{Config: 1, Layers: []int{2}, Foreign: []bool{false}}
+	index := ImageSpec{Children: []ImageSpec{child}}
+	// pick selects the child among the repository's two manifests
+	// (ordered by digest).
+	pick := 0
+	if digestOf(child.body(p)) > digestOf(index.body(p)) {
+		pick = 1
+	}
+	put := func(repo int, s ImageSpec, tags ...int) Op {
+		return Op{Kind: opPutManifest, Repo: repo, Image: s, Tags: tags, ByDigest: len(tags) == 0, Tag: -1}
+	}
+	push := func(repo, blob int) Op { return Op{Kind: opPushBlob, Repo: repo, Blob: blob} }
+	for _, tc := range []struct {
+		defect string
+		steps  []Op
+		skews  []time.Duration // nodes (default: one)
+	}{
+		{defectDescriptorSize, []Op{push(0, 1), put(0, ImageSpec{Config: 1, Layers: []int{1}, Foreign: []bool{false}, BadSize: true}, 0)}, nil},
+		{defectDeleteUsedBlob, []Op{push(0, 1), put(0, img, 0), {Kind: opDeleteBlob, Repo: 0, Blob: 1}}, nil},
+		{defectCatalogFilterNoN, []Op{push(0, 1), {Kind: opCatalog, Filter: 1, N: 0}}, nil},
+		{defectMountReadLock, []Op{push(1, 4), {Kind: opLock, Target: "repo", Repo: 1, Bits: stowage.LockRead}, {Kind: opMount, Repo: 0, From: 1, Blob: 4}}, nil},
+		{defectForeignLayerGC, []Op{push(0, 1), push(0, 2),
+			put(0, ImageSpec{Config: 1, Layers: []int{2}, Foreign: []bool{true}}, 0), {Kind: opGC, Jump: fullJump}}, nil},
+		{defectRestoreDropsLocks, []Op{{Kind: opSoftDelete, Days: 1}, push(0, 1), put(0, img, 0),
+			{Kind: opLock, Target: "manifest", Repo: 0, Bits: stowage.LockRead}, {Kind: opDelete, Repo: 0, Tag: 0}, {Kind: opRestore}}, nil},
+		{defectDeleteRepoLockedChild, []Op{push(0, 1), push(0, 2), put(0, child), put(0, index, 0),
+			{Kind: opLock, Target: "manifest", Repo: 0, Pick: pick, Bits: stowage.LockDelete}, {Kind: opDeleteRepo, Repo: 0}}, nil},
+		{defectRetagNearQuota, []Op{push(0, 1), put(0, img, 0), {Kind: opQuota, Repo: 0, Size: 0}, put(0, img, 1)}, nil},
+		{defectOrphanSweepFence, []Op{{Kind: opLeftover, Blob: 1}, {Kind: opGCRacePush, Repo: 0, Blob: 1, Jump: 2 * time.Hour}}, nil},
+		{defectGCExpiresLiveUpload, []Op{{Kind: opStartUpload, Repo: 0, Slot: 0, Blob: 2},
+			{Kind: opGCDuringPatch, Slot: 0, Size: 1000, Jump: fullJump}}, nil},
+		{defectCryptOverwriteKey, []Op{{Kind: opCrash, InDB: true, FaultAt: 3, Inner: &Op{Kind: opPushBlob, Repo: 0, Blob: 5}},
+			push(0, 5), put(0, ImageSpec{Config: 5, Layers: []int{5}, Foreign: []bool{false}}, 0), {Kind: opGC, Jump: fullJump}}, nil},
+		{defectCommittedEarlierOther, []Op{push(1, 19), {Kind: opStartUpload, Repo: 0, Slot: 0, Blob: 18},
+			{Kind: opPatch, Slot: 0, Size: 200000}, {Kind: opCrash, FaultAt: 1, After: true, Inner: &Op{Kind: opFinish, Slot: 0}},
+			{Kind: opFinish, Slot: 0, Wrong: true}}, nil},
+		{defectFinishNotAtomic, []Op{{Kind: opStartUpload, Repo: 0, Slot: 0, Blob: 2},
+			{Kind: opCrash, InDB: true, FaultAt: 3, After: true, Inner: &Op{Kind: opFinish, Slot: 0}}}, nil},
+		{defectDeleteIndexChild, []Op{push(0, 1), push(0, 2), put(0, child), put(0, index, 0),
+			{Kind: opDelete, Repo: 0, Tag: -1, Pick: pick}}, nil},
+		{defectGCUploadExpiryLoop, []Op{{Kind: opStartUpload, Repo: 0, Slot: 0, Blob: 2},
+			{Kind: opCrash, InDB: true, FaultAt: 2, Inner: &Op{Kind: opGC, Jump: fullJump}}}, nil},
+		{defectUploadLeaseSkew, []Op{{Kind: opStartUpload, Repo: 0, Slot: 0, Blob: 8},
+			{Kind: opPatchRace, Slot: 0, Size: 140000}, {Kind: opFinish, Slot: 0}}, []time.Duration{0, 10 * time.Minute}},
+	} {
+		t.Run(tc.defect, func(t *testing.T) {
+			ctx := context.Background()
+			cfg := Config{Topology: TopoFS, Skews: []time.Duration{0}}
+			if tc.skews != nil {
+				cfg.Skews = tc.skews
+			}
+			without := func(d string) bool { return knownDefects[d] && d != tc.defect }
+			f, _, err := Run(ctx, cfg, seed, tc.steps, t.TempDir(), without)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if f == nil {
+				t.Errorf("defect %s no longer shows: if it was fixed, remove it from knownDefects (check.go) and from this table", tc.defect)
+			} else {
+				t.Logf("as expected while the defect is known: %v", f)
+			}
+			if f, _, err := Run(ctx, cfg, seed, tc.steps, t.TempDir(), func(d string) bool { return knownDefects[d] }); err != nil || f != nil {
+				t.Errorf("with the switch on, the steps should pass: %v %v", f, err)
+			}
+		})
+	}
+}
