@@ -105,7 +105,7 @@ func openStorage(dir string, t Topology) (stowage.Backend, error) {
 		for i, l := range leaves {
 			ss = append(ss, shard.Shard{Name: fmt.Sprint("s", i), Backend: l})
 		}
-		return shard.New(ss)
+		return shard.New(ss, shard.Options{})
 	}
 	return leaves[0], nil
 }
