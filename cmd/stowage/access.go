@@ -96,8 +96,14 @@ func (m *Main) setupAuth(ctx context.Context, db stowage.DB) (*auth.Authority, e
 		}
 		proxies = append(proxies, pf)
 	}
-	a, err := auth.New(ctx, db, auth.Options{Realm: c.Realm, Service: c.Service, TokenTTL: time.Duration(c.TokenTTL),
-		RefreshTTL: time.Duration(c.RefreshTTL), TrustedProxies: proxies, LoginStore: sharedLimits(m.Config, db), Logger: m.log})
+	opts := auth.Options{Realm: c.Realm, Service: c.Service, TokenTTL: time.Duration(c.TokenTTL),
+		RefreshTTL: time.Duration(c.RefreshTTL), TrustedProxies: proxies, LoginStore: sharedLimits(m.Config, db), Logger: m.log}
+	if m.keys != nil {
+		// The token signing key is sealed with the encryption key, which
+		// every node holds and the database does not (docs/access.md).
+		opts.Keys = m.keys.Keys
+	}
+	a, err := auth.New(ctx, db, opts)
 	if err != nil {
 		return nil, fmt.Errorf("access control: %w", err)
 	}
