@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -167,4 +169,49 @@ func keysOf(v map[string]any) string {
 		ks = append(ks, k)
 	}
 	return strings.Join(ks, ",")
+}
+
+// TestErrorRoutesLog: the routes that only answer an error (the access
+// control API with access control off) write it with the server's logger:
+// an error that is not a *stowage.Error is answered 500 and logged, never
+// a panic on a nil logger.
+func TestErrorRoutesLog(t *testing.T) {
+	var logs bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&logs, nil))
+	ok := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {})
+	mux := http.NewServeMux()
+	routes(mux, log, nil, nil, ok, ok, ok, ok)
+	cases := []struct {
+		name    string
+		h       http.Handler
+		status  int
+		code    string
+		logged  string
+		message string
+	}{
+		{"access control off", mux, http.StatusMethodNotAllowed, "UNSUPPORTED", "", "access control is off"},
+		{"not a *stowage.Error", errorHandler(log, errors.New("disk on fire")), http.StatusInternalServerError, "INTERNAL_ERROR", "disk on fire", "internal error"},
+	}
+	for _, tc := range cases {
+		logs.Reset()
+		w := httptest.NewRecorder()
+		func() {
+			defer func() {
+				if p := recover(); p != nil {
+					t.Fatalf("%s: panic: %v", tc.name, p)
+				}
+			}()
+			tc.h.ServeHTTP(w, httptest.NewRequest(http.MethodGet, auth.AdminPrefix+"users", nil))
+		}()
+		var oe struct {
+			Errors []struct{ Code, Message string }
+		}
+		if w.Code != tc.status || json.Unmarshal(w.Body.Bytes(), &oe) != nil || len(oe.Errors) != 1 ||
+			oe.Errors[0].Code != tc.code || !strings.Contains(oe.Errors[0].Message, tc.message) {
+			t.Errorf("%s: %d %s, want %d %s", tc.name, w.Code, w.Body, tc.status, tc.code)
+		}
+		if tc.logged != "" && !strings.Contains(logs.String(), tc.logged) {
+			t.Errorf("%s: not logged: %q", tc.name, logs.String())
+		}
+	}
 }
