@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/stowage/stowage"
+	"github.com/stowage/stowage/meta/postgres"
+	"github.com/stowage/stowage/meta/postgres/pgtest"
 	"github.com/stowage/stowage/meta/sqlite"
 	"github.com/stowage/stowage/storage/crypt"
 )
@@ -133,50 +135,75 @@ func TestSigningKeyFirstStartsTogether(t *testing.T) {
 		{"empty, keyring", false, ring},
 		{"clear key, keyring", true, ring},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			path := filepath.Join(t.TempDir(), "stowage.db")
-			var dbs []*sqlite.DB
-			for range 4 {
-				dbs = append(dbs, openKeyTestDB(t, path)) // one per node
-			}
-			if tc.clear {
-				if _, err := loadKey(ctx, dbs[0], nil, now, log); err != nil {
+		for _, backend := range []string{"sqlite", "postgres"} {
+			t.Run(tc.name+"/"+backend, func(t *testing.T) {
+				dbs := openNodes(t, backend, 4)
+				if tc.clear {
+					if _, err := loadKey(ctx, dbs[0], nil, now, log); err != nil {
+						t.Fatal(err)
+					}
+				}
+				keys := make([]signingKey, len(dbs))
+				errs := make([]error, len(dbs))
+				var wg sync.WaitGroup
+				start := make(chan struct{})
+				for i := range dbs {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						<-start
+						keys[i], errs[i] = loadKey(ctx, dbs[i], tc.keys, now, log)
+					}()
+				}
+				close(start)
+				wg.Wait()
+				for i := range keys {
+					if errs[i] != nil {
+						t.Fatalf("node %d: %v", i, errs[i])
+					}
+					if keys[i].ID != keys[0].ID || string(keys[i].Key) != string(keys[0].Key) {
+						t.Fatalf("node %d has key %s, node 0 %s", i, keys[i].ID, keys[0].ID)
+					}
+				}
+				var counts []stowage.KeyVersionCount
+				if err := dbs[0].View(ctx, func(tx stowage.Tx) (err error) { counts, err = tx.CountDataKeys(); return err }); err != nil {
 					t.Fatal(err)
 				}
-			}
-			keys := make([]signingKey, len(dbs))
-			errs := make([]error, len(dbs))
-			var wg sync.WaitGroup
-			start := make(chan struct{})
-			for i := range dbs {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					<-start
-					keys[i], errs[i] = loadKey(ctx, dbs[i], tc.keys, now, log)
-				}()
-			}
-			close(start)
-			wg.Wait()
-			for i := range keys {
-				if errs[i] != nil {
-					t.Fatalf("node %d: %v", i, errs[i])
+				n := int64(0)
+				for _, c := range counts {
+					n += c.Count
 				}
-				if keys[i].ID != keys[0].ID || string(keys[i].Key) != string(keys[0].Key) {
-					t.Fatalf("node %d has key %s, node 0 %s", i, keys[i].ID, keys[0].ID)
+				if want := int64(map[bool]int{false: 0, true: 1}[tc.keys != nil]); n != want {
+					t.Errorf("%d data keys recorded, want %d", n, want)
 				}
-			}
-			var counts []stowage.KeyVersionCount
-			if err := dbs[0].View(ctx, func(tx stowage.Tx) (err error) { counts, err = tx.CountDataKeys(); return err }); err != nil {
+			})
+		}
+	}
+}
+
+// openNodes opens one database for n nodes, each through its own
+// connection: a SQLite file, or a PostgreSQL schema (skipped without the
+// test server).
+func openNodes(t *testing.T, backend string, n int) []stowage.DB {
+	t.Helper()
+	ctx := context.Background()
+	var dbs []stowage.DB
+	switch backend {
+	case "sqlite":
+		path := filepath.Join(t.TempDir(), "stowage.db")
+		for range n {
+			dbs = append(dbs, openKeyTestDB(t, path))
+		}
+	case "postgres":
+		cs := pgtest.Schema(t, "stowage_auth_sealing")
+		for range n {
+			db, err := postgres.Open(ctx, cs, postgres.Options{MaxConns: 2})
+			if err != nil {
 				t.Fatal(err)
 			}
-			n := int64(0)
-			for _, c := range counts {
-				n += c.Count
-			}
-			if want := int64(map[bool]int{false: 0, true: 1}[tc.keys != nil]); n != want {
-				t.Errorf("%d data keys recorded, want %d", n, want)
-			}
-		})
+			t.Cleanup(func() { db.Close() })
+			dbs = append(dbs, db)
+		}
 	}
+	return dbs
 }
