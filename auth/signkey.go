@@ -24,9 +24,8 @@ import (
 // are. A random 32-byte sealing key seals the signing key (AES-256-GCM);
 // the keyring wraps the sealing key, which is kept as a data key in the
 // data_keys table (object DataKeyObject), so `stowage keys rotate`
-// rewraps it with the blobs' keys, `stowage keys retire` refuses a version
-// that still wraps it, and the startup check samples it. The setting then
-// holds, as JSON:
+// rewraps it with the blobs' keys and `stowage keys retire` refuses a
+// version that still wraps it. The setting then holds, as JSON:
 //
 //	{"kid": "…", "alg": "HS256", "created": "…", "sealed": {"data_key": "<id>", "box": "<base64 nonce|ciphertext|tag>"}}
 //
@@ -263,6 +262,7 @@ func loadKey(ctx context.Context, db stowage.DB, keys Keyring, now time.Time, lo
 	if sealedClear {
 		msg := "sealed the token signing key with the encryption key: the database no longer holds it in the clear (backups made before still do, see docs/access.md)"
 		if c, ok := db.(Compacter); ok {
+			log.Info("compacting the metadata database, once, so the clear copy of the token signing key is not left in its free space")
 			if err := c.Compact(ctx); err != nil {
 				// Sealed all the same: the clear copy is only in free space.
 				log.Error("the token signing key was sealed, but compacting the database failed, so its files may still hold the clear copy in free space: stop stowage and run `sqlite3 stowage.db 'VACUUM'`, or replace the key (docs/access.md)", "err", err)
