@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"bytes"
 	"encoding/json"
 	"net/http"
 	"strconv"
@@ -215,8 +216,17 @@ func (a *Authority) admin(w http.ResponseWriter, r *http.Request, id Identity, r
 	return adminNotFound(r)
 }
 
+// maxAdminBody bounds a management request's JSON body.
+const maxAdminBody = 1 << 20
+
+// decode reads a JSON request body of at most maxAdminBody bytes into v; a
+// larger one is answered 413, readably (see ociapi.ReadBody).
 func decode(w http.ResponseWriter, r *http.Request, v any) error {
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20))
+	body, err := ociapi.ReadBody(r, maxAdminBody, stowage.CodeInvalidParameter, "request body")
+	if err != nil {
+		return err
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		return stowage.Errorf(stowage.CodeInvalidParameter, "request body: %v (see docs/access.md for the format)", err)

@@ -61,7 +61,12 @@ type Options struct {
 	// database, pass the database (a limits.Store), so the limits hold
 	// across the nodes; nil: in this process's memory.
 	LoginStore limits.Store
-	Logger     *slog.Logger
+	// Keys seals the token signing key in the database (pass the
+	// encryption keyring, storage/crypt.Keys): whoever reads the database
+	// then cannot sign tokens. nil (encryption: none): the key is kept in
+	// the clear.
+	Keys   Keyring
+	Logger *slog.Logger
 	// Now is the clock (tests); default time.Now.
 	Now func() time.Time
 }
@@ -80,7 +85,8 @@ type Authority struct {
 }
 
 // New returns an Authority keeping its state in db. On first start it
-// generates the token signing key and stores it in the settings.
+// generates the token signing key and stores it in the settings, sealed
+// with opts.Keys when given (signkey.go).
 func New(ctx context.Context, db stowage.DB, opts Options) (*Authority, error) {
 	if opts.Issuer == "" {
 		opts.Issuer = "stowage"
@@ -132,7 +138,7 @@ func New(ctx context.Context, db stowage.DB, opts Options) (*Authority, error) {
 	if a.dummyHash, err = bcrypt.GenerateFromPassword([]byte("not a password "+randomID(8)), opts.BcryptCost); err != nil {
 		return nil, err
 	}
-	if a.key, err = loadKey(ctx, db, opts.Now()); err != nil {
+	if a.key, err = loadKey(ctx, db, opts.Keys, opts.Now(), a.log); err != nil {
 		return nil, err
 	}
 	if _, err := a.store.get(ctx); err != nil {

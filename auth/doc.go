@@ -12,7 +12,8 @@
 // effect at once, other nodes' after Options.RefreshInterval. The HS256
 // signing key is generated at first start and kept under SettingKey
 // ("auth.signing-key"), so every node sharing the database verifies every
-// node's tokens.
+// node's tokens; sealed with Options.Keys (the encryption keyring), so the
+// database alone does not give it away (signkey.go).
 //
 // # Tokens
 //

@@ -130,33 +130,3 @@ func (s *store) update(ctx context.Context, fn func(st *state, now time.Time) er
 	s.mu.Unlock()
 	return out, nil
 }
-
-// loadKey returns the signing key, creating and storing it on first use.
-func loadKey(ctx context.Context, db stowage.DB, now time.Time) (signingKey, error) {
-	var k signingKey
-	err := db.Update(ctx, func(tx stowage.Tx) error {
-		raw, err := tx.GetSetting(SettingKey)
-		if err == nil {
-			if err := json.Unmarshal([]byte(raw), &k); err != nil {
-				return fmt.Errorf("the token signing key (%s) is not valid JSON: %w", SettingKey, err)
-			}
-			if k.Alg != "HS256" || len(k.Key) < 32 || k.ID == "" {
-				return fmt.Errorf("the token signing key (%s) is not an HS256 key of 32 bytes or more", SettingKey)
-			}
-			return nil
-		}
-		if !errors.Is(err, stowage.ErrNotFound) {
-			return err
-		}
-		k, err = newSigningKey(now)
-		if err != nil {
-			return err
-		}
-		b, err := json.Marshal(k)
-		if err != nil {
-			return err
-		}
-		return tx.PutSetting(SettingKey, string(b), now)
-	})
-	return k, err
-}

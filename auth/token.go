@@ -1,8 +1,10 @@
 package auth
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -11,6 +13,10 @@ import (
 	"github.com/stowage/stowage"
 	"github.com/stowage/stowage/ociapi"
 )
+
+// maxTokenRequest bounds a token request's form body (credentials, a
+// refresh token, scopes).
+const maxTokenRequest = 64 << 10
 
 // TokenResponse is the token endpoint's answer. "token" and
 // "access_token" hold the same token (Docker reads the first, OAuth2
@@ -86,7 +92,13 @@ func (a *Authority) token(w http.ResponseWriter, r *http.Request) (TokenResponse
 			return TokenResponse{}, authError("the token endpoint takes Basic credentials (or none, for anonymous access), not a bearer token")
 		}
 	case http.MethodPost:
-		r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
+		// Read within a bound, then parse: a larger body gets a readable
+		// 413 (the error writer drains the rest), not a reset connection.
+		body, err := ociapi.ReadBody(r, maxTokenRequest, stowage.CodeInvalidParameter, "token request body")
+		if err != nil {
+			return TokenResponse{}, err
+		}
+		r.Body = io.NopCloser(bytes.NewReader(body))
 		if err := r.ParseForm(); err != nil {
 			return TokenResponse{}, stowage.Errorf(stowage.CodeInvalidParameter, "the token request is not a valid form (application/x-www-form-urlencoded): %v", err)
 		}

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
@@ -96,8 +97,14 @@ func (m *Main) setupAuth(ctx context.Context, db stowage.DB) (*auth.Authority, e
 		}
 		proxies = append(proxies, pf)
 	}
-	a, err := auth.New(ctx, db, auth.Options{Realm: c.Realm, Service: c.Service, TokenTTL: time.Duration(c.TokenTTL),
-		RefreshTTL: time.Duration(c.RefreshTTL), TrustedProxies: proxies, LoginStore: sharedLimits(m.Config, db), Logger: m.log})
+	opts := auth.Options{Realm: c.Realm, Service: c.Service, TokenTTL: time.Duration(c.TokenTTL),
+		RefreshTTL: time.Duration(c.RefreshTTL), TrustedProxies: proxies, LoginStore: sharedLimits(m.Config, db), Logger: m.log}
+	if m.keys != nil {
+		// The token signing key is sealed with the encryption key, which
+		// every node holds and the database does not (docs/access.md).
+		opts.Keys = m.keys.Keys
+	}
+	a, err := auth.New(ctx, db, opts)
 	if err != nil {
 		return nil, fmt.Errorf("access control: %w", err)
 	}
@@ -127,8 +134,9 @@ func (m *Main) setupAuth(ctx context.Context, db stowage.DB) (*auth.Authority, e
 }
 
 // routes mounts the APIs: access control outside, request limits inside
-// it (so limits know who is asking), the handlers innermost.
-func routes(mux *http.ServeMux, a *auth.Authority, lim *limits.Limiter, oci, mgmtAPI, acr, metrics http.Handler) {
+// it (so limits know who is asking), the handlers innermost. log is the
+// server's logger (errors that are not a *stowage.Error are logged).
+func routes(mux *http.ServeMux, log *slog.Logger, a *auth.Authority, lim *limits.Limiter, oci, mgmtAPI, acr, metrics http.Handler) {
 	limit := func(h http.Handler) http.Handler {
 		if lim == nil {
 			return h
@@ -144,9 +152,7 @@ func routes(mux *http.ServeMux, a *auth.Authority, lim *limits.Limiter, oci, mgm
 		mux.Handle("/v2/", oci)
 		mux.Handle("/v2", oci)
 		mux.Handle("/api/v1/", mgmtAPI)
-		mux.Handle(auth.AdminPrefix, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			ociapi.WriteError(w, r, nil, stowage.Errorf(stowage.CodeUnsupported, "access control is off on this registry: there are no users or tokens to manage (turn it on with auth.enabled, see docs/access.md)"))
-		}))
+		mux.Handle(auth.AdminPrefix, errorHandler(log, errAccessOff))
 		mux.Handle("/acr/v1/", acr)
 		mux.Handle("/metrics", metrics)
 		return
@@ -158,6 +164,18 @@ func routes(mux *http.ServeMux, a *auth.Authority, lim *limits.Limiter, oci, mgm
 	mux.Handle("/api/v1/", a.ManagementMiddleware(mgmtAPI))
 	mux.Handle("/acr/v1/", a.ManagementMiddleware(acr))
 	mux.Handle("/metrics", a.ManagementMiddleware(metrics))
+}
+
+// errAccessOff answers the access control API with access control off.
+var errAccessOff = stowage.Errorf(stowage.CodeUnsupported, "access control is off on this registry: there are no users or tokens to manage (turn it on with auth.enabled, see docs/access.md)")
+
+// errorHandler answers every request with err, through the one error
+// writer and with the server's logger (which it needs for an error that
+// is not a *stowage.Error: logged, and answered 500).
+func errorHandler(log *slog.Logger, err error) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ociapi.WriteError(w, r, log, err)
+	})
 }
 
 func storageLimitText(n int64) string {
