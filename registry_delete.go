@@ -274,6 +274,9 @@ func (del *deletion) manifest(d Digest, reason string) error {
 	}
 	if lockedBy != "" {
 		if del.skipLocked || reason != "requested" {
+			// Passed over, and left unseen: asked for later in this same
+			// delete (delete-repo asks for every manifest), it is refused.
+			delete(del.seen, d)
 			return nil
 		}
 		return denied(lockedBy, "delete", strings.NewReplacer("manifest ", "", "tag ", "").Replace(lockedBy))
