@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 )
 
@@ -166,12 +165,7 @@ func (r *Registry) checkRestore(tx Tx, e RecycledManifest) error {
 		}
 		added += b.Size
 	}
-	err := r.checkRepoQuota(tx, m.Repo, "", added)
-	var se *Error
-	if errors.As(err, &se) {
-		se.Message = fmt.Sprintf("restore of %s@%s refused%s", m.Repo, m.Digest, strings.TrimPrefix(se.Message, "push refused"))
-	}
-	return err
+	return r.checkRepoQuotaFor(tx, fmt.Sprintf("restore of %s@%s", m.Repo, m.Digest), m.Repo, "", added)
 }
 
 // expireRecycled removes recycle bin entries past their time; their space
