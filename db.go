@@ -121,6 +121,9 @@ type RecycledManifest struct {
 	Manifest ManifestRecord
 	Refs     []ManifestRef
 	Tags     []string
+	// TagLocks are the locks the tags had (only tags with any), so a
+	// restore brings them back as they were.
+	TagLocks map[string]Locks
 	Deleted  time.Time
 	Expires  time.Time
 }

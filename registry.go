@@ -161,6 +161,10 @@ func (r *Registry) DeleteBlob(ctx context.Context, repo string, d Digest) error 
 		if rec, err := tx.GetRepository(repo); err == nil && rec.Locks&LockDelete != 0 {
 			return denied("repository "+repo, "delete", repo)
 		}
+		// Only a blob HEAD would show: not one being garbage-collected.
+		if _, err := tx.RepositoryBlob(repo, d); err != nil {
+			return err
+		}
 		if err := tx.UnlinkBlob(repo, d); err != nil {
 			return err
 		}
@@ -283,8 +287,10 @@ func uploadError(err error) error {
 // the collector away), or records a pending row before the caller writes
 // the object. It waits while the collector is deleting d, so an object
 // written now can never be deleted by a collection that started earlier.
-// It refuses (DENIED) a blob that would pass the registry's storage limit
-// or repo's quota.
+// A row left 'deleting' by a collection that crashed (no collection holds
+// the job lock "gc" now) it finishes deleting itself, in the collector's
+// order, rather than wait for the next collection. It refuses (DENIED) a
+// blob that would pass the registry's storage limit or repo's quota.
 func (r *Registry) reserve(ctx context.Context, repo string, d Digest, size int64) (stored bool, err error) {
 	for attempt := 0; ; attempt++ {
 		var state BlobState
@@ -320,6 +326,11 @@ func (r *Registry) reserve(ctx context.Context, repo string, d Digest, size int6
 		if state != BlobDeleting {
 			return state == BlobLive, nil
 		}
+		if finished, err := r.finishDeleting(ctx, d); err != nil {
+			return false, err
+		} else if finished {
+			continue
+		}
 		if attempt == 200 {
 			return false, Errorf(CodeUnavailable, "blob %s is being garbage-collected right now; retry the upload in a moment", d)
 		}
@@ -329,6 +340,39 @@ func (r *Registry) reserve(ctx context.Context, repo string, d Digest, size int6
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
+}
+
+// finishDeleting finishes the deletion of d, in state 'deleting', if no
+// collection is running (on any node sharing the database): then a crashed
+// one left the row. Holding the collector's job lock, it deletes the object,
+// then the row, as the collector would (deleteBatch), and reports true. While
+// a collection runs it does nothing and reports false: that collection
+// finishes the row (step 0, or the batch it is deleting).
+func (r *Registry) finishDeleting(ctx context.Context, d Digest) (bool, error) {
+	held, release, err := r.tryJobLock(ctx, "gc")
+	if errors.Is(err, ErrLocked) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	defer release()
+	var b BlobRecord
+	err = r.db.View(held, func(tx Tx) (err error) {
+		b, err = tx.GetBlob(d)
+		return err
+	})
+	if errors.Is(err, ErrNotFound) || err == nil && b.State != BlobDeleting {
+		return true, nil // finished meanwhile
+	}
+	if err != nil {
+		return false, err
+	}
+	r.log.Info("finishing the deletion of a blob a crashed garbage collection left, to push it again", "digest", d)
+	if err := r.deleteBatch(held, []BlobRecord{b}, &GCReport{}); err != nil {
+		return false, fmt.Errorf("finishing the deletion of blob %s that an interrupted garbage collection left: %w", d, err)
+	}
+	return true, nil
 }
 
 // markLive is the last step of every blob write, inside the transaction that

@@ -256,6 +256,7 @@ func (del *deletion) manifest(d Digest, reason string) error {
 	if m.Locks&LockDelete != 0 {
 		lockedBy = "manifest " + repo + "@" + string(d)
 	}
+	var tagLocks map[string]Locks // what the recycle bin keeps
 	for _, t := range tags {
 		tr, err := tx.GetTagRecord(repo, t)
 		if err != nil {
@@ -264,9 +265,18 @@ func (del *deletion) manifest(d Digest, reason string) error {
 		if tr.Locks&LockDelete != 0 && lockedBy == "" {
 			lockedBy = "tag " + repo + ":" + t
 		}
+		if tr.Locks != 0 {
+			if tagLocks == nil {
+				tagLocks = map[string]Locks{}
+			}
+			tagLocks[t] = tr.Locks
+		}
 	}
 	if lockedBy != "" {
 		if del.skipLocked || reason != "requested" {
+			// Passed over, and left unseen: asked for later in this same
+			// delete (delete-repo asks for every manifest), it is refused.
+			delete(del.seen, d)
 			return nil
 		}
 		return denied(lockedBy, "delete", strings.NewReplacer("manifest ", "", "tag ", "").Replace(lockedBy))
@@ -298,7 +308,7 @@ func (del *deletion) manifest(d Digest, reason string) error {
 	del.report.Tags = append(del.report.Tags, tags...)
 	del.report.Manifests = append(del.report.Manifests, DeletedManifest{Digest: d, MediaType: m.MediaType, Tags: tags, Reason: reason})
 	if !del.recycleUntil.IsZero() {
-		if _, err := tx.PutRecycled(RecycledManifest{Manifest: m, Refs: refs, Tags: tags, Deleted: del.now, Expires: del.recycleUntil}); err != nil {
+		if _, err := tx.PutRecycled(RecycledManifest{Manifest: m, Refs: refs, Tags: tags, TagLocks: tagLocks, Deleted: del.now, Expires: del.recycleUntil}); err != nil {
 			return err
 		}
 	}

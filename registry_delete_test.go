@@ -3,6 +3,7 @@ package stowage_test
 import (
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/stowage/stowage"
 )
@@ -91,5 +92,69 @@ func TestDeleteCascades(t *testing.T) {
 	gc, err := e.reg.CollectGarbage(e.ctx, stowage.GCOptions{MinAge: zero()})
 	if err != nil || gc.BytesFreed != dry.BytesFreed || dry.BytesFreed == 0 {
 		t.Errorf("GC freed %d, the dry run predicted %d (%v)", gc.BytesFreed, dry.BytesFreed, err)
+	}
+}
+
+// TestDeleteRepoLockedManifest: a repository delete asks for every
+// manifest, so a delete-locked one refuses it (DENIED, naming it), even
+// when a cascade reaches it first (an untagged index child, a referrer of
+// an image listed before it); nothing is deleted, and the dry run says the
+// same. A write lock does not stop deletes.
+func TestDeleteRepoLockedManifest(t *testing.T) {
+	cases := []struct {
+		name   string
+		lock   stowage.Locks
+		denied bool
+		// setup pushes the repository "app" and returns the manifest to lock.
+		setup func(t *testing.T, e *env) blob
+	}{
+		{"delete-locked index child", stowage.LockDelete, true, func(t *testing.T, e *env) blob {
+			child := e.untaggedImage(t, "app", newBlob(10), newBlob(100))
+			e.clock.Advance(time.Second) // the index is listed first: its cascade reaches the child
+			e.putIndex(t, "app", "t0", indexOf(nil, 0, child))
+			return child
+		}},
+		{"delete-locked referrer", stowage.LockDelete, true, func(t *testing.T, e *env) blob {
+			cfg, layer := newBlob(11), newBlob(101)
+			subject := blob{data: manifestOf(cfg, layer)}
+			subject.d = stowage.Digest("sha256:" + sha(subject.data))
+			r := e.pushReferrer(t, "app", subject, "application/vnd.in-toto+json") // before its subject
+			e.clock.Advance(time.Second)
+			if img := e.image(t, "app", "v1", cfg, layer); img.d != subject.d {
+				t.Fatalf("subject digest %s, image %s", subject.d, img.d)
+			}
+			return r
+		}},
+		{"write-locked index child", stowage.LockWrite, false, func(t *testing.T, e *env) blob {
+			child := e.untaggedImage(t, "app", newBlob(10), newBlob(100))
+			e.clock.Advance(time.Second)
+			e.putIndex(t, "app", "t0", indexOf(nil, 0, child))
+			return child
+		}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			e := newEnv(t, nil)
+			locked := c.setup(t, e)
+			if _, err := e.reg.SetLocks(e.ctx, "app", stowage.Reference{Digest: locked.d}, c.lock, 0); err != nil {
+				t.Fatal(err)
+			}
+			rep, err := deleteBoth(t, "delete-repo", func(dry bool) (stowage.DeleteReport, error) {
+				return e.reg.DeleteRepository(e.ctx, "app", dry)
+			})
+			if !c.denied {
+				if err != nil || e.hasManifest("app", locked.d) {
+					t.Errorf("delete-repo: %+v %v; want it deleted, the write-locked manifest too", rep, err)
+				}
+				return
+			}
+			wantError(t, "delete-repo with a delete-locked manifest", err, stowage.CodeDenied, string(locked.d))
+			if !e.hasManifest("app", locked.d) {
+				t.Error("the delete-locked manifest is gone")
+			}
+			if len(e.tags(t, "app")) == 0 {
+				t.Error("the refused delete removed the tags")
+			}
+		})
 	}
 }

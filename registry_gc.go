@@ -53,7 +53,8 @@ const gcBatch = 256
 // (then the re-check sees the reference) or fails its reference check after
 // it. A client that HEADs or uploads a blob renews its lease, so within the
 // lease the blob cannot be collected under it. A crash between steps leaves
-// rows in 'deleting', which the next collection finishes first.
+// rows in 'deleting', which the next collection finishes first (or a push
+// of the digest, while no collection runs: reserve).
 //
 // One collection runs at a time across every node sharing the database (the
 // job lock "gc"): a collection asked for while another runs waits for it. A
@@ -108,9 +109,6 @@ func (r *Registry) collectGarbage(ctx context.Context, opts GCOptions) (rep GCRe
 			}
 			if len(batch) == 0 {
 				break
-			}
-			if len(batch) == 0 {
-				continue
 			}
 			if err := r.deleteBatch(ctx, batch, &rep); err != nil {
 				return rep, err

@@ -510,3 +510,154 @@ func TestRunScheduled(t *testing.T) {
 		t.Error("ran again right after a failed run")
 	}
 }
+
+// failingDeletes fails the next Delete of any object (a collection that
+// stops after marking its batch 'deleting', as a crash would).
+type failingDeletes struct {
+	stowage.Backend
+	fail atomic.Bool
+}
+
+func (f *failingDeletes) Delete(ctx context.Context, key string) error {
+	if f.fail.CompareAndSwap(true, false) {
+		return errors.New("injected: storage unreachable")
+	}
+	return f.Backend.Delete(ctx, key)
+}
+
+// TestPushAfterInterruptedGC: a collection that stopped partway (crash,
+// storage failure) leaves blob rows 'deleting', with or without their
+// objects. Until a collection runs again the blob is unknown to HEAD and to
+// DELETE alike, and a push of the same digest, with no collection running,
+// finishes that deletion itself and succeeds at once with the right bytes,
+// whichever way it comes (one request, chunks, a manifest). While a
+// collection does run, the push waits for it instead.
+func TestPushAfterInterruptedGC(t *testing.T) {
+	type how func(t *testing.T, e *env, ctx context.Context, b blob) error
+	putBlob := func(t *testing.T, e *env, ctx context.Context, b blob) error {
+		_, err := e.reg.PutBlob(ctx, "app", b.d, bytes.NewReader(b.data), int64(len(b.data)))
+		return err
+	}
+	chunked := func(t *testing.T, e *env, ctx context.Context, b blob) error {
+		u, err := e.reg.StartUpload(ctx, "app")
+		if err != nil {
+			return err
+		}
+		half := int64(len(b.data) / 2)
+		if _, err := e.reg.WriteUpload(ctx, "app", u.ID, 0, half, bytes.NewReader(b.data[:half])); err != nil {
+			return err
+		}
+		_, err = e.reg.FinishUpload(ctx, "app", u.ID, b.d, half, int64(len(b.data))-half, bytes.NewReader(b.data[half:]))
+		return err
+	}
+	crashes := []struct {
+		name string
+		// crash leaves b (pushed to "app") in state 'deleting'.
+		crash func(t *testing.T, e *env, fd *failingDeletes, b blob)
+	}{
+		{"marked, object present", func(t *testing.T, e *env, fd *failingDeletes, b blob) {
+			if err := e.reg.DB().Update(e.ctx, func(tx stowage.Tx) error { return tx.SetBlobState(b.d, stowage.BlobDeleting) }); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"object deleted, row left", func(t *testing.T, e *env, fd *failingDeletes, b blob) {
+			if err := e.reg.DB().Update(e.ctx, func(tx stowage.Tx) error { return tx.SetBlobState(b.d, stowage.BlobDeleting) }); err != nil {
+				t.Fatal(err)
+			}
+			if err := e.store.Delete(e.ctx, stowage.BlobKey(b.d)); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"collection failed deleting the object", func(t *testing.T, e *env, fd *failingDeletes, b blob) {
+			fd.fail.Store(true)
+			if _, err := e.reg.CollectGarbage(e.ctx, stowage.GCOptions{MinAge: zero()}); err == nil {
+				t.Fatal("the collection did not fail")
+			}
+		}},
+	}
+	for _, c := range crashes {
+		for _, p := range []struct {
+			name string
+			push how
+		}{{"monolithic", putBlob}, {"chunked", chunked}} {
+			t.Run(c.name+"/"+p.name, func(t *testing.T) {
+				e := newEnv(t, nil)
+				fd := &failingDeletes{Backend: e.store}
+				e.reg = stowage.NewRegistry(e.reg.DB(), fd, stowage.Options{Now: e.clock.Now})
+				b := newBlob(3000)
+				e.push(t, "app", b)
+				c.crash(t, e, fd, b)
+				if st, err := e.blobState(b.d); err != nil || st != stowage.BlobDeleting {
+					t.Fatalf("after the crash the blob is %q (%v), want deleting", st, err)
+				}
+				_, err := e.reg.StatBlob(e.ctx, "app", b.d)
+				wantError(t, "HEAD of a blob being deleted", err, stowage.CodeBlobUnknown)
+				err = e.reg.DeleteBlob(e.ctx, "app", b.d)
+				wantError(t, "DELETE of a blob being deleted", err, stowage.CodeBlobUnknown)
+
+				ctx, cancel := context.WithTimeout(e.ctx, 3*time.Second)
+				defer cancel()
+				start := time.Now()
+				if err := p.push(t, e, ctx, b); err != nil {
+					t.Fatalf("push after the interrupted collection: %v (after %v)", err, time.Since(start))
+				}
+				if took := time.Since(start); took > time.Second {
+					t.Errorf("the push took %v", took)
+				}
+				e.pullableBlob(t, "app", b)
+				if st, _ := e.blobState(b.d); st != stowage.BlobLive {
+					t.Errorf("after the push the blob is %q, want live", st)
+				}
+			})
+		}
+	}
+
+	// A collection running (holding the job lock "gc"): the push waits
+	// for it rather than delete under it, and goes on once it is over.
+	t.Run("collection running", func(t *testing.T) {
+		e := newEnv(t, nil)
+		b := newBlob(3000)
+		e.push(t, "app", b)
+		if err := e.reg.DB().Update(e.ctx, func(tx stowage.Tx) error { return tx.SetBlobState(b.d, stowage.BlobDeleting) }); err != nil {
+			t.Fatal(err)
+		}
+		_, release, err := e.reg.DB().(stowage.Locker).TryLock(e.ctx, "gc")
+		if err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- putBlob(t, e, e.ctx, b) }()
+		select {
+		case err := <-done:
+			t.Fatalf("the push did not wait for the running collection: %v", err)
+		case <-time.After(300 * time.Millisecond):
+		}
+		if st, _ := e.blobState(b.d); st != stowage.BlobDeleting {
+			t.Errorf("the push changed the collector's row to %q", st)
+		}
+		release()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("push after the collection: %v", err)
+			}
+		case <-time.After(3 * time.Second):
+			t.Fatal("the push still waits after the collection ended")
+		}
+		e.pullableBlob(t, "app", b)
+	})
+}
+
+// blobState is d's state in the database ("" if it has no row).
+func (e *env) blobState(d stowage.Digest) (stowage.BlobState, error) {
+	var st stowage.BlobState
+	err := e.reg.DB().View(e.ctx, func(tx stowage.Tx) error {
+		b, err := tx.GetBlob(d)
+		st = b.State
+		if errors.Is(err, stowage.ErrNotFound) {
+			return nil
+		}
+		return err
+	})
+	return st, err
+}

@@ -124,7 +124,7 @@ func (r *Registry) checkRegistryLimit(tx Tx, size, already int64) error {
 	}
 	held -= already
 	if held+size > r.storageLimit {
-		return limitError("the registry's storage limit", r.storageLimit, held, size,
+		return limitError("push", "the registry's storage limit", r.storageLimit, held, size,
 			"delete images you no longer need and run 'stowage gc', or raise limits.storage (or the tier)")
 	}
 	return nil
@@ -134,6 +134,12 @@ func (r *Registry) checkRegistryLimit(tx Tx, size, already int64) error {
 // repository's quota would be passed. A blob already linked, or a manifest
 // repo already holds, costs nothing (RepositoryHeldBytes counts both).
 func (r *Registry) checkRepoQuota(tx Tx, repo string, d Digest, size int64) error {
+	return r.checkRepoQuotaFor(tx, "push", repo, d, size)
+}
+
+// checkRepoQuotaFor is checkRepoQuota for action (what the refusal names:
+// "push", "restore of repo@digest").
+func (r *Registry) checkRepoQuotaFor(tx Tx, action, repo string, d Digest, size int64) error {
 	if size <= 0 {
 		return nil
 	}
@@ -163,16 +169,18 @@ func (r *Registry) checkRepoQuota(tx Tx, repo string, d Digest, size int64) erro
 		return err
 	}
 	if held+size > limit {
-		return limitError("the quota of repository "+repo, limit, held, size,
+		return limitError(action, "the quota of repository "+repo, limit, held, size,
 			"delete images from it and run 'stowage gc', or raise the quota with 'stowage quota set'")
 	}
 	return nil
 }
 
-func limitError(what string, limit, held, size int64, advice string) error {
+// limitError is the DENIED error of action (a push, a restore) that needs
+// size more bytes than what (a limit) leaves free.
+func limitError(action, what string, limit, held, size int64, advice string) error {
 	return &Error{Code: CodeDenied,
-		Message: fmt.Sprintf("push refused: it needs %s more, and %s is %s with %s used (%s free); %s",
-			HumanBytes(size), what, HumanBytes(limit), HumanBytes(held), HumanBytes(max(limit-held, 0)), advice),
+		Message: fmt.Sprintf("%s refused: it needs %s more, and %s is %s with %s used (%s free); %s",
+			action, HumanBytes(size), what, HumanBytes(limit), HumanBytes(held), HumanBytes(max(limit-held, 0)), advice),
 		Detail: map[string]int64{"limitBytes": limit, "usedBytes": held, "neededBytes": size}}
 }
 

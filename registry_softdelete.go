@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 )
 
@@ -63,8 +62,8 @@ type RestoreReport struct {
 	TagsSkipped []string `json:"tagsSkipped"` // tags that now point elsewhere, left alone
 }
 
-// Restore brings a soft-deleted manifest back, with its tags unless they
-// have been reused meanwhile. An index's children must be restored first.
+// Restore brings a soft-deleted manifest back, with its locks, and with
+// its tags (and theirs) unless they have been reused meanwhile. An index's children must be restored first.
 // What the repository would hold again counts against its quota (DENIED
 // when it does not fit).
 func (r *Registry) Restore(ctx context.Context, id int64) (RestoreReport, error) {
@@ -114,6 +113,11 @@ func (r *Registry) Restore(ctx context.Context, id int64) (RestoreReport, error)
 			if err := tx.PutTag(m.Repo, t, m.Digest, now); err != nil {
 				return err
 			}
+			if l := e.TagLocks[t]; l != 0 {
+				if err := tx.SetTagLocks(m.Repo, t, l); err != nil {
+					return err
+				}
+			}
 			rep.Tags = append(rep.Tags, t)
 		}
 		return tx.DeleteRecycled(id)
@@ -161,12 +165,7 @@ func (r *Registry) checkRestore(tx Tx, e RecycledManifest) error {
 		}
 		added += b.Size
 	}
-	err := r.checkRepoQuota(tx, m.Repo, "", added)
-	var se *Error
-	if errors.As(err, &se) {
-		se.Message = fmt.Sprintf("restore of %s@%s refused%s", m.Repo, m.Digest, strings.TrimPrefix(se.Message, "push refused"))
-	}
-	return err
+	return r.checkRepoQuotaFor(tx, fmt.Sprintf("restore of %s@%s", m.Repo, m.Digest), m.Repo, "", added)
 }
 
 // expireRecycled removes recycle bin entries past their time; their space

@@ -72,3 +72,68 @@ func TestSoftDelete(t *testing.T) {
 		t.Errorf("expired entries remain: %+v", bin)
 	}
 }
+
+// TestRestoreKeepsLocks: a restore brings a manifest back with the locks
+// it had, and its tags with theirs: a read-locked manifest is not served
+// again after a delete and a restore. Both ways of deleting (the image, the
+// repository) keep them.
+func TestRestoreKeepsLocks(t *testing.T) {
+	cases := []struct {
+		name                string
+		manifest, tag, tag2 stowage.Locks // locks before the delete (none may be delete)
+		byRepo              bool
+	}{
+		{"read-locked manifest", stowage.LockRead, 0, 0, false},
+		{"write- and list-locked manifest", stowage.LockWrite | stowage.LockList, 0, 0, false},
+		{"locked tags", 0, stowage.LockWrite, stowage.LockRead | stowage.LockList, false},
+		{"all, repository deleted", stowage.LockRead | stowage.LockWrite, stowage.LockWrite, stowage.LockList, true},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			e := newEnv(t, nil)
+			if err := e.reg.SetSoftDelete(e.ctx, stowage.SoftDeletePolicy{Enabled: true, Days: 7}); err != nil {
+				t.Fatal(err)
+			}
+			img := e.image(t, "app", "v1", newBlob(30), newBlob(300))
+			if _, err := e.reg.PutManifest(e.ctx, "app", stowage.Reference{Tag: "v2"}, stowage.MediaTypeOCIManifest, img.data, nil); err != nil {
+				t.Fatal(err)
+			}
+			targets := []struct {
+				ref   stowage.Reference
+				locks stowage.Locks
+			}{{stowage.Reference{Digest: img.d}, c.manifest}, {stowage.Reference{Tag: "v1"}, c.tag}, {stowage.Reference{Tag: "v2"}, c.tag2}}
+			for _, tg := range targets {
+				if _, err := e.reg.SetLocks(e.ctx, "app", tg.ref, tg.locks, 0); err != nil {
+					t.Fatal(err)
+				}
+			}
+			var err error
+			if c.byRepo {
+				_, err = e.reg.DeleteRepository(e.ctx, "app", false)
+			} else {
+				_, err = e.reg.DeleteImage(e.ctx, "app", stowage.Reference{Digest: img.d}, false)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			bin, err := e.reg.RecycleBin(e.ctx, "app")
+			if err != nil || len(bin) != 1 {
+				t.Fatalf("recycle bin: %+v %v", bin, err)
+			}
+			if rep, err := e.reg.Restore(e.ctx, bin[0].ID); err != nil || len(rep.Tags) != 2 {
+				t.Fatalf("restore: %+v %v", rep, err)
+			}
+			for _, tg := range targets {
+				if got, err := e.reg.Locks(e.ctx, "app", tg.ref); err != nil || got != tg.locks {
+					t.Errorf("locks of %v after the restore: %v (%v), want %v", tg.ref, got, err, tg.locks)
+				}
+			}
+			_, _, err = e.reg.GetManifest(e.ctx, "app", stowage.Reference{Digest: img.d})
+			if c.manifest&stowage.LockRead != 0 {
+				wantError(t, "pull of the restored read-locked manifest", err, stowage.CodeDenied, "read")
+			} else if err != nil {
+				t.Errorf("pull of the restored manifest: %v", err)
+			}
+		})
+	}
+}

@@ -42,6 +42,7 @@ func Run(t *testing.T, open func(t *testing.T) stowage.DB) {
 		{"RepositoryUpdated", testRepositoryUpdated},
 		{"JobLocks", testJobLocks},
 		{"MirrorRepairQueue", testRepairQueue},
+		{"RecycleKeepsLocks", testRecycleKeepsLocks},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.fn(t, open(t)) })

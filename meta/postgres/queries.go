@@ -81,8 +81,10 @@ const (
 
 // Manifests.
 const (
-	sqlPutManifest = `INSERT INTO manifests (repo, digest, media_type, size, subject, created)
-		VALUES ($1, $2, $3, $4, $5, $6)
+	// A new row takes the record's locks (a restore brings them back); a
+	// manifest pushed again keeps the locks it has.
+	sqlPutManifest = `INSERT INTO manifests (repo, digest, media_type, size, subject, created, locks)
+		VALUES ($1, $2, $3, $4, $5, $6, $7)
 		ON CONFLICT (repo, digest) DO UPDATE SET media_type = excluded.media_type,
 			size = excluded.size, subject = excluded.subject`
 	sqlDeleteManifestRefs = `DELETE FROM manifest_references WHERE repo = $1 AND parent = $2`

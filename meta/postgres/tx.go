@@ -257,7 +257,7 @@ func (t *Tx) BlobsInState(state stowage.BlobState, after stowage.Digest, limit i
 // engine reads those from the stored manifest (docs/encryption.md).
 func (t *Tx) PutManifest(m stowage.ManifestRecord, refs []stowage.ManifestRef) error {
 	if _, err := t.exec(sqlPutManifest,
-		m.Repo, string(m.Digest), m.MediaType, m.Size, string(m.Subject), m.Created.UnixNano()); err != nil {
+		m.Repo, string(m.Digest), m.MediaType, m.Size, string(m.Subject), m.Created.UnixNano(), int32(m.Locks)); err != nil {
 		return err
 	}
 	if _, err := t.exec(sqlDeleteManifestRefs, m.Repo, string(m.Digest)); err != nil {
@@ -508,8 +508,15 @@ func (t *Tx) PutSetting(key, value string, now time.Time) error {
 
 // Recycle bin.
 
+// recycledRecord is a recycle bin entry's record: the manifest row as it
+// was, with the locks its tags had (absent in entries written before).
+type recycledRecord struct {
+	stowage.ManifestRecord
+	TagLocks map[string]stowage.Locks `json:",omitempty"`
+}
+
 func (t *Tx) PutRecycled(e stowage.RecycledManifest) (int64, error) {
-	rec, err := json.Marshal(e.Manifest)
+	rec, err := json.Marshal(recycledRecord{e.Manifest, e.TagLocks})
 	if err != nil {
 		return 0, err
 	}
@@ -540,9 +547,11 @@ func scanRecycled(row pgx.CollectableRow) (stowage.RecycledManifest, error) {
 		return e, err
 	}
 	e.Deleted, e.Expires = ts(deleted), ts(expires)
-	if err := json.Unmarshal([]byte(rec), &e.Manifest); err != nil {
+	var r recycledRecord
+	if err := json.Unmarshal([]byte(rec), &r); err != nil {
 		return e, err
 	}
+	e.Manifest, e.TagLocks = r.ManifestRecord, r.TagLocks
 	if err := json.Unmarshal([]byte(refs), &e.Refs); err != nil {
 		return e, err
 	}

@@ -41,8 +41,10 @@ const (
 		WHERE rb.repo = ? AND rb.digest = ? AND b.state = 'live'`
 	sqlLinkedBlob = `SELECT ` + blobColumns + ` FROM blobs b WHERE digest = ? AND state = 'live' AND EXISTS (
 		SELECT 1 FROM repository_blobs rb JOIN repositories r ON r.name = rb.repo WHERE rb.digest = b.digest AND (r.locks & ?) = 0)`
-	sqlPutManifest = `INSERT INTO manifests (repo, digest, media_type, size, subject, created)
-		VALUES (?, ?, ?, ?, ?, ?)
+	// A new row takes the record's locks (a restore brings them back); a
+	// manifest pushed again keeps the locks it has.
+	sqlPutManifest = `INSERT INTO manifests (repo, digest, media_type, size, subject, created, locks)
+		VALUES (?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (repo, digest) DO UPDATE SET media_type = excluded.media_type,
 			size = excluded.size, subject = excluded.subject`
 	sqlDeleteManifestRefs = `DELETE FROM manifest_references WHERE repo = ? AND parent = ?`
