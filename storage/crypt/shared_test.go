@@ -227,4 +227,13 @@ func TestSealState(t *testing.T) {
 	if _, err := s.SealState(ctx, "uploads/missing/data", state); err == nil {
 		t.Error("SealState for a missing object succeeded")
 	}
+	// After a Commit moved the object (with its data key) to its blob key,
+	// the state still opens: a final PUT retried after a crash between the
+	// move and the database commit reads it to prove the session's digest.
+	if err := b.(stowage.Appender).Commit(ctx, "uploads/a/data", "blobs/sha256/aa/aa", 100); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.OpenState(ctx, sealed); err != nil || !bytes.Equal(got, state) {
+		t.Errorf("OpenState after the object was committed = %q, %v", got, err)
+	}
 }
