@@ -237,6 +237,12 @@ func (r *Registry) MountBlob(ctx context.Context, repo, from string, d Digest) (
 // verified against d (and size, if >= 0) while they stream to storage, and
 // the blob becomes visible only after both checks passed.
 func (r *Registry) PutBlob(ctx context.Context, repo string, d Digest, body io.Reader, size int64) (BlobRecord, error) {
+	return r.putBlob(ctx, repo, d, body, size, nil)
+}
+
+// putBlob is PutBlob, ending the upload session u (if not nil) where it
+// records the blob (see recordBlob).
+func (r *Registry) putBlob(ctx context.Context, repo string, d Digest, body io.Reader, size int64, u *UploadRecord) (BlobRecord, error) {
 	if err := checkAlgorithm(d); err != nil {
 		return BlobRecord{}, err
 	}
@@ -256,7 +262,7 @@ func (r *Registry) PutBlob(ctx context.Context, repo string, d Digest, body io.R
 	} else if err := r.store.Put(ctx, BlobKey(d), vr, size); err != nil {
 		return BlobRecord{}, uploadError(err)
 	}
-	return r.recordBlob(ctx, repo, d, vr.N(), "")
+	return r.recordBlob(ctx, repo, d, vr.N(), u)
 }
 
 func checkAlgorithm(d Digest) error {
@@ -351,11 +357,31 @@ func markLive(tx Tx, d Digest, size int64, now time.Time) (BlobRecord, error) {
 }
 
 // recordBlob records a verified, stored blob and links it into repo, and
-// ends the upload session uploadID if one is given, in one transaction.
-func (r *Registry) recordBlob(ctx context.Context, repo string, d Digest, size int64, uploadID string) (BlobRecord, error) {
+// ends the upload session u if one is given, in one transaction. The
+// session must still be there, in the generation u was read in: a finisher
+// whose writer lease another writer took over (it stalled) must not end
+// the new holder's session, and one whose session ended meanwhile (its
+// repository was deleted, it was cancelled or expired) must not bring the
+// repository back (BLOB_UPLOAD_UNKNOWN).
+func (r *Registry) recordBlob(ctx context.Context, repo string, d Digest, size int64, u *UploadRecord) (BlobRecord, error) {
 	now := r.now()
 	var b BlobRecord
 	err := r.db.Update(ctx, func(tx Tx) (err error) {
+		if u != nil {
+			cur, err := tx.GetUpload(u.ID)
+			if errors.Is(err, ErrNotFound) {
+				return uploadUnknown(u.ID)
+			}
+			if err != nil {
+				return err
+			}
+			if cur.Gen != u.Gen {
+				return uploadTakenOver(u.ID)
+			}
+			if err := tx.DeleteUpload(u.ID); err != nil {
+				return err
+			}
+		}
 		if err := writable(tx, repo); err != nil {
 			return err
 		}
@@ -368,23 +394,22 @@ func (r *Registry) recordBlob(ctx context.Context, repo string, d Digest, size i
 		if err := tx.CreateRepository(repo, now); err != nil {
 			return err
 		}
-		if err := tx.LinkBlob(repo, d, now); err != nil {
-			return err
-		}
-		if uploadID != "" {
-			if err := tx.DeleteUpload(uploadID); err != nil && !errors.Is(err, ErrNotFound) {
-				return err
-			}
-		}
-		return nil
+		return tx.LinkBlob(repo, d, now)
 	})
+	if u != nil && ErrorCodeOf(err) == CodeBlobUploadUnknown {
+		r.deleteUploadData(context.WithoutCancel(ctx), *u) // nothing will use it
+	}
 	return b, err
 }
 
 // ---- Upload sessions ----
 
 func uploadUnknown(id string) error {
-	return Errorf(CodeBlobUploadUnknown, "upload %s is unknown: it finished, was cancelled or expired; start a new upload", id)
+	return Errorf(CodeBlobUploadUnknown, "upload %s is unknown: it finished, was cancelled or expired, or its repository was deleted; start a new upload", id)
+}
+
+func uploadTakenOver(id string) error {
+	return Errorf(CodeBlobUploadInvalid, "upload %s was taken over by another request while this one stalled (its writer lease ran out); nothing of this request was kept: check the upload's status and resume", id)
 }
 
 func newID() string {
@@ -488,6 +513,9 @@ func (r *Registry) adoptUpload(ctx context.Context, u UploadRecord) (UploadRecor
 	}
 	src.Close()
 	if err != nil {
+		if r.uploadGone(ctx, u) {
+			return u, uploadUnknown(u.ID)
+		}
 		return u, Errorf(CodeUnavailable, "upload %s: could not take over its data from its earlier writer; retry in a moment (%v)", u.ID, err)
 	}
 	if want, err := r.stateDigest(ctx, u); err != nil || cr.n != u.Size || digest.NewDigest(digest.SHA256, h) != want {
@@ -506,7 +534,7 @@ func (r *Registry) adoptUpload(ctx context.Context, u UploadRecord) (UploadRecor
 	next.Updated = r.now()
 	err = r.db.Update(ctx, func(tx Tx) error { return tx.AdvanceUpload(next, u.Size) })
 	if errors.Is(err, ErrNotFound) {
-		return u, uploadChanged(u.ID)
+		return u, r.refused(ctx, u)
 	}
 	if err != nil {
 		return u, err
@@ -554,13 +582,13 @@ func (r *Registry) appendUpload(ctx context.Context, u UploadRecord, start, leng
 	if r.app != nil {
 		n, err := r.app.Append(ctx, uploadKey(u.ID, u.Gen), u.Size, src)
 		if err != nil {
-			return u, uploadError(err)
+			return u, r.failedWrite(ctx, u, err)
 		}
 		next.Size = n
 	} else {
 		cr := &countingReader{r: src}
 		if err := r.store.Put(ctx, chunkKey(u.ID, u.Gen, u.Size), cr, length); err != nil {
-			return u, uploadError(err)
+			return u, r.failedWrite(ctx, u, err)
 		}
 		next.Size += cr.n
 		next.Chunks++
@@ -583,9 +611,63 @@ func (r *Registry) appendUpload(ctx context.Context, u UploadRecord, start, leng
 	next.HashState, next.Updated = state, r.now()
 	err = r.db.Update(ctx, func(tx Tx) error { return tx.AdvanceUpload(next, u.Size) })
 	if errors.Is(err, ErrNotFound) {
-		return u, uploadChanged(u.ID)
+		return u, r.refused(ctx, u)
 	}
 	return next, err
+}
+
+// failedWrite is the error for a chunk whose write failed: the session is
+// gone if its lease ended because it was (then its data is deleted), else
+// an upload error (the session stays where it was).
+func (r *Registry) failedWrite(ctx context.Context, u UploadRecord, err error) error {
+	if r.uploadGone(ctx, u) {
+		return uploadUnknown(u.ID)
+	}
+	return uploadError(err)
+}
+
+// refused explains a progress update the database refused (AdvanceUpload's
+// ErrNotFound) to the writer generation u.Gen, after that writer wrote:
+//   - the session is gone (cancelled, expired, or its repository deleted):
+//     its data is deleted, including what this writer just wrote, and the
+//     writer gets BLOB_UPLOAD_UNKNOWN;
+//   - another writer took the session over: if it already moved the
+//     session's data to its own generation, what this writer wrote in its
+//     generation (after adoptUpload deleted it, say) is deleted; if not, the
+//     new holder still copies from it, so it stays.
+func (r *Registry) refused(ctx context.Context, u UploadRecord) error {
+	ctx = context.WithoutCancel(ctx) // the lease's context ends with it
+	var cur UploadRecord
+	err := r.db.View(ctx, func(tx Tx) (err error) {
+		cur, err = tx.GetUpload(u.ID)
+		return err
+	})
+	switch {
+	case errors.Is(err, ErrNotFound):
+		r.deleteUploadData(ctx, u)
+		return uploadUnknown(u.ID)
+	case err != nil:
+		return err
+	case cur.Gen != u.Gen && cur.DataGen != u.Gen:
+		r.deleteGeneration(ctx, u.ID, u.Gen)
+		return uploadTakenOver(u.ID)
+	case cur.Gen != u.Gen:
+		return uploadTakenOver(u.ID)
+	}
+	return uploadChanged(u.ID)
+}
+
+// uploadGone reports whether u's session has ended, and then deletes its
+// data: nothing will read it, and a writer that wrote after the session
+// ended (its lease's renewal found the row gone) leaves nothing behind.
+func (r *Registry) uploadGone(ctx context.Context, u UploadRecord) bool {
+	ctx = context.WithoutCancel(ctx)
+	err := r.db.View(ctx, func(tx Tx) error { _, err := tx.GetUpload(u.ID); return err })
+	if !errors.Is(err, ErrNotFound) {
+		return false
+	}
+	r.deleteUploadData(ctx, u)
+	return true
 }
 
 // FinishUpload completes the session with an optional last chunk and makes
@@ -605,12 +687,11 @@ func (r *Registry) FinishUpload(ctx context.Context, repo, id string, d Digest, 
 		// PATCH racing it on another node fails when the session ends).
 		unlock := r.uploads.lock(id)
 		defer unlock()
-		b, err := r.PutBlob(ctx, repo, d, body, length)
-		if err != nil {
-			return b, err
+		b, err := r.putBlob(ctx, repo, d, body, length, &u)
+		if err == nil {
+			r.deleteUploadData(ctx, u) // a racing PATCH's, if any
 		}
-		r.dropUpload(ctx, u)
-		return b, nil
+		return b, err
 	}
 	ctx, u, unlock, err := r.lockUpload(ctx, repo, id)
 	if err != nil {
@@ -640,7 +721,7 @@ func (r *Registry) FinishUpload(ctx context.Context, repo, id string, d Digest, 
 			return BlobRecord{}, cerr
 		}
 		if ok {
-			return r.recordBlob(ctx, repo, d, u.Size, u.ID)
+			return r.recordBlob(ctx, repo, d, u.Size, &u)
 		}
 		r.dropUpload(ctx, u)
 		return BlobRecord{}, uploadLost(u.ID)
@@ -661,7 +742,7 @@ func (r *Registry) FinishUpload(ctx context.Context, repo, id string, d Digest, 
 		return BlobRecord{}, err
 	}
 	if exists {
-		b, err := r.recordBlob(ctx, repo, d, u.Size, u.ID)
+		b, err := r.recordBlob(ctx, repo, d, u.Size, &u)
 		if err == nil {
 			r.deleteUploadData(ctx, u)
 		}
@@ -680,7 +761,7 @@ func (r *Registry) FinishUpload(ctx context.Context, repo, id string, d Digest, 
 		if err != nil {
 			return BlobRecord{}, uploadError(err)
 		}
-		b, err := r.recordBlob(ctx, repo, d, u.Size, u.ID)
+		b, err := r.recordBlob(ctx, repo, d, u.Size, &u)
 		if err == nil {
 			r.deleteUploadData(ctx, u)
 		}
@@ -694,7 +775,7 @@ func (r *Registry) FinishUpload(ctx context.Context, repo, id string, d Digest, 
 		next.Verified = d
 		err := r.db.Update(ctx, func(tx Tx) error { return tx.AdvanceUpload(next, u.Size) })
 		if errors.Is(err, ErrNotFound) {
-			return BlobRecord{}, uploadChanged(u.ID)
+			return BlobRecord{}, r.refused(ctx, u)
 		}
 		if err != nil {
 			return BlobRecord{}, err
@@ -715,7 +796,7 @@ func (r *Registry) FinishUpload(ctx context.Context, repo, id string, d Digest, 
 			return BlobRecord{}, err
 		}
 	}
-	return r.recordBlob(ctx, repo, d, u.Size, u.ID)
+	return r.recordBlob(ctx, repo, d, u.Size, &u)
 }
 
 var errShortData = errors.New("stored upload data is shorter than recorded")
@@ -902,12 +983,35 @@ func (r *Registry) CancelUpload(ctx context.Context, repo, id string) error {
 	return nil
 }
 
+// dropUpload ends the session u (as its writer generation u.Gen sees it)
+// and deletes its data. If another writer took the session over meanwhile
+// (this one stalled), the session and its data are the new holder's: both
+// stay.
 func (r *Registry) dropUpload(ctx context.Context, u UploadRecord) {
-	if err := r.db.Update(ctx, func(tx Tx) error { return tx.DeleteUpload(u.ID) }); err != nil && !errors.Is(err, ErrNotFound) {
+	ctx = context.WithoutCancel(ctx)
+	err := r.db.Update(ctx, func(tx Tx) error {
+		cur, err := tx.GetUpload(u.ID)
+		if err != nil {
+			return err
+		}
+		if cur.Gen != u.Gen {
+			return errTakenOver
+		}
+		return tx.DeleteUpload(u.ID)
+	})
+	switch {
+	case errors.Is(err, errTakenOver):
+		return
+	case err != nil && !errors.Is(err, ErrNotFound):
+		// The session stays, and so does its data; it expires in time.
 		r.log.Warn("could not delete upload record", "upload", u.ID, "err", err)
+		return
 	}
 	r.deleteUploadData(ctx, u)
 }
+
+// errTakenOver rolls back dropUpload's transaction.
+var errTakenOver = errors.New("upload taken over by another writer")
 
 // deleteUploadData deletes every object of the session, of every generation.
 func (r *Registry) deleteUploadData(ctx context.Context, u UploadRecord) {
