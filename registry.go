@@ -409,7 +409,8 @@ func uploadUnknown(id string) error {
 }
 
 func uploadTakenOver(id string) error {
-	return Errorf(CodeBlobUploadInvalid, "upload %s was taken over by another request while this one stalled (its writer lease ran out); nothing of this request was kept: check the upload's status and resume", id)
+	return &Error{Code: CodeBlobUploadInvalid, Err: errTakenOver,
+		Message: fmt.Sprintf("upload %s was taken over by another request while this one stalled (its writer lease ran out); nothing of this request was kept: check the upload's status and resume", id)}
 }
 
 func newID() string {
@@ -471,10 +472,12 @@ func (r *Registry) WriteUpload(ctx context.Context, repo, id string, start, leng
 		return UploadRecord{}, err
 	}
 	defer unlock()
+	held := u
 	if u, err = r.adoptUpload(ctx, u); err != nil {
-		return u, err
+		return u, r.leaseEnded(ctx, held, err)
 	}
-	return r.appendUpload(ctx, u, start, length, body)
+	next, err := r.appendUpload(ctx, u, start, length, body)
+	return next, r.leaseEnded(ctx, held, err)
 }
 
 // adoptUpload makes the lease holder's own generation hold the session's
@@ -513,10 +516,7 @@ func (r *Registry) adoptUpload(ctx context.Context, u UploadRecord) (UploadRecor
 	}
 	src.Close()
 	if err != nil {
-		if r.uploadGone(ctx, u) {
-			return u, uploadUnknown(u.ID)
-		}
-		return u, Errorf(CodeUnavailable, "upload %s: could not take over its data from its earlier writer; retry in a moment (%v)", u.ID, err)
+		return u, r.fenced(ctx, u, Errorf(CodeUnavailable, "upload %s: could not take over its data from its earlier writer; retry in a moment (%v)", u.ID, err))
 	}
 	if want, err := r.stateDigest(ctx, u); err != nil || cr.n != u.Size || digest.NewDigest(digest.SHA256, h) != want {
 		r.dropUpload(ctx, u)
@@ -529,12 +529,12 @@ func (r *Registry) adoptUpload(ctx context.Context, u UploadRecord) (UploadRecor
 		newKey = chunkKey(u.ID, u.Gen, 0)
 	}
 	if next.HashState, err = r.sealHashState(ctx, h, newKey); err != nil {
-		return u, err
+		return u, r.fenced(ctx, u, err)
 	}
 	next.Updated = r.now()
 	err = r.db.Update(ctx, func(tx Tx) error { return tx.AdvanceUpload(next, u.Size) })
 	if errors.Is(err, ErrNotFound) {
-		return u, r.refused(ctx, u)
+		return u, r.fenced(ctx, u, nil)
 	}
 	if err != nil {
 		return u, err
@@ -582,13 +582,13 @@ func (r *Registry) appendUpload(ctx context.Context, u UploadRecord, start, leng
 	if r.app != nil {
 		n, err := r.app.Append(ctx, uploadKey(u.ID, u.Gen), u.Size, src)
 		if err != nil {
-			return u, r.failedWrite(ctx, u, err)
+			return u, r.fenced(ctx, u, uploadError(err))
 		}
 		next.Size = n
 	} else {
 		cr := &countingReader{r: src}
 		if err := r.store.Put(ctx, chunkKey(u.ID, u.Gen, u.Size), cr, length); err != nil {
-			return u, r.failedWrite(ctx, u, err)
+			return u, r.fenced(ctx, u, uploadError(err))
 		}
 		next.Size += cr.n
 		next.Chunks++
@@ -606,68 +606,46 @@ func (r *Registry) appendUpload(ctx context.Context, u UploadRecord, start, leng
 	}
 	state, err := r.sealHashState(ctx, h, written)
 	if err != nil {
-		return u, err
+		return u, r.fenced(ctx, u, err) // the object may be gone: another writer took over
 	}
 	next.HashState, next.Updated = state, r.now()
 	err = r.db.Update(ctx, func(tx Tx) error { return tx.AdvanceUpload(next, u.Size) })
 	if errors.Is(err, ErrNotFound) {
-		return u, r.refused(ctx, u)
+		return u, r.fenced(ctx, u, nil)
 	}
 	return next, err
 }
 
-// failedWrite is the error for a chunk whose write failed: the session is
-// gone if its lease ended because it was (then its data is deleted), else
-// an upload error (the session stays where it was).
-func (r *Registry) failedWrite(ctx context.Context, u UploadRecord, err error) error {
-	if r.uploadGone(ctx, u) {
-		return uploadUnknown(u.ID)
-	}
-	return uploadError(err)
-}
-
-// refused explains a progress update the database refused (AdvanceUpload's
-// ErrNotFound) to the writer generation u.Gen, after that writer wrote:
-//   - the session is gone (cancelled, expired, or its repository deleted):
-//     its data is deleted, including what this writer just wrote, and the
-//     writer gets BLOB_UPLOAD_UNKNOWN;
-//   - another writer took the session over: if it already moved the
-//     session's data to its own generation, what this writer wrote in its
-//     generation (after adoptUpload deleted it, say) is deleted; if not, the
-//     new holder still copies from it, so it stays.
-func (r *Registry) refused(ctx context.Context, u UploadRecord) error {
+// fenced says why a writer (generation u.Gen) could not record what it
+// wrote, and deletes what nothing will read:
+//   - the session is gone (cancelled, expired, or its repository deleted;
+//     the lease's renewal then also ended the write): all its data goes,
+//     including this writer's, which gets BLOB_UPLOAD_UNKNOWN;
+//   - another writer took the session over: if that one already moved the
+//     session's data to its own generation, whatever this writer wrote in
+//     its generation (after adoptUpload deleted it, say) goes; if not, the
+//     new holder still copies from it, so it stays;
+//   - else the session is still the writer's: err (uploadChanged if nil).
+func (r *Registry) fenced(ctx context.Context, u UploadRecord, err error) error {
 	ctx = context.WithoutCancel(ctx) // the lease's context ends with it
 	var cur UploadRecord
-	err := r.db.View(ctx, func(tx Tx) (err error) {
+	gerr := r.db.View(ctx, func(tx Tx) (err error) {
 		cur, err = tx.GetUpload(u.ID)
 		return err
 	})
 	switch {
-	case errors.Is(err, ErrNotFound):
+	case errors.Is(gerr, ErrNotFound):
 		r.deleteUploadData(ctx, u)
 		return uploadUnknown(u.ID)
-	case err != nil:
-		return err
-	case cur.Gen != u.Gen && cur.DataGen != u.Gen:
-		r.deleteGeneration(ctx, u.ID, u.Gen)
+	case gerr == nil && cur.Gen != u.Gen:
+		if cur.DataGen != u.Gen {
+			r.deleteGeneration(ctx, u.ID, u.Gen)
+		}
 		return uploadTakenOver(u.ID)
-	case cur.Gen != u.Gen:
-		return uploadTakenOver(u.ID)
+	case err == nil:
+		return uploadChanged(u.ID)
 	}
-	return uploadChanged(u.ID)
-}
-
-// uploadGone reports whether u's session has ended, and then deletes its
-// data: nothing will read it, and a writer that wrote after the session
-// ended (its lease's renewal found the row gone) leaves nothing behind.
-func (r *Registry) uploadGone(ctx context.Context, u UploadRecord) bool {
-	ctx = context.WithoutCancel(ctx)
-	err := r.db.View(ctx, func(tx Tx) error { _, err := tx.GetUpload(u.ID); return err })
-	if !errors.Is(err, ErrNotFound) {
-		return false
-	}
-	r.deleteUploadData(ctx, u)
-	return true
+	return err
 }
 
 // FinishUpload completes the session with an optional last chunk and makes
@@ -698,6 +676,14 @@ func (r *Registry) FinishUpload(ctx context.Context, repo, id string, d Digest, 
 		return BlobRecord{}, err
 	}
 	defer unlock()
+	b, err := r.finishHeld(ctx, repo, u, d, start, length, body)
+	return b, r.leaseEnded(ctx, u, err)
+}
+
+// finishHeld is FinishUpload under the session's writer lease (u as the
+// holder read it).
+func (r *Registry) finishHeld(ctx context.Context, repo string, u UploadRecord, d Digest, start, length int64, body io.Reader) (BlobRecord, error) {
+	var err error
 	if u, err = r.adoptUpload(ctx, u); err != nil {
 		return BlobRecord{}, err
 	}
@@ -775,7 +761,7 @@ func (r *Registry) FinishUpload(ctx context.Context, repo, id string, d Digest, 
 		next.Verified = d
 		err := r.db.Update(ctx, func(tx Tx) error { return tx.AdvanceUpload(next, u.Size) })
 		if errors.Is(err, ErrNotFound) {
-			return BlobRecord{}, r.refused(ctx, u)
+			return BlobRecord{}, r.fenced(ctx, u, nil)
 		}
 		if err != nil {
 			return BlobRecord{}, err
@@ -829,8 +815,9 @@ func (r *Registry) checkStored(ctx context.Context, u UploadRecord) error {
 	if err == nil && oi.Size < u.Size {
 		return errShortData
 	}
-	// Any other error (an encrypted object whose last segment a failed
-	// append tore has no plain size yet): Commit checks the size again.
+	// Any other error: Commit checks the size again. (An encrypted upload
+	// object's size comes from its tail copy, so a torn last segment left
+	// by a failed append does not make it look short.)
 	return nil
 }
 
@@ -1010,7 +997,8 @@ func (r *Registry) dropUpload(ctx context.Context, u UploadRecord) {
 	r.deleteUploadData(ctx, u)
 }
 
-// errTakenOver rolls back dropUpload's transaction.
+// errTakenOver: another writer took the session over (uploadTakenOver; it
+// also rolls back dropUpload's transaction).
 var errTakenOver = errors.New("upload taken over by another writer")
 
 // deleteUploadData deletes every object of the session, of every generation.

@@ -321,6 +321,11 @@ func TestUploadWriterFencing(t *testing.T) {
 				t.Fatalf("finish on node b: %v", err)
 			}
 			wantBlob(t, b, "r", d, whole)
+			// a's late chunk, written after b deleted a's generation, is
+			// gone too (a deletes what it wrote once it is refused).
+			if left := uploadObjects(t, b, stowage.UploadPrefix(u.ID)); len(left) > 0 {
+				t.Errorf("upload data left after the session finished: %v", left)
+			}
 		})
 	}
 }

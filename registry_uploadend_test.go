@@ -158,8 +158,8 @@ func TestStaleFinisherFenced(t *testing.T) {
 // TestDeleteRepositoryDuringUploads: deleting a repository ends its upload
 // sessions, also those a writer is in the middle of. A writer streaming a
 // chunk fails with BLOB_UPLOAD_UNKNOWN and leaves no data behind; a final
-// PUT streaming its body fails the same way and does not bring the
-// repository back; an idle session is unknown from then on, and its data
+// PUT streaming its body, or stalled in the middle (on another node), fails
+// the same way and does not bring the repository back; an idle session is unknown from then on, and its data
 // goes with the next collection.
 func TestDeleteRepositoryDuringUploads(t *testing.T) {
 	ctx := context.Background()
@@ -179,8 +179,8 @@ func TestDeleteRepositoryDuringUploads(t *testing.T) {
 				return u
 			}
 			head := noise(t, 70000)
-			idle, busy, finishing := start(), start(), start()
-			for _, u := range []stowage.UploadRecord{idle, busy} {
+			idle, busy, finishing, stalled := start(), start(), start(), start()
+			for _, u := range []stowage.UploadRecord{idle, busy, stalled} {
 				if _, err := reg.WriteUpload(ctx, "r", u.ID, 0, int64(len(head)), bytes.NewReader(head)); err != nil {
 					t.Fatal(err)
 				}
@@ -190,7 +190,17 @@ func TestDeleteRepositoryDuringUploads(t *testing.T) {
 				what string
 				err  error
 			}
-			results := make(chan result, 2)
+			results := make(chan result, 3)
+			// Another node's final PUT of a chunked upload stalls after
+			// it checked the stored data.
+			g, gate := gatedNode(reg)
+			stowage.SetUploadLease(g, 10*time.Second, 20*time.Millisecond)
+			gate.armed.Store(true)
+			go func() {
+				_, err := g.FinishUpload(ctx, "r", stalled.ID, sha256Digest(head), -1, 0, nil)
+				results <- result{"the stalled final PUT", err}
+			}()
+			<-gate.entered
 			chunkR, chunkW := io.Pipe()
 			go func() {
 				_, err := reg.WriteUpload(ctx, "r", busy.ID, int64(len(head)), int64(len(chunk)), chunkR)
@@ -209,7 +219,8 @@ func TestDeleteRepositoryDuringUploads(t *testing.T) {
 			time.Sleep(100 * time.Millisecond) // the chunk writer's lease renewal finds the session gone
 			go func() { chunkW.Write(chunk[1000:]); chunkW.Close() }()
 			go func() { bodyW.Write(body[1000:]); bodyW.Close() }()
-			for range 2 {
+			close(gate.gate)
+			for range 3 {
 				select {
 				case r := <-results:
 					if stowage.ErrorCodeOf(r.err) != stowage.CodeBlobUploadUnknown {
@@ -228,7 +239,7 @@ func TestDeleteRepositoryDuringUploads(t *testing.T) {
 			if _, err := reg.WriteUpload(ctx, "r", idle.ID, int64(len(head)), 3, bytes.NewReader([]byte("abc"))); stowage.ErrorCodeOf(err) != stowage.CodeBlobUploadUnknown {
 				t.Errorf("a chunk for an idle session of the deleted repository: %v, want BLOB_UPLOAD_UNKNOWN", err)
 			}
-			for _, u := range []stowage.UploadRecord{busy, finishing} {
+			for _, u := range []stowage.UploadRecord{busy, finishing, stalled} {
 				if left := uploadObjects(t, reg, stowage.UploadPrefix(u.ID)); len(left) > 0 {
 					t.Errorf("data of an ended session left behind by its writer: %v", left)
 				}
