@@ -67,7 +67,11 @@ type Appender interface {
 	// upload never sees a torn tail. Append returns after the bytes are
 	// durable (synced to stable storage): the engine records the hash state
 	// describing them only then, and the final PUT trusts that hash state,
-	// so a power loss must not take bytes whose Append returned.
+	// so a power loss must not take bytes whose Append returned. Open of the
+	// upload object gives at least the bytes of the last Append that
+	// returned, whatever an Append in progress or a failed one left after
+	// them (a writer that lost its lease may still be appending while the
+	// next one copies the acknowledged bytes).
 	Append(ctx context.Context, key string, off int64, r io.Reader) (int64, error)
 	// Commit durably and atomically makes the first size bytes of the upload
 	// object at src visible as dst, and removes src. Bytes past size (a torn

@@ -241,6 +241,12 @@ func (r *Registry) MountBlob(ctx context.Context, repo, from string, d Digest) (
 // verified against d (and size, if >= 0) while they stream to storage, and
 // the blob becomes visible only after both checks passed.
 func (r *Registry) PutBlob(ctx context.Context, repo string, d Digest, body io.Reader, size int64) (BlobRecord, error) {
+	return r.putBlob(ctx, repo, d, body, size, nil)
+}
+
+// putBlob is PutBlob, ending the upload session u (if not nil) where it
+// records the blob (see recordBlob).
+func (r *Registry) putBlob(ctx context.Context, repo string, d Digest, body io.Reader, size int64, u *UploadRecord) (BlobRecord, error) {
 	if err := checkAlgorithm(d); err != nil {
 		return BlobRecord{}, err
 	}
@@ -260,7 +266,7 @@ func (r *Registry) PutBlob(ctx context.Context, repo string, d Digest, body io.R
 	} else if err := r.store.Put(ctx, BlobKey(d), vr, size); err != nil {
 		return BlobRecord{}, uploadError(err)
 	}
-	return r.recordBlob(ctx, repo, d, vr.N(), "")
+	return r.recordBlob(ctx, repo, d, vr.N(), u)
 }
 
 func checkAlgorithm(d Digest) error {
@@ -395,11 +401,31 @@ func markLive(tx Tx, d Digest, size int64, now time.Time) (BlobRecord, error) {
 }
 
 // recordBlob records a verified, stored blob and links it into repo, and
-// ends the upload session uploadID if one is given, in one transaction.
-func (r *Registry) recordBlob(ctx context.Context, repo string, d Digest, size int64, uploadID string) (BlobRecord, error) {
+// ends the upload session u if one is given, in one transaction. The
+// session must still be there, in the generation u was read in: a finisher
+// whose writer lease another writer took over (it stalled) must not end
+// the new holder's session, and one whose session ended meanwhile (its
+// repository was deleted, it was cancelled or expired) must not bring the
+// repository back (BLOB_UPLOAD_UNKNOWN).
+func (r *Registry) recordBlob(ctx context.Context, repo string, d Digest, size int64, u *UploadRecord) (BlobRecord, error) {
 	now := r.now()
 	var b BlobRecord
 	err := r.db.Update(ctx, func(tx Tx) (err error) {
+		if u != nil {
+			cur, err := tx.GetUpload(u.ID)
+			if errors.Is(err, ErrNotFound) {
+				return uploadUnknown(u.ID)
+			}
+			if err != nil {
+				return err
+			}
+			if cur.Gen != u.Gen {
+				return uploadTakenOver(u.ID)
+			}
+			if err := tx.DeleteUpload(u.ID); err != nil {
+				return err
+			}
+		}
 		if err := writable(tx, repo); err != nil {
 			return err
 		}
@@ -412,23 +438,23 @@ func (r *Registry) recordBlob(ctx context.Context, repo string, d Digest, size i
 		if err := tx.CreateRepository(repo, now); err != nil {
 			return err
 		}
-		if err := tx.LinkBlob(repo, d, now); err != nil {
-			return err
-		}
-		if uploadID != "" {
-			if err := tx.DeleteUpload(uploadID); err != nil && !errors.Is(err, ErrNotFound) {
-				return err
-			}
-		}
-		return nil
+		return tx.LinkBlob(repo, d, now)
 	})
+	if u != nil && ErrorCodeOf(err) == CodeBlobUploadUnknown {
+		r.deleteUploadData(context.WithoutCancel(ctx), *u) // nothing will use it
+	}
 	return b, err
 }
 
 // ---- Upload sessions ----
 
 func uploadUnknown(id string) error {
-	return Errorf(CodeBlobUploadUnknown, "upload %s is unknown: it finished, was cancelled or expired; start a new upload", id)
+	return Errorf(CodeBlobUploadUnknown, "upload %s is unknown: it finished, was cancelled or expired, or its repository was deleted; start a new upload", id)
+}
+
+func uploadTakenOver(id string) error {
+	return &Error{Code: CodeBlobUploadInvalid, Err: errTakenOver,
+		Message: fmt.Sprintf("upload %s was taken over by another request while this one stalled (its writer lease ran out); nothing of this request was kept: check the upload's status and resume", id)}
 }
 
 func newID() string {
@@ -490,10 +516,12 @@ func (r *Registry) WriteUpload(ctx context.Context, repo, id string, start, leng
 		return UploadRecord{}, err
 	}
 	defer unlock()
+	held := u
 	if u, err = r.adoptUpload(ctx, u); err != nil {
-		return u, err
+		return u, r.leaseEnded(ctx, held, err)
 	}
-	return r.appendUpload(ctx, u, start, length, body)
+	next, err := r.appendUpload(ctx, u, start, length, body)
+	return next, r.leaseEnded(ctx, held, err)
 }
 
 // adoptUpload makes the lease holder's own generation hold the session's
@@ -532,7 +560,7 @@ func (r *Registry) adoptUpload(ctx context.Context, u UploadRecord) (UploadRecor
 	}
 	src.Close()
 	if err != nil {
-		return u, Errorf(CodeUnavailable, "upload %s: could not take over its data from its earlier writer; retry in a moment (%v)", u.ID, err)
+		return u, r.fenced(ctx, u, Errorf(CodeUnavailable, "upload %s: could not take over its data from its earlier writer; retry in a moment (%v)", u.ID, err))
 	}
 	if want, err := r.stateDigest(ctx, u); err != nil || cr.n != u.Size || digest.NewDigest(digest.SHA256, h) != want {
 		r.dropUpload(ctx, u)
@@ -545,12 +573,12 @@ func (r *Registry) adoptUpload(ctx context.Context, u UploadRecord) (UploadRecor
 		newKey = chunkKey(u.ID, u.Gen, 0)
 	}
 	if next.HashState, err = r.sealHashState(ctx, h, newKey); err != nil {
-		return u, err
+		return u, r.fenced(ctx, u, err)
 	}
 	next.Updated = r.now()
 	err = r.db.Update(ctx, func(tx Tx) error { return tx.AdvanceUpload(next, u.Size) })
 	if errors.Is(err, ErrNotFound) {
-		return u, uploadChanged(u.ID)
+		return u, r.fenced(ctx, u, nil)
 	}
 	if err != nil {
 		return u, err
@@ -598,13 +626,13 @@ func (r *Registry) appendUpload(ctx context.Context, u UploadRecord, start, leng
 	if r.app != nil {
 		n, err := r.app.Append(ctx, uploadKey(u.ID, u.Gen), u.Size, src)
 		if err != nil {
-			return u, uploadError(err)
+			return u, r.fenced(ctx, u, uploadError(err))
 		}
 		next.Size = n
 	} else {
 		cr := &countingReader{r: src}
 		if err := r.store.Put(ctx, chunkKey(u.ID, u.Gen, u.Size), cr, length); err != nil {
-			return u, uploadError(err)
+			return u, r.fenced(ctx, u, uploadError(err))
 		}
 		next.Size += cr.n
 		next.Chunks++
@@ -622,14 +650,46 @@ func (r *Registry) appendUpload(ctx context.Context, u UploadRecord, start, leng
 	}
 	state, err := r.sealHashState(ctx, h, written)
 	if err != nil {
-		return u, err
+		return u, r.fenced(ctx, u, err) // the object may be gone: another writer took over
 	}
 	next.HashState, next.Updated = state, r.now()
 	err = r.db.Update(ctx, func(tx Tx) error { return tx.AdvanceUpload(next, u.Size) })
 	if errors.Is(err, ErrNotFound) {
-		return u, uploadChanged(u.ID)
+		return u, r.fenced(ctx, u, nil)
 	}
 	return next, err
+}
+
+// fenced says why a writer (generation u.Gen) could not record what it
+// wrote, and deletes what nothing will read:
+//   - the session is gone (cancelled, expired, or its repository deleted;
+//     the lease's renewal then also ended the write): all its data goes,
+//     including this writer's, which gets BLOB_UPLOAD_UNKNOWN;
+//   - another writer took the session over: if that one already moved the
+//     session's data to its own generation, whatever this writer wrote in
+//     its generation (after adoptUpload deleted it, say) goes; if not, the
+//     new holder still copies from it, so it stays;
+//   - else the session is still the writer's: err (uploadChanged if nil).
+func (r *Registry) fenced(ctx context.Context, u UploadRecord, err error) error {
+	ctx = context.WithoutCancel(ctx) // the lease's context ends with it
+	var cur UploadRecord
+	gerr := r.db.View(ctx, func(tx Tx) (err error) {
+		cur, err = tx.GetUpload(u.ID)
+		return err
+	})
+	switch {
+	case errors.Is(gerr, ErrNotFound):
+		r.deleteUploadData(ctx, u)
+		return uploadUnknown(u.ID)
+	case gerr == nil && cur.Gen != u.Gen:
+		if cur.DataGen != u.Gen {
+			r.deleteGeneration(ctx, u.ID, u.Gen)
+		}
+		return uploadTakenOver(u.ID)
+	case err == nil:
+		return uploadChanged(u.ID)
+	}
+	return err
 }
 
 // FinishUpload completes the session with an optional last chunk and makes
@@ -649,18 +709,25 @@ func (r *Registry) FinishUpload(ctx context.Context, repo, id string, d Digest, 
 		// PATCH racing it on another node fails when the session ends).
 		unlock := r.uploads.lock(id)
 		defer unlock()
-		b, err := r.PutBlob(ctx, repo, d, body, length)
-		if err != nil {
-			return b, err
+		b, err := r.putBlob(ctx, repo, d, body, length, &u)
+		if err == nil {
+			r.deleteUploadData(ctx, u) // a racing PATCH's, if any
 		}
-		r.dropUpload(ctx, u)
-		return b, nil
+		return b, err
 	}
 	ctx, u, unlock, err := r.lockUpload(ctx, repo, id)
 	if err != nil {
 		return BlobRecord{}, err
 	}
 	defer unlock()
+	b, err := r.finishHeld(ctx, repo, u, d, start, length, body)
+	return b, r.leaseEnded(ctx, u, err)
+}
+
+// finishHeld is FinishUpload under the session's writer lease (u as the
+// holder read it).
+func (r *Registry) finishHeld(ctx context.Context, repo string, u UploadRecord, d Digest, start, length int64, body io.Reader) (BlobRecord, error) {
+	var err error
 	if u, err = r.adoptUpload(ctx, u); err != nil {
 		return BlobRecord{}, err
 	}
@@ -684,7 +751,7 @@ func (r *Registry) FinishUpload(ctx context.Context, repo, id string, d Digest, 
 			return BlobRecord{}, cerr
 		}
 		if ok {
-			return r.recordBlob(ctx, repo, d, u.Size, u.ID)
+			return r.recordBlob(ctx, repo, d, u.Size, &u)
 		}
 		r.dropUpload(ctx, u)
 		return BlobRecord{}, uploadLost(u.ID)
@@ -705,7 +772,7 @@ func (r *Registry) FinishUpload(ctx context.Context, repo, id string, d Digest, 
 		return BlobRecord{}, err
 	}
 	if exists {
-		b, err := r.recordBlob(ctx, repo, d, u.Size, u.ID)
+		b, err := r.recordBlob(ctx, repo, d, u.Size, &u)
 		if err == nil {
 			r.deleteUploadData(ctx, u)
 		}
@@ -724,7 +791,7 @@ func (r *Registry) FinishUpload(ctx context.Context, repo, id string, d Digest, 
 		if err != nil {
 			return BlobRecord{}, uploadError(err)
 		}
-		b, err := r.recordBlob(ctx, repo, d, u.Size, u.ID)
+		b, err := r.recordBlob(ctx, repo, d, u.Size, &u)
 		if err == nil {
 			r.deleteUploadData(ctx, u)
 		}
@@ -738,7 +805,7 @@ func (r *Registry) FinishUpload(ctx context.Context, repo, id string, d Digest, 
 		next.Verified = d
 		err := r.db.Update(ctx, func(tx Tx) error { return tx.AdvanceUpload(next, u.Size) })
 		if errors.Is(err, ErrNotFound) {
-			return BlobRecord{}, uploadChanged(u.ID)
+			return BlobRecord{}, r.fenced(ctx, u, nil)
 		}
 		if err != nil {
 			return BlobRecord{}, err
@@ -759,7 +826,7 @@ func (r *Registry) FinishUpload(ctx context.Context, repo, id string, d Digest, 
 			return BlobRecord{}, err
 		}
 	}
-	return r.recordBlob(ctx, repo, d, u.Size, u.ID)
+	return r.recordBlob(ctx, repo, d, u.Size, &u)
 }
 
 var errShortData = errors.New("stored upload data is shorter than recorded")
@@ -792,8 +859,9 @@ func (r *Registry) checkStored(ctx context.Context, u UploadRecord) error {
 	if err == nil && oi.Size < u.Size {
 		return errShortData
 	}
-	// Any other error (an encrypted object whose last segment a failed
-	// append tore has no plain size yet): Commit checks the size again.
+	// Any other error: Commit checks the size again. (An encrypted upload
+	// object's size comes from its tail copy, so a torn last segment left
+	// by a failed append does not make it look short.)
 	return nil
 }
 
@@ -946,12 +1014,36 @@ func (r *Registry) CancelUpload(ctx context.Context, repo, id string) error {
 	return nil
 }
 
+// dropUpload ends the session u (as its writer generation u.Gen sees it)
+// and deletes its data. If another writer took the session over meanwhile
+// (this one stalled), the session and its data are the new holder's: both
+// stay.
 func (r *Registry) dropUpload(ctx context.Context, u UploadRecord) {
-	if err := r.db.Update(ctx, func(tx Tx) error { return tx.DeleteUpload(u.ID) }); err != nil && !errors.Is(err, ErrNotFound) {
+	ctx = context.WithoutCancel(ctx)
+	err := r.db.Update(ctx, func(tx Tx) error {
+		cur, err := tx.GetUpload(u.ID)
+		if err != nil {
+			return err
+		}
+		if cur.Gen != u.Gen {
+			return errTakenOver
+		}
+		return tx.DeleteUpload(u.ID)
+	})
+	switch {
+	case errors.Is(err, errTakenOver):
+		return
+	case err != nil && !errors.Is(err, ErrNotFound):
+		// The session stays, and so does its data; it expires in time.
 		r.log.Warn("could not delete upload record", "upload", u.ID, "err", err)
+		return
 	}
 	r.deleteUploadData(ctx, u)
 }
+
+// errTakenOver: another writer took the session over (uploadTakenOver; it
+// also rolls back dropUpload's transaction).
+var errTakenOver = errors.New("upload taken over by another writer")
 
 // deleteUploadData deletes every object of the session, of every generation.
 func (r *Registry) deleteUploadData(ctx context.Context, u UploadRecord) {

@@ -171,7 +171,12 @@ func (r *Registry) DeleteImage(ctx context.Context, repo string, ref Reference, 
 }
 
 // DeleteRepository deletes a repository: all its manifests, tags, blob links
-// and uploads in progress.
+// and uploads in progress. Upload sessions end even while a writer holds
+// one's lease: the writer stops (its lease renewal finds the session gone),
+// fails with BLOB_UPLOAD_UNKNOWN and deletes the session's data, and records
+// nothing (recordBlob requires the session, so a final PUT in flight cannot
+// bring the repository back). Idle sessions' data goes with the next
+// collection's orphan sweep.
 func (r *Registry) DeleteRepository(ctx context.Context, repo string, dryRun bool) (DeleteReport, error) {
 	rep, err := r.runDelete(ctx, repo, dryRun, false, func(del *deletion) error {
 		del.everything = true

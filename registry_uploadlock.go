@@ -92,7 +92,7 @@ func (r *Registry) lockUpload(ctx context.Context, repo, id string) (context.Con
 					err = fmt.Errorf("another writer took it over (generation %d, now %d)", u.Gen, now.Gen)
 				}
 				if err != nil && held.Err() == nil {
-					cancel(fmt.Errorf("upload %s lost its writer lease: %w", id, err))
+					cancel(fmt.Errorf("upload %s: %w: %w", id, errLeaseLost, err))
 					return
 				}
 			}
@@ -105,6 +105,23 @@ func (r *Registry) lockUpload(ctx context.Context, repo, id string) (context.Con
 		release()
 		unlock()
 	}, nil
+}
+
+// errLeaseLost is the cause of a lease context that ended because the lease
+// did (the session is gone, or another writer took it over).
+var errLeaseLost = errors.New("lost its writer lease")
+
+// leaseEnded turns the error of a writer whose lease ended under it into
+// what happened to the session (fenced): BLOB_UPLOAD_UNKNOWN if it is gone,
+// and its data deleted; "taken over" if another writer has it.
+func (r *Registry) leaseEnded(ctx context.Context, u UploadRecord, err error) error {
+	if err == nil || !errors.Is(context.Cause(ctx), errLeaseLost) {
+		return err
+	}
+	if ErrorCodeOf(err) == CodeBlobUploadUnknown || errors.Is(err, errTakenOver) {
+		return err // fenced already
+	}
+	return r.fenced(ctx, u, err)
 }
 
 // ReleaseUploadLeases ends the upload leases this node held before a

@@ -7,6 +7,7 @@ import (
 	"crypto/cipher"
 	"crypto/rand"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -28,11 +29,24 @@ import (
 // Append first leaves a copy of its final segment's plaintext, sealed with
 // the upload's data key, in a small side object (<key>.tail); a resumed
 // Append or a Commit that finds the segment torn takes the bytes from there.
+//
+// The copy always holds the segment an Append in progress seals again (it
+// is written before that Append touches the object), or, once an Append
+// completed, the final segment it left. So reads of an upload object (Open,
+// Stat) take the segments before the copy's from the object and the copy's
+// segment from the copy: they see the bytes of the last Append that
+// completed, at least, whatever a stalled writer's Append in progress or a
+// failed one left after them (the engine reads a session's acknowledged
+// bytes while an earlier writer that lost its lease may still append).
 
 // tailFlag marks the additional data of a tail copy (segments use 0 and 1).
 const tailFlag = 2
 
 func tailKey(key string) string { return key + ".tail" }
+
+// uploadsPrefix is where upload objects live (stowage.UploadPrefix(id) for
+// every id; UploadPrefix("") is "uploads//", which no key starts with).
+const uploadsPrefix = "uploads/"
 
 // Append writes r at plaintext offset off of the upload object key.
 func (b *appendBackend) Append(ctx context.Context, key string, off int64, r io.Reader) (int64, error) {
@@ -121,11 +135,12 @@ func (b *appendBackend) saveTail(ctx context.Context, key string, hb []byte, aea
 	}
 	out = append(out, nonce...)
 	out = aead.Seal(out, nonce, plain, tailAD(hb, idx))
-	// Written like upload data (no flush): it must survive a killed process,
-	// not a power loss (after which an upload may fail anyway, see
-	// stowage.Appender). A copy torn by a kill fails to authenticate, and
-	// then the upload object itself holds the bytes: the Append that came
-	// before this write completed.
+	// Written through the inner Appender, so the copy is durable when this
+	// returns, as the bytes it copies are (stowage.Appender). A copy torn by
+	// a crash (kill or power loss) while it was written fails to
+	// authenticate, and then the upload object itself holds the bytes: this
+	// write comes either after the Append into the object completed, or,
+	// at the start of an Append, before it touched the object.
 	_, err := b.app.Append(ctx, tailKey(key), 0, bytes.NewReader(out))
 	return err
 }
@@ -245,11 +260,148 @@ func (b *appendBackend) Delete(ctx context.Context, key string) error {
 	if err := b.Backend.Delete(ctx, key); err != nil {
 		return err
 	}
-	if !strings.HasPrefix(key, stowage.UploadPrefix("")) {
+	if !strings.HasPrefix(key, uploadsPrefix) {
 		return nil
 	}
 	if err := b.Inner.Delete(ctx, tailKey(key)); err != nil && !stowage.IsNotExist(err) {
 		return err
 	}
 	return nil
+}
+
+// isUploadData reports whether key is an upload object (not its tail copy).
+func isUploadData(key string) bool {
+	return strings.HasPrefix(key, uploadsPrefix) && !strings.HasSuffix(key, ".tail")
+}
+
+// Open reads an upload object as its tail copy describes it (see the top of
+// this file); other objects as Backend.Open does.
+func (b *appendBackend) Open(ctx context.Context, key string, offset int64) (io.ReadCloser, error) {
+	if !isUploadData(key) {
+		return b.Backend.Open(ctx, key, offset)
+	}
+	var err error
+	for attempt := 0; attempt < maxReadAttempts; attempt++ {
+		// Read again if the copy changed between its read and the object's
+		// (an Append that completed meanwhile).
+		var r io.ReadCloser
+		if r, err = b.openUpload(ctx, key, offset); err == nil || !errors.Is(err, ErrIntegrity) {
+			return r, err
+		}
+	}
+	return nil, err
+}
+
+func (b *appendBackend) openUpload(ctx context.Context, key string, offset int64) (io.ReadCloser, error) {
+	hb, aead, err := b.openHeader(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	ti, tail, err := b.loadTail(ctx, key, hb, aead)
+	if err != nil {
+		// No authentic copy: the object's first Append, or a copy torn
+		// after the Append into the object completed. The object is whole.
+		return b.Backend.open(ctx, key, offset)
+	}
+	if offset > int64(ti)*SegmentSize+int64(len(tail)) {
+		return nil, integrityError(fmt.Errorf("%w: %s: offset beyond the end of the upload", ErrIntegrity, key))
+	}
+	idx := uint32(offset / SegmentSize)
+	u := &uploadReader{key: key, aead: aead, hb: hb, idx: idx, last: ti, tail: tail, skip: int(offset % SegmentSize)}
+	if idx < ti {
+		rc, err := b.Inner.Open(ctx, key, segmentOffset(int64(idx)))
+		if err != nil {
+			return nil, err
+		}
+		u.rc, u.src = rc, bufio.NewReaderSize(io.LimitReader(rc, int64(ti-idx)*sealedFull), readBuffer)
+		u.seg, u.plain = make([]byte, sealedFull), make([]byte, 0, SegmentSize)
+	}
+	if err := u.next(); err != nil {
+		u.Close()
+		return nil, err
+	}
+	return u, nil
+}
+
+// Stat of an upload object gives the size Open reads (see the top of this
+// file); other objects' as Backend.Stat does.
+func (b *appendBackend) Stat(ctx context.Context, key string) (stowage.ObjectInfo, error) {
+	if !isUploadData(key) {
+		return b.Backend.Stat(ctx, key)
+	}
+	oi, err := b.Inner.Stat(ctx, key)
+	if err != nil {
+		return oi, err
+	}
+	if hb, aead, err := b.openHeader(ctx, key); err == nil {
+		if ti, tail, err := b.loadTail(ctx, key, hb, aead); err == nil {
+			oi.Size = int64(ti)*SegmentSize + int64(len(tail))
+			return oi, nil
+		}
+	}
+	if oi.Size, err = plainSize(oi.Size); err != nil {
+		return oi, integrityError(err)
+	}
+	return oi, nil
+}
+
+// uploadReader reads an upload object's full segments before segment last
+// from the object, then segment last's plaintext from the tail copy.
+type uploadReader struct {
+	key       string
+	rc        io.Closer
+	src       io.Reader
+	aead      cipher.AEAD
+	hb        []byte
+	idx, last uint32
+	tail      []byte
+	skip      int
+	seg       []byte
+	plain     []byte
+	out       []byte
+	done      bool
+	err       error
+}
+
+func (u *uploadReader) next() error {
+	var plain []byte
+	if u.idx == u.last {
+		plain, u.done = u.tail, true
+	} else {
+		if _, err := io.ReadFull(u.src, u.seg); err != nil {
+			if err == io.EOF || err == io.ErrUnexpectedEOF {
+				return integrityError(fmt.Errorf("%w: %s: the upload ends before segment %d, which its tail copy holds", ErrIntegrity, u.key, u.last))
+			}
+			return err
+		}
+		var err error
+		if plain, err = u.aead.Open(u.plain[:0], u.seg[:nonceSize], u.seg[nonceSize:], segmentAD(nil, u.hb, u.idx, false)); err != nil {
+			return integrityError(fmt.Errorf("%w: %s: segment %d does not authenticate", ErrIntegrity, u.key, u.idx))
+		}
+		u.idx++
+	}
+	u.out, u.skip = plain[u.skip:], 0
+	return nil
+}
+
+func (u *uploadReader) Read(p []byte) (int, error) {
+	for len(u.out) == 0 {
+		if u.err != nil {
+			return 0, u.err
+		}
+		if u.done {
+			return 0, io.EOF
+		}
+		u.err = u.next()
+	}
+	n := copy(p, u.out)
+	u.out = u.out[n:]
+	return n, nil
+}
+
+func (u *uploadReader) Close() error {
+	if u.rc == nil {
+		return nil
+	}
+	return u.rc.Close()
 }

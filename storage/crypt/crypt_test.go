@@ -533,3 +533,124 @@ func TestStaticKeyring(t *testing.T) {
 func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }
 
 func sleep() { time.Sleep(100 * time.Millisecond) }
+
+// TestUploadReadBehindAppend: the engine reads an upload's acknowledged
+// bytes (a lease takeover copies them, a sha512 final PUT hashes them)
+// while an earlier writer may still be in an Append, or after one failed.
+// Whatever that Append left in the object (cut back to the start of the
+// segment it seals again, or a torn part of its data), Open and Stat of
+// the upload object must give the bytes of the last Append that completed.
+func TestUploadReadBehindAppend(t *testing.T) {
+	const acked = crypt.SegmentSize + 34464 // ends inside segment 1
+	for _, tc := range []struct {
+		name string
+		// behind starts an Append at acked and returns once it has left
+		// the object in the state to read, and a function that ends it.
+		behind func(t *testing.T, app stowage.Appender, inner *fs.Backend, key string) func()
+	}{
+		{"stalled", func(t *testing.T, app stowage.Appender, inner *fs.Backend, key string) func() {
+			pr, pw := io.Pipe()
+			done := make(chan error, 1)
+			go func() {
+				_, err := app.Append(ctx, key, acked, pr)
+				done <- err
+			}()
+			pw.Write(random(1000))
+			// Wait until the Append cut the object back to segment 1.
+			for i := 0; ; i++ {
+				fi, err := inner.Stat(ctx, key)
+				if err == nil && fi.Size == 25+crypt.SegmentSize+28 {
+					break
+				}
+				if i == 1000 {
+					t.Fatalf("the append did not cut the object back (size %d, %v)", fi.Size, err)
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+			return func() {
+				pw.Write(random(5000))
+				pw.Close()
+				if err := <-done; err != nil {
+					t.Errorf("the stalled append: %v", err)
+				}
+			}
+		}},
+		{"failed", func(t *testing.T, app stowage.Appender, inner *fs.Backend, key string) func() {
+			// More than the 1 MiB the sealed data goes out in, so torn
+			// segments reach the object.
+			if _, err := app.Append(ctx, key, acked, &failAfter{bytes.NewReader(random(2 << 20)), 3<<19 + 77}); err == nil {
+				t.Fatal("failing append succeeded")
+			}
+			return func() {}
+		}},
+		{"failed-at-once", func(t *testing.T, app stowage.Appender, inner *fs.Backend, key string) func() {
+			if _, err := app.Append(ctx, key, acked, &failAfter{bytes.NewReader(random(100)), 10}); err == nil {
+				t.Fatal("failing append succeeded")
+			}
+			return func() {}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			inner, _ := newFS(t)
+			b, _ := newCrypt(t, inner)
+			app := b.(stowage.Appender)
+			key := "uploads/u/data.1"
+			data := random(acked)
+			if _, err := app.Append(ctx, key, 0, bytes.NewReader(data[:1000])); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := app.Append(ctx, key, 1000, bytes.NewReader(data[1000:])); err != nil {
+				t.Fatal(err)
+			}
+			end := tc.behind(t, app, inner, key)
+			for _, off := range []int64{0, 1000, crypt.SegmentSize, acked - 1, acked} {
+				got, err := read(b, key, off)
+				if err != nil || len(got) < acked-int(off) || !bytes.Equal(got[:acked-off], data[off:]) {
+					t.Errorf("read from %d behind the append: %d bytes, %v; want the %d acknowledged ones first", off, len(got), err, acked-off)
+				}
+			}
+			if oi, err := b.Stat(ctx, key); err != nil || oi.Size < acked {
+				t.Errorf("Stat behind the append: size %d, %v; want at least %d", oi.Size, err, acked)
+			}
+			end()
+			// The upload goes on, and commits what it acknowledged.
+			more := random(3000)
+			if n, err := app.Append(ctx, key, acked, bytes.NewReader(more)); err != nil || n != acked+3000 {
+				t.Fatalf("append after: %d, %v", n, err)
+			}
+			if got, err := read(b, key, 0); err != nil || !bytes.Equal(got, append(data, more...)) {
+				t.Errorf("upload read after the next append: %d bytes, %v", len(got), err)
+			}
+			if err := app.Commit(ctx, key, "blobs/x", acked+3000); err != nil {
+				t.Fatal(err)
+			}
+			if got, err := read(b, "blobs/x", 0); err != nil || !bytes.Equal(got, append(data, more...)) {
+				t.Errorf("committed: %d bytes, %v", len(got), err)
+			}
+		})
+	}
+}
+
+// TestUploadDeleteTakesTailCopy: deleting an upload object directly (the
+// engine does, for the data of a writer generation it took over) deletes
+// its tail copy too.
+func TestUploadDeleteTakesTailCopy(t *testing.T) {
+	inner, _ := newFS(t)
+	b, _ := newCrypt(t, inner)
+	key := "uploads/u/data.3"
+	if _, err := b.(stowage.Appender).Append(ctx, key, 0, bytes.NewReader(random(1000))); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := inner.Stat(ctx, key+".tail"); err != nil {
+		t.Fatalf("no tail copy after an append: %v", err)
+	}
+	if err := b.Delete(ctx, key); err != nil {
+		t.Fatal(err)
+	}
+	if err := inner.List(ctx, "uploads/", func(oi stowage.ObjectInfo) error {
+		t.Errorf("left after deleting the upload object: %s", oi.Key)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
