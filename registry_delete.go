@@ -211,6 +211,16 @@ func (del *deletion) untag(tag string) error {
 		}
 		return denied("tag "+del.repo+":"+tag, "delete", del.repo+":"+tag)
 	}
+	// An immutable tag cannot be removed either: untagging and pushing
+	// again would move it.
+	if rule, err := immutableRule(del.tx, del.repo, tag); err != nil {
+		return err
+	} else if rule != "" {
+		if del.skipLocked {
+			return nil
+		}
+		return immutableTag(del.repo, tag, rule)
+	}
 	if err := del.tx.DeleteTag(del.repo, tag); err != nil {
 		return err
 	}
@@ -262,6 +272,7 @@ func (del *deletion) manifest(d Digest, reason string) error {
 		lockedBy = "manifest " + repo + "@" + string(d)
 	}
 	var tagLocks map[string]Locks // what the recycle bin keeps
+	var immutable error
 	for _, t := range tags {
 		tr, err := tx.GetTagRecord(repo, t)
 		if err != nil {
@@ -269,6 +280,18 @@ func (del *deletion) manifest(d Digest, reason string) error {
 		}
 		if tr.Locks&LockDelete != 0 && lockedBy == "" {
 			lockedBy = "tag " + repo + ":" + t
+		}
+		// An immutable tag stays with its manifest (deleting the manifest
+		// and pushing another under the tag would move it), except when
+		// the whole repository goes.
+		if !del.everything && immutable == nil && lockedBy == "" {
+			rule, err := immutableRule(tx, repo, t)
+			if err != nil {
+				return err
+			}
+			if rule != "" {
+				immutable = immutableTag(repo, t, rule)
+			}
 		}
 		if tr.Locks != 0 {
 			if tagLocks == nil {
@@ -285,6 +308,13 @@ func (del *deletion) manifest(d Digest, reason string) error {
 			return nil
 		}
 		return denied(lockedBy, "delete", strings.NewReplacer("manifest ", "", "tag ", "").Replace(lockedBy))
+	}
+	if immutable != nil {
+		if del.skipLocked || reason != "requested" {
+			delete(del.seen, d)
+			return nil
+		}
+		return immutable
 	}
 	// A manifest that another manifest of repo references (an index's
 	// platform manifest) stays while that one does: the index would no
@@ -367,4 +397,10 @@ func inUse(what, user, repo string, d Digest, users []Digest, advice string) err
 	return &Error{Code: CodeDenied,
 		Message: fmt.Sprintf("%s %s is used by %s %s@%s%s, which could then no longer be pulled: %s", what, d, user, repo, users[0], more, advice),
 		Detail:  map[string]any{"digest": string(d), "manifests": users}}
+}
+
+// immutableTag is the refusal to remove repo:tag, which an immutability
+// rule protects.
+func immutableTag(repo, tag, rule string) error {
+	return Errorf(CodeDenied, "tag %s:%s is immutable (policy rule %q): it cannot be removed or moved; delete the whole repository, or change the rules with 'stowage immutability set'", repo, tag, rule)
 }

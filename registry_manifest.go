@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -147,7 +148,7 @@ func checkRefs(tx Tx, repo string, m *Manifest) ([]ManifestRef, error) {
 			size = b.Size
 		}
 		if errors.Is(err, ErrNotFound) {
-			if d.Kind == RefBlob && external(d.Descriptor) {
+			if d.Kind == RefBlob && strings.HasPrefix(d.Role, "layer") && external(d.Descriptor) {
 				continue
 			}
 			return nil, &Error{Code: CodeManifestBlobUnknown,

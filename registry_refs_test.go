@@ -515,3 +515,48 @@ func TestIndexChildMediaType(t *testing.T) {
 		})
 	}
 }
+
+// Only a layer may be absent for having urls: a config (or any other
+// descriptor) that claims a non-distributable type is still required, or
+// no client could pull the image.
+func TestAbsentForeignConfig(t *testing.T) {
+	e := newEnv(t, nil)
+	config, layer := newBlob(50), newBlob(300)
+	e.push(t, "win/app", layer)
+	body := []byte(fmt.Sprintf(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":%s,"layers":[%s]}`,
+		layerDesc(mtNonDist, config, 50, true), layerDesc(mtOCILayer, layer, 300, false)))
+	_, err := e.reg.PutManifest(e.ctx, "win/app", stowage.Reference{Tag: "v1"}, stowage.MediaTypeOCIManifest, body, nil)
+	wantError(t, "push", err, stowage.CodeManifestBlobUnknown, string(config.d))
+}
+
+// An immutable tag cannot be moved by removing it first: untag, delete by
+// tag and delete by digest are refused; policies pass over it; deleting
+// the whole repository is allowed.
+func TestImmutableTagCannotBeRemoved(t *testing.T) {
+	e := newEnv(t, nil)
+	config, other := newBlob(50), newBlob(60)
+	e.push(t, "prod/app", config)
+	e.push(t, "prod/app", other)
+	v1 := imageWith(config)
+	d1, err := e.reg.PutManifest(e.ctx, "prod/app", stowage.Reference{Tag: "v1"}, stowage.MediaTypeOCIManifest, v1, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.reg.SetImmutabilityRules(e.ctx, []string{"prod/.*:v.*"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, dry := range []bool{true, false} {
+		_, err = e.reg.Untag(e.ctx, "prod/app", "v1", dry)
+		wantError(t, "untag", err, stowage.CodeDenied, "immutable")
+		_, err = e.reg.DeleteImage(e.ctx, "prod/app", stowage.Reference{Tag: "v1"}, dry)
+		wantError(t, "delete by tag", err, stowage.CodeDenied, "immutable")
+		_, err = e.reg.DeleteImage(e.ctx, "prod/app", stowage.Reference{Digest: d1.Digest}, dry)
+		wantError(t, "delete by digest", err, stowage.CodeDenied, "immutable")
+	}
+	_, err = e.reg.PutManifest(e.ctx, "prod/app", stowage.Reference{Tag: "v1"}, stowage.MediaTypeOCIManifest, imageWith(other), nil)
+	wantError(t, "move", err, stowage.CodeDenied, "immutable")
+	e.pullable(t, "prod/app", "v1", config)
+	if _, err := e.reg.DeleteRepository(e.ctx, "prod/app", false); err != nil {
+		t.Fatalf("delete-repo: %v, want it allowed", err)
+	}
+}
