@@ -228,8 +228,18 @@ func (b *appendBackend) Commit(ctx context.Context, src, dst string, size int64)
 	if err := b.Keys.moved(ctx, src, dst); err != nil {
 		return err
 	}
+	// The key of an object this commit replaces (the same blob pushed again
+	// after a crash left it stored but unrecorded) is forgotten once the
+	// commit succeeded, never before: until then its bytes are still at dst.
+	prev, hadPrev := b.keyIDAt(ctx, dst)
 	if err := b.app.Commit(ctx, src, dst, sealedSize(size)); err != nil {
 		return err
+	}
+	if hadPrev {
+		h, err := parseHeader(hb)
+		if err == nil {
+			b.Keys.replaced(ctx, dst, prev, h.KeyID)
+		}
 	}
 	b.Inner.Delete(ctx, tailKey(src))
 	return nil

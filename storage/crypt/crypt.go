@@ -185,12 +185,33 @@ func (b *Backend) Put(ctx context.Context, key string, r io.Reader, size int64) 
 	if size >= 0 {
 		stored = sealedSize(size)
 	}
+	prev, hadPrev := b.keyIDAt(ctx, key)
 	err = b.Inner.Put(ctx, key, pr, stored)
 	pr.CloseWithError(errors.Join(err, io.ErrClosedPipe)) // unblock the sealer if the inner Put stopped early
 	if err != nil {
 		b.Keys.forget(ctx, id) // nothing was stored under it
+		return err
 	}
-	return err
+	if hadPrev {
+		b.Keys.replaced(ctx, key, prev, id) // its bytes are gone now
+	}
+	return nil
+}
+
+// keyIDAt returns the data key id in the header of the object stored at key,
+// if there is one (false if there is none or it cannot be read now). A write
+// reads it before it replaces the object, to forget the key afterwards.
+func (b *Backend) keyIDAt(ctx context.Context, key string) ([idSize]byte, bool) {
+	rc, err := b.Inner.Open(ctx, key, 0)
+	if err != nil {
+		return [idSize]byte{}, false
+	}
+	h, _, err := readHeader(rc)
+	rc.Close()
+	if err != nil {
+		return [idSize]byte{}, false
+	}
+	return h.KeyID, true
 }
 
 // openHeader reads an object's header and returns its bytes and data key.
@@ -491,10 +512,13 @@ func (b *Backend) ScrubObject(ctx context.Context, key string, check func(io.Rea
 		return res, err
 	}
 	defer rc.Close()
-	if err := raw(rc); err != nil {
-		if stowage.ErrorCodeOf(err) == stowage.CodeUnavailable {
-			return res, err // a key problem, not damage
-		}
+	// A read error from the storage underneath, a key outage or the end of
+	// ctx means the copy could not be checked: an error, never "corrupt".
+	good, err := stowage.CheckCopy(ctx, rc, raw)
+	switch {
+	case err != nil:
+		return res, err
+	case !good:
 		res.Corrupt = []string{"storage"}
 		return res, nil
 	}

@@ -152,6 +152,33 @@ func (m *Manager) moved(ctx context.Context, from, to string) error {
 	return m.DB.Update(ctx, func(tx stowage.Tx) error { return tx.MoveDataKeys(from, to) })
 }
 
+// replaced forgets data key old, the key of the object that a write (a Put,
+// or an upload's Commit) has just replaced at key obj, unless that key no
+// longer belongs to obj (or is the new object's key, cur). Best effort: a
+// row left behind only costs a rewrap at rotations until obj is deleted.
+//
+// It is called only after the write succeeded, with the id read from the
+// object's header before the write: data keys are random per write, so once
+// that object is replaced no bytes at obj are sealed with it any more. (It
+// does not forget every other key of obj: a concurrent write of the same key
+// may own one, and its bytes may be the ones that stay.)
+func (m *Manager) replaced(ctx context.Context, obj string, old, cur [idSize]byte) {
+	if old == cur {
+		return
+	}
+	hid := hex.EncodeToString(old[:])
+	_ = m.DB.Update(context.WithoutCancel(ctx), func(tx stowage.Tx) error {
+		dk, err := tx.GetDataKey(hid)
+		if err != nil || dk.Object != obj {
+			return err
+		}
+		return tx.DeleteDataKey(hid)
+	})
+	m.mu.Lock()
+	delete(m.cache, hid)
+	m.mu.Unlock()
+}
+
 func (m *Manager) deleted(ctx context.Context, obj string) error {
 	return m.DB.Update(ctx, func(tx stowage.Tx) error { return tx.DeleteDataKeys(obj) })
 }
