@@ -388,6 +388,18 @@ func testTagsVersion(t *testing.T, db stowage.DB) {
 			t.Errorf("%s: TagsVersion changed = %v, want %v", s.name, changed, s.changes)
 		}
 	}
+	// A repository deleted and created again does not start where the old
+	// one was (a cache keyed by the version would take it for the old one).
+	seen := map[int64]bool{}
+	for i := range 5 {
+		update(t, db, func(tx stowage.Tx) error { return tx.DeleteRepository("r") })
+		update(t, db, func(tx stowage.Tx) error { return tx.CreateRepository("r", now) })
+		v := version()
+		if seen[v] || v == 0 {
+			t.Errorf("re-created repository %d starts at TagsVersion %d, as an earlier one did (or 0)", i, v)
+		}
+		seen[v], seen[v+1], seen[v+2] = true, true, true
+	}
 }
 
 func testUploads(t *testing.T, db stowage.DB) {

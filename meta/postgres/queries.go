@@ -33,7 +33,10 @@ const (
 	// make the row a hot spot (row locks, serialization failures) when one
 	// repository takes pushes through several nodes. DO NOTHING takes no row
 	// lock, and the UPDATE writes only when the snapshot's value is stale.
-	sqlCreateRepository = `WITH ins AS (INSERT INTO repositories (name, created, updated) VALUES ($1, $2, $2)
+	// tags_version starts at a random point (see meta/sqlite: the tag cache
+	// must not mistake a re-created repository for the deleted one).
+	sqlCreateRepository = `WITH ins AS (INSERT INTO repositories (name, created, updated, tags_version)
+			VALUES ($1, $2, $2, floor(random() * 4611686018427387904)::bigint)
 			ON CONFLICT (name) DO NOTHING RETURNING 1)
 		UPDATE repositories SET updated = $2 WHERE name = $1 AND updated < $2 - 1000000000`
 	sqlGetRepository    = `SELECT created, updated, tags_version, locks FROM repositories WHERE name = $1`

@@ -11,7 +11,11 @@ const (
 const (
 	// An existing repository's updated moves at most once a second (as on
 	// PostgreSQL, where an always-writing upsert is a hot row).
-	sqlCreateRepository = `INSERT INTO repositories (name, created, updated) VALUES (?, ?, ?)
+	// A new repository's tags_version starts at a random point, not 0: a
+	// node's tag cache keyed by (name, tags_version) must not take a
+	// repository deleted and created again for the old one once its version
+	// climbs back to the cached value (found by the model-based test).
+	sqlCreateRepository = `INSERT INTO repositories (name, created, updated, tags_version) VALUES (?, ?, ?, abs(random() % 4611686018427387904))
 		ON CONFLICT (name) DO UPDATE SET updated = excluded.updated WHERE repositories.updated < excluded.updated - 1000000000`
 	sqlGetRepository    = `SELECT created, updated, tags_version, locks FROM repositories WHERE name = ?`
 	sqlListRepositories = `SELECT group_concat(name, ',') FROM
