@@ -143,13 +143,6 @@ func (h *harness) crash(ctx context.Context, op Op) error {
 	if inner.Kind == opGC {
 		h.eng.clock.advance(inner.Jump)
 		now = h.eng.clock.now().Add(n.skew)
-		if op.InDB && h.known(defectGCUploadExpiryLoop) {
-			for _, u := range h.m.uploads {
-				if u != nil && u.updated.Before(now.Add(-uploadExpiry)) {
-					return nil // the collection would spin (see the defect)
-				}
-			}
-		}
 		f.arm(op.FaultAt, op.After)
 		gctx, cancel := context.WithTimeout(ctx, gcHang)
 		_, err := n.reg.CollectGarbage(gctx, stowage.GCOptions{Grace: gcGrace, UploadExpiry: uploadExpiry})

@@ -80,7 +80,7 @@ func (h *harness) planPutManifest(ctx context.Context, op Op, n *node, now time.
 			if spec.Foreign[i] {
 				// A reference is a reference: a foreign layer the repository
 				// holds is kept like any other (DESIGN §8).
-				if has(ld) && !h.known(defectForeignLayerGC) {
+				if has(ld) {
 					keep = append(keep, ld)
 				}
 				continue
@@ -97,9 +97,6 @@ func (h *harness) planPutManifest(ctx context.Context, op Op, n *node, now time.
 	want := okay
 	switch {
 	case spec.BadSize:
-		if h.known(defectDescriptorSize) {
-			return nil, nil, nil
-		}
 		want = fails(stowage.CodeManifestInvalid, stowage.CodeManifestBlobUnknown, stowage.CodeSizeInvalid)
 	case missing:
 		want = fails(stowage.CodeManifestBlobUnknown)
@@ -107,8 +104,6 @@ func (h *harness) planPutManifest(ctx context.Context, op Op, n *node, now time.
 		want = fails(stowage.CodeDenied)
 	case m.overQuota(repo, d, int64(len(body))):
 		want = fails(stowage.CodeDenied)
-	case h.known(defectRetagNearQuota) && r != nil && r.manifests[d] != nil && m.quotas[repo] > 0 && m.held(repo)+int64(len(body)) > m.quotas[repo]:
-		return nil, nil, nil
 	default:
 		for _, t := range tags {
 			if tg := r.tags[tagName(t)]; tg != nil && tg.d != d && tg.locks&stowage.LockWrite != 0 {
