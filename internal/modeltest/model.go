@@ -107,8 +107,14 @@ func (s ImageSpec) body(p *pool) []byte {
 		var ds []string
 		for _, c := range s.Children {
 			b := c.body(p)
+			// A child's descriptor states its media type (an index may
+			// list an index).
+			mt := mtManifest
+			if len(c.Children) > 0 {
+				mt = mtIndex
+			}
 			ds = append(ds, fmt.Sprintf(`{"mediaType":%q,"digest":%q,"size":%d,"platform":{"architecture":"amd64","os":"linux"}}`,
-				mtManifest, digestOf(b), len(b)))
+				mt, digestOf(b), len(b)))
 		}
 		return fmt.Appendf(nil, `{"schemaVersion":2,"mediaType":%q,"manifests":[%s],"annotations":{"salt":"%d"}}`,
 			mtIndex, strings.Join(ds, ","), s.Salt)
