@@ -530,7 +530,7 @@ func (h *harness) checkStorageExact(ctx context.Context) error {
 	// The leaves: every mirror copy holds everything; shards split it.
 	var leafKeys []string
 	for _, dir := range leafDirs(h.eng.dir, h.eng.cfg.Topology) {
-		leaf, err := openLeaf(dir)
+		leaf, err := h.eng.openLeaf(dir)
 		if err != nil {
 			return err
 		}

@@ -33,7 +33,9 @@ const (
 	opGC          OpKind = "gc" // advance the clock by Jump, then collect
 	opAdvance     OpKind = "advance"
 	opRestart     OpKind = "restart"
-	opCrash       OpKind = "crash" // run Inner with a fault armed, then restart
+	opCrash       OpKind = "crash"      // run Inner with a fault armed, then restart
+	opPowerLoss   OpKind = "power-loss" // unsynced writes forgotten, then restart (Config.PowerLoss)
+	opPowerCut    OpKind = "power-cut"  // run Inner until leaf Leaf's FaultAt-th fs call, then power loss
 	opCatalog     OpKind = "catalog"
 	opQuota       OpKind = "quota" // a quota of what the repository holds plus Size (-1: none)
 	// races (races.go)
@@ -70,11 +72,12 @@ type Op struct {
 	N        int
 	Filter   int  // catalog: 0 none, else a repo subset mask
 	Wrong    bool // finish: claim the digest of the same-size twin blob
-	// crash
+	// crash, power cut
 	Inner   *Op
 	FaultAt int
 	After   bool
 	InDB    bool
+	Leaf    int
 }
 
 func (o Op) String() string {
@@ -118,6 +121,8 @@ func (o Op) String() string {
 			where = "db"
 		}
 		s = fmt.Sprintf("crash at %s write %d after=%v during [%s]", where, o.FaultAt, o.After, o.Inner)
+	case opPowerCut:
+		s = fmt.Sprintf("power cut after %d fs calls of leaf %d during [%s]", o.FaultAt, o.Leaf, o.Inner)
 	case opCatalog:
 		s += fmt.Sprintf(" filter=%b n=%d", o.Filter, o.N)
 	case opQuota:
@@ -180,7 +185,7 @@ func (h *harness) step(ctx context.Context, op Op) error {
 	n := h.eng.nodes[op.Node]
 	now := h.eng.clock.now().Add(n.skew)
 	switch op.Kind {
-	case opRestart, opAdvance, opCrash, opGC, opLeftover, opGCRacePush, opGCDuringPatch, opPatchRace:
+	case opRestart, opPowerLoss, opAdvance, opCrash, opPowerCut, opGC, opLeftover, opGCRacePush, opGCDuringPatch, opPatchRace:
 		h.count(op.Kind, okay)
 	}
 	switch op.Kind {
@@ -189,7 +194,9 @@ func (h *harness) step(ctx context.Context, op Op) error {
 	case opAdvance:
 		h.eng.clock.advance(op.Jump)
 		return nil
-	case opCrash:
+	case opPowerLoss:
+		return h.eng.powerLoss(ctx)
+	case opCrash, opPowerCut:
 		return h.crash(ctx, op)
 	case opGC:
 		h.eng.clock.advance(op.Jump)
