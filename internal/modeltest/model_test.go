@@ -20,6 +20,8 @@ import (
 //	STOWAGE_MODEL_STEPS=N     steps per seed (default 120; 60 with -race)
 //	STOWAGE_MODEL_STRICT=1    ignore the known-defect switches (check.go),
 //	                          or only those named: STOWAGE_MODEL_STRICT=mount-read-lock,...
+//	STOWAGE_MODEL_KEEPGOING=1 report every failure (shrunk once per kind and
+//	                          step kind) and go on with the next seed
 
 // fixedSeeds always run: a spread of topologies and node counts.
 var fixedSeeds = []uint64{1, 2, 3, 5, 8}
@@ -82,8 +84,10 @@ func runSeeds(t *testing.T, pg func() string) {
 	}
 	deadline := time.Now().Add(time.Duration(secs) * time.Second)
 	dir := t.TempDir()
-	ran := 0
+	ran, failed := 0, 0
 	stats := Stats{}
+	keepGoing := os.Getenv("STOWAGE_MODEL_KEEPGOING") != ""
+	shrunkKinds := map[string]bool{}
 	for i := 0; i < len(seeds) || random && time.Now().Before(deadline); i++ {
 		var seed uint64
 		if i < len(seeds) {
@@ -93,11 +97,29 @@ func runSeeds(t *testing.T, pg func() string) {
 		}
 		cfg, ops := generate(seed, steps)
 		cfg.Postgres = pg
-		f, _, err := RunStats(ctx, cfg, seed, ops, dir, known(t), stats)
+		f, at, err := RunStats(ctx, cfg, seed, ops, dir, known(t), stats)
 		if err != nil {
 			t.Fatalf("seed %d: %v", seed, err)
 		}
 		ran++
+		if f != nil && keepGoing {
+			failed++
+			sig := f.Kind + " at " + string(ops[at].Kind)
+			if ops[at].Inner != nil {
+				sig += " " + string(ops[at].Inner.Kind)
+			}
+			if shrunkKinds[sig] {
+				t.Errorf("seed %d (%s): %s (not shrunk: %s seen)\n%s", seed, cfg, f, sig, ops[at])
+				continue
+			}
+			shrunkKinds[sig] = true
+			shrunk := Shrink(ctx, cfg, seed, ops, f.Kind, dir, known(t), 300, 3*time.Minute)
+			if f2, _, err := Run(ctx, cfg, seed, shrunk, dir, known(t)); err == nil && f2 != nil {
+				f = f2
+			}
+			t.Error(Describe(seed, cfg, f, shrunk))
+			continue
+		}
 		if f != nil {
 			shrunk := Shrink(ctx, cfg, seed, ops, f.Kind, dir, known(t), 300, 3*time.Minute)
 			if f2, _, err := Run(ctx, cfg, seed, shrunk, dir, known(t)); err == nil && f2 != nil {
@@ -106,7 +128,7 @@ func runSeeds(t *testing.T, pg func() string) {
 			t.Fatal(Describe(seed, cfg, f, shrunk))
 		}
 	}
-	t.Logf("%d seeds of %d steps passed; steps run: %v", ran, steps, stats)
+	t.Logf("%d seeds of %d steps ran, %d failed; steps run: %v", ran, steps, failed, stats)
 }
 
 // TestModel drives the engine (SQLite file, fs storage in one of the

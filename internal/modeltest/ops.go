@@ -375,7 +375,11 @@ func (h *harness) plan(ctx context.Context, op Op, n *node, now time.Time) (*exp
 				avail = false // a read-locked repository lends nothing
 			}
 		} else {
-			_, avail = m.live[d]
+			// Automatic content discovery: a live blob some repository
+			// that is not read-locked holds.
+			for _, r := range m.repos {
+				avail = avail || r.links[d] && r.locks&stowage.LockRead == 0
+			}
 		}
 		want := okay
 		if !m.writable(repo) {
