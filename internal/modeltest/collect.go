@@ -289,5 +289,18 @@ func (h *harness) afterCrashedGC(ctx context.Context, now time.Time) error {
 			m.deleting[d] = true
 		}
 	}
+	// The orphan sweep claims an object no row knows with a 'deleting'
+	// row before it deletes it; a crash between leaves the claim, which
+	// the next collection finishes (pushes wait for it meanwhile).
+	for _, d := range h.pool.dig {
+		if _, ok := m.live[d]; ok || m.deleting[d] {
+			continue
+		}
+		if st, err := h.blobState(ctx, d); err != nil {
+			return err
+		} else if st == stowage.BlobDeleting {
+			m.deleting[d] = true
+		}
+	}
 	return nil
 }
