@@ -121,14 +121,16 @@ func (s ImageSpec) body(p *pool) []byte {
 	}
 	var ls []string
 	for i, l := range s.Layers {
-		mt, size := mtLayer, len(p.bytes(l))
+		mt, size, urls := mtLayer, len(p.bytes(l)), ""
 		if s.Foreign[i] {
-			mt = mtForeign
+			// An external layer: clients fetch it from its urls, so the
+			// repository need not hold it.
+			mt, urls = mtForeign, fmt.Sprintf(`,"urls":["https://example.com/%s"]`, p.dig[l].Encoded())
 		}
 		if s.BadSize && i == 0 {
 			size++
 		}
-		ls = append(ls, fmt.Sprintf(`{"mediaType":%q,"digest":%q,"size":%d}`, mt, p.dig[l], size))
+		ls = append(ls, fmt.Sprintf(`{"mediaType":%q,"digest":%q,"size":%d%s}`, mt, p.dig[l], size, urls))
 	}
 	return fmt.Appendf(nil, `{"schemaVersion":2,"mediaType":%q,"config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":%q,"size":%d},"layers":[%s],"annotations":{"salt":"%d"}}`,
 		mtManifest, p.dig[s.Config], len(p.bytes(s.Config)), strings.Join(ls, ","), s.Salt)

@@ -77,12 +77,10 @@ func (h *harness) planPutManifest(ctx context.Context, op Op, n *node, now time.
 		missing = !has(p.dig[spec.Config])
 		for i, l := range spec.Layers {
 			ld := p.dig[l]
-			if spec.Foreign[i] {
-				// A reference is a reference: a foreign layer the repository
-				// holds is kept like any other (DESIGN §8).
-				if has(ld) {
-					keep = append(keep, ld)
-				}
+			if spec.Foreign[i] && !has(ld) {
+				// An external layer the repository does not hold: clients
+				// fetch it from its urls. One it holds is a reference like
+				// any other (DESIGN §8).
 				continue
 			}
 			refs = append(refs, stowage.ManifestRef{Digest: ld, Kind: stowage.RefBlob})

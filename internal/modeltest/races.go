@@ -95,8 +95,8 @@ func (h *harness) gcDuringPatch(ctx context.Context, op Op, n *node) error {
 	}
 	data := h.pool.bytes(u.blob)
 	end := min(u.sent+op.Size, int64(len(data)))
-	if end-u.sent < 2 {
-		return nil
+	if end-u.sent < 2 || h.m.overQuota(repoName(u.repo), "", end) {
+		return nil // (a chunk over the quota ends the session: not this race)
 	}
 	h.eng.clock.advance(op.Jump)
 	writer := h.eng.nodes[(op.Node+1)%len(h.eng.nodes)]
@@ -152,8 +152,8 @@ func (h *harness) patchRace(ctx context.Context, op Op) error {
 	data := h.pool.bytes(u.blob)
 	slowEnd := min(u.sent+1000, int64(len(data)))
 	fastEnd := min(u.sent+op.Size, int64(len(data)))
-	if slowEnd-u.sent < 2 {
-		return nil
+	if slowEnd-u.sent < 2 || h.m.overQuota(repoName(u.repo), "", max(slowEnd, fastEnd)) {
+		return nil // (a chunk over the quota ends the session: not this race)
 	}
 	slow, fast := h.eng.nodes[0], h.eng.nodes[1]
 	if slow.skew > fast.skew {
