@@ -33,6 +33,14 @@ const (
 	// blob and ends the session in two transactions: a crash between them
 	// leaves the session (until it expires).
 	defectFinishNotAtomic = "finish-not-atomic"
+	// A node's tag cache (registry_cache.go) keys a repository's entries
+	// by its TagsVersion alone, which starts again at 0 when the
+	// repository is deleted and pushed again: once the new repository's
+	// version reaches the cached one, reads by tag and tag lists answer
+	// from the deleted repository (a deleted image is served by its old
+	// tag). While listed, reads by tag of a repository deleted earlier in
+	// the run are not checked.
+	defectRepoCacheRecreated = "repo-cache-recreated"
 )
 
 var knownDefects = map[string]bool{
@@ -40,6 +48,7 @@ var knownDefects = map[string]bool{
 	defectDeleteRepoLockedChild: true,
 	defectCryptOverwriteKey:     true,
 	defectFinishNotAtomic:       true,
+	defectRepoCacheRecreated:    true,
 }
 
 // failure is a divergence between engine and model. Kind groups failures
@@ -319,10 +328,16 @@ func (h *harness) checkReads(ctx context.Context) error {
 		}
 		return nil
 	}
+	// staleTags: a known defect makes reads by tag of this repository
+	// unreliable.
+	staleTags := func(name string) bool { return m.deletedRepos[name] && h.known(defectRepoCacheRecreated) }
 	for _, name := range m.sortedRepos() {
 		r := m.repos[name]
 		repoRead := r.locks&stowage.LockRead != 0
 		for _, t := range slices.Sorted(maps.Keys(r.tags)) {
+			if staleTags(name) {
+				break
+			}
 			tg := r.tags[t]
 			mm := r.manifests[tg.d]
 			_, body, err := reg.GetManifest(ctx, name, stowage.Reference{Tag: t})
@@ -381,7 +396,7 @@ func (h *harness) checkReads(ctx context.Context) error {
 		}
 		for i := range numTags {
 			t := tagName(i)
-			if r != nil && r.tags[t] != nil {
+			if r != nil && r.tags[t] != nil || staleTags(name) {
 				continue
 			}
 			if _, _, err := reg.GetManifest(ctx, name, stowage.Reference{Tag: t}); stowage.ErrorCodeOf(err) != stowage.CodeManifestUnknown {
@@ -401,6 +416,9 @@ func (h *harness) checkReads(ctx context.Context) error {
 		return failf("catalog", "catalog %q (err %v), the model expects %q", cat, err, wantCat)
 	}
 	for _, name := range m.sortedRepos() {
+		if staleTags(name) {
+			continue
+		}
 		var want []string
 		for _, t := range slices.Sorted(maps.Keys(m.repos[name].tags)) {
 			if m.repos[name].tags[t].locks&stowage.LockList == 0 {

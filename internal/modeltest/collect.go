@@ -191,6 +191,10 @@ func (h *harness) crash(ctx context.Context, op Op) error {
 		return failf("outcome", "%s: engine succeeded under a fault, the model expects %s", op, want)
 	case err == nil:
 		apply()
+		if f := h.fail; f != nil {
+			h.fail = nil
+			return f
+		}
 		cands = []*model{h.m}
 	case want.ok:
 		cands = append(cands, before)

@@ -197,6 +197,8 @@ type model struct {
 	// everSeen are all manifest digests pushed in the run, per repository,
 	// to check that deleted ones are not served.
 	everSeen map[string]map[stowage.Digest]bool
+	// deletedRepos are the repositories deleted (as a whole) in the run.
+	deletedRepos map[string]bool
 	// deleting are digests a crashed collection left in state 'deleting'.
 	deleting map[stowage.Digest]bool
 	quotas   map[string]int64
@@ -204,7 +206,8 @@ type model struct {
 
 func newModel(p *pool) *model {
 	return &model{pool: p, repos: map[string]*mRepo{}, live: map[stowage.Digest]int64{},
-		everSeen: map[string]map[stowage.Digest]bool{}, deleting: map[stowage.Digest]bool{}, quotas: map[string]int64{}}
+		everSeen: map[string]map[stowage.Digest]bool{}, deleting: map[stowage.Digest]bool{}, quotas: map[string]int64{},
+		deletedRepos: map[string]bool{}}
 }
 
 func (m *model) clone() *model {
@@ -241,6 +244,7 @@ func (m *model) clone() *model {
 		c.everSeen[r] = maps.Clone(s)
 	}
 	c.deleting = maps.Clone(m.deleting)
+	c.deletedRepos = maps.Clone(m.deletedRepos)
 	c.quotas = maps.Clone(m.quotas)
 	return &c
 }

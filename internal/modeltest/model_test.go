@@ -182,6 +182,13 @@ func reproductions(p *pool) []reproduction {
 			push(0, 5), put(0, ImageSpec{Config: 5, Layers: []int{5}, Foreign: []bool{false}}, 0), {Kind: opGC, Jump: fullJump}}, nil},
 		{defectFinishNotAtomic, []Op{{Kind: opStartUpload, Repo: 0, Slot: 0, Blob: 2},
 			{Kind: opCrash, InDB: true, FaultAt: 3, After: true, Inner: &Op{Kind: opFinish, Slot: 0}}}, nil},
+		// Two nodes; the checks read through node 0 after even steps, node 1
+		// after odd ones. Node 1 caches t0 at tags version 1 (after step
+		// 1); node 0 deletes the repository; node 1 does not read it again
+		// until the new repository's first tag brings its version to 1
+		// again, and then t0 answers the deleted image.
+		{defectRepoCacheRecreated, []Op{push(0, 1), put(0, img, 0), {Kind: opDeleteRepo, Repo: 0}, {Kind: opCatalog},
+			push(0, 5), put(0, ImageSpec{Config: 5, Layers: []int{5}, Foreign: []bool{false}}, 2)}, []time.Duration{0, 0}},
 
 		// Fixed: a manifest whose descriptor size differs from the blob's
 		// was accepted.
