@@ -218,6 +218,32 @@ func (h *harness) planRestore(ctx context.Context, op Op, n *node, now time.Time
 	case !m.writable(e.repo):
 		want = fails(stowage.CodeDenied)
 	default:
+		// Its bytes and blobs must still be stored, and what the
+		// repository does not hold now counts against its quota
+		// (registry_softdelete.go: checkRestore).
+		ds := map[stowage.Digest]bool{e.d: true}
+		for _, ref := range e.m.refs {
+			if ref.Kind == stowage.RefBlob {
+				ds[ref.Digest] = true
+			}
+		}
+		var added int64
+		for d := range ds {
+			size, ok := m.live[d]
+			if !ok {
+				want = fails(stowage.CodeManifestBlobUnknown)
+			}
+			if r == nil || !r.links[d] && r.manifests[d] == nil {
+				added += size
+			}
+		}
+		if !want.ok {
+			break
+		}
+		if m.overQuota(e.repo, "", added) {
+			want = fails(stowage.CodeDenied)
+			break
+		}
 		for _, ref := range e.m.refs {
 			if ref.Kind == stowage.RefManifest && (r == nil || r.manifests[ref.Digest] == nil) {
 				want = fails(stowage.CodeManifestBlobUnknown)
