@@ -93,6 +93,14 @@ func (h *harness) count(k OpKind, want expect) {
 	}
 }
 
+// countFired records whether a crash or power cut's fault was reached
+// (else the step ran whole before the restart).
+func (h *harness) countFired(op Op, fired bool) {
+	if h.stats != nil && fired {
+		h.stats[string(op.Kind)+" fired"]++
+	}
+}
+
 // ---- state comparison ----
 
 // summary renders the state (of the engine, or of model c) as sorted

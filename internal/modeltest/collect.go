@@ -144,7 +144,13 @@ func (h *harness) crash(ctx context.Context, op Op) error {
 		f = &n.fdb.fault
 	}
 	arm := func() { f.arm(op.FaultAt, op.After) }
-	disarm := func() { f.arm(0, false) }
+	disarm := func() {
+		f.mu.Lock()
+		fired := f.fired
+		f.mu.Unlock()
+		h.countFired(op, fired)
+		f.arm(0, false)
+	}
 	restart := h.eng.reopen
 	if op.Kind == opPowerCut {
 		// The machine stops at the leaf's FaultAt-th file system call
@@ -153,6 +159,7 @@ func (h *harness) crash(ctx context.Context, op Op) error {
 		arm, disarm, restart = func() {}, func() {}, h.eng.powerLoss
 		if fsys := h.eng.leafFS(op.Leaf); fsys != nil {
 			arm = func() { fsys.CrashAfter(op.FaultAt) }
+			disarm = func() { h.countFired(op, fsys.Crashed()) }
 		}
 	}
 	now := h.eng.clock.now().Add(n.skew)

@@ -272,3 +272,53 @@ func TestKnownDefects(t *testing.T) {
 		})
 	}
 }
+
+// TestPowerLoss runs fixed step lists on faultfs leaves: a power cut at
+// each of the first file system calls of a monolithic push, a chunked
+// finish, a manifest push and a full collection (on one directory; some
+// of them on a mirror and on shards), and power losses between them.
+// Every cut must leave the state before or after its step, with
+// everything acknowledged pullable.
+func TestPowerLoss(t *testing.T) {
+	const seed = 11
+	ctx := context.Background()
+	img := ImageSpec{Config: 1, Layers: []int{3}, Foreign: []bool{false}}
+	cut := func(n int, inner Op) Op { return Op{Kind: opPowerCut, FaultAt: n, Inner: &inner} }
+	for _, tc := range []struct {
+		topo Topology
+		cuts []int
+	}{{TopoFS, []int{0, 1, 2, 3, 4, 5, 6, 7, 9}}, {TopoMirror, []int{1, 4, 7}}, {TopoShard, []int{2, 5, 8}}} {
+		t.Run(string(tc.topo), func(t *testing.T) {
+			cfg := Config{Topology: tc.topo, Skews: []time.Duration{0}, PowerLoss: true}
+			stats := Stats{}
+			for _, n := range tc.cuts {
+				steps := []Op{
+					{Kind: opPushBlob, Repo: 0, Blob: 1},
+					cut(n, Op{Kind: opPushBlob, Repo: 0, Blob: 3}),
+					{Kind: opPushBlob, Repo: 0, Blob: 3},
+					{Kind: opStartUpload, Repo: 0, Slot: 0, Blob: 4},
+					{Kind: opPatch, Slot: 0, Size: 40000},
+					{Kind: opPowerLoss},
+					cut(n, Op{Kind: opFinish, Slot: 0}),
+					cut(n, Op{Kind: opPutManifest, Repo: 0, Image: img, Tags: []int{0}, Tag: -1}),
+					{Kind: opPutManifest, Repo: 0, Image: img, Tags: []int{0}, Tag: -1},
+					{Kind: opDeleteBlob, Repo: 0, Blob: 4},
+					cut(n, Op{Kind: opGC, Jump: fullJump}),
+					{Kind: opPowerLoss},
+					{Kind: opGC, Jump: fullJump},
+				}
+				f, at, err := RunStats(ctx, cfg, seed, steps, t.TempDir(), func(d string) bool { return knownDefects[d] }, stats)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if f != nil {
+					t.Fatalf("cut after %d calls: step %d (%s): %v", n, at, steps[at], f)
+				}
+			}
+			if stats["power-cut fired"] == 0 {
+				t.Errorf("no power cut reached its crash point: %v", stats)
+			}
+			t.Logf("%v", stats)
+		})
+	}
+}
