@@ -70,7 +70,7 @@ var weights = []struct {
 	{opPushBlob, 14}, {opStartUpload, 5}, {opPatch, 6}, {opFinish, 5}, {opCancel, 1},
 	{opMount, 5}, {opPutManifest, 16}, {opUntag, 4}, {opDelete, 5}, {opDeleteRepo, 1},
 	{opDeleteBlob, 2}, {opLock, 5}, {opSoftDelete, 2}, {opRestore, 3}, {opRetention, 2},
-	{opPurge, 2}, {opGC, 5}, {opAdvance, 2}, {opRestart, 2}, {opCrash, 5}, {opPowerLoss, 2}, {opPowerCut, 4}, {opCatalog, 1}, {opQuota, 2},
+	{opPurge, 2}, {opGC, 5}, {opAdvance, 2}, {opRestart, 2}, {opCrash, 5}, {opPowerLoss, 3}, {opPowerCut, 6}, {opCatalog, 1}, {opQuota, 2},
 	{opLeftover, 2}, {opGCRacePush, 2}, {opGCDuringPatch, 1}, {opPatchRace, 2},
 }
 
