@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"sync"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"github.com/stowage/stowage/meta/sqlite"
 	"github.com/stowage/stowage/storage/crypt"
 	"github.com/stowage/stowage/storage/fs"
+	"github.com/stowage/stowage/storage/fs/faultfs"
 	"github.com/stowage/stowage/storage/mirror"
 	"github.com/stowage/stowage/storage/shard"
 )
@@ -29,6 +31,15 @@ import (
 // Two fault wrappers sit in each node's stack for the crash steps:
 // faultStore right under crypt, faultDB between the DB and everything that
 // writes to it. Disarmed, they pass everything through.
+//
+// With Config.PowerLoss the fs leaves run on storage/fs/faultfs (one
+// in-memory file system per leaf directory, kept across restarts) instead
+// of the OS's: a power-loss step forgets every write not yet synced, and a
+// power-cut step stops the machine at the nth file system call of one leaf
+// (then every leaf and the database refuse writes) and then loses power.
+// The database is durable at commit (SQLite runs synchronous=FULL): it is
+// closed and reopened, not reverted. Blobs are at most ~140 KiB, and a run
+// holds a few dozen objects, so the memory stays in the low megabytes.
 
 // Topology is the storage tree under crypt.
 type Topology string
@@ -47,6 +58,10 @@ type Config struct {
 	// Postgres, if set, returns a connection string to an empty schema
 	// (a fresh one per call); the run then uses PostgreSQL, not SQLite.
 	Postgres func() string
+	// PowerLoss puts the fs leaves on faultfs (in memory), so power-loss
+	// and power-cut steps can forget unsynced writes; else they are
+	// directories of the OS's file system, and those steps are restarts.
+	PowerLoss bool
 }
 
 func (c Config) String() string {
@@ -54,7 +69,11 @@ func (c Config) String() string {
 	if c.Postgres != nil {
 		db = "postgres"
 	}
-	return fmt.Sprintf("db=%s storage=%s nodes=%d skews=%v", db, c.Topology, len(c.Skews), c.Skews)
+	fsys := "os"
+	if c.PowerLoss {
+		fsys = "faultfs"
+	}
+	return fmt.Sprintf("db=%s storage=%s fs=%s nodes=%d skews=%v", db, c.Topology, fsys, len(c.Skews), c.Skews)
 }
 
 // leafDirs are the fs roots a topology uses under dir.
@@ -67,15 +86,21 @@ func leafDirs(dir string, t Topology) []string {
 	return dirs
 }
 
-// openLeaf is the one place an fs leaf is made.
-//
-// TODO(power-loss): when storage/fs has NewWithFS, build the leaf with
-// fs.NewWithFS(root, faultFS) here, keep the fault FS in the engine, and add
-// a "powerloss" step (ops.go, opPowerLoss) that calls PowerLoss() on every
-// leaf's FS before reopen(): unsynced writes are then forgotten, which a
-// process restart (opRestart) does not model.
-func openLeaf(root string) (*fs.Backend, error) {
-	b, err := fs.New(root)
+// openLeaf is the one place an fs leaf is made: on the OS's file system,
+// or (Config.PowerLoss) on the leaf's faultfs, behind the machine switch.
+func (e *engine) openLeaf(root string) (*fs.Backend, error) {
+	var b *fs.Backend
+	var err error
+	if e.fss == nil {
+		b, err = fs.New(root)
+	} else {
+		fsys := e.fss[root]
+		if fsys == nil {
+			fsys = faultfs.New()
+			e.fss[root] = fsys
+		}
+		b, err = fs.NewWithFS(root, machineFS{fsys, e})
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -88,10 +113,10 @@ func openLeaf(root string) (*fs.Backend, error) {
 
 // openStorage builds a node's storage tree (below crypt). It is the one
 // function to swap for another storage layout.
-func openStorage(dir string, t Topology) (stowage.Backend, error) {
+func (e *engine) openStorage(dir string, t Topology) (stowage.Backend, error) {
 	var leaves []stowage.Backend
 	for _, d := range leafDirs(dir, t) {
-		b, err := openLeaf(d)
+		b, err := e.openLeaf(d)
 		if err != nil {
 			return nil, err
 		}
@@ -143,12 +168,18 @@ type engine struct {
 	db    stowage.DB
 	keys  crypt.Keys
 	nodes []*node
+	// fss are the leaves' file systems by root (Config.PowerLoss; else
+	// nil): the disks, which outlive restarts.
+	fss map[string]*faultfs.FS
 }
 
 const lease = time.Hour
 
 func newEngine(ctx context.Context, cfg Config, dir string, start time.Time) (*engine, error) {
 	e := &engine{cfg: cfg, dir: dir, clock: &clock{t: start}}
+	if cfg.PowerLoss {
+		e.fss = map[string]*faultfs.FS{}
+	}
 	if cfg.Postgres != nil {
 		e.pgURL = cfg.Postgres()
 	}
@@ -172,13 +203,14 @@ func (e *engine) open(ctx context.Context) error {
 	}
 	e.nodes = nil
 	for i, skew := range e.cfg.Skews {
-		plain, err := openStorage(e.dir, e.cfg.Topology)
+		plain, err := e.openStorage(e.dir, e.cfg.Topology)
 		if err != nil {
 			return err
 		}
 		n := &node{id: fmt.Sprint("node", i), skew: skew, plain: plain}
 		n.fst = newFaultStore(plain)
 		n.fdb = newFaultDB(e.db)
+		n.fdb.down = e.down
 		n.store = crypt.New(n.fst, crypt.NewManager(n.fdb, e.keys))
 		now := func() time.Time { return e.clock.now().Add(skew) }
 		var rdb stowage.DB = n.fdb
@@ -202,6 +234,41 @@ func (e *engine) reopen(ctx context.Context) error {
 		return err
 	}
 	return e.open(ctx)
+}
+
+// powerLoss is a power cut of the machine and its restart: the database
+// closed (what it committed stays), every leaf's unsynced writes
+// forgotten, every node rebuilt. On the OS's file system it is a restart.
+func (e *engine) powerLoss(ctx context.Context) error {
+	if err := e.close(); err != nil {
+		return err
+	}
+	for _, fsys := range e.fss {
+		fsys.PowerLoss()
+	}
+	return e.open(ctx)
+}
+
+// leafFS is the file system of leaf i (modulo the topology's leaves), nil
+// on the OS's.
+func (e *engine) leafFS(i int) *faultfs.FS {
+	if e.fss == nil {
+		return nil
+	}
+	dirs := leafDirs(e.dir, e.cfg.Topology)
+	return e.fss[dirs[i%len(dirs)]]
+}
+
+// down reports whether the machine has stopped: a leaf reached the crash
+// point of a power-cut step. Until the power loss that follows, no leaf
+// and no database transaction takes a write.
+func (e *engine) down() bool {
+	for _, fsys := range e.fss {
+		if fsys.Crashed() {
+			return true
+		}
+	}
+	return false
 }
 
 func (e *engine) close() error {
@@ -334,11 +401,17 @@ func (errReader) Read([]byte) (int, error) { return 0, errInjected }
 type faultDB struct {
 	stowage.DB
 	fault
+	// down, if set, reports that the machine stopped (a power cut): every
+	// Update fails, doing nothing.
+	down func() bool
 }
 
 func newFaultDB(inner stowage.DB) *faultDB { return &faultDB{DB: inner} }
 
 func (d *faultDB) Update(ctx context.Context, fn func(stowage.Tx) error) error {
+	if d.down != nil && d.down() {
+		return errInjected
+	}
 	proceed, fail := d.hit()
 	if proceed {
 		if err := d.DB.Update(ctx, fn); err != nil || !fail {
@@ -356,4 +429,86 @@ func (d *faultDB) Update(ctx context.Context, fn func(stowage.Tx) error) error {
 type lockerDB struct {
 	*faultDB
 	stowage.Locker
+}
+
+// machineFS is a leaf's faultfs with the machine's power switch: once any
+// leaf reached its crash point (faultfs.CrashAfter), every leaf refuses
+// writes, as the one machine they are on has stopped.
+type machineFS struct {
+	*faultfs.FS
+	e *engine
+}
+
+func (m machineFS) stopped(op, name string) error {
+	if m.e.down() {
+		return &os.PathError{Op: op, Path: name, Err: faultfs.ErrCrashed}
+	}
+	return nil
+}
+
+func (m machineFS) OpenFile(name string, flag int, perm os.FileMode) (fs.File, error) {
+	if flag&(os.O_CREATE|os.O_TRUNC) != 0 {
+		if err := m.stopped("open", name); err != nil {
+			return nil, err
+		}
+	}
+	f, err := m.FS.OpenFile(name, flag, perm)
+	if err != nil {
+		return nil, err
+	}
+	return machineFile{f, m}, nil
+}
+
+func (m machineFS) Mkdir(name string, perm os.FileMode) error {
+	if err := m.stopped("mkdir", name); err != nil {
+		return err
+	}
+	return m.FS.Mkdir(name, perm)
+}
+
+func (m machineFS) Rename(oldpath, newpath string) error {
+	if err := m.stopped("rename", oldpath); err != nil {
+		return err
+	}
+	return m.FS.Rename(oldpath, newpath)
+}
+
+func (m machineFS) Remove(name string) error {
+	if err := m.stopped("remove", name); err != nil {
+		return err
+	}
+	return m.FS.Remove(name)
+}
+
+func (m machineFS) SyncDir(name string) error {
+	if err := m.stopped("sync", name); err != nil {
+		return err
+	}
+	return m.FS.SyncDir(name)
+}
+
+type machineFile struct {
+	fs.File
+	m machineFS
+}
+
+func (f machineFile) Write(p []byte) (int, error) {
+	if err := f.m.stopped("write", f.Name()); err != nil {
+		return 0, err
+	}
+	return f.File.Write(p)
+}
+
+func (f machineFile) Sync() error {
+	if err := f.m.stopped("sync", f.Name()); err != nil {
+		return err
+	}
+	return f.File.Sync()
+}
+
+func (f machineFile) Truncate(size int64) error {
+	if err := f.m.stopped("truncate", f.Name()); err != nil {
+		return err
+	}
+	return f.File.Truncate(size)
 }

@@ -19,7 +19,9 @@ func generate(seed uint64, steps int) (Config, []Op) {
 		// A second node, its clock off by up to maxSkew either way.
 		cfg.Skews = append(cfg.Skews, time.Duration(rng.Int64N(int64(2*maxSkew)))-maxSkew)
 	}
-	g := &gen{rng: rng, nodes: len(cfg.Skews)}
+	// Half the runs keep their storage on faultfs, with power losses.
+	cfg.PowerLoss = rng.IntN(2) == 0
+	g := &gen{rng: rng, nodes: len(cfg.Skews), power: cfg.PowerLoss}
 	for i := range numRepos {
 		g.pushed[i] = map[int]bool{}
 	}
@@ -40,6 +42,7 @@ func generate(seed uint64, steps int) (Config, []Op) {
 type gen struct {
 	rng    *rand.Rand
 	nodes  int
+	power  bool                   // Config.PowerLoss: power-loss and power-cut steps
 	pushed [numRepos]map[int]bool // blobs (sha256 ones) pushed per repository
 	images [numRepos][]ImageSpec
 	salt   int
@@ -67,7 +70,7 @@ var weights = []struct {
 	{opPushBlob, 14}, {opStartUpload, 5}, {opPatch, 6}, {opFinish, 5}, {opCancel, 1},
 	{opMount, 5}, {opPutManifest, 16}, {opUntag, 4}, {opDelete, 5}, {opDeleteRepo, 1},
 	{opDeleteBlob, 2}, {opLock, 5}, {opSoftDelete, 2}, {opRestore, 3}, {opRetention, 2},
-	{opPurge, 2}, {opGC, 5}, {opAdvance, 2}, {opRestart, 2}, {opCrash, 5}, {opCatalog, 1}, {opQuota, 2},
+	{opPurge, 2}, {opGC, 5}, {opAdvance, 2}, {opRestart, 2}, {opCrash, 5}, {opPowerLoss, 3}, {opPowerCut, 6}, {opCatalog, 1}, {opQuota, 2},
 	{opLeftover, 2}, {opGCRacePush, 2}, {opGCDuringPatch, 1}, {opPatchRace, 2},
 }
 
@@ -84,6 +87,15 @@ func (g *gen) op(depth int) Op {
 			break
 		}
 		x -= w.w
+	}
+	if !g.power {
+		// On the OS's file system a power loss is a restart.
+		switch kind {
+		case opPowerLoss:
+			kind = opRestart
+		case opPowerCut:
+			kind = opCrash
+		}
 	}
 	op := Op{Kind: kind, Node: g.intn(g.nodes), Repo: g.intn(numRepos), Tag: -1, From: -1}
 	switch kind {
@@ -165,15 +177,21 @@ func (g *gen) op(depth int) Op {
 		}
 	case opAdvance:
 		op.Jump = []time.Duration{time.Minute, 20 * time.Minute, 2 * time.Hour, 30 * time.Hour}[g.intn(4)]
-	case opCrash:
+	case opCrash, opPowerCut:
 		if depth > 0 {
 			return Op{Kind: opRestart}
 		}
 		inner := g.op(1)
-		for inner.Kind == opCrash || inner.Kind == opRestart || inner.Kind == opAdvance || inner.Kind == opCatalog ||
+		for inner.Kind == opCrash || inner.Kind == opPowerCut || inner.Kind == opRestart || inner.Kind == opPowerLoss ||
+			inner.Kind == opAdvance || inner.Kind == opCatalog ||
 			inner.Kind == opLeftover || inner.Kind == opGCRacePush || inner.Kind == opGCDuringPatch || inner.Kind == opPatchRace ||
 			inner.Kind == opRetention || inner.Kind == opPurge { // several transactions by design: partial progress is fine
 			inner = g.op(1)
+		}
+		if kind == opPowerCut {
+			// Most single operations make 5-15 file system calls on a leaf.
+			op = Op{Kind: opPowerCut, Inner: &inner, FaultAt: g.intn(16), Leaf: g.intn(3)}
+			break
 		}
 		op = Op{Kind: opCrash, Inner: &inner, FaultAt: 1 + g.intn(4), After: g.chance(50), InDB: g.chance(40)}
 	case opLeftover:

@@ -107,22 +107,30 @@ func (s ImageSpec) body(p *pool) []byte {
 		var ds []string
 		for _, c := range s.Children {
 			b := c.body(p)
+			// A child's descriptor states its media type (an index may
+			// list an index).
+			mt := mtManifest
+			if len(c.Children) > 0 {
+				mt = mtIndex
+			}
 			ds = append(ds, fmt.Sprintf(`{"mediaType":%q,"digest":%q,"size":%d,"platform":{"architecture":"amd64","os":"linux"}}`,
-				mtManifest, digestOf(b), len(b)))
+				mt, digestOf(b), len(b)))
 		}
 		return fmt.Appendf(nil, `{"schemaVersion":2,"mediaType":%q,"manifests":[%s],"annotations":{"salt":"%d"}}`,
 			mtIndex, strings.Join(ds, ","), s.Salt)
 	}
 	var ls []string
 	for i, l := range s.Layers {
-		mt, size := mtLayer, len(p.bytes(l))
+		mt, size, urls := mtLayer, len(p.bytes(l)), ""
 		if s.Foreign[i] {
-			mt = mtForeign
+			// An external layer: clients fetch it from its urls, so the
+			// repository need not hold it.
+			mt, urls = mtForeign, fmt.Sprintf(`,"urls":["https://example.com/%s"]`, p.dig[l].Encoded())
 		}
 		if s.BadSize && i == 0 {
 			size++
 		}
-		ls = append(ls, fmt.Sprintf(`{"mediaType":%q,"digest":%q,"size":%d}`, mt, p.dig[l], size))
+		ls = append(ls, fmt.Sprintf(`{"mediaType":%q,"digest":%q,"size":%d%s}`, mt, p.dig[l], size, urls))
 	}
 	return fmt.Appendf(nil, `{"schemaVersion":2,"mediaType":%q,"config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":%q,"size":%d},"layers":[%s],"annotations":{"salt":"%d"}}`,
 		mtManifest, p.dig[s.Config], len(p.bytes(s.Config)), strings.Join(ls, ","), s.Salt)
@@ -189,6 +197,8 @@ type model struct {
 	// everSeen are all manifest digests pushed in the run, per repository,
 	// to check that deleted ones are not served.
 	everSeen map[string]map[stowage.Digest]bool
+	// deletedRepos are the repositories deleted (as a whole) in the run.
+	deletedRepos map[string]bool
 	// deleting are digests a crashed collection left in state 'deleting'.
 	deleting map[stowage.Digest]bool
 	quotas   map[string]int64
@@ -196,7 +206,8 @@ type model struct {
 
 func newModel(p *pool) *model {
 	return &model{pool: p, repos: map[string]*mRepo{}, live: map[stowage.Digest]int64{},
-		everSeen: map[string]map[stowage.Digest]bool{}, deleting: map[stowage.Digest]bool{}, quotas: map[string]int64{}}
+		everSeen: map[string]map[stowage.Digest]bool{}, deleting: map[stowage.Digest]bool{}, quotas: map[string]int64{},
+		deletedRepos: map[string]bool{}}
 }
 
 func (m *model) clone() *model {
@@ -233,6 +244,7 @@ func (m *model) clone() *model {
 		c.everSeen[r] = maps.Clone(s)
 	}
 	c.deleting = maps.Clone(m.deleting)
+	c.deletedRepos = maps.Clone(m.deletedRepos)
 	c.quotas = maps.Clone(m.quotas)
 	return &c
 }

@@ -77,12 +77,10 @@ func (h *harness) planPutManifest(ctx context.Context, op Op, n *node, now time.
 		missing = !has(p.dig[spec.Config])
 		for i, l := range spec.Layers {
 			ld := p.dig[l]
-			if spec.Foreign[i] {
-				// A reference is a reference: a foreign layer the repository
-				// holds is kept like any other (DESIGN §8).
-				if has(ld) && !h.known(defectForeignLayerGC) {
-					keep = append(keep, ld)
-				}
+			if spec.Foreign[i] && !has(ld) {
+				// An external layer the repository does not hold: clients
+				// fetch it from its urls. One it holds is a reference like
+				// any other (DESIGN §8).
 				continue
 			}
 			refs = append(refs, stowage.ManifestRef{Digest: ld, Kind: stowage.RefBlob})
@@ -97,9 +95,6 @@ func (h *harness) planPutManifest(ctx context.Context, op Op, n *node, now time.
 	want := okay
 	switch {
 	case spec.BadSize:
-		if h.known(defectDescriptorSize) {
-			return nil, nil, nil
-		}
 		want = fails(stowage.CodeManifestInvalid, stowage.CodeManifestBlobUnknown, stowage.CodeSizeInvalid)
 	case missing:
 		want = fails(stowage.CodeManifestBlobUnknown)
@@ -107,8 +102,6 @@ func (h *harness) planPutManifest(ctx context.Context, op Op, n *node, now time.
 		want = fails(stowage.CodeDenied)
 	case m.overQuota(repo, d, int64(len(body))):
 		want = fails(stowage.CodeDenied)
-	case h.known(defectRetagNearQuota) && r != nil && r.manifests[d] != nil && m.quotas[repo] > 0 && m.held(repo)+int64(len(body)) > m.quotas[repo]:
-		return nil, nil, nil
 	default:
 		for _, t := range tags {
 			if tg := r.tags[tagName(t)]; tg != nil && tg.d != d && tg.locks&stowage.LockWrite != 0 {
@@ -225,6 +218,32 @@ func (h *harness) planRestore(ctx context.Context, op Op, n *node, now time.Time
 	case !m.writable(e.repo):
 		want = fails(stowage.CodeDenied)
 	default:
+		// Its bytes and blobs must still be stored, and what the
+		// repository does not hold now counts against its quota
+		// (registry_softdelete.go: checkRestore).
+		ds := map[stowage.Digest]bool{e.d: true}
+		for _, ref := range e.m.refs {
+			if ref.Kind == stowage.RefBlob {
+				ds[ref.Digest] = true
+			}
+		}
+		var added int64
+		for d := range ds {
+			size, ok := m.live[d]
+			if !ok {
+				want = fails(stowage.CodeManifestBlobUnknown)
+			}
+			if r == nil || !r.links[d] && r.manifests[d] == nil {
+				added += size
+			}
+		}
+		if !want.ok {
+			break
+		}
+		if m.overQuota(e.repo, "", added) {
+			want = fails(stowage.CodeDenied)
+			break
+		}
 		for _, ref := range e.m.refs {
 			if ref.Kind == stowage.RefManifest && (r == nil || r.manifests[ref.Digest] == nil) {
 				want = fails(stowage.CodeManifestBlobUnknown)
