@@ -41,14 +41,18 @@ const (
 	// tag). While listed, reads by tag of a repository deleted earlier in
 	// the run are not checked.
 	defectRepoCacheRecreated = "repo-cache-recreated"
+	// storage/crypt records an object's data key in the database before it
+	// writes the object; a power loss that forgets the unacknowledged write
+	// leaves the key's row (a wrapped random key, no content) with no
+	// object, and nothing collects such rows. While listed, more data keys
+	// than objects are allowed after a power loss. Needs a data-key sweep.
+	defectPowerLossDataKey = "power-loss-data-key"
 )
 
 var knownDefects = map[string]bool{
-	defectRestoreDropsLocks:     true,
-	defectDeleteRepoLockedChild: true,
-	defectCryptOverwriteKey:     true,
-	defectFinishNotAtomic:       true,
-	defectRepoCacheRecreated:    true,
+	// The others the model found are fixed; their rows in TestKnownDefects
+	// stay as fixed reproductions that must pass.
+	defectPowerLossDataKey: true,
 }
 
 // failure is a divergence between engine and model. Kind groups failures
@@ -587,7 +591,7 @@ func (h *harness) checkStorageExact(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if len(ups) == 0 && (keys < int64(len(got)) || keys > int64(len(got)) && !h.known(defectCryptOverwriteKey)) {
+	if len(ups) == 0 && (keys < int64(len(got)) || keys > int64(len(got)) && !(h.eng.powerLosses > 0 && h.known(defectPowerLossDataKey))) {
 		return failf("storage", "after a full collection storage holds %d objects but the database %d data keys", len(got), keys)
 	}
 	return nil

@@ -171,6 +171,9 @@ type engine struct {
 	// fss are the leaves' file systems by root (Config.PowerLoss; else
 	// nil): the disks, which outlive restarts.
 	fss map[string]*faultfs.FS
+	// powerLosses counts the power losses so far (see
+	// defectPowerLossDataKey).
+	powerLosses int
 }
 
 const lease = time.Hour
@@ -240,6 +243,7 @@ func (e *engine) reopen(ctx context.Context) error {
 // closed (what it committed stays), every leaf's unsynced writes
 // forgotten, every node rebuilt. On the OS's file system it is a restart.
 func (e *engine) powerLoss(ctx context.Context) error {
+	e.powerLosses++
 	if err := e.close(); err != nil {
 		return err
 	}
