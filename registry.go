@@ -1010,15 +1010,24 @@ func (r *Registry) CancelUpload(ctx context.Context, repo, id string) error {
 		return err
 	}
 	defer unlock()
-	r.dropUpload(ctx, u)
-	return nil
+	// A cancel is acknowledged only once the session is gone: if its
+	// transaction failed, the client hears so and may cancel again.
+	return r.endUpload(ctx, u)
 }
 
 // dropUpload ends the session u (as its writer generation u.Gen sees it)
 // and deletes its data. If another writer took the session over meanwhile
 // (this one stalled), the session and its data are the new holder's: both
-// stay.
+// stay. A failure to end it is logged: the session expires in time.
 func (r *Registry) dropUpload(ctx context.Context, u UploadRecord) {
+	if err := r.endUpload(ctx, u); err != nil {
+		r.log.Warn("could not delete upload record", "upload", u.ID, "err", err)
+	}
+}
+
+// endUpload is dropUpload, returning the error of the transaction that
+// ends the session (then the session and its data stay).
+func (r *Registry) endUpload(ctx context.Context, u UploadRecord) error {
 	ctx = context.WithoutCancel(ctx)
 	err := r.db.Update(ctx, func(tx Tx) error {
 		cur, err := tx.GetUpload(u.ID)
@@ -1032,13 +1041,12 @@ func (r *Registry) dropUpload(ctx context.Context, u UploadRecord) {
 	})
 	switch {
 	case errors.Is(err, errTakenOver):
-		return
+		return nil
 	case err != nil && !errors.Is(err, ErrNotFound):
-		// The session stays, and so does its data; it expires in time.
-		r.log.Warn("could not delete upload record", "upload", u.ID, "err", err)
-		return
+		return fmt.Errorf("upload %s: could not end the session: %w", u.ID, err)
 	}
 	r.deleteUploadData(ctx, u)
+	return nil
 }
 
 // errTakenOver: another writer took the session over (uploadTakenOver; it
