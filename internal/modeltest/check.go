@@ -41,6 +41,11 @@ const (
 	// tag). While listed, reads by tag of a repository deleted earlier in
 	// the run are not checked.
 	defectRepoCacheRecreated = "repo-cache-recreated"
+	// CancelUpload (DELETE of an upload session) answers success when
+	// the transaction deleting the session fails: dropUpload only logs
+	// it, then deletes the data. The session stays, resumable, until it
+	// expires.
+	defectCancelIgnoresDBError = "cancel-ignores-db-error"
 )
 
 var knownDefects = map[string]bool{
@@ -49,6 +54,7 @@ var knownDefects = map[string]bool{
 	defectCryptOverwriteKey:     true,
 	defectFinishNotAtomic:       true,
 	defectRepoCacheRecreated:    true,
+	defectCancelIgnoresDBError:  true,
 }
 
 // failure is a divergence between engine and model. Kind groups failures

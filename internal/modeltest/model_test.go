@@ -182,6 +182,8 @@ func reproductions(p *pool) []reproduction {
 			push(0, 5), put(0, ImageSpec{Config: 5, Layers: []int{5}, Foreign: []bool{false}}, 0), {Kind: opGC, Jump: fullJump}}, nil},
 		{defectFinishNotAtomic, []Op{{Kind: opStartUpload, Repo: 0, Slot: 0, Blob: 2},
 			{Kind: opCrash, InDB: true, FaultAt: 3, After: true, Inner: &Op{Kind: opFinish, Slot: 0}}}, nil},
+		{defectCancelIgnoresDBError, []Op{{Kind: opStartUpload, Repo: 0, Slot: 1, Blob: 6},
+			{Kind: opCrash, InDB: true, FaultAt: 2, Inner: &Op{Kind: opCancel, Slot: 1}}}, nil},
 		// Two nodes; the checks read through node 0 after even steps, node 1
 		// after odd ones. Node 1 caches t0 at tags version 1 (after step
 		// 1); node 0 deletes the repository; node 1 does not read it again
