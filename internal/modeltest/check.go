@@ -47,6 +47,11 @@ const (
 	// object, and nothing collects such rows. While listed, more data keys
 	// than objects are allowed after a power loss. Needs a data-key sweep.
 	defectPowerLossDataKey = "power-loss-data-key"
+	// CancelUpload (DELETE of an upload session) answers success when
+	// the transaction deleting the session fails: dropUpload only logs
+	// it, then deletes the data. The session stays, resumable, until it
+	// expires.
+	defectCancelIgnoresDBError = "cancel-ignores-db-error"
 )
 
 var knownDefects = map[string]bool{

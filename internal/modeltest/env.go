@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/stowage/stowage"
@@ -214,6 +215,8 @@ func (e *engine) open(ctx context.Context) error {
 		n.fst = newFaultStore(plain)
 		n.fdb = newFaultDB(e.db)
 		n.fdb.down = e.down
+		proc := new(atomic.Bool)
+		n.fst.proc, n.fdb.proc = proc, proc
 		n.store = crypt.New(n.fst, crypt.NewManager(n.fdb, e.keys))
 		now := func() time.Time { return e.clock.now().Add(skew) }
 		var rdb stowage.DB = n.fdb
@@ -290,28 +293,33 @@ func (e *engine) close() error {
 var errInjected = errors.New("modeltest: injected fault (simulated crash)")
 
 // fault counts writes; the nth fails, and after it every write fails (the
-// process is dead until reopen). With after, the nth write takes effect
-// and then reports failure (a crash after the effect, before the caller
-// learned of it).
+// process is dead until reopen): every write of the node, to storage and
+// to the database (proc, shared by the node's two faults). With after,
+// the nth write takes effect and then reports failure (a crash after the
+// effect, before the caller learned of it).
 type fault struct {
 	mu    sync.Mutex
 	n     int // writes left before the fault; 0: disarmed
 	after bool
 	dead  bool
 	fired bool
+	proc  *atomic.Bool // the node's process is dead
 }
 
 func (f *fault) arm(n int, after bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.n, f.after, f.dead, f.fired = n, after, false, false
+	if f.proc != nil {
+		f.proc.Store(false)
+	}
 }
 
 // hit counts one write: proceed (run it), fail (report errInjected).
 func (f *fault) hit() (proceed, fail bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if f.dead {
+	if f.dead || f.proc != nil && f.proc.Load() {
 		return false, true
 	}
 	if f.n == 0 {
@@ -322,6 +330,9 @@ func (f *fault) hit() (proceed, fail bool) {
 		return true, false
 	}
 	f.dead, f.fired = true, true
+	if f.proc != nil {
+		f.proc.Store(true)
+	}
 	return f.after, true
 }
 

@@ -181,16 +181,20 @@ func (g *gen) op(depth int) Op {
 		if depth > 0 {
 			return Op{Kind: opRestart}
 		}
+		// Not these: several transactions by design (partial progress is
+		// fine), or no single step. A power cut mostly cuts a step that
+		// writes to storage (one more draw for others).
+		bad := func(k OpKind) bool {
+			return k == opCrash || k == opPowerCut || k == opRestart || k == opPowerLoss || k == opAdvance || k == opCatalog ||
+				k == opLeftover || k == opGCRacePush || k == opGCDuringPatch || k == opPatchRace || k == opRetention || k == opPurge
+		}
 		inner := g.op(1)
-		for inner.Kind == opCrash || inner.Kind == opPowerCut || inner.Kind == opRestart || inner.Kind == opPowerLoss ||
-			inner.Kind == opAdvance || inner.Kind == opCatalog ||
-			inner.Kind == opLeftover || inner.Kind == opGCRacePush || inner.Kind == opGCDuringPatch || inner.Kind == opPatchRace ||
-			inner.Kind == opRetention || inner.Kind == opPurge { // several transactions by design: partial progress is fine
+		for redraw := kind == opPowerCut; bad(inner.Kind) || redraw && !writesStorage[inner.Kind]; redraw = false {
 			inner = g.op(1)
 		}
 		if kind == opPowerCut {
-			// Most single operations make 5-15 file system calls on a leaf.
-			op = Op{Kind: opPowerCut, Inner: &inner, FaultAt: g.intn(16), Leaf: g.intn(3)}
+			// Most steps make 5-10 file system calls on a leaf.
+			op = Op{Kind: opPowerCut, Inner: &inner, FaultAt: g.intn(10), Leaf: g.intn(3)}
 			break
 		}
 		op = Op{Kind: opCrash, Inner: &inner, FaultAt: 1 + g.intn(4), After: g.chance(50), InDB: g.chance(40)}
@@ -211,6 +215,10 @@ func (g *gen) op(depth int) Op {
 	}
 	return op
 }
+
+// writesStorage are the step kinds that write to storage.
+var writesStorage = map[OpKind]bool{opPushBlob: true, opPatch: true, opFinish: true, opPutManifest: true,
+	opGC: true, opCancel: true, opDeleteRepo: true}
 
 // jump is a clock jump before a collection: none, within the lease, past
 // grace and lease, or past everything (a full collection).
