@@ -38,20 +38,25 @@ type Locker interface {
 // ErrLocked is TryLock's answer when another holder has the lock.
 var ErrLocked = errors.New("lock held by another process")
 
-// Tx is one transaction. Lookups that find nothing return ErrNotFound.
+// Tx is one transaction. It hands out one narrow store per concern (each
+// interface below has at most a dozen methods), so a reader sees at a glance
+// which facts a piece of the engine touches, and a capability package can ask
+// for only the store it needs. Lookups that find nothing return ErrNotFound.
 // Listing methods return names in byte order, strictly after `after`, at most
 // limit of them (limit <= 0: no limit). Tx only reads and writes facts; what
-// may be written is decided by Registry.
+// may be written is decided by the engine.
 type Tx interface {
-	RepositoryTx
-	BlobTx
-	ManifestTx
-	TagTx
-	UploadTx
-	UsageTx
-	SettingsTx
-	RecycleTx
-	DataKeyTx
+	Repositories() RepositoryTx
+	Blobs() BlobTx
+	Manifests() ManifestTx
+	Tags() TagTx
+	Uploads() UploadTx
+	Settings() SettingsTx
+	Recycle() RecycleTx
+	Usage() UsageTx
+	DataKeys() DataKeyTx
+	// Events appends to the change feed, in this transaction.
+	Events() EventTx
 }
 
 // DataKeyTx keeps the wrapped data keys of encrypted storage objects

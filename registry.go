@@ -113,7 +113,7 @@ func blobUnknown(repo string, d Digest) error {
 func (r *Registry) StatBlob(ctx context.Context, repo string, d Digest) (BlobRecord, error) {
 	var b BlobRecord
 	err := r.db.View(ctx, func(tx Tx) (err error) {
-		b, err = tx.RepositoryBlob(repo, d)
+		b, err = tx.Blobs().RepositoryBlob(repo, d)
 		return err
 	})
 	if errors.Is(err, ErrNotFound) {
@@ -128,7 +128,7 @@ func (r *Registry) StatBlob(ctx context.Context, repo string, d Digest) (BlobRec
 	// Renew the lease only when a quarter of it has passed: at most a write
 	// per blob every few minutes, not one per HEAD.
 	if now := r.now(); now.Sub(b.LastUsed) > r.lease/4 {
-		if err := r.db.Update(ctx, func(tx Tx) error { return tx.TouchBlob(d, now) }); err != nil {
+		if err := r.db.Update(ctx, func(tx Tx) error { return tx.Blobs().TouchBlob(d, now) }); err != nil {
 			return b, err
 		}
 		b.LastUsed = now
@@ -158,18 +158,18 @@ func (r *Registry) OpenBlob(ctx context.Context, repo string, d Digest, offset i
 // of two racing requests sees the other.
 func (r *Registry) DeleteBlob(ctx context.Context, repo string, d Digest) error {
 	err := r.db.Update(ctx, func(tx Tx) error {
-		if rec, err := tx.GetRepository(repo); err == nil && rec.Locks&LockDelete != 0 {
+		if rec, err := tx.Repositories().GetRepository(repo); err == nil && rec.Locks&LockDelete != 0 {
 			return denied("repository "+repo, "delete", repo)
 		}
 		// Only a blob HEAD would show: not one being garbage-collected.
-		if _, err := tx.RepositoryBlob(repo, d); err != nil {
+		if _, err := tx.Blobs().RepositoryBlob(repo, d); err != nil {
 			return err
 		}
-		if err := tx.UnlinkBlob(repo, d); err != nil {
+		if err := tx.Blobs().UnlinkBlob(repo, d); err != nil {
 			return err
 		}
 		// Decided after the unlink, in its transaction: an error rolls it back.
-		users, err := tx.ManifestParents(repo, d)
+		users, err := tx.Manifests().ManifestParents(repo, d)
 		if err != nil {
 			return err
 		}
@@ -203,12 +203,12 @@ func (r *Registry) MountBlob(ctx context.Context, repo, from string, d Digest) (
 			// Automatic content discovery: the client did not say where the
 			// blob is; a copy that some repository could serve in a pull
 			// will do, not one only read-locked or unlinked repositories hold.
-			b, err = tx.LinkedBlob(d, LockRead)
+			b, err = tx.Blobs().LinkedBlob(d, LockRead)
 			if errors.Is(err, ErrNotFound) {
 				r.log.Debug("mount refused: no repository that is not read-locked holds the blob; the client uploads instead", "repository", repo, "digest", d)
 			}
 		} else {
-			b, err = tx.RepositoryBlob(from, d)
+			b, err = tx.Blobs().RepositoryBlob(from, d)
 			if err == nil && b.RepoLocks&LockRead != 0 {
 				r.log.Debug("mount refused: the source repository is read-locked; the client uploads instead", "repository", repo, "from", from, "digest", d)
 				err = ErrNotFound
@@ -223,13 +223,13 @@ func (r *Registry) MountBlob(ctx context.Context, repo, from string, d Digest) (
 		if err := r.checkRepoQuota(tx, repo, d, b.Size); err != nil {
 			return err
 		}
-		if err := tx.TouchBlob(d, now); err != nil {
+		if err := tx.Blobs().TouchBlob(d, now); err != nil {
 			return err
 		}
-		if err := tx.CreateRepository(repo, now); err != nil {
+		if err := tx.Repositories().CreateRepository(repo, now); err != nil {
 			return err
 		}
-		return tx.LinkBlob(repo, d, now)
+		return tx.Blobs().LinkBlob(repo, d, now)
 	})
 	if errors.Is(err, ErrNotFound) {
 		return b, false, nil
@@ -302,7 +302,7 @@ func (r *Registry) reserve(ctx context.Context, repo string, d Digest, size int6
 		var state BlobState
 		now := r.now()
 		err := r.db.Update(ctx, func(tx Tx) error {
-			b, err := tx.GetBlob(d)
+			b, err := tx.Blobs().GetBlob(d)
 			if errors.Is(err, ErrNotFound) {
 				if err := r.checkRegistryLimit(tx, size, 0); err != nil {
 					return err
@@ -311,7 +311,7 @@ func (r *Registry) reserve(ctx context.Context, repo string, d Digest, size int6
 					return err
 				}
 				state = BlobPending
-				return tx.PutBlob(BlobRecord{Digest: d, Size: max(size, 0), Created: now, State: BlobPending,
+				return tx.Blobs().PutBlob(BlobRecord{Digest: d, Size: max(size, 0), Created: now, State: BlobPending,
 					LastUsed: now, UnreferencedSince: now})
 			}
 			if err != nil {
@@ -324,7 +324,7 @@ func (r *Registry) reserve(ctx context.Context, repo string, d Digest, size int6
 			if err := r.checkRepoQuota(tx, repo, d, max(size, b.Size)); err != nil {
 				return err
 			}
-			return tx.TouchBlob(d, now)
+			return tx.Blobs().TouchBlob(d, now)
 		})
 		if err != nil {
 			return false, err
@@ -365,7 +365,7 @@ func (r *Registry) finishDeleting(ctx context.Context, d Digest) (bool, error) {
 	defer release()
 	var b BlobRecord
 	err = r.db.View(held, func(tx Tx) (err error) {
-		b, err = tx.GetBlob(d)
+		b, err = tx.Blobs().GetBlob(d)
 		return err
 	})
 	if errors.Is(err, ErrNotFound) || err == nil && b.State != BlobDeleting {
@@ -386,7 +386,7 @@ func (r *Registry) finishDeleting(ctx context.Context, d Digest) (bool, error) {
 // meanwhile (possible only with a minimum age shorter than the push), the
 // write fails rather than record a blob whose object may be gone.
 func markLive(tx Tx, d Digest, size int64, now time.Time) (BlobRecord, error) {
-	b, err := tx.GetBlob(d)
+	b, err := tx.Blobs().GetBlob(d)
 	if errors.Is(err, ErrNotFound) || err == nil && b.State == BlobDeleting {
 		return b, Errorf(CodeBlobUploadInvalid, "blob %s was garbage-collected while it was being pushed (a collection with a minimum age shorter than the push?); push it again", d)
 	}
@@ -397,7 +397,7 @@ func markLive(tx Tx, d Digest, size int64, now time.Time) (BlobRecord, error) {
 	if now.After(b.LastUsed) {
 		b.LastUsed = now
 	}
-	return b, tx.PutBlob(b)
+	return b, tx.Blobs().PutBlob(b)
 }
 
 // recordBlob records a verified, stored blob and links it into repo, and
@@ -412,7 +412,7 @@ func (r *Registry) recordBlob(ctx context.Context, repo string, d Digest, size i
 	var b BlobRecord
 	err := r.db.Update(ctx, func(tx Tx) (err error) {
 		if u != nil {
-			cur, err := tx.GetUpload(u.ID)
+			cur, err := tx.Uploads().GetUpload(u.ID)
 			if errors.Is(err, ErrNotFound) {
 				return uploadUnknown(u.ID)
 			}
@@ -422,7 +422,7 @@ func (r *Registry) recordBlob(ctx context.Context, repo string, d Digest, size i
 			if cur.Gen != u.Gen {
 				return uploadTakenOver(u.ID)
 			}
-			if err := tx.DeleteUpload(u.ID); err != nil {
+			if err := tx.Uploads().DeleteUpload(u.ID); err != nil {
 				return err
 			}
 		}
@@ -435,10 +435,10 @@ func (r *Registry) recordBlob(ctx context.Context, repo string, d Digest, size i
 		if b, err = markLive(tx, d, size, now); err != nil {
 			return err
 		}
-		if err := tx.CreateRepository(repo, now); err != nil {
+		if err := tx.Repositories().CreateRepository(repo, now); err != nil {
 			return err
 		}
-		return tx.LinkBlob(repo, d, now)
+		return tx.Blobs().LinkBlob(repo, d, now)
 	})
 	if u != nil && ErrorCodeOf(err) == CodeBlobUploadUnknown {
 		r.deleteUploadData(context.WithoutCancel(ctx), *u) // nothing will use it
@@ -490,7 +490,7 @@ func (r *Registry) StartUpload(ctx context.Context, repo string) (UploadRecord, 
 		if err := writable(tx, repo); err != nil {
 			return err
 		}
-		return tx.PutUpload(u)
+		return tx.Uploads().PutUpload(u)
 	})
 	return u, err
 }
@@ -499,7 +499,7 @@ func (r *Registry) StartUpload(ctx context.Context, repo string) (UploadRecord, 
 func (r *Registry) GetUpload(ctx context.Context, repo, id string) (UploadRecord, error) {
 	var u UploadRecord
 	err := r.db.View(ctx, func(tx Tx) (err error) {
-		u, err = tx.GetUpload(id)
+		u, err = tx.Uploads().GetUpload(id)
 		return err
 	})
 	if errors.Is(err, ErrNotFound) || err == nil && u.Repo != repo {
@@ -576,7 +576,7 @@ func (r *Registry) adoptUpload(ctx context.Context, u UploadRecord) (UploadRecor
 		return u, r.fenced(ctx, u, err)
 	}
 	next.Updated = r.now()
-	err = r.db.Update(ctx, func(tx Tx) error { return tx.AdvanceUpload(next, u.Size) })
+	err = r.db.Update(ctx, func(tx Tx) error { return tx.Uploads().AdvanceUpload(next, u.Size) })
 	if errors.Is(err, ErrNotFound) {
 		return u, r.fenced(ctx, u, nil)
 	}
@@ -653,7 +653,7 @@ func (r *Registry) appendUpload(ctx context.Context, u UploadRecord, start, leng
 		return u, r.fenced(ctx, u, err) // the object may be gone: another writer took over
 	}
 	next.HashState, next.Updated = state, r.now()
-	err = r.db.Update(ctx, func(tx Tx) error { return tx.AdvanceUpload(next, u.Size) })
+	err = r.db.Update(ctx, func(tx Tx) error { return tx.Uploads().AdvanceUpload(next, u.Size) })
 	if errors.Is(err, ErrNotFound) {
 		return u, r.fenced(ctx, u, nil)
 	}
@@ -674,7 +674,7 @@ func (r *Registry) fenced(ctx context.Context, u UploadRecord, err error) error 
 	ctx = context.WithoutCancel(ctx) // the lease's context ends with it
 	var cur UploadRecord
 	gerr := r.db.View(ctx, func(tx Tx) (err error) {
-		cur, err = tx.GetUpload(u.ID)
+		cur, err = tx.Uploads().GetUpload(u.ID)
 		return err
 	})
 	switch {
@@ -803,7 +803,7 @@ func (r *Registry) finishHeld(ctx context.Context, repo string, u UploadRecord, 
 	if d.Algorithm() != digest.SHA256 && u.Verified != d {
 		next := u
 		next.Verified = d
-		err := r.db.Update(ctx, func(tx Tx) error { return tx.AdvanceUpload(next, u.Size) })
+		err := r.db.Update(ctx, func(tx Tx) error { return tx.Uploads().AdvanceUpload(next, u.Size) })
 		if errors.Is(err, ErrNotFound) {
 			return BlobRecord{}, r.fenced(ctx, u, nil)
 		}
@@ -1030,14 +1030,14 @@ func (r *Registry) dropUpload(ctx context.Context, u UploadRecord) {
 func (r *Registry) endUpload(ctx context.Context, u UploadRecord) error {
 	ctx = context.WithoutCancel(ctx)
 	err := r.db.Update(ctx, func(tx Tx) error {
-		cur, err := tx.GetUpload(u.ID)
+		cur, err := tx.Uploads().GetUpload(u.ID)
 		if err != nil {
 			return err
 		}
 		if cur.Gen != u.Gen {
 			return errTakenOver
 		}
-		return tx.DeleteUpload(u.ID)
+		return tx.Uploads().DeleteUpload(u.ID)
 	})
 	switch {
 	case errors.Is(err, errTakenOver):

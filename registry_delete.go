@@ -68,7 +68,7 @@ func (r *Registry) runDelete(ctx context.Context, repo string, dryRun, skipLocke
 	err := r.db.Update(ctx, func(tx Tx) error {
 		report = DeleteReport{DryRun: dryRun, Repository: repo, Manifests: []DeletedManifest{}, Tags: []string{}}
 		del := &deletion{now: now, tx: tx, repo: repo, report: &report, seen: map[Digest]bool{}, keepRefs: r.keepReferrers, skipLocked: skipLocked}
-		rec, err := tx.GetRepository(repo)
+		rec, err := tx.Repositories().GetRepository(repo)
 		if err != nil {
 			return err
 		}
@@ -91,7 +91,7 @@ func (r *Registry) runDelete(ctx context.Context, repo string, dryRun, skipLocke
 			if _, ok := before[d]; ok {
 				return nil
 			}
-			ref, err := tx.BlobReferenced(d)
+			ref, err := tx.Blobs().BlobReferenced(d)
 			before[d] = ref
 			return err
 		}
@@ -107,14 +107,14 @@ func (r *Registry) runDelete(ctx context.Context, repo string, dryRun, skipLocke
 			if !before[d] {
 				continue
 			}
-			ref, err := tx.BlobReferenced(d)
+			ref, err := tx.Blobs().BlobReferenced(d)
 			if err != nil {
 				return err
 			}
 			if ref {
 				continue
 			}
-			b, err := tx.GetBlob(d)
+			b, err := tx.Blobs().GetBlob(d)
 			if errors.Is(err, ErrNotFound) {
 				continue
 			}
@@ -124,7 +124,7 @@ func (r *Registry) runDelete(ctx context.Context, repo string, dryRun, skipLocke
 			report.BlobsFreed++
 			report.BytesFreed += b.Size
 		}
-		if err := tx.MarkUnreferenced(digests, now); err != nil {
+		if err := tx.Blobs().MarkUnreferenced(digests, now); err != nil {
 			return err
 		}
 		if dryRun {
@@ -158,7 +158,7 @@ func (r *Registry) DeleteImage(ctx context.Context, repo string, ref Reference, 
 		d := ref.Digest
 		if !ref.IsDigest() {
 			var err error
-			if d, err = del.tx.GetTag(repo, ref.Tag); err != nil {
+			if d, err = del.tx.Tags().GetTag(repo, ref.Tag); err != nil {
 				return err
 			}
 		}
@@ -180,7 +180,7 @@ func (r *Registry) DeleteImage(ctx context.Context, repo string, ref Reference, 
 func (r *Registry) DeleteRepository(ctx context.Context, repo string, dryRun bool) (DeleteReport, error) {
 	rep, err := r.runDelete(ctx, repo, dryRun, false, func(del *deletion) error {
 		del.everything = true
-		ms, err := del.tx.ListManifests(repo)
+		ms, err := del.tx.Manifests().ListManifests(repo)
 		if err != nil {
 			return err
 		}
@@ -189,7 +189,7 @@ func (r *Registry) DeleteRepository(ctx context.Context, repo string, dryRun boo
 				return err
 			}
 		}
-		return del.tx.DeleteRepository(repo)
+		return del.tx.Repositories().DeleteRepository(repo)
 	})
 	if errors.Is(err, ErrNotFound) {
 		return rep, nameUnknown(repo)
@@ -200,7 +200,7 @@ func (r *Registry) DeleteRepository(ctx context.Context, repo string, dryRun boo
 // untag removes a tag and, if its manifest has no tag left, starts the
 // manifest's untagged period (what retention counts from).
 func (del *deletion) untag(tag string) error {
-	t, err := del.tx.GetTagRecord(del.repo, tag)
+	t, err := del.tx.Tags().GetTagRecord(del.repo, tag)
 	if err != nil {
 		return err
 	}
@@ -221,7 +221,7 @@ func (del *deletion) untag(tag string) error {
 		}
 		return immutableTag(del.repo, tag, rule)
 	}
-	if err := del.tx.DeleteTag(del.repo, tag); err != nil {
+	if err := del.tx.Tags().DeleteTag(del.repo, tag); err != nil {
 		return err
 	}
 	del.report.Tags = append(del.report.Tags, tag)
@@ -230,11 +230,11 @@ func (del *deletion) untag(tag string) error {
 
 // markIfUntagged records that d became untagged now, if no tag is left on it.
 func markIfUntagged(tx Tx, repo string, d Digest, now time.Time) error {
-	left, err := tx.TagsOf(repo, d)
+	left, err := tx.Tags().TagsOf(repo, d)
 	if err != nil || len(left) > 0 {
 		return err
 	}
-	return tx.SetUntaggedSince(repo, d, now)
+	return tx.Manifests().SetUntaggedSince(repo, d, now)
 }
 
 // manifest deletes one manifest and what goes with it.
@@ -244,11 +244,11 @@ func (del *deletion) manifest(d Digest, reason string) error {
 	}
 	del.seen[d] = true
 	tx, repo := del.tx, del.repo
-	m, err := tx.GetManifest(repo, d)
+	m, err := tx.Manifests().GetManifest(repo, d)
 	if err != nil {
 		return err
 	}
-	refs, err := tx.ManifestRefs(repo, d)
+	refs, err := tx.Manifests().ManifestRefs(repo, d)
 	if err != nil {
 		return err
 	}
@@ -260,7 +260,7 @@ func (del *deletion) manifest(d Digest, reason string) error {
 			return err
 		}
 	}
-	tags, err := tx.TagsOf(repo, d)
+	tags, err := tx.Tags().TagsOf(repo, d)
 	if err != nil {
 		return err
 	}
@@ -274,7 +274,7 @@ func (del *deletion) manifest(d Digest, reason string) error {
 	var tagLocks map[string]Locks // what the recycle bin keeps
 	var immutable error
 	for _, t := range tags {
-		tr, err := tx.GetTagRecord(repo, t)
+		tr, err := tx.Tags().GetTagRecord(repo, t)
 		if err != nil {
 			return err
 		}
@@ -323,7 +323,7 @@ func (del *deletion) manifest(d Digest, reason string) error {
 	// left unseen so that deleting its index later in this same delete
 	// can still take it.
 	if !del.everything {
-		parents, err := tx.ManifestParents(repo, d)
+		parents, err := tx.Manifests().ManifestParents(repo, d)
 		if err != nil {
 			return err
 		}
@@ -336,22 +336,22 @@ func (del *deletion) manifest(d Digest, reason string) error {
 		}
 	}
 	for _, t := range tags {
-		if err := tx.DeleteTag(repo, t); err != nil {
+		if err := tx.Tags().DeleteTag(repo, t); err != nil {
 			return err
 		}
 	}
 	del.report.Tags = append(del.report.Tags, tags...)
 	del.report.Manifests = append(del.report.Manifests, DeletedManifest{Digest: d, MediaType: m.MediaType, Tags: tags, Reason: reason})
 	if !del.recycleUntil.IsZero() {
-		if _, err := tx.PutRecycled(RecycledManifest{Manifest: m, Refs: refs, Tags: tags, TagLocks: tagLocks, Deleted: del.now, Expires: del.recycleUntil}); err != nil {
+		if _, err := tx.Recycle().PutRecycled(RecycledManifest{Manifest: m, Refs: refs, Tags: tags, TagLocks: tagLocks, Deleted: del.now, Expires: del.recycleUntil}); err != nil {
 			return err
 		}
 	}
-	if err := tx.DeleteManifest(repo, d); err != nil {
+	if err := tx.Manifests().DeleteManifest(repo, d); err != nil {
 		return err
 	}
 	if !del.keepRefs {
-		referrers, err := tx.Referrers(repo, d)
+		referrers, err := tx.Manifests().Referrers(repo, d)
 		if err != nil {
 			return err
 		}
@@ -366,14 +366,14 @@ func (del *deletion) manifest(d Digest, reason string) error {
 		if ref.Kind != RefManifest || del.seen[ref.Digest] {
 			continue
 		}
-		if _, err := tx.GetManifest(repo, ref.Digest); errors.Is(err, ErrNotFound) {
+		if _, err := tx.Manifests().GetManifest(repo, ref.Digest); errors.Is(err, ErrNotFound) {
 			continue
 		}
-		tags, err := tx.TagsOf(repo, ref.Digest)
+		tags, err := tx.Tags().TagsOf(repo, ref.Digest)
 		if err != nil {
 			return err
 		}
-		parents, err := tx.ManifestParents(repo, ref.Digest)
+		parents, err := tx.Manifests().ManifestParents(repo, ref.Digest)
 		if err != nil {
 			return err
 		}

@@ -101,7 +101,7 @@ func (r *Registry) collectGarbage(ctx context.Context, opts GCOptions) (rep GCRe
 		for {
 			var batch []BlobRecord
 			err := r.db.View(ctx, func(tx Tx) (err error) {
-				batch, err = tx.BlobsInState(BlobDeleting, "", gcBatch)
+				batch, err = tx.Blobs().BlobsInState(BlobDeleting, "", gcBatch)
 				return err
 			})
 			if err != nil {
@@ -135,7 +135,7 @@ func (r *Registry) collectGarbage(ctx context.Context, opts GCOptions) (rep GCRe
 	for after := Digest(""); ; {
 		var cands []BlobRecord
 		err := r.db.View(ctx, func(tx Tx) (err error) {
-			cands, err = tx.CollectableBlobs(now0.Add(-grace), now0.Add(-lease), after, 4096)
+			cands, err = tx.Blobs().CollectableBlobs(now0.Add(-grace), now0.Add(-lease), after, 4096)
 			return err
 		})
 		if err != nil {
@@ -161,7 +161,7 @@ func (r *Registry) collectGarbage(ctx context.Context, opts GCOptions) (rep GCRe
 		// push that writes any blob row meanwhile, and keep failing.
 		var cands []BlobRecord
 		err := r.db.View(ctx, func(tx Tx) (err error) {
-			cands, err = tx.CollectableBlobs(unrefBefore, usedBefore, after, gcBatch)
+			cands, err = tx.Blobs().CollectableBlobs(unrefBefore, usedBefore, after, gcBatch)
 			return err
 		})
 		if err != nil {
@@ -219,7 +219,7 @@ func (r *Registry) markCollectable(ctx context.Context, cands []BlobRecord, unre
 	err := r.db.Update(ctx, func(tx Tx) error {
 		marked = nil
 		for _, c := range cands {
-			b, err := tx.GetBlob(c.Digest)
+			b, err := tx.Blobs().GetBlob(c.Digest)
 			if errors.Is(err, ErrNotFound) {
 				continue
 			}
@@ -229,14 +229,14 @@ func (r *Registry) markCollectable(ctx context.Context, cands []BlobRecord, unre
 			if b.State != BlobPending && b.State != BlobLive || b.UnreferencedSince.After(unrefBefore) || b.LastUsed.After(usedBefore) {
 				continue
 			}
-			ref, err := tx.BlobReferenced(b.Digest)
+			ref, err := tx.Blobs().BlobReferenced(b.Digest)
 			if err != nil {
 				return err
 			}
 			if ref {
 				continue
 			}
-			if err := tx.SetBlobState(b.Digest, BlobDeleting); err != nil {
+			if err := tx.Blobs().SetBlobState(b.Digest, BlobDeleting); err != nil {
 				return err
 			}
 			marked = append(marked, b)
@@ -257,7 +257,7 @@ func (r *Registry) deleteBatch(ctx context.Context, batch []BlobRecord, rep *GCR
 	// The callback may run more than once (retries): count after the commit.
 	err := r.db.Update(ctx, func(tx Tx) error {
 		for _, b := range batch {
-			if err := tx.DeleteBlob(b.Digest); err != nil {
+			if err := tx.Blobs().DeleteBlob(b.Digest); err != nil {
 				return err
 			}
 		}
@@ -278,7 +278,7 @@ func (r *Registry) expireUploads(ctx context.Context, before time.Time, dryRun b
 	for {
 		var stale []UploadRecord
 		err := r.db.View(ctx, func(tx Tx) (err error) {
-			stale, err = tx.StaleUploads(before, gcBatch)
+			stale, err = tx.Uploads().StaleUploads(before, gcBatch)
 			return err
 		})
 		if err != nil || len(stale) == 0 {
@@ -315,17 +315,17 @@ var errUploadLive = errors.New("upload is in use")
 // the session's progress, and deletes it.
 func (r *Registry) expireUpload(ctx context.Context, id string, before time.Time) (bool, error) {
 	err := r.db.Update(ctx, func(tx Tx) error {
-		if err := tx.ClaimUpload(id, r.nodeID+"/gc", r.uploadLease); err != nil {
+		if err := tx.Uploads().ClaimUpload(id, r.nodeID+"/gc", r.uploadLease); err != nil {
 			return err
 		}
-		u, err := tx.GetUpload(id)
+		u, err := tx.Uploads().GetUpload(id)
 		if err != nil {
 			return err
 		}
 		if !u.Updated.Before(before) {
 			return errUploadLive
 		}
-		return tx.DeleteUpload(id)
+		return tx.Uploads().DeleteUpload(id)
 	})
 	if errors.Is(err, ErrLocked) || errors.Is(err, ErrNotFound) || errors.Is(err, errUploadLive) {
 		return false, nil
@@ -366,7 +366,7 @@ func (r *Registry) sweepOrphans(ctx context.Context, before time.Time, dryRun bo
 		if !ok {
 			return nil
 		}
-		err := r.db.View(ctx, func(tx Tx) error { _, err := tx.GetBlob(d); return err })
+		err := r.db.View(ctx, func(tx Tx) error { _, err := tx.Blobs().GetBlob(d); return err })
 		if errors.Is(err, ErrNotFound) {
 			orphans = append(orphans, oi)
 			return nil
@@ -381,7 +381,7 @@ func (r *Registry) sweepOrphans(ctx context.Context, before time.Time, dryRun bo
 			return nil
 		}
 		id, _, _ := strings.Cut(strings.TrimPrefix(oi.Key, "uploads/"), "/")
-		err := r.db.View(ctx, func(tx Tx) error { _, err := tx.GetUpload(id); return err })
+		err := r.db.View(ctx, func(tx Tx) error { _, err := tx.Uploads().GetUpload(id); return err })
 		if errors.Is(err, ErrNotFound) {
 			orphans = append(orphans, oi)
 			return nil
@@ -395,7 +395,7 @@ func (r *Registry) sweepOrphans(ctx context.Context, before time.Time, dryRun bo
 		d, isBlob := digestOfKey(oi.Key)
 		switch {
 		case isBlob && dryRun:
-			err := r.db.View(ctx, func(tx Tx) error { _, err := tx.GetBlob(d); return err })
+			err := r.db.View(ctx, func(tx Tx) error { _, err := tx.Blobs().GetBlob(d); return err })
 			if !errors.Is(err, ErrNotFound) {
 				continue // a row appeared
 			}
@@ -411,7 +411,7 @@ func (r *Registry) sweepOrphans(ctx context.Context, before time.Time, dryRun bo
 				return err // the row stays 'deleting': the next collection retries
 			}
 			r.manifests.drop(d)
-			if err := r.db.Update(ctx, func(tx Tx) error { return tx.DeleteBlob(d) }); err != nil {
+			if err := r.db.Update(ctx, func(tx Tx) error { return tx.Blobs().DeleteBlob(d) }); err != nil {
 				return err
 			}
 		case !dryRun:
@@ -432,12 +432,12 @@ func (r *Registry) claimOrphan(ctx context.Context, d Digest, size int64) (claim
 	now := r.now()
 	err = r.db.Update(ctx, func(tx Tx) error {
 		claimed = false
-		_, err := tx.GetBlob(d)
+		_, err := tx.Blobs().GetBlob(d)
 		if err == nil || !errors.Is(err, ErrNotFound) {
 			return err
 		}
 		claimed = true
-		return tx.PutBlob(BlobRecord{Digest: d, Size: size, Created: now, State: BlobDeleting,
+		return tx.Blobs().PutBlob(BlobRecord{Digest: d, Size: size, Created: now, State: BlobDeleting,
 			LastUsed: now, UnreferencedSince: now})
 	})
 	return claimed, err

@@ -556,12 +556,12 @@ func TestPushAfterInterruptedGC(t *testing.T) {
 		crash func(t *testing.T, e *env, fd *failingDeletes, b blob)
 	}{
 		{"marked, object present", func(t *testing.T, e *env, fd *failingDeletes, b blob) {
-			if err := e.reg.DB().Update(e.ctx, func(tx stowage.Tx) error { return tx.SetBlobState(b.d, stowage.BlobDeleting) }); err != nil {
+			if err := e.reg.DB().Update(e.ctx, func(tx stowage.Tx) error { return tx.Blobs().SetBlobState(b.d, stowage.BlobDeleting) }); err != nil {
 				t.Fatal(err)
 			}
 		}},
 		{"object deleted, row left", func(t *testing.T, e *env, fd *failingDeletes, b blob) {
-			if err := e.reg.DB().Update(e.ctx, func(tx stowage.Tx) error { return tx.SetBlobState(b.d, stowage.BlobDeleting) }); err != nil {
+			if err := e.reg.DB().Update(e.ctx, func(tx stowage.Tx) error { return tx.Blobs().SetBlobState(b.d, stowage.BlobDeleting) }); err != nil {
 				t.Fatal(err)
 			}
 			if err := e.store.Delete(e.ctx, stowage.BlobKey(b.d)); err != nil {
@@ -618,7 +618,7 @@ func TestPushAfterInterruptedGC(t *testing.T) {
 		e := newEnv(t, nil)
 		b := newBlob(3000)
 		e.push(t, "app", b)
-		if err := e.reg.DB().Update(e.ctx, func(tx stowage.Tx) error { return tx.SetBlobState(b.d, stowage.BlobDeleting) }); err != nil {
+		if err := e.reg.DB().Update(e.ctx, func(tx stowage.Tx) error { return tx.Blobs().SetBlobState(b.d, stowage.BlobDeleting) }); err != nil {
 			t.Fatal(err)
 		}
 		_, release, err := e.reg.DB().(stowage.Locker).TryLock(e.ctx, "gc")
@@ -652,7 +652,7 @@ func TestPushAfterInterruptedGC(t *testing.T) {
 func (e *env) blobState(d stowage.Digest) (stowage.BlobState, error) {
 	var st stowage.BlobState
 	err := e.reg.DB().View(e.ctx, func(tx stowage.Tx) error {
-		b, err := tx.GetBlob(d)
+		b, err := tx.Blobs().GetBlob(d)
 		st = b.State
 		if errors.Is(err, stowage.ErrNotFound) {
 			return nil

@@ -33,18 +33,18 @@ type ManifestInfo struct {
 func (r *Registry) RepositoryInfo(ctx context.Context, repo string) (RepositoryInfo, error) {
 	var info RepositoryInfo
 	err := r.db.View(ctx, func(tx Tx) error {
-		rec, err := tx.GetRepository(repo)
+		rec, err := tx.Repositories().GetRepository(repo)
 		if errors.Is(err, ErrNotFound) {
 			return nameUnknown(repo)
 		}
 		if err != nil {
 			return err
 		}
-		ms, err := tx.ListManifests(repo)
+		ms, err := tx.Manifests().ListManifests(repo)
 		if err != nil {
 			return err
 		}
-		tags, err := tx.TagRecords(repo)
+		tags, err := tx.Tags().TagRecords(repo)
 		if err != nil {
 			return err
 		}
@@ -58,10 +58,10 @@ func (r *Registry) RepositoryInfo(ctx context.Context, repo string) (RepositoryI
 func (r *Registry) TagInfos(ctx context.Context, repo string) ([]TagRecord, error) {
 	var out []TagRecord
 	err := r.db.View(ctx, func(tx Tx) error {
-		if _, err := tx.GetRepository(repo); errors.Is(err, ErrNotFound) {
+		if _, err := tx.Repositories().GetRepository(repo); errors.Is(err, ErrNotFound) {
 			return nameUnknown(repo)
 		}
-		tags, err := tx.TagRecords(repo)
+		tags, err := tx.Tags().TagRecords(repo)
 		for _, t := range tags {
 			if t.Locks&LockList == 0 {
 				out = append(out, t)
@@ -101,14 +101,14 @@ func (r *Registry) describeInfos(ctx context.Context, infos []ManifestInfo) {
 func (r *Registry) manifestInfos(ctx context.Context, repo string, hidden bool) ([]ManifestInfo, error) {
 	var out []ManifestInfo
 	err := r.db.View(ctx, func(tx Tx) error {
-		if _, err := tx.GetRepository(repo); errors.Is(err, ErrNotFound) {
+		if _, err := tx.Repositories().GetRepository(repo); errors.Is(err, ErrNotFound) {
 			return nameUnknown(repo)
 		}
-		ms, err := tx.ListManifests(repo)
+		ms, err := tx.Manifests().ListManifests(repo)
 		if err != nil {
 			return err
 		}
-		usage, err := tx.ManifestUsage(repo)
+		usage, err := tx.Usage().ManifestUsage(repo)
 		if err != nil {
 			return err
 		}
@@ -116,7 +116,7 @@ func (r *Registry) manifestInfos(ctx context.Context, repo string, hidden bool) 
 		for _, u := range usage {
 			sizes[u.Digest] = u.Size
 		}
-		tags, err := tx.TagRecords(repo)
+		tags, err := tx.Tags().TagRecords(repo)
 		if err != nil {
 			return err
 		}
@@ -164,10 +164,10 @@ func (r *Registry) ManifestInfo(ctx context.Context, repo string, d Digest) (Man
 func (r *Registry) TagInfo(ctx context.Context, repo, tag string) (TagRecord, error) {
 	var t TagRecord
 	err := r.db.View(ctx, func(tx Tx) (err error) {
-		if _, err := tx.GetRepository(repo); errors.Is(err, ErrNotFound) {
+		if _, err := tx.Repositories().GetRepository(repo); errors.Is(err, ErrNotFound) {
 			return nameUnknown(repo)
 		}
-		t, err = tx.GetTagRecord(repo, tag)
+		t, err = tx.Tags().GetTagRecord(repo, tag)
 		if errors.Is(err, ErrNotFound) {
 			return Errorf(CodeManifestUnknown, "tag %s is not in repository %s", tag, repo)
 		}

@@ -96,7 +96,7 @@ func (r *Registry) RunScheduled(ctx context.Context, job string, interval time.D
 	err := r.exclusive(ctx, "schedule:"+job, false, nil, func(ctx context.Context) error {
 		var last time.Time
 		err := r.db.View(ctx, func(tx Tx) error {
-			v, err := tx.GetSetting(settingJobRun + job)
+			v, err := tx.Settings().GetSetting(settingJobRun + job)
 			if errors.Is(err, ErrNotFound) {
 				return nil
 			}
@@ -116,7 +116,7 @@ func (r *Registry) RunScheduled(ctx context.Context, job string, interval time.D
 		// Recorded first: a failed run is retried at the next interval,
 		// not at once by every other node.
 		b, _ := json.Marshal(start.UTC())
-		if err := r.db.Update(ctx, func(tx Tx) error { return tx.PutSetting(settingJobRun+job, string(b), start) }); err != nil {
+		if err := r.db.Update(ctx, func(tx Tx) error { return tx.Settings().PutSetting(settingJobRun+job, string(b), start) }); err != nil {
 			return err
 		}
 		return fn(ctx)

@@ -42,24 +42,45 @@ type countingTx struct {
 	c *countingDB
 }
 
-func (t *countingTx) ListTags(repo, after string, limit int) ([]string, error) {
+func (t *countingTx) Tags() stowage.TagTx { return countingTags{t.Tx.Tags(), t.c} }
+func (t *countingTx) Repositories() stowage.RepositoryTx {
+	return countingRepos{t.Tx.Repositories(), t.c}
+}
+func (t *countingTx) Manifests() stowage.ManifestTx { return countingManifests{t.Tx.Manifests(), t.c} }
+
+type countingTags struct {
+	stowage.TagTx
+	c *countingDB
+}
+
+func (t countingTags) ListTags(repo, after string, limit int) ([]string, error) {
 	t.c.record("ListTags", limit)
-	return t.Tx.ListTags(repo, after, limit)
+	return t.TagTx.ListTags(repo, after, limit)
 }
 
-func (t *countingTx) ListRepositories(after string, limit int, hidden bool) ([]string, error) {
+type countingRepos struct {
+	stowage.RepositoryTx
+	c *countingDB
+}
+
+func (t countingRepos) ListRepositories(after string, limit int, hidden bool) ([]string, error) {
 	t.c.record("ListRepositories", limit)
-	return t.Tx.ListRepositories(after, limit, hidden)
+	return t.RepositoryTx.ListRepositories(after, limit, hidden)
 }
 
-func (t *countingTx) Referrers(repo string, subject stowage.Digest) ([]stowage.ManifestRecord, error) {
+type countingManifests struct {
+	stowage.ManifestTx
+	c *countingDB
+}
+
+func (t countingManifests) Referrers(repo string, subject stowage.Digest) ([]stowage.ManifestRecord, error) {
 	t.c.record("Referrers", 0)
-	return t.Tx.Referrers(repo, subject)
+	return t.ManifestTx.Referrers(repo, subject)
 }
 
-func (t *countingTx) ReferrersPage(repo string, subject stowage.Digest, after stowage.Digest, limit int) ([]stowage.ManifestRecord, error) {
+func (t countingManifests) ReferrersPage(repo string, subject stowage.Digest, after stowage.Digest, limit int) ([]stowage.ManifestRecord, error) {
 	t.c.record("Referrers", limit)
-	return t.Tx.(stowage.ReferrersPageTx).ReferrersPage(repo, subject, after, limit)
+	return t.ManifestTx.(stowage.ReferrersPageTx).ReferrersPage(repo, subject, after, limit)
 }
 
 var now0 = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
@@ -83,20 +104,20 @@ func TestListingsReadInPages(t *testing.T) {
 	var wantRefs []stowage.Digest
 	store := mem.New()
 	err = db.Update(ctx, func(tx stowage.Tx) error {
-		if err := tx.CreateRepository("big", now0); err != nil {
+		if err := tx.Repositories().CreateRepository("big", now0); err != nil {
 			return err
 		}
 		wantRepos = append(wantRepos, "big")
 		for i := range nTags {
 			tag := fmt.Sprintf("t%05d", i)
-			if err := tx.PutTag("big", tag, dgst(i%7), now0); err != nil {
+			if err := tx.Tags().PutTag("big", tag, dgst(i%7), now0); err != nil {
 				return err
 			}
 			wantTags = append(wantTags, tag)
 		}
 		for i := range nRepos {
 			name := fmt.Sprintf("repo/%05d", i)
-			if err := tx.CreateRepository(name, now0); err != nil {
+			if err := tx.Repositories().CreateRepository(name, now0); err != nil {
 				return err
 			}
 			wantRepos = append(wantRepos, name)
@@ -112,7 +133,7 @@ func TestListingsReadInPages(t *testing.T) {
 			if err := store.Put(ctx, stowage.BlobKey(m.Digest), bytes.NewReader(body), m.Size); err != nil {
 				return err
 			}
-			if err := tx.PutManifest(m, nil); err != nil {
+			if err := tx.Manifests().PutManifest(m, nil); err != nil {
 				return err
 			}
 			wantRefs = append(wantRefs, m.Digest)
@@ -197,7 +218,7 @@ func TestFilteredCatalogWithoutPageSize(t *testing.T) {
 	t.Cleanup(func() { db.Close() })
 	err = db.Update(ctx, func(tx stowage.Tx) error {
 		for i := range 2*stowage.ListPageSize + 7 {
-			if err := tx.CreateRepository(fmt.Sprintf("team-%d/app%05d", i%3, i), now0); err != nil {
+			if err := tx.Repositories().CreateRepository(fmt.Sprintf("team-%d/app%05d", i%3, i), now0); err != nil {
 				return err
 			}
 		}

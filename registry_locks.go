@@ -47,7 +47,7 @@ func readable(repo string, ref Reference, repoLocks, tagLocks, mLocks Locks) err
 
 // writable fails with DENIED if the repository exists and is write-locked.
 func writable(tx Tx, repo string) error {
-	rec, err := tx.GetRepository(repo)
+	rec, err := tx.Repositories().GetRepository(repo)
 	if errors.Is(err, ErrNotFound) {
 		return nil
 	}
@@ -78,13 +78,13 @@ func (r *Registry) Locks(ctx context.Context, repo string, ref Reference) (Locks
 func locksOf(tx Tx, repo string, ref Reference) (Locks, error) {
 	switch {
 	case ref.IsDigest():
-		m, err := tx.GetManifest(repo, ref.Digest)
+		m, err := tx.Manifests().GetManifest(repo, ref.Digest)
 		return m.Locks, err
 	case ref.Tag != "":
-		t, err := tx.GetTagRecord(repo, ref.Tag)
+		t, err := tx.Tags().GetTagRecord(repo, ref.Tag)
 		return t.Locks, err
 	default:
-		rec, err := tx.GetRepository(repo)
+		rec, err := tx.Repositories().GetRepository(repo)
 		return rec.Locks, err
 	}
 }
@@ -111,11 +111,11 @@ func (r *Registry) SetLocks(ctx context.Context, repo string, ref Reference, set
 		l = cur&^clear | set
 		switch {
 		case ref.IsDigest():
-			return tx.SetManifestLocks(repo, ref.Digest, l)
+			return tx.Manifests().SetManifestLocks(repo, ref.Digest, l)
 		case ref.Tag != "":
-			return tx.SetTagLocks(repo, ref.Tag, l)
+			return tx.Tags().SetTagLocks(repo, ref.Tag, l)
 		default:
-			return tx.SetRepositoryLocks(repo, l)
+			return tx.Repositories().SetRepositoryLocks(repo, l)
 		}
 	})
 	return l, r.lockTargetError(repo, ref, err)
@@ -156,7 +156,7 @@ var immutableRules struct {
 
 // immutableRule returns the rule that makes repo:tag immutable, or "".
 func immutableRule(tx Tx, repo, tag string) (string, error) {
-	raw, err := tx.GetSetting(settingImmutability)
+	raw, err := tx.Settings().GetSetting(settingImmutability)
 	if errors.Is(err, ErrNotFound) {
 		return "", nil
 	}
@@ -189,7 +189,7 @@ func immutableRule(tx Tx, repo, tag string) (string, error) {
 
 // retaggable fails with DENIED if moving repo:tag to d is forbidden.
 func retaggable(tx Tx, repo, tag string, d Digest) (old Digest, err error) {
-	t, err := tx.GetTagRecord(repo, tag)
+	t, err := tx.Tags().GetTagRecord(repo, tag)
 	if errors.Is(err, ErrNotFound) {
 		return "", nil
 	}

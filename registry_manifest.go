@@ -91,13 +91,13 @@ func (r *Registry) PutManifest(ctx context.Context, repo string, ref Reference, 
 		if err := r.checkRepoQuota(tx, repo, d, int64(len(body))); err != nil {
 			return err
 		}
-		if err := tx.CreateRepository(repo, now); err != nil {
+		if err := tx.Repositories().CreateRepository(repo, now); err != nil {
 			return err
 		}
 		if _, err := markLive(tx, d, int64(len(body)), now); err != nil {
 			return err
 		}
-		if err := tx.PutManifest(rec, refs); err != nil {
+		if err := tx.Manifests().PutManifest(rec, refs); err != nil {
 			return err
 		}
 		for _, t := range tags {
@@ -105,7 +105,7 @@ func (r *Registry) PutManifest(ctx context.Context, repo string, ref Reference, 
 			if err != nil {
 				return err
 			}
-			if err := tx.PutTag(repo, t, d, now); err != nil {
+			if err := tx.Tags().PutTag(repo, t, d, now); err != nil {
 				return err
 			}
 			if old != "" && old != d {
@@ -140,11 +140,11 @@ func checkRefs(tx Tx, repo string, m *Manifest) ([]ManifestRef, error) {
 		if d.Kind == RefManifest {
 			what = "manifest"
 			var rec ManifestRecord
-			rec, err = tx.GetManifest(repo, d.Digest)
+			rec, err = tx.Manifests().GetManifest(repo, d.Digest)
 			size, mediaType = rec.Size, rec.MediaType
 		} else {
 			var b BlobRecord
-			b, err = tx.RepositoryBlob(repo, d.Digest)
+			b, err = tx.Blobs().RepositoryBlob(repo, d.Digest)
 			size = b.Size
 		}
 		if errors.Is(err, ErrNotFound) {
@@ -174,7 +174,7 @@ func checkRefs(tx Tx, repo string, m *Manifest) ([]ManifestRef, error) {
 		refs = append(refs, ManifestRef{Digest: d.Digest, Kind: d.Kind})
 	}
 	if m.Subject != nil {
-		rec, err := tx.GetManifest(repo, m.Subject.Digest)
+		rec, err := tx.Manifests().GetManifest(repo, m.Subject.Digest)
 		if err == nil {
 			err = checkSize(repo, "subject", "manifest", *m.Subject, rec.Size)
 		}
@@ -201,24 +201,24 @@ func checkSize(repo, role, what string, d Descriptor, stored int64) error {
 func (r *Registry) ResolveManifest(ctx context.Context, repo string, ref Reference) (ManifestRecord, error) {
 	var m ManifestRecord
 	err := r.db.View(ctx, func(tx Tx) error {
-		rec, err := tx.GetRepository(repo)
+		rec, err := tx.Repositories().GetRepository(repo)
 		if err != nil {
 			return err
 		}
 		var tagLocks Locks
 		switch cached, ok := r.repos.resolved(repo, rec.TagsVersion, ref.Tag); {
 		case ref.IsDigest():
-			if m, err = tx.GetManifest(repo, ref.Digest); err != nil {
+			if m, err = tx.Manifests().GetManifest(repo, ref.Digest); err != nil {
 				return err
 			}
 		case ok:
 			m, tagLocks = cached.m, cached.locks
 		default:
-			t, err := tx.GetTagRecord(repo, ref.Tag)
+			t, err := tx.Tags().GetTagRecord(repo, ref.Tag)
 			if err != nil {
 				return err
 			}
-			if m, err = tx.GetManifest(repo, t.Digest); err != nil {
+			if m, err = tx.Manifests().GetManifest(repo, t.Digest); err != nil {
 				return err
 			}
 			// Read in the same transaction as the version: a consistent pair.
@@ -305,12 +305,12 @@ func (r *Registry) EachReferrer(ctx context.Context, repo string, d Digest, arti
 		var recs []ManifestRecord
 		paged := false
 		err := r.db.View(ctx, func(tx Tx) (err error) {
-			if p, ok := tx.(ReferrersPageTx); ok {
+			if p, ok := tx.Manifests().(ReferrersPageTx); ok {
 				paged = true
 				recs, err = p.ReferrersPage(repo, d, after, ListPageSize)
 				return err
 			}
-			recs, err = tx.Referrers(repo, d) // all at once
+			recs, err = tx.Manifests().Referrers(repo, d) // all at once
 			return err
 		})
 		if err != nil {
@@ -356,7 +356,7 @@ func (r *Registry) ListTags(ctx context.Context, repo, last string, n int) ([]st
 		// One page of a client's choosing: one query.
 		var tags []string
 		err := r.db.View(ctx, func(tx Tx) error {
-			rec, err := tx.GetRepository(repo)
+			rec, err := tx.Repositories().GetRepository(repo)
 			if errors.Is(err, ErrNotFound) {
 				return nameUnknown(repo)
 			}
@@ -367,7 +367,7 @@ func (r *Registry) ListTags(ctx context.Context, repo, last string, n int) ([]st
 				tags = page(all, last, n)
 				return nil
 			}
-			tags, err = tx.ListTags(repo, last, n)
+			tags, err = tx.Tags().ListTags(repo, last, n)
 			return err
 		})
 		return tags, err
@@ -399,7 +399,7 @@ func (r *Registry) EachTag(ctx context.Context, repo, last string, fn func(page 
 			gone   bool
 		)
 		err := r.db.View(ctx, func(tx Tx) error {
-			rec, err := tx.GetRepository(repo)
+			rec, err := tx.Repositories().GetRepository(repo)
 			if errors.Is(err, ErrNotFound) {
 				if first {
 					return nameUnknown(repo)
@@ -419,7 +419,7 @@ func (r *Registry) EachTag(ctx context.Context, repo, last string, fn func(page 
 			} else if rec.TagsVersion != version {
 				keeping, keep = false, nil // the list changed: what was read is no snapshot
 			}
-			tags, err = tx.ListTags(repo, last, ListPageSize)
+			tags, err = tx.Tags().ListTags(repo, last, ListPageSize)
 			return err
 		})
 		if err != nil {
@@ -471,7 +471,7 @@ func (r *Registry) Catalog(ctx context.Context, last string, n int) ([]string, e
 	if _, filtered := ctx.Value(listFilterKey{}).(func(string) bool); !filtered && n > 0 {
 		var names []string
 		err := r.db.View(ctx, func(tx Tx) (err error) {
-			names, err = tx.ListRepositories(last, n, false)
+			names, err = tx.Repositories().ListRepositories(last, n, false)
 			return err
 		})
 		return names, err
@@ -503,7 +503,7 @@ func (r *Registry) EachRepository(ctx context.Context, last string, fn func(page
 	for {
 		var batch []string
 		if err := r.db.View(ctx, func(tx Tx) (err error) {
-			batch, err = tx.ListRepositories(last, ListPageSize, false)
+			batch, err = tx.Repositories().ListRepositories(last, ListPageSize, false)
 			return err
 		}); err != nil {
 			return err

@@ -103,7 +103,7 @@ func (r *Registry) applyRetention(ctx context.Context, dryRun bool) (PolicyRun, 
 	cutoff := now.Add(-time.Duration(p.Days) * 24 * time.Hour)
 	err = r.eachRepository(ctx, func(repo string) error {
 		rep, err := r.runDelete(ctx, repo, dryRun, true, func(del *deletion) error {
-			ms, err := del.tx.UntaggedManifests(repo, cutoff)
+			ms, err := del.tx.Manifests().UntaggedManifests(repo, cutoff)
 			if err != nil {
 				return err
 			}
@@ -204,7 +204,7 @@ func (r *Registry) Purge(ctx context.Context, opts PurgeOptions) (PolicyRun, err
 	cutoff := now.Add(-opts.Ago)
 	for i, repo := range repos {
 		rep, err := r.runDelete(ctx, repo, opts.DryRun, true, func(del *deletion) error {
-			tags, err := del.tx.TagRecords(repo)
+			tags, err := del.tx.Tags().TagRecords(repo)
 			if err != nil {
 				return err
 			}
@@ -234,7 +234,7 @@ func (r *Registry) Purge(ctx context.Context, opts PurgeOptions) (PolicyRun, err
 			}
 			// The manifests this purge left without tags, and those untagged
 			// for longer than Ago already.
-			ms, err := del.tx.UntaggedManifests(repo, del.now)
+			ms, err := del.tx.Manifests().UntaggedManifests(repo, del.now)
 			if err != nil {
 				return err
 			}
@@ -275,7 +275,7 @@ func (r *Registry) eachRepository(ctx context.Context, fn func(string) error) er
 	for {
 		var names []string
 		err := r.db.View(ctx, func(tx Tx) (err error) {
-			names, err = tx.ListRepositories(last, 1000, true) // list-locked ones too
+			names, err = tx.Repositories().ListRepositories(last, 1000, true) // list-locked ones too
 			return err
 		})
 		if err != nil || len(names) == 0 {
@@ -291,7 +291,7 @@ func (r *Registry) eachRepository(ctx context.Context, fn func(string) error) er
 }
 
 func getSetting(tx Tx, key string, v any) error {
-	s, err := tx.GetSetting(key)
+	s, err := tx.Settings().GetSetting(key)
 	if errors.Is(err, ErrNotFound) {
 		return nil
 	}
@@ -306,5 +306,5 @@ func putSetting(tx Tx, key string, v any, now time.Time) error {
 	if err != nil {
 		return err
 	}
-	return tx.PutSetting(key, string(b), now)
+	return tx.Settings().PutSetting(key, string(b), now)
 }

@@ -48,7 +48,7 @@ type QuotaReport struct {
 func (r *Registry) StorageLimit() int64 { return r.storageLimit }
 
 func readQuotas(tx Tx) (map[string]int64, error) {
-	v, err := tx.GetSetting(settingQuotas)
+	v, err := tx.Settings().GetSetting(settingQuotas)
 	if errors.Is(err, ErrNotFound) {
 		return map[string]int64{}, nil
 	}
@@ -82,7 +82,7 @@ func (r *Registry) SetQuota(ctx context.Context, repo string, limit int64) error
 			q[repo] = limit
 		}
 		b, _ := json.Marshal(q)
-		return tx.PutSetting(settingQuotas, string(b), r.now())
+		return tx.Settings().PutSetting(settingQuotas, string(b), r.now())
 	})
 }
 
@@ -92,7 +92,7 @@ func (r *Registry) Quotas(ctx context.Context) (QuotaReport, error) {
 	rep := QuotaReport{Registry: Quota{LimitBytes: r.storageLimit}, Repositories: []Quota{}}
 	err := r.db.View(ctx, func(tx Tx) error {
 		var err error
-		if rep.Registry.UsedBytes, err = tx.HeldBytes(); err != nil {
+		if rep.Registry.UsedBytes, err = tx.Usage().HeldBytes(); err != nil {
 			return err
 		}
 		q, err := readQuotas(tx)
@@ -100,7 +100,7 @@ func (r *Registry) Quotas(ctx context.Context) (QuotaReport, error) {
 			return err
 		}
 		for _, name := range slices.Sorted(maps.Keys(q)) {
-			used, err := tx.RepositoryHeldBytes(name)
+			used, err := tx.Usage().RepositoryHeldBytes(name)
 			if err != nil {
 				return err
 			}
@@ -118,7 +118,7 @@ func (r *Registry) checkRegistryLimit(tx Tx, size, already int64) error {
 	if r.storageLimit <= 0 || size <= 0 {
 		return nil
 	}
-	held, err := tx.HeldBytes()
+	held, err := tx.Usage().HeldBytes()
 	if err != nil {
 		return err
 	}
@@ -152,19 +152,19 @@ func (r *Registry) checkRepoQuotaFor(tx Tx, action, repo string, d Digest, size 
 		return nil
 	}
 	if d != "" {
-		if _, err := tx.RepositoryBlob(repo, d); err == nil {
+		if _, err := tx.Blobs().RepositoryBlob(repo, d); err == nil {
 			return nil
 		} else if !errors.Is(err, ErrNotFound) {
 			return err
 		}
 		// A manifest of repo (pushed again, re-tagged) is held already.
-		if _, err := tx.GetManifest(repo, d); err == nil {
+		if _, err := tx.Manifests().GetManifest(repo, d); err == nil {
 			return nil
 		} else if !errors.Is(err, ErrNotFound) {
 			return err
 		}
 	}
-	held, err := tx.RepositoryHeldBytes(repo)
+	held, err := tx.Usage().RepositoryHeldBytes(repo)
 	if err != nil {
 		return err
 	}
@@ -220,7 +220,7 @@ func HumanBytes(n int64) string {
 // refused blob's object is left to the garbage collector.
 func (r *Registry) checkLimitsAtRecord(tx Tx, repo string, d Digest, size int64) error {
 	if r.storageLimit > 0 {
-		b, err := tx.GetBlob(d)
+		b, err := tx.Blobs().GetBlob(d)
 		if err != nil && !errors.Is(err, ErrNotFound) {
 			return err
 		}

@@ -131,7 +131,7 @@ func TestRestoreNeedsStoredBlobs(t *testing.T) {
 		t.Fatal(err)
 	}
 	// What a broken store or a manual intervention could leave.
-	if err := e.reg.DB().Update(e.ctx, func(tx stowage.Tx) error { return tx.SetBlobState(layer.d, stowage.BlobDeleting) }); err != nil {
+	if err := e.reg.DB().Update(e.ctx, func(tx stowage.Tx) error { return tx.Blobs().SetBlobState(layer.d, stowage.BlobDeleting) }); err != nil {
 		t.Fatal(err)
 	}
 	bin, err := e.reg.RecycleBin(e.ctx, "app")

@@ -59,7 +59,7 @@ func (r *Registry) Scrub(ctx context.Context, opts ScrubOptions) (ScrubReport, e
 	start := r.now()
 	rep := ScrubReport{Started: start.UTC().Format(time.RFC3339)}
 	var total int64
-	if err := r.db.View(ctx, func(tx Tx) (err error) { total, _, err = tx.BlobTotals(); return err }); err != nil {
+	if err := r.db.View(ctx, func(tx Tx) (err error) { total, _, err = tx.Usage().BlobTotals(); return err }); err != nil {
 		return rep, err
 	}
 	progress := opts.Progress
@@ -71,7 +71,7 @@ func (r *Registry) Scrub(ctx context.Context, opts ScrubOptions) (ScrubReport, e
 	for {
 		var batch []BlobRecord
 		if err := r.db.View(ctx, func(tx Tx) (err error) {
-			batch, err = tx.BlobsInState(BlobLive, after, 256)
+			batch, err = tx.Blobs().BlobsInState(BlobLive, after, 256)
 			return err
 		}); err != nil {
 			return rep, err
@@ -118,7 +118,7 @@ func (r *Registry) Scrub(ctx context.Context, opts ScrubOptions) (ScrubReport, e
 	}
 	rep.Duration = r.now().Sub(start).Round(time.Millisecond).String()
 	if b, err := json.Marshal(rep); err == nil {
-		_ = r.db.Update(ctx, func(tx Tx) error { return tx.PutSetting(settingLastScrub, string(b), r.now()) })
+		_ = r.db.Update(ctx, func(tx Tx) error { return tx.Settings().PutSetting(settingLastScrub, string(b), r.now()) })
 	}
 	return rep, nil
 }
@@ -127,7 +127,7 @@ func (r *Registry) Scrub(ctx context.Context, opts ScrubOptions) (ScrubReport, e
 func (r *Registry) LastScrub(ctx context.Context) (ScrubReport, error) {
 	var rep ScrubReport
 	err := r.db.View(ctx, func(tx Tx) error {
-		v, err := tx.GetSetting(settingLastScrub)
+		v, err := tx.Settings().GetSetting(settingLastScrub)
 		if err != nil {
 			return err
 		}

@@ -45,7 +45,7 @@ func recycleUntil(tx Tx, now time.Time) (time.Time, error) {
 func (r *Registry) RecycleBin(ctx context.Context, repo string) ([]RecycledManifest, error) {
 	var out []RecycledManifest
 	err := r.db.View(ctx, func(tx Tx) (err error) {
-		out, err = tx.ListRecycled(repo)
+		out, err = tx.Recycle().ListRecycled(repo)
 		return err
 	})
 	if out == nil {
@@ -70,7 +70,7 @@ func (r *Registry) Restore(ctx context.Context, id int64) (RestoreReport, error)
 	var rep RestoreReport
 	now := r.now()
 	err := r.db.Update(ctx, func(tx Tx) error {
-		e, err := tx.GetRecycled(id)
+		e, err := tx.Recycle().GetRecycled(id)
 		if errors.Is(err, ErrNotFound) {
 			return Errorf(CodeManifestUnknown, "recycle bin entry %d does not exist (it was restored, or it expired); list them with 'stowage recycle-bin'", id)
 		}
@@ -79,7 +79,7 @@ func (r *Registry) Restore(ctx context.Context, id int64) (RestoreReport, error)
 		}
 		m := e.Manifest
 		rep = RestoreReport{Repository: m.Repo, Digest: m.Digest, Tags: []string{}, TagsSkipped: []string{}}
-		if _, err := tx.GetManifest(m.Repo, m.Digest); err == nil {
+		if _, err := tx.Manifests().GetManifest(m.Repo, m.Digest); err == nil {
 			return Errorf(CodeDenied, "manifest %s@%s exists again (pushed after the delete); nothing to restore", m.Repo, m.Digest)
 		}
 		if err := writable(tx, m.Repo); err != nil {
@@ -88,39 +88,39 @@ func (r *Registry) Restore(ctx context.Context, id int64) (RestoreReport, error)
 		if err := r.checkRestore(tx, e); err != nil {
 			return err
 		}
-		if err := tx.CreateRepository(m.Repo, now); err != nil {
+		if err := tx.Repositories().CreateRepository(m.Repo, now); err != nil {
 			return err
 		}
 		for _, ref := range e.Refs {
 			if ref.Kind == RefManifest {
-				if _, err := tx.GetManifest(m.Repo, ref.Digest); err != nil {
+				if _, err := tx.Manifests().GetManifest(m.Repo, ref.Digest); err != nil {
 					return Errorf(CodeManifestBlobUnknown, "index %s needs its child %s: restore that first", m.Digest, ref.Digest)
 				}
 				continue
 			}
-			if err := tx.LinkBlob(m.Repo, ref.Digest, now); err != nil {
+			if err := tx.Blobs().LinkBlob(m.Repo, ref.Digest, now); err != nil {
 				return err
 			}
 		}
-		if err := tx.PutManifest(m, e.Refs); err != nil {
+		if err := tx.Manifests().PutManifest(m, e.Refs); err != nil {
 			return err
 		}
 		for _, t := range e.Tags {
-			if _, err := tx.GetTag(m.Repo, t); err == nil {
+			if _, err := tx.Tags().GetTag(m.Repo, t); err == nil {
 				rep.TagsSkipped = append(rep.TagsSkipped, t)
 				continue
 			}
-			if err := tx.PutTag(m.Repo, t, m.Digest, now); err != nil {
+			if err := tx.Tags().PutTag(m.Repo, t, m.Digest, now); err != nil {
 				return err
 			}
 			if l := e.TagLocks[t]; l != 0 {
-				if err := tx.SetTagLocks(m.Repo, t, l); err != nil {
+				if err := tx.Tags().SetTagLocks(m.Repo, t, l); err != nil {
 					return err
 				}
 			}
 			rep.Tags = append(rep.Tags, t)
 		}
-		return tx.DeleteRecycled(id)
+		return tx.Recycle().DeleteRecycled(id)
 	})
 	return rep, err
 }
@@ -144,7 +144,7 @@ func (r *Registry) checkRestore(tx Tx, e RecycledManifest) error {
 	}
 	var added int64
 	for _, d := range ds {
-		b, err := tx.GetBlob(d)
+		b, err := tx.Blobs().GetBlob(d)
 		if err != nil && !errors.Is(err, ErrNotFound) {
 			return err
 		}
@@ -153,12 +153,12 @@ func (r *Registry) checkRestore(tx Tx, e RecycledManifest) error {
 				Message: fmt.Sprintf("manifest %s@%s cannot be restored: its blob %s is no longer stored", m.Repo, m.Digest, d),
 				Detail:  map[string]string{"digest": string(d)}}
 		}
-		if _, err := tx.RepositoryBlob(m.Repo, d); err == nil {
+		if _, err := tx.Blobs().RepositoryBlob(m.Repo, d); err == nil {
 			continue
 		} else if !errors.Is(err, ErrNotFound) {
 			return err
 		}
-		if _, err := tx.GetManifest(m.Repo, d); err == nil {
+		if _, err := tx.Manifests().GetManifest(m.Repo, d); err == nil {
 			continue
 		} else if !errors.Is(err, ErrNotFound) {
 			return err
@@ -175,18 +175,18 @@ func (r *Registry) expireRecycled(ctx context.Context, now time.Time) (int, erro
 	for {
 		var batch []RecycledManifest
 		err := r.db.Update(ctx, func(tx Tx) (err error) {
-			if batch, err = tx.ExpiredRecycled(now, gcBatch); err != nil {
+			if batch, err = tx.Recycle().ExpiredRecycled(now, gcBatch); err != nil {
 				return err
 			}
 			for _, e := range batch {
-				if err := tx.DeleteRecycled(e.ID); err != nil {
+				if err := tx.Recycle().DeleteRecycled(e.ID); err != nil {
 					return err
 				}
 				held := []Digest{e.Manifest.Digest}
 				for _, ref := range e.Refs {
 					held = append(held, ref.Digest)
 				}
-				if err := tx.MarkUnreferenced(held, now); err != nil {
+				if err := tx.Blobs().MarkUnreferenced(held, now); err != nil {
 					return err
 				}
 			}

@@ -232,7 +232,7 @@ func TestDeleteRepositoryDuringUploads(t *testing.T) {
 			}
 			chunkR.Close()
 			bodyR.Close()
-			err := reg.DB().View(ctx, func(tx stowage.Tx) error { _, err := tx.GetRepository("r"); return err })
+			err := reg.DB().View(ctx, func(tx stowage.Tx) error { _, err := tx.Repositories().GetRepository("r"); return err })
 			if !errors.Is(err, stowage.ErrNotFound) {
 				t.Errorf("the deleted repository is back after the writers returned (%v)", err)
 			}

@@ -45,17 +45,17 @@ func (r *Registry) lockUpload(ctx context.Context, repo, id string) (context.Con
 	writer := r.nodeID + "/" + newID()
 	claim := func(ctx context.Context) (u UploadRecord, err error) {
 		err = r.db.Update(ctx, func(tx Tx) error {
-			if err := tx.ClaimUpload(id, writer, r.uploadLease); err != nil {
+			if err := tx.Uploads().ClaimUpload(id, writer, r.uploadLease); err != nil {
 				return err
 			}
-			u, err = tx.GetUpload(id)
+			u, err = tx.Uploads().GetUpload(id)
 			return err
 		})
 		return u, err
 	}
 	release := func() {
 		// The session may be gone (finished or cancelled): nothing to release then.
-		if err := r.db.Update(context.WithoutCancel(ctx), func(tx Tx) error { return tx.ReleaseUpload(id, writer) }); err != nil {
+		if err := r.db.Update(context.WithoutCancel(ctx), func(tx Tx) error { return tx.Uploads().ReleaseUpload(id, writer) }); err != nil {
 			r.log.Warn("could not release an upload's writer lease; it ends by itself", "upload", id, "lease", r.uploadLease, "err", err)
 		}
 	}
@@ -136,7 +136,7 @@ func (r *Registry) ReleaseUploadLeases(ctx context.Context, all bool) (int64, er
 	}
 	var n int64
 	err := r.db.Update(ctx, func(tx Tx) (err error) {
-		n, err = tx.ReleaseUploadWriters(prefix)
+		n, err = tx.Uploads().ReleaseUploadWriters(prefix)
 		return err
 	})
 	return n, err

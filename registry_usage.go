@@ -55,10 +55,10 @@ func (r *Registry) Usage(ctx context.Context) (Usage, error) {
 	var u Usage
 	err := r.db.View(ctx, func(tx Tx) error {
 		var err error
-		if u.Blobs, u.PhysicalBytes, err = tx.BlobTotals(); err != nil {
+		if u.Blobs, u.PhysicalBytes, err = tx.Usage().BlobTotals(); err != nil {
 			return err
 		}
-		repos, err := tx.RepositoryUsage()
+		repos, err := tx.Usage().RepositoryUsage()
 		if err != nil {
 			return err
 		}
@@ -89,12 +89,12 @@ func space(ru RepositoryUsage) RepositorySpace {
 func (r *Registry) RepositoryUsage(ctx context.Context, repo string) (RepositoryDetail, error) {
 	var d RepositoryDetail
 	err := r.db.View(ctx, func(tx Tx) error {
-		if _, err := tx.GetRepository(repo); errors.Is(err, ErrNotFound) {
+		if _, err := tx.Repositories().GetRepository(repo); errors.Is(err, ErrNotFound) {
 			return nameUnknown(repo)
 		} else if err != nil {
 			return err
 		}
-		repos, err := tx.RepositoryUsage()
+		repos, err := tx.Usage().RepositoryUsage()
 		if err != nil {
 			return err
 		}
@@ -103,7 +103,7 @@ func (r *Registry) RepositoryUsage(ctx context.Context, repo string) (Repository
 				d.RepositorySpace = space(ru)
 			}
 		}
-		ms, err := tx.ManifestUsage(repo)
+		ms, err := tx.Usage().ManifestUsage(repo)
 		if err != nil {
 			return err
 		}

@@ -133,7 +133,7 @@ func (s *sealer) seal(k signingKey) storedKey {
 // readKey reads the stored key and, when it is sealed, its sealing key's
 // record.
 func readKey(tx stowage.Tx) (*storedKey, stowage.DataKey, error) {
-	raw, err := tx.GetSetting(SettingKey)
+	raw, err := tx.Settings().GetSetting(SettingKey)
 	if errors.Is(err, stowage.ErrNotFound) {
 		return nil, stowage.DataKey{}, nil
 	}
@@ -149,7 +149,7 @@ func readKey(tx stowage.Tx) (*storedKey, stowage.DataKey, error) {
 	}
 	var dk stowage.DataKey
 	if s.Sealed != nil {
-		if dk, err = tx.GetDataKey(s.Sealed.DataKey); errors.Is(err, stowage.ErrNotFound) {
+		if dk, err = tx.DataKeys().GetDataKey(s.Sealed.DataKey); errors.Is(err, stowage.ErrNotFound) {
 			return nil, dk, fmt.Errorf("the token signing key (%s) is sealed with data key %s, which is not in the data_keys table", SettingKey, s.Sealed.DataKey)
 		} else if err != nil {
 			return nil, dk, err
@@ -241,7 +241,7 @@ func loadKey(ctx context.Context, db stowage.DB, keys Keyring, now time.Time, lo
 		}
 		out := storedKey{ID: k.ID, Alg: k.Alg, Key: k.Key, Created: k.Created}
 		if s != nil {
-			if err := tx.PutDataKey(s.dk); err != nil {
+			if err := tx.DataKeys().PutDataKey(s.dk); err != nil {
 				return err
 			}
 			out, dk = s.seal(k), s.dk
@@ -250,7 +250,7 @@ func loadKey(ctx context.Context, db stowage.DB, keys Keyring, now time.Time, lo
 		if err != nil {
 			return err
 		}
-		if err := tx.PutSetting(SettingKey, string(b), now); err != nil {
+		if err := tx.Settings().PutSetting(SettingKey, string(b), now); err != nil {
 			return err
 		}
 		stored = &out

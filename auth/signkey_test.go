@@ -31,7 +31,7 @@ func rawSetting(t *testing.T, db stowage.DB) storedKey {
 	t.Helper()
 	var s storedKey
 	if err := db.View(context.Background(), func(tx stowage.Tx) error {
-		raw, err := tx.GetSetting(SettingKey)
+		raw, err := tx.Settings().GetSetting(SettingKey)
 		if err != nil {
 			return err
 		}
@@ -79,7 +79,7 @@ func TestSigningKeySealing(t *testing.T) {
 		t.Fatalf("with a keyring the setting is %+v, want it sealed", s)
 	}
 	var dk stowage.DataKey
-	if err := db.View(ctx, func(tx stowage.Tx) (err error) { dk, err = tx.GetDataKey(s.Sealed.DataKey); return err }); err != nil || dk.Object != DataKeyObject {
+	if err := db.View(ctx, func(tx stowage.Tx) (err error) { dk, err = tx.DataKeys().GetDataKey(s.Sealed.DataKey); return err }); err != nil || dk.Object != DataKeyObject {
 		t.Fatalf("the sealing key's record: %+v %v", dk, err)
 	}
 	// Every later start opens the same key, and does not seal again.
@@ -96,7 +96,7 @@ func TestSigningKeySealing(t *testing.T) {
 		t.Fatal(err)
 	}
 	cur, _ := ring.Current(ctx)
-	if err := db.View(ctx, func(tx stowage.Tx) (err error) { dk, err = tx.GetDataKey(s.Sealed.DataKey); return err }); err != nil || dk.Wrapped != cur {
+	if err := db.View(ctx, func(tx stowage.Tx) (err error) { dk, err = tx.DataKeys().GetDataKey(s.Sealed.DataKey); return err }); err != nil || dk.Wrapped != cur {
 		t.Fatalf("after a rotation the sealing key is wrapped by %v (%v), want %v", dk.Wrapped, err, cur)
 	}
 	if again, err := loadKey(ctx, db, ring, now, log); err != nil || string(again.Key) != string(k.Key) {
@@ -166,7 +166,7 @@ func TestSigningKeyFirstStartsTogether(t *testing.T) {
 					}
 				}
 				var counts []stowage.KeyVersionCount
-				if err := dbs[0].View(ctx, func(tx stowage.Tx) (err error) { counts, err = tx.CountDataKeys(); return err }); err != nil {
+				if err := dbs[0].View(ctx, func(tx stowage.Tx) (err error) { counts, err = tx.DataKeys().CountDataKeys(); return err }); err != nil {
 					t.Fatal(err)
 				}
 				n := int64(0)

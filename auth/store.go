@@ -38,7 +38,7 @@ type snapshot struct {
 }
 
 func readState(tx stowage.Tx) (*state, string, error) {
-	raw, err := tx.GetSetting(SettingState)
+	raw, err := tx.Settings().GetSetting(SettingState)
 	if errors.Is(err, stowage.ErrNotFound) {
 		return newState(), "", nil
 	}
@@ -68,7 +68,7 @@ func (s *store) get(ctx context.Context) (*state, error) {
 	var raw string
 	var err error
 	if err := s.db.View(ctx, func(tx stowage.Tx) error {
-		raw, err = tx.GetSetting(SettingState)
+		raw, err = tx.Settings().GetSetting(SettingState)
 		if errors.Is(err, stowage.ErrNotFound) {
 			raw, err = "", nil
 		}
@@ -114,7 +114,7 @@ func (s *store) update(ctx context.Context, fn func(st *state, now time.Time) er
 		if err != nil {
 			return err
 		}
-		if err := tx.PutSetting(SettingState, string(b), now); err != nil {
+		if err := tx.Settings().PutSetting(SettingState, string(b), now); err != nil {
 			return err
 		}
 		out, raw = st, string(b)

@@ -39,15 +39,18 @@ type failingTx struct {
 	f *failingDB
 }
 
-func (t *failingTx) ListTags(repo, after string, limit int) ([]string, error) {
+func (t *failingTx) Tags() stowage.TagTx { return failingTags{t.Tx.Tags(), t.f} }
+
+type failingTags struct {
+	stowage.TagTx
+	f *failingDB
+}
+
+func (t failingTags) ListTags(repo, after string, limit int) ([]string, error) {
 	if t.f.armed.Load() && t.f.calls.Add(1) > t.f.after {
 		return nil, errors.New("database went away")
 	}
-	return t.Tx.ListTags(repo, after, limit)
-}
-
-func (t *failingTx) ReferrersPage(repo string, subject stowage.Digest, after stowage.Digest, limit int) ([]stowage.ManifestRecord, error) {
-	return t.Tx.(stowage.ReferrersPageTx).ReferrersPage(repo, subject, after, limit)
+	return t.TagTx.ListTags(repo, after, limit)
 }
 
 // TestLargeListsStreamed: lists without n (20,000 tags, 2,500 repositories,
@@ -73,17 +76,17 @@ func TestLargeListsStreamed(t *testing.T) {
 		for i := range nRepos {
 			name := fmt.Sprintf("a/%05d", i)
 			repos = append(repos, name)
-			if err := tx.CreateRepository(name, now); err != nil {
+			if err := tx.Repositories().CreateRepository(name, now); err != nil {
 				return err
 			}
 		}
 		repos = append(repos, "big")
-		if err := tx.CreateRepository("big", now); err != nil {
+		if err := tx.Repositories().CreateRepository("big", now); err != nil {
 			return err
 		}
 		for i := range nTags {
 			tags = append(tags, fmt.Sprintf("v%05d", i))
-			if err := tx.PutTag("big", tags[i], subject, now); err != nil {
+			if err := tx.Tags().PutTag("big", tags[i], subject, now); err != nil {
 				return err
 			}
 		}
@@ -96,7 +99,7 @@ func TestLargeListsStreamed(t *testing.T) {
 			if err := store.Put(ctx, stowage.BlobKey(m.Digest), bytes.NewReader(body), m.Size); err != nil {
 				return err
 			}
-			if err := tx.PutManifest(m, nil); err != nil {
+			if err := tx.Manifests().PutManifest(m, nil); err != nil {
 				return err
 			}
 			refs = append(refs, stowage.Descriptor{MediaType: m.MediaType, Digest: m.Digest, Size: m.Size, ArtifactType: "application/example",

@@ -31,7 +31,7 @@ func signingSetting(t *testing.T, path string) map[string]any {
 	defer db.Close()
 	var raw string
 	if err := db.View(context.Background(), func(tx stowage.Tx) (err error) {
-		raw, err = tx.GetSetting(auth.SettingKey)
+		raw, err = tx.Settings().GetSetting(auth.SettingKey)
 		return err
 	}); err != nil {
 		t.Fatal(err)

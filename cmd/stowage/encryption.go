@@ -50,7 +50,7 @@ func (m *Main) setupEncryption(ctx context.Context, db stowage.DB, store stowage
 	var known bool
 	var blobs int64
 	err := db.View(ctx, func(tx stowage.Tx) error {
-		v, err := tx.GetSetting(settingEncryption)
+		v, err := tx.Settings().GetSetting(settingEncryption)
 		if err == nil {
 			known = true
 			return json.Unmarshal([]byte(v), &rec)
@@ -58,7 +58,7 @@ func (m *Main) setupEncryption(ctx context.Context, db stowage.DB, store stowage
 		if !errors.Is(err, stowage.ErrNotFound) {
 			return err
 		}
-		blobs, _, err = tx.BlobTotals()
+		blobs, _, err = tx.Usage().BlobTotals()
 		return err
 	})
 	if err != nil {
@@ -69,7 +69,7 @@ func (m *Main) setupEncryption(ctx context.Context, db stowage.DB, store stowage
 	}
 	save := func(r encryptionSetting) error {
 		b, _ := json.Marshal(r)
-		return db.Update(ctx, func(tx stowage.Tx) error { return tx.PutSetting(settingEncryption, string(b), time.Now()) })
+		return db.Update(ctx, func(tx stowage.Tx) error { return tx.Settings().PutSetting(settingEncryption, string(b), time.Now()) })
 	}
 	if cfg.Encryption.None {
 		if known && rec.Encrypted {
@@ -156,14 +156,14 @@ func recordKey(ctx context.Context, db stowage.DB, want encryptionSetting) (encr
 	b, _ := json.Marshal(want)
 	err := db.Update(ctx, func(tx stowage.Tx) error {
 		got = want
-		v, err := tx.GetSetting(settingEncryption)
+		v, err := tx.Settings().GetSetting(settingEncryption)
 		if err == nil {
 			return json.Unmarshal([]byte(v), &got)
 		}
 		if !errors.Is(err, stowage.ErrNotFound) {
 			return err
 		}
-		return tx.PutSetting(settingEncryption, string(b), time.Now())
+		return tx.Settings().PutSetting(settingEncryption, string(b), time.Now())
 	})
 	return got, err
 }

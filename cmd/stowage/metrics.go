@@ -92,7 +92,7 @@ func metricsHandler(reg *stowage.Registry, db stowage.DB, topo *topology, keys *
 
 func usageTotals(ctx context.Context, db stowage.DB) (count, bytes int64, err error) {
 	err = db.View(ctx, func(tx stowage.Tx) error {
-		count, bytes, err = tx.BlobTotals()
+		count, bytes, err = tx.Usage().BlobTotals()
 		return err
 	})
 	return

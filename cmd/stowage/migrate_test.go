@@ -39,48 +39,48 @@ func fillSQLite(t *testing.T, path string) {
 	err = db.Update(ctx, func(tx stowage.Tx) error {
 		for i := 0; i < 3000; i++ { // more than one progress step
 			repo := fmt.Sprintf("team/app%d", i%7)
-			if err := tx.CreateRepository(repo, now); err != nil {
+			if err := tx.Repositories().CreateRepository(repo, now); err != nil {
 				return err
 			}
-			if err := tx.PutBlob(stowage.BlobRecord{Digest: dg(i), Size: int64(i), Created: now, State: stowage.BlobLive, LastUsed: now, UnreferencedSince: now}); err != nil {
+			if err := tx.Blobs().PutBlob(stowage.BlobRecord{Digest: dg(i), Size: int64(i), Created: now, State: stowage.BlobLive, LastUsed: now, UnreferencedSince: now}); err != nil {
 				return err
 			}
-			if err := tx.LinkBlob(repo, dg(i), now); err != nil {
+			if err := tx.Blobs().LinkBlob(repo, dg(i), now); err != nil {
 				return err
 			}
 			if i%10 == 0 {
 				m := stowage.ManifestRecord{Repo: repo, Digest: dg(100000 + i), MediaType: "application/vnd.oci.image.manifest.v1+json",
 					Size: 123, Created: now}
-				if err := tx.PutManifest(m, []stowage.ManifestRef{{Digest: dg(i), Kind: stowage.RefBlob}}); err != nil {
+				if err := tx.Manifests().PutManifest(m, []stowage.ManifestRef{{Digest: dg(i), Kind: stowage.RefBlob}}); err != nil {
 					return err
 				}
-				if err := tx.PutTag(repo, fmt.Sprintf("v%d", i), m.Digest, now); err != nil {
+				if err := tx.Tags().PutTag(repo, fmt.Sprintf("v%d", i), m.Digest, now); err != nil {
 					return err
 				}
 			}
 		}
-		if err := tx.SetRepositoryLocks("team/app3", stowage.LockDelete); err != nil {
+		if err := tx.Repositories().SetRepositoryLocks("team/app3", stowage.LockDelete); err != nil {
 			return err
 		}
-		if err := tx.PutUpload(stowage.UploadRecord{ID: "up1", Repo: "team/app1", Size: 5, HashState: []byte{1, 2, 3}, Started: now, Updated: now}); err != nil {
+		if err := tx.Uploads().PutUpload(stowage.UploadRecord{ID: "up1", Repo: "team/app1", Size: 5, HashState: []byte{1, 2, 3}, Started: now, Updated: now}); err != nil {
 			return err
 		}
-		if err := tx.PutUpload(stowage.UploadRecord{ID: "up2", Repo: "team/app1", Started: now, Updated: now}); err != nil {
+		if err := tx.Uploads().PutUpload(stowage.UploadRecord{ID: "up2", Repo: "team/app1", Started: now, Updated: now}); err != nil {
 			return err
 		}
-		if err := tx.PutSetting("quota.limits", `{"team/app1":1000}`, now); err != nil {
+		if err := tx.Settings().PutSetting("quota.limits", `{"team/app1":1000}`, now); err != nil {
 			return err
 		}
-		if err := tx.PutSetting("encryption", `{"encrypted":true,"key_id":"service-0123abcd"}`, now); err != nil {
+		if err := tx.Settings().PutSetting("encryption", `{"encrypted":true,"key_id":"service-0123abcd"}`, now); err != nil {
 			return err
 		}
 		for i := 0; i < 3; i++ {
-			if _, err := tx.PutRecycled(stowage.RecycledManifest{Manifest: stowage.ManifestRecord{Repo: "team/app2", Digest: dg(200000 + i), MediaType: "m", Created: now},
+			if _, err := tx.Recycle().PutRecycled(stowage.RecycledManifest{Manifest: stowage.ManifestRecord{Repo: "team/app2", Digest: dg(200000 + i), MediaType: "m", Created: now},
 				Refs: []stowage.ManifestRef{{Digest: dg(i), Kind: stowage.RefBlob}}, Tags: []string{"old"}, Deleted: now, Expires: now.Add(time.Hour)}); err != nil {
 				return err
 			}
 		}
-		return tx.PutDataKey(stowage.DataKey{ID: "dk1", Object: "blobs/sha256/00/x", Wrapped: stowage.KeyVersion{ID: "service-0123abcd", Version: 1}, Key: []byte("wrapped"), Created: now})
+		return tx.DataKeys().PutDataKey(stowage.DataKey{ID: "dk1", Object: "blobs/sha256/00/x", Wrapped: stowage.KeyVersion{ID: "service-0123abcd", Version: 1}, Key: []byte("wrapped"), Created: now})
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -135,14 +135,14 @@ func TestMigrateMetadataToPostgres(t *testing.T) {
 	}
 	// The derived totals (held_bytes, kept by triggers) are rebuilt by the load.
 	var heldS, heldP int64
-	s.View(ctx, func(tx stowage.Tx) (err error) { heldS, err = tx.HeldBytes(); return err })
-	p.View(ctx, func(tx stowage.Tx) (err error) { heldP, err = tx.HeldBytes(); return err })
+	s.View(ctx, func(tx stowage.Tx) (err error) { heldS, err = tx.Usage().HeldBytes(); return err })
+	p.View(ctx, func(tx stowage.Tx) (err error) { heldP, err = tx.Usage().HeldBytes(); return err })
 	if heldS == 0 || heldS != heldP {
 		t.Errorf("held bytes: %d in SQLite, %d in PostgreSQL after the copy", heldS, heldP)
 	}
 	// The registry works on the copy: a new recycle bin entry gets a new ID.
 	err = p.Update(ctx, func(tx stowage.Tx) error {
-		id, err := tx.PutRecycled(stowage.RecycledManifest{Manifest: stowage.ManifestRecord{Repo: "r", Digest: stowage.Digest("sha256:" + strings.Repeat("ab", 32)), MediaType: "m"}})
+		id, err := tx.Recycle().PutRecycled(stowage.RecycledManifest{Manifest: stowage.ManifestRecord{Repo: "r", Digest: stowage.Digest("sha256:" + strings.Repeat("ab", 32)), MediaType: "m"}})
 		if err == nil && id <= 3 {
 			t.Errorf("new recycle bin entry got ID %d, which the copy already uses", id)
 		}

@@ -255,7 +255,7 @@ func keepBlob(db stowage.DB) func(ctx context.Context, key string) (bool, error)
 		keep := false
 		err := db.Update(ctx, func(tx stowage.Tx) error {
 			keep = false
-			b, err := tx.GetBlob(d)
+			b, err := tx.Blobs().GetBlob(d)
 			if errors.Is(err, stowage.ErrNotFound) {
 				return nil
 			}
@@ -267,7 +267,7 @@ func keepBlob(db stowage.DB) func(ctx context.Context, key string) (bool, error)
 				keep = true
 			case stowage.BlobLive:
 				keep = true
-				return tx.TouchBlob(d, time.Now())
+				return tx.Blobs().TouchBlob(d, time.Now())
 			}
 			return nil
 		})

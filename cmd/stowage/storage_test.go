@@ -89,7 +89,7 @@ func TestKeepBlob(t *testing.T) {
 	old := time.Unix(1_600_000_000, 0)
 	err = db.Update(ctx, func(tx stowage.Tx) error {
 		for i, st := range []stowage.BlobState{stowage.BlobLive, stowage.BlobPending, stowage.BlobDeleting} {
-			if err := tx.PutBlob(stowage.BlobRecord{Digest: dg(i), Size: 1, Created: old, State: st, LastUsed: old, UnreferencedSince: old}); err != nil {
+			if err := tx.Blobs().PutBlob(stowage.BlobRecord{Digest: dg(i), Size: 1, Created: old, State: st, LastUsed: old, UnreferencedSince: old}); err != nil {
 				return err
 			}
 		}
@@ -115,7 +115,7 @@ func TestKeepBlob(t *testing.T) {
 		}
 	}
 	db.View(ctx, func(tx stowage.Tx) error {
-		b, err := tx.GetBlob(dg(0))
+		b, err := tx.Blobs().GetBlob(dg(0))
 		if err != nil || !b.LastUsed.After(old) {
 			t.Errorf("a live blob being moved: lease not extended (%+v, %v)", b, err)
 		}

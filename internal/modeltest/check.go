@@ -175,35 +175,35 @@ func (h *harness) summaryOf(ctx context.Context, c *model, ids ...*model) (strin
 	}
 	add("retention %v", ret)
 	err = h.eng.db.View(ctx, func(tx stowage.Tx) error {
-		names, err := tx.ListRepositories("", 0, true)
+		names, err := tx.Repositories().ListRepositories("", 0, true)
 		if err != nil {
 			return err
 		}
 		for _, name := range names {
-			rec, err := tx.GetRepository(name)
+			rec, err := tx.Repositories().GetRepository(name)
 			if err != nil {
 				return err
 			}
 			add("repo %s locks=%d", name, rec.Locks)
 			for _, d := range h.pool.dig {
-				if _, err := tx.RepositoryBlob(name, d); err == nil {
+				if _, err := tx.Blobs().RepositoryBlob(name, d); err == nil {
 					add("link %s %s", name, d)
 				} else if !errors.Is(err, stowage.ErrNotFound) {
 					return err
 				}
 			}
-			ms, err := tx.ListManifests(name)
+			ms, err := tx.Manifests().ListManifests(name)
 			if err != nil {
 				return err
 			}
 			for _, mr := range ms {
-				refs, err := tx.ManifestRefs(name, mr.Digest)
+				refs, err := tx.Manifests().ManifestRefs(name, mr.Digest)
 				if err != nil {
 					return err
 				}
 				add("manifest %s@%s locks=%d refs=%s", name, mr.Digest, mr.Locks, refsString(refs, nil))
 			}
-			trs, err := tx.TagRecords(name)
+			trs, err := tx.Tags().TagRecords(name)
 			if err != nil {
 				return err
 			}
@@ -211,7 +211,7 @@ func (h *harness) summaryOf(ctx context.Context, c *model, ids ...*model) (strin
 				add("tag %s:%s -> %s locks=%d", name, t.Name, t.Digest, t.Locks)
 			}
 		}
-		bin, err := tx.ListRecycled("")
+		bin, err := tx.Recycle().ListRecycled("")
 		if err != nil {
 			return err
 		}
@@ -221,7 +221,7 @@ func (h *harness) summaryOf(ctx context.Context, c *model, ids ...*model) (strin
 			add("recycled %s@%s tags=%v", e.Manifest.Repo, e.Manifest.Digest, tags)
 		}
 		for after := stowage.Digest(""); ; {
-			bs, err := tx.BlobsInState(stowage.BlobLive, after, 500)
+			bs, err := tx.Blobs().BlobsInState(stowage.BlobLive, after, 500)
 			if err != nil {
 				return err
 			}
@@ -243,7 +243,7 @@ func (h *harness) summaryOf(ctx context.Context, c *model, ids ...*model) (strin
 			if id == "" {
 				continue
 			}
-			if rec, err := tx.GetUpload(id); err == nil {
+			if rec, err := tx.Uploads().GetUpload(id); err == nil {
 				add("upload slot%d size=%d", i, rec.Size)
 			} else if !errors.Is(err, stowage.ErrNotFound) {
 				return err
@@ -587,7 +587,7 @@ func (h *harness) checkStorageExact(ctx context.Context) error {
 	}
 	var keys int64
 	err = h.eng.db.View(ctx, func(tx stowage.Tx) error {
-		cs, err := tx.CountDataKeys()
+		cs, err := tx.DataKeys().CountDataKeys()
 		for _, c := range cs {
 			keys += c.Count
 		}

@@ -109,7 +109,7 @@ func (h *harness) collect(ctx context.Context, n *node, full bool, g gcRun) erro
 func (h *harness) blobState(ctx context.Context, d stowage.Digest) (stowage.BlobState, error) {
 	var st stowage.BlobState
 	err := h.eng.db.View(ctx, func(tx stowage.Tx) error {
-		b, err := tx.GetBlob(d)
+		b, err := tx.Blobs().GetBlob(d)
 		if errors.Is(err, stowage.ErrNotFound) {
 			return nil
 		}
@@ -291,7 +291,7 @@ func (h *harness) afterCrashedGC(ctx context.Context, now time.Time) error {
 		if u == nil {
 			continue
 		}
-		err := h.eng.db.View(ctx, func(tx stowage.Tx) error { _, err := tx.GetUpload(u.id); return err })
+		err := h.eng.db.View(ctx, func(tx stowage.Tx) error { _, err := tx.Uploads().GetUpload(u.id); return err })
 		if errors.Is(err, stowage.ErrNotFound) && u.updated.Before(now.Add(-uploadExpiry)) {
 			m.uploads[i] = nil
 		}

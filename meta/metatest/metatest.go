@@ -81,11 +81,11 @@ func testRepositories(t *testing.T, db stowage.DB) {
 	names := []string{"b", "a/x", "a", "c/d/e", "a-b"}
 	update(t, db, func(tx stowage.Tx) error {
 		for _, n := range names {
-			if err := tx.CreateRepository(n, now); err != nil {
+			if err := tx.Repositories().CreateRepository(n, now); err != nil {
 				return err
 			}
 		}
-		return tx.CreateRepository("a", now) // idempotent
+		return tx.Repositories().CreateRepository("a", now) // idempotent
 	})
 	view(t, db, func(tx stowage.Tx) error {
 		for _, tc := range []struct {
@@ -98,7 +98,7 @@ func testRepositories(t *testing.T, db stowage.DB) {
 			{"a-b", 2, []string{"a/x", "b"}},
 			{"c/d/e", 0, nil},
 		} {
-			got, err := tx.ListRepositories(tc.after, tc.limit, false)
+			got, err := tx.Repositories().ListRepositories(tc.after, tc.limit, false)
 			if err != nil {
 				return err
 			}
@@ -106,11 +106,11 @@ func testRepositories(t *testing.T, db stowage.DB) {
 				t.Errorf("ListRepositories(%q, %d) = %v, want %v", tc.after, tc.limit, got, tc.want)
 			}
 		}
-		r, err := tx.GetRepository("a/x")
+		r, err := tx.Repositories().GetRepository("a/x")
 		if err != nil || r.Name != "a/x" || !r.Created.Equal(now) {
 			t.Errorf("GetRepository(a/x) = %+v, %v", r, err)
 		}
-		_, err = tx.GetRepository("nope")
+		_, err = tx.Repositories().GetRepository("nope")
 		wantNotFound(t, "GetRepository(nope)", err)
 		return nil
 	})
@@ -118,39 +118,39 @@ func testRepositories(t *testing.T, db stowage.DB) {
 
 func testBlobs(t *testing.T, db stowage.DB) {
 	update(t, db, func(tx stowage.Tx) error {
-		if err := tx.PutBlob(stowage.BlobRecord{Digest: dg(1), Size: 10, Created: now}); err != nil {
+		if err := tx.Blobs().PutBlob(stowage.BlobRecord{Digest: dg(1), Size: 10, Created: now}); err != nil {
 			return err
 		}
 		// A second PutBlob keeps the first row.
-		if err := tx.PutBlob(stowage.BlobRecord{Digest: dg(1), Size: 10, Created: now.Add(time.Hour)}); err != nil {
+		if err := tx.Blobs().PutBlob(stowage.BlobRecord{Digest: dg(1), Size: 10, Created: now.Add(time.Hour)}); err != nil {
 			return err
 		}
-		if err := tx.LinkBlob("r1", dg(1), now); err != nil {
+		if err := tx.Blobs().LinkBlob("r1", dg(1), now); err != nil {
 			return err
 		}
-		return tx.LinkBlob("r1", dg(1), now) // idempotent
+		return tx.Blobs().LinkBlob("r1", dg(1), now) // idempotent
 	})
 	view(t, db, func(tx stowage.Tx) error {
-		b, err := tx.GetBlob(dg(1))
+		b, err := tx.Blobs().GetBlob(dg(1))
 		if err != nil || b.Size != 10 || !b.Created.Equal(now) {
 			t.Errorf("GetBlob = %+v, %v", b, err)
 		}
-		_, err = tx.GetBlob(dg(2))
+		_, err = tx.Blobs().GetBlob(dg(2))
 		wantNotFound(t, "GetBlob(missing)", err)
-		b, err = tx.RepositoryBlob("r1", dg(1))
+		b, err = tx.Blobs().RepositoryBlob("r1", dg(1))
 		if err != nil || b.Size != 10 {
 			t.Errorf("RepositoryBlob(r1) = %+v, %v", b, err)
 		}
-		_, err = tx.RepositoryBlob("r2", dg(1))
+		_, err = tx.Blobs().RepositoryBlob("r2", dg(1))
 		wantNotFound(t, "RepositoryBlob of a blob not linked there", err)
 		return nil
 	})
 	update(t, db, func(tx stowage.Tx) error {
-		if err := tx.UnlinkBlob("r1", dg(1)); err != nil {
+		if err := tx.Blobs().UnlinkBlob("r1", dg(1)); err != nil {
 			return err
 		}
-		wantNotFound(t, "UnlinkBlob twice", tx.UnlinkBlob("r1", dg(1)))
-		_, err := tx.RepositoryBlob("r1", dg(1))
+		wantNotFound(t, "UnlinkBlob twice", tx.Blobs().UnlinkBlob("r1", dg(1)))
+		_, err := tx.Blobs().RepositoryBlob("r1", dg(1))
 		wantNotFound(t, "RepositoryBlob after unlink", err)
 		return nil
 	})
@@ -161,30 +161,30 @@ func testBlobs(t *testing.T, db stowage.DB) {
 func testLinkedBlob(t *testing.T, db stowage.DB) {
 	update(t, db, func(tx stowage.Tx) error {
 		for i, state := range []stowage.BlobState{stowage.BlobLive, stowage.BlobLive, stowage.BlobPending, stowage.BlobLive} {
-			if err := tx.PutBlob(stowage.BlobRecord{Digest: dg(i + 1), Size: int64(i + 1), Created: now, State: state}); err != nil {
+			if err := tx.Blobs().PutBlob(stowage.BlobRecord{Digest: dg(i + 1), Size: int64(i + 1), Created: now, State: state}); err != nil {
 				return err
 			}
 		}
 		for _, name := range []string{"open", "locked", "hidden"} {
-			if err := tx.CreateRepository(name, now); err != nil {
+			if err := tx.Repositories().CreateRepository(name, now); err != nil {
 				return err
 			}
 		}
-		if err := tx.SetRepositoryLocks("locked", stowage.LockRead|stowage.LockDelete); err != nil {
+		if err := tx.Repositories().SetRepositoryLocks("locked", stowage.LockRead|stowage.LockDelete); err != nil {
 			return err
 		}
-		if err := tx.SetRepositoryLocks("hidden", stowage.LockList); err != nil {
+		if err := tx.Repositories().SetRepositoryLocks("hidden", stowage.LockList); err != nil {
 			return err
 		}
 		// dg(1): locked and open; dg(2): locked only; dg(3): pending, open;
 		// dg(4): no link; dg(5): hidden (list-locked) only.
 		links := map[string][]int{"open": {1, 3}, "locked": {1, 2}, "hidden": {5}}
-		if err := tx.PutBlob(stowage.BlobRecord{Digest: dg(5), Size: 5, Created: now}); err != nil {
+		if err := tx.Blobs().PutBlob(stowage.BlobRecord{Digest: dg(5), Size: 5, Created: now}); err != nil {
 			return err
 		}
 		for repo, ds := range links {
 			for _, i := range ds {
-				if err := tx.LinkBlob(repo, dg(i), now); err != nil {
+				if err := tx.Blobs().LinkBlob(repo, dg(i), now); err != nil {
 					return err
 				}
 			}
@@ -193,7 +193,7 @@ func testLinkedBlob(t *testing.T, db stowage.DB) {
 	})
 	view(t, db, func(tx stowage.Tx) error {
 		for i, want := range map[int]bool{1: true, 2: false, 3: false, 4: false, 5: true, 6: false} {
-			b, err := tx.LinkedBlob(dg(i), stowage.LockRead)
+			b, err := tx.Blobs().LinkedBlob(dg(i), stowage.LockRead)
 			switch {
 			case want && (err != nil || b.Digest != dg(i) || b.Size != int64(i)):
 				t.Errorf("LinkedBlob(%d, LockRead) = %+v, %v; want the blob", i, b, err)
@@ -201,10 +201,10 @@ func testLinkedBlob(t *testing.T, db stowage.DB) {
 				wantNotFound(t, fmt.Sprintf("LinkedBlob(%d, LockRead)", i), err)
 			}
 		}
-		if b, err := tx.LinkedBlob(dg(2), 0); err != nil || b.Digest != dg(2) {
+		if b, err := tx.Blobs().LinkedBlob(dg(2), 0); err != nil || b.Digest != dg(2) {
 			t.Errorf("LinkedBlob(2, no locks) = %+v, %v; want the blob", b, err)
 		}
-		_, err := tx.LinkedBlob(dg(5), stowage.LockRead|stowage.LockList)
+		_, err := tx.Blobs().LinkedBlob(dg(5), stowage.LockRead|stowage.LockList)
 		wantNotFound(t, "LinkedBlob(5, LockRead|LockList)", err)
 		return nil
 	})
@@ -214,32 +214,32 @@ func testManifests(t *testing.T, db stowage.DB) {
 	m := stowage.ManifestRecord{Repo: "r", Digest: dg(10), MediaType: stowage.MediaTypeOCIManifest,
 		Size: 123, Subject: dg(9), Created: now}
 	refs := []stowage.ManifestRef{{Digest: dg(1), Kind: stowage.RefBlob}, {Digest: dg(2), Kind: stowage.RefBlob}}
-	update(t, db, func(tx stowage.Tx) error { return tx.PutManifest(m, refs) })
+	update(t, db, func(tx stowage.Tx) error { return tx.Manifests().PutManifest(m, refs) })
 	view(t, db, func(tx stowage.Tx) error {
-		got, err := tx.GetManifest("r", dg(10))
+		got, err := tx.Manifests().GetManifest("r", dg(10))
 		if err != nil {
 			return err
 		}
 		if !reflect.DeepEqual(got, m) {
 			t.Errorf("GetManifest = %+v, want %+v", got, m)
 		}
-		_, err = tx.GetManifest("other", dg(10))
+		_, err = tx.Manifests().GetManifest("other", dg(10))
 		wantNotFound(t, "GetManifest in another repository", err)
 		return nil
 	})
 	// Replacing keeps one row.
 	m.Size = 124
-	update(t, db, func(tx stowage.Tx) error { return tx.PutManifest(m, refs[:1]) })
+	update(t, db, func(tx stowage.Tx) error { return tx.Manifests().PutManifest(m, refs[:1]) })
 	update(t, db, func(tx stowage.Tx) error {
-		got, err := tx.GetManifest("r", dg(10))
+		got, err := tx.Manifests().GetManifest("r", dg(10))
 		if err != nil || got.Size != 124 {
 			t.Errorf("after replace: %+v, %v", got, err)
 		}
-		if err := tx.DeleteManifest("r", dg(10)); err != nil {
+		if err := tx.Manifests().DeleteManifest("r", dg(10)); err != nil {
 			return err
 		}
-		wantNotFound(t, "DeleteManifest twice", tx.DeleteManifest("r", dg(10)))
-		_, err = tx.GetManifest("r", dg(10))
+		wantNotFound(t, "DeleteManifest twice", tx.Manifests().DeleteManifest("r", dg(10)))
+		_, err = tx.Manifests().GetManifest("r", dg(10))
 		wantNotFound(t, "GetManifest after delete", err)
 		return nil
 	})
@@ -251,16 +251,16 @@ func testReferrers(t *testing.T, db stowage.DB) {
 		for i := range 3 {
 			m := stowage.ManifestRecord{Repo: "r", Digest: dg(200 + i), MediaType: stowage.MediaTypeOCIManifest,
 				Size: 10, Subject: subject, Created: now}
-			if err := tx.PutManifest(m, nil); err != nil {
+			if err := tx.Manifests().PutManifest(m, nil); err != nil {
 				return err
 			}
 		}
 		// Same subject in another repository: not a referrer in "r".
-		return tx.PutManifest(stowage.ManifestRecord{Repo: "other", Digest: dg(300), MediaType: stowage.MediaTypeOCIManifest,
+		return tx.Manifests().PutManifest(stowage.ManifestRecord{Repo: "other", Digest: dg(300), MediaType: stowage.MediaTypeOCIManifest,
 			Subject: subject, Created: now}, nil)
 	})
 	view(t, db, func(tx stowage.Tx) error {
-		got, err := tx.Referrers("r", subject)
+		got, err := tx.Manifests().Referrers("r", subject)
 		if err != nil {
 			return err
 		}
@@ -272,7 +272,7 @@ func testReferrers(t *testing.T, db stowage.DB) {
 				t.Errorf("referrer %d = %+v", i, m)
 			}
 		}
-		none, err := tx.Referrers("r", dg(999))
+		none, err := tx.Manifests().Referrers("r", dg(999))
 		if err != nil || len(none) != 0 {
 			t.Errorf("Referrers of an unknown subject = %v, %v", none, err)
 		}
@@ -312,47 +312,47 @@ func testReferrers(t *testing.T, db stowage.DB) {
 func testTags(t *testing.T, db stowage.DB) {
 	update(t, db, func(tx stowage.Tx) error {
 		for i, tag := range []string{"v2", "latest", "v1", "v10"} {
-			if err := tx.PutTag("r", tag, dg(i%2), now); err != nil {
+			if err := tx.Tags().PutTag("r", tag, dg(i%2), now); err != nil {
 				return err
 			}
 		}
-		return tx.PutTag("other", "latest", dg(5), now)
+		return tx.Tags().PutTag("other", "latest", dg(5), now)
 	})
 	view(t, db, func(tx stowage.Tx) error {
-		all, err := tx.ListTags("r", "", 0)
+		all, err := tx.Tags().ListTags("r", "", 0)
 		if err != nil {
 			return err
 		}
 		if want := []string{"latest", "v1", "v10", "v2"}; !reflect.DeepEqual(all, want) {
 			t.Errorf("ListTags = %v, want %v", all, want)
 		}
-		page, _ := tx.ListTags("r", "v1", 1)
+		page, _ := tx.Tags().ListTags("r", "v1", 1)
 		if !reflect.DeepEqual(page, []string{"v10"}) {
 			t.Errorf("ListTags after v1, 1 = %v", page)
 		}
-		d, err := tx.GetTag("r", "latest")
+		d, err := tx.Tags().GetTag("r", "latest")
 		if err != nil || d != dg(1) {
 			t.Errorf("GetTag(latest) = %s, %v", d, err)
 		}
-		_, err = tx.GetTag("r", "nope")
+		_, err = tx.Tags().GetTag("r", "nope")
 		wantNotFound(t, "GetTag(nope)", err)
-		of, _ := tx.TagsOf("r", dg(0))
+		of, _ := tx.Tags().TagsOf("r", dg(0))
 		if !reflect.DeepEqual(of, []string{"v1", "v2"}) {
 			t.Errorf("TagsOf = %v", of)
 		}
 		return nil
 	})
 	update(t, db, func(tx stowage.Tx) error {
-		if err := tx.PutTag("r", "latest", dg(7), now); err != nil { // move
+		if err := tx.Tags().PutTag("r", "latest", dg(7), now); err != nil { // move
 			return err
 		}
-		if d, _ := tx.GetTag("r", "latest"); d != dg(7) {
+		if d, _ := tx.Tags().GetTag("r", "latest"); d != dg(7) {
 			t.Errorf("moved tag points at %s", d)
 		}
-		if err := tx.DeleteTag("r", "latest"); err != nil {
+		if err := tx.Tags().DeleteTag("r", "latest"); err != nil {
 			return err
 		}
-		wantNotFound(t, "DeleteTag twice", tx.DeleteTag("r", "latest"))
+		wantNotFound(t, "DeleteTag twice", tx.Tags().DeleteTag("r", "latest"))
 		return nil
 	})
 }
@@ -363,23 +363,23 @@ func testTagsVersion(t *testing.T, db stowage.DB) {
 	version := func() int64 {
 		var v int64
 		view(t, db, func(tx stowage.Tx) error {
-			r, err := tx.GetRepository("r")
+			r, err := tx.Repositories().GetRepository("r")
 			v = r.TagsVersion
 			return err
 		})
 		return v
 	}
-	update(t, db, func(tx stowage.Tx) error { return tx.CreateRepository("r", now) })
+	update(t, db, func(tx stowage.Tx) error { return tx.Repositories().CreateRepository("r", now) })
 	steps := []struct {
 		name    string
 		fn      func(tx stowage.Tx) error
 		changes bool
 	}{
-		{"create tag", func(tx stowage.Tx) error { return tx.PutTag("r", "a", dg(1), now) }, true},
-		{"move tag", func(tx stowage.Tx) error { return tx.PutTag("r", "a", dg(2), now) }, true},
-		{"other repository", func(tx stowage.Tx) error { return tx.PutTag("other", "a", dg(2), now) }, false},
-		{"link a blob", func(tx stowage.Tx) error { return tx.LinkBlob("r", dg(3), now) }, false},
-		{"delete tag", func(tx stowage.Tx) error { return tx.DeleteTag("r", "a") }, true},
+		{"create tag", func(tx stowage.Tx) error { return tx.Tags().PutTag("r", "a", dg(1), now) }, true},
+		{"move tag", func(tx stowage.Tx) error { return tx.Tags().PutTag("r", "a", dg(2), now) }, true},
+		{"other repository", func(tx stowage.Tx) error { return tx.Tags().PutTag("other", "a", dg(2), now) }, false},
+		{"link a blob", func(tx stowage.Tx) error { return tx.Blobs().LinkBlob("r", dg(3), now) }, false},
+		{"delete tag", func(tx stowage.Tx) error { return tx.Tags().DeleteTag("r", "a") }, true},
 	}
 	for _, s := range steps {
 		before := version()
@@ -392,8 +392,8 @@ func testTagsVersion(t *testing.T, db stowage.DB) {
 	// one was (a cache keyed by the version would take it for the old one).
 	seen := map[int64]bool{}
 	for i := range 5 {
-		update(t, db, func(tx stowage.Tx) error { return tx.DeleteRepository("r") })
-		update(t, db, func(tx stowage.Tx) error { return tx.CreateRepository("r", now) })
+		update(t, db, func(tx stowage.Tx) error { return tx.Repositories().DeleteRepository("r") })
+		update(t, db, func(tx stowage.Tx) error { return tx.Repositories().CreateRepository("r", now) })
 		v := version()
 		if seen[v] || v == 0 {
 			t.Errorf("re-created repository %d starts at TagsVersion %d, as an earlier one did (or 0)", i, v)
@@ -404,26 +404,26 @@ func testTagsVersion(t *testing.T, db stowage.DB) {
 
 func testUploads(t *testing.T, db stowage.DB) {
 	u := stowage.UploadRecord{ID: "u1", Repo: "r", Started: now, Updated: now}
-	update(t, db, func(tx stowage.Tx) error { return tx.PutUpload(u) })
+	update(t, db, func(tx stowage.Tx) error { return tx.Uploads().PutUpload(u) })
 	next := u
 	next.Size, next.HashState, next.Chunks, next.DataGen, next.Verified = 100, []byte{1, 2, 3}, 1, 3, "sha512:ab"
-	update(t, db, func(tx stowage.Tx) error { return tx.AdvanceUpload(next, 0) })
+	update(t, db, func(tx stowage.Tx) error { return tx.Uploads().AdvanceUpload(next, 0) })
 	update(t, db, func(tx stowage.Tx) error {
 		// A second writer that still thinks the upload is at 0 must lose.
-		wantNotFound(t, "AdvanceUpload from a stale size", tx.AdvanceUpload(next, 0))
+		wantNotFound(t, "AdvanceUpload from a stale size", tx.Uploads().AdvanceUpload(next, 0))
 		// So must a writer of another generation (one whose lease was taken over).
 		stale := next
 		stale.Gen, stale.Size = 1, 200
-		wantNotFound(t, "AdvanceUpload from a stale generation", tx.AdvanceUpload(stale, 100))
-		got, err := tx.GetUpload("u1")
+		wantNotFound(t, "AdvanceUpload from a stale generation", tx.Uploads().AdvanceUpload(stale, 100))
+		got, err := tx.Uploads().GetUpload("u1")
 		if err != nil || got.Size != 100 || string(got.HashState) != "\x01\x02\x03" || got.Chunks != 1 || got.Repo != "r" ||
 			got.Gen != 0 || got.DataGen != 3 || got.Verified != "sha512:ab" {
 			t.Errorf("GetUpload = %+v, %v", got, err)
 		}
-		if err := tx.DeleteUpload("u1"); err != nil {
+		if err := tx.Uploads().DeleteUpload("u1"); err != nil {
 			return err
 		}
-		_, err = tx.GetUpload("u1")
+		_, err = tx.Uploads().GetUpload("u1")
 		wantNotFound(t, "GetUpload after delete", err)
 		return nil
 	})
@@ -434,58 +434,62 @@ func testUploads(t *testing.T, db stowage.DB) {
 func testLocks(t *testing.T, db stowage.DB) {
 	update(t, db, func(tx stowage.Tx) error {
 		for _, r := range []string{"a", "b"} {
-			if err := tx.CreateRepository(r, now); err != nil {
+			if err := tx.Repositories().CreateRepository(r, now); err != nil {
 				return err
 			}
 		}
-		if err := tx.PutManifest(stowage.ManifestRecord{Repo: "a", Digest: dg(1), MediaType: stowage.MediaTypeOCIManifest, Created: now}, nil); err != nil {
+		if err := tx.Manifests().PutManifest(stowage.ManifestRecord{Repo: "a", Digest: dg(1), MediaType: stowage.MediaTypeOCIManifest, Created: now}, nil); err != nil {
 			return err
 		}
 		for _, tag := range []string{"t1", "t2"} {
-			if err := tx.PutTag("a", tag, dg(1), now); err != nil {
+			if err := tx.Tags().PutTag("a", tag, dg(1), now); err != nil {
 				return err
 			}
 		}
 		return nil
 	})
 	version := func() (v int64) {
-		view(t, db, func(tx stowage.Tx) error { r, err := tx.GetRepository("a"); v = r.TagsVersion; return err })
+		view(t, db, func(tx stowage.Tx) error {
+			r, err := tx.Repositories().GetRepository("a")
+			v = r.TagsVersion
+			return err
+		})
 		return v
 	}
 	v0 := version()
 	update(t, db, func(tx stowage.Tx) error {
-		if err := tx.SetRepositoryLocks("b", stowage.LockList|stowage.LockDelete); err != nil {
+		if err := tx.Repositories().SetRepositoryLocks("b", stowage.LockList|stowage.LockDelete); err != nil {
 			return err
 		}
-		if err := tx.SetTagLocks("a", "t2", stowage.LockList); err != nil {
+		if err := tx.Tags().SetTagLocks("a", "t2", stowage.LockList); err != nil {
 			return err
 		}
-		if err := tx.SetManifestLocks("a", dg(1), stowage.LockRead); err != nil {
+		if err := tx.Manifests().SetManifestLocks("a", dg(1), stowage.LockRead); err != nil {
 			return err
 		}
-		wantNotFound(t, "SetTagLocks of a missing tag", tx.SetTagLocks("a", "nope", stowage.LockList))
+		wantNotFound(t, "SetTagLocks of a missing tag", tx.Tags().SetTagLocks("a", "nope", stowage.LockList))
 		return nil
 	})
 	if version() == v0 {
 		t.Error("lock changes did not move TagsVersion")
 	}
 	view(t, db, func(tx stowage.Tx) error {
-		if got, _ := tx.ListRepositories("", 0, false); !reflect.DeepEqual(got, []string{"a"}) {
+		if got, _ := tx.Repositories().ListRepositories("", 0, false); !reflect.DeepEqual(got, []string{"a"}) {
 			t.Errorf("visible repositories = %v, want [a]", got)
 		}
-		if got, _ := tx.ListRepositories("", 0, true); !reflect.DeepEqual(got, []string{"a", "b"}) {
+		if got, _ := tx.Repositories().ListRepositories("", 0, true); !reflect.DeepEqual(got, []string{"a", "b"}) {
 			t.Errorf("all repositories = %v, want [a b]", got)
 		}
-		if got, _ := tx.ListTags("a", "", 0); !reflect.DeepEqual(got, []string{"t1"}) {
+		if got, _ := tx.Tags().ListTags("a", "", 0); !reflect.DeepEqual(got, []string{"t1"}) {
 			t.Errorf("visible tags = %v, want [t1]", got)
 		}
-		if r, _ := tx.GetRepository("b"); r.Locks != stowage.LockList|stowage.LockDelete {
+		if r, _ := tx.Repositories().GetRepository("b"); r.Locks != stowage.LockList|stowage.LockDelete {
 			t.Errorf("repository locks = %v", r.Locks)
 		}
-		if tr, _ := tx.GetTagRecord("a", "t2"); tr.Locks != stowage.LockList || tr.Digest != dg(1) {
+		if tr, _ := tx.Tags().GetTagRecord("a", "t2"); tr.Locks != stowage.LockList || tr.Digest != dg(1) {
 			t.Errorf("tag record = %+v", tr)
 		}
-		if m, _ := tx.GetManifest("a", dg(1)); m.Locks != stowage.LockRead {
+		if m, _ := tx.Manifests().GetManifest("a", dg(1)); m.Locks != stowage.LockRead {
 			t.Errorf("manifest locks = %v", m.Locks)
 		}
 		return nil
@@ -507,20 +511,20 @@ func testGCQueries(t *testing.T, db stowage.DB) {
 			{Digest: dg(10), Size: 5, State: stowage.BlobLive, LastUsed: old, UnreferencedSince: old},     // the manifest itself
 		} {
 			b.Created = old
-			if err := tx.PutBlob(b); err != nil {
+			if err := tx.Blobs().PutBlob(b); err != nil {
 				return fmt.Errorf("blob %d: %w", i, err)
 			}
 		}
-		return tx.PutManifest(stowage.ManifestRecord{Repo: "r", Digest: dg(10), MediaType: stowage.MediaTypeOCIManifest, Size: 5, Created: now},
+		return tx.Manifests().PutManifest(stowage.ManifestRecord{Repo: "r", Digest: dg(10), MediaType: stowage.MediaTypeOCIManifest, Size: 5, Created: now},
 			[]stowage.ManifestRef{{Digest: dg(1), Kind: stowage.RefBlob}})
 	})
 	view(t, db, func(tx stowage.Tx) error {
 		for d, want := range map[stowage.Digest]bool{dg(1): true, dg(2): false, dg(10): true} {
-			if got, err := tx.BlobReferenced(d); err != nil || got != want {
+			if got, err := tx.Blobs().BlobReferenced(d); err != nil || got != want {
 				t.Errorf("BlobReferenced(%s) = %v, %v; want %v", d, got, err, want)
 			}
 		}
-		got, err := tx.CollectableBlobs(now.Add(-2*time.Hour), now.Add(-time.Hour), "", 0)
+		got, err := tx.Blobs().CollectableBlobs(now.Add(-2*time.Hour), now.Add(-time.Hour), "", 0)
 		if err != nil {
 			return err
 		}
@@ -531,50 +535,50 @@ func testGCQueries(t *testing.T, db stowage.DB) {
 		if want := []stowage.Digest{dg(2), dg(4)}; !reflect.DeepEqual(ds, want) {
 			t.Errorf("CollectableBlobs = %v, want %v", ds, want)
 		}
-		page, _ := tx.CollectableBlobs(now.Add(-2*time.Hour), now.Add(-time.Hour), dg(2), 1)
+		page, _ := tx.Blobs().CollectableBlobs(now.Add(-2*time.Hour), now.Add(-time.Hour), dg(2), 1)
 		if len(page) != 1 || page[0].Digest != dg(4) {
 			t.Errorf("CollectableBlobs after dg(2), limit 1 = %v", page)
 		}
-		deleting, _ := tx.BlobsInState(stowage.BlobDeleting, "", 0)
+		deleting, _ := tx.Blobs().BlobsInState(stowage.BlobDeleting, "", 0)
 		if len(deleting) != 1 || deleting[0].Digest != dg(5) {
 			t.Errorf("BlobsInState(deleting) = %v", deleting)
 		}
-		count, bytes, err := tx.BlobTotals()
+		count, bytes, err := tx.Usage().BlobTotals()
 		if err != nil || count != 5 || bytes != 10+20+30+60+5 {
 			t.Errorf("BlobTotals = %d, %d, %v; want 5 live blobs, 125 bytes", count, bytes, err)
 		}
 		return nil
 	})
 	update(t, db, func(tx stowage.Tx) error {
-		if err := tx.TouchBlob(dg(2), now); err != nil {
+		if err := tx.Blobs().TouchBlob(dg(2), now); err != nil {
 			return err
 		}
-		if err := tx.TouchBlob(dg(2), old); err != nil { // never moves a lease back
+		if err := tx.Blobs().TouchBlob(dg(2), old); err != nil { // never moves a lease back
 			return err
 		}
-		if err := tx.MarkUnreferenced([]stowage.Digest{dg(4)}, now); err != nil {
+		if err := tx.Blobs().MarkUnreferenced([]stowage.Digest{dg(4)}, now); err != nil {
 			return err
 		}
-		got, _ := tx.CollectableBlobs(now.Add(-2*time.Hour), now.Add(-time.Hour), "", 0)
+		got, _ := tx.Blobs().CollectableBlobs(now.Add(-2*time.Hour), now.Add(-time.Hour), "", 0)
 		if len(got) != 0 {
 			t.Errorf("after touching and marking: CollectableBlobs = %v, want none", got)
 		}
-		if err := tx.SetBlobState(dg(2), stowage.BlobDeleting); err != nil {
+		if err := tx.Blobs().SetBlobState(dg(2), stowage.BlobDeleting); err != nil {
 			return err
 		}
-		if b, _ := tx.GetBlob(dg(2)); b.State != stowage.BlobDeleting || !b.LastUsed.Equal(now) {
+		if b, _ := tx.Blobs().GetBlob(dg(2)); b.State != stowage.BlobDeleting || !b.LastUsed.Equal(now) {
 			t.Errorf("GetBlob after SetBlobState = %+v", b)
 		}
-		if err := tx.LinkBlob("r", dg(2), now); err != nil {
+		if err := tx.Blobs().LinkBlob("r", dg(2), now); err != nil {
 			return err
 		}
-		if _, err := tx.RepositoryBlob("r", dg(2)); !errors.Is(err, stowage.ErrNotFound) {
+		if _, err := tx.Blobs().RepositoryBlob("r", dg(2)); !errors.Is(err, stowage.ErrNotFound) {
 			t.Errorf("a blob being deleted is visible: %v", err)
 		}
-		if err := tx.DeleteBlob(dg(2)); err != nil {
+		if err := tx.Blobs().DeleteBlob(dg(2)); err != nil {
 			return err
 		}
-		_, err := tx.GetBlob(dg(2))
+		_, err := tx.Blobs().GetBlob(dg(2))
 		wantNotFound(t, "GetBlob after DeleteBlob", err)
 		return nil
 	})
@@ -583,63 +587,63 @@ func testGCQueries(t *testing.T, db stowage.DB) {
 func testDeleteRepository(t *testing.T, db stowage.DB) {
 	update(t, db, func(tx stowage.Tx) error {
 		for _, repo := range []string{"gone", "kept"} {
-			if err := tx.CreateRepository(repo, now); err != nil {
+			if err := tx.Repositories().CreateRepository(repo, now); err != nil {
 				return err
 			}
-			if err := tx.PutBlob(stowage.BlobRecord{Digest: dg(1), Size: 1, State: stowage.BlobLive, Created: now}); err != nil {
+			if err := tx.Blobs().PutBlob(stowage.BlobRecord{Digest: dg(1), Size: 1, State: stowage.BlobLive, Created: now}); err != nil {
 				return err
 			}
-			if err := tx.LinkBlob(repo, dg(1), now); err != nil {
+			if err := tx.Blobs().LinkBlob(repo, dg(1), now); err != nil {
 				return err
 			}
-			if err := tx.PutManifest(stowage.ManifestRecord{Repo: repo, Digest: dg(2), MediaType: stowage.MediaTypeOCIIndex, Created: now},
+			if err := tx.Manifests().PutManifest(stowage.ManifestRecord{Repo: repo, Digest: dg(2), MediaType: stowage.MediaTypeOCIIndex, Created: now},
 				[]stowage.ManifestRef{{Digest: dg(3), Kind: stowage.RefManifest}}); err != nil {
 				return err
 			}
-			if err := tx.PutTag(repo, "t", dg(2), now); err != nil {
+			if err := tx.Tags().PutTag(repo, "t", dg(2), now); err != nil {
 				return err
 			}
 		}
-		return tx.DeleteRepository("gone")
+		return tx.Repositories().DeleteRepository("gone")
 	})
 	view(t, db, func(tx stowage.Tx) error {
-		_, err := tx.GetRepository("gone")
+		_, err := tx.Repositories().GetRepository("gone")
 		wantNotFound(t, "deleted repository", err)
-		_, err = tx.RepositoryBlob("gone", dg(1))
+		_, err = tx.Blobs().RepositoryBlob("gone", dg(1))
 		wantNotFound(t, "link of a deleted repository", err)
-		_, err = tx.GetTag("gone", "t")
+		_, err = tx.Tags().GetTag("gone", "t")
 		wantNotFound(t, "tag of a deleted repository", err)
-		if ms, _ := tx.ListManifests("gone"); len(ms) != 0 {
+		if ms, _ := tx.Manifests().ListManifests("gone"); len(ms) != 0 {
 			t.Errorf("manifests of a deleted repository: %v", ms)
 		}
-		if ps, _ := tx.ManifestParents("gone", dg(3)); len(ps) != 0 {
+		if ps, _ := tx.Manifests().ManifestParents("gone", dg(3)); len(ps) != 0 {
 			t.Errorf("references of a deleted repository: %v", ps)
 		}
-		if ps, _ := tx.ManifestParents("kept", dg(3)); len(ps) != 1 || ps[0] != dg(2) {
+		if ps, _ := tx.Manifests().ManifestParents("kept", dg(3)); len(ps) != 1 || ps[0] != dg(2) {
 			t.Errorf("ManifestParents(kept) = %v", ps)
 		}
-		if refs, _ := tx.ManifestRefs("kept", dg(2)); len(refs) != 1 || refs[0].Kind != stowage.RefManifest {
+		if refs, _ := tx.Manifests().ManifestRefs("kept", dg(2)); len(refs) != 1 || refs[0].Kind != stowage.RefManifest {
 			t.Errorf("ManifestRefs(kept) = %v", refs)
 		}
-		if _, err := tx.GetBlob(dg(1)); err != nil {
+		if _, err := tx.Blobs().GetBlob(dg(1)); err != nil {
 			t.Errorf("deleting a repository deleted a blob row: %v", err)
 		}
 		return nil
 	})
-	wantNotFound(t, "DeleteRepository of a missing repository", db.Update(ctx, func(tx stowage.Tx) error { return tx.DeleteRepository("never") }))
+	wantNotFound(t, "DeleteRepository of a missing repository", db.Update(ctx, func(tx stowage.Tx) error { return tx.Repositories().DeleteRepository("never") }))
 }
 
 func testStaleUploads(t *testing.T, db stowage.DB) {
 	update(t, db, func(tx stowage.Tx) error {
 		for i, at := range []time.Time{now.Add(-48 * time.Hour), now.Add(-time.Hour), now} {
-			if err := tx.PutUpload(stowage.UploadRecord{ID: fmt.Sprintf("u%d", i), Repo: "r", Started: at, Updated: at}); err != nil {
+			if err := tx.Uploads().PutUpload(stowage.UploadRecord{ID: fmt.Sprintf("u%d", i), Repo: "r", Started: at, Updated: at}); err != nil {
 				return err
 			}
 		}
 		return nil
 	})
 	view(t, db, func(tx stowage.Tx) error {
-		got, err := tx.StaleUploads(now.Add(-24*time.Hour), 10)
+		got, err := tx.Uploads().StaleUploads(now.Add(-24*time.Hour), 10)
 		if err != nil || len(got) != 1 || got[0].ID != "u0" {
 			t.Errorf("StaleUploads = %v, %v; want u0", got, err)
 		}
@@ -650,7 +654,7 @@ func testStaleUploads(t *testing.T, db stowage.DB) {
 func testRollback(t *testing.T, db stowage.DB) {
 	boom := errors.New("boom")
 	err := db.Update(ctx, func(tx stowage.Tx) error {
-		if err := tx.PutTag("r", "t", dg(1), now); err != nil {
+		if err := tx.Tags().PutTag("r", "t", dg(1), now); err != nil {
 			return err
 		}
 		return boom
@@ -659,7 +663,7 @@ func testRollback(t *testing.T, db stowage.DB) {
 		t.Fatalf("Update returned %v, want the function's error", err)
 	}
 	view(t, db, func(tx stowage.Tx) error {
-		_, err := tx.GetTag("r", "t")
+		_, err := tx.Tags().GetTag("r", "t")
 		wantNotFound(t, "a write from a failed Update", err)
 		return nil
 	})
@@ -675,11 +679,11 @@ func testConcurrent(t *testing.T, db stowage.DB) {
 			defer wg.Done()
 			for i := 0; i < each; i++ {
 				err := db.Update(ctx, func(tx stowage.Tx) error {
-					tags, err := tx.ListTags("counter", "", 0)
+					tags, err := tx.Tags().ListTags("counter", "", 0)
 					if err != nil {
 						return err
 					}
-					return tx.PutTag("counter", fmt.Sprintf("t%04d", len(tags)), dg(w), now)
+					return tx.Tags().PutTag("counter", fmt.Sprintf("t%04d", len(tags)), dg(w), now)
 				})
 				if err != nil {
 					t.Error(err)
@@ -690,7 +694,7 @@ func testConcurrent(t *testing.T, db stowage.DB) {
 	}
 	wg.Wait()
 	view(t, db, func(tx stowage.Tx) error {
-		tags, err := tx.ListTags("counter", "", 0)
+		tags, err := tx.Tags().ListTags("counter", "", 0)
 		if err == nil && len(tags) != workers*each {
 			t.Errorf("%d tags after %d serialized increments: updates were lost", len(tags), workers*each)
 		}
@@ -699,9 +703,9 @@ func testConcurrent(t *testing.T, db stowage.DB) {
 }
 
 func testViewSeesCommitted(t *testing.T, db stowage.DB) {
-	update(t, db, func(tx stowage.Tx) error { return tx.CreateRepository("seen", now) })
+	update(t, db, func(tx stowage.Tx) error { return tx.Repositories().CreateRepository("seen", now) })
 	view(t, db, func(tx stowage.Tx) error {
-		if _, err := tx.GetRepository("seen"); err != nil {
+		if _, err := tx.Repositories().GetRepository("seen"); err != nil {
 			t.Errorf("a committed write is not visible to a later View: %v", err)
 		}
 		return nil
@@ -715,68 +719,68 @@ func testDataKeys(t *testing.T, db stowage.DB) {
 		for i := range 5 {
 			k := stowage.DataKey{ID: fmt.Sprintf("id%d", i), Object: fmt.Sprintf("uploads/u%d/data", i%2), Wrapped: v1,
 				Key: []byte{byte(i), 0, 1}, Created: now}
-			if err := tx.PutDataKey(k); err != nil {
+			if err := tx.DataKeys().PutDataKey(k); err != nil {
 				return err
 			}
 		}
 		return nil
 	})
 	update(t, db, func(tx stowage.Tx) error {
-		if err := tx.PutDataKey(stowage.DataKey{ID: "id0", Object: "x", Wrapped: v1, Key: []byte{1}, Created: now}); err == nil {
+		if err := tx.DataKeys().PutDataKey(stowage.DataKey{ID: "id0", Object: "x", Wrapped: v1, Key: []byte{1}, Created: now}); err == nil {
 			t.Error("PutDataKey accepted a duplicate id")
 		}
 		return nil
 	})
 	view(t, db, func(tx stowage.Tx) error {
-		k, err := tx.GetDataKey("id3")
+		k, err := tx.DataKeys().GetDataKey("id3")
 		if err != nil || k.Object != "uploads/u1/data" || k.Wrapped != v1 || string(k.Key) != "\x03\x00\x01" || !k.Created.Equal(now) {
 			t.Errorf("GetDataKey = %+v, %v", k, err)
 		}
-		_, err = tx.GetDataKey("nope")
+		_, err = tx.DataKeys().GetDataKey("nope")
 		wantNotFound(t, "GetDataKey", err)
-		if s, err := tx.SampleDataKey(v1); err != nil || s.Wrapped != v1 {
+		if s, err := tx.DataKeys().SampleDataKey(v1); err != nil || s.Wrapped != v1 {
 			t.Errorf("SampleDataKey = %+v, %v", s, err)
 		}
-		_, err = tx.SampleDataKey(v2)
+		_, err = tx.DataKeys().SampleDataKey(v2)
 		wantNotFound(t, "SampleDataKey(v2)", err)
 		return nil
 	})
 	update(t, db, func(tx stowage.Tx) error {
-		if err := tx.MoveDataKeys("uploads/u0/data", "blobs/sha256/aa/aa"); err != nil {
+		if err := tx.DataKeys().MoveDataKeys("uploads/u0/data", "blobs/sha256/aa/aa"); err != nil {
 			return err
 		}
-		if err := tx.DeleteDataKeys("uploads/u1/data"); err != nil {
+		if err := tx.DataKeys().DeleteDataKeys("uploads/u1/data"); err != nil {
 			return err
 		}
-		k, _ := tx.GetDataKey("id2")
+		k, _ := tx.DataKeys().GetDataKey("id2")
 		if k.Object != "blobs/sha256/aa/aa" {
 			t.Errorf("after move: object %q", k.Object)
 		}
-		if _, err := tx.GetDataKey("id1"); !errors.Is(err, stowage.ErrNotFound) {
+		if _, err := tx.DataKeys().GetDataKey("id1"); !errors.Is(err, stowage.ErrNotFound) {
 			t.Errorf("after delete: id1 %v", err)
 		}
 		// Rewrap one key; a stale rewrap (old version no longer current) is refused.
 		k.Wrapped, k.Key = v2, []byte("new")
-		if ok, err := tx.RewrapDataKey(k, v1); !ok || err != nil {
+		if ok, err := tx.DataKeys().RewrapDataKey(k, v1); !ok || err != nil {
 			t.Errorf("RewrapDataKey = %v, %v", ok, err)
 		}
-		if ok, err := tx.RewrapDataKey(k, v1); ok || err != nil {
+		if ok, err := tx.DataKeys().RewrapDataKey(k, v1); ok || err != nil {
 			t.Errorf("second RewrapDataKey = %v, %v; want false", ok, err)
 		}
-		left, err := tx.DataKeysNotWrappedBy(v2, "", 0)
+		left, err := tx.DataKeys().DataKeysNotWrappedBy(v2, "", 0)
 		if err != nil || len(left) != 2 || left[0].ID != "id0" || left[1].ID != "id4" {
 			t.Errorf("DataKeysNotWrappedBy = %+v, %v", left, err)
 		}
-		if page, _ := tx.DataKeysNotWrappedBy(v2, "id0", 1); len(page) != 1 || page[0].ID != "id4" {
+		if page, _ := tx.DataKeys().DataKeysNotWrappedBy(v2, "id0", 1); len(page) != 1 || page[0].ID != "id4" {
 			t.Errorf("DataKeysNotWrappedBy after id0 = %+v", page)
 		}
-		if err := tx.DeleteDataKey("id4"); err != nil {
+		if err := tx.DataKeys().DeleteDataKey("id4"); err != nil {
 			return err
 		}
-		if _, err := tx.GetDataKey("id4"); !errors.Is(err, stowage.ErrNotFound) {
+		if _, err := tx.DataKeys().GetDataKey("id4"); !errors.Is(err, stowage.ErrNotFound) {
 			t.Errorf("after DeleteDataKey: id4 %v", err)
 		}
-		counts, err := tx.CountDataKeys()
+		counts, err := tx.DataKeys().CountDataKeys()
 		want := []stowage.KeyVersionCount{{KeyVersion: v1, Count: 1}, {KeyVersion: v2, Count: 1}}
 		if err != nil || fmt.Sprint(counts) != fmt.Sprint(want) {
 			t.Errorf("CountDataKeys = %v, %v; want %v", counts, err, want)
@@ -798,7 +802,7 @@ func testHeldBytes(t *testing.T, db stowage.DB) {
 			{Digest: dg(10), Size: 5, State: stowage.BlobLive}, // a manifest of a
 		} {
 			b.Created, b.LastUsed, b.UnreferencedSince = now, now, now
-			if err := tx.PutBlob(b); err != nil {
+			if err := tx.Blobs().PutBlob(b); err != nil {
 				return err
 			}
 		}
@@ -806,18 +810,18 @@ func testHeldBytes(t *testing.T, db stowage.DB) {
 			repo string
 			d    stowage.Digest
 		}{{"a", dg(1)}, {"a", dg(2)}, {"a", dg(3)}, {"a", dg(10)}, {"b", dg(1)}, {"b", dg(4)}} {
-			if err := tx.CreateRepository(l.repo, now); err != nil {
+			if err := tx.Repositories().CreateRepository(l.repo, now); err != nil {
 				return err
 			}
-			if err := tx.LinkBlob(l.repo, l.d, now); err != nil {
+			if err := tx.Blobs().LinkBlob(l.repo, l.d, now); err != nil {
 				return err
 			}
 		}
-		return tx.PutManifest(stowage.ManifestRecord{Repo: "a", Digest: dg(10), MediaType: stowage.MediaTypeOCIManifest, Size: 5, Created: now},
+		return tx.Manifests().PutManifest(stowage.ManifestRecord{Repo: "a", Digest: dg(10), MediaType: stowage.MediaTypeOCIManifest, Size: 5, Created: now},
 			[]stowage.ManifestRef{{Digest: dg(1), Kind: stowage.RefBlob}})
 	})
 	view(t, db, func(tx stowage.Tx) error {
-		if got, err := tx.HeldBytes(); err != nil || got != 10+20+80+5 {
+		if got, err := tx.Usage().HeldBytes(); err != nil || got != 10+20+80+5 {
 			t.Errorf("HeldBytes = %d, %v; want 115 (pending and live, not deleting)", got, err)
 		}
 		return nil
@@ -829,35 +833,35 @@ func testHeldBytes(t *testing.T, db stowage.DB) {
 		want int64
 	}{
 		{"pending becomes live, size known", func(tx stowage.Tx) error {
-			return tx.PutBlob(stowage.BlobRecord{Digest: dg(2), Size: 25, State: stowage.BlobLive, Created: now, LastUsed: now, UnreferencedSince: now})
+			return tx.Blobs().PutBlob(stowage.BlobRecord{Digest: dg(2), Size: 25, State: stowage.BlobLive, Created: now, LastUsed: now, UnreferencedSince: now})
 		}, 10 + 25 + 80 + 5},
-		{"live blob being deleted", func(tx stowage.Tx) error { return tx.SetBlobState(dg(4), stowage.BlobDeleting) }, 10 + 25 + 5},
-		{"deleting blob removed", func(tx stowage.Tx) error { return tx.DeleteBlob(dg(4)) }, 10 + 25 + 5},
-		{"live blob removed", func(tx stowage.Tx) error { return tx.DeleteBlob(dg(2)) }, 10 + 5},
-		{"deleting blob back to live", func(tx stowage.Tx) error { return tx.SetBlobState(dg(3), stowage.BlobLive) }, 10 + 40 + 5},
-		{"touch", func(tx stowage.Tx) error { return tx.TouchBlob(dg(1), now.Add(time.Hour)) }, 10 + 40 + 5},
+		{"live blob being deleted", func(tx stowage.Tx) error { return tx.Blobs().SetBlobState(dg(4), stowage.BlobDeleting) }, 10 + 25 + 5},
+		{"deleting blob removed", func(tx stowage.Tx) error { return tx.Blobs().DeleteBlob(dg(4)) }, 10 + 25 + 5},
+		{"live blob removed", func(tx stowage.Tx) error { return tx.Blobs().DeleteBlob(dg(2)) }, 10 + 5},
+		{"deleting blob back to live", func(tx stowage.Tx) error { return tx.Blobs().SetBlobState(dg(3), stowage.BlobLive) }, 10 + 40 + 5},
+		{"touch", func(tx stowage.Tx) error { return tx.Blobs().TouchBlob(dg(1), now.Add(time.Hour)) }, 10 + 40 + 5},
 		{"same row put again", func(tx stowage.Tx) error {
-			return tx.PutBlob(stowage.BlobRecord{Digest: dg(1), Size: 10, State: stowage.BlobLive, Created: now, LastUsed: now, UnreferencedSince: now})
+			return tx.Blobs().PutBlob(stowage.BlobRecord{Digest: dg(1), Size: 10, State: stowage.BlobLive, Created: now, LastUsed: now, UnreferencedSince: now})
 		}, 10 + 40 + 5},
 	}
 	for _, st := range steps {
 		update(t, db, st.fn)
 		view(t, db, func(tx stowage.Tx) error {
-			if got, err := tx.HeldBytes(); err != nil || got != st.want {
+			if got, err := tx.Usage().HeldBytes(); err != nil || got != st.want {
 				t.Errorf("after %s: HeldBytes = %d, %v; want %d", st.name, got, err, st.want)
 			}
 			return nil
 		})
 	}
 	update(t, db, func(tx stowage.Tx) error { // dg(4) and its link back; dg(3) stays live
-		if err := tx.PutBlob(stowage.BlobRecord{Digest: dg(4), Size: 80, State: stowage.BlobLive, Created: now, LastUsed: now, UnreferencedSince: now}); err != nil {
+		if err := tx.Blobs().PutBlob(stowage.BlobRecord{Digest: dg(4), Size: 80, State: stowage.BlobLive, Created: now, LastUsed: now, UnreferencedSince: now}); err != nil {
 			return err
 		}
-		return tx.LinkBlob("b", dg(4), now)
+		return tx.Blobs().LinkBlob("b", dg(4), now)
 	})
 	view(t, db, func(tx stowage.Tx) error {
 		for repo, want := range map[string]int64{"a": 10 + 40 + 5, "b": 10 + 80, "none": 0} {
-			if got, err := tx.RepositoryHeldBytes(repo); err != nil || got != want {
+			if got, err := tx.Usage().RepositoryHeldBytes(repo); err != nil || got != want {
 				t.Errorf("RepositoryHeldBytes(%s) = %d, %v; want %d", repo, got, err, want)
 			}
 		}
@@ -880,9 +884,9 @@ func testRepositoryUpdated(t *testing.T, db stowage.DB) {
 		{2 * time.Second, 1500 * time.Millisecond},
 		{10 * time.Second, 10 * time.Second},
 	} {
-		update(t, db, func(tx stowage.Tx) error { return tx.CreateRepository("upd", now.Add(tc.at)) })
+		update(t, db, func(tx stowage.Tx) error { return tx.Repositories().CreateRepository("upd", now.Add(tc.at)) })
 		view(t, db, func(tx stowage.Tx) error {
-			r, err := tx.GetRepository("upd")
+			r, err := tx.Repositories().GetRepository("upd")
 			if err != nil {
 				return err
 			}
@@ -969,11 +973,11 @@ func testJobLocks(t *testing.T, db stowage.DB) {
 // bumps the session's generation; a clean release does not.
 func testUploadWriters(t *testing.T, db stowage.DB) {
 	update(t, db, func(tx stowage.Tx) error {
-		return tx.PutUpload(stowage.UploadRecord{ID: "u1", Repo: "r", Started: now, Updated: now})
+		return tx.Uploads().PutUpload(stowage.UploadRecord{ID: "u1", Repo: "r", Started: now, Updated: now})
 	})
 	gen := func() int64 {
 		var u stowage.UploadRecord
-		view(t, db, func(tx stowage.Tx) (err error) { u, err = tx.GetUpload("u1"); return err })
+		view(t, db, func(tx stowage.Tx) (err error) { u, err = tx.Uploads().GetUpload("u1"); return err })
 		return u.Gen
 	}
 	steps := []struct {
@@ -982,15 +986,15 @@ func testUploadWriters(t *testing.T, db stowage.DB) {
 		wantErr error
 		wantGen int64
 	}{
-		{"a claims", func(tx stowage.Tx) error { return tx.ClaimUpload("u1", "a", time.Hour) }, nil, 0},
-		{"b is refused while a's lease runs", func(tx stowage.Tx) error { return tx.ClaimUpload("u1", "b", time.Hour) }, stowage.ErrLocked, 0},
-		{"a renews, with a lease that has already run out", func(tx stowage.Tx) error { return tx.ClaimUpload("u1", "a", -time.Minute) }, nil, 0},
-		{"b takes over after a's lease ran out", func(tx stowage.Tx) error { return tx.ClaimUpload("u1", "b", time.Hour) }, nil, 1},
-		{"a's release does not end b's lease", func(tx stowage.Tx) error { return tx.ReleaseUpload("u1", "a") }, nil, 1},
-		{"so a is refused", func(tx stowage.Tx) error { return tx.ClaimUpload("u1", "a", time.Hour) }, stowage.ErrLocked, 1},
-		{"b releases", func(tx stowage.Tx) error { return tx.ReleaseUpload("u1", "b") }, nil, 1},
-		{"then a claims at once, in the same generation", func(tx stowage.Tx) error { return tx.ClaimUpload("u1", "a", time.Hour) }, nil, 1},
-		{"no such session", func(tx stowage.Tx) error { return tx.ClaimUpload("nope", "a", time.Hour) }, stowage.ErrNotFound, 1},
+		{"a claims", func(tx stowage.Tx) error { return tx.Uploads().ClaimUpload("u1", "a", time.Hour) }, nil, 0},
+		{"b is refused while a's lease runs", func(tx stowage.Tx) error { return tx.Uploads().ClaimUpload("u1", "b", time.Hour) }, stowage.ErrLocked, 0},
+		{"a renews, with a lease that has already run out", func(tx stowage.Tx) error { return tx.Uploads().ClaimUpload("u1", "a", -time.Minute) }, nil, 0},
+		{"b takes over after a's lease ran out", func(tx stowage.Tx) error { return tx.Uploads().ClaimUpload("u1", "b", time.Hour) }, nil, 1},
+		{"a's release does not end b's lease", func(tx stowage.Tx) error { return tx.Uploads().ReleaseUpload("u1", "a") }, nil, 1},
+		{"so a is refused", func(tx stowage.Tx) error { return tx.Uploads().ClaimUpload("u1", "a", time.Hour) }, stowage.ErrLocked, 1},
+		{"b releases", func(tx stowage.Tx) error { return tx.Uploads().ReleaseUpload("u1", "b") }, nil, 1},
+		{"then a claims at once, in the same generation", func(tx stowage.Tx) error { return tx.Uploads().ClaimUpload("u1", "a", time.Hour) }, nil, 1},
+		{"no such session", func(tx stowage.Tx) error { return tx.Uploads().ClaimUpload("nope", "a", time.Hour) }, stowage.ErrNotFound, 1},
 	}
 	for _, st := range steps {
 		err := db.Update(ctx, st.fn)
@@ -1003,40 +1007,40 @@ func testUploadWriters(t *testing.T, db stowage.DB) {
 	}
 	// A session whose writer holds a live lease is never stale.
 	view(t, db, func(tx stowage.Tx) error {
-		if got, err := tx.StaleUploads(now.Add(time.Hour), 10); err != nil || len(got) != 0 {
+		if got, err := tx.Uploads().StaleUploads(now.Add(time.Hour), 10); err != nil || len(got) != 0 {
 			t.Errorf("StaleUploads while a writer holds the lease = %v, %v; want none", got, err)
 		}
 		return nil
 	})
-	update(t, db, func(tx stowage.Tx) error { return tx.ClaimUpload("u1", "a", -time.Minute) })
+	update(t, db, func(tx stowage.Tx) error { return tx.Uploads().ClaimUpload("u1", "a", -time.Minute) })
 	view(t, db, func(tx stowage.Tx) error {
-		if got, err := tx.StaleUploads(now.Add(time.Hour), 10); err != nil || len(got) != 1 {
+		if got, err := tx.Uploads().StaleUploads(now.Add(time.Hour), 10); err != nil || len(got) != 1 {
 			t.Errorf("StaleUploads after the lease ran out = %v, %v; want u1", got, err)
 		}
 		return nil
 	})
 	// A restarted node ends its own earlier leases, not others'.
 	update(t, db, func(tx stowage.Tx) error {
-		if err := tx.PutUpload(stowage.UploadRecord{ID: "u2", Repo: "r", Started: now, Updated: now}); err != nil {
+		if err := tx.Uploads().PutUpload(stowage.UploadRecord{ID: "u2", Repo: "r", Started: now, Updated: now}); err != nil {
 			return err
 		}
-		if err := tx.ClaimUpload("u1", "node1/x", time.Hour); err != nil {
+		if err := tx.Uploads().ClaimUpload("u1", "node1/x", time.Hour); err != nil {
 			return err
 		}
-		return tx.ClaimUpload("u2", "node2/y", time.Hour)
+		return tx.Uploads().ClaimUpload("u2", "node2/y", time.Hour)
 	})
 	update(t, db, func(tx stowage.Tx) error {
-		n, err := tx.ReleaseUploadWriters("node1/")
+		n, err := tx.Uploads().ReleaseUploadWriters("node1/")
 		if err != nil || n != 1 {
 			t.Errorf("ReleaseUploadWriters(node1/) = %d, %v; want 1", n, err)
 		}
-		if err := tx.ClaimUpload("u1", "node3/z", time.Hour); err != nil {
+		if err := tx.Uploads().ClaimUpload("u1", "node3/z", time.Hour); err != nil {
 			t.Errorf("claim after node1's leases were released: %v", err)
 		}
-		if err := tx.ClaimUpload("u2", "node3/z", time.Hour); !errors.Is(err, stowage.ErrLocked) {
+		if err := tx.Uploads().ClaimUpload("u2", "node3/z", time.Hour); !errors.Is(err, stowage.ErrLocked) {
 			t.Errorf("claim of node2's session: %v, want ErrLocked", err)
 		}
-		n, err = tx.ReleaseUploadWriters("")
+		n, err = tx.Uploads().ReleaseUploadWriters("")
 		if err != nil || n != 2 {
 			t.Errorf("ReleaseUploadWriters(\"\") = %d, %v; want 2", n, err)
 		}
@@ -1044,7 +1048,7 @@ func testUploadWriters(t *testing.T, db stowage.DB) {
 	})
 	// A claim leaves the session's progress alone.
 	view(t, db, func(tx stowage.Tx) error {
-		u, err := tx.GetUpload("u1")
+		u, err := tx.Uploads().GetUpload("u1")
 		if err != nil || u.Size != 0 || u.Repo != "r" {
 			t.Errorf("GetUpload after claims = %+v, %v", u, err)
 		}

@@ -47,12 +47,12 @@ func TestReopenKeepsData(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := db.Update(ctx, func(tx stowage.Tx) error { return tx.CreateRepository("kept", time.Unix(1, 0)) }); err != nil {
+	if err := db.Update(ctx, func(tx stowage.Tx) error { return tx.Repositories().CreateRepository("kept", time.Unix(1, 0)) }); err != nil {
 		t.Fatal(err)
 	}
 	db.Close()
 	db = open(t, cs) // migrations must not run twice
-	err = db.View(ctx, func(tx stowage.Tx) error { _, err := tx.GetRepository("kept"); return err })
+	err = db.View(ctx, func(tx stowage.Tx) error { _, err := tx.Repositories().GetRepository("kept"); return err })
 	if err != nil {
 		t.Errorf("data lost across reopen: %v", err)
 	}
@@ -121,7 +121,9 @@ func TestConcurrentOpensMigrateOnce(t *testing.T) {
 			<-start
 			db, err := postgres.Open(ctx, cs, postgres.Options{MaxConns: 2})
 			if err == nil {
-				err = db.Update(ctx, func(tx stowage.Tx) error { return tx.CreateRepository(fmt.Sprintf("node%d", i), time.Unix(1, 0)) })
+				err = db.Update(ctx, func(tx stowage.Tx) error {
+					return tx.Repositories().CreateRepository(fmt.Sprintf("node%d", i), time.Unix(1, 0))
+				})
 				db.Close()
 			}
 			errs[i] = err
@@ -162,7 +164,7 @@ func TestUpdateRetriesSerializationFailure(t *testing.T) {
 		first := true
 		return db.Update(ctx, func(tx stowage.Tx) error {
 			attempts.Add(1)
-			tags, err := tx.ListTags("r", "", 0)
+			tags, err := tx.Tags().ListTags("r", "", 0)
 			if first {
 				first = false
 				read.Done()
@@ -174,7 +176,7 @@ func TestUpdateRetriesSerializationFailure(t *testing.T) {
 			if len(tags) > 0 {
 				return nil // someone else was first
 			}
-			return tx.PutTag("r", tag, stowage.Digest("sha256:"+strings.Repeat("0", 64)), time.Unix(1, 0))
+			return tx.Tags().PutTag("r", tag, stowage.Digest("sha256:"+strings.Repeat("0", 64)), time.Unix(1, 0))
 		})
 	}
 	errs := make(chan error, 2)
@@ -187,7 +189,7 @@ func TestUpdateRetriesSerializationFailure(t *testing.T) {
 		}
 	}
 	var tags []string
-	if err := db.View(ctx, func(tx stowage.Tx) (err error) { tags, err = tx.ListTags("r", "", 0); return err }); err != nil {
+	if err := db.View(ctx, func(tx stowage.Tx) (err error) { tags, err = tx.Tags().ListTags("r", "", 0); return err }); err != nil {
 		t.Fatal(err)
 	}
 	if len(tags) != 1 {
@@ -204,11 +206,11 @@ func TestUpdateRetriesSerializationFailure(t *testing.T) {
 func TestAbortedTransactionIsNotCommitted(t *testing.T) {
 	db := open(t, pgtest.Schema(t, "stowage_test"))
 	err := db.Update(ctx, func(tx stowage.Tx) error {
-		if err := tx.CreateRepository("r", time.Unix(1, 0)); err != nil {
+		if err := tx.Repositories().CreateRepository("r", time.Unix(1, 0)); err != nil {
 			return err
 		}
 		bad := stowage.ManifestRecord{Repo: "r", Digest: "sha256:00", MediaType: "nul\x00byte", Created: time.Unix(1, 0)}
-		if err := tx.PutManifest(bad, nil); err == nil {
+		if err := tx.Manifests().PutManifest(bad, nil); err == nil {
 			t.Error("PostgreSQL accepted a NUL byte in TEXT")
 		}
 		return nil // swallowed
@@ -216,7 +218,7 @@ func TestAbortedTransactionIsNotCommitted(t *testing.T) {
 	if err == nil {
 		t.Fatal("Update reported success for an aborted transaction")
 	}
-	err = db.View(ctx, func(tx stowage.Tx) error { _, err := tx.GetRepository("r"); return err })
+	err = db.View(ctx, func(tx stowage.Tx) error { _, err := tx.Repositories().GetRepository("r"); return err })
 	if !errors.Is(err, stowage.ErrNotFound) {
 		t.Errorf("a write of the aborted transaction is visible: %v", err)
 	}
@@ -224,7 +226,7 @@ func TestAbortedTransactionIsNotCommitted(t *testing.T) {
 
 func TestViewIsReadOnly(t *testing.T) {
 	db := open(t, pgtest.Schema(t, "stowage_test"))
-	if err := db.View(ctx, func(tx stowage.Tx) error { return tx.CreateRepository("r", time.Unix(1, 0)) }); err == nil {
+	if err := db.View(ctx, func(tx stowage.Tx) error { return tx.Repositories().CreateRepository("r", time.Unix(1, 0)) }); err == nil {
 		t.Error("View wrote")
 	}
 }

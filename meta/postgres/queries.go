@@ -8,6 +8,7 @@ package postgres
 // so ORDER BY and the "after" cursors compare bytes, as the Tx contract says.
 // A NULL LIMIT is no limit (limitOf).
 const (
+	sqlAppendEvent  = `INSERT INTO events (time, kind, actor, addr, repo, digest, tag, media_type, size, reason, previous, origin, detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`
 	manifestColumns = `repo, digest, media_type, size, subject, created, locks`
 	blobColumns     = `digest, size, created, state, last_used, unreferenced_since`
 	uploadColumns   = `id, repo, size, hash_state, chunks, started, updated, gen, data_gen, verified`

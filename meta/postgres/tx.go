@@ -506,6 +506,29 @@ func (t *Tx) PutSetting(key, value string, now time.Time) error {
 	return err
 }
 
+// The stores of this transaction: all of them are the transaction itself.
+
+func (t *Tx) Repositories() stowage.RepositoryTx { return t }
+func (t *Tx) Blobs() stowage.BlobTx              { return t }
+func (t *Tx) Manifests() stowage.ManifestTx      { return t }
+func (t *Tx) Tags() stowage.TagTx                { return t }
+func (t *Tx) Uploads() stowage.UploadTx          { return t }
+func (t *Tx) Settings() stowage.SettingsTx       { return t }
+func (t *Tx) Recycle() stowage.RecycleTx         { return t }
+func (t *Tx) Usage() stowage.UsageTx             { return t }
+func (t *Tx) DataKeys() stowage.DataKeyTx        { return t }
+func (t *Tx) Events() stowage.EventTx            { return t }
+
+// Append records e in the change feed (table events).
+func (t *Tx) Append(e stowage.Event) error {
+	if e.Time.IsZero() {
+		e.Time = time.Now()
+	}
+	_, err := t.exec(sqlAppendEvent, e.Time.UnixNano(), string(e.Kind), e.Actor, e.Addr, e.Repo, string(e.Digest), e.Tag,
+		e.MediaType, e.Size, e.Reason, string(e.Previous), e.Origin, e.Detail)
+	return err
+}
+
 // Recycle bin.
 
 // recycledRecord is a recycle bin entry's record: the manifest row as it

@@ -49,7 +49,9 @@ func TestReopenKeepsData(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := db.Update(ctx, func(tx stowage.Tx) error { return tx.CreateRepository("kept", stowage.BlobRecord{}.Created) }); err != nil {
+	if err := db.Update(ctx, func(tx stowage.Tx) error {
+		return tx.Repositories().CreateRepository("kept", stowage.BlobRecord{}.Created)
+	}); err != nil {
 		t.Fatal(err)
 	}
 	db.Close()
@@ -59,7 +61,7 @@ func TestReopenKeepsData(t *testing.T) {
 	}
 	defer db.Close()
 	db.View(ctx, func(tx stowage.Tx) error {
-		if _, err := tx.GetRepository("kept"); err != nil {
+		if _, err := tx.Repositories().GetRepository("kept"); err != nil {
 			t.Error("data lost across reopen")
 		}
 		return nil
@@ -168,11 +170,11 @@ func TestUpgradeRemovesImageContent(t *testing.T) {
 		t.Fatal(err)
 	}
 	err = db.View(ctx, func(tx stowage.Tx) error {
-		m, err := tx.GetManifest("r", stowage.Digest(d))
+		m, err := tx.Manifests().GetManifest("r", stowage.Digest(d))
 		if err != nil || m.Size != 10 || m.MediaType != stowage.MediaTypeOCIManifest {
 			t.Errorf("manifest after the upgrade = %+v, %v", m, err)
 		}
-		bin, err := tx.ListRecycled("r")
+		bin, err := tx.Recycle().ListRecycled("r")
 		if err != nil || len(bin) != 1 || bin[0].Manifest.Size != 10 || fmt.Sprint(bin[0].Tags) != "[v1]" {
 			t.Errorf("recycle bin after the upgrade = %+v, %v", bin, err)
 		}

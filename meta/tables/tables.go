@@ -29,6 +29,7 @@ var All = []Table{
 	{"recycle_bin", []string{"id", "repo", "digest", "record", "refs", "tags", "deleted", "expires"}, []string{"id"}},
 	{"recycle_refs", []string{"bin_id", "digest"}, []string{"bin_id", "digest"}},
 	{"data_keys", []string{"id", "object", "key_id", "key_version", "wrapped", "created"}, []string{"id"}},
+	{"events", []string{"id", "seq", "time", "kind", "actor", "addr", "repo", "digest", "tag", "media_type", "size", "reason", "previous", "origin", "detail"}, []string{"id"}},
 	{"mirror_repairs", []string{"mirror", "key", "present", "due", "seq"}, []string{"mirror", "key"}},
 }
 

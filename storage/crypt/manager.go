@@ -79,7 +79,7 @@ func (m *Manager) newDataKey(ctx context.Context, obj string) ([idSize]byte, cip
 		return id, nil, err
 	}
 	dk := stowage.DataKey{ID: hex.EncodeToString(id[:]), Object: obj, Wrapped: kv, Key: wrapped, Created: time.Now()}
-	if err := m.DB.Update(ctx, func(tx stowage.Tx) error { return tx.PutDataKey(dk) }); err != nil {
+	if err := m.DB.Update(ctx, func(tx stowage.Tx) error { return tx.DataKeys().PutDataKey(dk) }); err != nil {
 		return id, nil, fmt.Errorf("record data key: %w", err)
 	}
 	m.remember(dk.ID, aead)
@@ -97,7 +97,7 @@ func (m *Manager) dataKey(ctx context.Context, id [idSize]byte) (cipher.AEAD, er
 	}
 	var dk stowage.DataKey
 	err := m.DB.View(ctx, func(tx stowage.Tx) (err error) {
-		dk, err = tx.GetDataKey(hid)
+		dk, err = tx.DataKeys().GetDataKey(hid)
 		return err
 	})
 	if errors.Is(err, stowage.ErrNotFound) {
@@ -142,14 +142,14 @@ func (m *Manager) Forget() {
 // effort: a leftover row only costs a rewrap at rotations).
 func (m *Manager) forget(ctx context.Context, id [idSize]byte) {
 	hid := hex.EncodeToString(id[:])
-	_ = m.DB.Update(context.WithoutCancel(ctx), func(tx stowage.Tx) error { return tx.DeleteDataKey(hid) })
+	_ = m.DB.Update(context.WithoutCancel(ctx), func(tx stowage.Tx) error { return tx.DataKeys().DeleteDataKey(hid) })
 	m.mu.Lock()
 	delete(m.cache, hid)
 	m.mu.Unlock()
 }
 
 func (m *Manager) moved(ctx context.Context, from, to string) error {
-	return m.DB.Update(ctx, func(tx stowage.Tx) error { return tx.MoveDataKeys(from, to) })
+	return m.DB.Update(ctx, func(tx stowage.Tx) error { return tx.DataKeys().MoveDataKeys(from, to) })
 }
 
 // replaced forgets data key old, the key of the object that a write (a Put,
@@ -168,11 +168,11 @@ func (m *Manager) replaced(ctx context.Context, obj string, old, cur [idSize]byt
 	}
 	hid := hex.EncodeToString(old[:])
 	_ = m.DB.Update(context.WithoutCancel(ctx), func(tx stowage.Tx) error {
-		dk, err := tx.GetDataKey(hid)
+		dk, err := tx.DataKeys().GetDataKey(hid)
 		if err != nil || dk.Object != obj {
 			return err
 		}
-		return tx.DeleteDataKey(hid)
+		return tx.DataKeys().DeleteDataKey(hid)
 	})
 	m.mu.Lock()
 	delete(m.cache, hid)
@@ -180,7 +180,7 @@ func (m *Manager) replaced(ctx context.Context, obj string, old, cur [idSize]byt
 }
 
 func (m *Manager) deleted(ctx context.Context, obj string) error {
-	return m.DB.Update(ctx, func(tx stowage.Tx) error { return tx.DeleteDataKeys(obj) })
+	return m.DB.Update(ctx, func(tx stowage.Tx) error { return tx.DataKeys().DeleteDataKeys(obj) })
 }
 
 // keyError turns a provider error into the API error people see.
@@ -222,7 +222,7 @@ func (m *Manager) Status(ctx context.Context) (Status, error) {
 		st.Versions = r.Versions()
 	}
 	err = m.DB.View(ctx, func(tx stowage.Tx) (err error) {
-		st.DataKeys, err = tx.CountDataKeys()
+		st.DataKeys, err = tx.DataKeys().CountDataKeys()
 		return err
 	})
 	return st, err
@@ -275,7 +275,7 @@ func (m *Manager) Rotate(ctx context.Context, opt RotateOptions) (RotateProgress
 	// first pass went by. Bounded: pushes started after the switch use cur.
 	for pass := 0; pass < 10; pass++ {
 		var counts []stowage.KeyVersionCount
-		if err := m.DB.View(ctx, func(tx stowage.Tx) (err error) { counts, err = tx.CountDataKeys(); return err }); err != nil {
+		if err := m.DB.View(ctx, func(tx stowage.Tx) (err error) { counts, err = tx.DataKeys().CountDataKeys(); return err }); err != nil {
 			return p, err
 		}
 		left := int64(0)
@@ -294,7 +294,7 @@ func (m *Manager) Rotate(ctx context.Context, opt RotateOptions) (RotateProgress
 		for {
 			var batch []stowage.DataKey
 			if err := m.DB.View(ctx, func(tx stowage.Tx) (err error) {
-				batch, err = tx.DataKeysNotWrappedBy(cur, after, opt.Batch)
+				batch, err = tx.DataKeys().DataKeysNotWrappedBy(cur, after, opt.Batch)
 				return err
 			}); err != nil {
 				return p, err
@@ -319,7 +319,7 @@ func (m *Manager) Rotate(ctx context.Context, opt RotateOptions) (RotateProgress
 			if err := m.DB.Update(ctx, func(tx stowage.Tx) error {
 				n = 0
 				for i := range batch {
-					ok, err := tx.RewrapDataKey(batch[i], olds[i])
+					ok, err := tx.DataKeys().RewrapDataKey(batch[i], olds[i])
 					if err != nil {
 						return err
 					}
@@ -352,7 +352,7 @@ func (m *Manager) Retire(ctx context.Context, kv stowage.KeyVersion) error {
 	}
 	var n int64
 	err := m.DB.View(ctx, func(tx stowage.Tx) error {
-		counts, err := tx.CountDataKeys()
+		counts, err := tx.DataKeys().CountDataKeys()
 		for _, c := range counts {
 			if c.KeyVersion == kv {
 				n = c.Count
@@ -384,12 +384,12 @@ func (m *Manager) Check(ctx context.Context) (unavailable []stowage.KeyVersion, 
 		return nil, fmt.Errorf("the current encryption key cannot be used: %w", err)
 	}
 	var counts []stowage.KeyVersionCount
-	if err := m.DB.View(ctx, func(tx stowage.Tx) (err error) { counts, err = tx.CountDataKeys(); return err }); err != nil {
+	if err := m.DB.View(ctx, func(tx stowage.Tx) (err error) { counts, err = tx.DataKeys().CountDataKeys(); return err }); err != nil {
 		return nil, err
 	}
 	for _, c := range counts {
 		var dk stowage.DataKey
-		if err := m.DB.View(ctx, func(tx stowage.Tx) (err error) { dk, err = tx.SampleDataKey(c.KeyVersion); return err }); err != nil {
+		if err := m.DB.View(ctx, func(tx stowage.Tx) (err error) { dk, err = tx.DataKeys().SampleDataKey(c.KeyVersion); return err }); err != nil {
 			return nil, err
 		}
 		if _, err := m.Keys.Unwrap(ctx, dk.Wrapped, dk.Key); err != nil {

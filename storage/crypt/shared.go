@@ -73,7 +73,7 @@ func readShared(ctx context.Context, db stowage.DB, id string) (sharedVersions, 
 
 func getShared(tx stowage.Tx, id string) (sharedVersions, error) {
 	s := sharedVersions{Versions: map[uint32]sharedVersion{}}
-	v, err := tx.GetSetting(settingVersionsPrefix + id)
+	v, err := tx.Settings().GetSetting(settingVersionsPrefix + id)
 	if errors.Is(err, stowage.ErrNotFound) {
 		return s, nil
 	}
@@ -94,7 +94,7 @@ func putShared(tx stowage.Tx, id string, s sharedVersions) error {
 	if err != nil {
 		return err
 	}
-	return tx.PutSetting(settingVersionsPrefix+id, string(b), time.Now())
+	return tx.Settings().PutSetting(settingVersionsPrefix+id, string(b), time.Now())
 }
 
 // loadShared rereads the database versions: when force (a version this
