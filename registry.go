@@ -355,7 +355,7 @@ func (r *Registry) reserve(ctx context.Context, repo string, d Digest, size int6
 // a collection runs it does nothing and reports false: that collection
 // finishes the row (step 0, or the batch it is deleting).
 func (r *Registry) finishDeleting(ctx context.Context, d Digest) (bool, error) {
-	held, release, err := r.tryJobLock(ctx, "gc")
+	held, release, err := TryJobLock(ctx, r.db, "gc")
 	if errors.Is(err, ErrLocked) {
 		return false, nil
 	}

@@ -69,7 +69,7 @@ func (r *Registry) CollectGarbage(ctx context.Context, opts GCOptions) (GCReport
 			opts.Progress("waiting for the collection running on another node", 0, 0)
 		}
 	}
-	err := r.exclusive(ctx, "gc", true, waiting, func(ctx context.Context) (err error) {
+	err := ExclusiveJob(ctx, r.db, r.log, "gc", true, waiting, func(ctx context.Context) (err error) {
 		rep, err = r.collectGarbage(ctx, opts)
 		return err
 	})

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/stowage/stowage"
+	"github.com/stowage/stowage/jobs"
 	"github.com/stowage/stowage/meta/sqlite"
 	"github.com/stowage/stowage/storage/mem"
 )
@@ -492,7 +493,7 @@ func TestRunScheduled(t *testing.T) {
 		if step.name == "a failed run counts too" {
 			fn = func(context.Context) error { runs++; return errors.New("boom") }
 		}
-		ran, err := e.reg.RunScheduled(e.ctx, "test", interval, fn)
+		ran, err := jobs.RunScheduled(e.ctx, e.reg.Parts().DB, e.reg.Parts().Now, "test", interval, fn)
 		if release != nil {
 			release()
 		}
@@ -506,7 +507,7 @@ func TestRunScheduled(t *testing.T) {
 	if runs != 3 {
 		t.Errorf("job ran %d times, want 3", runs)
 	}
-	if ran, _ := e.reg.RunScheduled(e.ctx, "test", interval, job); ran {
+	if ran, _ := jobs.RunScheduled(e.ctx, e.reg.Parts().DB, e.reg.Parts().Now, "test", interval, job); ran {
 		t.Error("ran again right after a failed run")
 	}
 }

@@ -130,7 +130,7 @@ const settingImmutability = "immutability.rules"
 // manifest once pushed.
 func (r *Registry) ImmutabilityRules(ctx context.Context) ([]string, error) {
 	var rules []string
-	err := r.db.View(ctx, func(tx Tx) error { return getSetting(tx, settingImmutability, &rules) })
+	err := r.db.View(ctx, func(tx Tx) error { return GetSetting(tx, settingImmutability, &rules) })
 	if rules == nil {
 		rules = []string{}
 	}
@@ -144,7 +144,7 @@ func (r *Registry) SetImmutabilityRules(ctx context.Context, rules []string) err
 			return err
 		}
 	}
-	return r.db.Update(ctx, func(tx Tx) error { return putSetting(tx, settingImmutability, rules, r.now()) })
+	return r.db.Update(ctx, func(tx Tx) error { return PutSetting(tx, settingImmutability, rules, r.now()) })
 }
 
 // immutableRules caches the compiled rules for the settings value they came from.
@@ -167,7 +167,7 @@ func immutableRule(tx Tx, repo, tag string) (string, error) {
 	defer immutableRules.Unlock()
 	if raw != immutableRules.raw {
 		var strs []string
-		if err := getSetting(tx, settingImmutability, &strs); err != nil {
+		if err := GetSetting(tx, settingImmutability, &strs); err != nil {
 			return "", err
 		}
 		immutableRules.rules = nil

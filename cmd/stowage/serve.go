@@ -22,6 +22,7 @@ import (
 
 	"github.com/stowage/stowage"
 	"github.com/stowage/stowage/config"
+	"github.com/stowage/stowage/jobs"
 	"github.com/stowage/stowage/mgmt"
 	"github.com/stowage/stowage/ociapi"
 	"github.com/stowage/stowage/storage/crypt"
@@ -353,10 +354,10 @@ func (m *Main) every(ctx context.Context, name string, interval time.Duration, r
 }
 
 // scheduled is every for a job that one node at a time runs, once per
-// interval across the nodes sharing the database (Registry.RunScheduled).
+// interval across the nodes sharing the database (jobs.RunScheduled).
 func (m *Main) scheduled(ctx context.Context, reg *stowage.Registry, name, job string, interval time.Duration, run func(context.Context) error) {
 	m.every(ctx, name, interval, func(ctx context.Context) error {
-		ran, err := reg.RunScheduled(ctx, job, interval, run)
+		ran, err := jobs.RunScheduled(ctx, reg.Parts().DB, reg.Parts().Now, job, interval, run)
 		if !ran && err == nil {
 			m.log.Debug("scheduled job skipped: another node runs it", "job", name)
 		}
