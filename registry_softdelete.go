@@ -168,9 +168,10 @@ func (r *Registry) checkRestore(tx Tx, e RecycledManifest) error {
 	return r.checkRepoQuotaFor(tx, fmt.Sprintf("restore of %s@%s", m.Repo, m.Digest), m.Repo, "", added)
 }
 
-// expireRecycled removes recycle bin entries past their time; their space
-// then follows the usual grace period and lease.
-func (r *Registry) expireRecycled(ctx context.Context, now time.Time) (int, error) {
+// ExpireRecycled removes recycle bin entries past their time; their space
+// then follows the usual grace period and lease. Garbage collection runs it
+// first (package gc).
+func (r *Registry) ExpireRecycled(ctx context.Context, now time.Time) (int, error) {
 	n := 0
 	for {
 		var batch []RecycledManifest
