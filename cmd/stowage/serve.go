@@ -236,7 +236,7 @@ func (m *Main) Run(ctx context.Context) error {
 	bg, cancel := context.WithCancel(context.Background())
 	m.stopJobs = cancel
 	// Background jobs: with several nodes on one database, each scheduled
-	// run happens on one node (registry_jobs.go); the others skip it.
+	// run happens on one node (package jobs); the others skip it.
 	if cfg.GC.Interval > 0 {
 		m.scheduled(bg, reg, "garbage collection", "gc", time.Duration(cfg.GC.Interval), func(ctx context.Context) error {
 			_, err := collector.Collect(ctx, gcOpts)
