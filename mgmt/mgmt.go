@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/stowage/stowage"
-	"github.com/stowage/stowage/ociapi"
+	"github.com/stowage/stowage/internal/httperr"
 	"github.com/stowage/stowage/storage/crypt"
 )
 
@@ -47,7 +47,7 @@ func New(reg *stowage.Registry, log *slog.Logger, gc stowage.GCOptions) *Handler
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if err := h.serve(w, r); err != nil {
-		ociapi.WriteError(w, r, h.log, err)
+		httperr.Write(w, r, h.log, err)
 	}
 }
 
@@ -365,7 +365,7 @@ func parseTarget(s string) (string, stowage.Reference, error) {
 // longer one is answered 413 (http.MaxBytesReader would also close the
 // connection, which a client still sending sees as a reset).
 func decodeBody(r *http.Request, v any) error {
-	b, err := ociapi.ReadBody(r, maxBody, stowage.CodeSizeInvalid, "request body")
+	b, err := httperr.ReadBody(r, maxBody, stowage.CodeSizeInvalid, "request body")
 	if err != nil {
 		return err
 	}
