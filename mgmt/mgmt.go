@@ -15,7 +15,6 @@ import (
 
 	"github.com/stowage/stowage"
 	"github.com/stowage/stowage/internal/httperr"
-	"github.com/stowage/stowage/storage/crypt"
 )
 
 // maxBody bounds the JSON bodies of management requests.
@@ -26,12 +25,12 @@ type Handler struct {
 	reg  *stowage.Registry
 	log  *slog.Logger
 	gc   stowage.GCOptions // defaults for POST /api/v1/gc
-	keys *crypt.Manager    // nil when encryption is off
+	keys KeyManager        // nil when encryption is off
 	topo Topology          // storage topology; nil in tests
 }
 
 // WithKeys enables the key management endpoints (/api/v1/keys).
-func (h *Handler) WithKeys(m *crypt.Manager) *Handler {
+func (h *Handler) WithKeys(m KeyManager) *Handler {
 	h.keys = m
 	return h
 }

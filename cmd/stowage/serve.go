@@ -203,7 +203,7 @@ func (m *Main) Run(ctx context.Context) error {
 		UploadExpiry: time.Duration(cfg.GC.UploadExpiry)}
 
 	mux := http.NewServeMux()
-	routes(mux, m.log, authority, lim, ociapi.New(reg, m.log), mgmt.New(reg, m.log, gcOpts).WithKeys(keys).WithTopology(topo),
+	routes(mux, m.log, authority, lim, ociapi.New(reg, m.log), mgmt.New(reg, m.log, gcOpts).WithKeys(managedKeys(keys)).WithTopology(topo),
 		mgmt.NewACR(reg, m.log), metricsHandler(reg, db, topo, keys))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
 
