@@ -109,7 +109,12 @@ func (m *Main) setupEncryption(ctx context.Context, db stowage.DB, store stowage
 			os.Remove(ServiceKeyPath(cfg.DataDir))
 		}
 	}
-	mgr := crypt.NewManager(db, keys)
+	keyStore, ok := db.(crypt.KeyStore)
+	if !ok {
+		forget()
+		return nil, nil, fmt.Errorf("the metadata database (%T) cannot keep the encryption keys", db)
+	}
+	mgr := crypt.NewManager(keyStore, keys)
 	mgr.CacheTTL = time.Duration(cfg.Encryption.CacheTTL)
 	cur, err := keys.Current(ctx)
 	if err != nil {
