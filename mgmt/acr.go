@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/stowage/stowage"
-	"github.com/stowage/stowage/ociapi"
+	"github.com/stowage/stowage/internal/httperr"
 )
 
 // ACR serves the Azure Container Registry data-plane management routes
@@ -34,7 +34,7 @@ func NewACR(reg *stowage.Registry, log *slog.Logger) *ACR {
 
 func (a *ACR) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if err := a.serve(w, r); err != nil {
-		ociapi.WriteError(w, r, a.log, err)
+		httperr.Write(w, r, a.log, err)
 	}
 }
 

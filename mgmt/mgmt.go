@@ -15,8 +15,7 @@ import (
 
 	"github.com/stowage/stowage"
 	"github.com/stowage/stowage/gc"
-	"github.com/stowage/stowage/ociapi"
-	"github.com/stowage/stowage/storage/crypt"
+	"github.com/stowage/stowage/internal/httperr"
 )
 
 // maxBody bounds the JSON bodies of management requests.
@@ -26,11 +25,11 @@ const maxBody = 1 << 20
 type Handler struct {
 	reg    *stowage.Registry
 	log    *slog.Logger
-	gc     Collector      // nil: no POST /api/v1/gc
-	gcOpts gc.Options     // defaults for POST /api/v1/gc
-	scrub  Scrubber       // nil: no /api/v1/scrub
-	keys   *crypt.Manager // nil when encryption is off
-	topo   Topology       // storage topology; nil in tests
+	gc     Collector  // nil: no POST /api/v1/gc
+	gcOpts gc.Options // defaults for POST /api/v1/gc
+	scrub  Scrubber   // nil: no /api/v1/scrub
+	keys   KeyManager // nil when encryption is off
+	topo   Topology   // storage topology; nil in tests
 }
 
 // Collector runs garbage collections (package gc's *gc.Collector).
@@ -46,7 +45,7 @@ func (h *Handler) WithGC(c Collector, opts gc.Options) *Handler {
 }
 
 // WithKeys enables the key management endpoints (/api/v1/keys).
-func (h *Handler) WithKeys(m *crypt.Manager) *Handler {
+func (h *Handler) WithKeys(m KeyManager) *Handler {
 	h.keys = m
 	return h
 }
@@ -61,7 +60,7 @@ func New(reg *stowage.Registry, log *slog.Logger) *Handler {
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if err := h.serve(w, r); err != nil {
-		ociapi.WriteError(w, r, h.log, err)
+		httperr.Write(w, r, h.log, err)
 	}
 }
 
@@ -384,7 +383,7 @@ func parseTarget(s string) (string, stowage.Reference, error) {
 // longer one is answered 413 (http.MaxBytesReader would also close the
 // connection, which a client still sending sees as a reset).
 func decodeBody(r *http.Request, v any) error {
-	b, err := ociapi.ReadBody(r, maxBody, stowage.CodeSizeInvalid, "request body")
+	b, err := httperr.ReadBody(r, maxBody, stowage.CodeSizeInvalid, "request body")
 	if err != nil {
 		return err
 	}

@@ -206,7 +206,7 @@ func (m *Main) Run(ctx context.Context) error {
 	collector, scrubber := gc.New(reg), scrub.New(reg.Parts())
 
 	mux := http.NewServeMux()
-	routes(mux, m.log, authority, lim, ociapi.New(reg, m.log), mgmt.New(reg, m.log).WithGC(collector, gcOpts).WithScrub(scrubber).WithKeys(keys).WithTopology(topo),
+	routes(mux, m.log, authority, lim, ociapi.New(reg, m.log), mgmt.New(reg, m.log).WithGC(collector, gcOpts).WithScrub(scrubber).WithKeys(managedKeys(keys)).WithTopology(topo),
 		mgmt.NewACR(reg, m.log), metricsHandler(reg, db, topo, keys))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
 
