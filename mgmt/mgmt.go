@@ -46,6 +46,7 @@ func New(reg *stowage.Registry, log *slog.Logger, gc stowage.GCOptions) *Handler
 }
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	r = ociapi.WithActor(r) // who made the changes, for the change feed
 	if err := h.serve(w, r); err != nil {
 		ociapi.WriteError(w, r, h.log, err)
 	}

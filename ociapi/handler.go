@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -32,9 +33,25 @@ func New(reg *stowage.Registry, log *slog.Logger) *Handler {
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Docker-Distribution-API-Version", "registry/2.0")
+	r = WithActor(r)
 	if err := h.serve(w, r); err != nil {
 		WriteError(w, r, h.log, err)
 	}
+}
+
+// WithActor returns r with an anonymous actor at the connection's peer
+// address in its context, unless it carries one (access control puts the
+// caller's there, auth.Middleware), so every engine call of the request
+// records who made it.
+func WithActor(r *http.Request) *http.Request {
+	if stowage.ActorFrom(r.Context()) != (stowage.Actor{}) {
+		return r
+	}
+	addr, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		addr = r.RemoteAddr
+	}
+	return r.WithContext(stowage.WithActor(r.Context(), stowage.RequestActor(r, "", addr)))
 }
 
 func methodNotAllowed(r *http.Request) error {
