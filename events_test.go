@@ -685,9 +685,12 @@ func TestRolledBackChangeLeavesNoEvent(t *testing.T) {
 	bad := newFeedEnvOn(t, rollbackDB{db}, path, filepath.Join(dir, "storage"), stowage.Options{})
 	seq := lastSeq(t, path)
 	for name, change := range map[string]func() error{
-		"push":              func() error { return bad.put("app", stowage.Reference{Tag: "v1"}, next) },
-		"untag":             func() error { _, err := bad.reg.Untag(bad.ctx, "app", "v1", false); return err },
-		"delete":            func() error { _, err := bad.reg.DeleteImage(bad.ctx, "app", stowage.Reference{Digest: m.d}, false); return err },
+		"push":  func() error { return bad.put("app", stowage.Reference{Tag: "v1"}, next) },
+		"untag": func() error { _, err := bad.reg.Untag(bad.ctx, "app", "v1", false); return err },
+		"delete": func() error {
+			_, err := bad.reg.DeleteImage(bad.ctx, "app", stowage.Reference{Digest: m.d}, false)
+			return err
+		},
 		"delete repository": func() error { _, err := bad.reg.DeleteRepository(bad.ctx, "app", false); return err },
 		"lock": func() error {
 			_, err := bad.reg.SetLocks(bad.ctx, "app", stowage.Reference{}, stowage.LockWrite, 0)
