@@ -32,6 +32,7 @@ type Registry struct {
 
 	lease         time.Duration
 	keepReferrers bool
+	recordPulls   bool // Options.RecordPulls
 	storageLimit  int64
 	nodeID        string
 	// uploadLease and uploadRenew: an upload writer's lease, and how often
@@ -66,6 +67,10 @@ type Options struct {
 	// sharing the database; it prefixes the node's upload leases. Default:
 	// a random one.
 	NodeID string
+	// RecordPulls makes every manifest GET append a pull event to the
+	// change feed (in its own transaction after the read; a HEAD is no
+	// pull). Off by default: then a pull writes nothing.
+	RecordPulls bool
 }
 
 // NewRegistry returns an engine over db and store.
@@ -79,6 +84,7 @@ func NewRegistry(db DB, store Backend, opts Options) *Registry {
 	}
 	r.app, _ = store.(Appender)
 	r.lease, r.keepReferrers, r.storageLimit, r.nodeID = opts.Lease, opts.KeepReferrers, opts.StorageLimit, opts.NodeID
+	r.recordPulls = opts.RecordPulls
 	if r.nodeID == "" {
 		r.nodeID = newID()
 	}

@@ -80,8 +80,14 @@ const adminPass = "admin-password-1"
 
 func newEnv(t *testing.T, tweak ...func(*auth.Options)) *env {
 	t.Helper()
+	return newEnvAt(t, ":memory:", tweak...)
+}
+
+// newEnvAt is newEnv on the SQLite database at path.
+func newEnvAt(t *testing.T, path string, tweak ...func(*auth.Options)) *env {
+	t.Helper()
 	ctx := context.Background()
-	db, err := sqlite.Open(ctx, ":memory:")
+	db, err := sqlite.Open(ctx, path)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -183,8 +183,16 @@ func (a *Authority) Middleware(next http.Handler) http.Handler {
 				r = a.guardMount(r, id, rt.Name)
 			}
 		}
-		next.ServeHTTP(w, r.WithContext(NewContext(r.Context(), id)))
+		next.ServeHTTP(w, a.withIdentity(r, id))
 	})
+}
+
+// withIdentity returns r with id in its context (NewContext) and id as
+// the actor of its changes (stowage.WithActor): its name and the client's
+// address, which the engine copies into the change feed's events.
+func (a *Authority) withIdentity(r *http.Request, id Identity) *http.Request {
+	ctx := stowage.WithActor(NewContext(r.Context(), id), stowage.RequestActor(r, id.Name, a.ClientIP(r)))
+	return r.WithContext(ctx)
 }
 
 func errCodeFor(r *http.Request) string {
@@ -403,7 +411,7 @@ func (a *Authority) ManagementMiddleware(next http.Handler) http.Handler {
 			a.refuse(w, r, id, n, true)
 			return
 		}
-		r = r.WithContext(NewContext(r.Context(), id))
+		r = a.withIdentity(r, id)
 		if r.Method == http.MethodGet || r.Method == http.MethodHead {
 			next.ServeHTTP(w, r)
 			return

@@ -33,6 +33,7 @@ func NewACR(reg *stowage.Registry, log *slog.Logger) *ACR {
 }
 
 func (a *ACR) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	r = stowage.WithRequestActor(r) // who made the changes, for the change feed
 	if err := a.serve(w, r); err != nil {
 		httperr.Write(w, r, a.log, err)
 	}

@@ -59,6 +59,7 @@ func New(reg *stowage.Registry, log *slog.Logger) *Handler {
 }
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	r = stowage.WithRequestActor(r) // who made the changes, for the change feed
 	if err := h.serve(w, r); err != nil {
 		httperr.Write(w, r, h.log, err)
 	}

@@ -33,6 +33,7 @@ func New(reg *stowage.Registry, log *slog.Logger) *Handler {
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Docker-Distribution-API-Version", "registry/2.0")
+	r = stowage.WithRequestActor(r)
 	if err := h.serve(w, r); err != nil {
 		httperr.Write(w, r, h.log, err)
 	}
