@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/stowage/stowage"
+	"github.com/stowage/stowage/policy"
+	"github.com/stowage/stowage/recyclebin"
 )
 
 func (e *env) tags(t *testing.T, repo string) []string {
@@ -50,26 +52,26 @@ func TestRetention(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	if err := e.reg.SetRetention(e.ctx, stowage.RetentionPolicy{Enabled: true, Days: 400}); err == nil {
+	if err := e.policies().SetRetention(e.ctx, policy.Retention{Enabled: true, Days: 400}); err == nil {
 		t.Error("a 400-day policy was accepted; want 0 to 365")
 	}
-	run, err := e.reg.ApplyRetention(e.ctx, false)
+	run, err := e.policies().ApplyRetention(e.ctx, false)
 	if err != nil || run.Manifests != 0 {
 		t.Fatalf("with no policy: %+v, %v", run, err)
 	}
-	if err := e.reg.SetRetention(e.ctx, stowage.RetentionPolicy{Enabled: true, Days: 7}); err != nil {
+	if err := e.policies().SetRetention(e.ctx, policy.Retention{Enabled: true, Days: 7}); err != nil {
 		t.Fatal(err)
 	}
 	e.clock.Advance(6 * 24 * time.Hour)
-	if run, _ := e.reg.ApplyRetention(e.ctx, false); run.Manifests != 0 {
+	if run, _ := e.policies().ApplyRetention(e.ctx, false); run.Manifests != 0 {
 		t.Fatalf("after 6 days: deleted %d manifests, want none", run.Manifests)
 	}
 	e.clock.Advance(2 * 24 * time.Hour)
-	dry, err := e.reg.ApplyRetention(e.ctx, true)
+	dry, err := e.policies().ApplyRetention(e.ctx, true)
 	if err != nil || dry.Manifests != 2 {
 		t.Fatalf("dry run after 8 days: %+v, %v; want m1 and the never-tagged manifest", dry, err)
 	}
-	run, err = e.reg.ApplyRetention(e.ctx, false)
+	run, err = e.policies().ApplyRetention(e.ctx, false)
 	if err != nil || run.Manifests != 2 || run.BytesFreed != dry.BytesFreed {
 		t.Fatalf("after 8 days: %+v, %v (dry run said %+v)", run, err, dry)
 	}
@@ -78,7 +80,7 @@ func TestRetention(t *testing.T) {
 			t.Errorf("manifest %s present = %v, want %v", d, got, want)
 		}
 	}
-	if _, last, _ := e.reg.Retention(e.ctx); last == nil || last.Manifests != 2 {
+	if _, last, _ := e.policies().Retention(e.ctx); last == nil || last.Manifests != 2 {
 		t.Errorf("last run not recorded: %+v", last)
 	}
 	gc, err := e.reg.CollectGarbage(e.ctx, stowage.GCOptions{MinAge: zero()})
@@ -111,14 +113,14 @@ func TestPurge(t *testing.T) {
 			t.Errorf("filter %q accepted", bad)
 		}
 	}
-	ago, _ := stowage.ParseAge("2d")
-	opts := stowage.PurgeOptions{Filters: []stowage.PurgeFilter{filter}, Ago: ago, Keep: 2, Untagged: true, DryRun: true}
-	dry, err := e.reg.Purge(e.ctx, opts)
+	ago, _ := policy.ParseAge("2d")
+	opts := policy.PurgeOptions{Filters: []stowage.PurgeFilter{filter}, Ago: ago, Keep: 2, Untagged: true, DryRun: true}
+	dry, err := e.policies().Purge(e.ctx, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
 	opts.DryRun = false
-	run, err := e.reg.Purge(e.ctx, opts)
+	run, err := e.policies().Purge(e.ctx, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -142,7 +144,7 @@ func TestPurge(t *testing.T) {
 	if err != nil || gc.BytesFreed != run.BytesFreed || run.BytesFreed == 0 {
 		t.Errorf("GC freed %d bytes, purge predicted %d (dry run %d) (%v)", gc.BytesFreed, run.BytesFreed, dry.BytesFreed, err)
 	}
-	if d, _ := stowage.ParseAge("1d12h"); d != 36*time.Hour {
+	if d, _ := policy.ParseAge("1d12h"); d != 36*time.Hour {
 		t.Errorf("ParseAge(1d12h) = %v", d)
 	}
 }
@@ -155,46 +157,50 @@ func TestPurgePolicies(t *testing.T) {
 	for i := 1; i <= 3; i++ {
 		e.image(t, "ci/app", fmt.Sprintf("pr-%d", i), newBlob(40+i), base)
 	}
-	for _, bad := range []stowage.PurgePolicy{
+	for _, bad := range []policy.PurgePolicy{
 		{Name: "x y", Filters: []string{"ci/.*:pr-.*"}, Every: "1d"},
 		{Name: "nofilter", Every: "1d"},
 		{Name: "often", Filters: []string{"ci/.*:pr-.*"}, Every: "10s"},
 		{Name: "badago", Filters: []string{"ci/.*:pr-.*"}, Every: "1d", Ago: "soon"},
 	} {
-		if err := e.reg.SetPurgePolicy(e.ctx, bad); err == nil {
+		if err := e.policies().SetPurgePolicy(e.ctx, bad); err == nil {
 			t.Errorf("policy %+v accepted", bad)
 		}
 	}
-	if err := e.reg.SetPurgePolicy(e.ctx, stowage.PurgePolicy{Name: "prs", Filters: []string{"ci/.*:pr-.*"}, Ago: "1d", Keep: 1, Untagged: true, Every: "1d"}); err != nil {
+	if err := e.policies().SetPurgePolicy(e.ctx, policy.PurgePolicy{Name: "prs", Filters: []string{"ci/.*:pr-.*"}, Ago: "1d", Keep: 1, Untagged: true, Every: "1d"}); err != nil {
 		t.Fatal(err)
 	}
-	if err := e.reg.RunDuePurgePolicies(e.ctx); err != nil { // nothing is a day old yet
+	if err := e.policies().RunDuePurgePolicies(e.ctx); err != nil { // nothing is a day old yet
 		t.Fatal(err)
 	}
 	if got := e.tags(t, "ci/app"); len(got) != 3 {
 		t.Fatalf("tags after a run with nothing old enough: %v", got)
 	}
 	e.clock.Advance(2 * 24 * time.Hour) // due again, and the tags are old enough
-	if err := e.reg.RunDuePurgePolicies(e.ctx); err != nil {
+	if err := e.policies().RunDuePurgePolicies(e.ctx); err != nil {
 		t.Fatal(err)
 	}
 	if got := e.tags(t, "ci/app"); len(got) != 1 {
 		t.Errorf("tags after the scheduled purge: %v, want the newest one", got)
 	}
-	ps, _ := e.reg.PurgePolicies(e.ctx)
+	ps, _ := e.policies().PurgePolicies(e.ctx)
 	if len(ps) != 1 || ps[0].LastRun == nil || ps[0].LastRun.Tags != 2 {
 		t.Fatalf("policy after its run: %+v", ps)
 	}
 	e.image(t, "ci/app", "pr-9", newBlob(49), base)
 	e.clock.Advance(12 * time.Hour) // not due yet (period 1d)
-	e.reg.RunDuePurgePolicies(e.ctx)
+	e.policies().RunDuePurgePolicies(e.ctx)
 	if got := e.tags(t, "ci/app"); len(got) != 2 {
 		t.Errorf("a policy ran before its period: tags %v", got)
 	}
-	if err := e.reg.DeletePurgePolicy(e.ctx, "prs"); err != nil {
+	if err := e.policies().DeletePurgePolicy(e.ctx, "prs"); err != nil {
 		t.Fatal(err)
 	}
-	if err := e.reg.DeletePurgePolicy(e.ctx, "prs"); stowage.ErrorCodeOf(err) != stowage.CodeNameUnknown {
+	if err := e.policies().DeletePurgePolicy(e.ctx, "prs"); stowage.ErrorCodeOf(err) != stowage.CodeNameUnknown {
 		t.Errorf("deleting a missing policy: %v", err)
 	}
 }
+
+func (e *env) policies() *policy.Runner { return policy.New(e.reg) }
+
+func (e *env) bin() *recyclebin.Bin { return recyclebin.New(e.reg) }

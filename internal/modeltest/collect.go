@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/stowage/stowage"
+	"github.com/stowage/stowage/recyclebin"
 )
 
 // Collections and crashes: the steps whose outcome the model cannot
@@ -271,7 +272,7 @@ func (h *harness) finishMid(before *model, inner Op, now time.Time) []*model {
 // effects happened: each is allowed either way.
 func (h *harness) afterCrashedGC(ctx context.Context, now time.Time) error {
 	m := h.m
-	bin, err := h.eng.nodes[0].reg.RecycleBin(ctx, "")
+	bin, err := recyclebin.New(h.eng.nodes[0].reg).List(ctx, "")
 	if err != nil {
 		return err
 	}
