@@ -62,7 +62,7 @@ func (h *harness) collect(ctx context.Context, n *node, full bool, g gcRun) erro
 	}
 	m := h.m
 	// Recycle bin entries expire now; what they held starts its grace
-	// period now (registry_softdelete.go: expireRecycled), so this
+	// period now (recycle_core.go: ExpireRecycled), so this
 	// collection may keep it.
 	released := map[stowage.Digest]bool{}
 	m.recycle = slices.DeleteFunc(m.recycle, func(e *mRecycled) bool {
