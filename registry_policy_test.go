@@ -340,7 +340,7 @@ func TestPolicyEvents(t *testing.T) {
 			func(e *eventsEnv) error {
 				return e.policies().SetRetention(e.ctx, policy.Retention{Enabled: true, Days: 7})
 			},
-			[]string{`policy/ {"name":"retention","value":{"enabled":true,"days":7}}`},
+			[]string{`policy/ {"name":"retention","before":{"enabled":false,"days":0},"after":{"enabled":true,"days":7}}`},
 			func(t *testing.T, e *eventsEnv) {
 				if p, _, err := e.policies().Retention(e.ctx); err != nil || p.Enabled {
 					t.Errorf("retention after a failed set: %+v %v", p, err)
@@ -348,7 +348,7 @@ func TestPolicyEvents(t *testing.T) {
 			}},
 		{"set purge policy", nil,
 			func(e *eventsEnv) error { return e.policies().SetPurgePolicy(e.ctx, prs) },
-			[]string{`policy/ {"name":"purge-policies/prs","value":{"name":"prs","filters":["ci/.*:pr-.*"],"ago":"1d","keep":0,"untagged":false,"every":"1d"}}`},
+			[]string{`policy/ {"name":"purgePolicy","policy":"prs","before":null,"after":{"name":"prs","filters":["ci/.*:pr-.*"],"ago":"1d","keep":0,"untagged":false,"every":"1d"}}`},
 			func(t *testing.T, e *eventsEnv) {
 				if ps, err := e.policies().PurgePolicies(e.ctx); err != nil || len(ps) != 0 {
 					t.Errorf("purge policies after a failed set: %+v %v", ps, err)
@@ -361,7 +361,7 @@ func TestPolicyEvents(t *testing.T) {
 				}
 			},
 			func(e *eventsEnv) error { return e.policies().DeletePurgePolicy(e.ctx, "prs") },
-			[]string{`policy/ {"name":"purge-policies/prs","value":null}`},
+			[]string{`policy/ {"name":"purgePolicy","policy":"prs","before":{"name":"prs","filters":["ci/.*:pr-.*"],"ago":"1d","keep":0,"untagged":false,"every":"1d"},"after":null}`},
 			func(t *testing.T, e *eventsEnv) {
 				if ps, err := e.policies().PurgePolicies(e.ctx); err != nil || len(ps) != 1 {
 					t.Errorf("purge policies after a failed delete: %+v %v", ps, err)
@@ -371,7 +371,7 @@ func TestPolicyEvents(t *testing.T) {
 			func(e *eventsEnv) error {
 				return e.bin().SetSoftDelete(e.ctx, stowage.SoftDeletePolicy{Enabled: true, Days: 3})
 			},
-			[]string{`policy/ {"name":"soft-delete","value":{"enabled":true,"days":3}}`},
+			[]string{`policy/ {"name":"softDelete","before":{"enabled":false,"days":0},"after":{"enabled":true,"days":3}}`},
 			func(t *testing.T, e *eventsEnv) {
 				if p, err := e.bin().SoftDelete(e.ctx); err != nil || p.Enabled {
 					t.Errorf("soft delete after a failed set: %+v %v", p, err)

@@ -82,10 +82,14 @@ func (r *Runner) SetRetention(ctx context.Context, p Retention) error {
 	}
 	now := r.now()
 	return r.db.Update(ctx, func(tx stowage.Tx) error {
+		var before Retention
+		if err := stowage.GetSetting(tx, settingRetention, &before); err != nil {
+			return err
+		}
 		if err := stowage.PutSetting(tx, settingRetention, p, now); err != nil {
 			return err
 		}
-		return tx.Events().Append(policyEvent(ctx, now, "retention", p))
+		return tx.Events().Append(policyEvent(ctx, now, map[string]any{"name": "retention", "before": before, "after": p}))
 	})
 }
 
@@ -221,12 +225,12 @@ func (r *Runner) SetPurgePolicy(ctx context.Context, p PurgePolicy) error {
 		return err
 	}
 	p.LastRun = nil
-	set := p
-	return r.updatePolicies(ctx, "purge-policies/"+p.Name, &set, func(ps []PurgePolicy) ([]PurgePolicy, error) {
+	return r.updatePolicies(ctx, p.Name, &p, func(ps []PurgePolicy) ([]PurgePolicy, error) {
 		for i := range ps {
 			if ps[i].Name == p.Name {
-				p.LastRun = ps[i].LastRun
-				ps[i] = p
+				q := p
+				q.LastRun = ps[i].LastRun
+				ps[i] = q
 				return ps, nil
 			}
 		}
@@ -238,7 +242,7 @@ func (r *Runner) SetPurgePolicy(ctx context.Context, p PurgePolicy) error {
 
 // DeletePurgePolicy removes a policy, and records the change in the feed.
 func (r *Runner) DeletePurgePolicy(ctx context.Context, name string) error {
-	return r.updatePolicies(ctx, "purge-policies/"+name, nil, func(ps []PurgePolicy) ([]PurgePolicy, error) {
+	return r.updatePolicies(ctx, name, nil, func(ps []PurgePolicy) ([]PurgePolicy, error) {
 		for i := range ps {
 			if ps[i].Name == name {
 				return append(ps[:i], ps[i+1:]...), nil
@@ -248,15 +252,22 @@ func (r *Runner) DeletePurgePolicy(ctx context.Context, name string) error {
 	})
 }
 
-// updatePolicies changes the stored policies with fn in one transaction;
-// a change of a policy's settings (event non-empty: its name; value the
-// new settings, nil when deleted) appends its policy event there too.
-func (r *Runner) updatePolicies(ctx context.Context, event string, value *PurgePolicy, fn func([]PurgePolicy) ([]PurgePolicy, error)) error {
+// updatePolicies changes the stored policies with fn in one transaction.
+// A change of policy name's settings (name non-empty; after: its new
+// settings, nil when deleted) appends its policy event there too.
+func (r *Runner) updatePolicies(ctx context.Context, name string, after *PurgePolicy, fn func([]PurgePolicy) ([]PurgePolicy, error)) error {
 	now := r.now()
 	return r.db.Update(ctx, func(tx stowage.Tx) error {
 		var ps []PurgePolicy
 		if err := stowage.GetSetting(tx, settingPurgePolicies, &ps); err != nil {
 			return err
+		}
+		var before *PurgePolicy
+		for _, p := range ps {
+			if p.Name == name {
+				p.LastRun = nil
+				before = &p
+			}
 		}
 		ps, err := fn(ps)
 		if err != nil {
@@ -265,10 +276,10 @@ func (r *Runner) updatePolicies(ctx context.Context, event string, value *PurgeP
 		if err := stowage.PutSetting(tx, settingPurgePolicies, ps, now); err != nil {
 			return err
 		}
-		if event == "" {
+		if name == "" {
 			return nil
 		}
-		return tx.Events().Append(policyEvent(ctx, now, event, value))
+		return tx.Events().Append(policyEvent(ctx, now, map[string]any{"name": "purgePolicy", "policy": name, "before": before, "after": after}))
 	})
 }
 
@@ -322,12 +333,14 @@ func (r *Runner) runDuePurgePolicies(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// policyEvent records a policy's new settings (value; nil when removed)
-// under name ("retention", "purge-policies/NAME").
-func policyEvent(ctx context.Context, now time.Time, name string, value any) stowage.Event {
+// policyEvent records a change of a policy's settings; fields say which
+// ("name": "retention", or "purgePolicy" with "policy": its name) and what
+// they were "before" and are "after" (nil: none, e.g. a policy created or
+// deleted), as every policy event of the feed does.
+func policyEvent(ctx context.Context, now time.Time, fields map[string]any) stowage.Event {
 	e := stowage.NewEvent(ctx, stowage.EventPolicy, "")
 	e.Time = now
-	e.Detail = detail(e.Detail, map[string]any{"name": name, "value": value})
+	e.Detail = detail(e.Detail, fields)
 	return e
 }
 

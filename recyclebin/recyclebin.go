@@ -46,12 +46,16 @@ func (b *Bin) SetSoftDelete(ctx context.Context, p stowage.SoftDeletePolicy) err
 	}
 	now := b.now()
 	return b.db.Update(ctx, func(tx stowage.Tx) error {
+		var before stowage.SoftDeletePolicy
+		if err := stowage.GetSetting(tx, stowage.SettingSoftDelete, &before); err != nil {
+			return err
+		}
 		if err := stowage.PutSetting(tx, stowage.SettingSoftDelete, p, now); err != nil {
 			return err
 		}
 		e := stowage.NewEvent(ctx, stowage.EventPolicy, "")
 		e.Time = now
-		e.Detail = detail(e.Detail, map[string]any{"name": "soft-delete", "value": p})
+		e.Detail = detail(e.Detail, map[string]any{"name": "softDelete", "before": before, "after": p})
 		return tx.Events().Append(e)
 	})
 }
