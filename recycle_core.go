@@ -10,7 +10,7 @@ import (
 // setting, listing and restores); what stays here is what the core's own
 // paths need: every delete reads the soft delete policy to send what it
 // deletes to the bin (recycleUntil), garbage collection expires entries
-// (ExpireRecycled), and a restore checks the repository's locks and quota
+// (Registry.ExpireRecycled), and a restore checks the repository's locks and quota
 // as a push would (Writable, CheckRepoQuota).
 
 // SoftDeletePolicy keeps deleted manifests in a recycle bin for Days (1 to
@@ -44,14 +44,15 @@ func (r *Registry) CheckRepoQuota(tx Tx, action, repo string, size int64) error 
 }
 
 // ExpireRecycled removes the recycle bin entries past their time (at now);
-// their space then follows the usual grace period and lease. Each entry
-// removed appends a delete event (ReasonExpiry) in the transaction that
-// removes it: from then on the manifest cannot come back.
-func ExpireRecycled(ctx context.Context, db DB, now time.Time) (int, error) {
+// their space then follows the usual grace period and lease. Garbage
+// collection runs it first. Each entry removed appends a delete event
+// (ReasonExpiry) in the transaction that removes it: from then on the
+// manifest cannot come back.
+func (r *Registry) ExpireRecycled(ctx context.Context, now time.Time) (int, error) {
 	n := 0
 	for {
 		var batch []RecycledManifest
-		err := db.Update(ctx, func(tx Tx) (err error) {
+		err := r.db.Update(ctx, func(tx Tx) (err error) {
 			if batch, err = tx.Recycle().ExpiredRecycled(now, gcBatch); err != nil {
 				return err
 			}
@@ -79,8 +80,10 @@ func ExpireRecycled(ctx context.Context, db DB, now time.Time) (int, error) {
 	}
 }
 
+// expireRecycled is ExpireRecycled under the name registry_gc.go calls it
+// by (drop it when the collector moves to package gc).
 func (r *Registry) expireRecycled(ctx context.Context, now time.Time) (int, error) {
-	return ExpireRecycled(ctx, r.db, now)
+	return r.ExpireRecycled(ctx, now)
 }
 
 // expiryEvent records that recycle bin entry e expired: its manifest is

@@ -42,7 +42,7 @@ func (h *Handler) unconfigured(head string) error {
 	switch {
 	case h.pol == nil && (head == "retention" || head == "purge" || head == "purge-policies"),
 		h.bin == nil && (head == "soft-delete" || head == "recycle-bin"):
-		return stowage.Errorf(stowage.CodeUnsupported, "/api/v1/%s is not served by this handler", head)
+		return stowage.Errorf(stowage.CodeUnsupported, "/api/v1/%s is not enabled on this management API", head)
 	}
 	return nil
 }

@@ -4,7 +4,7 @@
 //
 // The core's delete path puts manifests in the bin (it reads the soft
 // delete policy, stowage.SoftDeletePolicy), and garbage collection expires
-// entries (stowage.ExpireRecycled); this package sets the policy, lists the
+// entries (Registry.ExpireRecycled); this package sets the policy, lists the
 // bin and restores from it. Each change appends its event to the change
 // feed in the transaction that makes it.
 package recyclebin
