@@ -45,7 +45,7 @@ func (r *Registry) CheckRepoQuota(tx Tx, action, repo string, size int64) error 
 
 // ExpireRecycled removes the recycle bin entries past their time (at now);
 // their space then follows the usual grace period and lease. Garbage
-// collection runs it first. Each entry removed appends a delete event
+// collection runs it first (package gc). Each entry removed appends a delete event
 // (ReasonExpiry) in the transaction that removes it: from then on the
 // manifest cannot come back.
 func (r *Registry) ExpireRecycled(ctx context.Context, now time.Time) (int, error) {
@@ -78,12 +78,6 @@ func (r *Registry) ExpireRecycled(ctx context.Context, now time.Time) (int, erro
 			return n, err
 		}
 	}
-}
-
-// expireRecycled is ExpireRecycled under the name registry_gc.go calls it
-// by (drop it when the collector moves to package gc).
-func (r *Registry) expireRecycled(ctx context.Context, now time.Time) (int, error) {
-	return r.ExpireRecycled(ctx, now)
 }
 
 // expiryEvent records that recycle bin entry e expired: its manifest is

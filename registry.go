@@ -351,7 +351,7 @@ func (r *Registry) reserve(ctx context.Context, repo string, d Digest, size int6
 // finishDeleting finishes the deletion of d, in state 'deleting', if no
 // collection is running (on any node sharing the database): then a crashed
 // one left the row. Holding the collector's job lock, it deletes the object,
-// then the row, as the collector would (deleteBatch), and reports true. While
+// then the row, as the collector would (DeleteBlobs), and reports true. While
 // a collection runs it does nothing and reports false: that collection
 // finishes the row (step 0, or the batch it is deleting).
 func (r *Registry) finishDeleting(ctx context.Context, d Digest) (bool, error) {
@@ -375,7 +375,7 @@ func (r *Registry) finishDeleting(ctx context.Context, d Digest) (bool, error) {
 		return false, err
 	}
 	r.log.Info("finishing the deletion of a blob a crashed garbage collection left, to push it again", "digest", d)
-	if err := r.deleteBatch(held, []BlobRecord{b}, &GCReport{}); err != nil {
+	if err := r.DeleteBlobs(held, []BlobRecord{b}); err != nil {
 		return false, fmt.Errorf("finishing the deletion of blob %s that an interrupted garbage collection left: %w", d, err)
 	}
 	return true, nil

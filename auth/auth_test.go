@@ -105,7 +105,7 @@ func newEnv(t *testing.T, tweak ...func(*auth.Options)) *env {
 	mux.Handle("/v2/", e.a.Middleware(oci))
 	mux.Handle(auth.TokenPath, e.a.TokenHandler())
 	mux.Handle(auth.AdminPrefix, e.a.ManagementMiddleware(e.a.Handler()))
-	mux.Handle("/api/v1/", e.a.ManagementMiddleware(mgmt.New(reg, nil, stowage.GCOptions{}).WithPolicies(policy.New(reg), recyclebin.New(reg))))
+	mux.Handle("/api/v1/", e.a.ManagementMiddleware(mgmt.New(reg, nil).WithPolicies(policy.New(reg), recyclebin.New(reg))))
 	mux.Handle("/acr/v1/", e.a.ManagementMiddleware(mgmt.NewACR(reg, nil)))
 	// /probe/ reports the identity the middleware put into the context.
 	mux.Handle("/probe/", e.a.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {})))

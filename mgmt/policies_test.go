@@ -18,9 +18,9 @@ import (
 // without them answer UNSUPPORTED instead of failing.
 func TestPolicyEndpoints(t *testing.T) {
 	_, reg, _ := setup(t)
-	with := httptest.NewServer(mgmt.New(reg, nil, stowage.GCOptions{}).WithPolicies(policy.New(reg), recyclebin.New(reg)))
+	with := httptest.NewServer(mgmt.New(reg, nil).WithPolicies(policy.New(reg), recyclebin.New(reg)))
 	t.Cleanup(with.Close)
-	without := httptest.NewServer(mgmt.New(reg, nil, stowage.GCOptions{}))
+	without := httptest.NewServer(mgmt.New(reg, nil))
 	t.Cleanup(without.Close)
 	for _, c := range []struct {
 		method, path, body string

@@ -44,8 +44,6 @@ func (h *Handler) WithTopology(t Topology) *Handler {
 //
 //	GET  /api/v1/storage                         topology and health of every copy
 //	POST /api/v1/storage/rebalance[?dry_run=true]  move misplaced objects (JSON lines)
-//	GET  /api/v1/scrub                           the last scrub's report
-//	POST /api/v1/scrub                           scrub now (JSON lines with progress)
 func (h *Handler) serveStorage(ctx context.Context, w http.ResponseWriter, r *http.Request, head, arg string, dry bool) error {
 	switch {
 	case head == "storage" && arg == "" && r.Method == http.MethodGet:
@@ -66,23 +64,6 @@ func (h *Handler) serveStorage(ctx context.Context, w http.ResponseWriter, r *ht
 		}
 		h.log.Info("rebalance done", "scanned", p.Scanned, "misplaced", p.Misplaced, "moved", p.Moved, "dry_run", dry)
 		enc.line(map[string]any{"report": p})
-		return nil
-	case head == "scrub" && arg == "" && r.Method == http.MethodGet:
-		rep, err := h.reg.LastScrub(ctx)
-		if err != nil {
-			return stowage.Errorf(stowage.CodeNameUnknown, "no scrub has run yet: run `stowage scrub`")
-		}
-		return writeJSON(w, rep)
-	case head == "scrub" && arg == "" && r.Method == http.MethodPost:
-		enc := streamJSON(w)
-		rep, err := h.reg.Scrub(ctx, stowage.ScrubOptions{Progress: func(done, total int64) { enc.progress("blobs", done, total) }})
-		if err != nil {
-			h.log.Error("scrub failed", "err", err)
-			enc.line(map[string]any{"error": err.Error()})
-			return nil
-		}
-		h.log.Info("scrub done", "blobs", rep.Blobs, "ok", rep.OK, "repaired", rep.Repaired, "degraded", rep.Degraded, "lost", rep.Lost)
-		enc.line(map[string]any{"report": rep})
 		return nil
 	}
 	return notFound(r)

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/stowage/stowage"
+	"github.com/stowage/stowage/gc"
 	"github.com/stowage/stowage/recyclebin"
 )
 
@@ -50,7 +51,7 @@ func (h *harness) collect(ctx context.Context, n *node, full bool, g gcRun) erro
 	run := g.run
 	if run == nil {
 		run = func() error {
-			_, err := n.reg.CollectGarbage(ctx, stowage.GCOptions{Grace: gcGrace, UploadExpiry: uploadExpiry})
+			_, err := gc.New(n.reg).Collect(ctx, gc.Options{Grace: gcGrace, UploadExpiry: uploadExpiry})
 			return err
 		}
 	}
@@ -169,7 +170,7 @@ func (h *harness) crash(ctx context.Context, op Op) error {
 		now = h.eng.clock.now().Add(n.skew)
 		arm()
 		gctx, cancel := context.WithTimeout(ctx, gcHang)
-		_, err := n.reg.CollectGarbage(gctx, stowage.GCOptions{Grace: gcGrace, UploadExpiry: uploadExpiry})
+		_, err := gc.New(n.reg).Collect(gctx, gc.Options{Grace: gcGrace, UploadExpiry: uploadExpiry})
 		hung := gctx.Err() != nil && ctx.Err() == nil
 		cancel()
 		disarm()
