@@ -26,6 +26,8 @@ import (
 	"github.com/stowage/stowage/jobs"
 	"github.com/stowage/stowage/mgmt"
 	"github.com/stowage/stowage/ociapi"
+	"github.com/stowage/stowage/policy"
+	"github.com/stowage/stowage/recyclebin"
 	"github.com/stowage/stowage/scrub"
 	"github.com/stowage/stowage/storage/crypt"
 )
@@ -205,8 +207,9 @@ func (m *Main) Run(ctx context.Context) error {
 		UploadExpiry: time.Duration(cfg.GC.UploadExpiry)}
 	collector, scrubber := gc.New(reg), scrub.New(reg.Parts())
 
+	pol := policy.New(reg)
 	mux := http.NewServeMux()
-	routes(mux, m.log, authority, lim, ociapi.New(reg, m.log), mgmt.New(reg, m.log).WithGC(collector, gcOpts).WithScrub(scrubber).WithKeys(managedKeys(keys)).WithTopology(topo),
+	routes(mux, m.log, authority, lim, ociapi.New(reg, m.log), mgmt.New(reg, m.log).WithGC(collector, gcOpts).WithScrub(scrubber).WithKeys(managedKeys(keys)).WithTopology(topo).WithPolicies(pol, recyclebin.New(reg)),
 		mgmt.NewACR(reg, m.log), metricsHandler(reg, db, topo, keys))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
 
@@ -244,7 +247,7 @@ func (m *Main) Run(ctx context.Context) error {
 		})
 	}
 	// Every node looks every minute; one at a time runs what is due.
-	m.every(bg, "scheduled purge", time.Minute, reg.RunDuePurgePolicies)
+	m.every(bg, "scheduled purge", time.Minute, pol.RunDuePurgePolicies)
 	if topo.needsUpkeep() {
 		m.scheduled(bg, reg, "storage upkeep", "storage-repair", time.Minute, topo.upkeep)
 	}
@@ -259,7 +262,7 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	if cfg.Retention.Interval > 0 {
 		m.scheduled(bg, reg, "retention", "retention", time.Duration(cfg.Retention.Interval), func(ctx context.Context) error {
-			run, err := reg.ApplyRetention(ctx, false)
+			run, err := pol.ApplyRetention(ctx, false)
 			if err == nil && run.Manifests > 0 {
 				m.log.Info("retention deleted untagged manifests", "manifests", run.Manifests, "bytes_freed_after_gc", run.BytesFreed)
 			}
