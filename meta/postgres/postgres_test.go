@@ -17,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/stowage/stowage"
+	"github.com/stowage/stowage/feed"
 	"github.com/stowage/stowage/internal/testenv"
 	"github.com/stowage/stowage/meta/metatest"
 	"github.com/stowage/stowage/meta/postgres"
@@ -39,6 +40,14 @@ func open(t *testing.T, cs string) *postgres.DB {
 func TestConformance(t *testing.T) {
 	pgtest.Server(t)
 	metatest.Run(t, func(t *testing.T) stowage.DB { return open(t, pgtest.Schema(t, "stowage_test")) })
+}
+
+func TestFeed(t *testing.T) {
+	pgtest.Server(t)
+	metatest.RunFeed(t, func(t *testing.T) (stowage.DB, feed.Store) {
+		db := open(t, pgtest.Schema(t, "stowage_test"))
+		return db, db.Feed()
+	})
 }
 
 func TestReopenKeepsData(t *testing.T) {
@@ -325,6 +334,12 @@ func TestTablesListMatchesSchema(t *testing.T) {
 	for _, tab := range tables.Derived {
 		if _, ok := schema[tab]; !ok {
 			t.Errorf("derived table %s is not in the schema", tab)
+		}
+		delete(schema, tab)
+	}
+	for _, tab := range tables.PostgresOnly {
+		if _, ok := schema[tab]; !ok {
+			t.Errorf("table %s is not in the schema", tab)
 		}
 		delete(schema, tab)
 	}
