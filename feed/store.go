@@ -26,6 +26,9 @@ package feed
 
 import (
 	"context"
+	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/stowage/stowage"
@@ -127,4 +130,32 @@ func Of(db stowage.DB) (Store, bool) {
 		return nil, false
 	}
 	return p.Feed(), true
+}
+
+// Kinds lists every kind of event, for validating filters (a kind that is
+// not here matches nothing, which a typo should not silently do).
+var Kinds = []stowage.EventKind{
+	stowage.EventPush, stowage.EventUntag, stowage.EventDelete, stowage.EventRepositoryDelete, stowage.EventRestore,
+	stowage.EventLock, stowage.EventQuota, stowage.EventPolicy, stowage.EventUser, stowage.EventToken,
+	stowage.EventScopeMap, stowage.EventPull, stowage.EventLoginFailed,
+}
+
+// ParseKinds reads a comma-separated list of kinds ("push,delete").
+func ParseKinds(s string) ([]stowage.EventKind, error) {
+	var out []stowage.EventKind
+	for _, k := range strings.Split(s, ",") {
+		k = strings.TrimSpace(k)
+		if k == "" {
+			continue
+		}
+		if !slices.Contains(Kinds, stowage.EventKind(k)) {
+			names := make([]string, len(Kinds))
+			for i, k := range Kinds {
+				names[i] = string(k)
+			}
+			return nil, fmt.Errorf("unknown event kind %q: want one or more of %s", k, strings.Join(names, ", "))
+		}
+		out = append(out, stowage.EventKind(k))
+	}
+	return out, nil
 }

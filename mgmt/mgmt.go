@@ -28,6 +28,8 @@ type Handler struct {
 	gc   stowage.GCOptions // defaults for POST /api/v1/gc
 	keys *crypt.Manager    // nil when encryption is off
 	topo Topology          // storage topology; nil in tests
+
+	events Events // the change feed (events.go); nil: GET /api/v1/events is refused
 }
 
 // WithKeys enables the key management endpoints (/api/v1/keys).
@@ -132,6 +134,8 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) error {
 		return writeJSON(w, q)
 	case head == "keys":
 		return h.serveKeys(ctx, w, r, arg)
+	case head == "events" && arg == "" && r.Method == http.MethodGet:
+		return h.serveEvents(ctx, w, r)
 	case head == "gc" && arg == "" && r.Method == http.MethodPost:
 		return h.collect(ctx, w, r, dry)
 	case head == "retention" && arg == "" && r.Method == http.MethodGet:
