@@ -66,6 +66,8 @@ type Options struct {
 	// sharing the database; it prefixes the node's upload leases. Default:
 	// a random one.
 	NodeID string
+	// RecordPulls appends a pull event to the change feed for every manifest GET (config events.pulls).
+	RecordPulls bool
 }
 
 // NewRegistry returns an engine over db and store.

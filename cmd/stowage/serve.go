@@ -182,7 +182,7 @@ func (m *Main) Run(ctx context.Context) error {
 		return err
 	}
 	opts := stowage.Options{Logger: m.log, Lease: time.Duration(cfg.GC.Lease), KeepReferrers: cfg.Delete.KeepReferrers,
-		StorageLimit: cfg.StorageLimit()}
+		StorageLimit: cfg.StorageLimit(), RecordPulls: cfg.Events.Pulls}
 	if keys != nil {
 		opts.ManifestCacheTTL = keys.TTL()
 	}
@@ -201,8 +201,13 @@ func (m *Main) Run(ctx context.Context) error {
 	gcOpts := stowage.GCOptions{Grace: time.Duration(cfg.GC.Grace), Lease: time.Duration(cfg.GC.Lease),
 		UploadExpiry: time.Duration(cfg.GC.UploadExpiry)}
 
+	events, err := openFeed(db, cfg.Events)
+	if err != nil {
+		return err
+	}
+
 	mux := http.NewServeMux()
-	routes(mux, m.log, authority, lim, ociapi.New(reg, m.log), mgmt.New(reg, m.log, gcOpts).WithKeys(keys).WithTopology(topo),
+	routes(mux, m.log, authority, lim, ociapi.New(reg, m.log), mgmt.New(reg, m.log, gcOpts).WithKeys(keys).WithTopology(topo).WithEvents(events),
 		mgmt.NewACR(reg, m.log), metricsHandler(reg, db, topo, keys))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
 
@@ -217,6 +222,7 @@ func (m *Main) Run(ctx context.Context) error {
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(m.log.Handler(), slog.LevelWarn),
 	}
+	m.srv.RegisterOnShutdown(events.Close) // long polls of GET /api/v1/events answer at once
 	m.served = make(chan error, 1)
 	scheme := "http"
 	if cfg.TLS.CertFile != "" {
@@ -253,6 +259,7 @@ func (m *Main) Run(ctx context.Context) error {
 			return err
 		})
 	}
+	m.scheduled(bg, reg, "change feed retention", "feed-retention", feedTrimInterval, m.trimFeed(events))
 	if cfg.Retention.Interval > 0 {
 		m.scheduled(bg, reg, "retention", "retention", time.Duration(cfg.Retention.Interval), func(ctx context.Context) error {
 			run, err := reg.ApplyRetention(ctx, false)
