@@ -100,7 +100,9 @@ func TestEventsCommand(t *testing.T) {
 	fctx, cancel := context.WithCancel(ctx)
 	var fout, ferr syncBuffer
 	done := make(chan int, 1)
-	go func() { done <- run(fctx, []string{"events", "--registry", base, "--follow", "--after", "3"}, &fout, &ferr) }()
+	go func() {
+		done <- run(fctx, []string{"events", "--registry", base, "--follow", "--after", "3"}, &fout, &ferr)
+	}()
 	waitFor := func(what string) {
 		t.Helper()
 		for i := 0; !strings.Contains(fout.String(), what); i++ {
