@@ -66,7 +66,9 @@ type Options struct {
 	// sharing the database; it prefixes the node's upload leases. Default:
 	// a random one.
 	NodeID string
-	// RecordPulls appends a pull event to the change feed for every manifest GET (config events.pulls).
+	// RecordPulls makes every manifest GET append a pull event to the
+	// change feed (in its own transaction after the read; a HEAD is no
+	// pull). Off by default: then a pull writes nothing.
 	RecordPulls bool
 }
 
