@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -133,6 +134,12 @@ func runEvents(ctx context.Context, args []string, stdout, stderr io.Writer) int
 			return fail(stderr, err)
 		}
 		for _, e := range p.Events {
+			if len(e.Detail) > 0 { // the server indents it; one event, one line
+				var b bytes.Buffer
+				if json.Compact(&b, e.Detail) == nil {
+					e.Detail = b.Bytes()
+				}
+			}
 			if *output == "json" {
 				enc.Encode(e)
 			} else {

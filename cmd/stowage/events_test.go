@@ -53,7 +53,8 @@ func TestEventsCommand(t *testing.T) {
 	}
 	t0 := time.Now().Add(-time.Hour).UTC()
 	dg := stowage.Digest("sha256:" + strings.Repeat("ab", 32))
-	appendEvent(stowage.Event{Time: t0, Kind: stowage.EventPush, Actor: "alice", Addr: "10.1.2.3:4000", Repo: "app", Tag: "v1", Digest: dg, Size: 2048})
+	appendEvent(stowage.Event{Time: t0, Kind: stowage.EventPush, Actor: "alice", Addr: "10.1.2.3:4000", Repo: "app", Tag: "v1", Digest: dg, Size: 2048,
+		Detail: `{"userAgent":"crane","requestId":"r1"}`})
 	appendEvent(stowage.Event{Time: t0.Add(time.Minute), Kind: stowage.EventUntag, Actor: "alice", Repo: "app", Tag: "v1", Digest: dg})
 	appendEvent(stowage.Event{Time: t0.Add(2 * time.Minute), Kind: stowage.EventDelete, Repo: "app", Digest: dg, Reason: stowage.ReasonRetention})
 	appendEvent(stowage.Event{Time: t0.Add(3 * time.Minute), Kind: stowage.EventLoginFailed, Actor: "mallory", Addr: "10.9.9.9:1"})
@@ -62,7 +63,7 @@ func TestEventsCommand(t *testing.T) {
 	lines := strings.Split(strings.TrimSpace(out), "\n")
 	if code != 0 || len(lines) != 5 || !strings.HasPrefix(strings.TrimSpace(lines[0]), "SEQ") ||
 		!strings.Contains(lines[1], "push") || !strings.Contains(lines[1], "app:v1@sha256:abababababab") || !strings.Contains(lines[1], "size=2.0KiB") ||
-		!strings.Contains(lines[1], "from=10.1.2.3:4000") || !strings.Contains(lines[3], "reason=retention") || !strings.Contains(lines[4], "mallory") {
+		!strings.Contains(lines[1], "from=10.1.2.3:4000") || !strings.Contains(lines[1], `detail={"userAgent":"crane","requestId":"r1"}`) || !strings.Contains(lines[3], "reason=retention") || !strings.Contains(lines[4], "mallory") {
 		t.Errorf("events: %d\n%s\n%s", code, out, errOut)
 	}
 	// Columns line up: KIND starts at the same offset on every line.
