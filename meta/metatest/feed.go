@@ -16,8 +16,15 @@ import (
 // RunFeed runs the change feed's suite: events are appended through
 // tx.Events() as the engine does, and read back through the database's
 // feed.Store (directly and through a feed.Feed). open returns a fresh, empty
-// database and its feed store per subtest.
-func RunFeed(t *testing.T, open func(t *testing.T) (stowage.DB, feed.Store)) {
+// database and its feed store per subtest. txs is how many transactions
+// each of the 8 concurrent writers commits (0: 200, or 50 with -short).
+func RunFeed(t *testing.T, txs int, open func(t *testing.T) (stowage.DB, feed.Store)) {
+	if txs <= 0 {
+		txs = 200
+		if testing.Short() {
+			txs = 50
+		}
+	}
 	tests := []struct {
 		name string
 		fn   func(t *testing.T, db stowage.DB, s feed.Store)
@@ -28,7 +35,7 @@ func RunFeed(t *testing.T, open func(t *testing.T) (stowage.DB, feed.Store)) {
 		{"TrimByCount", testFeedTrimCount},
 		{"TrimByAge", testFeedTrimAge},
 		{"Behind", testFeedBehind},
-		{"ConcurrentWriters", testFeedConcurrent},
+		{"ConcurrentWriters", func(t *testing.T, db stowage.DB, s feed.Store) { testFeedConcurrent(t, db, s, txs) }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -387,11 +394,8 @@ func testFeedBehind(t *testing.T, db stowage.DB, s feed.Store) {
 // never sees it. Checked on PostgreSQL by making Sequence number rows with
 // their id (`SET seq = id`): the readers then miss events ("never saw N
 // committed events") in every run.
-func testFeedConcurrent(t *testing.T, db stowage.DB, s feed.Store) {
-	writers, txs := 8, 200
-	if testing.Short() {
-		txs = 50
-	}
+func testFeedConcurrent(t *testing.T, db stowage.DB, s feed.Store, txs int) {
+	writers := 8
 	f := feed.New(s, feed.Options{Poll: time.Millisecond})
 	var mu sync.Mutex
 	committed := map[string]bool{}
@@ -454,7 +458,7 @@ func testFeedConcurrent(t *testing.T, db stowage.DB, s feed.Store) {
 					finished = true
 				default:
 				}
-				p, err := f.Read(ctx, feed.Query{After: cursor, Limit: 1 + r*37})
+				p, err := f.Read(ctx, feed.Query{After: cursor, Limit: 7 + r*43})
 				if err != nil {
 					fail("%v", err)
 					return
@@ -477,7 +481,7 @@ func testFeedConcurrent(t *testing.T, db stowage.DB, s feed.Store) {
 				caughtUp := len(p.Events) == 0 && p.Next == cursor
 				cursor = p.Next
 				if caughtUp {
-					time.Sleep(time.Millisecond)
+					time.Sleep(2 * time.Millisecond)
 				}
 				// Done when the writers had finished before this read began
 				// and it found nothing new.

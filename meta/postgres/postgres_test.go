@@ -44,7 +44,7 @@ func TestConformance(t *testing.T) {
 
 func TestFeed(t *testing.T) {
 	pgtest.Server(t)
-	metatest.RunFeed(t, func(t *testing.T) (stowage.DB, feed.Store) {
+	metatest.RunFeed(t, 200, func(t *testing.T) (stowage.DB, feed.Store) {
 		db := open(t, pgtest.Schema(t, "stowage_test"))
 		return db, db.Feed()
 	})
