@@ -111,10 +111,7 @@ func runEvents(ctx context.Context, args []string, stdout, stderr io.Writer) int
 
 	c := newClient(*reg, stdout, stderr)
 	enc := json.NewEncoder(stdout)
-	cursor, printed, wait := *after, 0, false
-	if *output == "text" {
-		fmt.Fprintf(stdout, "%6s  %-20s  %-17s  %-12s  %s\n", "SEQ", "TIME", "KIND", "ACTOR", "TARGET  DETAILS")
-	}
+	cursor, printed, wait, header := *after, 0, false, *output == "text"
 	for {
 		page := feed.MaxLimit
 		if limit > 0 {
@@ -132,6 +129,10 @@ func runEvents(ctx context.Context, args []string, stdout, stderr io.Writer) int
 				return 0 // interrupted
 			}
 			return fail(stderr, err)
+		}
+		if header { // after the first answer: an error is not preceded by a header
+			fmt.Fprintf(stdout, "%6s  %-20s  %-17s  %-12s  %s\n", "SEQ", "TIME", "KIND", "ACTOR", "TARGET  DETAILS")
+			header = false
 		}
 		for _, e := range p.Events {
 			if len(e.Detail) > 0 { // the server indents it; one event, one line
