@@ -59,29 +59,13 @@ type Tx interface {
 	Events() EventTx
 }
 
-// DataKeyTx keeps the wrapped data keys of encrypted storage objects
-// (storage/crypt). The object holds only its data key's ID; the key itself,
-// wrapped by a key-encryption key, lives here, so rotating the
-// key-encryption key rewrites these rows and never an object.
+// DataKeyTx reads and writes a data key in the same transaction as a value
+// it seals (auth's token signing key and its setting). The data keys of
+// encrypted storage objects are kept through storage/crypt's own KeyStore,
+// in the same table: `stowage keys rotate` rewraps both.
 type DataKeyTx interface {
 	PutDataKey(k DataKey) error
 	GetDataKey(id string) (DataKey, error)
-	// MoveDataKeys records that the objects at key `from` now live at `to`.
-	MoveDataKeys(from, to string) error
-	// DeleteDataKeys forgets the data keys of the object at key obj.
-	DeleteDataKeys(obj string) error
-	// DeleteDataKey forgets one data key (of a write that failed).
-	DeleteDataKey(id string) error
-	// DataKeysNotWrappedBy lists data keys wrapped by any key version other
-	// than kv, in ID order after `after`.
-	DataKeysNotWrappedBy(kv KeyVersion, after string, limit int) ([]DataKey, error)
-	// RewrapDataKey replaces k's wrapping if it is still wrapped by `old`
-	// (false if it changed or is gone meanwhile).
-	RewrapDataKey(k DataKey, old KeyVersion) (bool, error)
-	// CountDataKeys counts data keys per key version.
-	CountDataKeys() ([]KeyVersionCount, error)
-	// SampleDataKey returns one data key wrapped by kv.
-	SampleDataKey(kv KeyVersion) (DataKey, error)
 }
 
 // KeyVersion names one version of a key-encryption key.

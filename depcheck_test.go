@@ -24,7 +24,7 @@ func TestDependencyDirection(t *testing.T) {
 		allowed []string // prefixes of allowed non-standard imports
 	}{
 		{mod, []string{mod, "github.com/opencontainers/"}},
-		{mod + "/ociapi", []string{mod + "/ociapi", mod, "github.com/opencontainers/"}},
+		{mod + "/ociapi", []string{mod + "/ociapi", mod + "/internal/httperr", mod + "/internal/ociroute", mod, "github.com/opencontainers/"}},
 		{mod + "/storage/fs", []string{mod + "/storage/fs", mod, "github.com/opencontainers/"}},
 		{mod + "/storage/mem", []string{mod + "/storage/mem", mod, "github.com/opencontainers/"}},
 		{mod + "/storage/crypt", []string{mod + "/storage/crypt", mod, "github.com/opencontainers/"}},
@@ -38,6 +38,25 @@ func TestDependencyDirection(t *testing.T) {
 			}
 			if !ok {
 				t.Errorf("%s depends on %s, which breaks the layering", tc.pkg, d)
+			}
+		}
+	}
+	// The HTTP edges share only the error writer (internal/httperr) and the
+	// path grammar (internal/ociroute) with the OCI API, and reach storage
+	// through interfaces they declare.
+	for _, tc := range []struct {
+		pkg       string
+		forbidden []string // packages, or prefixes ending in "/"
+	}{
+		{mod + "/auth", []string{mod + "/ociapi", mod + "/storage/"}},
+		{mod + "/limits", []string{mod + "/ociapi", mod + "/storage/"}},
+		{mod + "/mgmt", []string{mod + "/ociapi", mod + "/storage/"}},
+	} {
+		for _, d := range deps(tc.pkg) {
+			for _, f := range tc.forbidden {
+				if d == f || strings.HasSuffix(f, "/") && strings.HasPrefix(d, f) {
+					t.Errorf("%s depends on %s, which breaks the layering", tc.pkg, d)
+				}
 			}
 		}
 	}

@@ -2,6 +2,9 @@ package stowage
 
 import (
 	"context"
+	"encoding/json"
+	"net"
+	"net/http"
 	"time"
 )
 
@@ -19,12 +22,17 @@ type EventTx interface {
 // EventKind says what changed.
 type EventKind string
 
-// The kinds of change the feed records. Push covers tags too: a manifest PUT
-// by tag that creates or moves the tag is one push event naming the tag (and
-// the digest it pointed at before, when it moved).
+// The kinds of change the feed records, one event per committed change
+// (docs/event-kinds.md lists each kind's fields). Push covers tags too: a
+// manifest PUT by tag that creates or moves the tag is one push event naming
+// the tag (and the digest it pointed at before, when it moved). A delete
+// records one event per manifest it removes (referrers and index children
+// included), each naming the tags it took with it; a repository delete is
+// one repository.delete event, not one per manifest (a repository of a
+// million manifests must not flood the feed's retained window).
 const (
 	EventPush             EventKind = "push"              // manifest PUT: Digest, MediaType, Size; Tag if by tag; Previous if the tag moved
-	EventUntag            EventKind = "untag"             // a tag removed (Digest: what it pointed at)
+	EventUntag            EventKind = "untag"             // a tag removed (Digest: what it pointed at; Reason as for delete)
 	EventDelete           EventKind = "delete"            // a manifest deleted; Reason says why; Detail lists the tags it took with it
 	EventRepositoryDelete EventKind = "repository.delete" // a repository and everything in it
 	EventRestore          EventKind = "restore"           // a soft-deleted manifest restored (Tag: the tags it got back)
@@ -34,7 +42,7 @@ const (
 	EventUser             EventKind = "user"              // access control: a user created, changed or deleted (Detail: action, name)
 	EventToken            EventKind = "token"             // a token created, changed or deleted (Detail)
 	EventScopeMap         EventKind = "scope-map"         // a scope map created, changed or deleted (Detail)
-	EventPull             EventKind = "pull"              // a manifest GET, only when audit.pulls is on
+	EventPull             EventKind = "pull"              // a manifest GET, only with Options.RecordPulls (config events.pulls)
 	EventLoginFailed      EventKind = "login.failed"      // a failed authentication (Actor: the name tried)
 )
 
@@ -44,7 +52,7 @@ const (
 	ReasonRetention   = "retention"   // the untagged-manifest retention policy
 	ReasonPurge       = "purge"       // a purge (run by hand or scheduled)
 	ReasonExpiry      = "expiry"      // a soft-deleted manifest whose retention ran out
-	ReasonRepository  = "repository"  // its repository was deleted
+	ReasonRepository  = "repository"  // reserved: a repository delete records one repository.delete event, not a delete per manifest
 	ReasonReplication = "replication" // applied from another region
 )
 
@@ -81,6 +89,29 @@ type Actor struct {
 	UserAgent string
 }
 
+// RequestActor is the actor making request r: name (the identity, "" for
+// anonymous) at addr (the client's address), with the request's ID (header
+// X-Request-Id), method, host and user agent.
+func RequestActor(r *http.Request, name, addr string) Actor {
+	return Actor{Name: name, Addr: addr, RequestID: r.Header.Get("X-Request-Id"),
+		Method: r.Method, Host: r.Host, UserAgent: r.UserAgent()}
+}
+
+// WithRequestActor returns r with an anonymous actor at the connection's peer
+// address in its context, unless it carries one (access control puts the
+// caller's there, auth.Middleware), so every engine call of the request
+// records who made it.
+func WithRequestActor(r *http.Request) *http.Request {
+	if ActorFrom(r.Context()) != (Actor{}) {
+		return r
+	}
+	addr, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		addr = r.RemoteAddr
+	}
+	return r.WithContext(WithActor(r.Context(), RequestActor(r, "", addr)))
+}
+
 type actorKey struct{}
 
 // WithActor returns ctx carrying a.
@@ -111,8 +142,45 @@ func ReasonFrom(ctx context.Context) string {
 	return ReasonUser
 }
 
-// NewEvent returns an event of kind for repo, with the actor ctx carries.
+// NewEvent returns an event of kind for repo, with the actor ctx carries
+// (name and address; its request ID and user agent in Detail).
 func NewEvent(ctx context.Context, kind EventKind, repo string) Event {
 	a := ActorFrom(ctx)
-	return Event{Kind: kind, Actor: a.Name, Addr: a.Addr, Repo: repo}
+	return Event{Kind: kind, Actor: a.Name, Addr: a.Addr, Repo: repo, Detail: EventDetail(ctx, nil)}
+}
+
+// maxDetailString bounds the request facts an event copies from a client
+// (request ID, user agent).
+const maxDetailString = 256
+
+// EventDetail returns the JSON object of fields plus the request ID and
+// user agent of the actor ctx carries ("requestId", "userAgent", when
+// known), or "" when that is nothing. Fields must never hold a secret.
+func EventDetail(ctx context.Context, fields map[string]any) string {
+	a := ActorFrom(ctx)
+	if len(fields) == 0 && a.RequestID == "" && a.UserAgent == "" {
+		return ""
+	}
+	m := make(map[string]any, len(fields)+2)
+	for k, v := range fields {
+		m[k] = v
+	}
+	if a.RequestID != "" {
+		m["requestId"] = truncate(a.RequestID, maxDetailString)
+	}
+	if a.UserAgent != "" {
+		m["userAgent"] = truncate(a.UserAgent, maxDetailString)
+	}
+	b, err := json.Marshal(m)
+	if err != nil {
+		return "" // fields are the engine's own values: cannot happen
+	}
+	return string(b)
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n]
 }

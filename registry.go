@@ -32,6 +32,7 @@ type Registry struct {
 
 	lease         time.Duration
 	keepReferrers bool
+	recordPulls   bool // Options.RecordPulls
 	storageLimit  int64
 	nodeID        string
 	// uploadLease and uploadRenew: an upload writer's lease, and how often
@@ -83,6 +84,7 @@ func NewRegistry(db DB, store Backend, opts Options) *Registry {
 	}
 	r.app, _ = store.(Appender)
 	r.lease, r.keepReferrers, r.storageLimit, r.nodeID = opts.Lease, opts.KeepReferrers, opts.StorageLimit, opts.NodeID
+	r.recordPulls = opts.RecordPulls
 	if r.nodeID == "" {
 		r.nodeID = newID()
 	}
@@ -355,11 +357,11 @@ func (r *Registry) reserve(ctx context.Context, repo string, d Digest, size int6
 // finishDeleting finishes the deletion of d, in state 'deleting', if no
 // collection is running (on any node sharing the database): then a crashed
 // one left the row. Holding the collector's job lock, it deletes the object,
-// then the row, as the collector would (deleteBatch), and reports true. While
+// then the row, as the collector would (DeleteBlobs), and reports true. While
 // a collection runs it does nothing and reports false: that collection
 // finishes the row (step 0, or the batch it is deleting).
 func (r *Registry) finishDeleting(ctx context.Context, d Digest) (bool, error) {
-	held, release, err := r.tryJobLock(ctx, "gc")
+	held, release, err := TryJobLock(ctx, r.db, "gc")
 	if errors.Is(err, ErrLocked) {
 		return false, nil
 	}
@@ -379,7 +381,7 @@ func (r *Registry) finishDeleting(ctx context.Context, d Digest) (bool, error) {
 		return false, err
 	}
 	r.log.Info("finishing the deletion of a blob a crashed garbage collection left, to push it again", "digest", d)
-	if err := r.deleteBatch(held, []BlobRecord{b}, &GCReport{}); err != nil {
+	if err := r.DeleteBlobs(held, []BlobRecord{b}); err != nil {
 		return false, fmt.Errorf("finishing the deletion of blob %s that an interrupted garbage collection left: %w", d, err)
 	}
 	return true, nil

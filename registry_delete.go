@@ -39,6 +39,8 @@ var errDryRun = errors.New("dry run")
 
 // deletion accumulates one delete inside its transaction.
 type deletion struct {
+	// ctx carries the actor and the reason (WithReason) its events record.
+	ctx      context.Context
 	now      time.Time
 	tx       Tx
 	repo     string
@@ -62,12 +64,17 @@ type deletion struct {
 // runDelete performs fn as one transaction and computes the bytes it frees: the
 // affected digests that were referenced before and are not after. A dry run
 // rolls everything back, so its answer comes from the very same code.
+//
+// Every tag and manifest it removes appends its event to the change feed in
+// that transaction (untag, delete), with the actor ctx carries and, as the
+// reason, ReasonFrom(ctx): a policy deletes under WithReason(ctx,
+// ReasonRetention) and needs no other hook.
 func (r *Registry) runDelete(ctx context.Context, repo string, dryRun, skipLocked bool, fn func(*deletion) error) (DeleteReport, error) {
 	var report DeleteReport
 	now := r.now()
 	err := r.db.Update(ctx, func(tx Tx) error {
 		report = DeleteReport{DryRun: dryRun, Repository: repo, Manifests: []DeletedManifest{}, Tags: []string{}}
-		del := &deletion{now: now, tx: tx, repo: repo, report: &report, seen: map[Digest]bool{}, keepRefs: r.keepReferrers, skipLocked: skipLocked}
+		del := &deletion{ctx: ctx, now: now, tx: tx, repo: repo, report: &report, seen: map[Digest]bool{}, keepRefs: r.keepReferrers, skipLocked: skipLocked}
 		rec, err := tx.Repositories().GetRepository(repo)
 		if err != nil {
 			return err
@@ -189,7 +196,14 @@ func (r *Registry) DeleteRepository(ctx context.Context, repo string, dryRun boo
 				return err
 			}
 		}
-		return del.tx.Repositories().DeleteRepository(repo)
+		if err := del.tx.Repositories().DeleteRepository(repo); err != nil {
+			return err
+		}
+		// One event for the repository, none per manifest (event.go).
+		e := NewEvent(ctx, EventRepositoryDelete, repo)
+		e.Time, e.Reason = del.now, ReasonFrom(ctx)
+		e.Detail = EventDetail(ctx, map[string]any{"manifests": len(del.report.Manifests), "tags": len(del.report.Tags)})
+		return del.tx.Events().Append(e)
 	})
 	if errors.Is(err, ErrNotFound) {
 		return rep, nameUnknown(repo)
@@ -225,6 +239,11 @@ func (del *deletion) untag(tag string) error {
 		return err
 	}
 	del.report.Tags = append(del.report.Tags, tag)
+	e := NewEvent(del.ctx, EventUntag, del.repo)
+	e.Time, e.Tag, e.Digest, e.Reason = del.now, tag, d, ReasonFrom(del.ctx)
+	if err := del.tx.Events().Append(e); err != nil {
+		return err
+	}
 	return markIfUntagged(del.tx, del.repo, d, del.now)
 }
 
@@ -342,13 +361,19 @@ func (del *deletion) manifest(d Digest, reason string) error {
 	}
 	del.report.Tags = append(del.report.Tags, tags...)
 	del.report.Manifests = append(del.report.Manifests, DeletedManifest{Digest: d, MediaType: m.MediaType, Tags: tags, Reason: reason})
+	var recycled int64
 	if !del.recycleUntil.IsZero() {
-		if _, err := tx.Recycle().PutRecycled(RecycledManifest{Manifest: m, Refs: refs, Tags: tags, TagLocks: tagLocks, Deleted: del.now, Expires: del.recycleUntil}); err != nil {
+		if recycled, err = tx.Recycle().PutRecycled(RecycledManifest{Manifest: m, Refs: refs, Tags: tags, TagLocks: tagLocks, Deleted: del.now, Expires: del.recycleUntil}); err != nil {
 			return err
 		}
 	}
 	if err := tx.Manifests().DeleteManifest(repo, d); err != nil {
 		return err
+	}
+	if !del.everything { // a repository delete is one event (DeleteRepository)
+		if err := tx.Events().Append(del.deleteEvent(m, tags, reason, recycled)); err != nil {
+			return err
+		}
 	}
 	if !del.keepRefs {
 		referrers, err := tx.Manifests().Referrers(repo, d)
@@ -384,6 +409,30 @@ func (del *deletion) manifest(d Digest, reason string) error {
 		}
 	}
 	return nil
+}
+
+// deleteEvent is the change feed's record of deleting m, which took tags
+// with it: why (Reason, from the context: user, retention, purge, ...), and
+// in Detail the tags, whether it went as a referrer or index child of
+// another deleted manifest ("cascade"), and its recycle bin entry.
+func (del *deletion) deleteEvent(m ManifestRecord, tags []string, reason string, recycled int64) Event {
+	e := NewEvent(del.ctx, EventDelete, del.repo)
+	e.Time, e.Digest, e.MediaType, e.Size, e.Reason = del.now, m.Digest, m.MediaType, m.Size, ReasonFrom(del.ctx)
+	fields := map[string]any{}
+	if len(tags) > 0 {
+		fields["tags"] = tags
+	}
+	if reason == "referrer" || reason == "index child" {
+		fields["cascade"] = reason
+	}
+	if recycled != 0 {
+		fields["recycleId"] = recycled
+		fields["recycledUntil"] = del.recycleUntil.UTC().Format(time.RFC3339)
+	}
+	if len(fields) > 0 {
+		e.Detail = EventDetail(del.ctx, fields)
+	}
+	return e
 }
 
 // inUse is the DENIED error for deleting d (what: "blob" or "manifest")

@@ -89,7 +89,7 @@ func TestDeleteCascades(t *testing.T) {
 			t.Errorf("child %s present = %v, want %v", d, got, want)
 		}
 	}
-	gc, err := e.reg.CollectGarbage(e.ctx, stowage.GCOptions{MinAge: zero()})
+	gc, err := collect(e.ctx, e.reg, gcOptions{MinAge: zero()})
 	if err != nil || gc.BytesFreed != dry.BytesFreed || dry.BytesFreed == 0 {
 		t.Errorf("GC freed %d, the dry run predicted %d (%v)", gc.BytesFreed, dry.BytesFreed, err)
 	}

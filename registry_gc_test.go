@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/stowage/stowage"
+	"github.com/stowage/stowage/gc"
+	"github.com/stowage/stowage/jobs"
 	"github.com/stowage/stowage/meta/sqlite"
 	"github.com/stowage/stowage/storage/mem"
 )
@@ -127,6 +129,14 @@ func digests(bs ...blob) []string {
 
 func zero() *time.Duration { d := time.Duration(0); return &d }
 
+// gcOptions spares the tests that name a report gc the package's name.
+type gcOptions = gc.Options
+
+// collect runs a garbage collection of reg (package gc).
+func collect(ctx context.Context, reg *stowage.Registry, opts gc.Options) (gc.Report, error) {
+	return gc.New(reg).Collect(ctx, opts)
+}
+
 // TestSpaceAccounting pushes images that share layers across repositories,
 // checks every usage figure against values computed here, then runs each
 // kind of delete as a dry run, for real, and through GC, and compares the
@@ -217,11 +227,11 @@ func TestSpaceAccounting(t *testing.T) {
 		if real.BytesFreed != dry.BytesFreed || len(real.Manifests) != len(dry.Manifests) {
 			t.Errorf("%s: real delete reports %d bytes / %d manifests, dry run %d / %d", s.name, real.BytesFreed, len(real.Manifests), dry.BytesFreed, len(dry.Manifests))
 		}
-		gcDry, err := e.reg.CollectGarbage(e.ctx, stowage.GCOptions{MinAge: zero(), DryRun: true})
+		gcDry, err := collect(e.ctx, e.reg, gcOptions{MinAge: zero(), DryRun: true})
 		if err != nil {
 			t.Fatal(err)
 		}
-		gc, err := e.reg.CollectGarbage(e.ctx, stowage.GCOptions{MinAge: zero()})
+		gc, err := collect(e.ctx, e.reg, gcOptions{MinAge: zero()})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -259,7 +269,7 @@ func TestGCFence(t *testing.T) {
 				}
 			}
 			e.clock.Advance(10 * time.Minute)
-			gc, err := e.reg.CollectGarbage(e.ctx, stowage.GCOptions{})
+			gc, err := collect(e.ctx, e.reg, gcOptions{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -364,7 +374,7 @@ func TestGCStress(t *testing.T) {
 	go func() {
 		defer wg.Done()
 		for ctx.Err() == nil {
-			if _, err := e.reg.CollectGarbage(e.ctx, stowage.GCOptions{}); err != nil {
+			if _, err := collect(e.ctx, e.reg, gcOptions{}); err != nil {
 				fail("gc: %v", err)
 				return
 			}
@@ -386,7 +396,7 @@ func TestGCStress(t *testing.T) {
 		return true
 	})
 	// A final collection leaves exactly the referenced set.
-	if _, err := e.reg.CollectGarbage(e.ctx, stowage.GCOptions{MinAge: zero()}); err != nil {
+	if _, err := collect(e.ctx, e.reg, gcOptions{MinAge: zero()}); err != nil {
 		t.Fatal(err)
 	}
 	referenced := map[string]bool{}
@@ -414,10 +424,10 @@ func TestGCStress(t *testing.T) {
 	}
 }
 
-// TestCollectGarbageWaitsForTheJobLock: a collection asked for while the job
+// TestCollectWaitsForTheJobLock: a collection asked for while the job
 // lock "gc" is held (by another node, in production) waits, says so through
 // Progress, and runs once the lock is free.
-func TestCollectGarbageWaitsForTheJobLock(t *testing.T) {
+func TestCollectWaitsForTheJobLock(t *testing.T) {
 	e := newEnv(t, nil)
 	locker := e.reg.DB().(stowage.Locker)
 	_, release, err := locker.TryLock(e.ctx, "gc")
@@ -428,7 +438,7 @@ func TestCollectGarbageWaitsForTheJobLock(t *testing.T) {
 	done := make(chan error, 1)
 	go func() {
 		var once sync.Once
-		_, err := e.reg.CollectGarbage(e.ctx, stowage.GCOptions{Progress: func(phase string, _, _ int64) {
+		_, err := collect(e.ctx, e.reg, gcOptions{Progress: func(phase string, _, _ int64) {
 			if strings.HasPrefix(phase, "waiting") {
 				once.Do(func() { close(waiting) })
 			}
@@ -438,9 +448,9 @@ func TestCollectGarbageWaitsForTheJobLock(t *testing.T) {
 	select {
 	case <-waiting:
 	case err := <-done:
-		t.Fatalf("CollectGarbage ran while the lock was held (err %v)", err)
+		t.Fatalf("the collection ran while the lock was held (err %v)", err)
 	case <-time.After(30 * time.Second):
-		t.Fatal("CollectGarbage did not report waiting")
+		t.Fatal("the collection did not report waiting")
 	}
 	release()
 	select {
@@ -449,12 +459,12 @@ func TestCollectGarbageWaitsForTheJobLock(t *testing.T) {
 			t.Fatal(err)
 		}
 	case <-time.After(30 * time.Second):
-		t.Fatal("CollectGarbage did not run after the lock was released")
+		t.Fatal("the collection did not run after the lock was released")
 	}
 	// A dry run never waits.
 	_, release, _ = locker.TryLock(e.ctx, "gc")
 	defer release()
-	if _, err := e.reg.CollectGarbage(e.ctx, stowage.GCOptions{DryRun: true}); err != nil {
+	if _, err := collect(e.ctx, e.reg, gcOptions{DryRun: true}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -492,7 +502,7 @@ func TestRunScheduled(t *testing.T) {
 		if step.name == "a failed run counts too" {
 			fn = func(context.Context) error { runs++; return errors.New("boom") }
 		}
-		ran, err := e.reg.RunScheduled(e.ctx, "test", interval, fn)
+		ran, err := jobs.RunScheduled(e.ctx, e.reg.Parts().DB, e.reg.Parts().Now, "test", interval, fn)
 		if release != nil {
 			release()
 		}
@@ -506,7 +516,7 @@ func TestRunScheduled(t *testing.T) {
 	if runs != 3 {
 		t.Errorf("job ran %d times, want 3", runs)
 	}
-	if ran, _ := e.reg.RunScheduled(e.ctx, "test", interval, job); ran {
+	if ran, _ := jobs.RunScheduled(e.ctx, e.reg.Parts().DB, e.reg.Parts().Now, "test", interval, job); ran {
 		t.Error("ran again right after a failed run")
 	}
 }
@@ -570,7 +580,7 @@ func TestPushAfterInterruptedGC(t *testing.T) {
 		}},
 		{"collection failed deleting the object", func(t *testing.T, e *env, fd *failingDeletes, b blob) {
 			fd.fail.Store(true)
-			if _, err := e.reg.CollectGarbage(e.ctx, stowage.GCOptions{MinAge: zero()}); err == nil {
+			if _, err := collect(e.ctx, e.reg, gcOptions{MinAge: zero()}); err == nil {
 				t.Fatal("the collection did not fail")
 			}
 		}},

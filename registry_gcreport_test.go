@@ -3,8 +3,6 @@ package stowage_test
 import (
 	"testing"
 	"time"
-
-	"github.com/stowage/stowage"
 )
 
 // The report says how long the collection took (it was empty once: the
@@ -17,7 +15,7 @@ func TestGCReportDuration(t *testing.T) {
 	}
 	zero := time.Duration(0)
 	for _, dry := range []bool{true, false} {
-		rep, err := e.reg.CollectGarbage(e.ctx, stowage.GCOptions{MinAge: &zero, DryRun: dry})
+		rep, err := collect(e.ctx, e.reg, gcOptions{MinAge: &zero, DryRun: dry})
 		if err != nil {
 			t.Fatal(err)
 		}

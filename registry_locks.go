@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"time"
 )
 
 // Locks are enforced by the engine on every path: pushes (write), deletes
@@ -100,7 +101,8 @@ func (r *Registry) lockTargetError(repo string, ref Reference, err error) error 
 }
 
 // SetLocks changes the locks of a repository (ref zero), a tag or a
-// manifest: the bits in set are locked, those in clear unlocked.
+// manifest: the bits in set are locked, those in clear unlocked. It
+// appends a lock event (even when nothing changed: the request was made).
 func (r *Registry) SetLocks(ctx context.Context, repo string, ref Reference, set, clear Locks) (Locks, error) {
 	var l Locks
 	err := r.db.Update(ctx, func(tx Tx) error {
@@ -109,16 +111,39 @@ func (r *Registry) SetLocks(ctx context.Context, repo string, ref Reference, set
 			return err
 		}
 		l = cur&^clear | set
+		e := NewEvent(ctx, EventLock, repo)
+		e.Time = r.now()
+		target := repo
 		switch {
 		case ref.IsDigest():
-			return tx.Manifests().SetManifestLocks(repo, ref.Digest, l)
+			err = tx.Manifests().SetManifestLocks(repo, ref.Digest, l)
+			e.Digest, target = ref.Digest, repo+"@"+string(ref.Digest)
 		case ref.Tag != "":
-			return tx.Tags().SetTagLocks(repo, ref.Tag, l)
+			err = tx.Tags().SetTagLocks(repo, ref.Tag, l)
+			e.Tag, target = ref.Tag, repo+":"+ref.Tag
 		default:
-			return tx.Repositories().SetRepositoryLocks(repo, l)
+			err = tx.Repositories().SetRepositoryLocks(repo, l)
 		}
+		if err != nil {
+			return err
+		}
+		e.Detail = EventDetail(ctx, map[string]any{"target": target, "before": cur.attributes(), "after": l.attributes()})
+		return tx.Events().Append(e)
 	})
 	return l, r.lockTargetError(repo, ref, err)
+}
+
+// lockAttributes are locks as ACR's changeable attributes (what is
+// enabled), as lock events record them.
+type lockAttributes struct {
+	DeleteEnabled bool `json:"deleteEnabled"`
+	WriteEnabled  bool `json:"writeEnabled"`
+	ReadEnabled   bool `json:"readEnabled"`
+	ListEnabled   bool `json:"listEnabled"`
+}
+
+func (l Locks) attributes() lockAttributes {
+	return lockAttributes{l&LockDelete == 0, l&LockWrite == 0, l&LockRead == 0, l&LockList == 0}
 }
 
 // ---- tag immutability ----
@@ -130,7 +155,7 @@ const settingImmutability = "immutability.rules"
 // manifest once pushed.
 func (r *Registry) ImmutabilityRules(ctx context.Context) ([]string, error) {
 	var rules []string
-	err := r.db.View(ctx, func(tx Tx) error { return getSetting(tx, settingImmutability, &rules) })
+	err := r.db.View(ctx, func(tx Tx) error { return GetSetting(tx, settingImmutability, &rules) })
 	if rules == nil {
 		rules = []string{}
 	}
@@ -144,7 +169,29 @@ func (r *Registry) SetImmutabilityRules(ctx context.Context, rules []string) err
 			return err
 		}
 	}
-	return r.db.Update(ctx, func(tx Tx) error { return putSetting(tx, settingImmutability, rules, r.now()) })
+	return r.db.Update(ctx, func(tx Tx) error {
+		before := []string{}
+		if rules == nil {
+			rules = []string{}
+		}
+		if err := GetSetting(tx, settingImmutability, &before); err != nil {
+			return err
+		}
+		now := r.now()
+		if err := PutSetting(tx, settingImmutability, rules, now); err != nil {
+			return err
+		}
+		return tx.Events().Append(policyEvent(ctx, now, "immutability", before, rules))
+	})
+}
+
+// policyEvent is the change feed's record of a registry-wide setting
+// changed from before to after (Detail: name, before, after).
+func policyEvent(ctx context.Context, now time.Time, name string, before, after any) Event {
+	e := NewEvent(ctx, EventPolicy, "")
+	e.Time = now
+	e.Detail = EventDetail(ctx, map[string]any{"name": name, "before": before, "after": after})
+	return e
 }
 
 // immutableRules caches the compiled rules for the settings value they came from.
@@ -167,7 +214,7 @@ func immutableRule(tx Tx, repo, tag string) (string, error) {
 	defer immutableRules.Unlock()
 	if raw != immutableRules.raw {
 		var strs []string
-		if err := getSetting(tx, settingImmutability, &strs); err != nil {
+		if err := GetSetting(tx, settingImmutability, &strs); err != nil {
 			return "", err
 		}
 		immutableRules.rules = nil

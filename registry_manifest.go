@@ -100,6 +100,7 @@ func (r *Registry) PutManifest(ctx context.Context, repo string, ref Reference, 
 		if err := tx.Manifests().PutManifest(rec, refs); err != nil {
 			return err
 		}
+		var moved map[string]Digest // tag: what it pointed at before
 		for _, t := range tags {
 			old, err := retaggable(tx, repo, t, d)
 			if err != nil {
@@ -109,18 +110,41 @@ func (r *Registry) PutManifest(ctx context.Context, repo string, ref Reference, 
 				return err
 			}
 			if old != "" && old != d {
+				if moved == nil {
+					moved = map[string]Digest{}
+				}
+				moved[t] = old
 				// The tag moved: the manifest it left may now be untagged.
 				if err := markIfUntagged(tx, repo, old, now); err != nil {
 					return err
 				}
 			}
 		}
-		return nil
+		return tx.Events().Append(pushEvent(ctx, rec, tags, moved))
 	})
 	if err != nil {
 		return PutManifestResult{}, err
 	}
 	return PutManifestResult{Digest: d, Subject: rec.Subject}, nil
+}
+
+// pushEvent is the change feed's record of a manifest PUT: one event, naming
+// its first tag (the one in the URL, if pushed by tag) and where that tag
+// pointed before it moved; further tags (?tag=) and theirs are in Detail.
+func pushEvent(ctx context.Context, rec ManifestRecord, tags []string, moved map[string]Digest) Event {
+	e := NewEvent(ctx, EventPush, rec.Repo)
+	e.Time, e.Digest, e.MediaType, e.Size = rec.Created, rec.Digest, rec.MediaType, rec.Size
+	if len(tags) > 0 {
+		e.Tag, e.Previous = tags[0], moved[tags[0]]
+	}
+	if len(tags) > 1 {
+		fields := map[string]any{"tags": tags}
+		if len(moved) > 0 {
+			fields["previous"] = moved
+		}
+		e.Detail = EventDetail(ctx, fields)
+	}
+	return e
 }
 
 // checkRefs resolves m's descriptors against repo and returns the
@@ -243,7 +267,24 @@ func (r *Registry) GetManifest(ctx context.Context, repo string, ref Reference) 
 	if IsNotExist(err) {
 		r.log.Error("manifest recorded in the database is missing from storage", "digest", m.Digest, "repo", repo)
 	}
+	if err == nil && r.recordPulls {
+		r.recordPull(ctx, m, ref)
+	}
 	return m, b, err
+}
+
+// recordPull appends a pull event (Options.RecordPulls) for a GET; a HEAD
+// (the request's method, from the actor in ctx) is no pull. A pull the
+// feed cannot record is still served: it is logged.
+func (r *Registry) recordPull(ctx context.Context, m ManifestRecord, ref Reference) {
+	if ActorFrom(ctx).Method == "HEAD" {
+		return
+	}
+	e := NewEvent(ctx, EventPull, m.Repo)
+	e.Digest, e.Tag, e.MediaType, e.Size = m.Digest, ref.Tag, m.MediaType, m.Size
+	if err := r.db.Update(ctx, func(tx Tx) error { return tx.Events().Append(e) }); err != nil {
+		r.log.Error("the change feed could not record a pull", "repo", m.Repo, "digest", m.Digest, "err", err)
+	}
 }
 
 // DeleteManifest deletes by reference, as the OCI API does: a tag reference

@@ -2,7 +2,6 @@ package stowage
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"regexp"
@@ -52,11 +51,11 @@ func (r *Registry) Retention(ctx context.Context) (RetentionPolicy, *PolicyRun, 
 	var p RetentionPolicy
 	var last *PolicyRun
 	err := r.db.View(ctx, func(tx Tx) error {
-		if err := getSetting(tx, settingRetention, &p); err != nil {
+		if err := GetSetting(tx, settingRetention, &p); err != nil {
 			return err
 		}
 		var run PolicyRun
-		if err := getSetting(tx, settingRetentionLastRun, &run); err != nil {
+		if err := GetSetting(tx, settingRetentionLastRun, &run); err != nil {
 			return err
 		}
 		if run.At != "" {
@@ -72,7 +71,7 @@ func (r *Registry) SetRetention(ctx context.Context, p RetentionPolicy) error {
 	if p.Days < 0 || p.Days > 365 {
 		return Errorf(CodeInvalidParameter, "retention days must be 0 to 365, not %d", p.Days)
 	}
-	return r.db.Update(ctx, func(tx Tx) error { return putSetting(tx, settingRetention, p, r.now()) })
+	return r.db.Update(ctx, func(tx Tx) error { return PutSetting(tx, settingRetention, p, r.now()) })
 }
 
 // ApplyRetention deletes, in every repository, the untagged manifests whose
@@ -86,7 +85,7 @@ func (r *Registry) ApplyRetention(ctx context.Context, dryRun bool) (PolicyRun, 
 		return r.applyRetention(ctx, true)
 	}
 	var run PolicyRun
-	err := r.exclusive(ctx, "retention", true, nil, func(ctx context.Context) (err error) {
+	err := ExclusiveJob(ctx, r.db, r.log, "retention", true, nil, func(ctx context.Context) (err error) {
 		run, err = r.applyRetention(ctx, false)
 		return err
 	})
@@ -101,7 +100,7 @@ func (r *Registry) applyRetention(ctx context.Context, dryRun bool) (PolicyRun, 
 		return run, err
 	}
 	cutoff := now.Add(-time.Duration(p.Days) * 24 * time.Hour)
-	err = r.eachRepository(ctx, func(repo string) error {
+	err = EachRepository(ctx, r.db, func(repo string) error {
 		rep, err := r.runDelete(ctx, repo, dryRun, true, func(del *deletion) error {
 			ms, err := del.tx.Manifests().UntaggedManifests(repo, cutoff)
 			if err != nil {
@@ -121,7 +120,7 @@ func (r *Registry) applyRetention(ctx context.Context, dryRun bool) (PolicyRun, 
 		run.Error = err.Error()
 	}
 	if !dryRun {
-		if e := r.db.Update(ctx, func(tx Tx) error { return putSetting(tx, settingRetentionLastRun, run, now) }); e != nil && err == nil {
+		if e := r.db.Update(ctx, func(tx Tx) error { return PutSetting(tx, settingRetentionLastRun, run, now) }); e != nil && err == nil {
 			err = e
 		}
 	}
@@ -190,7 +189,7 @@ func (r *Registry) Purge(ctx context.Context, opts PurgeOptions) (PolicyRun, err
 		return run, Errorf(CodeInvalidParameter, "purge needs at least one filter")
 	}
 	var repos []string
-	if err := r.eachRepository(ctx, func(repo string) error {
+	if err := EachRepository(ctx, r.db, func(repo string) error {
 		for _, f := range opts.Filters {
 			if f.Repo.MatchString(repo) {
 				repos = append(repos, repo)
@@ -267,44 +266,4 @@ func wasUntaggedBy(d Digest, removed []TagRecord) bool {
 		}
 	}
 	return false
-}
-
-// eachRepository calls fn for every repository, in pages.
-func (r *Registry) eachRepository(ctx context.Context, fn func(string) error) error {
-	last := ""
-	for {
-		var names []string
-		err := r.db.View(ctx, func(tx Tx) (err error) {
-			names, err = tx.Repositories().ListRepositories(last, 1000, true) // list-locked ones too
-			return err
-		})
-		if err != nil || len(names) == 0 {
-			return err
-		}
-		for _, n := range names {
-			if err := fn(n); err != nil {
-				return err
-			}
-		}
-		last = names[len(names)-1]
-	}
-}
-
-func getSetting(tx Tx, key string, v any) error {
-	s, err := tx.Settings().GetSetting(key)
-	if errors.Is(err, ErrNotFound) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	return json.Unmarshal([]byte(s), v)
-}
-
-func putSetting(tx Tx, key string, v any, now time.Time) error {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return err
-	}
-	return tx.Settings().PutSetting(key, string(b), now)
 }

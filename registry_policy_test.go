@@ -81,7 +81,7 @@ func TestRetention(t *testing.T) {
 	if _, last, _ := e.reg.Retention(e.ctx); last == nil || last.Manifests != 2 {
 		t.Errorf("last run not recorded: %+v", last)
 	}
-	gc, err := e.reg.CollectGarbage(e.ctx, stowage.GCOptions{MinAge: zero()})
+	gc, err := collect(e.ctx, e.reg, gcOptions{MinAge: zero()})
 	if err != nil || gc.BytesFreed != run.BytesFreed {
 		t.Errorf("GC freed %d bytes, retention predicted %d (%v)", gc.BytesFreed, run.BytesFreed, err)
 	}
@@ -138,7 +138,7 @@ func TestPurge(t *testing.T) {
 	if !e.hasManifest("ci/app", release.d) || !e.hasManifest("ci/app", recent.d) || !e.hasManifest("prod/app", other.d) {
 		t.Error("purge deleted something outside its filter or age")
 	}
-	gc, err := e.reg.CollectGarbage(e.ctx, stowage.GCOptions{MinAge: zero()})
+	gc, err := collect(e.ctx, e.reg, gcOptions{MinAge: zero()})
 	if err != nil || gc.BytesFreed != run.BytesFreed || run.BytesFreed == 0 {
 		t.Errorf("GC freed %d bytes, purge predicted %d (dry run %d) (%v)", gc.BytesFreed, run.BytesFreed, dry.BytesFreed, err)
 	}

@@ -59,7 +59,7 @@ func (p PurgePolicy) options() (PurgeOptions, time.Duration, error) {
 // PurgePolicies lists the scheduled purges, by name.
 func (r *Registry) PurgePolicies(ctx context.Context) ([]PurgePolicy, error) {
 	var ps []PurgePolicy
-	err := r.db.View(ctx, func(tx Tx) error { return getSetting(tx, settingPurgePolicies, &ps) })
+	err := r.db.View(ctx, func(tx Tx) error { return GetSetting(tx, settingPurgePolicies, &ps) })
 	if ps == nil {
 		ps = []PurgePolicy{}
 	}
@@ -101,14 +101,14 @@ func (r *Registry) DeletePurgePolicy(ctx context.Context, name string) error {
 func (r *Registry) updatePolicies(ctx context.Context, fn func([]PurgePolicy) ([]PurgePolicy, error)) error {
 	return r.db.Update(ctx, func(tx Tx) error {
 		var ps []PurgePolicy
-		if err := getSetting(tx, settingPurgePolicies, &ps); err != nil {
+		if err := GetSetting(tx, settingPurgePolicies, &ps); err != nil {
 			return err
 		}
 		ps, err := fn(ps)
 		if err != nil {
 			return err
 		}
-		return putSetting(tx, settingPurgePolicies, ps, r.now())
+		return PutSetting(tx, settingPurgePolicies, ps, r.now())
 	})
 }
 
@@ -118,7 +118,7 @@ func (r *Registry) updatePolicies(ctx context.Context, fn func([]PurgePolicy) ([
 // if another node is running them now, it returns nil at once: that node
 // runs what is due, and each run is recorded before the lock is released.
 func (r *Registry) RunDuePurgePolicies(ctx context.Context) error {
-	err := r.exclusive(ctx, "purge", false, nil, r.runDuePurgePolicies)
+	err := ExclusiveJob(ctx, r.db, r.log, "purge", false, nil, r.runDuePurgePolicies)
 	if errors.Is(err, ErrLocked) {
 		return nil
 	}

@@ -63,7 +63,8 @@ func readQuotas(tx Tx) (map[string]int64, error) {
 }
 
 // SetQuota sets repo's quota in bytes; 0 removes it. A quota below what
-// the repository already holds is accepted: it stops further growth.
+// the repository already holds is accepted: it stops further growth. It
+// appends a quota event (Size: the new limit; Detail: before, after).
 func (r *Registry) SetQuota(ctx context.Context, repo string, limit int64) error {
 	if limit < 0 {
 		return Errorf(CodeInvalidParameter, "a quota must be 0 (none) or a positive number of bytes")
@@ -73,6 +74,10 @@ func (r *Registry) SetQuota(ctx context.Context, repo string, limit int64) error
 		if err != nil {
 			return err
 		}
+		now := r.now()
+		e := NewEvent(ctx, EventQuota, repo)
+		e.Time, e.Size = now, limit
+		e.Detail = EventDetail(ctx, map[string]any{"before": q[repo], "after": limit})
 		if limit == 0 {
 			if _, ok := q[repo]; !ok {
 				return Errorf(CodeNameUnknown, "repository %s has no quota", repo)
@@ -82,7 +87,10 @@ func (r *Registry) SetQuota(ctx context.Context, repo string, limit int64) error
 			q[repo] = limit
 		}
 		b, _ := json.Marshal(q)
-		return tx.Settings().PutSetting(settingQuotas, string(b), r.now())
+		if err := tx.Settings().PutSetting(settingQuotas, string(b), now); err != nil {
+			return err
+		}
+		return tx.Events().Append(e)
 	})
 }
 

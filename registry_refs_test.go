@@ -82,7 +82,7 @@ func TestPushedForeignLayerIsKept(t *testing.T) {
 				t.Fatal(err)
 			}
 			e.clock.Advance(3 * time.Hour) // grace and lease (1h) long over
-			gc, err := e.reg.CollectGarbage(e.ctx, stowage.GCOptions{})
+			gc, err := collect(e.ctx, e.reg, gcOptions{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -130,7 +130,7 @@ func TestAbsentForeignLayer(t *testing.T) {
 					t.Fatal(err)
 				}
 				e.clock.Advance(3 * time.Hour)
-				if _, err := e.reg.CollectGarbage(e.ctx, stowage.GCOptions{}); err != nil {
+				if _, err := collect(e.ctx, e.reg, gcOptions{}); err != nil {
 					t.Fatal(err)
 				}
 				e.pullable(t, "win/app", "v1", config, absent)

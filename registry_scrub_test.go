@@ -10,6 +10,7 @@ import (
 
 	"github.com/stowage/stowage"
 	"github.com/stowage/stowage/meta/sqlite"
+	"github.com/stowage/stowage/scrub"
 	"github.com/stowage/stowage/storage/crypt"
 	"github.com/stowage/stowage/storage/mem"
 	"github.com/stowage/stowage/storage/mirror"
@@ -24,7 +25,7 @@ func TestScrub(t *testing.T) {
 		e := newEnv(t, nil)
 		cfg, l1, l2 := newBlob(100), newBlob(70_000), newBlob(5)
 		e.image(t, "app", "v1", cfg, l1, l2)
-		rep, err := e.reg.Scrub(e.ctx, stowage.ScrubOptions{})
+		rep, err := scrub.New(e.reg.Parts()).Run(e.ctx, scrub.Options{})
 		if err != nil || rep.Blobs != 4 || rep.OK != 4 || len(rep.Problems) != 0 {
 			t.Fatalf("clean scrub: %+v, %v", rep, err)
 		}
@@ -33,13 +34,13 @@ func TestScrub(t *testing.T) {
 		e.store.Put(e.ctx, stowage.BlobKey(l1.d), bytes.NewReader(bad), -1)
 		e.store.Delete(e.ctx, stowage.BlobKey(l2.d))
 		var calls int64
-		rep, err = e.reg.Scrub(e.ctx, stowage.ScrubOptions{Progress: func(done, total int64) { calls = done }})
+		rep, err = scrub.New(e.reg.Parts()).Run(e.ctx, scrub.Options{Progress: func(done, total int64) { calls = done }})
 		if err != nil || rep.Lost != 2 || rep.Corrupt != 1 || rep.Missing != 1 || rep.OK != 2 || calls != 4 {
 			t.Fatalf("scrub of damaged storage: %+v, %v (progress %d)", rep, err, calls)
 		}
-		last, err := e.reg.LastScrub(e.ctx)
+		last, err := scrub.New(e.reg.Parts()).Last(e.ctx)
 		if err != nil || last.Lost != 2 {
-			t.Errorf("LastScrub: %+v, %v", last, err)
+			t.Errorf("Last: %+v, %v", last, err)
 		}
 	})
 	t.Run("mirror", func(t *testing.T) {
@@ -60,11 +61,11 @@ func TestScrub(t *testing.T) {
 		bad[0] ^= 1
 		a.Put(e.ctx, stowage.BlobKey(l1.d), bytes.NewReader(bad), -1)
 		b.Delete(e.ctx, stowage.BlobKey(cfg.d))
-		rep, err := e.reg.Scrub(e.ctx, stowage.ScrubOptions{})
+		rep, err := scrub.New(e.reg.Parts()).Run(e.ctx, scrub.Options{})
 		if err != nil || rep.Repaired != 2 || rep.Lost != 0 || rep.OK != 3 || rep.Copies != 6 {
 			t.Fatalf("scrub of a mirror with one bad copy each: %+v, %v", rep, err)
 		}
-		rep, _ = e.reg.Scrub(e.ctx, stowage.ScrubOptions{})
+		rep, _ = scrub.New(e.reg.Parts()).Run(e.ctx, scrub.Options{})
 		if rep.Repaired != 0 || len(rep.Problems) != 0 {
 			t.Errorf("second scrub: %+v", rep)
 		}
@@ -116,13 +117,13 @@ func TestScrubKeyOutage(t *testing.T) {
 			e := &env{reg: stowage.NewRegistry(db, crypt.New(store, mgr), stowage.Options{}), ctx: ctx}
 			e.image(t, "app", "v1", newBlob(100), newBlob(70_000))
 			keys.off.Store(true)
-			rep, err := e.reg.Scrub(ctx, stowage.ScrubOptions{})
+			rep, err := scrub.New(e.reg.Parts()).Run(ctx, scrub.Options{})
 			if err != nil || rep.Unreadable != 3 || rep.Lost != 0 || rep.Corrupt != 0 || rep.Repaired != 0 {
 				t.Errorf("scrub during a key outage: unreadable %d, lost %d, corrupt copies %d, repaired %d, %v; want 3 unreadable and nothing else",
 					rep.Unreadable, rep.Lost, rep.Corrupt, rep.Repaired, err)
 			}
 			keys.off.Store(false)
-			if rep, err = e.reg.Scrub(ctx, stowage.ScrubOptions{}); err != nil || rep.OK != 3 {
+			if rep, err = scrub.New(e.reg.Parts()).Run(ctx, scrub.Options{}); err != nil || rep.OK != 3 {
 				t.Errorf("scrub with the key back: %+v, %v", rep, err)
 			}
 		})

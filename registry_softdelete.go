@@ -19,7 +19,7 @@ const settingSoftDelete = "softdelete.policy"
 // SoftDelete returns the policy.
 func (r *Registry) SoftDelete(ctx context.Context) (SoftDeletePolicy, error) {
 	var p SoftDeletePolicy
-	err := r.db.View(ctx, func(tx Tx) error { return getSetting(tx, settingSoftDelete, &p) })
+	err := r.db.View(ctx, func(tx Tx) error { return GetSetting(tx, settingSoftDelete, &p) })
 	return p, err
 }
 
@@ -28,14 +28,14 @@ func (r *Registry) SetSoftDelete(ctx context.Context, p SoftDeletePolicy) error 
 	if p.Enabled && (p.Days < 1 || p.Days > 90) {
 		return Errorf(CodeInvalidParameter, "soft delete keeps deleted manifests 1 to 90 days, not %d", p.Days)
 	}
-	return r.db.Update(ctx, func(tx Tx) error { return putSetting(tx, settingSoftDelete, p, r.now()) })
+	return r.db.Update(ctx, func(tx Tx) error { return PutSetting(tx, settingSoftDelete, p, r.now()) })
 }
 
 // recycleUntil returns when manifests deleted now leave the recycle bin, or
 // the zero time if soft delete is off.
 func recycleUntil(tx Tx, now time.Time) (time.Time, error) {
 	var p SoftDeletePolicy
-	if err := getSetting(tx, settingSoftDelete, &p); err != nil || !p.Enabled {
+	if err := GetSetting(tx, settingSoftDelete, &p); err != nil || !p.Enabled {
 		return time.Time{}, err
 	}
 	return now.Add(time.Duration(p.Days) * 24 * time.Hour), nil
@@ -168,9 +168,10 @@ func (r *Registry) checkRestore(tx Tx, e RecycledManifest) error {
 	return r.checkRepoQuotaFor(tx, fmt.Sprintf("restore of %s@%s", m.Repo, m.Digest), m.Repo, "", added)
 }
 
-// expireRecycled removes recycle bin entries past their time; their space
-// then follows the usual grace period and lease.
-func (r *Registry) expireRecycled(ctx context.Context, now time.Time) (int, error) {
+// ExpireRecycled removes recycle bin entries past their time; their space
+// then follows the usual grace period and lease. Garbage collection runs it
+// first (package gc).
+func (r *Registry) ExpireRecycled(ctx context.Context, now time.Time) (int, error) {
 	n := 0
 	for {
 		var batch []RecycledManifest

@@ -36,7 +36,7 @@ func TestSoftDelete(t *testing.T) {
 	if e.hasManifest("app", m1.d) {
 		t.Fatal("a soft-deleted manifest is still pullable")
 	}
-	gc, _ := e.reg.CollectGarbage(e.ctx, stowage.GCOptions{MinAge: zero()})
+	gc, _ := collect(e.ctx, e.reg, gcOptions{MinAge: zero()})
 	if gc.BytesFreed != 0 {
 		t.Fatalf("GC freed %d bytes of a manifest in the recycle bin", gc.BytesFreed)
 	}
@@ -60,11 +60,11 @@ func TestSoftDelete(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.clock.Advance(6 * 24 * time.Hour)
-	if gc, _ := e.reg.CollectGarbage(e.ctx, stowage.GCOptions{MinAge: zero()}); gc.BytesFreed != 0 {
+	if gc, _ := collect(e.ctx, e.reg, gcOptions{MinAge: zero()}); gc.BytesFreed != 0 {
 		t.Errorf("GC freed %d bytes before the entry expired", gc.BytesFreed)
 	}
 	e.clock.Advance(2 * 24 * time.Hour)
-	gc, err = e.reg.CollectGarbage(e.ctx, stowage.GCOptions{MinAge: zero()})
+	gc, err = collect(e.ctx, e.reg, gcOptions{MinAge: zero()})
 	if err != nil || gc.BytesFreed != hard.BytesFreed {
 		t.Errorf("after expiry GC freed %d bytes, a hard delete frees %d (%v)", gc.BytesFreed, hard.BytesFreed, err)
 	}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/stowage/stowage"
+	"github.com/stowage/stowage/gc"
 	"github.com/stowage/stowage/meta/sqlite"
 	"github.com/stowage/stowage/storage/mem"
 )
@@ -84,10 +85,10 @@ func TestOrphanSweepFence(t *testing.T) {
 			reg := stowage.NewRegistry(db, store, stowage.Options{Now: func() time.Time { return time.Now().Add(3 * time.Hour) }})
 
 			gcDone := make(chan error, 1)
-			var rep stowage.GCReport
+			var rep gc.Report
 			go func() {
 				var err error
-				rep, err = reg.CollectGarbage(ctx, stowage.GCOptions{})
+				rep, err = collect(ctx, reg, gcOptions{})
 				gcDone <- err
 			}()
 			select {

@@ -352,7 +352,7 @@ func TestUploadExpirySparesStreamingChunk(t *testing.T) {
 	}()
 	pw.Write(data[:100])
 	e.clock.Advance(48 * time.Hour) // the chunk streams for two days
-	rep, err := e.reg.CollectGarbage(e.ctx, stowage.GCOptions{UploadExpiry: time.Hour})
+	rep, err := collect(e.ctx, e.reg, gcOptions{UploadExpiry: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}

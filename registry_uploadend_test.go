@@ -245,7 +245,7 @@ func TestDeleteRepositoryDuringUploads(t *testing.T) {
 				}
 			}
 			zero := time.Duration(0)
-			if _, err := reg.CollectGarbage(ctx, stowage.GCOptions{MinAge: &zero}); err != nil {
+			if _, err := collect(ctx, reg, gcOptions{MinAge: &zero}); err != nil {
 				t.Fatal(err)
 			}
 			if left := uploadObjects(t, reg, "uploads/"); len(left) > 0 {

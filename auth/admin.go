@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/stowage/stowage"
-	"github.com/stowage/stowage/ociapi"
+	"github.com/stowage/stowage/internal/httperr"
 )
 
 // AdminPrefix is where Handler is mounted.
@@ -56,7 +56,7 @@ func (a *Authority) Handler() http.Handler {
 		}
 		rest, ok := strings.CutPrefix(r.URL.Path, AdminPrefix)
 		if !ok {
-			ociapi.WriteError(w, r, a.log, adminNotFound(r))
+			httperr.Write(w, r, a.log, adminNotFound(r))
 			return
 		}
 		if rest == "whoami" {
@@ -65,7 +65,7 @@ func (a *Authority) Handler() http.Handler {
 				return
 			}
 			if r.Method != http.MethodGet {
-				ociapi.WriteError(w, r, a.log, adminNotFound(r))
+				httperr.Write(w, r, a.log, adminNotFound(r))
 				return
 			}
 			writeJSON(w, http.StatusOK, map[string]any{"kind": id.Kind.String(), "name": id.Name, "admin": id.IsAdmin(), "method": id.Method})
@@ -76,7 +76,7 @@ func (a *Authority) Handler() http.Handler {
 			return
 		}
 		if err := a.admin(w, r, id, rest); err != nil {
-			ociapi.WriteError(w, r, a.log, err)
+			httperr.Write(w, r, a.log, err)
 		}
 	})
 }
@@ -220,9 +220,9 @@ func (a *Authority) admin(w http.ResponseWriter, r *http.Request, id Identity, r
 const maxAdminBody = 1 << 20
 
 // decode reads a JSON request body of at most maxAdminBody bytes into v; a
-// larger one is answered 413, readably (see ociapi.ReadBody).
+// larger one is answered 413, readably (see httperr.ReadBody).
 func decode(w http.ResponseWriter, r *http.Request, v any) error {
-	body, err := ociapi.ReadBody(r, maxAdminBody, stowage.CodeInvalidParameter, "request body")
+	body, err := httperr.ReadBody(r, maxAdminBody, stowage.CodeInvalidParameter, "request body")
 	if err != nil {
 		return err
 	}

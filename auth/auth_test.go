@@ -80,8 +80,14 @@ const adminPass = "admin-password-1"
 
 func newEnv(t *testing.T, tweak ...func(*auth.Options)) *env {
 	t.Helper()
+	return newEnvAt(t, ":memory:", tweak...)
+}
+
+// newEnvAt is newEnv on the SQLite database at path.
+func newEnvAt(t *testing.T, path string, tweak ...func(*auth.Options)) *env {
+	t.Helper()
 	ctx := context.Background()
-	db, err := sqlite.Open(ctx, ":memory:")
+	db, err := sqlite.Open(ctx, path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,7 +109,7 @@ func newEnv(t *testing.T, tweak ...func(*auth.Options)) *env {
 	mux.Handle("/v2/", e.a.Middleware(oci))
 	mux.Handle(auth.TokenPath, e.a.TokenHandler())
 	mux.Handle(auth.AdminPrefix, e.a.ManagementMiddleware(e.a.Handler()))
-	mux.Handle("/api/v1/", e.a.ManagementMiddleware(mgmt.New(reg, nil, stowage.GCOptions{})))
+	mux.Handle("/api/v1/", e.a.ManagementMiddleware(mgmt.New(reg, nil)))
 	mux.Handle("/acr/v1/", e.a.ManagementMiddleware(mgmt.NewACR(reg, nil)))
 	// /probe/ reports the identity the middleware put into the context.
 	mux.Handle("/probe/", e.a.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {})))

@@ -182,6 +182,22 @@ func (a *Authority) authenticate(r *http.Request, st *state) (Identity, error) {
 	return st.identity(KindAnonymous, ""), nil
 }
 
+// recordLoginFailure appends a login.failed event (its own transaction) for
+// a wrong password, or credentials of a disabled or expired user or token:
+// Actor is the name tried, Addr the client. Only failures the failed-login
+// limits count are recorded, so the limits bound their rate; refusals by
+// the limits themselves and malformed or invalid bearer credentials are
+// only logged. It records the failure even if the client has gone.
+func (a *Authority) recordLoginFailure(r *http.Request, name, ip, reason string) {
+	ctx := stowage.WithActor(context.WithoutCancel(r.Context()), stowage.RequestActor(r, name, ip))
+	e := stowage.NewEvent(ctx, stowage.EventLoginFailed, "")
+	e.Time = a.now()
+	e.Detail = stowage.EventDetail(ctx, map[string]any{"method": "basic", "reason": reason})
+	if err := a.store.db.Update(ctx, func(tx stowage.Tx) error { return tx.Events().Append(e) }); err != nil {
+		a.log.Error("the change feed could not record a failed login", "name", name, "err", err)
+	}
+}
+
 // retryDetail is the Detail of a TOOMANYREQUESTS error: the writer turns
 // it into a Retry-After header.
 type retryDetail struct {
@@ -222,6 +238,7 @@ func (a *Authority) login(r *http.Request, st *state, name, password string) (Id
 	if reason != "" {
 		a.logins.fail(r.Context(), ip, name)
 		a.authFailed(r, name, "basic", reason)
+		a.recordLoginFailure(r, name, ip, reason)
 		msg := "invalid name or password"
 		switch reason {
 		case "user disabled":

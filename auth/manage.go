@@ -170,7 +170,8 @@ func (a *Authority) CreateUser(ctx context.Context, spec UserSpec) (UserInfo, er
 	}
 	stamp := randomID(8)
 	var out UserInfo
-	_, err = a.store.update(ctx, func(st *state, now time.Time) error {
+	c := &change{kind: stowage.EventUser, detail: map[string]any{"action": "create", "name": spec.Name, "admin": spec.Admin, "scopeMap": spec.ScopeMap}}
+	_, err = a.store.update(ctx, c, func(st *state, now time.Time) error {
 		if err := st.nameTaken(spec.Name); err != nil {
 			return err
 		}
@@ -250,7 +251,8 @@ func (a *Authority) EnsureAdmin(ctx context.Context, name, password string) (boo
 
 // DeleteUser deletes a user. The last enabled admin cannot be deleted.
 func (a *Authority) DeleteUser(ctx context.Context, name string) error {
-	_, err := a.store.update(ctx, func(st *state, now time.Time) error {
+	c := &change{kind: stowage.EventUser, detail: map[string]any{"action": "delete", "name": name}}
+	_, err := a.store.update(ctx, c, func(st *state, now time.Time) error {
 		u, ok := st.Users[name]
 		if !ok {
 			return notFoundErr("user", name, hintUsers)
@@ -275,7 +277,8 @@ func (a *Authority) SetPassword(ctx context.Context, name, password string) erro
 		return err
 	}
 	stamp := randomID(8)
-	_, err = a.store.update(ctx, func(st *state, now time.Time) error {
+	c := &change{kind: stowage.EventUser, detail: map[string]any{"action": "password", "name": name}}
+	_, err = a.store.update(ctx, c, func(st *state, now time.Time) error {
 		u, ok := st.Users[name]
 		if !ok {
 			return notFoundErr("user", name, hintUsers)
@@ -292,7 +295,8 @@ func (a *Authority) SetPassword(ctx context.Context, name, password string) erro
 // refuses to leave the registry without an enabled admin.
 func (a *Authority) UpdateUser(ctx context.Context, name string, c UserChange) (UserInfo, error) {
 	var out UserInfo
-	_, err := a.store.update(ctx, func(st *state, now time.Time) error {
+	ch := &change{kind: stowage.EventUser}
+	_, err := a.store.update(ctx, ch, func(st *state, now time.Time) error {
 		u, ok := st.Users[name]
 		if !ok {
 			return notFoundErr("user", name, hintUsers)
@@ -316,6 +320,7 @@ func (a *Authority) UpdateUser(ctx context.Context, name string, c UserChange) (
 		nu.Updated = now
 		st.Users[name] = &nu
 		out = userInfo(&nu)
+		ch.detail = map[string]any{"action": "update", "name": name, "admin": nu.Admin, "disabled": nu.Disabled, "scopeMap": nu.ScopeMap}
 		return nil
 	})
 	return out, err
@@ -376,7 +381,8 @@ func (a *Authority) PutScopeMap(ctx context.Context, name string, spec ScopeMapS
 	}
 	var out ScopeMap
 	var created bool
-	_, err = a.store.update(ctx, func(st *state, now time.Time) error {
+	c := &change{kind: stowage.EventScopeMap}
+	_, err = a.store.update(ctx, c, func(st *state, now time.Time) error {
 		m := &ScopeMap{Name: name, Description: spec.Description, Rules: rules, Created: now, Updated: now}
 		old, ok := st.ScopeMaps[name]
 		if ok {
@@ -385,6 +391,11 @@ func (a *Authority) PutScopeMap(ctx context.Context, name string, spec ScopeMapS
 		created = !ok
 		st.ScopeMaps[name] = m
 		out = copyScopeMap(m)
+		action := "update"
+		if created {
+			action = "create"
+		}
+		c.detail = map[string]any{"action": action, "name": name, "rules": rules}
 		return nil
 	})
 	return out, created, err
@@ -392,7 +403,8 @@ func (a *Authority) PutScopeMap(ctx context.Context, name string, spec ScopeMapS
 
 // DeleteScopeMap deletes a scope map no token or user uses.
 func (a *Authority) DeleteScopeMap(ctx context.Context, name string) error {
-	_, err := a.store.update(ctx, func(st *state, now time.Time) error {
+	c := &change{kind: stowage.EventScopeMap, detail: map[string]any{"action": "delete", "name": name}}
+	_, err := a.store.update(ctx, c, func(st *state, now time.Time) error {
 		if m, ok := st.scopeMap(name); ok && m.BuiltIn {
 			return stowage.Errorf(stowage.CodeDenied, "scope map %q is built in and cannot be deleted", name)
 		}
@@ -490,7 +502,8 @@ func (a *Authority) CreateToken(ctx context.Context, spec TokenSpec) (TokenInfo,
 	}
 	stamps := [2]string{randomID(8), randomID(8)}
 	var out TokenInfo
-	_, err := a.store.update(ctx, func(st *state, now time.Time) error {
+	c := &change{kind: stowage.EventToken, detail: map[string]any{"action": "create", "name": spec.Name, "scopeMap": spec.ScopeMap, "status": spec.Status, "expiry": spec.Expiry}}
+	_, err := a.store.update(ctx, c, func(st *state, now time.Time) error {
 		if err := st.nameTaken(spec.Name); err != nil {
 			return err
 		}
@@ -551,7 +564,8 @@ func (a *Authority) UpdateToken(ctx context.Context, name string, c TokenChange)
 		return TokenInfo{}, err
 	}
 	var out TokenInfo
-	_, err := a.store.update(ctx, func(st *state, now time.Time) error {
+	ch := &change{kind: stowage.EventToken}
+	_, err := a.store.update(ctx, ch, func(st *state, now time.Time) error {
 		t, ok := st.Tokens[name]
 		if !ok {
 			return notFoundErr("token", name, hintTokens)
@@ -578,6 +592,7 @@ func (a *Authority) UpdateToken(ctx context.Context, name string, c TokenChange)
 		nt.Updated = now
 		st.Tokens[name] = &nt
 		out = tokenInfo(&nt)
+		ch.detail = map[string]any{"action": "update", "name": name, "scopeMap": nt.ScopeMap, "status": nt.Status, "expiry": nt.Expiry}
 		return nil
 	})
 	return out, err
@@ -585,7 +600,8 @@ func (a *Authority) UpdateToken(ctx context.Context, name string, c TokenChange)
 
 // DeleteToken deletes a token; requests with it are refused at once.
 func (a *Authority) DeleteToken(ctx context.Context, name string) error {
-	_, err := a.store.update(ctx, func(st *state, now time.Time) error {
+	c := &change{kind: stowage.EventToken, detail: map[string]any{"action": "delete", "name": name}}
+	_, err := a.store.update(ctx, c, func(st *state, now time.Time) error {
 		if _, ok := st.Tokens[name]; !ok {
 			return notFoundErr("token", name, hintTokens)
 		}
@@ -613,7 +629,8 @@ func (a *Authority) GeneratePassword(ctx context.Context, token, which string, e
 	}
 	stamp := randomID(8)
 	var out PasswordInfo
-	_, err = a.store.update(ctx, func(st *state, now time.Time) error {
+	c := &change{kind: stowage.EventToken, detail: map[string]any{"action": "password.generate", "name": token, "password": passwordName(slot), "expiry": expiry}}
+	_, err = a.store.update(ctx, c, func(st *state, now time.Time) error {
 		t, ok := st.Tokens[token]
 		if !ok {
 			return notFoundErr("token", token, hintTokens)
@@ -634,7 +651,8 @@ func (a *Authority) DeletePassword(ctx context.Context, token, which string) err
 	if err != nil {
 		return err
 	}
-	_, err = a.store.update(ctx, func(st *state, now time.Time) error {
+	c := &change{kind: stowage.EventToken, detail: map[string]any{"action": "password.delete", "name": token, "password": passwordName(slot)}}
+	_, err = a.store.update(ctx, c, func(st *state, now time.Time) error {
 		t, ok := st.Tokens[token]
 		if !ok {
 			return notFoundErr("token", token, hintTokens)
@@ -665,7 +683,9 @@ func (a *Authority) AnonymousPull(ctx context.Context) (bool, error) {
 // SetAnonymousPull turns anonymous pull on or off: content/read and
 // metadata/read on every repository for callers without credentials.
 func (a *Authority) SetAnonymousPull(ctx context.Context, on bool) error {
-	_, err := a.store.update(ctx, func(st *state, now time.Time) error {
+	c := &change{kind: stowage.EventPolicy}
+	_, err := a.store.update(ctx, c, func(st *state, now time.Time) error {
+		c.detail = map[string]any{"name": "anonymousPull", "before": st.AnonymousPull, "after": on}
 		st.AnonymousPull = on
 		return nil
 	})

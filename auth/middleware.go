@@ -7,7 +7,8 @@ import (
 	"strings"
 
 	"github.com/stowage/stowage"
-	"github.com/stowage/stowage/ociapi"
+	"github.com/stowage/stowage/internal/httperr"
+	"github.com/stowage/stowage/internal/ociroute"
 )
 
 // need is what a request requires.
@@ -25,15 +26,15 @@ type need struct {
 }
 
 // ociNeed maps a /v2/ request to what it requires.
-func ociNeed(rt ociapi.Route, method string) need {
+func ociNeed(rt ociroute.Route, method string) need {
 	switch rt.Kind {
-	case ociapi.KindBase:
+	case ociroute.KindBase:
 		return need{authenticated: true}
-	case ociapi.KindCatalog:
+	case ociroute.KindCatalog:
 		return need{catalog: true}
-	case ociapi.KindTags, ociapi.KindReferrers:
+	case ociroute.KindTags, ociroute.KindReferrers:
 		return need{repo: rt.Name, action: MetadataRead}
-	case ociapi.KindUploadStart, ociapi.KindUpload:
+	case ociroute.KindUploadStart, ociroute.KindUpload:
 		// Every step of an upload, cancelling included, is part of a push.
 		return need{repo: rt.Name, action: ContentWrite}
 	}
@@ -154,7 +155,7 @@ func (a *Authority) Middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		st, err := a.store.get(r.Context())
 		if err != nil {
-			ociapi.WriteError(w, r, a.log, err)
+			httperr.Write(w, r, a.log, err)
 			return
 		}
 		w.Header().Set("Docker-Distribution-API-Version", "registry/2.0")
@@ -164,7 +165,7 @@ func (a *Authority) Middleware(next http.Handler) http.Handler {
 			a.WriteError(w, r, err)
 			return
 		}
-		rt, perr := ociapi.ParseRoute(r.URL.Path)
+		rt, perr := ociroute.ParseRoute(r.URL.Path)
 		if perr != nil {
 			// The handler answers with the parse error, except to
 			// strangers at a closed registry: they learn nothing.
@@ -178,12 +179,20 @@ func (a *Authority) Middleware(next http.Handler) http.Handler {
 				a.refuse(w, r, id, n, false)
 				return
 			}
-			if rt.Kind == ociapi.KindUploadStart && r.Method == http.MethodPost {
+			if rt.Kind == ociroute.KindUploadStart && r.Method == http.MethodPost {
 				r = a.guardMount(r, id, rt.Name)
 			}
 		}
-		next.ServeHTTP(w, r.WithContext(NewContext(r.Context(), id)))
+		next.ServeHTTP(w, a.withIdentity(r, id))
 	})
+}
+
+// withIdentity returns r with id in its context (NewContext) and id as
+// the actor of its changes (stowage.WithActor): its name and the client's
+// address, which the engine copies into the change feed's events.
+func (a *Authority) withIdentity(r *http.Request, id Identity) *http.Request {
+	ctx := stowage.WithActor(NewContext(r.Context(), id), stowage.RequestActor(r, id.Name, a.ClientIP(r)))
+	return r.WithContext(ctx)
 }
 
 func errCodeFor(r *http.Request) string {
@@ -216,7 +225,7 @@ func (a *Authority) refuse(w http.ResponseWriter, r *http.Request, id Identity, 
 		if id.bearer {
 			msg = "the bearer token does not cover this request (" + n.describe() + "); get a token for scope " + strings.Join(scopes, " ")
 		}
-		ociapi.WriteError(w, r, a.log, &stowage.Error{Code: stowage.CodeUnauthorized, Message: msg})
+		httperr.Write(w, r, a.log, &stowage.Error{Code: stowage.CodeUnauthorized, Message: msg})
 		return
 	}
 	a.log.Info("request denied", "audit", "authz.denied", "actor", id.String(), "need", n.describe(),
@@ -225,7 +234,7 @@ func (a *Authority) refuse(w http.ResponseWriter, r *http.Request, id Identity, 
 	if !n.admin && !n.all && !n.catalog && !n.authenticated {
 		msg = fmt.Sprintf("%s may not do this: it needs %s; ask an admin to add it to its scope map", id, n.describe())
 	}
-	ociapi.WriteError(w, r, a.log, stowage.Errorf(stowage.CodeDenied, "%s", msg))
+	httperr.Write(w, r, a.log, stowage.Errorf(stowage.CodeDenied, "%s", msg))
 }
 
 // guardMount drops the mount parameters of an upload the caller may not
@@ -383,7 +392,7 @@ func (a *Authority) ManagementMiddleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		st, err := a.store.get(r.Context())
 		if err != nil {
-			ociapi.WriteError(w, r, a.log, err)
+			httperr.Write(w, r, a.log, err)
 			return
 		}
 		acr := strings.HasPrefix(r.URL.Path, "/acr/")
@@ -402,7 +411,7 @@ func (a *Authority) ManagementMiddleware(next http.Handler) http.Handler {
 			a.refuse(w, r, id, n, true)
 			return
 		}
-		r = r.WithContext(NewContext(r.Context(), id))
+		r = a.withIdentity(r, id)
 		if r.Method == http.MethodGet || r.Method == http.MethodHead {
 			next.ServeHTTP(w, r)
 			return
@@ -473,7 +482,7 @@ func (a *Authority) Authorize(id Identity, r *http.Request) error {
 	p := r.URL.Path
 	switch {
 	case p == "/v2" || strings.HasPrefix(p, "/v2/"):
-		rt, err := ociapi.ParseRoute(p)
+		rt, err := ociroute.ParseRoute(p)
 		if err != nil {
 			if id.Kind == KindAnonymous && !id.anonPull {
 				return authError("authentication required: log in")

@@ -165,8 +165,8 @@ func TestSigningKeyFirstStartsTogether(t *testing.T) {
 						t.Fatalf("node %d has key %s, node 0 %s", i, keys[i].ID, keys[0].ID)
 					}
 				}
-				var counts []stowage.KeyVersionCount
-				if err := dbs[0].View(ctx, func(tx stowage.Tx) (err error) { counts, err = tx.DataKeys().CountDataKeys(); return err }); err != nil {
+				counts, err := dbs[0].(crypt.KeyStore).CountDataKeys(ctx)
+				if err != nil {
 					t.Fatal(err)
 				}
 				n := int64(0)

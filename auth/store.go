@@ -92,12 +92,21 @@ func (s *store) get(ctx context.Context) (*state, error) {
 	return st, nil
 }
 
+// change is what an update does, for the change feed: one event of kind
+// (user, token, scope map, policy) with detail (what the update sets;
+// never a password or its hash), which fn may fill in.
+type change struct {
+	kind   stowage.EventKind
+	detail map[string]any
+}
+
 // update applies fn to the state in one transaction: it reads the stored
 // document, lets fn change it, and writes it back with the next version,
 // so concurrent changes (on this node or another) never lose each other.
+// The same transaction appends c's event, with the actor ctx carries.
 // fn may run more than once (the database retries conflicts): it must only
-// change the state it is given.
-func (s *store) update(ctx context.Context, fn func(st *state, now time.Time) error) (*state, error) {
+// change the state it is given (and c).
+func (s *store) update(ctx context.Context, c *change, fn func(st *state, now time.Time) error) (*state, error) {
 	now := s.now()
 	var out *state
 	var raw string
@@ -115,6 +124,11 @@ func (s *store) update(ctx context.Context, fn func(st *state, now time.Time) er
 			return err
 		}
 		if err := tx.Settings().PutSetting(SettingState, string(b), now); err != nil {
+			return err
+		}
+		e := stowage.NewEvent(ctx, c.kind, "")
+		e.Time, e.Detail = now, stowage.EventDetail(ctx, c.detail)
+		if err := tx.Events().Append(e); err != nil {
 			return err
 		}
 		out, raw = st, string(b)

@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/stowage/stowage"
-	"github.com/stowage/stowage/ociapi"
+	"github.com/stowage/stowage/internal/httperr"
 )
 
 // maxTokenRequest bounds a token request's form body (credentials, a
@@ -94,7 +94,7 @@ func (a *Authority) token(w http.ResponseWriter, r *http.Request) (TokenResponse
 	case http.MethodPost:
 		// Read within a bound, then parse: a larger body gets a readable
 		// 413 (the error writer drains the rest), not a reset connection.
-		body, err := ociapi.ReadBody(r, maxTokenRequest, stowage.CodeInvalidParameter, "token request body")
+		body, err := httperr.ReadBody(r, maxTokenRequest, stowage.CodeInvalidParameter, "token request body")
 		if err != nil {
 			return TokenResponse{}, err
 		}
@@ -222,5 +222,5 @@ func (a *Authority) WriteError(w http.ResponseWriter, r *http.Request, err error
 			w.Header().Set("Retry-After", strconv.Itoa(d.RetryAfterSeconds))
 		}
 	}
-	ociapi.WriteError(w, r, a.log, err)
+	httperr.Write(w, r, a.log, err)
 }

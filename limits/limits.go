@@ -21,7 +21,7 @@ import (
 	"time"
 
 	"github.com/stowage/stowage"
-	"github.com/stowage/stowage/ociapi"
+	"github.com/stowage/stowage/internal/httperr"
 )
 
 // Class is a kind of request, limited separately.
@@ -429,7 +429,7 @@ func (l *Limiter) Middleware(identity func(*http.Request) string, next http.Hand
 			l.log.Debug("request limit exceeded", "class", d.Class.String(), "scope", d.Scope, "identity", name,
 				"limit", d.Limit, "retry_after", d.RetryAfter, "request", r.Method+" "+r.URL.Path)
 			w.Header().Set("Retry-After", strconv.Itoa(d.RetryAfterSeconds()))
-			ociapi.WriteError(w, r, l.log, d.Err())
+			httperr.Write(w, r, l.log, d.Err())
 			return
 		}
 		next.ServeHTTP(w, r)

@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/stowage/stowage"
-	"github.com/stowage/stowage/ociapi"
+	"github.com/stowage/stowage/internal/httperr"
 )
 
 // ACR serves the Azure Container Registry data-plane management routes
@@ -33,8 +33,9 @@ func NewACR(reg *stowage.Registry, log *slog.Logger) *ACR {
 }
 
 func (a *ACR) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	r = stowage.WithRequestActor(r) // who made the changes, for the change feed
 	if err := a.serve(w, r); err != nil {
-		ociapi.WriteError(w, r, a.log, err)
+		httperr.Write(w, r, a.log, err)
 	}
 }
 

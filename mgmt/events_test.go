@@ -41,7 +41,7 @@ func TestEventsAPI(t *testing.T) {
 	}
 	f := feed.New(db.Feed(), feed.Options{Retention: feed.Retention{MaxCount: 3}, Poll: 5 * time.Millisecond})
 	reg := stowage.NewRegistry(db, mem.New(), stowage.Options{})
-	h := mgmt.New(reg, nil, stowage.GCOptions{}).WithEvents(f)
+	h := mgmt.New(reg, nil).WithEvents(f)
 
 	get := func(url string) (int, mgmt.EventsPage, string) {
 		t.Helper()
@@ -126,7 +126,7 @@ func TestEventsAPI(t *testing.T) {
 	}
 	// Without a feed the endpoint says so.
 	rec := httptest.NewRecorder()
-	mgmt.New(reg, nil, stowage.GCOptions{}).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/api/v1/events", nil))
+	mgmt.New(reg, nil).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/api/v1/events", nil))
 	if rec.Code != http.StatusNotFound {
 		t.Errorf("no feed: %d %s", rec.Code, rec.Body)
 	}

@@ -7,8 +7,39 @@ import (
 	"strings"
 
 	"github.com/stowage/stowage"
-	"github.com/stowage/stowage/storage/crypt"
 )
+
+// KeyManager is the encryption key hierarchy as the management API sees it
+// (storage/crypt.Manager, wired in cmd/stowage).
+type KeyManager interface {
+	// Status reports the current key, its versions and the data keys each wraps.
+	Status(ctx context.Context) (KeyStatus, error)
+	// Rotate makes a new key version current (unless !newVersion: only
+	// rewrap onto the current one) and rewraps every data key onto it;
+	// progress (may be nil) is called as it goes.
+	Rotate(ctx context.Context, newVersion bool, progress func(KeyRotation)) (KeyRotation, error)
+	// Current is the key version new data keys are wrapped with.
+	Current(ctx context.Context) (stowage.KeyVersion, error)
+	// Retire removes a key version no data key uses.
+	Retire(ctx context.Context, kv stowage.KeyVersion) error
+}
+
+// KeyStatus is GET /api/v1/keys (storage/crypt.Status).
+type KeyStatus struct {
+	Provider string               `json:"provider"`
+	Current  stowage.KeyVersion   `json:"current"`
+	Versions []stowage.KeyVersion `json:"versions,omitempty"` // held by the provider, if it says
+	// DataKeys counts data keys per key version that wraps them.
+	DataKeys []stowage.KeyVersionCount `json:"data_keys"`
+}
+
+// KeyRotation reports a rotation (storage/crypt.RotateProgress).
+type KeyRotation struct {
+	Current   stowage.KeyVersion `json:"current"`
+	Rewrapped int64              `json:"rewrapped"`
+	Total     int64              `json:"total"` // data keys not on the current version when the pass began
+	Done      bool               `json:"done"`
+}
 
 // serveKeys serves the encryption key endpoints:
 //
@@ -35,9 +66,9 @@ func (h *Handler) serveKeys(ctx context.Context, w http.ResponseWriter, r *http.
 			return err
 		}
 		enc := streamJSON(w)
-		p, err := h.keys.Rotate(ctx, crypt.RotateOptions{NewVersion: !rewrapOnly, Progress: func(p crypt.RotateProgress) {
+		p, err := h.keys.Rotate(ctx, !rewrapOnly, func(p KeyRotation) {
 			enc.progress("data keys", p.Rewrapped, p.Total)
-		}})
+		})
 		if err != nil {
 			h.log.Error("key rotation failed", "err", err)
 			enc.line(map[string]any{"error": err.Error()})
@@ -51,7 +82,7 @@ func (h *Handler) serveKeys(ctx context.Context, w http.ResponseWriter, r *http.
 		if err != nil || v == 0 {
 			return stowage.Errorf(stowage.CodeInvalidParameter, "key version %q: want a positive number", strings.TrimPrefix(arg, "versions/"))
 		}
-		cur, err := h.keys.Keys.Current(ctx)
+		cur, err := h.keys.Current(ctx)
 		if err != nil {
 			return err
 		}

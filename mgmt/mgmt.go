@@ -14,8 +14,8 @@ import (
 	"time"
 
 	"github.com/stowage/stowage"
-	"github.com/stowage/stowage/ociapi"
-	"github.com/stowage/stowage/storage/crypt"
+	"github.com/stowage/stowage/gc"
+	"github.com/stowage/stowage/internal/httperr"
 )
 
 // maxBody bounds the JSON bodies of management requests.
@@ -23,33 +23,47 @@ const maxBody = 1 << 20
 
 // Handler serves /api/v1/.
 type Handler struct {
-	reg  *stowage.Registry
-	log  *slog.Logger
-	gc   stowage.GCOptions // defaults for POST /api/v1/gc
-	keys *crypt.Manager    // nil when encryption is off
-	topo Topology          // storage topology; nil in tests
+	reg    *stowage.Registry
+	log    *slog.Logger
+	gc     Collector  // nil: no POST /api/v1/gc
+	gcOpts gc.Options // defaults for POST /api/v1/gc
+	scrub  Scrubber   // nil: no /api/v1/scrub
+	keys   KeyManager // nil when encryption is off
+	topo   Topology   // storage topology; nil in tests
 
 	events Events // the change feed (events.go); nil: GET /api/v1/events is refused
 }
 
+// Collector runs garbage collections (package gc's *gc.Collector).
+type Collector interface {
+	Collect(ctx context.Context, opts gc.Options) (gc.Report, error)
+}
+
+// WithGC enables POST /api/v1/gc; opts holds the configured grace period,
+// lease and upload expiry.
+func (h *Handler) WithGC(c Collector, opts gc.Options) *Handler {
+	h.gc, h.gcOpts = c, opts
+	return h
+}
+
 // WithKeys enables the key management endpoints (/api/v1/keys).
-func (h *Handler) WithKeys(m *crypt.Manager) *Handler {
+func (h *Handler) WithKeys(m KeyManager) *Handler {
 	h.keys = m
 	return h
 }
 
-// New returns the management API handler; gc holds the configured grace
-// period, lease and upload expiry.
-func New(reg *stowage.Registry, log *slog.Logger, gc stowage.GCOptions) *Handler {
+// New returns the management API handler.
+func New(reg *stowage.Registry, log *slog.Logger) *Handler {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Handler{reg: reg, log: log, gc: gc}
+	return &Handler{reg: reg, log: log}
 }
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	r = stowage.WithRequestActor(r) // who made the changes, for the change feed
 	if err := h.serve(w, r); err != nil {
-		ociapi.WriteError(w, r, h.log, err)
+		httperr.Write(w, r, h.log, err)
 	}
 }
 
@@ -101,8 +115,10 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) error {
 			return stowage.Errorf(stowage.CodeTagInvalid, "untag needs repo:tag, not a digest")
 		}
 		return h.report(w, func() (stowage.DeleteReport, error) { return h.reg.Untag(ctx, repo, ref.Tag, dry) })
-	case head == "storage" || head == "scrub":
+	case head == "storage":
 		return h.serveStorage(ctx, w, r, head, arg, dry)
+	case head == "scrub":
+		return h.serveScrub(ctx, w, r, arg)
 	case head == "quotas" && arg == "" && r.Method == http.MethodGet:
 		q, err := h.reg.Quotas(ctx)
 		if err != nil {
@@ -253,7 +269,10 @@ func (h *Handler) report(w http.ResponseWriter, fn func() (stowage.DeleteReport,
 // collect runs a garbage collection and streams its progress as JSON lines
 // ({"progress":…}), ending with {"report":…} or {"error":…}.
 func (h *Handler) collect(ctx context.Context, w http.ResponseWriter, r *http.Request, dry bool) error {
-	opts := h.gc
+	if h.gc == nil {
+		return stowage.Errorf(stowage.CodeUnsupported, "garbage collection is not enabled on this management API")
+	}
+	opts := h.gcOpts
 	opts.DryRun = dry
 	if s := r.URL.Query().Get("min_age"); s != "" {
 		d, err := time.ParseDuration(s)
@@ -264,7 +283,7 @@ func (h *Handler) collect(ctx context.Context, w http.ResponseWriter, r *http.Re
 	}
 	enc := streamJSON(w)
 	opts.Progress = enc.progress
-	rep, err := h.reg.CollectGarbage(ctx, opts)
+	rep, err := h.gc.Collect(ctx, opts)
 	if err != nil {
 		h.log.Error("garbage collection failed", "err", err)
 		enc.line(map[string]any{"error": err.Error()})
@@ -369,7 +388,7 @@ func parseTarget(s string) (string, stowage.Reference, error) {
 // longer one is answered 413 (http.MaxBytesReader would also close the
 // connection, which a client still sending sees as a reset).
 func decodeBody(r *http.Request, v any) error {
-	b, err := ociapi.ReadBody(r, maxBody, stowage.CodeSizeInvalid, "request body")
+	b, err := httperr.ReadBody(r, maxBody, stowage.CodeSizeInvalid, "request body")
 	if err != nil {
 		return err
 	}

@@ -4,15 +4,29 @@ import (
 	"context"
 	"net/http"
 
+	"time"
+
 	"github.com/stowage/stowage"
-	"github.com/stowage/stowage/storage/mirror"
-	"github.com/stowage/stowage/storage/shard"
 )
 
-// Topology is the storage tree as the management API sees it.
+// Topology is the storage tree as the management API sees it (the mirrors
+// and shard sets of storage/mirror and storage/shard, wired in
+// cmd/stowage).
 type Topology interface {
 	Status() TopologyStatus
-	Rebalance(ctx context.Context, dryRun bool, progress func(shard.RebalanceProgress)) (shard.RebalanceProgress, error)
+	// Rebalance moves the objects of every shard set that are not on their
+	// shard; dryRun only counts. progress (may be nil) gets running totals.
+	Rebalance(ctx context.Context, dryRun bool, progress func(RebalanceProgress)) (RebalanceProgress, error)
+}
+
+// RebalanceProgress reports a rebalance (storage/shard.RebalanceProgress).
+type RebalanceProgress struct {
+	Total     int64 `json:"total"`     // objects on all shards when the walk began
+	Scanned   int64 `json:"scanned"`   // objects looked at
+	Misplaced int64 `json:"misplaced"` // objects found away from their owner
+	Moved     int64 `json:"moved"`     // of those, moved (or already present at the owner)
+	Skipped   int64 `json:"skipped"`   // of those, left: deleted meanwhile (by the collector)
+	Bytes     int64 `json:"bytes"`     // bytes copied
 }
 
 // TopologyStatus is GET /api/v1/storage.
@@ -22,10 +36,24 @@ type TopologyStatus struct {
 	ShardSets   []ShardSetStatus `json:"shardSets,omitempty"`
 }
 
-// MirrorStatus is one mirror's health, by its place in the configuration.
+// MirrorStatus is one mirror's health, by its place in the configuration
+// (storage/mirror.Status).
 type MirrorStatus struct {
-	Path string `json:"path"`
-	mirror.Status
+	Path           string       `json:"path"`
+	WriteQuorum    int          `json:"writeQuorum"`
+	Copies         []CopyStatus `json:"copies"`
+	PendingRepairs int          `json:"pendingRepairs"`
+	Repaired       int64        `json:"repaired"`
+}
+
+// CopyStatus is one copy of a mirror (storage/mirror.CopyStatus).
+type CopyStatus struct {
+	Name        string    `json:"name"`
+	State       string    `json:"state"` // healthy, degraded or down
+	Failures    int       `json:"consecutiveFailures"`
+	LastError   string    `json:"lastError,omitempty"`
+	LastErrorAt time.Time `json:"lastErrorAt,omitempty"`
+	LastOK      time.Time `json:"lastOK,omitempty"`
 }
 
 // ShardSetStatus names a shard set's shards.
@@ -44,8 +72,6 @@ func (h *Handler) WithTopology(t Topology) *Handler {
 //
 //	GET  /api/v1/storage                         topology and health of every copy
 //	POST /api/v1/storage/rebalance[?dry_run=true]  move misplaced objects (JSON lines)
-//	GET  /api/v1/scrub                           the last scrub's report
-//	POST /api/v1/scrub                           scrub now (JSON lines with progress)
 func (h *Handler) serveStorage(ctx context.Context, w http.ResponseWriter, r *http.Request, head, arg string, dry bool) error {
 	switch {
 	case head == "storage" && arg == "" && r.Method == http.MethodGet:
@@ -58,7 +84,7 @@ func (h *Handler) serveStorage(ctx context.Context, w http.ResponseWriter, r *ht
 			return stowage.Errorf(stowage.CodeUnsupported, "no storage topology is configured")
 		}
 		enc := streamJSON(w)
-		p, err := h.topo.Rebalance(ctx, dry, func(p shard.RebalanceProgress) { enc.progress("objects", p.Scanned, p.Total) })
+		p, err := h.topo.Rebalance(ctx, dry, func(p RebalanceProgress) { enc.progress("objects", p.Scanned, p.Total) })
 		if err != nil {
 			h.log.Error("rebalance failed", "err", err)
 			enc.line(map[string]any{"error": err.Error()})
@@ -66,23 +92,6 @@ func (h *Handler) serveStorage(ctx context.Context, w http.ResponseWriter, r *ht
 		}
 		h.log.Info("rebalance done", "scanned", p.Scanned, "misplaced", p.Misplaced, "moved", p.Moved, "dry_run", dry)
 		enc.line(map[string]any{"report": p})
-		return nil
-	case head == "scrub" && arg == "" && r.Method == http.MethodGet:
-		rep, err := h.reg.LastScrub(ctx)
-		if err != nil {
-			return stowage.Errorf(stowage.CodeNameUnknown, "no scrub has run yet: run `stowage scrub`")
-		}
-		return writeJSON(w, rep)
-	case head == "scrub" && arg == "" && r.Method == http.MethodPost:
-		enc := streamJSON(w)
-		rep, err := h.reg.Scrub(ctx, stowage.ScrubOptions{Progress: func(done, total int64) { enc.progress("blobs", done, total) }})
-		if err != nil {
-			h.log.Error("scrub failed", "err", err)
-			enc.line(map[string]any{"error": err.Error()})
-			return nil
-		}
-		h.log.Info("scrub done", "blobs", rep.Blobs, "ok", rep.OK, "repaired", rep.Repaired, "degraded", rep.Degraded, "lost", rep.Lost)
-		enc.line(map[string]any{"report": rep})
 		return nil
 	}
 	return notFound(r)

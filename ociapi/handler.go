@@ -3,7 +3,6 @@ package ociapi
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -13,6 +12,8 @@ import (
 	"strings"
 
 	"github.com/stowage/stowage"
+	"github.com/stowage/stowage/internal/httperr"
+	"github.com/stowage/stowage/internal/ociroute"
 )
 
 // Handler serves /v2/. Each endpoint parses its request, calls the engine
@@ -32,8 +33,9 @@ func New(reg *stowage.Registry, log *slog.Logger) *Handler {
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Docker-Distribution-API-Version", "registry/2.0")
+	r = stowage.WithRequestActor(r)
 	if err := h.serve(w, r); err != nil {
-		WriteError(w, r, h.log, err)
+		httperr.Write(w, r, h.log, err)
 	}
 }
 
@@ -42,13 +44,13 @@ func methodNotAllowed(r *http.Request) error {
 }
 
 func (h *Handler) serve(w http.ResponseWriter, r *http.Request) error {
-	rt, err := ParseRoute(r.URL.Path)
+	rt, err := ociroute.ParseRoute(r.URL.Path)
 	if err != nil {
 		return err
 	}
 	ctx := r.Context()
 	switch rt.Kind {
-	case KindBase:
+	case ociroute.KindBase:
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
 			return methodNotAllowed(r)
 		}
@@ -58,17 +60,17 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) error {
 			io.WriteString(w, "{}")
 		}
 		return nil
-	case KindCatalog:
+	case ociroute.KindCatalog:
 		if r.Method != http.MethodGet {
 			return methodNotAllowed(r)
 		}
 		return h.catalog(ctx, w, r)
-	case KindTags:
+	case ociroute.KindTags:
 		if r.Method != http.MethodGet {
 			return methodNotAllowed(r)
 		}
 		return h.tags(ctx, w, r, rt)
-	case KindManifest:
+	case ociroute.KindManifest:
 		switch r.Method {
 		case http.MethodGet, http.MethodHead:
 			return h.getManifest(ctx, w, r, rt)
@@ -81,7 +83,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) error {
 			w.WriteHeader(http.StatusAccepted)
 			return nil
 		}
-	case KindBlob:
+	case ociroute.KindBlob:
 		switch r.Method {
 		case http.MethodGet, http.MethodHead:
 			return h.getBlob(ctx, w, r, rt)
@@ -92,11 +94,11 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) error {
 			w.WriteHeader(http.StatusAccepted)
 			return nil
 		}
-	case KindUploadStart:
+	case ociroute.KindUploadStart:
 		if r.Method == http.MethodPost {
 			return h.startUpload(ctx, w, r, rt)
 		}
-	case KindUpload:
+	case ociroute.KindUpload:
 		switch r.Method {
 		case http.MethodGet:
 			u, err := h.reg.GetUpload(ctx, rt.Name, rt.UploadID)
@@ -117,7 +119,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) error {
 			w.WriteHeader(http.StatusNoContent)
 			return nil
 		}
-	case KindReferrers:
+	case ociroute.KindReferrers:
 		if r.Method == http.MethodGet {
 			return h.referrers(ctx, w, r, rt)
 		}
@@ -127,7 +129,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) error {
 
 // ---- blobs ----
 
-func (h *Handler) getBlob(ctx context.Context, w http.ResponseWriter, r *http.Request, rt Route) error {
+func (h *Handler) getBlob(ctx context.Context, w http.ResponseWriter, r *http.Request, rt ociroute.Route) error {
 	if r.Method == http.MethodHead {
 		b, err := h.reg.StatBlob(ctx, rt.Name, rt.Digest)
 		if err != nil {
@@ -178,7 +180,7 @@ func blobHeaders(w http.ResponseWriter, b stowage.BlobRecord) {
 
 // ---- uploads ----
 
-func (h *Handler) startUpload(ctx context.Context, w http.ResponseWriter, r *http.Request, rt Route) error {
+func (h *Handler) startUpload(ctx context.Context, w http.ResponseWriter, r *http.Request, rt ociroute.Route) error {
 	q := r.URL.Query()
 	if m := q.Get("mount"); m != "" {
 		d, err := stowage.ParseDigest(m)
@@ -218,7 +220,7 @@ func (h *Handler) startUpload(ctx context.Context, w http.ResponseWriter, r *htt
 	return nil
 }
 
-func (h *Handler) patchUpload(ctx context.Context, w http.ResponseWriter, r *http.Request, rt Route) error {
+func (h *Handler) patchUpload(ctx context.Context, w http.ResponseWriter, r *http.Request, rt ociroute.Route) error {
 	start, length, err := chunkRange(r)
 	if err != nil {
 		return err
@@ -256,7 +258,7 @@ func chunkRange(r *http.Request) (start, length int64, err error) {
 	return start, length, nil
 }
 
-func (h *Handler) finishUpload(ctx context.Context, w http.ResponseWriter, r *http.Request, rt Route) error {
+func (h *Handler) finishUpload(ctx context.Context, w http.ResponseWriter, r *http.Request, rt ociroute.Route) error {
 	ds := r.URL.Query().Get("digest")
 	if ds == "" {
 		return stowage.Errorf(stowage.CodeDigestInvalid, "the final PUT of an upload needs a digest query parameter (?digest=sha256:…)")
@@ -298,7 +300,7 @@ func uploadHeaders(w http.ResponseWriter, u stowage.UploadRecord) {
 
 // ---- manifests ----
 
-func (h *Handler) getManifest(ctx context.Context, w http.ResponseWriter, r *http.Request, rt Route) error {
+func (h *Handler) getManifest(ctx context.Context, w http.ResponseWriter, r *http.Request, rt ociroute.Route) error {
 	m, body, err := h.reg.GetManifest(ctx, rt.Name, rt.Ref)
 	if err != nil {
 		return err
@@ -319,8 +321,8 @@ func (h *Handler) getManifest(ctx context.Context, w http.ResponseWriter, r *htt
 	return nil
 }
 
-func (h *Handler) putManifest(ctx context.Context, w http.ResponseWriter, r *http.Request, rt Route) error {
-	body, err := ReadBody(r, stowage.MaxManifestSize, stowage.CodeManifestInvalid, "manifest")
+func (h *Handler) putManifest(ctx context.Context, w http.ResponseWriter, r *http.Request, rt ociroute.Route) error {
+	body, err := httperr.ReadBody(r, stowage.MaxManifestSize, stowage.CodeManifestInvalid, "manifest")
 	if err != nil {
 		return err
 	}
@@ -350,7 +352,7 @@ func (h *Handler) putManifest(ctx context.Context, w http.ResponseWriter, r *htt
 }
 
 // referrers streams the index of a subject's referrers, a page at a time.
-func (h *Handler) referrers(ctx context.Context, w http.ResponseWriter, r *http.Request, rt Route) error {
+func (h *Handler) referrers(ctx context.Context, w http.ResponseWriter, r *http.Request, rt ociroute.Route) error {
 	at := r.URL.Query().Get("artifactType")
 	if at != "" {
 		w.Header().Set("OCI-Filters-Applied", "artifactType")
@@ -424,7 +426,7 @@ func list(w http.ResponseWriter, r *http.Request, open string,
 	return l.finish(nil)
 }
 
-func (h *Handler) tags(ctx context.Context, w http.ResponseWriter, r *http.Request, rt Route) error {
+func (h *Handler) tags(ctx context.Context, w http.ResponseWriter, r *http.Request, rt ociroute.Route) error {
 	name, _ := json.Marshal(rt.Name)
 	return list(w, r, `{"name":`+string(name)+`,"tags":[`,
 		func(last string, n int) ([]string, error) { return h.reg.ListTags(ctx, rt.Name, last, n) },
@@ -437,45 +439,10 @@ func (h *Handler) catalog(ctx context.Context, w http.ResponseWriter, r *http.Re
 		func(last string, fn func([]string) error) error { return h.reg.EachRepository(ctx, last, fn) })
 }
 
-// ---- errors ----
-
-type wireError struct {
-	Code    stowage.ErrorCode `json:"code"`
-	Message string            `json:"message"`
-	Detail  any               `json:"detail,omitempty"`
-}
-
-// WriteError is the one place errors become responses, for the OCI API and
-// the management API alike: the code decides the status from the table in
-// stowage (413 for a body over a limit, see TooLarge); errors that are not
-// *stowage.Error are logged and shown as a generic failure. Before it
-// answers, it reads what is left of the request body (bounded), so a client
-// still sending can read the answer instead of a connection reset.
-func WriteError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
-	var e *stowage.Error
-	if !errors.As(err, &e) {
-		if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
-			return // the client went away
-		}
-		log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
-		e = &stowage.Error{Code: stowage.CodeInternal, Message: "internal error; the server log has the details"}
-	} else if e.Code == stowage.CodeInternal || e.Code == stowage.CodeUnavailable {
-		// Damaged data, an unavailable key or storage: an operator must see it.
-		log.Error("request failed", "method", r.Method, "path", r.URL.Path, "code", e.Code, "err", e)
-	} else if e.Err != nil {
-		log.Debug("request refused", "method", r.Method, "path", r.URL.Path, "code", e.Code, "err", e.Err)
+// trunc shortens what a client sent for a message.
+func trunc(s string) string {
+	if len(s) > 200 {
+		return s[:200] + "…"
 	}
-	body, _ := json.Marshal(struct {
-		Errors []wireError `json:"errors"`
-	}{[]wireError{{e.Code, e.Message, e.Detail}}})
-	// Read what the client is still sending, so it can read the answer.
-	drain(w, r)
-	hd := w.Header()
-	hd.Del("Docker-Content-Digest")
-	hd.Set("Content-Type", "application/json")
-	hd.Set("Content-Length", strconv.Itoa(len(body)))
-	w.WriteHeader(statusOf(err, e))
-	if r.Method != http.MethodHead {
-		w.Write(body)
-	}
+	return s
 }

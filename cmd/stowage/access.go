@@ -16,8 +16,8 @@ import (
 	"github.com/stowage/stowage"
 	"github.com/stowage/stowage/auth"
 	"github.com/stowage/stowage/config"
+	"github.com/stowage/stowage/internal/httperr"
 	"github.com/stowage/stowage/limits"
-	"github.com/stowage/stowage/ociapi"
 )
 
 // InitialAdminPasswordFile is where the first admin's generated password
@@ -174,7 +174,7 @@ var errAccessOff = stowage.Errorf(stowage.CodeUnsupported, "access control is of
 // is not a *stowage.Error: logged, and answered 500).
 func errorHandler(log *slog.Logger, err error) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ociapi.WriteError(w, r, log, err)
+		httperr.Write(w, r, log, err)
 	})
 }
 

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/stowage/stowage"
+	"github.com/stowage/stowage/gc"
 )
 
 // client is the admin CLI's side of the management API.
@@ -765,7 +766,7 @@ func runGC(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		q.Set("min_age", *minAge)
 	}
 	c := newClient(*reg, stdout, stderr)
-	var r stowage.GCReport
+	var r gc.Report
 	if err := c.job(ctx, "/api/v1/gc?"+q.Encode(), &r); err != nil {
 		return fail(stderr, err)
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/stowage/stowage"
 	"github.com/stowage/stowage/config"
+	"github.com/stowage/stowage/mgmt"
 	"github.com/stowage/stowage/storage/crypt"
 )
 
@@ -108,7 +109,12 @@ func (m *Main) setupEncryption(ctx context.Context, db stowage.DB, store stowage
 			os.Remove(ServiceKeyPath(cfg.DataDir))
 		}
 	}
-	mgr := crypt.NewManager(db, keys)
+	keyStore, ok := db.(crypt.KeyStore)
+	if !ok {
+		forget()
+		return nil, nil, fmt.Errorf("the metadata database (%T) cannot keep the encryption keys", db)
+	}
+	mgr := crypt.NewManager(keyStore, keys)
 	mgr.CacheTTL = time.Duration(cfg.Encryption.CacheTTL)
 	cur, err := keys.Current(ctx)
 	if err != nil {
@@ -166,4 +172,37 @@ func recordKey(ctx context.Context, db stowage.DB, want encryptionSetting) (encr
 		return tx.Settings().PutSetting(settingEncryption, string(b), time.Now())
 	})
 	return got, err
+}
+
+// managedKeys is the key manager as the management API needs it
+// (mgmt.KeyManager); nil when encryption is off.
+func managedKeys(m *crypt.Manager) mgmt.KeyManager {
+	if m == nil {
+		return nil
+	}
+	return mgmtKeys{m}
+}
+
+type mgmtKeys struct{ m *crypt.Manager }
+
+func (k mgmtKeys) Status(ctx context.Context) (mgmt.KeyStatus, error) {
+	st, err := k.m.Status(ctx)
+	return mgmt.KeyStatus(st), err
+}
+
+func (k mgmtKeys) Rotate(ctx context.Context, newVersion bool, progress func(mgmt.KeyRotation)) (mgmt.KeyRotation, error) {
+	p, err := k.m.Rotate(ctx, crypt.RotateOptions{NewVersion: newVersion, Progress: func(p crypt.RotateProgress) {
+		if progress != nil {
+			progress(mgmt.KeyRotation(p))
+		}
+	}})
+	return mgmt.KeyRotation(p), err
+}
+
+func (k mgmtKeys) Current(ctx context.Context) (stowage.KeyVersion, error) {
+	return k.m.Keys.Current(ctx)
+}
+
+func (k mgmtKeys) Retire(ctx context.Context, kv stowage.KeyVersion) error {
+	return k.m.Retire(ctx, kv)
 }

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/stowage/stowage"
+	"github.com/stowage/stowage/scrub"
 	"github.com/stowage/stowage/storage/crypt"
 	"github.com/stowage/stowage/storage/mirror"
 )
@@ -64,7 +65,7 @@ func metricsHandler(reg *stowage.Registry, db stowage.DB, topo *topology, keys *
 				fmt.Fprintf(&b, "stowage_storage_repaired_total%s %d\n", label("mirror", m.path), m.m.Status().Repaired)
 			}
 		}
-		if rep, err := reg.LastScrub(ctx); err == nil {
+		if rep, err := scrub.New(reg.Parts()).Last(ctx); err == nil {
 			metric("stowage_scrub_last_blobs", "gauge", "Blobs checked by the last scrub, by outcome.")
 			for _, kv := range [][2]any{{"ok", rep.OK}, {"degraded", rep.Degraded}, {"lost", rep.Lost}} {
 				fmt.Fprintf(&b, "stowage_scrub_last_blobs%s %d\n", label("outcome", kv[0].(string)), kv[1])

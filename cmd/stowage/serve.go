@@ -22,8 +22,11 @@ import (
 
 	"github.com/stowage/stowage"
 	"github.com/stowage/stowage/config"
+	"github.com/stowage/stowage/gc"
+	"github.com/stowage/stowage/jobs"
 	"github.com/stowage/stowage/mgmt"
 	"github.com/stowage/stowage/ociapi"
+	"github.com/stowage/stowage/scrub"
 	"github.com/stowage/stowage/storage/crypt"
 )
 
@@ -198,8 +201,9 @@ func (m *Main) Run(ctx context.Context) error {
 	} else if n > 0 {
 		m.log.Info("released upload leases held before the restart", "uploads", n)
 	}
-	gcOpts := stowage.GCOptions{Grace: time.Duration(cfg.GC.Grace), Lease: time.Duration(cfg.GC.Lease),
+	gcOpts := gc.Options{Grace: time.Duration(cfg.GC.Grace), Lease: time.Duration(cfg.GC.Lease),
 		UploadExpiry: time.Duration(cfg.GC.UploadExpiry)}
+	collector, scrubber := gc.New(reg), scrub.New(reg.Parts())
 
 	events, err := openFeed(db, cfg.Events)
 	if err != nil {
@@ -207,7 +211,7 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 
 	mux := http.NewServeMux()
-	routes(mux, m.log, authority, lim, ociapi.New(reg, m.log), mgmt.New(reg, m.log, gcOpts).WithKeys(keys).WithTopology(topo).WithEvents(events),
+	routes(mux, m.log, authority, lim, ociapi.New(reg, m.log), mgmt.New(reg, m.log).WithGC(collector, gcOpts).WithScrub(scrubber).WithKeys(managedKeys(keys)).WithTopology(topo).WithEvents(events),
 		mgmt.NewACR(reg, m.log), metricsHandler(reg, db, topo, keys))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
 
@@ -238,10 +242,10 @@ func (m *Main) Run(ctx context.Context) error {
 	bg, cancel := context.WithCancel(context.Background())
 	m.stopJobs = cancel
 	// Background jobs: with several nodes on one database, each scheduled
-	// run happens on one node (registry_jobs.go); the others skip it.
+	// run happens on one node (package jobs); the others skip it.
 	if cfg.GC.Interval > 0 {
 		m.scheduled(bg, reg, "garbage collection", "gc", time.Duration(cfg.GC.Interval), func(ctx context.Context) error {
-			_, err := reg.CollectGarbage(ctx, gcOpts)
+			_, err := collector.Collect(ctx, gcOpts)
 			return err
 		})
 	}
@@ -252,7 +256,7 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	if cfg.Scrub.Interval > 0 {
 		m.scheduled(bg, reg, "scrub", "scrub", time.Duration(cfg.Scrub.Interval), func(ctx context.Context) error {
-			rep, err := reg.Scrub(ctx, stowage.ScrubOptions{})
+			rep, err := scrubber.Run(ctx, scrub.Options{})
 			if err == nil {
 				m.log.Info("scrub done", "blobs", rep.Blobs, "ok", rep.OK, "repaired", rep.Repaired, "degraded", rep.Degraded, "lost", rep.Lost)
 			}
@@ -360,10 +364,10 @@ func (m *Main) every(ctx context.Context, name string, interval time.Duration, r
 }
 
 // scheduled is every for a job that one node at a time runs, once per
-// interval across the nodes sharing the database (Registry.RunScheduled).
+// interval across the nodes sharing the database (jobs.RunScheduled).
 func (m *Main) scheduled(ctx context.Context, reg *stowage.Registry, name, job string, interval time.Duration, run func(context.Context) error) {
 	m.every(ctx, name, interval, func(ctx context.Context) error {
-		ran, err := reg.RunScheduled(ctx, job, interval, run)
+		ran, err := jobs.RunScheduled(ctx, reg.Parts().DB, reg.Parts().Now, job, interval, run)
 		if !ran && err == nil {
 			m.log.Debug("scheduled job skipped: another node runs it", "job", name)
 		}

@@ -151,7 +151,9 @@ func buildStorage(ctx context.Context, s config.Storage, path string, topo *topo
 func (t *topology) Status() mgmt.TopologyStatus {
 	st := mgmt.TopologyStatus{Description: t.desc}
 	for _, m := range t.mirrors {
-		st.Mirrors = append(st.Mirrors, mgmt.MirrorStatus{Path: m.path, Status: m.m.Status()})
+		ms := m.m.Status()
+		st.Mirrors = append(st.Mirrors, mgmt.MirrorStatus{Path: m.path, WriteQuorum: ms.WriteQuorum, Copies: copyStatus(ms.Copies),
+			PendingRepairs: ms.PendingRepairs, Repaired: ms.Repaired})
 	}
 	for _, s := range t.shards {
 		st.ShardSets = append(st.ShardSets, mgmt.ShardSetStatus{Path: s.path, Shards: s.names})
@@ -159,18 +161,26 @@ func (t *topology) Status() mgmt.TopologyStatus {
 	return st
 }
 
+func copyStatus(cs []mirror.CopyStatus) []mgmt.CopyStatus {
+	out := make([]mgmt.CopyStatus, len(cs))
+	for i, c := range cs {
+		out[i] = mgmt.CopyStatus(c)
+	}
+	return out
+}
+
 // Rebalance implements mgmt.Topology: every shard set, in turn.
-func (t *topology) Rebalance(ctx context.Context, dryRun bool, progress func(shard.RebalanceProgress)) (shard.RebalanceProgress, error) {
-	var total shard.RebalanceProgress
+func (t *topology) Rebalance(ctx context.Context, dryRun bool, progress func(mgmt.RebalanceProgress)) (mgmt.RebalanceProgress, error) {
+	var total mgmt.RebalanceProgress
 	for _, s := range t.shards {
 		base := total
 		p, err := s.r.Rebalance(ctx, dryRun, func(p shard.RebalanceProgress) {
 			if progress != nil {
-				progress(shard.RebalanceProgress{Total: base.Total + p.Total, Scanned: base.Scanned + p.Scanned, Misplaced: base.Misplaced + p.Misplaced,
+				progress(mgmt.RebalanceProgress{Total: base.Total + p.Total, Scanned: base.Scanned + p.Scanned, Misplaced: base.Misplaced + p.Misplaced,
 					Moved: base.Moved + p.Moved, Bytes: base.Bytes + p.Bytes})
 			}
 		})
-		total = shard.RebalanceProgress{Total: base.Total + p.Total, Scanned: base.Scanned + p.Scanned, Misplaced: base.Misplaced + p.Misplaced,
+		total = mgmt.RebalanceProgress{Total: base.Total + p.Total, Scanned: base.Scanned + p.Scanned, Misplaced: base.Misplaced + p.Misplaced,
 			Moved: base.Moved + p.Moved, Bytes: base.Bytes + p.Bytes}
 		if err != nil {
 			return total, fmt.Errorf("%s: %w", s.path, err)

@@ -8,8 +8,8 @@ import (
 	"net/http"
 	"strings"
 
-	"github.com/stowage/stowage"
 	"github.com/stowage/stowage/mgmt"
+	"github.com/stowage/stowage/scrub"
 	"github.com/stowage/stowage/storage/shard"
 )
 
@@ -34,7 +34,7 @@ func runScrub(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return exitCode(fl, ok)
 	}
 	c := newClient(*reg, stdout, stderr)
-	var rep stowage.ScrubReport
+	var rep scrub.Report
 	var err error
 	if *last {
 		err = c.do(ctx, http.MethodGet, "/api/v1/scrub", &rep)

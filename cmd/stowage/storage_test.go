@@ -70,7 +70,7 @@ func TestMirrorQueueIsTheDatabase(t *testing.T) {
 	if err := db.AddRepair(ctx, "storage", "blobs/x", true, time.Now()); err != nil {
 		t.Fatal(err)
 	}
-	if st := topo.Status(); len(st.Mirrors) != 1 || st.Mirrors[0].Status.PendingRepairs != 1 {
+	if st := topo.Status(); len(st.Mirrors) != 1 || st.Mirrors[0].PendingRepairs != 1 {
 		t.Errorf("a repair queued in the database is not the mirror's: %+v", st.Mirrors)
 	}
 	var _ mirror.RepairQueue = db

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/stowage/stowage"
+	"github.com/stowage/stowage/gc"
 )
 
 // Collections and crashes: the steps whose outcome the model cannot
@@ -49,7 +50,7 @@ func (h *harness) collect(ctx context.Context, n *node, full bool, g gcRun) erro
 	run := g.run
 	if run == nil {
 		run = func() error {
-			_, err := n.reg.CollectGarbage(ctx, stowage.GCOptions{Grace: gcGrace, UploadExpiry: uploadExpiry})
+			_, err := gc.New(n.reg).Collect(ctx, gc.Options{Grace: gcGrace, UploadExpiry: uploadExpiry})
 			return err
 		}
 	}
@@ -61,7 +62,7 @@ func (h *harness) collect(ctx context.Context, n *node, full bool, g gcRun) erro
 	}
 	m := h.m
 	// Recycle bin entries expire now; what they held starts its grace
-	// period now (registry_softdelete.go: expireRecycled), so this
+	// period now (registry_softdelete.go: ExpireRecycled), so this
 	// collection may keep it.
 	released := map[stowage.Digest]bool{}
 	m.recycle = slices.DeleteFunc(m.recycle, func(e *mRecycled) bool {
@@ -168,7 +169,7 @@ func (h *harness) crash(ctx context.Context, op Op) error {
 		now = h.eng.clock.now().Add(n.skew)
 		arm()
 		gctx, cancel := context.WithTimeout(ctx, gcHang)
-		_, err := n.reg.CollectGarbage(gctx, stowage.GCOptions{Grace: gcGrace, UploadExpiry: uploadExpiry})
+		_, err := gc.New(n.reg).Collect(gctx, gc.Options{Grace: gcGrace, UploadExpiry: uploadExpiry})
 		hung := gctx.Err() != nil && ctx.Err() == nil
 		cancel()
 		disarm()

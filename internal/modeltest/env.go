@@ -424,12 +424,17 @@ type faultDB struct {
 func newFaultDB(inner stowage.DB) *faultDB { return &faultDB{DB: inner} }
 
 func (d *faultDB) Update(ctx context.Context, fn func(stowage.Tx) error) error {
+	return d.write(func() error { return d.DB.Update(ctx, fn) })
+}
+
+// write runs one write transaction, unless the fault says otherwise.
+func (d *faultDB) write(tx func() error) error {
 	if d.down != nil && d.down() {
 		return errInjected
 	}
 	proceed, fail := d.hit()
 	if proceed {
-		if err := d.DB.Update(ctx, fn); err != nil || !fail {
+		if err := tx(); err != nil || !fail {
 			return err
 		}
 	}
@@ -437,6 +442,60 @@ func (d *faultDB) Update(ctx context.Context, fn func(stowage.Tx) error) error {
 		return errInjected
 	}
 	return nil
+}
+
+// The key store (crypt.KeyStore) of the inner database: each write is a
+// write transaction, faulted like Update; reads pass.
+
+func (d *faultDB) keys() crypt.KeyStore { return d.DB.(crypt.KeyStore) }
+
+func (d *faultDB) PutDataKey(ctx context.Context, k stowage.DataKey) error {
+	return d.write(func() error { return d.keys().PutDataKey(ctx, k) })
+}
+
+func (d *faultDB) GetDataKey(ctx context.Context, id string) (stowage.DataKey, error) {
+	return d.keys().GetDataKey(ctx, id)
+}
+
+func (d *faultDB) MoveDataKeys(ctx context.Context, from, to string) error {
+	return d.write(func() error { return d.keys().MoveDataKeys(ctx, from, to) })
+}
+
+func (d *faultDB) DeleteDataKeys(ctx context.Context, obj string) error {
+	return d.write(func() error { return d.keys().DeleteDataKeys(ctx, obj) })
+}
+
+func (d *faultDB) DeleteDataKey(ctx context.Context, id string) error {
+	return d.write(func() error { return d.keys().DeleteDataKey(ctx, id) })
+}
+
+func (d *faultDB) DeleteDataKeyOf(ctx context.Context, id, obj string) error {
+	return d.write(func() error { return d.keys().DeleteDataKeyOf(ctx, id, obj) })
+}
+
+func (d *faultDB) DataKeysNotWrappedBy(ctx context.Context, kv stowage.KeyVersion, after string, limit int) ([]stowage.DataKey, error) {
+	return d.keys().DataKeysNotWrappedBy(ctx, kv, after, limit)
+}
+
+func (d *faultDB) RewrapDataKeys(ctx context.Context, keys []stowage.DataKey, old []stowage.KeyVersion) (n int64, err error) {
+	err = d.write(func() (err error) { n, err = d.keys().RewrapDataKeys(ctx, keys, old); return err })
+	return n, err
+}
+
+func (d *faultDB) CountDataKeys(ctx context.Context) ([]stowage.KeyVersionCount, error) {
+	return d.keys().CountDataKeys(ctx)
+}
+
+func (d *faultDB) SampleDataKey(ctx context.Context, kv stowage.KeyVersion) (stowage.DataKey, error) {
+	return d.keys().SampleDataKey(ctx, kv)
+}
+
+func (d *faultDB) Setting(ctx context.Context, name string) (string, error) {
+	return d.keys().Setting(ctx, name)
+}
+
+func (d *faultDB) UpdateSetting(ctx context.Context, name string, fn func(string, bool) (string, error)) error {
+	return d.write(func() error { return d.keys().UpdateSetting(ctx, name, fn) })
 }
 
 // lockerDB adds the Locker capability when the inner DB has it

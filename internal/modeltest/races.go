@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/stowage/stowage"
+	"github.com/stowage/stowage/gc"
 )
 
 // Race steps: a collection with one other request in the middle of it, at
@@ -63,7 +64,7 @@ func (h *harness) gcRacePush(ctx context.Context, op Op, n *node) error {
 	}
 	pushed := map[stowage.Digest]bool{}
 	run := func() error {
-		_, err := n.reg.CollectGarbage(ctx, stowage.GCOptions{Grace: gcGrace, UploadExpiry: uploadExpiry})
+		_, err := gc.New(n.reg).Collect(ctx, gc.Options{Grace: gcGrace, UploadExpiry: uploadExpiry})
 		n.fst.beforeDelete = nil
 		if !started {
 			return err
@@ -114,7 +115,7 @@ func (h *harness) gcDuringPatch(ctx context.Context, op Op, n *node) error {
 	run := func() error {
 		gcDone := make(chan error, 1)
 		go func() {
-			_, err := n.reg.CollectGarbage(ctx, stowage.GCOptions{Grace: gcGrace, UploadExpiry: uploadExpiry})
+			_, err := gc.New(n.reg).Collect(ctx, gc.Options{Grace: gcGrace, UploadExpiry: uploadExpiry})
 			gcDone <- err
 		}()
 		var err error

@@ -34,6 +34,8 @@ func Run(t *testing.T, open func(t *testing.T) stowage.DB) {
 		{"DeleteRepository", testDeleteRepository},
 		{"StaleUploads", testStaleUploads},
 		{"DataKeys", testDataKeys},
+		{"DataKeysInTx", testDataKeysInTx},
+		{"KeySettings", testKeySettings},
 		{"HeldBytes", testHeldBytes},
 		{"UploadWriters", testUploadWriters},
 		{"RollbackOnError", testRollback},
@@ -707,83 +709,6 @@ func testViewSeesCommitted(t *testing.T, db stowage.DB) {
 	view(t, db, func(tx stowage.Tx) error {
 		if _, err := tx.Repositories().GetRepository("seen"); err != nil {
 			t.Errorf("a committed write is not visible to a later View: %v", err)
-		}
-		return nil
-	})
-}
-
-func testDataKeys(t *testing.T, db stowage.DB) {
-	v1 := stowage.KeyVersion{ID: "k", Version: 1}
-	v2 := stowage.KeyVersion{ID: "k", Version: 2}
-	update(t, db, func(tx stowage.Tx) error {
-		for i := range 5 {
-			k := stowage.DataKey{ID: fmt.Sprintf("id%d", i), Object: fmt.Sprintf("uploads/u%d/data", i%2), Wrapped: v1,
-				Key: []byte{byte(i), 0, 1}, Created: now}
-			if err := tx.DataKeys().PutDataKey(k); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	update(t, db, func(tx stowage.Tx) error {
-		if err := tx.DataKeys().PutDataKey(stowage.DataKey{ID: "id0", Object: "x", Wrapped: v1, Key: []byte{1}, Created: now}); err == nil {
-			t.Error("PutDataKey accepted a duplicate id")
-		}
-		return nil
-	})
-	view(t, db, func(tx stowage.Tx) error {
-		k, err := tx.DataKeys().GetDataKey("id3")
-		if err != nil || k.Object != "uploads/u1/data" || k.Wrapped != v1 || string(k.Key) != "\x03\x00\x01" || !k.Created.Equal(now) {
-			t.Errorf("GetDataKey = %+v, %v", k, err)
-		}
-		_, err = tx.DataKeys().GetDataKey("nope")
-		wantNotFound(t, "GetDataKey", err)
-		if s, err := tx.DataKeys().SampleDataKey(v1); err != nil || s.Wrapped != v1 {
-			t.Errorf("SampleDataKey = %+v, %v", s, err)
-		}
-		_, err = tx.DataKeys().SampleDataKey(v2)
-		wantNotFound(t, "SampleDataKey(v2)", err)
-		return nil
-	})
-	update(t, db, func(tx stowage.Tx) error {
-		if err := tx.DataKeys().MoveDataKeys("uploads/u0/data", "blobs/sha256/aa/aa"); err != nil {
-			return err
-		}
-		if err := tx.DataKeys().DeleteDataKeys("uploads/u1/data"); err != nil {
-			return err
-		}
-		k, _ := tx.DataKeys().GetDataKey("id2")
-		if k.Object != "blobs/sha256/aa/aa" {
-			t.Errorf("after move: object %q", k.Object)
-		}
-		if _, err := tx.DataKeys().GetDataKey("id1"); !errors.Is(err, stowage.ErrNotFound) {
-			t.Errorf("after delete: id1 %v", err)
-		}
-		// Rewrap one key; a stale rewrap (old version no longer current) is refused.
-		k.Wrapped, k.Key = v2, []byte("new")
-		if ok, err := tx.DataKeys().RewrapDataKey(k, v1); !ok || err != nil {
-			t.Errorf("RewrapDataKey = %v, %v", ok, err)
-		}
-		if ok, err := tx.DataKeys().RewrapDataKey(k, v1); ok || err != nil {
-			t.Errorf("second RewrapDataKey = %v, %v; want false", ok, err)
-		}
-		left, err := tx.DataKeys().DataKeysNotWrappedBy(v2, "", 0)
-		if err != nil || len(left) != 2 || left[0].ID != "id0" || left[1].ID != "id4" {
-			t.Errorf("DataKeysNotWrappedBy = %+v, %v", left, err)
-		}
-		if page, _ := tx.DataKeys().DataKeysNotWrappedBy(v2, "id0", 1); len(page) != 1 || page[0].ID != "id4" {
-			t.Errorf("DataKeysNotWrappedBy after id0 = %+v", page)
-		}
-		if err := tx.DataKeys().DeleteDataKey("id4"); err != nil {
-			return err
-		}
-		if _, err := tx.DataKeys().GetDataKey("id4"); !errors.Is(err, stowage.ErrNotFound) {
-			t.Errorf("after DeleteDataKey: id4 %v", err)
-		}
-		counts, err := tx.DataKeys().CountDataKeys()
-		want := []stowage.KeyVersionCount{{KeyVersion: v1, Count: 1}, {KeyVersion: v2, Count: 1}}
-		if err != nil || fmt.Sprint(counts) != fmt.Sprint(want) {
-			t.Errorf("CountDataKeys = %v, %v; want %v", counts, err, want)
 		}
 		return nil
 	})

@@ -134,7 +134,7 @@ func TestConformanceWithoutFromURL(t *testing.T) {
 	})
 }
 
-func openDB(t *testing.T) stowage.DB {
+func openDB(t *testing.T) *sqlite.DB {
 	db, err := sqlite.Open(ctx, ":memory:")
 	if err != nil {
 		t.Fatal(err)

@@ -26,7 +26,7 @@ import (
 
 var ctx = context.Background()
 
-func openDB(t *testing.T) stowage.DB {
+func openDB(t *testing.T) *sqlite.DB {
 	db, err := sqlite.Open(ctx, ":memory:")
 	if err != nil {
 		t.Fatal(err)

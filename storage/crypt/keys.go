@@ -139,7 +139,7 @@ type FileKeyring struct {
 
 	// With a database (ShareVersions): the versions Rotate added, kept
 	// there (shared.go), as last read, and those unwrapped so far.
-	db       stowage.DB
+	db       SettingStore
 	shared   sharedVersions
 	sharedAt time.Time
 	learned  map[uint32][]byte

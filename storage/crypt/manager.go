@@ -14,11 +14,11 @@ import (
 )
 
 // Manager owns the key hierarchy: it creates and opens data keys (wrapped
-// by the KEK provider, kept in the metadata DB) and rotates, checks and
-// reports them. One Manager serves every Backend of a registry.
+// by the KEK provider, kept in the Store) and rotates, checks and reports
+// them. One Manager serves every Backend of a registry.
 type Manager struct {
-	DB   stowage.DB
-	Keys Keys
+	Store KeyStore
+	Keys  Keys
 	// CacheTTL bounds how long an unwrapped data key is reused without asking
 	// the provider again: the delay before a revoked key takes effect. 0
 	// means the default (1 minute); negative disables the cache.
@@ -35,14 +35,15 @@ type cachedKey struct {
 
 const cacheMax = 8192
 
-// NewManager returns a Manager for keys whose data keys live in db. A key
-// file (FileKeyring) then keeps the versions rotations add in db too, where
-// every node sharing it finds them (shared.go).
-func NewManager(db stowage.DB, keys Keys) *Manager {
+// NewManager returns a Manager for keys whose data keys live in store (the
+// metadata database). A key file (FileKeyring) then keeps the versions
+// rotations add in store too, where every node sharing it finds them
+// (shared.go).
+func NewManager(store KeyStore, keys Keys) *Manager {
 	if fk, ok := keys.(*FileKeyring); ok {
-		fk.ShareVersions(db)
+		fk.ShareVersions(store)
 	}
-	return &Manager{DB: db, Keys: keys}
+	return &Manager{Store: store, Keys: keys}
 }
 
 // TTL is how long an unwrapped data key is reused (negative: not cached).
@@ -79,7 +80,7 @@ func (m *Manager) newDataKey(ctx context.Context, obj string) ([idSize]byte, cip
 		return id, nil, err
 	}
 	dk := stowage.DataKey{ID: hex.EncodeToString(id[:]), Object: obj, Wrapped: kv, Key: wrapped, Created: time.Now()}
-	if err := m.DB.Update(ctx, func(tx stowage.Tx) error { return tx.DataKeys().PutDataKey(dk) }); err != nil {
+	if err := m.Store.PutDataKey(ctx, dk); err != nil {
 		return id, nil, fmt.Errorf("record data key: %w", err)
 	}
 	m.remember(dk.ID, aead)
@@ -95,11 +96,7 @@ func (m *Manager) dataKey(ctx context.Context, id [idSize]byte) (cipher.AEAD, er
 	if ok && time.Now().Before(c.expires) {
 		return c.aead, nil
 	}
-	var dk stowage.DataKey
-	err := m.DB.View(ctx, func(tx stowage.Tx) (err error) {
-		dk, err = tx.DataKeys().GetDataKey(hid)
-		return err
-	})
+	dk, err := m.Store.GetDataKey(ctx, hid)
 	if errors.Is(err, stowage.ErrNotFound) {
 		return nil, integrityError(fmt.Errorf("%w: the object's data key %s is not in the metadata database", ErrIntegrity, hid))
 	}
@@ -142,14 +139,14 @@ func (m *Manager) Forget() {
 // effort: a leftover row only costs a rewrap at rotations).
 func (m *Manager) forget(ctx context.Context, id [idSize]byte) {
 	hid := hex.EncodeToString(id[:])
-	_ = m.DB.Update(context.WithoutCancel(ctx), func(tx stowage.Tx) error { return tx.DataKeys().DeleteDataKey(hid) })
+	_ = m.Store.DeleteDataKey(context.WithoutCancel(ctx), hid)
 	m.mu.Lock()
 	delete(m.cache, hid)
 	m.mu.Unlock()
 }
 
 func (m *Manager) moved(ctx context.Context, from, to string) error {
-	return m.DB.Update(ctx, func(tx stowage.Tx) error { return tx.DataKeys().MoveDataKeys(from, to) })
+	return m.Store.MoveDataKeys(ctx, from, to)
 }
 
 // replaced forgets data key old, the key of the object that a write (a Put,
@@ -167,20 +164,14 @@ func (m *Manager) replaced(ctx context.Context, obj string, old, cur [idSize]byt
 		return
 	}
 	hid := hex.EncodeToString(old[:])
-	_ = m.DB.Update(context.WithoutCancel(ctx), func(tx stowage.Tx) error {
-		dk, err := tx.DataKeys().GetDataKey(hid)
-		if err != nil || dk.Object != obj {
-			return err
-		}
-		return tx.DataKeys().DeleteDataKey(hid)
-	})
+	_ = m.Store.DeleteDataKeyOf(context.WithoutCancel(ctx), hid, obj)
 	m.mu.Lock()
 	delete(m.cache, hid)
 	m.mu.Unlock()
 }
 
 func (m *Manager) deleted(ctx context.Context, obj string) error {
-	return m.DB.Update(ctx, func(tx stowage.Tx) error { return tx.DataKeys().DeleteDataKeys(obj) })
+	return m.Store.DeleteDataKeys(ctx, obj)
 }
 
 // keyError turns a provider error into the API error people see.
@@ -221,10 +212,7 @@ func (m *Manager) Status(ctx context.Context) (Status, error) {
 	if r, ok := m.Keys.(Rotator); ok {
 		st.Versions = r.Versions()
 	}
-	err = m.DB.View(ctx, func(tx stowage.Tx) (err error) {
-		st.DataKeys, err = tx.DataKeys().CountDataKeys()
-		return err
-	})
+	st.DataKeys, err = m.Store.CountDataKeys(ctx)
 	return st, err
 }
 
@@ -274,8 +262,8 @@ func (m *Manager) Rotate(ctx context.Context, opt RotateOptions) (RotateProgress
 	// current version just before the switch may record its key after the
 	// first pass went by. Bounded: pushes started after the switch use cur.
 	for pass := 0; pass < 10; pass++ {
-		var counts []stowage.KeyVersionCount
-		if err := m.DB.View(ctx, func(tx stowage.Tx) (err error) { counts, err = tx.DataKeys().CountDataKeys(); return err }); err != nil {
+		counts, err := m.Store.CountDataKeys(ctx)
+		if err != nil {
 			return p, err
 		}
 		left := int64(0)
@@ -292,11 +280,8 @@ func (m *Manager) Rotate(ctx context.Context, opt RotateOptions) (RotateProgress
 		p.Total = p.Rewrapped + left
 		after := ""
 		for {
-			var batch []stowage.DataKey
-			if err := m.DB.View(ctx, func(tx stowage.Tx) (err error) {
-				batch, err = tx.DataKeys().DataKeysNotWrappedBy(cur, after, opt.Batch)
-				return err
-			}); err != nil {
+			batch, err := m.Store.DataKeysNotWrappedBy(ctx, cur, after, opt.Batch)
+			if err != nil {
 				return p, err
 			}
 			if len(batch) == 0 {
@@ -315,20 +300,8 @@ func (m *Manager) Rotate(ctx context.Context, opt RotateOptions) (RotateProgress
 				}
 				batch[i].Wrapped = cur
 			}
-			var n int64
-			if err := m.DB.Update(ctx, func(tx stowage.Tx) error {
-				n = 0
-				for i := range batch {
-					ok, err := tx.DataKeys().RewrapDataKey(batch[i], olds[i])
-					if err != nil {
-						return err
-					}
-					if ok {
-						n++
-					}
-				}
-				return nil
-			}); err != nil {
+			n, err := m.Store.RewrapDataKeys(ctx, batch, olds)
+			if err != nil {
 				return p, err
 			}
 			p.Rewrapped += n
@@ -350,18 +323,15 @@ func (m *Manager) Retire(ctx context.Context, kv stowage.KeyVersion) error {
 	if !ok {
 		return stowage.Errorf(stowage.CodeUnsupported, "%s manages its own versions: retire the version there", m.Keys.Describe())
 	}
-	var n int64
-	err := m.DB.View(ctx, func(tx stowage.Tx) error {
-		counts, err := tx.DataKeys().CountDataKeys()
-		for _, c := range counts {
-			if c.KeyVersion == kv {
-				n = c.Count
-			}
-		}
-		return err
-	})
+	counts, err := m.Store.CountDataKeys(ctx)
 	if err != nil {
 		return err
+	}
+	var n int64
+	for _, c := range counts {
+		if c.KeyVersion == kv {
+			n = c.Count
+		}
 	}
 	if n > 0 {
 		return stowage.Errorf(stowage.CodeDenied, "%s still wraps %d data keys: run `stowage keys rotate` first", kv, n)
@@ -383,13 +353,13 @@ func (m *Manager) Check(ctx context.Context) (unavailable []stowage.KeyVersion, 
 		}
 		return nil, fmt.Errorf("the current encryption key cannot be used: %w", err)
 	}
-	var counts []stowage.KeyVersionCount
-	if err := m.DB.View(ctx, func(tx stowage.Tx) (err error) { counts, err = tx.DataKeys().CountDataKeys(); return err }); err != nil {
+	counts, err := m.Store.CountDataKeys(ctx)
+	if err != nil {
 		return nil, err
 	}
 	for _, c := range counts {
-		var dk stowage.DataKey
-		if err := m.DB.View(ctx, func(tx stowage.Tx) (err error) { dk, err = tx.DataKeys().SampleDataKey(c.KeyVersion); return err }); err != nil {
+		dk, err := m.Store.SampleDataKey(ctx, c.KeyVersion)
+		if err != nil {
 			return nil, err
 		}
 		if _, err := m.Keys.Unwrap(ctx, dk.Wrapped, dk.Key); err != nil {

@@ -54,31 +54,29 @@ func kekAAD(id string, v, by uint32) []byte {
 // ShareVersions makes the key file's new versions live in db (see above),
 // where every node sharing the database finds them. Call it before the
 // keyring is used.
-func (k *FileKeyring) ShareVersions(db stowage.DB) {
+func (k *FileKeyring) ShareVersions(db SettingStore) {
 	k.mu.Lock()
 	k.db = db
 	k.mu.Unlock()
 }
 
 // readShared reads the database versions of key id.
-func readShared(ctx context.Context, db stowage.DB, id string) (sharedVersions, error) {
-	var s sharedVersions
-	err := db.View(ctx, func(tx stowage.Tx) error {
-		var err error
-		s, err = getShared(tx, id)
-		return err
-	})
-	return s, err
-}
-
-func getShared(tx stowage.Tx, id string) (sharedVersions, error) {
-	s := sharedVersions{Versions: map[uint32]sharedVersion{}}
-	v, err := tx.Settings().GetSetting(settingVersionsPrefix + id)
+func readShared(ctx context.Context, db SettingStore, id string) (sharedVersions, error) {
+	v, err := db.Setting(ctx, settingVersionsPrefix+id)
 	if errors.Is(err, stowage.ErrNotFound) {
-		return s, nil
+		return parseShared("", false, id)
 	}
 	if err != nil {
-		return s, err
+		return sharedVersions{}, err
+	}
+	return parseShared(v, true, id)
+}
+
+// parseShared reads the setting's value (found is false if it is unset).
+func parseShared(v string, found bool, id string) (sharedVersions, error) {
+	s := sharedVersions{Versions: map[uint32]sharedVersion{}}
+	if !found {
+		return s, nil
 	}
 	if err := json.Unmarshal([]byte(v), &s); err != nil {
 		return s, fmt.Errorf("setting %s%s: %v", settingVersionsPrefix, id, err)
@@ -89,12 +87,20 @@ func getShared(tx stowage.Tx, id string) (sharedVersions, error) {
 	return s, nil
 }
 
-func putShared(tx stowage.Tx, id string, s sharedVersions) error {
-	b, err := json.Marshal(s)
-	if err != nil {
-		return err
-	}
-	return tx.Settings().PutSetting(settingVersionsPrefix+id, string(b), time.Now())
+// updateShared changes the database versions of key id with fn, in one
+// transaction; fn returns false to leave them as they are.
+func updateShared(ctx context.Context, db SettingStore, id string, fn func(s *sharedVersions) (bool, error)) error {
+	return db.UpdateSetting(ctx, settingVersionsPrefix+id, func(v string, found bool) (string, error) {
+		s, err := parseShared(v, found, id)
+		if err != nil {
+			return v, err
+		}
+		if ok, err := fn(&s); err != nil || !ok {
+			return v, err
+		}
+		b, err := json.Marshal(s)
+		return string(b), err
+	})
 }
 
 // loadShared rereads the database versions: when force (a version this
@@ -200,11 +206,8 @@ func (k *FileKeyring) rotateShared(ctx context.Context) (stowage.KeyVersion, err
 	k.mu.RUnlock()
 	var s sharedVersions
 	var kv stowage.KeyVersion
-	err := db.Update(ctx, func(tx stowage.Tx) error {
-		var err error
-		if s, err = getShared(tx, id); err != nil {
-			return err
-		}
+	err := updateShared(ctx, db, id, func(sv *sharedVersions) (bool, error) {
+		s = *sv
 		next := max(top, s.Current)
 		for v := range s.Versions {
 			next = max(next, v)
@@ -213,15 +216,16 @@ func (k *FileKeyring) rotateShared(ctx context.Context) (stowage.KeyVersion, err
 		kv = stowage.KeyVersion{ID: id, Version: next}
 		aead, err := gcm(rootKey)
 		if err != nil {
-			return err
+			return false, err
 		}
 		nonce := make([]byte, aead.NonceSize())
 		if _, err := rand.Read(nonce); err != nil {
-			return err
+			return false, err
 		}
 		s.Versions[next] = sharedVersion{WrappedBy: root, Key: aead.Seal(nonce, nonce, key, kekAAD(id, next, root)), Created: time.Now().UTC()}
 		s.Current = next
-		return putShared(tx, id, s)
+		*sv = s
+		return true, nil
 	})
 	if err != nil {
 		return stowage.KeyVersion{}, fmt.Errorf("record the new key version in the database: %w", err)
@@ -241,19 +245,16 @@ func (k *FileKeyring) retireShared(ctx context.Context, kv stowage.KeyVersion) (
 	db := k.db
 	k.mu.RUnlock()
 	var s sharedVersions
-	err = db.Update(ctx, func(tx stowage.Tx) error {
-		var err error
-		if s, err = getShared(tx, kv.ID); err != nil {
-			return err
-		}
+	err = updateShared(ctx, db, kv.ID, func(sv *sharedVersions) (bool, error) {
+		s = *sv
 		if _, ok = s.Versions[kv.Version]; !ok {
-			return nil
+			return false, nil
 		}
 		if kv.Version == s.Current {
-			return fmt.Errorf("%s is the current version: rotate first", kv)
+			return false, fmt.Errorf("%s is the current version: rotate first", kv)
 		}
 		delete(s.Versions, kv.Version)
-		return putShared(tx, kv.ID, s)
+		return true, nil
 	})
 	if err != nil || !ok {
 		return ok, err

@@ -1,9 +1,18 @@
-package ociapi
+// Package httperr turns errors into HTTP answers for every HTTP layer (the
+// OCI API, the management API, access control, request limits): an OCI
+// error body and the status its code decides. It also reads bounded request
+// bodies, so that one over its limit is answered 413 the same way
+// everywhere.
+package httperr
 
 import (
+	"context"
+	"encoding/json"
 	"errors"
 	"io"
+	"log/slog"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/stowage/stowage"
@@ -70,4 +79,45 @@ func statusOf(err error, e *stowage.Error) int {
 		return http.StatusRequestEntityTooLarge
 	}
 	return e.Code.HTTPStatus()
+}
+
+type wireError struct {
+	Code    stowage.ErrorCode `json:"code"`
+	Message string            `json:"message"`
+	Detail  any               `json:"detail,omitempty"`
+}
+
+// Write is the one place errors become responses, for the OCI API and
+// the management API, access control and request limits alike: the code decides the status from the table in
+// stowage (413 for a body over a limit, see TooLarge); errors that are not
+// *stowage.Error are logged and shown as a generic failure. Before it
+// answers, it reads what is left of the request body (bounded), so a client
+// still sending can read the answer instead of a connection reset.
+func Write(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
+	var e *stowage.Error
+	if !errors.As(err, &e) {
+		if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
+			return // the client went away
+		}
+		log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+		e = &stowage.Error{Code: stowage.CodeInternal, Message: "internal error; the server log has the details"}
+	} else if e.Code == stowage.CodeInternal || e.Code == stowage.CodeUnavailable {
+		// Damaged data, an unavailable key or storage: an operator must see it.
+		log.Error("request failed", "method", r.Method, "path", r.URL.Path, "code", e.Code, "err", e)
+	} else if e.Err != nil {
+		log.Debug("request refused", "method", r.Method, "path", r.URL.Path, "code", e.Code, "err", e.Err)
+	}
+	body, _ := json.Marshal(struct {
+		Errors []wireError `json:"errors"`
+	}{[]wireError{{e.Code, e.Message, e.Detail}}})
+	// Read what the client is still sending, so it can read the answer.
+	drain(w, r)
+	hd := w.Header()
+	hd.Del("Docker-Content-Digest")
+	hd.Set("Content-Type", "application/json")
+	hd.Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(statusOf(err, e))
+	if r.Method != http.MethodHead {
+		w.Write(body)
+	}
 }

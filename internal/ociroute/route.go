@@ -1,5 +1,8 @@
-// Package ociapi serves the OCI Distribution API (/v2/) over a stowage.Registry.
-package ociapi
+// Package ociroute parses the request paths of the OCI Distribution API
+// (/v2/): which endpoint, which repository, reference, digest or upload. The
+// API (ociapi) serves them; access control (auth) decides on them without
+// depending on the handler.
+package ociroute
 
 import (
 	"strings"

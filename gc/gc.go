@@ -1,18 +1,28 @@
-package stowage
+// Package gc is garbage collection: it deletes the blobs nothing
+// references, the upload sessions clients abandoned, and the objects in
+// storage that no database row knows, online, while pushes and pulls go on.
+//
+// It reads and writes the database through a transaction's blob and upload
+// stores (stowage.BlobTx, stowage.UploadTx), and leaves to the core the
+// steps the core's own paths share (Core): ending a blob (deleting → gone),
+// an upload session, and expired recycle bin entries.
+package gc
 
 import (
 	"context"
 	"errors"
 	"strings"
 	"time"
+
+	"github.com/stowage/stowage"
 )
 
-// GCOptions configures one garbage collection.
-type GCOptions struct {
+// Options configures one garbage collection.
+type Options struct {
 	// Grace: an unreferenced blob is kept this long after it lost its last
 	// reference (or was pushed); zero means no grace period. Lease: a blob a
 	// client saw or uploaded is kept this long after; zero means the
-	// registry's lease (Options.Lease, default 1h).
+	// registry's lease (stowage.Options.Lease, default 1h).
 	Grace, Lease time.Duration
 	// MinAge, if set, replaces both for this run ("0s": everything
 	// unreferenced now, for an operator who knows no push is in flight).
@@ -25,23 +35,49 @@ type GCOptions struct {
 	Progress func(phase string, done, total int64)
 }
 
-// GCReport is what a collection did (or, in a dry run, would do).
-type GCReport struct {
-	DryRun         bool     `json:"dryRun"`
-	BlobsDeleted   int64    `json:"blobsDeleted"`
-	BytesFreed     int64    `json:"bytesFreed"`
-	UploadsExpired int64    `json:"uploadsExpired"`
-	OrphansDeleted int64    `json:"orphanObjectsDeleted"` // objects no database row knows (crash leftovers)
-	OrphanBytes    int64    `json:"orphanBytesFreed"`
-	Digests        []Digest `json:"digests,omitempty"`
-	Started        string   `json:"started"`
-	Duration       string   `json:"duration"`
+// Report is what a collection did (or, in a dry run, would do).
+type Report struct {
+	DryRun         bool             `json:"dryRun"`
+	BlobsDeleted   int64            `json:"blobsDeleted"`
+	BytesFreed     int64            `json:"bytesFreed"`
+	UploadsExpired int64            `json:"uploadsExpired"`
+	OrphansDeleted int64            `json:"orphanObjectsDeleted"` // objects no database row knows (crash leftovers)
+	OrphanBytes    int64            `json:"orphanBytesFreed"`
+	Digests        []stowage.Digest `json:"digests,omitempty"`
+	Started        string           `json:"started"`
+	Duration       string           `json:"duration"`
 }
 
-const gcBatch = 256
+// Core is what a collection needs of the registry it collects
+// (*stowage.Registry): its parts, and the steps that end a blob, an upload
+// session and a recycle bin entry, which the core's own paths share.
+type Core interface {
+	Parts() stowage.Parts
+	// DeleteBlobs takes blobs in state 'deleting' to gone: objects, then
+	// rows.
+	DeleteBlobs(ctx context.Context, batch []stowage.BlobRecord) error
+	// ExpireUpload ends session u and deletes its data if it is still idle
+	// since before and no writer holds it; it reports whether it did.
+	ExpireUpload(ctx context.Context, u stowage.UploadRecord, before time.Time) (bool, error)
+	// ExpireRecycled removes recycle bin entries past their time.
+	ExpireRecycled(ctx context.Context, now time.Time) (int, error)
+}
 
-// CollectGarbage deletes the blobs nothing references, online: pushes and
-// pulls go on meanwhile. The fence, for each batch:
+// Collector collects one registry's garbage.
+type Collector struct {
+	core Core
+	p    stowage.Parts
+}
+
+// New returns the collector of core (a *stowage.Registry).
+func New(core Core) *Collector {
+	return &Collector{core: core, p: core.Parts()}
+}
+
+const batchSize = 256
+
+// Collect deletes the blobs nothing references, online: pushes and pulls go
+// on meanwhile. The fence, for each batch:
 //
 //  1. In one transaction, re-check every candidate (still unreferenced,
 //     grace and lease over) and mark it 'deleting'. From here a writer of the
@@ -59,29 +95,29 @@ const gcBatch = 256
 // One collection runs at a time across every node sharing the database (the
 // job lock "gc"): a collection asked for while another runs waits for it. A
 // dry run changes nothing and does not wait.
-func (r *Registry) CollectGarbage(ctx context.Context, opts GCOptions) (GCReport, error) {
+func (c *Collector) Collect(ctx context.Context, opts Options) (Report, error) {
 	if opts.DryRun {
-		return r.collectGarbage(ctx, opts)
+		return c.collect(ctx, opts)
 	}
-	var rep GCReport
+	var rep Report
 	waiting := func() {
 		if opts.Progress != nil {
 			opts.Progress("waiting for the collection running on another node", 0, 0)
 		}
 	}
-	err := r.exclusive(ctx, "gc", true, waiting, func(ctx context.Context) (err error) {
-		rep, err = r.collectGarbage(ctx, opts)
+	err := stowage.ExclusiveJob(ctx, c.p.DB, c.p.Log, "gc", true, waiting, func(ctx context.Context) (err error) {
+		rep, err = c.collect(ctx, opts)
 		return err
 	})
 	return rep, err
 }
 
-func (r *Registry) collectGarbage(ctx context.Context, opts GCOptions) (rep GCReport, err error) {
-	start := r.now()
-	rep = GCReport{DryRun: opts.DryRun, Started: start.UTC().Format(time.RFC3339)}
+func (c *Collector) collect(ctx context.Context, opts Options) (rep Report, err error) {
+	start := c.p.Now()
+	rep = Report{DryRun: opts.DryRun, Started: start.UTC().Format(time.RFC3339)}
 	grace, lease := max(opts.Grace, 0), opts.Lease
 	if lease <= 0 {
-		lease = r.lease
+		lease = c.p.Lease
 	}
 	if opts.MinAge != nil {
 		grace, lease = *opts.MinAge, *opts.MinAge
@@ -94,14 +130,14 @@ func (r *Registry) collectGarbage(ctx context.Context, opts GCOptions) (rep GCRe
 	if progress == nil {
 		progress = func(string, int64, int64) {}
 	}
-	defer func() { rep.Duration = r.now().Sub(start).Round(time.Millisecond).String() }()
+	defer func() { rep.Duration = c.p.Now().Sub(start).Round(time.Millisecond).String() }()
 
 	// 0. Finish collections a crash interrupted.
 	if !opts.DryRun {
 		for {
-			var batch []BlobRecord
-			err := r.db.View(ctx, func(tx Tx) (err error) {
-				batch, err = tx.Blobs().BlobsInState(BlobDeleting, "", gcBatch)
+			var batch []stowage.BlobRecord
+			err := c.p.DB.View(ctx, func(tx stowage.Tx) (err error) {
+				batch, err = tx.Blobs().BlobsInState(stowage.BlobDeleting, "", batchSize)
 				return err
 			})
 			if err != nil {
@@ -110,7 +146,7 @@ func (r *Registry) collectGarbage(ctx context.Context, opts GCOptions) (rep GCRe
 			if len(batch) == 0 {
 				break
 			}
-			if err := r.deleteBatch(ctx, batch, &rep); err != nil {
+			if err := c.deleteBatch(ctx, batch, &rep); err != nil {
 				return rep, err
 			}
 		}
@@ -118,23 +154,23 @@ func (r *Registry) collectGarbage(ctx context.Context, opts GCOptions) (rep GCRe
 
 	// 0b. Recycle bin entries past their time lose their hold on blobs.
 	if !opts.DryRun {
-		if _, err := r.expireRecycled(ctx, start); err != nil {
+		if _, err := c.core.ExpireRecycled(ctx, start); err != nil {
 			return rep, err
 		}
 	}
 
 	// 1. Abandoned uploads.
-	if err := r.expireUploads(ctx, start.Add(-expiry), opts.DryRun, &rep); err != nil {
+	if err := c.expireUploads(ctx, start.Add(-expiry), opts.DryRun, &rep); err != nil {
 		return rep, err
 	}
 
 	// 2. Unreferenced blobs, batch by batch. First count them, so progress
 	// has a total (the count can only shrink: new candidates are too young).
 	var total int64
-	now0 := r.now()
-	for after := Digest(""); ; {
-		var cands []BlobRecord
-		err := r.db.View(ctx, func(tx Tx) (err error) {
+	now0 := c.p.Now()
+	for after := stowage.Digest(""); ; {
+		var cands []stowage.BlobRecord
+		err := c.p.DB.View(ctx, func(tx stowage.Tx) (err error) {
 			cands, err = tx.Blobs().CollectableBlobs(now0.Add(-grace), now0.Add(-lease), after, 4096)
 			return err
 		})
@@ -148,20 +184,20 @@ func (r *Registry) collectGarbage(ctx context.Context, opts GCOptions) (rep GCRe
 		after = cands[len(cands)-1].Digest
 	}
 	progress("blobs", 0, total)
-	var after Digest
+	var after stowage.Digest
 	for {
 		if err := ctx.Err(); err != nil {
 			return rep, err
 		}
-		now := r.now()
+		now := c.p.Now()
 		unrefBefore, usedBefore := now.Add(-grace), now.Add(-lease)
 		// Candidates come from a snapshot; each is re-checked where it is
 		// marked. A range query inside the marking transaction would
 		// conflict, under PostgreSQL's serializable isolation, with every
 		// push that writes any blob row meanwhile, and keep failing.
-		var cands []BlobRecord
-		err := r.db.View(ctx, func(tx Tx) (err error) {
-			cands, err = tx.Blobs().CollectableBlobs(unrefBefore, usedBefore, after, gcBatch)
+		var cands []stowage.BlobRecord
+		err := c.p.DB.View(ctx, func(tx stowage.Tx) (err error) {
+			cands, err = tx.Blobs().CollectableBlobs(unrefBefore, usedBefore, after, batchSize)
 			return err
 		})
 		if err != nil {
@@ -180,12 +216,12 @@ func (r *Registry) collectGarbage(ctx context.Context, opts GCOptions) (rep GCRe
 			progress("blobs", rep.BlobsDeleted, max(total, rep.BlobsDeleted))
 			continue
 		}
-		for i := 0; i < len(cands); i += gcMarkBatch {
-			batch, err := r.markCollectable(ctx, cands[i:min(i+gcMarkBatch, len(cands))], unrefBefore, usedBefore)
+		for i := 0; i < len(cands); i += markBatch {
+			batch, err := c.markCollectable(ctx, cands[i:min(i+markBatch, len(cands))], unrefBefore, usedBefore)
 			if err != nil {
 				return rep, err
 			}
-			if err := r.deleteBatch(ctx, batch, &rep); err != nil {
+			if err := c.deleteBatch(ctx, batch, &rep); err != nil {
 				return rep, err
 			}
 		}
@@ -194,16 +230,16 @@ func (r *Registry) collectGarbage(ctx context.Context, opts GCOptions) (rep GCRe
 
 	// 3. Objects in storage that no row knows: left by a crash between
 	// writing an object and recording it. Old enough ones are garbage.
-	if err := r.sweepOrphans(ctx, r.now().Add(-lease), opts.DryRun, &rep, progress); err != nil {
+	if err := c.sweepOrphans(ctx, c.p.Now().Add(-lease), opts.DryRun, &rep, progress); err != nil {
 		return rep, err
 	}
-	r.log.Info("garbage collection done", "blobs", rep.BlobsDeleted, "bytes", rep.BytesFreed,
+	c.p.Log.Info("garbage collection done", "blobs", rep.BlobsDeleted, "bytes", rep.BytesFreed,
 		"uploads", rep.UploadsExpired, "orphans", rep.OrphansDeleted, "dry_run", opts.DryRun)
 	return rep, nil
 }
 
-// gcMarkBatch is how many candidates one marking transaction re-checks.
-const gcMarkBatch = 32
+// markBatch is how many candidates one marking transaction re-checks.
+const markBatch = 32
 
 // markCollectable is step 1: in one transaction, it re-checks each
 // candidate with point reads (still in state pending or live, unreferenced
@@ -214,19 +250,19 @@ const gcMarkBatch = 32
 // transaction (SQLite: one writer; PostgreSQL: serializable), and loses or
 // retries after it. The callback may run more than once: it only sets
 // marked.
-func (r *Registry) markCollectable(ctx context.Context, cands []BlobRecord, unrefBefore, usedBefore time.Time) ([]BlobRecord, error) {
-	var marked []BlobRecord
-	err := r.db.Update(ctx, func(tx Tx) error {
+func (c *Collector) markCollectable(ctx context.Context, cands []stowage.BlobRecord, unrefBefore, usedBefore time.Time) ([]stowage.BlobRecord, error) {
+	var marked []stowage.BlobRecord
+	err := c.p.DB.Update(ctx, func(tx stowage.Tx) error {
 		marked = nil
-		for _, c := range cands {
-			b, err := tx.Blobs().GetBlob(c.Digest)
-			if errors.Is(err, ErrNotFound) {
+		for _, cand := range cands {
+			b, err := tx.Blobs().GetBlob(cand.Digest)
+			if errors.Is(err, stowage.ErrNotFound) {
 				continue
 			}
 			if err != nil {
 				return err
 			}
-			if b.State != BlobPending && b.State != BlobLive || b.UnreferencedSince.After(unrefBefore) || b.LastUsed.After(usedBefore) {
+			if b.State != stowage.BlobPending && b.State != stowage.BlobLive || b.UnreferencedSince.After(unrefBefore) || b.LastUsed.After(usedBefore) {
 				continue
 			}
 			ref, err := tx.Blobs().BlobReferenced(b.Digest)
@@ -236,7 +272,7 @@ func (r *Registry) markCollectable(ctx context.Context, cands []BlobRecord, unre
 			if ref {
 				continue
 			}
-			if err := tx.Blobs().SetBlobState(b.Digest, BlobDeleting); err != nil {
+			if err := tx.Blobs().SetBlobState(b.Digest, stowage.BlobDeleting); err != nil {
 				return err
 			}
 			marked = append(marked, b)
@@ -246,24 +282,10 @@ func (r *Registry) markCollectable(ctx context.Context, cands []BlobRecord, unre
 	return marked, err
 }
 
-// deleteBatch does steps 2 and 3 for blobs already marked 'deleting'.
-func (r *Registry) deleteBatch(ctx context.Context, batch []BlobRecord, rep *GCReport) error {
-	for _, b := range batch {
-		if err := r.store.Delete(ctx, BlobKey(b.Digest)); err != nil {
-			return err // the rows stay 'deleting': the next run retries
-		}
-		r.manifests.drop(b.Digest)
-	}
-	// The callback may run more than once (retries): count after the commit.
-	err := r.db.Update(ctx, func(tx Tx) error {
-		for _, b := range batch {
-			if err := tx.Blobs().DeleteBlob(b.Digest); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
+// deleteBatch does steps 2 and 3 for blobs already marked 'deleting', and
+// counts them once their rows are gone.
+func (c *Collector) deleteBatch(ctx context.Context, batch []stowage.BlobRecord, rep *Report) error {
+	if err := c.core.DeleteBlobs(ctx, batch); err != nil {
 		return err
 	}
 	for _, b := range batch {
@@ -274,11 +296,11 @@ func (r *Registry) deleteBatch(ctx context.Context, batch []BlobRecord, rep *GCR
 	return nil
 }
 
-func (r *Registry) expireUploads(ctx context.Context, before time.Time, dryRun bool, rep *GCReport) error {
+func (c *Collector) expireUploads(ctx context.Context, before time.Time, dryRun bool, rep *Report) error {
 	for {
-		var stale []UploadRecord
-		err := r.db.View(ctx, func(tx Tx) (err error) {
-			stale, err = tx.Uploads().StaleUploads(before, gcBatch)
+		var stale []stowage.UploadRecord
+		err := c.p.DB.View(ctx, func(tx stowage.Tx) (err error) {
+			stale, err = tx.Uploads().StaleUploads(before, batchSize)
 			return err
 		})
 		if err != nil || len(stale) == 0 {
@@ -290,47 +312,19 @@ func (r *Registry) expireUploads(ctx context.Context, before time.Time, dryRun b
 		}
 		expired := 0
 		for _, u := range stale {
-			ok, err := r.expireUpload(ctx, u.ID, before)
+			ok, err := c.core.ExpireUpload(ctx, u, before)
 			if err != nil {
 				return err
 			}
 			if ok {
 				expired++
 				rep.UploadsExpired++
-				r.deleteUploadData(ctx, u)
 			}
 		}
 		if expired == 0 {
 			return nil // every one came back to life meanwhile: done
 		}
 	}
-}
-
-// errUploadLive rolls back expireUpload's transaction.
-var errUploadLive = errors.New("upload is in use")
-
-// expireUpload deletes session id if, in one transaction, it is still
-// stale and no writer holds its lease: the collector takes the lease
-// itself (refused while a chunk streams in, however long it takes), checks
-// the session's progress, and deletes it.
-func (r *Registry) expireUpload(ctx context.Context, id string, before time.Time) (bool, error) {
-	err := r.db.Update(ctx, func(tx Tx) error {
-		if err := tx.Uploads().ClaimUpload(id, r.nodeID+"/gc", r.uploadLease); err != nil {
-			return err
-		}
-		u, err := tx.Uploads().GetUpload(id)
-		if err != nil {
-			return err
-		}
-		if !u.Updated.Before(before) {
-			return errUploadLive
-		}
-		return tx.Uploads().DeleteUpload(id)
-	})
-	if errors.Is(err, ErrLocked) || errors.Is(err, ErrNotFound) || errors.Is(err, errUploadLive) {
-		return false, nil
-	}
-	return err == nil, err
 }
 
 // sweepOrphans deletes blob objects older than `before` that have no row,
@@ -351,10 +345,10 @@ func (r *Registry) expireUpload(ctx context.Context, id string, before time.Time
 // A crash between 1 and 3 leaves the 'deleting' row, which the next
 // collection finishes (step 0). A delete that a power loss forgets leaves an
 // object without a row again: the next sweep finds it.
-func (r *Registry) sweepOrphans(ctx context.Context, before time.Time, dryRun bool, rep *GCReport, progress func(string, int64, int64)) error {
-	var orphans []ObjectInfo
+func (c *Collector) sweepOrphans(ctx context.Context, before time.Time, dryRun bool, rep *Report, progress func(string, int64, int64)) error {
+	var orphans []stowage.ObjectInfo
 	var seen int64
-	err := r.store.List(ctx, "blobs/", func(oi ObjectInfo) error {
+	err := c.p.Store.List(ctx, "blobs/", func(oi stowage.ObjectInfo) error {
 		seen++
 		if seen%1024 == 0 {
 			progress("storage scan", seen, seen)
@@ -366,8 +360,8 @@ func (r *Registry) sweepOrphans(ctx context.Context, before time.Time, dryRun bo
 		if !ok {
 			return nil
 		}
-		err := r.db.View(ctx, func(tx Tx) error { _, err := tx.Blobs().GetBlob(d); return err })
-		if errors.Is(err, ErrNotFound) {
+		err := c.p.DB.View(ctx, func(tx stowage.Tx) error { _, err := tx.Blobs().GetBlob(d); return err })
+		if errors.Is(err, stowage.ErrNotFound) {
 			orphans = append(orphans, oi)
 			return nil
 		}
@@ -376,13 +370,13 @@ func (r *Registry) sweepOrphans(ctx context.Context, before time.Time, dryRun bo
 	if err != nil {
 		return err
 	}
-	err = r.store.List(ctx, "uploads/", func(oi ObjectInfo) error {
+	err = c.p.Store.List(ctx, "uploads/", func(oi stowage.ObjectInfo) error {
 		if oi.ModTime.After(before) {
 			return nil
 		}
 		id, _, _ := strings.Cut(strings.TrimPrefix(oi.Key, "uploads/"), "/")
-		err := r.db.View(ctx, func(tx Tx) error { _, err := tx.Uploads().GetUpload(id); return err })
-		if errors.Is(err, ErrNotFound) {
+		err := c.p.DB.View(ctx, func(tx stowage.Tx) error { _, err := tx.Uploads().GetUpload(id); return err })
+		if errors.Is(err, stowage.ErrNotFound) {
 			orphans = append(orphans, oi)
 			return nil
 		}
@@ -395,27 +389,24 @@ func (r *Registry) sweepOrphans(ctx context.Context, before time.Time, dryRun bo
 		d, isBlob := digestOfKey(oi.Key)
 		switch {
 		case isBlob && dryRun:
-			err := r.db.View(ctx, func(tx Tx) error { _, err := tx.Blobs().GetBlob(d); return err })
-			if !errors.Is(err, ErrNotFound) {
+			err := c.p.DB.View(ctx, func(tx stowage.Tx) error { _, err := tx.Blobs().GetBlob(d); return err })
+			if !errors.Is(err, stowage.ErrNotFound) {
 				continue // a row appeared
 			}
 		case isBlob:
-			claimed, err := r.claimOrphan(ctx, d, oi.Size)
+			claimed, err := c.claimOrphan(ctx, d, oi.Size)
 			if err != nil {
 				return err
 			}
 			if !claimed {
 				continue // a push reserved it meanwhile: not an orphan
 			}
-			if err := r.store.Delete(ctx, oi.Key); err != nil {
+			// Steps 2 and 3 (oi.Key is d's key: digestOfKey checks it).
+			if err := c.core.DeleteBlobs(ctx, []stowage.BlobRecord{{Digest: d, Size: oi.Size}}); err != nil {
 				return err // the row stays 'deleting': the next collection retries
 			}
-			r.manifests.drop(d)
-			if err := r.db.Update(ctx, func(tx Tx) error { return tx.Blobs().DeleteBlob(d) }); err != nil {
-				return err
-			}
 		case !dryRun:
-			if err := r.store.Delete(ctx, oi.Key); err != nil {
+			if err := c.p.Store.Delete(ctx, oi.Key); err != nil {
 				return err
 			}
 		}
@@ -428,27 +419,27 @@ func (r *Registry) sweepOrphans(ctx context.Context, before time.Time, dryRun bo
 // claimOrphan is step 1 of deleting a blob orphan: it records d as
 // 'deleting' if, in this transaction, d still has no row. The callback may
 // run more than once: it only sets claimed.
-func (r *Registry) claimOrphan(ctx context.Context, d Digest, size int64) (claimed bool, err error) {
-	now := r.now()
-	err = r.db.Update(ctx, func(tx Tx) error {
+func (c *Collector) claimOrphan(ctx context.Context, d stowage.Digest, size int64) (claimed bool, err error) {
+	now := c.p.Now()
+	err = c.p.DB.Update(ctx, func(tx stowage.Tx) error {
 		claimed = false
 		_, err := tx.Blobs().GetBlob(d)
-		if err == nil || !errors.Is(err, ErrNotFound) {
+		if err == nil || !errors.Is(err, stowage.ErrNotFound) {
 			return err
 		}
 		claimed = true
-		return tx.Blobs().PutBlob(BlobRecord{Digest: d, Size: size, Created: now, State: BlobDeleting,
+		return tx.Blobs().PutBlob(stowage.BlobRecord{Digest: d, Size: size, Created: now, State: stowage.BlobDeleting,
 			LastUsed: now, UnreferencedSince: now})
 	})
 	return claimed, err
 }
 
-// digestOfKey inverts BlobKey.
-func digestOfKey(key string) (Digest, bool) {
+// digestOfKey inverts stowage.BlobKey.
+func digestOfKey(key string) (stowage.Digest, bool) {
 	parts := strings.Split(key, "/")
 	if len(parts) != 4 || parts[0] != "blobs" {
 		return "", false
 	}
-	d, err := ParseDigest(parts[1] + ":" + parts[3])
-	return d, err == nil && BlobKey(d) == key
+	d, err := stowage.ParseDigest(parts[1] + ":" + parts[3])
+	return d, err == nil && stowage.BlobKey(d) == key
 }
