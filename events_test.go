@@ -22,6 +22,7 @@ import (
 	"github.com/stowage/stowage/meta/sqlite"
 	"github.com/stowage/stowage/mgmt"
 	"github.com/stowage/stowage/ociapi"
+	"github.com/stowage/stowage/recyclebin"
 	"github.com/stowage/stowage/storage/fs"
 )
 
@@ -364,7 +365,7 @@ func TestEventPerChange(t *testing.T) {
 			}},
 		{name: "soft delete names the recycle bin entry",
 			setup: func(t *testing.T, f *fixture) {
-				if err := f.e.reg.SetSoftDelete(f.e.ctx, stowage.SoftDeletePolicy{Enabled: true, Days: 7}); err != nil {
+				if err := recyclebin.New(f.e.reg).SetSoftDelete(f.e.ctx, stowage.SoftDeletePolicy{Enabled: true, Days: 7}); err != nil {
 					t.Fatal(err)
 				}
 				f.m = f.e.image(t, "app", "v1")
@@ -786,7 +787,7 @@ func TestActorFromRequest(t *testing.T) {
 	m := e.imageBody(t, "app", "")
 	mux := http.NewServeMux()
 	mux.Handle("/v2/", ociapi.New(e.reg, nil))
-	mux.Handle("/api/v1/", mgmt.New(e.reg, nil, stowage.GCOptions{}))
+	mux.Handle("/api/v1/", mgmt.New(e.reg, nil))
 	mux.Handle("/acr/v1/", mgmt.NewACR(e.reg, nil))
 	srv := httptest.NewServer(mux)
 	defer srv.Close()

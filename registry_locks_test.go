@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/stowage/stowage"
+	"github.com/stowage/stowage/policy"
 )
 
 // TestLocksOnEveryPath checks each lock on each path that must honour it:
@@ -154,7 +155,7 @@ func TestLocksOnEveryPath(t *testing.T) {
 	// Policies pass over locked items instead of failing.
 	e.reg.SetLocks(e.ctx, "app", dig(m1), stowage.LockDelete, 0)
 	f, _ := stowage.ParsePurgeFilter("app:.*")
-	run, err := e.reg.Purge(e.ctx, stowage.PurgeOptions{Filters: []stowage.PurgeFilter{f}, Untagged: true})
+	run, err := e.policies().Purge(e.ctx, policy.PurgeOptions{Filters: []stowage.PurgeFilter{f}, Untagged: true})
 	if err != nil {
 		t.Fatalf("purge with locked items: %v", err)
 	}

@@ -31,7 +31,7 @@ func TestRestoreChecksQuota(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			e := newEnv(t, nil)
-			if err := e.reg.SetSoftDelete(e.ctx, stowage.SoftDeletePolicy{Enabled: true, Days: 7}); err != nil {
+			if err := e.bin().SetSoftDelete(e.ctx, stowage.SoftDeletePolicy{Enabled: true, Days: 7}); err != nil {
 				t.Fatal(err)
 			}
 			config, layer := newBlob(30), newBlob(5000)
@@ -49,7 +49,7 @@ func TestRestoreChecksQuota(t *testing.T) {
 			if c.needsAll {
 				need += int64(len(config.data) + len(layer.data))
 			}
-			bin, err := e.reg.RecycleBin(e.ctx, "app")
+			bin, err := e.bin().List(e.ctx, "app")
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -62,7 +62,7 @@ func TestRestoreChecksQuota(t *testing.T) {
 			if err := e.reg.SetQuota(e.ctx, "app", after+need-1); err != nil {
 				t.Fatal(err)
 			}
-			_, err = e.reg.Restore(e.ctx, id)
+			_, err = e.bin().Restore(e.ctx, id)
 			wantError(t, "restore past the quota", err, stowage.CodeDenied, "restore of app@"+string(img.d)+" refused", "quota of repository app")
 			if e.hasManifest("app", img.d) {
 				t.Fatal("the refused restore brought the manifest back")
@@ -73,7 +73,7 @@ func TestRestoreChecksQuota(t *testing.T) {
 			if err := e.reg.SetQuota(e.ctx, "app", after+need); err != nil {
 				t.Fatal(err)
 			}
-			if _, err := e.reg.Restore(e.ctx, id); err != nil {
+			if _, err := e.bin().Restore(e.ctx, id); err != nil {
 				t.Fatalf("restore with exactly enough room: %v", err)
 			}
 			e.pullable(t, "app", "v1", config, layer)
@@ -99,7 +99,7 @@ func TestRestoreAtRegistryLimit(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.reg = stowage.NewRegistry(e.reg.DB(), e.store, stowage.Options{Now: e.clock.Now, StorageLimit: q.Registry.UsedBytes})
-	if err := e.reg.SetSoftDelete(e.ctx, stowage.SoftDeletePolicy{Enabled: true, Days: 7}); err != nil {
+	if err := e.bin().SetSoftDelete(e.ctx, stowage.SoftDeletePolicy{Enabled: true, Days: 7}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := e.reg.DeleteRepository(e.ctx, "app", false); err != nil {
@@ -108,11 +108,11 @@ func TestRestoreAtRegistryLimit(t *testing.T) {
 	extra := newBlob(10)
 	_, err = e.reg.PutBlob(e.ctx, "other", extra.d, bytes.NewReader(extra.data), 10)
 	wantError(t, "a new blob at the limit", err, stowage.CodeDenied, "storage limit")
-	bin, err := e.reg.RecycleBin(e.ctx, "app")
+	bin, err := e.bin().List(e.ctx, "app")
 	if err != nil || len(bin) != 1 || bin[0].Manifest.Digest != img.d {
 		t.Fatalf("recycle bin: %+v %v", bin, err)
 	}
-	if _, err := e.reg.Restore(e.ctx, bin[0].ID); err != nil {
+	if _, err := e.bin().Restore(e.ctx, bin[0].ID); err != nil {
 		t.Fatalf("restore at the registry's limit: %v", err)
 	}
 	e.pullable(t, "app", "v1", config, layer)
@@ -122,7 +122,7 @@ func TestRestoreAtRegistryLimit(t *testing.T) {
 // could not be pulled): MANIFEST_BLOB_UNKNOWN naming the blob.
 func TestRestoreNeedsStoredBlobs(t *testing.T) {
 	e := newEnv(t, nil)
-	if err := e.reg.SetSoftDelete(e.ctx, stowage.SoftDeletePolicy{Enabled: true, Days: 7}); err != nil {
+	if err := e.bin().SetSoftDelete(e.ctx, stowage.SoftDeletePolicy{Enabled: true, Days: 7}); err != nil {
 		t.Fatal(err)
 	}
 	config, layer := newBlob(30), newBlob(5000)
@@ -134,11 +134,11 @@ func TestRestoreNeedsStoredBlobs(t *testing.T) {
 	if err := e.reg.DB().Update(e.ctx, func(tx stowage.Tx) error { return tx.Blobs().SetBlobState(layer.d, stowage.BlobDeleting) }); err != nil {
 		t.Fatal(err)
 	}
-	bin, err := e.reg.RecycleBin(e.ctx, "app")
+	bin, err := e.bin().List(e.ctx, "app")
 	if err != nil || len(bin) != 1 {
 		t.Fatalf("recycle bin: %+v %v", bin, err)
 	}
-	_, err = e.reg.Restore(e.ctx, bin[0].ID)
+	_, err = e.bin().Restore(e.ctx, bin[0].ID)
 	wantError(t, "restore without its layer", err, stowage.CodeManifestBlobUnknown, string(layer.d), "app@"+string(img.d))
 	if e.hasManifest("app", img.d) {
 		t.Error("restored a manifest whose layer is gone")

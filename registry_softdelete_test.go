@@ -15,19 +15,19 @@ func TestSoftDelete(t *testing.T) {
 	shared := newBlob(4000)
 	m1 := e.image(t, "app", "v1", newBlob(21), shared, newBlob(3000))
 	e.image(t, "app", "v2", newBlob(22), shared)
-	if err := e.reg.SetSoftDelete(e.ctx, stowage.SoftDeletePolicy{Enabled: true, Days: 0}); err == nil {
+	if err := e.bin().SetSoftDelete(e.ctx, stowage.SoftDeletePolicy{Enabled: true, Days: 0}); err == nil {
 		t.Error("0 days accepted; want 1 to 90")
 	}
-	if err := e.reg.SetSoftDelete(e.ctx, stowage.SoftDeletePolicy{Enabled: true, Days: 7}); err != nil {
+	if err := e.bin().SetSoftDelete(e.ctx, stowage.SoftDeletePolicy{Enabled: true, Days: 7}); err != nil {
 		t.Fatal(err)
 	}
 	// What a hard delete would free, measured with the policy off.
-	e.reg.SetSoftDelete(e.ctx, stowage.SoftDeletePolicy{})
+	e.bin().SetSoftDelete(e.ctx, stowage.SoftDeletePolicy{})
 	hard, err := e.reg.DeleteImage(e.ctx, "app", stowage.Reference{Tag: "v1"}, true)
 	if err != nil || hard.BytesFreed == 0 {
 		t.Fatalf("hard dry run: %+v %v", hard, err)
 	}
-	e.reg.SetSoftDelete(e.ctx, stowage.SoftDeletePolicy{Enabled: true, Days: 7})
+	e.bin().SetSoftDelete(e.ctx, stowage.SoftDeletePolicy{Enabled: true, Days: 7})
 
 	rep, err := e.reg.DeleteImage(e.ctx, "app", stowage.Reference{Tag: "v1"}, false)
 	if err != nil || rep.RecycledUntil == "" || rep.BytesFreed != 0 {
@@ -40,18 +40,18 @@ func TestSoftDelete(t *testing.T) {
 	if gc.BytesFreed != 0 {
 		t.Fatalf("GC freed %d bytes of a manifest in the recycle bin", gc.BytesFreed)
 	}
-	bin, err := e.reg.RecycleBin(e.ctx, "app")
+	bin, err := e.bin().List(e.ctx, "app")
 	if err != nil || len(bin) != 1 || bin[0].Manifest.Digest != m1.d || len(bin[0].Tags) != 1 {
 		t.Fatalf("recycle bin: %+v %v", bin, err)
 	}
-	restored, err := e.reg.Restore(e.ctx, bin[0].ID)
+	restored, err := e.bin().Restore(e.ctx, bin[0].ID)
 	if err != nil || len(restored.Tags) != 1 || restored.Tags[0] != "v1" {
 		t.Fatalf("restore: %+v %v", restored, err)
 	}
 	if _, body, err := e.reg.GetManifest(e.ctx, "app", stowage.Reference{Tag: "v1"}); err != nil || string(body) != string(m1.data) {
 		t.Fatalf("after restore: %v", err)
 	}
-	if _, err := e.reg.Restore(e.ctx, bin[0].ID); stowage.ErrorCodeOf(err) != stowage.CodeManifestUnknown {
+	if _, err := e.bin().Restore(e.ctx, bin[0].ID); stowage.ErrorCodeOf(err) != stowage.CodeManifestUnknown {
 		t.Errorf("restoring twice: %v", err)
 	}
 
@@ -68,7 +68,7 @@ func TestSoftDelete(t *testing.T) {
 	if err != nil || gc.BytesFreed != hard.BytesFreed {
 		t.Errorf("after expiry GC freed %d bytes, a hard delete frees %d (%v)", gc.BytesFreed, hard.BytesFreed, err)
 	}
-	if bin, _ := e.reg.RecycleBin(e.ctx, ""); len(bin) != 0 {
+	if bin, _ := e.bin().List(e.ctx, ""); len(bin) != 0 {
 		t.Errorf("expired entries remain: %+v", bin)
 	}
 }
@@ -91,7 +91,7 @@ func TestRestoreKeepsLocks(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			e := newEnv(t, nil)
-			if err := e.reg.SetSoftDelete(e.ctx, stowage.SoftDeletePolicy{Enabled: true, Days: 7}); err != nil {
+			if err := e.bin().SetSoftDelete(e.ctx, stowage.SoftDeletePolicy{Enabled: true, Days: 7}); err != nil {
 				t.Fatal(err)
 			}
 			img := e.image(t, "app", "v1", newBlob(30), newBlob(300))
@@ -116,11 +116,11 @@ func TestRestoreKeepsLocks(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			bin, err := e.reg.RecycleBin(e.ctx, "app")
+			bin, err := e.bin().List(e.ctx, "app")
 			if err != nil || len(bin) != 1 {
 				t.Fatalf("recycle bin: %+v %v", bin, err)
 			}
-			if rep, err := e.reg.Restore(e.ctx, bin[0].ID); err != nil || len(rep.Tags) != 2 {
+			if rep, err := e.bin().Restore(e.ctx, bin[0].ID); err != nil || len(rep.Tags) != 2 {
 				t.Fatalf("restore: %+v %v", rep, err)
 			}
 			for _, tg := range targets {

@@ -26,6 +26,8 @@ import (
 	"github.com/stowage/stowage/meta/sqlite"
 	"github.com/stowage/stowage/mgmt"
 	"github.com/stowage/stowage/ociapi"
+	"github.com/stowage/stowage/policy"
+	"github.com/stowage/stowage/recyclebin"
 	"github.com/stowage/stowage/storage/mem"
 )
 
@@ -109,7 +111,7 @@ func newEnvAt(t *testing.T, path string, tweak ...func(*auth.Options)) *env {
 	mux.Handle("/v2/", e.a.Middleware(oci))
 	mux.Handle(auth.TokenPath, e.a.TokenHandler())
 	mux.Handle(auth.AdminPrefix, e.a.ManagementMiddleware(e.a.Handler()))
-	mux.Handle("/api/v1/", e.a.ManagementMiddleware(mgmt.New(reg, nil)))
+	mux.Handle("/api/v1/", e.a.ManagementMiddleware(mgmt.New(reg, nil).WithPolicies(policy.New(reg), recyclebin.New(reg))))
 	mux.Handle("/acr/v1/", e.a.ManagementMiddleware(mgmt.NewACR(reg, nil)))
 	// /probe/ reports the identity the middleware put into the context.
 	mux.Handle("/probe/", e.a.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {})))

@@ -16,6 +16,7 @@ import (
 	"github.com/stowage/stowage"
 	"github.com/stowage/stowage/gc"
 	"github.com/stowage/stowage/internal/httperr"
+	"github.com/stowage/stowage/policy"
 )
 
 // maxBody bounds the JSON bodies of management requests.
@@ -30,6 +31,8 @@ type Handler struct {
 	scrub  Scrubber   // nil: no /api/v1/scrub
 	keys   KeyManager // nil when encryption is off
 	topo   Topology   // storage topology; nil in tests
+	pol    Policies   // nil: no policy endpoints (WithPolicies)
+	bin    RecycleBin
 
 	events Events // the change feed (events.go); nil: GET /api/v1/events is refused
 }
@@ -78,6 +81,9 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	head, arg, _ := strings.Cut(rest, "/")
+	if err := h.unconfigured(head); err != nil {
+		return err
+	}
 	switch {
 	case head == "usage" && r.Method == http.MethodGet:
 		if arg == "" {
@@ -155,22 +161,22 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) error {
 	case head == "gc" && arg == "" && r.Method == http.MethodPost:
 		return h.collect(ctx, w, r, dry)
 	case head == "retention" && arg == "" && r.Method == http.MethodGet:
-		p, last, err := h.reg.Retention(ctx)
+		p, last, err := h.pol.Retention(ctx)
 		if err != nil {
 			return err
 		}
 		return writeJSON(w, map[string]any{"policy": p, "lastRun": last})
 	case head == "retention" && arg == "" && r.Method == http.MethodPut:
-		var p stowage.RetentionPolicy
+		var p policy.Retention
 		if err := decodeBody(r, &p); err != nil {
 			return err
 		}
-		if err := h.reg.SetRetention(ctx, p); err != nil {
+		if err := h.pol.SetRetention(ctx, p); err != nil {
 			return err
 		}
 		return writeJSON(w, map[string]any{"policy": p})
 	case head == "retention" && arg == "run" && r.Method == http.MethodPost:
-		run, err := h.reg.ApplyRetention(ctx, dry)
+		run, err := h.pol.ApplyRetention(ctx, dry)
 		if err != nil {
 			return err
 		}
@@ -178,23 +184,23 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) error {
 	case head == "purge" && arg == "" && r.Method == http.MethodPost:
 		return h.purge(ctx, w, r, dry)
 	case head == "purge-policies" && arg == "" && r.Method == http.MethodGet:
-		ps, err := h.reg.PurgePolicies(ctx)
+		ps, err := h.pol.PurgePolicies(ctx)
 		if err != nil {
 			return err
 		}
 		return writeJSON(w, map[string]any{"policies": ps})
 	case head == "purge-policies" && arg != "" && r.Method == http.MethodPut:
-		var p stowage.PurgePolicy
+		var p policy.PurgePolicy
 		if err := decodeBody(r, &p); err != nil {
 			return err
 		}
 		p.Name = arg
-		if err := h.reg.SetPurgePolicy(ctx, p); err != nil {
+		if err := h.pol.SetPurgePolicy(ctx, p); err != nil {
 			return err
 		}
 		return writeJSON(w, map[string]any{"policy": p})
 	case head == "purge-policies" && arg != "" && r.Method == http.MethodDelete:
-		if err := h.reg.DeletePurgePolicy(ctx, arg); err != nil {
+		if err := h.pol.DeletePurgePolicy(ctx, arg); err != nil {
 			return err
 		}
 		w.WriteHeader(http.StatusNoContent)
@@ -202,7 +208,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) error {
 	case head == "locks" && (r.Method == http.MethodGet || r.Method == http.MethodPatch):
 		return h.locks(ctx, w, r, arg)
 	case head == "soft-delete" && arg == "" && r.Method == http.MethodGet:
-		p, err := h.reg.SoftDelete(ctx)
+		p, err := h.bin.SoftDelete(ctx)
 		if err != nil {
 			return err
 		}
@@ -212,12 +218,12 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) error {
 		if err := decodeBody(r, &p); err != nil {
 			return err
 		}
-		if err := h.reg.SetSoftDelete(ctx, p); err != nil {
+		if err := h.bin.SetSoftDelete(ctx, p); err != nil {
 			return err
 		}
 		return writeJSON(w, map[string]any{"policy": p})
 	case head == "recycle-bin" && r.Method == http.MethodGet:
-		bin, err := h.reg.RecycleBin(ctx, arg)
+		bin, err := h.bin.List(ctx, arg)
 		if err != nil {
 			return err
 		}
@@ -227,7 +233,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) error {
 		if err != nil {
 			return stowage.Errorf(stowage.CodeInvalidParameter, "recycle bin entry %q: want a number from 'stowage recycle-bin'", arg)
 		}
-		rep, err := h.reg.Restore(ctx, id)
+		rep, err := h.bin.Restore(ctx, id)
 		if err != nil {
 			return err
 		}
@@ -403,7 +409,7 @@ func decodeBody(r *http.Request, v any) error {
 // purge runs a purge; progress and report stream as JSON lines, as for gc.
 func (h *Handler) purge(ctx context.Context, w http.ResponseWriter, r *http.Request, dry bool) error {
 	q := r.URL.Query()
-	opts := stowage.PurgeOptions{DryRun: dry}
+	opts := policy.PurgeOptions{DryRun: dry}
 	for _, f := range q["filter"] {
 		pf, err := stowage.ParsePurgeFilter(f)
 		if err != nil {
@@ -415,7 +421,7 @@ func (h *Handler) purge(ctx context.Context, w http.ResponseWriter, r *http.Requ
 		return stowage.Errorf(stowage.CodeInvalidParameter, "purge needs at least one filter=REPOSITORY_REGEX:TAG_REGEX")
 	}
 	if s := q.Get("ago"); s != "" {
-		d, err := stowage.ParseAge(s)
+		d, err := policy.ParseAge(s)
 		if err != nil {
 			return stowage.Errorf(stowage.CodeInvalidParameter, "ago=%q: want e.g. 30d, 12h or 1d12h", s)
 		}
@@ -435,7 +441,7 @@ func (h *Handler) purge(ctx context.Context, w http.ResponseWriter, r *http.Requ
 	opts.Untagged = untagged
 	enc := streamJSON(w)
 	opts.Progress = func(done, total int64) { enc.progress("repositories", done, total) }
-	run, err := h.reg.Purge(ctx, opts)
+	run, err := h.pol.Purge(ctx, opts)
 	if err != nil {
 		h.log.Error("purge failed", "err", err)
 		enc.line(map[string]any{"error": err.Error()})

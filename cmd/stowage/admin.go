@@ -18,6 +18,8 @@ import (
 
 	"github.com/stowage/stowage"
 	"github.com/stowage/stowage/gc"
+	"github.com/stowage/stowage/policy"
+	"github.com/stowage/stowage/recyclebin"
 )
 
 // client is the admin CLI's side of the management API.
@@ -334,8 +336,8 @@ func runRetention(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	switch sub {
 	case "show":
 		var v struct {
-			Policy  stowage.RetentionPolicy `json:"policy"`
-			LastRun *stowage.PolicyRun      `json:"lastRun"`
+			Policy  policy.Retention `json:"policy"`
+			LastRun *policy.Run      `json:"lastRun"`
 		}
 		if err := c.do(ctx, http.MethodGet, "/api/v1/retention", &v); err != nil {
 			return fail(stderr, err)
@@ -367,7 +369,7 @@ func runRetention(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		if *dry {
 			q = "?dry_run=true"
 		}
-		var run stowage.PolicyRun
+		var run policy.Run
 		if err := c.do(ctx, http.MethodPost, "/api/v1/retention/run"+q, &run); err != nil {
 			return fail(stderr, err)
 		}
@@ -413,7 +415,7 @@ func runPurge(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	if *dry {
 		q.Set("dry_run", "true")
 	}
-	var run stowage.PolicyRun
+	var run policy.Run
 	if err := newClient(*reg, stdout, stderr).job(ctx, "/api/v1/purge?"+q.Encode(), &run); err != nil {
 		return fail(stderr, err)
 	}
@@ -449,7 +451,7 @@ func runPurgePolicy(ctx context.Context, args []string, stdout, stderr io.Writer
 	c := newClient(*reg, stdout, stderr)
 	switch sub {
 	case "list":
-		var out struct{ Policies []stowage.PurgePolicy }
+		var out struct{ Policies []policy.PurgePolicy }
 		if err := c.do(ctx, http.MethodGet, "/api/v1/purge-policies", &out); err != nil {
 			return fail(stderr, err)
 		}
@@ -469,7 +471,7 @@ func runPurgePolicy(ctx context.Context, args []string, stdout, stderr io.Writer
 			fl.Usage()
 			return 2
 		}
-		body, _ := json.Marshal(stowage.PurgePolicy{Filters: filters, Ago: *ago, Keep: *keep, Untagged: *untagged, Every: *every})
+		body, _ := json.Marshal(policy.PurgePolicy{Filters: filters, Ago: *ago, Keep: *keep, Untagged: *untagged, Every: *every})
 		var out map[string]any
 		if err := c.send(ctx, http.MethodPut, "/api/v1/purge-policies/"+fl.Arg(0), body, &out); err != nil {
 			return fail(stderr, err)
@@ -494,7 +496,7 @@ type multiFlag []string
 func (m *multiFlag) String() string     { return strings.Join(*m, ",") }
 func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
 
-func printRun(stdout io.Writer, run stowage.PolicyRun, output string) int {
+func printRun(stdout io.Writer, run policy.Run, output string) int {
 	if output == "json" {
 		return printJSON(stdout, run)
 	}
@@ -720,7 +722,7 @@ func runRestore(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		fl.Usage()
 		return 2
 	}
-	var rep stowage.RestoreReport
+	var rep recyclebin.RestoreReport
 	if err := newClient(*reg, stdout, stderr).send(ctx, http.MethodPost, "/api/v1/recycle-bin/"+fl.Arg(0)+"/restore", nil, &rep); err != nil {
 		return fail(stderr, err)
 	}

@@ -26,6 +26,8 @@ import (
 	"github.com/stowage/stowage/jobs"
 	"github.com/stowage/stowage/mgmt"
 	"github.com/stowage/stowage/ociapi"
+	"github.com/stowage/stowage/policy"
+	"github.com/stowage/stowage/recyclebin"
 	"github.com/stowage/stowage/scrub"
 	"github.com/stowage/stowage/storage/crypt"
 )
@@ -210,8 +212,9 @@ func (m *Main) Run(ctx context.Context) error {
 		return err
 	}
 
+	pol := policy.New(reg)
 	mux := http.NewServeMux()
-	routes(mux, m.log, authority, lim, ociapi.New(reg, m.log), mgmt.New(reg, m.log).WithGC(collector, gcOpts).WithScrub(scrubber).WithKeys(managedKeys(keys)).WithTopology(topo).WithEvents(events),
+	routes(mux, m.log, authority, lim, ociapi.New(reg, m.log), mgmt.New(reg, m.log).WithGC(collector, gcOpts).WithScrub(scrubber).WithKeys(managedKeys(keys)).WithTopology(topo).WithPolicies(pol, recyclebin.New(reg)).WithEvents(events),
 		mgmt.NewACR(reg, m.log), metricsHandler(reg, db, topo, keys))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
 
@@ -250,7 +253,7 @@ func (m *Main) Run(ctx context.Context) error {
 		})
 	}
 	// Every node looks every minute; one at a time runs what is due.
-	m.every(bg, "scheduled purge", time.Minute, reg.RunDuePurgePolicies)
+	m.every(bg, "scheduled purge", time.Minute, pol.RunDuePurgePolicies)
 	if topo.needsUpkeep() {
 		m.scheduled(bg, reg, "storage upkeep", "storage-repair", time.Minute, topo.upkeep)
 	}
@@ -266,7 +269,7 @@ func (m *Main) Run(ctx context.Context) error {
 	m.scheduled(bg, reg, "change feed retention", "feed-retention", feedTrimInterval, m.trimFeed(events))
 	if cfg.Retention.Interval > 0 {
 		m.scheduled(bg, reg, "retention", "retention", time.Duration(cfg.Retention.Interval), func(ctx context.Context) error {
-			run, err := reg.ApplyRetention(ctx, false)
+			run, err := pol.ApplyRetention(ctx, false)
 			if err == nil && run.Manifests > 0 {
 				m.log.Info("retention deleted untagged manifests", "manifests", run.Manifests, "bytes_freed_after_gc", run.BytesFreed)
 			}

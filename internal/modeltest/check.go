@@ -12,6 +12,8 @@ import (
 
 	"github.com/stowage/stowage"
 	"github.com/stowage/stowage/storage/crypt"
+	"github.com/stowage/stowage/policy"
+	"github.com/stowage/stowage/recyclebin"
 )
 
 // Known defects of the engine on this branch. While one is listed, the
@@ -165,12 +167,12 @@ func (h *harness) summaryOf(ctx context.Context, c *model, ids ...*model) (strin
 	for _, rq := range q.Repositories {
 		add("quota %s %d", rq.Repository, rq.LimitBytes)
 	}
-	sd, err := reg.SoftDelete(ctx)
+	sd, err := recyclebin.New(reg).SoftDelete(ctx)
 	if err != nil {
 		return "", err
 	}
 	add("soft-delete days=%d", sd.Days*map[bool]int{true: 1, false: 0}[sd.Enabled])
-	ret, _, err := reg.Retention(ctx)
+	ret, _, err := policy.New(reg).Retention(ctx)
 	if err != nil {
 		return "", err
 	}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/stowage/stowage"
 	"github.com/stowage/stowage/gc"
+	"github.com/stowage/stowage/recyclebin"
 )
 
 // Collections and crashes: the steps whose outcome the model cannot
@@ -62,7 +63,7 @@ func (h *harness) collect(ctx context.Context, n *node, full bool, g gcRun) erro
 	}
 	m := h.m
 	// Recycle bin entries expire now; what they held starts its grace
-	// period now (registry_softdelete.go: ExpireRecycled), so this
+	// period now (recycle_core.go: ExpireRecycled), so this
 	// collection may keep it.
 	released := map[stowage.Digest]bool{}
 	m.recycle = slices.DeleteFunc(m.recycle, func(e *mRecycled) bool {
@@ -272,7 +273,7 @@ func (h *harness) finishMid(before *model, inner Op, now time.Time) []*model {
 // effects happened: each is allowed either way.
 func (h *harness) afterCrashedGC(ctx context.Context, now time.Time) error {
 	m := h.m
-	bin, err := h.eng.nodes[0].reg.RecycleBin(ctx, "")
+	bin, err := recyclebin.New(h.eng.nodes[0].reg).List(ctx, "")
 	if err != nil {
 		return err
 	}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/stowage/stowage"
+	"github.com/stowage/stowage/policy"
 )
 
 // The model is what a registry with no bugs holds after the steps so far:
@@ -191,7 +192,7 @@ type model struct {
 	live      map[stowage.Digest]int64 // live blob rows: digest -> size
 	recycle   []*mRecycled
 	softDays  int // 0: soft delete off
-	retention stowage.RetentionPolicy
+	retention policy.Retention
 	uploads   [numSlots]*mUpload
 	seq       int
 	// everSeen are all manifest digests pushed in the run, per repository,

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/stowage/stowage"
+	"github.com/stowage/stowage/policy"
+	"github.com/stowage/stowage/recyclebin"
 )
 
 // OpKind names a step.
@@ -530,13 +532,13 @@ func (h *harness) plan(ctx context.Context, op Op, n *node, now time.Time) (*exp
 
 	case opSoftDelete:
 		pol := stowage.SoftDeletePolicy{Enabled: op.Days > 0, Days: op.Days}
-		return e(okay), func() { m.softDays = op.Days }, func() error { return reg.SetSoftDelete(ctx, pol) }
+		return e(okay), func() { m.softDays = op.Days }, func() error { return recyclebin.New(reg).SetSoftDelete(ctx, pol) }
 
 	case opRestore:
 		return h.planRestore(ctx, op, n, now)
 
 	case opRetention:
-		pol := stowage.RetentionPolicy{Enabled: true, Days: op.Days}
+		pol := policy.Retention{Enabled: true, Days: op.Days}
 		c := m.clone()
 		cutoff := now.Add(-time.Duration(op.Days) * 24 * time.Hour)
 		for _, name := range c.sortedRepos() {
@@ -551,10 +553,10 @@ func (h *harness) plan(ctx context.Context, op Op, n *node, now time.Time) (*exp
 		}
 		c.retention = pol
 		return e(okay), func() { h.m = c }, func() error {
-			if err := reg.SetRetention(ctx, pol); err != nil {
+			if err := policy.New(reg).SetRetention(ctx, pol); err != nil {
 				return err
 			}
-			_, err := reg.ApplyRetention(ctx, false)
+			_, err := policy.New(reg).ApplyRetention(ctx, false)
 			return err
 		}
 

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/stowage/stowage"
+	"github.com/stowage/stowage/policy"
+	"github.com/stowage/stowage/recyclebin"
 )
 
 // The longer plans of ops.go: manifest PUT, locks, restore, purge.
@@ -224,7 +226,7 @@ func (h *harness) planRestore(ctx context.Context, op Op, n *node, now time.Time
 	default:
 		// Its bytes and blobs must still be stored, and what the
 		// repository does not hold now counts against its quota
-		// (registry_softdelete.go: checkRestore).
+		// (recyclebin: checkRestore).
 		ds := map[stowage.Digest]bool{e.d: true}
 		for _, ref := range e.m.refs {
 			if ref.Kind == stowage.RefBlob {
@@ -275,7 +277,7 @@ func (h *harness) planRestore(ctx context.Context, op Op, n *node, now time.Time
 		m.recycle = slices.DeleteFunc(m.recycle, func(x *mRecycled) bool { return x == e })
 	}
 	return &want, apply, func() error {
-		bin, err := n.reg.RecycleBin(ctx, "")
+		bin, err := recyclebin.New(n.reg).List(ctx, "")
 		if err != nil {
 			return err
 		}
@@ -288,7 +290,7 @@ func (h *harness) planRestore(ctx context.Context, op Op, n *node, now time.Time
 		if len(bin) != len(es) {
 			return failf("recycle", "%s: the recycle bin has %d entries, the model %d", op, len(bin), len(es))
 		}
-		_, err = n.reg.Restore(ctx, bin[idx].ID)
+		_, err = recyclebin.New(n.reg).Restore(ctx, bin[idx].ID)
 		return err
 	}
 }
@@ -355,7 +357,7 @@ func (h *harness) planPurge(ctx context.Context, op Op, n *node, now time.Time) 
 	if ambiguous {
 		return nil, nil, nil
 	}
-	opts := stowage.PurgeOptions{Filters: []stowage.PurgeFilter{f}, Ago: op.Ago, Keep: op.Keep, Untagged: op.Untagged}
+	opts := policy.PurgeOptions{Filters: []stowage.PurgeFilter{f}, Ago: op.Ago, Keep: op.Keep, Untagged: op.Untagged}
 	want := okay
-	return &want, func() { h.m = c }, func() error { _, err := n.reg.Purge(ctx, opts); return err }
+	return &want, func() { h.m = c }, func() error { _, err := policy.New(n.reg).Purge(ctx, opts); return err }
 }
