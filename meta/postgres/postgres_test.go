@@ -393,3 +393,38 @@ func TestJobLockAcrossPools(t *testing.T) {
 		rel()
 	}
 }
+
+// TestLoadedEventsKeepFeedGoing: after migrate-metadata copies events in
+// (with their ids and seqs), new events still append, and the sequencer
+// numbers them above the copied ones.
+func TestLoadedEventsKeepFeedGoing(t *testing.T) {
+	db := open(t, pgtest.Schema(t, "stowage_test"))
+	ev, _ := tables.Lookup("events")
+	err := db.Load(ctx, false, func(l *postgres.Loader) error {
+		i := 0
+		_, err := l.Copy(ev, func() ([]any, bool, error) {
+			i++
+			if i > 3 {
+				return nil, false, nil
+			}
+			return []any{int64(i), int64(i), int64(1), "push", "", "", "r", "", "", "", int64(0), "", "", "", ""}, true, nil
+		})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Update(ctx, func(tx stowage.Tx) error {
+		return tx.Events().Append(stowage.Event{Kind: stowage.EventPush, Repo: "after-copy"})
+	}); err != nil {
+		t.Fatalf("append after loading events: %v", err)
+	}
+	f := db.Feed()
+	if err := f.Sequence(ctx); err != nil {
+		t.Fatal(err)
+	}
+	evs, _, err := f.Read(ctx, feed.Query{After: 3})
+	if err != nil || len(evs) != 1 || evs[0].Repo != "after-copy" || evs[0].Seq != 4 {
+		t.Errorf("after the copied events 1..3: %+v, %v; want the new event as seq 4", evs, err)
+	}
+}
