@@ -32,6 +32,7 @@ const (
 	CodeTagInvalid        ErrorCode = "TAG_INVALID"
 	CodeUnavailable       ErrorCode = "UNAVAILABLE"
 	CodeInternal          ErrorCode = "INTERNAL_ERROR"
+	CodeEventsTrimmed     ErrorCode = "EVENTS_TRIMMED" // change feed: the reader's next events were deleted by retention
 )
 
 // statusOf is the one table from error codes to HTTP statuses.
@@ -56,6 +57,7 @@ var statusOf = map[ErrorCode]int{
 	CodeTagInvalid:          http.StatusBadRequest,
 	CodeUnavailable:         http.StatusServiceUnavailable,
 	CodeInternal:            http.StatusInternalServerError,
+	CodeEventsTrimmed:       http.StatusGone,
 }
 
 // HTTPStatus returns the HTTP status for an error code (500 for unknown codes).

@@ -55,6 +55,8 @@ type Config struct {
 	Tier string `yaml:"tier"`
 	// Limits override the tier's numbers one by one.
 	Limits Limits `yaml:"limits"`
+	// Events configures the change feed: retention, pull events.
+	Events Events `yaml:"events"`
 	// InsecureOpen lets a registry on a non-loopback address run without
 	// authentication (flag --insecure-open-registry; never from YAML).
 	InsecureOpen bool `yaml:"-"`
@@ -509,6 +511,7 @@ func Default() Config {
 			UploadExpiry: Duration(24 * time.Hour)},
 		Retention: Retention{Interval: Duration(time.Hour)},
 		Scrub:     Scrub{Interval: Duration(7 * 24 * time.Hour)},
+		Events:    defaultEvents,
 	}
 }
 
@@ -623,7 +626,7 @@ func (c *Config) ApplyEnv(getenv func(string) string) error {
 		}
 		c.ShutdownTimeout = Duration(d)
 	}
-	return nil
+	return c.Events.applyEnv(getenv)
 }
 
 func (c *Config) filesystem() *Filesystem {
@@ -714,6 +717,7 @@ func (c *Config) Validate() error {
 	if c.Auth.AdminPasswordEnv == "" {
 		c.Auth.AdminPasswordEnv = "STOWAGE_ADMIN_PASSWORD"
 	}
+	errs = append(errs, c.Events.validate()...)
 	if len(errs) > 0 {
 		return errors.New("invalid configuration:\n  - " + strings.Join(errs, "\n  - "))
 	}

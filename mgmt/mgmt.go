@@ -33,6 +33,8 @@ type Handler struct {
 	topo   Topology   // storage topology; nil in tests
 	pol    Policies   // nil: no policy endpoints (WithPolicies)
 	bin    RecycleBin
+
+	events Events // the change feed (events.go); nil: GET /api/v1/events is refused
 }
 
 // Collector runs garbage collections (package gc's *gc.Collector).
@@ -154,6 +156,8 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) error {
 		return writeJSON(w, q)
 	case head == "keys":
 		return h.serveKeys(ctx, w, r, arg)
+	case head == "events" && arg == "" && r.Method == http.MethodGet:
+		return h.serveEvents(ctx, w, r)
 	case head == "gc" && arg == "" && r.Method == http.MethodPost:
 		return h.collect(ctx, w, r, dry)
 	case head == "retention" && arg == "" && r.Method == http.MethodGet:

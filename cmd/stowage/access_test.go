@@ -165,6 +165,9 @@ func TestAccessCommands(t *testing.T) {
 		{"/v2/team-b/y/tags/list", "ta", tokenPW, http.StatusForbidden},
 		{"/api/v1/quotas", "ta", tokenPW, http.StatusForbidden},
 		{"/api/v1/quotas", "admin", adminPW, http.StatusOK},
+		{"/api/v1/events", "ta", tokenPW, http.StatusForbidden}, // every repository's changes: admins only
+		{"/api/v1/events", "", "", http.StatusUnauthorized},
+		{"/api/v1/events", "admin", adminPW, http.StatusOK},
 	} {
 		if got := get(c.path, c.user, c.pw); got != c.want {
 			t.Errorf("GET %s as %q: %d, want %d", c.path, c.user, got, c.want)

@@ -47,6 +47,7 @@ Commands:
   token        repository-scoped tokens: create, list, show, disable, enable, delete, password
   anonymous-pull  show or switch anonymous pull (access control)
   whoami       who the admin commands act as
+  events       the change feed and audit trail: every change, by cursor; --follow
   version      print the version
   help         show this help, or help for a command: stowage help gc
 
@@ -122,6 +123,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return runAnonymousPull(ctx, rest, stdout, stderr)
 	case "whoami":
 		return runWhoami(ctx, rest, stdout, stderr)
+	case "events":
+		return runEvents(ctx, rest, stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, "stowage", versionString())
 		return 0

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/stowage/stowage"
+	"github.com/stowage/stowage/feed"
 	"github.com/stowage/stowage/meta/postgres"
 	"github.com/stowage/stowage/meta/postgres/pgtest"
 	"github.com/stowage/stowage/meta/sqlite"
@@ -80,6 +81,11 @@ func fillSQLite(t *testing.T, path string) {
 				return err
 			}
 		}
+		for _, repo := range []string{"team/app1", "team/app2"} { // the change feed
+			if err := tx.Events().Append(stowage.Event{Time: now, Kind: stowage.EventPush, Actor: "ci", Repo: repo, Tag: "v1"}); err != nil {
+				return err
+			}
+		}
 		return tx.DataKeys().PutDataKey(stowage.DataKey{ID: "dk1", Object: "blobs/sha256/00/x", Wrapped: stowage.KeyVersion{ID: "service-0123abcd", Version: 1}, Key: []byte("wrapped"), Created: now})
 	})
 	if err != nil {
@@ -132,6 +138,20 @@ func TestMigrateMetadataToPostgres(t *testing.T) {
 		if !reflect.DeepEqual(a, b) {
 			t.Errorf("table %s differs after the copy (%d rows in SQLite, %d in PostgreSQL)", tab.Name, len(a), len(b))
 		}
+	}
+	// The change feed goes on above the copied events: a new write appends
+	// (its id past the copied ones) and is numbered after them.
+	if err := p.Update(ctx, func(tx stowage.Tx) error {
+		return tx.Events().Append(stowage.Event{Kind: stowage.EventUntag, Repo: "team/app1", Tag: "v1"})
+	}); err != nil {
+		t.Errorf("append an event after migrate-metadata: %v", err)
+	}
+	pf := p.Feed()
+	if err := pf.Sequence(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if evs, _, err := pf.Read(ctx, feed.Query{After: 2}); err != nil || len(evs) != 1 || evs[0].Seq != 3 || evs[0].Kind != stowage.EventUntag {
+		t.Errorf("the feed after migrate-metadata: %+v, %v; want the new event as seq 3", evs, err)
 	}
 	// The derived totals (held_bytes, kept by triggers) are rebuilt by the load.
 	var heldS, heldP int64

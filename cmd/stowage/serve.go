@@ -187,7 +187,7 @@ func (m *Main) Run(ctx context.Context) error {
 		return err
 	}
 	opts := stowage.Options{Logger: m.log, Lease: time.Duration(cfg.GC.Lease), KeepReferrers: cfg.Delete.KeepReferrers,
-		StorageLimit: cfg.StorageLimit()}
+		StorageLimit: cfg.StorageLimit(), RecordPulls: cfg.Events.Pulls}
 	if keys != nil {
 		opts.ManifestCacheTTL = keys.TTL()
 	}
@@ -207,9 +207,14 @@ func (m *Main) Run(ctx context.Context) error {
 		UploadExpiry: time.Duration(cfg.GC.UploadExpiry)}
 	collector, scrubber := gc.New(reg), scrub.New(reg.Parts())
 
+	events, err := openFeed(db, cfg.Events)
+	if err != nil {
+		return err
+	}
+
 	pol := policy.New(reg)
 	mux := http.NewServeMux()
-	routes(mux, m.log, authority, lim, ociapi.New(reg, m.log), mgmt.New(reg, m.log).WithGC(collector, gcOpts).WithScrub(scrubber).WithKeys(managedKeys(keys)).WithTopology(topo).WithPolicies(pol, recyclebin.New(reg)),
+	routes(mux, m.log, authority, lim, ociapi.New(reg, m.log), mgmt.New(reg, m.log).WithGC(collector, gcOpts).WithScrub(scrubber).WithKeys(managedKeys(keys)).WithTopology(topo).WithPolicies(pol, recyclebin.New(reg)).WithEvents(events),
 		mgmt.NewACR(reg, m.log), metricsHandler(reg, db, topo, keys))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
 
@@ -224,6 +229,7 @@ func (m *Main) Run(ctx context.Context) error {
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(m.log.Handler(), slog.LevelWarn),
 	}
+	m.srv.RegisterOnShutdown(events.Close) // long polls of GET /api/v1/events answer at once
 	m.served = make(chan error, 1)
 	scheme := "http"
 	if cfg.TLS.CertFile != "" {
@@ -260,6 +266,7 @@ func (m *Main) Run(ctx context.Context) error {
 			return err
 		})
 	}
+	m.scheduled(bg, reg, "change feed retention", "feed-retention", feedTrimInterval, m.trimFeed(events))
 	if cfg.Retention.Interval > 0 {
 		m.scheduled(bg, reg, "retention", "retention", time.Duration(cfg.Retention.Interval), func(ctx context.Context) error {
 			run, err := pol.ApplyRetention(ctx, false)

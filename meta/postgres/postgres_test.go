@@ -17,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/stowage/stowage"
+	"github.com/stowage/stowage/feed"
 	"github.com/stowage/stowage/internal/testenv"
 	"github.com/stowage/stowage/meta/metatest"
 	"github.com/stowage/stowage/meta/postgres"
@@ -39,6 +40,14 @@ func open(t *testing.T, cs string) *postgres.DB {
 func TestConformance(t *testing.T) {
 	pgtest.Server(t)
 	metatest.Run(t, func(t *testing.T) stowage.DB { return open(t, pgtest.Schema(t, "stowage_test")) })
+}
+
+func TestFeed(t *testing.T) {
+	pgtest.Server(t)
+	metatest.RunFeed(t, 200, func(t *testing.T) (stowage.DB, feed.Store) {
+		db := open(t, pgtest.Schema(t, "stowage_test"))
+		return db, db.Feed()
+	})
 }
 
 func TestReopenKeepsData(t *testing.T) {
@@ -328,6 +337,12 @@ func TestTablesListMatchesSchema(t *testing.T) {
 		}
 		delete(schema, tab)
 	}
+	for _, tab := range tables.PostgresOnly {
+		if _, ok := schema[tab]; !ok {
+			t.Errorf("table %s is not in the schema", tab)
+		}
+		delete(schema, tab)
+	}
 	for tab := range schema {
 		t.Errorf("table %s is missing from meta/tables", tab)
 	}
@@ -376,5 +391,40 @@ func TestJobLockAcrossPools(t *testing.T) {
 		t.Fatalf("lock not free after its holder's session died: %v", err)
 	} else {
 		rel()
+	}
+}
+
+// TestLoadedEventsKeepFeedGoing: after migrate-metadata copies events in
+// (with their ids and seqs), new events still append, and the sequencer
+// numbers them above the copied ones.
+func TestLoadedEventsKeepFeedGoing(t *testing.T) {
+	db := open(t, pgtest.Schema(t, "stowage_test"))
+	ev, _ := tables.Lookup("events")
+	err := db.Load(ctx, false, func(l *postgres.Loader) error {
+		i := 0
+		_, err := l.Copy(ev, func() ([]any, bool, error) {
+			i++
+			if i > 3 {
+				return nil, false, nil
+			}
+			return []any{int64(i), int64(i), int64(1), "push", "", "", "r", "", "", "", int64(0), "", "", "", ""}, true, nil
+		})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Update(ctx, func(tx stowage.Tx) error {
+		return tx.Events().Append(stowage.Event{Kind: stowage.EventPush, Repo: "after-copy"})
+	}); err != nil {
+		t.Fatalf("append after loading events: %v", err)
+	}
+	f := db.Feed()
+	if err := f.Sequence(ctx); err != nil {
+		t.Fatal(err)
+	}
+	evs, _, err := f.Read(ctx, feed.Query{After: 3})
+	if err != nil || len(evs) != 1 || evs[0].Repo != "after-copy" || evs[0].Seq != 4 {
+		t.Errorf("after the copied events 1..3: %+v, %v; want the new event as seq 4", evs, err)
 	}
 }

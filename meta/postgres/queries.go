@@ -233,3 +233,29 @@ const dbNowNanos = `(floor(extract(epoch FROM clock_timestamp()) * 1000000)::big
 // out while held bumps gen (the fence, see Registry.lockUpload).
 const sqlClaimUpload = `UPDATE uploads SET gen = CASE WHEN writer <> '' AND writer <> $1 THEN gen + 1 ELSE gen END,
 		writer = $1, writer_until = ` + dbNowNanos + ` + $2 WHERE id = $3 AND (writer = '' OR writer = $1 OR writer_until < ` + dbNowNanos + `)`
+
+// The change feed (feed.go). Inserts leave seq NULL; the sequencer numbers
+// committed rows in id order under the feed_state row lock.
+const (
+	eventColumns       = `seq, time, kind, actor, addr, repo, digest, tag, media_type, size, reason, previous, origin, detail`
+	sqlFeedUnsequenced = `SELECT EXISTS (SELECT 1 FROM events WHERE seq IS NULL)`
+	sqlFeedLock        = `SELECT next_seq FROM feed_state WHERE id = 1 FOR UPDATE`
+	// $1 the first number to give (next_seq, or above max(seq)), $2 the
+	// batch size; returns how many rows were numbered.
+	sqlFeedSequence = `WITH batch AS (
+			SELECT id, row_number() OVER (ORDER BY id) AS n FROM events WHERE seq IS NULL ORDER BY id LIMIT $2),
+		numbered AS (UPDATE events e SET seq = $1 + batch.n - 1 FROM batch WHERE e.id = batch.id RETURNING 1)
+		SELECT count(*) FROM numbered`
+	sqlFeedMaxSeq    = `SELECT coalesce(max(seq), 0) FROM events`
+	sqlFeedSetNext   = `UPDATE feed_state SET next_seq = $1 WHERE id = 1`
+	sqlFeedWindow    = `SELECT * FROM events WHERE seq > $1 AND $3 = '' ORDER BY seq LIMIT $2`
+	sqlFeedWindowRep = `SELECT * FROM events WHERE seq > $1 AND repo = $3 ORDER BY seq LIMIT $2`
+	// $4 actor, $5 kinds, $6 since, $7 until (0: none), $8 limit.
+	sqlFeedFilter = `SELECT ` + eventColumns + ` FROM w
+		WHERE ($4 = '' OR actor = $4) AND (cardinality($5::text[]) = 0 OR kind = ANY($5::text[]))
+		AND ($6::bigint = 0 OR time >= $6::bigint) AND ($7::bigint = 0 OR time < $7::bigint) ORDER BY seq LIMIT $8`
+	sqlFeedWindowEnd  = `SELECT count(*), coalesce(max(seq), 0) FROM w`
+	sqlFeedBounds     = `SELECT coalesce(min(seq), 0), coalesce(max(seq), 0) FROM events`
+	sqlFeedFirstYoung = `SELECT seq FROM events WHERE seq IS NOT NULL AND time >= $1 ORDER BY seq LIMIT 1`
+	sqlFeedTrim       = `DELETE FROM events WHERE seq <= $1`
+)

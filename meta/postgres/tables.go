@@ -136,9 +136,13 @@ func (db *DB) Load(ctx context.Context, replace bool, fn func(*Loader) error) er
 		if err := fn(&Loader{tx: tx, ctx: ctx}); err != nil {
 			return err
 		}
-		_, err := tx.Exec(ctx, `SELECT setval(pg_get_serial_sequence('recycle_bin', 'id'),
-			COALESCE((SELECT MAX(id) FROM recycle_bin), 1), (SELECT MAX(id) FROM recycle_bin) IS NOT NULL)`)
-		return err
+		for _, t := range []string{"recycle_bin", "events"} { // events: new appends must not reuse a copied id
+			if _, err := tx.Exec(ctx, `SELECT setval(pg_get_serial_sequence('`+t+`', 'id'),
+				COALESCE((SELECT MAX(id) FROM `+t+`), 1), (SELECT MAX(id) FROM `+t+`) IS NOT NULL)`); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 }
 

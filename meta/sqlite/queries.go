@@ -179,3 +179,24 @@ const dbNowNanos = `(CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER
 // out while held bumps gen (the fence, see Registry.lockUpload).
 const sqlClaimUpload = `UPDATE uploads SET gen = CASE WHEN writer <> '' AND writer <> ?1 THEN gen + 1 ELSE gen END,
 		writer = ?1, writer_until = ` + dbNowNanos + ` + ?2 WHERE id = ?3 AND (writer = '' OR writer = ?1 OR writer_until < ` + dbNowNanos + `)`
+
+// The change feed's reads (feed.go). Events are numbered at insert
+// (sqlAppendEvent), so seq is commit order.
+const (
+	eventColumns = `seq, time, kind, actor, addr, repo, digest, tag, media_type, size, reason, previous, origin, detail`
+	// The scan window: the first rows after the cursor, of one repository
+	// when the query names one (index events_repo). ?1 after, ?2 rows, ?3
+	// repository.
+	sqlFeedWindow     = `SELECT * FROM events WHERE seq > ?1 AND ?3 = '' ORDER BY seq LIMIT ?2`
+	sqlFeedWindowRepo = `SELECT * FROM events WHERE seq > ?1 AND repo = ?3 ORDER BY seq LIMIT ?2`
+	// The filters on the window: ?4 actor, ?5 kinds (a JSON array), ?6
+	// since, ?7 until (0: none), ?8 limit.
+	sqlFeedFilter = `SELECT ` + eventColumns + ` FROM w
+		WHERE (?4 = '' OR actor = ?4) AND (?5 = '[]' OR kind IN (SELECT value FROM json_each(?5)))
+		AND (?6 = 0 OR time >= ?6) AND (?7 = 0 OR time < ?7) ORDER BY seq LIMIT ?8`
+	sqlFeedWindowEnd = `SELECT count(*), coalesce(max(seq), 0) FROM w`
+	sqlFeedBounds    = `SELECT coalesce(min(seq), 0), coalesce(max(seq), 0) FROM events`
+	// The first event young enough to keep: trimming stops below it.
+	sqlFeedFirstYoung = `SELECT seq FROM events WHERE time >= ? ORDER BY seq LIMIT 1`
+	sqlFeedTrim       = `DELETE FROM events WHERE seq <= ?`
+)

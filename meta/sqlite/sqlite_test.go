@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/stowage/stowage"
+	"github.com/stowage/stowage/feed"
 	"github.com/stowage/stowage/meta/metatest"
 	"github.com/stowage/stowage/meta/sqlite"
 	"github.com/stowage/stowage/meta/tables"
@@ -197,4 +198,23 @@ func TestUpgradeRemovesImageContent(t *testing.T) {
 	check("open")
 	db.Close()
 	check("closed")
+}
+
+// TestFeed runs the change feed's suite on a file (separate read and write
+// pools, as in production). Under the race detector the pure-Go SQLite is
+// some 50 times slower: fewer concurrent transactions (the case that matters
+// there is PostgreSQL's, which keeps its full size).
+func TestFeed(t *testing.T) {
+	txs := 0
+	if raceEnabled {
+		txs = 25
+	}
+	metatest.RunFeed(t, txs, func(t *testing.T) (stowage.DB, feed.Store) {
+		db, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "stowage.db"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { db.Close() })
+		return db, db.Feed()
+	})
 }

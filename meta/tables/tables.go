@@ -40,6 +40,12 @@ var All = []Table{
 // full.
 var Derived = []string{"held_bytes", "rate_buckets"}
 
+// PostgresOnly lists the tables only the PostgreSQL schema has, not copied
+// either: feed_state, the change feed's sequencer (the next seq to give,
+// which it keeps above max(events.seq), so it rebuilds itself from the
+// copied events). SQLite numbers events at insert and needs no such state.
+var PostgresOnly = []string{"feed_state"}
+
 // Lookup returns the table called name.
 func Lookup(name string) (Table, bool) {
 	for _, t := range All {
