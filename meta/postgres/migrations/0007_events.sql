@@ -5,7 +5,8 @@
 -- is given to committed rows afterwards by the feed's sequencer, one
 -- sequencer at a time (it locks feed_state), in increasing order. A reader
 -- that has seen seq N can therefore never later find a row below N. Times are
--- Unix nanoseconds.
+-- Unix nanoseconds. Only seq and (repo, seq) are indexed (and the rows still
+-- to number): every index is written by every change.
 CREATE TABLE events (
 	id         BIGSERIAL PRIMARY KEY,
 	seq        BIGINT UNIQUE,
@@ -24,5 +25,4 @@ CREATE TABLE events (
 	detail     TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX events_unsequenced ON events (id) WHERE seq IS NULL;
-CREATE INDEX events_time ON events (time);
 CREATE INDEX events_repo ON events (repo, seq);

@@ -1,10 +1,13 @@
 -- The change feed (package feed): one row per committed change, appended in
 -- the transaction that makes the change. SQLite commits one writer at a time,
--- so the AUTOINCREMENT seq (never reused, even after the feed is trimmed to
--- nothing) is also commit order: a reader that has seen seq N can never later
--- find a new row below N. Times are Unix nanoseconds.
+-- so seq, given at insert as one more than the highest (which the feed's
+-- trimming never deletes, so no number is ever reused), is commit order: a
+-- reader that has seen seq N can never later find a new row below N. id is
+-- the insert order (as on PostgreSQL, where seq is given after commit).
+-- Times are Unix nanoseconds. Only seq and (repo, seq) are indexed: every
+-- index is written by every change.
 CREATE TABLE events (
-	id         INTEGER PRIMARY KEY AUTOINCREMENT,
+	id         INTEGER PRIMARY KEY,
 	seq        INTEGER UNIQUE,
 	time       INTEGER NOT NULL,
 	kind       TEXT NOT NULL,
@@ -20,5 +23,4 @@ CREATE TABLE events (
 	origin     TEXT NOT NULL DEFAULT '',
 	detail     TEXT NOT NULL DEFAULT ''
 );
-CREATE INDEX events_time ON events (time);
 CREATE INDEX events_repo ON events (repo, seq);
