@@ -19,6 +19,7 @@ import (
 	"github.com/stowage/stowage/jobs"
 	"github.com/stowage/stowage/meta/sqlite"
 	"github.com/stowage/stowage/storage/mem"
+	"github.com/stowage/stowage/usage"
 )
 
 // clock is a test clock; Advance moves it.
@@ -150,7 +151,7 @@ func TestSpaceAccounting(t *testing.T) {
 	m2 := e.image(t, "team/a", "v2", c2, shared, l3)
 	m3 := e.image(t, "team/b", "v1", c3, shared, l4)
 
-	u, err := e.reg.Usage(e.ctx)
+	u, err := usage.New(e.reg).Usage(e.ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -166,7 +167,7 @@ func TestSpaceAccounting(t *testing.T) {
 	if u.Repositories != 2 || u.Manifests != 3 || u.Tags != 3 || u.Untagged != 0 {
 		t.Errorf("counts = %+v", u)
 	}
-	want := map[string]stowage.RepositorySpace{
+	want := map[string]usage.RepositorySpace{
 		"team/a": {Name: "team/a", ReferencedBytes: refA, UniqueBytes: refA - size(shared), SharedBytes: size(shared), Manifests: 2, Tags: 2},
 		"team/b": {Name: "team/b", ReferencedBytes: refB, UniqueBytes: refB - size(shared), SharedBytes: size(shared), Manifests: 1, Tags: 1},
 	}
@@ -175,7 +176,7 @@ func TestSpaceAccounting(t *testing.T) {
 			t.Errorf("usage of %s = %+v, want %+v", ru.Name, ru, want[ru.Name])
 		}
 	}
-	detail, err := e.reg.RepositoryUsage(e.ctx, "team/a")
+	detail, err := usage.New(e.reg).Repository(e.ctx, "team/a")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -242,7 +243,7 @@ func TestSpaceAccounting(t *testing.T) {
 			t.Errorf("%s: storage holds %d objects, want exactly the %d referenced", s.name, len(got), len(want))
 		}
 	}
-	u, _ = e.reg.Usage(e.ctx)
+	u, _ = usage.New(e.reg).Usage(e.ctx)
 	if u.PhysicalBytes != 0 || u.Blobs != 0 {
 		t.Errorf("after deleting everything: %+v", u)
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/stowage/stowage/gc"
 	"github.com/stowage/stowage/internal/httperr"
 	"github.com/stowage/stowage/policy"
+	"github.com/stowage/stowage/usage"
 )
 
 // maxBody bounds the JSON bodies of management requests.
@@ -87,7 +88,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) error {
 	switch {
 	case head == "usage" && r.Method == http.MethodGet:
 		if arg == "" {
-			u, err := h.reg.Usage(ctx)
+			u, err := usage.New(h.reg).Usage(ctx)
 			if err != nil {
 				return err
 			}
@@ -96,7 +97,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) error {
 		if err := stowage.ValidateName(arg); err != nil {
 			return err
 		}
-		d, err := h.reg.RepositoryUsage(ctx, arg)
+		d, err := usage.New(h.reg).Repository(ctx, arg)
 		if err != nil {
 			return err
 		}

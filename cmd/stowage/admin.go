@@ -20,6 +20,7 @@ import (
 	"github.com/stowage/stowage/gc"
 	"github.com/stowage/stowage/policy"
 	"github.com/stowage/stowage/recyclebin"
+	space "github.com/stowage/stowage/usage"
 )
 
 // client is the admin CLI's side of the management API.
@@ -184,7 +185,7 @@ func runUsage(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return 2
 	}
 	if fl.NArg() == 1 {
-		var d stowage.RepositoryDetail
+		var d space.RepositoryDetail
 		if err := c.do(ctx, http.MethodGet, "/api/v1/usage/"+fl.Arg(0), &d); err != nil {
 			return fail(stderr, err)
 		}
@@ -205,7 +206,7 @@ func runUsage(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		tw.Flush()
 		return 0
 	}
-	var u stowage.Usage
+	var u space.Usage
 	if err := c.do(ctx, http.MethodGet, "/api/v1/usage", &u); err != nil {
 		return fail(stderr, err)
 	}

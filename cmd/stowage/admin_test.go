@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/stowage/stowage"
+	space "github.com/stowage/stowage/usage"
 )
 
 func digestOf(b []byte) string {
@@ -72,7 +73,7 @@ func TestAdminCommands(t *testing.T) {
 		t.Fatalf("usage: %d\n%s%s", code, out, errOut)
 	}
 	out, _, _ = cli(t, "usage", "--registry", base, "--output", "json")
-	var u stowage.Usage
+	var u space.Usage
 	if err := json.Unmarshal([]byte(out), &u); err != nil || u.Repositories != 2 || u.LogicalBytes <= u.PhysicalBytes {
 		t.Fatalf("usage json: %v %+v", err, u)
 	}

@@ -11,9 +11,10 @@ import (
 	"strings"
 
 	"github.com/stowage/stowage"
-	"github.com/stowage/stowage/storage/crypt"
 	"github.com/stowage/stowage/policy"
 	"github.com/stowage/stowage/recyclebin"
+	"github.com/stowage/stowage/storage/crypt"
+	"github.com/stowage/stowage/usage"
 )
 
 // Known defects of the engine on this branch. While one is listed, the
@@ -467,7 +468,7 @@ func (p *pool) indexes() []int {
 // checkUsage compares registry_usage.go's figures with the model's.
 func (h *harness) checkUsage(ctx context.Context) error {
 	m := h.m
-	u, err := h.eng.nodes[0].reg.Usage(ctx)
+	u, err := usage.New(h.eng.nodes[0].reg).Usage(ctx)
 	if err != nil {
 		return err
 	}

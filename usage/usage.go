@@ -1,9 +1,30 @@
-package stowage
+// Package usage answers "what uses space" from the metadata alone: the
+// registry's physical (each digest once) and logical bytes and its dedup
+// ratio, and per repository and manifest the bytes referenced, the bytes only
+// it uses (what deleting it frees) and the bytes it shares. The queries are
+// the databases' (stowage.UsageTx); this package shapes the answer.
+package usage
 
 import (
 	"context"
 	"errors"
+
+	"github.com/stowage/stowage"
 )
+
+// Core is what the reports need of the engine (a *stowage.Registry).
+type Core interface {
+	Parts() stowage.Parts
+	StorageLimit() int64
+}
+
+// Reporter answers usage questions for one registry.
+type Reporter struct{ core Core }
+
+// New returns a Reporter over core's database.
+func New(core Core) *Reporter { return &Reporter{core: core} }
+
+func (r *Reporter) limit() int64 { return r.core.StorageLimit() }
 
 // Usage is the registry's space, exact and deduplicated, from the database.
 type Usage struct {
@@ -42,18 +63,18 @@ type RepositoryDetail struct {
 
 // ManifestSpace is one manifest's share.
 type ManifestSpace struct {
-	Digest      Digest   `json:"digest"`
-	MediaType   string   `json:"mediaType"`
-	Tags        []string `json:"tags"`
-	Size        int64    `json:"size"`        // the manifest plus the blobs it references
-	UniqueBytes int64    `json:"uniqueBytes"` // referenced by no other manifest: freed if it is deleted
-	Created     string   `json:"createdTime"`
+	Digest      stowage.Digest `json:"digest"`
+	MediaType   string         `json:"mediaType"`
+	Tags        []string       `json:"tags"`
+	Size        int64          `json:"size"`        // the manifest plus the blobs it references
+	UniqueBytes int64          `json:"uniqueBytes"` // referenced by no other manifest: freed if it is deleted
+	Created     string         `json:"createdTime"`
 }
 
 // Usage answers "what uses space" for the whole registry.
-func (r *Registry) Usage(ctx context.Context) (Usage, error) {
+func (r *Reporter) Usage(ctx context.Context) (Usage, error) {
 	var u Usage
-	err := r.db.View(ctx, func(tx Tx) error {
+	err := r.core.Parts().DB.View(ctx, func(tx stowage.Tx) error {
 		var err error
 		if u.Blobs, u.PhysicalBytes, err = tx.Usage().BlobTotals(); err != nil {
 			return err
@@ -73,24 +94,24 @@ func (r *Registry) Usage(ctx context.Context) (Usage, error) {
 		u.Repositories = int64(len(repos))
 		return nil
 	})
-	u.LimitBytes = r.storageLimit
+	u.LimitBytes = r.limit()
 	if u.PhysicalBytes > 0 {
 		u.DedupRatio = float64(u.LogicalBytes) / float64(u.PhysicalBytes)
 	}
 	return u, err
 }
 
-func space(ru RepositoryUsage) RepositorySpace {
+func space(ru stowage.RepositoryUsage) RepositorySpace {
 	return RepositorySpace{Name: ru.Name, ReferencedBytes: ru.ReferencedBytes, UniqueBytes: ru.UniqueBytes,
 		SharedBytes: ru.ReferencedBytes - ru.UniqueBytes, Manifests: ru.Manifests, Tags: ru.Tags, Untagged: ru.UntaggedManifests}
 }
 
-// RepositoryUsage answers "what uses space" for one repository, per manifest.
-func (r *Registry) RepositoryUsage(ctx context.Context, repo string) (RepositoryDetail, error) {
+// Repository answers "what uses space" for one repository, per manifest.
+func (r *Reporter) Repository(ctx context.Context, repo string) (RepositoryDetail, error) {
 	var d RepositoryDetail
-	err := r.db.View(ctx, func(tx Tx) error {
-		if _, err := tx.Repositories().GetRepository(repo); errors.Is(err, ErrNotFound) {
-			return nameUnknown(repo)
+	err := r.core.Parts().DB.View(ctx, func(tx stowage.Tx) error {
+		if _, err := tx.Repositories().GetRepository(repo); errors.Is(err, stowage.ErrNotFound) {
+			return stowage.Errorf(stowage.CodeNameUnknown, "repository %s does not exist", repo)
 		} else if err != nil {
 			return err
 		}
