@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"time"
+	"unicode/utf8"
 )
 
 // EventTx appends to the change feed: the durable, ordered record of every
@@ -146,11 +147,15 @@ func ReasonFrom(ctx context.Context) string {
 // (name and address; its request ID and user agent in Detail).
 func NewEvent(ctx context.Context, kind EventKind, repo string) Event {
 	a := ActorFrom(ctx)
-	return Event{Kind: kind, Actor: a.Name, Addr: a.Addr, Repo: repo, Detail: EventDetail(ctx, nil)}
+	// The name is cut like the other facts a client sends: a failed login
+	// records the name tried, whatever its length (real names are at most
+	// 64 characters, auth.validateName).
+	return Event{Kind: kind, Actor: truncate(a.Name, maxDetailString), Addr: truncate(a.Addr, maxDetailString), Repo: repo,
+		Detail: EventDetail(ctx, nil)}
 }
 
 // maxDetailString bounds the request facts an event copies from a client
-// (request ID, user agent).
+// (actor name, address, request ID, user agent).
 const maxDetailString = 256
 
 // EventDetail returns the JSON object of fields plus the request ID and
@@ -178,9 +183,13 @@ func EventDetail(ctx context.Context, fields map[string]any) string {
 	return string(b)
 }
 
+// truncate cuts s to at most n bytes, at a character boundary.
 func truncate(s string, n int) string {
 	if len(s) <= n {
 		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
 	}
 	return s[:n]
 }

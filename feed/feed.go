@@ -89,7 +89,8 @@ var ErrAhead = errors.New("the cursor is past the newest event")
 
 // Read returns the events after q.After that match q, numbering committed
 // events first. A cursor whose next event was deleted by retention is an
-// error (ErrBehind); q.After == 0 starts at the oldest retained event.
+// error (ErrBehind); q.After == 0 without q.Resume starts at the oldest
+// retained event.
 func (f *Feed) Read(ctx context.Context, q Query) (Page, error) {
 	q = q.Normalized()
 	if err := f.store.Sequence(ctx); err != nil {
@@ -106,7 +107,7 @@ func (f *Feed) Read(ctx context.Context, q Query) (Page, error) {
 	if err != nil {
 		return Page{}, fmt.Errorf("change feed: bounds: %w", err)
 	}
-	if q.After > 0 && oldest > 0 && q.After < oldest-1 {
+	if (q.After > 0 || q.Resume) && oldest > 0 && q.After < oldest-1 {
 		return Page{}, f.behind(q.After, oldest, newest)
 	}
 	if q.After > newest {
@@ -139,7 +140,7 @@ func (f *Feed) Wait(ctx context.Context, q Query, d time.Duration) (Page, error)
 		if err != nil || len(p.Events) > 0 || d <= 0 {
 			return p, err
 		}
-		q.After = p.Next
+		q.After, q.Resume = p.Next, true
 		select {
 		case <-ctx.Done():
 			return p, nil
@@ -166,7 +167,7 @@ func (f *Feed) Follow(ctx context.Context, q Query, fn func(stowage.Event) error
 				return err
 			}
 		}
-		q.After = p.Next
+		q.After, q.Resume = p.Next, true
 		if err := ctx.Err(); err != nil {
 			return err
 		}

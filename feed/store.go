@@ -62,8 +62,13 @@ type Store interface {
 // Query selects events. The zero Query is every event from the oldest
 // retained one, DefaultLimit at a time.
 type Query struct {
-	After int64 // events with seq > After (0: from the oldest retained)
-	Limit int   // at most this many events (<= 0: DefaultLimit; capped at MaxLimit)
+	After int64 // events with seq > After (0: from the oldest retained, unless Resume)
+	// Resume says After is a cursor from an earlier read (even 0, from a
+	// feed that was empty then): events after it that retention deleted
+	// are an error (ErrBehind), never skipped. Without it, After == 0 means
+	// "from the oldest retained event, whatever was trimmed".
+	Resume bool
+	Limit  int // at most this many events (<= 0: DefaultLimit; capped at MaxLimit)
 	// Scan bounds the rows one Read examines (<= 0: DefaultScan), so a
 	// filter that matches little costs a bounded amount per call.
 	Scan  int

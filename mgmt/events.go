@@ -114,7 +114,7 @@ func ParseEventsQuery(v map[string][]string) (feed.Query, time.Duration, error) 
 		if err != nil || n < 0 {
 			return bad("after=%q: want the next value of the previous page, a number >= 0", s)
 		}
-		q.After = n
+		q.After, q.Resume = n, true // a cursor, even 0: trimmed events after it are an error
 	}
 	if s := get("n"); s != "" {
 		n, err := strconv.Atoi(s)

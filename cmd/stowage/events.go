@@ -50,7 +50,7 @@ func runEvents(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	var follow *bool
 	var output, repo, actor, kinds, since, until *string
 	fl, reg, ok := parseAdmin("events", eventsUsage, args, stderr, func(fl *flag.FlagSet) {
-		after = fl.Int64("after", 0, "show events after this sequence number (0: from the oldest retained)")
+		after = fl.Int64("after", 0, "show events after this sequence number (a cursor: fails if retention deleted events after it; omit it to start at the oldest retained)")
 		n = fl.Int("n", -1, "show at most N events (default 100; with --follow, no limit; 0: no limit)")
 		follow = fl.Bool("follow", false, "keep waiting for new events until interrupted (Ctrl-C)")
 		output = fl.String("output", "text", "text (one aligned line per event) or json (one object per line)")
@@ -112,12 +112,16 @@ func runEvents(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	c := newClient(*reg, stdout, stderr)
 	enc := json.NewEncoder(stdout)
 	cursor, printed, wait, header := *after, 0, false, *output == "text"
+	resume := false // without --after, the first read starts at the oldest retained event
+	fl.Visit(func(f *flag.Flag) { resume = resume || f.Name == "after" })
 	for {
 		page := feed.MaxLimit
 		if limit > 0 {
 			page = min(page, limit-printed)
 		}
-		q.Set("after", strconv.FormatInt(cursor, 10))
+		if resume { // a cursor, even 0: events after it that retention deleted are an error, never skipped
+			q.Set("after", strconv.FormatInt(cursor, 10))
+		}
 		q.Set("n", strconv.Itoa(page))
 		q.Del("wait")
 		if wait {
@@ -149,7 +153,7 @@ func runEvents(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		}
 		printed += len(p.Events)
 		caughtUp := p.Next >= p.Newest || len(p.Events) == 0 && p.Next == cursor
-		cursor = p.Next
+		cursor, resume = p.Next, true
 		if limit > 0 && printed >= limit {
 			if !caughtUp {
 				fmt.Fprintf(stderr, "stowage events: more events follow: add --after %d (or -n 0 for all)\n", cursor)

@@ -340,21 +340,24 @@ func testFeedBehind(t *testing.T, db stowage.DB, s feed.Store) {
 	oldest := all[7].Seq
 	for _, tc := range []struct {
 		after      int64
+		resume     bool
 		behind     bool
 		wantEvents int
 	}{
-		{0, false, 5},           // no cursor: from the oldest retained
-		{oldest - 1, false, 5},  // saw everything before the oldest
-		{oldest, false, 4},      //
-		{oldest - 2, true, 0},   // missed oldest-1
-		{all[0].Seq, true, 0},   // missed most
-		{all[11].Seq, false, 0}, // caught up
+		{0, false, false, 5},           // no cursor: from the oldest retained
+		{0, true, true, 0},             // the cursor 0 of a reader that read the feed while it was empty
+		{oldest - 1, false, false, 5},  // saw everything before the oldest
+		{oldest - 1, true, false, 5},   //
+		{oldest, false, false, 4},      //
+		{oldest - 2, false, true, 0},   // missed oldest-1
+		{all[0].Seq, false, true, 0},   // missed most
+		{all[11].Seq, false, false, 0}, // caught up
 	} {
-		p, err := f.Read(ctx, feed.Query{After: tc.after})
+		p, err := f.Read(ctx, feed.Query{After: tc.after, Resume: tc.resume})
 		if tc.behind {
 			var se *stowage.Error
 			if !errors.Is(err, feed.ErrBehind) || !errors.As(err, &se) || se.Code != stowage.CodeEventsTrimmed {
-				t.Errorf("after=%d with oldest %d: err = %v, want ErrBehind as a %s error", tc.after, oldest, err, stowage.CodeEventsTrimmed)
+				t.Errorf("after=%d (resume %v) with oldest %d: err = %v, want ErrBehind as a %s error", tc.after, tc.resume, oldest, err, stowage.CodeEventsTrimmed)
 			} else {
 				t.Logf("after=%d: %v", tc.after, se.Message)
 			}
