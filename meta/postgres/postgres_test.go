@@ -428,3 +428,56 @@ func TestLoadedEventsKeepFeedGoing(t *testing.T) {
 		t.Errorf("after the copied events 1..3: %+v, %v; want the new event as seq 4", evs, err)
 	}
 }
+
+// TestLongUpdateOutlastsStreamOfWriters: a long transaction in a write
+// skew with a stream of short ones (it reads what they write, they read
+// what it writes) loses every time they commit first. Update must still
+// commit it: after a few losses it holds the write tables (escalateAfter),
+// the short ones wait, and it wins. Before, it failed after 30 attempts (a
+// repository delete of 150 manifests under 8 pushing clients answered 500).
+func TestLongUpdateOutlastsStreamOfWriters(t *testing.T) {
+	db := open(t, pgtest.Schema(t, "stowage_test"))
+	d := stowage.Digest("sha256:" + strings.Repeat("0", 64))
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var short atomic.Int64
+	for w := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 100000; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				err := db.Update(ctx, func(tx stowage.Tx) error {
+					if _, err := tx.Tags().ListTags("long", "", 0); err != nil {
+						return err
+					}
+					return tx.Tags().PutTag("short", fmt.Sprintf("w%d-%d", w, i%50), d, time.Unix(1, 0))
+				})
+				if err != nil && ctx.Err() == nil {
+					t.Errorf("short Update: %v", err)
+					return
+				}
+				short.Add(1)
+			}
+		}()
+	}
+	defer func() { close(stop); wg.Wait() }()
+	time.Sleep(200 * time.Millisecond) // the stream runs
+	var attempts int
+	err := db.Update(ctx, func(tx stowage.Tx) error {
+		attempts++
+		if _, err := tx.Tags().ListTags("short", "", 0); err != nil {
+			return err
+		}
+		time.Sleep(50 * time.Millisecond) // long: the short ones commit meanwhile
+		return tx.Tags().PutTag("long", "t", d, time.Unix(1, 0))
+	})
+	if err != nil {
+		t.Fatalf("the long Update failed after %d attempts while %d short ones committed: %v", attempts, short.Load(), err)
+	}
+	t.Logf("the long Update committed at attempt %d; %d short ones committed meanwhile", attempts, short.Load())
+}
