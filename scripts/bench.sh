@@ -174,7 +174,21 @@ stowage_env() {
 
 # start_server KIND DIR : starts KIND (stowage|stowage-unencrypted|
 # distribution|stowage@REV) with data in DIR, sets SERVER_PID and SERVER_URL.
+# The machine is shared: a port found free can be taken before the server
+# binds it, so a bind failure is retried on another port.
 start_server() {
+	local attempt
+	for ((attempt = 1; attempt <= 5; attempt++)); do
+		try_start_server "$@" && return 0
+		grep -q 'address already in use' "$2/server.log" || break
+		log "$1: port taken before it bound; trying another"
+		rm -rf "$2"
+	done
+	tail -n 30 "$2/server.log" >&2
+	die "$1 did not answer GET /v2/ = 200 on $SERVER_URL"
+}
+
+try_start_server() {
 	local kind=$1 dir=$2 port bin="$ROOT/bin/stowage"
 	port=$(pick_port)
 	mkdir -p "$dir/data"
@@ -190,8 +204,9 @@ start_server() {
 	SERVER_PID=$!
 	SERVER_URL="http://127.0.0.1:$port"
 	if ! wait_ready "$SERVER_URL" "$SERVER_PID"; then
-		tail -n 30 "$dir/server.log" >&2
-		die "$kind did not answer GET /v2/ = 200 on $SERVER_URL"
+		stop_pid "$SERVER_PID"
+		SERVER_PID=""
+		return 1
 	fi
 	log "$kind pid $SERVER_PID ready on $SERVER_URL"
 }
