@@ -456,7 +456,9 @@ go build -o bin/stowage ./cmd/stowage && go build -o bench ./bench
 $candidate
 ${unencrypted:+$unencrypted
 }$DIST_BIN serve config.yml
-bench --url http://127.0.0.1:PORT --pid SERVER_PID ${QUICK[*]:+${QUICK[*]} }--json ROUND.json
+${BASE_NAME:+git worktree add --detach TMP $BASE_SHA && (cd TMP && go build -o stowage-baseline ./cmd/stowage)
+STOWAGE_ENCRYPTION=service stowage-baseline serve --addr 127.0.0.1:PORT --data-dir DIR  # $BASE_NAME
+}bench --url http://127.0.0.1:PORT --pid SERVER_PID ${QUICK[*]:+${QUICK[*]} }--json ROUND.json
 bench --compare --goals stowage=R1.json,R2.json,... distribution=R1.json,R2.json,...
 ${unencrypted:+bench --compare --goals --goal-set encryption encrypted=R1.json,... unencrypted=R1.json,...
 }\`\`\`
