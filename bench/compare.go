@@ -19,6 +19,10 @@ type series struct {
 	name   string
 	rounds int
 	values map[string][]float64
+	// byRound holds each round's metrics in argument order, nil for a
+	// round whose file is missing, so two series run in the same rounds
+	// can be paired round by round (see roundRatios).
+	byRound []map[string]float64
 }
 
 func loadSeries(arg string) (series, error) {
@@ -33,6 +37,7 @@ func loadSeries(arg string) (series, error) {
 			// A failed round leaves no file; its metrics count as missing.
 			fmt.Fprintf(os.Stderr, "bench: compare: %v (round skipped)\n", err)
 			s.rounds++
+			s.byRound = append(s.byRound, nil)
 			continue
 		}
 		var m map[string]float64
@@ -40,6 +45,7 @@ func loadSeries(arg string) (series, error) {
 			return series{}, fmt.Errorf("%s: %w", f, err)
 		}
 		s.rounds++
+		s.byRound = append(s.byRound, m)
 		for k, v := range m {
 			s.values[k] = append(s.values[k], v)
 		}
@@ -64,8 +70,12 @@ var metricOrder = []string{
 func (s series) median(metric string) float64 { return median(s.values[metric]) }
 
 // runCompare prints the table and, when goalSet is not empty, the goals of
-// that set (see goalSets).
-func runCompare(w io.Writer, args []string, goalSet string) error {
+// that set (see goalSets). With spread, every cell also shows the lowest and
+// highest round, and with two series a last column shows the ratio taken
+// round by round (round i of the first over round i of the second: the
+// servers of one round ran minutes apart, so pairing them cancels most of
+// the drift of a shared machine's load).
+func runCompare(w io.Writer, args []string, goalSet string, spread bool) error {
 	if len(args) < 1 {
 		return fmt.Errorf("compare: need NAME=files arguments")
 	}
@@ -109,6 +119,10 @@ func runCompare(w io.Writer, args []string, goalSet string) error {
 	if two {
 		head += fmt.Sprintf(" %s/%s | %s is |", all[0].name, all[1].name, all[0].name)
 		sep += "---:|---|"
+		if spread {
+			head += " per-round ratio: median (min–max) |"
+			sep += "---:|"
+		}
 	}
 	fmt.Fprintln(w, head)
 	fmt.Fprintln(w, sep)
@@ -116,7 +130,7 @@ func runCompare(w io.Writer, args []string, goalSet string) error {
 		row := "| " + m + " |"
 		seen := false
 		for _, s := range all {
-			row += " " + cell(s, m) + " |"
+			row += " " + cell(s, m, spread) + " |"
 			seen = seen || len(s.values[m]) > 0
 		}
 		if !seen {
@@ -125,6 +139,9 @@ func runCompare(w io.Writer, args []string, goalSet string) error {
 		if two {
 			a, b := all[0].median(m), all[1].median(m)
 			row += fmt.Sprintf(" %s | %s |", fmtRatio(a/b), advantage(m, a, b))
+			if spread {
+				row += " " + ratioSpread(roundRatios(all[0], all[1], m)) + " |"
+			}
 		}
 		fmt.Fprintln(w, row)
 	}
@@ -135,16 +152,43 @@ func runCompare(w io.Writer, args []string, goalSet string) error {
 	return nil
 }
 
-func cell(s series, m string) string {
+func cell(s series, m string, spread bool) string {
 	v := s.values[m]
 	if len(v) == 0 {
 		return "n/a"
 	}
 	out := fmtNum(median(v))
+	if spread && len(v) > 1 {
+		out += fmt.Sprintf(" (%s–%s)", fmtNum(slices.Min(v)), fmtNum(slices.Max(v)))
+	}
 	if len(v) < s.rounds {
 		out += fmt.Sprintf(" (%d/%d rounds)", len(v), s.rounds)
 	}
 	return out
+}
+
+// roundRatios is a's metric over b's, round by round, for the rounds where
+// both have it.
+func roundRatios(a, b series, m string) []float64 {
+	var out []float64
+	for i := range min(len(a.byRound), len(b.byRound)) {
+		x, okA := a.byRound[i][m]
+		y, okB := b.byRound[i][m]
+		if okA && okB && y != 0 {
+			out = append(out, x/y)
+		}
+	}
+	return out
+}
+
+func ratioSpread(rs []float64) string {
+	switch len(rs) {
+	case 0:
+		return "n/a"
+	case 1:
+		return fmtRatio(rs[0])
+	}
+	return fmt.Sprintf("%s (%s–%s)", fmtRatio(median(rs)), fmtRatio(slices.Min(rs)), fmtRatio(slices.Max(rs)))
 }
 
 func fmtNum(v float64) string {

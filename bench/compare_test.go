@@ -33,7 +33,7 @@ func blobMetrics(scale float64) map[string]float64 {
 func compareOut(t *testing.T, goalSet string, args ...string) string {
 	t.Helper()
 	var sb strings.Builder
-	if err := runCompare(&sb, args, goalSet); err != nil {
+	if err := runCompare(&sb, args, goalSet, false); err != nil {
 		t.Fatalf("runCompare(%q): %v", goalSet, err)
 	}
 	return sb.String()
@@ -90,10 +90,10 @@ func TestCompareWithoutGoals(t *testing.T) {
 func TestCompareGoalErrors(t *testing.T) {
 	a := writeRound(t, "a", blobMetrics(1))
 	var sb strings.Builder
-	if err := runCompare(&sb, []string{"x=" + a, "y=" + a}, "nope"); err == nil || !strings.Contains(err.Error(), "encryption") {
+	if err := runCompare(&sb, []string{"x=" + a, "y=" + a}, "nope", false); err == nil || !strings.Contains(err.Error(), "encryption") {
 		t.Errorf("unknown goal set: err = %v, want one naming the known sets", err)
 	}
-	if err := runCompare(&sb, []string{"x=" + a, "y=" + a, "z=" + a}, "encryption"); err == nil {
+	if err := runCompare(&sb, []string{"x=" + a, "y=" + a, "z=" + a}, "encryption", false); err == nil {
 		t.Error("goals over three series: want an error")
 	}
 }
@@ -112,5 +112,39 @@ func TestFmtFactor(t *testing.T) {
 		if got := fmtFactor(c.f, c.want); got != c.out {
 			t.Errorf("fmtFactor(%v, %v) = %q, want %q", c.f, c.want, got, c.out)
 		}
+	}
+}
+
+// TestCompareSpread: cells show the lowest and highest round, and the last
+// column pairs rounds by position, also when a round's file is missing (a
+// failed run must not shift the pairing by one).
+func TestCompareSpread(t *testing.T) {
+	tp := func(name string, v float64) string {
+		return writeRound(t, name, map[string]float64{"tag_push_tps": v})
+	}
+	missing := filepath.Join(t.TempDir(), "missing.json")
+	// Round ratios: 90/100 = 0.90, round 2 missing on the candidate, 120/100 = 1.20, 95/100 = 0.95.
+	cand := "after=" + strings.Join([]string{tp("a1", 90), missing, tp("a3", 120), tp("a4", 95)}, ",")
+	base := "before=" + strings.Join([]string{tp("b1", 100), tp("b2", 500), tp("b3", 100), tp("b4", 100)}, ",")
+	var sb strings.Builder
+	if err := runCompare(&sb, []string{cand, base}, "", true); err != nil {
+		t.Fatal(err)
+	}
+	out := sb.String()
+	for _, want := range []string{
+		"| after/before | after is | per-round ratio: median (min–max) |",
+		// Medians: after 95 of {90,120,95}; before 100 of {100,500,100,100}.
+		"| tag_push_tps | 95.0 (90.0–120) (3/4 rounds) | 100 (100–500) | 0.95 | 0.95× the throughput (higher is better) | 0.95 (0.90–1.20) |",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	sb.Reset()
+	if err := runCompare(&sb, []string{cand, base}, "", false); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(sb.String(), "per-round") || strings.Contains(sb.String(), "–") {
+		t.Errorf("without spread: want the plain table:\n%s", sb.String())
 	}
 }

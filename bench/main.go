@@ -1,7 +1,7 @@
 // Command bench benchmarks any OCI distribution registry over plain HTTP.
 //
 //	go run ./bench --url http://127.0.0.1:5000 [--only push-mono,pull] [--json out.json] [--pid N]
-//	go run ./bench --compare [--goals [--goal-set encryption]] NAME=a.json,b.json NAME=c.json,d.json
+//	go run ./bench --compare [--spread] [--goals [--goal-set encryption]] NAME=a.json,b.json NAME=c.json,d.json
 //
 // It talks the wire protocol with raw net/http so the same numbers mean the
 // same thing for every registry. Throughput uses MB = 10^6 bytes.
@@ -76,6 +76,7 @@ func main() {
 		goalSet               string
 		blobMiB, chunkMiB     int
 		quick, compare, goals bool
+		spread                bool
 		reqTimeout            time.Duration
 	)
 	flag.StringVar(&url, "url", "http://127.0.0.1:5000", "registry base URL (plain HTTP, no auth)")
@@ -96,6 +97,7 @@ func main() {
 	flag.BoolVar(&quick, "quick", false, "smoke-run sizes: 16 MiB blobs, 1000 tags, 200 repos, 2s durations, 60 images")
 	flag.BoolVar(&compare, "compare", false, "compare mode: args are NAME=file.json,file.json ... (first = candidate, second = baseline)")
 	flag.BoolVar(&goals, "goals", false, "compare mode: also evaluate Stowage's goals (candidate vs baseline)")
+	flag.BoolVar(&spread, "spread", false, "compare mode: show each median's lowest and highest round, and with two series the ratio round by round")
 	flag.StringVar(&goalSet, "goal-set", "distribution", "compare mode: which goals --goals evaluates: "+goalSetNames())
 	flag.Parse()
 
@@ -103,7 +105,7 @@ func main() {
 		if !goals {
 			goalSet = ""
 		}
-		if err := runCompare(os.Stdout, flag.Args(), goalSet); err != nil {
+		if err := runCompare(os.Stdout, flag.Args(), goalSet, spread); err != nil {
 			fatalf("%v", err)
 		}
 		return

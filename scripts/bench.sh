@@ -3,6 +3,7 @@
 # encryption at rest vs without, side by side, in one run.
 #
 #   scripts/bench.sh [--rounds N] [--quick] [--no-unencrypted] [--out FILE]
+#                    [--baseline REV] [--servers LIST] [--scenarios LIST]
 #
 # Builds bin/stowage and the bench tool (./bench), then for each round and
 # each of three servers — stowage (the default: encryption at rest on),
@@ -18,6 +19,19 @@
 #   --quick           smoke-run sizes (16 MiB blobs, 1000 tags, 200 repos, 2 s loops)
 #   --no-unencrypted  skip stowage-unencrypted (and the encryption comparison)
 #   --out FILE        report path (default docs/performance.md)
+#   --baseline REV    also build git revision REV (in a temporary detached
+#                     worktree, removed at exit) and run it as one more
+#                     server, stowage@REV (short SHA), with stowage's config;
+#                     prints stowage vs stowage@REV with each median's spread
+#                     and the ratio paired round by round: a change's cost.
+#   --servers LIST    run only these (comma-separated): stowage,
+#                     stowage-unencrypted, distribution, stowage@REV
+#   --scenarios LIST  run only these bench scenarios (bench --only), e.g.
+#                     small-push,tag-push
+# A run with --servers or --scenarios is partial: it prints its tables but
+# writes a report only with an explicit --out (docs/performance.md is the
+# full run's). A full run keeps whatever docs/performance.md has below the
+# line "<!-- end of generated part -->" (hand-written sections).
 # Env: BENCH_CANDIDATE=distribution runs distribution in Stowage's slots too
 #      (only to test this script while Stowage does not build).
 #      STOWAGE_STORAGE_FSYNC=false reaches both Stowage servers (see the report).
@@ -34,13 +48,21 @@ ROUNDS=3
 QUICK=()
 UNENCRYPTED=1
 OUT="$ROOT/docs/performance.md"
+OUT_SET=0
+BASELINE=""
+SERVERS=""
+SCENARIOS=""
+ARGS=("$@")
 while [ $# -gt 0 ]; do
 	case $1 in
 	--rounds) ROUNDS=${2:?--rounds needs a number}; shift 2 ;;
 	--quick) QUICK=(--quick); shift ;;
 	--no-unencrypted) UNENCRYPTED=0; shift ;;
-	--out) OUT=${2:?--out needs a path}; shift 2 ;;
-	-h | --help) sed -n '2,25p' "$0"; exit 0 ;;
+	--out) OUT=${2:?--out needs a path}; OUT_SET=1; shift 2 ;;
+	--baseline) BASELINE=${2:?--baseline needs a git revision}; shift 2 ;;
+	--servers) SERVERS=${2:?--servers needs a list}; shift 2 ;;
+	--scenarios) SCENARIOS=${2:?--scenarios needs a list}; shift 2 ;;
+	-h | --help) sed -n '2,40p' "$0"; exit 0 ;;
 	*) echo "bench.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
 	esac
 done
@@ -49,15 +71,27 @@ done
 log() { printf '[%s bench] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "FAIL: $*"; exit 1; }
 
+BASE_NAME=""
+if [ -n "$BASELINE" ]; then
+	BASE_SHA=$(git -C "$ROOT" rev-parse --verify --quiet "$BASELINE^{commit}") ||
+		die "--baseline $BASELINE: not a git revision"
+	BASE_NAME="stowage@$(git -C "$ROOT" rev-parse --short=7 "$BASE_SHA")"
+fi
+
 # ---------------------------------------------------------------- cleanup
 # Every server we start is recorded here and stopped by PID at exit; a PID
 # is removed once stopped so a later reuse of the number is never killed.
 SERVER_PID=""
+BASE_SRC="" # the baseline's temporary worktree, removed at exit
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/stowage-bench.XXXXXX") || exit 1
 cleanup() {
 	local rc=$?
 	set +e
 	[ -n "$SERVER_PID" ] && stop_pid "$SERVER_PID"
+	if [ -n "$BASE_SRC" ]; then
+		git -C "$ROOT" worktree remove --force "$BASE_SRC" >/dev/null 2>&1 ||
+			log "could not remove the worktree $BASE_SRC (git worktree prune clears it)"
+	fi
 	if [ "${BENCH_KEEP_TMP:-}" = 1 ]; then log "keeping $WORK"; else rm -rf "$WORK"; fi
 	return "$rc"
 }
@@ -132,22 +166,37 @@ EOF
 # key env would turn encryption back on; the default is the service key).
 stowage_env() {
 	case $1 in
-	stowage) echo STOWAGE_ENCRYPTION=service ;;
+	stowage | stowage@*) echo STOWAGE_ENCRYPTION=service ;;
 	stowage-unencrypted) echo STOWAGE_ENCRYPTION=none ;;
 	*) die "stowage_env: unknown kind $1" ;;
 	esac
 }
 
-# start_server KIND DIR : starts KIND (stowage|stowage-unencrypted|distribution)
-# with data in DIR, sets SERVER_PID and SERVER_URL.
+# start_server KIND DIR : starts KIND (stowage|stowage-unencrypted|
+# distribution|stowage@REV) with data in DIR, sets SERVER_PID and SERVER_URL.
+# The machine is shared: a port found free can be taken before the server
+# binds it, so a bind failure is retried on another port.
 start_server() {
-	local kind=$1 dir=$2 port
+	local attempt
+	for ((attempt = 1; attempt <= 5; attempt++)); do
+		try_start_server "$@" && return 0
+		grep -q 'address already in use' "$2/server.log" || break
+		log "$1: port taken before it bound; trying another"
+		rm -rf "$2"
+	done
+	tail -n 30 "$2/server.log" >&2
+	die "$1 did not answer GET /v2/ = 200 on $SERVER_URL"
+}
+
+try_start_server() {
+	local kind=$1 dir=$2 port bin="$ROOT/bin/stowage"
 	port=$(pick_port)
 	mkdir -p "$dir/data"
+	[[ $kind == stowage@* ]] && bin="$WORK/stowage-baseline"
 	if [[ $kind == stowage* ]] && [ "${BENCH_CANDIDATE:-stowage}" = stowage ]; then
 		# env execs the server, so $! is the server's PID.
 		env -u STOWAGE_ENCRYPTION_KEY_FILE -u STOWAGE_ENCRYPTION_KEY_ENV "$(stowage_env "$kind")" \
-			"$ROOT/bin/stowage" serve --addr "127.0.0.1:$port" --data-dir "$dir/data" >"$dir/server.log" 2>&1 &
+			"$bin" serve --addr "127.0.0.1:$port" --data-dir "$dir/data" >"$dir/server.log" 2>&1 &
 	else
 		distribution_config "$dir" "$port"
 		"$DIST_BIN" serve "$dir/config.yml" >"$dir/server.log" 2>&1 &
@@ -155,8 +204,9 @@ start_server() {
 	SERVER_PID=$!
 	SERVER_URL="http://127.0.0.1:$port"
 	if ! wait_ready "$SERVER_URL" "$SERVER_PID"; then
-		tail -n 30 "$dir/server.log" >&2
-		die "$kind did not answer GET /v2/ = 200 on $SERVER_URL"
+		stop_pid "$SERVER_PID"
+		SERVER_PID=""
+		return 1
 	fi
 	log "$kind pid $SERVER_PID ready on $SERVER_URL"
 }
@@ -177,8 +227,22 @@ show_server_log() {
 }
 
 # ---------------------------------------------------------------- build
+# The servers of this run.
+KNOWN=(stowage stowage-unencrypted distribution ${BASE_NAME:+"$BASE_NAME"})
+if [ -n "$SERVERS" ]; then
+	IFS=, read -r -a REGISTRIES <<<"$SERVERS"
+	for k in "${REGISTRIES[@]}"; do
+		[[ " ${KNOWN[*]} " == *" $k "* ]] || die "--servers: unknown server $k (known: ${KNOWN[*]})"
+	done
+	[ "$(printf '%s\n' "${REGISTRIES[@]}" | sort | uniq -d)" = "" ] || die "--servers lists a server twice"
+else
+	REGISTRIES=(stowage stowage-unencrypted distribution ${BASE_NAME:+"$BASE_NAME"})
+	[ "$UNENCRYPTED" = 1 ] || REGISTRIES=(stowage distribution ${BASE_NAME:+"$BASE_NAME"})
+fi
+[ ${#REGISTRIES[@]} -gt 0 ] || die "--servers: no server"
+has() { [[ " ${REGISTRIES[*]} " == *" $1 "* ]]; }
 command -v curl >/dev/null || die "curl is required"
-if [ ! -x "$DIST_BIN" ]; then
+if has distribution && [ ! -x "$DIST_BIN" ]; then
 	log "installing docker-registry (CNCF distribution 2.8.2)"
 	if [ "$(id -u)" -eq 0 ]; then SUDO=(); else SUDO=(sudo -n); fi
 	"${SUDO[@]}" apt-get install -y docker-registry >&2 || die "apt-get install docker-registry failed"
@@ -190,12 +254,31 @@ if [ "${BENCH_CANDIDATE:-stowage}" = stowage ]; then
 fi
 log "go build -o $WORK/bench ./bench"
 go build -o "$WORK/bench" ./bench || die "building the bench tool failed"
+if [ -n "$BASE_NAME" ] && [ "${BENCH_CANDIDATE:-stowage}" = stowage ]; then
+	BASE_SRC="$WORK/baseline-src"
+	log "git worktree add --detach $BASE_SRC $BASE_SHA; go build ./cmd/stowage there"
+	git -C "$ROOT" worktree add --quiet --detach "$BASE_SRC" "$BASE_SHA" >&2 ||
+		{ BASE_SRC=""; die "git worktree add $BASE_SHA failed"; }
+	(cd "$BASE_SRC" && go build -o "$WORK/stowage-baseline" ./cmd/stowage) ||
+		die "building Stowage at $BASELINE failed"
+fi
+
+# The scenarios of this run (the names the bench tool knows).
+ONLY=()
+if [ -n "$SCENARIOS" ]; then
+	known=$("$WORK/bench" -h 2>&1 | sed -n 's/.*scenarios to run (default all): //p' | tr -d ')')
+	IFS=, read -r -a want <<<"$SCENARIOS"
+	for s in "${want[@]}"; do
+		[[ ",$known," == *",$s,"* ]] || die "--scenarios: unknown scenario $s (known: $known)"
+	done
+	ONLY=(--only "$SCENARIOS")
+fi
+PARTIAL=0
+[ -n "$SERVERS" ] || [ -n "$SCENARIOS" ] && PARTIAL=1
 
 # ---------------------------------------------------------------- rounds
 # Other work on the machine skews every number; the load is recorded.
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
-REGISTRIES=(stowage stowage-unencrypted distribution)
-[ "$UNENCRYPTED" = 1 ] || REGISTRIES=(stowage distribution)
 N=${#REGISTRIES[@]}
 FAILED=()
 RUN_START=$SECONDS
@@ -209,7 +292,7 @@ for ((r = 1; r <= ROUNDS; r++)); do
 		dir="$WORK/$kind-$r"
 		start_server "$kind" "$dir"
 		log "round $r/$ROUNDS: $kind"
-		"$WORK/bench" --url "$SERVER_URL" --pid "$SERVER_PID" "${QUICK[@]}" \
+		"$WORK/bench" --url "$SERVER_URL" --pid "$SERVER_PID" "${QUICK[@]}" "${ONLY[@]}" \
 			--json "$WORK/$kind-$r.json" 2>&1 | tee "$dir/bench.log" >&2
 		if [ "${PIPESTATUS[0]}" -ne 0 ]; then
 			# Keep going: partial results still compare, and the failure is
@@ -225,9 +308,14 @@ done
 
 # ---------------------------------------------------------------- report
 files() { local k=$1 r s=""; for ((r = 1; r <= ROUNDS; r++)); do s+="${s:+,}$WORK/$k-$r.json"; done; echo "$s"; }
-TABLE=$("$WORK/bench" --compare --goals "stowage=$(files stowage)" "distribution=$(files distribution)") ||
-	die "comparing results failed"
-printf '\n%s\n' "$TABLE"
+TABLE=""
+if has stowage && has distribution; then
+	TABLE=$("$WORK/bench" --compare --goals "stowage=$(files stowage)" "distribution=$(files distribution)") ||
+		die "comparing results failed"
+	printf '\n%s\n' "$TABLE"
+fi
+UNENCRYPTED=0
+has stowage && has stowage-unencrypted && UNENCRYPTED=1
 ENC_TABLE=""
 if [ "$UNENCRYPTED" = 1 ]; then
 	ENC_TABLE=$("$WORK/bench" --compare --goals --goal-set encryption \
@@ -235,8 +323,49 @@ if [ "$UNENCRYPTED" = 1 ]; then
 		die "comparing encrypted with unencrypted failed"
 	printf '\n%s\n' "$ENC_TABLE"
 fi
+BASE_TABLE=""
+if [ -n "$BASE_NAME" ] && has stowage && has "$BASE_NAME"; then
+	BASE_TABLE=$("$WORK/bench" --compare --spread "stowage=$(files stowage)" "$BASE_NAME=$(files "$BASE_NAME")") ||
+		die "comparing stowage with $BASE_NAME failed"
+	printf '\n%s\n' "$BASE_TABLE"
+fi
+OTHER_TABLE=""
+if [ -z "$TABLE$ENC_TABLE$BASE_TABLE" ]; then
+	set_args=()
+	for k in "${REGISTRIES[@]}"; do set_args+=("$k=$(files "$k")"); done
+	OTHER_TABLE=$("$WORK/bench" --compare --spread "${set_args[@]}") || die "comparing results failed"
+	printf '\n%s\n' "$OTHER_TABLE"
+fi
 RUN_MIN=$(((SECONDS - RUN_START + 30) / 60))
 log "rounds took $RUN_MIN min"
+COMMIT=$(git -C "$ROOT" describe --always --dirty --abbrev=12 2>/dev/null || echo unknown)
+LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
+DATE=$(date -u '+%Y-%m-%d %H:%M UTC')
+
+# base_section : the stowage vs stowage@REV comparison as Markdown.
+base_section() {
+	cat <<EOF
+## Cost of a change: stowage vs $BASE_NAME
+
+\`stowage\` is this tree (commit $COMMIT); \`$BASE_NAME\` is
+$(git -C "$ROOT" log -1 --format='%h (%s, %cs)' "$BASE_SHA" | cut -c1-150),
+built by the same Go from a temporary \`git worktree add --detach\`. Both run
+with the same config (STOWAGE_ENCRYPTION=service,
+STOWAGE_STORAGE_FSYNC=${STOWAGE_STORAGE_FSYNC:-true}), fresh data dirs, in the
+same $ROUNDS rounds, the order rotated. Cells are the median over rounds with
+the lowest and highest round in parentheses; the ratio column is
+stowage/$BASE_NAME of the medians (below 1 on a rate: the change costs
+throughput); the last column pairs the two servers round by round, which
+cancels most of a shared machine's drift between rounds.
+Run: $DATE, load average at start $LOAD_START, at end $LOAD_END.
+
+\`\`\`sh
+scripts/bench.sh ${ARGS[*]}
+\`\`\`
+
+$BASE_TABLE
+EOF
+}
 
 # enc_summary : one sentence from ENC_TABLE's goal rows (measured factor and
 # status, in goal order: monolithic, chunked, pull; concurrency 1, 4).
@@ -262,25 +391,54 @@ if [ "${BENCH_CANDIDATE:-stowage}" != stowage ]; then
 	candidate="$DIST_BIN serve config.yml  # BENCH_CANDIDATE=distribution: script self-test"
 	unencrypted=$candidate
 fi
-opts="${QUICK[*]:+ ${QUICK[*]}}"
 if [ "$UNENCRYPTED" != 1 ]; then
 	unencrypted=""
-	opts+=" --no-unencrypted"
 fi
 aes="no"
 grep -qw aes /proc/cpuinfo && grep -qw pclmulqdq /proc/cpuinfo && aes="yes"
 mkdir -p "$(dirname "$OUT")"
+
+# A partial run (some servers or scenarios) writes a short report, and only
+# where --out says: docs/performance.md holds the full run.
+if [ "$PARTIAL" = 1 ] || [ -z "$TABLE" ]; then
+	if [ "$OUT_SET" = 1 ]; then
+		{
+			printf '# Benchmark: %s\n\n' "${REGISTRIES[*]}"
+			printf -- '- Date: %s; commit %s; %s CPUs; load average at start %s, at end %s\n' \
+				"$DATE" "$COMMIT" "$(nproc)" "$LOAD_START" "$LOAD_END"
+			printf -- '- Mode: %s, %s round(s); scenarios: %s\n' "$mode" "$ROUNDS" "${SCENARIOS:-all}"
+			[ ${#FAILED[@]} -eq 0 ] || printf -- '- **Failed runs:** %s\n' "${FAILED[*]}"
+			[ -n "$BASE_TABLE" ] || printf '\n```sh\nscripts/bench.sh %s\n```\n' "${ARGS[*]}"
+			[ -z "$TABLE" ] || printf '\n%s\n' "$TABLE"
+			[ -z "$ENC_TABLE" ] || printf '\n%s\n' "$ENC_TABLE"
+			[ -z "$BASE_TABLE" ] || printf '\n%s\n' "$(base_section)"
+			[ -z "$OTHER_TABLE" ] || printf '\n%s\n' "$OTHER_TABLE"
+		} >"$OUT"
+		log "wrote $OUT"
+	else
+		log "partial run: no report written (docs/performance.md is the full run's; --out FILE keeps this one)"
+	fi
+	[ ${#FAILED[@]} -eq 0 ] || die "bench failed for: ${FAILED[*]}"
+	exit 0
+fi
+
+# Hand-written sections below this line in the old report are kept.
+KEEP_MARK='<!-- end of generated part -->'
+KEPT=""
+[ -f "$OUT" ] && KEPT=$(sed -n "/^$KEEP_MARK\$/,\$p" "$OUT" | sed 1d)
 {
 	cat <<EOF
 # Performance: Stowage vs CNCF distribution
 
-Generated by \`scripts/bench.sh\` — do not edit by hand; re-run it instead.
+Generated by \`scripts/bench.sh\` down to the line \`<!-- end of generated part -->\`
+(do not edit that part by hand; re-run the script). The sections below that
+line are written by hand, and the script keeps them.
 
-- Date: $(date -u '+%Y-%m-%d %H:%M UTC')
+- Date: $DATE
 - Machine: $(nproc) CPUs (${cpu:-unknown}), ${mem_gib} GiB RAM, Linux $(uname -r)
-- Built from: commit $(git -C "$ROOT" describe --always --dirty --abbrev=12 2>/dev/null || echo unknown)
+- Built from: commit $COMMIT
 - Go: $(go version | awk '{print $3}'); baseline: $("$DIST_BIN" --version 2>/dev/null | awk '{print $2, $3}')
-- Load average (1/5/15 min) at start: $LOAD_START; at end: $(cut -d' ' -f1-3 /proc/loadavg)
+- Load average (1/5/15 min) at start: $LOAD_START; at end: $LOAD_END
 - Mode: $mode, $ROUNDS round(s); every number below is the median over rounds
 - Servers: ${REGISTRIES[*]} (order rotated between rounds); the rounds took $RUN_MIN min
 EOF
@@ -292,13 +450,15 @@ EOF
 ## How it was measured
 
 \`\`\`sh
-scripts/bench.sh --rounds $ROUNDS$opts
+scripts/bench.sh ${ARGS[*]}
 # which, per round and server (the order rotates between rounds), runs:
 go build -o bin/stowage ./cmd/stowage && go build -o bench ./bench
 $candidate
 ${unencrypted:+$unencrypted
 }$DIST_BIN serve config.yml
-bench --url http://127.0.0.1:PORT --pid SERVER_PID ${QUICK[*]:+${QUICK[*]} }--json ROUND.json
+${BASE_NAME:+git worktree add --detach TMP $BASE_SHA && (cd TMP && go build -o stowage-baseline ./cmd/stowage)
+STOWAGE_ENCRYPTION=service stowage-baseline serve --addr 127.0.0.1:PORT --data-dir DIR  # $BASE_NAME
+}bench --url http://127.0.0.1:PORT --pid SERVER_PID ${QUICK[*]:+${QUICK[*]} }--json ROUND.json
 bench --compare --goals stowage=R1.json,R2.json,... distribution=R1.json,R2.json,...
 ${unencrypted:+bench --compare --goals --goal-set encryption encrypted=R1.json,... unencrypted=R1.json,...
 }\`\`\`
@@ -370,6 +530,12 @@ Result: $(enc_summary)
 $ENC_TABLE
 EOF
 	fi
+	if [ -n "$BASE_TABLE" ]; then
+		printf '\n'
+		base_section
+	fi
+	printf '\n%s\n' "$KEEP_MARK"
+	[ -z "$KEPT" ] || printf '%s\n' "$KEPT"
 } >"$OUT"
 log "wrote $OUT"
 
