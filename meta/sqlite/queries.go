@@ -9,7 +9,8 @@ const (
 )
 
 const (
-	sqlAppendEvent = `INSERT INTO events (seq, time, kind, actor, addr, repo, digest, tag, media_type, size, reason, previous, origin, detail) VALUES ((SELECT coalesce(max(seq), 0) + 1 FROM events), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+	sqlAppendEvent = `INSERT INTO events (id, seq, time, kind, actor, addr, repo, digest, tag, media_type, size, reason, previous, origin, detail)
+		SELECT n, n, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? FROM (SELECT coalesce(max(id), 0) + 1 AS n FROM events)`
 	// An existing repository's updated moves at most once a second (as on
 	// PostgreSQL, where an always-writing upsert is a hot row).
 	// A new repository's tags_version starts at a random point, not 0: a
@@ -181,22 +182,23 @@ const sqlClaimUpload = `UPDATE uploads SET gen = CASE WHEN writer <> '' AND writ
 		writer = ?1, writer_until = ` + dbNowNanos + ` + ?2 WHERE id = ?3 AND (writer = '' OR writer = ?1 OR writer_until < ` + dbNowNanos + `)`
 
 // The change feed's reads (feed.go). Events are numbered at insert
-// (sqlAppendEvent), so seq is commit order.
+// (sqlAppendEvent), so seq is commit order, and equal to the rowid id, which
+// the reads use (the table's own B-tree: seq has no index).
 const (
 	eventColumns = `seq, time, kind, actor, addr, repo, digest, tag, media_type, size, reason, previous, origin, detail`
 	// The scan window: the first rows after the cursor, of one repository
 	// when the query names one (index events_repo). ?1 after, ?2 rows, ?3
 	// repository.
-	sqlFeedWindow     = `SELECT * FROM events WHERE seq > ?1 AND ?3 = '' ORDER BY seq LIMIT ?2`
-	sqlFeedWindowRepo = `SELECT * FROM events WHERE seq > ?1 AND repo = ?3 ORDER BY seq LIMIT ?2`
+	sqlFeedWindow     = `SELECT * FROM events WHERE id > ?1 AND ?3 = '' ORDER BY id LIMIT ?2`
+	sqlFeedWindowRepo = `SELECT * FROM events WHERE repo = ?3 AND id > ?1 ORDER BY id LIMIT ?2`
 	// The filters on the window: ?4 actor, ?5 kinds (a JSON array), ?6
 	// since, ?7 until (0: none), ?8 limit.
 	sqlFeedFilter = `SELECT ` + eventColumns + ` FROM w
 		WHERE (?4 = '' OR actor = ?4) AND (?5 = '[]' OR kind IN (SELECT value FROM json_each(?5)))
-		AND (?6 = 0 OR time >= ?6) AND (?7 = 0 OR time < ?7) ORDER BY seq LIMIT ?8`
-	sqlFeedWindowEnd = `SELECT count(*), coalesce(max(seq), 0) FROM w`
-	sqlFeedBounds    = `SELECT coalesce(min(seq), 0), coalesce(max(seq), 0) FROM events`
+		AND (?6 = 0 OR time >= ?6) AND (?7 = 0 OR time < ?7) ORDER BY id LIMIT ?8`
+	sqlFeedWindowEnd = `SELECT count(*), coalesce(max(id), 0) FROM w`
+	sqlFeedBounds    = `SELECT coalesce(min(id), 0), coalesce(max(id), 0) FROM events`
 	// The first event young enough to keep: trimming stops below it.
-	sqlFeedFirstYoung = `SELECT seq FROM events WHERE time >= ? ORDER BY seq LIMIT 1`
-	sqlFeedTrim       = `DELETE FROM events WHERE seq <= ?`
+	sqlFeedFirstYoung = `SELECT id FROM events WHERE time >= ? ORDER BY id LIMIT 1`
+	sqlFeedTrim       = `DELETE FROM events WHERE id <= ?`
 )

@@ -1,14 +1,15 @@
 -- The change feed (package feed): one row per committed change, appended in
 -- the transaction that makes the change. SQLite commits one writer at a time,
--- so seq, given at insert as one more than the highest (which the feed's
--- trimming never deletes, so no number is ever reused), is commit order: a
--- reader that has seen seq N can never later find a new row below N. id is
--- the insert order (as on PostgreSQL, where seq is given after commit).
--- Times are Unix nanoseconds. Only seq and (repo, seq) are indexed: every
--- index is written by every change.
+-- so the rowid id, given at insert as one more than the highest (which the
+-- feed's trimming never deletes, so no number is ever reused), is commit
+-- order, and seq is the same number: a reader that has seen seq N can never
+-- later find a new row below N. Reads go by id (the table's own B-tree), so
+-- seq needs no index of its own (on PostgreSQL, where seq is given after
+-- commit, it has one). Every index is written by every change: there is one,
+-- for the repository filter. Times are Unix nanoseconds.
 CREATE TABLE events (
 	id         INTEGER PRIMARY KEY,
-	seq        INTEGER UNIQUE,
+	seq        INTEGER NOT NULL,
 	time       INTEGER NOT NULL,
 	kind       TEXT NOT NULL,
 	actor      TEXT NOT NULL DEFAULT '',
@@ -23,4 +24,4 @@ CREATE TABLE events (
 	origin     TEXT NOT NULL DEFAULT '',
 	detail     TEXT NOT NULL DEFAULT ''
 );
-CREATE INDEX events_repo ON events (repo, seq);
+CREATE INDEX events_repo ON events (repo);
