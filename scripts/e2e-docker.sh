@@ -414,7 +414,7 @@ if [ "${STOWAGE_TEST_REGISTRY:-stowage}" = stowage ]; then
 		dk tag "$IMG" "$SELF"
 		if dk push "$SELF" >"$WORK/push-self-anon.log" 2>&1; then
 			check_fail "anonymous docker push into the Stowage container succeeded (access control should be on)"
-		elif grep -qiE 'unauthorized|authentication required' "$WORK/push-self-anon.log"; then
+		elif grep -qiE 'requested access to the resource is denied|unauthorized|authentication required' "$WORK/push-self-anon.log"; then
 			check_pass "anonymous docker push into the Stowage container is refused (unauthorized)"
 		else
 			cat "$WORK/push-self-anon.log" >&2
