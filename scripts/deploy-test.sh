@@ -33,7 +33,9 @@ build_stowage
 # ---------------------------------------------------------------- systemd
 if ! command -v systemd-analyze >/dev/null 2>&1; then
 	log "installing systemd (for systemd-analyze)"
-	"${SUDO[@]}" apt-get install -y -q systemd >"$WORK/apt.log" 2>&1 || { cat "$WORK/apt.log" >&2; die "apt-get install systemd failed"; }
+	{ "${SUDO[@]}" apt-get install -y -q systemd || { "${SUDO[@]}" apt-get update -q && "${SUDO[@]}" apt-get install -y -q systemd; }; } \
+		>"$WORK/apt.log" 2>&1 || { cat "$WORK/apt.log" >&2; die "apt-get install systemd failed"; }
+	command -v systemd-analyze >/dev/null 2>&1 || die "systemd-analyze is still missing after apt-get install systemd"
 fi
 log "$(systemd-analyze --version | head -n 1)"
 ROOTFS=$WORK/root
