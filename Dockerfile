@@ -12,6 +12,7 @@
 # metadata and the encryption key (keys/service.json) without which the blobs
 # cannot be read. See docs/install.md.
 
+# The Go toolchain image: at least the go line of go.mod (--build-arg GO_IMAGE=…).
 ARG GO_IMAGE=golang:1.26-bookworm
 
 FROM ${GO_IMAGE} AS build
