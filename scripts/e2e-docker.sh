@@ -9,6 +9,9 @@
 #  - pull by digest, push to another repository (cross-repo mount), tags list
 #  - (Stowage only) a push over a write-locked tag is denied naming the lock;
 #    delete --dry-run predicts what gc then frees; shared layers still pull
+#  - (Stowage only) the Dockerfile's image: built, run with its defaults
+#    (healthy, auth on), pushed into a Stowage container of itself and
+#    pulled back from it by digest (see the section at the end)
 # 127.0.0.0/8 registries are insecure (plain HTTP) by default in dockerd.
 #
 # Env: STOWAGE_TEST_REGISTRY=distribution to run it against CNCF distribution,
@@ -316,6 +319,153 @@ if [ "${STOWAGE_TEST_REGISTRY:-stowage}" = stowage ]; then
 	else
 		cat "$WORK/pull-after-gc.log" >&2
 		check_fail "docker pull $APP1 failed after gc"
+	fi
+fi
+
+# ---------------------------------------------------------------- Stowage's own image
+# The Dockerfile's image (FROM scratch, UID 65532, volume, health check) is
+# built from the Dockerfile's own final stage; CI cannot pull the Go toolchain
+# image, so the build stage is an image imported from a rootfs that
+# deploy/docker/rootfs.sh (the build stage's own script) makes on the host.
+# Then: the default container (0.0.0.0:5000, auth on) in its own empty network
+# turns healthy; a container on the host network (127.0.0.1 only) takes a push
+# of the Stowage image itself, which is pulled back from it by digest and run.
+if [ "${STOWAGE_TEST_REGISTRY:-stowage}" = stowage ]; then
+	IMG=stowage:e2e
+	(cd "$STOWAGE_ROOT" && sh deploy/docker/rootfs.sh "$WORK/image/out" e2e) >"$WORK/rootfs.log" 2>&1 ||
+		{ cat "$WORK/rootfs.log" >&2; die "deploy/docker/rootfs.sh failed"; }
+	tar -C "$WORK/image" -cf "$WORK/rootfs.tar" out
+	dk import "$WORK/rootfs.tar" stowage-rootfs:e2e >"$WORK/rootfs-import.log" 2>&1 ||
+		{ cat "$WORK/rootfs-import.log" >&2; die "docker import of the rootfs failed"; }
+	grep -q '^# ---- image ----$' "$STOWAGE_ROOT/Dockerfile" || die "Dockerfile has no '# ---- image ----' line"
+	mkdir -p "$WORK/image/ctx"
+	{
+		echo 'FROM stowage-rootfs:e2e AS build'
+		sed -n '/^# ---- image ----$/,$p' "$STOWAGE_ROOT/Dockerfile"
+	} >"$WORK/image/Dockerfile"
+	if dk build -q -t "$IMG" -f "$WORK/image/Dockerfile" "$WORK/image/ctx" >"$WORK/image-build.log" 2>&1; then
+		check_pass "docker build of the Dockerfile's image stage -> $IMG ($(dk image inspect --format '{{.Size}}' "$IMG") bytes)"
+	else
+		cat "$WORK/image-build.log" >&2
+		die "docker build of the Stowage image failed"
+	fi
+	cfg=$(dk image inspect --format 'user={{.Config.User}} volumes={{json .Config.Volumes}} ports={{json .Config.ExposedPorts}} entrypoint={{json .Config.Entrypoint}} health={{json .Config.Healthcheck.Test}}' "$IMG")
+	check_eq "$cfg" 'user=65532:65532 volumes={"/var/lib/stowage":{}} ports={"5000/tcp":{}} entrypoint=["stowage","serve"] health=["CMD","stowage","healthcheck"]' \
+		"image config: non-root user, data volume, port, entrypoint, health check"
+
+	# wait_health CONTAINER : prints the last health status after at most 60 s.
+	wait_health() {
+		local i st=
+		for ((i = 0; i < 120; i++)); do
+			st=$(dk inspect --format '{{.State.Status}}/{{.State.Health.Status}}' "$1" 2>/dev/null || echo gone)
+			st=${st#running/}
+			[ "$st" = starting ] || break
+			sleep 0.5
+		done
+		echo "$st"
+	}
+	# The default: 0.0.0.0:5000 with access control on, in a network namespace
+	# of its own (nothing outside the container can reach it).
+	if dk run -d --name stowage-default --network none --health-interval 1s --health-start-period 1s "$IMG" >"$WORK/run-default.log" 2>&1; then
+		st=$(wait_health stowage-default)
+		dk logs stowage-default >"$WORK/default.log" 2>&1 || true
+		if [ "$st" = healthy ] && grep -qE 'listening on http://(0\.0\.0\.0|\[::\]):5000' "$WORK/default.log" &&
+			grep -q 'access control on' "$WORK/default.log" && grep -q 'initial-admin-password' "$WORK/default.log"; then
+			check_pass "default container: healthy, on 0.0.0.0:5000 with access control on and a generated admin password"
+		else
+			cat "$WORK/default.log" >&2
+			check_fail "default container: health '$st', or not listening on 0.0.0.0:5000 with access control on"
+		fi
+		dk exec stowage-default stowage healthcheck --url http://127.0.0.1:5000/v2/ >"$WORK/hc-401.log" 2>&1 && hc=0 || hc=$?
+		if [ "$hc" = 1 ] && grep -q '401' "$WORK/hc-401.log"; then
+			check_pass "default container: anonymous GET /v2/ is refused (401), the health check says so"
+		else
+			cat "$WORK/hc-401.log" >&2
+			check_fail "default container: GET /v2/ without credentials did not answer 401 (exit $hc)"
+		fi
+		dk rm -f stowage-default >/dev/null 2>&1 || true
+	else
+		cat "$WORK/run-default.log" >&2
+		check_fail "docker run of the default Stowage container failed"
+	fi
+
+	# On the host network, loopback only, with an admin password.
+	SPORT=$(pick_port)
+	SREG=127.0.0.1:$SPORT
+	SPW=e2e-admin-$RANDOM$RANDOM
+	if dk run -d --name stowage-self --network host -e STOWAGE_ADDR="$SREG" -e STOWAGE_ADMIN_PASSWORD="$SPW" \
+		-v stowage-self-data:/var/lib/stowage --health-interval 1s --health-start-period 1s "$IMG" >"$WORK/run-self.log" 2>&1; then
+		st=$(wait_health stowage-self)
+		if [ "$st" = healthy ]; then
+			check_pass "Stowage container on $SREG (host network): health check healthy"
+		else
+			dk logs stowage-self >&2 || true
+			dk inspect --format '{{json .State.Health}}' stowage-self >&2 || true
+			dk rm -f stowage-self >/dev/null 2>&1 || true
+			die "Stowage container on $SREG: health '$st'"
+		fi
+		if dk exec stowage-self stowage healthcheck >"$WORK/hc.log" 2>&1 && grep -q "http://$SREG/healthz answered 200" "$WORK/hc.log"; then
+			check_pass "docker exec stowage healthcheck (the image's HEALTHCHECK): $(cat "$WORK/hc.log")"
+		else
+			cat "$WORK/hc.log" >&2
+			check_fail "docker exec stowage healthcheck failed"
+		fi
+		SELF="$SREG/stowage/stowage:e2e"
+		dk tag "$IMG" "$SELF"
+		if dk push "$SELF" >"$WORK/push-self-anon.log" 2>&1; then
+			check_fail "anonymous docker push into the Stowage container succeeded (access control should be on)"
+		elif grep -qiE 'requested access to the resource is denied|unauthorized|authentication required' "$WORK/push-self-anon.log"; then
+			check_pass "anonymous docker push into the Stowage container is refused (unauthorized)"
+		else
+			cat "$WORK/push-self-anon.log" >&2
+			check_fail "anonymous docker push into the Stowage container failed, but not for want of credentials"
+		fi
+		if printf '%s' "$SPW" | dk login -u admin --password-stdin "$SREG" >"$WORK/login.log" 2>&1 &&
+			SELF_DIGEST=$(push "$SELF" "$WORK/push-self.log"); then
+			check_pass "docker push of the Stowage image into itself ($SELF_DIGEST)"
+			IMG_ID=$(dk image inspect --format '{{.Id}}' "$IMG")
+			dk rmi -f "$SELF" "$IMG" >/dev/null 2>&1 || true # untags: the container still runs it
+			SELF_BYDIG="$SREG/stowage/stowage@$SELF_DIGEST"
+			if dk pull "$SELF_BYDIG" >"$WORK/pull-self.log" 2>&1 &&
+				[ "$(dk image inspect --format '{{.Id}}' "$SELF_BYDIG")" = "$IMG_ID" ]; then
+				check_pass "docker pull $SELF_BYDIG from itself: same image ID"
+			else
+				cat "$WORK/pull-self.log" >&2
+				check_fail "docker pull of the Stowage image by digest from itself failed or changed its ID"
+			fi
+			# The layers are on this engine already (the container runs them), so
+			# check the bytes the registry serves too: every blob matches its digest.
+			man=$(curl -s --max-time 10 -u "admin:$SPW" -H 'Accept: application/vnd.docker.distribution.manifest.v2+json' \
+				"http://$SREG/v2/stowage/stowage/manifests/$SELF_DIGEST")
+			bad=0 n=0
+			for d in $(printf '%s' "$man" | grep -o 'sha256:[0-9a-f]\{64\}' | sort -u); do
+				n=$((n + 1))
+				got=$(curl -s --max-time 60 -u "admin:$SPW" "http://$SREG/v2/stowage/stowage/blobs/$d" | sha256sum | cut -d' ' -f1)
+				[ "sha256:$got" = "$d" ] || bad=$((bad + 1))
+			done
+			if [ "$n" -ge 2 ] && [ "$bad" = 0 ] && [ "sha256:$(printf '%s' "$man" | sha256sum | cut -d' ' -f1)" = "$SELF_DIGEST" ]; then
+				check_pass "the Stowage image's manifest and $n blobs served by itself match their digests"
+			else
+				check_fail "the Stowage image served by itself: $bad of $n blobs (or the manifest) do not match their digests"
+			fi
+			# The pulled image runs and turns healthy.
+			if dk run -d --name stowage-pulled --network none --health-interval 1s --health-start-period 1s "$SELF_BYDIG" >"$WORK/run-pulled.log" 2>&1 &&
+				[ "$(wait_health stowage-pulled)" = healthy ]; then
+				check_pass "a container of the image pulled by digest turns healthy"
+			else
+				cat "$WORK/run-pulled.log" >&2
+				dk logs stowage-pulled >&2 || true
+				check_fail "a container of the image pulled by digest did not turn healthy"
+			fi
+			dk rm -f stowage-pulled >/dev/null 2>&1 || true
+		else
+			cat "$WORK/login.log" "$WORK/push-self.log" >&2 2>/dev/null || true
+			check_fail "docker login/push of the Stowage image into itself failed"
+		fi
+		dk rm -f stowage-self >/dev/null 2>&1 || true
+	else
+		cat "$WORK/run-self.log" >&2
+		check_fail "docker run of the Stowage container on the host network failed"
 	fi
 fi
 

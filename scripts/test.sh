@@ -8,6 +8,7 @@
 #   unit         go test -race -count=1 ./...
 #   build        go build -o bin/stowage ./cmd/stowage
 #   conformance  scripts/conformance.sh  (OCI distribution-spec conformance suite)
+#   deploy       scripts/deploy-test.sh  (systemd-analyze on the unit; helm lint/template on the chart)
 #   docker       scripts/e2e-docker.sh   (Docker engine push/pull)
 #   skopeo       scripts/e2e-skopeo.sh   (skopeo copy/inspect/list-tags/delete)
 #   access       scripts/e2e-access.sh   (tokens, scope maps, quotas, 429s with docker, podman,
@@ -188,6 +189,7 @@ else
 	run_stage build stage_build
 fi
 run_stage conformance stage_script conformance.sh
+run_stage deploy stage_script deploy-test.sh
 run_stage docker stage_script e2e-docker.sh
 run_stage skopeo stage_script e2e-skopeo.sh
 if [ "${STOWAGE_TEST_REGISTRY:-stowage}" = stowage ]; then

@@ -125,6 +125,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return runWhoami(ctx, rest, stdout, stderr)
 	case "events":
 		return runEvents(ctx, rest, stdout, stderr)
+	case "healthcheck":
+		return runHealthcheck(ctx, rest, stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, "stowage", versionString())
 		return 0
