@@ -268,7 +268,7 @@ func TestLeastPrivilegeNeeds(t *testing.T) {
 		{metrics, "GET", "/v2/team-a/app/tags/list", false},
 		{metrics, "GET", "/api/v1/usage", false},
 		{metrics, "GET", "/api/v1/events", false},
-		{bearerMetrics, "GET", "/v2/team-a/app/blobs/sha256:"+strings.Repeat("a", 64), false},
+		{bearerMetrics, "GET", "/v2/team-a/app/blobs/sha256:" + strings.Repeat("a", 64), false},
 		{ci, "GET", "/api/v1/quotas", true}, // filtered by the handler
 		{ci, "PUT", "/api/v1/quotas/team-a/app", false},
 		{ci, "POST", "/api/v1/purge", true}, // checked against the delete filter by the handler
