@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -132,7 +133,10 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) error {
 		if err != nil {
 			return err
 		}
-		return writeJSON(w, filterQuotas(ctx, q))
+		if q, err = h.filterQuotas(ctx, q); err != nil {
+			return err
+		}
+		return writeJSON(w, q)
 	case head == "quotas" && arg != "" && (r.Method == http.MethodPut || r.Method == http.MethodDelete):
 		if err := stowage.ValidateName(arg); err != nil {
 			return err
@@ -461,12 +465,13 @@ func (h *Handler) purge(ctx context.Context, w http.ResponseWriter, r *http.Requ
 }
 
 // filterQuotas keeps, for a caller limited to some repositories (a listing
-// filter in ctx), the quotas of the repositories it may list, and leaves
-// out the registry's usage (it tells of every repository).
-func filterQuotas(ctx context.Context, q stowage.QuotaReport) stowage.QuotaReport {
+// filter in ctx), the quotas of the repositories it may list; the
+// registry's usage (it tells of every repository) only if it may list
+// every repository.
+func (h *Handler) filterQuotas(ctx context.Context, q stowage.QuotaReport) (stowage.QuotaReport, error) {
 	keep := stowage.ListFilter(ctx)
 	if keep == nil {
-		return q
+		return q, nil
 	}
 	out := stowage.QuotaReport{Registry: stowage.Quota{LimitBytes: q.Registry.LimitBytes}, Repositories: []stowage.Quota{}}
 	for _, rq := range q.Repositories {
@@ -474,8 +479,24 @@ func filterQuotas(ctx context.Context, q stowage.QuotaReport) stowage.QuotaRepor
 			out.Repositories = append(out.Repositories, rq)
 		}
 	}
-	return out
+	all := true
+	err := stowage.EachRepository(ctx, h.reg.Parts().DB, func(repo string) error {
+		if !keep(repo) {
+			all = false
+			return errStop
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, errStop) {
+		return q, err
+	}
+	if all {
+		out.Registry.UsedBytes = q.Registry.UsedBytes
+	}
+	return out, nil
 }
+
+var errStop = errors.New("stop")
 
 // scopePurge checks a purge by a caller who may delete from some
 // repositories only (keep): every repository the filters match must be one

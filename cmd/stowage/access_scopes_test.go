@@ -59,6 +59,7 @@ func TestLeastPrivilegeScopes(t *testing.T) {
 		{[]string{"scope-map", "create", "ci-a", "--rule", "team-a/*=content/read,content/write,content/delete,metadata/read"}, 0, "team-a/*"},
 		{[]string{"token", "create", "prom", "--scope-map", "metrics"}, 0, "password1: "},
 		{[]string{"token", "create", "ci", "--scope-map", "ci-a"}, 0, "password1: "},
+		{[]string{"token", "create", "reader", "--scope-map", "_repositories_pull"}, 0, "password1: "},
 		{[]string{"quota", "set", "team-a/app", "1MiB"}, 0, "team-a/app"},
 		{[]string{"quota", "set", "team-b/app", "2MiB"}, 0, "team-b/app"},
 	} {
@@ -112,6 +113,8 @@ func TestLeastPrivilegeScopes(t *testing.T) {
 		{"GET", "/api/v1/quotas", "ci", http.StatusOK, `"team-a/app"`, "team-b"},
 		{"GET", "/api/v1/quotas", "prom", http.StatusOK, `"repositories": []`, "team-"},
 		{"GET", "/api/v1/quotas", "admin", http.StatusOK, `"team-b/app"`, ""},
+		{"GET", "/api/v1/quotas", "reader", http.StatusOK, `"team-b/app"`, `"usedBytes": 0`}, // reads every repository: the registry's usage too
+		{"GET", "/api/v1/quotas", "ci", http.StatusOK, `"usedBytes": 0`, ""},                 // the registry's usage is left out
 		// Purge: every repository the filter reaches must be deletable.
 		{"POST", "/api/v1/purge?filter=team-b/.*:pr-.*", "ci", http.StatusForbidden, "1 repositories it may not see", "team-b"},
 		{"POST", "/api/v1/purge?filter=.*:pr-.*&dry_run=true", "ci", http.StatusForbidden, "narrow the repository part", "team-b"},
