@@ -124,7 +124,7 @@ func (id Identity) holdsNeed(n need) bool {
 func (n need) describe() string {
 	switch {
 	case n.all && n.action == MetricsRead:
-		return `metrics/read (a scope map rule {"repository": "*", "actions": ["metrics/read"]}, or an admin)`
+		return `this needs metrics/read: a scope map rule {"repository": "*", "actions": ["metrics/read"]} (or an admin)`
 	case n.admin:
 		return "this needs an admin"
 	case n.catalog:

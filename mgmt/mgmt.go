@@ -538,7 +538,7 @@ func (h *Handler) scopePurge(ctx context.Context, filters []stowage.PurgeFilter,
 			if what != "" {
 				what += " and "
 			}
-			what += fmt.Sprintf("%d repositories it may not see", hidden)
+			what += fmt.Sprintf("%d %s it may not see", hidden, map[bool]string{true: "repository", false: "repositories"}[hidden == 1])
 		}
 		return nil, stowage.Errorf(stowage.CodeDenied,
 			"%s may purge only repositories it may delete from (content/delete), and the filter also matches %s; narrow the repository part of the filter to its repositories (e.g. 'team-a/.*:pr-.*')", who, what)

@@ -116,7 +116,7 @@ func TestLeastPrivilegeScopes(t *testing.T) {
 		{"GET", "/api/v1/quotas", "reader", http.StatusOK, `"team-b/app"`, `"usedBytes": 0`}, // reads every repository: the registry's usage too
 		{"GET", "/api/v1/quotas", "ci", http.StatusOK, `"usedBytes": 0`, ""},                 // the registry's usage is left out
 		// Purge: every repository the filter reaches must be deletable.
-		{"POST", "/api/v1/purge?filter=team-b/.*:pr-.*", "ci", http.StatusForbidden, "1 repositories it may not see", "team-b"},
+		{"POST", "/api/v1/purge?filter=team-b/.*:pr-.*", "ci", http.StatusForbidden, "1 repository it may not see", "team-b"},
 		{"POST", "/api/v1/purge?filter=.*:pr-.*&dry_run=true", "ci", http.StatusForbidden, "narrow the repository part", "team-b"},
 		{"POST", "/api/v1/gc", "ci", http.StatusForbidden, "", ""},
 	} {
