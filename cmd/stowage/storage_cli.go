@@ -117,7 +117,7 @@ func runStorage(ctx context.Context, args []string, stdout, stderr io.Writer) in
 					line += fmt.Sprintf(" (%d failures in a row; last: %s at %s)", cp.Failures, cp.LastError, cp.LastErrorAt.Format("15:04:05"))
 				}
 				if cp.MissingFound+cp.CorruptFound > 0 {
-					line += fmt.Sprintf("; reads found %d objects missing and %d damaged on it (queued for repair)", cp.MissingFound, cp.CorruptFound)
+					line += fmt.Sprintf("; reads found objects missing: %d, damaged: %d (each queued for repair)", cp.MissingFound, cp.CorruptFound)
 				}
 				fmt.Fprintln(stdout, line)
 			}
