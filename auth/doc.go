@@ -39,7 +39,8 @@
 // (content/delete), "*" (all); ACR's metadata_read and metadata_write; and
 // the scope map actions themselves (content/read, …). Resources:
 // repository:<name>, registry:catalog:* (listing, for any authenticated
-// caller) and registry:*:* (registry-wide and admin operations, for
-// admins). A bearer request may do what its claims grant and what its
+// caller), registry:metrics:read (/metrics, for callers whose scope map
+// has metrics/read in a rule for *) and registry:*:* (registry-wide and
+// admin operations, for admins). A bearer request may do what its claims grant and what its
 // identity holds now: both, never more.
 package auth

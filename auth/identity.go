@@ -92,7 +92,17 @@ func (id Identity) CanAll(action Action) bool {
 	if !id.holdsAll(action) {
 		return false
 	}
-	return !id.bearer || id.claimsAllowAll()
+	return !id.bearer || id.claimsAllowAll() || action == MetricsRead && id.claimsMetrics()
+}
+
+// claimsMetrics reports whether a bearer token carries registry:metrics:read.
+func (id Identity) claimsMetrics() bool {
+	for _, ra := range id.access {
+		if ra.Type == "registry" && ra.Name == "metrics" && slices.Contains(ra.Actions, "read") {
+			return true
+		}
+	}
+	return false
 }
 
 // CanCatalog reports whether the caller may list the catalog: any
@@ -187,13 +197,16 @@ func (s *state) identity(kind Kind, name string) Identity {
 
 type ctxKey struct{}
 
-// NewContext returns ctx carrying the identity, and a listing filter
-// (stowage.WithListFilter) so the catalog shows only the repositories the
-// identity may list.
+// NewContext returns ctx carrying the identity, a listing filter
+// (stowage.WithListFilter) so the catalog and the quota report show only
+// the repositories the identity may list, and a delete filter
+// (stowage.WithDeleteFilter) so a purge touches only repositories it may
+// delete from.
 func NewContext(ctx context.Context, id Identity) context.Context {
 	ctx = context.WithValue(ctx, ctxKey{}, id)
 	if !id.IsAdmin() {
 		ctx = stowage.WithListFilter(ctx, id.CanList)
+		ctx = stowage.WithDeleteFilter(ctx, func(repo string) bool { return id.Can(repo, ContentDelete) }, id.String())
 	}
 	return ctx
 }

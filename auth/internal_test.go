@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/stowage/stowage"
 	"github.com/stowage/stowage/limits"
 	"github.com/stowage/stowage/meta/sqlite"
 )
@@ -240,4 +241,75 @@ func FuzzVerifyToken(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestLeastPrivilegeNeeds: what /metrics, the quota report and a purge
+// need, and that metrics/read and a team's delete rights do not reach
+// further (no image reads, no registry-wide reports, no admin jobs).
+func TestLeastPrivilegeNeeds(t *testing.T) {
+	a := newTestAuthority(t, time.Now)
+	metrics := Identity{Kind: KindToken, Name: "prom", rules: []Rule{{AnyRepository, []Action{MetricsRead}}}}
+	ci := Identity{Kind: KindToken, Name: "ci", rules: []Rule{{"team-a/*", []Action{ContentRead, ContentWrite, ContentDelete, MetadataRead}}}}
+	admin := Identity{Kind: KindUser, Name: "root", admin: true}
+	bearerMetrics := metrics
+	bearerMetrics.bearer, bearerMetrics.access = true, []ResourceActions{{Type: "registry", Name: "metrics", Actions: []string{"read"}}}
+	for _, c := range []struct {
+		id           Identity
+		method, path string
+		ok           bool
+	}{
+		{metrics, "GET", "/metrics", true},
+		{bearerMetrics, "GET", "/metrics", true},
+		{admin, "GET", "/metrics", true},
+		{ci, "GET", "/metrics", false},
+		{Identity{}, "GET", "/metrics", false},
+		{metrics, "POST", "/metrics", false},
+		{metrics, "GET", "/v2/team-a/app/manifests/v1", false},
+		{metrics, "GET", "/v2/team-a/app/tags/list", false},
+		{metrics, "GET", "/api/v1/usage", false},
+		{metrics, "GET", "/api/v1/events", false},
+		{bearerMetrics, "GET", "/v2/team-a/app/blobs/sha256:" + strings.Repeat("a", 64), false},
+		{ci, "GET", "/api/v1/quotas", true}, // filtered by the handler
+		{ci, "PUT", "/api/v1/quotas/team-a/app", false},
+		{ci, "POST", "/api/v1/purge", true}, // checked against the delete filter by the handler
+		{ci, "PUT", "/api/v1/purge-policies/x", false},
+		{ci, "POST", "/api/v1/gc", false},
+		{Identity{}, "POST", "/api/v1/purge", false},
+	} {
+		r := httptest.NewRequest(c.method, c.path, nil)
+		if err := a.Authorize(c.id, r); (err == nil) != c.ok {
+			t.Errorf("%s %s by %s: %v, want allowed %v", c.method, c.path, c.id, err, c.ok)
+		}
+	}
+
+	// The delete filter a purge honours is the caller's content/delete.
+	ctx := NewContext(context.Background(), ci)
+	keep, who := stowage.DeleteFilter(ctx)
+	if keep == nil || !keep("team-a/app") || keep("team-b/app") || who != "token ci" {
+		t.Errorf("ci's delete filter: team-a %v, team-b %v, who %q", keep != nil && keep("team-a/app"), keep != nil && keep("team-b/app"), who)
+	}
+	if keep, _ := stowage.DeleteFilter(NewContext(context.Background(), admin)); keep != nil {
+		t.Error("an admin's purge is filtered")
+	}
+
+	// registry:metrics:read is granted to who holds metrics/read only.
+	asked := []Scope{{Type: "registry", Name: "metrics", Actions: []string{"read"}}}
+	if g := Grant(metrics, asked); len(g) != 1 || g[0].Name != "metrics" {
+		t.Errorf("grant to prom: %+v", g)
+	}
+	if g := Grant(ci, asked); len(g) != 0 {
+		t.Errorf("grant to ci: %+v, want nothing", g)
+	}
+
+	// metrics/read is registry-wide only, and "*" does not mean it.
+	if _, err := validateRules([]Rule{{"team-a/*", []Action{MetricsRead}}}); err == nil {
+		t.Error("metrics/read on team-a/* accepted")
+	}
+	if _, err := validateRules([]Rule{{AnyRepository, []Action{MetricsRead}}}); err != nil {
+		t.Errorf("metrics/read on *: %v", err)
+	}
+	repoAdmin := Identity{Kind: KindToken, Name: "ra", rules: []Rule{{AnyRepository, Actions}}}
+	if repoAdmin.CanAll(MetricsRead) {
+		t.Error("every repository action implies metrics/read")
+	}
 }

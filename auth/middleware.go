@@ -53,6 +53,8 @@ func scopeFor(n need, acr bool) string {
 	switch {
 	case n.catalog:
 		return "registry:catalog:*"
+	case n.all && n.action == MetricsRead:
+		return "registry:metrics:read"
 	case n.admin || n.all:
 		return "registry:*:*"
 	case n.repo == "":
@@ -121,6 +123,8 @@ func (id Identity) holdsNeed(n need) bool {
 
 func (n need) describe() string {
 	switch {
+	case n.all && n.action == MetricsRead:
+		return `this needs metrics/read: a scope map rule {"repository": "*", "actions": ["metrics/read"]} (or an admin)`
 	case n.admin:
 		return "this needs an admin"
 	case n.catalog:
@@ -274,6 +278,12 @@ func (a *Authority) guardMount(r *http.Request, id Identity, name string) *http.
 // admin, and so does anything not listed.
 func mgmtNeed(r *http.Request) need {
 	admin := need{admin: true}
+	if r.URL.Path == "/metrics" {
+		if r.Method == http.MethodGet || r.Method == http.MethodHead {
+			return need{all: true, action: MetricsRead}
+		}
+		return admin
+	}
 	if rest, ok := strings.CutPrefix(r.URL.Path, "/acr/v1/"); ok {
 		return acrNeed(r.Method, rest)
 	}
@@ -320,9 +330,22 @@ func mgmtNeed(r *http.Request) need {
 			}
 			return repoOr(arg, MetadataRead)
 		}
-	case "retention", "purge-policies", "soft-delete", "immutability", "quotas":
+	case "retention", "purge-policies", "soft-delete", "immutability":
 		if get {
 			return need{all: true, action: MetadataRead}
+		}
+	case "quotas":
+		if get && arg == "" {
+			// The report is filtered to the repositories the caller may
+			// list (stowage.ListFilter); the registry's usage needs
+			// metadata/read on every repository.
+			return need{authenticated: true}
+		}
+	case "purge":
+		if r.Method == http.MethodPost && arg == "" {
+			// The handler refuses a filter that matches a repository the
+			// caller may not delete from (stowage.DeleteFilter).
+			return need{authenticated: true}
 		}
 	case "auth":
 		if arg == "whoami" {
@@ -378,7 +401,11 @@ func acrNeed(method, rest string) need {
 //
 //	GET usage/<repo>, locks/<target>, recycle-bin/<repo>   metadata/read on the repository
 //	GET usage, retention, purge-policies, soft-delete,
-//	    immutability, recycle-bin, quotas                   metadata/read on every repository
+//	    immutability, recycle-bin                           metadata/read on every repository
+//	GET quotas                                              authenticated (filtered to what the caller may list)
+//	POST purge                                              authenticated (every repository the filter
+//	                                                        matches needs content/delete)
+//	GET /metrics                                            metrics/read (a rule for *)
 //	DELETE repositories/, images/, tags/                    content/delete on the repository
 //	PATCH locks/<target>                                    metadata/write on the repository
 //	/acr/v1/<repo>…: GET metadata/read, PATCH metadata/write, DELETE content/delete
@@ -490,7 +517,7 @@ func (a *Authority) Authorize(id Identity, r *http.Request) error {
 			return nil
 		}
 		n = ociNeed(rt, r.Method)
-	case strings.HasPrefix(p, "/api/v1/") || strings.HasPrefix(p, "/acr/v1/"):
+	case strings.HasPrefix(p, "/api/v1/") || strings.HasPrefix(p, "/acr/v1/") || p == "/metrics":
 		if id.Kind == KindAnonymous {
 			return authError("authentication required: log in")
 		}

@@ -22,7 +22,13 @@ const (
 	MetadataWrite Action = "metadata/write" // change locks (changeable attributes)
 )
 
-// Actions lists every action, in a fixed order.
+// MetricsRead lets a caller scrape /metrics (Prometheus) and nothing else.
+// It is registry-wide, so it is valid only in a rule for every repository
+// ("*"), and it is not one of the repository actions (Actions): "*" in a
+// scope does not mean it, and it gives no right on any repository.
+const MetricsRead Action = "metrics/read"
+
+// Actions lists every repository action, in a fixed order.
 var Actions = []Action{ContentRead, ContentWrite, ContentDelete, MetadataRead, MetadataWrite}
 
 func (a Action) valid() bool { return slices.Contains(Actions, a) }
@@ -236,6 +242,16 @@ func validateRules(rules []Rule) ([]Rule, error) {
 		}
 		var acts []Action
 		for _, a := range r.Actions {
+			if a == MetricsRead {
+				if r.Repository != AnyRepository {
+					return nil, stowage.Errorf(stowage.CodeInvalidParameter,
+						`rule for %q: metrics/read is registry-wide: put it in a rule for every repository, {"repository": "*", "actions": ["metrics/read"]}`, trunc(r.Repository))
+				}
+				if !slices.Contains(acts, a) {
+					acts = append(acts, a)
+				}
+				continue
+			}
 			if !a.valid() {
 				return nil, stowage.Errorf(stowage.CodeInvalidParameter, "rule for %q: unknown action %q: want some of %s", r.Repository, trunc(string(a)), actionList())
 			}
@@ -253,7 +269,7 @@ func actionList() string {
 	for i, a := range Actions {
 		s[i] = string(a)
 	}
-	return strings.Join(s, ", ")
+	return strings.Join(s, ", ") + " (and metrics/read, in a rule for *)"
 }
 
 func trunc(s string) string {

@@ -218,6 +218,12 @@ func Grant(id Identity, asked []Scope) []ResourceActions {
 				add(sc.Type, sc.Class, sc.Name, acts)
 			}
 		case "registry":
+			if sc.Name == "metrics" && (slices.Contains(sc.Actions, "read") || slices.Contains(sc.Actions, "*")) {
+				if id.holdsAll(MetricsRead) {
+					add("registry", "", "metrics", []string{"read"})
+				}
+				continue
+			}
 			if !slices.Contains(sc.Actions, "*") {
 				continue
 			}

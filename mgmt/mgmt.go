@@ -6,9 +6,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -129,6 +131,9 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) error {
 	case head == "quotas" && arg == "" && r.Method == http.MethodGet:
 		q, err := h.reg.Quotas(ctx)
 		if err != nil {
+			return err
+		}
+		if q, err = h.filterQuotas(ctx, q); err != nil {
 			return err
 		}
 		return writeJSON(w, q)
@@ -421,6 +426,12 @@ func (h *Handler) purge(ctx context.Context, w http.ResponseWriter, r *http.Requ
 	if len(opts.Filters) == 0 {
 		return stowage.Errorf(stowage.CodeInvalidParameter, "purge needs at least one filter=REPOSITORY_REGEX:TAG_REGEX")
 	}
+	if keep, who := stowage.DeleteFilter(ctx); keep != nil {
+		var err error
+		if opts.Filters, err = h.scopePurge(ctx, opts.Filters, keep, who); err != nil {
+			return err
+		}
+	}
 	if s := q.Get("ago"); s != "" {
 		d, err := policy.ParseAge(s)
 		if err != nil {
@@ -451,6 +462,92 @@ func (h *Handler) purge(ctx context.Context, w http.ResponseWriter, r *http.Requ
 	h.log.Info("purge done", "tags", run.Tags, "manifests", run.Manifests, "bytes", run.BytesFreed, "dry_run", dry)
 	enc.line(map[string]any{"report": run})
 	return nil
+}
+
+// filterQuotas keeps, for a caller limited to some repositories (a listing
+// filter in ctx), the quotas of the repositories it may list; the
+// registry's usage (it tells of every repository) only if it may list
+// every repository.
+func (h *Handler) filterQuotas(ctx context.Context, q stowage.QuotaReport) (stowage.QuotaReport, error) {
+	keep := stowage.ListFilter(ctx)
+	if keep == nil {
+		return q, nil
+	}
+	out := stowage.QuotaReport{Registry: stowage.Quota{LimitBytes: q.Registry.LimitBytes}, Repositories: []stowage.Quota{}}
+	for _, rq := range q.Repositories {
+		if keep(rq.Repository) {
+			out.Repositories = append(out.Repositories, rq)
+		}
+	}
+	all := true
+	err := stowage.EachRepository(ctx, h.reg.Parts().DB, func(repo string) error {
+		if !keep(repo) {
+			all = false
+			return errStop
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, errStop) {
+		return q, err
+	}
+	if all {
+		out.Registry.UsedBytes = q.Registry.UsedBytes
+	}
+	return out, nil
+}
+
+var errStop = errors.New("stop")
+
+// scopePurge checks a purge by a caller who may delete from some
+// repositories only (keep): every repository the filters match must be one
+// of them, or the purge is refused (naming those the caller may list, and
+// counting the others). It returns filters narrowed to exactly the
+// repositories checked, so a repository created meanwhile is not purged.
+func (h *Handler) scopePurge(ctx context.Context, filters []stowage.PurgeFilter, keep func(string) bool, who string) ([]stowage.PurgeFilter, error) {
+	var out []stowage.PurgeFilter
+	var denied []string
+	hidden := 0
+	list := stowage.ListFilter(ctx)
+	err := stowage.EachRepository(ctx, h.reg.Parts().DB, func(repo string) error {
+		matched := false
+		for _, f := range filters {
+			if f.Repo.MatchString(repo) {
+				matched = true
+				out = append(out, stowage.PurgeFilter{Repo: regexp.MustCompile("^" + regexp.QuoteMeta(repo) + "$"), Tag: f.Tag})
+			}
+		}
+		switch {
+		case !matched || keep(repo):
+		case list == nil || list(repo):
+			denied = append(denied, repo)
+		default:
+			hidden++
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if len(denied) > 0 || hidden > 0 {
+		names := denied
+		if len(names) > 5 {
+			names = append(names[:5:5], "…")
+		}
+		what := strings.Join(names, ", ")
+		if hidden > 0 {
+			if what != "" {
+				what += " and "
+			}
+			what += fmt.Sprintf("%d %s it may not see", hidden, map[bool]string{true: "repository", false: "repositories"}[hidden == 1])
+		}
+		return nil, stowage.Errorf(stowage.CodeDenied,
+			"%s may purge only repositories it may delete from (content/delete), and the filter also matches %s; narrow the repository part of the filter to its repositories (e.g. 'team-a/.*:pr-.*')", who, what)
+	}
+	if len(out) == 0 {
+		// Nothing in scope matches: a filter that matches no repository.
+		out = []stowage.PurgeFilter{{Repo: regexp.MustCompile(`^\x00$`), Tag: filters[0].Tag}}
+	}
+	return out, nil
 }
 
 // jsonLines writes a response as JSON lines, flushed as they come.

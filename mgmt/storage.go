@@ -43,7 +43,7 @@ type MirrorStatus struct {
 	WriteQuorum    int          `json:"writeQuorum"`
 	Copies         []CopyStatus `json:"copies"`
 	PendingRepairs int          `json:"pendingRepairs"`
-	Repaired       int64        `json:"repaired"`
+	Repaired       int64        `json:"repaired"` // copies rewritten since the start, by the repair queue and by scrubs
 }
 
 // CopyStatus is one copy of a mirror (storage/mirror.CopyStatus).
@@ -54,6 +54,10 @@ type CopyStatus struct {
 	LastError   string    `json:"lastError,omitempty"`
 	LastErrorAt time.Time `json:"lastErrorAt,omitempty"`
 	LastOK      time.Time `json:"lastOK,omitempty"`
+	// Read faults found on the copy (each object at most once a minute),
+	// each queued for repair at once.
+	MissingFound int64 `json:"missingFound"`
+	CorruptFound int64 `json:"corruptFound"`
 }
 
 // ShardSetStatus names a shard set's shards.

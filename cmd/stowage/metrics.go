@@ -60,7 +60,14 @@ func metricsHandler(reg *stowage.Registry, db stowage.DB, topo *topology, keys *
 			for _, m := range topo.mirrors {
 				fmt.Fprintf(&b, "stowage_storage_pending_repairs%s %d\n", label("mirror", m.path), m.m.Status().PendingRepairs)
 			}
-			metric("stowage_storage_repaired_total", "counter", "Objects a mirror's repair rewrote since the start.")
+			metric("stowage_storage_read_faults_total", "counter", "Objects reads found missing or damaged on a mirror copy (each object at most once a minute), each queued for repair.")
+			for _, m := range topo.mirrors {
+				for _, c := range m.m.Status().Copies {
+					fmt.Fprintf(&b, "stowage_storage_read_faults_total%s %d\n", label("mirror", m.path, "copy", c.Name, "kind", "missing"), c.MissingFound)
+					fmt.Fprintf(&b, "stowage_storage_read_faults_total%s %d\n", label("mirror", m.path, "copy", c.Name, "kind", "corrupt"), c.CorruptFound)
+				}
+			}
+			metric("stowage_storage_repaired_total", "counter", "Copies a mirror's repair queue and scrubs rewrote since the start.")
 			for _, m := range topo.mirrors {
 				fmt.Fprintf(&b, "stowage_storage_repaired_total%s %d\n", label("mirror", m.path), m.m.Status().Repaired)
 			}

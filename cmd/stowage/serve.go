@@ -178,6 +178,7 @@ func (m *Main) Run(ctx context.Context) error {
 		return err
 	}
 	m.keys = keys
+	topo.setTop(store)
 	authority, err := m.setupAuth(ctx, db)
 	if err != nil {
 		return err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"strings"
 	"sync"
@@ -26,6 +27,8 @@ type topology struct {
 	mirrors  []namedMirror
 	shards   []namedShards
 	aborters []namedAborter
+
+	top stowage.Backend // the whole storage (encryption included), for checking a damaged object (setTop)
 
 	mu        sync.Mutex
 	lastAbort time.Time
@@ -59,10 +62,40 @@ const (
 
 type namedMirror struct {
 	path string
-	m    interface {
-		Status() mirror.Status
-		Repair(context.Context) (int, error)
+	m    mirrorHandle
+}
+
+type mirrorHandle interface {
+	Status() mirror.Status
+	Repair(context.Context) (int, error)
+	SetVerifier(func(ctx context.Context, key string) (stowage.ScrubResult, error))
+}
+
+// setTop tells the mirrors how to check an object a read found damaged on
+// a copy: through the whole storage (decryption included) against its
+// digest, as the scrub does, which rewrites the bad copies.
+func (t *topology) setTop(top stowage.Backend) {
+	t.top = top
+	for _, m := range t.mirrors {
+		m.m.SetVerifier(t.verifyObject)
 	}
+}
+
+// verifyObject checks every copy of key against its digest (blob keys
+// only: other objects are not content-addressed) and rewrites bad copies.
+func (t *topology) verifyObject(ctx context.Context, key string) (stowage.ScrubResult, error) {
+	d, ok := blobDigest(key)
+	sc, isScrubber := t.top.(stowage.Scrubber)
+	if !ok || !isScrubber || !d.Algorithm().Available() {
+		return stowage.ScrubResult{}, nil
+	}
+	return sc.ScrubObject(ctx, key, func(r io.Reader) error {
+		v := stowage.NewVerifyingReader(r, d, -1)
+		if _, err := io.Copy(io.Discard, v); err != nil {
+			return err
+		}
+		return nil
+	})
 }
 
 type namedShards struct {
@@ -116,10 +149,7 @@ func buildStorage(ctx context.Context, s config.Storage, path string, topo *topo
 		if err != nil {
 			return nil, "", fmt.Errorf("%s: %w", path, err)
 		}
-		topo.mirrors = append(topo.mirrors, namedMirror{path, m.(interface {
-			Status() mirror.Status
-			Repair(context.Context) (int, error)
-		})})
+		topo.mirrors = append(topo.mirrors, namedMirror{path, m.(mirrorHandle)})
 		return m, "mirror of {" + strings.Join(descs, "; ") + "}", nil
 	case s.Shard != nil:
 		var shards []shard.Shard

@@ -76,7 +76,9 @@ func runScrub(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 const storageUsage = `Usage: stowage storage status | rebalance [--dry-run] [flags]
 
   status     the storage topology and the health of every mirror copy
-             (healthy, degraded, down), with pending repairs
+             (healthy, degraded, down), with pending repairs, the copies
+             repaired (by the repair queue and by scrubs), and the objects
+             reads found missing or damaged on each copy
   rebalance  after adding a shard: move every object that is not on the
              shard it belongs on, online, with a progress bar (reads keep
              working during the move); --dry-run only counts them
@@ -113,6 +115,9 @@ func runStorage(ctx context.Context, args []string, stdout, stderr io.Writer) in
 				line := fmt.Sprintf("  %-16s %s", cp.Name, cp.State)
 				if cp.LastError != "" && cp.State != "healthy" {
 					line += fmt.Sprintf(" (%d failures in a row; last: %s at %s)", cp.Failures, cp.LastError, cp.LastErrorAt.Format("15:04:05"))
+				}
+				if cp.MissingFound+cp.CorruptFound > 0 {
+					line += fmt.Sprintf("; reads found objects missing: %d, damaged: %d (each queued for repair)", cp.MissingFound, cp.CorruptFound)
 				}
 				fmt.Fprintln(stdout, line)
 			}

@@ -1,16 +1,25 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
+	"net/http/httptest"
+	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/opencontainers/go-digest"
 
 	"github.com/stowage/stowage"
 	"github.com/stowage/stowage/config"
 	"github.com/stowage/stowage/meta/sqlite"
+	"github.com/stowage/stowage/scrub"
+	"github.com/stowage/stowage/storage/crypt"
 	"github.com/stowage/stowage/storage/mirror"
 )
 
@@ -121,4 +130,132 @@ func TestKeepBlob(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestPullFindsMirrorFaults: under encryption, a mirror of two real
+// filesystem copies; one blob's bytes are damaged on the first copy,
+// another blob's file is gone from it. Pulls through the engine succeed
+// (from the other copy), and the faults are seen: counted per copy, shown
+// in the storage status and the metrics, queued for repair at once; the
+// storage upkeep (the repair worker) then fixes both copies, and a scrub's
+// repairs count in the status too.
+func TestPullFindsMirrorFaults(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	db, err := sqlite.Open(ctx, filepath.Join(dir, "stowage.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	yes := true
+	east, west := filepath.Join(dir, "east"), filepath.Join(dir, "west")
+	cfg := config.Storage{Mirror: &config.Mirror{Copies: []config.NamedStorage{
+		{Name: "east", Storage: config.Storage{Filesystem: &config.Filesystem{Path: east, Fsync: &yes}}},
+		{Name: "west", Storage: config.Storage{Filesystem: &config.Filesystem{Path: west, Fsync: &yes}}},
+	}}}
+	topo := &topology{}
+	inner, _, err := buildStorage(ctx, cfg, "storage", topo, storageEnv{log: slog.New(slog.DiscardHandler), db: db})
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyring, err := crypt.OpenFileKeyring(filepath.Join(dir, "keys", "service.json"), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := crypt.New(inner, crypt.NewManager(db, keyring))
+	topo.setTop(store)
+	reg := stowage.NewRegistry(db, store, stowage.Options{})
+
+	blob := func(seed byte) ([]byte, stowage.Digest) {
+		b := bytes.Repeat([]byte{seed, seed + 1, seed + 2}, 100_000)
+		return b, stowage.Digest(digest.FromBytes(b))
+	}
+	damaged, dd := blob(1)
+	lost, ld := blob(7)
+	for _, b := range [][]byte{damaged, lost} {
+		if _, err := reg.PutBlob(ctx, "app", stowage.Digest(digest.FromBytes(b)), bytes.NewReader(b), int64(len(b))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	file := func(root string, d stowage.Digest) string {
+		return filepath.Join(root, filepath.FromSlash(stowage.BlobKey(d)))
+	}
+	corrupt := func(path string) {
+		t.Helper()
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b[len(b)/2] ^= 0xff
+		if err := os.WriteFile(path, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	corrupt(file(east, dd))
+	if err := os.Remove(file(east, ld)); err != nil {
+		t.Fatal(err)
+	}
+
+	for round := range 3 { // a burst of pulls: each fault counted once
+		for _, c := range []struct {
+			d    stowage.Digest
+			want []byte
+		}{{dd, damaged}, {ld, lost}} {
+			rc, _, err := reg.OpenBlob(ctx, "app", c.d, 0)
+			if err != nil {
+				t.Fatalf("pull %d of %s: %v", round, c.d, err)
+			}
+			got, err := io.ReadAll(rc)
+			rc.Close()
+			if err != nil || !bytes.Equal(got, c.want) {
+				t.Fatalf("pull %d of %s: %d bytes, err %v; want the blob", round, c.d, len(got), err)
+			}
+		}
+	}
+	st := topo.Status().Mirrors[0]
+	if st.PendingRepairs != 2 {
+		t.Errorf("after the pulls: %d repairs pending, want 2 (one missing, one damaged copy)", st.PendingRepairs)
+	}
+	if c := st.Copies[0]; c.Name != "east" || c.MissingFound != 1 || c.CorruptFound != 1 {
+		t.Errorf("copy %s: %d missing, %d damaged found by reads; want east 1, 1", c.Name, c.MissingFound, c.CorruptFound)
+	}
+	if c := st.Copies[1]; c.MissingFound+c.CorruptFound != 0 {
+		t.Errorf("copy %s: faults %d/%d counted on the good copy", c.Name, c.MissingFound, c.CorruptFound)
+	}
+	rec := httptest.NewRecorder()
+	metricsHandler(reg, db, topo, nil).ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	for _, want := range []string{
+		`stowage_storage_read_faults_total{mirror="storage",copy="east",kind="corrupt"} 1`,
+		`stowage_storage_read_faults_total{mirror="storage",copy="east",kind="missing"} 1`,
+		`stowage_storage_pending_repairs{mirror="storage"} 2`,
+	} {
+		if !strings.Contains(rec.Body.String(), want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+
+	if err := topo.upkeep(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []stowage.Digest{dd, ld} {
+		e, err1 := os.ReadFile(file(east, d))
+		w, err2 := os.ReadFile(file(west, d))
+		if err1 != nil || err2 != nil || !bytes.Equal(e, w) {
+			t.Errorf("after the repair, %s: east and west differ (%v, %v)", d, err1, err2)
+		}
+	}
+	st = topo.Status().Mirrors[0]
+	if st.PendingRepairs != 0 || st.Repaired != 2 {
+		t.Errorf("after the repair: %d pending, %d repaired; want 0, 2", st.PendingRepairs, st.Repaired)
+	}
+
+	// A scrub's repairs count too.
+	corrupt(file(west, ld))
+	rep, err := scrub.New(reg.Parts()).Run(ctx, scrub.Options{})
+	if err != nil || rep.Repaired != 1 {
+		t.Fatalf("scrub: %+v, %v; want 1 repaired", rep, err)
+	}
+	if st = topo.Status().Mirrors[0]; st.Repaired != 3 {
+		t.Errorf("after a scrub repaired a copy: status says %d repaired, want 3", st.Repaired)
+	}
 }

@@ -65,6 +65,8 @@ type copyState struct {
 	lastErrAt time.Time
 	lastOK    time.Time
 	app       stowage.Appender // nil if the copy cannot append
+	missing   int64            // reads that found the object missing here (once per object a minute)
+	corrupt   int64            // reads whose bytes from here a reader above found wrong (likewise)
 }
 
 func (c *copyState) ok() {
@@ -103,10 +105,80 @@ type Backend struct {
 	name  string // in the queue
 
 	mu       sync.Mutex
-	unsaved  map[string]bool      // repairs the queue refused (the database was down), kept until it takes them
-	misses   map[string]time.Time // keys reads found missing on a copy, and when they were queued
-	pending  int                  // the queue's length, as last counted
+	unsaved  map[string]bool // repairs the queue refused (the database was down), kept until it takes them
+	pending  int             // the queue's length, as last counted
 	repaired int64
+	served   map[string]int       // the copy that last served a read of a key (to name the copy a re-read blames)
+	faults   map[string]time.Time // read faults (kind, copy, key) and when they were last reported
+	verify   func(ctx context.Context, key string) (stowage.ScrubResult, error)
+}
+
+// verifySuffix names, in the repair queue, the mirror's keys whose copies
+// must be checked byte by byte (a read found one copy's bytes wrong): the
+// queue keeps only "present", so they are kept under the mirror's name with
+// this suffix, and Repair checks them with the verifier (SetVerifier).
+const verifySuffix = "#verify"
+
+// faultInterval is how often one fault (kind, copy, object) is logged,
+// counted and queued again: a burst of pulls of a damaged object costs one
+// log line and one database write, not one each.
+const faultInterval = time.Minute
+
+// SetVerifier sets how Repair checks the copies of a key that a read found
+// damaged: it checks every copy's bytes (through the layers above the
+// mirror: decryption, the digest) and rewrites the bad ones from a good one,
+// as ScrubObject of the whole storage does. Without one, such keys wait in
+// the queue (and the weekly scrub finds them).
+func (b *Backend) SetVerifier(v func(ctx context.Context, key string) (stowage.ScrubResult, error)) {
+	b.mu.Lock()
+	b.verify = v
+	b.mu.Unlock()
+}
+
+// readFault reports a fault a read found on copy i: logged, counted and
+// queued for repair, once per (kind, copy, key) per faultInterval.
+func (b *Backend) readFault(ctx context.Context, kind string, i int, key string) {
+	c := b.copies[i]
+	b.mu.Lock()
+	id := kind + "\x00" + c.Name + "\x00" + key
+	now := time.Now()
+	if at, ok := b.faults[id]; ok && now.Sub(at) < faultInterval {
+		b.mu.Unlock()
+		return
+	}
+	if len(b.faults) >= 10_000 {
+		clear(b.faults)
+	}
+	b.faults[id] = now
+	b.mu.Unlock()
+	c.mu.Lock()
+	if kind == "missing" {
+		c.missing++
+	} else {
+		c.corrupt++
+	}
+	c.mu.Unlock()
+	if kind == "missing" {
+		b.log.Warn("a storage copy lacks an object a read needed; served from another copy, queued for repair", "copy", c.Name, "key", key)
+		b.noteRepair(ctx, key, true)
+		return
+	}
+	b.log.Warn("a storage copy returned damaged bytes; read again from another copy, queued for a check and repair", "copy", c.Name, "key", key)
+	qctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), b.timeout)
+	defer cancel()
+	if err := b.queue.AddRepair(qctx, b.name+verifySuffix, key, true, now); err != nil {
+		b.log.Error("could not queue a storage check; the scrub finds the damaged copy", "key", key, "err", err)
+	}
+}
+
+// noteServed records that copy i served a read of key (bounded).
+func (b *Backend) noteServed(key string, i int) {
+	b.mu.Lock()
+	if len(b.served) >= 10_000 {
+		clear(b.served)
+	}
+	b.served[key] = i
+	b.mu.Unlock()
 }
 
 // appendBackend adds the Appender capability when every copy has it.
@@ -119,7 +191,8 @@ func New(copies []Copy, opt Options) (stowage.Backend, error) {
 		return nil, errors.New("mirror: no copies")
 	}
 	b := &Backend{quorum: opt.WriteQuorum, timeout: opt.Timeout, log: opt.Logger,
-		queue: opt.Queue, name: opt.Name, unsaved: map[string]bool{}, misses: map[string]time.Time{}}
+		queue: opt.Queue, name: opt.Name, unsaved: map[string]bool{},
+		served: map[string]int{}, faults: map[string]time.Time{}}
 	if b.queue == nil {
 		b.queue = newMemQueue()
 	}
@@ -188,23 +261,6 @@ func (b *Backend) noteRepair(ctx context.Context, key string, present bool) {
 		b.unsaved[key] = present
 		b.mu.Unlock()
 	}
-}
-
-// firstMiss reports whether a read that found key missing on a copy should
-// queue it: not if a read queued it in the last minute (a burst of pulls of
-// an object a copy lacks costs one database write, not one each).
-func (b *Backend) firstMiss(key string) bool {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	now := time.Now()
-	if at, ok := b.misses[key]; ok && now.Sub(at) < time.Minute {
-		return false
-	}
-	if len(b.misses) >= 10_000 {
-		clear(b.misses)
-	}
-	b.misses[key] = now
-	return true
 }
 
 // bounded runs op, an operation on copy c, giving up after the timeout: a
@@ -349,7 +405,18 @@ func (c *cancelCloser) Close() error {
 // the next on an error, a timeout or a missing object, and again if the
 // copy fails in the middle of the read.
 func (b *Backend) Open(ctx context.Context, key string, offset int64) (io.ReadCloser, error) {
-	order := b.readOrder(stowage.ReadAttempt(ctx))
+	attempt := stowage.ReadAttempt(ctx)
+	if attempt > 0 {
+		// A reader above (storage/crypt) found the bytes of the copy that
+		// served the previous attempt wrong, and reads again.
+		b.mu.Lock()
+		i, ok := b.served[key]
+		b.mu.Unlock()
+		if ok {
+			b.readFault(ctx, "corrupt", i, key)
+		}
+	}
+	order := b.readOrder(attempt)
 	if strings.HasPrefix(key, "uploads/") { // stowage.UploadPrefix
 		order = b.longestFirst(ctx, key, order)
 	}
@@ -393,7 +460,8 @@ type reader struct {
 	cur   int
 	rc    io.ReadCloser
 	errs  []error
-	nf    int // copies that do not have the object
+	nf    int   // copies that do not have the object
+	lack  []int // which
 }
 
 // openNext opens the next copy in order at r.off.
@@ -406,9 +474,11 @@ func (r *reader) openNext() error {
 		if err == nil {
 			c.ok()
 			r.rc, r.cur = rc, i
-			if r.nf > 0 && r.b.firstMiss(r.key) {
-				r.b.noteRepair(r.ctx, r.key, true) // an earlier copy lacks it
+			r.b.noteServed(r.key, i)
+			for _, j := range r.lack { // an earlier copy lacks it
+				r.b.readFault(r.ctx, "missing", j, r.key)
 			}
+			r.lack = nil
 			return nil
 		}
 		if r.ctx.Err() != nil {
@@ -416,6 +486,7 @@ func (r *reader) openNext() error {
 		}
 		if stowage.IsNotExist(err) {
 			r.nf++
+			r.lack = append(r.lack, i)
 			continue
 		}
 		c.fail(err)

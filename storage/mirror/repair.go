@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/stowage/stowage"
@@ -19,6 +20,11 @@ type CopyStatus struct {
 	LastError   string    `json:"lastError,omitempty"`
 	LastErrorAt time.Time `json:"lastErrorAt,omitempty"`
 	LastOK      time.Time `json:"lastOK,omitempty"`
+	// Read faults found on this copy: objects a read needed and it lacked,
+	// and objects whose bytes from it a reader found damaged (each object
+	// counted at most once a minute). Each is queued for repair.
+	MissingFound int64 `json:"missingFound"`
+	CorruptFound int64 `json:"corruptFound"`
 }
 
 // Status is the mirror's state.
@@ -26,7 +32,7 @@ type Status struct {
 	WriteQuorum    int          `json:"writeQuorum"`
 	Copies         []CopyStatus `json:"copies"`
 	PendingRepairs int          `json:"pendingRepairs"`
-	Repaired       int64        `json:"repaired"`
+	Repaired       int64        `json:"repaired"` // copies rewritten since the start: by the repair queue and by scrubs
 }
 
 // Status reports each copy's health and the repair queue.
@@ -36,12 +42,17 @@ func (b *Backend) Status() Status {
 		state, _ := c.state()
 		c.mu.Lock()
 		st.Copies = append(st.Copies, CopyStatus{Name: c.Name, State: state, Failures: c.fails,
-			LastError: c.lastErr, LastErrorAt: c.lastErrAt, LastOK: c.lastOK})
+			LastError: c.lastErr, LastErrorAt: c.lastErrAt, LastOK: c.lastOK, MissingFound: c.missing, CorruptFound: c.corrupt})
 		c.mu.Unlock()
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), min(b.timeout, 2*time.Second))
 	defer cancel()
 	n, err := b.queue.PendingRepairs(ctx, b.name)
+	if err == nil {
+		var v int
+		v, err = b.queue.PendingRepairs(ctx, b.name+verifySuffix)
+		n += v
+	}
 	b.mu.Lock()
 	if err == nil {
 		b.pending = n
@@ -126,7 +137,63 @@ func (b *Backend) Repair(ctx context.Context) (int, error) {
 			}
 		}
 	}
+	n, err := b.verifyQueued(ctx)
+	fixed += n
+	if err != nil {
+		errs = append(errs, err)
+	}
 	return fixed, errors.Join(errs...)
+}
+
+// verifyQueued works the keys reads found damaged on a copy: the verifier
+// checks every copy and rewrites the bad ones (counted in Repaired by
+// ScrubObject). Without a verifier they wait.
+func (b *Backend) verifyQueued(ctx context.Context) (int, error) {
+	b.mu.Lock()
+	verify := b.verify
+	b.mu.Unlock()
+	if verify == nil {
+		return 0, nil
+	}
+	fixed := 0
+	var errs []error
+	for {
+		type item struct {
+			key string
+			seq int64
+		}
+		var batch []item
+		now := time.Now()
+		if err := b.queue.DueRepairs(ctx, b.name+verifySuffix, now, now.Add(retryAfter), repairBatch, func(key string, _ bool, seq int64) {
+			batch = append(batch, item{key, seq})
+		}); err != nil {
+			return fixed, fmt.Errorf("repair queue: %w", err)
+		}
+		if len(batch) == 0 {
+			return fixed, errors.Join(errs...)
+		}
+		for _, it := range batch {
+			if err := ctx.Err(); err != nil {
+				return fixed, err
+			}
+			res, err := verify(ctx, it.key)
+			fixed += len(res.Repaired)
+			if err == nil && len(res.Errors) > 0 {
+				err = errors.New(strings.Join(res.Errors, "; "))
+			}
+			if err != nil {
+				// Tried again after retryAfter.
+				errs = append(errs, fmt.Errorf("check of %s: %w", it.key, err))
+				continue
+			}
+			if len(res.Corrupt)+len(res.Missing) > len(res.Repaired) && res.Good == 0 {
+				b.log.Error("no copy of a damaged object is good; restore it from a backup", "key", it.key, "corrupt", res.Corrupt, "missing", res.Missing)
+			}
+			if err := b.queue.RepairDone(ctx, b.name+verifySuffix, it.key, it.seq); err != nil {
+				errs = append(errs, fmt.Errorf("repair queue: %w", err))
+			}
+		}
+	}
 }
 
 // unhealthy names a copy that is not healthy ("" if none).
@@ -300,6 +367,9 @@ func (b *Backend) ScrubObject(ctx context.Context, key string, check func(io.Rea
 			continue
 		}
 		res.Repaired = append(res.Repaired, b.copies[i].Name)
+		b.mu.Lock()
+		b.repaired++ // storage status counts a scrub's repairs too
+		b.mu.Unlock()
 	}
 	return res, nil
 }
