@@ -749,9 +749,10 @@ uploads, and objects a crash left behind. Shows progress and a report.
 
 func runGC(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	var dry *bool
-	var minAge *string
+	var minAge, output *string
 	fl, reg, ok := parseAdmin("gc", gcUsage, args, stderr, func(fl *flag.FlagSet) {
 		dry = fl.Bool("dry-run", false, "only report what would be freed")
+		output = fl.String("output", "table", "table or json")
 		minAge = fl.String("min-age", "", "override grace period and lease for this run (0s: collect everything unreferenced now; only when no push is in flight)")
 	})
 	if !ok {
@@ -773,13 +774,41 @@ func runGC(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err := c.job(ctx, "/api/v1/gc?"+q.Encode(), &r); err != nil {
 		return fail(stderr, err)
 	}
+	if *output == "json" {
+		return printJSON(stdout, r)
+	}
 	verb := "freed"
 	if r.DryRun {
 		verb = "would free"
 	}
 	fmt.Fprintf(stdout, "garbage collection %s %s: %d blobs; %d abandoned uploads; %d leftover objects (%s); took %s\n",
 		verb, bytesStr(r.BytesFreed), r.BlobsDeleted, r.UploadsExpired, r.OrphansDeleted, bytesStr(r.OrphanBytes), r.Duration)
+	if w := r.Waiting; w != nil {
+		fmt.Fprintf(stdout, "%d blobs (%s) are waiting for the grace period or a lease (%s) — run `stowage gc --min-age 0s` to collect them now (only when no push is in flight)\n",
+			w.Blobs, bytesStr(w.Bytes), waitingWhen(w.Earliest, w.Latest))
+	}
 	return 0
+}
+
+// waitingWhen says when waiting blobs become collectable: "until 14:05
+// UTC", or "collectable from 13:05 UTC, all by 14:05 UTC".
+func waitingWhen(earliest, latest string) string {
+	e, err1 := time.Parse(time.RFC3339, earliest)
+	l, err2 := time.Parse(time.RFC3339, latest)
+	if err1 != nil || err2 != nil {
+		return "until " + latest
+	}
+	format := func(t time.Time) string {
+		t = t.UTC()
+		if t.Format(time.DateOnly) == time.Now().UTC().Format(time.DateOnly) {
+			return t.Format("15:04 UTC")
+		}
+		return t.Format("2006-01-02 15:04 UTC")
+	}
+	if format(e) == format(l) {
+		return "until " + format(l)
+	}
+	return "collectable from " + format(e) + ", all by " + format(l)
 }
 
 // job POSTs to a management endpoint that streams JSON lines, draws its
