@@ -471,9 +471,13 @@ need credentials.
 `
 
 func runAnonymousPull(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fl, reg, ok := parseAdmin("anonymous-pull", anonymousUsage, args, stderr, nil)
+	var output *string
+	fl, reg, ok := parseAdmin("anonymous-pull", anonymousUsage, args, stderr, func(fl *flag.FlagSet) { output = outputFlag(fl) })
 	if !ok {
 		return exitCode(fl, ok)
+	}
+	if badOutput(stderr, "anonymous-pull", *output) {
+		return 2
 	}
 	c := newClient(*reg, stdout, stderr)
 	var v struct {
@@ -493,6 +497,9 @@ func runAnonymousPull(ctx context.Context, args []string, stdout, stderr io.Writ
 		fmt.Fprint(stderr, anonymousUsage)
 		return 2
 	}
+	if *output == "json" {
+		return printJSON(stdout, v)
+	}
 	state := "off"
 	if v.Enabled {
 		state = "on"
@@ -502,22 +509,33 @@ func runAnonymousPull(ctx context.Context, args []string, stdout, stderr io.Writ
 }
 
 func runWhoami(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fl, reg, ok := parseAdmin("whoami", "Usage: stowage whoami\n\nPrints who the admin commands act as (STOWAGE_USERNAME).\n", args, stderr, nil)
+	var output *string
+	fl, reg, ok := parseAdmin("whoami", "Usage: stowage whoami\n\nPrints who the admin commands act as (STOWAGE_USERNAME).\n", args, stderr, func(fl *flag.FlagSet) { output = outputFlag(fl) })
 	if !ok {
 		return exitCode(fl, ok)
+	}
+	if badOutput(stderr, "whoami", *output) {
+		return 2
 	}
 	var v map[string]any
 	if err := newClient(*reg, stdout, stderr).do(ctx, http.MethodGet, authPath("whoami"), &v); err != nil {
 		return fail(stderr, err)
+	}
+	if *output == "json" {
+		return printJSON(stdout, v)
 	}
 	fmt.Fprintf(stdout, "%v %v (admin: %v, by %v)\n", v["kind"], v["name"], v["admin"], v["method"])
 	return 0
 }
 
 func runQuota(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fl, reg, ok := parseAdmin("quota", quotaUsage, args, stderr, func(fl *flag.FlagSet) {})
+	var output *string
+	fl, reg, ok := parseAdmin("quota", quotaUsage, args, stderr, func(fl *flag.FlagSet) { output = outputFlag(fl) })
 	if !ok {
 		return exitCode(fl, ok)
+	}
+	if badOutput(stderr, "quota", *output) {
+		return 2
 	}
 	c := newClient(*reg, stdout, stderr)
 	var q stowage.QuotaReport
@@ -552,6 +570,9 @@ func runQuota(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		}
 	default:
 		return unknownSub(stderr, "quota", sub, quotaUsage)
+	}
+	if *output == "json" {
+		return printJSON(stdout, q)
 	}
 	tw := tabwriter.NewWriter(stdout, 2, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "SCOPE\tUSED\tLIMIT\tUSE")

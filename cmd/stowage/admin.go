@@ -363,6 +363,9 @@ func runRetention(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		if err := c.send(ctx, http.MethodPut, "/api/v1/retention", body, &out); err != nil {
 			return fail(stderr, err)
 		}
+		if *output == "json" {
+			return printJSON(stdout, out)
+		}
 		fmt.Fprintf(stdout, "retention of untagged manifests: enabled=%t, %d days\n", *enabled, *days)
 		return 0
 	case "run":
@@ -436,10 +439,11 @@ func runPurgePolicy(ctx context.Context, args []string, stdout, stderr io.Writer
 	}
 	sub := args[0]
 	var filters multiFlag
-	var ago, every *string
+	var ago, every, output *string
 	var keep *int
 	var untagged *bool
 	fl, reg, ok := parseAdmin("purge-policy "+sub, purgePolicyUsage, args[1:], stderr, func(fl *flag.FlagSet) {
+		output = outputFlag(fl)
 		fl.Var(&filters, "filter", "REPO_REGEX:TAG_REGEX (repeatable)")
 		ago = fl.String("ago", "", "only tags last pushed longer ago than this")
 		keep = fl.Int("keep", 0, "per repository, keep this many of the newest matching tags")
@@ -449,12 +453,21 @@ func runPurgePolicy(ctx context.Context, args []string, stdout, stderr io.Writer
 	if !ok {
 		return exitCode(fl, ok)
 	}
+	if badOutput(stderr, "purge-policy", *output) {
+		return 2
+	}
 	c := newClient(*reg, stdout, stderr)
 	switch sub {
 	case "list":
 		var out struct{ Policies []policy.PurgePolicy }
 		if err := c.do(ctx, http.MethodGet, "/api/v1/purge-policies", &out); err != nil {
 			return fail(stderr, err)
+		}
+		if *output == "json" {
+			if out.Policies == nil {
+				out.Policies = []policy.PurgePolicy{}
+			}
+			return printJSON(stdout, map[string]any{"policies": out.Policies})
 		}
 		if len(out.Policies) == 0 {
 			fmt.Fprintln(stdout, "no purge policies")
@@ -477,6 +490,9 @@ func runPurgePolicy(ctx context.Context, args []string, stdout, stderr io.Writer
 		if err := c.send(ctx, http.MethodPut, "/api/v1/purge-policies/"+fl.Arg(0), body, &out); err != nil {
 			return fail(stderr, err)
 		}
+		if *output == "json" {
+			return printJSON(stdout, out)
+		}
 		fmt.Fprintf(stdout, "purge policy %s set: runs every %s\n", fl.Arg(0), *every)
 		return 0
 	default:
@@ -486,6 +502,9 @@ func runPurgePolicy(ctx context.Context, args []string, stdout, stderr io.Writer
 		}
 		if err := c.do(ctx, http.MethodDelete, "/api/v1/purge-policies/"+fl.Arg(0), nil); err != nil {
 			return fail(stderr, err)
+		}
+		if *output == "json" {
+			return printJSON(stdout, map[string]any{"deleted": fl.Arg(0)})
 		}
 		fmt.Fprintf(stdout, "purge policy %s deleted\n", fl.Arg(0))
 		return 0
@@ -549,7 +568,9 @@ Registry-wide tag immutability: a tag matching a rule REPO_REGEX:TAG_REGEX
 
 func runLock(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	var write, del, read, list *bool
+	var output *string
 	fl, reg, ok := parseAdmin("lock", lockUsage, args, stderr, func(fl *flag.FlagSet) {
+		output = outputFlag(fl)
 		write = fl.Bool("write", true, "writeEnabled")
 		del = fl.Bool("delete", true, "deleteEnabled")
 		read = fl.Bool("read", true, "readEnabled")
@@ -557,6 +578,9 @@ func runLock(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	})
 	if !ok {
 		return exitCode(fl, ok)
+	}
+	if badOutput(stderr, "lock", *output) {
+		return 2
 	}
 	if fl.NArg() != 1 {
 		fl.Usage()
@@ -572,7 +596,7 @@ func runLock(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	})
 	c := newClient(*reg, stdout, stderr)
 	var out struct {
-		Target     string
+		Target     string          `json:"target"`
 		Attributes map[string]bool `json:"changeableAttributes"`
 	}
 	var err error
@@ -585,6 +609,12 @@ func runLock(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return fail(stderr, err)
 	}
+	if *output == "json" {
+		if out.Target == "" {
+			out.Target = fl.Arg(0)
+		}
+		return printJSON(stdout, out)
+	}
 	fmt.Fprintf(stdout, "%s: writeEnabled=%t deleteEnabled=%t readEnabled=%t listEnabled=%t\n", fl.Arg(0),
 		out.Attributes["writeEnabled"], out.Attributes["deleteEnabled"], out.Attributes["readEnabled"], out.Attributes["listEnabled"])
 	return 0
@@ -596,12 +626,18 @@ func runImmutability(ctx context.Context, args []string, stdout, stderr io.Write
 		return 2
 	}
 	sub := args[0]
-	fl, reg, ok := parseAdmin("immutability "+sub, immutabilityUsage, args[1:], stderr, nil)
+	var output *string
+	fl, reg, ok := parseAdmin("immutability "+sub, immutabilityUsage, args[1:], stderr, func(fl *flag.FlagSet) { output = outputFlag(fl) })
 	if !ok {
 		return exitCode(fl, ok)
 	}
+	if badOutput(stderr, "immutability", *output) {
+		return 2
+	}
 	c := newClient(*reg, stdout, stderr)
-	var out struct{ Rules []string }
+	var out struct {
+		Rules []string `json:"rules"`
+	}
 	var err error
 	if sub == "show" {
 		err = c.do(ctx, http.MethodGet, "/api/v1/immutability", &out)
@@ -616,6 +652,12 @@ func runImmutability(ctx context.Context, args []string, stdout, stderr io.Write
 	if err != nil {
 		return fail(stderr, err)
 	}
+	if *output == "json" {
+		if out.Rules == nil {
+			out.Rules = []string{}
+		}
+		return printJSON(stdout, out)
+	}
 	if len(out.Rules) == 0 {
 		fmt.Fprintln(stdout, "no immutability rules: every tag can be moved (unless write-locked)")
 	}
@@ -627,7 +669,7 @@ func runImmutability(ctx context.Context, args []string, stdout, stderr io.Write
 
 // ---- soft delete ----
 
-const softDeleteUsage = `Usage: stowage soft-delete show | set --enabled=BOOL --days N [flags]
+const softDeleteUsage = `Usage: stowage soft-delete [show] | set --enabled=BOOL --days N [flags]
 
 Soft delete keeps deleted manifests in a recycle bin for N days (1 to 90):
 they can be listed ('stowage recycle-bin') and restored ('stowage restore'),
@@ -646,14 +688,19 @@ alone). Restore an index's children before the index.
 `
 
 func runSoftDelete(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 || (args[0] != "show" && args[0] != "set") {
-		fmt.Fprint(stderr, softDeleteUsage)
-		return 2
+	// Alone (or with only flags) it shows, as quota and lock do.
+	sub := "show"
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		sub, args = args[0], args[1:]
 	}
-	sub := args[0]
+	if sub != "show" && sub != "set" {
+		return unknownSub(stderr, "soft-delete", sub, softDeleteUsage)
+	}
 	var enabled *bool
 	var days *int
-	fl, reg, ok := parseAdmin("soft-delete "+sub, softDeleteUsage, args[1:], stderr, func(fl *flag.FlagSet) {
+	var output *string
+	fl, reg, ok := parseAdmin("soft-delete "+sub, softDeleteUsage, args, stderr, func(fl *flag.FlagSet) {
+		output = outputFlag(fl)
 		enabled = fl.Bool("enabled", true, "set: turn soft delete on or off")
 		days = fl.Int("days", 7, "set: days deleted manifests stay restorable (1-90)")
 	})
@@ -661,7 +708,12 @@ func runSoftDelete(ctx context.Context, args []string, stdout, stderr io.Writer)
 		return exitCode(fl, ok)
 	}
 	c := newClient(*reg, stdout, stderr)
-	var out struct{ Policy stowage.SoftDeletePolicy }
+	if badOutput(stderr, "soft-delete", *output) {
+		return 2
+	}
+	var out struct {
+		Policy stowage.SoftDeletePolicy `json:"policy"`
+	}
 	var err error
 	if sub == "show" {
 		err = c.do(ctx, http.MethodGet, "/api/v1/soft-delete", &out)
@@ -671,6 +723,9 @@ func runSoftDelete(ctx context.Context, args []string, stdout, stderr io.Writer)
 	}
 	if err != nil {
 		return fail(stderr, err)
+	}
+	if *output == "json" {
+		return printJSON(stdout, out)
 	}
 	if out.Policy.Enabled {
 		fmt.Fprintf(stdout, "soft delete: enabled; deleted manifests stay restorable for %d days\n", out.Policy.Days)
@@ -715,9 +770,13 @@ func runRecycleBin(ctx context.Context, args []string, stdout, stderr io.Writer)
 }
 
 func runRestore(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fl, reg, ok := parseAdmin("restore", restoreUsage, args, stderr, nil)
+	var output *string
+	fl, reg, ok := parseAdmin("restore", restoreUsage, args, stderr, func(fl *flag.FlagSet) { output = outputFlag(fl) })
 	if !ok {
 		return exitCode(fl, ok)
+	}
+	if badOutput(stderr, "restore", *output) {
+		return 2
 	}
 	if fl.NArg() != 1 {
 		fl.Usage()
@@ -726,6 +785,9 @@ func runRestore(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	var rep recyclebin.RestoreReport
 	if err := newClient(*reg, stdout, stderr).send(ctx, http.MethodPost, "/api/v1/recycle-bin/"+fl.Arg(0)+"/restore", nil, &rep); err != nil {
 		return fail(stderr, err)
+	}
+	if *output == "json" {
+		return printJSON(stdout, rep)
 	}
 	fmt.Fprintf(stdout, "restored %s@%s", rep.Repository, rep.Digest)
 	if len(rep.Tags) > 0 {
@@ -851,19 +913,33 @@ func (c *client) job(ctx context.Context, path string, out any) error {
 	return fmt.Errorf("the registry closed the connection before the job finished: %v", sc.Err())
 }
 
-// progressBar draws one line on a terminal: [#####.....] phase 5/10.
+// progressBar draws one line on a terminal: [#####.....] phase 5/10. Not
+// on a terminal (CI logs, pipes), it draws nothing and prints one summary
+// line at the end: the last count of each phase.
 type progressBar struct {
-	w     io.Writer
-	drawn bool
+	w      io.Writer
+	tty    bool
+	drawn  bool
+	phases []string
+	last   map[string]string
 }
 
-func newProgressBar(w io.Writer) *progressBar { return &progressBar{w: w} }
+func newProgressBar(w io.Writer) *progressBar {
+	return &progressBar{w: w, tty: isTerminal(w), last: map[string]string{}}
+}
 
 func (p *progressBar) show(phase string, done, total int64) {
+	if !p.tty {
+		if _, ok := p.last[phase]; !ok {
+			p.phases = append(p.phases, phase)
+		}
+		p.last[phase] = fmt.Sprintf("%s %d/%d", phase, done, total)
+		return
+	}
 	const width = 30
 	fill := width
 	if total > 0 {
-		fill = int(done * width / total)
+		fill = int(min(done, total) * width / total)
 	}
 	fmt.Fprintf(p.w, "\r%-12s [%s%s] %d/%d ", phase, strings.Repeat("#", fill), strings.Repeat(".", width-fill), done, total)
 	p.drawn = true
@@ -872,6 +948,13 @@ func (p *progressBar) show(phase string, done, total int64) {
 func (p *progressBar) done() {
 	if p.drawn {
 		fmt.Fprintln(p.w)
+	}
+	if !p.tty && len(p.phases) > 0 {
+		var parts []string
+		for _, ph := range p.phases {
+			parts = append(parts, p.last[ph])
+		}
+		fmt.Fprintln(p.w, "progress:", strings.Join(parts, "; "))
 	}
 }
 

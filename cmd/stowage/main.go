@@ -49,6 +49,7 @@ Commands:
   whoami       who the admin commands act as
   events       the change feed and audit trail: every change, by cursor; --follow
   version      print the version
+  completion   print a shell completion script: bash, zsh or fish
   help         show this help, or help for a command: stowage help gc
 
 The admin commands talk to a running registry (--registry, default
@@ -125,9 +126,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return runWhoami(ctx, rest, stdout, stderr)
 	case "events":
 		return runEvents(ctx, rest, stdout, stderr)
+	case "completion":
+		return runCompletion(rest, stdout, stderr)
 	case "version", "--version", "-version":
-		fmt.Fprintln(stdout, "stowage", versionString())
-		return 0
+		return runVersion(rest, stdout, stderr)
 	case "help", "-h", "-help", "--help":
 		if len(rest) > 0 {
 			return run(ctx, []string{rest[0], "--help"}, stdout, stderr)
