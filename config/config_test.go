@@ -114,3 +114,15 @@ func TestUnknownKeys(t *testing.T) {
 		})
 	}
 }
+
+func TestClosest(t *testing.T) {
+	known := []string{"serve", "show", "set", "min-age", "dry-run", "addr"}
+	for _, tc := range []struct{ in, want string }{
+		{"srve", "serve"}, {"shwo", "show"}, {"min", "min-age"}, {"dryrun", "dry-run"}, {"adr", "addr"},
+		{"frobnicate", ""}, {"x", ""}, {"serve", "serve"},
+	} {
+		if got := Closest(tc.in, known); got != tc.want {
+			t.Errorf("Closest(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}

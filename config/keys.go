@@ -112,9 +112,19 @@ func unknownKeyError(k *yaml.Node, path []string, fields map[string]reflect.Type
 	return fmt.Errorf("line %d: unknown key %q%s (known here: %s)", k.Line, k.Value, where, strings.Join(known, ", "))
 }
 
-// closest returns the known key nearest to s by edit distance, if it is
-// near enough to be a typo (at most a third of the key's letters, and at
-// least 1, differ), else "".
+// Closest returns the word in known nearest to s by edit distance, if it is
+// near enough to be a typo (at most a third of its letters, and at least 1,
+// differ) or s is a prefix of it, else "". The CLI uses it for commands
+// and flags.
+func Closest(s string, known []string) string {
+	for _, k := range known {
+		if len(s) >= 3 && strings.HasPrefix(k, strings.ToLower(s)) && k != s {
+			return k
+		}
+	}
+	return closest(s, known)
+}
+
 func closest(s string, known []string) string {
 	best, bestD := "", -1
 	for _, k := range known {
@@ -128,23 +138,29 @@ func closest(s string, known []string) string {
 	return best
 }
 
-// editDistance is the Levenshtein distance of a and b (bytes).
+// editDistance is the optimal string alignment distance of a and b
+// (bytes): insertions, deletions, substitutions and swaps of two adjacent
+// letters (shwo, show) each count 1.
 func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
+	d := make([][]int, len(a)+1)
+	for i := range d {
+		d[i] = make([]int, len(b)+1)
+		d[i][0] = i
+	}
+	for j := range d[0] {
+		d[0][j] = j
 	}
 	for i := 1; i <= len(a); i++ {
-		cur[0] = i
 		for j := 1; j <= len(b); j++ {
 			cost := 1
 			if a[i-1] == b[j-1] {
 				cost = 0
 			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+			d[i][j] = min(d[i-1][j]+1, d[i][j-1]+1, d[i-1][j-1]+cost)
+			if i > 1 && j > 1 && a[i-1] == b[j-2] && a[i-2] == b[j-1] {
+				d[i][j] = min(d[i][j], d[i-2][j-2]+1)
+			}
 		}
-		prev, cur = cur, prev
 	}
-	return prev[len(b)]
+	return d[len(a)][len(b)]
 }

@@ -223,7 +223,11 @@ func dash(s string) string {
 }
 
 func unknownSub(stderr io.Writer, cmd, sub, usage string) int {
-	fmt.Fprintf(stderr, "stowage %s: unknown subcommand %q\n\n%s", cmd, sub, usage)
+	hint := ""
+	if s := config.Closest(sub, subcommands[cmd]); s != "" {
+		hint = "; did you mean " + s + "?"
+	}
+	fmt.Fprintf(stderr, "stowage %s: unknown subcommand %q%s\nRun 'stowage %s --help' for its subcommands.\n", cmd, sub, hint, cmd)
 	return 2
 }
 

@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -25,10 +27,11 @@ import (
 
 // client is the admin CLI's side of the management API.
 type client struct {
-	base   string
-	http   *http.Client
-	stdout io.Writer
-	stderr io.Writer
+	setupErr error // a bad --ca-cert, reported by the first request
+	base     string
+	http     *http.Client
+	stdout   io.Writer
+	stderr   io.Writer
 }
 
 // adminFlags adds the flags every admin command shares.
@@ -37,11 +40,55 @@ func adminFlags(fl *flag.FlagSet) *string {
 	if def == "" {
 		def = "http://127.0.0.1:5000"
 	}
-	return fl.String("registry", def, "URL of the registry to manage (env STOWAGE_REGISTRY)")
+	adminTLS = tlsFlags{caCert: os.Getenv("STOWAGE_CA_CERT")}
+	fl.StringVar(&adminTLS.caCert, "ca-cert", adminTLS.caCert, "PEM file of the CA that signed the registry's certificate, added to the system's (env STOWAGE_CA_CERT)")
+	fl.BoolVar(&adminTLS.insecure, "insecure", false, "do not verify the registry's TLS certificate (tests only: anyone on the path can read the credentials)")
+	return fl.String("registry", def, "URL of the registry to manage, http:// or https:// (env STOWAGE_REGISTRY)")
+}
+
+// tlsFlags are the admin commands' TLS flags, of the command being run
+// (one per process).
+type tlsFlags struct {
+	caCert   string
+	insecure bool
+}
+
+var adminTLS tlsFlags
+
+// checkRegistry refuses a --registry without a scheme, naming the fix:
+// guessing https would send credentials to a port that may speak http.
+func checkRegistry(reg string) error {
+	u, err := url.Parse(reg)
+	if err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != "" {
+		return nil
+	}
+	host := reg
+	if i := strings.Index(host, "://"); i >= 0 {
+		host = host[i+3:]
+	}
+	return fmt.Errorf("--registry %q: want a URL with http:// or https://, e.g. --registry https://%s (or http://%s for a registry without TLS)", reg, host, host)
 }
 
 func newClient(base string, stdout, stderr io.Writer) *client {
-	return &client{base: strings.TrimRight(base, "/"), http: &http.Client{}, stdout: stdout, stderr: stderr}
+	c := &client{base: strings.TrimRight(base, "/"), http: &http.Client{}, stdout: stdout, stderr: stderr}
+	if adminTLS.caCert != "" || adminTLS.insecure {
+		cfg := &tls.Config{InsecureSkipVerify: adminTLS.insecure}
+		if adminTLS.caCert != "" {
+			pool, err := x509.SystemCertPool()
+			if err != nil {
+				pool = x509.NewCertPool()
+			}
+			pem, err := os.ReadFile(adminTLS.caCert)
+			if err != nil || !pool.AppendCertsFromPEM(pem) {
+				c.setupErr = fmt.Errorf("--ca-cert %s: want a PEM file of CA certificates (%v)", adminTLS.caCert, err)
+			}
+			cfg.RootCAs = pool
+		}
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.TLSClientConfig = cfg
+		c.http.Transport = tr
+	}
+	return c
 }
 
 // do sends a request without a body; see send.
@@ -78,11 +125,23 @@ func (c *client) send(ctx context.Context, method, path string, body []byte, out
 // roundTrip sends req with the admin's credentials (STOWAGE_USERNAME and
 // STOWAGE_PASSWORD, when set) and turns an error status into an error.
 func (c *client) roundTrip(req *http.Request) (*http.Response, error) {
+	if c.setupErr != nil {
+		return nil, c.setupErr
+	}
 	if u := os.Getenv("STOWAGE_USERNAME"); u != "" {
 		req.SetBasicAuth(u, os.Getenv("STOWAGE_PASSWORD"))
 	}
 	resp, err := c.http.Do(req)
-	if err != nil {
+	var unknownCA x509.UnknownAuthorityError
+	var badHost x509.HostnameError
+	switch {
+	case errors.As(err, &unknownCA):
+		return nil, fmt.Errorf("the registry at %s has a certificate signed by an unknown authority: pass that CA's certificate with --ca-cert FILE (or STOWAGE_CA_CERT), or, for a test registry only, --insecure", c.base)
+	case errors.As(err, &badHost):
+		return nil, fmt.Errorf("the registry's certificate is not valid for %s (%v): use --registry with a name the certificate holds", c.base, err)
+	case err != nil && strings.Contains(err.Error(), "server gave HTTP response to HTTPS client"):
+		return nil, fmt.Errorf("the registry at %s speaks http, not https: use --registry %s", c.base, "http://"+strings.TrimPrefix(c.base, "https://"))
+	case err != nil:
 		return nil, fmt.Errorf("cannot reach the registry at %s: %w (is 'stowage serve' running? use --registry)", c.base, err)
 	}
 	if resp.StatusCode < 300 {
@@ -108,6 +167,7 @@ func apiError(resp *http.Response) error {
 }
 
 func parseAdmin(name, usage string, args []string, stderr io.Writer, setup func(*flag.FlagSet)) (*flag.FlagSet, *string, bool) {
+	helpAsked = false
 	fl := flag.NewFlagSet(name, flag.ContinueOnError)
 	fl.SetOutput(stderr)
 	fl.Usage = func() { fmt.Fprint(stderr, usage, "\nFlags:\n"); fl.PrintDefaults() }
@@ -119,7 +179,7 @@ func parseAdmin(name, usage string, args []string, stderr io.Writer, setup func(
 	// --write=false): parse, set the first argument aside, go on.
 	var pos []string
 	for rest := args; ; {
-		if err := fl.Parse(rest); err != nil {
+		if err := parseFlags(fl, rest, stderr); err != nil {
 			helpAsked = errors.Is(err, flag.ErrHelp)
 			return fl, reg, false
 		}
@@ -129,6 +189,10 @@ func parseAdmin(name, usage string, args []string, stderr io.Writer, setup func(
 		pos, rest = append(pos, fl.Arg(0)), fl.Args()[1:]
 	}
 	fl.Parse(append([]string{"--"}, pos...)) // fl.Args() = the arguments
+	if err := checkRegistry(*reg); err != nil {
+		fmt.Fprintf(stderr, "stowage %s: %v\n", name, err)
+		return fl, reg, false
+	}
 	return fl, reg, true
 }
 
@@ -379,8 +443,7 @@ func runRetention(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		}
 		return printRun(stdout, run, *output)
 	}
-	fmt.Fprintf(stderr, "stowage retention: unknown subcommand %q\n\n%s", sub, retentionUsage)
-	return 2
+	return unknownSub(stderr, "retention", sub, retentionUsage)
 }
 
 const purgeUsage = `Usage: stowage purge --filter REPO_REGEX:TAG_REGEX [--filter …] [--ago 30d] [--keep N] [--untagged] [--dry-run]
@@ -433,9 +496,15 @@ each minute), with the same options as 'stowage purge', and records its last run
 `
 
 func runPurgePolicy(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 || (args[0] != "list" && args[0] != "set" && args[0] != "delete") {
+	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
 		fmt.Fprint(stderr, purgePolicyUsage)
+		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
+			return 0
+		}
 		return 2
+	}
+	if args[0] != "list" && args[0] != "set" && args[0] != "delete" {
+		return unknownSub(stderr, "purge-policy", args[0], purgePolicyUsage)
 	}
 	sub := args[0]
 	var filters multiFlag
@@ -621,9 +690,15 @@ func runLock(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 }
 
 func runImmutability(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 || (args[0] != "show" && args[0] != "set") {
+	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
 		fmt.Fprint(stderr, immutabilityUsage)
+		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
+			return 0
+		}
 		return 2
+	}
+	if args[0] != "show" && args[0] != "set" {
+		return unknownSub(stderr, "immutability", args[0], immutabilityUsage)
 	}
 	sub := args[0]
 	var output *string

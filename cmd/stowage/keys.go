@@ -124,8 +124,7 @@ func runKeys(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "retired version %d\n", v)
 		return 0
 	}
-	fmt.Fprintf(stderr, "stowage keys: unknown subcommand %q\n\n%s", sub, keysUsage)
-	return 2
+	return unknownSub(stderr, "keys", sub, keysUsage)
 }
 
 // keysView is GET /api/v1/keys.

@@ -137,8 +137,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprint(stdout, usage)
 		return 0
 	default:
-		fmt.Fprintf(stderr, "stowage: unknown command %q\n\n%s", cmd, usage)
-		return 2
+		return unknownCommand(stderr, cmd)
 	}
 }
 

@@ -8,6 +8,8 @@ import (
 	"os"
 	"runtime/debug"
 	"strings"
+
+	"github.com/stowage/stowage/config"
 )
 
 // outputFlag adds --output (table or json) to a command's flags.
@@ -75,7 +77,7 @@ func runVersion(args []string, stdout, stderr io.Writer) int {
 	fl.SetOutput(stderr)
 	fl.Usage = func() { fmt.Fprint(stderr, versionUsage, "\nFlags:\n"); fl.PrintDefaults() }
 	output := outputFlag(fl)
-	if err := fl.Parse(args); err != nil {
+	if err := parseFlags(fl, args, stderr); err != nil {
 		helpAsked = errors.Is(err, flag.ErrHelp)
 		return exitCode(fl, false)
 	}
@@ -87,4 +89,41 @@ func runVersion(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintln(stdout, "stowage", versionString())
 	return 0
+}
+
+// parseFlags parses args into fl. An unknown or malformed flag gets one
+// line naming it and one pointing at --help, not the whole help; -h/--help
+// prints the help (fl.Usage) as before.
+func parseFlags(fl *flag.FlagSet, args []string, stderr io.Writer) error {
+	usage, out := fl.Usage, fl.Output()
+	fl.Usage = func() {}
+	fl.SetOutput(io.Discard)
+	err := fl.Parse(args)
+	fl.Usage = usage
+	fl.SetOutput(out)
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		usage()
+	case err != nil:
+		hint := ""
+		if bad, ok := strings.CutPrefix(err.Error(), "flag provided but not defined: -"); ok {
+			var names []string
+			fl.VisitAll(func(f *flag.Flag) { names = append(names, f.Name) })
+			if s := config.Closest(bad, names); s != "" {
+				hint = "; did you mean --" + s + "?"
+			}
+		}
+		fmt.Fprintf(stderr, "stowage %s: %v%s\nRun 'stowage %s --help' for its flags.\n", fl.Name(), err, hint, fl.Name())
+	}
+	return err
+}
+
+// unknownCommand says so, with the nearest command, in two lines.
+func unknownCommand(stderr io.Writer, cmd string) int {
+	hint := ""
+	if s := config.Closest(cmd, commandNames()); s != "" {
+		hint = "; did you mean " + s + "?"
+	}
+	fmt.Fprintf(stderr, "stowage: unknown command %q%s\nRun 'stowage help' for the list of commands.\n", cmd, hint)
+	return 2
 }

@@ -70,7 +70,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	dataDir := fl.String("data-dir", "", "data directory (default ./stowage-data)")
 	logLevel := fl.String("log-level", "", "debug, info, warn or error (default info)")
 	insecureOpen := fl.Bool("insecure-open-registry", false, "allow listening on a non-loopback address WITHOUT authentication:\nanyone who can reach it can push, pull and delete (env STOWAGE_INSECURE_OPEN_REGISTRY=1)")
-	if err := fl.Parse(args); err != nil {
+	if err := parseFlags(fl, args, stderr); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
 		}
