@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -136,4 +137,37 @@ func writeTestCA(t *testing.T, dir string) (caFile, certFile, keyFile string) {
 		return p
 	}
 	return write("ca.pem", "CERTIFICATE", caDER), write("cert.pem", "CERTIFICATE", der), write("key.pem", "EC PRIVATE KEY", keyDER)
+}
+
+// TestStartFailures: a start that fails says why and how to fix it, and a
+// start that fails because the port is taken leaves nothing behind.
+func TestStartFailures(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	root := t.TempDir()
+	fresh := filepath.Join(root, "fresh")
+	_, errOut, code := cli(t, "serve", "--addr", busy.Addr().String(), "--data-dir", fresh)
+	if code != 1 || !strings.Contains(errOut, "listen on "+busy.Addr().String()) || !strings.Contains(errOut, "use --addr") {
+		t.Errorf("port in use: exit %d, stderr %s", code, errOut)
+	}
+	if entries, err := os.ReadDir(root); err != nil || len(entries) != 0 {
+		t.Errorf("a start that could not listen left %v behind (err %v); want nothing", entries, err)
+	}
+
+	// A data directory another user owns (stowage runs as uid 4242 here).
+	owned := t.TempDir()
+	fi, _ := os.Stat(owned)
+	owner, ownerLabel := userName(int(fi.Sys().(*syscall.Stat_t).Uid))
+	currentUID = func() int { return 4242 }
+	defer func() { currentUID = os.Geteuid }()
+	_, errOut, code = cli(t, "serve", "--addr", "127.0.0.1:0", "--data-dir", owned)
+	for _, want := range []string{"directory " + owned + " belongs to user " + ownerLabel + ", but stowage runs as uid 4242",
+		"run stowage as " + owner, "sudo chown -R 4242 " + owned} {
+		if code != 1 || !strings.Contains(errOut, want) {
+			t.Errorf("data directory of another user: exit %d, stderr %s\nwant %q", code, errOut, want)
+		}
+	}
 }
