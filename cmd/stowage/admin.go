@@ -193,6 +193,9 @@ func parseAdmin(name, usage string, args []string, stderr io.Writer, setup func(
 		fmt.Fprintf(stderr, "stowage %s: %v\n", name, err)
 		return fl, reg, false
 	}
+	if o := fl.Lookup("output"); o != nil && o.Value.String() != o.DefValue && badOutput(stderr, name, o.Value.String(), o.DefValue, "json") {
+		return fl, reg, false
+	}
 	return fl, reg, true
 }
 

@@ -59,8 +59,10 @@ func TestScriptOutput(t *testing.T) {
 	if _, errOut, code := cli(t, "soft-delete", "frob", "--registry", base); code != 2 || !strings.Contains(errOut, `unknown subcommand "frob"`) {
 		t.Errorf("soft-delete frob: %d %s", code, errOut)
 	}
-	if _, errOut, code := cli(t, "quota", "--output", "yaml", "--registry", base); code != 2 || !strings.Contains(errOut, "want table or json") {
-		t.Errorf("--output yaml: %d %s", code, errOut)
+	for _, cmd := range [][]string{{"quota"}, {"usage"}, {"keys", "status"}, {"recycle-bin"}, {"purge-policy", "list"}} {
+		if _, errOut, code := cli(t, append(cmd, "--output", "yaml", "--registry", base)...); code != 2 || !strings.Contains(errOut, `--output "yaml": want table or json`) {
+			t.Errorf("%v --output yaml: %d %s", cmd, code, errOut)
+		}
 	}
 
 	// Not a terminal: no \r redraws, one summary line of progress.
