@@ -125,6 +125,7 @@ func runUser(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		disabled = fl.Bool("disabled", false, "update: --disabled=true or --disabled=false")
 		scopeMap = fl.String("scope-map", "\x00", "the rights of a user who is not an admin (update: \"\" removes it)")
 		pwStdin = fl.Bool("password-stdin", false, "read the password from stdin (default: generate one and print it)")
+		fl.String("output", "table", "list: table or json")
 	})
 	if !ok {
 		return exitCode(fl, ok)
@@ -143,6 +144,9 @@ func runUser(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 		if err := c.do(ctx, http.MethodGet, authPath("users"), &v); err != nil {
 			return fail(stderr, err)
+		}
+		if fl.Lookup("output").Value.String() == "json" {
+			return printJSON(stdout, v)
 		}
 		tw := tabwriter.NewWriter(stdout, 2, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "NAME\tADMIN\tDISABLED\tSCOPE MAP\tCREATED")
@@ -257,6 +261,7 @@ func runScopeMap(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	fl, reg, ok := parseAdmin("scope-map "+sub, scopeMapUsage, args, stderr, func(fl *flag.FlagSet) {
 		fl.Var(&rules, "rule", "create: PATTERN=ACTION[,ACTION...] (repeat for more rules)")
 		desc = fl.String("description", "", "create: what the scope map is for")
+		fl.String("output", "table", "list: table or json")
 	})
 	if !ok {
 		return exitCode(fl, ok)
@@ -275,6 +280,9 @@ func runScopeMap(ctx context.Context, args []string, stdout, stderr io.Writer) i
 		}
 		if err := c.do(ctx, http.MethodGet, authPath("scope-maps"), &v); err != nil {
 			return fail(stderr, err)
+		}
+		if fl.Lookup("output").Value.String() == "json" {
+			return printJSON(stdout, v)
 		}
 		tw := tabwriter.NewWriter(stdout, 2, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "NAME\tRULES\tDESCRIPTION")
@@ -351,6 +359,7 @@ func runToken(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		which = fl.String("which", "password1", "password: password1 or password2")
 		disabled = fl.Bool("disabled", false, "create: create it disabled")
 		noExpiry = fl.Bool("no-expiry", false, "update: remove the expiry")
+		fl.String("output", "table", "list: table or json")
 	})
 	if !ok {
 		return exitCode(fl, ok)
@@ -373,6 +382,9 @@ func runToken(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		}
 		if err := c.do(ctx, http.MethodGet, authPath("tokens"), &v); err != nil {
 			return fail(stderr, err)
+		}
+		if fl.Lookup("output").Value.String() == "json" {
+			return printJSON(stdout, v)
 		}
 		tw := tabwriter.NewWriter(stdout, 2, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "NAME\tSCOPE MAP\tSTATUS\tEXPIRY\tPASSWORDS")
