@@ -61,7 +61,7 @@ func TestAccessAndLimitsConfig(t *testing.T) {
 		{"tls half", "tls:\n  cert_file: /c.pem\n", nil, "both cert_file and key_file", nil},
 		{"bad proxy", "auth:\n  trusted_proxies: [example.com]\n", nil, "not an address", nil},
 		{"bad auth env", ``, map[string]string{"STOWAGE_AUTH": "maybe"}, "STOWAGE_AUTH", nil},
-		{"unknown auth key", "auth:\n  enable: true\n", nil, "field enable not found", nil},
+		{"unknown auth key", "auth:\n  enable: true\n", nil, `unknown key "enable" under auth; did you mean enabled?`, nil},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

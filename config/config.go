@@ -12,6 +12,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strconv"
 	"strings"
 	"time"
@@ -521,6 +522,14 @@ func (c *Config) Load(path string) error {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return fmt.Errorf("config file: %w", err)
+	}
+	// Unknown keys first, named by their place in the file and with the
+	// nearest known key (a syntax error is left to the decoder).
+	var root yaml.Node
+	if yaml.Unmarshal(b, &root) == nil {
+		if err := unknownKeys(&root, reflect.TypeOf(*c), nil); err != nil {
+			return fmt.Errorf("config file %s, %v", path, err)
+		}
 	}
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -78,5 +79,50 @@ storage:
 				tc.check(t, c)
 			}
 		})
+	}
+}
+
+// TestUnknownKeys: a typo is named by its place in the file, with the
+// nearest known key; keys under a type with its own decoding (database:)
+// are checked too, and inline storage keys are known under a mirror copy.
+func TestUnknownKeys(t *testing.T) {
+	for _, tc := range []struct {
+		name, yaml, err string // err "" = valid
+	}{
+		{"top level", "adr: 127.0.0.1:5000\n", `line 1: unknown key "adr"; did you mean addr?`},
+		{"nested", "log:\n  levl: debug\n", `line 2: unknown key "levl" under log; did you mean level?`},
+		{"database mapping", "database:\n  sqlte: /x.db\n", `line 2: unknown key "sqlte" under database; did you mean sqlite?`},
+		{"in a list", "storage:\n  mirror:\n    copies:\n      - memory: {}\n      - filesytem: {path: /b}\n",
+			`line 5: unknown key "filesytem" under storage.mirror.copies[1]; did you mean filesystem?`},
+		{"far from any", "zebra: 1\n", `unknown key "zebra" (known here: addr, `},
+		{"upper case typo", "GC:\n  grace: 1h\n", `unknown key "GC"; did you mean gc?`},
+		{"valid nested", "database:\n  sqlite: /x.db\nstorage:\n  mirror:\n    copies:\n      - {name: a, memory: {}}\n      - {name: b, filesystem: {path: /b}}\n", ""},
+		{"database string", "database: postgres://u@h/db\n", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := Default()
+			c.DataDir = "d"
+			p := filepath.Join(t.TempDir(), "c.yaml")
+			os.WriteFile(p, []byte(tc.yaml), 0o600)
+			err := c.Load(p)
+			switch {
+			case tc.err == "" && err != nil:
+				t.Fatalf("unexpected error: %v", err)
+			case tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err) || !strings.Contains(err.Error(), p)):
+				t.Fatalf("error %v, want one naming the file and containing %q", err, tc.err)
+			}
+		})
+	}
+}
+
+func TestClosest(t *testing.T) {
+	known := []string{"serve", "show", "set", "min-age", "dry-run", "addr"}
+	for _, tc := range []struct{ in, want string }{
+		{"srve", "serve"}, {"shwo", "show"}, {"min", "min-age"}, {"dryrun", "dry-run"}, {"adr", "addr"},
+		{"frobnicate", ""}, {"x", ""}, {"serve", "serve"},
+	} {
+		if got := Closest(tc.in, known); got != tc.want {
+			t.Errorf("Closest(%q) = %q, want %q", tc.in, got, tc.want)
+		}
 	}
 }

@@ -21,7 +21,7 @@ func TestEventsConfig(t *testing.T) {
 		{"negative age", "events: {max_age: -1h}\n", nil, "events.max_age must not be negative", Events{}},
 		{"tiny age", "events: {max_age: 10s}\n", nil, "shorter than a minute", Events{}},
 		{"negative count", "events: {max_count: -5}\n", nil, "events.max_count must not be negative", Events{}},
-		{"typo", "events: {maxcount: 5}\n", nil, "field maxcount not found", Events{}},
+		{"typo", "events: {maxcount: 5}\n", nil, `unknown key "maxcount" under events; did you mean max_count?`, Events{}},
 		{"bad env age", "", map[string]string{"STOWAGE_EVENTS_MAX_AGE": "90d"}, "STOWAGE_EVENTS_MAX_AGE", Events{}},
 		{"bad env count", "", map[string]string{"STOWAGE_EVENTS_MAX_COUNT": "lots"}, "STOWAGE_EVENTS_MAX_COUNT", Events{}},
 		{"bad env pulls", "", map[string]string{"STOWAGE_EVENTS_PULLS": "sometimes"}, "STOWAGE_EVENTS_PULLS", Events{}},

@@ -44,8 +44,22 @@ type Report struct {
 	OrphansDeleted int64            `json:"orphanObjectsDeleted"` // objects no database row knows (crash leftovers)
 	OrphanBytes    int64            `json:"orphanBytesFreed"`
 	Digests        []stowage.Digest `json:"digests,omitempty"`
-	Started        string           `json:"started"`
-	Duration       string           `json:"duration"`
+	// Waiting: the blobs nothing references that this run left because
+	// their grace period or lease is not over yet (what a later run, or one
+	// with MinAge 0, collects). Nil if there are none.
+	Waiting  *Waiting `json:"waiting,omitempty"`
+	Started  string   `json:"started"`
+	Duration string   `json:"duration"`
+}
+
+// Waiting counts unreferenced blobs kept for their grace period or lease.
+type Waiting struct {
+	Blobs int64 `json:"blobs"`
+	Bytes int64 `json:"bytes"`
+	// Earliest and Latest: when the first and the last of them become
+	// collectable (RFC 3339, UTC), if no client uses them meanwhile.
+	Earliest string `json:"earliest"`
+	Latest   string `json:"latest"`
 }
 
 // Core is what a collection needs of the registry it collects
@@ -228,6 +242,11 @@ func (c *Collector) collect(ctx context.Context, opts Options) (rep Report, err 
 		progress("blobs", rep.BlobsDeleted, max(total, rep.BlobsDeleted))
 	}
 
+	// 2b. What stays unreferenced but too young to collect.
+	if rep.Waiting, err = c.waiting(ctx, grace, lease); err != nil {
+		return rep, err
+	}
+
 	// 3. Objects in storage that no row knows: left by a crash between
 	// writing an object and recording it. Old enough ones are garbage.
 	if err := c.sweepOrphans(ctx, c.p.Now().Add(-lease), opts.DryRun, &rep, progress); err != nil {
@@ -236,6 +255,53 @@ func (c *Collector) collect(ctx context.Context, opts Options) (rep Report, err 
 	c.p.Log.Info("garbage collection done", "blobs", rep.BlobsDeleted, "bytes", rep.BytesFreed,
 		"uploads", rep.UploadsExpired, "orphans", rep.OrphansDeleted, "dry_run", opts.DryRun)
 	return rep, nil
+}
+
+// waiting counts the unreferenced blobs whose grace period or lease is not
+// over: CollectableBlobs with cutoffs in the far future lists every
+// unreferenced blob in state pending or live; those that would be
+// collectable now (a dry run leaves them) are not waiting.
+func (c *Collector) waiting(ctx context.Context, grace, lease time.Duration) (*Waiting, error) {
+	now := c.p.Now()
+	far := now.Add(100 * 365 * 24 * time.Hour)
+	var w Waiting
+	var earliest, latest time.Time
+	for after := stowage.Digest(""); ; {
+		var bs []stowage.BlobRecord
+		err := c.p.DB.View(ctx, func(tx stowage.Tx) (err error) {
+			bs, err = tx.Blobs().CollectableBlobs(far, far, after, 4096)
+			return err
+		})
+		if err != nil {
+			return nil, err
+		}
+		if len(bs) == 0 {
+			break
+		}
+		after = bs[len(bs)-1].Digest
+		for _, b := range bs {
+			when := b.UnreferencedSince.Add(grace)
+			if l := b.LastUsed.Add(lease); l.After(when) {
+				when = l
+			}
+			if !when.After(now) {
+				continue
+			}
+			w.Blobs++
+			w.Bytes += b.Size
+			if earliest.IsZero() || when.Before(earliest) {
+				earliest = when
+			}
+			if when.After(latest) {
+				latest = when
+			}
+		}
+	}
+	if w.Blobs == 0 {
+		return nil, nil
+	}
+	w.Earliest, w.Latest = earliest.UTC().Format(time.RFC3339), latest.UTC().Format(time.RFC3339)
+	return &w, nil
 }
 
 // markBatch is how many candidates one marking transaction re-checks.

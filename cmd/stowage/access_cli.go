@@ -125,6 +125,7 @@ func runUser(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		disabled = fl.Bool("disabled", false, "update: --disabled=true or --disabled=false")
 		scopeMap = fl.String("scope-map", "\x00", "the rights of a user who is not an admin (update: \"\" removes it)")
 		pwStdin = fl.Bool("password-stdin", false, "read the password from stdin (default: generate one and print it)")
+		fl.String("output", "table", "list: table or json")
 	})
 	if !ok {
 		return exitCode(fl, ok)
@@ -143,6 +144,9 @@ func runUser(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 		if err := c.do(ctx, http.MethodGet, authPath("users"), &v); err != nil {
 			return fail(stderr, err)
+		}
+		if fl.Lookup("output").Value.String() == "json" {
+			return printJSON(stdout, v)
 		}
 		tw := tabwriter.NewWriter(stdout, 2, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "NAME\tADMIN\tDISABLED\tSCOPE MAP\tCREATED")
@@ -223,7 +227,11 @@ func dash(s string) string {
 }
 
 func unknownSub(stderr io.Writer, cmd, sub, usage string) int {
-	fmt.Fprintf(stderr, "stowage %s: unknown subcommand %q\n\n%s", cmd, sub, usage)
+	hint := ""
+	if s := config.Closest(sub, subcommands[cmd]); s != "" {
+		hint = "; did you mean " + s + "?"
+	}
+	fmt.Fprintf(stderr, "stowage %s: unknown subcommand %q%s\nRun 'stowage %s --help' for its subcommands.\n", cmd, sub, hint, cmd)
 	return 2
 }
 
@@ -253,6 +261,7 @@ func runScopeMap(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	fl, reg, ok := parseAdmin("scope-map "+sub, scopeMapUsage, args, stderr, func(fl *flag.FlagSet) {
 		fl.Var(&rules, "rule", "create: PATTERN=ACTION[,ACTION...] (repeat for more rules)")
 		desc = fl.String("description", "", "create: what the scope map is for")
+		fl.String("output", "table", "list: table or json")
 	})
 	if !ok {
 		return exitCode(fl, ok)
@@ -271,6 +280,9 @@ func runScopeMap(ctx context.Context, args []string, stdout, stderr io.Writer) i
 		}
 		if err := c.do(ctx, http.MethodGet, authPath("scope-maps"), &v); err != nil {
 			return fail(stderr, err)
+		}
+		if fl.Lookup("output").Value.String() == "json" {
+			return printJSON(stdout, v)
 		}
 		tw := tabwriter.NewWriter(stdout, 2, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "NAME\tRULES\tDESCRIPTION")
@@ -347,6 +359,7 @@ func runToken(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		which = fl.String("which", "password1", "password: password1 or password2")
 		disabled = fl.Bool("disabled", false, "create: create it disabled")
 		noExpiry = fl.Bool("no-expiry", false, "update: remove the expiry")
+		fl.String("output", "table", "list: table or json")
 	})
 	if !ok {
 		return exitCode(fl, ok)
@@ -369,6 +382,9 @@ func runToken(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		}
 		if err := c.do(ctx, http.MethodGet, authPath("tokens"), &v); err != nil {
 			return fail(stderr, err)
+		}
+		if fl.Lookup("output").Value.String() == "json" {
+			return printJSON(stdout, v)
 		}
 		tw := tabwriter.NewWriter(stdout, 2, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "NAME\tSCOPE MAP\tSTATUS\tEXPIRY\tPASSWORDS")
@@ -471,9 +487,13 @@ need credentials.
 `
 
 func runAnonymousPull(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fl, reg, ok := parseAdmin("anonymous-pull", anonymousUsage, args, stderr, nil)
+	var output *string
+	fl, reg, ok := parseAdmin("anonymous-pull", anonymousUsage, args, stderr, func(fl *flag.FlagSet) { output = outputFlag(fl) })
 	if !ok {
 		return exitCode(fl, ok)
+	}
+	if badOutput(stderr, "anonymous-pull", *output) {
+		return 2
 	}
 	c := newClient(*reg, stdout, stderr)
 	var v struct {
@@ -493,6 +513,9 @@ func runAnonymousPull(ctx context.Context, args []string, stdout, stderr io.Writ
 		fmt.Fprint(stderr, anonymousUsage)
 		return 2
 	}
+	if *output == "json" {
+		return printJSON(stdout, v)
+	}
 	state := "off"
 	if v.Enabled {
 		state = "on"
@@ -502,22 +525,33 @@ func runAnonymousPull(ctx context.Context, args []string, stdout, stderr io.Writ
 }
 
 func runWhoami(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fl, reg, ok := parseAdmin("whoami", "Usage: stowage whoami\n\nPrints who the admin commands act as (STOWAGE_USERNAME).\n", args, stderr, nil)
+	var output *string
+	fl, reg, ok := parseAdmin("whoami", "Usage: stowage whoami\n\nPrints who the admin commands act as (STOWAGE_USERNAME).\n", args, stderr, func(fl *flag.FlagSet) { output = outputFlag(fl) })
 	if !ok {
 		return exitCode(fl, ok)
+	}
+	if badOutput(stderr, "whoami", *output) {
+		return 2
 	}
 	var v map[string]any
 	if err := newClient(*reg, stdout, stderr).do(ctx, http.MethodGet, authPath("whoami"), &v); err != nil {
 		return fail(stderr, err)
+	}
+	if *output == "json" {
+		return printJSON(stdout, v)
 	}
 	fmt.Fprintf(stdout, "%v %v (admin: %v, by %v)\n", v["kind"], v["name"], v["admin"], v["method"])
 	return 0
 }
 
 func runQuota(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fl, reg, ok := parseAdmin("quota", quotaUsage, args, stderr, func(fl *flag.FlagSet) {})
+	var output *string
+	fl, reg, ok := parseAdmin("quota", quotaUsage, args, stderr, func(fl *flag.FlagSet) { output = outputFlag(fl) })
 	if !ok {
 		return exitCode(fl, ok)
+	}
+	if badOutput(stderr, "quota", *output) {
+		return 2
 	}
 	c := newClient(*reg, stdout, stderr)
 	var q stowage.QuotaReport
@@ -552,6 +586,9 @@ func runQuota(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		}
 	default:
 		return unknownSub(stderr, "quota", sub, quotaUsage)
+	}
+	if *output == "json" {
+		return printJSON(stdout, q)
 	}
 	tw := tabwriter.NewWriter(stdout, 2, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "SCOPE\tUSED\tLIMIT\tUSE")

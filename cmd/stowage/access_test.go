@@ -126,6 +126,12 @@ func TestAccessCommands(t *testing.T) {
 		{[]string{"anonymous-pull"}, 0, "anonymous pull: on"},
 		{[]string{"anonymous-pull", "off"}, 0, "anonymous pull: off"},
 		{[]string{"gc"}, 0, "freed"}, // a streamed job, with the admin's credentials
+		// For scripts: the same, as JSON.
+		{[]string{"user", "list", "--output", "json"}, 0, `"name": "bob"`},
+		{[]string{"token", "list", "--output", "json"}, 0, `"tokens": [`},
+		{[]string{"scope-map", "list", "--output", "json"}, 0, `"scopeMaps": [`},
+		{[]string{"anonymous-pull", "--output", "json"}, 0, `"enabled": false`},
+		{[]string{"whoami", "--output", "json"}, 0, `"name": "admin"`},
 	}
 	var tokenPW string
 	for _, s := range steps {

@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -25,10 +27,11 @@ import (
 
 // client is the admin CLI's side of the management API.
 type client struct {
-	base   string
-	http   *http.Client
-	stdout io.Writer
-	stderr io.Writer
+	setupErr error // a bad --ca-cert, reported by the first request
+	base     string
+	http     *http.Client
+	stdout   io.Writer
+	stderr   io.Writer
 }
 
 // adminFlags adds the flags every admin command shares.
@@ -37,11 +40,55 @@ func adminFlags(fl *flag.FlagSet) *string {
 	if def == "" {
 		def = "http://127.0.0.1:5000"
 	}
-	return fl.String("registry", def, "URL of the registry to manage (env STOWAGE_REGISTRY)")
+	adminTLS = tlsFlags{caCert: os.Getenv("STOWAGE_CA_CERT")}
+	fl.StringVar(&adminTLS.caCert, "ca-cert", adminTLS.caCert, "PEM file of the CA that signed the registry's certificate, added to the system's (env STOWAGE_CA_CERT)")
+	fl.BoolVar(&adminTLS.insecure, "insecure", false, "do not verify the registry's TLS certificate (tests only: anyone on the path can read the credentials)")
+	return fl.String("registry", def, "URL of the registry to manage, http:// or https:// (env STOWAGE_REGISTRY)")
+}
+
+// tlsFlags are the admin commands' TLS flags, of the command being run
+// (one per process).
+type tlsFlags struct {
+	caCert   string
+	insecure bool
+}
+
+var adminTLS tlsFlags
+
+// checkRegistry refuses a --registry without a scheme, naming the fix:
+// guessing https would send credentials to a port that may speak http.
+func checkRegistry(reg string) error {
+	u, err := url.Parse(reg)
+	if err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != "" {
+		return nil
+	}
+	host := reg
+	if i := strings.Index(host, "://"); i >= 0 {
+		host = host[i+3:]
+	}
+	return fmt.Errorf("--registry %q: want a URL with http:// or https://, e.g. --registry https://%s (or http://%s for a registry without TLS)", reg, host, host)
 }
 
 func newClient(base string, stdout, stderr io.Writer) *client {
-	return &client{base: strings.TrimRight(base, "/"), http: &http.Client{}, stdout: stdout, stderr: stderr}
+	c := &client{base: strings.TrimRight(base, "/"), http: &http.Client{}, stdout: stdout, stderr: stderr}
+	if adminTLS.caCert != "" || adminTLS.insecure {
+		cfg := &tls.Config{InsecureSkipVerify: adminTLS.insecure}
+		if adminTLS.caCert != "" {
+			pool, err := x509.SystemCertPool()
+			if err != nil {
+				pool = x509.NewCertPool()
+			}
+			pem, err := os.ReadFile(adminTLS.caCert)
+			if err != nil || !pool.AppendCertsFromPEM(pem) {
+				c.setupErr = fmt.Errorf("--ca-cert %s: want a PEM file of CA certificates (%v)", adminTLS.caCert, err)
+			}
+			cfg.RootCAs = pool
+		}
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.TLSClientConfig = cfg
+		c.http.Transport = tr
+	}
+	return c
 }
 
 // do sends a request without a body; see send.
@@ -78,11 +125,23 @@ func (c *client) send(ctx context.Context, method, path string, body []byte, out
 // roundTrip sends req with the admin's credentials (STOWAGE_USERNAME and
 // STOWAGE_PASSWORD, when set) and turns an error status into an error.
 func (c *client) roundTrip(req *http.Request) (*http.Response, error) {
+	if c.setupErr != nil {
+		return nil, c.setupErr
+	}
 	if u := os.Getenv("STOWAGE_USERNAME"); u != "" {
 		req.SetBasicAuth(u, os.Getenv("STOWAGE_PASSWORD"))
 	}
 	resp, err := c.http.Do(req)
-	if err != nil {
+	var unknownCA x509.UnknownAuthorityError
+	var badHost x509.HostnameError
+	switch {
+	case errors.As(err, &unknownCA):
+		return nil, fmt.Errorf("the registry at %s has a certificate signed by an unknown authority: pass that CA's certificate with --ca-cert FILE (or STOWAGE_CA_CERT), or, for a test registry only, --insecure", c.base)
+	case errors.As(err, &badHost):
+		return nil, fmt.Errorf("the registry's certificate is not valid for %s (%v): use --registry with a name the certificate holds", c.base, err)
+	case err != nil && strings.Contains(err.Error(), "server gave HTTP response to HTTPS client"):
+		return nil, fmt.Errorf("the registry at %s speaks http, not https: use --registry %s", c.base, "http://"+strings.TrimPrefix(c.base, "https://"))
+	case err != nil:
 		return nil, fmt.Errorf("cannot reach the registry at %s: %w (is 'stowage serve' running? use --registry)", c.base, err)
 	}
 	if resp.StatusCode < 300 {
@@ -108,6 +167,7 @@ func apiError(resp *http.Response) error {
 }
 
 func parseAdmin(name, usage string, args []string, stderr io.Writer, setup func(*flag.FlagSet)) (*flag.FlagSet, *string, bool) {
+	helpAsked = false
 	fl := flag.NewFlagSet(name, flag.ContinueOnError)
 	fl.SetOutput(stderr)
 	fl.Usage = func() { fmt.Fprint(stderr, usage, "\nFlags:\n"); fl.PrintDefaults() }
@@ -119,7 +179,7 @@ func parseAdmin(name, usage string, args []string, stderr io.Writer, setup func(
 	// --write=false): parse, set the first argument aside, go on.
 	var pos []string
 	for rest := args; ; {
-		if err := fl.Parse(rest); err != nil {
+		if err := parseFlags(fl, rest, stderr); err != nil {
 			helpAsked = errors.Is(err, flag.ErrHelp)
 			return fl, reg, false
 		}
@@ -129,6 +189,13 @@ func parseAdmin(name, usage string, args []string, stderr io.Writer, setup func(
 		pos, rest = append(pos, fl.Arg(0)), fl.Args()[1:]
 	}
 	fl.Parse(append([]string{"--"}, pos...)) // fl.Args() = the arguments
+	if err := checkRegistry(*reg); err != nil {
+		fmt.Fprintf(stderr, "stowage %s: %v\n", name, err)
+		return fl, reg, false
+	}
+	if o := fl.Lookup("output"); o != nil && o.Value.String() != o.DefValue && badOutput(stderr, name, o.Value.String(), o.DefValue, "json") {
+		return fl, reg, false
+	}
 	return fl, reg, true
 }
 
@@ -363,6 +430,9 @@ func runRetention(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		if err := c.send(ctx, http.MethodPut, "/api/v1/retention", body, &out); err != nil {
 			return fail(stderr, err)
 		}
+		if *output == "json" {
+			return printJSON(stdout, out)
+		}
 		fmt.Fprintf(stdout, "retention of untagged manifests: enabled=%t, %d days\n", *enabled, *days)
 		return 0
 	case "run":
@@ -376,8 +446,7 @@ func runRetention(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		}
 		return printRun(stdout, run, *output)
 	}
-	fmt.Fprintf(stderr, "stowage retention: unknown subcommand %q\n\n%s", sub, retentionUsage)
-	return 2
+	return unknownSub(stderr, "retention", sub, retentionUsage)
 }
 
 const purgeUsage = `Usage: stowage purge --filter REPO_REGEX:TAG_REGEX [--filter …] [--ago 30d] [--keep N] [--untagged] [--dry-run]
@@ -430,16 +499,23 @@ each minute), with the same options as 'stowage purge', and records its last run
 `
 
 func runPurgePolicy(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 || (args[0] != "list" && args[0] != "set" && args[0] != "delete") {
+	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
 		fmt.Fprint(stderr, purgePolicyUsage)
+		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
+			return 0
+		}
 		return 2
+	}
+	if args[0] != "list" && args[0] != "set" && args[0] != "delete" {
+		return unknownSub(stderr, "purge-policy", args[0], purgePolicyUsage)
 	}
 	sub := args[0]
 	var filters multiFlag
-	var ago, every *string
+	var ago, every, output *string
 	var keep *int
 	var untagged *bool
 	fl, reg, ok := parseAdmin("purge-policy "+sub, purgePolicyUsage, args[1:], stderr, func(fl *flag.FlagSet) {
+		output = outputFlag(fl)
 		fl.Var(&filters, "filter", "REPO_REGEX:TAG_REGEX (repeatable)")
 		ago = fl.String("ago", "", "only tags last pushed longer ago than this")
 		keep = fl.Int("keep", 0, "per repository, keep this many of the newest matching tags")
@@ -449,12 +525,21 @@ func runPurgePolicy(ctx context.Context, args []string, stdout, stderr io.Writer
 	if !ok {
 		return exitCode(fl, ok)
 	}
+	if badOutput(stderr, "purge-policy", *output) {
+		return 2
+	}
 	c := newClient(*reg, stdout, stderr)
 	switch sub {
 	case "list":
 		var out struct{ Policies []policy.PurgePolicy }
 		if err := c.do(ctx, http.MethodGet, "/api/v1/purge-policies", &out); err != nil {
 			return fail(stderr, err)
+		}
+		if *output == "json" {
+			if out.Policies == nil {
+				out.Policies = []policy.PurgePolicy{}
+			}
+			return printJSON(stdout, map[string]any{"policies": out.Policies})
 		}
 		if len(out.Policies) == 0 {
 			fmt.Fprintln(stdout, "no purge policies")
@@ -477,6 +562,9 @@ func runPurgePolicy(ctx context.Context, args []string, stdout, stderr io.Writer
 		if err := c.send(ctx, http.MethodPut, "/api/v1/purge-policies/"+fl.Arg(0), body, &out); err != nil {
 			return fail(stderr, err)
 		}
+		if *output == "json" {
+			return printJSON(stdout, out)
+		}
 		fmt.Fprintf(stdout, "purge policy %s set: runs every %s\n", fl.Arg(0), *every)
 		return 0
 	default:
@@ -486,6 +574,9 @@ func runPurgePolicy(ctx context.Context, args []string, stdout, stderr io.Writer
 		}
 		if err := c.do(ctx, http.MethodDelete, "/api/v1/purge-policies/"+fl.Arg(0), nil); err != nil {
 			return fail(stderr, err)
+		}
+		if *output == "json" {
+			return printJSON(stdout, map[string]any{"deleted": fl.Arg(0)})
 		}
 		fmt.Fprintf(stdout, "purge policy %s deleted\n", fl.Arg(0))
 		return 0
@@ -549,7 +640,9 @@ Registry-wide tag immutability: a tag matching a rule REPO_REGEX:TAG_REGEX
 
 func runLock(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	var write, del, read, list *bool
+	var output *string
 	fl, reg, ok := parseAdmin("lock", lockUsage, args, stderr, func(fl *flag.FlagSet) {
+		output = outputFlag(fl)
 		write = fl.Bool("write", true, "writeEnabled")
 		del = fl.Bool("delete", true, "deleteEnabled")
 		read = fl.Bool("read", true, "readEnabled")
@@ -557,6 +650,9 @@ func runLock(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	})
 	if !ok {
 		return exitCode(fl, ok)
+	}
+	if badOutput(stderr, "lock", *output) {
+		return 2
 	}
 	if fl.NArg() != 1 {
 		fl.Usage()
@@ -572,7 +668,7 @@ func runLock(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	})
 	c := newClient(*reg, stdout, stderr)
 	var out struct {
-		Target     string
+		Target     string          `json:"target"`
 		Attributes map[string]bool `json:"changeableAttributes"`
 	}
 	var err error
@@ -585,23 +681,41 @@ func runLock(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return fail(stderr, err)
 	}
+	if *output == "json" {
+		if out.Target == "" {
+			out.Target = fl.Arg(0)
+		}
+		return printJSON(stdout, out)
+	}
 	fmt.Fprintf(stdout, "%s: writeEnabled=%t deleteEnabled=%t readEnabled=%t listEnabled=%t\n", fl.Arg(0),
 		out.Attributes["writeEnabled"], out.Attributes["deleteEnabled"], out.Attributes["readEnabled"], out.Attributes["listEnabled"])
 	return 0
 }
 
 func runImmutability(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 || (args[0] != "show" && args[0] != "set") {
+	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
 		fmt.Fprint(stderr, immutabilityUsage)
+		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
+			return 0
+		}
 		return 2
 	}
+	if args[0] != "show" && args[0] != "set" {
+		return unknownSub(stderr, "immutability", args[0], immutabilityUsage)
+	}
 	sub := args[0]
-	fl, reg, ok := parseAdmin("immutability "+sub, immutabilityUsage, args[1:], stderr, nil)
+	var output *string
+	fl, reg, ok := parseAdmin("immutability "+sub, immutabilityUsage, args[1:], stderr, func(fl *flag.FlagSet) { output = outputFlag(fl) })
 	if !ok {
 		return exitCode(fl, ok)
 	}
+	if badOutput(stderr, "immutability", *output) {
+		return 2
+	}
 	c := newClient(*reg, stdout, stderr)
-	var out struct{ Rules []string }
+	var out struct {
+		Rules []string `json:"rules"`
+	}
 	var err error
 	if sub == "show" {
 		err = c.do(ctx, http.MethodGet, "/api/v1/immutability", &out)
@@ -616,6 +730,12 @@ func runImmutability(ctx context.Context, args []string, stdout, stderr io.Write
 	if err != nil {
 		return fail(stderr, err)
 	}
+	if *output == "json" {
+		if out.Rules == nil {
+			out.Rules = []string{}
+		}
+		return printJSON(stdout, out)
+	}
 	if len(out.Rules) == 0 {
 		fmt.Fprintln(stdout, "no immutability rules: every tag can be moved (unless write-locked)")
 	}
@@ -627,7 +747,7 @@ func runImmutability(ctx context.Context, args []string, stdout, stderr io.Write
 
 // ---- soft delete ----
 
-const softDeleteUsage = `Usage: stowage soft-delete show | set --enabled=BOOL --days N [flags]
+const softDeleteUsage = `Usage: stowage soft-delete [show] | set --enabled=BOOL --days N [flags]
 
 Soft delete keeps deleted manifests in a recycle bin for N days (1 to 90):
 they can be listed ('stowage recycle-bin') and restored ('stowage restore'),
@@ -646,14 +766,19 @@ alone). Restore an index's children before the index.
 `
 
 func runSoftDelete(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 || (args[0] != "show" && args[0] != "set") {
-		fmt.Fprint(stderr, softDeleteUsage)
-		return 2
+	// Alone (or with only flags) it shows, as quota and lock do.
+	sub := "show"
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		sub, args = args[0], args[1:]
 	}
-	sub := args[0]
+	if sub != "show" && sub != "set" {
+		return unknownSub(stderr, "soft-delete", sub, softDeleteUsage)
+	}
 	var enabled *bool
 	var days *int
-	fl, reg, ok := parseAdmin("soft-delete "+sub, softDeleteUsage, args[1:], stderr, func(fl *flag.FlagSet) {
+	var output *string
+	fl, reg, ok := parseAdmin("soft-delete "+sub, softDeleteUsage, args, stderr, func(fl *flag.FlagSet) {
+		output = outputFlag(fl)
 		enabled = fl.Bool("enabled", true, "set: turn soft delete on or off")
 		days = fl.Int("days", 7, "set: days deleted manifests stay restorable (1-90)")
 	})
@@ -661,7 +786,12 @@ func runSoftDelete(ctx context.Context, args []string, stdout, stderr io.Writer)
 		return exitCode(fl, ok)
 	}
 	c := newClient(*reg, stdout, stderr)
-	var out struct{ Policy stowage.SoftDeletePolicy }
+	if badOutput(stderr, "soft-delete", *output) {
+		return 2
+	}
+	var out struct {
+		Policy stowage.SoftDeletePolicy `json:"policy"`
+	}
 	var err error
 	if sub == "show" {
 		err = c.do(ctx, http.MethodGet, "/api/v1/soft-delete", &out)
@@ -671,6 +801,9 @@ func runSoftDelete(ctx context.Context, args []string, stdout, stderr io.Writer)
 	}
 	if err != nil {
 		return fail(stderr, err)
+	}
+	if *output == "json" {
+		return printJSON(stdout, out)
 	}
 	if out.Policy.Enabled {
 		fmt.Fprintf(stdout, "soft delete: enabled; deleted manifests stay restorable for %d days\n", out.Policy.Days)
@@ -715,9 +848,13 @@ func runRecycleBin(ctx context.Context, args []string, stdout, stderr io.Writer)
 }
 
 func runRestore(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fl, reg, ok := parseAdmin("restore", restoreUsage, args, stderr, nil)
+	var output *string
+	fl, reg, ok := parseAdmin("restore", restoreUsage, args, stderr, func(fl *flag.FlagSet) { output = outputFlag(fl) })
 	if !ok {
 		return exitCode(fl, ok)
+	}
+	if badOutput(stderr, "restore", *output) {
+		return 2
 	}
 	if fl.NArg() != 1 {
 		fl.Usage()
@@ -726,6 +863,9 @@ func runRestore(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	var rep recyclebin.RestoreReport
 	if err := newClient(*reg, stdout, stderr).send(ctx, http.MethodPost, "/api/v1/recycle-bin/"+fl.Arg(0)+"/restore", nil, &rep); err != nil {
 		return fail(stderr, err)
+	}
+	if *output == "json" {
+		return printJSON(stdout, rep)
 	}
 	fmt.Fprintf(stdout, "restored %s@%s", rep.Repository, rep.Digest)
 	if len(rep.Tags) > 0 {
@@ -749,9 +889,10 @@ uploads, and objects a crash left behind. Shows progress and a report.
 
 func runGC(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	var dry *bool
-	var minAge *string
+	var minAge, output *string
 	fl, reg, ok := parseAdmin("gc", gcUsage, args, stderr, func(fl *flag.FlagSet) {
 		dry = fl.Bool("dry-run", false, "only report what would be freed")
+		output = fl.String("output", "table", "table or json")
 		minAge = fl.String("min-age", "", "override grace period and lease for this run (0s: collect everything unreferenced now; only when no push is in flight)")
 	})
 	if !ok {
@@ -773,13 +914,41 @@ func runGC(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err := c.job(ctx, "/api/v1/gc?"+q.Encode(), &r); err != nil {
 		return fail(stderr, err)
 	}
+	if *output == "json" {
+		return printJSON(stdout, r)
+	}
 	verb := "freed"
 	if r.DryRun {
 		verb = "would free"
 	}
 	fmt.Fprintf(stdout, "garbage collection %s %s: %d blobs; %d abandoned uploads; %d leftover objects (%s); took %s\n",
 		verb, bytesStr(r.BytesFreed), r.BlobsDeleted, r.UploadsExpired, r.OrphansDeleted, bytesStr(r.OrphanBytes), r.Duration)
+	if w := r.Waiting; w != nil {
+		fmt.Fprintf(stdout, "%d blobs (%s) are waiting for the grace period or a lease (%s) — run `stowage gc --min-age 0s` to collect them now (only when no push is in flight)\n",
+			w.Blobs, bytesStr(w.Bytes), waitingWhen(w.Earliest, w.Latest))
+	}
 	return 0
+}
+
+// waitingWhen says when waiting blobs become collectable: "until 14:05
+// UTC", or "collectable from 13:05 UTC, all by 14:05 UTC".
+func waitingWhen(earliest, latest string) string {
+	e, err1 := time.Parse(time.RFC3339, earliest)
+	l, err2 := time.Parse(time.RFC3339, latest)
+	if err1 != nil || err2 != nil {
+		return "until " + latest
+	}
+	format := func(t time.Time) string {
+		t = t.UTC()
+		if t.Format(time.DateOnly) == time.Now().UTC().Format(time.DateOnly) {
+			return t.Format("15:04 UTC")
+		}
+		return t.Format("2006-01-02 15:04 UTC")
+	}
+	if format(e) == format(l) {
+		return "until " + format(l)
+	}
+	return "collectable from " + format(e) + ", all by " + format(l)
 }
 
 // job POSTs to a management endpoint that streams JSON lines, draws its
@@ -822,19 +991,33 @@ func (c *client) job(ctx context.Context, path string, out any) error {
 	return fmt.Errorf("the registry closed the connection before the job finished: %v", sc.Err())
 }
 
-// progressBar draws one line on a terminal: [#####.....] phase 5/10.
+// progressBar draws one line on a terminal: [#####.....] phase 5/10. Not
+// on a terminal (CI logs, pipes), it draws nothing and prints one summary
+// line at the end: the last count of each phase.
 type progressBar struct {
-	w     io.Writer
-	drawn bool
+	w      io.Writer
+	tty    bool
+	drawn  bool
+	phases []string
+	last   map[string]string
 }
 
-func newProgressBar(w io.Writer) *progressBar { return &progressBar{w: w} }
+func newProgressBar(w io.Writer) *progressBar {
+	return &progressBar{w: w, tty: isTerminal(w), last: map[string]string{}}
+}
 
 func (p *progressBar) show(phase string, done, total int64) {
+	if !p.tty {
+		if _, ok := p.last[phase]; !ok {
+			p.phases = append(p.phases, phase)
+		}
+		p.last[phase] = fmt.Sprintf("%s %d/%d", phase, done, total)
+		return
+	}
 	const width = 30
 	fill := width
 	if total > 0 {
-		fill = int(done * width / total)
+		fill = int(min(done, total) * width / total)
 	}
 	fmt.Fprintf(p.w, "\r%-12s [%s%s] %d/%d ", phase, strings.Repeat("#", fill), strings.Repeat(".", width-fill), done, total)
 	p.drawn = true
@@ -843,6 +1026,13 @@ func (p *progressBar) show(phase string, done, total int64) {
 func (p *progressBar) done() {
 	if p.drawn {
 		fmt.Fprintln(p.w)
+	}
+	if !p.tty && len(p.phases) > 0 {
+		var parts []string
+		for _, ph := range p.phases {
+			parts = append(parts, p.last[ph])
+		}
+		fmt.Fprintln(p.w, "progress:", strings.Join(parts, "; "))
 	}
 }
 

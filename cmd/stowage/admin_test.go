@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/stowage/stowage"
+	"github.com/stowage/stowage/gc"
 	space "github.com/stowage/stowage/usage"
 )
 
@@ -91,9 +92,25 @@ func TestAdminCommands(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "deleted manifest team/a@") {
 		t.Fatalf("delete: %d %s", code, out)
 	}
+	// A plain gc frees nothing yet (grace period and lease, 1h each) and
+	// says what waits, until when, and how to collect it now.
+	out, errOut, code = cli(t, "gc", "--registry", base)
+	waitLine := fmt.Sprintf("%d blobs (%s) are waiting for the grace period or a lease (until ", dry.BlobsFreed, bytesStr(dry.BytesFreed))
+	if code != 0 || !strings.Contains(out, "freed 0 B") || !strings.Contains(out, waitLine) || !strings.Contains(out, "run `stowage gc --min-age 0s` to collect them now") {
+		t.Fatalf("plain gc: %d\n%s%s\nwant %q", code, out, errOut, waitLine)
+	}
+	out, _, code = cli(t, "gc", "--registry", base, "--dry-run", "--output", "json")
+	var rep gc.Report
+	if code != 0 || json.Unmarshal([]byte(out), &rep) != nil || rep.Waiting == nil || rep.Waiting.Blobs != int64(dry.BlobsFreed) ||
+		rep.Waiting.Bytes != dry.BytesFreed || rep.Waiting.Earliest == "" || rep.Waiting.Latest < rep.Waiting.Earliest {
+		t.Fatalf("gc --output json: %d %s; want waiting %d blobs, %d bytes", code, out, dry.BlobsFreed, dry.BytesFreed)
+	}
 	out, errOut, code = cli(t, "gc", "--registry", base, "--min-age", "0s")
 	if code != 0 || !strings.Contains(out, fmt.Sprintf("freed %s", bytesStr(dry.BytesFreed))) {
 		t.Fatalf("gc: %d\n%s%s\nwant %s freed", code, out, errOut, bytesStr(dry.BytesFreed))
+	}
+	if strings.Contains(out, "waiting") {
+		t.Errorf("gc --min-age 0s left blobs waiting:\n%s", out)
 	}
 	// team/b still pulls its shared layer.
 	if r, err := http.Get(base + "/v2/team/b/blobs/" + digestOf(shared)); err != nil || r.StatusCode != 200 {

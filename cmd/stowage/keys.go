@@ -52,10 +52,7 @@ func runKeys(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	c := newClient(*reg, stdout, stderr)
 	switch sub {
 	case "status":
-		var v struct {
-			Encryption string        `json:"encryption"`
-			Status     *crypt.Status `json:"status"`
-		}
+		var v keysView
 		if err := c.do(ctx, http.MethodGet, "/api/v1/keys", &v); err != nil {
 			return fail(stderr, err)
 		}
@@ -98,6 +95,14 @@ func runKeys(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return fail(stderr, err)
 		}
 		fmt.Fprintf(stdout, "current key: %s; rewrapped %d data keys; none is wrapped by another version\n", p.Current, p.Rewrapped)
+		if st, err := keyStatus(ctx, c); err == nil && st != nil && !*rewrapOnly {
+			if _, path, ok := strings.Cut(st.Provider, "key file "); ok {
+				// The new version lives in the metadata database, wrapped by
+				// a version of the key file, which every node holds: no
+				// node's key file needs the new version (docs/encryption.md).
+				fmt.Fprintf(stdout, "back up the key file %s (unchanged) apart from the database backups: the metadata database now holds %s, wrapped by the key file, and neither opens without the other; every node sharing the database uses it within a second, no key file needs copying\n", path, p.Current)
+			}
+		}
 		return 0
 	case "retire":
 		if fl.NArg() != 1 {
@@ -109,12 +114,30 @@ func runKeys(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "stowage keys retire: %q: want a version number\n", fl.Arg(0))
 			return 2
 		}
+		if st, err := keyStatus(ctx, c); err == nil && st != nil && uint64(st.Current.Version) == v {
+			fmt.Fprintf(stderr, "stowage keys retire: %d is the current version; rotate first (stowage keys rotate), then retire %d\n", v, v)
+			return 1
+		}
 		if err := c.do(ctx, http.MethodDelete, fmt.Sprintf("/api/v1/keys/versions/%d", v), nil); err != nil {
 			return fail(stderr, err)
 		}
 		fmt.Fprintf(stdout, "retired version %d\n", v)
 		return 0
 	}
-	fmt.Fprintf(stderr, "stowage keys: unknown subcommand %q\n\n%s", sub, keysUsage)
-	return 2
+	return unknownSub(stderr, "keys", sub, keysUsage)
+}
+
+// keysView is GET /api/v1/keys.
+type keysView struct {
+	Encryption string        `json:"encryption"`
+	Status     *crypt.Status `json:"status"`
+}
+
+// keyStatus reads the key status (nil if encryption is off).
+func keyStatus(ctx context.Context, c *client) (*crypt.Status, error) {
+	var v keysView
+	if err := c.do(ctx, http.MethodGet, "/api/v1/keys", &v); err != nil {
+		return nil, err
+	}
+	return v.Status, nil
 }

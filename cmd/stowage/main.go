@@ -48,7 +48,9 @@ Commands:
   anonymous-pull  show or switch anonymous pull (access control)
   whoami       who the admin commands act as
   events       the change feed and audit trail: every change, by cursor; --follow
+  healthcheck  exit 0 if the local registry answers /healthz (for container health checks)
   version      print the version
+  completion   print a shell completion script: bash, zsh or fish
   help         show this help, or help for a command: stowage help gc
 
 The admin commands talk to a running registry (--registry, default
@@ -127,9 +129,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return runEvents(ctx, rest, stdout, stderr)
 	case "healthcheck":
 		return runHealthcheck(ctx, rest, stdout, stderr)
+	case "completion":
+		return runCompletion(rest, stdout, stderr)
 	case "version", "--version", "-version":
-		fmt.Fprintln(stdout, "stowage", versionString())
-		return 0
+		return runVersion(rest, stdout, stderr)
 	case "help", "-h", "-help", "--help":
 		if len(rest) > 0 {
 			return run(ctx, []string{rest[0], "--help"}, stdout, stderr)
@@ -137,8 +140,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprint(stdout, usage)
 		return 0
 	default:
-		fmt.Fprintf(stderr, "stowage: unknown command %q\n\n%s", cmd, usage)
-		return 2
+		return unknownCommand(stderr, cmd)
 	}
 }
 

@@ -33,7 +33,7 @@ func TestRunCommands(t *testing.T) {
 		{"help serve", []string{"help", "serve"}, 0, "", "data-dir"},
 		{"version", []string{"version"}, 0, "stowage ", ""},
 		{"unknown", []string{"frobnicate"}, 2, "", `unknown command "frobnicate"`},
-		{"unknown key", []string{"serve", "--config", bad}, 2, "", "field adr not found"},
+		{"unknown key", []string{"serve", "--config", bad}, 2, "", `bad.yaml, line 1: unknown key "adr"; did you mean addr?`},
 		{"bad duration", []string{"serve", "--config", invalid}, 2, "", "is not a duration"},
 		{"bad addr", []string{"serve", "--addr", "localhost", "--data-dir", dir}, 2, "", "want host:port"},
 		{"missing config", []string{"serve", "--config", filepath.Join(dir, "nope.yaml")}, 2, "", "no such file"},

@@ -56,7 +56,7 @@ func runMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	cfgPath := fl.String("config", "", "YAML configuration file (the nodes' configuration)")
 	dataDir := fl.String("data-dir", "", "data directory (default ./stowage-data)")
 	database := fl.String("database", "", "a postgres:// connection string or a SQLite file (default: the configuration's)")
-	if err := fl.Parse(args); err != nil {
+	if err := parseFlags(fl, args, stderr); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
 		}

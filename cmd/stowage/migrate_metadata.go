@@ -52,7 +52,7 @@ func runMigrateMetadata(ctx context.Context, args []string, stdout, stderr io.Wr
 	from := fl.String("from", "", "the SQLite database (default <data-dir>/stowage.db, or the configuration's)")
 	to := fl.String("to", "", "the PostgreSQL connection string (default STOWAGE_DATABASE_POSTGRES)")
 	force := fl.Bool("force", false, "empty the target database first if it holds metadata (DESTROYS what it holds)")
-	if err := fl.Parse(args); err != nil {
+	if err := parseFlags(fl, args, stderr); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
 		}

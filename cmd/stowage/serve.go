@@ -14,7 +14,9 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/user"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -70,7 +72,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	dataDir := fl.String("data-dir", "", "data directory (default ./stowage-data)")
 	logLevel := fl.String("log-level", "", "debug, info, warn or error (default info)")
 	insecureOpen := fl.Bool("insecure-open-registry", false, "allow listening on a non-loopback address WITHOUT authentication:\nanyone who can reach it can push, pull and delete (env STOWAGE_INSECURE_OPEN_REGISTRY=1)")
-	if err := fl.Parse(args); err != nil {
+	if err := parseFlags(fl, args, stderr); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
 		}
@@ -139,11 +141,31 @@ func NewMain(cfg config.Config, out io.Writer) *Main {
 }
 
 // Run opens storage and metadata, and starts serving in the background.
-func (m *Main) Run(ctx context.Context) error {
+func (m *Main) Run(ctx context.Context) (err error) {
 	cfg := m.Config
 	m.log = newLogger(cfg.Log, m.out)
 	if err := checkExposure(cfg); err != nil {
 		return err
+	}
+	// Listen (and load the certificate) before anything is created: a start
+	// that fails there (the port in use) leaves no new data directory, key
+	// file or database behind.
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w (is another registry running there? use --addr to pick another address)", cfg.Addr, err)
+	}
+	defer func() {
+		if err != nil {
+			ln.Close()
+		}
+	}()
+	var tlsConfig *tls.Config
+	if cfg.TLS.CertFile != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.TLS.CertFile, cfg.TLS.KeyFile)
+		if err != nil {
+			return fmt.Errorf("tls: load certificate %s and key %s: %w", cfg.TLS.CertFile, cfg.TLS.KeyFile, err)
+		}
+		tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
 	// The data directory holds the metadata database (its settings hold
 	// the token signing key and the password hashes) and the encryption
@@ -219,10 +241,6 @@ func (m *Main) Run(ctx context.Context) error {
 		mgmt.NewACR(reg, m.log), metricsHandler(reg, db, topo, keys))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
 
-	ln, err := net.Listen("tcp", cfg.Addr)
-	if err != nil {
-		return fmt.Errorf("listen on %s: %w (is another registry running there? use --addr to pick another address)", cfg.Addr, err)
-	}
 	m.Addr = ln.Addr().String()
 	m.srv = &http.Server{
 		Handler:           mux,
@@ -233,13 +251,8 @@ func (m *Main) Run(ctx context.Context) error {
 	m.srv.RegisterOnShutdown(events.Close) // long polls of GET /api/v1/events answer at once
 	m.served = make(chan error, 1)
 	scheme := "http"
-	if cfg.TLS.CertFile != "" {
-		cert, err := tls.LoadX509KeyPair(cfg.TLS.CertFile, cfg.TLS.KeyFile)
-		if err != nil {
-			ln.Close()
-			return fmt.Errorf("tls: load certificate %s and key %s: %w", cfg.TLS.CertFile, cfg.TLS.KeyFile, err)
-		}
-		m.srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	if tlsConfig != nil {
+		m.srv.TLSConfig = tlsConfig
 		ln, scheme = tls.NewListener(ln, m.srv.TLSConfig), "https"
 	}
 	go func() { m.served <- m.srv.Serve(ln) }()
@@ -406,6 +419,9 @@ func privateDir(dir string, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("data directory: %w", err)
 	}
+	if err := checkOwner(dir, fi, log); err != nil {
+		return err
+	}
 	if fi.Mode().Perm()&0o077 == 0 {
 		return nil
 	}
@@ -437,6 +453,38 @@ func privateDir(dir string, log *slog.Logger) error {
 	log.Warn("made a directory private: it was open to other local users, who could read the metadata database (token signing key, password hashes) and the blobs",
 		"dir", dir, "mode_was", fmt.Sprintf("%#o", was), "entries_changed", n)
 	return nil
+}
+
+// currentUID is the user stowage runs as (a variable for tests).
+var currentUID = os.Geteuid
+
+// checkOwner refuses a directory another user owns, naming the owner and
+// the two fixes: stowage could not make it private nor, once private, write
+// in it. Root can, but what it creates there its owner could not read:
+// root gets a warning.
+func checkOwner(dir string, fi iofs.FileInfo, log *slog.Logger) error {
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	uid := currentUID()
+	if !ok || int(st.Uid) == uid {
+		return nil
+	}
+	owner, ownerLabel := userName(int(st.Uid))
+	me, meLabel := userName(uid)
+	if uid == 0 {
+		log.Warn("running as root in a directory another user owns: files created now will be root's, and that user's stowage could not read them", "dir", dir, "owner", ownerLabel)
+		return nil
+	}
+	return fmt.Errorf("directory %s belongs to user %s, but stowage runs as %s: run stowage as %s (e.g. sudo -u %s stowage serve …), or give the directory to %s: sudo chown -R %s %s",
+		dir, ownerLabel, meLabel, owner, owner, me, me, dir)
+}
+
+// userName returns a user's name for a command line (the uid if it has
+// none) and a label for a message: "stowage (uid 998)".
+func userName(uid int) (name, label string) {
+	if u, err := user.LookupId(strconv.Itoa(uid)); err == nil {
+		return u.Username, fmt.Sprintf("%s (uid %d)", u.Username, uid)
+	}
+	return strconv.Itoa(uid), fmt.Sprintf("uid %d", uid)
 }
 
 // fsRoots lists the directories of the filesystem backends of a storage

@@ -1,0 +1,129 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"runtime/debug"
+	"strings"
+
+	"github.com/stowage/stowage/config"
+)
+
+// outputFlag adds --output (table or json) to a command's flags.
+func outputFlag(fl *flag.FlagSet) *string {
+	return fl.String("output", "table", "table or json (for scripts)")
+}
+
+// badOutput refuses an --output value a command does not know; it reports
+// whether it did.
+func badOutput(stderr io.Writer, cmd, v string, known ...string) bool {
+	if len(known) == 0 {
+		known = []string{"table", "json"}
+	}
+	for _, k := range known {
+		if v == k {
+			return false
+		}
+	}
+	fmt.Fprintf(stderr, "stowage %s: --output %q: want %s\n", cmd, v, strings.Join(known, " or "))
+	return true
+}
+
+// isTerminal reports whether w is a terminal (a character device), where a
+// progress bar redrawn with \r makes sense; a pipe or a file gets one
+// summary line instead.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+
+// versionInfo is `stowage version --output json`.
+type versionInfo struct {
+	Version string `json:"version"`
+	Commit  string `json:"commit,omitempty"`
+	Go      string `json:"go,omitempty"`
+}
+
+func buildInfo() versionInfo {
+	v := versionInfo{Version: version}
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		if v.Version == "dev" && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+			v.Version = bi.Main.Version
+		}
+		for _, s := range bi.Settings {
+			if s.Key == "vcs.revision" {
+				v.Commit = s.Value
+			}
+		}
+		v.Go = bi.GoVersion
+	}
+	return v
+}
+
+const versionUsage = `Usage: stowage version [--output json]
+
+Prints the version, the commit it was built from and the Go version.
+`
+
+func runVersion(args []string, stdout, stderr io.Writer) int {
+	fl := flag.NewFlagSet("version", flag.ContinueOnError)
+	fl.SetOutput(stderr)
+	fl.Usage = func() { fmt.Fprint(stderr, versionUsage, "\nFlags:\n"); fl.PrintDefaults() }
+	output := outputFlag(fl)
+	if err := parseFlags(fl, args, stderr); err != nil {
+		helpAsked = errors.Is(err, flag.ErrHelp)
+		return exitCode(fl, false)
+	}
+	if badOutput(stderr, "version", *output) {
+		return 2
+	}
+	if *output == "json" {
+		return printJSON(stdout, buildInfo())
+	}
+	fmt.Fprintln(stdout, "stowage", versionString())
+	return 0
+}
+
+// parseFlags parses args into fl. An unknown or malformed flag gets one
+// line naming it and one pointing at --help, not the whole help; -h/--help
+// prints the help (fl.Usage) as before.
+func parseFlags(fl *flag.FlagSet, args []string, stderr io.Writer) error {
+	usage, out := fl.Usage, fl.Output()
+	fl.Usage = func() {}
+	fl.SetOutput(io.Discard)
+	err := fl.Parse(args)
+	fl.Usage = usage
+	fl.SetOutput(out)
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		usage()
+	case err != nil:
+		hint := ""
+		if bad, ok := strings.CutPrefix(err.Error(), "flag provided but not defined: -"); ok {
+			var names []string
+			fl.VisitAll(func(f *flag.Flag) { names = append(names, f.Name) })
+			if s := config.Closest(bad, names); s != "" {
+				hint = "; did you mean --" + s + "?"
+			}
+		}
+		fmt.Fprintf(stderr, "stowage %s: %v%s\nRun 'stowage %s --help' for its flags.\n", fl.Name(), err, hint, fl.Name())
+	}
+	return err
+}
+
+// unknownCommand says so, with the nearest command, in two lines.
+func unknownCommand(stderr io.Writer, cmd string) int {
+	hint := ""
+	if s := config.Closest(cmd, commandNames()); s != "" {
+		hint = "; did you mean " + s + "?"
+	}
+	fmt.Fprintf(stderr, "stowage: unknown command %q%s\nRun 'stowage help' for the list of commands.\n", cmd, hint)
+	return 2
+}
