@@ -161,11 +161,12 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	}()
 	var tlsConfig *tls.Config
 	if cfg.TLS.CertFile != "" {
-		cert, err := tls.LoadX509KeyPair(cfg.TLS.CertFile, cfg.TLS.KeyFile)
+		certs, err := newCertSource(cfg.TLS.CertFile, cfg.TLS.KeyFile, m.log)
 		if err != nil {
-			return fmt.Errorf("tls: load certificate %s and key %s: %w", cfg.TLS.CertFile, cfg.TLS.KeyFile, err)
+			return err
 		}
-		tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		// Renewed certificate files are picked up without a restart.
+		tlsConfig = &tls.Config{GetCertificate: certs.GetCertificate, MinVersion: tls.VersionTLS12}
 	}
 	// The data directory holds the metadata database (its settings hold
 	// the token signing key and the password hashes) and the encryption
