@@ -1000,7 +1000,7 @@ func TestManagementRoutes(t *testing.T) {
 		{"GET", "/api/v1/retention", 403},
 		{"PUT", "/api/v1/retention", 403},
 		{"POST", "/api/v1/purge?filter=team-a/.*:.*&dry_run=true", 200}, // within its delete rights
-		{"POST", "/api/v1/purge?filter=.*:.*&dry_run=true", 403},        // reaches team-b
+		{"POST", "/api/v1/purge?filter=.*:.*&dry_run=true", 200},        // team-b, which it may not see, is left out as if absent
 		{"GET", "/api/v1/keys", 403},
 		{"GET", "/api/v1/nonsense", 403},
 		{"GET", "/acr/v1/_catalog", 200},

@@ -163,7 +163,7 @@ func ParseByteSize(s string) (int64, error) {
 	}
 	v, err := strconv.ParseFloat(t, 64)
 	if err != nil || t == "" || strings.ContainsAny(t, "xXpP_") || v < 0 || v != v {
-		return 0, fmt.Errorf("%q is not a size (examples: 500MB, 10GiB, 1.5TiB, 0 for no limit)", s)
+		return 0, fmt.Errorf("%q is not a size (examples: 500MB, 10GiB, 1.5TiB)", s)
 	}
 	if v*mult >= 1<<63 {
 		return 0, fmt.Errorf("%q is too large", s)

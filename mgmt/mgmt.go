@@ -499,49 +499,46 @@ func (h *Handler) filterQuotas(ctx context.Context, q stowage.QuotaReport) (stow
 var errStop = errors.New("stop")
 
 // scopePurge checks a purge by a caller who may delete from some
-// repositories only (keep): every repository the filters match must be one
-// of them, or the purge is refused (naming those the caller may list, and
-// counting the others). It returns filters narrowed to exactly the
-// repositories checked, so a repository created meanwhile is not purged.
+// repositories only (keep): every repository the filters match that the
+// caller may see must be one of them, or the purge is refused, naming them.
+// Repositories the caller may not see are left out as if they did not exist
+// (refusing because of them would tell a caller, one regular expression at
+// a time, which names exist: found by an outside review). It returns
+// filters narrowed to exactly the repositories checked, so a repository
+// created meanwhile is not purged.
 func (h *Handler) scopePurge(ctx context.Context, filters []stowage.PurgeFilter, keep func(string) bool, who string) ([]stowage.PurgeFilter, error) {
 	var out []stowage.PurgeFilter
 	var denied []string
-	hidden := 0
 	list := stowage.ListFilter(ctx)
 	err := stowage.EachRepository(ctx, h.reg.Parts().DB, func(repo string) error {
-		matched := false
+		var tags []*regexp.Regexp
 		for _, f := range filters {
 			if f.Repo.MatchString(repo) {
-				matched = true
-				out = append(out, stowage.PurgeFilter{Repo: regexp.MustCompile("^" + regexp.QuoteMeta(repo) + "$"), Tag: f.Tag})
+				tags = append(tags, f.Tag)
 			}
 		}
 		switch {
-		case !matched || keep(repo):
+		case len(tags) == 0:
+		case keep(repo):
+			for _, t := range tags {
+				out = append(out, stowage.PurgeFilter{Repo: regexp.MustCompile("^" + regexp.QuoteMeta(repo) + "$"), Tag: t})
+			}
 		case list == nil || list(repo):
 			denied = append(denied, repo)
-		default:
-			hidden++
+		default: // not visible to the caller: as if it did not exist
 		}
 		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	if len(denied) > 0 || hidden > 0 {
+	if len(denied) > 0 {
 		names := denied
 		if len(names) > 5 {
 			names = append(names[:5:5], "…")
 		}
-		what := strings.Join(names, ", ")
-		if hidden > 0 {
-			if what != "" {
-				what += " and "
-			}
-			what += fmt.Sprintf("%d %s it may not see", hidden, map[bool]string{true: "repository", false: "repositories"}[hidden == 1])
-		}
 		return nil, stowage.Errorf(stowage.CodeDenied,
-			"%s may purge only repositories it may delete from (content/delete), and the filter also matches %s; narrow the repository part of the filter to its repositories (e.g. 'team-a/.*:pr-.*')", who, what)
+			"%s may purge only repositories it may delete from (content/delete), and the filter also matches %s; narrow the repository part of the filter to its repositories (e.g. 'team-a/.*:pr-.*')", who, strings.Join(names, ", "))
 	}
 	if len(out) == 0 {
 		// Nothing in scope matches: a filter that matches no repository.

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/stowage/stowage"
+	"github.com/stowage/stowage/config"
 	"github.com/stowage/stowage/gc"
 	"github.com/stowage/stowage/policy"
 	"github.com/stowage/stowage/recyclebin"
@@ -197,6 +198,23 @@ func parseAdmin(name, usage string, args []string, stderr io.Writer, setup func(
 		return fl, reg, false
 	}
 	return fl, reg, true
+}
+
+// noArguments refuses positional arguments for a command that takes none
+// (exit 2), suggesting the flag a word resembles: `stowage gc dry-run` ran
+// a real collection before (outside review).
+func noArguments(fl *flag.FlagSet, name string, stderr io.Writer) bool {
+	if fl.NArg() == 0 {
+		return true
+	}
+	var flags []string
+	fl.VisitAll(func(f *flag.Flag) { flags = append(flags, f.Name) })
+	hint := ""
+	if s := config.Closest(strings.TrimLeft(fl.Arg(0), "-"), flags); s != "" {
+		hint = "; did you mean --" + s + "?"
+	}
+	fmt.Fprintf(stderr, "stowage %s: unexpected argument %q%s\nRun 'stowage %s --help' for its flags.\n", name, fl.Arg(0), hint, name)
+	return false
 }
 
 // subcommand splits "SUB [args]" for commands with subcommands; without
@@ -897,6 +915,9 @@ func runGC(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	})
 	if !ok {
 		return exitCode(fl, ok)
+	}
+	if !noArguments(fl, "gc", stderr) {
+		return 2
 	}
 	q := url.Values{}
 	if *dry {

@@ -44,6 +44,10 @@ func TestErrorsNameTheFix(t *testing.T) {
 		{"https to http", []string{"usage", "--registry", "https://" + m.Addr}, 1, []string{"speaks http, not https: use --registry http://" + m.Addr}, ""},
 		// A quota of 0 is refused, and the message's command does remove one.
 		{"quota set 0", []string{"quota", "set", "team/app", "0", "--registry", base}, 1, []string{"stowage quota remove team/app"}, ""},
+		// A word where a flag was meant must not run a real collection.
+		{"gc argument", []string{"gc", "dry-run", "--registry", base}, 2, []string{`unexpected argument "dry-run"; did you mean --dry-run?`}, "Usage:"},
+		{"scrub argument", []string{"scrub", "now", "--registry", base}, 2, []string{`unexpected argument "now"`}, "Usage:"},
+		{"size without 0", []string{"quota", "set", "team/app", "10XB", "--registry", base}, 1, []string{"is not a size"}, "0 for no limit"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, errOut, code := cli(t, tc.args...)

@@ -33,6 +33,9 @@ func runScrub(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	if !ok {
 		return exitCode(fl, ok)
 	}
+	if !noArguments(fl, "scrub", stderr) {
+		return 2
+	}
 	c := newClient(*reg, stdout, stderr)
 	var rep scrub.Report
 	var err error
