@@ -5,6 +5,36 @@ import (
 	"io"
 )
 
+// ScrubObjectOf checks the object at key in b: through b's own ScrubObject
+// when b is a Scrubber (it checks and repairs its copies), else by reading
+// its one copy with CheckCopy. A read error, a key outage or the end of ctx
+// is an error, never "corrupt".
+func ScrubObjectOf(ctx context.Context, b Backend, key string, check func(io.Reader) error) (ScrubResult, error) {
+	if sc, ok := b.(Scrubber); ok {
+		return sc.ScrubObject(ctx, key, check)
+	}
+	res := ScrubResult{Copies: 1}
+	rc, err := b.Open(ctx, key, 0)
+	if IsNotExist(err) {
+		res.Missing = []string{"storage"}
+		return res, nil
+	}
+	if err != nil {
+		return res, err
+	}
+	defer rc.Close()
+	good, err := CheckCopy(ctx, rc, check)
+	switch {
+	case err != nil:
+		return res, err
+	case !good:
+		res.Corrupt = []string{"storage"}
+		return res, nil
+	}
+	res.Good = 1
+	return res, nil
+}
+
 // CheckCopy runs check (a Scrubber's) over r, the bytes of one stored copy
 // of an object, and tells damage from an outage. It returns true when check
 // passed; false and no error when check read the bytes and found them wrong

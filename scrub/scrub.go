@@ -79,7 +79,6 @@ func (s *Runner) Run(ctx context.Context, opts Options) (Report, error) {
 	if progress == nil {
 		progress = func(int64, int64) {}
 	}
-	sc, _ := s.p.Store.(stowage.Scrubber)
 	var after stowage.Digest
 	for {
 		var batch []stowage.BlobRecord
@@ -96,7 +95,7 @@ func (s *Runner) Run(ctx context.Context, opts Options) (Report, error) {
 			if err := ctx.Err(); err != nil {
 				return rep, err
 			}
-			res, err := s.scrubBlob(ctx, sc, b)
+			res, err := s.scrubBlob(ctx, b)
 			if err != nil {
 				// A key or storage outage is not damage: report and go on.
 				res.Errors = append(res.Errors, err.Error())
@@ -150,7 +149,7 @@ func (s *Runner) Last(ctx context.Context) (Report, error) {
 	return rep, err
 }
 
-func (s *Runner) scrubBlob(ctx context.Context, sc stowage.Scrubber, b stowage.BlobRecord) (stowage.ScrubResult, error) {
+func (s *Runner) scrubBlob(ctx context.Context, b stowage.BlobRecord) (stowage.ScrubResult, error) {
 	check := func(rd io.Reader) error {
 		var h hash.Hash
 		switch b.Digest.Algorithm() {
@@ -174,28 +173,5 @@ func (s *Runner) scrubBlob(ctx context.Context, sc stowage.Scrubber, b stowage.B
 		}
 		return nil
 	}
-	key := stowage.BlobKey(b.Digest)
-	if sc != nil {
-		return sc.ScrubObject(ctx, key, check)
-	}
-	res := stowage.ScrubResult{Copies: 1}
-	rc, err := s.p.Store.Open(ctx, key, 0)
-	if stowage.IsNotExist(err) {
-		res.Missing = []string{"storage"}
-		return res, nil
-	}
-	if err != nil {
-		return res, err
-	}
-	defer rc.Close()
-	good, err := stowage.CheckCopy(ctx, rc, check)
-	switch {
-	case err != nil:
-		return res, err
-	case !good:
-		res.Corrupt = []string{"storage"}
-		return res, nil
-	}
-	res.Good = 1
-	return res, nil
+	return stowage.ScrubObjectOf(ctx, s.p.Store, stowage.BlobKey(b.Digest), check)
 }

@@ -499,29 +499,7 @@ func (b *Backend) ScrubObject(ctx context.Context, key string, check func(io.Rea
 		}
 		return check(rd)
 	}
-	if sc, ok := b.Inner.(stowage.Scrubber); ok {
-		return sc.ScrubObject(ctx, key, raw)
-	}
-	res := stowage.ScrubResult{Copies: 1}
-	rc, err := b.Inner.Open(ctx, key, 0)
-	if stowage.IsNotExist(err) {
-		res.Missing = []string{"storage"}
-		return res, nil
-	}
-	if err != nil {
-		return res, err
-	}
-	defer rc.Close()
 	// A read error from the storage underneath, a key outage or the end of
 	// ctx means the copy could not be checked: an error, never "corrupt".
-	good, err := stowage.CheckCopy(ctx, rc, raw)
-	switch {
-	case err != nil:
-		return res, err
-	case !good:
-		res.Corrupt = []string{"storage"}
-		return res, nil
-	}
-	res.Good = 1
-	return res, nil
+	return stowage.ScrubObjectOf(ctx, b.Inner, key, raw)
 }
