@@ -37,6 +37,10 @@ type Options struct {
 	// Poll is how often Wait and Follow look for new events (default 500ms).
 	Poll time.Duration
 	Now  func() time.Time // for tests; default time.Now
+	// Cursors, when set, holds retention back: events a durable reader
+	// (Consumer) has not handled yet are not deleted by age (MaxCount
+	// still applies, so a stuck reader cannot make the feed grow forever).
+	Cursors CursorStore
 }
 
 // Feed reads the change feed for its consumers: pages by cursor, the
@@ -195,6 +199,24 @@ func (f *Feed) Trim(ctx context.Context) (int64, error) {
 	}
 	if err := f.store.Sequence(ctx); err != nil { // so the count counts every committed event
 		return 0, err
+	}
+	if !olderThan.IsZero() && f.opts.Cursors != nil {
+		// The store deletes by age up to the first event at or after
+		// olderThan; the first event a reader has not handled must be
+		// that event or an earlier one.
+		cs, err := f.opts.Cursors.Cursors(ctx)
+		if err != nil {
+			return 0, fmt.Errorf("change feed: cursors: %w", err)
+		}
+		for _, c := range cs {
+			evs, _, err := f.store.Read(ctx, Query{After: c.Seq, Limit: 1, Scan: 1})
+			if err != nil {
+				return 0, err
+			}
+			if len(evs) == 1 && evs[0].Time.Before(olderThan) {
+				olderThan = evs[0].Time
+			}
+		}
 	}
 	return f.store.Trim(ctx, olderThan, r.MaxCount)
 }

@@ -164,3 +164,39 @@ func ParseKinds(s string) ([]stowage.EventKind, error) {
 	}
 	return out, nil
 }
+
+// Cursor is where a durable reader of the feed (a Consumer: webhooks,
+// replication to a peer) stands: Seq is the last event it has handled.
+type Cursor struct {
+	Name    string
+	Seq     int64
+	Updated time.Time
+}
+
+// CursorStore keeps the cursors of durable readers, so they resume after a
+// restart, on any node, where they stopped.
+type CursorStore interface {
+	// Cursors lists every cursor, by name.
+	Cursors(ctx context.Context) ([]Cursor, error)
+	// Cursor returns the named cursor; ok is false when there is none.
+	Cursor(ctx context.Context, name string) (c Cursor, ok bool, err error)
+	// SaveCursor creates or moves the named cursor to seq.
+	SaveCursor(ctx context.Context, name string, seq int64, now time.Time) error
+	// DeleteCursor removes the named cursor (no error when there is none).
+	DeleteCursor(ctx context.Context, name string) error
+}
+
+// CursorProvider is a metadata database that keeps feed cursors (both of
+// ours do).
+type CursorProvider interface {
+	FeedCursors() CursorStore
+}
+
+// CursorsOf returns db's cursor store, if it has one.
+func CursorsOf(db stowage.DB) (CursorStore, bool) {
+	p, ok := db.(CursorProvider)
+	if !ok {
+		return nil, false
+	}
+	return p.FeedCursors(), true
+}

@@ -254,7 +254,8 @@ func openFeed(db stowage.DB, c config.Events) (*feed.Feed, error) {
 	if !ok {
 		return nil, errors.New("the metadata database has no change feed")
 	}
-	return feed.New(s, feed.Options{Retention: feed.Retention{MaxAge: time.Duration(c.MaxAge), MaxCount: c.MaxCount}}), nil
+	cursors, _ := feed.CursorsOf(db) // nil: nothing holds retention back
+	return feed.New(s, feed.Options{Retention: feed.Retention{MaxAge: time.Duration(c.MaxAge), MaxCount: c.MaxCount}, Cursors: cursors}), nil
 }
 
 // trimFeed is the background job that applies the feed's retention.

@@ -35,6 +35,8 @@ func RunFeed(t *testing.T, txs int, open func(t *testing.T) (stowage.DB, feed.St
 		{"TrimByCount", testFeedTrimCount},
 		{"TrimByAge", testFeedTrimAge},
 		{"Behind", testFeedBehind},
+		{"Cursors", testFeedCursors},
+		{"Consumer", testFeedConsumer},
 		{"ConcurrentWriters", func(t *testing.T, db stowage.DB, s feed.Store) { testFeedConcurrent(t, db, s, txs) }},
 	}
 	for _, tt := range tests {

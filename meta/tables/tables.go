@@ -30,6 +30,7 @@ var All = []Table{
 	{"recycle_refs", []string{"bin_id", "digest"}, []string{"bin_id", "digest"}},
 	{"data_keys", []string{"id", "object", "key_id", "key_version", "wrapped", "created"}, []string{"id"}},
 	{"events", []string{"id", "seq", "time", "kind", "actor", "addr", "repo", "digest", "tag", "media_type", "size", "reason", "previous", "origin", "detail"}, []string{"id"}},
+	{"feed_cursors", []string{"name", "seq", "updated"}, []string{"name"}},
 	{"mirror_repairs", []string{"mirror", "key", "present", "due", "seq"}, []string{"mirror", "key"}},
 }
 
