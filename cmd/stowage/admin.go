@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -217,17 +218,57 @@ func noArguments(fl *flag.FlagSet, name string, stderr io.Writer) bool {
 	return false
 }
 
-// subcommand splits "SUB [args]" for commands with subcommands; without
-// one (or with -h) it prints usage and returns the exit code.
-func subcommand(args []string, usage string, stderr io.Writer) (sub string, rest []string, code int, ok bool) {
-	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
+// The rule for commands with subcommands (groups; docs/cli.md): alone, or
+// with only flags, a group runs its view, the subcommand that changes
+// nothing and needs no argument (groupView); a group without one prints a
+// short usage naming its subcommands and exits 2. A new group adds its
+// subcommands to the subcommands table (completion.go) and, if it has a
+// view, a line here.
+var groupView = map[string]string{
+	"retention":    "show",
+	"purge-policy": "list",
+	"immutability": "show",
+	"soft-delete":  "show",
+	"keys":         "status",
+	"storage":      "status",
+	"quota":        "show",
+	"user":         "list",
+	"scope-map":    "list",
+	"token":        "list",
+}
+
+// subcommand splits "SUB [args]" for a group (cmd). Without a subcommand
+// it returns the group's view, or prints a short usage (exit 2); -h prints
+// the whole usage (exit 0). An unknown subcommand is left to the caller
+// (unknownSub).
+func subcommand(cmd string, args []string, usage string, stderr io.Writer) (sub string, rest []string, code int, ok bool) {
+	if len(args) > 0 && (args[0] == "-h" || args[0] == "-help" || args[0] == "--help") {
 		fmt.Fprint(stderr, usage)
-		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
-			return "", nil, 0, false
+		return "", nil, 0, false
+	}
+	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
+		if view, ok := groupView[cmd]; ok {
+			return view, args, 0, true
 		}
-		return "", nil, 2, false
+		return "", nil, shortUsage(stderr, cmd, usage, ""), false
+	}
+	if !slices.Contains(subcommands[cmd], args[0]) {
+		return "", nil, unknownSub(stderr, cmd, args[0], usage), false
 	}
 	return args[0], args[1:], 0, true
+}
+
+// shortUsage prints why (if not empty), the usage's first line and where
+// the rest is, instead of the whole help, and returns 2 (a wrong command
+// line). cmd may be "group sub"; the help pointer names the group.
+func shortUsage(stderr io.Writer, cmd, usage, why string) int {
+	if why != "" {
+		fmt.Fprintf(stderr, "stowage %s: %s\n", cmd, why)
+	}
+	first, _, _ := strings.Cut(usage, "\n")
+	group, _, _ := strings.Cut(cmd, " ")
+	fmt.Fprintf(stderr, "%s\nRun 'stowage %s --help' for the details.\n", first, group)
+	return 2
 }
 
 // helpAsked records that the last parse stopped at -h (exit 0, not 2).
@@ -349,8 +390,7 @@ func runDelete(ctx context.Context, kind string, args []string, stdout, stderr i
 		return exitCode(fl, ok)
 	}
 	if fl.NArg() != 1 {
-		fl.Usage()
-		return 2
+		return shortUsage(stderr, kind, usage, "want one image")
 	}
 	path := map[string]string{"delete": "/api/v1/images/", "untag": "/api/v1/tags/", "delete-repo": "/api/v1/repositories/"}[kind]
 	q := ""
@@ -402,7 +442,7 @@ children of a tagged index are kept. 'run' applies it now.
 `
 
 func runRetention(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	sub, args, code, ok := subcommand(args, retentionUsage, stderr)
+	sub, args, code, ok := subcommand("retention", args, retentionUsage, stderr)
 	if !ok {
 		return code
 	}
@@ -421,6 +461,9 @@ func runRetention(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	c := newClient(*reg, stdout, stderr)
 	switch sub {
 	case "show":
+		if !noArguments(fl, "retention show", stderr) {
+			return 2
+		}
 		var v struct {
 			Policy  policy.Retention `json:"policy"`
 			LastRun *policy.Run      `json:"lastRun"`
@@ -517,22 +560,15 @@ each minute), with the same options as 'stowage purge', and records its last run
 `
 
 func runPurgePolicy(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
-		fmt.Fprint(stderr, purgePolicyUsage)
-		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
-			return 0
-		}
-		return 2
+	sub, args, code, ok := subcommand("purge-policy", args, purgePolicyUsage, stderr)
+	if !ok {
+		return code
 	}
-	if args[0] != "list" && args[0] != "set" && args[0] != "delete" {
-		return unknownSub(stderr, "purge-policy", args[0], purgePolicyUsage)
-	}
-	sub := args[0]
 	var filters multiFlag
 	var ago, every, output *string
 	var keep *int
 	var untagged *bool
-	fl, reg, ok := parseAdmin("purge-policy "+sub, purgePolicyUsage, args[1:], stderr, func(fl *flag.FlagSet) {
+	fl, reg, ok := parseAdmin("purge-policy "+sub, purgePolicyUsage, args, stderr, func(fl *flag.FlagSet) {
 		output = outputFlag(fl)
 		fl.Var(&filters, "filter", "REPO_REGEX:TAG_REGEX (repeatable)")
 		ago = fl.String("ago", "", "only tags last pushed longer ago than this")
@@ -549,6 +585,9 @@ func runPurgePolicy(ctx context.Context, args []string, stdout, stderr io.Writer
 	c := newClient(*reg, stdout, stderr)
 	switch sub {
 	case "list":
+		if !noArguments(fl, "purge-policy list", stderr) {
+			return 2
+		}
 		var out struct{ Policies []policy.PurgePolicy }
 		if err := c.do(ctx, http.MethodGet, "/api/v1/purge-policies", &out); err != nil {
 			return fail(stderr, err)
@@ -572,8 +611,7 @@ func runPurgePolicy(ctx context.Context, args []string, stdout, stderr io.Writer
 		return 0
 	case "set":
 		if fl.NArg() != 1 {
-			fl.Usage()
-			return 2
+			return shortUsage(stderr, "purge-policy set", purgePolicyUsage, "want one NAME")
 		}
 		body, _ := json.Marshal(policy.PurgePolicy{Filters: filters, Ago: *ago, Keep: *keep, Untagged: *untagged, Every: *every})
 		var out map[string]any
@@ -587,8 +625,7 @@ func runPurgePolicy(ctx context.Context, args []string, stdout, stderr io.Writer
 		return 0
 	default:
 		if fl.NArg() != 1 {
-			fl.Usage()
-			return 2
+			return shortUsage(stderr, "purge-policy delete", purgePolicyUsage, "want one NAME")
 		}
 		if err := c.do(ctx, http.MethodDelete, "/api/v1/purge-policies/"+fl.Arg(0), nil); err != nil {
 			return fail(stderr, err)
@@ -673,8 +710,7 @@ func runLock(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	if fl.NArg() != 1 {
-		fl.Usage()
-		return 2
+		return shortUsage(stderr, "lock", lockUsage, "want one repository, tag or manifest")
 	}
 	body := map[string]bool{}
 	fl.Visit(func(f *flag.Flag) {
@@ -711,19 +747,12 @@ func runLock(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 }
 
 func runImmutability(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
-		fmt.Fprint(stderr, immutabilityUsage)
-		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
-			return 0
-		}
-		return 2
+	sub, args, code, ok := subcommand("immutability", args, immutabilityUsage, stderr)
+	if !ok {
+		return code
 	}
-	if args[0] != "show" && args[0] != "set" {
-		return unknownSub(stderr, "immutability", args[0], immutabilityUsage)
-	}
-	sub := args[0]
 	var output *string
-	fl, reg, ok := parseAdmin("immutability "+sub, immutabilityUsage, args[1:], stderr, func(fl *flag.FlagSet) { output = outputFlag(fl) })
+	fl, reg, ok := parseAdmin("immutability "+sub, immutabilityUsage, args, stderr, func(fl *flag.FlagSet) { output = outputFlag(fl) })
 	if !ok {
 		return exitCode(fl, ok)
 	}
@@ -736,6 +765,9 @@ func runImmutability(ctx context.Context, args []string, stdout, stderr io.Write
 	}
 	var err error
 	if sub == "show" {
+		if !noArguments(fl, "immutability show", stderr) {
+			return 2
+		}
 		err = c.do(ctx, http.MethodGet, "/api/v1/immutability", &out)
 	} else {
 		rules := fl.Args()
@@ -784,13 +816,9 @@ alone). Restore an index's children before the index.
 `
 
 func runSoftDelete(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	// Alone (or with only flags) it shows, as quota and lock do.
-	sub := "show"
-	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
-		sub, args = args[0], args[1:]
-	}
-	if sub != "show" && sub != "set" {
-		return unknownSub(stderr, "soft-delete", sub, softDeleteUsage)
+	sub, args, code, ok := subcommand("soft-delete", args, softDeleteUsage, stderr)
+	if !ok {
+		return code
 	}
 	var enabled *bool
 	var days *int
@@ -812,6 +840,9 @@ func runSoftDelete(ctx context.Context, args []string, stdout, stderr io.Writer)
 	}
 	var err error
 	if sub == "show" {
+		if !noArguments(fl, "soft-delete show", stderr) {
+			return 2
+		}
 		err = c.do(ctx, http.MethodGet, "/api/v1/soft-delete", &out)
 	} else {
 		body := []byte(fmt.Sprintf(`{"enabled":%t,"days":%d}`, *enabled, *days))
@@ -831,6 +862,18 @@ func runSoftDelete(ctx context.Context, args []string, stdout, stderr io.Writer)
 	return 0
 }
 
+// recycledEntry is an entry of GET /api/v1/recycle-bin, with the API's
+// field names (lowerCamel), which --output json passes on.
+type recycledEntry struct {
+	ID          int64    `json:"id"`
+	Repository  string   `json:"repository"`
+	Digest      string   `json:"digest"`
+	MediaType   string   `json:"mediaType"`
+	Tags        []string `json:"tags"`
+	DeletedTime string   `json:"deletedTime"`
+	ExpiresTime string   `json:"expiresTime"`
+}
+
 func runRecycleBin(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	var output *string
 	fl, reg, ok := parseAdmin("recycle-bin", recycleUsage, args, stderr, func(fl *flag.FlagSet) {
@@ -840,16 +883,15 @@ func runRecycleBin(ctx context.Context, args []string, stdout, stderr io.Writer)
 		return exitCode(fl, ok)
 	}
 	var out struct {
-		Entries []struct {
-			ID                                           int64
-			Repository, Digest, DeletedTime, ExpiresTime string
-			Tags                                         []string
-		}
+		Entries []recycledEntry `json:"entries"`
 	}
 	if err := newClient(*reg, stdout, stderr).do(ctx, http.MethodGet, "/api/v1/recycle-bin/"+fl.Arg(0), &out); err != nil {
 		return fail(stderr, err)
 	}
 	if *output == "json" {
+		if out.Entries == nil {
+			out.Entries = []recycledEntry{}
+		}
 		return printJSON(stdout, out)
 	}
 	if len(out.Entries) == 0 {
@@ -875,8 +917,7 @@ func runRestore(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		return 2
 	}
 	if fl.NArg() != 1 {
-		fl.Usage()
-		return 2
+		return shortUsage(stderr, "restore", restoreUsage, "want one ID (stowage recycle-bin lists them)")
 	}
 	var rep recyclebin.RestoreReport
 	if err := newClient(*reg, stdout, stderr).send(ctx, http.MethodPost, "/api/v1/recycle-bin/"+fl.Arg(0)+"/restore", nil, &rep); err != nil {
