@@ -297,3 +297,82 @@ func TestEveryCommandPrintsJSON(t *testing.T) {
 		}
 	}
 }
+
+// groupsAlone says what each command with subcommands does alone (the
+// rule in docs/cli.md): "view" runs its view (groupView: the subcommand
+// that changes nothing and needs no argument) and prints what that prints;
+// "usage" prints a short usage naming its subcommands and exits 2. A group
+// added to the subcommands table must be added here.
+var groupsAlone = map[string]string{
+	"retention":      "view",
+	"purge-policy":   "view",
+	"immutability":   "view",
+	"soft-delete":    "view",
+	"keys":           "view",
+	"storage":        "view",
+	"quota":          "view",
+	"user":           "view",
+	"scope-map":      "view",
+	"token":          "view",
+	"anonymous-pull": "view", // its subcommands are on and off; alone it shows
+	"completion":     "usage",
+}
+
+// TestGroupsAlone: every group alone behaves by the one rule, against the
+// real server; a command or subcommand that lacks its argument gets a
+// short usage (at most three lines), not the whole help.
+func TestGroupsAlone(t *testing.T) {
+	_, base := startCLIServer(t)
+	for group := range subcommands {
+		if _, ok := groupsAlone[group]; !ok {
+			t.Errorf("group %q: not in groupsAlone; decide what it does alone (docs/cli.md) and add it", group)
+		}
+	}
+	for group, view := range groupView {
+		if !slices.Contains(subcommands[group], view) || groupsAlone[group] != "view" {
+			t.Errorf("groupView[%q] = %q: not one of its subcommands %v, or groupsAlone disagrees", group, view, subcommands[group])
+		}
+	}
+	for group, want := range groupsAlone {
+		t.Run(group, func(t *testing.T) {
+			out, errOut, code := cli(t, group, "--registry", base)
+			switch want {
+			case "view":
+				view := groupView[group]
+				wantOut, _, wantCode := cli(t, group, view, "--registry", base)
+				if view == "" {
+					wantOut, wantCode = out, 0
+				}
+				if code != 0 || wantCode != 0 || out != wantOut || out == "" {
+					t.Errorf("%s alone: exit %d\n%s%s; want exit 0 and what '%s %s' prints:\n%s", group, code, out, errOut, group, view, wantOut)
+				}
+				if out, errOut, code := cli(t, group, "--output", "json", "--registry", base); code != 0 || !json.Valid([]byte(out)) {
+					t.Errorf("%s --output json: exit %d\n%s%s", group, code, out, errOut)
+				}
+			case "usage":
+				if code != 2 || out != "" || strings.Count(errOut, "\n") > 3 {
+					t.Errorf("%s alone: exit %d\nstdout: %s\nstderr: %s; want exit 2 and a short usage", group, code, out, errOut)
+				}
+				for _, sub := range subcommands[group] {
+					if !strings.Contains(errOut, sub) {
+						t.Errorf("%s alone: the usage does not name %s:\n%s", group, sub, errOut)
+					}
+				}
+			}
+		})
+	}
+	for _, args := range [][]string{
+		{"lock"}, {"delete"}, {"untag"}, {"delete-repo"}, {"restore"},
+		{"keys", "retire"}, {"purge-policy", "set"}, {"purge-policy", "delete"}, {"quota", "set"}, {"quota", "remove", "a", "b"},
+		{"user", "show"}, {"user", "create"}, {"scope-map", "show"}, {"token", "create"}, {"token", "delete"},
+		{"anonymous-pull", "maybe"}, {"completion", "bash", "zsh"},
+	} {
+		out, errOut, code := cli(t, append(args, "--registry", base)...)
+		if args[0] == "completion" {
+			out, errOut, code = cli(t, args...)
+		}
+		if code != 2 || out != "" || strings.Count(errOut, "\n") > 3 || !strings.Contains(errOut, "Usage: stowage "+args[0]) || !strings.Contains(errOut, "--help") {
+			t.Errorf("stowage %s: exit %d\nstdout: %s\nstderr: %s; want exit 2 and a short usage (at most 3 lines)", strings.Join(args, " "), code, out, errOut)
+		}
+	}
+}
