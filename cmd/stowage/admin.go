@@ -7,6 +7,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"flag"
 	"fmt"
@@ -57,6 +58,32 @@ type tlsFlags struct {
 
 var adminTLS tlsFlags
 
+// registryFrom and caCertFrom name where --registry and --ca-cert came
+// from, for errors: the flag, or the environment variable that set it
+// (a user who never typed --registry looks for STOWAGE_REGISTRY).
+var registryFrom, caCertFrom = "--registry", "--ca-cert"
+
+// setSources records whether --registry and --ca-cert came from the
+// command line or the environment.
+func setSources(fl *flag.FlagSet) {
+	registryFrom, caCertFrom = "--registry", "--ca-cert"
+	if !flagSet(fl, "registry") && os.Getenv("STOWAGE_REGISTRY") != "" {
+		registryFrom = "STOWAGE_REGISTRY"
+	}
+	if !flagSet(fl, "ca-cert") && os.Getenv("STOWAGE_CA_CERT") != "" {
+		caCertFrom = "STOWAGE_CA_CERT"
+	}
+}
+
+// registryFix says how to point the commands at url: the flag, or the
+// variable that set the wrong one.
+func registryFix(url string) string {
+	if registryFrom == "STOWAGE_REGISTRY" {
+		return "set STOWAGE_REGISTRY=" + url
+	}
+	return "use --registry " + url
+}
+
 // checkRegistry refuses a --registry without a scheme, naming the fix:
 // guessing https would send credentials to a port that may speak http.
 func checkRegistry(reg string) error {
@@ -67,6 +94,9 @@ func checkRegistry(reg string) error {
 	host := reg
 	if i := strings.Index(host, "://"); i >= 0 {
 		host = host[i+3:]
+	}
+	if registryFrom == "STOWAGE_REGISTRY" {
+		return fmt.Errorf("STOWAGE_REGISTRY=%q: want a URL with http:// or https://, e.g. STOWAGE_REGISTRY=https://%s (or http://%s for a registry without TLS)", reg, host, host)
 	}
 	return fmt.Errorf("--registry %q: want a URL with http:// or https://, e.g. --registry https://%s (or http://%s for a registry without TLS)", reg, host, host)
 }
@@ -80,10 +110,7 @@ func newClient(base string, stdout, stderr io.Writer) *client {
 			if err != nil {
 				pool = x509.NewCertPool()
 			}
-			pem, err := os.ReadFile(adminTLS.caCert)
-			if err != nil || !pool.AppendCertsFromPEM(pem) {
-				c.setupErr = fmt.Errorf("--ca-cert %s: want a PEM file of CA certificates (%v)", adminTLS.caCert, err)
-			}
+			c.setupErr = addCACerts(pool, adminTLS.caCert)
 			cfg.RootCAs = pool
 		}
 		tr := http.DefaultTransport.(*http.Transport).Clone()
@@ -91,6 +118,26 @@ func newClient(base string, stdout, stderr io.Writer) *client {
 		c.http.Transport = tr
 	}
 	return c
+}
+
+// addCACerts adds the certificates of the PEM file to pool, or says what
+// the file holds instead (a private key is a common mix-up).
+func addCACerts(pool *x509.CertPool, file string) error {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return fmt.Errorf("%s %s: %v (want a PEM file of the CA certificate that signed the registry's certificate)", caCertFrom, file, err)
+	}
+	if pool.AppendCertsFromPEM(b) {
+		return nil
+	}
+	what := "no PEM certificate"
+	if blk, _ := pem.Decode(b); blk != nil {
+		what = "no certificate, only a PEM " + blk.Type
+		if strings.Contains(blk.Type, "PRIVATE KEY") {
+			what += " (a key, not the CA's certificate)"
+		}
+	}
+	return fmt.Errorf("%s %s holds %s: want the CA's certificate, a PEM file with -----BEGIN CERTIFICATE-----", caCertFrom, file, what)
 }
 
 // do sends a request without a body; see send.
@@ -137,20 +184,26 @@ func (c *client) roundTrip(req *http.Request) (*http.Response, error) {
 	var unknownCA x509.UnknownAuthorityError
 	var badHost x509.HostnameError
 	switch {
+	case errors.As(err, &unknownCA) && adminTLS.caCert != "":
+		return nil, fmt.Errorf("the registry at %s has a certificate that the CA in %s (%s) did not sign, nor any CA the system trusts: pass the certificate of the CA that signed it (openssl s_client -connect HOST:PORT -showcerts shows the chain), or, for a test registry only, --insecure", c.base, caCertFrom, adminTLS.caCert)
 	case errors.As(err, &unknownCA):
 		return nil, fmt.Errorf("the registry at %s has a certificate signed by an unknown authority: pass that CA's certificate with --ca-cert FILE (or STOWAGE_CA_CERT), or, for a test registry only, --insecure", c.base)
 	case errors.As(err, &badHost):
-		return nil, fmt.Errorf("the registry's certificate is not valid for %s (%v): use --registry with a name the certificate holds", c.base, err)
+		return nil, fmt.Errorf("the registry's certificate is not valid for %s (%v): point %s at a name the certificate holds", c.base, err, registryFrom)
 	case err != nil && strings.Contains(err.Error(), "server gave HTTP response to HTTPS client"):
-		return nil, fmt.Errorf("the registry at %s speaks http, not https: use --registry %s", c.base, "http://"+strings.TrimPrefix(c.base, "https://"))
+		return nil, fmt.Errorf("the registry at %s speaks http, not https: %s", c.base, registryFix("http://"+strings.TrimPrefix(c.base, "https://")))
 	case err != nil:
-		return nil, fmt.Errorf("cannot reach the registry at %s: %w (is 'stowage serve' running? use --registry)", c.base, err)
+		return nil, fmt.Errorf("cannot reach the registry at %s: %w (is 'stowage serve' running? point %s at it)", c.base, err, registryFrom)
 	}
 	if resp.StatusCode < 300 {
 		return resp, nil
 	}
 	defer resp.Body.Close()
 	err = apiError(resp)
+	if resp.StatusCode == http.StatusBadRequest && strings.Contains(err.Error(), "HTTP request to an HTTPS server") {
+		// Go's server answers plain HTTP on a TLS port with this 400.
+		return nil, fmt.Errorf("the registry at %s speaks https, not http: %s", c.base, registryFix("https://"+strings.TrimPrefix(c.base, "http://")))
+	}
 	if resp.StatusCode == http.StatusUnauthorized && os.Getenv("STOWAGE_USERNAME") == "" {
 		err = fmt.Errorf("%w\n  access control is on: set STOWAGE_USERNAME and STOWAGE_PASSWORD (an admin's, for most commands)", err)
 	}
@@ -191,6 +244,7 @@ func parseAdmin(name, usage string, args []string, stderr io.Writer, setup func(
 		pos, rest = append(pos, fl.Arg(0)), fl.Args()[1:]
 	}
 	fl.Parse(append([]string{"--"}, pos...)) // fl.Args() = the arguments
+	setSources(fl)
 	if err := checkRegistry(*reg); err != nil {
 		fmt.Fprintf(stderr, "stowage %s: %v\n", name, err)
 		return fl, reg, false

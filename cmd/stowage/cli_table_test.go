@@ -32,10 +32,12 @@ var noJSON = map[string]string{
 // server; stdout must be one JSON document (or JSON lines) with the fields
 // named (a dotted path reaches into objects and arrays: passwords.0.value).
 type jsonCase struct {
-	args  []string
-	keys  []string
-	lines bool // JSON lines, one object per line (events)
-	local bool // no --registry: a command that does not talk to a server
+	args []string
+	keys []string
+	// absent: fields that must not be there (a zero time for "never").
+	absent []string
+	lines  bool // JSON lines, one object per line (events)
+	local  bool // no --registry: a command that does not talk to a server
 	// save, when set, keeps a value of the answer for later rows ($NAME in args).
 	save func(v any, vars map[string]string)
 }
@@ -75,7 +77,8 @@ func jsonCases(dataDir string) []jsonCase {
 		{args: []string{"keys", "rotate"}, keys: []string{"current", "rewrapped"}},
 		{args: []string{"keys", "retire", "2"}, keys: []string{"retired"}},
 		{args: []string{"scrub"}, keys: []string{"blobs", "ok", "copiesChecked"}},
-		{args: []string{"storage", "status"}, keys: []string{"description", "mirrors.0.copies.0.state", "shardSets.0.shards"}},
+		{args: []string{"storage", "status"}, keys: []string{"description", "mirrors.0.copies.0.state", "shardSets.0.shards"},
+			absent: []string{"mirrors.0.copies.0.lastErrorAt", "mirrors.0.copies.1.lastErrorAt"}},
 		{args: []string{"storage", "rebalance", "--dry-run"}, keys: []string{"scanned", "misplaced", "dryRun"}},
 		{args: []string{"quota", "set", "team/app", "1GiB"}, keys: []string{"registry", "repositories.0.limitBytes"}},
 		{args: []string{"quota", "show"}, keys: []string{"registry.usedBytes"}},
@@ -280,6 +283,11 @@ func TestEveryCommandPrintsJSON(t *testing.T) {
 		for _, k := range c.keys {
 			if v := lookup(docs[0], k); v == nil || v == "" {
 				t.Errorf("stowage %s --output json: no %s in\n%s", name, k, out)
+			}
+		}
+		for _, k := range c.absent {
+			if v := lookup(docs[0], k); v != nil {
+				t.Errorf("stowage %s --output json: %s is there (%v), want it left out", name, k, v)
 			}
 		}
 		if c.save != nil {

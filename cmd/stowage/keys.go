@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/stowage/stowage"
 	"github.com/stowage/stowage/storage/crypt"
 )
 
@@ -74,7 +75,13 @@ func runKeys(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 		fmt.Fprintln(stdout, "versions:")
 		seen := map[string]bool{}
-		for _, kv := range st.Versions {
+		versions := st.Versions
+		if len(versions) == 0 {
+			// A provider that does not list its versions (a key from an
+			// environment variable, a KMS) holds at least the current one.
+			versions = []stowage.KeyVersion{st.Current}
+		}
+		for _, kv := range versions {
 			seen[kv.String()] = true
 			cur := ""
 			if kv == st.Current {
