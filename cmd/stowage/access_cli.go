@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -79,7 +80,7 @@ Example:
   docker login registry.example.com -u ci-team-a --password-stdin
 `
 
-const quotaUsage = `Usage: stowage quota [show] | set REPO SIZE | remove REPO
+const quotaUsage = `Usage: stowage quota [show [REPO]] | set REPO SIZE | remove REPO
 
 Shows the registry's storage limit (from its tier or limits.storage) and the
 per-repository quotas, with what each holds now, each layer counted once.
@@ -607,11 +608,15 @@ func runQuota(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	var q stowage.QuotaReport
 	switch sub := fl.Arg(0); sub {
 	case "", "show":
-		if fl.NArg() > 1 {
-			return shortUsage(stderr, "quota show", quotaUsage, fmt.Sprintf("unexpected argument %q", fl.Arg(1)))
+		if fl.NArg() > 2 {
+			return shortUsage(stderr, "quota show", quotaUsage, fmt.Sprintf("unexpected argument %q", fl.Arg(2)))
 		}
 		if err := c.do(ctx, http.MethodGet, "/api/v1/quotas", &q); err != nil {
 			return fail(stderr, err)
+		}
+		if repo := fl.Arg(1); repo != "" {
+			// show REPO: the registry's line and that repository's.
+			q.Repositories = slices.DeleteFunc(q.Repositories, func(r stowage.Quota) bool { return r.Repository != repo })
 		}
 	case "set":
 		if fl.NArg() != 3 {
