@@ -301,6 +301,12 @@ func subcommand(cmd string, args []string, usage string, stderr io.Writer) (sub 
 		return "", nil, 0, false
 	}
 	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
+		for _, a := range args {
+			if slices.Contains(subcommands[cmd], a) {
+				fmt.Fprintf(stderr, "stowage %s: the subcommand comes first: stowage %s %s [arguments] [flags]\n", cmd, cmd, a)
+				return "", nil, 2, false
+			}
+		}
 		if view, ok := groupView[cmd]; ok {
 			return view, args, 0, true
 		}

@@ -377,12 +377,19 @@ func TestGroupsAlone(t *testing.T) {
 		{"user", "show"}, {"user", "create"}, {"scope-map", "show"}, {"token", "create"}, {"token", "delete"},
 		{"anonymous-pull", "maybe"}, {"completion", "bash", "zsh"},
 	} {
-		out, errOut, code := cli(t, append(args, "--registry", base)...)
 		if args[0] == "completion" {
-			out, errOut, code = cli(t, args...)
+			continue // below, without --registry
 		}
+		out, errOut, code := cli(t, append(args, "--registry", base)...)
 		if code != 2 || out != "" || strings.Count(errOut, "\n") > 3 || !strings.Contains(errOut, "Usage: stowage "+args[0]) || !strings.Contains(errOut, "--help") {
 			t.Errorf("stowage %s: exit %d\nstdout: %s\nstderr: %s; want exit 2 and a short usage (at most 3 lines)", strings.Join(args, " "), code, out, errOut)
 		}
+	}
+	if out, errOut, code := cli(t, "completion", "bash", "zsh"); code != 2 || out != "" || strings.Count(errOut, "\n") > 3 || !strings.Contains(errOut, "Usage: stowage completion") {
+		t.Errorf("stowage completion bash zsh: exit %d\n%s%s", code, out, errOut)
+	}
+	// Flags before the subcommand: not the view with a stray argument.
+	if out, errOut, code := cli(t, "token", "--registry", base, "delete", "ci"); code != 2 || out != "" || !strings.Contains(errOut, "the subcommand comes first: stowage token delete") {
+		t.Errorf("stowage token --registry URL delete ci: exit %d\n%s%s", code, out, errOut)
 	}
 }
