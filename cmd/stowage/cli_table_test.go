@@ -300,6 +300,13 @@ func TestEveryCommandPrintsJSON(t *testing.T) {
 	// -o is no alias of --output (export -o FILE will take it): one line
 	// naming --output, before anything is done.
 	for _, c := range cases {
+		path := c.args[:1]
+		if _, group := subcommands[c.args[0]]; group && len(c.args) > 1 {
+			path = c.args[:2]
+		}
+		if _, help, _ := cli(t, append(slices.Clone(path), "--help")...); strings.Contains(help, "\n  -o ") || strings.Contains(help, "\n  -o\n") {
+			continue // a command whose -o is its own (export -o FILE)
+		}
 		args := append(slices.Clone(c.args), "-o", "json", "--registry", base)
 		out, errOut, code := cli(t, args...)
 		if code != 2 || out != "" || strings.Count(errOut, "\n") != 1 || !strings.Contains(errOut, "--output json") {
