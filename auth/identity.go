@@ -131,6 +131,23 @@ func (id Identity) holds(repo string, action Action) bool {
 	return false
 }
 
+// holdsSome reports whether the caller holds action on at least one
+// repository pattern (its own rights, ignoring token claims).
+func (id Identity) holdsSome(action Action) bool {
+	if id.admin {
+		return true
+	}
+	if id.anonPull && (action == ContentRead || action == MetadataRead) {
+		return true
+	}
+	for _, r := range id.rules {
+		if slices.Contains(r.Actions, action) {
+			return true
+		}
+	}
+	return false
+}
+
 func (id Identity) holdsAll(action Action) bool {
 	if id.admin {
 		return true

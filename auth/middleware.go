@@ -23,6 +23,9 @@ type need struct {
 	authenticated bool
 	// catalog: the catalog (authenticated; filtered by the handler).
 	catalog bool
+	// some: action on at least one repository pattern (the handler then
+	// limits the request to the repositories it covers).
+	some bool
 }
 
 // ociNeed maps a /v2/ request to what it requires.
@@ -101,6 +104,8 @@ func (id Identity) allows(n need) bool {
 		return id.CanCatalog()
 	case n.authenticated:
 		return id.Kind != KindAnonymous
+	case n.some:
+		return id.Kind != KindAnonymous && id.holdsSome(n.action)
 	case n.all:
 		return id.Kind != KindAnonymous && id.CanAll(n.action)
 	}
@@ -115,6 +120,8 @@ func (id Identity) holdsNeed(n need) bool {
 		return id.admin
 	case n.catalog, n.authenticated:
 		return id.Kind != KindAnonymous
+	case n.some:
+		return id.Kind != KindAnonymous && id.holdsSome(n.action)
 	case n.all:
 		return id.Kind != KindAnonymous && id.holdsAll(n.action)
 	}
@@ -131,6 +138,10 @@ func (n need) describe() string {
 		return "listing the catalog needs credentials"
 	case n.authenticated:
 		return "this needs credentials"
+	case n.some && n.action == ContentDelete:
+		return `purge needs content/delete on the repositories it purges, and this caller has it on none: a scope map rule such as {"repository": "team-a/*", "actions": ["content/delete"]}`
+	case n.some:
+		return fmt.Sprintf("this needs %s on at least one repository", n.action)
 	case n.all:
 		return fmt.Sprintf("this needs %s on every repository", n.action)
 	}
@@ -235,7 +246,7 @@ func (a *Authority) refuse(w http.ResponseWriter, r *http.Request, id Identity, 
 	a.log.Info("request denied", "audit", "authz.denied", "actor", id.String(), "need", n.describe(),
 		"request", r.Method+" "+trunc(r.URL.Path), "remote", a.ClientIP(r))
 	msg := fmt.Sprintf("%s may not do this: %s", id, n.describe())
-	if !n.admin && !n.all && !n.catalog && !n.authenticated {
+	if !n.admin && !n.all && !n.catalog && !n.authenticated && !n.some {
 		msg = fmt.Sprintf("%s may not do this: it needs %s; ask an admin to add it to its scope map", id, n.describe())
 	}
 	httperr.Write(w, r, a.log, stowage.Errorf(stowage.CodeDenied, "%s", msg))
@@ -343,9 +354,11 @@ func mgmtNeed(r *http.Request) need {
 		}
 	case "purge":
 		if r.Method == http.MethodPost && arg == "" {
-			// The handler refuses a filter that matches a repository the
-			// caller may not delete from (stowage.DeleteFilter).
-			return need{authenticated: true}
+			// content/delete somewhere; the handler then refuses a filter
+			// that matches a repository the caller sees but may not delete
+			// from, and leaves out those it may not see
+			// (stowage.DeleteFilter).
+			return need{some: true, action: ContentDelete}
 		}
 	case "auth":
 		if arg == "whoami" {

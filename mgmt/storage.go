@@ -52,8 +52,8 @@ type CopyStatus struct {
 	State       string    `json:"state"` // healthy, degraded or down
 	Failures    int       `json:"consecutiveFailures"`
 	LastError   string    `json:"lastError,omitempty"`
-	LastErrorAt time.Time `json:"lastErrorAt,omitempty"`
-	LastOK      time.Time `json:"lastOK,omitempty"`
+	LastErrorAt time.Time `json:"lastErrorAt,omitzero"` // omitted when there was no error
+	LastOK      time.Time `json:"lastOK,omitzero"`
 	// Read faults found on the copy (each object at most once a minute),
 	// each queued for repair at once.
 	MissingFound int64 `json:"missingFound"`

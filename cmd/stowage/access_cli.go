@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -79,7 +80,7 @@ Example:
   docker login registry.example.com -u ci-team-a --password-stdin
 `
 
-const quotaUsage = `Usage: stowage quota [show] | set REPO SIZE | remove REPO
+const quotaUsage = `Usage: stowage quota [show [REPO]] | set REPO SIZE | remove REPO
 
 Shows the registry's storage limit (from its tier or limits.storage) and the
 per-repository quotas, with what each holds now, each layer counted once.
@@ -114,18 +115,18 @@ func readPassword(stdin bool) (string, bool, error) {
 }
 
 func runUser(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	sub, args, code, ok := subcommand(args, userUsage, stderr)
+	sub, args, code, ok := subcommand("user", args, userUsage, stderr)
 	if !ok {
 		return code
 	}
-	var scopeMap *string
+	var scopeMap, output *string
 	var admin, disabled, pwStdin *bool
 	fl, reg, ok := parseAdmin("user "+sub, userUsage, args, stderr, func(fl *flag.FlagSet) {
 		admin = fl.Bool("admin", false, "create: make an admin; update: --admin=true or --admin=false")
 		disabled = fl.Bool("disabled", false, "update: --disabled=true or --disabled=false")
 		scopeMap = fl.String("scope-map", "\x00", "the rights of a user who is not an admin (update: \"\" removes it)")
 		pwStdin = fl.Bool("password-stdin", false, "read the password from stdin (default: generate one and print it)")
-		fl.String("output", "table", "list: table or json")
+		output = outputFlag(fl)
 	})
 	if !ok {
 		return exitCode(fl, ok)
@@ -133,7 +134,9 @@ func runUser(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	c := newClient(*reg, stdout, stderr)
 	name := fl.Arg(0)
 	if sub != "list" && name == "" {
-		fmt.Fprint(stderr, userUsage)
+		return shortUsage(stderr, "user "+sub, userUsage, "want a user NAME")
+	}
+	if sub == "list" && !noArguments(fl, "user list", stderr) {
 		return 2
 	}
 	var u auth.UserInfo
@@ -145,7 +148,7 @@ func runUser(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		if err := c.do(ctx, http.MethodGet, authPath("users"), &v); err != nil {
 			return fail(stderr, err)
 		}
-		if fl.Lookup("output").Value.String() == "json" {
+		if *output == "json" {
 			return printJSON(stdout, v)
 		}
 		tw := tabwriter.NewWriter(stdout, 2, 4, 2, ' ', 0)
@@ -164,6 +167,9 @@ func runUser(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		if err := c.do(ctx, http.MethodDelete, authPath("users", name), nil); err != nil {
 			return fail(stderr, err)
 		}
+		if *output == "json" {
+			return printJSON(stdout, map[string]string{"deleted": name})
+		}
 		fmt.Fprintf(stdout, "deleted user %s\n", name)
 		return 0
 	case "create", "passwd":
@@ -180,12 +186,30 @@ func runUser(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			if err := c.send(ctx, http.MethodPost, authPath("users"), body, &u); err != nil {
 				return fail(stderr, err)
 			}
-			fmt.Fprintf(stdout, "created user %s (admin: %v, scope map: %s)\n", u.Name, u.Admin, dash(u.ScopeMap))
 		} else {
 			body, _ := json.Marshal(map[string]string{"password": pw})
 			if err := c.send(ctx, http.MethodPut, authPath("users", name, "password"), body, nil); err != nil {
 				return fail(stderr, err)
 			}
+		}
+		if *output == "json" {
+			// The generated password is in a field (shown once: not stored).
+			v := struct {
+				User     *auth.UserInfo `json:"user,omitempty"`
+				Name     string         `json:"name"`
+				Password string         `json:"password,omitempty"`
+			}{Name: name}
+			if sub == "create" {
+				v.User = &u
+			}
+			if generated {
+				v.Password = pw
+			}
+			return printJSON(stdout, v)
+		}
+		if sub == "create" {
+			fmt.Fprintf(stdout, "created user %s (admin: %v, scope map: %s)\n", u.Name, u.Admin, dash(u.ScopeMap))
+		} else {
 			fmt.Fprintf(stdout, "changed the password of %s\n", name)
 		}
 		if generated {
@@ -252,16 +276,16 @@ func (r *ruleFlags) Set(v string) error {
 }
 
 func runScopeMap(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	sub, args, code, ok := subcommand(args, scopeMapUsage, stderr)
+	sub, args, code, ok := subcommand("scope-map", args, scopeMapUsage, stderr)
 	if !ok {
 		return code
 	}
 	var rules ruleFlags
-	var desc *string
+	var desc, output *string
 	fl, reg, ok := parseAdmin("scope-map "+sub, scopeMapUsage, args, stderr, func(fl *flag.FlagSet) {
 		fl.Var(&rules, "rule", "create: PATTERN=ACTION[,ACTION...] (repeat for more rules)")
 		desc = fl.String("description", "", "create: what the scope map is for")
-		fl.String("output", "table", "list: table or json")
+		output = outputFlag(fl)
 	})
 	if !ok {
 		return exitCode(fl, ok)
@@ -269,7 +293,9 @@ func runScopeMap(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	c := newClient(*reg, stdout, stderr)
 	name := fl.Arg(0)
 	if sub != "list" && name == "" {
-		fmt.Fprint(stderr, scopeMapUsage)
+		return shortUsage(stderr, "scope-map "+sub, scopeMapUsage, "want a scope map NAME")
+	}
+	if sub == "list" && !noArguments(fl, "scope-map list", stderr) {
 		return 2
 	}
 	var sm auth.ScopeMap
@@ -281,7 +307,7 @@ func runScopeMap(ctx context.Context, args []string, stdout, stderr io.Writer) i
 		if err := c.do(ctx, http.MethodGet, authPath("scope-maps"), &v); err != nil {
 			return fail(stderr, err)
 		}
-		if fl.Lookup("output").Value.String() == "json" {
+		if *output == "json" {
 			return printJSON(stdout, v)
 		}
 		tw := tabwriter.NewWriter(stdout, 2, 4, 2, ' ', 0)
@@ -304,11 +330,17 @@ func runScopeMap(ctx context.Context, args []string, stdout, stderr io.Writer) i
 		if err := c.send(ctx, http.MethodPut, authPath("scope-maps", name), body, &sm); err != nil {
 			return fail(stderr, err)
 		}
+		if *output == "json" {
+			return printJSON(stdout, sm)
+		}
 		fmt.Fprintf(stdout, "scope map %s: %s\n", sm.Name, rulesText(sm.Rules))
 		return 0
 	case "delete":
 		if err := c.do(ctx, http.MethodDelete, authPath("scope-maps", name), nil); err != nil {
 			return fail(stderr, err)
+		}
+		if *output == "json" {
+			return printJSON(stdout, map[string]string{"deleted": name})
 		}
 		fmt.Fprintf(stdout, "deleted scope map %s\n", name)
 		return 0
@@ -347,11 +379,11 @@ func parseExpiry(s string) (*time.Time, error) {
 }
 
 func runToken(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	sub, args, code, ok := subcommand(args, tokenUsage, stderr)
+	sub, args, code, ok := subcommand("token", args, tokenUsage, stderr)
 	if !ok {
 		return code
 	}
-	var scopeMap, expiry, which *string
+	var scopeMap, expiry, which, output *string
 	var disabled, noExpiry *bool
 	fl, reg, ok := parseAdmin("token "+sub, tokenUsage, args, stderr, func(fl *flag.FlagSet) {
 		scopeMap = fl.String("scope-map", "", "create: the scope map the token is bound to")
@@ -359,7 +391,7 @@ func runToken(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		which = fl.String("which", "password1", "password: password1 or password2")
 		disabled = fl.Bool("disabled", false, "create: create it disabled")
 		noExpiry = fl.Bool("no-expiry", false, "update: remove the expiry")
-		fl.String("output", "table", "list: table or json")
+		output = outputFlag(fl)
 	})
 	if !ok {
 		return exitCode(fl, ok)
@@ -367,7 +399,9 @@ func runToken(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	c := newClient(*reg, stdout, stderr)
 	name := fl.Arg(0)
 	if sub != "list" && name == "" {
-		fmt.Fprint(stderr, tokenUsage)
+		return shortUsage(stderr, "token "+sub, tokenUsage, "want a token NAME")
+	}
+	if sub == "list" && !noArguments(fl, "token list", stderr) {
 		return 2
 	}
 	exp, err := parseExpiry(*expiry)
@@ -383,7 +417,7 @@ func runToken(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		if err := c.do(ctx, http.MethodGet, authPath("tokens"), &v); err != nil {
 			return fail(stderr, err)
 		}
-		if fl.Lookup("output").Value.String() == "json" {
+		if *output == "json" {
 			return printJSON(stdout, v)
 		}
 		tw := tabwriter.NewWriter(stdout, 2, 4, 2, ' ', 0)
@@ -414,6 +448,9 @@ func runToken(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		if err := c.send(ctx, http.MethodPost, authPath("tokens"), body, &t); err != nil {
 			return fail(stderr, err)
 		}
+		if *output == "json" {
+			return printJSON(stdout, t) // passwords[].value: shown once, not stored
+		}
 		fmt.Fprintf(stdout, "created token %s (scope map %s, %s, expiry %s)\n", t.Name, t.ScopeMap, t.Status, timeOrDash(t.Expiry))
 		for _, p := range t.Passwords {
 			fmt.Fprintf(stdout, "%s: %s\n", p.Name, p.Value)
@@ -429,11 +466,17 @@ func runToken(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		if err := c.send(ctx, http.MethodPatch, authPath("tokens", name), body, &t); err != nil {
 			return fail(stderr, err)
 		}
+		if *output == "json" {
+			return printJSON(stdout, t)
+		}
 		fmt.Fprintf(stdout, "token %s is %s\n", t.Name, t.Status)
 		return 0
 	case "delete":
 		if err := c.do(ctx, http.MethodDelete, authPath("tokens", name), nil); err != nil {
 			return fail(stderr, err)
+		}
+		if *output == "json" {
+			return printJSON(stdout, map[string]string{"deleted": name})
 		}
 		fmt.Fprintf(stdout, "deleted token %s\n", name)
 		return 0
@@ -449,6 +492,9 @@ func runToken(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		if err := c.send(ctx, http.MethodPatch, authPath("tokens", name), body, &t); err != nil {
 			return fail(stderr, err)
 		}
+		if *output == "json" {
+			return printJSON(stdout, t)
+		}
 		fmt.Fprintf(stdout, "token %s: scope map %s, %s, expiry %s\n", t.Name, t.ScopeMap, t.Status, timeOrDash(t.Expiry))
 		return 0
 	case "delete-password":
@@ -458,6 +504,9 @@ func runToken(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		if err := c.do(ctx, http.MethodDelete, authPath("tokens", name, "passwords", *which), nil); err != nil {
 			return fail(stderr, err)
 		}
+		if *output == "json" {
+			return printJSON(stdout, map[string]string{"token": name, "deleted": *which})
+		}
 		fmt.Fprintf(stdout, "deleted %s of token %s\n", *which, name)
 		return 0
 	case "password":
@@ -465,6 +514,9 @@ func runToken(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		var p auth.PasswordInfo
 		if err := c.send(ctx, http.MethodPost, authPath("tokens", name, "passwords"), body, &p); err != nil {
 			return fail(stderr, err)
+		}
+		if *output == "json" {
+			return printJSON(stdout, p) // value: shown once, not stored
 		}
 		fmt.Fprintf(stdout, "%s: %s\n(shown once; it is not stored)\n", p.Name, p.Value)
 		return 0
@@ -510,8 +562,7 @@ func runAnonymousPull(ctx context.Context, args []string, stdout, stderr io.Writ
 			return fail(stderr, err)
 		}
 	default:
-		fmt.Fprint(stderr, anonymousUsage)
-		return 2
+		return shortUsage(stderr, "anonymous-pull", anonymousUsage, fmt.Sprintf("%q: want on or off (or nothing, to show)", fl.Arg(0)))
 	}
 	if *output == "json" {
 		return printJSON(stdout, v)
@@ -557,13 +608,19 @@ func runQuota(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	var q stowage.QuotaReport
 	switch sub := fl.Arg(0); sub {
 	case "", "show":
+		if fl.NArg() > 2 {
+			return shortUsage(stderr, "quota show", quotaUsage, fmt.Sprintf("unexpected argument %q", fl.Arg(2)))
+		}
 		if err := c.do(ctx, http.MethodGet, "/api/v1/quotas", &q); err != nil {
 			return fail(stderr, err)
 		}
+		if repo := fl.Arg(1); repo != "" {
+			// show REPO: the registry's line and that repository's.
+			q.Repositories = slices.DeleteFunc(q.Repositories, func(r stowage.Quota) bool { return r.Repository != repo })
+		}
 	case "set":
 		if fl.NArg() != 3 {
-			fmt.Fprint(stderr, quotaUsage)
-			return 2
+			return shortUsage(stderr, "quota set", quotaUsage, "want a REPOSITORY and a SIZE")
 		}
 		n, err := config.ParseByteSize(fl.Arg(2))
 		if err != nil {
@@ -578,8 +635,7 @@ func runQuota(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		}
 	case "remove":
 		if fl.NArg() != 2 {
-			fmt.Fprint(stderr, quotaUsage)
-			return 2
+			return shortUsage(stderr, "quota remove", quotaUsage, "want a REPOSITORY")
 		}
 		if err := c.do(ctx, http.MethodDelete, "/api/v1/quotas/"+fl.Arg(1), &q); err != nil {
 			return fail(stderr, err)

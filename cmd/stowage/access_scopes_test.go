@@ -60,6 +60,8 @@ func TestLeastPrivilegeScopes(t *testing.T) {
 		{[]string{"token", "create", "prom", "--scope-map", "metrics"}, 0, "password1: "},
 		{[]string{"token", "create", "ci", "--scope-map", "ci-a"}, 0, "password1: "},
 		{[]string{"token", "create", "reader", "--scope-map", "_repositories_pull"}, 0, "password1: "},
+		{[]string{"scope-map", "create", "ci-a-sees-b", "--rule", "team-a/*=content/delete,metadata/read", "--rule", "team-b/*=metadata/read"}, 0, "team-b/*"},
+		{[]string{"token", "create", "ci2", "--scope-map", "ci-a-sees-b"}, 0, "password1: "},
 		{[]string{"quota", "set", "team-a/app", "1MiB"}, 0, "team-a/app"},
 		{[]string{"quota", "set", "team-b/app", "2MiB"}, 0, "team-b/app"},
 	} {
@@ -108,7 +110,9 @@ func TestLeastPrivilegeScopes(t *testing.T) {
 		{"GET", "/v2/team-a/app/manifests/v1", "prom", http.StatusForbidden, "", ""},
 		{"GET", "/v2/team-a/app/tags/list", "prom", http.StatusForbidden, "", ""},
 		{"GET", "/api/v1/usage", "prom", http.StatusForbidden, "", ""},
-		{"POST", "/api/v1/purge?filter=team-a/.*:pr-.*", "prom", http.StatusOK, `"repositories":[]`, ""}, // sees no repository: nothing to purge
+		// No content/delete anywhere: refused, naming the right (not an
+		// empty result that looks like "nothing matched").
+		{"POST", "/api/v1/purge?filter=team-a/.*:pr-.*", "prom", http.StatusForbidden, "purge needs content/delete", ""},
 		// Quotas: each caller sees what it may list.
 		{"GET", "/api/v1/quotas", "ci", http.StatusOK, `"team-a/app"`, "team-b"},
 		{"GET", "/api/v1/quotas", "prom", http.StatusOK, `"repositories": []`, "team-"},
@@ -121,7 +125,8 @@ func TestLeastPrivilegeScopes(t *testing.T) {
 		{"POST", "/api/v1/purge?filter=team-b/.*:pr-.*", "ci", http.StatusOK, `"repositories":[]`, "team-b"},
 		{"POST", "/api/v1/purge?filter=team-b/nosuch.*:pr-.*", "ci", http.StatusOK, `"repositories":[]`, "team-b"},
 		{"POST", "/api/v1/purge?filter=.*:pr-.*&dry_run=true", "ci", http.StatusOK, `"team-a/app"`, "team-b"},
-		{"POST", "/api/v1/purge?filter=team-b/.*:pr-.*&dry_run=true", "reader", http.StatusForbidden, "team-b/app", ""}, // sees it, may not delete it
+		{"POST", "/api/v1/purge?filter=team-b/.*:pr-.*&dry_run=true", "reader", http.StatusForbidden, "purge needs content/delete", "team-b/app"}, // may delete nowhere
+		{"POST", "/api/v1/purge?filter=team-b/.*:pr-.*&dry_run=true", "ci2", http.StatusForbidden, "team-b/app", ""},                              // sees it, may not delete it
 		{"POST", "/api/v1/gc", "ci", http.StatusForbidden, "", ""},
 	} {
 		code, body := do(c.method, c.path, c.user)

@@ -7,6 +7,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"flag"
 	"fmt"
@@ -14,6 +15,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -56,6 +58,32 @@ type tlsFlags struct {
 
 var adminTLS tlsFlags
 
+// registryFrom and caCertFrom name where --registry and --ca-cert came
+// from, for errors: the flag, or the environment variable that set it
+// (a user who never typed --registry looks for STOWAGE_REGISTRY).
+var registryFrom, caCertFrom = "--registry", "--ca-cert"
+
+// setSources records whether --registry and --ca-cert came from the
+// command line or the environment.
+func setSources(fl *flag.FlagSet) {
+	registryFrom, caCertFrom = "--registry", "--ca-cert"
+	if !flagSet(fl, "registry") && os.Getenv("STOWAGE_REGISTRY") != "" {
+		registryFrom = "STOWAGE_REGISTRY"
+	}
+	if !flagSet(fl, "ca-cert") && os.Getenv("STOWAGE_CA_CERT") != "" {
+		caCertFrom = "STOWAGE_CA_CERT"
+	}
+}
+
+// registryFix says how to point the commands at url: the flag, or the
+// variable that set the wrong one.
+func registryFix(url string) string {
+	if registryFrom == "STOWAGE_REGISTRY" {
+		return "set STOWAGE_REGISTRY=" + url
+	}
+	return "use --registry " + url
+}
+
 // checkRegistry refuses a --registry without a scheme, naming the fix:
 // guessing https would send credentials to a port that may speak http.
 func checkRegistry(reg string) error {
@@ -66,6 +94,9 @@ func checkRegistry(reg string) error {
 	host := reg
 	if i := strings.Index(host, "://"); i >= 0 {
 		host = host[i+3:]
+	}
+	if registryFrom == "STOWAGE_REGISTRY" {
+		return fmt.Errorf("STOWAGE_REGISTRY=%q: want a URL with http:// or https://, e.g. STOWAGE_REGISTRY=https://%s (or http://%s for a registry without TLS)", reg, host, host)
 	}
 	return fmt.Errorf("--registry %q: want a URL with http:// or https://, e.g. --registry https://%s (or http://%s for a registry without TLS)", reg, host, host)
 }
@@ -79,10 +110,7 @@ func newClient(base string, stdout, stderr io.Writer) *client {
 			if err != nil {
 				pool = x509.NewCertPool()
 			}
-			pem, err := os.ReadFile(adminTLS.caCert)
-			if err != nil || !pool.AppendCertsFromPEM(pem) {
-				c.setupErr = fmt.Errorf("--ca-cert %s: want a PEM file of CA certificates (%v)", adminTLS.caCert, err)
-			}
+			c.setupErr = addCACerts(pool, adminTLS.caCert)
 			cfg.RootCAs = pool
 		}
 		tr := http.DefaultTransport.(*http.Transport).Clone()
@@ -90,6 +118,26 @@ func newClient(base string, stdout, stderr io.Writer) *client {
 		c.http.Transport = tr
 	}
 	return c
+}
+
+// addCACerts adds the certificates of the PEM file to pool, or says what
+// the file holds instead (a private key is a common mix-up).
+func addCACerts(pool *x509.CertPool, file string) error {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return fmt.Errorf("%s %s: %v (want a PEM file of the CA certificate that signed the registry's certificate)", caCertFrom, file, err)
+	}
+	if pool.AppendCertsFromPEM(b) {
+		return nil
+	}
+	what := "no PEM certificate"
+	if blk, _ := pem.Decode(b); blk != nil {
+		what = "no certificate, only a PEM " + blk.Type
+		if strings.Contains(blk.Type, "PRIVATE KEY") {
+			what += " (a key, not the CA's certificate)"
+		}
+	}
+	return fmt.Errorf("%s %s holds %s: want the CA's certificate, a PEM file with -----BEGIN CERTIFICATE-----", caCertFrom, file, what)
 }
 
 // do sends a request without a body; see send.
@@ -136,20 +184,26 @@ func (c *client) roundTrip(req *http.Request) (*http.Response, error) {
 	var unknownCA x509.UnknownAuthorityError
 	var badHost x509.HostnameError
 	switch {
+	case errors.As(err, &unknownCA) && adminTLS.caCert != "":
+		return nil, fmt.Errorf("the registry at %s has a certificate that the CA in %s (%s) did not sign, nor any CA the system trusts: pass the certificate of the CA that signed it (openssl s_client -connect HOST:PORT -showcerts shows the chain), or, for a test registry only, --insecure", c.base, caCertFrom, adminTLS.caCert)
 	case errors.As(err, &unknownCA):
 		return nil, fmt.Errorf("the registry at %s has a certificate signed by an unknown authority: pass that CA's certificate with --ca-cert FILE (or STOWAGE_CA_CERT), or, for a test registry only, --insecure", c.base)
 	case errors.As(err, &badHost):
-		return nil, fmt.Errorf("the registry's certificate is not valid for %s (%v): use --registry with a name the certificate holds", c.base, err)
+		return nil, fmt.Errorf("the registry's certificate is not valid for %s (%v): point %s at a name the certificate holds", c.base, err, registryFrom)
 	case err != nil && strings.Contains(err.Error(), "server gave HTTP response to HTTPS client"):
-		return nil, fmt.Errorf("the registry at %s speaks http, not https: use --registry %s", c.base, "http://"+strings.TrimPrefix(c.base, "https://"))
+		return nil, fmt.Errorf("the registry at %s speaks http, not https: %s", c.base, registryFix("http://"+strings.TrimPrefix(c.base, "https://")))
 	case err != nil:
-		return nil, fmt.Errorf("cannot reach the registry at %s: %w (is 'stowage serve' running? use --registry)", c.base, err)
+		return nil, fmt.Errorf("cannot reach the registry at %s: %w (is 'stowage serve' running? point %s at it)", c.base, err, registryFrom)
 	}
 	if resp.StatusCode < 300 {
 		return resp, nil
 	}
 	defer resp.Body.Close()
 	err = apiError(resp)
+	if resp.StatusCode == http.StatusBadRequest && strings.Contains(err.Error(), "HTTP request to an HTTPS server") {
+		// Go's server answers plain HTTP on a TLS port with this 400.
+		return nil, fmt.Errorf("the registry at %s speaks https, not http: %s", c.base, registryFix("https://"+strings.TrimPrefix(c.base, "http://")))
+	}
 	if resp.StatusCode == http.StatusUnauthorized && os.Getenv("STOWAGE_USERNAME") == "" {
 		err = fmt.Errorf("%w\n  access control is on: set STOWAGE_USERNAME and STOWAGE_PASSWORD (an admin's, for most commands)", err)
 	}
@@ -190,6 +244,7 @@ func parseAdmin(name, usage string, args []string, stderr io.Writer, setup func(
 		pos, rest = append(pos, fl.Arg(0)), fl.Args()[1:]
 	}
 	fl.Parse(append([]string{"--"}, pos...)) // fl.Args() = the arguments
+	setSources(fl)
 	if err := checkRegistry(*reg); err != nil {
 		fmt.Fprintf(stderr, "stowage %s: %v\n", name, err)
 		return fl, reg, false
@@ -217,17 +272,63 @@ func noArguments(fl *flag.FlagSet, name string, stderr io.Writer) bool {
 	return false
 }
 
-// subcommand splits "SUB [args]" for commands with subcommands; without
-// one (or with -h) it prints usage and returns the exit code.
-func subcommand(args []string, usage string, stderr io.Writer) (sub string, rest []string, code int, ok bool) {
-	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
+// The rule for commands with subcommands (groups; docs/cli.md): alone, or
+// with only flags, a group runs its view, the subcommand that changes
+// nothing and needs no argument (groupView); a group without one prints a
+// short usage naming its subcommands and exits 2. A new group adds its
+// subcommands to the subcommands table (completion.go) and, if it has a
+// view, a line here.
+var groupView = map[string]string{
+	"retention":    "show",
+	"purge-policy": "list",
+	"immutability": "show",
+	"soft-delete":  "show",
+	"keys":         "status",
+	"storage":      "status",
+	"quota":        "show",
+	"user":         "list",
+	"scope-map":    "list",
+	"token":        "list",
+}
+
+// subcommand splits "SUB [args]" for a group (cmd). Without a subcommand
+// it returns the group's view, or prints a short usage (exit 2); -h prints
+// the whole usage (exit 0). An unknown subcommand is left to the caller
+// (unknownSub).
+func subcommand(cmd string, args []string, usage string, stderr io.Writer) (sub string, rest []string, code int, ok bool) {
+	if len(args) > 0 && (args[0] == "-h" || args[0] == "-help" || args[0] == "--help") {
 		fmt.Fprint(stderr, usage)
-		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
-			return "", nil, 0, false
+		return "", nil, 0, false
+	}
+	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
+		for _, a := range args {
+			if slices.Contains(subcommands[cmd], a) {
+				fmt.Fprintf(stderr, "stowage %s: the subcommand comes first: stowage %s %s [arguments] [flags]\n", cmd, cmd, a)
+				return "", nil, 2, false
+			}
 		}
-		return "", nil, 2, false
+		if view, ok := groupView[cmd]; ok {
+			return view, args, 0, true
+		}
+		return "", nil, shortUsage(stderr, cmd, usage, ""), false
+	}
+	if !slices.Contains(subcommands[cmd], args[0]) {
+		return "", nil, unknownSub(stderr, cmd, args[0], usage), false
 	}
 	return args[0], args[1:], 0, true
+}
+
+// shortUsage prints why (if not empty), the usage's first line and where
+// the rest is, instead of the whole help, and returns 2 (a wrong command
+// line). cmd may be "group sub"; the help pointer names the group.
+func shortUsage(stderr io.Writer, cmd, usage, why string) int {
+	if why != "" {
+		fmt.Fprintf(stderr, "stowage %s: %s\n", cmd, why)
+	}
+	first, _, _ := strings.Cut(usage, "\n")
+	group, _, _ := strings.Cut(cmd, " ")
+	fmt.Fprintf(stderr, "%s\nRun 'stowage %s --help' for the details.\n", first, group)
+	return 2
 }
 
 // helpAsked records that the last parse stopped at -h (exit 0, not 2).
@@ -349,8 +450,7 @@ func runDelete(ctx context.Context, kind string, args []string, stdout, stderr i
 		return exitCode(fl, ok)
 	}
 	if fl.NArg() != 1 {
-		fl.Usage()
-		return 2
+		return shortUsage(stderr, kind, usage, "want one image")
 	}
 	path := map[string]string{"delete": "/api/v1/images/", "untag": "/api/v1/tags/", "delete-repo": "/api/v1/repositories/"}[kind]
 	q := ""
@@ -402,7 +502,7 @@ children of a tagged index are kept. 'run' applies it now.
 `
 
 func runRetention(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	sub, args, code, ok := subcommand(args, retentionUsage, stderr)
+	sub, args, code, ok := subcommand("retention", args, retentionUsage, stderr)
 	if !ok {
 		return code
 	}
@@ -421,6 +521,9 @@ func runRetention(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	c := newClient(*reg, stdout, stderr)
 	switch sub {
 	case "show":
+		if !noArguments(fl, "retention show", stderr) {
+			return 2
+		}
 		var v struct {
 			Policy  policy.Retention `json:"policy"`
 			LastRun *policy.Run      `json:"lastRun"`
@@ -517,22 +620,15 @@ each minute), with the same options as 'stowage purge', and records its last run
 `
 
 func runPurgePolicy(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
-		fmt.Fprint(stderr, purgePolicyUsage)
-		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
-			return 0
-		}
-		return 2
+	sub, args, code, ok := subcommand("purge-policy", args, purgePolicyUsage, stderr)
+	if !ok {
+		return code
 	}
-	if args[0] != "list" && args[0] != "set" && args[0] != "delete" {
-		return unknownSub(stderr, "purge-policy", args[0], purgePolicyUsage)
-	}
-	sub := args[0]
 	var filters multiFlag
 	var ago, every, output *string
 	var keep *int
 	var untagged *bool
-	fl, reg, ok := parseAdmin("purge-policy "+sub, purgePolicyUsage, args[1:], stderr, func(fl *flag.FlagSet) {
+	fl, reg, ok := parseAdmin("purge-policy "+sub, purgePolicyUsage, args, stderr, func(fl *flag.FlagSet) {
 		output = outputFlag(fl)
 		fl.Var(&filters, "filter", "REPO_REGEX:TAG_REGEX (repeatable)")
 		ago = fl.String("ago", "", "only tags last pushed longer ago than this")
@@ -549,6 +645,9 @@ func runPurgePolicy(ctx context.Context, args []string, stdout, stderr io.Writer
 	c := newClient(*reg, stdout, stderr)
 	switch sub {
 	case "list":
+		if !noArguments(fl, "purge-policy list", stderr) {
+			return 2
+		}
 		var out struct{ Policies []policy.PurgePolicy }
 		if err := c.do(ctx, http.MethodGet, "/api/v1/purge-policies", &out); err != nil {
 			return fail(stderr, err)
@@ -572,8 +671,7 @@ func runPurgePolicy(ctx context.Context, args []string, stdout, stderr io.Writer
 		return 0
 	case "set":
 		if fl.NArg() != 1 {
-			fl.Usage()
-			return 2
+			return shortUsage(stderr, "purge-policy set", purgePolicyUsage, "want one NAME")
 		}
 		body, _ := json.Marshal(policy.PurgePolicy{Filters: filters, Ago: *ago, Keep: *keep, Untagged: *untagged, Every: *every})
 		var out map[string]any
@@ -587,8 +685,7 @@ func runPurgePolicy(ctx context.Context, args []string, stdout, stderr io.Writer
 		return 0
 	default:
 		if fl.NArg() != 1 {
-			fl.Usage()
-			return 2
+			return shortUsage(stderr, "purge-policy delete", purgePolicyUsage, "want one NAME")
 		}
 		if err := c.do(ctx, http.MethodDelete, "/api/v1/purge-policies/"+fl.Arg(0), nil); err != nil {
 			return fail(stderr, err)
@@ -673,8 +770,7 @@ func runLock(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	if fl.NArg() != 1 {
-		fl.Usage()
-		return 2
+		return shortUsage(stderr, "lock", lockUsage, "want one repository, tag or manifest")
 	}
 	body := map[string]bool{}
 	fl.Visit(func(f *flag.Flag) {
@@ -711,19 +807,12 @@ func runLock(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 }
 
 func runImmutability(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
-		fmt.Fprint(stderr, immutabilityUsage)
-		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
-			return 0
-		}
-		return 2
+	sub, args, code, ok := subcommand("immutability", args, immutabilityUsage, stderr)
+	if !ok {
+		return code
 	}
-	if args[0] != "show" && args[0] != "set" {
-		return unknownSub(stderr, "immutability", args[0], immutabilityUsage)
-	}
-	sub := args[0]
 	var output *string
-	fl, reg, ok := parseAdmin("immutability "+sub, immutabilityUsage, args[1:], stderr, func(fl *flag.FlagSet) { output = outputFlag(fl) })
+	fl, reg, ok := parseAdmin("immutability "+sub, immutabilityUsage, args, stderr, func(fl *flag.FlagSet) { output = outputFlag(fl) })
 	if !ok {
 		return exitCode(fl, ok)
 	}
@@ -736,6 +825,9 @@ func runImmutability(ctx context.Context, args []string, stdout, stderr io.Write
 	}
 	var err error
 	if sub == "show" {
+		if !noArguments(fl, "immutability show", stderr) {
+			return 2
+		}
 		err = c.do(ctx, http.MethodGet, "/api/v1/immutability", &out)
 	} else {
 		rules := fl.Args()
@@ -784,13 +876,9 @@ alone). Restore an index's children before the index.
 `
 
 func runSoftDelete(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	// Alone (or with only flags) it shows, as quota and lock do.
-	sub := "show"
-	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
-		sub, args = args[0], args[1:]
-	}
-	if sub != "show" && sub != "set" {
-		return unknownSub(stderr, "soft-delete", sub, softDeleteUsage)
+	sub, args, code, ok := subcommand("soft-delete", args, softDeleteUsage, stderr)
+	if !ok {
+		return code
 	}
 	var enabled *bool
 	var days *int
@@ -812,6 +900,9 @@ func runSoftDelete(ctx context.Context, args []string, stdout, stderr io.Writer)
 	}
 	var err error
 	if sub == "show" {
+		if !noArguments(fl, "soft-delete show", stderr) {
+			return 2
+		}
 		err = c.do(ctx, http.MethodGet, "/api/v1/soft-delete", &out)
 	} else {
 		body := []byte(fmt.Sprintf(`{"enabled":%t,"days":%d}`, *enabled, *days))
@@ -831,6 +922,18 @@ func runSoftDelete(ctx context.Context, args []string, stdout, stderr io.Writer)
 	return 0
 }
 
+// recycledEntry is an entry of GET /api/v1/recycle-bin, with the API's
+// field names (lowerCamel), which --output json passes on.
+type recycledEntry struct {
+	ID          int64    `json:"id"`
+	Repository  string   `json:"repository"`
+	Digest      string   `json:"digest"`
+	MediaType   string   `json:"mediaType"`
+	Tags        []string `json:"tags"`
+	DeletedTime string   `json:"deletedTime"`
+	ExpiresTime string   `json:"expiresTime"`
+}
+
 func runRecycleBin(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	var output *string
 	fl, reg, ok := parseAdmin("recycle-bin", recycleUsage, args, stderr, func(fl *flag.FlagSet) {
@@ -840,16 +943,15 @@ func runRecycleBin(ctx context.Context, args []string, stdout, stderr io.Writer)
 		return exitCode(fl, ok)
 	}
 	var out struct {
-		Entries []struct {
-			ID                                           int64
-			Repository, Digest, DeletedTime, ExpiresTime string
-			Tags                                         []string
-		}
+		Entries []recycledEntry `json:"entries"`
 	}
 	if err := newClient(*reg, stdout, stderr).do(ctx, http.MethodGet, "/api/v1/recycle-bin/"+fl.Arg(0), &out); err != nil {
 		return fail(stderr, err)
 	}
 	if *output == "json" {
+		if out.Entries == nil {
+			out.Entries = []recycledEntry{}
+		}
 		return printJSON(stdout, out)
 	}
 	if len(out.Entries) == 0 {
@@ -875,8 +977,7 @@ func runRestore(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		return 2
 	}
 	if fl.NArg() != 1 {
-		fl.Usage()
-		return 2
+		return shortUsage(stderr, "restore", restoreUsage, "want one ID (stowage recycle-bin lists them)")
 	}
 	var rep recyclebin.RestoreReport
 	if err := newClient(*reg, stdout, stderr).send(ctx, http.MethodPost, "/api/v1/recycle-bin/"+fl.Arg(0)+"/restore", nil, &rep); err != nil {

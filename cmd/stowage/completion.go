@@ -53,8 +53,7 @@ func runCompletion(args []string, stdout, stderr io.Writer) int {
 		return 0
 	}
 	if len(args) != 1 {
-		fmt.Fprint(stderr, completionUsage)
-		return 2
+		return shortUsage(stderr, "completion", completionUsage, "")
 	}
 	cmds := strings.Join(commandNames(), " ")
 	var subs []string

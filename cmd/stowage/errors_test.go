@@ -86,19 +86,37 @@ func TestAdminTLS(t *testing.T) {
 	}
 	defer m.Close()
 	base := "https://" + m.Addr
+	otherCA, _, _ := writeTestCA(t, t.TempDir())
 	for _, tc := range []struct {
 		name string
 		args []string
+		env  map[string]string
 		code int
 		want string // in stderr (code != 0) or stdout
 	}{
-		{"unknown CA", nil, 1, "signed by an unknown authority: pass that CA's certificate with --ca-cert FILE"},
-		{"ca-cert", []string{"--ca-cert", caFile}, 0, "dedup ratio"},
-		{"insecure", []string{"--insecure"}, 0, "dedup ratio"},
-		{"ca-cert not PEM", []string{"--ca-cert", keyFile + ".nope"}, 1, "--ca-cert " + keyFile + ".nope: want a PEM file"},
+		{"unknown CA", nil, nil, 1, "signed by an unknown authority: pass that CA's certificate with --ca-cert FILE"},
+		{"ca-cert", []string{"--ca-cert", caFile}, nil, 0, "dedup ratio"},
+		{"insecure", []string{"--insecure"}, nil, 0, "dedup ratio"},
+		{"ca-cert missing", []string{"--ca-cert", keyFile + ".nope"}, nil, 1, "--ca-cert " + keyFile + ".nope: open"},
+		// A key is not a certificate: say so, not "(<nil>)".
+		{"ca-cert is a key", []string{"--ca-cert", keyFile}, nil, 1, "--ca-cert " + keyFile + " holds no certificate, only a PEM EC PRIVATE KEY (a key, not the CA's certificate)"},
+		{"ca-cert from env is a key", nil, map[string]string{"STOWAGE_CA_CERT": keyFile}, 1, "STOWAGE_CA_CERT " + keyFile + " holds no certificate"},
+		// Another CA than the one that signed: not the hint for a missing one.
+		{"wrong CA", []string{"--ca-cert", otherCA}, nil, 1, "has a certificate that the CA in --ca-cert (" + otherCA + ") did not sign"},
+		// Plain HTTP to the TLS port: Go's server answers a raw 400.
+		{"http to https", []string{"--registry", "http://" + m.Addr}, nil, 1, "speaks https, not http: use --registry https://" + m.Addr},
+		{"http to https from env", nil, map[string]string{"STOWAGE_REGISTRY": "http://" + m.Addr}, 1, "speaks https, not http: set STOWAGE_REGISTRY=https://" + m.Addr},
+		{"no scheme from env", nil, map[string]string{"STOWAGE_REGISTRY": m.Addr}, 2, "STOWAGE_REGISTRY=\"" + m.Addr + "\": want a URL with http:// or https://, e.g. STOWAGE_REGISTRY=https://" + m.Addr},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			out, errOut, code := cli(t, append([]string{"usage", "--registry", base}, tc.args...)...)
+			for k, v := range tc.env {
+				t.Setenv(k, v)
+			}
+			args := []string{"usage"}
+			if tc.env["STOWAGE_REGISTRY"] == "" {
+				args = append(args, "--registry", base)
+			}
+			out, errOut, code := cli(t, append(args, tc.args...)...)
 			got := out
 			if tc.code != 0 {
 				got = errOut

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/stowage/stowage"
 	"github.com/stowage/stowage/storage/crypt"
 )
 
@@ -36,7 +37,7 @@ See docs/encryption.md.
 `
 
 func runKeys(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	sub, args, code, ok := subcommand(args, keysUsage, stderr)
+	sub, args, code, ok := subcommand("keys", args, keysUsage, stderr)
 	if !ok {
 		return code
 	}
@@ -44,7 +45,7 @@ func runKeys(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	var output *string
 	fl, reg, ok := parseAdmin("keys "+sub, keysUsage, args, stderr, func(fl *flag.FlagSet) {
 		rewrapOnly = fl.Bool("rewrap-only", false, "rotate: rewrap onto the current version without adding one")
-		output = fl.String("output", "table", "status: table or json")
+		output = outputFlag(fl)
 	})
 	if !ok {
 		return exitCode(fl, ok)
@@ -52,6 +53,9 @@ func runKeys(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	c := newClient(*reg, stdout, stderr)
 	switch sub {
 	case "status":
+		if !noArguments(fl, "keys status", stderr) {
+			return 2
+		}
 		var v keysView
 		if err := c.do(ctx, http.MethodGet, "/api/v1/keys", &v); err != nil {
 			return fail(stderr, err)
@@ -71,7 +75,13 @@ func runKeys(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 		fmt.Fprintln(stdout, "versions:")
 		seen := map[string]bool{}
-		for _, kv := range st.Versions {
+		versions := st.Versions
+		if len(versions) == 0 {
+			// A provider that does not list its versions (a key from an
+			// environment variable, a KMS) holds at least the current one.
+			versions = []stowage.KeyVersion{st.Current}
+		}
+		for _, kv := range versions {
 			seen[kv.String()] = true
 			cur := ""
 			if kv == st.Current {
@@ -94,20 +104,27 @@ func runKeys(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		if err := c.job(ctx, "/api/v1/keys/rotate"+q, &p); err != nil {
 			return fail(stderr, err)
 		}
-		fmt.Fprintf(stdout, "current key: %s; rewrapped %d data keys; none is wrapped by another version\n", p.Current, p.Rewrapped)
+		rep := rotateReport{RotateProgress: p}
 		if st, err := keyStatus(ctx, c); err == nil && st != nil && !*rewrapOnly {
 			if _, path, ok := strings.Cut(st.Provider, "key file "); ok {
 				// The new version lives in the metadata database, wrapped by
 				// a version of the key file, which every node holds: no
 				// node's key file needs the new version (docs/encryption.md).
-				fmt.Fprintf(stdout, "back up the key file %s (unchanged) apart from the database backups: the metadata database now holds %s, wrapped by the key file, and neither opens without the other; every node sharing the database uses it within a second, no key file needs copying\n", path, p.Current)
+				rep.BackUp = path
+				rep.Note = fmt.Sprintf("back up the key file %s (unchanged) apart from the database backups: the metadata database now holds %s, wrapped by the key file, and neither opens without the other; every node sharing the database uses it within a second, no key file needs copying", path, p.Current)
 			}
+		}
+		if *output == "json" {
+			return printJSON(stdout, rep)
+		}
+		fmt.Fprintf(stdout, "current key: %s; rewrapped %d data keys; none is wrapped by another version\n", p.Current, p.Rewrapped)
+		if rep.Note != "" {
+			fmt.Fprintln(stdout, rep.Note)
 		}
 		return 0
 	case "retire":
 		if fl.NArg() != 1 {
-			fl.Usage()
-			return 2
+			return shortUsage(stderr, "keys retire", keysUsage, "want one VERSION (stowage keys status lists them)")
 		}
 		v, err := strconv.ParseUint(strings.TrimPrefix(fl.Arg(0), "v"), 10, 32)
 		if err != nil {
@@ -121,10 +138,20 @@ func runKeys(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		if err := c.do(ctx, http.MethodDelete, fmt.Sprintf("/api/v1/keys/versions/%d", v), nil); err != nil {
 			return fail(stderr, err)
 		}
+		if *output == "json" {
+			return printJSON(stdout, map[string]uint64{"retired": v})
+		}
 		fmt.Fprintf(stdout, "retired version %d\n", v)
 		return 0
 	}
 	return unknownSub(stderr, "keys", sub, keysUsage)
+}
+
+// rotateReport is `stowage keys rotate --output json`.
+type rotateReport struct {
+	crypt.RotateProgress
+	BackUp string `json:"backUpKeyFile,omitempty"` // the key file to back up (with a key file provider)
+	Note   string `json:"note,omitempty"`
 }
 
 // keysView is GET /api/v1/keys.

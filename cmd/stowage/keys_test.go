@@ -1,9 +1,13 @@
 package main
 
 import (
+	"bytes"
+	"encoding/base64"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/stowage/stowage/config"
 )
 
 // TestKeysCommands: retiring the current version names it and the fix; a
@@ -34,5 +38,28 @@ func TestKeysCommands(t *testing.T) {
 				t.Errorf("--rewrap-only adds no version, yet: %s", out)
 			}
 		})
+	}
+}
+
+// TestKeysStatusEnvKey: a key from an environment variable lists no
+// versions of its own; keys status still shows the current one, before any
+// data key exists (outside review: it listed none).
+func TestKeysStatusEnvKey(t *testing.T) {
+	t.Setenv("STOWAGE_TEST_KEY", base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{7}, 32)))
+	cfg := config.Default()
+	cfg.Addr, cfg.DataDir, cfg.Encryption.KeyEnv = "127.0.0.1:0", t.TempDir(), "STOWAGE_TEST_KEY"
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	m := NewMain(cfg, testWriter{t})
+	if err := m.Run(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	out, errOut, code := cli(t, "keys", "status", "--registry", "http://"+m.Addr)
+	_, versions, _ := strings.Cut(out, "versions:\n")
+	if code != 0 || !strings.Contains(out, "environment variable STOWAGE_TEST_KEY") ||
+		!strings.Contains(versions, "version 1") || !strings.Contains(versions, "wraps 0 data keys (current)") {
+		t.Errorf("keys status with the key from a variable: exit %d\n%s%s; want the current version listed", code, out, errOut)
 	}
 }

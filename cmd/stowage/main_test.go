@@ -31,6 +31,7 @@ func TestRunCommands(t *testing.T) {
 		{"no args", nil, 2, "", "Usage:"},
 		{"help", []string{"--help"}, 0, "serve", ""},
 		{"help serve", []string{"help", "serve"}, 0, "", "data-dir"},
+		{"help with a flag", []string{"help", "--output", "json"}, 0, "serve", ""},
 		{"version", []string{"version"}, 0, "stowage ", ""},
 		{"unknown", []string{"frobnicate"}, 2, "", `unknown command "frobnicate"`},
 		{"unknown key", []string{"serve", "--config", bad}, 2, "", `bad.yaml, line 1: unknown key "adr"; did you mean addr?`},

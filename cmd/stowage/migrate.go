@@ -56,6 +56,7 @@ func runMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	cfgPath := fl.String("config", "", "YAML configuration file (the nodes' configuration)")
 	dataDir := fl.String("data-dir", "", "data directory (default ./stowage-data)")
 	database := fl.String("database", "", "a postgres:// connection string or a SQLite file (default: the configuration's)")
+	output := outputFlag(fl)
 	if err := parseFlags(fl, args, stderr); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -64,6 +65,9 @@ func runMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	}
 	if fl.NArg() > 0 {
 		fmt.Fprintf(stderr, "stowage migrate: unexpected argument %q (see stowage migrate --help)\n", fl.Arg(0))
+		return 2
+	}
+	if badOutput(stderr, "migrate", *output) {
 		return 2
 	}
 	cfg, err := loadConfig(*cfgPath, *dataDir)
@@ -78,61 +82,80 @@ func runMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) in
 			cfg.Database.Postgres, cfg.Database.SQLite = "", *database
 		}
 	}
-	if err := migrate(ctx, cfg, stdout); err != nil {
+	rep, err := migrate(ctx, cfg, stderr)
+	if err != nil {
 		fmt.Fprintln(stderr, "stowage migrate:", err)
 		return 1
 	}
+	if *output == "json" {
+		return printJSON(stdout, rep)
+	}
+	fmt.Fprint(stdout, rep)
 	return 0
+}
+
+// migrateReport is what `stowage migrate` prints (--output json: the fields).
+type migrateReport struct {
+	Database string `json:"database"` // sqlite or postgres
+	Where    string `json:"where"`    // the file, or the server and database (no password)
+	Before   int    `json:"versionBefore"`
+	After    int    `json:"versionAfter"`
+	Known    int    `json:"versionKnown"` // the newest version this binary knows
+	Applied  int    `json:"applied"`
+}
+
+func (r migrateReport) String() string {
+	name := map[string]string{"sqlite": "SQLite", "postgres": "PostgreSQL"}[r.Database]
+	return fmt.Sprintf("%s %s\nschema version before: %d (this binary: %d)\nschema version after:  %d (%d migrations applied)\n",
+		name, r.Where, r.Before, r.Known, r.After, r.Applied)
 }
 
 func isPostgres(s string) bool {
 	return len(s) > 11 && (s[:11] == "postgres://" || len(s) > 13 && s[:13] == "postgresql://")
 }
 
-func migrate(ctx context.Context, cfg config.Config, out io.Writer) error {
+// migrate applies the pending migrations; log gets warnings (a data
+// directory others may read). On an error, the report says what was known.
+func migrate(ctx context.Context, cfg config.Config, log io.Writer) (migrateReport, error) {
 	if cfg.Database.Kind() == "postgres" {
 		db, err := postgres.Open(ctx, cfg.Database.Postgres, postgres.Options{MaxConns: 2, NoMigrate: true, AnyVersion: true})
 		if err != nil {
-			return err
+			return migrateReport{}, err
 		}
 		defer db.Close()
-		before, known, err := db.SchemaVersion(ctx)
-		if err != nil {
-			return err
+		rep := migrateReport{Database: "postgres", Where: db.Where()}
+		if rep.Before, rep.Known, err = db.SchemaVersion(ctx); err != nil {
+			return rep, err
 		}
-		fmt.Fprintf(out, "PostgreSQL %s\nschema version before: %d (this binary: %d)\n", db.Where(), before, known)
 		if err := db.Migrate(ctx); err != nil {
-			return err
+			return rep, fmt.Errorf("PostgreSQL %s at schema version %d (this binary: %d): %w", rep.Where, rep.Before, rep.Known, err)
 		}
-		after, _, err := db.SchemaVersion(ctx)
-		if err != nil {
-			return err
+		if rep.After, _, err = db.SchemaVersion(ctx); err != nil {
+			return rep, err
 		}
-		fmt.Fprintf(out, "schema version after:  %d (%d migrations applied)\n", after, after-before)
-		return nil
+		rep.Applied = rep.After - rep.Before
+		return rep, nil
 	}
-	if err := privateDir(cfg.DataDir, slog.New(slog.NewTextHandler(out, nil))); err != nil {
-		return err
+	rep := migrateReport{Database: "sqlite", Where: cfg.Database.SQLite}
+	if err := privateDir(cfg.DataDir, slog.New(slog.NewTextHandler(log, nil))); err != nil {
+		return rep, err
 	}
 	lock, err := lockDir(cfg.DataDir)
 	if err != nil {
-		return fmt.Errorf("%w: stop the registry before migrating its SQLite database", err)
+		return rep, fmt.Errorf("%w: stop the registry before migrating its SQLite database", err)
 	}
 	defer lock.Close()
-	before, err := sqlite.FileSchemaVersion(ctx, cfg.Database.SQLite)
-	if err != nil {
-		return err
+	if rep.Before, err = sqlite.FileSchemaVersion(ctx, cfg.Database.SQLite); err != nil {
+		return rep, err
 	}
 	db, err := sqlite.Open(ctx, cfg.Database.SQLite) // migrates
 	if err != nil {
-		return err
+		return rep, err
 	}
 	defer db.Close()
-	after, known, err := db.SchemaVersion(ctx)
-	if err != nil {
-		return err
+	if rep.After, rep.Known, err = db.SchemaVersion(ctx); err != nil {
+		return rep, err
 	}
-	fmt.Fprintf(out, "SQLite %s\nschema version before: %d (this binary: %d)\nschema version after:  %d (%d migrations applied)\n",
-		cfg.Database.SQLite, before, known, after, after-before)
-	return nil
+	rep.Applied = rep.After - rep.Before
+	return rep, nil
 }

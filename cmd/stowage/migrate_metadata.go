@@ -52,6 +52,7 @@ func runMigrateMetadata(ctx context.Context, args []string, stdout, stderr io.Wr
 	from := fl.String("from", "", "the SQLite database (default <data-dir>/stowage.db, or the configuration's)")
 	to := fl.String("to", "", "the PostgreSQL connection string (default STOWAGE_DATABASE_POSTGRES)")
 	force := fl.Bool("force", false, "empty the target database first if it holds metadata (DESTROYS what it holds)")
+	output := outputFlag(fl)
 	if err := parseFlags(fl, args, stderr); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -60,6 +61,9 @@ func runMigrateMetadata(ctx context.Context, args []string, stdout, stderr io.Wr
 	}
 	if fl.NArg() > 0 {
 		fmt.Fprintf(stderr, "stowage migrate-metadata: unexpected argument %q (see --help)\n", fl.Arg(0))
+		return 2
+	}
+	if badOutput(stderr, "migrate-metadata", *output) {
 		return 2
 	}
 	// The source is the SQLite database: whatever the environment says
@@ -86,16 +90,39 @@ func runMigrateMetadata(ctx context.Context, args []string, stdout, stderr io.Wr
 		return 2
 	}
 	m := metadataMigration{out: stdout, bar: newProgressBar(stderr)}
+	if *output == "json" {
+		m.out = io.Discard
+	}
 	if err := m.run(ctx, cfg.DataDir, source, target, *force); err != nil {
 		fmt.Fprintln(stderr, "stowage migrate-metadata:", err)
 		return 1
+	}
+	if *output == "json" {
+		return printJSON(stdout, m.report)
 	}
 	return 0
 }
 
 type metadataMigration struct {
-	out io.Writer
-	bar *progressBar
+	out    io.Writer
+	bar    *progressBar
+	report migrationReport
+}
+
+// migrationReport is `stowage migrate-metadata --output json`.
+type migrationReport struct {
+	Source   string        `json:"source"` // the SQLite file
+	Target   string        `json:"target"` // the PostgreSQL database, without its password
+	Rows     int64         `json:"rows"`
+	Tables   []tableReport `json:"tables"`
+	Verified bool          `json:"verified"`
+	KeyFile  string        `json:"keyFile"` // every node needs this key
+}
+
+type tableReport struct {
+	Name     string `json:"name"`
+	Rows     int64  `json:"rows"`
+	Checksum string `json:"checksum"` // SHA-256 of the rows, in key order
 }
 
 func (m *metadataMigration) run(ctx context.Context, dataDir, source, target string, force bool) error {
@@ -116,6 +143,7 @@ func (m *metadataMigration) run(ctx context.Context, dataDir, source, target str
 	}
 	defer dst.Close()
 	fmt.Fprintf(m.out, "copying metadata from SQLite %s\n                   to PostgreSQL %s\n", source, dst.Where())
+	m.report = migrationReport{Source: source, Target: dst.Where(), Tables: []tableReport{}, KeyFile: ServiceKeyPath(dataDir)}
 
 	// 2. Count, for the progress bar and the verification.
 	counts := map[string]int64{}
@@ -155,6 +183,7 @@ func (m *metadataMigration) run(ctx context.Context, dataDir, source, target str
 		return fmt.Errorf("copy failed; the PostgreSQL database is unchanged: %w", err)
 	}
 	fmt.Fprintf(m.out, "copied %d rows in %d tables\n", done, len(tables.All))
+	m.report.Rows = done
 
 	// 4. Verify: every table's count and checksum, read back from both.
 	fmt.Fprintf(m.out, "verifying:\n  %-22s %10s  %-16s %s\n", "table", "rows", "checksum", "")
@@ -174,10 +203,12 @@ func (m *metadataMigration) run(ctx context.Context, dataDir, source, target str
 			bad = append(bad, t.Name)
 		}
 		fmt.Fprintf(m.out, "  %-22s %10d  %-16s %s\n", t.Name, sn, ssum[:16], status)
+		m.report.Tables = append(m.report.Tables, tableReport{t.Name, sn, ssum})
 	}
 	if len(bad) > 0 {
 		return fmt.Errorf("verification failed for %v: do not start nodes on this database; run again with --force, and report it if it persists", bad)
 	}
+	m.report.Verified = true
 	fmt.Fprintf(m.out, "verified: every table matches.\nnext: start the nodes with `database: postgres://…` and this registry's storage; every node needs the same encryption key (copy %s, see docs/scale-out.md)\n",
 		ServiceKeyPath(dataDir))
 	return nil

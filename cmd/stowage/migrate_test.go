@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"path/filepath"
 	"reflect"
@@ -180,8 +181,16 @@ func TestMigrateMetadataToPostgres(t *testing.T) {
 		!strings.Contains(errOut.String(), "already holds registry metadata") || !strings.Contains(errOut.String(), "--force") {
 		t.Errorf("second run into a full database: exit %d, %s", code, errOut.String())
 	}
-	if code := runMigrateMetadata(ctx, []string{"--data-dir", dir, "--to", target, "--force"}, &out, &errOut); code != 0 {
+	out.Reset()
+	if code := runMigrateMetadata(ctx, []string{"--data-dir", dir, "--to", target, "--force", "--output", "json"}, &out, &errOut); code != 0 {
 		t.Errorf("--force: exit %d: %s", code, errOut.String())
+	}
+	// --output json (TestEveryCommandPrintsJSON leaves this command here):
+	// one document, the tables with their checksums, no password.
+	var rep migrationReport
+	if err := json.Unmarshal(out.Bytes(), &rep); err != nil || !rep.Verified || rep.Rows == 0 || len(rep.Tables) != len(tables.All) ||
+		rep.Tables[0].Checksum == "" || rep.KeyFile == "" || strings.Contains(out.String(), "password=") {
+		t.Errorf("migrate-metadata --output json: %v\n%s", err, out.String())
 	}
 
 	// A running registry (the data directory locked) is refused.

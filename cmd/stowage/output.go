@@ -104,6 +104,14 @@ func parseFlags(fl *flag.FlagSet, args []string, stderr io.Writer) error {
 	switch {
 	case errors.Is(err, flag.ErrHelp):
 		usage()
+	case err != nil && isShortOutput(err) && fl.Lookup("o") == nil:
+		// -o is not an alias of --output: a command may take -o for a file
+		// (export -o FILE). One line naming the flag to use.
+		if fl.Lookup("output") != nil {
+			fmt.Fprintf(stderr, "stowage %s: -o is not a flag of this command: for JSON output use --output json\n", fl.Name())
+		} else {
+			fmt.Fprintf(stderr, "stowage %s: -o is not a flag of this command (commands that print take --output json; this one has no --output)\n", fl.Name())
+		}
 	case err != nil:
 		hint := ""
 		if bad, ok := strings.CutPrefix(err.Error(), "flag provided but not defined: -"); ok {
@@ -116,6 +124,11 @@ func parseFlags(fl *flag.FlagSet, args []string, stderr io.Writer) error {
 		fmt.Fprintf(stderr, "stowage %s: %v%s\nRun 'stowage %s --help' for its flags.\n", fl.Name(), err, hint, fl.Name())
 	}
 	return err
+}
+
+// isShortOutput reports whether a parse error is about -o (-o json, -o=json).
+func isShortOutput(err error) bool {
+	return strings.HasSuffix(err.Error(), "flag provided but not defined: -o")
 }
 
 // unknownCommand says so, with the nearest command, in two lines.

@@ -88,7 +88,7 @@ const storageUsage = `Usage: stowage storage status | rebalance [--dry-run] [fla
 `
 
 func runStorage(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	sub, args, code, ok := subcommand(args, storageUsage, stderr)
+	sub, args, code, ok := subcommand("storage", args, storageUsage, stderr)
 	if !ok {
 		return code
 	}
@@ -96,7 +96,7 @@ func runStorage(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	var output *string
 	fl, reg, ok := parseAdmin("storage "+sub, storageUsage, args, stderr, func(fl *flag.FlagSet) {
 		dry = fl.Bool("dry-run", false, "rebalance: only count misplaced objects")
-		output = fl.String("output", "table", "status: table or json")
+		output = outputFlag(fl)
 	})
 	if !ok {
 		return exitCode(fl, ok)
@@ -104,6 +104,9 @@ func runStorage(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	c := newClient(*reg, stdout, stderr)
 	switch sub {
 	case "status":
+		if !noArguments(fl, "storage status", stderr) {
+			return 2
+		}
 		var st mgmt.TopologyStatus
 		if err := c.do(ctx, http.MethodGet, "/api/v1/storage", &st); err != nil {
 			return fail(stderr, err)
@@ -138,6 +141,12 @@ func runStorage(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		if err := c.job(ctx, "/api/v1/storage/rebalance"+q, &p); err != nil {
 			return fail(stderr, err)
 		}
+		if *output == "json" {
+			return printJSON(stdout, struct {
+				shard.RebalanceProgress
+				DryRun bool `json:"dryRun"`
+			}{p, *dry})
+		}
 		verb := "moved"
 		if *dry {
 			verb = "would move"
@@ -145,6 +154,5 @@ func runStorage(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		fmt.Fprintf(stdout, "scanned %d objects: %d were away from their shard; %s %d (%s copied)\n", p.Scanned, p.Misplaced, verb, max(p.Moved, map[bool]int64{true: p.Misplaced}[*dry]), bytesStr(p.Bytes))
 		return 0
 	}
-	fmt.Fprintf(stderr, "stowage storage: unknown subcommand %q\n\n%s", sub, storageUsage)
-	return 2
+	return unknownSub(stderr, "storage", sub, storageUsage)
 }
