@@ -131,6 +131,7 @@ type Main struct {
 	jobs     sync.WaitGroup
 	db       stowage.DB
 	keys     *crypt.Manager // nil with encryption: none
+	topo     *topology
 	srv      *http.Server
 	served   chan error
 }
@@ -196,12 +197,16 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		return err
 	}
 	topo.desc = desc
+	m.topo = topo
 	store, keys, err := m.setupEncryption(ctx, db, store)
 	if err != nil {
 		return err
 	}
 	m.keys = keys
 	topo.setTop(store)
+	if keys == nil {
+		topo.checkPlainReads()
+	}
 	authority, err := m.setupAuth(ctx, db)
 	if err != nil {
 		return err
