@@ -169,6 +169,13 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		// Renewed certificate files are picked up without a restart.
 		tlsConfig = &tls.Config{GetCertificate: certs.GetCertificate, MinVersion: tls.VersionTLS12}
 	}
+	// A start that fails from here on removes what it created.
+	fp := snapshotStart(cfg)
+	defer func() {
+		if err != nil {
+			m.abortStart(fp)
+		}
+	}()
 	// The data directory holds the metadata database (its settings hold
 	// the token signing key and the password hashes) and the encryption
 	// keys: nobody but the owner may read it.
@@ -182,7 +189,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	m.lock = lock
 	for _, dir := range fsRoots(cfg.Storage) {
 		if err := privateDir(dir, m.log); err != nil {
-			return err
+			return fmt.Errorf("storage: %w", err)
 		}
 	}
 
@@ -401,7 +408,11 @@ func (m *Main) scheduled(ctx context.Context, reg *stowage.Registry, name, job s
 // lockDir takes an exclusive lock on the data directory, so two servers never
 // share one embedded database.
 func lockDir(dir string) (*os.File, error) {
-	f, err := os.OpenFile(filepath.Join(dir, "LOCK"), os.O_CREATE|os.O_RDWR, 0o600)
+	path := filepath.Join(dir, "LOCK")
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600)
+	if errors.Is(err, os.ErrPermission) {
+		return nil, lockDenied(dir, path, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("data directory: %w", err)
 	}
@@ -419,11 +430,11 @@ func lockDir(dir string) (*os.File, error) {
 // says so in the log. Files are created 0600 and directories 0700 below it.
 func privateDir(dir string, log *slog.Logger) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("data directory: %w", err)
+		return fmt.Errorf("directory %s: %w", dir, err)
 	}
 	fi, err := os.Stat(dir)
 	if err != nil {
-		return fmt.Errorf("data directory: %w", err)
+		return fmt.Errorf("directory %s: %w", dir, err)
 	}
 	if err := checkOwner(dir, fi, log); err != nil {
 		return err
