@@ -13,11 +13,14 @@
 # Helm: deploy/helm/stowage with the helm CLI as a Go module (go run, pinned;
 #   the first run compiles it into the Go build cache, later runs reuse it):
 #   - helm lint --strict, single (defaults) and scale-out (ci/ values);
-#   - helm template of both modes: the kinds and key fields, and the values
-#     the scale-out mode refuses to render without;
+#   - helm template of both modes: the kinds and key fields (the generated
+#     admin password in the chart's Secret), and the values the scale-out
+#     mode refuses to render without; with TLS on, https probes;
 #   - the stowage.yaml each mode renders is loaded by the real binary: single
 #     serves (healthz 200, /v2/ 401: access control on); scale-out passes
-#     the configuration checks and fails only on the unreachable database.
+#     the configuration checks and fails only on the unreachable database;
+#     with TLS on it serves https and `stowage healthcheck` (STOWAGE_CONFIG,
+#     as in the pod) finds it healthy.
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 . "$(dirname "$0")/lib.sh"
@@ -47,6 +50,11 @@ sed -e 's/^ProtectSystem=strict/ProtectSystem=stric/' -e 's/^SystemCallFilter=@s
 	"$UNIT" >"$ROOTFS/etc/systemd/system/stowage-typo.service"
 sed 's|^ExecStart=/usr/local/bin/stowage|ExecStart=/usr/local/bin/stowage-missing|' "$UNIT" >"$ROOTFS/etc/systemd/system/stowage-nobin.service"
 sed '/^# Identity and files/,/^\[Install\]/{/^\[Install\]/!d}' "$UNIT" >"$ROOTFS/etc/systemd/system/stowage-soft.service"
+# A low port, as the unit's header tells: its drop-in lines, applied.
+lowport=$(sed -n 's/^#   \(Environment=STOWAGE_ADDR=.*\|AmbientCapabilities=CAP_NET_BIND_SERVICE\|CapabilityBoundingSet=CAP_NET_BIND_SERVICE\|PrivateUsers=no\)$/\1/p' "$UNIT")
+mkdir -p "$ROOTFS/etc/systemd/system/stowage-lowport.service.d"
+cp "$UNIT" "$ROOTFS/etc/systemd/system/stowage-lowport.service"
+printf '[Service]\n%s\n' "$lowport" >"$ROOTFS/etc/systemd/system/stowage-lowport.service.d/override.conf"
 
 # verify_clean UNIT : systemd-analyze verify exits 0 and says nothing.
 verify_clean() {
@@ -60,6 +68,29 @@ if verify_clean stowage.service; then
 else
 	cat "$WORK/verify-stowage.service.log" >&2
 	check_fail "systemd-analyze verify stowage.service"
+fi
+# The low-port drop-in of the header: all four lines, and it verifies clean.
+if [ "$(printf '%s\n' "$lowport" | grep -c .)" = 4 ] && printf '%s\n' "$lowport" | grep -qx 'PrivateUsers=no' && verify_clean stowage-lowport.service; then
+	check_pass "the unit's low-port drop-in (CAP_NET_BIND_SERVICE and PrivateUsers=no) verifies clean"
+else
+	printf 'drop-in lines found:\n%s\n' "$lowport" >&2
+	cat "$WORK/verify-stowage-lowport.service.log" >&2 2>/dev/null || true
+	check_fail "the unit's header must give the low-port drop-in: AmbientCapabilities= and CapabilityBoundingSet=CAP_NET_BIND_SERVICE, PrivateUsers=no"
+fi
+# Why PrivateUsers=no: in a private user namespace even root cannot bind a
+# port below 1024 of the host's network; stowage says what to set.
+if unshare --user --map-root-user true 2>/dev/null; then
+	rc=0
+	run_bounded 30 unshare --user --map-root-user "$STOWAGE_BIN" serve --addr 127.0.0.1:1023 --data-dir "$WORK/lowport-data" \
+		>"$WORK/lowport.log" 2>&1 || rc=$?
+	if [ "$rc" = 1 ] && grep -q 'PrivateUsers=no' "$WORK/lowport.log" && [ ! -e "$WORK/lowport-data" ]; then
+		check_pass "in a private user namespace port 1023 is refused, and stowage names PrivateUsers=no: $(cut -c1-120 "$WORK/lowport.log")"
+	else
+		cat "$WORK/lowport.log" >&2
+		check_fail "port 1023 in a private user namespace: exit $rc (want 1, naming PrivateUsers=no, no data directory left)"
+	fi
+else
+	log "no user namespaces here (unshare --user failed): the private-user-namespace bind check is not run"
 fi
 for u in stowage-typo.service stowage-nobin.service; do
 	if verify_clean "$u"; then
@@ -121,7 +152,7 @@ for mode in single scale-out; do
 	fi
 done
 kinds() { grep '^kind:' "$1" | sed 's/kind: //' | sort | tr '\n' ' '; }
-check_eq "$(kinds "$WORK/single.yaml")" "ConfigMap Service StatefulSet " "single: a StatefulSet, its Service and ConfigMap, no Secret"
+check_eq "$(kinds "$WORK/single.yaml")" "ConfigMap Secret Service StatefulSet " "single: a StatefulSet, its Service, ConfigMap and Secret (the generated admin password)"
 check_eq "$(kinds "$WORK/scale-out.yaml")" "ConfigMap Deployment Secret Service " "scale-out: a Deployment, a Secret, a Service and a ConfigMap"
 want_in() { # FILE DESCRIPTION PATTERN...
 	local f=$1 what=$2 p miss=()
@@ -131,14 +162,16 @@ want_in() { # FILE DESCRIPTION PATTERN...
 }
 want_in "$WORK/single.yaml" "single: PVC template at /var/lib/stowage, data_dir below it, non-root, read-only root, /healthz probes" \
 	'^  volumeClaimTemplates:' 'storage: 20Gi' 'mountPath: /var/lib/stowage$' 'data_dir: /var/lib/stowage/data' \
-	'runAsUser: 65532' 'readOnlyRootFilesystem: true' 'path: /healthz' 'enabled: true'
+	'runAsUser: 65532' 'readOnlyRootFilesystem: true' 'path: /healthz' 'enabled: true' \
+	'name: STOWAGE_CONFIG$' 'value: /etc/stowage/stowage.yaml' 'scheme: HTTP\}' \
+	'^  admin-password: "[A-Za-z0-9+/=]{24,}"$' 'key: admin-password'
 want_in "$WORK/scale-out.yaml" "scale-out: 3 replicas; DB URL, S3 keys, encryption key and admin password from the Secret" \
 	'^  replicas: 3$' 'postgres_env: STOWAGE_PG' 'key_env: STOWAGE_KEY' 'bucket: registry' 'emptyDir: \{\}' \
 	'name: STOWAGE_PG$' 'key: postgres-url' 'name: AWS_SECRET_ACCESS_KEY' 'key: secret-access-key' \
 	'key: encryption-key' 'key: admin-password' '^  postgres-url: ' '^  encryption-key: ' 'interval: 30m'
 # Values the scale-out mode cannot do without.
 for c in "encryption.key=:one encryption key" "postgres.url=:needs PostgreSQL" "s3.bucket=:set s3.bucket" \
-	"auth.adminPassword=:first admin's password" "mode=cluster:mode must be single or scale-out"; do
+	"mode=cluster:mode must be single or scale-out"; do
 	set_arg=${c%%:*} want=${c#*:}
 	if helm template t "$CHART" "${SCALE[@]}" --set "$set_arg" >/dev/null 2>"$WORK/neg.err"; then
 		check_fail "helm template with $set_arg rendered (should refuse)"
@@ -149,6 +182,18 @@ for c in "encryption.key=:one encryption key" "postgres.url=:needs PostgreSQL" "
 		check_fail "helm template with $set_arg failed without saying '$want'"
 	fi
 done
+
+# TLS served by the registry (config.tls): the probes ask over https.
+TLSV=(--set config.tls.cert_file=/etc/stowage-tls/tls.crt,config.tls.key_file=/etc/stowage-tls/tls.key
+	--set 'extraVolumes[0].name=tls,extraVolumes[0].secret.secretName=registry-tls,extraVolumeMounts[0].name=tls,extraVolumeMounts[0].mountPath=/etc/stowage-tls')
+if helm template t "$CHART" "${TLSV[@]}" >"$WORK/tls.yaml" 2>"$WORK/template-tls.err"; then
+	check_eq "$(grep -c 'scheme: HTTPS}' "$WORK/tls.yaml")" 3 "TLS on: the startup, liveness and readiness probes use https"
+	want_in "$WORK/tls.yaml" "TLS on: the certificate's Secret is mounted where config.tls points" \
+		'cert_file: /etc/stowage-tls/tls.crt' 'mountPath: /etc/stowage-tls' 'secretName: registry-tls'
+else
+	cat "$WORK/template-tls.err" >&2
+	check_fail "helm template (TLS on)"
+fi
 
 # The rendered stowage.yaml of each mode, loaded by the real binary.
 config_of() { # RENDERED OUT : the ConfigMap's stowage.yaml
@@ -176,6 +221,40 @@ else
 	cat "$WORK/scale-serve.log" >&2
 	check_fail "scale-out: stowage serve with the rendered configuration exited $rc (want 1, on the database)"
 fi
+
+# TLS on: the real binary serves the rendered configuration with a
+# certificate for a public name (not 127.0.0.1); `stowage healthcheck`, as
+# the image's HEALTHCHECK and `kubectl exec` run it (STOWAGE_CONFIG, no
+# flags), reads the same file, asks over https and trusts the server's own
+# certificate. Control: the environment alone (the old way) asks over http.
+config_of "$WORK/tls.yaml" "$WORK/tls-stowage.yaml" || die "no stowage.yaml in the TLS ConfigMap"
+mkdir -p "$WORK/tls-certs"
+(cd "$WORK/tls-certs" && run_bounded 300 go run "$(go env GOROOT)/src/crypto/tls/generate_cert.go" --host registry.example.com --ecdsa-curve P256) \
+	>"$WORK/gencert.log" 2>&1 || { cat "$WORK/gencert.log" >&2; die "generate_cert.go failed"; }
+sed -i -e "s|/etc/stowage-tls/tls.crt|$WORK/tls-certs/cert.pem|" -e "s|/etc/stowage-tls/tls.key|$WORK/tls-certs/key.pem|" "$WORK/tls-stowage.yaml"
+port=$(pick_port)
+export STOWAGE_CONFIG=$WORK/tls-stowage.yaml STOWAGE_ADDR=127.0.0.1:$port STOWAGE_DATA_DIR=$WORK/tls-data STOWAGE_ADMIN_PASSWORD=ci-admin-password
+"$STOWAGE_BIN" serve >"$WORK/tls-serve.log" 2>&1 &
+tls_pid=$!
+register_pid "$tls_pid" "registry with TLS on 127.0.0.1:$port"
+ok=""
+for _ in $(seq 1 60); do
+	if "$STOWAGE_BIN" healthcheck >"$WORK/tls-health.log" 2>&1; then ok=1; break; fi
+	sleep 0.5
+done
+if [ -n "$ok" ] && grep -q "healthy: GET https://127.0.0.1:$port/healthz" "$WORK/tls-health.log"; then
+	check_pass "TLS on: stowage healthcheck reads STOWAGE_CONFIG and trusts the server's own certificate: $(cat "$WORK/tls-health.log")"
+else
+	cat "$WORK/tls-health.log" "$WORK/tls-serve.log" >&2
+	check_fail "TLS on: stowage healthcheck against the server of the rendered configuration"
+fi
+if env -u STOWAGE_CONFIG "$STOWAGE_BIN" healthcheck >"$WORK/tls-health-env.log" 2>&1; then
+	check_fail "control: a health check that does not read the configuration file passed against a TLS server"
+else
+	check_pass "control: without the configuration file the health check fails: $(head -c 160 "$WORK/tls-health-env.log")"
+fi
+stop_pid "$tls_pid"
+unset STOWAGE_CONFIG STOWAGE_ADDR STOWAGE_DATA_DIR STOWAGE_ADMIN_PASSWORD
 
 log "deploy test: $LIB_PASSES passed, $LIB_FAILURES failed"
 [ "$LIB_FAILURES" -eq 0 ]

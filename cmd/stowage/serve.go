@@ -67,7 +67,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	fl := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fl.SetOutput(stderr)
 	fl.Usage = func() { fmt.Fprint(stderr, serveUsage); fl.PrintDefaults() }
-	cfgPath := fl.String("config", "", "YAML configuration file (see docs/configuration.md)")
+	cfgPath := fl.String("config", os.Getenv("STOWAGE_CONFIG"), "YAML configuration file (see docs/configuration.md; env STOWAGE_CONFIG)")
 	addr := fl.String("addr", "", "listen address host:port (default 127.0.0.1:5000)")
 	dataDir := fl.String("data-dir", "", "data directory (default ./stowage-data)")
 	logLevel := fl.String("log-level", "", "debug, info, warn or error (default info)")
@@ -152,6 +152,9 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	// that fails there (the port in use) leaves no new data directory, key
 	// file or database behind.
 	ln, err := net.Listen("tcp", cfg.Addr)
+	if errors.Is(err, syscall.EACCES) {
+		return fmt.Errorf("listen on %s: %w: a port below 1024 needs the capability CAP_NET_BIND_SERVICE (under systemd: AmbientCapabilities=CAP_NET_BIND_SERVICE, CapabilityBoundingSet=CAP_NET_BIND_SERVICE and PrivateUsers=no, see docs/install.md), or use a port from 1024 up (e.g. 5000 behind a proxy)", cfg.Addr, err)
+	}
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w (is another registry running there? use --addr to pick another address)", cfg.Addr, err)
 	}
