@@ -10,6 +10,10 @@
 #   - `systemd-analyze security --offline=yes`: exposure at most 2.0, and a
 #     control without the hardening section must exceed it;
 #   - the hardening directives docs/install.md promises are all there.
+# Container image: the Dockerfile's build stage (never run in CI: no base
+#   images offline) only runs deploy/docker/rootfs.sh, and what its final
+#   stage takes and declares matches what rootfs.sh makes (user, paths, health
+#   check, binary flags); four drifted copies must fail the same check.
 # Helm: deploy/helm/stowage with the helm CLI as a Go module (go run, pinned;
 #   the first run compiles it into the Go build cache, later runs reuse it):
 #   - helm lint --strict, single (defaults) and scale-out (ci/ values);
@@ -127,6 +131,72 @@ if [ ${#missing[@]} = 0 ]; then
 else
 	check_fail "stowage.service lacks: ${missing[*]}"
 fi
+
+# ---------------------------------------------------------------- container image
+# CI cannot pull the Go toolchain image, so scripts/e2e-docker.sh builds the
+# Dockerfile's final stage over a rootfs that deploy/docker/rootfs.sh makes
+# on the host; the Dockerfile's own build stage is never run. This keeps the
+# two from drifting: the build stage must do nothing but run rootfs.sh into
+# /out, and what the final stage takes from /out, runs and declares (user,
+# paths, health check) must match what rootfs.sh really produces.
+# image_layout DOCKERFILE OUT : prints every mismatch; OUT is rootfs.sh's output.
+image_layout() {
+	local df=$1 out=$2 stage want got uid gid home bin
+	stage=$(sed -n '/^FROM .* AS build$/,/^# ---- image ----$/p' "$df" | grep -v '^#' | grep -v '^[[:space:]]*$')
+	want='FROM ${GO_IMAGE} AS build
+WORKDIR /src
+COPY go.mod go.sum ./
+RUN go mod download
+COPY . .
+ARG VERSION=dev
+RUN sh deploy/docker/rootfs.sh /out "$VERSION"'
+	[ "$stage" = "$want" ] || printf 'the build stage does more than run rootfs.sh (put build steps in deploy/docker/rootfs.sh):\n%s\n' "$stage"
+	final=$(sed -n '/^# ---- image ----$/,$p' "$df" | grep -v '^#')
+	while read -r src; do
+		[ -e "$out/${src#/out/}" ] || echo "COPY --from=build $src: rootfs.sh makes no such path"
+	done < <(printf '%s\n' "$final" | sed -n 's/^COPY --from=build \(--chown=[^ ]* \)\{0,1\}\([^ ]*\) .*/\2/p')
+	printf '%s\n' "$final" | grep -q '^COPY --from=build /out/root/ /$' || echo "the final stage does not copy /out/root/ to /"
+	uid=$(sed -n 's/^stowage:x:\([0-9]*\):\([0-9]*\):.*/\1:\2/p' "$out/root/etc/passwd")
+	home=$(sed -n 's/^stowage:x:[0-9]*:[0-9]*:[^:]*:\([^:]*\):.*/\1/p' "$out/root/etc/passwd")
+	gid=$(sed -n 's/^stowage:x:\([0-9]*\):.*/\1/p' "$out/root/etc/group")
+	[ -n "$uid" ] && [ "${uid#*:}" = "$gid" ] || echo "rootfs.sh: etc/passwd and etc/group disagree on the stowage user ($uid, group $gid)"
+	printf '%s\n' "$final" | grep -qx "USER $uid" || echo "USER is not the stowage user of etc/passwd ($uid)"
+	printf '%s\n' "$final" | grep -q "^COPY --from=build --chown=$uid /out/data/ $home/\$" || echo "the data directory is not copied to $home/ owned by $uid"
+	for line in "STOWAGE_DATA_DIR=$home" "WORKDIR $home" "VOLUME \[\"$home\"\]" "PATH=/usr/local/bin"; do
+		printf '%s\n' "$final" | grep -qE "(^|[[:space:]])$line( |$)" || echo "the final stage lacks $line (the user's home in etc/passwd is $home)"
+	done
+	bin=$out/root/usr/local/bin/stowage
+	[ -x "$bin" ] || { echo "rootfs.sh made no usr/local/bin/stowage"; return; }
+	printf '%s\n' "$final" | grep -q 'CMD \["stowage", "healthcheck"\]' || echo 'HEALTHCHECK is not CMD ["stowage", "healthcheck"]'
+	printf '%s\n' "$final" | grep -qx 'ENTRYPOINT \["stowage", "serve"\]' || echo 'ENTRYPOINT is not ["stowage", "serve"]'
+	got=$(go version -m "$bin" | grep -cE '^[[:space:]]build[[:space:]](CGO_ENABLED=0|-trimpath=true)$')
+	[ "$got" = 2 ] || echo "the binary is not built with CGO_ENABLED=0 and -trimpath: $(go version -m "$bin" | grep -E 'CGO|trimpath' | tr '\n' ' ')"
+	go tool nm "$bin" >/dev/null 2>&1 && echo "the binary keeps its symbol table (want -ldflags -s -w)"
+	"$bin" version | grep -q "^stowage ci-layout " || echo "the binary does not report the VERSION given to rootfs.sh (-X main.version): $("$bin" version)"
+	"$bin" healthcheck --help >/dev/null 2>&1 || echo "the binary has no healthcheck command"
+	[ -s "$out/root/etc/ssl/certs/ca-certificates.crt" ] || echo "rootfs.sh made no CA bundle"
+	[ "$(stat -c %a "$out/root/tmp")" = 1777 ] && [ "$(stat -c %a "$out/data")" = 700 ] || echo "tmp is not 1777 or data not 0700"
+}
+(cd "$STOWAGE_ROOT" && run_bounded 300 sh deploy/docker/rootfs.sh "$WORK/rootfs" ci-layout) >"$WORK/rootfs.log" 2>&1 ||
+	{ cat "$WORK/rootfs.log" >&2; die "deploy/docker/rootfs.sh failed"; }
+drift=$(image_layout "$STOWAGE_ROOT/Dockerfile" "$WORK/rootfs")
+if [ -z "$drift" ]; then
+	check_pass "Dockerfile and rootfs.sh agree: the build stage only runs rootfs.sh; user $(sed -n 's/^USER //p' "$STOWAGE_ROOT/Dockerfile"), paths, health check and a static, stripped, versioned binary"
+else
+	printf '%s\n' "$drift" >&2
+	check_fail "the Dockerfile and deploy/docker/rootfs.sh have drifted apart"
+fi
+# Controls: each drift, made on a copy, must be found.
+for c in 's|^RUN sh deploy/docker/rootfs.sh /out "$VERSION"$|&\nRUN CGO_ENABLED=1 go build -o /out/root/usr/local/bin/stowage ./cmd/stowage|@@an extra build step' \
+	's|^USER 65532:65532$|USER 1000:1000|@@another user' 's|"stowage", "healthcheck"|"stowage", "health"|@@another health check' \
+	's|/out/data/ /var/lib/stowage/|/out/state/ /var/lib/stowage/|@@a path rootfs.sh does not make'; do
+	sed "${c%%@@*}" "$STOWAGE_ROOT/Dockerfile" >"$WORK/Dockerfile.drift"
+	if [ -n "$(image_layout "$WORK/Dockerfile.drift" "$WORK/rootfs")" ]; then
+		check_pass "control: a Dockerfile with ${c#*@@} is found drifting"
+	else
+		check_fail "control: a Dockerfile with ${c#*@@} passed the layout check"
+	fi
+done
 
 # ---------------------------------------------------------------- helm
 helm() { run_bounded 900 go run "$HELM_MODULE" "$@"; }
