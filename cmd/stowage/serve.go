@@ -208,6 +208,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	}
 	topo.desc = desc
 	m.topo = topo
+	fp.recording()
 	store, keys, err := m.setupEncryption(ctx, db, store)
 	if err != nil {
 		return err

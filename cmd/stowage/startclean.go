@@ -26,6 +26,22 @@ type startFootprint struct {
 	dataHad  []string // if it existed: the names it held
 	newDirs  []string // storage directories that did not exist (the highest missing ancestor of each)
 	newFiles []string // the SQLite file (and its -wal, -shm, -journal), if it did not exist
+	dbNew    bool     // the database is a SQLite file this start creates (undo removes it)
+
+	// kept: the start wrote what the data directory must keep to a
+	// database that outlives the undo (PostgreSQL, or a SQLite file that
+	// existed): the encryption key's id, the first admin. Removing the key
+	// file or the generated password then would lock the data out, so the
+	// undo leaves everything.
+	kept bool
+}
+
+// recording is called before the start writes settings to the database:
+// from then on, unless the database is new (undone too), nothing is undone.
+func (fp *startFootprint) recording() {
+	if !fp.dbNew {
+		fp.kept = true
+	}
 }
 
 // snapshotStart records the footprint of cfg's places before a start.
@@ -46,6 +62,7 @@ func snapshotStart(cfg config.Config) *startFootprint {
 			p := filepath.Clean(cfg.Database.SQLite + suffix)
 			if _, err := os.Lstat(p); errors.Is(err, os.ErrNotExist) {
 				fp.newFiles = append(fp.newFiles, p)
+				fp.dbNew = fp.dbNew || suffix == ""
 			}
 		}
 	}
@@ -82,6 +99,10 @@ func highestMissing(d string) string {
 // it, another server may be creating the same places, so only directories
 // it made that are still empty go).
 func (fp *startFootprint) undo(locked bool, log *slog.Logger) {
+	if fp.kept {
+		log.Warn("the start failed after it recorded its encryption key and first admin in the database; the data directory stays as it is (keep its key file)", "dir", fp.dataDir)
+		return
+	}
 	var removed []string
 	rm := func(p string) {
 		if _, err := os.Lstat(p); err != nil {

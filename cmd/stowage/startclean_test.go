@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"os/exec"
@@ -13,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/stowage/stowage/config"
 )
 
 // TestHelperServe is the real program, run by TestFailedStartsLeaveNothing
@@ -176,4 +179,48 @@ func lockWants(asRoot bool, uid int) []string {
 		return []string{"LOCK: permission denied", "belongs to user root (uid 0)", fmt.Sprintf("sudo chown -R %d ", uid)}
 	}
 	return []string{"LOCK (mode 0, yours): permission denied", "chmod u+rw "}
+}
+
+// TestUndoKeepsWhatADatabaseRecorded: a start on a database that outlives
+// the undo (an existing SQLite file here; PostgreSQL alike) that failed
+// after it began recording settings (the encryption key's id, the first
+// admin) leaves the data directory as it is: removing the new key file
+// would lock the data out. Before that point, and with a new database
+// file, the undo removes what the start created.
+func TestUndoKeepsWhatADatabaseRecorded(t *testing.T) {
+	log := slog.New(slog.DiscardHandler)
+	for _, tc := range []struct {
+		name      string
+		dbExisted bool
+		recorded  bool
+		wantKey   bool
+	}{
+		{"new database, recorded", false, true, false},
+		{"database outlives, not yet recorded", true, false, false},
+		{"database outlives, recorded", true, true, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			root := t.TempDir()
+			cfg := config.Default()
+			cfg.DataDir = filepath.Join(root, "data")
+			cfg.Database.SQLite = filepath.Join(root, "meta.db")
+			if tc.dbExisted {
+				os.WriteFile(cfg.Database.SQLite, []byte("db"), 0o600)
+			}
+			fp := snapshotStart(cfg)
+			key := ServiceKeyPath(cfg.DataDir)
+			os.MkdirAll(filepath.Dir(key), 0o700)
+			os.WriteFile(key, []byte("key"), 0o600)
+			if tc.recorded {
+				fp.recording()
+			}
+			fp.undo(true, log)
+			if _, err := os.Stat(key); (err == nil) != tc.wantKey {
+				t.Errorf("key file after the undo: %v; want kept %v", err, tc.wantKey)
+			}
+			if _, err := os.Stat(cfg.Database.SQLite); (err == nil) != tc.dbExisted {
+				t.Errorf("database file after the undo: %v; want it there %v", err, tc.dbExisted)
+			}
+		})
+	}
 }
