@@ -41,7 +41,8 @@ everything under ./stowage-data: blobs in ./stowage-data/storage, metadata in
 the embedded SQLite database ./stowage-data/stowage.db.
 
 Configuration comes from, last wins: built-in defaults, the YAML file given
-with --config, STOWAGE_* environment variables, then these flags.
+with --config (or STOWAGE_CONFIG), STOWAGE_* environment variables, then
+these flags. 'stowage healthcheck' reads the same file and variables.
 
 Environment: STOWAGE_ADDR, STOWAGE_DATA_DIR, STOWAGE_LOG_LEVEL,
 STOWAGE_LOG_FORMAT, STOWAGE_DATABASE_SQLITE, STOWAGE_STORAGE_PATH,
