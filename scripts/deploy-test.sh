@@ -165,10 +165,14 @@ RUN sh deploy/docker/rootfs.sh /out "$VERSION"'
 	for line in "STOWAGE_DATA_DIR=$home" "WORKDIR $home" "VOLUME \[\"$home\"\]" "PATH=/usr/local/bin"; do
 		printf '%s\n' "$final" | grep -qE "(^|[[:space:]])$line( |$)" || echo "the final stage lacks $line (the user's home in etc/passwd is $home)"
 	done
-	bin=$out/root/usr/local/bin/stowage
-	[ -x "$bin" ] || { echo "rootfs.sh made no usr/local/bin/stowage"; return; }
+	[ -x "$out/root/usr/local/bin/stowage" ] || echo "rootfs.sh made no usr/local/bin/stowage"
 	printf '%s\n' "$final" | grep -q 'CMD \["stowage", "healthcheck"\]' || echo 'HEALTHCHECK is not CMD ["stowage", "healthcheck"]'
 	printf '%s\n' "$final" | grep -qx 'ENTRYPOINT \["stowage", "serve"\]' || echo 'ENTRYPOINT is not ["stowage", "serve"]'
+}
+# binary_layout OUT : the binary rootfs.sh built, as the image needs it.
+binary_layout() {
+	local out=$1 bin=$1/root/usr/local/bin/stowage got
+	[ -x "$bin" ] || { echo "rootfs.sh made no usr/local/bin/stowage"; return; }
 	got=$(go version -m "$bin" | grep -cE '^[[:space:]]build[[:space:]](CGO_ENABLED=0|-trimpath=true)$')
 	[ "$got" = 2 ] || echo "the binary is not built with CGO_ENABLED=0 and -trimpath: $(go version -m "$bin" | grep -E 'CGO|trimpath' | tr '\n' ' ')"
 	go tool nm "$bin" >/dev/null 2>&1 && echo "the binary keeps its symbol table (want -ldflags -s -w)"
@@ -179,7 +183,7 @@ RUN sh deploy/docker/rootfs.sh /out "$VERSION"'
 }
 (cd "$STOWAGE_ROOT" && run_bounded 300 sh deploy/docker/rootfs.sh "$WORK/rootfs" ci-layout) >"$WORK/rootfs.log" 2>&1 ||
 	{ cat "$WORK/rootfs.log" >&2; die "deploy/docker/rootfs.sh failed"; }
-drift=$(image_layout "$STOWAGE_ROOT/Dockerfile" "$WORK/rootfs")
+drift=$(image_layout "$STOWAGE_ROOT/Dockerfile" "$WORK/rootfs"; binary_layout "$WORK/rootfs")
 if [ -z "$drift" ]; then
 	check_pass "Dockerfile and rootfs.sh agree: the build stage only runs rootfs.sh; user $(sed -n 's/^USER //p' "$STOWAGE_ROOT/Dockerfile"), paths, health check and a static, stripped, versioned binary"
 else
