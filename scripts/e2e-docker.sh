@@ -10,8 +10,9 @@
 #  - (Stowage only) a push over a write-locked tag is denied naming the lock;
 #    delete --dry-run predicts what gc then frees; shared layers still pull
 #  - (Stowage only) the Dockerfile's image: built, run with its defaults
-#    (healthy, auth on), pushed into a Stowage container of itself and
-#    pulled back from it by digest (see the section at the end)
+#    (healthy, auth on) and with TLS from a --config file (healthy: the
+#    health check reads that file), pushed into a Stowage container of
+#    itself and pulled back from it by digest (see the section at the end)
 # 127.0.0.0/8 registries are insecure (plain HTTP) by default in dockerd.
 #
 # Env: STOWAGE_TEST_REGISTRY=distribution to run it against CNCF distribution,
@@ -387,6 +388,33 @@ if [ "${STOWAGE_TEST_REGISTRY:-stowage}" = stowage ]; then
 	else
 		cat "$WORK/run-default.log" >&2
 		check_fail "docker run of the default Stowage container failed"
+	fi
+
+	# TLS from a configuration file given after the image name (the server's
+	# --config): the image's HEALTHCHECK, which runs `stowage healthcheck`
+	# with no flag, reads the same file (PID 1's --config), asks over https
+	# and trusts the server's own certificate, made for a public name.
+	mkdir -p "$WORK/tlsconf"
+	(cd "$WORK/tlsconf" && run_bounded 300 go run "$(go env GOROOT)/src/crypto/tls/generate_cert.go" --host registry.example.com --ecdsa-curve P256) \
+		>"$WORK/gencert.log" 2>&1 || { cat "$WORK/gencert.log" >&2; die "generate_cert.go failed"; }
+	printf 'tls:\n  cert_file: /etc/stowage/cert.pem\n  key_file: /etc/stowage/key.pem\n' >"$WORK/tlsconf/stowage.yaml"
+	chmod 0755 "$WORK/tlsconf" && chmod 0644 "$WORK/tlsconf"/*
+	if dk run -d --name stowage-tls --network none -v "$WORK/tlsconf:/etc/stowage:ro" --health-interval 1s --health-start-period 1s \
+		"$IMG" --config /etc/stowage/stowage.yaml >"$WORK/run-tls.log" 2>&1; then
+		st=$(wait_health stowage-tls)
+		dk exec stowage-tls stowage healthcheck >"$WORK/hc-tls.log" 2>&1 || true
+		if [ "$st" = healthy ] && grep -q 'healthy: GET https://127.0.0.1:5000/healthz answered 200' "$WORK/hc-tls.log"; then
+			check_pass "TLS from the --config file: the image's health check asks over https and turns healthy: $(cat "$WORK/hc-tls.log")"
+		else
+			dk logs stowage-tls >&2 || true
+			dk inspect --format '{{json .State.Health}}' stowage-tls >&2 || true
+			cat "$WORK/hc-tls.log" >&2
+			check_fail "TLS from the --config file: health '$st'"
+		fi
+		dk rm -f stowage-tls >/dev/null 2>&1 || true
+	else
+		cat "$WORK/run-tls.log" >&2
+		check_fail "docker run of a Stowage container with TLS from a configuration file failed"
 	fi
 
 	# On the host network, loopback only, with an admin password.

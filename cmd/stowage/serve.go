@@ -41,7 +41,8 @@ everything under ./stowage-data: blobs in ./stowage-data/storage, metadata in
 the embedded SQLite database ./stowage-data/stowage.db.
 
 Configuration comes from, last wins: built-in defaults, the YAML file given
-with --config, STOWAGE_* environment variables, then these flags.
+with --config (or STOWAGE_CONFIG), STOWAGE_* environment variables, then
+these flags. 'stowage healthcheck' reads the same file and variables.
 
 Environment: STOWAGE_ADDR, STOWAGE_DATA_DIR, STOWAGE_LOG_LEVEL,
 STOWAGE_LOG_FORMAT, STOWAGE_DATABASE_SQLITE, STOWAGE_STORAGE_PATH,
@@ -67,7 +68,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	fl := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fl.SetOutput(stderr)
 	fl.Usage = func() { fmt.Fprint(stderr, serveUsage); fl.PrintDefaults() }
-	cfgPath := fl.String("config", "", "YAML configuration file (see docs/configuration.md)")
+	cfgPath := fl.String("config", os.Getenv("STOWAGE_CONFIG"), "YAML configuration file (see docs/configuration.md; env STOWAGE_CONFIG)")
 	addr := fl.String("addr", "", "listen address host:port (default 127.0.0.1:5000)")
 	dataDir := fl.String("data-dir", "", "data directory (default ./stowage-data)")
 	logLevel := fl.String("log-level", "", "debug, info, warn or error (default info)")
@@ -131,6 +132,7 @@ type Main struct {
 	jobs     sync.WaitGroup
 	db       stowage.DB
 	keys     *crypt.Manager // nil with encryption: none
+	topo     *topology
 	srv      *http.Server
 	served   chan error
 }
@@ -151,6 +153,9 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	// that fails there (the port in use) leaves no new data directory, key
 	// file or database behind.
 	ln, err := net.Listen("tcp", cfg.Addr)
+	if errors.Is(err, syscall.EACCES) {
+		return fmt.Errorf("listen on %s: %w: a port below 1024 needs the capability CAP_NET_BIND_SERVICE (under systemd: AmbientCapabilities=CAP_NET_BIND_SERVICE, CapabilityBoundingSet=CAP_NET_BIND_SERVICE and PrivateUsers=no, see docs/install.md), or use a port from 1024 up (e.g. 5000 behind a proxy)", cfg.Addr, err)
+	}
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w (is another registry running there? use --addr to pick another address)", cfg.Addr, err)
 	}
@@ -168,6 +173,13 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		// Renewed certificate files are picked up without a restart.
 		tlsConfig = &tls.Config{GetCertificate: certs.GetCertificate, MinVersion: tls.VersionTLS12}
 	}
+	// A start that fails from here on removes what it created.
+	fp := snapshotStart(cfg)
+	defer func() {
+		if err != nil {
+			m.abortStart(fp)
+		}
+	}()
 	// The data directory holds the metadata database (its settings hold
 	// the token signing key and the password hashes) and the encryption
 	// keys: nobody but the owner may read it.
@@ -181,7 +193,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	m.lock = lock
 	for _, dir := range fsRoots(cfg.Storage) {
 		if err := privateDir(dir, m.log); err != nil {
-			return err
+			return fmt.Errorf("storage: %w", err)
 		}
 	}
 
@@ -196,12 +208,17 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		return err
 	}
 	topo.desc = desc
+	m.topo = topo
+	fp.recording()
 	store, keys, err := m.setupEncryption(ctx, db, store)
 	if err != nil {
 		return err
 	}
 	m.keys = keys
 	topo.setTop(store)
+	if keys == nil {
+		topo.checkPlainReads()
+	}
 	authority, err := m.setupAuth(ctx, db)
 	if err != nil {
 		return err
@@ -396,7 +413,11 @@ func (m *Main) scheduled(ctx context.Context, reg *stowage.Registry, name, job s
 // lockDir takes an exclusive lock on the data directory, so two servers never
 // share one embedded database.
 func lockDir(dir string) (*os.File, error) {
-	f, err := os.OpenFile(filepath.Join(dir, "LOCK"), os.O_CREATE|os.O_RDWR, 0o600)
+	path := filepath.Join(dir, "LOCK")
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600)
+	if errors.Is(err, os.ErrPermission) {
+		return nil, lockDenied(dir, path, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("data directory: %w", err)
 	}
@@ -414,11 +435,11 @@ func lockDir(dir string) (*os.File, error) {
 // says so in the log. Files are created 0600 and directories 0700 below it.
 func privateDir(dir string, log *slog.Logger) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("data directory: %w", err)
+		return fmt.Errorf("directory %s: %w", dir, err)
 	}
 	fi, err := os.Stat(dir)
 	if err != nil {
-		return fmt.Errorf("data directory: %w", err)
+		return fmt.Errorf("directory %s: %w", dir, err)
 	}
 	if err := checkOwner(dir, fi, log); err != nil {
 		return err

@@ -69,6 +69,16 @@ type mirrorHandle interface {
 	Status() mirror.Status
 	Repair(context.Context) (int, error)
 	SetVerifier(func(ctx context.Context, key string) (stowage.ScrubResult, error))
+	CheckReads(bool)
+}
+
+// checkPlainReads makes the mirrors check full reads of blobs against
+// their digests (storage/mirror's verify.go): without encryption, nothing
+// above them finds a copy's damaged bytes.
+func (t *topology) checkPlainReads() {
+	for _, m := range t.mirrors {
+		m.m.CheckReads(true)
+	}
 }
 
 // setTop tells the mirrors how to check an object a read found damaged on

@@ -20,6 +20,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/stowage/stowage"
@@ -111,6 +112,9 @@ type Backend struct {
 	served   map[string]int       // the copy that last served a read of a key (to name the copy a re-read blames)
 	faults   map[string]time.Time // read faults (kind, copy, key) and when they were last reported
 	verify   func(ctx context.Context, key string) (stowage.ScrubResult, error)
+	suspect  map[string]int // keys whose bytes a read found damaged on a copy, and that copy (read last until checked)
+
+	checkReads atomic.Bool // check full reads of blob keys against their digest (verify.go)
 }
 
 // verifySuffix names, in the repair queue, the mirror's keys whose copies
@@ -139,6 +143,9 @@ func (b *Backend) SetVerifier(v func(ctx context.Context, key string) (stowage.S
 // queued for repair, once per (kind, copy, key) per faultInterval.
 func (b *Backend) readFault(ctx context.Context, kind string, i int, key string) {
 	c := b.copies[i]
+	if kind == "corrupt" {
+		b.setSuspect(key, i)
+	}
 	b.mu.Lock()
 	id := kind + "\x00" + c.Name + "\x00" + key
 	now := time.Now()
@@ -163,7 +170,7 @@ func (b *Backend) readFault(ctx context.Context, kind string, i int, key string)
 		b.noteRepair(ctx, key, true)
 		return
 	}
-	b.log.Warn("a storage copy returned damaged bytes; read again from another copy, queued for a check and repair", "copy", c.Name, "key", key)
+	b.log.Warn("a storage copy returned damaged bytes; reads of the object now use another copy; queued for a check and repair", "copy", c.Name, "key", key)
 	qctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), b.timeout)
 	defer cancel()
 	if err := b.queue.AddRepair(qctx, b.name+verifySuffix, key, true, now); err != nil {
@@ -192,7 +199,7 @@ func New(copies []Copy, opt Options) (stowage.Backend, error) {
 	}
 	b := &Backend{quorum: opt.WriteQuorum, timeout: opt.Timeout, log: opt.Logger,
 		queue: opt.Queue, name: opt.Name, unsaved: map[string]bool{},
-		served: map[string]int{}, faults: map[string]time.Time{}}
+		served: map[string]int{}, faults: map[string]time.Time{}, suspect: map[string]int{}}
 	if b.queue == nil {
 		b.queue = newMemQueue()
 	}
@@ -420,9 +427,18 @@ func (b *Backend) Open(ctx context.Context, key string, offset int64) (io.ReadCl
 	if strings.HasPrefix(key, "uploads/") { // stowage.UploadPrefix
 		order = b.longestFirst(ctx, key, order)
 	}
+	if s, ok := b.suspectCopy(key); ok && attempt == 0 {
+		// A read found this copy's bytes damaged: the others first.
+		order = append(slices.DeleteFunc(order, func(i int) bool { return i == s }), s)
+	}
 	r := &reader{b: b, ctx: ctx, key: key, off: offset, order: order}
 	if err := r.openNext(); err != nil {
 		return nil, err
+	}
+	if offset == 0 && b.checkReads.Load() {
+		if d, ok := blobDigest(key); ok {
+			return b.checked(ctx, r, d)
+		}
 	}
 	return r, nil
 }
@@ -462,6 +478,16 @@ type reader struct {
 	errs  []error
 	nf    int   // copies that do not have the object
 	lack  []int // which
+	used  []int // copies that served bytes since the read (re)started
+}
+
+// restart reads the object again from offset 0, from the copies not tried
+// yet (the ones that served so far returned damaged bytes).
+func (r *reader) restart() error {
+	r.rc.Close()
+	r.rc = errReader{io.ErrClosedPipe}
+	r.off, r.used = 0, nil
+	return r.openNext()
 }
 
 // openNext opens the next copy in order at r.off.
@@ -474,6 +500,7 @@ func (r *reader) openNext() error {
 		if err == nil {
 			c.ok()
 			r.rc, r.cur = rc, i
+			r.used = append(r.used, i)
 			r.b.noteServed(r.key, i)
 			for _, j := range r.lack { // an earlier copy lacks it
 				r.b.readFault(r.ctx, "missing", j, r.key)

@@ -371,5 +371,8 @@ func (b *Backend) ScrubObject(ctx context.Context, key string, check func(io.Rea
 		b.repaired++ // storage status counts a scrub's repairs too
 		b.mu.Unlock()
 	}
+	if len(res.Errors) == 0 {
+		b.setSuspect(key, -1) // every copy checked and, if bad, rewritten
+	}
 	return res, nil
 }

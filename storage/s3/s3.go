@@ -21,6 +21,7 @@ import (
 	"fmt"
 	"io"
 	iofs "io/fs"
+	"net"
 	"net/url"
 	"sort"
 	"strconv"
@@ -180,7 +181,15 @@ func (b *Backend) check(ctx context.Context) error {
 	if errors.As(err, &send) {
 		return fmt.Errorf("s3: cannot reach the S3 endpoint %s (is the address right and the server up?): %w", b.endpoint, err)
 	}
-	if httpStatus(err) == 0 && (strings.Contains(err.Error(), "get identity") || strings.Contains(err.Error(), "credentials")) {
+	if msg := err.Error(); strings.Contains(msg, "get identity") || strings.Contains(msg, "get credentials") ||
+		httpStatus(err) == 0 && strings.Contains(msg, "credentials") {
+		// The SDK looked for credentials (its last source, the instance
+		// metadata service, may even have answered 403) before it tried
+		// the endpoint: an endpoint that cannot be reached is the first
+		// thing to fix, and it is not a credentials problem.
+		if perr := b.probe(ctx); perr != nil {
+			return fmt.Errorf("s3: cannot reach the S3 endpoint %s (is the address right and the server up?): %w", b.endpoint, perr)
+		}
 		return fmt.Errorf("s3: no credentials for %s: set the access key ID and secret access key in the configuration, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY: %w", b.endpoint, err)
 	}
 	// A HEAD response has no body, so no error code: a GET tells more
@@ -202,6 +211,30 @@ func (b *Backend) check(ctx context.Context) error {
 		return fmt.Errorf("s3: bucket %q is in another region than the one configured; set the region: %w", b.bucket, err)
 	}
 	return fmt.Errorf("s3: bucket %q at %s is not usable: %w", b.bucket, b.endpoint, err)
+}
+
+// probe opens a TCP connection to a configured endpoint (not Amazon S3's):
+// nil if something listens there.
+func (b *Backend) probe(ctx context.Context) error {
+	u, err := url.Parse(b.endpoint)
+	if err != nil || u.Host == "" {
+		return nil
+	}
+	host := u.Host
+	if u.Port() == "" {
+		port := "443"
+		if u.Scheme == "http" {
+			port = "80"
+		}
+		host = net.JoinHostPort(u.Hostname(), port)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	c, err := (&net.Dialer{}).DialContext(ctx, "tcp", host)
+	if err != nil {
+		return err
+	}
+	return c.Close()
 }
 
 // full returns the S3 key of a storage key.

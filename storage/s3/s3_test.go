@@ -586,10 +586,21 @@ func TestNewNoCredentials(t *testing.T) {
 	} {
 		t.Setenv(k, v)
 	}
-	_, err := New(ctx, Config{Endpoint: "http://127.0.0.1:1", Bucket: "b", UsePathStyle: true})
+	ln, err := net.Listen("tcp", "127.0.0.1:0") // an endpoint that answers
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	_, err = New(ctx, Config{Endpoint: "http://" + ln.Addr().String(), Bucket: "b", UsePathStyle: true})
 	t.Log(err)
 	if err == nil || !strings.Contains(err.Error(), "no credentials") {
 		t.Errorf("no credentials: %v", err)
+	}
+	// An endpoint that cannot be reached is said so, not blamed on the
+	// credentials (the SDK looks for them before it dials).
+	_, err = New(ctx, Config{Endpoint: "http://127.0.0.1:1", Bucket: "b", UsePathStyle: true})
+	if err == nil || !strings.Contains(err.Error(), "cannot reach the S3 endpoint http://127.0.0.1:1") {
+		t.Errorf("no credentials, endpoint unreachable: %v", err)
 	}
 }
 

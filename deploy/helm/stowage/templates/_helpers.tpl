@@ -34,9 +34,6 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- if and (not .Values.encryption.key) (not .Values.encryption.existingSecret) -}}
 {{- fail "mode scale-out needs one encryption key for every node: set encryption.key (openssl rand -base64 32) or encryption.existingSecret" -}}
 {{- end -}}
-{{- if and .Values.auth.enabled (not .Values.auth.adminPassword) (not .Values.auth.existingSecret) -}}
-{{- fail "mode scale-out needs the first admin's password (the pods keep no data directory to generate one into): set auth.adminPassword or auth.existingSecret" -}}
-{{- end -}}
 {{- if lt (int .Values.replicas) 1 -}}
 {{- fail "replicas must be at least 1" -}}
 {{- end -}}
@@ -67,4 +64,30 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- $_ := set $c "encryption" (dict "key_env" "STOWAGE_KEY") -}}
 {{- end -}}
 {{- toYaml (mustMergeOverwrite $c (deepCopy .Values.config)) -}}
+{{- end -}}
+
+{{/* The first admin's password kept in the chart's Secret: auth.adminPassword;
+     else the one generated at install, kept on upgrades (lookup); else a new
+     one. (helm template cannot look up: it generates one each time.) */}}
+{{- define "stowage.adminPassword" -}}
+{{- if .Values.auth.adminPassword -}}
+{{- .Values.auth.adminPassword -}}
+{{- else -}}
+{{- $s := lookup "v1" "Secret" .Release.Namespace (include "stowage.fullname" .) -}}
+{{- if and $s $s.data (index $s.data "admin-password") -}}
+{{- index $s.data "admin-password" | b64dec -}}
+{{- else -}}
+{{- randAlphaNum 24 -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* HTTPS when the registry serves TLS itself (config.tls.cert_file, or
+     STOWAGE_TLS_CERT_FILE in env): the probes must ask over https. */}}
+{{- define "stowage.scheme" -}}
+{{- $tls := dig "tls" "cert_file" "" (.Values.config | default dict) -}}
+{{- range .Values.env -}}
+{{- if eq .name "STOWAGE_TLS_CERT_FILE" -}}{{- $tls = "env" -}}{{- end -}}
+{{- end -}}
+{{- if $tls -}}HTTPS{{- else -}}HTTP{{- end -}}
 {{- end -}}

@@ -20,9 +20,11 @@ spec:
     - name: stowage
       image: "{{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}"
       imagePullPolicy: {{ .Values.image.pullPolicy }}
-      args: ["--config", "/etc/stowage/stowage.yaml"]
       env:
-        {{- if or .Values.auth.adminPassword .Values.auth.existingSecret }}
+        # The server and `stowage healthcheck` (kubectl exec) read the same file.
+        - name: STOWAGE_CONFIG
+          value: /etc/stowage/stowage.yaml
+        {{- if .Values.auth.enabled }}
         - name: STOWAGE_ADMIN_PASSWORD
           valueFrom:
             secretKeyRef:
@@ -63,15 +65,15 @@ spec:
           containerPort: {{ .Values.service.port }}
           protocol: TCP
       startupProbe:
-        httpGet: {path: /healthz, port: http}
+        httpGet: {path: /healthz, port: http, scheme: {{ include "stowage.scheme" . }}}
         periodSeconds: 2
         failureThreshold: 60
       livenessProbe:
-        httpGet: {path: /healthz, port: http}
+        httpGet: {path: /healthz, port: http, scheme: {{ include "stowage.scheme" . }}}
         periodSeconds: 20
         timeoutSeconds: 5
       readinessProbe:
-        httpGet: {path: /healthz, port: http}
+        httpGet: {path: /healthz, port: http, scheme: {{ include "stowage.scheme" . }}}
         periodSeconds: 5
         timeoutSeconds: 5
       securityContext:
@@ -82,6 +84,9 @@ spec:
           readOnly: true
         - name: data
           mountPath: /var/lib/stowage
+        {{- with .Values.extraVolumeMounts }}
+        {{- toYaml . | nindent 8 }}
+        {{- end }}
       {{- with .Values.resources }}
       resources:
         {{- toYaml . | nindent 8 }}
@@ -94,6 +99,9 @@ spec:
     # Per pod: only its LOCK and node-id (metadata, blobs and key are shared).
     - name: data
       emptyDir: {}
+    {{- end }}
+    {{- with .Values.extraVolumes }}
+    {{- toYaml . | nindent 4 }}
     {{- end }}
   {{- with .Values.nodeSelector }}
   nodeSelector:
