@@ -25,7 +25,9 @@ import (
 	"github.com/stowage/stowage"
 	"github.com/stowage/stowage/config"
 	"github.com/stowage/stowage/gc"
+	"github.com/stowage/stowage/internal/requestlog"
 	"github.com/stowage/stowage/jobs"
+	"github.com/stowage/stowage/metrics"
 	"github.com/stowage/stowage/mgmt"
 	"github.com/stowage/stowage/ociapi"
 	"github.com/stowage/stowage/policy"
@@ -133,11 +135,13 @@ type Main struct {
 	keys     *crypt.Manager // nil with encryption: none
 	srv      *http.Server
 	served   chan error
+
+	metricsTTL time.Duration // how long /metrics reuses database reads (tests: -1, none)
 }
 
 // NewMain returns a Main for a validated configuration.
 func NewMain(cfg config.Config, out io.Writer) *Main {
-	return &Main{Config: cfg, out: out}
+	return &Main{Config: cfg, out: out, metricsTTL: defaultMetricsTTL}
 }
 
 // Run opens storage and metadata, and starts serving in the background.
@@ -229,22 +233,26 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	}
 	gcOpts := gc.Options{Grace: time.Duration(cfg.GC.Grace), Lease: time.Duration(cfg.GC.Lease),
 		UploadExpiry: time.Duration(cfg.GC.UploadExpiry)}
-	collector, scrubber := gc.New(reg), scrub.New(reg.Parts())
+	mset, jr := newMetrics(reg, db, topo, keys, cfg.StorageLimit(), m.metricsTTL)
+	collector, scrubber := meteredGC{gc.New(reg), jr}, meteredScrub{scrub.New(reg.Parts()), jr}
 
 	events, err := openFeed(db, cfg.Events)
 	if err != nil {
 		return err
 	}
 
-	pol := policy.New(reg)
+	pol := meteredPolicies{policy.New(reg), jr}
 	mux := http.NewServeMux()
 	routes(mux, m.log, authority, lim, ociapi.New(reg, m.log), mgmt.New(reg, m.log).WithGC(collector, gcOpts).WithScrub(scrubber).WithKeys(managedKeys(keys)).WithTopology(topo).WithPolicies(pol, recyclebin.New(reg)).WithEvents(events),
-		mgmt.NewACR(reg, m.log), metricsHandler(reg, db, topo, keys))
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
+		mgmt.NewACR(reg, m.log), mset.Handler())
+	mux.HandleFunc("/healthz", healthz)
+	mux.Handle("/readyz", &readiness{db: db, store: store, log: m.log})
 
 	m.Addr = ln.Addr().String()
 	m.srv = &http.Server{
-		Handler:           mux,
+		Handler: requestlog.Middleware(m.log, requestlog.Options{Route: metrics.Route, Started: mset.RequestStarted, Done: func(i requestlog.Info) {
+			mset.RequestDone(i.Route, i.Method, i.Status, i.BytesIn, i.BytesOut, i.Duration)
+		}}, mux),
 		ReadHeaderTimeout: 30 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(m.log.Handler(), slog.LevelWarn),
@@ -268,9 +276,9 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		})
 	}
 	// Every node looks every minute; one at a time runs what is due.
-	m.every(bg, "scheduled purge", time.Minute, pol.RunDuePurgePolicies)
+	m.every(bg, "scheduled purge", time.Minute, jr.metered("purge-schedule", pol.RunDuePurgePolicies))
 	if topo.needsUpkeep() {
-		m.scheduled(bg, reg, "storage upkeep", "storage-repair", time.Minute, topo.upkeep)
+		m.scheduled(bg, reg, "storage upkeep", "storage-repair", time.Minute, jr.metered("storage-repair", topo.upkeep))
 	}
 	if cfg.Scrub.Interval > 0 {
 		m.scheduled(bg, reg, "scrub", "scrub", time.Duration(cfg.Scrub.Interval), func(ctx context.Context) error {
@@ -281,7 +289,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 			return err
 		})
 	}
-	m.scheduled(bg, reg, "change feed retention", "feed-retention", feedTrimInterval, m.trimFeed(events))
+	m.scheduled(bg, reg, "change feed retention", "feed-retention", feedTrimInterval, jr.metered("feed-retention", m.trimFeed(events)))
 	if cfg.Retention.Interval > 0 {
 		m.scheduled(bg, reg, "retention", "retention", time.Duration(cfg.Retention.Interval), func(ctx context.Context) error {
 			run, err := pol.ApplyRetention(ctx, false)
@@ -511,10 +519,11 @@ func newLogger(c config.Log, w io.Writer) *slog.Logger {
 	var level slog.Level
 	_ = level.UnmarshalText([]byte(c.Level))
 	opts := &slog.HandlerOptions{Level: level}
+	// Records logged with a request's context carry its id (request_id).
 	if c.Format == "json" {
-		return slog.New(slog.NewJSONHandler(w, opts))
+		return slog.New(requestlog.Handler(slog.NewJSONHandler(w, opts)))
 	}
-	return slog.New(slog.NewTextHandler(w, opts))
+	return slog.New(requestlog.Handler(slog.NewTextHandler(w, opts)))
 }
 
 // nodeID returns this node's name among the nodes sharing a database,
