@@ -112,7 +112,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return 1
 	}
 	<-ctx.Done()
-	fmt.Fprintln(stderr, "stowage: shutting down; waiting for in-flight requests")
+	m.say("shutting down; waiting for in-flight requests\n")
 	if err := m.Close(); err != nil {
 		fmt.Fprintln(stderr, "stowage:", err)
 		return 1
@@ -301,18 +301,18 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	}
 
 	abs, _ := filepath.Abs(cfg.DataDir)
-	fmt.Fprintf(m.out, "stowage: listening on %s://%s\n", scheme, m.Addr)
-	fmt.Fprintf(m.out, "stowage: data in %s (blobs: %s, metadata: %s)\n", abs, desc, dbDesc)
+	m.say("listening on %s://%s\n", scheme, m.Addr)
+	m.say("data in %s (blobs: %s, metadata: %s)\n", abs, desc, dbDesc)
 	if keys != nil {
-		fmt.Fprintf(m.out, "stowage: encryption at rest on (%s)\n", keys.Keys.Describe())
+		m.say("encryption at rest on (%s)\n", keys.Keys.Describe())
 	} else {
-		fmt.Fprintf(m.out, "stowage: encryption at rest OFF (encryption: none)\n")
+		m.say("encryption at rest OFF (encryption: none)\n")
 	}
 	switch host, _, _ := net.SplitHostPort(m.Addr); {
 	case authority != nil:
-		fmt.Fprintf(m.out, "stowage: access control on (users, scope maps and tokens: stowage user|scope-map|token; docs/access.md)\n")
+		m.say("access control on (users, scope maps and tokens: stowage user|scope-map|token; docs/access.md)\n")
 	case isLoopback(host):
-		fmt.Fprintf(m.out, "stowage: access control OFF: open to every local user (fine on 127.0.0.1 for a quick start; turn it on with auth.enabled, see docs/access.md)\n")
+		m.say("access control OFF: open to every local user (fine on 127.0.0.1 for a quick start; turn it on with auth.enabled, see docs/access.md)\n")
 	default:
 		m.log.Warn("ACCESS CONTROL OFF on a non-loopback address (--insecure-open-registry): anyone who can reach it can push, pull and delete")
 	}
@@ -321,7 +321,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		if tier == "" {
 			tier = "none"
 		}
-		fmt.Fprintf(m.out, "stowage: limits: tier %s, storage %s, requests %s\n", tier, storageLimitText(limit), requestLimitText(lim))
+		m.say("limits: tier %s, storage %s, requests %s\n", tier, storageLimitText(limit), requestLimitText(lim))
 	}
 	return nil
 }
@@ -545,4 +545,15 @@ func nodeID(dataDir string) (string, error) {
 		return "", fmt.Errorf("node id: %w", err)
 	}
 	return id, nil
+}
+
+// say tells the operator about the server's setup: a "stowage: …" line,
+// or with JSON logs an info record, so every line of a JSON log parses.
+func (m *Main) say(format string, args ...any) {
+	msg := strings.TrimSuffix(fmt.Sprintf(format, args...), "\n")
+	if m.Config.Log.Format == "json" && m.log != nil {
+		m.log.Info(msg)
+		return
+	}
+	fmt.Fprintln(m.out, "stowage: "+msg)
 }
