@@ -47,14 +47,20 @@ type Run struct {
 	start time.Time
 }
 
+// Declare makes job's series exist before its first run (running 0, no
+// runs), so an alert on a job that never succeeded has a series to see.
+func (j *Jobs) Declare(job string) {
+	j.running.WithLabelValues(job)
+	j.runs.WithLabelValues(job, "success")
+	j.runs.WithLabelValues(job, "failure")
+}
+
 // Start records that job started on this node.
 func (j *Jobs) Start(job string) *Run {
+	j.Declare(job)
 	j.running.WithLabelValues(job).Set(1)
 	j.done.WithLabelValues(job).Set(0)
 	j.total.WithLabelValues(job).Set(0)
-	// Both results exist from the first run, so rate() sees the first failure.
-	j.runs.WithLabelValues(job, "success")
-	j.runs.WithLabelValues(job, "failure")
 	return &Run{j: j, job: job, start: j.now()}
 }
 

@@ -185,6 +185,9 @@ func newJobResults(set *metrics.Set) *jobResults {
 		policyLastBytes: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "stowage_policy_last_bytes_freed",
 			Help: "Bytes the next garbage collection frees because of the last run of the policy on this node."}, pol),
 	}
+	for _, job := range []string{"gc", "scrub", "retention", "purge"} {
+		set.Jobs.Declare(job)
+	}
 	set.Registerer().MustRegister(j.gcBlobs, j.gcBytes, j.gcUploads, j.gcOrphans, j.gcOrphanBytes,
 		j.gcLastBlobs, j.gcLastBytes, j.gcWaitingBlobs, j.gcWaitingBytes,
 		j.policyManifests, j.policyTags, j.policyLastManifests, j.policyLastBytes)
