@@ -129,9 +129,9 @@ want_in() { # FILE DESCRIPTION PATTERN...
 	for p in "$@"; do grep -qE -- "$p" "$f" || miss+=("$p"); done
 	if [ ${#miss[@]} = 0 ]; then check_pass "$what"; else check_fail "$what: missing ${miss[*]}"; fi
 }
-want_in "$WORK/single.yaml" "single: PVC template at /var/lib/stowage, data_dir below it, non-root, read-only root, /healthz probes" \
+want_in "$WORK/single.yaml" "single: PVC template at /var/lib/stowage, data_dir below it, non-root, read-only root, /healthz and /readyz probes" \
 	'^  volumeClaimTemplates:' 'storage: 20Gi' 'mountPath: /var/lib/stowage$' 'data_dir: /var/lib/stowage/data' \
-	'runAsUser: 65532' 'readOnlyRootFilesystem: true' 'path: /healthz' 'enabled: true'
+	'runAsUser: 65532' 'readOnlyRootFilesystem: true' 'path: /healthz' 'path: /readyz' 'enabled: true'
 want_in "$WORK/scale-out.yaml" "scale-out: 3 replicas; DB URL, S3 keys, encryption key and admin password from the Secret" \
 	'^  replicas: 3$' 'postgres_env: STOWAGE_PG' 'key_env: STOWAGE_KEY' 'bucket: registry' 'emptyDir: \{\}' \
 	'name: STOWAGE_PG$' 'key: postgres-url' 'name: AWS_SECRET_ACCESS_KEY' 'key: secret-access-key' \

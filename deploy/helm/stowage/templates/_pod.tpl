@@ -71,7 +71,7 @@ spec:
         periodSeconds: 20
         timeoutSeconds: 5
       readinessProbe:
-        httpGet: {path: /healthz, port: http}
+        httpGet: {path: /readyz, port: http}
         periodSeconds: 5
         timeoutSeconds: 5
       securityContext:
