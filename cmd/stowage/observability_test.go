@@ -438,3 +438,39 @@ func TestRequestIDs(t *testing.T) {
 		t.Errorf("error line %v / request line %v: want ERROR and status 500", errorLine, requestLines[errID])
 	}
 }
+
+// TestPoolMetrics: both databases report their pools to /metrics (the
+// PostgreSQL case runs in the postgres CI stage, which sets
+// STOWAGE_TEST_POSTGRES).
+func TestPoolMetrics(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		db    func(t *testing.T) config.Database
+		pools map[string]int64 // pool → max connections
+	}{
+		{"sqlite", func(t *testing.T) config.Database {
+			return config.Database{SQLite: filepath.Join(t.TempDir(), "stowage.db")}
+		}, map[string]int64{"write": 1}},
+		{"postgres", func(t *testing.T) config.Database {
+			return config.Database{Postgres: pgSchema(t), MaxConns: 3}
+		}, map[string]int64{"main": 3}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			db, _, err := openDB(context.Background(), tc.db(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer db.Close()
+			stats := poolStats(db)
+			if stats == nil {
+				t.Fatal("no pool statistics")
+			}
+			got := stats()
+			for pool, max := range tc.pools {
+				if s, ok := got[pool]; !ok || s.Max != max || s.InUse != 0 {
+					t.Errorf("pool %s: %+v (of %v), want max %d, none in use", pool, s, got, max)
+				}
+			}
+		})
+	}
+}
