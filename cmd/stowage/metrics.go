@@ -4,6 +4,8 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"log/slog"
+	"net/http"
 	"sort"
 	"time"
 
@@ -12,6 +14,7 @@ import (
 
 	"github.com/stowage/stowage"
 	"github.com/stowage/stowage/gc"
+	"github.com/stowage/stowage/internal/requestlog"
 	"github.com/stowage/stowage/metrics"
 	"github.com/stowage/stowage/mgmt"
 	"github.com/stowage/stowage/policy"
@@ -121,6 +124,20 @@ func mirrorMetrics(topo *topology, ch chan<- prometheus.Metric) {
 			ch <- metrics.Counter(descFaults, float64(c.CorruptFound), m.path, c.Name, "corrupt")
 		}
 	}
+}
+
+// observe wraps the server's handler: each request gets its id and log
+// line (package requestlog) and is counted in the request metrics. Health
+// probes and scrapes log at debug level.
+func observe(log *slog.Logger, mset *metrics.Set, h http.Handler) http.Handler {
+	return requestlog.Middleware(log, requestlog.Options{
+		Route:   metrics.Route,
+		Started: mset.RequestStarted,
+		Done: func(i requestlog.Info) {
+			mset.RequestDone(i.Route, i.Method, i.Status, i.BytesIn, i.BytesOut, i.Duration)
+		},
+		Quiet: map[string]bool{"/healthz": true, "/readyz": true, "/metrics": true},
+	}, h)
 }
 
 // poolStats returns the pool statistics of the databases that report them

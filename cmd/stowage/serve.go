@@ -27,7 +27,6 @@ import (
 	"github.com/stowage/stowage/gc"
 	"github.com/stowage/stowage/internal/requestlog"
 	"github.com/stowage/stowage/jobs"
-	"github.com/stowage/stowage/metrics"
 	"github.com/stowage/stowage/mgmt"
 	"github.com/stowage/stowage/ociapi"
 	"github.com/stowage/stowage/policy"
@@ -250,9 +249,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 
 	m.Addr = ln.Addr().String()
 	m.srv = &http.Server{
-		Handler: requestlog.Middleware(m.log, requestlog.Options{Route: metrics.Route, Started: mset.RequestStarted, Done: func(i requestlog.Info) {
-			mset.RequestDone(i.Route, i.Method, i.Status, i.BytesIn, i.BytesOut, i.Duration)
-		}}, mux),
+		Handler:           observe(m.log, mset, mux),
 		ReadHeaderTimeout: 30 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(m.log.Handler(), slog.LevelWarn),

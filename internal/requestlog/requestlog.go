@@ -97,11 +97,15 @@ type Options struct {
 	// (the request metrics).
 	Started func()
 	Done    func(Info)
+	// Quiet routes (health probes, scrapes: a line every few seconds) are
+	// logged at debug level unless they fail with a 5xx.
+	Quiet map[string]bool
 }
 
 // Middleware gives each request its id (see the package comment), then
-// logs one line at info level when it ends: id, method, route, path,
-// status, bytes in and out, duration and the client's address.
+// logs one line at info level (debug for a Quiet route) when it ends: id,
+// method, route, path, status, bytes in and out, duration and the client's
+// address and user agent.
 func Middleware(log *slog.Logger, opts Options, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
@@ -151,7 +155,11 @@ func finish(log *slog.Logger, r *http.Request, opts Options, info Info) {
 	if err != nil {
 		addr = r.RemoteAddr
 	}
-	log.LogAttrs(r.Context(), slog.LevelInfo, "request",
+	level := slog.LevelInfo
+	if opts.Quiet[info.Route] && info.Status < 500 {
+		level = slog.LevelDebug
+	}
+	log.LogAttrs(r.Context(), level, "request",
 		slog.String("method", r.Method), slog.String("route", info.Route), slog.String("path", truncate(r.URL.Path, 512)),
 		slog.Int("status", info.Status), slog.Int64("bytes_in", info.BytesIn), slog.Int64("bytes_out", info.BytesOut),
 		slog.Float64("duration_ms", float64(info.Duration.Microseconds())/1000), slog.String("remote", addr),

@@ -84,3 +84,25 @@ func TestMiddleware(t *testing.T) {
 		t.Errorf("request_id without a request: %s", logs.String())
 	}
 }
+
+// TestQuietRoutes: a quiet route is logged at debug level, unless it fails.
+func TestQuietRoutes(t *testing.T) {
+	for _, tc := range []struct {
+		route  string
+		status int
+		lines  int
+	}{
+		{"/healthz", 200, 0},
+		{"/readyz", 503, 1},
+		{"/v2/", 200, 1},
+	} {
+		var logs bytes.Buffer
+		log := slog.New(slog.NewJSONHandler(&logs, nil)) // level info
+		h := Middleware(log, Options{Route: func(p string) string { return p }, Quiet: map[string]bool{"/healthz": true, "/readyz": true}},
+			http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(tc.status) }))
+		h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", tc.route, nil))
+		if n := strings.Count(logs.String(), "\n"); n != tc.lines {
+			t.Errorf("%s answering %d: %d lines at info, want %d", tc.route, tc.status, n, tc.lines)
+		}
+	}
+}
