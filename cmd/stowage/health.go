@@ -33,16 +33,47 @@ const readyProbeKey = "readyz-probe"
 func healthz(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") }
 
 type readiness struct {
-	db    stowage.DB
-	store stowage.Backend
-	log   *slog.Logger
+	db      stowage.DB
+	store   stowage.Backend
+	log     *slog.Logger
+	timeout time.Duration // 0: readyTimeout
 
-	mu   sync.Mutex
-	last map[string]string // what failed at the last check, and why
+	mu       sync.Mutex
+	last     map[string]string // what failed at the last check, and why
+	inFlight map[string]bool   // checks still running (past their timeout)
+}
+
+// errStillRunning: the check started by an earlier probe has not returned
+// (a hung file system ignores its context): no second one is started, so
+// probes every few seconds do not pile up goroutines.
+var errStillRunning = errors.New("the previous check has not returned yet")
+
+// start marks check name running, unless it still is.
+func (rd *readiness) start(name string) bool {
+	rd.mu.Lock()
+	defer rd.mu.Unlock()
+	if rd.inFlight[name] {
+		return false
+	}
+	if rd.inFlight == nil {
+		rd.inFlight = map[string]bool{}
+	}
+	rd.inFlight[name] = true
+	return true
+}
+
+func (rd *readiness) finished(name string) {
+	rd.mu.Lock()
+	defer rd.mu.Unlock()
+	delete(rd.inFlight, name)
 }
 
 func (rd *readiness) check(ctx context.Context) map[string]error {
-	ctx, cancel := context.WithTimeout(ctx, readyTimeout)
+	timeout := rd.timeout
+	if timeout == 0 {
+		timeout = readyTimeout
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	checks := map[string]func(context.Context) error{
 		"database": func(ctx context.Context) error {
@@ -69,8 +100,17 @@ func (rd *readiness) check(ctx context.Context) map[string]error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			if !rd.start(name) {
+				mu.Lock()
+				failed[name] = errStillRunning
+				mu.Unlock()
+				return
+			}
 			done := make(chan error, 1)
-			go func() { done <- fn(ctx) }()
+			go func() {
+				defer rd.finished(name)
+				done <- fn(ctx)
+			}()
 			var err error
 			select {
 			case err = <-done:
