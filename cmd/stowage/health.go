@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/stowage/stowage"
+	"github.com/stowage/stowage/storage/mirror"
 )
 
 // Health endpoints, unauthenticated and revealing nothing but what failed:
@@ -35,6 +36,7 @@ func healthz(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n")
 type readiness struct {
 	db      stowage.DB
 	store   stowage.Backend
+	topo    *topology // its mirrors, if any (nil: none)
 	log     *slog.Logger
 	timeout time.Duration // 0: readyTimeout
 
@@ -87,7 +89,13 @@ func (rd *readiness) check(ctx context.Context) map[string]error {
 		},
 		"storage": func(ctx context.Context) error {
 			_, err := rd.store.Stat(ctx, readyProbeKey)
-			if errors.Is(err, iofs.ErrNotExist) {
+			if err == nil || errors.Is(err, iofs.ErrNotExist) {
+				return nil
+			}
+			// A mirror answers "unavailable" for a missing key when one
+			// copy fails, though the others serve every read: ready while
+			// each mirror has a copy that is not down.
+			if ctx.Err() == nil && rd.topo != nil && rd.topo.mirrorsServe() {
 				return nil
 			}
 			return err
@@ -126,6 +134,26 @@ func (rd *readiness) check(ctx context.Context) map[string]error {
 	}
 	wg.Wait()
 	return failed
+}
+
+// mirrorsServe reports whether the storage has mirrors and each has a copy
+// that is not down (fewer than 3 failures in a row).
+func (t *topology) mirrorsServe() bool {
+	if len(t.mirrors) == 0 {
+		return false
+	}
+	for _, m := range t.mirrors {
+		serves := false
+		for _, c := range m.m.Status().Copies {
+			if c.State != mirror.Down {
+				serves = true
+			}
+		}
+		if !serves {
+			return false
+		}
+	}
+	return true
 }
 
 func (rd *readiness) ServeHTTP(w http.ResponseWriter, r *http.Request) {

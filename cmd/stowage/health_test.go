@@ -6,11 +6,13 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/stowage/stowage"
+	"github.com/stowage/stowage/config"
 	"github.com/stowage/stowage/meta/sqlite"
 	"github.com/stowage/stowage/storage/mem"
 )
@@ -67,5 +69,61 @@ func TestReadinessHungStorage(t *testing.T) {
 			t.Fatal("not ready after the storage answered")
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestReadinessMirror: with a mirror, one copy that fails leaves the
+// registry ready (the other serves); when every copy fails, /readyz turns
+// 503 once they count as down (three failures in a row).
+func TestReadinessMirror(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	db, err := sqlite.Open(ctx, filepath.Join(dir, "stowage.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	yes := true
+	east, west := filepath.Join(dir, "east"), filepath.Join(dir, "west")
+	cfg := config.Storage{Mirror: &config.Mirror{Copies: []config.NamedStorage{
+		{Name: "east", Storage: config.Storage{Filesystem: &config.Filesystem{Path: east, Fsync: &yes}}},
+		{Name: "west", Storage: config.Storage{Filesystem: &config.Filesystem{Path: west, Fsync: &yes}}},
+	}}}
+	topo := &topology{}
+	store, _, err := buildStorage(ctx, cfg, "storage", topo, storageEnv{log: slog.New(slog.DiscardHandler), db: db})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rd := &readiness{db: db, store: store, topo: topo, log: slog.New(slog.DiscardHandler)}
+	probe := func() int {
+		rec := httptest.NewRecorder()
+		rd.ServeHTTP(rec, httptest.NewRequest("GET", "/readyz", nil))
+		return rec.Code
+	}
+	// breakDir replaces a copy's directory by a file.
+	breakDir := func(p string) {
+		if err := os.RemoveAll(p); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte("x"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if code := probe(); code != 200 {
+		t.Fatalf("both copies up: %d", code)
+	}
+	breakDir(east)
+	for i := range 5 {
+		if code := probe(); code != 200 {
+			t.Fatalf("probe %d with east failing, west up: %d, want 200", i, code)
+		}
+	}
+	breakDir(west)
+	codes := []int{}
+	for range 4 {
+		codes = append(codes, probe())
+	}
+	if codes[len(codes)-1] != http.StatusServiceUnavailable {
+		t.Errorf("both copies failing: probes answered %v, want 503 by the last", codes)
 	}
 }

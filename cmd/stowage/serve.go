@@ -245,7 +245,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	routes(mux, m.log, authority, lim, ociapi.New(reg, m.log), mgmt.New(reg, m.log).WithGC(collector, gcOpts).WithScrub(scrubber).WithKeys(managedKeys(keys)).WithTopology(topo).WithPolicies(pol, recyclebin.New(reg)).WithEvents(events),
 		mgmt.NewACR(reg, m.log), mset.Handler())
 	mux.HandleFunc("/healthz", healthz)
-	mux.Handle("/readyz", &readiness{db: db, store: store, log: m.log})
+	mux.Handle("/readyz", &readiness{db: db, store: store, topo: topo, log: m.log})
 
 	m.Addr = ln.Addr().String()
 	m.srv = &http.Server{
