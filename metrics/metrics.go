@@ -19,9 +19,12 @@
 package metrics
 
 import (
+	"fmt"
+	"log/slog"
 	"net/http"
 	"runtime/debug"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -76,10 +79,20 @@ func (s *Set) Registerer() prometheus.Registerer { return s.reg }
 func (s *Set) Gatherer() prometheus.Gatherer { return s.reg }
 
 // Handler serves the Prometheus exposition formats (the text format by
-// default). A collector that fails is left out of that scrape and the rest
-// is served.
-func (s *Set) Handler() http.Handler {
-	return promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
+// default). A metric that cannot be gathered is left out of that scrape
+// (and logged at warn level on log, if not nil); the rest is served.
+func (s *Set) Handler(log *slog.Logger) http.Handler {
+	opts := promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError}
+	if log != nil {
+		opts.ErrorLog = errorLog{log}
+	}
+	return promhttp.HandlerFor(s.reg, opts)
+}
+
+type errorLog struct{ log *slog.Logger }
+
+func (e errorLog) Println(v ...any) {
+	e.log.Warn("metrics: " + strings.TrimSuffix(fmt.Sprintln(v...), "\n"))
 }
 
 // httpMetrics are the request metrics, by route template and method.

@@ -1,6 +1,14 @@
 package metrics
 
-import "testing"
+import (
+	"bytes"
+	"log/slog"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
 
 func TestRoute(t *testing.T) {
 	d := "sha256:" + "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
@@ -48,5 +56,26 @@ func TestMethod(t *testing.T) {
 		if got := Method(in); got != want {
 			t.Errorf("Method(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// TestHandlerLogsGatherErrors: a collector's error (two samples with the
+// same labels) does not fail the scrape: the rest is served, and the error
+// logged.
+func TestHandlerLogsGatherErrors(t *testing.T) {
+	s := New("test")
+	d := prometheus.NewDesc("stowage_test_dup", "dup", []string{"l"}, nil)
+	s.Registerer().MustRegister(Func(func(ch chan<- prometheus.Metric) {
+		ch <- Gauge(d, 1, "a")
+		ch <- Gauge(d, 2, "a")
+	}))
+	var logs bytes.Buffer
+	rec := httptest.NewRecorder()
+	s.Handler(slog.New(slog.NewTextHandler(&logs, nil))).ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	if rec.Code != 200 || !strings.Contains(rec.Body.String(), "stowage_build_info") {
+		t.Errorf("scrape: %d\n%s", rec.Code, rec.Body)
+	}
+	if !strings.Contains(logs.String(), "level=WARN") || !strings.Contains(logs.String(), "stowage_test_dup") {
+		t.Errorf("log: %s", logs.String())
 	}
 }

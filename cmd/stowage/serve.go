@@ -243,7 +243,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	pol := meteredPolicies{policy.New(reg), jr}
 	mux := http.NewServeMux()
 	routes(mux, m.log, authority, lim, ociapi.New(reg, m.log), mgmt.New(reg, m.log).WithGC(collector, gcOpts).WithScrub(scrubber).WithKeys(managedKeys(keys)).WithTopology(topo).WithPolicies(pol, recyclebin.New(reg)).WithEvents(events),
-		mgmt.NewACR(reg, m.log), mset.Handler())
+		mgmt.NewACR(reg, m.log), mset.Handler(m.log))
 	mux.HandleFunc("/healthz", healthz)
 	mux.Handle("/readyz", &readiness{db: db, store: store, topo: topo, log: m.log})
 

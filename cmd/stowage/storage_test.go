@@ -224,7 +224,7 @@ func TestPullFindsMirrorFaults(t *testing.T) {
 	}
 	rec := httptest.NewRecorder()
 	mset, _ := newMetrics(reg, db, topo, nil, 0, -1)
-	mset.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	mset.Handler(nil).ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
 	for _, want := range []string{
 		`stowage_storage_read_faults_total{copy="east",kind="corrupt",mirror="storage"} 1`,
 		`stowage_storage_read_faults_total{copy="east",kind="missing",mirror="storage"} 1`,
