@@ -49,6 +49,8 @@ var layering = map[string][]string{
 	"internal/httperr":     {""},
 	"internal/ociroute":    {""},
 	"internal/testenv":     {},
+	"internal/requestlog":  {},
+	"metrics":              {"internal/ociroute", "ext:github.com/prometheus/"},
 	"ociapi":               {"", "internal/httperr", "internal/ociroute"},
 	"limits":               {"", "internal/httperr"},
 	"auth":                 {"", "internal/httperr", "internal/ociroute", "limits", "ext:golang.org/x/"},

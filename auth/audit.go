@@ -76,7 +76,7 @@ func (a *Authority) from(r *http.Request) []any {
 func (a *Authority) authFailed(r *http.Request, name, method, reason string) {
 	attrs := []any{"audit", "auth.failure", "name", name, "method", method, "reason", reason,
 		"request", r.Method + " " + trunc(r.URL.Path)}
-	a.log.Warn("authentication failed", append(attrs, a.from(r)...)...)
+	a.log.WarnContext(r.Context(), "authentication failed", append(attrs, a.from(r)...)...)
 }
 
 // audit logs a management operation: who did what to what, from where,
@@ -86,8 +86,8 @@ func (a *Authority) audit(r *http.Request, id Identity, op, target string, err e
 	attrs = append(attrs, extra...)
 	attrs = append(attrs, a.from(r)...)
 	if err != nil {
-		a.log.Warn("management operation refused", append(attrs, "outcome", "refused", "err", err.Error())...)
+		a.log.WarnContext(r.Context(), "management operation refused", append(attrs, "outcome", "refused", "err", err.Error())...)
 		return
 	}
-	a.log.Info("management operation", append(attrs, "outcome", "ok")...)
+	a.log.InfoContext(r.Context(), "management operation", append(attrs, "outcome", "ok")...)
 }

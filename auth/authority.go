@@ -194,7 +194,7 @@ func (a *Authority) recordLoginFailure(r *http.Request, name, ip, reason string)
 	e.Time = a.now()
 	e.Detail = stowage.EventDetail(ctx, map[string]any{"method": "basic", "reason": reason})
 	if err := a.store.db.Update(ctx, func(tx stowage.Tx) error { return tx.Events().Append(e) }); err != nil {
-		a.log.Error("the change feed could not record a failed login", "name", name, "err", err)
+		a.log.ErrorContext(ctx, "the change feed could not record a failed login", "name", name, "err", err)
 	}
 }
 

@@ -243,7 +243,7 @@ func (a *Authority) refuse(w http.ResponseWriter, r *http.Request, id Identity, 
 		httperr.Write(w, r, a.log, &stowage.Error{Code: stowage.CodeUnauthorized, Message: msg})
 		return
 	}
-	a.log.Info("request denied", "audit", "authz.denied", "actor", id.String(), "need", n.describe(),
+	a.log.InfoContext(r.Context(), "request denied", "audit", "authz.denied", "actor", id.String(), "need", n.describe(),
 		"request", r.Method+" "+trunc(r.URL.Path), "remote", a.ClientIP(r))
 	msg := fmt.Sprintf("%s may not do this: %s", id, n.describe())
 	if !n.admin && !n.all && !n.catalog && !n.authenticated && !n.some {
@@ -463,7 +463,7 @@ func (a *Authority) ManagementMiddleware(next http.Handler) http.Handler {
 		}
 		attrs := []any{"audit", "mgmt.request", "actor", id.String(), "request", r.Method + " " + trunc(r.URL.Path),
 			"query", trunc(redactQuery(r.URL.RawQuery)), "status", sw.status}
-		a.log.Info("management request", append(attrs, a.from(r)...)...)
+		a.log.InfoContext(r.Context(), "management request", append(attrs, a.from(r)...)...)
 	})
 }
 

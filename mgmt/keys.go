@@ -70,7 +70,7 @@ func (h *Handler) serveKeys(ctx context.Context, w http.ResponseWriter, r *http.
 			enc.progress("data keys", p.Rewrapped, p.Total)
 		})
 		if err != nil {
-			h.log.Error("key rotation failed", "err", err)
+			h.log.ErrorContext(ctx, "key rotation failed", "err", err)
 			enc.line(map[string]any{"error": err.Error()})
 			return nil
 		}

@@ -297,7 +297,7 @@ func (h *Handler) collect(ctx context.Context, w http.ResponseWriter, r *http.Re
 	opts.Progress = enc.progress
 	rep, err := h.gc.Collect(ctx, opts)
 	if err != nil {
-		h.log.Error("garbage collection failed", "err", err)
+		h.log.ErrorContext(ctx, "garbage collection failed", "err", err)
 		enc.line(map[string]any{"error": err.Error()})
 		return nil
 	}
@@ -455,7 +455,7 @@ func (h *Handler) purge(ctx context.Context, w http.ResponseWriter, r *http.Requ
 	opts.Progress = func(done, total int64) { enc.progress("repositories", done, total) }
 	run, err := h.pol.Purge(ctx, opts)
 	if err != nil {
-		h.log.Error("purge failed", "err", err)
+		h.log.ErrorContext(ctx, "purge failed", "err", err)
 		enc.line(map[string]any{"error": err.Error()})
 		return nil
 	}

@@ -42,7 +42,7 @@ func (h *Handler) serveScrub(ctx context.Context, w http.ResponseWriter, r *http
 	enc := streamJSON(w)
 	rep, err := h.scrub.Run(ctx, scrub.Options{Progress: func(done, total int64) { enc.progress("blobs", done, total) }})
 	if err != nil {
-		h.log.Error("scrub failed", "err", err)
+		h.log.ErrorContext(ctx, "scrub failed", "err", err)
 		enc.line(map[string]any{"error": err.Error()})
 		return nil
 	}

@@ -90,7 +90,7 @@ func (h *Handler) serveStorage(ctx context.Context, w http.ResponseWriter, r *ht
 		enc := streamJSON(w)
 		p, err := h.topo.Rebalance(ctx, dry, func(p RebalanceProgress) { enc.progress("objects", p.Scanned, p.Total) })
 		if err != nil {
-			h.log.Error("rebalance failed", "err", err)
+			h.log.ErrorContext(ctx, "rebalance failed", "err", err)
 			enc.line(map[string]any{"error": err.Error()})
 			return nil
 		}

@@ -164,7 +164,7 @@ func (h *Handler) getBlob(ctx context.Context, w http.ResponseWriter, r *http.Re
 	w.WriteHeader(status)
 	// An *os.File under a LimitedReader goes out with sendfile(2).
 	if n, err := io.CopyN(w, rc, length); err != nil && ctx.Err() == nil {
-		h.log.Warn("blob send failed", "repo", rt.Name, "digest", rt.Digest, "sent", n, "err", err)
+		h.log.WarnContext(ctx, "blob send failed", "repo", rt.Name, "digest", rt.Digest, "sent", n, "err", err)
 	}
 	return nil
 }

@@ -234,9 +234,9 @@ want_in() { # FILE DESCRIPTION PATTERN...
 	for p in "$@"; do grep -qE -- "$p" "$f" || miss+=("$p"); done
 	if [ ${#miss[@]} = 0 ]; then check_pass "$what"; else check_fail "$what: missing ${miss[*]}"; fi
 }
-want_in "$WORK/single.yaml" "single: PVC template at /var/lib/stowage, data_dir below it, non-root, read-only root, /healthz probes" \
+want_in "$WORK/single.yaml" "single: PVC template at /var/lib/stowage, data_dir below it, non-root, read-only root, /healthz and /readyz probes" \
 	'^  volumeClaimTemplates:' 'storage: 20Gi' 'mountPath: /var/lib/stowage$' 'data_dir: /var/lib/stowage/data' \
-	'runAsUser: 65532' 'readOnlyRootFilesystem: true' 'path: /healthz' 'enabled: true' \
+	'runAsUser: 65532' 'readOnlyRootFilesystem: true' 'path: /healthz' 'path: /readyz' 'enabled: true' \
 	'name: STOWAGE_CONFIG$' 'value: /etc/stowage/stowage.yaml' 'scheme: HTTP\}' \
 	'^  admin-password: "[A-Za-z0-9+/=]{24,}"$' 'key: admin-password'
 want_in "$WORK/scale-out.yaml" "scale-out: 3 replicas; DB URL, S3 keys, encryption key and admin password from the Secret" \

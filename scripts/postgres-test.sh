@@ -148,8 +148,8 @@ rc=0
 step "DB suite: go test -race ./meta/postgres/" \
 	go test -race -count=1 -timeout "${GO_TEST_TIMEOUT:-8m}" "$@" ./meta/postgres/ || rc=1
 if [ "$#" -eq 0 ]; then
-	step "migrate, migrate-metadata, limits across nodes: go test -race ./cmd/stowage/ -run 'TestMigrate|AcrossNodes'" \
-		go test -race -count=1 -timeout 5m -run 'TestMigrate|AcrossNodes' ./cmd/stowage/ || rc=1
+	step "migrate, migrate-metadata, limits across nodes: go test -race ./cmd/stowage/ -run 'TestMigrate|AcrossNodes|TestPoolMetrics'" \
+		go test -race -count=1 -timeout 5m -run 'TestMigrate|AcrossNodes|TestPoolMetrics' ./cmd/stowage/ || rc=1
 	step "shared limit buckets: go test -race ./limits/" \
 		go test -race -count=1 -timeout 5m ./limits/ || rc=1
 	step "signing key on PostgreSQL (several first starts, sealing): go test ./auth/ -run 'SigningKey|FirstStart'" \

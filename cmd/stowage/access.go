@@ -126,9 +126,9 @@ func (m *Main) setupAuth(ctx context.Context, db stowage.DB) (*auth.Authority, e
 		if err := os.WriteFile(path, []byte(password+"\n"), 0o600); err != nil {
 			return nil, fmt.Errorf("write the first admin's password: %w", err)
 		}
-		fmt.Fprintf(m.out, "stowage: created the admin user %q; its password is in %s (log in, change it with 'stowage user passwd %s', then delete the file)\n", c.Admin, path, c.Admin)
+		m.say("created the admin user %q; its password is in %s (log in, change it with 'stowage user passwd %s', then delete the file)\n", c.Admin, path, c.Admin)
 	} else if created {
-		fmt.Fprintf(m.out, "stowage: created the admin user %q with the password from $%s\n", c.Admin, c.AdminPasswordEnv)
+		m.say("created the admin user %q with the password from $%s\n", c.Admin, c.AdminPasswordEnv)
 	}
 	return a, nil
 }

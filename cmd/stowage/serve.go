@@ -25,6 +25,7 @@ import (
 	"github.com/stowage/stowage"
 	"github.com/stowage/stowage/config"
 	"github.com/stowage/stowage/gc"
+	"github.com/stowage/stowage/internal/requestlog"
 	"github.com/stowage/stowage/jobs"
 	"github.com/stowage/stowage/mgmt"
 	"github.com/stowage/stowage/ociapi"
@@ -111,7 +112,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return 1
 	}
 	<-ctx.Done()
-	fmt.Fprintln(stderr, "stowage: shutting down; waiting for in-flight requests")
+	m.say("shutting down; waiting for in-flight requests\n")
 	if err := m.Close(); err != nil {
 		fmt.Fprintln(stderr, "stowage:", err)
 		return 1
@@ -135,11 +136,13 @@ type Main struct {
 	topo     *topology
 	srv      *http.Server
 	served   chan error
+
+	metricsTTL time.Duration // how long /metrics reuses database reads (tests: -1, none)
 }
 
 // NewMain returns a Main for a validated configuration.
 func NewMain(cfg config.Config, out io.Writer) *Main {
-	return &Main{Config: cfg, out: out}
+	return &Main{Config: cfg, out: out, metricsTTL: defaultMetricsTTL}
 }
 
 // Run opens storage and metadata, and starts serving in the background.
@@ -246,22 +249,24 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	}
 	gcOpts := gc.Options{Grace: time.Duration(cfg.GC.Grace), Lease: time.Duration(cfg.GC.Lease),
 		UploadExpiry: time.Duration(cfg.GC.UploadExpiry)}
-	collector, scrubber := gc.New(reg), scrub.New(reg.Parts())
+	mset, jr := newMetrics(reg, db, topo, keys, cfg.StorageLimit(), m.metricsTTL)
+	collector, scrubber := meteredGC{gc.New(reg), jr}, meteredScrub{scrub.New(reg.Parts()), jr}
 
 	events, err := openFeed(db, cfg.Events)
 	if err != nil {
 		return err
 	}
 
-	pol := policy.New(reg)
+	pol := meteredPolicies{policy.New(reg), jr}
 	mux := http.NewServeMux()
 	routes(mux, m.log, authority, lim, ociapi.New(reg, m.log), mgmt.New(reg, m.log).WithGC(collector, gcOpts).WithScrub(scrubber).WithKeys(managedKeys(keys)).WithTopology(topo).WithPolicies(pol, recyclebin.New(reg)).WithEvents(events),
-		mgmt.NewACR(reg, m.log), metricsHandler(reg, db, topo, keys))
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
+		mgmt.NewACR(reg, m.log), mset.Handler(m.log))
+	mux.HandleFunc("/healthz", healthz)
+	mux.Handle("/readyz", &readiness{db: db, store: store, topo: topo, log: m.log})
 
 	m.Addr = ln.Addr().String()
 	m.srv = &http.Server{
-		Handler:           mux,
+		Handler:           observe(m.log, mset, mux),
 		ReadHeaderTimeout: 30 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(m.log.Handler(), slog.LevelWarn),
@@ -285,9 +290,9 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		})
 	}
 	// Every node looks every minute; one at a time runs what is due.
-	m.every(bg, "scheduled purge", time.Minute, pol.RunDuePurgePolicies)
+	m.every(bg, "scheduled purge", time.Minute, jr.metered("purge-schedule", pol.RunDuePurgePolicies))
 	if topo.needsUpkeep() {
-		m.scheduled(bg, reg, "storage upkeep", "storage-repair", time.Minute, topo.upkeep)
+		m.scheduled(bg, reg, "storage upkeep", "storage-repair", time.Minute, jr.metered("storage-repair", topo.upkeep))
 	}
 	if cfg.Scrub.Interval > 0 {
 		m.scheduled(bg, reg, "scrub", "scrub", time.Duration(cfg.Scrub.Interval), func(ctx context.Context) error {
@@ -298,7 +303,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 			return err
 		})
 	}
-	m.scheduled(bg, reg, "change feed retention", "feed-retention", feedTrimInterval, m.trimFeed(events))
+	m.scheduled(bg, reg, "change feed retention", "feed-retention", feedTrimInterval, jr.metered("feed-retention", m.trimFeed(events)))
 	if cfg.Retention.Interval > 0 {
 		m.scheduled(bg, reg, "retention", "retention", time.Duration(cfg.Retention.Interval), func(ctx context.Context) error {
 			run, err := pol.ApplyRetention(ctx, false)
@@ -310,18 +315,18 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	}
 
 	abs, _ := filepath.Abs(cfg.DataDir)
-	fmt.Fprintf(m.out, "stowage: listening on %s://%s\n", scheme, m.Addr)
-	fmt.Fprintf(m.out, "stowage: data in %s (blobs: %s, metadata: %s)\n", abs, desc, dbDesc)
+	m.say("listening on %s://%s\n", scheme, m.Addr)
+	m.say("data in %s (blobs: %s, metadata: %s)\n", abs, desc, dbDesc)
 	if keys != nil {
-		fmt.Fprintf(m.out, "stowage: encryption at rest on (%s)\n", keys.Keys.Describe())
+		m.say("encryption at rest on (%s)\n", keys.Keys.Describe())
 	} else {
-		fmt.Fprintf(m.out, "stowage: encryption at rest OFF (encryption: none)\n")
+		m.say("encryption at rest OFF (encryption: none)\n")
 	}
 	switch host, _, _ := net.SplitHostPort(m.Addr); {
 	case authority != nil:
-		fmt.Fprintf(m.out, "stowage: access control on (users, scope maps and tokens: stowage user|scope-map|token; docs/access.md)\n")
+		m.say("access control on (users, scope maps and tokens: stowage user|scope-map|token; docs/access.md)\n")
 	case isLoopback(host):
-		fmt.Fprintf(m.out, "stowage: access control OFF: open to every local user (fine on 127.0.0.1 for a quick start; turn it on with auth.enabled, see docs/access.md)\n")
+		m.say("access control OFF: open to every local user (fine on 127.0.0.1 for a quick start; turn it on with auth.enabled, see docs/access.md)\n")
 	default:
 		m.log.Warn("ACCESS CONTROL OFF on a non-loopback address (--insecure-open-registry): anyone who can reach it can push, pull and delete")
 	}
@@ -330,7 +335,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		if tier == "" {
 			tier = "none"
 		}
-		fmt.Fprintf(m.out, "stowage: limits: tier %s, storage %s, requests %s\n", tier, storageLimitText(limit), requestLimitText(lim))
+		m.say("limits: tier %s, storage %s, requests %s\n", tier, storageLimitText(limit), requestLimitText(lim))
 	}
 	return nil
 }
@@ -532,10 +537,11 @@ func newLogger(c config.Log, w io.Writer) *slog.Logger {
 	var level slog.Level
 	_ = level.UnmarshalText([]byte(c.Level))
 	opts := &slog.HandlerOptions{Level: level}
+	// Records logged with a request's context carry its id (request_id).
 	if c.Format == "json" {
-		return slog.New(slog.NewJSONHandler(w, opts))
+		return slog.New(requestlog.Handler(slog.NewJSONHandler(w, opts)))
 	}
-	return slog.New(slog.NewTextHandler(w, opts))
+	return slog.New(requestlog.Handler(slog.NewTextHandler(w, opts)))
 }
 
 // nodeID returns this node's name among the nodes sharing a database,
@@ -557,4 +563,15 @@ func nodeID(dataDir string) (string, error) {
 		return "", fmt.Errorf("node id: %w", err)
 	}
 	return id, nil
+}
+
+// say tells the operator about the server's setup: a "stowage: …" line,
+// or with JSON logs an info record, so every line of a JSON log parses.
+func (m *Main) say(format string, args ...any) {
+	msg := strings.TrimSuffix(fmt.Sprintf(format, args...), "\n")
+	if m.Config.Log.Format == "json" && m.log != nil {
+		m.log.Info(msg)
+		return
+	}
+	fmt.Fprintln(m.out, "stowage: "+msg)
 }

@@ -223,10 +223,11 @@ func TestPullFindsMirrorFaults(t *testing.T) {
 		t.Errorf("copy %s: faults %d/%d counted on the good copy", c.Name, c.MissingFound, c.CorruptFound)
 	}
 	rec := httptest.NewRecorder()
-	metricsHandler(reg, db, topo, nil).ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	mset, _ := newMetrics(reg, db, topo, nil, 0, -1)
+	mset.Handler(nil).ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
 	for _, want := range []string{
-		`stowage_storage_read_faults_total{mirror="storage",copy="east",kind="corrupt"} 1`,
-		`stowage_storage_read_faults_total{mirror="storage",copy="east",kind="missing"} 1`,
+		`stowage_storage_read_faults_total{copy="east",kind="corrupt",mirror="storage"} 1`,
+		`stowage_storage_read_faults_total{copy="east",kind="missing",mirror="storage"} 1`,
 		`stowage_storage_pending_repairs{mirror="storage"} 2`,
 	} {
 		if !strings.Contains(rec.Body.String(), want) {

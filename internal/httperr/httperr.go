@@ -99,13 +99,13 @@ func Write(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) 
 		if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
 			return // the client went away
 		}
-		log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+		log.ErrorContext(r.Context(), "request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 		e = &stowage.Error{Code: stowage.CodeInternal, Message: "internal error; the server log has the details"}
 	} else if e.Code == stowage.CodeInternal || e.Code == stowage.CodeUnavailable {
 		// Damaged data, an unavailable key or storage: an operator must see it.
-		log.Error("request failed", "method", r.Method, "path", r.URL.Path, "code", e.Code, "err", e)
+		log.ErrorContext(r.Context(), "request failed", "method", r.Method, "path", r.URL.Path, "code", e.Code, "err", e)
 	} else if e.Err != nil {
-		log.Debug("request refused", "method", r.Method, "path", r.URL.Path, "code", e.Code, "err", e.Err)
+		log.DebugContext(r.Context(), "request refused", "method", r.Method, "path", r.URL.Path, "code", e.Code, "err", e.Err)
 	}
 	body, _ := json.Marshal(struct {
 		Errors []wireError `json:"errors"`

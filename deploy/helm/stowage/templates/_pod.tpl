@@ -73,7 +73,7 @@ spec:
         periodSeconds: 20
         timeoutSeconds: 5
       readinessProbe:
-        httpGet: {path: /healthz, port: http, scheme: {{ include "stowage.scheme" . }}}
+        httpGet: {path: /readyz, port: http, scheme: {{ include "stowage.scheme" . }}}
         periodSeconds: 5
         timeoutSeconds: 5
       securityContext:
