@@ -127,7 +127,7 @@ type Spec struct {
 	URI     *string           `json:"serviceUri,omitempty"`
 	Actions []string          `json:"actions,omitempty"`
 	Scope   *string           `json:"scope,omitempty"`
-	Headers map[string]string `json:"customHeaders,omitempty"`
+	Headers map[string]string `json:"customHeaders"`
 	Secret  *string           `json:"secret,omitempty"`
 	Enabled *bool             `json:"enabled,omitempty"`
 }

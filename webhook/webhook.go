@@ -265,7 +265,9 @@ func ParseScope(s string) (Scope, error) {
 
 // globOf turns a scope part into a path.Match pattern where * also matches
 // "/" (path.Match's * does not): match on the name with "/" replaced.
-func globOf(p string) string { return strings.NewReplacer("[", "\\[", "?", "\\?", "\\", "\\\\").Replace(p) }
+func globOf(p string) string {
+	return strings.NewReplacer("[", "\\[", "?", "\\?", "\\", "\\\\").Replace(p)
+}
 
 func matchPart(pattern, s string) bool {
 	if pattern == "*" {

@@ -236,9 +236,13 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		return err
 	}
 
+	hooks, err := m.webhooks(db, events, ln.Addr().String())
+	if err != nil {
+		return err
+	}
 	pol := policy.New(reg)
 	mux := http.NewServeMux()
-	routes(mux, m.log, authority, lim, ociapi.New(reg, m.log), mgmt.New(reg, m.log).WithGC(collector, gcOpts).WithScrub(scrubber).WithKeys(managedKeys(keys)).WithTopology(topo).WithPolicies(pol, recyclebin.New(reg)).WithEvents(events),
+	routes(mux, m.log, authority, lim, ociapi.New(reg, m.log), mgmt.New(reg, m.log).WithGC(collector, gcOpts).WithScrub(scrubber).WithKeys(managedKeys(keys)).WithTopology(topo).WithPolicies(pol, recyclebin.New(reg)).WithEvents(events).WithWebhooks(hooks),
 		mgmt.NewACR(reg, m.log), metricsHandler(reg, db, topo, keys))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
 
@@ -267,6 +271,8 @@ func (m *Main) Run(ctx context.Context) (err error) {
 			return err
 		})
 	}
+	m.jobs.Add(1)
+	go func() { defer m.jobs.Done(); hooks.Run(bg) }() // webhook deliveries (webhook.go)
 	// Every node looks every minute; one at a time runs what is due.
 	m.every(bg, "scheduled purge", time.Minute, pol.RunDuePurgePolicies)
 	if topo.needsUpkeep() {
