@@ -17,6 +17,11 @@ import (
 	"github.com/stowage/stowage/feed"
 )
 
+// PageSize is how many events a webhook's consumer reads at a time; its
+// cursor is saved after each page, so a restart sends at most this many
+// events again (those of the page in flight).
+const PageSize = 10
+
 // runner delivers one webhook's events: a feed.Consumer whose Handle posts
 // each matching event of a page, in order, and fails at the first event the
 // receiver does not take (the consumer retries the page with backoff; the
@@ -114,7 +119,7 @@ func (s *Service) start(parent context.Context, r Record) {
 	run := &runner{name: r.Name, id: r.ID, cancel: cancel, done: make(chan struct{})}
 	run.consumer = &feed.Consumer{
 		Name: CursorName(r.Name), Feed: s.feed, Cursors: s.cursors, DB: s.db, Log: s.opts.Log,
-		Query:  feed.Query{Kinds: eventKinds, Limit: 100},
+		Query:  feed.Query{Kinds: eventKinds, Limit: PageSize},
 		Handle: func(ctx context.Context, evs []stowage.Event) error { return s.handle(ctx, run, evs) },
 		Behind: func(ctx context.Context, err error, oldest int64) (int64, error) {
 			// Retention by count deleted events this webhook had not

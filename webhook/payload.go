@@ -158,9 +158,12 @@ func EventID(e stowage.Event) string {
 	return x[:8] + "-" + x[8:12] + "-" + x[12:16] + "-" + x[16:20] + "-" + x[20:32]
 }
 
-// methodOf is the HTTP method that makes a change of kind k.
-func methodOf(k stowage.EventKind) string {
-	switch k {
+// methodOf is the HTTP method of the request that made e.
+func methodOf(e stowage.Event) string {
+	if e.Reason == stowage.ReasonRetention || e.Reason == stowage.ReasonPurge {
+		return http.MethodPost // a retention or purge run asked for by hand
+	}
+	switch e.Kind {
 	case stowage.EventPush:
 		return http.MethodPut
 	case stowage.EventDelete, stowage.EventUntag, stowage.EventRepositoryDelete:
@@ -195,7 +198,7 @@ func NewPayload(e stowage.Event, region, host string) Payload {
 		_ = json.Unmarshal([]byte(e.Detail), &d)
 	}
 	if e.Addr != "" || e.Actor != "" || d.RequestID != "" || d.UserAgent != "" { // made by a request
-		p.Request = Request{ID: d.RequestID, Host: host, Method: methodOf(e.Kind), UserAgent: d.UserAgent}
+		p.Request = Request{ID: d.RequestID, Host: host, Method: methodOf(e), UserAgent: d.UserAgent}
 	}
 	if e.Actor != "" {
 		p.Actor = &Actor{Name: e.Actor}
