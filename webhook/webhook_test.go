@@ -38,6 +38,8 @@ type receiver struct {
 	mu   sync.Mutex
 	got  []delivery
 	down bool
+	// failOnce: tags whose first delivery is answered 500.
+	failOnce map[string]bool
 }
 
 type delivery struct {
@@ -70,6 +72,11 @@ func (r *receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	var p webhook.Payload
 	if err := json.Unmarshal(b, &p); err != nil {
 		r.t.Errorf("receiver: body is not a payload: %v: %s", err, b)
+	}
+	if r.failOnce[p.Target.Tag] {
+		delete(r.failOnce, p.Target.Tag)
+		http.Error(w, "flaky", http.StatusInternalServerError)
+		return
 	}
 	r.got = append(r.got, delivery{req.Header.Clone(), b, p})
 	w.WriteHeader(http.StatusOK)
@@ -367,6 +374,36 @@ func TestReceiverDownThenUp(t *testing.T) {
 	rcv.setDown(false)
 	got := rcv.waitFor(n)
 	checkAll(t, got, n, 0)
+}
+
+// TestFlakyReceiver: a receiver that fails some events once, in the middle
+// of a page, gets each event exactly once, in order: the retry resends from
+// the failed event, not the page's events already delivered.
+func TestFlakyReceiver(t *testing.T) {
+	e := newEnv(t, false)
+	rcv := newReceiver(t)
+	rcv.failOnce = map[string]bool{"t2": true, "t5": true, "t6": true}
+	if _, err := e.svc.Create(e.ctx, "ci", webhook.Spec{URI: &rcv.URL, Actions: []string{"push"}}); err != nil {
+		t.Fatal(err)
+	}
+	const n = 9 // one page
+	for i := range n {
+		e.push("app", "t"+strconv.Itoa(i))
+	}
+	e.run(e.svc)
+	rcv.waitFor(n)
+	time.Sleep(100 * time.Millisecond)
+	got := rcv.deliveries()
+	checkAll(t, got, n, 0)
+	for i, d := range got {
+		if d.p.Target.Tag != "t"+strconv.Itoa(i) {
+			t.Errorf("delivery %d: %s, want t%d", i, d.p.Target.Tag, i)
+		}
+	}
+	ds, _ := e.svc.Deliveries(e.ctx, "ci", 0)
+	if len(ds) != n+3 {
+		t.Errorf("log: %d attempts, want %d", len(ds), n+3)
+	}
 }
 
 // checkAll checks that deliveries hold events 1..n of pushes exactly once
