@@ -271,6 +271,9 @@ func (s *Service) send(ctx context.Context, r Record, sec secrets, p Payload, se
 	d.Duration = s.opts.Now().Sub(start)
 	if err != nil {
 		d.Error = err.Error()
+		if ctx.Err() != nil {
+			d.Error = "interrupted: deliveries stopped (the registry is shutting down, or the webhook changed); it is sent again"
+		}
 	}
 	s.record(ctx, d)
 	return d
@@ -284,4 +287,28 @@ func (s *Service) record(ctx context.Context, d Delivery) {
 	if err := s.store.AddDelivery(wctx, d, s.opts.Keep); err != nil {
 		s.opts.Log.Warn("webhook: could not record a delivery attempt", "webhook", d.Webhook, "err", err)
 	}
+}
+
+// Counters are one webhook's delivery counters on this node, since it
+// started (for metrics).
+type Counters struct {
+	Delivered      int64 // events the receiver took (2xx)
+	FailedAttempts int64 // attempts that failed (each retry counts)
+}
+
+// Stats returns the counters of every webhook this node runs, by name.
+func (s *Service) Stats() map[string]Counters {
+	s.mu.Lock()
+	runs := make([]*runner, 0, len(s.running))
+	for _, r := range s.running {
+		runs = append(runs, r)
+	}
+	s.mu.Unlock()
+	out := make(map[string]Counters, len(runs))
+	for _, r := range runs {
+		r.mu.Lock()
+		out[r.name] = Counters{Delivered: r.delivered, FailedAttempts: r.failed}
+		r.mu.Unlock()
+	}
+	return out
 }

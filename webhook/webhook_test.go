@@ -337,6 +337,9 @@ func TestPayloadPerAction(t *testing.T) {
 	if err != nil || st.Delivered != int64(len(wants)) || st.Pending != 0 {
 		t.Fatalf("status: %+v, %v", st, err)
 	}
+	if c := e.svc.Stats()["all"]; c.Delivered != int64(len(wants)) || c.FailedAttempts != 0 {
+		t.Fatalf("Stats: %+v", c)
+	}
 }
 
 // TestReceiverDownThenUp: a receiver that is down for a while gets every
