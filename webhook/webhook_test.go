@@ -221,6 +221,7 @@ func verify(secret string, d delivery) error {
 // receiver gets for each: ACR's fields, the region, a signature that an
 // independent HMAC verifies.
 func TestPayloadPerAction(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, true)
 	rcv := newReceiver(t)
 	const secret = "hook-secret-5b1f"
@@ -345,6 +346,7 @@ func TestPayloadPerAction(t *testing.T) {
 // TestReceiverDownThenUp: a receiver that is down for a while gets every
 // event afterwards, in order per repository, none lost.
 func TestReceiverDownThenUp(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, false)
 	rcv := newReceiver(t)
 	rcv.setDown(true)
@@ -383,6 +385,7 @@ func TestReceiverDownThenUp(t *testing.T) {
 // of a page, gets each event exactly once, in order: the retry resends from
 // the failed event, not the page's events already delivered.
 func TestFlakyReceiver(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, false)
 	rcv := newReceiver(t)
 	rcv.failOnce = map[string]bool{"t2": true, "t5": true, "t6": true}
@@ -441,6 +444,7 @@ func checkAll(t *testing.T, got []delivery, n, dups int) {
 // receiver slow, a page in flight) resume after a restart from the cursor:
 // every event is delivered; duplicates only of the page in flight.
 func TestRestartMidStream(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, false)
 	var slow sync.Mutex // held: the receiver blocks
 	rcv := newReceiver(t)
@@ -502,6 +506,7 @@ func mustCursor(t *testing.T, e *env) (int64, bool, error) {
 
 // TestScope: which events a scope lets through.
 func TestScope(t *testing.T) {
+	t.Parallel()
 	push := func(repo, tag string) stowage.Event {
 		return stowage.Event{Kind: stowage.EventPush, Repo: repo, Tag: tag}
 	}
@@ -558,6 +563,7 @@ func TestScope(t *testing.T) {
 
 // TestScopeDelivery: a scoped webhook next to an unscoped one.
 func TestScopeDelivery(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, false)
 	scoped, all := newReceiver(t), newReceiver(t)
 	if _, err := e.svc.Create(e.ctx, "scoped", webhook.Spec{URI: &scoped.URL, Actions: []string{"push"}, Scope: ptr("web/*:v*")}); err != nil {
@@ -585,6 +591,7 @@ func TestScopeDelivery(t *testing.T) {
 // TestSecretsNotInPlaintext: the secret and header values are in no file of
 // the data directory, not in the API's view, not in the change feed.
 func TestSecretsNotInPlaintext(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, true)
 	rcv := newReceiver(t)
 	secret, token := "s3cr3t-b8d1f0a7c2", "tok-e41c9a77d05b"
@@ -650,6 +657,7 @@ func TestSecretsNotInPlaintext(t *testing.T) {
 
 // TestNoKeyring: without an encryption key a webhook cannot keep secrets.
 func TestNoKeyring(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, false)
 	uri := "http://127.0.0.1:9/x"
 	_, err := e.svc.Create(e.ctx, "ci", webhook.Spec{URI: &uri, Actions: []string{"push"}, Secret: ptr("x")})
@@ -663,6 +671,7 @@ func TestNoKeyring(t *testing.T) {
 
 // TestValidation: bad names, URIs, actions and headers are refused.
 func TestValidation(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, true)
 	good := "https://ci.example.com/hook"
 	for _, tc := range []struct {
@@ -699,6 +708,7 @@ func TestValidation(t *testing.T) {
 // TestDisabled: a disabled webhook is sent nothing, and its cursor moves
 // on: enabled again, it gets what happens from then on.
 func TestDisabled(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, false)
 	rcv := newReceiver(t)
 	if _, err := e.svc.Create(e.ctx, "ci", webhook.Spec{URI: &rcv.URL, Actions: []string{"push"}, Enabled: ptr(false)}); err != nil {
@@ -731,6 +741,7 @@ func TestDisabled(t *testing.T) {
 // TestPing: a ping is sent now, signed, and recorded; a receiver that is
 // down is reported, not an error.
 func TestPing(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, true)
 	rcv := newReceiver(t)
 	if _, err := e.svc.Create(e.ctx, "ci", webhook.Spec{URI: &rcv.URL, Actions: []string{"push"}, Secret: ptr("k")}); err != nil {
@@ -749,6 +760,34 @@ func TestPing(t *testing.T) {
 		t.Fatalf("ping of a receiver that is down: %+v, %v", d, err)
 	}
 	if ds, _ := e.svc.Deliveries(e.ctx, "ci", 0); len(ds) != 2 {
+		t.Fatalf("log: %+v", ds)
+	}
+}
+
+// TestFellBehind: events deleted by the feed's retention by count before a
+// webhook was sent them are reported in its log, and it goes on after them.
+func TestFellBehind(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, false)
+	rcv := newReceiver(t)
+	if _, err := e.svc.Create(e.ctx, "ci", webhook.Spec{URI: &rcv.URL, Actions: []string{"push"}}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 6 {
+		e.push("app", "t"+strconv.Itoa(i))
+	}
+	fst, _ := feed.Of(e.db)
+	cursors, _ := feed.CursorsOf(e.db)
+	if n, err := feed.New(fst, feed.Options{Retention: feed.Retention{MaxCount: 3}, Cursors: cursors}).Trim(e.ctx); err != nil || n != 3 {
+		t.Fatalf("trim: %d, %v", n, err)
+	}
+	e.run(e.svc)
+	got := rcv.waitFor(3)
+	if got[0].p.Target.Tag != "t3" || got[2].p.Target.Tag != "t5" {
+		t.Fatalf("after falling behind: %s ... %s, want t3 ... t5", got[0].p.Target.Tag, got[2].p.Target.Tag)
+	}
+	ds, _ := e.svc.Deliveries(e.ctx, "ci", 0)
+	if len(ds) != 4 || !strings.Contains(ds[3].Error, "events lost") || !strings.Contains(ds[3].Error, "events 1 to 3") {
 		t.Fatalf("log: %+v", ds)
 	}
 }
