@@ -45,9 +45,33 @@ type runner struct {
 
 // Run delivers the events of every webhook until ctx ends: one consumer
 // per webhook, started and stopped as webhooks are created and deleted (on
-// any node). With several nodes on one database, each webhook's consumer
-// runs on one node at a time (the job lock "feed:webhook:<name>").
+// any node). With several nodes on one database, one node at a time
+// delivers every webhook's events: it holds the job lock "webhooks"; the
+// others wait to take over (from the cursors) if it stops. One lock for
+// all webhooks rather than one per consumer: on PostgreSQL a job lock holds
+// a database connection for as long as it is held, and a registry with 50
+// webhooks must not pin 50 of its pool's connections.
 func (s *Service) Run(ctx context.Context) {
+	for ctx.Err() == nil {
+		err := stowage.ExclusiveJob(ctx, s.db, s.opts.Log, "webhooks", true, nil, func(held context.Context) error {
+			s.loop(held)
+			return nil
+		})
+		if ctx.Err() != nil {
+			return
+		}
+		s.opts.Log.Warn("webhooks: lost the job lock or the database; taking it again", "err", err)
+		t := time.NewTimer(time.Second)
+		select {
+		case <-ctx.Done():
+		case <-t.C:
+		}
+		t.Stop()
+	}
+}
+
+// loop runs the consumers while ctx (the job lock) lasts.
+func (s *Service) loop(ctx context.Context) {
 	defer s.stopAll()
 	for {
 		if err := s.sync(ctx); err != nil && ctx.Err() == nil {
@@ -118,7 +142,8 @@ func (s *Service) start(parent context.Context, r Record) {
 	ctx, cancel := context.WithCancel(parent)
 	run := &runner{name: r.Name, id: r.ID, cancel: cancel, done: make(chan struct{})}
 	run.consumer = &feed.Consumer{
-		Name: CursorName(r.Name), Feed: s.feed, Cursors: s.cursors, DB: s.db, Log: s.opts.Log,
+		// No DB: no job lock of its own (Run holds "webhooks" for all).
+		Name: CursorName(r.Name), Feed: s.feed, Cursors: s.cursors, Log: s.opts.Log,
 		Query:  feed.Query{Kinds: eventKinds, Limit: PageSize},
 		Handle: func(ctx context.Context, evs []stowage.Event) error { return s.handle(ctx, run, evs) },
 		Behind: func(ctx context.Context, err error, oldest int64) (int64, error) {
@@ -237,12 +262,12 @@ func (s *Service) send(ctx context.Context, r Record, sec secrets, p Payload, se
 		if err != nil {
 			return err
 		}
+		req.Header.Set("User-Agent", "stowage-webhook/1") // a custom header may replace it
 		for k, v := range sec.Headers {
 			req.Header.Set(k, v)
 		}
 		ts := start.Unix()
 		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("User-Agent", "stowage-webhook/1")
 		req.Header.Set(HeaderEventID, p.ID)
 		req.Header.Set(HeaderWebhook, r.Name)
 		req.Header.Set(HeaderAttempt, strconv.Itoa(attempt))

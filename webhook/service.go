@@ -173,7 +173,9 @@ func (s *Service) apply(ctx context.Context, r *Record, sp Spec, old secrets) (s
 	if sp.Secret != nil {
 		sec.Secret, changed = *sp.Secret, true
 	}
-	r.HasSecret = sec.Secret != ""
+	if changed {
+		r.HasSecret = sec.Secret != ""
+	}
 	return sec, changed, nil
 }
 
@@ -298,9 +300,10 @@ type Status struct {
 	Cursor  int64 `json:"cursor"`
 	Newest  int64 `json:"newest"`
 	Pending int64 `json:"pending"`
-	// The rest is this node's (the node that answered): whether it runs
-	// the deliveries now (with several nodes, one at a time does), and its
-	// counters since it started.
+	// The rest is this node's (the node that answered): whether it
+	// delivers this webhook's events now (with several nodes, one at a
+	// time does: the one holding the job lock "webhooks"), and its counters
+	// since it started delivering them.
 	Running       bool       `json:"running"`
 	Delivered     int64      `json:"delivered"`
 	FailedAttempt int64      `json:"failedAttempts"`

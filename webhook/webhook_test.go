@@ -600,8 +600,8 @@ func TestSecretsNotInPlaintext(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Update the URI only: the sealed secrets stay; then the secret only.
-	if _, err := e.svc.Update(e.ctx, "ci", webhook.Spec{URI: &rcv.URL}); err != nil {
-		t.Fatal(err)
+	if w, err := e.svc.Update(e.ctx, "ci", webhook.Spec{URI: &rcv.URL}); err != nil || !w.HasSecret || w.Headers["Authorization"] != "set" {
+		t.Fatalf("update of the URI only: %+v, %v (the secret and header must stay set)", w, err)
 	}
 	secret2 := secret + "-2"
 	if _, err := e.svc.Update(e.ctx, "ci", webhook.Spec{Secret: &secret2}); err != nil {
@@ -789,5 +789,38 @@ func TestFellBehind(t *testing.T) {
 	ds, _ := e.svc.Deliveries(e.ctx, "ci", 0)
 	if len(ds) != 4 || !strings.Contains(ds[3].Error, "events lost") || !strings.Contains(ds[3].Error, "events 1 to 3") {
 		t.Fatalf("log: %+v", ds)
+	}
+}
+
+// TestOneNodeDelivers: two services on one database (two nodes): one
+// delivers (the job lock "webhooks"), each event once; when it stops, the
+// other takes over from the cursor.
+func TestOneNodeDelivers(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, false)
+	rcv := newReceiver(t)
+	if _, err := e.svc.Create(e.ctx, "ci", webhook.Spec{URI: &rcv.URL, Actions: []string{"push"}}); err != nil {
+		t.Fatal(err)
+	}
+	stopA := e.run(e.svc)
+	time.Sleep(100 * time.Millisecond) // A takes the lock first
+	b := e.service()
+	e.run(b)
+	for i := range 5 {
+		e.push("app", "t"+strconv.Itoa(i))
+	}
+	rcv.waitFor(5)
+	if _, st, _ := b.Show(e.ctx, "ci"); st.Running || st.Delivered != 0 {
+		t.Errorf("the second node delivers too: %+v", st)
+	}
+	stopA()
+	for i := 5; i < 10; i++ {
+		e.push("app", "t"+strconv.Itoa(i))
+	}
+	rcv.waitFor(10)
+	time.Sleep(100 * time.Millisecond)
+	checkAll(t, rcv.deliveries(), 10, 0)
+	if _, st, _ := b.Show(e.ctx, "ci"); !st.Running || st.Delivered != 5 {
+		t.Errorf("the second node did not take over: %+v", st)
 	}
 }
