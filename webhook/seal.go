@@ -22,8 +22,7 @@ import (
 // a random 32-byte key seals them (AES-256-GCM, additional data
 // "stowage-webhook:<name>:<id>:<data key id>"); the registry's keyring
 // wraps that key, which is kept in data_keys (object "webhook:<name>"), so
-// `stowage keys rotate` rewraps it with the others and `keys retire`
-// refuses a version that still wraps it. The database never holds them in
+// `stowage keys rotate` rewraps it with the others. The database never holds them in
 // the clear. Without a keyring (encryption: none) a webhook can have neither
 // a secret nor custom headers: creating one says so.
 

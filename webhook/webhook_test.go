@@ -824,3 +824,34 @@ func TestOneNodeDelivers(t *testing.T) {
 		t.Errorf("the second node did not take over: %+v", st)
 	}
 }
+
+// TestKeyRotation: `stowage keys rotate` rewraps a webhook's sealing key
+// with the other data keys (onto the new key version); its secrets still
+// open.
+func TestKeyRotation(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, true)
+	rcv := newReceiver(t)
+	if _, err := e.svc.Create(e.ctx, "ci", webhook.Spec{URI: &rcv.URL, Actions: []string{"push"}, Secret: ptr("rot-secret")}); err != nil {
+		t.Fatal(err)
+	}
+	ring := e.keys.(*crypt.FileKeyring)
+	old, _ := ring.Current(e.ctx)
+	p, err := crypt.NewManager(e.db, ring).Rotate(e.ctx, crypt.RotateOptions{NewVersion: true})
+	if err != nil || p.Rewrapped < 1 {
+		t.Fatalf("rotate: %+v, %v (want the webhook's key rewrapped)", p, err)
+	}
+	var dk stowage.DataKey
+	e.db.View(e.ctx, func(tx stowage.Tx) (err error) {
+		r, _ := e.db.Webhooks().Webhook(e.ctx, "ci")
+		dk, err = tx.DataKeys().GetDataKey(r.DataKey)
+		return err
+	})
+	if dk.Wrapped == old || dk.Object != "webhook:ci" {
+		t.Fatalf("the webhook's data key after rotation: wrapped by %s (old %s), object %q", dk.Wrapped, old, dk.Object)
+	}
+	svc := e.service() // a restarted server: nothing cached
+	if d, err := svc.Ping(e.ctx, "ci"); err != nil || d.Error != "" || verify("rot-secret", rcv.deliveries()[0]) != nil {
+		t.Fatalf("ping after rotation: %+v, %v", d, err)
+	}
+}
