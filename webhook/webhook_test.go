@@ -22,6 +22,8 @@ import (
 
 	"github.com/stowage/stowage"
 	"github.com/stowage/stowage/feed"
+	"github.com/stowage/stowage/meta/postgres"
+	"github.com/stowage/stowage/meta/postgres/pgtest"
 	"github.com/stowage/stowage/meta/sqlite"
 	"github.com/stowage/stowage/policy"
 	"github.com/stowage/stowage/storage/crypt"
@@ -113,7 +115,7 @@ type env struct {
 	t    *testing.T
 	ctx  context.Context
 	dir  string
-	db   *sqlite.DB
+	db   stowage.DB
 	reg  *stowage.Registry
 	feed *feed.Feed
 	keys webhook.Keyring
@@ -121,14 +123,25 @@ type env struct {
 	stop func()
 }
 
-func newEnv(t *testing.T, withKeys bool) *env {
-	ctx := context.Background()
-	dir := t.TempDir()
-	db, err := sqlite.Open(ctx, filepath.Join(dir, "stowage.db"))
+// openDB opens the metadata database of a test: SQLite in dir, or, when
+// the test runs under TestPostgres, a PostgreSQL schema of its own.
+type openDB func(t *testing.T, dir string) stowage.DB
+
+func openSQLite(t *testing.T, dir string) stowage.DB {
+	db, err := sqlite.Open(context.Background(), filepath.Join(dir, "stowage.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+func newEnv(t *testing.T, withKeys bool) *env { return newEnvOn(t, withKeys, openSQLite) }
+
+func newEnvOn(t *testing.T, withKeys bool, open openDB) *env {
+	ctx := context.Background()
+	dir := t.TempDir()
+	db := open(t, dir)
 	store, err := fs.New(filepath.Join(dir, "blobs"))
 	if err != nil {
 		t.Fatal(err)
@@ -222,7 +235,11 @@ func verify(secret string, d delivery) error {
 // independent HMAC verifies.
 func TestPayloadPerAction(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, true)
+	testPayloadPerAction(t, openSQLite)
+}
+
+func testPayloadPerAction(t *testing.T, open openDB) {
+	e := newEnvOn(t, true, open)
 	rcv := newReceiver(t)
 	const secret = "hook-secret-5b1f"
 	e.push("before/created", "v0") // before the webhook: not sent
@@ -386,7 +403,11 @@ func TestReceiverDownThenUp(t *testing.T) {
 // the failed event, not the page's events already delivered.
 func TestFlakyReceiver(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, false)
+	testFlakyReceiver(t, openSQLite)
+}
+
+func testFlakyReceiver(t *testing.T, open openDB) {
+	e := newEnvOn(t, false, open)
 	rcv := newReceiver(t)
 	rcv.failOnce = map[string]bool{"t2": true, "t5": true, "t6": true}
 	if _, err := e.svc.Create(e.ctx, "ci", webhook.Spec{URI: &rcv.URL, Actions: []string{"push"}}); err != nil {
@@ -445,7 +466,11 @@ func checkAll(t *testing.T, got []delivery, n, dups int) {
 // every event is delivered; duplicates only of the page in flight.
 func TestRestartMidStream(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, false)
+	testRestartMidStream(t, openSQLite)
+}
+
+func testRestartMidStream(t *testing.T, open openDB) {
+	e := newEnvOn(t, false, open)
 	var slow sync.Mutex // held: the receiver blocks
 	rcv := newReceiver(t)
 	block := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -768,7 +793,11 @@ func TestPing(t *testing.T) {
 // webhook was sent them are reported in its log, and it goes on after them.
 func TestFellBehind(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, false)
+	testFellBehind(t, openSQLite)
+}
+
+func testFellBehind(t *testing.T, open openDB) {
+	e := newEnvOn(t, false, open)
 	rcv := newReceiver(t)
 	if _, err := e.svc.Create(e.ctx, "ci", webhook.Spec{URI: &rcv.URL, Actions: []string{"push"}}); err != nil {
 		t.Fatal(err)
@@ -797,7 +826,11 @@ func TestFellBehind(t *testing.T) {
 // other takes over from the cursor.
 func TestOneNodeDelivers(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, false)
+	testOneNodeDelivers(t, openSQLite)
+}
+
+func testOneNodeDelivers(t *testing.T, open openDB) {
+	e := newEnvOn(t, false, open)
 	rcv := newReceiver(t)
 	if _, err := e.svc.Create(e.ctx, "ci", webhook.Spec{URI: &rcv.URL, Actions: []string{"push"}}); err != nil {
 		t.Fatal(err)
@@ -830,20 +863,25 @@ func TestOneNodeDelivers(t *testing.T) {
 // open.
 func TestKeyRotation(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, true)
+	testKeyRotation(t, openSQLite)
+}
+
+func testKeyRotation(t *testing.T, open openDB) {
+	e := newEnvOn(t, true, open)
 	rcv := newReceiver(t)
 	if _, err := e.svc.Create(e.ctx, "ci", webhook.Spec{URI: &rcv.URL, Actions: []string{"push"}, Secret: ptr("rot-secret")}); err != nil {
 		t.Fatal(err)
 	}
 	ring := e.keys.(*crypt.FileKeyring)
 	old, _ := ring.Current(e.ctx)
-	p, err := crypt.NewManager(e.db, ring).Rotate(e.ctx, crypt.RotateOptions{NewVersion: true})
+	p, err := crypt.NewManager(e.db.(crypt.KeyStore), ring).Rotate(e.ctx, crypt.RotateOptions{NewVersion: true})
 	if err != nil || p.Rewrapped < 1 {
 		t.Fatalf("rotate: %+v, %v (want the webhook's key rewrapped)", p, err)
 	}
 	var dk stowage.DataKey
 	e.db.View(e.ctx, func(tx stowage.Tx) (err error) {
-		r, _ := e.db.Webhooks().Webhook(e.ctx, "ci")
+		ws, _ := webhook.Of(e.db)
+		r, _ := ws.Webhook(e.ctx, "ci")
 		dk, err = tx.DataKeys().GetDataKey(r.DataKey)
 		return err
 	})
@@ -853,5 +891,26 @@ func TestKeyRotation(t *testing.T) {
 	svc := e.service() // a restarted server: nothing cached
 	if d, err := svc.Ping(e.ctx, "ci"); err != nil || d.Error != "" || verify("rot-secret", rcv.deliveries()[0]) != nil {
 		t.Fatalf("ping after rotation: %+v, %v", d, err)
+	}
+}
+
+// TestPostgres runs the delivery tests on PostgreSQL (scripts/postgres-test.sh
+// runs it; without a server it skips): its job lock, its serializable
+// transactions for the delivery log, its feed sequencer.
+func TestPostgres(t *testing.T) {
+	pgtest.Server(t)
+	open := func(t *testing.T, dir string) stowage.DB {
+		db, err := postgres.Open(context.Background(), pgtest.Schema(t, "webhook_test"), postgres.Options{MaxConns: 8})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { db.Close() })
+		return db
+	}
+	for name, body := range map[string]func(*testing.T, openDB){
+		"PayloadPerAction": testPayloadPerAction, "RestartMidStream": testRestartMidStream, "FlakyReceiver": testFlakyReceiver,
+		"FellBehind": testFellBehind, "OneNodeDelivers": testOneNodeDelivers, "KeyRotation": testKeyRotation,
+	} {
+		t.Run(name, func(t *testing.T) { body(t, open) })
 	}
 }
