@@ -37,7 +37,8 @@ type Handler struct {
 	pol    Policies   // nil: no policy endpoints (WithPolicies)
 	bin    RecycleBin
 
-	events Events // the change feed (events.go); nil: GET /api/v1/events is refused
+	events Events   // the change feed (events.go); nil: GET /api/v1/events is refused
+	hooks  Webhooks // webhooks.go; nil: /api/v1/webhooks is refused
 }
 
 // Collector runs garbage collections (package gc's *gc.Collector).
@@ -164,6 +165,8 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) error {
 		return h.serveKeys(ctx, w, r, arg)
 	case head == "events" && arg == "" && r.Method == http.MethodGet:
 		return h.serveEvents(ctx, w, r)
+	case head == "webhooks":
+		return h.serveWebhooks(ctx, w, r, arg)
 	case head == "gc" && arg == "" && r.Method == http.MethodPost:
 		return h.collect(ctx, w, r, dry)
 	case head == "retention" && arg == "" && r.Method == http.MethodGet:

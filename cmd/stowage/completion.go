@@ -29,6 +29,7 @@ var subcommands = map[string][]string{
 	"scope-map":      {"create", "list", "show", "delete"},
 	"token":          {"create", "list", "show", "update", "disable", "enable", "delete", "password", "delete-password"},
 	"anonymous-pull": {"on", "off"},
+	"webhook":        {"create", "list", "show", "update", "delete", "ping", "events"},
 	"completion":     {"bash", "zsh", "fish"},
 }
 

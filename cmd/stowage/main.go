@@ -49,6 +49,7 @@ Commands:
   anonymous-pull  show or switch anonymous pull (access control)
   whoami       who the admin commands act as
   events       the change feed and audit trail: every change, by cursor; --follow
+  webhook      webhooks: tell other systems about pushes, deletes, ...: create, list, show, update, delete, ping, events
   healthcheck  exit 0 if the local registry answers /healthz (for container health checks)
   version      print the version
   completion   print a shell completion script: bash, zsh or fish
@@ -128,6 +129,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return runWhoami(ctx, rest, stdout, stderr)
 	case "events":
 		return runEvents(ctx, rest, stdout, stderr)
+	case "webhook":
+		return runWebhook(ctx, rest, stdout, stderr)
 	case "healthcheck":
 		return runHealthcheck(ctx, rest, stdout, stderr)
 	case "completion":

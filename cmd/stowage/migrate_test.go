@@ -17,6 +17,7 @@ import (
 	"github.com/stowage/stowage/meta/postgres/pgtest"
 	"github.com/stowage/stowage/meta/sqlite"
 	"github.com/stowage/stowage/meta/tables"
+	"github.com/stowage/stowage/webhook"
 )
 
 // pgSchema returns a connection string to a fresh schema of the test
@@ -96,6 +97,23 @@ func fillSQLite(t *testing.T, path string) {
 		if err := db.AddRepair(ctx, "storage", fmt.Sprint("blobs/sha256/00/r", i), present, now); err != nil {
 			t.Fatal(err)
 		}
+	}
+	// Webhooks (one with sealed secrets, one without), a delivery, a cursor.
+	for _, r := range []webhook.Record{
+		{Name: "ci", ID: "i1", URI: "https://ci.example/hook", Actions: []webhook.Action{webhook.ActionPush}, Scope: "team/*:*",
+			HeaderNames: []string{"Authorization"}, HasSecret: true, Sealed: []byte{1, 2, 3}, DataKey: "dk1", Enabled: true, Created: now, Updated: now},
+		{Name: "plain", ID: "i2", URI: "http://127.0.0.1:1/", Actions: []webhook.Action{webhook.ActionPush, webhook.ActionDelete}, Created: now, Updated: now},
+	} {
+		if err := db.Webhooks().CreateWebhook(ctx, r, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := db.Webhooks().AddDelivery(ctx, webhook.Delivery{Webhook: "ci", Time: now, EventID: "e1", Seq: 1, Action: webhook.ActionPush,
+		Repo: "team/app1", Tag: "v1", Attempt: 1, Status: 204, Duration: time.Millisecond}, 100); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.FeedCursors().SaveCursor(ctx, "webhook:ci", 1, now); err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -257,9 +257,13 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		return err
 	}
 
+	hooks, err := m.webhooks(db, events, ln.Addr().String())
+	if err != nil {
+		return err
+	}
 	pol := meteredPolicies{policy.New(reg), jr}
 	mux := http.NewServeMux()
-	routes(mux, m.log, authority, lim, ociapi.New(reg, m.log), mgmt.New(reg, m.log).WithGC(collector, gcOpts).WithScrub(scrubber).WithKeys(managedKeys(keys)).WithTopology(topo).WithPolicies(pol, recyclebin.New(reg)).WithEvents(events),
+	routes(mux, m.log, authority, lim, ociapi.New(reg, m.log), mgmt.New(reg, m.log).WithGC(collector, gcOpts).WithScrub(scrubber).WithKeys(managedKeys(keys)).WithTopology(topo).WithPolicies(pol, recyclebin.New(reg)).WithEvents(events).WithWebhooks(hooks),
 		mgmt.NewACR(reg, m.log), mset.Handler(m.log))
 	mux.HandleFunc("/healthz", healthz)
 	mux.Handle("/readyz", &readiness{db: db, store: store, topo: topo, log: m.log})
@@ -289,6 +293,8 @@ func (m *Main) Run(ctx context.Context) (err error) {
 			return err
 		})
 	}
+	m.jobs.Add(1)
+	go func() { defer m.jobs.Done(); hooks.Run(bg) }() // webhook deliveries (webhook.go)
 	// Every node looks every minute; one at a time runs what is due.
 	m.every(bg, "scheduled purge", time.Minute, jr.metered("purge-schedule", pol.RunDuePurgePolicies))
 	if topo.needsUpkeep() {

@@ -31,6 +31,8 @@ var All = []Table{
 	{"data_keys", []string{"id", "object", "key_id", "key_version", "wrapped", "created"}, []string{"id"}},
 	{"events", []string{"id", "seq", "time", "kind", "actor", "addr", "repo", "digest", "tag", "media_type", "size", "reason", "previous", "origin", "detail"}, []string{"id"}},
 	{"feed_cursors", []string{"name", "seq", "updated"}, []string{"name"}},
+	{"webhooks", []string{"name", "id", "uri", "actions", "scope", "header_names", "has_secret", "sealed", "data_key", "enabled", "created", "updated"}, []string{"name"}},
+	{"webhook_deliveries", []string{"webhook", "id", "time", "event_id", "seq", "action", "repo", "tag", "digest", "attempt", "status", "duration", "error"}, []string{"webhook", "id"}},
 	{"mirror_repairs", []string{"mirror", "key", "present", "due", "seq"}, []string{"mirror", "key"}},
 }
 

@@ -1,0 +1,23 @@
+package sqlite_test
+
+import (
+	"context"
+	"path/filepath"
+	"testing"
+
+	"github.com/stowage/stowage"
+	"github.com/stowage/stowage/meta/metatest"
+	"github.com/stowage/stowage/meta/sqlite"
+	"github.com/stowage/stowage/webhook"
+)
+
+func TestWebhookStore(t *testing.T) {
+	metatest.RunWebhooks(t, func(t *testing.T) (stowage.DB, webhook.Store) {
+		db, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "stowage.db"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { db.Close() })
+		return db, db.Webhooks()
+	})
+}
