@@ -261,6 +261,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
+	webhookMetrics(mset.Registerer(), hooks)
 	pol := meteredPolicies{policy.New(reg), jr}
 	mux := http.NewServeMux()
 	routes(mux, m.log, authority, lim, ociapi.New(reg, m.log), mgmt.New(reg, m.log).WithGC(collector, gcOpts).WithScrub(scrubber).WithKeys(managedKeys(keys)).WithTopology(topo).WithPolicies(pol, recyclebin.New(reg)).WithEvents(events).WithWebhooks(hooks),

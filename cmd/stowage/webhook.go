@@ -14,8 +14,11 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/stowage/stowage"
 	"github.com/stowage/stowage/feed"
+	"github.com/stowage/stowage/metrics"
 	"github.com/stowage/stowage/mgmt"
 	"github.com/stowage/stowage/webhook"
 )
@@ -378,4 +381,19 @@ func readLine(r io.Reader) (string, error) {
 		}
 	}
 	return strings.TrimRight(string(b), "\r"), nil
+}
+
+// webhookMetrics exports the delivery counters of the webhooks this node
+// delivers (docs/observability.md).
+func webhookMetrics(reg prometheus.Registerer, hooks *webhook.Service) {
+	delivered := prometheus.NewDesc("stowage_webhook_deliveries_total",
+		"Events delivered to a webhook's receiver (2xx), by this node since it started delivering them.", []string{"webhook"}, nil)
+	failed := prometheus.NewDesc("stowage_webhook_failed_attempts_total",
+		"Delivery attempts that failed (each retry counts), by this node.", []string{"webhook"}, nil)
+	reg.MustRegister(metrics.Func(func(ch chan<- prometheus.Metric) {
+		for name, c := range hooks.Stats() {
+			ch <- metrics.Counter(delivered, float64(c.Delivered), name)
+			ch <- metrics.Counter(failed, float64(c.FailedAttempts), name)
+		}
+	}))
 }
