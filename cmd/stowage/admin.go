@@ -289,6 +289,7 @@ var groupView = map[string]string{
 	"user":         "list",
 	"scope-map":    "list",
 	"token":        "list",
+	"webhook":      "list",
 }
 
 // subcommand splits "SUB [args]" for a group (cmd). Without a subcommand

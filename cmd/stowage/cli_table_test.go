@@ -108,6 +108,13 @@ func jsonCases(dataDir string) []jsonCase {
 		{args: []string{"anonymous-pull", "on"}, keys: []string{"enabled"}},
 		{args: []string{"anonymous-pull", "off"}, keys: []string{"enabled"}},
 		{args: []string{"anonymous-pull"}, keys: []string{"enabled"}},
+		{args: []string{"webhook", "create", "hook", "--uri", "$BASE/healthz", "--actions", "push"}, keys: []string{"webhook.name", "webhook.serviceUri", "webhook.actions"}},
+		{args: []string{"webhook", "list"}, keys: []string{"webhooks.0.name"}},
+		{args: []string{"webhook", "show", "hook"}, keys: []string{"webhook.name"}},
+		{args: []string{"webhook", "update", "hook", "--actions", "push,delete"}, keys: []string{"webhook.name", "webhook.actions.1"}},
+		{args: []string{"webhook", "ping", "hook"}, keys: []string{}},
+		{args: []string{"webhook", "events", "hook"}, keys: []string{}},
+		{args: []string{"webhook", "delete", "hook"}, keys: []string{}},
 		{args: []string{"events"}, keys: []string{"seq", "kind"}, lines: true},
 		{args: []string{"migrate", "--data-dir", filepath.Join(dataDir, "other")}, keys: []string{"database", "versionBefore", "versionAfter", "applied"}, local: true},
 		// migrate-metadata needs PostgreSQL: TestMigrateMetadataToPostgres
@@ -244,12 +251,14 @@ func TestEveryCommandPrintsJSON(t *testing.T) {
 		}
 	}
 
-	vars := map[string]string{}
+	vars := map[string]string{"$BASE": base}
 	for _, c := range cases {
 		args := slices.Clone(c.args)
 		for i, a := range args {
 			if v, ok := vars[a]; ok {
 				args[i] = v
+			} else if rest, ok := strings.CutPrefix(a, "$BASE"); ok {
+				args[i] = base + rest
 			}
 		}
 		name := strings.Join(args, " ")
@@ -332,6 +341,7 @@ var groupsAlone = map[string]string{
 	"scope-map":      "view",
 	"token":          "view",
 	"anonymous-pull": "view", // its subcommands are on and off; alone it shows
+	"webhook":        "view",
 	"completion":     "usage",
 }
 

@@ -67,22 +67,11 @@ Needs an admin when access control is on.
 `
 
 func runWebhook(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	subs := []string{"create", "list", "show", "update", "delete", "ping", "events"}
-	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
-		fmt.Fprint(stderr, webhookUsage)
-		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
-			return 0
-		}
-		return 2
+	sub, args, code, ok := subcommand("webhook", args, webhookUsage, stderr)
+	if !ok {
+		return code
 	}
-	sub := args[0]
-	known := false
-	for _, s := range subs {
-		known = known || s == sub
-	}
-	if !known {
-		return unknownSub(stderr, "webhook", sub, webhookUsage)
-	}
+	args = append([]string{sub}, args...)
 	var output, uri, actions, scope, secretEnv *string
 	var headers multiFlag
 	var enable, disable, clearHeaders, clearSecret, secretStdin *bool
