@@ -54,6 +54,7 @@ var layering = map[string][]string{
 	"auth":                 {"", "internal/httperr", "internal/ociroute", "limits", "ext:golang.org/x/"},
 	"mgmt":                 {"", "internal/httperr", "@capabilities"},
 	"config":               {"", "ext:gopkg.in/yaml.v3"},
+	"remote":               {"", "ext:github.com/opencontainers/"},
 	"cmd/stowage":          {"@all-but-test-tools"},
 	// Test tools: they drive the real engine, databases and storage.
 	"internal/modeltest": {"", "@capabilities", "meta/sqlite", "meta/postgres", "storage/fs", "storage/fs/faultfs",
