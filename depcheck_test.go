@@ -52,7 +52,7 @@ var layering = map[string][]string{
 	"ociapi":               {"", "internal/httperr", "internal/ociroute"},
 	"limits":               {"", "internal/httperr"},
 	"auth":                 {"", "internal/httperr", "internal/ociroute", "limits", "ext:golang.org/x/"},
-	"mgmt":                 {"", "internal/httperr", "@capabilities"},
+	"mgmt":                 {"", "internal/httperr", "@capabilities", "remote"},
 	"config":               {"", "ext:gopkg.in/yaml.v3"},
 	"remote":               {"", "ext:github.com/opencontainers/"},
 	"cmd/stowage":          {"@all-but-test-tools"},

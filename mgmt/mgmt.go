@@ -128,6 +128,8 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) error {
 		return h.serveStorage(ctx, w, r, head, arg, dry)
 	case head == "scrub":
 		return h.serveScrub(ctx, w, r, arg)
+	case head == "imports":
+		return h.serveImports(ctx, w, r, arg)
 	case head == "quotas" && arg == "" && r.Method == http.MethodGet:
 		q, err := h.reg.Quotas(ctx)
 		if err != nil {
