@@ -55,6 +55,7 @@ var layering = map[string][]string{
 	"mgmt":                 {"", "internal/httperr", "@capabilities", "remote"},
 	"config":               {"", "ext:gopkg.in/yaml.v3"},
 	"remote":               {"", "ext:github.com/opencontainers/"},
+	"pullthrough":          {"", "remote"},
 	"cmd/stowage":          {"@all-but-test-tools"},
 	// Test tools: they drive the real engine, databases and storage.
 	"internal/modeltest": {"", "@capabilities", "meta/sqlite", "meta/postgres", "storage/fs", "storage/fs/faultfs",
@@ -64,7 +65,7 @@ var layering = map[string][]string{
 	"scripts/rrproxy": {},
 }
 
-var capabilities = []string{"jobs", "gc", "scrub", "policy", "recyclebin", "feed", "usage"}
+var capabilities = []string{"jobs", "gc", "scrub", "policy", "recyclebin", "feed", "usage", "pullthrough"}
 var testTools = []string{"internal/modeltest", "e2e", "bench", "scripts/rrproxy"}
 
 // TestDependencyDirection checks every package's imports against layering.

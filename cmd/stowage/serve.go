@@ -29,6 +29,7 @@ import (
 	"github.com/stowage/stowage/mgmt"
 	"github.com/stowage/stowage/ociapi"
 	"github.com/stowage/stowage/policy"
+	"github.com/stowage/stowage/pullthrough"
 	"github.com/stowage/stowage/recyclebin"
 	"github.com/stowage/stowage/scrub"
 	"github.com/stowage/stowage/storage/crypt"
@@ -131,6 +132,7 @@ type Main struct {
 	jobs     sync.WaitGroup
 	db       stowage.DB
 	keys     *crypt.Manager // nil with encryption: none
+	cache    *pullthrough.Service
 	srv      *http.Server
 	served   chan error
 }
@@ -237,8 +239,11 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	}
 
 	pol := policy.New(reg)
+	if m.cache, err = m.pullThrough(reg, db); err != nil { // cacherule.go
+		return err
+	}
 	mux := http.NewServeMux()
-	routes(mux, m.log, authority, lim, ociapi.New(reg, m.log), mgmt.New(reg, m.log).WithGC(collector, gcOpts).WithScrub(scrubber).WithKeys(managedKeys(keys)).WithTopology(topo).WithPolicies(pol, recyclebin.New(reg)).WithEvents(events),
+	routes(mux, m.log, authority, lim, ociapi.New(reg, m.log).WithFiller(m.cache), mgmt.New(reg, m.log).WithGC(collector, gcOpts).WithScrub(scrubber).WithKeys(managedKeys(keys)).WithTopology(topo).WithPolicies(pol, recyclebin.New(reg)).WithEvents(events).WithCacheRules(m.cache),
 		mgmt.NewACR(reg, m.log), metricsHandler(reg, db, topo, keys))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
 
@@ -344,6 +349,9 @@ func (m *Main) Close() error {
 		if err := <-m.served; err != nil && !errors.Is(err, http.ErrServerClosed) {
 			errs = append(errs, err)
 		}
+	}
+	if m.cache != nil {
+		m.cache.Close() // background copies of pull-through images
 	}
 	if m.keys != nil {
 		if c, ok := m.keys.Keys.(io.Closer); ok {
