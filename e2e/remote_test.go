@@ -12,10 +12,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -319,4 +323,217 @@ func TestImportFromTokenStowage(t *testing.T) {
 		"--username", "admin", "--password-stdin", "--plain-http"); code != 1 || !strings.Contains(errOut, "username and password") {
 		t.Errorf("wrong password: exit %d %s", code, errOut)
 	}
+}
+
+// countingProxy is a reverse proxy in front of an upstream that counts the
+// blob GETs it passes (what the upstream side sees).
+type countingProxy struct {
+	Addr   string
+	mu     sync.Mutex
+	counts map[string]int // digest → GETs of /v2/…/blobs/<digest>
+}
+
+func startCountingProxy(t *testing.T, upstream string) *countingProxy {
+	t.Helper()
+	target, _ := url.Parse("http://" + upstream)
+	p := &countingProxy{counts: map[string]int{}}
+	rp := httputil.NewSingleHostReverseProxy(target)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if i := strings.Index(r.URL.Path, "/blobs/sha256:"); i >= 0 && r.Method == http.MethodGet {
+			p.mu.Lock()
+			p.counts[r.URL.Path[i+len("/blobs/"):]]++
+			p.mu.Unlock()
+		}
+		rp.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	p.Addr = strings.TrimPrefix(srv.URL, "http://")
+	return p
+}
+
+func (p *countingProxy) count(d string) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.counts[d]
+}
+
+// cranePath finds crane (scripts/remote-test.sh installs it, pinned, into
+// .cache/bin and sets STOWAGE_CRANE).
+func cranePath(t *testing.T) string {
+	if p := os.Getenv("STOWAGE_CRANE"); p != "" {
+		return p
+	}
+	if p, err := exec.LookPath("crane"); err == nil {
+		return p
+	}
+	testenv.Skip(t, "crane", "e2e: crane is not installed (scripts/remote-test.sh installs it)")
+	return ""
+}
+
+func runCrane(t *testing.T, crane string, args ...string) (string, error) {
+	t.Helper()
+	cmd := exec.Command(crane, args...)
+	cmd.Env = append(serverEnv(), "HOME="+t.TempDir())
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+// blobsOf lists every blob digest of an index (configs and layers).
+func blobsOf(t *testing.T, idx v1.ImageIndex) []string {
+	t.Helper()
+	var out []string
+	im, _ := idx.IndexManifest()
+	for _, m := range im.Manifests {
+		img, err := idx.Image(m.Digest)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cd, _ := img.ConfigName()
+		out = append(out, cd.String())
+		ls, _ := img.Layers()
+		for _, l := range ls {
+			d, _ := l.Digest()
+			out = append(out, d.String())
+		}
+	}
+	return out
+}
+
+// TestPullThroughDistribution: a cache rule whose upstream is Debian's
+// docker-registry with htpasswd auth (behind a proxy that counts blob
+// fetches). Ten concurrent pulls of an uncached two-platform image fetch
+// each blob once; crane pulls through it; with the upstream stopped, the
+// image still pulls.
+func TestPullThroughDistribution(t *testing.T) {
+	const user, pass = "e2e-user", "e2e-cache-password"
+	crane := cranePath(t)
+	dist := startDistribution(t, user, pass)
+	basic := remote.WithAuth(&authn.Basic{Username: user, Password: pass})
+	for _, tag := range []string{"app:v1", "tool:v1"} {
+		ref, _ := name.NewTag(dist.Addr+"/library/"+tag, name.Insecure)
+		if err := remote.WriteIndex(ref, multiPlatform(t), basic); err != nil {
+			t.Fatal(err)
+		}
+	}
+	app, _ := name.NewTag(dist.Addr+"/library/app:v1", name.Insecure)
+	upIdx, err := remote.Index(app, basic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := startCountingProxy(t, dist.Addr)
+
+	s := startServer(t, t.TempDir())
+	out, errOut, code := stowageRun(t, pass, "cache-rule", "create", "hub", "--registry", s.URL, "--source", "hub/*",
+		"--upstream", proxy.Addr+"/library/*", "--username", user, "--password-stdin", "--plain-http", "--tag-ttl", "1s")
+	if code != 0 || !strings.Contains(out, "password sealed") {
+		t.Fatalf("cache-rule create: exit %d\n%s%s", code, out, errOut)
+	}
+
+	// Ten clients at once, nothing cached yet.
+	cached, _ := name.NewTag(s.Addr+"/hub/app:v1", name.Insecure)
+	var wg sync.WaitGroup
+	errs := make(chan error, 10)
+	for range 10 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			idx, err := remote.Index(cached)
+			if err == nil {
+				err = pullAll(idx)
+			}
+			errs <- err
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Errorf("concurrent pull: %v", err)
+		}
+	}
+	for _, d := range blobsOf(t, upIdx) {
+		if n := proxy.count(d); n != 1 {
+			t.Errorf("blob %s: %d upstream fetches for 10 concurrent pulls, want 1", d, n)
+		}
+	}
+
+	// crane, cold (tool) and warm (app).
+	for _, img := range []string{"hub/tool:v1", "hub/app:v1"} {
+		if out, err := runCrane(t, crane, "pull", "--insecure", "--platform", "linux/arm64", s.Addr+"/"+img, filepath.Join(t.TempDir(), "img.tar")); err != nil {
+			t.Fatalf("crane pull %s: %v\n%s", img, err, out)
+		}
+	}
+	dg, err := runCrane(t, crane, "digest", "--insecure", s.Addr+"/hub/app:v1")
+	if err != nil || strings.TrimSpace(dg) != digestOf(t, upIdx).String() {
+		t.Fatalf("crane digest = %q, %v; want %s", dg, err, digestOf(t, upIdx))
+	}
+	waitTagged(t, s, "hub/app", "v1")
+	waitTagged(t, s, "hub/tool", "v1")
+
+	// The upstream stops; after the tag TTL, the cached image still pulls.
+	dist.Stop()
+	time.Sleep(1100 * time.Millisecond)
+	if out, err := runCrane(t, crane, "pull", "--insecure", "--platform", "linux/amd64", s.Addr+"/hub/app:v1", filepath.Join(t.TempDir(), "img.tar")); err != nil {
+		t.Fatalf("crane pull with the upstream stopped: %v\n%s", err, out)
+	}
+	if idx, err := remote.Index(cached); err != nil || pullAll(idx) != nil {
+		t.Fatalf("pull with the upstream stopped: %v", err)
+	}
+	if !strings.Contains(s.log.String(), "serving a cached tag") {
+		t.Error("the stale tag was not logged")
+	}
+	if strings.Contains(s.log.String(), pass) {
+		t.Error("the server's log shows the upstream password")
+	}
+	// Cached content is ordinary content: usage counts it.
+	out, _, code = stowageRun(t, "", "usage", "--registry", s.URL, "--output", "json")
+	if code != 0 || !strings.Contains(out, "hub/app") {
+		t.Errorf("usage does not show the cached repository:\n%s", out)
+	}
+}
+
+// pullAll reads every platform's config and layers.
+func pullAll(idx v1.ImageIndex) error {
+	im, err := idx.IndexManifest()
+	if err != nil {
+		return err
+	}
+	for _, m := range im.Manifests {
+		img, err := idx.Image(m.Digest)
+		if err != nil {
+			return err
+		}
+		if _, err := img.RawConfigFile(); err != nil {
+			return err
+		}
+		ls, err := img.Layers()
+		if err != nil {
+			return err
+		}
+		for _, l := range ls {
+			if _, err := readAllLayer(l); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// waitTagged waits (bounded) until repo:tag is stored on s (the background
+// copy of a pull-through image ends after the pull).
+func waitTagged(t *testing.T, s *server, repo, tag string) {
+	t.Helper()
+	for i := 0; i < 100; i++ {
+		resp, err := http.Get(s.URL + "/api/v1/usage/" + repo)
+		if err == nil {
+			b := new(bytes.Buffer)
+			b.ReadFrom(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == 200 && strings.Contains(b.String(), `"`+tag+`"`) {
+				return
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("%s:%s was not stored within 10 s", repo, tag)
 }
