@@ -22,6 +22,9 @@ set -euo pipefail
 lib_init
 
 CRANE_VERSION=${CRANE_VERSION:-v0.22.1}
+# Stowage is what is tested here (distribution is the other side), also when
+# scripts/test.sh runs the suite against distribution.
+export STOWAGE_TEST_REGISTRY=stowage
 apt_install() { # PACKAGES...
 	command -v apt-get >/dev/null 2>&1 || die "missing $*, and no apt-get to install them"
 	local -a apt=("${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get -y -q -o Dpkg::Use-Pty=0)
