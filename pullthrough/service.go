@@ -231,6 +231,21 @@ func (s *Service) markChecked(key string) {
 	s.mu.Unlock()
 }
 
+// checkTimeout bounds a tag check when a cached tag could be served.
+const checkTimeout = 10 * time.Second
+
+// retryDown is how long a cached tag is served without asking an upstream
+// that did not answer again (at most the rule's TTL).
+const retryDown = 30 * time.Second
+
+// backOff makes key fresh for retryDown: the next pulls do not wait on an
+// upstream that just failed.
+func (s *Service) backOff(key string, ttl Duration) {
+	s.mu.Lock()
+	s.checked[key] = s.opts.Now().Add(min(retryDown, time.Duration(ttl)) - time.Duration(ttl))
+	s.mu.Unlock()
+}
+
 func unavailable(up string, err error) error {
 	return &stowage.Error{Code: stowage.CodeUnavailable, Err: err,
 		Message: fmt.Sprintf("the upstream of this cached repository (%s) cannot be reached and nothing is cached for this reference: %v", up, err)}
@@ -275,12 +290,20 @@ func (s *Service) ServeManifest(ctx context.Context, w http.ResponseWriter, r *h
 	want := ref
 	if !ref.IsDigest() {
 		desc, err := once(ctx, &s.manifests, "head:"+c.Host()+"/"+up+":"+ref.Tag, func(ctx context.Context) (stowage.Descriptor, error) {
+			if have {
+				// A cached tag is there to serve: do not keep the client
+				// waiting on an upstream that hangs.
+				var cancel context.CancelFunc
+				ctx, cancel = context.WithTimeout(ctx, checkTimeout)
+				defer cancel()
+			}
 			return c.HeadManifest(ctx, up, ref)
 		})
 		switch {
 		case err != nil && have:
 			s.log.Warn("serving a cached tag without checking the upstream: it did not answer", "repository", repo, "tag", ref.Tag,
 				"digest", local.Digest, "upstream", c.Host()+"/"+up, "err", err)
+			s.backOff(key, rule.TagTTL)
 			return false, nil
 		case remote.IsNotFound(err):
 			return false, nil

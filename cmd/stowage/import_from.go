@@ -207,7 +207,7 @@ func (b *copyBar) done() {
 	if b.drawn {
 		fmt.Fprintln(b.w)
 	}
-	if !b.tty && b.last.Phase != "" {
+	if !b.tty && b.last.ManifestsTotal > 0 {
 		fmt.Fprintf(b.w, "progress: %d manifests, %s of %s copied\n", b.last.Manifests, bytesStr(b.last.Bytes), bytesStr(b.last.BytesTotal))
 	}
 }
