@@ -247,7 +247,7 @@ func (s *Service) backOff(key string, ttl Duration) {
 }
 
 func unavailable(up string, err error) error {
-	return &stowage.Error{Code: stowage.CodeUnavailable, Err: err,
+	return &stowage.Error{Code: stowage.CodeUnavailable,
 		Message: fmt.Sprintf("the upstream of this cached repository (%s) cannot be reached and nothing is cached for this reference: %v", up, err)}
 }
 
