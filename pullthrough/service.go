@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -356,9 +357,15 @@ func (s *Service) ServeManifest(ctx context.Context, w http.ResponseWriter, r *h
 
 // once runs fn through f under key, in a context that outlives the
 // caller's (a leader whose client left still finishes for the others).
+// A blob fill may take long (layers of gigabytes over a slow link); a
+// manifest request, not.
 func once[T any](ctx context.Context, f *flight, key string, fn func(ctx context.Context) (T, error)) (T, error) {
+	limit := 5 * time.Minute
+	if strings.HasPrefix(key, "blob:") {
+		limit = 2 * time.Hour
+	}
 	v, err := f.do(ctx, key, func() (any, error) {
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Minute)
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), limit)
 		defer cancel()
 		return fn(ctx)
 	})
@@ -451,7 +458,7 @@ func (s *Service) ServeBlob(ctx context.Context, w http.ResponseWriter, r *http.
 // fetched from upstream up (once per digest and repository at a time), with
 // the bytes also going to out (the leader's client) when not nil.
 func (s *Service) fill(ctx context.Context, c *remote.Client, repo, up string, d stowage.Digest, out *streamOut) error {
-	_, err := once(ctx, &s.blobs, repo+"@"+string(d), func(ctx context.Context) (struct{}, error) {
+	_, err := once(ctx, &s.blobs, "blob:"+repo+"@"+string(d), func(ctx context.Context) (struct{}, error) {
 		var none struct{}
 		if _, err := s.reg.StatBlob(ctx, repo, d); err == nil {
 			return none, nil // a leader before us stored it
