@@ -105,7 +105,14 @@ func (r *Rule) Validate() error {
 		return bad("source %q: want a repository name or a prefix ending in /*, e.g. docker-hub/*", r.Source)
 	}
 	up := strings.TrimSuffix(r.Upstream, "/*")
-	if _, err := remote.ParseImage(up); err != nil || !strings.Contains(up, "/") || strings.ContainsAny(up[strings.IndexByte(up, '/'):], ":@") {
+	host, path, _ := strings.Cut(up, "/")
+	wholeRegistry := upWild && path == "" && strings.ContainsAny(host, ".:") // ghcr.io/*
+	if !wholeRegistry {
+		if _, err := remote.ParseImage(up); err != nil || path == "" || strings.ContainsAny(path, ":@") {
+			return bad("upstream %q: want REGISTRY/PATH, e.g. registry-1.docker.io/library/* or ghcr.io/org/*", r.Upstream)
+		}
+	}
+	if strings.ContainsAny(host, "/@ ") || host == "" {
 		return bad("upstream %q: want REGISTRY/PATH, e.g. registry-1.docker.io/library/* or ghcr.io/org/*", r.Upstream)
 	}
 	if r.TagTTL == 0 {
@@ -136,6 +143,13 @@ func (r *Rule) Map(repo string) (string, bool) {
 		rest, ok := strings.CutPrefix(repo, prefix)
 		if !ok || rest == "" {
 			return "", false
+		}
+		if path == "" { // the whole registry
+			host, _ := r.upstream()
+			if host == "registry-1.docker.io" && !strings.Contains(rest, "/") {
+				return "library/" + rest, true // Docker Hub's official images
+			}
+			return rest, true
 		}
 		return path + "/" + rest, true
 	}
