@@ -5,10 +5,12 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/stowage/stowage"
 	"github.com/stowage/stowage/remote"
 )
@@ -226,5 +228,28 @@ func TestCopy(t *testing.T) {
 		if _, err := dst.reg.StatBlob(ctx, "bad/app", b.Digest); stowage.ErrorCodeOf(err) != stowage.CodeBlobUnknown {
 			t.Errorf("altered blob %s kept: %v", b.Digest, err)
 		}
+	}
+}
+
+// TestCopyNoManifestLimit: an index of 60 images (ACR's import stops at
+// 50 manifests) is copied whole.
+func TestCopyNoManifestLimit(t *testing.T) {
+	src, dst := newRegistry(t, false), newRegistry(t, false)
+	cfg := src.putBlob(t, "big", []byte(`{"os":"linux"}`), v1.MediaTypeImageConfig)
+	layer := src.putBlob(t, "big", randomBlob(t, 1024), v1.MediaTypeImageLayerGzip)
+	var children []v1.Descriptor
+	for i := range 60 {
+		m := src.putManifest(t, "big", "", v1.Manifest{Versioned: specsV2, MediaType: v1.MediaTypeImageManifest, Config: cfg, Layers: []v1.Descriptor{layer},
+			Annotations: map[string]string{"n": strconv.Itoa(i)}})
+		children = append(children, m)
+	}
+	idx := src.putManifest(t, "big", "all", v1.Index{Versioned: specsV2, MediaType: v1.MediaTypeImageIndex, Manifests: children})
+	rep, err := remote.Copy(context.Background(), src.client("", ""), "big", stowage.Reference{Tag: "all"}, regSink{dst.reg}, "big", []string{"all"}, remote.CopyOptions{})
+	if err != nil || rep.Manifests != 61 || rep.Digest != idx.Digest || rep.Blobs != 2 {
+		t.Fatalf("copy: %+v, %v; want 61 manifests and 2 blobs", rep, err)
+	}
+	info, err := dst.reg.RepositoryInfo(context.Background(), "big")
+	if err != nil || info.Manifests != 61 {
+		t.Errorf("target holds %d manifests, %v", info.Manifests, err)
 	}
 }
