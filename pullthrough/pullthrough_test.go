@@ -282,6 +282,11 @@ func TestPullThrough(t *testing.T) {
 			t.Errorf("blob %s fetched %d times from the upstream, want 1", b.Digest, n)
 		}
 	}
+	// The index: read once (for the client and the background copy), its
+	// tag checked with a HEAD (no GET by tag: pull rate limits count GETs).
+	if n, m := up.count("GET /v2/library/app/manifests/"+string(idx.Digest)), up.count("GET /v2/library/app/manifests/v1"); n != 1 || m != 0 {
+		t.Errorf("the index was read %d times by digest and %d by tag, want 1 and 0", n, m)
+	}
 	if rep, err := c.reg.RepositoryInfo(ctx, "hub/app"); err != nil || rep.Manifests != 3 || rep.Tags != 1 {
 		t.Errorf("cached repository: %+v, %v; want 3 manifests and the tag", rep, err)
 	}

@@ -198,7 +198,8 @@ func (s *Service) client(ctx context.Context, r *Record) (*remote.Client, error)
 	if ok {
 		return c, nil
 	}
-	o := remote.Options{Username: r.Username, PlainHTTP: r.PlainHTTP, UserAgent: "stowage-pull-through", Logger: s.log, Retries: 2, MaxBackoff: 5 * time.Second}
+	o := remote.Options{Username: r.Username, PlainHTTP: r.PlainHTTP, UserAgent: "stowage-pull-through", Logger: s.log, Retries: 2, MaxBackoff: 5 * time.Second,
+		CacheManifests: 256} // the client's GET and the background copy read each manifest once
 	if r.Secret != nil {
 		p, err := open(ctx, s.opts.Keys, s.store, r.Name, r.Secret)
 		if err != nil {

@@ -53,6 +53,10 @@ type Options struct {
 	UserAgent string
 	// Logger for retries; nil: none. Credentials are never logged.
 	Logger *slog.Logger
+	// CacheManifests keeps up to this many manifests fetched by digest in
+	// memory (content-addressed, so never stale): a pull-through cache asks
+	// the upstream for each once, not once per client.
+	CacheManifests int
 }
 
 // Client reads from one registry. It is safe for concurrent use.
@@ -64,9 +68,11 @@ type Client struct {
 	sleep func(ctx context.Context, d time.Duration) error // tests shorten it
 
 	mu     sync.Mutex
-	basic  bool             // the registry asked for Basic: send it up front
-	bearer *Challenge       // the registry asked for tokens: where to get them
-	tokens map[string]token // by scope
+	mcache map[string]Manifest // "repo@digest" → manifest (Options.CacheManifests)
+	morder []string            // its keys, oldest first
+	basic  bool                // the registry asked for Basic: send it up front
+	bearer *Challenge          // the registry asked for tokens: where to get them
+	tokens map[string]token    // by scope
 }
 
 type token struct {

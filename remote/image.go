@@ -45,6 +45,41 @@ func (e *DigestMismatchError) Error() string {
 // ref when it is a digest, else against the registry's Docker-Content-Digest
 // (when sent); the returned Digest is always that of the body.
 func (c *Client) GetManifest(ctx context.Context, repo string, ref stowage.Reference) (Manifest, error) {
+	if m, ok := c.cached(repo, ref); ok {
+		return m, nil
+	}
+	m, err := c.getManifest(ctx, repo, ref)
+	if err == nil && c.opts.CacheManifests > 0 {
+		c.mu.Lock()
+		key := repo + "@" + string(m.Digest)
+		if _, ok := c.mcache[key]; !ok {
+			if c.mcache == nil {
+				c.mcache = map[string]Manifest{}
+			}
+			c.mcache[key] = m
+			c.morder = append(c.morder, key)
+			if len(c.morder) > c.opts.CacheManifests {
+				delete(c.mcache, c.morder[0])
+				c.morder = c.morder[1:]
+			}
+		}
+		c.mu.Unlock()
+	}
+	return m, err
+}
+
+// cached returns a manifest fetched by digest before (Options.CacheManifests).
+func (c *Client) cached(repo string, ref stowage.Reference) (Manifest, bool) {
+	if !ref.IsDigest() || c.opts.CacheManifests <= 0 {
+		return Manifest{}, false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	m, ok := c.mcache[repo+"@"+string(ref.Digest)]
+	return m, ok
+}
+
+func (c *Client) getManifest(ctx context.Context, repo string, ref stowage.Reference) (Manifest, error) {
 	h := http.Header{"Accept": {strings.Join(Accept, ", ")}}
 	resp, err := c.get(ctx, http.MethodGet, "/v2/"+repo+"/manifests/"+ref.String(), pullScope(repo), h)
 	if err != nil {
