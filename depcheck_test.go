@@ -55,8 +55,10 @@ var layering = map[string][]string{
 	"ociapi":               {"", "internal/httperr", "internal/ociroute"},
 	"limits":               {"", "internal/httperr"},
 	"auth":                 {"", "internal/httperr", "internal/ociroute", "limits", "ext:golang.org/x/"},
-	"mgmt":                 {"", "internal/httperr", "@capabilities"},
+	"mgmt":                 {"", "internal/httperr", "@capabilities", "remote"},
 	"config":               {"", "ext:gopkg.in/yaml.v3"},
+	"remote":               {"", "ext:github.com/opencontainers/"},
+	"pullthrough":          {"", "remote"},
 	"cmd/stowage":          {"@all-but-test-tools"},
 	// Test tools: they drive the real engine, databases and storage.
 	"internal/modeltest": {"", "@capabilities", "meta/sqlite", "meta/postgres", "storage/fs", "storage/fs/faultfs",
@@ -66,7 +68,7 @@ var layering = map[string][]string{
 	"scripts/rrproxy": {},
 }
 
-var capabilities = []string{"jobs", "gc", "scrub", "policy", "recyclebin", "feed", "usage", "webhook"}
+var capabilities = []string{"jobs", "gc", "scrub", "policy", "recyclebin", "feed", "usage", "webhook", "pullthrough"}
 var testTools = []string{"internal/modeltest", "e2e", "bench", "scripts/rrproxy"}
 
 // TestDependencyDirection checks every package's imports against layering.

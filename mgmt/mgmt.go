@@ -37,8 +37,9 @@ type Handler struct {
 	pol    Policies   // nil: no policy endpoints (WithPolicies)
 	bin    RecycleBin
 
-	events Events   // the change feed (events.go); nil: GET /api/v1/events is refused
-	hooks  Webhooks // webhooks.go; nil: /api/v1/webhooks is refused
+	events Events     // the change feed (events.go); nil: GET /api/v1/events is refused
+	hooks  Webhooks   // webhooks.go; nil: /api/v1/webhooks is refused
+	cache  CacheRules // pull-through cache rules (cacherules.go); nil: refused
 }
 
 // Collector runs garbage collections (package gc's *gc.Collector).
@@ -129,6 +130,10 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) error {
 		return h.serveStorage(ctx, w, r, head, arg, dry)
 	case head == "scrub":
 		return h.serveScrub(ctx, w, r, arg)
+	case head == "imports":
+		return h.serveImports(ctx, w, r, arg)
+	case head == "cache-rules":
+		return h.serveCacheRules(ctx, w, r, arg)
 	case head == "quotas" && arg == "" && r.Method == http.MethodGet:
 		q, err := h.reg.Quotas(ctx)
 		if err != nil {

@@ -19,8 +19,9 @@ import (
 // Handler serves /v2/. Each endpoint parses its request, calls the engine
 // and returns an error; ServeHTTP writes errors in one place.
 type Handler struct {
-	reg *stowage.Registry
-	log *slog.Logger
+	reg  *stowage.Registry
+	log  *slog.Logger
+	fill Filler // nil: no pull-through (fill.go)
 }
 
 // New returns the /v2/ handler.
@@ -73,6 +74,11 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) error {
 	case ociroute.KindManifest:
 		switch r.Method {
 		case http.MethodGet, http.MethodHead:
+			if h.fill != nil {
+				if done, err := h.fill.ServeManifest(ctx, w, r, rt.Name, rt.Ref); done || err != nil {
+					return err
+				}
+			}
 			return h.getManifest(ctx, w, r, rt)
 		case http.MethodPut:
 			return h.putManifest(ctx, w, r, rt)
@@ -86,6 +92,11 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) error {
 	case ociroute.KindBlob:
 		switch r.Method {
 		case http.MethodGet, http.MethodHead:
+			if h.fill != nil {
+				if done, err := h.fill.ServeBlob(ctx, w, r, rt.Name, rt.Digest); done || err != nil {
+					return err
+				}
+			}
 			return h.getBlob(ctx, w, r, rt)
 		case http.MethodDelete:
 			if err := h.reg.DeleteBlob(ctx, rt.Name, rt.Digest); err != nil {

@@ -192,6 +192,7 @@ run_stage conformance stage_script conformance.sh
 run_stage deploy stage_script deploy-test.sh
 run_stage docker stage_script e2e-docker.sh
 run_stage skopeo stage_script e2e-skopeo.sh
+run_stage remote stage_script remote-test.sh
 if [ "${STOWAGE_TEST_REGISTRY:-stowage}" = stowage ]; then
 	run_stage access stage_script e2e-access.sh
 fi

@@ -290,6 +290,7 @@ var groupView = map[string]string{
 	"scope-map":    "list",
 	"token":        "list",
 	"webhook":      "list",
+	"cache-rule":   "list",
 }
 
 // subcommand splits "SUB [args]" for a group (cmd). Without a subcommand

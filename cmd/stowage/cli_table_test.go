@@ -342,6 +342,7 @@ var groupsAlone = map[string]string{
 	"token":          "view",
 	"anonymous-pull": "view", // its subcommands are on and off; alone it shows
 	"webhook":        "view",
+	"cache-rule":     "view",
 	"completion":     "usage",
 }
 

@@ -31,6 +31,7 @@ var subcommands = map[string][]string{
 	"anonymous-pull": {"on", "off"},
 	"webhook":        {"create", "list", "show", "update", "delete", "ping", "events"},
 	"completion":     {"bash", "zsh", "fish"},
+	"cache-rule":     {"create", "list", "show", "delete"},
 }
 
 // commandNames lists the commands, as the usage text names them.

@@ -29,6 +29,8 @@ Commands:
   untag        remove one tag (REPO:TAG); the manifest stays
   delete-repo  delete a repository with all its manifests and tags
   gc           collect garbage now, online, with a progress bar and a report
+  import       copy an image from another registry, server-side: import --from REGISTRY/REPO:TAG
+  cache-rule   pull-through cache rules: create, list, show, delete
   retention    show, set or run the retention policy for untagged manifests
   purge        delete tags (and untagged manifests) by filter, age and keep count
   purge-policy list, set or delete scheduled purges
@@ -89,6 +91,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return runDelete(ctx, cmd, rest, stdout, stderr)
 	case "gc":
 		return runGC(ctx, rest, stdout, stderr)
+	case "import": // --from (import_from.go); an OCI layout or tar: see importFromRequested
+		return runImportFrom(ctx, rest, stdout, stderr)
+	case "cache-rule":
+		return runCacheRule(ctx, rest, stdout, stderr)
 	case "retention":
 		return runRetention(ctx, rest, stdout, stderr)
 	case "purge":

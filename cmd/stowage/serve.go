@@ -30,6 +30,7 @@ import (
 	"github.com/stowage/stowage/mgmt"
 	"github.com/stowage/stowage/ociapi"
 	"github.com/stowage/stowage/policy"
+	"github.com/stowage/stowage/pullthrough"
 	"github.com/stowage/stowage/recyclebin"
 	"github.com/stowage/stowage/scrub"
 	"github.com/stowage/stowage/storage/crypt"
@@ -134,6 +135,7 @@ type Main struct {
 	db       stowage.DB
 	keys     *crypt.Manager // nil with encryption: none
 	topo     *topology
+	cache    *pullthrough.Service
 	srv      *http.Server
 	served   chan error
 
@@ -262,9 +264,12 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		return err
 	}
 	webhookMetrics(mset.Registerer(), hooks)
+	if m.cache, err = m.pullThrough(reg, db); err != nil { // cacherule.go
+		return err
+	}
 	pol := meteredPolicies{policy.New(reg), jr}
 	mux := http.NewServeMux()
-	routes(mux, m.log, authority, lim, ociapi.New(reg, m.log), mgmt.New(reg, m.log).WithGC(collector, gcOpts).WithScrub(scrubber).WithKeys(managedKeys(keys)).WithTopology(topo).WithPolicies(pol, recyclebin.New(reg)).WithEvents(events).WithWebhooks(hooks),
+	routes(mux, m.log, authority, lim, ociapi.New(reg, m.log).WithFiller(m.cache), mgmt.New(reg, m.log).WithGC(collector, gcOpts).WithScrub(scrubber).WithKeys(managedKeys(keys)).WithTopology(topo).WithPolicies(pol, recyclebin.New(reg)).WithEvents(events).WithWebhooks(hooks).WithCacheRules(m.cache),
 		mgmt.NewACR(reg, m.log), mset.Handler(m.log))
 	mux.HandleFunc("/healthz", healthz)
 	mux.Handle("/readyz", &readiness{db: db, store: store, topo: topo, log: m.log})
@@ -373,6 +378,9 @@ func (m *Main) Close() error {
 		if err := <-m.served; err != nil && !errors.Is(err, http.ErrServerClosed) {
 			errs = append(errs, err)
 		}
+	}
+	if m.cache != nil {
+		m.cache.Close() // background copies of pull-through images
 	}
 	if m.keys != nil {
 		if c, ok := m.keys.Keys.(io.Closer); ok {

@@ -10,6 +10,7 @@
 //	STOWAGE_REQUIRE_VERSITYGW  scripts/s3-test.sh         e2e TestMirrorOfTwoS3Servers
 //	STOWAGE_REQUIRE_AZURE      scripts/azure-test.sh      storage/azure
 //	STOWAGE_REQUIRE_E2E        scripts/test.sh (unit), postgres-test.sh, s3-test.sh   e2e (not -short)
+//	STOWAGE_REQUIRE_DOCKER_REGISTRY, _CRANE   scripts/remote-test.sh   e2e TestImportFrom*, TestPullThrough*
 package testenv
 
 import (

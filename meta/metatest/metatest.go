@@ -45,6 +45,7 @@ func Run(t *testing.T, open func(t *testing.T) stowage.DB) {
 		{"JobLocks", testJobLocks},
 		{"MirrorRepairQueue", testRepairQueue},
 		{"RecycleKeepsLocks", testRecycleKeepsLocks},
+		{"CacheRules", testCacheRules},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.fn(t, open(t)) })

@@ -34,6 +34,7 @@ var All = []Table{
 	{"webhooks", []string{"name", "id", "uri", "actions", "scope", "header_names", "has_secret", "sealed", "data_key", "enabled", "created", "updated"}, []string{"name"}},
 	{"webhook_deliveries", []string{"webhook", "id", "time", "event_id", "seq", "action", "repo", "tag", "digest", "attempt", "status", "duration", "error"}, []string{"webhook", "id"}},
 	{"mirror_repairs", []string{"mirror", "key", "present", "due", "seq"}, []string{"mirror", "key"}},
+	{"cache_rules", []string{"name", "source", "upstream", "username", "secret", "plain_http", "tag_ttl", "created"}, []string{"name"}},
 }
 
 // Derived lists the tables kept by triggers from the others (the bytes
