@@ -32,6 +32,7 @@ var layering = map[string][]string{
 	"recyclebin":           {"", "jobs"},
 	"feed":                 {"", "jobs"},
 	"usage":                {""},
+	"transfer":             {"", "policy"},
 	"storage/fs":           {""},
 	"storage/fs/faultfs":   {"storage/fs"},
 	"storage/mem":          {""},
