@@ -109,18 +109,19 @@ type queued struct {
 
 // exporter is one export's state while it walks.
 type exporter struct {
-	c       *Client
-	sink    Sink
-	o       ExportOptions
-	marker  *Marker
-	index   []Descriptor
-	walked  map[string]bool // repo@digest
-	written map[stowage.Digest]bool
-	blobs   []queued
-	rep     ExportReport
-	done    atomic.Int64
-	total   int64
-	phase   atomic.Value
+	c         *Client
+	sink      Sink
+	o         ExportOptions
+	marker    *Marker
+	index     []Descriptor
+	referrers []Descriptor    // found by the walk of the current root
+	walked    map[string]bool // repo@digest
+	written   map[stowage.Digest]bool
+	blobs     []queued
+	rep       ExportReport
+	done      atomic.Int64
+	total     int64
+	phase     atomic.Value
 }
 
 // Export writes what o selects from the registry behind c into sink, and
@@ -282,16 +283,21 @@ func (e *exporter) root(ctx context.Context, r rootRef) error {
 	if r.tag != "" {
 		e.marker.Tags[key] = r.digest
 	}
+	refs := e.referrers
+	e.referrers = nil
 	if unchanged {
 		e.rep.Unchanged++
-		return nil
+	} else {
+		d.Annotations = map[string]string{AnnotationRepository: r.repo}
+		if r.tag != "" {
+			d.Annotations[AnnotationRefName] = key
+		}
+		e.rep.Images++
+		e.index = append(e.index, d)
 	}
-	d.Annotations = map[string]string{AnnotationRepository: r.repo}
-	if r.tag != "" {
-		d.Annotations[AnnotationRefName] = key
-	}
-	e.rep.Images++
-	e.index = append(e.index, d)
+	// The referrers found under it follow it: an import pushes a subject
+	// before what refers to it.
+	e.index = append(e.index, refs...)
 	return nil
 }
 
@@ -362,7 +368,7 @@ func (e *exporter) walk(ctx context.Context, repo string, dg stowage.Digest, med
 		// so an import pushes it.
 		rd.ArtifactType = rf.ArtifactType
 		rd.Annotations = map[string]string{AnnotationRepository: repo}
-		e.index = append(e.index, rd)
+		e.referrers = append(e.referrers, rd)
 		e.rep.Referrers++
 	}
 	return d, nil

@@ -8,7 +8,7 @@ import (
 
 func TestRefName(t *testing.T) {
 	for _, tc := range []struct {
-		ann             map[string]string
+		ann            map[string]string
 		repo, tag, bad string
 	}{
 		{ann: map[string]string{AnnotationRefName: "v1"}, tag: "v1"},                                                      // skopeo oci:DIR:v1, oras
@@ -19,7 +19,7 @@ func TestRefName(t *testing.T) {
 		{ann: map[string]string{AnnotationRefName: "team/app"}, repo: "team/app", tag: "latest"},
 		{ann: map[string]string{AnnotationRefName: "team/app@sha256:" + strings.Repeat("a", 64)}, repo: "team/app"},
 		{ann: map[string]string{AnnotationRefName: "3.20", annotationContainerdName: "docker.io/library/alpine:3.20"}, repo: "library/alpine", tag: "3.20"}, // containerd
-		{ann: map[string]string{AnnotationRepository: "team/sig"}, repo: "team/sig"},                                                                         // a stowage referrer
+		{ann: map[string]string{AnnotationRepository: "team/sig"}, repo: "team/sig"},                                                                        // a stowage referrer
 		{ann: nil},
 		{ann: map[string]string{AnnotationRefName: "UPPER/x:1"}, bad: "repository"},
 		{ann: map[string]string{AnnotationRefName: "a:bad tag"}, bad: "tag"},

@@ -74,6 +74,9 @@ func (s *DirSink) File(name string, b []byte) error {
 }
 
 func (s *DirSink) Blob(d Descriptor, fetch func(int64) (io.ReadCloser, error), progress func(int64)) (int64, error) {
+	if progress == nil {
+		progress = func(int64) {}
+	}
 	final := filepath.Join(s.dir, blobPath(d.Digest))
 	if err := os.MkdirAll(filepath.Dir(final), 0o755); err != nil {
 		return 0, err
