@@ -225,7 +225,7 @@ func (c *Client) Manifests(ctx context.Context, repo string) ([]ManifestInfo, er
 // FeedPosition returns the change feed's newest seq (0 if the registry
 // serves no feed or the caller may not read it).
 func (c *Client) FeedPosition(ctx context.Context) int64 {
-	resp, err := c.request(ctx, http.MethodGet, "/api/v1/events?n=1&after="+strconv.FormatInt(1<<62, 10), nil, nil)
+	resp, err := c.request(ctx, http.MethodGet, "/api/v1/events?n=1", nil, nil)
 	if err != nil {
 		return 0
 	}
