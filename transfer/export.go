@@ -109,19 +109,19 @@ type queued struct {
 
 // exporter is one export's state while it walks.
 type exporter struct {
-	c         *Client
-	sink      Sink
-	o         ExportOptions
-	marker    *Marker
-	index     []Descriptor
-	referrers []Descriptor    // found by the walk of the current root
-	walked    map[string]bool // repo@digest
-	written   map[stowage.Digest]bool
-	blobs     []queued
-	rep       ExportReport
-	done      atomic.Int64
-	total     int64
-	phase     atomic.Value
+	c       *Client
+	sink    Sink
+	o       ExportOptions
+	marker  *Marker
+	index   []Descriptor
+	mu      sync.Mutex            // what follows, while images are walked in parallel
+	walked  map[string]Descriptor // repo@digest
+	written map[stowage.Digest]bool
+	blobs   []queued
+	rep     ExportReport
+	done    atomic.Int64
+	total   int64
+	phase   atomic.Value
 }
 
 // Export writes what o selects from the registry behind c into sink, and
@@ -135,7 +135,7 @@ func Export(ctx context.Context, c *Client, sink Sink, o ExportOptions) (ExportR
 	if o.Parallel <= 0 {
 		o.Parallel = 4
 	}
-	e := &exporter{c: c, sink: sink, o: o, marker: o.Since.clone(), walked: map[string]bool{}, written: map[stowage.Digest]bool{}}
+	e := &exporter{c: c, sink: sink, o: o, marker: o.Since.clone(), walked: map[string]Descriptor{}, written: map[stowage.Digest]bool{}}
 	e.phase.Store("listing")
 	e.marker.Seq = c.FeedPosition(ctx)
 	e.marker.Time = o.Now.UTC().Format(time.RFC3339)
@@ -187,19 +187,30 @@ func (e *exporter) run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// 1. The manifests, several images at once; each image's entries (it,
+	// then the referrers found under it) keep the selection's order.
 	e.phase.Store("manifests")
-	for _, r := range roots {
-		if err := e.root(ctx, r); err != nil {
-			return err
-		}
+	entries := make([][]Descriptor, len(roots))
+	if err := parallel(ctx, e.o.Parallel, len(roots), func(ctx context.Context, i int) (err error) {
+		entries[i], err = e.root(ctx, roots[i])
+		return err
+	}); err != nil {
+		return err
 	}
+	for _, es := range entries {
+		e.index = append(e.index, es...)
+	}
+	// 2. The configs and layers.
 	e.phase.Store("blobs")
 	if err := e.fetchBlobs(ctx); err != nil {
 		return err
 	}
-	// The layout's own files last: a layout with an index.json is complete.
+	// 3. The layout's own files last: a layout with an index.json is complete.
 	if err := e.sink.File("oci-layout", []byte(`{"imageLayoutVersion":"1.0.0"}`)); err != nil {
 		return err
+	}
+	if e.index == nil {
+		e.index = []Descriptor{}
 	}
 	idx, _ := json.MarshalIndent(Index{SchemaVersion: 2, MediaType: stowage.MediaTypeOCIIndex, Manifests: e.index}, "", "  ")
 	if err := e.sink.File("index.json", idx); err != nil {
@@ -207,6 +218,42 @@ func (e *exporter) run(ctx context.Context) error {
 	}
 	mk, _ := json.Marshal(e.marker)
 	return e.sink.File(MarkerFile, mk)
+}
+
+// parallel runs fn(0..n-1) on up to workers goroutines and returns the
+// first error (the others' contexts are then cancelled).
+func parallel(ctx context.Context, workers, n int, fn func(context.Context, int) error) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	work := make(chan int)
+	var wg sync.WaitGroup
+	var once sync.Once
+	var first error
+	for range max(1, workers) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range work {
+				if err := fn(ctx, i); err != nil {
+					once.Do(func() { first = err; cancel() })
+				}
+			}
+		}()
+	}
+feed:
+	for i := range n {
+		select {
+		case work <- i:
+		case <-ctx.Done():
+			break feed
+		}
+	}
+	close(work)
+	wg.Wait()
+	if first == nil {
+		first = ctx.Err()
+	}
+	return first
 }
 
 // rootRef is an image the selection chose: a tag, or an untagged manifest.
@@ -261,9 +308,11 @@ func (e *exporter) select_(ctx context.Context) ([]rootRef, error) {
 	return roots, nil
 }
 
-// root exports one selected image: its manifest tree, its referrers, and
-// an index.json entry unless --since says it was exported before.
-func (e *exporter) root(ctx context.Context, r rootRef) error {
+// root exports one selected image: its manifest tree and its referrers;
+// it returns its index.json entries: the image (unless --since says it was
+// exported before), then the referrers found under it, so an import pushes
+// a subject before what refers to it.
+func (e *exporter) root(ctx context.Context, r rootRef) ([]Descriptor, error) {
 	key := r.repo + ":" + r.tag
 	unchanged := false
 	if e.o.Since != nil {
@@ -273,56 +322,64 @@ func (e *exporter) root(ctx context.Context, r rootRef) error {
 			_, unchanged = e.o.Since.Manifests[r.digest]
 		}
 	}
-	if r.tag == "" && e.walked[r.repo+"@"+string(r.digest)] {
-		return nil // an untagged manifest that is a child or referrer of one exported already
-	}
-	d, err := e.walk(ctx, r.repo, r.digest, "")
+	var refs []Descriptor
+	d, first, err := e.walk(ctx, r.repo, r.digest, &refs)
 	if err != nil {
-		return err
+		return nil, err
 	}
+	if r.tag == "" && !first {
+		return refs, nil // an untagged manifest exported as a child or referrer of another
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
 	if r.tag != "" {
 		e.marker.Tags[key] = r.digest
 	}
-	refs := e.referrers
-	e.referrers = nil
 	if unchanged {
 		e.rep.Unchanged++
-	} else {
-		d.Annotations = map[string]string{AnnotationRepository: r.repo}
-		if r.tag != "" {
-			d.Annotations[AnnotationRefName] = key
-		}
-		e.rep.Images++
-		e.index = append(e.index, d)
+		return refs, nil
 	}
-	// The referrers found under it follow it: an import pushes a subject
-	// before what refers to it.
-	e.index = append(e.index, refs...)
-	return nil
+	d.Annotations = map[string]string{AnnotationRepository: r.repo}
+	if r.tag != "" {
+		d.Annotations[AnnotationRefName] = key
+	}
+	e.rep.Images++
+	return append([]Descriptor{d}, refs...), nil
 }
 
 // walk exports manifest dg of repo with what it references and its
-// referrers, once per repository; it returns the manifest's descriptor.
-func (e *exporter) walk(ctx context.Context, repo string, dg stowage.Digest, mediaType string) (Descriptor, error) {
+// referrers (added to refs), once per repository; it returns the
+// manifest's descriptor and whether this call was the one that walked it.
+func (e *exporter) walk(ctx context.Context, repo string, dg stowage.Digest, refs *[]Descriptor) (Descriptor, bool, error) {
+	key := repo + "@" + string(dg)
+	e.mu.Lock()
+	if d, ok := e.walked[key]; ok {
+		e.mu.Unlock()
+		return d, false, nil
+	}
+	e.mu.Unlock()
 	body, mt, err := e.c.Manifest(ctx, repo, dg)
 	if err != nil {
-		return Descriptor{}, err
+		return Descriptor{}, false, err
 	}
 	node, err := ParseNode(mt, body)
 	if err != nil {
-		return Descriptor{}, fmt.Errorf("%s@%s: %w", repo, dg, err)
+		return Descriptor{}, false, fmt.Errorf("%s@%s: %w", repo, dg, err)
 	}
 	d := Descriptor{MediaType: node.MediaType, Digest: dg, Size: int64(len(body))}
-	key := repo + "@" + string(dg)
-	if e.walked[key] {
-		return d, nil
+	e.mu.Lock()
+	if _, ok := e.walked[key]; ok { // another image's walk got there first
+		e.mu.Unlock()
+		return d, false, nil
 	}
-	e.walked[key] = true
+	e.walked[key] = d
+	e.mu.Unlock()
 	for _, ch := range node.Children {
-		if _, err := e.walk(ctx, repo, ch.Digest, ch.MediaType); err != nil {
-			return Descriptor{}, err
+		if _, _, err := e.walk(ctx, repo, ch.Digest, refs); err != nil {
+			return Descriptor{}, false, err
 		}
 	}
+	e.mu.Lock()
 	for _, b := range node.Blobs {
 		if e.written[b.Digest] {
 			continue
@@ -337,41 +394,44 @@ func (e *exporter) walk(ctx context.Context, repo string, dg stowage.Digest, med
 		e.rep.Bytes += b.Size
 		e.rep.Blobs++
 	}
-	// The manifest itself, once: its children are in the layout before it.
+	// The manifest itself, once.
+	write := false
 	if !e.written[dg] {
 		e.written[dg] = true
-		_, old := e.o.Since.manifest(dg)
-		if !old {
+		if _, old := e.o.Since.manifest(dg); !old {
 			e.marker.Manifests[dg] = repo
-			if _, err := e.sink.Blob(d, func(int64) (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }, nil); err != nil {
-				return Descriptor{}, err
-			}
 			e.rep.Manifests++
+			write = true
 		}
 	}
-	refs, err := e.c.Referrers(ctx, repo, dg)
+	e.mu.Unlock()
+	if write {
+		if _, err := e.sink.Blob(d, func(int64) (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }, nil); err != nil {
+			return Descriptor{}, false, err
+		}
+	}
+	found, err := e.c.Referrers(ctx, repo, dg)
 	if err != nil {
-		return Descriptor{}, err
+		return Descriptor{}, false, err
 	}
-	for _, rf := range refs {
-		if e.walked[repo+"@"+string(rf.Digest)] {
-			continue
-		}
-		rd, err := e.walk(ctx, repo, rf.Digest, rf.MediaType)
+	for _, rf := range found {
+		rd, first, err := e.walk(ctx, repo, rf.Digest, refs)
 		if err != nil {
-			return Descriptor{}, err
+			return Descriptor{}, false, err
 		}
-		if _, old := e.o.Since.manifest(rf.Digest); old {
+		if _, old := e.o.Since.manifest(rf.Digest); old || !first {
 			continue
 		}
 		// A referrer gets its own index.json entry (after its subject),
 		// so an import pushes it.
 		rd.ArtifactType = rf.ArtifactType
 		rd.Annotations = map[string]string{AnnotationRepository: repo}
-		e.referrers = append(e.referrers, rd)
+		*refs = append(*refs, rd)
+		e.mu.Lock()
 		e.rep.Referrers++
+		e.mu.Unlock()
 	}
-	return d, nil
+	return d, true, nil
 }
 
 func (m *Marker) manifest(dg stowage.Digest) (string, bool) {

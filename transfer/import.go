@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"slices"
+	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -62,6 +64,8 @@ type importer struct {
 	total  int64
 	phase  atomic.Value
 	nodes  map[string]*mnode // repo@digest
+	mu     sync.Mutex        // the report, pushed
+	pushed map[string]*push  // repo@digest: manifests pushed or being pushed
 	blobs  map[stowage.Digest]*blobJob
 	order  []*blobJob
 }
@@ -111,7 +115,7 @@ func Import(ctx context.Context, c *Client, src Source, o ImportOptions) (Import
 	if o.Parallel <= 0 {
 		o.Parallel = 4
 	}
-	im := &importer{c: c, src: src, o: o, nodes: map[string]*mnode{}, blobs: map[stowage.Digest]*blobJob{}}
+	im := &importer{c: c, src: src, o: o, nodes: map[string]*mnode{}, pushed: map[string]*push{}, blobs: map[stowage.Digest]*blobJob{}}
 	im.rep.Tags = []string{}
 	im.phase.Store("manifests")
 	if b, err := src.ReadFile(MarkerFile); err == nil {
@@ -168,23 +172,72 @@ func (im *importer) run(ctx context.Context) error {
 	if err := im.pushBlobs(ctx); err != nil {
 		return err
 	}
-	// 3. The manifests, children before parents, subjects before referrers
-	// (index.json lists them in that order), then the tag.
+	// 3. The manifests, children before parents, several images at once;
+	// a tagged image is pushed by its tag (one PUT stores and tags it).
 	im.phase.Store("manifests")
-	pushed := map[string]bool{}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	work := make(chan image)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var first error
+	for range im.o.Parallel {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for img := range work {
+				if err := im.pushImage(ctx, img); err != nil {
+					mu.Lock()
+					if first == nil {
+						first = err
+						cancel()
+					}
+					mu.Unlock()
+				}
+			}
+		}()
+	}
 	for _, img := range images {
-		if err := im.pushManifest(ctx, img.repo, img.d.Digest, pushed); err != nil {
+		select {
+		case work <- img:
+			continue
+		case <-ctx.Done():
+		}
+		break
+	}
+	close(work)
+	wg.Wait()
+	sort.Strings(im.rep.Tags)
+	if first == nil && ctx.Err() != nil {
+		first = ctx.Err()
+	}
+	return first
+}
+
+func (im *importer) pushImage(ctx context.Context, img image) error {
+	if img.tag == "" {
+		err := im.pushManifest(ctx, img.repo, img.d.Digest)
+		if err == nil {
+			im.mu.Lock()
+			im.rep.Images++
+			im.mu.Unlock()
+		}
+		return err
+	}
+	n := im.nodes[img.repo+"@"+string(img.d.Digest)]
+	for _, ch := range n.node.Children {
+		if err := im.pushManifest(ctx, img.repo, ch.Digest); err != nil {
 			return err
 		}
-		if img.tag != "" {
-			n := im.nodes[img.repo+"@"+string(img.d.Digest)]
-			if err := im.c.PutManifest(ctx, img.repo, img.tag, n.d.MediaType, n.body, n.d.Digest); err != nil {
-				return err
-			}
-			im.rep.Tags = append(im.rep.Tags, img.repo+":"+img.tag)
-		}
-		im.rep.Images++
 	}
+	if err := im.c.PutManifest(ctx, img.repo, img.tag, n.d.MediaType, n.body, n.d.Digest); err != nil {
+		return err
+	}
+	im.mu.Lock()
+	im.rep.Tags = append(im.rep.Tags, img.repo+":"+img.tag)
+	im.rep.Images++
+	im.rep.Manifests++
+	im.mu.Unlock()
 	return nil
 }
 
@@ -220,7 +273,7 @@ func (im *importer) plan(ctx context.Context, repo string, d Descriptor) error {
 			im.rep.Blobs++
 			im.rep.Bytes += b.Size
 		}
-		if len(j.repos) == 0 || j.repos[len(j.repos)-1] != repo {
+		if !slices.Contains(j.repos, repo) {
 			j.repos = append(j.repos, repo)
 		}
 	}
@@ -261,7 +314,7 @@ func (im *importer) pushBlobs(ctx context.Context) error {
 		go func() {
 			defer wg.Done()
 			for j := range work {
-				if err := im.pushBlob(ctx, j, &mu); err != nil {
+				if err := im.pushBlob(ctx, j); err != nil {
 					mu.Lock()
 					if first == nil {
 						first = err
@@ -290,7 +343,7 @@ func (im *importer) pushBlobs(ctx context.Context) error {
 
 // pushBlob puts one blob into each repository that needs it: present
 // (HEAD), else mounted from a repository that has it, else uploaded.
-func (im *importer) pushBlob(ctx context.Context, j *blobJob, mu *sync.Mutex) error {
+func (im *importer) pushBlob(ctx context.Context, j *blobJob) error {
 	var from string // a repository now holding the blob
 	counted := false
 	for _, repo := range j.repos {
@@ -298,13 +351,10 @@ func (im *importer) pushBlob(ctx context.Context, j *blobJob, mu *sync.Mutex) er
 		if err != nil {
 			return err
 		}
-		mu.Lock()
-		switch {
-		case has:
-			im.rep.BlobsPresent++
-		}
-		mu.Unlock()
 		if has {
+			im.mu.Lock()
+			im.rep.BlobsPresent++
+			im.mu.Unlock()
 			from = repo
 			continue
 		}
@@ -317,9 +367,9 @@ func (im *importer) pushBlob(ctx context.Context, j *blobJob, mu *sync.Mutex) er
 				return err
 			}
 			if ok {
-				mu.Lock()
+				im.mu.Lock()
 				im.rep.BlobsMounted++
-				mu.Unlock()
+				im.mu.Unlock()
 				from = repo
 				continue
 			}
@@ -337,10 +387,10 @@ func (im *importer) pushBlob(ctx context.Context, j *blobJob, mu *sync.Mutex) er
 			return err
 		}
 		counted = true
-		mu.Lock()
+		im.mu.Lock()
 		im.rep.BlobsUploaded++
 		im.rep.Uploaded += j.d.Size
-		mu.Unlock()
+		im.mu.Unlock()
 		from = repo
 	}
 	if !counted {
@@ -349,28 +399,50 @@ func (im *importer) pushBlob(ctx context.Context, j *blobJob, mu *sync.Mutex) er
 	return nil
 }
 
-// pushManifest pushes manifest dg of repo by digest, after its children.
-func (im *importer) pushManifest(ctx context.Context, repo string, dg stowage.Digest, pushed map[string]bool) error {
+// pushManifest pushes manifest dg of repo by digest, after its children,
+// once: a second caller waits for the first.
+func (im *importer) pushManifest(ctx context.Context, repo string, dg stowage.Digest) error {
 	key := repo + "@" + string(dg)
-	if pushed[key] {
-		return nil
+	im.mu.Lock()
+	p := im.pushed[key]
+	if p != nil {
+		im.mu.Unlock()
+		select {
+		case <-p.done:
+			return p.err
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
-	n := im.nodes[key]
+	p = &push{done: make(chan struct{})}
+	im.pushed[key] = p
+	im.mu.Unlock()
+	p.err = im.pushOne(ctx, repo, dg)
+	close(p.done)
+	return p.err
+}
+
+type push struct {
+	done chan struct{}
+	err  error
+}
+
+func (im *importer) pushOne(ctx context.Context, repo string, dg stowage.Digest) error {
+	n := im.nodes[repo+"@"+string(dg)]
 	for _, ch := range n.node.Children {
-		if err := im.pushManifest(ctx, repo, ch.Digest, pushed); err != nil {
+		if err := im.pushManifest(ctx, repo, ch.Digest); err != nil {
 			return err
 		}
 	}
 	has, err := im.c.HasManifest(ctx, repo, dg)
-	if err != nil {
+	if err != nil || has {
 		return err
 	}
-	if !has {
-		if err := im.c.PutManifest(ctx, repo, string(dg), n.d.MediaType, n.body, dg); err != nil {
-			return err
-		}
-		im.rep.Manifests++
+	if err := im.c.PutManifest(ctx, repo, string(dg), n.d.MediaType, n.body, dg); err != nil {
+		return err
 	}
-	pushed[key] = true
+	im.mu.Lock()
+	im.rep.Manifests++
+	im.mu.Unlock()
 	return nil
 }
