@@ -247,7 +247,7 @@ func TestTransferExportImport(t *testing.T) {
 	for _, src := range []string{dir, tarPath} {
 		dst := newGGCR(t)
 		out := cliOK(t, "import", "--registry", dst.srv.URL, src)
-		if !strings.Contains(out, "imported 5 images") || !strings.Contains(out, "1 mounted") {
+		if !strings.Contains(out, "imported 5 images") || !strings.Contains(out, "14 uploaded") || !strings.Contains(out, "1 found in the registry") {
 			t.Errorf("import %s: %s", src, out)
 		}
 		checkCopy(t, s, dst)
@@ -389,5 +389,36 @@ func TestTransferImportGGCRLayout(t *testing.T) {
 	d, err := remote.Head(dst.repo("crane/made").Tag("7"), dst.opts...)
 	if err != nil || d.Digest != digestOf(t, img) || d.MediaType != types.DockerManifestSchema2 {
 		t.Fatalf("crane/made:7: %+v %v, want %s", d, err, digestOf(t, img))
+	}
+}
+
+// An import is a push: an immutable tag that points elsewhere in the
+// target refuses it, with the registry's own message, and the rest of the
+// import does not hide that.
+func TestTransferImportIsAPush(t *testing.T) {
+	src := newGGCR(t)
+	img := ociImage(t, 1, 2000)
+	if err := remote.Write(src.repo("team/app").Tag("v1"), img, src.opts...); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(t.TempDir(), "layout")
+	cliOK(t, "export", "--registry", src.srv.URL, "-o", dir)
+
+	dst := newGGCR(t)
+	if err := remote.Write(dst.repo("team/app").Tag("v1"), ociImage(t, 1, 1000), dst.opts...); err != nil {
+		t.Fatal(err)
+	}
+	cliOK(t, "immutability", "set", "--registry", dst.srv.URL, "team/.*:v.*")
+	out, err := stowageCLI(t, "import", "--registry", dst.srv.URL, dir)
+	if err == nil || !strings.Contains(strings.ToLower(out), "immutable") {
+		t.Fatalf("import over an immutable tag: %v\n%s", err, out)
+	}
+	if d, err := remote.Head(dst.repo("team/app").Tag("v1"), dst.opts...); err != nil || d.Digest == digestOf(t, img) {
+		t.Fatalf("the immutable tag moved: %v %v", d, err)
+	}
+	// Into another repository (--repository) it goes.
+	cliOK(t, "import", "--registry", dst.srv.URL, "--repository", "copies/app", dir)
+	if d, err := remote.Head(dst.repo("copies/app").Tag("v1"), dst.opts...); err != nil || d.Digest != digestOf(t, img) {
+		t.Fatalf("copies/app:v1: %v %v", d, err)
 	}
 }

@@ -262,27 +262,35 @@ func (c *Client) head(ctx context.Context, path string, hdr map[string]string) (
 	return false, statusError("HEAD "+path, resp)
 }
 
-// Mount links blob dg from repository from into repo; false if the
-// registry started an upload instead (from does not hold it).
-func (c *Client) Mount(ctx context.Context, repo string, dg stowage.Digest, from string) (bool, error) {
-	q := url.Values{"mount": {string(dg)}, "from": {from}}
+// Mount links blob dg into repo from repository from, or with from ""
+// from any repository holding it (the registry's automatic content
+// discovery); it also succeeds when repo has the blob already. When it
+// cannot, the registry opens an upload instead: its location is returned
+// for Upload.
+func (c *Client) Mount(ctx context.Context, repo string, dg stowage.Digest, from string) (bool, string, error) {
+	q := url.Values{"mount": {string(dg)}}
+	if from != "" {
+		q.Set("from", from)
+	}
 	resp, err := c.request(ctx, http.MethodPost, "/v2/"+repo+"/blobs/uploads/?"+q.Encode(), nil, nil)
 	if err != nil {
-		return false, err
+		return false, "", err
 	}
 	defer resp.Body.Close()
 	switch resp.StatusCode {
 	case http.StatusCreated:
-		return true, nil
+		return true, "", nil
 	case http.StatusAccepted:
-		if loc := resp.Header.Get("Location"); loc != "" { // not mounted: drop the upload it opened
-			if r, err := c.request(ctx, http.MethodDelete, c.abs(loc), nil, nil); err == nil {
-				r.Body.Close()
-			}
-		}
-		return false, nil
+		return false, resp.Header.Get("Location"), nil
 	}
-	return false, statusError("mount "+string(dg)+" into "+repo, resp)
+	return false, "", statusError("mount "+string(dg)+" into "+repo, resp)
+}
+
+// Cancel drops an upload that will not be used.
+func (c *Client) Cancel(ctx context.Context, location string) {
+	if r, err := c.request(ctx, http.MethodDelete, c.abs(location), nil, nil); err == nil {
+		r.Body.Close()
+	}
 }
 
 func (c *Client) abs(loc string) string {
@@ -292,17 +300,21 @@ func (c *Client) abs(loc string) string {
 	return strings.TrimRight(c.Base, "/") + loc
 }
 
-// Upload pushes a blob in one PUT, streaming body (size bytes).
-func (c *Client) Upload(ctx context.Context, repo string, dg stowage.Digest, size int64, body io.Reader) error {
-	resp, err := c.request(ctx, http.MethodPost, "/v2/"+repo+"/blobs/uploads/", nil, nil)
-	if err != nil {
-		return err
+// Upload pushes a blob in one PUT, streaming body (size bytes), into the
+// upload at location (one Mount opened; "": a new one).
+func (c *Client) Upload(ctx context.Context, repo string, dg stowage.Digest, size int64, body io.Reader, location string) error {
+	if location == "" {
+		resp, err := c.request(ctx, http.MethodPost, "/v2/"+repo+"/blobs/uploads/", nil, nil)
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusAccepted {
+			return statusError("start upload into "+repo, resp)
+		}
+		location = resp.Header.Get("Location")
 	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusAccepted {
-		return statusError("start upload into "+repo, resp)
-	}
-	loc := c.abs(resp.Header.Get("Location"))
+	loc := c.abs(location)
 	u, err := url.Parse(loc)
 	if err != nil {
 		return err
@@ -310,7 +322,7 @@ func (c *Client) Upload(ctx context.Context, repo string, dg stowage.Digest, siz
 	q := u.Query()
 	q.Set("digest", string(dg))
 	u.RawQuery = q.Encode()
-	resp, err = c.request(ctx, http.MethodPut, u.String(), body, map[string]string{
+	resp, err := c.request(ctx, http.MethodPut, u.String(), body, map[string]string{
 		"Content-Type": "application/octet-stream", "Content-Length": strconv.FormatInt(size, 10)})
 	if err != nil {
 		return err

@@ -32,8 +32,7 @@ type ImportReport struct {
 	Manifests     int      `json:"manifests"`     // manifests pushed (children and referrers included)
 	Blobs         int      `json:"blobs"`         // configs and layers
 	BlobsUploaded int      `json:"blobsUploaded"` // sent to the registry
-	BlobsMounted  int      `json:"blobsMounted"`  // linked from another repository (no bytes sent)
-	BlobsPresent  int      `json:"blobsPresent"`  // already in the repository
+	BlobsMounted  int      `json:"blobsMounted"`  // already in the registry: linked (mounted), no bytes sent
 	Bytes         int64    `json:"bytes"`         // bytes of all blobs
 	Uploaded      int64    `json:"uploaded"`      // bytes sent
 	Seconds       float64  `json:"seconds"`
@@ -341,59 +340,52 @@ func (im *importer) pushBlobs(ctx context.Context) error {
 	return first
 }
 
-// pushBlob puts one blob into each repository that needs it: present
-// (HEAD), else mounted from a repository that has it, else uploaded.
+// pushBlob puts one blob into each repository that needs it: a mount
+// (from the repository this import put it in, the one an earlier export of
+// the chain names, else any that has it) links it without sending bytes,
+// and succeeds when the repository has it already; else it is uploaded,
+// verified as it is read from the layout.
 func (im *importer) pushBlob(ctx context.Context, j *blobJob) error {
 	var from string // a repository now holding the blob
-	counted := false
+	if im.marker != nil {
+		from = im.marker.Blobs[j.d.Digest]
+	}
+	uploaded := false
 	for _, repo := range j.repos {
-		has, err := im.c.HasBlob(ctx, repo, j.d.Digest)
+		ok, loc, err := im.c.Mount(ctx, repo, j.d.Digest, from)
 		if err != nil {
 			return err
 		}
-		if has {
+		if ok {
 			im.mu.Lock()
-			im.rep.BlobsPresent++
+			im.rep.BlobsMounted++
 			im.mu.Unlock()
 			from = repo
 			continue
 		}
-		if from == "" && im.marker != nil {
-			from = im.marker.Blobs[j.d.Digest] // an earlier export of this chain put it there
-		}
-		if from != "" && from != repo {
-			ok, err := im.c.Mount(ctx, repo, j.d.Digest, from)
-			if err != nil {
-				return err
-			}
-			if ok {
-				im.mu.Lock()
-				im.rep.BlobsMounted++
-				im.mu.Unlock()
-				from = repo
-				continue
-			}
-		}
 		rc, err := im.src.Open(j.d.Digest)
 		if errors.Is(err, fs.ErrNotExist) {
-			return fmt.Errorf("blob %s (for %s) is neither in the layout nor in the registry: import the export this one continues (--since) first", j.d.Digest, repo)
+			err = fmt.Errorf("blob %s (for %s) is neither in the layout nor in the registry: import the export this one continues (--since) first", j.d.Digest, repo)
 		}
 		if err != nil {
+			if loc != "" { // drop the upload the mount opened
+				im.c.Cancel(ctx, loc)
+			}
 			return err
 		}
-		err = im.c.Upload(ctx, repo, j.d.Digest, j.d.Size, newVerifier(rc, j.d, func(n int64) { im.done.Add(n) }))
+		err = im.c.Upload(ctx, repo, j.d.Digest, j.d.Size, newVerifier(rc, j.d, func(n int64) { im.done.Add(n) }), loc)
 		rc.Close()
 		if err != nil {
 			return err
 		}
-		counted = true
+		uploaded = true
 		im.mu.Lock()
 		im.rep.BlobsUploaded++
 		im.rep.Uploaded += j.d.Size
 		im.mu.Unlock()
 		from = repo
 	}
-	if !counted {
+	if !uploaded {
 		im.done.Add(j.d.Size)
 	}
 	return nil

@@ -24,9 +24,9 @@ Names come from the layout's index.json (org.opencontainers.image.ref.name:
 "team/app:v1", or only a tag "v1" with --repository); --repository NAME puts
 every image into NAME.
 
-Blobs the repository already has are skipped, blobs another repository of
-the import holds are mounted (no bytes sent), the rest are uploaded, each
-verified by digest on the way in. It is a push: locks, quotas and tag
+Blobs the registry already has (in any repository you may read) are
+linked with a cross-repository mount, no bytes sent; the rest are uploaded,
+each verified by digest on the way in. It is a push: locks, quotas and tag
 immutability apply. Interrupted, it can be run again: what was pushed is
 skipped.
 `
@@ -84,8 +84,8 @@ func importLayout(ctx context.Context, a importArgs, stdout, stderr io.Writer) i
 	if a.output == "json" {
 		return printJSON(stdout, rep)
 	}
-	fmt.Fprintf(stdout, "imported %d images (%d manifests pushed; %d blobs, %s: %d uploaded (%s), %d mounted, %d already there) in %.1fs, %.1f MB/s\n",
-		rep.Images, rep.Manifests, rep.Blobs, bytesStr(rep.Bytes), rep.BlobsUploaded, bytesStr(rep.Uploaded), rep.BlobsMounted, rep.BlobsPresent, rep.Seconds, rep.MBPerSecond)
+	fmt.Fprintf(stdout, "imported %d images (%d manifests pushed; %d blobs, %s: %d uploaded (%s), %d found in the registry and linked, no bytes sent) in %.1fs, %.1f MB/s\n",
+		rep.Images, rep.Manifests, rep.Blobs, bytesStr(rep.Bytes), rep.BlobsUploaded, bytesStr(rep.Uploaded), rep.BlobsMounted, rep.Seconds, rep.MBPerSecond)
 	if len(rep.Tags) > 0 && len(rep.Tags) <= 20 {
 		fmt.Fprintf(stdout, "tags: %s\n", strings.Join(rep.Tags, ", "))
 	}
