@@ -247,12 +247,13 @@ func TestTransferExportImport(t *testing.T) {
 	for _, src := range []string{dir, tarPath} {
 		dst := newGGCR(t)
 		out := cliOK(t, "import", "--registry", dst.srv.URL, src)
-		if !strings.Contains(out, "imported 5 images") || !strings.Contains(out, "14 uploaded") || !strings.Contains(out, "1 found in the registry") {
+		if !strings.Contains(out, "imported 3 images and 2 referrers (7 manifests pushed") || !strings.Contains(out, "14 uploaded") || !strings.Contains(out, "1 found in the registry") {
 			t.Errorf("import %s: %s", src, out)
 		}
 		checkCopy(t, s, dst)
 		// A rerun pushes nothing new.
-		if out := cliOK(t, "import", "--registry", dst.srv.URL, src); !strings.Contains(out, "0 uploaded") {
+		// A rerun pushes nothing: no blob, no manifest, not even the tags again.
+		if out := cliOK(t, "import", "--registry", dst.srv.URL, src); !strings.Contains(out, "0 manifests pushed") || !strings.Contains(out, "0 uploaded") {
 			t.Errorf("import rerun: %s", out)
 		}
 	}

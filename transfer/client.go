@@ -247,6 +247,22 @@ func (c *Client) HasManifest(ctx context.Context, repo string, dg stowage.Digest
 	return c.head(ctx, "/v2/"+repo+"/manifests/"+string(dg), map[string]string{"Accept": manifestAccept})
 }
 
+// TagDigest returns the digest tag points at in repo ("" if none).
+func (c *Client) TagDigest(ctx context.Context, repo, tag string) (stowage.Digest, error) {
+	resp, err := c.request(ctx, http.MethodHead, "/v2/"+repo+"/manifests/"+tag, nil, map[string]string{"Accept": manifestAccept})
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	switch resp.StatusCode {
+	case http.StatusOK:
+		return stowage.Digest(resp.Header.Get("Docker-Content-Digest")), nil
+	case http.StatusNotFound:
+		return "", nil
+	}
+	return "", statusError("HEAD "+repo+":"+tag, resp)
+}
+
 func (c *Client) head(ctx context.Context, path string, hdr map[string]string) (bool, error) {
 	resp, err := c.request(ctx, http.MethodHead, path, nil, hdr)
 	if err != nil {

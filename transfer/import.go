@@ -27,7 +27,8 @@ type ImportOptions struct {
 
 // ImportReport says what an import pushed.
 type ImportReport struct {
-	Images        int      `json:"images"`        // index.json entries pushed
+	Images        int      `json:"images"`        // tagged and untagged images pushed (or there already)
+	Referrers     int      `json:"referrers"`     // signatures, SBOMs… (index.json entries with a subject)
 	Tags          []string `json:"tags"`          // repo:tag pushed
 	Manifests     int      `json:"manifests"`     // manifests pushed (children and referrers included)
 	Blobs         int      `json:"blobs"`         // configs and layers
@@ -214,28 +215,43 @@ func (im *importer) run(ctx context.Context) error {
 }
 
 func (im *importer) pushImage(ctx context.Context, img image) error {
+	n := im.nodes[img.repo+"@"+string(img.d.Digest)]
 	if img.tag == "" {
 		err := im.pushManifest(ctx, img.repo, img.d.Digest)
 		if err == nil {
 			im.mu.Lock()
-			im.rep.Images++
+			if n.node.Subject != nil {
+				im.rep.Referrers++
+			} else {
+				im.rep.Images++
+			}
 			im.mu.Unlock()
 		}
 		return err
 	}
-	n := im.nodes[img.repo+"@"+string(img.d.Digest)]
 	for _, ch := range n.node.Children {
 		if err := im.pushManifest(ctx, img.repo, ch.Digest); err != nil {
 			return err
 		}
 	}
-	if err := im.c.PutManifest(ctx, img.repo, img.tag, n.d.MediaType, n.body, n.d.Digest); err != nil {
+	// A tag already there (a rerun) is not pushed again: each push is a
+	// change feed event that webhooks and replication act on.
+	cur, err := im.c.TagDigest(ctx, img.repo, img.tag)
+	if err != nil {
 		return err
+	}
+	pushed := cur != n.d.Digest
+	if pushed {
+		if err := im.c.PutManifest(ctx, img.repo, img.tag, n.d.MediaType, n.body, n.d.Digest); err != nil {
+			return err
+		}
 	}
 	im.mu.Lock()
 	im.rep.Tags = append(im.rep.Tags, img.repo+":"+img.tag)
 	im.rep.Images++
-	im.rep.Manifests++
+	if pushed {
+		im.rep.Manifests++
+	}
 	im.mu.Unlock()
 	return nil
 }

@@ -84,8 +84,8 @@ func importLayout(ctx context.Context, a importArgs, stdout, stderr io.Writer) i
 	if a.output == "json" {
 		return printJSON(stdout, rep)
 	}
-	fmt.Fprintf(stdout, "imported %d images (%d manifests pushed; %d blobs, %s: %d uploaded (%s), %d found in the registry and linked, no bytes sent) in %.1fs, %.1f MB/s\n",
-		rep.Images, rep.Manifests, rep.Blobs, bytesStr(rep.Bytes), rep.BlobsUploaded, bytesStr(rep.Uploaded), rep.BlobsMounted, rep.Seconds, rep.MBPerSecond)
+	fmt.Fprintf(stdout, "imported %d images and %d referrers (%d manifests pushed; %d blobs, %s: %d uploaded (%s), %d found in the registry and linked, no bytes sent) in %.1fs, %.1f MB/s\n",
+		rep.Images, rep.Referrers, rep.Manifests, rep.Blobs, bytesStr(rep.Bytes), rep.BlobsUploaded, bytesStr(rep.Uploaded), rep.BlobsMounted, rep.Seconds, rep.MBPerSecond)
 	if len(rep.Tags) > 0 && len(rep.Tags) <= 20 {
 		fmt.Fprintf(stdout, "tags: %s\n", strings.Join(rep.Tags, ", "))
 	}

@@ -30,6 +30,8 @@ func main() {
 	size := flag.Int("size", 256<<10, "bytes of each image's own layer")
 	base := flag.Int("base", 4<<20, "bytes of the layer all images share")
 	out := flag.String("o", "", "layout directory to write")
+	names := flag.String("names", "bench/repo%02d:img%04d", "ref.name of image i: a format given i%repos and i")
+	arch := flag.String("arch", "amd64", "architecture in each config")
 	flag.Parse()
 	if *out == "" {
 		fmt.Fprintln(os.Stderr, "layoutgen: -o DIR is needed")
@@ -63,14 +65,14 @@ func main() {
 	var index []desc
 	for i := 0; i < *n; i++ {
 		own := put(layerType, random(*size))
-		cfg, _ := json.Marshal(map[string]any{"architecture": "amd64", "os": "linux",
+		cfg, _ := json.Marshal(map[string]any{"architecture": *arch, "os": "linux",
 			"config": map[string]any{"Env": []string{fmt.Sprintf("IMAGE=%d", i)}},
 			"rootfs": map[string]any{"type": "layers", "diff_ids": []string{shared.Digest, own.Digest}}})
 		c := put("application/vnd.oci.image.config.v1+json", cfg)
 		m, _ := json.Marshal(map[string]any{"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
 			"config": c, "layers": []desc{shared, own}})
 		d := put("application/vnd.oci.image.manifest.v1+json", m)
-		d.Annotations = map[string]string{"org.opencontainers.image.ref.name": fmt.Sprintf("bench/repo%02d:img%04d", i%*repos, i)}
+		d.Annotations = map[string]string{"org.opencontainers.image.ref.name": fmt.Sprintf(*names, i%*repos, i)}
 		index = append(index, d)
 	}
 	idx, _ := json.Marshal(map[string]any{"schemaVersion": 2, "manifests": index})
