@@ -304,6 +304,9 @@ func (c *Client) Mount(ctx context.Context, repo string, dg stowage.Digest, from
 
 // Cancel drops an upload that will not be used.
 func (c *Client) Cancel(ctx context.Context, location string) {
+	if location == "" {
+		return
+	}
 	if r, err := c.request(ctx, http.MethodDelete, c.abs(location), nil, nil); err == nil {
 		r.Body.Close()
 	}

@@ -356,38 +356,45 @@ func (im *importer) pushBlobs(ctx context.Context) error {
 	return first
 }
 
-// pushBlob puts one blob into each repository that needs it: a mount
-// (from the repository this import put it in, the one an earlier export of
-// the chain names, else any that has it) links it without sending bytes,
-// and succeeds when the repository has it already; else it is uploaded,
-// verified as it is read from the layout.
+// pushBlob puts one blob into each repository that needs it. A mount
+// links it without sending bytes: from the repository this import put it
+// in, else from any repository holding it (the registry's content
+// discovery, which needs read access to all of them), else, for a blob an
+// incremental layout left out, from the repository the marker names; a
+// mount also succeeds when the repository has the blob already. Otherwise
+// it is uploaded into the session the mount opened, verified as it is read
+// from the layout.
 func (im *importer) pushBlob(ctx context.Context, j *blobJob) error {
-	var from string // a repository now holding the blob
-	if im.marker != nil {
-		from = im.marker.Blobs[j.d.Digest]
-	}
+	var from string // a repository of this import holding the blob
 	uploaded := false
 	for _, repo := range j.repos {
 		ok, loc, err := im.c.Mount(ctx, repo, j.d.Digest, from)
 		if err != nil {
 			return err
 		}
+		rc, oerr := im.src.Open(j.d.Digest)
+		if !ok && errors.Is(oerr, fs.ErrNotExist) && im.marker != nil && im.marker.Blobs[j.d.Digest] != "" && im.marker.Blobs[j.d.Digest] != from {
+			im.c.Cancel(ctx, loc)
+			if ok, loc, err = im.c.Mount(ctx, repo, j.d.Digest, im.marker.Blobs[j.d.Digest]); err != nil {
+				return err
+			}
+		}
 		if ok {
+			if rc != nil {
+				rc.Close()
+			}
 			im.mu.Lock()
 			im.rep.BlobsMounted++
 			im.mu.Unlock()
 			from = repo
 			continue
 		}
-		rc, err := im.src.Open(j.d.Digest)
-		if errors.Is(err, fs.ErrNotExist) {
-			err = fmt.Errorf("blob %s (for %s) is neither in the layout nor in the registry: import the export this one continues (--since) first", j.d.Digest, repo)
+		if errors.Is(oerr, fs.ErrNotExist) {
+			oerr = fmt.Errorf("blob %s (for %s) is neither in the layout nor in the registry: import the export this one continues (--since) first", j.d.Digest, repo)
 		}
-		if err != nil {
-			if loc != "" { // drop the upload the mount opened
-				im.c.Cancel(ctx, loc)
-			}
-			return err
+		if oerr != nil {
+			im.c.Cancel(ctx, loc) // drop the upload the mount opened
+			return oerr
 		}
 		err = im.c.Upload(ctx, repo, j.d.Digest, j.d.Size, newVerifier(rc, j.d, func(n int64) { im.done.Add(n) }), loc)
 		rc.Close()
