@@ -131,7 +131,7 @@ func (s *DirSink) Blob(d Descriptor, fetch func(int64) (io.ReadCloser, error), p
 		fetched, err = io.Copy(io.MultiWriter(f, h, progressWriter(progress)), io.LimitReader(rc, d.Size-have+1))
 		rc.Close()
 		if err != nil {
-			return fetched, fmt.Errorf("blob %s: %w (run the export again to resume)", d.Digest, err)
+			return fetched, fmt.Errorf("blob %s: %w", d.Digest, err)
 		}
 	}
 	if err := check(d, have+fetched, h); err != nil {

@@ -87,8 +87,12 @@ func importLayout(ctx context.Context, a importArgs, stdout, stderr io.Writer) i
 	if a.output == "json" {
 		return printJSON(stdout, rep)
 	}
-	fmt.Fprintf(stdout, "imported %d images and %d referrers (%d manifests pushed; %d blobs, %s: %d uploaded (%s), %d found in the registry and linked, no bytes sent) in %.1fs, %.1f MB/s\n",
-		rep.Images, rep.Referrers, rep.Manifests, rep.Blobs, bytesStr(rep.Bytes), rep.BlobsUploaded, bytesStr(rep.Uploaded), rep.BlobsMounted, rep.Seconds, rep.MBPerSecond)
+	refs := ""
+	if rep.Referrers > 0 {
+		refs = fmt.Sprintf(" and %d referrers", rep.Referrers)
+	}
+	fmt.Fprintf(stdout, "imported %d images%s (%d manifests pushed; %d blobs, %s: %d uploaded (%s), %d found in the registry and linked, no bytes sent) in %.1fs, %.1f MB/s\n",
+		rep.Images, refs, rep.Manifests, rep.Blobs, bytesStr(rep.Bytes), rep.BlobsUploaded, bytesStr(rep.Uploaded), rep.BlobsMounted, rep.Seconds, rep.MBPerSecond)
 	if len(rep.Tags) > 0 && len(rep.Tags) <= 20 {
 		fmt.Fprintf(stdout, "tags: %s\n", strings.Join(rep.Tags, ", "))
 	}
