@@ -163,7 +163,10 @@ func (e *exporter) report() (stop func()) {
 	}
 	quit, finished := make(chan struct{}), make(chan struct{})
 	send := func() {
-		e.o.Progress(Progress{Phase: e.phase.Load().(string), Done: e.done.Load(), Total: atomic.LoadInt64(&e.total), Images: e.rep.Images})
+		e.mu.Lock()
+		images := e.rep.Images
+		e.mu.Unlock()
+		e.o.Progress(Progress{Phase: e.phase.Load().(string), Done: e.done.Load(), Total: atomic.LoadInt64(&e.total), Images: images})
 	}
 	go func() {
 		defer close(finished)

@@ -137,7 +137,10 @@ func (im *importer) report() func() {
 	}
 	quit, finished := make(chan struct{}), make(chan struct{})
 	send := func() {
-		im.o.Progress(Progress{Phase: im.phase.Load().(string), Done: im.done.Load(), Total: atomic.LoadInt64(&im.total), Images: im.rep.Images})
+		im.mu.Lock()
+		images := im.rep.Images
+		im.mu.Unlock()
+		im.o.Progress(Progress{Phase: im.phase.Load().(string), Done: im.done.Load(), Total: atomic.LoadInt64(&im.total), Images: images})
 	}
 	go func() {
 		defer close(finished)
@@ -284,7 +287,7 @@ func (im *importer) plan(ctx context.Context, repo string, d Descriptor) error {
 			j = &blobJob{d: b}
 			im.blobs[b.Digest] = j
 			im.order = append(im.order, j)
-			im.total += b.Size
+			atomic.AddInt64(&im.total, b.Size)
 			im.rep.Blobs++
 			im.rep.Bytes += b.Size
 		}
