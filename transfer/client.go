@@ -237,6 +237,43 @@ func (c *Client) FeedPosition(ctx context.Context) int64 {
 	return page.Newest
 }
 
+// ChangedRepositories returns the repositories with a push, a restore or
+// a lock change in the change feed after seq and up to upto; ok is false
+// when the feed cannot say (not served, not readable by the caller, or its
+// retention deleted events after seq).
+func (c *Client) ChangedRepositories(ctx context.Context, seq, upto int64) (repos map[string]bool, ok bool) {
+	repos = map[string]bool{}
+	for after := seq; after < upto; {
+		q := url.Values{"after": {strconv.FormatInt(after, 10)}, "n": {"1000"}, "kind": {"push,restore,lock"}}
+		resp, err := c.request(ctx, http.MethodGet, "/api/v1/events?"+q.Encode(), nil, nil)
+		if err != nil {
+			return nil, false
+		}
+		var page struct {
+			Events []struct {
+				Seq        int64  `json:"seq"`
+				Repository string `json:"repository"`
+			} `json:"events"`
+			Next int64 `json:"next"`
+		}
+		err = json.NewDecoder(resp.Body).Decode(&page)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || err != nil {
+			return nil, false
+		}
+		for _, e := range page.Events {
+			if e.Seq <= upto {
+				repos[e.Repository] = true
+			}
+		}
+		if page.Next <= after {
+			break
+		}
+		after = page.Next
+	}
+	return repos, true
+}
+
 // HasBlob reports whether repo holds blob dg.
 func (c *Client) HasBlob(ctx context.Context, repo string, dg stowage.Digest) (bool, error) {
 	return c.head(ctx, "/v2/"+repo+"/blobs/"+string(dg), nil)

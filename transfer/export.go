@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -29,6 +30,10 @@ type Marker struct {
 	Time string `json:"time"`
 	// Since is the Seq of the marker this export continued (0: a full one).
 	Since int64 `json:"since,omitempty"`
+	// Selection is what the export chose (filters, ago, untagged): a
+	// --since with the same one may skip the repositories the change feed
+	// shows no change in.
+	Selection string `json:"selection"`
 	// Tags maps "repository:tag" to the digest exported for it.
 	Tags map[string]stowage.Digest `json:"tags"`
 	// Manifests and Blobs map each digest exported to a repository that
@@ -90,16 +95,17 @@ type Progress struct {
 
 // ExportReport says what an export wrote.
 type ExportReport struct {
-	Images      int     `json:"images"`      // index.json entries: tagged and untagged manifests
-	Referrers   int     `json:"referrers"`   // signatures, SBOMs… exported with their subjects
-	Manifests   int     `json:"manifests"`   // manifest blobs written (indexes, platforms, referrers)
-	Blobs       int     `json:"blobs"`       // configs and layers, each once
-	Bytes       int64   `json:"bytes"`       // bytes of configs and layers in the layout
-	Fetched     int64   `json:"fetched"`     // bytes read from the registry by this run
-	Unchanged   int     `json:"unchanged"`   // with --since: selected images left out (exported before)
-	Seq         int64   `json:"seq"`         // the marker's change feed position
-	Seconds     float64 `json:"seconds"`     //
-	MBPerSecond float64 `json:"mbPerSecond"` // Bytes / Seconds
+	Images       int     `json:"images"`       // index.json entries: tagged and untagged manifests
+	Referrers    int     `json:"referrers"`    // signatures, SBOMs… exported with their subjects
+	Manifests    int     `json:"manifests"`    // manifest blobs written (indexes, platforms, referrers)
+	Blobs        int     `json:"blobs"`        // configs and layers, each once
+	Bytes        int64   `json:"bytes"`        // bytes of configs and layers in the layout
+	Fetched      int64   `json:"fetched"`      // bytes read from the registry by this run
+	Unchanged    int     `json:"unchanged"`    // with --since: selected images left out (exported before)
+	ReposSkipped int     `json:"reposSkipped"` // with --since: repositories the change feed shows no change in, not read
+	Seq          int64   `json:"seq"`          // the marker's change feed position
+	Seconds      float64 `json:"seconds"`      //
+	MBPerSecond  float64 `json:"mbPerSecond"`  // Bytes / Seconds
 }
 
 type queued struct {
@@ -139,6 +145,7 @@ func Export(ctx context.Context, c *Client, sink Sink, o ExportOptions) (ExportR
 	e.phase.Store("listing")
 	e.marker.Seq = c.FeedPosition(ctx)
 	e.marker.Time = o.Now.UTC().Format(time.RFC3339)
+	e.marker.Selection = o.selection()
 	if o.Since != nil {
 		e.marker.Since = o.Since.Seq
 	}
@@ -259,6 +266,16 @@ feed:
 	return first
 }
 
+// selection names what o chooses, for the marker.
+func (o ExportOptions) selection() string {
+	var b strings.Builder
+	for _, f := range o.Filters {
+		fmt.Fprintf(&b, "filter=%s:%s ", f.Repo, f.Tag)
+	}
+	fmt.Fprintf(&b, "ago=%s untagged=%t", o.Ago, o.Untagged)
+	return b.String()
+}
+
 // rootRef is an image the selection chose: a tag, or an untagged manifest.
 type rootRef struct {
 	repo, tag string
@@ -273,9 +290,23 @@ func (e *exporter) select_(ctx context.Context) ([]rootRef, error) {
 		return nil, err
 	}
 	po := policy.PurgeOptions{Filters: e.o.Filters, Ago: e.o.Ago, Untagged: e.o.Untagged}
+	// With --since, the same selection and no --ago (under which a tag is
+	// chosen by time passing, not by a change), a repository the change
+	// feed shows no push, restore or lock change in since the marker holds
+	// nothing new: it is not read at all.
+	var changed map[string]bool
+	if s := e.o.Since; s != nil && s.Seq > 0 && e.o.Ago == 0 && s.Selection == e.marker.Selection && e.marker.Seq >= s.Seq {
+		if c, ok := e.c.ChangedRepositories(ctx, s.Seq, e.marker.Seq); ok {
+			changed = c
+		}
+	}
 	var roots []rootRef
 	for _, repo := range repos {
 		if !po.Matches(repo) {
+			continue
+		}
+		if changed != nil && !changed[repo] {
+			e.rep.ReposSkipped++
 			continue
 		}
 		tags, err := e.c.Tags(ctx, repo)

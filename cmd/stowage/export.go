@@ -122,7 +122,7 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	}
 	fmt.Fprintf(report, "exported %d images (%d referrers, %d manifests, %d blobs, %s; %s fetched", rep.Images, rep.Referrers, rep.Manifests, rep.Blobs, bytesStr(rep.Bytes), bytesStr(rep.Fetched))
 	if opts.Since != nil {
-		fmt.Fprintf(report, "; %d unchanged since the marker", rep.Unchanged)
+		fmt.Fprintf(report, "; %d unchanged since the marker, %d repositories without changes in the feed not read", rep.Unchanged, rep.ReposSkipped)
 	}
 	fmt.Fprintf(report, ") to %s in %.1fs, %.1f MB/s; marker at change feed seq %d\n", *out, rep.Seconds, rep.MBPerSecond, rep.Seq)
 	return 0
