@@ -105,7 +105,7 @@ type ExportReport struct {
 	ReposSkipped int     `json:"reposSkipped"` // with --since: repositories the change feed shows no change in, not read
 	Seq          int64   `json:"seq"`          // the marker's change feed position
 	Seconds      float64 `json:"seconds"`      //
-	MBPerSecond  float64 `json:"mbPerSecond"`  // Bytes / Seconds
+	MBPerSecond  float64 `json:"mbPerSecond"`  // Fetched / Seconds
 }
 
 type queued struct {
@@ -155,7 +155,7 @@ func Export(ctx context.Context, c *Client, sink Sink, o ExportOptions) (ExportR
 	stop()
 	e.rep.Seconds = time.Since(start).Seconds()
 	if e.rep.Seconds > 0 {
-		e.rep.MBPerSecond = float64(e.rep.Bytes) / 1e6 / e.rep.Seconds
+		e.rep.MBPerSecond = float64(e.rep.Fetched) / 1e6 / e.rep.Seconds
 	}
 	if err != nil {
 		return e.rep, nil, err
