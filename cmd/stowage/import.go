@@ -54,6 +54,8 @@ func parseImport(args []string, stderr io.Writer) (importArgs, int, bool) {
 	return a, 0, true
 }
 
+// runImport dispatches on the source: a layout (this file); an import from
+// another registry (--from) is its own branch here, in its own file.
 func runImport(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	a, code, ok := parseImport(args, stderr)
 	if !ok {
