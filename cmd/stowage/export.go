@@ -50,7 +50,7 @@ func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		untagged = fl.Bool("untagged", false, "also export manifests without tags")
 		since = fl.String("since", "", "a previous export's marker (DIR/stowage-export.json): export only what changed after it")
 		markerOut = fl.String("marker", "", "also write this export's marker to FILE (for the next --since)")
-		parallel = fl.Int("parallel", 4, "blobs fetched at once (into a directory)")
+		parallel = fl.Int("parallel", 4, "images read and blobs fetched at once (blobs: into a directory only)")
 		output = fl.String("output", "table", "the report: table or json")
 	})
 	if !ok {
