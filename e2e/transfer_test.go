@@ -381,8 +381,8 @@ poll:
 }
 
 // A layout written by go-containerregistry's layout package (what crane
-// writes), with a full reference as ref.name and Docker media types,
-// imports with the same digest.
+// writes), with a full reference as ref.name, Docker media types and a
+// nested index, imports with the same digests.
 func TestTransferImportGGCRLayout(t *testing.T) {
 	dir := t.TempDir()
 	img := mutate.MediaType(ociImage(t, 2, 5000), types.DockerManifestSchema2)
@@ -391,11 +391,25 @@ func TestTransferImportGGCRLayout(t *testing.T) {
 	if err := p.AppendImage(img, layout.WithAnnotations(map[string]string{"org.opencontainers.image.ref.name": "registry.example:5000/crane/made:7"})); err != nil {
 		t.Fatal(err)
 	}
+	// A nested index: an OCI index whose child is a Docker manifest list.
+	list := mutate.AppendManifests(mutate.IndexMediaType(empty.Index, types.DockerManifestList),
+		mutate.IndexAddendum{Add: img, Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "linux", Architecture: "amd64"}}})
+	outer := mutate.AppendManifests(mutate.IndexMediaType(empty.Index, types.OCIImageIndex), mutate.IndexAddendum{Add: list})
+	if err := p.AppendIndex(outer, layout.WithAnnotations(map[string]string{"org.opencontainers.image.ref.name": "nested"})); err != nil {
+		t.Fatal(err)
+	}
 	dst := newGGCR(t)
-	cliOK(t, "import", "--registry", dst.srv.URL, dir)
+	cliOK(t, "import", "--registry", dst.srv.URL, "--repository", "crane/made", dir)
 	d, err := remote.Head(dst.repo("crane/made").Tag("7"), dst.opts...)
 	if err != nil || d.Digest != digestOf(t, img) || d.MediaType != types.DockerManifestSchema2 {
 		t.Fatalf("crane/made:7: %+v %v, want %s", d, err, digestOf(t, img))
+	}
+	d, err = remote.Head(dst.repo("crane/made").Tag("nested"), dst.opts...)
+	if err != nil || d.Digest != digestOf(t, outer) {
+		t.Fatalf("crane/made:nested: %+v %v, want %s", d, err, digestOf(t, outer))
+	}
+	if d, err := remote.Head(dst.repo("crane/made").Digest(digestOf(t, list).String()), dst.opts...); err != nil || d.MediaType != types.DockerManifestList {
+		t.Fatalf("the nested manifest list: %+v %v", d, err)
 	}
 }
 
