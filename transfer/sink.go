@@ -2,7 +2,6 @@ package transfer
 
 import (
 	"archive/tar"
-	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -396,4 +395,3 @@ func OpenSource(path string, stdin io.Reader) (Source, error) {
 	return OpenTar(path, stdin)
 }
 
-var _ = bytes.NewReader
