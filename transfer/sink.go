@@ -394,4 +394,3 @@ func OpenSource(path string, stdin io.Reader) (Source, error) {
 	}
 	return OpenTar(path, stdin)
 }
-
