@@ -88,6 +88,7 @@ func ReadImages(src Source, repo string) ([]image, error) {
 		return nil, err
 	}
 	var out []image
+	seen := map[string]stowage.Digest{}
 	for i, d := range idx.Manifests {
 		r, tag, err := RefName(d)
 		if err != nil {
@@ -98,6 +99,13 @@ func ReadImages(src Source, repo string) ([]image, error) {
 		}
 		if r == "" {
 			return nil, stowage.Errorf(stowage.CodeNameInvalid, "index.json manifests[%d] (%s) names no repository: pass --repository NAME", i, d.Digest)
+		}
+		if tag != "" {
+			key := r + ":" + tag
+			if prev, ok := seen[key]; ok && prev != d.Digest {
+				return nil, stowage.Errorf(stowage.CodeInvalidParameter, "index.json names two images %s (%s and %s): with --repository, tags of several repositories meet; import without it, or export one repository", key, prev, d.Digest)
+			}
+			seen[key] = d.Digest
 		}
 		out = append(out, image{d, r, tag})
 	}

@@ -2,6 +2,8 @@ package transfer
 
 import (
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -105,4 +107,23 @@ func FuzzLayoutIndex(f *testing.F) {
 			}
 		}
 	})
+}
+
+// With --repository, two repositories' images under one tag are refused
+// before anything is pushed.
+func TestReadImagesCollision(t *testing.T) {
+	dir := t.TempDir()
+	idx := `{"schemaVersion":2,"manifests":[
+		{"digest":"` + d1 + `","size":1,"annotations":{"org.opencontainers.image.ref.name":"a/x:1"}},
+		{"digest":"` + d2 + `","size":1,"annotations":{"org.opencontainers.image.ref.name":"b/y:1"}},
+		{"digest":"` + d2 + `","size":1,"annotations":{"org.opencontainers.image.ref.name":"1"}}]}`
+	if err := os.WriteFile(filepath.Join(dir, "index.json"), []byte(idx), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if imgs, err := ReadImages(DirSource{dir}, ""); err == nil {
+		t.Fatalf("an entry without a repository and no --repository: %+v", imgs)
+	}
+	if _, err := ReadImages(DirSource{dir}, "one/repo"); err == nil || !strings.Contains(err.Error(), "one/repo:1") {
+		t.Fatalf("collision under --repository: %v", err)
+	}
 }
