@@ -33,6 +33,7 @@ var layering = map[string][]string{
 	"feed":                 {"", "jobs"},
 	"webhook":              {"", "feed"},
 	"usage":                {""},
+	"transfer":             {"", "policy"},
 	"storage/fs":           {""},
 	"storage/fs/faultfs":   {"storage/fs"},
 	"storage/mem":          {""},
@@ -63,13 +64,14 @@ var layering = map[string][]string{
 	// Test tools: they drive the real engine, databases and storage.
 	"internal/modeltest": {"", "@capabilities", "meta/sqlite", "meta/postgres", "storage/fs", "storage/fs/faultfs",
 		"storage/crypt", "storage/mirror", "storage/shard", "internal/testenv"},
-	"e2e":             {"internal/testenv"},
-	"bench":           {},
-	"scripts/rrproxy": {},
+	"e2e":               {"internal/testenv"},
+	"bench":             {},
+	"scripts/rrproxy":   {},
+	"scripts/layoutgen": {},
 }
 
 var capabilities = []string{"jobs", "gc", "scrub", "policy", "recyclebin", "feed", "usage", "webhook", "pullthrough"}
-var testTools = []string{"internal/modeltest", "e2e", "bench", "scripts/rrproxy"}
+var testTools = []string{"internal/modeltest", "e2e", "bench", "scripts/rrproxy", "scripts/layoutgen"}
 
 // TestDependencyDirection checks every package's imports against layering.
 func TestDependencyDirection(t *testing.T) {

@@ -8,6 +8,8 @@
 #  - skopeo copy registry -> registry into another repository (cross-repo mount)
 #    plus an explicit POST ...?mount=&from= check
 #  - skopeo list-tags, skopeo delete, then inspect fails with "manifest unknown"
+#  - stowage import of skopeo's oci: layout and oci-archive: tar; skopeo reads
+#    a layout stowage export wrote
 #
 # Env: STOWAGE_TEST_REGISTRY=distribution to run it against CNCF distribution.
 set -euo pipefail
@@ -281,6 +283,40 @@ if sk delete "${NOTLS[@]}" "$COPY_IMG:1" >"$WORK/del.log" 2>&1; then
 else
 	cat "$WORK/del.log" >&2
 	check_fail "skopeo delete $COPY_IMG:1 failed"
+fi
+
+# 8. stowage import of layouts skopeo writes; skopeo reads what stowage export writes
+if [ "${STOWAGE_TEST_REGISTRY:-stowage}" = stowage ]; then
+	SKL="$WORK/skopeo-layout"
+	if sk copy --all --preserve-digests --src-tls-verify=false "$IMG:multi" "oci:$SKL:multi" >"$WORK/skl.log" 2>&1 &&
+		"$STOWAGE_BIN" import --registry "$STOWAGE_URL" --repository e2e/from-skopeo "$SKL" >"$WORK/imp.log" 2>&1 &&
+		sk inspect "${NOTLS[@]}" --raw "docker://$REG/e2e/from-skopeo:multi" >"$WORK/impm.json" 2>/dev/null &&
+		cmp -s "$WORK/impm.json" "$LAYOUT/blobs/sha256/$IDX_HEX" &&
+		sk inspect "${NOTLS[@]}" --override-arch arm64 --config --raw "docker://$REG/e2e/from-skopeo:multi" >"$WORK/impc.json" 2>/dev/null &&
+		cmp -s "$WORK/impc.json" "$LAYOUT/blobs/sha256/$CFG_ARM"; then
+		check_pass "stowage import of skopeo's oci: layout (both platforms, same index digest sha256:$IDX_HEX): $(head -1 "$WORK/imp.log")"
+	else
+		cat "$WORK/skl.log" "$WORK/imp.log" >&2 2>/dev/null || true
+		check_fail "stowage import of a layout written by skopeo copy oci:"
+	fi
+	if sk copy --preserve-digests --src-tls-verify=false "$IMG:1" "oci-archive:$WORK/skopeo.tar:app:1" >"$WORK/ska.log" 2>&1 &&
+		"$STOWAGE_BIN" import --registry "$STOWAGE_URL" --repository e2e/from-archive - <"$WORK/skopeo.tar" >"$WORK/impa.log" 2>&1 &&
+		sk inspect "${NOTLS[@]}" --raw "docker://$REG/e2e/from-archive:1" >"$WORK/impa.json" 2>/dev/null &&
+		cmp -s "$WORK/impa.json" "$LAYOUT/blobs/sha256/$MAN_AMD"; then
+		check_pass "stowage import - < skopeo's oci-archive: tar (ref.name \"app:1\" -> e2e/from-archive:1, digest sha256:$MAN_AMD)"
+	else
+		cat "$WORK/ska.log" "$WORK/impa.log" >&2 2>/dev/null || true
+		check_fail "stowage import of an oci-archive: tar written by skopeo"
+	fi
+	if "$STOWAGE_BIN" export --registry "$STOWAGE_URL" --filter 'e2e/skopeo:multi' -o "$WORK/exported" >"$WORK/exp.log" 2>&1 &&
+		sk copy --all "oci:$WORK/exported:e2e/skopeo:multi" "oci:$WORK/reread:x" >"$WORK/rr.log" 2>&1 &&
+		sk inspect --raw "oci:$WORK/exported:e2e/skopeo:multi" >"$WORK/rr.json" 2>/dev/null &&
+		cmp -s "$WORK/rr.json" "$LAYOUT/blobs/sha256/$IDX_HEX"; then
+		check_pass "skopeo reads the layout stowage export wrote (oci:DIR:e2e/skopeo:multi, every platform): $(head -1 "$WORK/exp.log")"
+	else
+		cat "$WORK/exp.log" "$WORK/rr.log" >&2 2>/dev/null || true
+		check_fail "skopeo could not read the layout stowage export wrote"
+	fi
 fi
 
 if ! kill -0 "$STOWAGE_PID" 2>/dev/null; then

@@ -34,6 +34,8 @@ Commands:
   retention    show, set or run the retention policy for untagged manifests
   purge        delete tags (and untagged manifests) by filter, age and keep count
   purge-policy list, set or delete scheduled purges
+  export       write images (with referrers) to an OCI layout or tar; --since for changes
+  import       push an OCI layout or tar (from export, skopeo, crane, oras) into the registry
   lock         show or change the locks of a repository, tag or manifest
   immutability show or set the registry-wide tag immutability rules
   soft-delete  show or set soft delete (a recycle bin for deleted manifests)
@@ -91,8 +93,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return runDelete(ctx, cmd, rest, stdout, stderr)
 	case "gc":
 		return runGC(ctx, rest, stdout, stderr)
-	case "import": // --from (import_from.go); an OCI layout or tar: see importFromRequested
-		return runImportFrom(ctx, rest, stdout, stderr)
 	case "cache-rule":
 		return runCacheRule(ctx, rest, stdout, stderr)
 	case "retention":
@@ -101,6 +101,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return runPurge(ctx, rest, stdout, stderr)
 	case "purge-policy":
 		return runPurgePolicy(ctx, rest, stdout, stderr)
+	case "export":
+		return runExport(ctx, rest, stdout, stderr)
+	case "import":
+		return runImport(ctx, rest, stdout, stderr)
 	case "lock":
 		return runLock(ctx, rest, stdout, stderr)
 	case "immutability":
