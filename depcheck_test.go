@@ -32,6 +32,8 @@ var layering = map[string][]string{
 	"recyclebin":           {"", "jobs"},
 	"feed":                 {"", "jobs"},
 	"usage":                {""},
+	"usage/history":        {"", "usage"},
+	"usage/rank":           {""},
 	"storage/fs":           {""},
 	"storage/fs/faultfs":   {"storage/fs"},
 	"storage/mem":          {""},
@@ -53,6 +55,7 @@ var layering = map[string][]string{
 	"limits":               {"", "internal/httperr"},
 	"auth":                 {"", "internal/httperr", "internal/ociroute", "limits", "ext:golang.org/x/"},
 	"mgmt":                 {"", "internal/httperr", "@capabilities"},
+	"ui":                   {"", "auth", "mgmt", "@capabilities"},
 	"config":               {"", "ext:gopkg.in/yaml.v3"},
 	"cmd/stowage":          {"@all-but-test-tools"},
 	// Test tools: they drive the real engine, databases and storage.
@@ -63,7 +66,7 @@ var layering = map[string][]string{
 	"scripts/rrproxy": {},
 }
 
-var capabilities = []string{"jobs", "gc", "scrub", "policy", "recyclebin", "feed", "usage"}
+var capabilities = []string{"jobs", "gc", "scrub", "policy", "recyclebin", "feed", "usage", "usage/history", "usage/rank"}
 var testTools = []string{"internal/modeltest", "e2e", "bench", "scripts/rrproxy"}
 
 // TestDependencyDirection checks every package's imports against layering.

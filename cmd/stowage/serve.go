@@ -32,6 +32,7 @@ import (
 	"github.com/stowage/stowage/recyclebin"
 	"github.com/stowage/stowage/scrub"
 	"github.com/stowage/stowage/storage/crypt"
+	"github.com/stowage/stowage/ui"
 )
 
 const serveUsage = `Usage: stowage serve [flags]
@@ -238,9 +239,14 @@ func (m *Main) Run(ctx context.Context) (err error) {
 
 	pol := policy.New(reg)
 	mux := http.NewServeMux()
-	routes(mux, m.log, authority, lim, ociapi.New(reg, m.log), mgmt.New(reg, m.log).WithGC(collector, gcOpts).WithScrub(scrubber).WithKeys(managedKeys(keys)).WithTopology(topo).WithPolicies(pol, recyclebin.New(reg)).WithEvents(events),
+	gcRec := ui.RecordGC(collector) // the overview shows the last collection
+	routes(mux, m.log, authority, lim, ociapi.New(reg, m.log), mgmt.New(reg, m.log).WithGC(gcRec, gcOpts).WithScrub(scrubber).WithKeys(managedKeys(keys)).WithTopology(topo).WithPolicies(pol, recyclebin.New(reg)).WithEvents(events),
 		mgmt.NewACR(reg, m.log), metricsHandler(reg, db, topo, keys))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
+	startUI, err := m.mountUI(mux, reg, authority, pol, topo, scrubber, gcRec)
+	if err != nil {
+		return err
+	}
 
 	m.Addr = ln.Addr().String()
 	m.srv = &http.Server{
@@ -259,11 +265,12 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	go func() { m.served <- m.srv.Serve(ln) }()
 	bg, cancel := context.WithCancel(context.Background())
 	m.stopJobs = cancel
+	startUI(bg)
 	// Background jobs: with several nodes on one database, each scheduled
 	// run happens on one node (package jobs); the others skip it.
 	if cfg.GC.Interval > 0 {
 		m.scheduled(bg, reg, "garbage collection", "gc", time.Duration(cfg.GC.Interval), func(ctx context.Context) error {
-			_, err := collector.Collect(ctx, gcOpts)
+			_, err := gcRec.Collect(ctx, gcOpts)
 			return err
 		})
 	}

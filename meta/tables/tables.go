@@ -31,6 +31,7 @@ var All = []Table{
 	{"data_keys", []string{"id", "object", "key_id", "key_version", "wrapped", "created"}, []string{"id"}},
 	{"events", []string{"id", "seq", "time", "kind", "actor", "addr", "repo", "digest", "tag", "media_type", "size", "reason", "previous", "origin", "detail"}, []string{"id"}},
 	{"mirror_repairs", []string{"mirror", "key", "present", "due", "seq"}, []string{"mirror", "key"}},
+	{"usage_history", []string{"day", "physical_bytes", "logical_bytes", "blobs", "repositories", "manifests", "tags", "recorded"}, []string{"day"}},
 }
 
 // Derived lists the tables kept by triggers from the others (the bytes

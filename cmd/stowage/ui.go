@@ -1,0 +1,55 @@
+package main
+
+import (
+	"context"
+	"net/http"
+	"time"
+
+	"github.com/stowage/stowage"
+	"github.com/stowage/stowage/auth"
+	"github.com/stowage/stowage/mgmt"
+	"github.com/stowage/stowage/policy"
+	"github.com/stowage/stowage/ui"
+	usagereport "github.com/stowage/stowage/usage"
+	"github.com/stowage/stowage/usage/history"
+	"github.com/stowage/stowage/usage/rank"
+)
+
+// usageHistoryInterval is how often a node looks whether today's usage row
+// exists (it writes it when missing: once a day, shortly after midnight
+// UTC, and at start).
+const usageHistoryInterval = time.Hour
+
+// mountUI serves the web UI under /ui/ (docs/ui.md); the function it
+// returns starts the daily usage history job it draws the growth picture
+// from.
+func (m *Main) mountUI(mux *http.ServeMux, reg *stowage.Registry, a *auth.Authority, pol *policy.Runner,
+	topo mgmt.Topology, scrubber mgmt.Scrubber, gcRec *ui.GCRecorder) (func(context.Context), error) {
+	db := reg.Parts().DB
+	opts := ui.Options{Registry: reg, Auth: a, Policies: pol, Topology: topo, Scrub: scrubber, GC: gcRec, Logger: m.log}
+	opts.History, _ = history.Of(db)
+	opts.Rank, _ = rank.Of(db)
+	h, err := ui.New(opts)
+	if err != nil {
+		return nil, err
+	}
+	mux.Handle(ui.Prefix, h)
+	mux.Handle("/ui", http.RedirectHandler(ui.Prefix, http.StatusFound))
+	return func(ctx context.Context) {
+		if opts.History == nil {
+			return
+		}
+		record := func(ctx context.Context) error {
+			_, err := history.Ensure(ctx, opts.History, usagereport.New(reg), reg.Parts().Now())
+			return err
+		}
+		m.jobs.Add(1)
+		go func() { // once at start, if today's row is missing
+			defer m.jobs.Done()
+			if err := record(ctx); err != nil && ctx.Err() == nil {
+				m.log.Error("usage history: today's row could not be recorded; the hourly job tries again", "err", err)
+			}
+		}()
+		m.scheduled(ctx, reg, "usage history", "usage-history", usageHistoryInterval, record)
+	}, nil
+}
