@@ -69,7 +69,15 @@ func (h *Handler) overview(v *view) error {
 		if err != nil {
 			return err
 		}
-		d.Growth = growthChart(d.Days)
+		// Today's point is now's usage (the row is the last recording).
+		today := history.Day{Day: history.DayOf(now), PhysicalBytes: u.PhysicalBytes, LogicalBytes: u.LogicalBytes}
+		drawn := slices.Clone(d.Days)
+		if n := len(drawn); n > 0 && drawn[n-1].Day == today.Day {
+			drawn[n-1] = today
+		} else {
+			drawn = append(drawn, today)
+		}
+		d.Growth = growthChart(drawn)
 	}
 	if d.Quotas, err = h.reg.Quotas(ctx); err != nil {
 		return err

@@ -489,6 +489,25 @@ func TestPages(t *testing.T) {
 			t.Errorf("overview lacks %q", want)
 		}
 	}
+	// Every link of the pages leads to a page that answers 200.
+	hrefs := regexp.MustCompile(`href="(/ui/[^"]*)"`)
+	seen := map[string]bool{}
+	for _, p := range []string{"/ui/", "/ui/repositories", "/ui/repository?name=team-a/x", "/ui/manifest?name=team-a/x&digest=" + string(x)} {
+		_, body := get(t, c, e.srv.URL+p)
+		for _, m := range hrefs.FindAllStringSubmatch(body, -1) {
+			link := strings.ReplaceAll(m[1], "&amp;", "&")
+			if seen[link] {
+				continue
+			}
+			seen[link] = true
+			if st, body := get(t, c, e.srv.URL+link); st != http.StatusOK {
+				t.Errorf("link %s on %s: %d %.300s", link, p, st, body)
+			}
+		}
+	}
+	if len(seen) < 10 {
+		t.Errorf("only %d links checked", len(seen))
+	}
 	// The layer team-a/x shares with team-b/y is listed as shared.
 	_, body = get(t, c, e.srv.URL+"/ui/manifest?name=team-a/x&digest="+string(x))
 	if !strings.Contains(body, "team-b/y@") {

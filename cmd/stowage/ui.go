@@ -15,9 +15,8 @@ import (
 	"github.com/stowage/stowage/usage/rank"
 )
 
-// usageHistoryInterval is how often a node looks whether today's usage row
-// exists (it writes it when missing: once a day, shortly after midnight
-// UTC, and at start).
+// usageHistoryInterval is how often today's usage row is recorded again
+// (it is also written at start when missing).
 const usageHistoryInterval = time.Hour
 
 // mountUI serves the web UI under /ui/ (docs/ui.md); the function it
@@ -39,17 +38,19 @@ func (m *Main) mountUI(mux *http.ServeMux, reg *stowage.Registry, a *auth.Author
 		if opts.History == nil {
 			return
 		}
-		record := func(ctx context.Context) error {
-			_, err := history.Ensure(ctx, opts.History, usagereport.New(reg), reg.Parts().Now())
-			return err
-		}
+		rep := usagereport.New(reg)
 		m.jobs.Add(1)
 		go func() { // once at start, if today's row is missing
 			defer m.jobs.Done()
-			if err := record(ctx); err != nil && ctx.Err() == nil {
+			if _, err := history.Ensure(ctx, opts.History, rep, reg.Parts().Now()); err != nil && ctx.Err() == nil {
 				m.log.Error("usage history: today's row could not be recorded; the hourly job tries again", "err", err)
 			}
 		}()
-		m.scheduled(ctx, reg, "usage history", "usage-history", usageHistoryInterval, record)
+		// Every hour (one node), today's row is recorded again: a day's row
+		// is its usage at the last recording, the day's end.
+		m.scheduled(ctx, reg, "usage history", "usage-history", usageHistoryInterval, func(ctx context.Context) error {
+			_, err := history.Record(ctx, opts.History, rep, reg.Parts().Now())
+			return err
+		})
 	}, nil
 }

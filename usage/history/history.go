@@ -1,7 +1,8 @@
 // Package history keeps the registry's usage over time: one row per day
 // (UTC) with the totals of `stowage usage`, for the web UI's growth picture.
-// A daily job records it (Ensure, run by `stowage serve` at start and every
-// hour, writes today's row when it is missing). The rows live in the
+// `stowage serve` writes today's row at start when it is missing (Ensure)
+// and again every hour (Record, on one node): a day's row holds the usage
+// at its last recording, the day's end. The rows live in the
 // metadata database (table usage_history), behind Store.
 package history
 
