@@ -146,12 +146,14 @@ func basicLogin(a *auth.Authority, r *http.Request, name, password string) (auth
 
 // end removes the request's session and its cookie.
 func (s *sessions) end(w http.ResponseWriter, r *http.Request) {
-	if c, err := r.Cookie(cookieSession); err == nil {
-		id, _, _ := strings.Cut(c.Value, ".")
-		s.mu.Lock()
-		delete(s.m, id)
-		s.mu.Unlock()
+	c, err := r.Cookie(cookieSession)
+	if err != nil {
+		return
 	}
+	id, _, _ := strings.Cut(c.Value, ".")
+	s.mu.Lock()
+	delete(s.m, id)
+	s.mu.Unlock()
 	http.SetCookie(w, &http.Cookie{Name: cookieSession, Value: "", Path: Prefix, MaxAge: -1, HttpOnly: true,
 		Secure: r.TLS != nil, SameSite: http.SameSiteStrictMode})
 }
