@@ -104,8 +104,10 @@ push team-a/app:2 base app2
 push team-b/web:1 base web
 push team-a/tool:1 tool
 log "pushed team-a/app:1, team-a/app:2, team-b/web:1, team-a/tool:1 with crane"
-# The usage history's row of today was written at start (empty registry):
-# a restart is not needed; the overview's growth picture draws that row.
+# The size order of the repository list is that of the last usage recording
+# (hourly, and at start): a restart records the pushed images.
+stop_stowage
+STOWAGE_READY_STATUS=401 start_stowage "$WORK/data" --config "$WORK/config.yml"
 
 # ---------------------------------------------------------------- browser
 rm -rf "$SHOTS"

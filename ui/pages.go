@@ -216,9 +216,9 @@ func (h *Handler) page(ctx context.Context, q rank.Query) ([]rank.Row, error) {
 	return out, nil
 }
 
-// A cursor is the last row of a page: name, size and change time.
+// A cursor is the last row of a page: the keys of every order.
 func formatCursor(r rank.Row) string {
-	b, _ := json.Marshal([]any{r.Name, r.ReferencedBytes, r.Updated.UnixNano()})
+	b, _ := json.Marshal([]any{r.Name, r.RecordedBytes, r.Updated.UnixNano(), r.Unmeasured})
 	return string(b)
 }
 
@@ -229,8 +229,8 @@ func parseCursor(s string) (rank.Row, error) {
 	var v []json.RawMessage
 	var r rank.Row
 	var ns int64
-	if json.Unmarshal([]byte(s), &v) != nil || len(v) != 3 || json.Unmarshal(v[0], &r.Name) != nil ||
-		json.Unmarshal(v[1], &r.ReferencedBytes) != nil || json.Unmarshal(v[2], &ns) != nil {
+	if json.Unmarshal([]byte(s), &v) != nil || len(v) != 4 || json.Unmarshal(v[0], &r.Name) != nil ||
+		json.Unmarshal(v[1], &r.RecordedBytes) != nil || json.Unmarshal(v[2], &ns) != nil || json.Unmarshal(v[3], &r.Unmeasured) != nil {
 		return r, stowage.Errorf(stowage.CodePaginationInvalid, "the page link is not valid; start again from the first page")
 	}
 	r.Updated = time.Unix(0, ns)

@@ -411,6 +411,13 @@ func TestPaging(t *testing.T) {
 		want = append(want, name)
 	}
 	want = append(want, "team-a/x", "team-a/z", "team-b/y")
+	// The size order is the last recording's; p/new is created after it.
+	if _, err := history.Record(context.Background(), e.hist, usageReporter(e.reg), time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	push(t, e.reg, "p/new", "1", strings.Repeat("y", 10000))
+	want = append(want, "p/new")
+	slices.Sort(want)
 	c := e.client(t)
 	walk := func(first string) ([]string, int) {
 		var got []string
@@ -437,13 +444,16 @@ func TestPaging(t *testing.T) {
 		if pages != 4 {
 			t.Errorf("sort=%s: %d pages of 40 for %d repositories, want 4", order, pages, len(want))
 		}
+		if order == "updated" && got[0] != "p/new" {
+			t.Errorf("sort=updated starts with %s, want p/new (the last change)", got[0])
+		}
 		sorted := slices.Clone(got)
 		sort.Strings(sorted)
 		if !slices.Equal(sorted, want) {
 			t.Errorf("sort=%s: got %d names (%v…), want each of %d once", order, len(got), got[:min(5, len(got))], len(want))
 		}
-		if order == "size" && (got[0] != "p/r129" || got[1] != "p/r128") {
-			t.Errorf("sort=size starts %v, want the largest, p/r129, p/r128", got[:3])
+		if order == "size" && (got[0] != "p/r129" || got[1] != "p/r128" || got[len(got)-1] != "p/new") {
+			t.Errorf("sort=size: %v … %v, want the largest, p/r129, p/r128, first, and p/new (created since the recording) last", got[:3], got[len(got)-3:])
 		}
 		if order == "name" && !slices.IsSorted(got) {
 			t.Errorf("sort=name is not in name order")
@@ -463,7 +473,7 @@ func TestPaging(t *testing.T) {
 func TestPages(t *testing.T) {
 	e := setup(t, false)
 	ctx := context.Background()
-	if _, err := history.Ensure(ctx, e.hist, usageReporter(e.reg), time.Now()); err != nil {
+	if _, err := history.Record(ctx, e.hist, usageReporter(e.reg), time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	c := e.client(t)

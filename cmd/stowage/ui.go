@@ -15,8 +15,8 @@ import (
 	"github.com/stowage/stowage/usage/rank"
 )
 
-// usageHistoryInterval is how often today's usage row is recorded again
-// (it is also written at start when missing).
+// usageHistoryInterval is how often today's usage row (and each
+// repository's size) is recorded again; it is also recorded at start.
 const usageHistoryInterval = time.Hour
 
 // mountUI serves the web UI under /ui/ (docs/ui.md); the function it
@@ -40,9 +40,9 @@ func (m *Main) mountUI(mux *http.ServeMux, reg *stowage.Registry, a *auth.Author
 		}
 		rep := usagereport.New(reg)
 		m.jobs.Add(1)
-		go func() { // once at start, if today's row is missing
+		go func() { // once at start: today's row, and the sizes the size order uses
 			defer m.jobs.Done()
-			if _, err := history.Ensure(ctx, opts.History, rep, reg.Parts().Now()); err != nil && ctx.Err() == nil {
+			if _, err := history.Record(ctx, opts.History, rep, reg.Parts().Now()); err != nil && ctx.Err() == nil {
 				m.log.Error("usage history: today's row could not be recorded; the hourly job tries again", "err", err)
 			}
 		}()

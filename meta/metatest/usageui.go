@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/stowage/stowage"
+	"github.com/stowage/stowage/usage"
 	"github.com/stowage/stowage/usage/history"
 	"github.com/stowage/stowage/usage/rank"
 )
@@ -97,6 +98,19 @@ func testRepositoryPages(t *testing.T, db stowage.DB) {
 		}
 		return tx.Repositories().SetRepositoryLocks("b/hidden", stowage.LockList)
 	})
+	// The size order is the last recording's: c/empty was not measured.
+	h, _ := history.Of(db)
+	var sizes []usage.RepositorySpace
+	for i, n := range names {
+		sizes = append(sizes, usage.RepositorySpace{Name: n, ReferencedBytes: int64(1015 + 10*i)})
+	}
+	sizes = append(sizes, usage.RepositorySpace{Name: "gone", ReferencedBytes: 1 << 40}) // deleted since
+	if err := h.PutRepositorySizes(ctx, sizes[:2]); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.PutRepositorySizes(ctx, sizes); err != nil { // replaces the first recording
+		t.Fatal(err)
+	}
 	walk := func(q rank.Query) []string {
 		var out []string
 		for i := 0; i < 20; i++ {
@@ -122,6 +136,7 @@ func testRepositoryPages(t *testing.T, db stowage.DB) {
 		{rank.Query{Order: rank.ByName, Limit: 2}, []string{"a/one=1015", "a/three=1025", "a/two=1035", "b/four=1045", "c/empty=0"}},
 		{rank.Query{Order: rank.ByName, Limit: 2, Hidden: true}, []string{"a/one=1015", "a/three=1025", "a/two=1035", "b/four=1045", "b/hidden=1055", "c/empty=0"}},
 		{rank.Query{Order: rank.BySize, Limit: 2}, []string{"b/four=1045", "a/two=1035", "a/three=1025", "a/one=1015", "c/empty=0"}},
+		{rank.Query{Order: rank.BySize, Limit: 5, Hidden: true}, []string{"b/hidden=1055", "b/four=1045", "a/two=1035", "a/three=1025", "a/one=1015", "c/empty=0"}},
 		{rank.Query{Order: rank.ByUpdated, Limit: 3}, []string{"b/four=1045", "a/two=1035", "a/three=1025", "a/one=1015", "c/empty=0"}},
 		{rank.Query{Order: rank.ByName, Prefix: "a/t", Limit: 1}, []string{"a/three=1025", "a/two=1035"}},
 		{rank.Query{Order: rank.BySize, Prefix: "a/", Limit: 2}, []string{"a/two=1035", "a/three=1025", "a/one=1015"}},

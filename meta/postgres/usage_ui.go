@@ -7,6 +7,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/stowage/stowage"
+	"github.com/stowage/stowage/usage"
 	"github.com/stowage/stowage/usage/history"
 	"github.com/stowage/stowage/usage/rank"
 )
@@ -41,6 +42,21 @@ func (s historyStore) PutUsageDay(ctx context.Context, d history.Day) error {
 	return err
 }
 
+// PutRepositorySizes replaces the recorded sizes in one transaction
+// (COPY for the rows).
+func (s historyStore) PutRepositorySizes(ctx context.Context, sizes []usage.RepositorySpace) error {
+	return pgx.BeginFunc(ctx, s.db.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `DELETE FROM usage_repositories`); err != nil {
+			return err
+		}
+		_, err := tx.CopyFrom(ctx, pgx.Identifier{"usage_repositories"}, []string{"name", "referenced_bytes", "unique_bytes"},
+			pgx.CopyFromSlice(len(sizes), func(i int) ([]any, error) {
+				return []any{sizes[i].Name, sizes[i].ReferencedBytes, sizes[i].UniqueBytes}, nil
+			}))
+		return err
+	})
+}
+
 func (s historyStore) UsageDays(ctx context.Context, from, to string, limit int) ([]history.Day, error) {
 	var lim any = limit
 	if limit <= 0 {
@@ -67,17 +83,18 @@ func (s historyStore) UsageDays(ctx context.Context, from, to string, limit int)
 type rankStore struct{ db *DB }
 
 func (s rankStore) RepositoryPage(ctx context.Context, q rank.Query) ([]rank.Row, error) {
-	text, args := rank.SQL(q)
-	rows, err := s.db.pool.Query(ctx, text, args...)
-	if err != nil {
-		return nil, err
-	}
-	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (rank.Row, error) {
-		var r rank.Row
-		var updated int64
-		err := row.Scan(&r.Name, &updated, &r.ReferencedBytes, &r.Tags, &r.Manifests)
-		r.Updated = time.Unix(0, updated).UTC()
-		return r, err
+	return rank.Page(ctx, q, func(ctx context.Context, text string, args []any) ([]rank.Row, error) {
+		rows, err := s.db.pool.Query(ctx, text, args...)
+		if err != nil {
+			return nil, err
+		}
+		return pgx.CollectRows(rows, func(row pgx.CollectableRow) (rank.Row, error) {
+			var r rank.Row
+			var updated int64
+			err := row.Scan(&r.Name, &updated, &r.ReferencedBytes, &r.Tags, &r.Manifests, &r.RecordedBytes)
+			r.Updated, r.Unmeasured = time.Unix(0, updated).UTC(), r.RecordedBytes < 0
+			return r, err
+		})
 	})
 }
 

@@ -2,11 +2,11 @@ package sqlite
 
 import (
 	"context"
-	"database/sql"
 	"strings"
 	"time"
 
 	"github.com/stowage/stowage"
+	"github.com/stowage/stowage/usage"
 	"github.com/stowage/stowage/usage/history"
 	"github.com/stowage/stowage/usage/rank"
 )
@@ -41,6 +41,37 @@ func (s historyStore) PutUsageDay(ctx context.Context, d history.Day) error {
 	return err
 }
 
+// sizeBatch bounds the rows of one insert statement.
+const sizeBatch = 500
+
+func (s historyStore) PutRepositorySizes(ctx context.Context, sizes []usage.RepositorySpace) error {
+	tx, err := s.db.rw.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, `DELETE FROM usage_repositories`); err != nil {
+		return err
+	}
+	for start := 0; start < len(sizes); start += sizeBatch {
+		batch := sizes[start:min(start+sizeBatch, len(sizes))]
+		var b strings.Builder
+		args := make([]any, 0, 3*len(batch))
+		b.WriteString(`INSERT INTO usage_repositories (name, referenced_bytes, unique_bytes) VALUES `)
+		for i, r := range batch {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			b.WriteString("(?, ?, ?)")
+			args = append(args, r.Name, r.ReferencedBytes, r.UniqueBytes)
+		}
+		if _, err := tx.ExecContext(ctx, b.String(), args...); err != nil {
+			return err
+		}
+	}
+	return tx.Commit()
+}
+
 func (s historyStore) UsageDays(ctx context.Context, from, to string, limit int) ([]history.Day, error) {
 	if limit <= 0 {
 		limit = -1
@@ -66,28 +97,25 @@ func (s historyStore) UsageDays(ctx context.Context, from, to string, limit int)
 type rankStore struct{ db *DB }
 
 func (s rankStore) RepositoryPage(ctx context.Context, q rank.Query) ([]rank.Row, error) {
-	text, args := rank.SQL(q)
-	// ?NNN: SQLite's numbered parameters, the same numbers as $NNN.
-	rows, err := s.db.ro.QueryContext(ctx, strings.ReplaceAll(text, "$", "?"), args...)
-	if err != nil {
-		return nil, err
-	}
-	return scanRank(rows)
-}
-
-func scanRank(rows *sql.Rows) ([]rank.Row, error) {
-	defer rows.Close()
-	var out []rank.Row
-	for rows.Next() {
-		var r rank.Row
-		var updated int64
-		if err := rows.Scan(&r.Name, &updated, &r.ReferencedBytes, &r.Tags, &r.Manifests); err != nil {
+	return rank.Page(ctx, q, func(ctx context.Context, text string, args []any) ([]rank.Row, error) {
+		// ?NNN: SQLite's numbered parameters, the same numbers as $NNN.
+		rows, err := s.db.ro.QueryContext(ctx, strings.ReplaceAll(text, "$", "?"), args...)
+		if err != nil {
 			return nil, err
 		}
-		r.Updated = time.Unix(0, updated).UTC()
-		out = append(out, r)
-	}
-	return out, rows.Err()
+		defer rows.Close()
+		var out []rank.Row
+		for rows.Next() {
+			var r rank.Row
+			var updated int64
+			if err := rows.Scan(&r.Name, &updated, &r.ReferencedBytes, &r.Tags, &r.Manifests, &r.RecordedBytes); err != nil {
+				return nil, err
+			}
+			r.Updated, r.Unmeasured = time.Unix(0, updated).UTC(), r.RecordedBytes < 0
+			out = append(out, r)
+		}
+		return out, rows.Err()
+	})
 }
 
 func (s rankStore) SharedBy(ctx context.Context, d stowage.Digest, limit int) ([]rank.Holder, error) {

@@ -1,8 +1,7 @@
 // Package history keeps the registry's usage over time: one row per day
 // (UTC) with the totals of `stowage usage`, for the web UI's growth picture.
-// `stowage serve` writes today's row at start when it is missing (Ensure)
-// and again every hour (Record, on one node): a day's row holds the usage
-// at its last recording, the day's end. The rows live in the
+// `stowage serve` records at start and every hour (Record, on one node):
+// a day's row holds the usage at its last recording, the day's end. The rows live in the
 // metadata database (table usage_history), behind Store.
 package history
 
@@ -26,10 +25,14 @@ type Day struct {
 	Recorded      time.Time `json:"recorded"`
 }
 
-// Store keeps the days. Both metadata databases implement it.
+// Store keeps the days, and each repository's size at the last recording
+// (by which the UI lists repositories by size, usage/rank). Both metadata
+// databases implement it.
 type Store interface {
 	// PutUsageDay inserts the day's row, or replaces it.
 	PutUsageDay(ctx context.Context, d Day) error
+	// PutRepositorySizes replaces every repository's recorded size.
+	PutRepositorySizes(ctx context.Context, sizes []usage.RepositorySpace) error
 	// UsageDays lists the days from `from` to `to` (inclusive, YYYY-MM-DD),
 	// oldest first, at most limit of them (the newest limit when there
 	// are more).
@@ -53,7 +56,8 @@ func Of(db stowage.DB) (Store, bool) {
 // DayOf is t's day in UTC, as the rows name it.
 func DayOf(t time.Time) string { return t.UTC().Format("2006-01-02") }
 
-// Record writes today's row from the registry's usage now.
+// Record writes today's row and the repositories' sizes from the
+// registry's usage now.
 func Record(ctx context.Context, s Store, rep *usage.Reporter, now time.Time) (Day, error) {
 	u, err := rep.Usage(ctx)
 	if err != nil {
@@ -61,16 +65,8 @@ func Record(ctx context.Context, s Store, rep *usage.Reporter, now time.Time) (D
 	}
 	d := Day{Day: DayOf(now), PhysicalBytes: u.PhysicalBytes, LogicalBytes: u.LogicalBytes, Blobs: u.Blobs,
 		Repositories: u.Repositories, Manifests: u.Manifests, Tags: u.Tags, Recorded: now.UTC()}
-	return d, s.PutUsageDay(ctx, d)
-}
-
-// Ensure records today's row if it is missing, and reports whether it did.
-func Ensure(ctx context.Context, s Store, rep *usage.Reporter, now time.Time) (bool, error) {
-	today := DayOf(now)
-	days, err := s.UsageDays(ctx, today, today, 1)
-	if err != nil || len(days) > 0 {
-		return false, err
+	if err := s.PutRepositorySizes(ctx, u.PerRepository); err != nil {
+		return d, err
 	}
-	_, err = Record(ctx, s, rep, now)
-	return err == nil, err
+	return d, s.PutUsageDay(ctx, d)
 }

@@ -1,7 +1,15 @@
 // Package rank pages through repositories in the order a person browsing
 // them asks for (name, size, last change), a page at a time, without
-// loading every repository: by name and by change time it is a keyset walk
-// over an index; by size, one aggregate query the database sorts and cuts.
+// loading every repository: each order is a keyset walk over an index.
+//
+//	name      the primary key
+//	updated   repositories_updated (updated, name), walked backwards
+//	size      usage_repositories_size: the sizes of the last usage
+//	          recording (usage/history, hourly and at start); repositories
+//	          created since are listed after those, by name
+//
+// The bytes a row shows are always now's (computed for the page's rows
+// only); by size, the order is that of the last recording.
 // Both metadata databases implement Store.
 package rank
 
@@ -17,8 +25,8 @@ type Order string
 
 const (
 	ByName    Order = "name"    // ascending, byte order
-	BySize    Order = "size"    // referenced bytes, largest first (then name)
-	ByUpdated Order = "updated" // last change, newest first (then name)
+	BySize    Order = "size"    // referenced bytes at the last recording, largest first
+	ByUpdated Order = "updated" // last change, newest first
 )
 
 // Query asks for one page.
@@ -26,7 +34,7 @@ type Query struct {
 	Order  Order
 	Prefix string // only names that start with it ("" = all)
 	// After is the cursor: the last row of the previous page (zero: the
-	// first page). For ByName only its Name counts.
+	// first page).
 	After Row
 	Limit int
 	// Hidden includes list-locked repositories.
@@ -37,11 +45,15 @@ type Query struct {
 type Row struct {
 	Name    string    `json:"name"`
 	Updated time.Time `json:"updated"`
-	// ReferencedBytes is what its manifests reference, each digest once:
-	// usage's referencedBytes.
+	// ReferencedBytes is what its manifests reference now, each digest
+	// once: usage's referencedBytes.
 	ReferencedBytes int64 `json:"referencedBytes"`
 	Tags            int64 `json:"tags"`
 	Manifests       int64 `json:"manifests"`
+	// The size order's keys: the recorded size, or Unmeasured (created
+	// since the last recording).
+	RecordedBytes int64 `json:"recordedBytes"`
+	Unmeasured    bool  `json:"unmeasured,omitempty"`
 }
 
 // Store pages through repositories.
@@ -84,46 +96,64 @@ const MaxLimit = 500
 // starts with prefix.
 const nameCeiling = "~"
 
-// SQL returns the query for q and its arguments, in the SQL both metadata
-// databases understand (numbered parameters $1…; SQLite reads them as
-// ?NNN when the caller replaces "$" by "?", see meta/sqlite). Columns: name,
-// updated (Unix ns), referenced bytes, tags, manifests.
-//
-// By name and by change time, the page is a range of an index (the primary
-// key, repositories_updated) and the sizes are computed for its rows only;
-// by size, the database aggregates every repository's references once and
-// returns the page (no rows reach the program but the page's).
-func SQL(q Query) (string, []any) {
-	limit := q.Limit
-	if limit <= 0 || limit > MaxLimit {
-		limit = MaxLimit
+// Query runs one statement for a database: SQL text with $1… parameters,
+// and its arguments; rows of Columns.
+type QueryFunc func(ctx context.Context, text string, args []any) ([]Row, error)
+
+// Columns are what every statement returns, in order: name, updated (Unix
+// ns), referenced bytes, tags, manifests, recorded bytes (-1: unmeasured).
+const cols = `r.name, r.updated,
+	(SELECT CAST(coalesce(sum(b.size), 0) AS BIGINT) FROM
+		(SELECT digest AS d FROM manifests WHERE repo = r.name
+		 UNION SELECT child FROM manifest_references WHERE repo = r.name AND kind = 'blob') x
+		JOIN blobs b ON b.digest = x.d),
+	(SELECT count(*) FROM tags t WHERE t.repo = r.name), (SELECT count(*) FROM manifests m WHERE m.repo = r.name)`
+
+// Page answers q with the database's statements (query), in SQL both
+// databases understand; the databases' Stores call it.
+func Page(ctx context.Context, q Query, query QueryFunc) ([]Row, error) {
+	if q.Limit <= 0 || q.Limit > MaxLimit {
+		q.Limit = MaxLimit
 	}
-	lo, hi := q.Prefix, q.Prefix+nameCeiling
-	// The bytes a repository's manifests reference, each digest once
-	// (usage's referencedBytes).
-	const referenced = `(SELECT CAST(coalesce(sum(b.size), 0) AS BIGINT) FROM
-			(SELECT digest AS d FROM manifests WHERE repo = r.name
-			 UNION SELECT child FROM manifest_references WHERE repo = r.name AND kind = 'blob') x
-			JOIN blobs b ON b.digest = x.d)`
-	const counts = `(SELECT count(*) FROM tags t WHERE t.repo = r.name), (SELECT count(*) FROM manifests m WHERE m.repo = r.name)`
-	const where = `r.name >= $1 AND r.name < $2 AND ($3 OR r.locks & 8 = 0)`
+	// $1, $2: the prefix's range; $3: hidden too; $4: limit; $5, $6: the cursor.
+	args := []any{q.Prefix, q.Prefix + nameCeiling, q.Hidden, q.Limit}
+	where := `r.name >= $1 AND r.name < $2 AND ($3 OR r.locks & 8 = 0)`
+	if q.Prefix == "" {
+		// No name range: the planner then walks the order's index (a
+		// range over every name looks selective to it, and it would sort).
+		where = `$1 = '' AND $2 <> '' AND ($3 OR r.locks & 8 = 0)`
+	}
+	first := q.After.Name == ""
 	switch q.Order {
-	case BySize:
-		s := `WITH refs AS (SELECT repo, digest AS d FROM manifests UNION SELECT repo, child FROM manifest_references WHERE kind = 'blob'),
-			sz AS (SELECT x.repo, CAST(sum(b.size) AS BIGINT) AS s FROM refs x JOIN blobs b ON b.digest = x.d GROUP BY x.repo),
-			page AS (SELECT r.name, r.updated, coalesce(sz.s, 0) AS s FROM repositories r LEFT JOIN sz ON sz.repo = r.name
-				WHERE ` + where + `)
-			SELECT r.name, r.updated, r.s, ` + counts + ` FROM page r
-			WHERE $4 = '' OR r.s < $5 OR (r.s = $5 AND r.name > $4)
-			ORDER BY r.s DESC, r.name LIMIT $6`
-		return s, []any{lo, hi, q.Hidden, q.After.Name, q.After.ReferencedBytes, limit}
 	case ByUpdated:
-		s := `SELECT r.name, r.updated, ` + referenced + `, ` + counts + ` FROM repositories r
-			WHERE ` + where + ` AND ($4 = '' OR r.updated < $5 OR (r.updated = $5 AND r.name > $4))
-			ORDER BY r.updated DESC, r.name LIMIT $6`
-		return s, []any{lo, hi, q.Hidden, q.After.Name, q.After.Updated.UnixNano(), limit}
+		s := `SELECT ` + cols + `, 0 FROM repositories r WHERE ` + where
+		if !first {
+			s += ` AND (r.updated < $5 OR r.updated = $5 AND r.name < $6)`
+			args = append(args, q.After.Updated.UnixNano(), q.After.Name)
+		}
+		return query(ctx, s+` ORDER BY r.updated DESC, r.name DESC LIMIT $4`, args)
+	case BySize:
+		var rows []Row
+		if first || !q.After.Unmeasured {
+			s := `SELECT ` + cols + `, u.referenced_bytes FROM usage_repositories u JOIN repositories r ON r.name = u.name WHERE ` + where
+			a := args
+			if !first {
+				s += ` AND (u.referenced_bytes < $5 OR u.referenced_bytes = $5 AND u.name < $6)`
+				a = append(a, q.After.RecordedBytes, q.After.Name)
+			}
+			var err error
+			if rows, err = query(ctx, s+` ORDER BY u.referenced_bytes DESC, u.name DESC LIMIT $4`, a); err != nil || len(rows) == q.Limit {
+				return rows, err
+			}
+			q.After = Row{}
+		}
+		// Then the repositories no recording has measured yet, by name.
+		s := `SELECT ` + cols + `, -1 FROM repositories r WHERE ` + where + ` AND r.name > $5
+			AND NOT EXISTS (SELECT 1 FROM usage_repositories u WHERE u.name = r.name) ORDER BY r.name LIMIT $4`
+		args[3] = q.Limit - len(rows)
+		more, err := query(ctx, s, append(args, q.After.Name))
+		return append(rows, more...), err
 	}
-	s := `SELECT r.name, r.updated, ` + referenced + `, ` + counts + ` FROM repositories r
-		WHERE ` + where + ` AND r.name > $4 ORDER BY r.name LIMIT $5`
-	return s, []any{lo, hi, q.Hidden, q.After.Name, limit}
+	s := `SELECT ` + cols + `, 0 FROM repositories r WHERE ` + where + ` AND r.name > $5 ORDER BY r.name LIMIT $4`
+	return query(ctx, s, append(args, q.After.Name))
 }

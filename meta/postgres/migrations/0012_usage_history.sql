@@ -12,5 +12,14 @@ CREATE TABLE usage_history (
 	tags           BIGINT NOT NULL,
 	recorded       BIGINT NOT NULL
 );
+-- Each repository's size at the last recording (same job), by which the
+-- web UI lists repositories by size a page at a time (usage/rank): derived,
+-- replaced whole at every recording, never copied (meta/tables.Derived).
+CREATE TABLE usage_repositories (
+	name             TEXT COLLATE "C" PRIMARY KEY,
+	referenced_bytes BIGINT NOT NULL,
+	unique_bytes     BIGINT NOT NULL
+);
+CREATE INDEX usage_repositories_size ON usage_repositories (referenced_bytes, name);
 -- The repository list of the web UI, sorted by the last change (usage/rank).
 CREATE INDEX repositories_updated ON repositories (updated, name);

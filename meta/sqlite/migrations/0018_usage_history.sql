@@ -12,5 +12,14 @@ CREATE TABLE usage_history (
 	tags           INTEGER NOT NULL,
 	recorded       INTEGER NOT NULL
 ) WITHOUT ROWID;
+-- Each repository's size at the last recording (same job), by which the
+-- web UI lists repositories by size a page at a time (usage/rank): derived,
+-- replaced whole at every recording, never copied (meta/tables.Derived).
+CREATE TABLE usage_repositories (
+	name             TEXT PRIMARY KEY,
+	referenced_bytes INTEGER NOT NULL,
+	unique_bytes     INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX usage_repositories_size ON usage_repositories (referenced_bytes, name);
 -- The repository list of the web UI, sorted by the last change (usage/rank).
 CREATE INDEX repositories_updated ON repositories (updated, name);
