@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"html/template"
 	"io/fs"
-	"math"
 	"net/http"
 	"net/url"
 	"path"
@@ -131,7 +130,7 @@ func percent(a, b int64) string {
 	return fmt.Sprintf("%.1f%%", 100*float64(a)/float64(b))
 }
 
-// humanBytes writes n in binary units with the exact count in a title.
+// humanBytes writes n in binary units (the exact count goes in a title).
 func humanBytes(n int64) string {
 	const unit = 1024
 	if n < unit {
@@ -142,8 +141,8 @@ func humanBytes(n int64) string {
 		div *= unit
 		exp++
 	}
-	v := float64(n) / float64(div)
-	return fmt.Sprintf("%.1f %ciB", math.Floor(v*10)/10, "KMGTPE"[exp])
+	// Rounded as the CLI rounds (stowage usage), so both read the same.
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
 
 // commas writes n with thousands separators (exact byte counts).
