@@ -518,6 +518,30 @@ func TestPages(t *testing.T) {
 	if len(seen) < 10 {
 		t.Errorf("only %d links checked", len(seen))
 	}
+	// A signature of team-a/x is listed among its referrers, with its
+	// artifact type, and not as an image.
+	empty := []byte("{}")
+	if _, err := e.reg.PutBlob(ctx, "team-a/x", digestOf(empty), bytes.NewReader(empty), 2); err != nil {
+		t.Fatal(err)
+	}
+	subj, err := e.reg.ResolveManifest(ctx, "team-a/x", stowage.Reference{Digest: x})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sig := fmt.Sprintf(`{"schemaVersion":2,"mediaType":%q,"artifactType":"application/vnd.dev.cosign.artifact.sig.v1+json","config":{"mediaType":"application/vnd.oci.empty.v1+json","digest":%q,"size":2},"layers":[{"mediaType":"application/vnd.oci.empty.v1+json","digest":%q,"size":2}],"subject":{"mediaType":%q,"digest":%q,"size":%d}}`,
+		stowage.MediaTypeOCIManifest, digestOf(empty), digestOf(empty), stowage.MediaTypeOCIManifest, x, subj.Size)
+	res, err := e.reg.PutManifest(ctx, "team-a/x", stowage.Reference{Digest: digestOf([]byte(sig))}, stowage.MediaTypeOCIManifest, []byte(sig), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, body = get(t, c, e.srv.URL+"/ui/repository?name=team-a/x")
+	refs := body[strings.Index(body, `id="referrers"`):]
+	if !strings.Contains(refs, "application/vnd.dev.cosign.artifact.sig.v1&#43;json") || !strings.Contains(refs, "<code>"+string(res.Digest)[:19]+"</code>") {
+		t.Errorf("the signature is not among team-a/x's referrers:\n%.2000s", refs)
+	}
+	if strings.Contains(body, `<tr data-digest="`+string(res.Digest)+`"`) {
+		t.Errorf("the signature is listed as an image")
+	}
 	// The layer team-a/x shares with team-b/y is listed as shared.
 	_, body = get(t, c, e.srv.URL+"/ui/manifest?name=team-a/x&digest="+string(x))
 	if !strings.Contains(body, "team-b/y@") {
