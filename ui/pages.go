@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/stowage/stowage"
+	"github.com/stowage/stowage/auth"
 	"github.com/stowage/stowage/gc"
 	"github.com/stowage/stowage/mgmt"
 	"github.com/stowage/stowage/policy"
@@ -167,25 +168,34 @@ func (h *Handler) repositories(v *view) error {
 	if h.opts.Rank == nil {
 		order = rank.ByName
 	}
-	scanned := 0
-	for len(d.Rows) < d.Limit && scanned < scanBudget {
-		rows, err := h.page(ctx, rank.Query{Order: order, Prefix: d.Query, After: after, Limit: d.Limit})
+	// A caller who may not list every repository gets the rows it may list:
+	// read in bigger batches (filtered here), at most scanBudget rows per
+	// page; the cursor is the last row looked at, so a page cut short by
+	// the budget goes on where it stopped.
+	batch := d.Limit
+	if h.auth != nil && !v.id.CanAll(auth.MetadataRead) {
+		batch = rank.MaxLimit
+	}
+	more, scanned := true, 0
+	for more && len(d.Rows) < d.Limit && scanned < scanBudget {
+		rows, err := h.page(ctx, rank.Query{Order: order, Prefix: d.Query, After: after, Limit: batch})
 		if err != nil {
 			return err
 		}
 		scanned += len(rows)
+		more = len(rows) == batch
 		for _, row := range rows {
+			if len(d.Rows) == d.Limit {
+				more = true
+				break
+			}
 			after = row
-			if h.canList(v.id, row.Name) && len(d.Rows) < d.Limit {
+			if h.canList(v.id, row.Name) {
 				d.Rows = append(d.Rows, row)
 			}
 		}
-		if len(rows) < d.Limit {
-			after = rank.Row{}
-			break
-		}
 	}
-	if after.Name != "" {
+	if more {
 		nq := v.r.URL.Query()
 		nq.Set("after", formatCursor(after))
 		d.Next = Prefix + "repositories?" + nq.Encode()

@@ -562,3 +562,56 @@ func commas(n int64) string {
 }
 
 func usageReporter(reg *stowage.Registry) *usage.Reporter { return usage.New(reg) }
+
+// TestPagingFiltered: a token that may list every third repository pages
+// through exactly those, each once, in every order, however the pages cut
+// the filtered batches.
+func TestPagingFiltered(t *testing.T) {
+	e := setup(t, true)
+	ctx := context.Background()
+	var rules []auth.Rule
+	var want []string
+	for i := 0; i < 150; i++ {
+		name := fmt.Sprintf("p/r%03d", i)
+		push(t, e.reg, name, "1", strings.Repeat("z", i+1)+name)
+		if i%3 == 1 {
+			rules = append(rules, auth.Rule{Repository: name, Actions: []auth.Action{auth.MetadataRead}})
+			want = append(want, name)
+		}
+	}
+	if _, err := history.Record(ctx, e.hist, usageReporter(e.reg), time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := e.a.PutScopeMap(ctx, "thirds", auth.ScopeMapSpec{Rules: rules}); err != nil {
+		t.Fatal(err)
+	}
+	tok, err := e.a.CreateToken(ctx, auth.TokenSpec{Name: "thirds", ScopeMap: "thirds"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.pw["thirds"] = tok.Passwords[0].Value
+	c := e.client(t)
+	e.login(t, c, "thirds")
+	for _, order := range []string{"name", "size", "updated"} {
+		var got []string
+		u := e.srv.URL + "/ui/repositories?n=7&sort=" + order
+		for pages := 0; u != "" && pages < 30; pages++ {
+			st, body := get(t, c, u)
+			if st != http.StatusOK {
+				t.Fatalf("%s: %d", u, st)
+			}
+			for _, m := range rowName.FindAllStringSubmatch(body, -1) {
+				got = append(got, m[1])
+			}
+			u = ""
+			if m := nextLink.FindStringSubmatch(body); m != nil {
+				u = e.srv.URL + strings.ReplaceAll(m[1], "&amp;", "&")
+			}
+		}
+		sorted := slices.Clone(got)
+		slices.Sort(sorted)
+		if !slices.Equal(sorted, want) {
+			t.Errorf("sort=%s: %d rows, want each of the %d listable once; got %v", order, len(got), len(want), got)
+		}
+	}
+}
