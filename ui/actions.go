@@ -106,11 +106,9 @@ func (h *Handler) delete(v *view) error {
 	}
 	next := Prefix + "repository?name=" + url.QueryEscape(t.Repo)
 	if t.What == "repository" {
-		next = Prefix + "repositories?"
-	} else {
-		next += "&"
+		next = Prefix + "repositories"
 	}
-	http.Redirect(v.w, v.r, next+"done="+url.QueryEscape(msg), http.StatusSeeOther)
+	v.done(next, msg)
 	return nil
 }
 
@@ -151,11 +149,7 @@ func (h *Handler) locks(v *view) error {
 	if back == "" || back[0] != '/' || len(back) > 1 && (back[1] == '/' || back[1] == '\\') {
 		back = Prefix + "repository?name=" + url.QueryEscape(repo)
 	}
-	sep := "&"
-	if u, err := url.Parse(back); err == nil && u.RawQuery == "" {
-		sep = "?"
-	}
-	http.Redirect(v.w, v.r, back+sep+"done="+url.QueryEscape(target+": "+l.String()), http.StatusSeeOther)
+	v.done(back, target+": "+l.String())
 	return nil
 }
 
@@ -232,14 +226,14 @@ func (h *Handler) retention(v *view) error {
 		if err := h.opts.Policies.SetRetention(ctx, p); err != nil {
 			return err
 		}
-		http.Redirect(v.w, v.r, Prefix+"policies?done="+url.QueryEscape(fmt.Sprintf("Retention saved: enabled=%t, %d days.", p.Enabled, p.Days)), http.StatusSeeOther)
+		v.done(Prefix+"policies", fmt.Sprintf("Retention saved: enabled=%t, %d days.", p.Enabled, p.Days))
 		return nil
 	case "run":
 		run, err := h.opts.Policies.ApplyRetention(ctx, false)
 		if err != nil {
 			return err
 		}
-		http.Redirect(v.w, v.r, Prefix+"policies?done="+url.QueryEscape(fmt.Sprintf("Retention ran: %d manifests deleted; the next garbage collection frees %s bytes.", run.Manifests, commas(run.BytesFreed))), http.StatusSeeOther)
+		v.done(Prefix+"policies", fmt.Sprintf("Retention ran: %d manifests deleted; the next garbage collection frees %s bytes.", run.Manifests, commas(run.BytesFreed)))
 		return nil
 	}
 	d, err := h.policyData(v)

@@ -29,7 +29,8 @@ import (
 // sticky sessions for /ui/.
 const (
 	cookieSession = "stowage_ui"
-	cookieCSRF    = "stowage_ui_csrf" // double-submit token while logged out / access control off
+	cookieCSRF    = "stowage_ui_csrf"  // double-submit token while logged out / access control off
+	cookieFlash   = "stowage_ui_flash" // what the last action did, shown once
 	maxSessions   = 10_000
 )
 

@@ -386,8 +386,17 @@ func TestCSRF(t *testing.T) {
 				t.Fatalf("auth=%t %s: the image was deleted: %v", withAuth, tc.name, err)
 			}
 		}
-		if st, body, _ := post(t, c, e.srv.URL+"/ui/delete", form(good), nil); st != http.StatusSeeOther {
+		st, body, loc := post(t, c, e.srv.URL+"/ui/delete", form(good), nil)
+		if st != http.StatusSeeOther {
 			t.Errorf("auth=%t with the right token: %d %.300s", withAuth, st, body)
+		}
+		// The next page says what the delete did, once; a link cannot make
+		// the UI say something.
+		if _, body := get(t, c, e.srv.URL+loc); !strings.Contains(body, "the next garbage collection frees") {
+			t.Errorf("auth=%t: the page after the delete does not say what it frees", withAuth)
+		}
+		if _, body := get(t, c, e.srv.URL+loc+"&done=EVIL-TEXT"); strings.Contains(body, "garbage collection frees") || strings.Contains(body, "EVIL-TEXT") {
+			t.Errorf("auth=%t: the message is shown twice, or the URL wrote it", withAuth)
 		}
 		if _, err := e.reg.ResolveManifest(context.Background(), "team-a/x", stowage.Reference{Digest: e.dig["team-a/x"]}); err == nil {
 			t.Errorf("auth=%t: the confirmed delete did not delete", withAuth)

@@ -2,6 +2,7 @@ package ui
 
 import (
 	"bytes"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"html/template"
@@ -43,7 +44,7 @@ func (v *view) render(status int, name, title string, data any) {
 		return
 	}
 	p := page{Title: title, Nav: name, CSRF: v.h.csrfToken(v.w, v.r), Data: data, Open: v.h.auth == nil,
-		Flash: v.r.URL.Query().Get("done")}
+		Flash: v.flash()}
 	if !v.id.IsAnonymous() {
 		p.User = v.id.String()
 	}
@@ -57,6 +58,30 @@ func (v *view) render(status int, name, title string, data any) {
 	v.w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	v.w.WriteHeader(status)
 	v.w.Write(b.Bytes())
+}
+
+// done redirects to next (a path of the UI) after an action, with what it
+// did in a cookie that the next page shows once (not in the URL, where
+// anyone could write a link that makes the UI say anything).
+func (v *view) done(next, msg string) {
+	http.SetCookie(v.w, &http.Cookie{Name: cookieFlash, Value: base64.RawURLEncoding.EncodeToString([]byte(msg)), Path: Prefix,
+		MaxAge: 60, HttpOnly: true, Secure: v.r.TLS != nil, SameSite: http.SameSiteStrictMode})
+	http.Redirect(v.w, v.r, next, http.StatusSeeOther)
+}
+
+// flash returns the message of the last action, once.
+func (v *view) flash() string {
+	c, err := v.r.Cookie(cookieFlash)
+	if err != nil {
+		return ""
+	}
+	http.SetCookie(v.w, &http.Cookie{Name: cookieFlash, Path: Prefix, MaxAge: -1, HttpOnly: true, Secure: v.r.TLS != nil,
+		SameSite: http.SameSiteStrictMode})
+	b, err := base64.RawURLEncoding.DecodeString(c.Value)
+	if err != nil || len(b) > 2000 {
+		return ""
+	}
+	return string(b)
 }
 
 // fail shows an error page with the error's status and message (the
