@@ -624,3 +624,31 @@ func TestPagingFiltered(t *testing.T) {
 		}
 	}
 }
+
+// TestLocks: the lock form sets exactly the checked locks, through the
+// engine (a delete-locked image then refuses the UI's delete).
+func TestLocks(t *testing.T) {
+	e := setup(t, false)
+	ctx := context.Background()
+	c := e.client(t)
+	x := e.dig["team-a/x"]
+	target := "team-a/x@" + string(x)
+	page := e.srv.URL + "/ui/delete?what=image&target=" + url.QueryEscape(target)
+	tok := csrf(t, c, page)
+	if st, body, _ := post(t, c, e.srv.URL+"/ui/locks", url.Values{"csrf": {tok}, "target": {target}, "delete": {"on"}, "write": {"on"}}, nil); st != http.StatusSeeOther {
+		t.Fatalf("set locks: %d %.300s", st, body)
+	}
+	l, err := e.reg.Locks(ctx, "team-a/x", stowage.Reference{Digest: x})
+	if err != nil || l != stowage.LockDelete|stowage.LockWrite {
+		t.Fatalf("locks after the form: %v, %v; want delete and write", l, err)
+	}
+	if st, _, _ := post(t, c, e.srv.URL+"/ui/delete", url.Values{"csrf": {tok}, "what": {"image"}, "target": {target}}, nil); st != http.StatusForbidden {
+		t.Errorf("delete of a delete-locked image: %d, want 403", st)
+	}
+	if st, _, _ := post(t, c, e.srv.URL+"/ui/locks", url.Values{"csrf": {tok}, "target": {target}}, nil); st != http.StatusSeeOther {
+		t.Fatalf("clear locks: %d", st)
+	}
+	if l, err := e.reg.Locks(ctx, "team-a/x", stowage.Reference{Digest: x}); err != nil || l != 0 {
+		t.Errorf("locks after clearing: %v, %v", l, err)
+	}
+}
