@@ -119,6 +119,11 @@ if (cd "$BROWSER_DIR" && run_bounded 300 env STOWAGE_URL="$STOWAGE_URL" ADMIN_PA
 else
 	check_fail "browser checks (see the FAIL lines above)"
 fi
+# The UI's changes are audit lines, as the management API's are.
+grep -q 'audit=ui.request actor="user admin" request="POST /ui/delete" what=image target=team-a/app@sha256:.* status=303' "$STOWAGE_LOG" &&
+	check_pass "the UI's delete is an audit line (actor, target, status)" || check_fail "no audit line for the UI's delete in $STOWAGE_LOG"
+grep -q 'audit=ui.request actor="token ta" request="POST /ui/delete" .* status=403' "$STOWAGE_LOG" &&
+	check_pass "the token's refused delete is an audit line with status 403" || check_fail "no audit line for the token's refused delete"
 log "screenshots: $SHOTS"
 ls -1 "$SHOTS" >&2
 stop_stowage

@@ -131,6 +131,16 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	if r.Method == http.MethodPost && h.auth != nil {
+		// Changes are audit lines, as on the management API.
+		sw := &statusWriter{ResponseWriter: w}
+		w = sw
+		defer func() {
+			h.log.Info("ui request", "audit", "ui.request", "actor", id.String(), "request", r.Method+" "+r.URL.Path,
+				"what", r.PostFormValue("what"), "target", r.PostFormValue("target"), "action", r.PostFormValue("action"),
+				"status", sw.status, "remote", h.auth.ClientIP(r))
+		}()
+	}
 	v := &view{h: h, w: w, r: r, id: id}
 	if r.Method == http.MethodPost {
 		if err := h.checkCSRF(r, id); err != nil {
@@ -216,4 +226,24 @@ func (h *Handler) identify(w http.ResponseWriter, r *http.Request) (auth.Identit
 	next := r.URL.RequestURI()
 	http.Redirect(w, r, Prefix+"login?next="+url.QueryEscape(next), http.StatusSeeOther)
 	return auth.Identity{}, false
+}
+
+// statusWriter remembers the status of a response (for the audit line).
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (s *statusWriter) WriteHeader(code int) {
+	if s.status == 0 {
+		s.status = code
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusWriter) Write(b []byte) (int, error) {
+	if s.status == 0 {
+		s.status = http.StatusOK
+	}
+	return s.ResponseWriter.Write(b)
 }
