@@ -99,6 +99,18 @@ func BenchmarkRepositoryPage(b *testing.B) {
 			})
 		}
 	}
+	// For comparison: the whole registry's usage (stowage usage, the
+	// overview), which reads every repository.
+	b.Run("registry-usage", func(b *testing.B) {
+		for b.Loop() {
+			if err := db.View(ctx, func(tx stowage.Tx) error {
+				_, err := tx.Usage().RepositoryUsage()
+				return err
+			}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 	b.Run("prefix", func(b *testing.B) {
 		for b.Loop() {
 			rows, err := s.RepositoryPage(ctx, rank.Query{Order: rank.ByName, Prefix: "team-042/", Limit: 50})
