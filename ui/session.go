@@ -80,7 +80,7 @@ func (s *sessions) create(w http.ResponseWriter, r *http.Request, name, password
 	s.m[id] = ss
 	s.mu.Unlock()
 	http.SetCookie(w, &http.Cookie{Name: cookieSession, Value: id + "." + base64.RawURLEncoding.EncodeToString(key),
-		Path: Prefix, HttpOnly: true, Secure: r.TLS != nil, SameSite: http.SameSiteStrictMode, Expires: ss.expires})
+		Path: Prefix, HttpOnly: true, Secure: secure(r), SameSite: http.SameSiteStrictMode, Expires: ss.expires})
 	return ss, nil
 }
 
@@ -156,7 +156,7 @@ func (s *sessions) end(w http.ResponseWriter, r *http.Request) {
 	delete(s.m, id)
 	s.mu.Unlock()
 	http.SetCookie(w, &http.Cookie{Name: cookieSession, Value: "", Path: Prefix, MaxAge: -1, HttpOnly: true,
-		Secure: r.TLS != nil, SameSite: http.SameSiteStrictMode})
+		Secure: secure(r), SameSite: http.SameSiteStrictMode})
 }
 
 func newGCM(key []byte) (cipher.AEAD, error) {
@@ -180,7 +180,7 @@ func (h *Handler) csrfToken(w http.ResponseWriter, r *http.Request) string {
 		return c.Value
 	}
 	t := randomToken(32)
-	http.SetCookie(w, &http.Cookie{Name: cookieCSRF, Value: t, Path: Prefix, HttpOnly: true, Secure: r.TLS != nil,
+	http.SetCookie(w, &http.Cookie{Name: cookieCSRF, Value: t, Path: Prefix, HttpOnly: true, Secure: secure(r),
 		SameSite: http.SameSiteStrictMode})
 	// The page rendered now must see it too.
 	r.AddCookie(&http.Cookie{Name: cookieCSRF, Value: t})
@@ -268,4 +268,11 @@ func (h *Handler) serveLogout(w http.ResponseWriter, r *http.Request) {
 	}
 	h.sessions.end(w, r)
 	http.Redirect(w, r, Prefix+"login", http.StatusSeeOther)
+}
+
+// secure reports whether cookies must be Secure: the connection is TLS, or
+// a proxy in front says the client's was (X-Forwarded-Proto: https). A
+// forged header only makes the cookie stricter.
+func secure(r *http.Request) bool {
+	return r.TLS != nil || strings.EqualFold(strings.TrimSpace(strings.Split(r.Header.Get("X-Forwarded-Proto"), ",")[0]), "https")
 }

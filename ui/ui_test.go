@@ -327,8 +327,24 @@ func TestSessions(t *testing.T) {
 			sc = ck
 		}
 	}
-	if sc == nil || !sc.HttpOnly || sc.SameSite != http.SameSiteStrictMode || sc.Path != "/ui/" {
-		t.Fatalf("session cookie %+v: want HttpOnly, SameSite=Strict, Path=/ui/", sc)
+	if sc == nil || !sc.HttpOnly || sc.SameSite != http.SameSiteStrictMode || sc.Path != "/ui/" || sc.Secure {
+		t.Fatalf("session cookie %+v: want HttpOnly, SameSite=Strict, Path=/ui/, not Secure over plain HTTP", sc)
+	}
+	// Behind a TLS-terminating proxy the cookie is Secure.
+	c2 := e.client(t)
+	tok2 := csrf(t, c2, e.srv.URL+"/ui/login")
+	req2, _ := http.NewRequest(http.MethodPost, e.srv.URL+"/ui/login", strings.NewReader(url.Values{"csrf": {tok2}, "name": {"admin"}, "password": {e.pw["admin"]}}.Encode()))
+	req2.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req2.Header.Set("X-Forwarded-Proto", "https")
+	resp2, err := c2.Do(req2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp2.Body.Close()
+	for _, ck := range resp2.Cookies() {
+		if ck.Name == "stowage_ui" && !ck.Secure {
+			t.Errorf("behind an https proxy the session cookie is not Secure")
+		}
 	}
 	if st, _ := get(t, c, e.srv.URL+"/ui/repositories"); st != http.StatusOK {
 		t.Fatalf("logged-in token: %d", st)

@@ -65,7 +65,7 @@ func (v *view) render(status int, name, title string, data any) {
 // anyone could write a link that makes the UI say anything).
 func (v *view) done(next, msg string) {
 	http.SetCookie(v.w, &http.Cookie{Name: cookieFlash, Value: base64.RawURLEncoding.EncodeToString([]byte(msg)), Path: Prefix,
-		MaxAge: 60, HttpOnly: true, Secure: v.r.TLS != nil, SameSite: http.SameSiteStrictMode})
+		MaxAge: 60, HttpOnly: true, Secure: secure(v.r), SameSite: http.SameSiteStrictMode})
 	http.Redirect(v.w, v.r, next, http.StatusSeeOther)
 }
 
@@ -75,7 +75,7 @@ func (v *view) flash() string {
 	if err != nil {
 		return ""
 	}
-	http.SetCookie(v.w, &http.Cookie{Name: cookieFlash, Path: Prefix, MaxAge: -1, HttpOnly: true, Secure: v.r.TLS != nil,
+	http.SetCookie(v.w, &http.Cookie{Name: cookieFlash, Path: Prefix, MaxAge: -1, HttpOnly: true, Secure: secure(v.r),
 		SameSite: http.SameSiteStrictMode})
 	b, err := base64.RawURLEncoding.DecodeString(c.Value)
 	if err != nil || len(b) > 2000 {
