@@ -276,3 +276,16 @@ func (h *Handler) serveLogout(w http.ResponseWriter, r *http.Request) {
 func secure(r *http.Request) bool {
 	return r.TLS != nil || strings.EqualFold(strings.TrimSpace(strings.Split(r.Header.Get("X-Forwarded-Proto"), ",")[0]), "https")
 }
+
+// LimitName names the caller of a UI request for request limits (package
+// limits): the session's user or token, "" without one (anonymous callers
+// share one bucket), as the API's limits name callers by their credentials.
+func (h *Handler) LimitName(r *http.Request) string {
+	if h.auth == nil {
+		return ""
+	}
+	if s, ok := h.sessions.get(r); ok {
+		return s.name
+	}
+	return ""
+}

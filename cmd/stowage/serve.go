@@ -243,7 +243,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	routes(mux, m.log, authority, lim, ociapi.New(reg, m.log), mgmt.New(reg, m.log).WithGC(gcRec, gcOpts).WithScrub(scrubber).WithKeys(managedKeys(keys)).WithTopology(topo).WithPolicies(pol, recyclebin.New(reg)).WithEvents(events),
 		mgmt.NewACR(reg, m.log), metricsHandler(reg, db, topo, keys))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
-	startUI, err := m.mountUI(mux, reg, authority, pol, topo, scrubber, gcRec)
+	startUI, err := m.mountUI(mux, reg, authority, lim, pol, topo, scrubber, gcRec)
 	if err != nil {
 		return err
 	}

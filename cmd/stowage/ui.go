@@ -7,6 +7,7 @@ import (
 
 	"github.com/stowage/stowage"
 	"github.com/stowage/stowage/auth"
+	"github.com/stowage/stowage/limits"
 	"github.com/stowage/stowage/mgmt"
 	"github.com/stowage/stowage/policy"
 	"github.com/stowage/stowage/ui"
@@ -22,7 +23,7 @@ const usageHistoryInterval = time.Hour
 // mountUI serves the web UI under /ui/ (docs/ui.md); the function it
 // returns starts the daily usage history job it draws the growth picture
 // from.
-func (m *Main) mountUI(mux *http.ServeMux, reg *stowage.Registry, a *auth.Authority, pol *policy.Runner,
+func (m *Main) mountUI(mux *http.ServeMux, reg *stowage.Registry, a *auth.Authority, lim *limits.Limiter, pol *policy.Runner,
 	topo mgmt.Topology, scrubber mgmt.Scrubber, gcRec *ui.GCRecorder) (func(context.Context), error) {
 	db := reg.Parts().DB
 	opts := ui.Options{Registry: reg, Auth: a, Policies: pol, Topology: topo, Scrub: scrubber, GC: gcRec, Logger: m.log}
@@ -32,7 +33,11 @@ func (m *Main) mountUI(mux *http.ServeMux, reg *stowage.Registry, a *auth.Author
 	if err != nil {
 		return nil, err
 	}
-	mux.Handle(ui.Prefix, h)
+	var handler http.Handler = h
+	if lim != nil { // the request limits of the API, per session's user or token
+		handler = lim.Middleware(h.LimitName, h)
+	}
+	mux.Handle(ui.Prefix, handler)
 	mux.Handle("/ui", http.RedirectHandler(ui.Prefix, http.StatusFound))
 	return func(ctx context.Context) {
 		if opts.History == nil {

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stowage/stowage/config"
 	"github.com/stowage/stowage/usage/history"
 )
 
@@ -53,5 +54,34 @@ func TestServeUI(t *testing.T) {
 			t.Fatal("no usage row for today 5 s after the start")
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestServeUILimits: the UI is under the API's request limits: with 5
+// reads a minute for the registry, the sixth page answers 429.
+func TestServeUILimits(t *testing.T) {
+	cfg := config.Default()
+	cfg.Addr, cfg.DataDir = "127.0.0.1:0", t.TempDir()
+	reads := 5
+	cfg.Limits.Reads.Registry = &reads
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	m := NewMain(cfg, testWriter{t})
+	if err := m.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	var codes []int
+	for i := 0; i < 6; i++ {
+		resp, err := http.Get("http://" + m.Addr + "/ui/repositories")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		codes = append(codes, resp.StatusCode)
+	}
+	if codes[0] != 200 || codes[5] != http.StatusTooManyRequests {
+		t.Errorf("six UI pages with 5 reads a minute: %v, want 200 first and 429 last", codes)
 	}
 }
