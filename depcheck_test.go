@@ -34,6 +34,8 @@ var layering = map[string][]string{
 	"webhook":              {"", "feed"},
 	"usage":                {""},
 	"transfer":             {"", "policy"},
+	"usage/history":        {"", "usage"},
+	"usage/rank":           {""},
 	"storage/fs":           {""},
 	"storage/fs/faultfs":   {"storage/fs"},
 	"storage/mem":          {""},
@@ -57,6 +59,7 @@ var layering = map[string][]string{
 	"limits":               {"", "internal/httperr"},
 	"auth":                 {"", "internal/httperr", "internal/ociroute", "limits", "ext:golang.org/x/"},
 	"mgmt":                 {"", "internal/httperr", "@capabilities", "remote"},
+	"ui":                   {"", "auth", "mgmt", "@capabilities"},
 	"config":               {"", "ext:gopkg.in/yaml.v3"},
 	"remote":               {"", "ext:github.com/opencontainers/"},
 	"pullthrough":          {"", "remote"},
@@ -70,7 +73,7 @@ var layering = map[string][]string{
 	"scripts/layoutgen": {},
 }
 
-var capabilities = []string{"jobs", "gc", "scrub", "policy", "recyclebin", "feed", "usage", "webhook", "pullthrough"}
+var capabilities = []string{"jobs", "gc", "scrub", "policy", "recyclebin", "feed", "usage", "usage/history", "usage/rank", "webhook", "pullthrough"}
 var testTools = []string{"internal/modeltest", "e2e", "bench", "scripts/rrproxy", "scripts/layoutgen"}
 
 // TestDependencyDirection checks every package's imports against layering.

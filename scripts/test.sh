@@ -195,6 +195,7 @@ run_stage skopeo stage_script e2e-skopeo.sh
 run_stage remote stage_script remote-test.sh
 if [ "${STOWAGE_TEST_REGISTRY:-stowage}" = stowage ]; then
 	run_stage access stage_script e2e-access.sh
+	run_stage ui stage_script ui-test.sh
 fi
 run_stage s3 stage_script s3-test.sh
 run_stage postgres stage_script postgres-test.sh

@@ -34,6 +34,7 @@ import (
 	"github.com/stowage/stowage/recyclebin"
 	"github.com/stowage/stowage/scrub"
 	"github.com/stowage/stowage/storage/crypt"
+	"github.com/stowage/stowage/ui"
 )
 
 const serveUsage = `Usage: stowage serve [flags]
@@ -269,10 +270,15 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	}
 	pol := meteredPolicies{policy.New(reg), jr}
 	mux := http.NewServeMux()
-	routes(mux, m.log, authority, lim, ociapi.New(reg, m.log).WithFiller(m.cache), mgmt.New(reg, m.log).WithGC(collector, gcOpts).WithScrub(scrubber).WithKeys(managedKeys(keys)).WithTopology(topo).WithPolicies(pol, recyclebin.New(reg)).WithEvents(events).WithWebhooks(hooks).WithCacheRules(m.cache),
+	gcRec := ui.RecordGC(collector) // the overview shows the last collection
+	routes(mux, m.log, authority, lim, ociapi.New(reg, m.log).WithFiller(m.cache), mgmt.New(reg, m.log).WithGC(gcRec, gcOpts).WithScrub(scrubber).WithKeys(managedKeys(keys)).WithTopology(topo).WithPolicies(pol, recyclebin.New(reg)).WithEvents(events).WithWebhooks(hooks).WithCacheRules(m.cache),
 		mgmt.NewACR(reg, m.log), mset.Handler(m.log))
 	mux.HandleFunc("/healthz", healthz)
 	mux.Handle("/readyz", &readiness{db: db, store: store, topo: topo, log: m.log})
+	startUI, err := m.mountUI(mux, reg, authority, lim, pol, topo, scrubber, gcRec)
+	if err != nil {
+		return err
+	}
 
 	m.Addr = ln.Addr().String()
 	m.srv = &http.Server{
@@ -291,11 +297,12 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	go func() { m.served <- m.srv.Serve(ln) }()
 	bg, cancel := context.WithCancel(context.Background())
 	m.stopJobs = cancel
+	startUI(bg)
 	// Background jobs: with several nodes on one database, each scheduled
 	// run happens on one node (package jobs); the others skip it.
 	if cfg.GC.Interval > 0 {
 		m.scheduled(bg, reg, "garbage collection", "gc", time.Duration(cfg.GC.Interval), func(ctx context.Context) error {
-			_, err := collector.Collect(ctx, gcOpts)
+			_, err := gcRec.Collect(ctx, gcOpts)
 			return err
 		})
 	}

@@ -35,14 +35,16 @@ var All = []Table{
 	{"webhook_deliveries", []string{"webhook", "id", "time", "event_id", "seq", "action", "repo", "tag", "digest", "attempt", "status", "duration", "error"}, []string{"webhook", "id"}},
 	{"mirror_repairs", []string{"mirror", "key", "present", "due", "seq"}, []string{"mirror", "key"}},
 	{"cache_rules", []string{"name", "source", "upstream", "username", "secret", "plain_http", "tag_ttl", "created"}, []string{"name"}},
+	{"usage_history", []string{"day", "physical_bytes", "logical_bytes", "blobs", "repositories", "manifests", "tags", "recorded"}, []string{"day"}},
 }
 
 // Derived lists the tables kept by triggers from the others (the bytes
 // held, for the storage limit), or transient (the token buckets of the
-// request and failed-login limits): never copied, and not in All; loading
-// All into an empty database rebuilds the former, and the latter start
-// full.
-var Derived = []string{"held_bytes", "rate_buckets"}
+// request and failed-login limits), or a snapshot the next recording
+// replaces (usage_repositories, usage/history): never copied, and not in
+// All; loading All into an empty database rebuilds the first, the second
+// start full, and the next usage recording writes the third.
+var Derived = []string{"held_bytes", "rate_buckets", "usage_repositories"}
 
 // PostgresOnly lists the tables only the PostgreSQL schema has, not copied
 // either: feed_state, the change feed's sequencer (the next seq to give,
