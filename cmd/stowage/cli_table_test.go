@@ -115,6 +115,12 @@ func jsonCases(dataDir string) []jsonCase {
 		{args: []string{"webhook", "ping", "hook"}, keys: []string{}},
 		{args: []string{"webhook", "events", "hook"}, keys: []string{}},
 		{args: []string{"webhook", "delete", "hook"}, keys: []string{}},
+		{args: []string{"export", "--filter", "team/app:.*", "-o", filepath.Join(dataDir, "export")}, keys: []string{"images", "blobs", "bytes", "seq"}},
+		{args: []string{"import", filepath.Join(dataDir, "export"), "--repository", "copy/app"}, keys: []string{"images", "tags.0", "blobsMounted"}},
+		{args: []string{"cache-rule", "create", "hub", "--source", "hub/*", "--upstream", "registry.invalid/library/*"}, keys: []string{"name", "source", "upstream", "tagTTL"}},
+		{args: []string{"cache-rule", "list"}, keys: []string{"rules.0.name"}},
+		{args: []string{"cache-rule", "show", "hub"}, keys: []string{"name", "upstream"}},
+		{args: []string{"cache-rule", "delete", "hub"}, keys: []string{}},
 		{args: []string{"events"}, keys: []string{"seq", "kind"}, lines: true},
 		{args: []string{"migrate", "--data-dir", filepath.Join(dataDir, "other")}, keys: []string{"database", "versionBefore", "versionAfter", "applied"}, local: true},
 		// migrate-metadata needs PostgreSQL: TestMigrateMetadataToPostgres
