@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"runtime"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -269,9 +270,23 @@ func isBusy(err error) bool {
 	return strings.Contains(s, "SQLITE_BUSY") || strings.Contains(s, "database is locked")
 }
 
-// migrationNames lists the embedded migrations in order.
+// migrationNames lists the embedded migrations in order; file N's name
+// starts with N (0001_...), with no gaps. The version recorded for a
+// migration is its position, so a gap (a branch's 0018 merged before the
+// 0015 of another) would record 0018 as 15 and later skip the real 0015:
+// refused here, at every open, so it cannot reach a database.
 func migrationNames() ([]string, error) {
 	names, err := fs.Glob(migrations, "migrations/*.sql")
+	if err != nil {
+		return nil, err
+	}
 	sort.Strings(names)
-	return names, err
+	for i, name := range names {
+		base := strings.TrimPrefix(name, "migrations/")
+		n, err := strconv.Atoi(strings.SplitN(base, "_", 2)[0])
+		if err != nil || n != i+1 {
+			return nil, fmt.Errorf("migration %s is out of sequence (want number %d)", base, i+1)
+		}
+	}
+	return names, nil
 }
