@@ -31,6 +31,7 @@ var layering = map[string][]string{
 	"policy":               {"", "jobs"},
 	"recyclebin":           {"", "jobs"},
 	"feed":                 {"", "jobs"},
+	"replication":          {"", "feed", "jobs"},
 	"usage":                {""},
 	"storage/fs":           {""},
 	"storage/fs/faultfs":   {"storage/fs"},
@@ -63,7 +64,7 @@ var layering = map[string][]string{
 	"scripts/rrproxy": {},
 }
 
-var capabilities = []string{"jobs", "gc", "scrub", "policy", "recyclebin", "feed", "usage"}
+var capabilities = []string{"jobs", "gc", "scrub", "policy", "recyclebin", "feed", "usage", "replication"}
 var testTools = []string{"internal/modeltest", "e2e", "bench", "scripts/rrproxy"}
 
 // TestDependencyDirection checks every package's imports against layering.

@@ -31,6 +31,7 @@ var All = []Table{
 	{"data_keys", []string{"id", "object", "key_id", "key_version", "wrapped", "created"}, []string{"id"}},
 	{"events", []string{"id", "seq", "time", "kind", "actor", "addr", "repo", "digest", "tag", "media_type", "size", "reason", "previous", "origin", "detail"}, []string{"id"}},
 	{"feed_cursors", []string{"name", "seq", "updated"}, []string{"name"}},
+	{"replication_clocks", []string{"repo", "name", "digest", "wall", "logical", "region"}, []string{"repo", "name"}},
 	{"mirror_repairs", []string{"mirror", "key", "present", "due", "seq"}, []string{"mirror", "key"}},
 }
 

@@ -1,0 +1,20 @@
+package replication
+
+import "github.com/stowage/stowage"
+
+// ChangeOf returns the change an event of this region describes, for
+// shipping (without the manifest's bytes); ok is false for events that are
+// not replicated (anything but push, untag and delete, and deletes made
+// because the repository went, which are one repository.delete event).
+func ChangeOf(e stowage.Event, region string) (ch Change, ok bool) {
+	ch = Change{Kind: e.Kind, Origin: region, Repo: e.Repo, Digest: e.Digest, MediaType: e.MediaType, HLC: EventHLC(e, region)}
+	switch e.Kind {
+	case stowage.EventPush, stowage.EventDelete:
+		ch.Tags = EventTags(e)
+	case stowage.EventUntag:
+		ch.Tags = []string{e.Tag}
+	default:
+		return Change{}, false
+	}
+	return ch, true
+}
