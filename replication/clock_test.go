@@ -209,8 +209,8 @@ func TestLastWriterWins(t *testing.T) {
 		name       string
 		eastSkew   time.Duration
 		westSkew   time.Duration
-		eastFirst  bool // east changes first (in real time)
-		eastDelete bool // east untags instead of moving
+		eastFirst  bool   // east changes first (in real time)
+		eastDelete bool   // east untags instead of moving
 		want       string // "east" or "west": whose outcome wins
 	}{
 		{"no skew, west later", 0, 0, true, false, "west"},

@@ -15,7 +15,6 @@ import (
 	"strconv"
 	"strings"
 
-
 	"github.com/stowage/stowage"
 )
 
@@ -316,4 +315,3 @@ func (c *Client) Apply(ctx context.Context, ch Change) (Result, error) {
 	err = json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&r)
 	return r, err
 }
-
