@@ -37,7 +37,8 @@ type Handler struct {
 	pol    Policies   // nil: no policy endpoints (WithPolicies)
 	bin    RecycleBin
 
-	events Events // the change feed (events.go); nil: GET /api/v1/events is refused
+	events Events      // the change feed (events.go); nil: GET /api/v1/events is refused
+	repl   Replication // replication.go; nil: not configured
 }
 
 // Collector runs garbage collections (package gc's *gc.Collector).
@@ -126,6 +127,8 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) error {
 		return h.report(w, func() (stowage.DeleteReport, error) { return h.reg.Untag(ctx, repo, ref.Tag, dry) })
 	case head == "storage":
 		return h.serveStorage(ctx, w, r, head, arg, dry)
+	case head == "replication":
+		return h.serveReplication(ctx, w, r, arg)
 	case head == "scrub":
 		return h.serveScrub(ctx, w, r, arg)
 	case head == "quotas" && arg == "" && r.Method == http.MethodGet:

@@ -19,8 +19,9 @@ import (
 // Handler serves /v2/. Each endpoint parses its request, calls the engine
 // and returns an error; ServeHTTP writes errors in one place.
 type Handler struct {
-	reg *stowage.Registry
-	log *slog.Logger
+	reg  *stowage.Registry
+	log  *slog.Logger
+	miss Miss // WithMiss (miss.go); nil: a miss is an error
 }
 
 // New returns the /v2/ handler.
@@ -133,6 +134,9 @@ func (h *Handler) getBlob(ctx context.Context, w http.ResponseWriter, r *http.Re
 	if r.Method == http.MethodHead {
 		b, err := h.reg.StatBlob(ctx, rt.Name, rt.Digest)
 		if err != nil {
+			b, err = h.blobMiss(ctx, r, rt.Name, rt.Digest, err)
+		}
+		if err != nil {
 			return err
 		}
 		blobHeaders(w, b)
@@ -141,6 +145,9 @@ func (h *Handler) getBlob(ctx context.Context, w http.ResponseWriter, r *http.Re
 		return nil
 	}
 	b, err := h.reg.StatBlob(ctx, rt.Name, rt.Digest)
+	if err != nil {
+		b, err = h.blobMiss(ctx, r, rt.Name, rt.Digest, err)
+	}
 	if err != nil {
 		return err
 	}
@@ -303,6 +310,9 @@ func uploadHeaders(w http.ResponseWriter, u stowage.UploadRecord) {
 func (h *Handler) getManifest(ctx context.Context, w http.ResponseWriter, r *http.Request, rt ociroute.Route) error {
 	m, body, err := h.reg.GetManifest(ctx, rt.Name, rt.Ref)
 	if err != nil {
+		m, body, err = h.manifestMiss(ctx, r, rt.Name, rt.Ref, err)
+	}
+	if err != nil {
 		return err
 	}
 	hd := w.Header()
@@ -334,6 +344,9 @@ func (h *Handler) putManifest(ctx context.Context, w http.ResponseWriter, r *htt
 		tags = append(tags, t)
 	}
 	res, err := h.reg.PutManifest(ctx, rt.Name, rt.Ref, r.Header.Get("Content-Type"), body, tags)
+	if err != nil {
+		res, err = h.putMiss(ctx, r, rt.Name, rt.Ref, body, tags, err)
+	}
 	if err != nil {
 		return err
 	}

@@ -48,6 +48,7 @@ Commands:
   anonymous-pull  show or switch anonymous pull (access control)
   whoami       who the admin commands act as
   events       the change feed and audit trail: every change, by cursor; --follow
+  replication  geo-replication status: per peer lag and errors, or where an image is
   healthcheck  exit 0 if the local registry answers /healthz (for container health checks)
   version      print the version
   completion   print a shell completion script: bash, zsh or fish
@@ -125,6 +126,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return runAnonymousPull(ctx, rest, stdout, stderr)
 	case "whoami":
 		return runWhoami(ctx, rest, stdout, stderr)
+	case "replication":
+		return runReplication(ctx, rest, stdout, stderr)
 	case "events":
 		return runEvents(ctx, rest, stdout, stderr)
 	case "healthcheck":
