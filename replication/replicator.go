@@ -2,7 +2,6 @@ package replication
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -153,7 +152,9 @@ func (r *Replicator) shipBlobs(ctx context.Context, repo string, ds []stowage.Di
 			defer func() { <-sem; wg.Done() }()
 			if err := r.shipBlob(ctx, repo, d); err != nil {
 				mu.Lock()
-				first = errors.Join(first, err)
+				if first == nil { // one is enough to say why; the rest retry with it
+					first = err
+				}
 				mu.Unlock()
 			}
 		}()

@@ -76,7 +76,9 @@ func (s *Service) Run(ctx context.Context) {
 }
 
 // Apply applies a change from a peer.
-func (s *Service) Apply(ctx context.Context, ch Change) (Result, error) { return s.Applier.Apply(ctx, ch) }
+func (s *Service) Apply(ctx context.Context, ch Change) (Result, error) {
+	return s.Applier.Apply(ctx, ch)
+}
 
 // Status is a region's replication state.
 type Status struct {

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -112,7 +113,7 @@ func runReplication(ctx context.Context, args []string, stdout, stderr io.Writer
 		}
 		last := "-"
 		if p.LastError != "" {
-			last = fmt.Sprintf("%s (%s ago)", p.LastError, time.Since(p.LastErrorAt).Round(time.Second))
+			last = fmt.Sprintf("%s (%s ago)", strings.ReplaceAll(p.LastError, "\n", "; "), time.Since(p.LastErrorAt).Round(time.Second))
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%.1f\t%d B\t%s\n", p.Name, p.State, lag, p.LagSeconds, p.BacklogBytes, last)
 	}
