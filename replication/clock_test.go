@@ -337,3 +337,29 @@ func TestCausalUnderSkew(t *testing.T) {
 		}
 	}
 }
+
+// TestRemovalBeforeOlderPush: north hears of east's untag (made after east
+// received west's push) before it hears of west's push itself (the two come
+// over different links). The push, older than the untag, must not bring the
+// tag back in north.
+func TestRemovalBeforeOlderPush(t *testing.T) {
+	east, west, north := newRegion(t, "east", 0), newRegion(t, "west", 0), newRegion(t, "north", 0)
+	d, _ := west.image(t, "app", "v1", "w")
+	push := west.changes(t, 0)
+	east.apply(t, west, push)
+	e0 := east.newest(t)
+	if _, err := east.reg.Untag(ctx, "app", "v1", false); err != nil {
+		t.Fatal(err)
+	}
+	untag := east.changes(t, e0)
+	if rs := north.apply(t, east, untag); !rs[0].Applied {
+		t.Errorf("untag of a tag north never had: %+v, want the removal recorded", rs[0])
+	}
+	north.apply(t, west, push)
+	west.apply(t, east, untag)
+	for _, rg := range []*region{east, west, north} {
+		if got := rg.tag(t, "app", "v1"); got != "" {
+			t.Errorf("%s: app:v1 = %s, want removed (the untag is later than the push of %s)", rg.name, got, d)
+		}
+	}
+}
