@@ -83,6 +83,7 @@ func (c *Client) do(ctx context.Context, method, path string, hdr http.Header, b
 			req.Header[k] = v
 		}
 		req.Header.Set(Header, "1")
+		req.Header.Set("User-Agent", "stowage-replication")
 		if body != nil {
 			req.ContentLength = int64(len(body))
 		} else if stream != nil {
