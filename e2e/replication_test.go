@@ -304,6 +304,52 @@ func TestGeoReplication(t *testing.T) {
 		}
 	})
 
+	t.Run("concurrent lock changes converge", func(t *testing.T) {
+		for round := 0; round < 3; round++ {
+			var wg sync.WaitGroup
+			for i, g := range rs {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					// Each region flips a different attribute, all at once.
+					flag := []string{"--delete", "--write", "--list"}[i] + fmt.Sprintf("=%t", round%2 == 1)
+					if out, err := stowageCLI(t, "lock", "race:latest", flag, "--registry", g.URL()); err != nil {
+						t.Errorf("lock in %s: %v\n%s", g.name, err, out)
+					}
+				}()
+			}
+			wg.Wait()
+		}
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			var seen []string
+			for _, g := range rs {
+				out, _ := stowageCLI(t, "lock", "race:latest", "--registry", g.URL(), "--output", "json")
+				seen = append(seen, out)
+			}
+			if seen[0] == seen[1] && seen[1] == seen[2] && seen[0] != "" {
+				got := strings.Join(strings.Fields(seen[0]), " ")
+				t.Logf("locks of race:latest everywhere: %s", got)
+				// Each region's last change (its own attribute off) stays:
+				// none reverted another's.
+				for _, a := range []string{"deleteEnabled", "writeEnabled", "listEnabled"} {
+					if !strings.Contains(got, `"`+a+`": false`) {
+						t.Errorf("%s is not false everywhere: a concurrent change of another attribute reverted it", a)
+					}
+				}
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("locks did not converge: %q", seen)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		// Unlocked again, for what follows.
+		for _, g := range rs {
+			stowageCLI(t, "lock", "race:latest", "--delete=true", "--write=true", "--list=true", "--registry", g.URL())
+		}
+	})
+
 	t.Run("delete everywhere, not resurrected", func(t *testing.T) {
 		d, err := geoImage(east.URL(), east.URL(), "del", "v1", "del")
 		if err != nil {

@@ -20,6 +20,12 @@ type Change struct {
 	MediaType string            `json:"mediaType,omitempty"`
 	Manifest  []byte            `json:"manifest,omitempty"` // push: the manifest's bytes
 	HLC       HLC               `json:"hlc"`
+	// Locks: a lock change's locks of the repository, the tag (Tags[0]) or
+	// the manifest (Digest), as they are after it.
+	Locks *stowage.Locks `json:"locks,omitempty"`
+	// LockMask: the attributes (lock bits) the change set; each has its
+	// own clock, so concurrent changes of different attributes both stay.
+	LockMask *stowage.Locks `json:"lockMask,omitempty"`
 }
 
 // Result says what applying a change did.
@@ -65,6 +71,8 @@ func (a *Applier) Apply(ctx context.Context, ch Change) (Result, error) {
 			return a.tombstone(ctx, ch, []string{ch.Tags[0]})
 		}
 		return outcome(err)
+	case stowage.EventLock:
+		return a.lock(ctx, ch)
 	case stowage.EventDelete:
 		_, err := a.Reg.DeleteImage(ctx, ch.Repo, stowage.Reference{Digest: ch.Digest}, false)
 		if stowage.ErrorCodeOf(err) == stowage.CodeManifestUnknown || stowage.ErrorCodeOf(err) == stowage.CodeNameUnknown {

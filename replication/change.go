@@ -13,6 +13,16 @@ func ChangeOf(e stowage.Event, region string) (ch Change, ok bool) {
 		ch.Tags = EventTags(e)
 	case stowage.EventUntag:
 		ch.Tags = []string{e.Tag}
+	case stowage.EventLock:
+		before, after, ok := lockValues(e)
+		if !ok || before == after {
+			return Change{}, false // nothing changed: nothing to ship
+		}
+		mask := before ^ after
+		ch.Locks, ch.LockMask = &after, &mask
+		if e.Tag != "" {
+			ch.Tags = []string{e.Tag}
+		}
 	default:
 		return Change{}, false
 	}

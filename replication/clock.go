@@ -39,7 +39,8 @@ type appliedKey struct{}
 
 type applied struct {
 	hlc     HLC
-	fetched bool // a read-through copy: no clock of its own
+	fetched bool          // a read-through copy: no clock of its own
+	mask    stowage.Locks // a lock change: the attributes it sets
 }
 
 // WithApplied returns ctx whose changes are the change h made in region
@@ -80,6 +81,8 @@ func (c Clocks) Change(ctx context.Context, tx stowage.Tx, e *stowage.Event) err
 		for _, t := range EventTags(*e) {
 			names, outcome = append(names, t), append(outcome, "")
 		}
+	case stowage.EventLock:
+		return c.lockChange(ctx, cs, e)
 	default:
 		return nil // repository.delete and the rest: not replicated yet
 	}

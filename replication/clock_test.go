@@ -363,3 +363,57 @@ func TestRemovalBeforeOlderPush(t *testing.T) {
 		}
 	}
 }
+
+// TestLocksNeverRevert: east delete-locks a tag while west, before hearing
+// of it, write-locks the same tag. Each change replicates; whatever the
+// order, and applied twice, both regions end with both locks: a
+// concurrent change of another attribute never reverts a lock (ACR #592).
+// Then west unlocks write; east's older write change (arriving again) does
+// not undo that.
+func TestLocksNeverRevert(t *testing.T) {
+	east, west := newRegion(t, "east", 0), newRegion(t, "west", 0)
+	east.image(t, "app", "v1", "x")
+	west.apply(t, east, east.changes(t, 0))
+	e0, w0 := east.newest(t), west.newest(t)
+	if _, err := east.reg.SetLocks(ctx, "app", stowage.Reference{Tag: "v1"}, stowage.LockDelete, 0); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(3 * time.Millisecond)
+	if _, err := west.reg.SetLocks(ctx, "app", stowage.Reference{Tag: "v1"}, stowage.LockWrite, 0); err != nil {
+		t.Fatal(err)
+	}
+	fromEast, fromWest := east.changes(t, e0), west.changes(t, w0)
+	if len(fromEast) != 1 || len(fromWest) != 1 || fromWest[0].Locks == nil {
+		t.Fatalf("lock changes: %+v / %+v", fromEast, fromWest)
+	}
+	for i := 0; i < 2; i++ {
+		west.apply(t, east, fromEast)
+		east.apply(t, west, fromWest)
+	}
+	check := func(want stowage.Locks) {
+		t.Helper()
+		for _, rg := range []*region{east, west} {
+			l, err := rg.reg.Locks(ctx, "app", stowage.Reference{Tag: "v1"})
+			if err != nil || l != want {
+				t.Errorf("%s: app:v1 locks %v, %v; want %v", rg.name, l, err, want)
+			}
+		}
+	}
+	check(stowage.LockWrite | stowage.LockDelete)
+	w1 := west.newest(t)
+	if _, err := west.reg.SetLocks(ctx, "app", stowage.Reference{Tag: "v1"}, 0, stowage.LockWrite); err != nil {
+		t.Fatal(err)
+	}
+	east.apply(t, west, west.changes(t, w1))
+	east.apply(t, west, fromWest) // the older write lock again
+	check(stowage.LockDelete)
+	// A repository lock replicates too.
+	e1 := east.newest(t)
+	if _, err := east.reg.SetLocks(ctx, "app", stowage.Reference{}, stowage.LockList, 0); err != nil {
+		t.Fatal(err)
+	}
+	west.apply(t, east, east.changes(t, e1))
+	if l, err := west.reg.Locks(ctx, "app", stowage.Reference{}); err != nil || l != stowage.LockList {
+		t.Errorf("west: repository app locks %v, %v; want list locked", l, err)
+	}
+}
