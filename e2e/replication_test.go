@@ -371,6 +371,32 @@ func TestGeoReplication(t *testing.T) {
 		}
 	})
 
+	t.Run("repository delete everywhere", func(t *testing.T) {
+		for i := 0; i < 3; i++ {
+			if _, err := geoImage(north.URL(), north.URL(), "gone", fmt.Sprintf("v%d", i), fmt.Sprintf("gone%d", i)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if got := converge(t, rs, []string{"gone"}, 20*time.Second); len(got) != 3 {
+			t.Fatalf("before the delete: %v", got)
+		}
+		r := mustDo(t, http.MethodDelete, east.URL(), "/api/v1/repositories/gone", nil, nil)
+		expect(t, "delete-repo in east", r, http.StatusOK, "")
+		if got := converge(t, rs, []string{"gone"}, 20*time.Second); len(got) != 0 {
+			t.Fatalf("after the repository delete: %v", got)
+		}
+		for _, g := range rs {
+			r := mustDo(t, http.MethodGet, g.URL(), "/v2/_catalog", map[string]string{"Stowage-Replication": "1"}, nil)
+			if strings.Contains(string(r.Body), `"gone"`) {
+				t.Errorf("%s still lists repository gone: %s", g.name, r.Body)
+			}
+			r = mustDo(t, http.MethodGet, g.URL(), "/v2/gone/manifests/v1", map[string]string{"Accept": acceptOCI}, nil)
+			if r.Status != http.StatusNotFound {
+				t.Errorf("%s: GET gone:v1 after the repository delete: %s", g.name, r)
+			}
+		}
+	})
+
 	t.Run("kill -9 mid-replication", func(t *testing.T) {
 		var acked sync.Map
 		var n atomic.Int32

@@ -73,6 +73,8 @@ func (a *Applier) Apply(ctx context.Context, ch Change) (Result, error) {
 		return outcome(err)
 	case stowage.EventLock:
 		return a.lock(ctx, ch)
+	case stowage.EventRepositoryDelete:
+		return a.deleteRepository(ctx, ch)
 	case stowage.EventDelete:
 		_, err := a.Reg.DeleteImage(ctx, ch.Repo, stowage.Reference{Digest: ch.Digest}, false)
 		if stowage.ErrorCodeOf(err) == stowage.CodeManifestUnknown || stowage.ErrorCodeOf(err) == stowage.CodeNameUnknown {
@@ -169,4 +171,62 @@ func (a *Applier) tombstone(ctx context.Context, ch Change, names []string) (Res
 		return Result{Reason: reasonStale}, nil
 	}
 	return Result{Applied: true}, nil
+}
+
+// deleteRepository applies a repository delete: every manifest here older
+// than it goes (with its tags); what a later change brought stays. If
+// nothing stays, the repository goes too; either way the delete is
+// remembered (a tombstone), so older pushes and read-through do not bring
+// back what it removed.
+func (a *Applier) deleteRepository(ctx context.Context, ch Change) (Result, error) {
+	var older []stowage.Digest
+	left := false // something newer stays
+	err := a.Reg.DB().View(ctx, func(tx stowage.Tx) error {
+		ms, err := tx.Manifests().ListManifests(ch.Repo)
+		if err != nil {
+			return err
+		}
+		ct, _ := tx.(ClockTx)
+		for _, m := range ms {
+			if ct != nil {
+				cl, err := ct.ReplicationClocks().GetClock(ch.Repo, ManifestName(m.Digest))
+				if err != nil && !errors.Is(err, stowage.ErrNotFound) {
+					return err
+				}
+				if cl.HLC.Compare(ch.HLC) >= 0 {
+					left = true
+					continue
+				}
+			}
+			older = append(older, m.Digest)
+		}
+		return nil
+	})
+	if err != nil {
+		return Result{}, err
+	}
+	for _, d := range older {
+		_, err := a.Reg.DeleteImage(ctx, ch.Repo, stowage.Reference{Digest: d}, false)
+		switch c := stowage.ErrorCodeOf(err); {
+		case err == nil, c == stowage.CodeManifestUnknown, c == stowage.CodeNameUnknown:
+			// gone (perhaps with an index deleted before it)
+		case errors.Is(err, ErrStale), c == stowage.CodeDenied:
+			left = true // newer here, or an index that stays uses it
+		default:
+			return Result{}, err
+		}
+	}
+	if !left {
+		_, err := a.Reg.DeleteRepository(ctx, ch.Repo, false)
+		if err == nil {
+			return Result{Applied: true}, nil
+		}
+		if c := stowage.ErrorCodeOf(err); c != stowage.CodeNameUnknown && !errors.Is(err, ErrStale) {
+			// a manifest pushed meanwhile: keep it, remember the delete
+			if c != stowage.CodeDenied {
+				return Result{}, err
+			}
+		}
+	}
+	return a.tombstone(ctx, ch, []string{RepositoryName})
 }

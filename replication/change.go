@@ -13,6 +13,7 @@ func ChangeOf(e stowage.Event, region string) (ch Change, ok bool) {
 		ch.Tags = EventTags(e)
 	case stowage.EventUntag:
 		ch.Tags = []string{e.Tag}
+	case stowage.EventRepositoryDelete:
 	case stowage.EventLock:
 		before, after, ok := lockValues(e)
 		if !ok || before == after {

@@ -10,6 +10,9 @@ import (
 	"github.com/stowage/stowage"
 )
 
+// RepositoryName is the Clock name of a repository's own deletion.
+const RepositoryName = "repo:"
+
 // ErrStale is the refusal of a change from another region (or a read-through
 // fetch) that is older than what this region already has for the same tag
 // or manifest: last writer wins, and it did not write last. The applier
@@ -83,9 +86,18 @@ func (c Clocks) Change(ctx context.Context, tx stowage.Tx, e *stowage.Event) err
 		}
 	case stowage.EventLock:
 		return c.lockChange(ctx, cs, e)
+	case stowage.EventRepositoryDelete:
+		names, outcome = append(names, RepositoryName), append(outcome, "")
 	default:
-		return nil // repository.delete and the rest: not replicated yet
+		return nil // the rest: not replicated yet
 	}
+	// A repository delete is one tombstone for all it held: whatever of the
+	// repository is older than it is gone.
+	repoClock, err := cs.GetClock(e.Repo, RepositoryName)
+	if err != nil && !errors.Is(err, stowage.ErrNotFound) {
+		return err
+	}
+	repoGone := repoClock.Removed() && !repoClock.HLC.IsZero()
 	cur := make([]Clock, len(names))
 	for i, n := range names {
 		cl, err := cs.GetClock(e.Repo, n)
@@ -95,8 +107,9 @@ func (c Clocks) Change(ctx context.Context, tx stowage.Tx, e *stowage.Event) err
 		cur[i] = cl
 	}
 	if isApplied && a.fetched {
-		// A copy of what a peer has: only a tombstone stops it.
-		if cur[0].Removed() && !cur[0].HLC.IsZero() {
+		// A copy of what a peer has: only a tombstone stops it (the
+		// manifest's, or its repository's unless the manifest is newer).
+		if cur[0].Removed() && !cur[0].HLC.IsZero() || repoGone && !cur[0].HLC.After(repoClock.HLC) {
 			return ErrStale
 		}
 		return nil
@@ -104,6 +117,9 @@ func (c Clocks) Change(ctx context.Context, tx stowage.Tx, e *stowage.Event) err
 	var h HLC
 	if isApplied {
 		h = a.hlc
+		if e.Kind == stowage.EventPush && repoGone && repoClock.HLC.Compare(h) >= 0 {
+			return ErrStale // its repository was deleted later
+		}
 		for i, cl := range cur {
 			if cl.HLC.Compare(h) < 0 {
 				continue
@@ -124,6 +140,9 @@ func (c Clocks) Change(ctx context.Context, tx stowage.Tx, e *stowage.Event) err
 		}
 	} else {
 		var last HLC
+		if repoGone {
+			last = repoClock.HLC
+		}
 		for _, cl := range cur {
 			if cl.HLC.After(last) {
 				last = cl.HLC

@@ -417,3 +417,38 @@ func TestLocksNeverRevert(t *testing.T) {
 		t.Errorf("west: repository app locks %v, %v; want list locked", l, err)
 	}
 }
+
+// TestRepositoryDelete: east deletes a repository; west, which had its
+// manifests, loses them, but keeps what it pushed there later (a newer
+// change); an old push of a deleted manifest, or a read-through copy of it,
+// does not come back.
+func TestRepositoryDelete(t *testing.T) {
+	east, west, north := newRegion(t, "east", 0), newRegion(t, "west", 0), newRegion(t, "north", 0)
+	d, m := east.image(t, "app", "v1", "old")
+	push := east.changes(t, 0)
+	west.apply(t, east, push)
+	north.apply(t, east, push) // north keeps a copy (it hears of the delete later)
+	e0 := east.newest(t)
+	if _, err := east.reg.DeleteRepository(ctx, "app", false); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(3 * time.Millisecond)
+	w0 := west.newest(t)
+	newer, _ := west.image(t, "app", "v2", "new") // after the delete, before hearing of it
+	for i := 0; i < 2; i++ {
+		west.apply(t, east, east.changes(t, e0))
+		east.apply(t, west, west.changes(t, w0))
+		west.apply(t, north, push) // the old push again (blobs from north)
+	}
+	for _, rg := range []*region{east, west} {
+		if got := rg.tag(t, "app", "v1"); got != "" {
+			t.Errorf("%s: app:v1 = %s after the repository delete", rg.name, got)
+		}
+		if got := rg.tag(t, "app", "v2"); got != newer {
+			t.Errorf("%s: app:v2 = %q, want the later push %s", rg.name, got, newer)
+		}
+	}
+	if _, err := west.reg.PutManifest(replication.WithFetched(ctx, "east"), "app", stowage.Reference{Digest: d}, "application/vnd.oci.image.manifest.v1+json", m, nil); err == nil {
+		t.Errorf("a read-through copy of a manifest of the deleted repository was stored")
+	}
+}

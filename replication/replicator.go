@@ -30,7 +30,7 @@ type Replicator struct {
 }
 
 // Kinds are the events a replicator reads.
-var Kinds = []stowage.EventKind{stowage.EventPush, stowage.EventUntag, stowage.EventDelete, stowage.EventLock}
+var Kinds = []stowage.EventKind{stowage.EventPush, stowage.EventUntag, stowage.EventDelete, stowage.EventLock, stowage.EventRepositoryDelete}
 
 // NewReplicator returns the replicator of region to peer over f, with its
 // cursor in cursors; db (if not nil) holds the job lock.
