@@ -523,6 +523,12 @@ func TestGeoReplication(t *testing.T) {
 			t.Errorf("peer %s: %+v after convergence", p.Name, p)
 		}
 	}
+	m := mustDo(t, http.MethodGet, east.URL(), "/metrics", nil, nil)
+	for _, want := range []string{`stowage_replication_lag_events{region="east",peer="west"} 0`, `stowage_replication_shipping{region="east",peer="north"} 1`, "stowage_blobs "} {
+		if !strings.Contains(string(m.Body), want) {
+			t.Errorf("GET /metrics lacks %q:\n%s", want, tail(string(m.Body), 2000))
+		}
+	}
 	out, err = stowageCLI(t, "replication", "status", "lag:l0", "--registry", west.URL())
 	if err != nil || strings.Count(out, "sha256:") != 3 {
 		t.Errorf("replication status lag:l0: %v\n%s", err, out)

@@ -2,6 +2,8 @@ package replication
 
 import (
 	"context"
+	"fmt"
+	"io"
 	"time"
 
 	"github.com/stowage/stowage"
@@ -20,15 +22,19 @@ type PeerStatus struct {
 	LagEvents    int64     `json:"lagEvents"`  // changes made here after the cursor
 	LagSeconds   float64   `json:"lagSeconds"` // age of the oldest of them (0: none)
 	BacklogBytes int64     `json:"backlogBytes"`
-	LagExact     bool      `json:"lagExact"` // false: counted over the first MaxScan events only
+	LagExact     bool      `json:"lagExact"` // false: counted over the first MaxScan events only, or the backlog sized from the first 1000 pushes
 	LastShipped  time.Time `json:"lastShipped,omitzero"`
 	LastError    string    `json:"lastError,omitempty"`
 	LastErrorAt  time.Time `json:"lastErrorAt,omitzero"`
 	Failures     int       `json:"failures,omitempty"`
 }
 
-// MaxScan bounds the events a status counts.
-const MaxScan = 100_000
+// MaxScan bounds the events a status counts; maxSized the pushes whose
+// configs and layers it adds to the backlog (each a manifest read).
+const (
+	MaxScan  = 100_000
+	maxSized = 1000
+)
 
 // Status reports the replicator's state and backlog at now.
 func (r *Replicator) Status(ctx context.Context, now time.Time) (PeerStatus, error) {
@@ -51,6 +57,7 @@ func (r *Replicator) Status(ctx context.Context, now time.Time) (PeerStatus, err
 		ps.Cursor = cur.Seq
 	}
 	q := feed.Query{After: ps.Cursor, Resume: ok, Kinds: Kinds, Limit: feed.MaxLimit}
+	images := 0 // pushes whose images were sized (the rest: their manifests only)
 	for scanned := 0; ; {
 		p, err := r.feed.Read(ctx, q)
 		if err != nil {
@@ -65,7 +72,13 @@ func (r *Replicator) Status(ctx context.Context, now time.Time) (PeerStatus, err
 			}
 			ps.LagEvents++
 			if e.Kind == stowage.EventPush {
-				ps.BacklogBytes += r.imageBytes(ctx, e)
+				if images < maxSized {
+					ps.BacklogBytes += r.imageBytes(ctx, e)
+					images++
+				} else {
+					ps.BacklogBytes += e.Size
+					ps.LagExact = false
+				}
 			}
 		}
 		scanned += len(p.Events)
@@ -100,4 +113,37 @@ func (r *Replicator) imageBytes(ctx context.Context, e stowage.Event) int64 {
 		n += l.Size
 	}
 	return n
+}
+
+// WriteMetrics writes the replicators' state in the Prometheus text format
+// (appended to GET /metrics).
+func (s *Service) WriteMetrics(ctx context.Context, w io.Writer) error {
+	st, err := s.Status(ctx)
+	if err != nil {
+		return err
+	}
+	type gauge struct {
+		name, help string
+		v          func(PeerStatus) float64
+	}
+	b2f := func(b bool) float64 {
+		if b {
+			return 1
+		}
+		return 0
+	}
+	for _, g := range []gauge{
+		{"stowage_replication_lag_events", "Changes made in this region not yet shipped to the peer.", func(p PeerStatus) float64 { return float64(p.LagEvents) }},
+		{"stowage_replication_lag_seconds", "Age of the oldest change not yet shipped to the peer (0: none).", func(p PeerStatus) float64 { return p.LagSeconds }},
+		{"stowage_replication_backlog_bytes", "Bytes the unshipped pushes would send at most.", func(p PeerStatus) float64 { return float64(p.BacklogBytes) }},
+		{"stowage_replication_cursor", "The last event shipped to the peer (seq).", func(p PeerStatus) float64 { return float64(p.Cursor) }},
+		{"stowage_replication_consecutive_failures", "Attempts in a row that failed to ship to the peer.", func(p PeerStatus) float64 { return float64(p.Failures) }},
+		{"stowage_replication_shipping", "1 if this process ships to the peer and the last attempt succeeded.", func(p PeerStatus) float64 { return b2f(p.State == "shipping") }},
+	} {
+		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s gauge\n", g.name, g.help, g.name)
+		for _, p := range st.Peers {
+			fmt.Fprintf(w, "%s{region=%q,peer=%q} %g\n", g.name, st.Region, p.Name, g.v(p))
+		}
+	}
+	return nil
 }

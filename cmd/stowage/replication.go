@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"flag"
 	"fmt"
@@ -126,3 +127,35 @@ func runReplication(ctx context.Context, args []string, stdout, stderr io.Writer
 	tw.Flush()
 	return 0
 }
+
+// withReplicationMetrics appends the replicators' gauges to GET /metrics.
+func withReplicationMetrics(h http.Handler, repl *replication.Service) http.Handler {
+	if repl == nil {
+		return h
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rec := &bufferedResponse{header: http.Header{}, status: http.StatusOK}
+		h.ServeHTTP(rec, r)
+		for k, v := range rec.header {
+			w.Header()[k] = v
+		}
+		if rec.status == http.StatusOK {
+			if err := repl.WriteMetrics(r.Context(), &rec.body); err != nil {
+				fmt.Fprintf(&rec.body, "# replication metrics unavailable: %s\n", strings.ReplaceAll(err.Error(), "\n", " "))
+			}
+		}
+		w.Header().Del("Content-Length")
+		w.WriteHeader(rec.status)
+		w.Write(rec.body.Bytes())
+	})
+}
+
+type bufferedResponse struct {
+	header http.Header
+	status int
+	body   bytes.Buffer
+}
+
+func (b *bufferedResponse) Header() http.Header         { return b.header }
+func (b *bufferedResponse) WriteHeader(status int)      { b.status = status }
+func (b *bufferedResponse) Write(p []byte) (int, error) { return b.body.Write(p) }

@@ -257,7 +257,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 			oci.WithMiss(repl.ReadThrough)
 		}
 	}
-	routes(mux, m.log, authority, lim, oci, mg, mgmt.NewACR(reg, m.log), metricsHandler(reg, db, topo, keys))
+	routes(mux, m.log, authority, lim, oci, mg, mgmt.NewACR(reg, m.log), withReplicationMetrics(metricsHandler(reg, db, topo, keys), repl))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
 
 	m.Addr = ln.Addr().String()
