@@ -1,6 +1,10 @@
 package replication
 
-import "github.com/stowage/stowage"
+import (
+	"encoding/json"
+
+	"github.com/stowage/stowage"
+)
 
 // ChangeOf returns the change an event of this region describes, for
 // shipping (without the manifest's bytes); ok is false for events that are
@@ -8,6 +12,12 @@ import "github.com/stowage/stowage"
 // because the repository went, which are one repository.delete event).
 func ChangeOf(e stowage.Event, region string) (ch Change, ok bool) {
 	ch = Change{Kind: e.Kind, Origin: region, Repo: e.Repo, Digest: e.Digest, MediaType: e.MediaType, HLC: EventHLC(e, region)}
+	var d struct {
+		LocalCopy bool `json:"localCopy"`
+	}
+	if e.Detail != "" && json.Unmarshal([]byte(e.Detail), &d) == nil && d.LocalCopy {
+		return Change{}, false // a read-through copy cleaned up here (Clocks)
+	}
 	switch e.Kind {
 	case stowage.EventPush, stowage.EventDelete:
 		ch.Tags = EventTags(e)

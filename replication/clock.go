@@ -10,6 +10,14 @@ import (
 	"github.com/stowage/stowage"
 )
 
+// fetchedRegion marks the clock of a read-through copy (no region name can
+// hold '~'): the manifest is here, but its push has not arrived.
+const fetchedRegion = "~read-through"
+
+func fetchedCopy(c Clock) bool {
+	return c.HLC.Wall == 0 && c.HLC.Region == fetchedRegion && !c.Removed()
+}
+
 // RepositoryName is the Clock name of a repository's own deletion.
 const RepositoryName = "repo:"
 
@@ -112,7 +120,17 @@ func (c Clocks) Change(ctx context.Context, tx stowage.Tx, e *stowage.Event) err
 		if cur[0].Removed() && !cur[0].HLC.IsZero() || repoGone && !cur[0].HLC.After(repoClock.HLC) {
 			return ErrStale
 		}
+		if cur[0].HLC.IsZero() { // mark it a copy (see fetchedCopy)
+			return cs.PutClock(Clock{Repo: e.Repo, Name: names[0], Digest: e.Digest, HLC: HLC{Region: fetchedRegion}})
+		}
 		return nil
+	}
+	if !isApplied && e.Kind == stowage.EventDelete && e.Reason != stowage.ReasonUser && fetchedCopy(cur[0]) {
+		// Retention (or a purge) removing a read-through copy whose push
+		// has not arrived yet: a local clean-up, not a delete of the
+		// image, which the region that made it still has. No clock, and
+		// not shipped; the push, when it comes, brings it back.
+		return setDetail(e, "localCopy", true)
 	}
 	var h HLC
 	if isApplied {

@@ -452,3 +452,41 @@ func TestRepositoryDelete(t *testing.T) {
 		t.Errorf("a read-through copy of a manifest of the deleted repository was stored")
 	}
 }
+
+// TestRetentionOfReadThroughCopy: west holds a read-through copy of east's
+// image (its push has not arrived); west's retention deletes the untagged
+// copy. That is a local clean-up: it is not shipped (east keeps its
+// image), and the push, when it arrives, brings the image back to west. A
+// user's delete of such a copy is shipped (it deletes the image).
+func TestRetentionOfReadThroughCopy(t *testing.T) {
+	east, west := newRegion(t, "east", 0), newRegion(t, "west", 0)
+	d, m := east.image(t, "app", "v1", "x")
+	copyBlobs(t, east, west, "app", m)
+	if _, err := west.reg.PutManifest(replication.WithFetched(ctx, "east"), "app", stowage.Reference{Digest: d}, "application/vnd.oci.image.manifest.v1+json", m, nil); err != nil {
+		t.Fatal(err)
+	}
+	w0 := west.newest(t)
+	if _, err := west.reg.DeleteImage(stowage.WithReason(ctx, stowage.ReasonRetention), "app", stowage.Reference{Digest: d}, false); err != nil {
+		t.Fatal(err)
+	}
+	if chs := west.changes(t, w0); len(chs) != 0 {
+		t.Errorf("west ships its retention of a read-through copy: %+v", chs)
+	}
+	west.apply(t, east, east.changes(t, 0))
+	if got := west.tag(t, "app", "v1"); got != d {
+		t.Errorf("west: app:v1 = %q after the push arrived, want %s", got, d)
+	}
+	// A user's delete of a copy is a delete of the image.
+	d2, m2 := east.image(t, "app", "v2", "y")
+	copyBlobs(t, east, west, "app", m2)
+	if _, err := west.reg.PutManifest(replication.WithFetched(ctx, "east"), "app", stowage.Reference{Digest: d2}, "application/vnd.oci.image.manifest.v1+json", m2, nil); err != nil {
+		t.Fatal(err)
+	}
+	w1 := west.newest(t)
+	if _, err := west.reg.DeleteImage(ctx, "app", stowage.Reference{Digest: d2}, false); err != nil {
+		t.Fatal(err)
+	}
+	if chs := west.changes(t, w1); len(chs) != 1 || chs[0].Kind != stowage.EventDelete {
+		t.Errorf("a user's delete of a read-through copy: %+v, want one delete shipped", chs)
+	}
+}
