@@ -530,7 +530,7 @@ func TestGeoReplication(t *testing.T) {
 		}
 	}
 	out, err = stowageCLI(t, "replication", "status", "lag:l0", "--registry", west.URL())
-	if err != nil || strings.Count(out, "sha256:") != 3 {
+	if err != nil || strings.Count(out, "sha256:") != 3 || strings.Count(out, " yes ") != 3 {
 		t.Errorf("replication status lag:l0: %v\n%s", err, out)
 	}
 	_ = ctx

@@ -104,8 +104,11 @@ func (s *Service) Status(ctx context.Context) (Status, error) {
 type Location struct {
 	Region string         `json:"region"`
 	Digest stowage.Digest `json:"digest,omitempty"` // "" = not there
-	Clock  string         `json:"clock,omitempty"`  // this region's clock reading of it, when known
-	Error  string         `json:"error,omitempty"`  // the region could not be asked
+	// Complete: the region holds the manifest and everything it
+	// references (blobs; an index's children and theirs).
+	Complete bool   `json:"complete"`
+	Clock    string `json:"clock,omitempty"` // this region's clock reading of it, when known
+	Error    string `json:"error,omitempty"` // the region could not be asked
 }
 
 // Locate asks this region and every peer which digest they hold for repo's
@@ -114,6 +117,7 @@ func (s *Service) Locate(ctx context.Context, repo string, ref stowage.Reference
 	here := Location{Region: s.Region}
 	if m, err := s.Reg.ResolveManifest(ctx, repo, ref); err == nil {
 		here.Digest = m.Digest
+		here.Complete = s.completeHere(ctx, repo, m.Digest, 0)
 	} else if c := stowage.ErrorCodeOf(err); c != stowage.CodeManifestUnknown && c != stowage.CodeNameUnknown {
 		return nil, err
 	}
@@ -137,7 +141,55 @@ func (s *Service) Locate(ctx context.Context, repo string, ref stowage.Reference
 			l.Error = err.Error()
 		}
 		l.Digest = d
+		if d != "" {
+			l.Complete = completeAt(ctx, r.Peer, repo, d, 0)
+		}
 		out = append(out, l)
 	}
 	return out, nil
+}
+
+// completeHere reports whether this region holds manifest d of repo and
+// everything it references.
+func (s *Service) completeHere(ctx context.Context, repo string, d stowage.Digest, depth int) bool {
+	rec, body, err := s.Reg.GetManifest(ctx, repo, stowage.Reference{Digest: d})
+	if err != nil || depth > 4 {
+		return false
+	}
+	m, err := stowage.ParseManifest(rec.MediaType, body)
+	if err != nil {
+		return false
+	}
+	for _, ref := range m.References() {
+		if ref.Kind == stowage.RefManifest {
+			if !s.completeHere(ctx, repo, ref.Digest, depth+1) {
+				return false
+			}
+		} else if _, err := s.Reg.StatBlob(ctx, repo, ref.Digest); err != nil {
+			return false
+		}
+	}
+	return true
+}
+
+// completeAt is completeHere at a peer (its OCI API, without read-through).
+func completeAt(ctx context.Context, p *Client, repo string, d stowage.Digest, depth int) bool {
+	body, mt, _, err := p.GetManifest(ctx, repo, stowage.Reference{Digest: d})
+	if err != nil || depth > 4 {
+		return false
+	}
+	m, err := stowage.ParseManifest(mt, body)
+	if err != nil {
+		return false
+	}
+	for _, ref := range m.References() {
+		if ref.Kind == stowage.RefManifest {
+			if !completeAt(ctx, p, repo, ref.Digest, depth+1) {
+				return false
+			}
+		} else if ok, err := p.HasBlob(ctx, repo, ref.Digest); err != nil || !ok {
+			return false
+		}
+	}
+	return true
 }

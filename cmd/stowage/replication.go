@@ -54,7 +54,8 @@ replicator's state (shipping, retrying, stopped), its lag in events (changes
 made in this region not yet shipped) and in seconds (age of the oldest of
 them), the backlog in bytes (the images those pushes would send at most),
 and the last error and when. With REPO:TAG or REPO@DIGEST: which regions
-hold it, and at which digest.
+hold it, at which digest, and whether complete (the manifest and every
+blob and child manifest it references).
 `
 
 func runReplication(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -88,13 +89,16 @@ func runReplication(ctx context.Context, args []string, stdout, stderr io.Writer
 			return printJSON(stdout, out)
 		}
 		tw := tabwriter.NewWriter(stdout, 2, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "REGION\tDIGEST\tNOTE")
+		fmt.Fprintln(tw, "REGION\tDIGEST\tCOMPLETE\tNOTE")
 		for _, l := range out.Regions {
-			d, note := string(l.Digest), l.Error
+			d, note, complete := string(l.Digest), l.Error, "no"
 			if d == "" && note == "" {
 				d, note = "-", "not there"
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\n", l.Region, d, note)
+			if l.Complete {
+				complete = "yes"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", l.Region, d, complete, note)
 		}
 		tw.Flush()
 		return 0
