@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -104,7 +105,9 @@ func (g *geoRegion) start(t *testing.T) {
 	t.Helper()
 	s := &server{t: t, DataDir: g.dir, Addr: g.addr, URL: g.URL(), log: &syncBuffer{}, done: make(chan struct{})}
 	s.cmd = exec.Command(binPath, "serve", "--addr", g.addr, "--data-dir", g.dir, "--config", g.cfg, "--log-level", "info")
-	s.cmd.Env = serverEnv()
+	// Access control on: the admin's password, and each peer's (the same
+	// one here) in the variable its configuration names.
+	s.cmd.Env = append(serverEnv(), "STOWAGE_AUTH=on", "STOWAGE_ADMIN_PASSWORD="+geoPassword, "GEO_PEER_PASSWORD="+geoPassword)
 	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
 	if err := s.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -125,6 +128,37 @@ func (g *geoRegion) start(t *testing.T) {
 	g.srv = s
 }
 
+// geoPassword is every region's admin password: the test's requests and
+// the regions' requests to each other log in with it (Basic).
+const geoPassword = "geo-admin-password-1"
+
+var geoAuth = "Basic " + base64.StdEncoding.EncodeToString([]byte("admin:"+geoPassword))
+
+func withAuth(hdr map[string]string) map[string]string {
+	h := map[string]string{"Authorization": geoAuth}
+	for k, v := range hdr {
+		h[k] = v
+	}
+	return h
+}
+
+func geoDo(ctx context.Context, method, base, url string, hdr map[string]string, body any) (response, error) {
+	return do(ctx, method, base, url, withAuth(hdr), body)
+}
+
+func geoMustDo(t testing.TB, method, base, url string, hdr map[string]string, body any) response {
+	t.Helper()
+	return mustDo(t, method, base, url, withAuth(hdr), body)
+}
+
+// geoCLI runs the stowage CLI logged in as the admin.
+func geoCLI(t testing.TB, args ...string) (string, error) {
+	cmd := exec.Command(binPath, args...)
+	cmd.Env = append(serverEnv(), "STOWAGE_USERNAME=admin", "STOWAGE_PASSWORD="+geoPassword)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
 // startRegions starts three regions in a full mesh, each peer reached
 // through its proxy.
 func startRegions(t *testing.T) []*geoRegion {
@@ -139,7 +173,7 @@ func startRegions(t *testing.T) []*geoRegion {
 		fmt.Fprintf(&b, "replication:\n  region: %s\n  peers:\n", g.name)
 		for _, p := range rs {
 			if p != g {
-				fmt.Fprintf(&b, "    - {name: %s, url: %s}\n", p.name, p.proxy.URL())
+				fmt.Fprintf(&b, "    - {name: %s, url: %s, username: admin, password_env: GEO_PEER_PASSWORD}\n", p.name, p.proxy.URL())
 			}
 		}
 		g.cfg = filepath.Join(t.TempDir(), g.name+".yaml")
@@ -159,7 +193,7 @@ func geoImage(base, manBase, repo, tag, seed string) (string, error) {
 	cfg := []byte(fmt.Sprintf(`{"seed":%q}`, seed))
 	layer := []byte(strings.Repeat("layer "+seed+" ", 300))
 	for _, b := range [][]byte{cfg, layer} {
-		r, err := do(ctx, http.MethodPost, base, "/v2/"+repo+"/blobs/uploads/?digest="+sha256Digest(b), nil, b)
+		r, err := geoDo(ctx, http.MethodPost, base, "/v2/"+repo+"/blobs/uploads/?digest="+sha256Digest(b), nil, b)
 		if err != nil {
 			return "", err
 		}
@@ -169,7 +203,7 @@ func geoImage(base, manBase, repo, tag, seed string) (string, error) {
 	}
 	m := []byte(fmt.Sprintf(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"%s","size":%d},"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"%s","size":%d}]}`,
 		sha256Digest(cfg), len(cfg), sha256Digest(layer), len(layer)))
-	r, err := do(ctx, http.MethodPut, manBase, "/v2/"+repo+"/manifests/"+tag, map[string]string{"Content-Type": "application/vnd.oci.image.manifest.v1+json"}, m)
+	r, err := geoDo(ctx, http.MethodPut, manBase, "/v2/"+repo+"/manifests/"+tag, map[string]string{"Content-Type": "application/vnd.oci.image.manifest.v1+json"}, m)
 	if err != nil {
 		return "", err
 	}
@@ -184,7 +218,7 @@ const acceptOCI = "application/vnd.oci.image.manifest.v1+json"
 // headLocal returns the digest region g holds for repo:ref without
 // read-through ("" if none): what replication has delivered.
 func headLocal(g *geoRegion, repo, ref string) string {
-	r, err := do(context.Background(), http.MethodHead, g.URL(), "/v2/"+repo+"/manifests/"+ref, map[string]string{"Accept": acceptOCI, "Stowage-Replication": "1"}, nil)
+	r, err := geoDo(context.Background(), http.MethodHead, g.URL(), "/v2/"+repo+"/manifests/"+ref, map[string]string{"Accept": acceptOCI, "Stowage-Replication": "1"}, nil)
 	if err != nil || r.Status != http.StatusOK {
 		return ""
 	}
@@ -196,7 +230,7 @@ func tagMap(t *testing.T, g *geoRegion, repos []string) map[string]string {
 	out := map[string]string{}
 	for _, repo := range repos {
 		var tl struct{ Tags []string }
-		r := mustDo(t, http.MethodGet, g.URL(), "/v2/"+repo+"/tags/list", map[string]string{"Stowage-Replication": "1"}, nil)
+		r := geoMustDo(t, http.MethodGet, g.URL(), "/v2/"+repo+"/tags/list", map[string]string{"Stowage-Replication": "1"}, nil)
 		if r.Status == http.StatusNotFound {
 			continue
 		}
@@ -241,6 +275,11 @@ func TestGeoReplication(t *testing.T) {
 	rs := startRegions(t)
 	east, west, north := rs[0], rs[1], rs[2]
 	ctx := context.Background()
+	// Access control is on: the regions reach each other with the peers'
+	// credentials, never anonymously.
+	if r, err := do(ctx, http.MethodGet, east.URL(), "/v2/", nil, nil); err != nil || r.Status != http.StatusUnauthorized {
+		t.Fatalf("anonymous GET /v2/ on east: %v %v, want 401", r, err)
+	}
 
 	t.Run("pull right after push elsewhere", func(t *testing.T) {
 		const n = 30
@@ -253,7 +292,7 @@ func TestGeoReplication(t *testing.T) {
 				t.Fatal(err)
 			}
 			// At once, in another region: the manifest by tag, then its layer.
-			r := mustDo(t, http.MethodGet, dst.URL(), "/v2/pull/manifests/"+tag, map[string]string{"Accept": acceptOCI}, nil)
+			r := geoMustDo(t, http.MethodGet, dst.URL(), "/v2/pull/manifests/"+tag, map[string]string{"Accept": acceptOCI}, nil)
 			if r.Status != http.StatusOK || r.Header.Get("Docker-Content-Digest") != d {
 				fails++
 				t.Errorf("pull %s from %s right after the push to %s: %s", tag, dst.name, src.name, r)
@@ -261,7 +300,7 @@ func TestGeoReplication(t *testing.T) {
 			}
 			var m struct{ Layers []struct{ Digest string } }
 			json.Unmarshal(r.Body, &m)
-			b := mustDo(t, http.MethodGet, dst.URL(), "/v2/pull/blobs/"+m.Layers[0].Digest, nil, nil)
+			b := geoMustDo(t, http.MethodGet, dst.URL(), "/v2/pull/blobs/"+m.Layers[0].Digest, nil, nil)
 			if b.Status != http.StatusOK || sha256Digest(b.Body) != m.Layers[0].Digest {
 				fails++
 				t.Errorf("layer of %s from %s: %d", tag, dst.name, b.Status)
@@ -313,7 +352,7 @@ func TestGeoReplication(t *testing.T) {
 					defer wg.Done()
 					// Each region flips a different attribute, all at once.
 					flag := []string{"--delete", "--write", "--list"}[i] + fmt.Sprintf("=%t", round%2 == 1)
-					if out, err := stowageCLI(t, "lock", "race:latest", flag, "--registry", g.URL()); err != nil {
+					if out, err := geoCLI(t, "lock", "race:latest", flag, "--registry", g.URL()); err != nil {
 						t.Errorf("lock in %s: %v\n%s", g.name, err, out)
 					}
 				}()
@@ -324,7 +363,7 @@ func TestGeoReplication(t *testing.T) {
 		for {
 			var seen []string
 			for _, g := range rs {
-				out, _ := stowageCLI(t, "lock", "race:latest", "--registry", g.URL(), "--output", "json")
+				out, _ := geoCLI(t, "lock", "race:latest", "--registry", g.URL(), "--output", "json")
 				seen = append(seen, out)
 			}
 			if seen[0] == seen[1] && seen[1] == seen[2] && seen[0] != "" {
@@ -346,7 +385,7 @@ func TestGeoReplication(t *testing.T) {
 		}
 		// Unlocked again, for what follows.
 		for _, g := range rs {
-			stowageCLI(t, "lock", "race:latest", "--delete=true", "--write=true", "--list=true", "--registry", g.URL())
+			geoCLI(t, "lock", "race:latest", "--delete=true", "--write=true", "--list=true", "--registry", g.URL())
 		}
 	})
 
@@ -356,7 +395,7 @@ func TestGeoReplication(t *testing.T) {
 			t.Fatal(err)
 		}
 		converge(t, rs, []string{"del"}, 20*time.Second)
-		r := mustDo(t, http.MethodDelete, west.URL(), "/v2/del/manifests/"+d, nil, nil)
+		r := geoMustDo(t, http.MethodDelete, west.URL(), "/v2/del/manifests/"+d, nil, nil)
 		expect(t, "delete in west", r, http.StatusAccepted, "")
 		got := converge(t, rs, []string{"del"}, 20*time.Second)
 		if len(got) != 0 {
@@ -365,7 +404,7 @@ func TestGeoReplication(t *testing.T) {
 		time.Sleep(500 * time.Millisecond)
 		for _, g := range rs { // with read-through: still gone
 			for _, ref := range []string{"v1", d} {
-				r := mustDo(t, http.MethodGet, g.URL(), "/v2/del/manifests/"+ref, map[string]string{"Accept": acceptOCI}, nil)
+				r := geoMustDo(t, http.MethodGet, g.URL(), "/v2/del/manifests/"+ref, map[string]string{"Accept": acceptOCI}, nil)
 				expect(t, g.name+" GET del:"+ref+" after the delete", r, http.StatusNotFound, "MANIFEST_UNKNOWN")
 			}
 		}
@@ -380,17 +419,17 @@ func TestGeoReplication(t *testing.T) {
 		if got := converge(t, rs, []string{"gone"}, 20*time.Second); len(got) != 3 {
 			t.Fatalf("before the delete: %v", got)
 		}
-		r := mustDo(t, http.MethodDelete, east.URL(), "/api/v1/repositories/gone", nil, nil)
+		r := geoMustDo(t, http.MethodDelete, east.URL(), "/api/v1/repositories/gone", nil, nil)
 		expect(t, "delete-repo in east", r, http.StatusOK, "")
 		if got := converge(t, rs, []string{"gone"}, 20*time.Second); len(got) != 0 {
 			t.Fatalf("after the repository delete: %v", got)
 		}
 		for _, g := range rs {
-			r := mustDo(t, http.MethodGet, g.URL(), "/v2/_catalog", map[string]string{"Stowage-Replication": "1"}, nil)
+			r := geoMustDo(t, http.MethodGet, g.URL(), "/v2/_catalog", map[string]string{"Stowage-Replication": "1"}, nil)
 			if strings.Contains(string(r.Body), `"gone"`) {
 				t.Errorf("%s still lists repository gone: %s", g.name, r.Body)
 			}
-			r = mustDo(t, http.MethodGet, g.URL(), "/v2/gone/manifests/v1", map[string]string{"Accept": acceptOCI}, nil)
+			r = geoMustDo(t, http.MethodGet, g.URL(), "/v2/gone/manifests/v1", map[string]string{"Accept": acceptOCI}, nil)
 			if r.Status != http.StatusNotFound {
 				t.Errorf("%s: GET gone:v1 after the repository delete: %s", g.name, r)
 			}
@@ -479,10 +518,10 @@ func TestGeoReplication(t *testing.T) {
 		var through, local []time.Duration
 		pull := func(g *geoRegion, tag string) time.Duration {
 			start := time.Now()
-			r := mustDo(t, http.MethodGet, g.URL(), "/v2/lag/manifests/"+tag, map[string]string{"Accept": acceptOCI}, nil)
+			r := geoMustDo(t, http.MethodGet, g.URL(), "/v2/lag/manifests/"+tag, map[string]string{"Accept": acceptOCI}, nil)
 			var m struct{ Config, Layers []struct{ Digest string } }
 			json.Unmarshal(r.Body, &m)
-			mustDo(t, http.MethodGet, g.URL(), "/v2/lag/blobs/"+m.Layers[0].Digest, nil, nil)
+			geoMustDo(t, http.MethodGet, g.URL(), "/v2/lag/blobs/"+m.Layers[0].Digest, nil, nil)
 			return time.Since(start)
 		}
 		for i := 0; i < 10; i++ {
@@ -503,7 +542,7 @@ func TestGeoReplication(t *testing.T) {
 	})
 
 	// Status: every peer caught up, through the CLI.
-	out, err := stowageCLI(t, "replication", "status", "--registry", east.URL(), "--output", "json")
+	out, err := geoCLI(t, "replication", "status", "--registry", east.URL(), "--output", "json")
 	if err != nil {
 		t.Fatalf("replication status: %v\n%s", err, out)
 	}
@@ -523,13 +562,13 @@ func TestGeoReplication(t *testing.T) {
 			t.Errorf("peer %s: %+v after convergence", p.Name, p)
 		}
 	}
-	m := mustDo(t, http.MethodGet, east.URL(), "/metrics", nil, nil)
+	m := geoMustDo(t, http.MethodGet, east.URL(), "/metrics", nil, nil)
 	for _, want := range []string{`stowage_replication_lag_events{region="east",peer="west"} 0`, `stowage_replication_shipping{region="east",peer="north"} 1`, "stowage_blobs "} {
 		if !strings.Contains(string(m.Body), want) {
 			t.Errorf("GET /metrics lacks %q:\n%s", want, tail(string(m.Body), 2000))
 		}
 	}
-	out, err = stowageCLI(t, "replication", "status", "lag:l0", "--registry", west.URL())
+	out, err = geoCLI(t, "replication", "status", "lag:l0", "--registry", west.URL())
 	if err != nil || strings.Count(out, "sha256:") != 3 || strings.Count(out, " yes ") != 3 {
 		t.Errorf("replication status lag:l0: %v\n%s", err, out)
 	}
