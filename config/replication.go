@@ -18,6 +18,9 @@ type Replication struct {
 	// Concurrency bounds the blob uploads of one manifest to a peer
 	// (default 4).
 	Concurrency int `yaml:"concurrency"`
+	// Bandwidth bounds the bytes per second of blob uploads to each peer
+	// (e.g. 50MiB; 0, the default: no bound).
+	Bandwidth ByteSize `yaml:"bandwidth"`
 	// Peers are every other region (a full mesh).
 	Peers []Peer `yaml:"peers"`
 }
@@ -49,6 +52,9 @@ func (r Replication) validate() []string {
 	}
 	if !regionName.MatchString(r.Region) {
 		errs = append(errs, fmt.Sprintf("replication.region %q: use lowercase letters, digits and '-' (e.g. east, eu-west-1)", r.Region))
+	}
+	if r.Bandwidth < 0 {
+		errs = append(errs, "replication.bandwidth must not be negative (0: no bound)")
 	}
 	if r.Concurrency < 0 {
 		errs = append(errs, "replication.concurrency must not be negative (0: the default, 4)")

@@ -3,6 +3,7 @@ package replication
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"sync"
 	"time"
@@ -24,6 +25,7 @@ type Replicator struct {
 	Concurrency int
 	Log         *slog.Logger
 
+	limit    *rateLimit // Options.Bandwidth; nil: none
 	consumer *feed.Consumer
 	feed     *feed.Feed
 	cursors  feed.CursorStore
@@ -176,5 +178,9 @@ func (r *Replicator) shipBlob(ctx context.Context, repo string, d stowage.Digest
 		return err
 	}
 	defer rc.Close()
-	return r.Peer.UploadBlob(ctx, repo, d, b.Size, rc)
+	var body io.Reader = rc
+	if r.limit != nil {
+		body = &limitedReader{ctx: ctx, r: rc, l: r.limit}
+	}
+	return r.Peer.UploadBlob(ctx, repo, d, b.Size, body)
 }

@@ -29,7 +29,10 @@ type Options struct {
 	Peers       []Peer
 	ReadThrough bool
 	Concurrency int
-	Log         *slog.Logger
+	// Bandwidth bounds the bytes per second of blob uploads to each peer
+	// (0: no bound).
+	Bandwidth int64
+	Log       *slog.Logger
 }
 
 // New returns the replication of a region whose engine is reg (built with
@@ -52,6 +55,9 @@ func New(reg *stowage.Registry, f *feed.Feed, opts Options) (*Service, error) {
 		clients = append(clients, c)
 		r := NewReplicator(opts.Region, c, reg, f, cursors, opts.Log.With("peer", p.Name))
 		r.Concurrency = opts.Concurrency
+		if opts.Bandwidth > 0 {
+			r.limit = newRateLimit(opts.Bandwidth)
+		}
 		s.Replicators = append(s.Replicators, r)
 	}
 	if opts.ReadThrough && len(clients) > 0 {

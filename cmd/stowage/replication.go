@@ -27,7 +27,8 @@ func newReplication(c config.Replication, reg *stowage.Registry, f *feed.Feed, l
 	if c.Region == "" {
 		return nil, nil
 	}
-	opts := replication.Options{Region: c.Region, ReadThrough: c.ReadThroughOn(), Concurrency: c.Concurrency, Log: log}
+	opts := replication.Options{Region: c.Region, ReadThrough: c.ReadThroughOn(), Concurrency: c.Concurrency,
+		Bandwidth: int64(c.Bandwidth), Log: log}
 	// The replicators' own reader of the feed, looking for new events
 	// every 100 ms (the shared one's 500 ms was most of the lag).
 	if s, ok := feed.Of(reg.DB()); ok {
