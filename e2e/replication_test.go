@@ -95,6 +95,7 @@ func (p *proxy) setCut(cut bool) {
 // reached by its peers through its proxy.
 type geoRegion struct {
 	name, dir, addr, cfg string
+	env                  []string // extra environment (north's database)
 	proxy                *proxy
 	srv                  *server
 }
@@ -108,6 +109,7 @@ func (g *geoRegion) start(t *testing.T) {
 	// Access control on: the admin's password, and each peer's (the same
 	// one here) in the variable its configuration names.
 	s.cmd.Env = append(serverEnv(), "STOWAGE_AUTH=on", "STOWAGE_ADMIN_PASSWORD="+geoPassword, "GEO_PEER_PASSWORD="+geoPassword)
+	s.cmd.Env = append(s.cmd.Env, g.env...)
 	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
 	if err := s.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -167,6 +169,12 @@ func startRegions(t *testing.T) []*geoRegion {
 	for i, n := range names {
 		rs[i] = &geoRegion{name: n, dir: filepath.Join(t.TempDir(), n), addr: fmt.Sprintf("127.0.0.1:%d", freePort(t))}
 		rs[i].proxy = newProxy(t, rs[i].addr)
+	}
+	// With a PostgreSQL server for the tests (scripts/postgres-test.sh),
+	// north keeps its metadata there: regions on either database.
+	if os.Getenv("STOWAGE_TEST_POSTGRES") != "" {
+		rs[2].env = []string{"STOWAGE_DATABASE=" + pgSchema(t)}
+		t.Logf("north's metadata: PostgreSQL")
 	}
 	for _, g := range rs {
 		var b strings.Builder
