@@ -151,7 +151,7 @@ func NewEvent(ctx context.Context, kind EventKind, repo string) Event {
 	// records the name tried, whatever its length (real names are at most
 	// 64 characters, auth.validateName).
 	return Event{Kind: kind, Actor: truncate(a.Name, maxDetailString), Addr: truncate(a.Addr, maxDetailString), Repo: repo,
-		Detail: EventDetail(ctx, nil)}
+		Origin: OriginFrom(ctx), Detail: EventDetail(ctx, nil)}
 }
 
 // maxDetailString bounds the request facts an event copies from a client

@@ -33,6 +33,7 @@ type Registry struct {
 	lease         time.Duration
 	keepReferrers bool
 	recordPulls   bool // Options.RecordPulls
+	changes       ChangeHook
 	storageLimit  int64
 	nodeID        string
 	// uploadLease and uploadRenew: an upload writer's lease, and how often
@@ -71,6 +72,9 @@ type Options struct {
 	// change feed (in its own transaction after the read; a HEAD is no
 	// pull). Off by default: then a pull writes nothing.
 	RecordPulls bool
+	// Changes sees every tag and manifest change in its transaction
+	// (registry_changes.go; replication's clocks). nil: nothing.
+	Changes ChangeHook
 }
 
 // NewRegistry returns an engine over db and store.
@@ -84,7 +88,7 @@ func NewRegistry(db DB, store Backend, opts Options) *Registry {
 	}
 	r.app, _ = store.(Appender)
 	r.lease, r.keepReferrers, r.storageLimit, r.nodeID = opts.Lease, opts.KeepReferrers, opts.StorageLimit, opts.NodeID
-	r.recordPulls = opts.RecordPulls
+	r.recordPulls, r.changes = opts.RecordPulls, opts.Changes
 	if r.nodeID == "" {
 		r.nodeID = newID()
 	}

@@ -59,6 +59,7 @@ type deletion struct {
 	// everything: the whole repository goes, so a manifest another one
 	// references may go too (its parent goes with it).
 	everything bool
+	hook       ChangeHook // Options.Changes
 }
 
 // runDelete performs fn as one transaction and computes the bytes it frees: the
@@ -74,7 +75,7 @@ func (r *Registry) runDelete(ctx context.Context, repo string, dryRun, skipLocke
 	now := r.now()
 	err := r.db.Update(ctx, func(tx Tx) error {
 		report = DeleteReport{DryRun: dryRun, Repository: repo, Manifests: []DeletedManifest{}, Tags: []string{}}
-		del := &deletion{ctx: ctx, now: now, tx: tx, repo: repo, report: &report, seen: map[Digest]bool{}, keepRefs: r.keepReferrers, skipLocked: skipLocked}
+		del := &deletion{ctx: ctx, now: now, tx: tx, repo: repo, report: &report, seen: map[Digest]bool{}, keepRefs: r.keepReferrers, skipLocked: skipLocked, hook: r.changes}
 		rec, err := tx.Repositories().GetRepository(repo)
 		if err != nil {
 			return err
@@ -203,7 +204,7 @@ func (r *Registry) DeleteRepository(ctx context.Context, repo string, dryRun boo
 		e := NewEvent(ctx, EventRepositoryDelete, repo)
 		e.Time, e.Reason = del.now, ReasonFrom(ctx)
 		e.Detail = EventDetail(ctx, map[string]any{"manifests": len(del.report.Manifests), "tags": len(del.report.Tags)})
-		return del.tx.Events().Append(e)
+		return appendChange(ctx, del.hook, del.tx, e)
 	})
 	if errors.Is(err, ErrNotFound) {
 		return rep, nameUnknown(repo)
@@ -241,7 +242,7 @@ func (del *deletion) untag(tag string) error {
 	del.report.Tags = append(del.report.Tags, tag)
 	e := NewEvent(del.ctx, EventUntag, del.repo)
 	e.Time, e.Tag, e.Digest, e.Reason = del.now, tag, d, ReasonFrom(del.ctx)
-	if err := del.tx.Events().Append(e); err != nil {
+	if err := appendChange(del.ctx, del.hook, del.tx, e); err != nil {
 		return err
 	}
 	return markIfUntagged(del.tx, del.repo, d, del.now)
@@ -371,7 +372,7 @@ func (del *deletion) manifest(d Digest, reason string) error {
 		return err
 	}
 	if !del.everything { // a repository delete is one event (DeleteRepository)
-		if err := tx.Events().Append(del.deleteEvent(m, tags, reason, recycled)); err != nil {
+		if err := appendChange(del.ctx, del.hook, tx, del.deleteEvent(m, tags, reason, recycled)); err != nil {
 			return err
 		}
 	}

@@ -128,7 +128,7 @@ func (r *Registry) SetLocks(ctx context.Context, repo string, ref Reference, set
 			return err
 		}
 		e.Detail = EventDetail(ctx, map[string]any{"target": target, "before": cur.attributes(), "after": l.attributes()})
-		return tx.Events().Append(e)
+		return appendChange(ctx, r.changes, tx, e)
 	})
 	return l, r.lockTargetError(repo, ref, err)
 }

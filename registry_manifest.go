@@ -120,7 +120,7 @@ func (r *Registry) PutManifest(ctx context.Context, repo string, ref Reference, 
 				}
 			}
 		}
-		return tx.Events().Append(pushEvent(ctx, rec, tags, moved))
+		return appendChange(ctx, r.changes, tx, pushEvent(ctx, rec, tags, moved))
 	})
 	if err != nil {
 		return PutManifestResult{}, err

@@ -58,6 +58,8 @@ type Config struct {
 	Limits Limits `yaml:"limits"`
 	// Events configures the change feed: retention, pull events.
 	Events Events `yaml:"events"`
+	// Replication joins regions into one registry (replication.go).
+	Replication Replication `yaml:"replication"`
 	// InsecureOpen lets a registry on a non-loopback address run without
 	// authentication (flag --insecure-open-registry; never from YAML).
 	InsecureOpen bool `yaml:"-"`
@@ -727,6 +729,7 @@ func (c *Config) Validate() error {
 		c.Auth.AdminPasswordEnv = "STOWAGE_ADMIN_PASSWORD"
 	}
 	errs = append(errs, c.Events.validate()...)
+	errs = append(errs, c.Replication.validate()...)
 	if len(errs) > 0 {
 		return errors.New("invalid configuration:\n  - " + strings.Join(errs, "\n  - "))
 	}

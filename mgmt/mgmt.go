@@ -40,6 +40,7 @@ type Handler struct {
 	events Events     // the change feed (events.go); nil: GET /api/v1/events is refused
 	hooks  Webhooks   // webhooks.go; nil: /api/v1/webhooks is refused
 	cache  CacheRules // pull-through cache rules (cacherules.go); nil: refused
+	repl   Replication // replication.go; nil: not configured
 }
 
 // Collector runs garbage collections (package gc's *gc.Collector).
@@ -128,6 +129,8 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) error {
 		return h.report(w, func() (stowage.DeleteReport, error) { return h.reg.Untag(ctx, repo, ref.Tag, dry) })
 	case head == "storage":
 		return h.serveStorage(ctx, w, r, head, arg, dry)
+	case head == "replication":
+		return h.serveReplication(ctx, w, r, arg)
 	case head == "scrub":
 		return h.serveScrub(ctx, w, r, arg)
 	case head == "imports":

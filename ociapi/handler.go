@@ -22,6 +22,7 @@ type Handler struct {
 	reg  *stowage.Registry
 	log  *slog.Logger
 	fill Filler // nil: no pull-through (fill.go)
+	miss Miss // WithMiss (miss.go); nil: a miss is an error
 }
 
 // New returns the /v2/ handler.
@@ -144,6 +145,9 @@ func (h *Handler) getBlob(ctx context.Context, w http.ResponseWriter, r *http.Re
 	if r.Method == http.MethodHead {
 		b, err := h.reg.StatBlob(ctx, rt.Name, rt.Digest)
 		if err != nil {
+			b, err = h.blobMiss(ctx, r, rt.Name, rt.Digest, err)
+		}
+		if err != nil {
 			return err
 		}
 		blobHeaders(w, b)
@@ -152,6 +156,9 @@ func (h *Handler) getBlob(ctx context.Context, w http.ResponseWriter, r *http.Re
 		return nil
 	}
 	b, err := h.reg.StatBlob(ctx, rt.Name, rt.Digest)
+	if err != nil {
+		b, err = h.blobMiss(ctx, r, rt.Name, rt.Digest, err)
+	}
 	if err != nil {
 		return err
 	}
@@ -314,6 +321,9 @@ func uploadHeaders(w http.ResponseWriter, u stowage.UploadRecord) {
 func (h *Handler) getManifest(ctx context.Context, w http.ResponseWriter, r *http.Request, rt ociroute.Route) error {
 	m, body, err := h.reg.GetManifest(ctx, rt.Name, rt.Ref)
 	if err != nil {
+		m, body, err = h.manifestMiss(ctx, r, rt.Name, rt.Ref, err)
+	}
+	if err != nil {
 		return err
 	}
 	hd := w.Header()
@@ -345,6 +355,9 @@ func (h *Handler) putManifest(ctx context.Context, w http.ResponseWriter, r *htt
 		tags = append(tags, t)
 	}
 	res, err := h.reg.PutManifest(ctx, rt.Name, rt.Ref, r.Header.Get("Content-Type"), body, tags)
+	if err != nil {
+		res, err = h.putMiss(ctx, r, rt.Name, rt.Ref, body, tags, err)
+	}
 	if err != nil {
 		return err
 	}

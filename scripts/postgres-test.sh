@@ -157,8 +157,8 @@ if [ "$#" -eq 0 ]; then
 	step "signing key on PostgreSQL (several first starts, sealing): go test ./auth/ -run 'SigningKey|FirstStart'" \
 		go test -race -count=1 -timeout 5m -run 'SigningKey|FirstStart' ./auth/ || rc=1
 	# Several stowage serve processes on this PostgreSQL and one storage directory.
-	step "multi-node e2e: go test ./e2e/ (shared key, chunked uploads across nodes, GC stress, kill -9, migrate-metadata)" \
-		go test -count=1 -timeout 8m -run 'TestMultiNode|TestGCStressMultiNode|TestMigrateMetadataThenScaleOut' -v ./e2e/ || rc=1
+	step "multi-node e2e: go test ./e2e/ (shared key, chunked uploads across nodes, GC stress, kill -9, migrate-metadata, geo-replication with a region on PostgreSQL)" \
+		go test -count=1 -timeout 8m -run 'TestMultiNode|TestGCStressMultiNode|TestMigrateMetadataThenScaleOut|TestGeoReplication' -v ./e2e/ || rc=1
 	step "model test on PostgreSQL: go test ./internal/modeltest/ -run TestModelPostgres" \
 		go test -count=1 -timeout 5m -run 'TestModelPostgres' ./internal/modeltest/ || rc=1
 	step "multi-node OCI conformance: scripts/multinode-conformance.sh" \

@@ -291,6 +291,7 @@ var groupView = map[string]string{
 	"token":        "list",
 	"webhook":      "list",
 	"cache-rule":   "list",
+	"replication":  "status",
 }
 
 // subcommand splits "SUB [args]" for a group (cmd). Without a subcommand

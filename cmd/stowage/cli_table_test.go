@@ -349,6 +349,7 @@ var groupsAlone = map[string]string{
 	"anonymous-pull": "view", // its subcommands are on and off; alone it shows
 	"webhook":        "view",
 	"cache-rule":     "view",
+	"replication":    "view",
 	"completion":     "usage",
 }
 

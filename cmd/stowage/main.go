@@ -54,6 +54,7 @@ Commands:
   whoami       who the admin commands act as
   events       the change feed and audit trail: every change, by cursor; --follow
   webhook      webhooks: tell other systems about pushes, deletes, ...: create, list, show, update, delete, ping, events
+  replication  geo-replication status: per peer lag and errors, or where an image is
   healthcheck  exit 0 if the local registry answers /healthz (for container health checks)
   version      print the version
   completion   print a shell completion script: bash, zsh or fish
@@ -137,6 +138,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return runAnonymousPull(ctx, rest, stdout, stderr)
 	case "whoami":
 		return runWhoami(ctx, rest, stdout, stderr)
+	case "replication":
+		return runReplication(ctx, rest, stdout, stderr)
 	case "events":
 		return runEvents(ctx, rest, stdout, stderr)
 	case "webhook":

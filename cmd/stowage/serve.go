@@ -32,6 +32,7 @@ import (
 	"github.com/stowage/stowage/policy"
 	"github.com/stowage/stowage/pullthrough"
 	"github.com/stowage/stowage/recyclebin"
+	"github.com/stowage/stowage/replication"
 	"github.com/stowage/stowage/scrub"
 	"github.com/stowage/stowage/storage/crypt"
 	"github.com/stowage/stowage/ui"
@@ -59,6 +60,10 @@ STOWAGE_TLS_CERT_FILE, STOWAGE_TLS_KEY_FILE.
 Access control is off by default, which is allowed only on a loopback
 address: on any other address serve refuses to start until auth is enabled
 (or --insecure-open-registry is given). See docs/access.md and docs/limits.md.
+
+Geo-replication: the replication section of the --config file joins this
+deployment to others as one registry (region, peers, read_through); see
+docs/replication.md.
 
 Encryption at rest is on by default: every object is encrypted before it is
 stored, with a key kept in ./stowage-data/keys/service.json (back it up: the
@@ -235,6 +240,9 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	}
 	opts := stowage.Options{Logger: m.log, Lease: time.Duration(cfg.GC.Lease), KeepReferrers: cfg.Delete.KeepReferrers,
 		StorageLimit: cfg.StorageLimit(), RecordPulls: cfg.Events.Pulls}
+	if cfg.Replication.Region != "" {
+		opts.Changes = replication.Clocks{Region: cfg.Replication.Region} // every change's clock (docs/replication.md)
+	}
 	if keys != nil {
 		opts.ManifestCacheTTL = keys.TTL()
 	}
@@ -271,8 +279,20 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	pol := meteredPolicies{policy.New(reg), jr}
 	mux := http.NewServeMux()
 	gcRec := ui.RecordGC(collector) // the overview shows the last collection
-	routes(mux, m.log, authority, lim, ociapi.New(reg, m.log).WithFiller(m.cache), mgmt.New(reg, m.log).WithGC(gcRec, gcOpts).WithScrub(scrubber).WithKeys(managedKeys(keys)).WithTopology(topo).WithPolicies(pol, recyclebin.New(reg)).WithEvents(events).WithWebhooks(hooks).WithCacheRules(m.cache),
-		mgmt.NewACR(reg, m.log), mset.Handler(m.log))
+	oci := ociapi.New(reg, m.log).WithFiller(m.cache)
+	mg := mgmt.New(reg, m.log).WithGC(gcRec, gcOpts).WithScrub(scrubber).WithKeys(managedKeys(keys)).WithTopology(topo).WithPolicies(pol, recyclebin.New(reg)).WithEvents(events).WithWebhooks(hooks).WithCacheRules(m.cache)
+	repl, err := newReplication(cfg.Replication, reg, events, m.log)
+	if err != nil {
+		return err
+	}
+	if repl != nil {
+		mg.WithReplication(repl)
+		if repl.ReadThrough != nil {
+			oci.WithMiss(repl.ReadThrough)
+		}
+		replicationMetrics(mset.Registerer(), repl)
+	}
+	routes(mux, m.log, authority, lim, oci, mg, mgmt.NewACR(reg, m.log), mset.Handler(m.log))
 	mux.HandleFunc("/healthz", healthz)
 	mux.Handle("/readyz", &readiness{db: db, store: store, topo: topo, log: m.log})
 	startUI, err := m.mountUI(mux, reg, authority, lim, pol, topo, scrubber, gcRec)
@@ -323,6 +343,10 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		})
 	}
 	m.scheduled(bg, reg, "change feed retention", "feed-retention", feedTrimInterval, jr.metered("feed-retention", m.trimFeed(events)))
+	if repl != nil {
+		m.jobs.Add(1)
+		go func() { defer m.jobs.Done(); repl.Run(bg) }()
+	}
 	if cfg.Retention.Interval > 0 {
 		m.scheduled(bg, reg, "retention", "retention", time.Duration(cfg.Retention.Interval), func(ctx context.Context) error {
 			run, err := pol.ApplyRetention(ctx, false)

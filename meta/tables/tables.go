@@ -33,6 +33,7 @@ var All = []Table{
 	{"feed_cursors", []string{"name", "seq", "updated"}, []string{"name"}},
 	{"webhooks", []string{"name", "id", "uri", "actions", "scope", "header_names", "has_secret", "sealed", "data_key", "enabled", "created", "updated"}, []string{"name"}},
 	{"webhook_deliveries", []string{"webhook", "id", "time", "event_id", "seq", "action", "repo", "tag", "digest", "attempt", "status", "duration", "error"}, []string{"webhook", "id"}},
+	{"replication_clocks", []string{"repo", "name", "digest", "wall", "logical", "region"}, []string{"repo", "name"}},
 	{"mirror_repairs", []string{"mirror", "key", "present", "due", "seq"}, []string{"mirror", "key"}},
 	{"cache_rules", []string{"name", "source", "upstream", "username", "secret", "plain_http", "tag_ttl", "created"}, []string{"name"}},
 	{"usage_history", []string{"day", "physical_bytes", "logical_bytes", "blobs", "repositories", "manifests", "tags", "recorded"}, []string{"day"}},

@@ -1,0 +1,232 @@
+package replication
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/stowage/stowage"
+)
+
+// Change is one change shipped from the region where it was made to a peer
+// (POST /api/v1/replication/apply): a push (the manifest's bytes, its tags),
+// an untag, or a manifest delete, with the clock reading it was made at.
+type Change struct {
+	Kind      stowage.EventKind `json:"kind"`   // push, untag, delete
+	Origin    string            `json:"origin"` // the region that made it
+	Repo      string            `json:"repo"`
+	Digest    stowage.Digest    `json:"digest,omitempty"`
+	Tags      []string          `json:"tags,omitempty"` // push: the tags it set; delete: the tags it took
+	MediaType string            `json:"mediaType,omitempty"`
+	Manifest  []byte            `json:"manifest,omitempty"` // push: the manifest's bytes
+	HLC       HLC               `json:"hlc"`
+	// Locks: a lock change's locks of the repository, the tag (Tags[0]) or
+	// the manifest (Digest), as they are after it.
+	Locks *stowage.Locks `json:"locks,omitempty"`
+	// LockMask: the attributes (lock bits) the change set; each has its
+	// own clock, so concurrent changes of different attributes both stay.
+	LockMask *stowage.Locks `json:"lockMask,omitempty"`
+}
+
+// Result says what applying a change did.
+type Result struct {
+	Applied bool   `json:"applied"`          // false: a no-op (older than what is here, or applied before)
+	Reason  string `json:"reason,omitempty"` // why not, when not
+}
+
+// Applier applies changes from other regions to this one, through the
+// engine (so usage, quota, GC and the change feed treat them as any other
+// change), each recorded with Origin = the region that made it (never
+// shipped again) and refused by the clocks (Clocks) when older than what is
+// here: last writer wins, and applying twice is applying once.
+type Applier struct {
+	Reg    *stowage.Registry
+	Region string // this region: a change from it is refused
+}
+
+// Apply applies ch. The blobs a pushed manifest references must be here
+// first (MANIFEST_BLOB_UNKNOWN otherwise: the replicator ships them first).
+func (a *Applier) Apply(ctx context.Context, ch Change) (Result, error) {
+	if ch.Origin == "" || ch.Origin == a.Region {
+		return Result{}, stowage.Errorf(stowage.CodeDenied, "a replicated change must name its origin region, another than this one (%s)", a.Region)
+	}
+	if err := stowage.ValidateName(ch.Repo); err != nil {
+		return Result{}, err
+	}
+	if ch.HLC.Region == "" {
+		return Result{}, stowage.Errorf(stowage.CodeUnsupported, "a replicated change needs its clock reading (hlc)")
+	}
+	ctx = stowage.WithReason(WithApplied(ctx, ch.Origin, ch.HLC), stowage.ReasonReplication)
+	switch ch.Kind {
+	case stowage.EventPush:
+		return a.push(ctx, ch)
+	case stowage.EventUntag:
+		if len(ch.Tags) != 1 {
+			return Result{}, stowage.Errorf(stowage.CodeUnsupported, "an untag names one tag")
+		}
+		_, err := a.Reg.Untag(ctx, ch.Repo, ch.Tags[0], false)
+		if stowage.ErrorCodeOf(err) == stowage.CodeManifestUnknown || stowage.ErrorCodeOf(err) == stowage.CodeNameUnknown {
+			// Not here (yet): remember the removal, so an older push of
+			// the tag arriving later does not bring it back.
+			return a.tombstone(ctx, ch, []string{ch.Tags[0]})
+		}
+		return outcome(err)
+	case stowage.EventLock:
+		return a.lock(ctx, ch)
+	case stowage.EventRepositoryDelete:
+		return a.deleteRepository(ctx, ch)
+	case stowage.EventDelete:
+		_, err := a.Reg.DeleteImage(ctx, ch.Repo, stowage.Reference{Digest: ch.Digest}, false)
+		if stowage.ErrorCodeOf(err) == stowage.CodeManifestUnknown || stowage.ErrorCodeOf(err) == stowage.CodeNameUnknown {
+			return a.tombstone(ctx, ch, append([]string{ManifestName(ch.Digest)}, ch.Tags...))
+		}
+		return outcome(err)
+	}
+	return Result{}, stowage.Errorf(stowage.CodeUnsupported, "change kind %q is not replicated", ch.Kind)
+}
+
+func (a *Applier) push(ctx context.Context, ch Change) (Result, error) {
+	if err := ch.Digest.Validate(); err != nil {
+		return Result{}, stowage.Errorf(stowage.CodeDigestInvalid, "change digest: %v", err)
+	}
+	// The manifest first, by digest; then each tag on its own, since each
+	// has its own clock (one may be older than what is here, another not).
+	res, err := outcome(put(ctx, a.Reg, ch, stowage.Reference{Digest: ch.Digest}))
+	if err != nil || !res.Applied && len(ch.Tags) == 0 {
+		return res, err
+	}
+	if !res.Applied && res.Reason == reasonStale {
+		// The manifest was deleted here later: its tags go with it.
+		return res, nil
+	}
+	res = Result{}
+	for _, t := range ch.Tags {
+		r, err := outcome(put(ctx, a.Reg, ch, stowage.Reference{Tag: t}))
+		if err != nil {
+			return r, err
+		}
+		res.Applied = res.Applied || r.Applied
+		if !r.Applied {
+			res.Reason = r.Reason
+		}
+	}
+	if res.Applied {
+		res.Reason = ""
+	}
+	return res, nil
+}
+
+func put(ctx context.Context, reg *stowage.Registry, ch Change, ref stowage.Reference) error {
+	_, err := reg.PutManifest(ctx, ch.Repo, ref, ch.MediaType, ch.Manifest, nil)
+	return err
+}
+
+const reasonStale = "an equal or newer change is already here"
+
+// outcome turns an engine error into a Result: a stale change, or one that
+// a lock or immutability rule of this region refuses, is done (reported,
+// never retried forever); anything else is an error to retry.
+func outcome(err error) (Result, error) {
+	switch {
+	case err == nil:
+		return Result{Applied: true}, nil
+	case errors.Is(err, ErrStale):
+		return Result{Reason: reasonStale}, nil
+	case stowage.ErrorCodeOf(err) == stowage.CodeDenied:
+		return Result{Reason: "refused here: " + err.Error()}, nil
+	}
+	return Result{}, err
+}
+
+// tombstone records removals of what is not here, when newer than what
+// this region knows of them.
+func (a *Applier) tombstone(ctx context.Context, ch Change, names []string) (Result, error) {
+	applied := false
+	err := a.Reg.DB().Update(ctx, func(tx stowage.Tx) error {
+		ct, ok := tx.(ClockTx)
+		if !ok {
+			return fmt.Errorf("the metadata database keeps no replication clocks")
+		}
+		cs := ct.ReplicationClocks()
+		applied = false
+		for _, n := range names {
+			cur, err := cs.GetClock(ch.Repo, n)
+			if err != nil && !errors.Is(err, stowage.ErrNotFound) {
+				return err
+			}
+			if cur.HLC.Compare(ch.HLC) >= 0 {
+				continue
+			}
+			if err := cs.PutClock(Clock{Repo: ch.Repo, Name: n, HLC: ch.HLC}); err != nil {
+				return err
+			}
+			applied = true
+		}
+		return nil
+	})
+	if err != nil {
+		return Result{}, err
+	}
+	if !applied {
+		return Result{Reason: reasonStale}, nil
+	}
+	return Result{Applied: true}, nil
+}
+
+// deleteRepository applies a repository delete: every manifest here older
+// than it goes (with its tags); what a later change brought stays. If
+// nothing stays, the repository goes too; either way the delete is
+// remembered (a tombstone), so older pushes and read-through do not bring
+// back what it removed.
+func (a *Applier) deleteRepository(ctx context.Context, ch Change) (Result, error) {
+	var older []stowage.Digest
+	left := false // something newer stays
+	err := a.Reg.DB().View(ctx, func(tx stowage.Tx) error {
+		ms, err := tx.Manifests().ListManifests(ch.Repo)
+		if err != nil {
+			return err
+		}
+		ct, _ := tx.(ClockTx)
+		for _, m := range ms {
+			if ct != nil {
+				cl, err := ct.ReplicationClocks().GetClock(ch.Repo, ManifestName(m.Digest))
+				if err != nil && !errors.Is(err, stowage.ErrNotFound) {
+					return err
+				}
+				if cl.HLC.Compare(ch.HLC) >= 0 {
+					left = true
+					continue
+				}
+			}
+			older = append(older, m.Digest)
+		}
+		return nil
+	})
+	if err != nil {
+		return Result{}, err
+	}
+	for _, d := range older {
+		_, err := a.Reg.DeleteImage(ctx, ch.Repo, stowage.Reference{Digest: d}, false)
+		switch c := stowage.ErrorCodeOf(err); {
+		case err == nil, c == stowage.CodeManifestUnknown, c == stowage.CodeNameUnknown:
+			// gone (perhaps with an index deleted before it)
+		case errors.Is(err, ErrStale), c == stowage.CodeDenied:
+			left = true // newer here, or an index that stays uses it
+		default:
+			return Result{}, err
+		}
+	}
+	if !left {
+		_, err := a.Reg.DeleteRepository(ctx, ch.Repo, false)
+		if err == nil {
+			return Result{Applied: true}, nil
+		}
+		if c := stowage.ErrorCodeOf(err); c != stowage.CodeNameUnknown && !errors.Is(err, ErrStale) {
+			// a manifest pushed meanwhile: keep it, remember the delete
+			if c != stowage.CodeDenied {
+				return Result{}, err
+			}
+		}
+	}
+	return a.tombstone(ctx, ch, []string{RepositoryName})
+}

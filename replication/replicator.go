@@ -1,0 +1,186 @@
+package replication
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/stowage/stowage"
+	"github.com/stowage/stowage/feed"
+)
+
+// Replicator ships the changes that originated in this region to one peer:
+// a feed.Consumer named "replication:<peer>" (cursor in the database, one
+// node at a time, at least once, in order, retried with backoff, never
+// skipped). Shipping is idempotent: blobs the peer has are skipped, and the
+// peer's clocks turn a change it already has into a no-op.
+type Replicator struct {
+	Region string
+	Peer   *Client
+	Reg    *stowage.Registry
+	// Concurrency bounds the blob uploads of one manifest (default 4).
+	Concurrency int
+	Log         *slog.Logger
+
+	limit    *rateLimit // Options.Bandwidth; nil: none
+	consumer *feed.Consumer
+	feed     *feed.Feed
+	cursors  feed.CursorStore
+}
+
+// Kinds are the events a replicator reads.
+var Kinds = []stowage.EventKind{stowage.EventPush, stowage.EventUntag, stowage.EventDelete, stowage.EventLock, stowage.EventRepositoryDelete}
+
+// NewReplicator returns the replicator of region to peer over f, with its
+// cursor in cursors; db (if not nil) holds the job lock.
+func NewReplicator(region string, peer *Client, reg *stowage.Registry, f *feed.Feed, cursors feed.CursorStore, log *slog.Logger) *Replicator {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	r := &Replicator{Region: region, Peer: peer, Reg: reg, Log: log, feed: f, cursors: cursors}
+	r.consumer = &feed.Consumer{Name: ConsumerName(peer.Name), Feed: f, Cursors: cursors, DB: reg.DB(), Log: log,
+		Query: feed.Query{Kinds: Kinds}, Handle: r.Handle, FromOldest: true,
+		Poll: 10 * time.Second, MinBackoff: 500 * time.Millisecond, MaxBackoff: 30 * time.Second}
+	return r
+}
+
+// ConsumerName is the feed cursor of the replicator to peer.
+func ConsumerName(peer string) string { return "replication:" + peer }
+
+// Run ships until ctx ends.
+func (r *Replicator) Run(ctx context.Context) error { return r.consumer.Run(ctx) }
+
+// Handle ships a page of events, in order; the first failure stops the
+// page (the consumer retries it from its start; what was shipped is a
+// no-op the second time).
+func (r *Replicator) Handle(ctx context.Context, evs []stowage.Event) error {
+	for _, e := range evs {
+		if e.Origin != "" {
+			continue // applied from a region: that region ships it
+		}
+		ch, ok := ChangeOf(e, r.Region)
+		if !ok {
+			continue
+		}
+		if err := r.ship(ctx, ch); err != nil {
+			return fmt.Errorf("event %d (%s %s): %w", e.Seq, e.Kind, e.Repo, err)
+		}
+	}
+	return nil
+}
+
+func (r *Replicator) ship(ctx context.Context, ch Change) error {
+	if ch.Kind == stowage.EventPush {
+		body, mt, err := r.shipContent(ctx, ch.Repo, ch.Digest, ch.HLC, map[stowage.Digest]bool{})
+		if err != nil || body == nil {
+			return err
+		}
+		ch.Manifest, ch.MediaType = body, mt
+	}
+	res, err := r.Peer.Apply(ctx, ch)
+	if err == nil && !res.Applied && res.Reason != reasonStale {
+		r.Log.Warn("replication: the peer did not apply a change", "peer", r.Peer.Name, "kind", ch.Kind, "repo", ch.Repo,
+			"digest", ch.Digest, "tags", ch.Tags, "reason", res.Reason)
+	}
+	return err
+}
+
+// shipContent makes the peer hold what manifest d references (blobs, then
+// child manifests, each applied by digest) and returns its bytes and media
+// type. A manifest no longer here (deleted since: its delete follows)
+// returns nil.
+func (r *Replicator) shipContent(ctx context.Context, repo string, d stowage.Digest, h HLC, seen map[stowage.Digest]bool) ([]byte, string, error) {
+	rec, body, err := r.Reg.GetManifest(ctx, repo, stowage.Reference{Digest: d})
+	if code := stowage.ErrorCodeOf(err); code == stowage.CodeManifestUnknown || code == stowage.CodeNameUnknown {
+		return nil, "", nil
+	} else if code == stowage.CodeDenied {
+		// Read-locked here: not shipped (docs/replication.md).
+		r.Log.Warn("replication: a read-locked manifest is not shipped", "peer", r.Peer.Name, "repo", repo, "digest", d)
+		return nil, "", nil
+	}
+	if err != nil {
+		return nil, "", err
+	}
+	m, err := stowage.ParseManifest(rec.MediaType, body)
+	if err != nil {
+		return nil, "", err
+	}
+	var blobs []stowage.Digest
+	for _, ref := range m.References() {
+		if seen[ref.Digest] {
+			continue
+		}
+		seen[ref.Digest] = true
+		if ref.Kind == stowage.RefManifest {
+			cb, mt, err := r.shipContent(ctx, repo, ref.Digest, h, seen)
+			if err != nil {
+				return nil, "", err
+			}
+			if cb == nil {
+				continue
+			}
+			child := Change{Kind: stowage.EventPush, Origin: r.Region, Repo: repo, Digest: ref.Digest, HLC: h, Manifest: cb, MediaType: mt}
+			if _, err := r.Peer.Apply(ctx, child); err != nil {
+				return nil, "", err
+			}
+			continue
+		}
+		blobs = append(blobs, ref.Digest)
+	}
+	if err := r.shipBlobs(ctx, repo, blobs); err != nil {
+		return nil, "", err
+	}
+	return body, rec.MediaType, nil
+}
+
+// shipBlobs uploads the blobs the peer's repo lacks, at most Concurrency
+// at a time.
+func (r *Replicator) shipBlobs(ctx context.Context, repo string, ds []stowage.Digest) error {
+	n := r.Concurrency
+	if n <= 0 {
+		n = 4
+	}
+	sem := make(chan struct{}, n)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var first error
+	for _, d := range ds {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			if err := r.shipBlob(ctx, repo, d); err != nil {
+				mu.Lock()
+				if first == nil { // one is enough to say why; the rest retry with it
+					first = err
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	return first
+}
+
+func (r *Replicator) shipBlob(ctx context.Context, repo string, d stowage.Digest) error {
+	has, err := r.Peer.HasBlob(ctx, repo, d)
+	if err != nil || has {
+		return err
+	}
+	rc, b, err := r.Reg.OpenBlob(ctx, repo, d, 0)
+	if code := stowage.ErrorCodeOf(err); code == stowage.CodeBlobUnknown {
+		return nil // an external layer, or gone: the manifest's apply says
+	}
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	var body io.Reader = rc
+	if r.limit != nil {
+		body = &limitedReader{ctx: ctx, r: rc, l: r.limit}
+	}
+	return r.Peer.UploadBlob(ctx, repo, d, b.Size, body)
+}
