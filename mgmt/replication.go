@@ -32,6 +32,10 @@ func (h *Handler) WithReplication(r Replication) *Handler {
 const maxChange = 8 << 20
 
 func (h *Handler) serveReplication(ctx context.Context, w http.ResponseWriter, r *http.Request, arg string) error {
+	if h.repl == nil && arg == "status" && r.Method == http.MethodGet && r.URL.Query().Get("ref") == "" {
+		// Not configured is a status, not an error: no region, no peers.
+		return writeJSON(w, replication.Status{Peers: []replication.PeerStatus{}})
+	}
 	if h.repl == nil {
 		return stowage.Errorf(stowage.CodeUnsupported, "replication is not configured on this registry (replication.region and peers; see docs/replication.md)")
 	}

@@ -121,6 +121,7 @@ func jsonCases(dataDir string) []jsonCase {
 		{args: []string{"cache-rule", "list"}, keys: []string{"rules.0.name"}},
 		{args: []string{"cache-rule", "show", "hub"}, keys: []string{"name", "upstream"}},
 		{args: []string{"cache-rule", "delete", "hub"}, keys: []string{}},
+		{args: []string{"replication", "status"}, keys: []string{"readThrough", "peers"}},
 		{args: []string{"events"}, keys: []string{"seq", "kind"}, lines: true},
 		{args: []string{"migrate", "--data-dir", filepath.Join(dataDir, "other")}, keys: []string{"database", "versionBefore", "versionAfter", "applied"}, local: true},
 		// migrate-metadata needs PostgreSQL: TestMigrateMetadataToPostgres

@@ -30,6 +30,7 @@ var subcommands = map[string][]string{
 	"token":          {"create", "list", "show", "update", "disable", "enable", "delete", "password", "delete-password"},
 	"anonymous-pull": {"on", "off"},
 	"webhook":        {"create", "list", "show", "update", "delete", "ping", "events"},
+	"replication":    {"status"},
 	"completion":     {"bash", "zsh", "fish"},
 	"cache-rule":     {"create", "list", "show", "delete"},
 }

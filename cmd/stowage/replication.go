@@ -113,6 +113,10 @@ func runReplication(ctx context.Context, args []string, stdout, stderr io.Writer
 	if *output == "json" {
 		return printJSON(stdout, st)
 	}
+	if st.Region == "" {
+		fmt.Fprintln(stdout, "replication is not configured on this registry (replication.region and peers; see docs/replication.md)")
+		return 0
+	}
 	rt := "on"
 	if !st.ReadThrough {
 		rt = "off"
