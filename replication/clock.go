@@ -138,6 +138,19 @@ func (c Clocks) Change(ctx context.Context, tx stowage.Tx, e *stowage.Event) err
 		if e.Kind == stowage.EventPush && repoGone && repoClock.HLC.Compare(h) >= 0 {
 			return ErrStale // its repository was deleted later
 		}
+		if e.Kind == stowage.EventRepositoryDelete {
+			// Checked here, in the transaction that deletes: a push made
+			// here after the applier looked (and later than the delete)
+			// must stay, so the delete of the whole repository is refused
+			// and the applier deletes only what is older.
+			latest, err := cs.LatestLive(e.Repo)
+			if err != nil && !errors.Is(err, stowage.ErrNotFound) {
+				return err
+			}
+			if err == nil && latest.HLC.Compare(h) >= 0 {
+				return ErrStale
+			}
+		}
 		for i, cl := range cur {
 			if cl.HLC.Compare(h) < 0 {
 				continue

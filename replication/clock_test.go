@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"testing"
@@ -450,6 +451,34 @@ func TestRepositoryDelete(t *testing.T) {
 	}
 	if _, err := west.reg.PutManifest(replication.WithFetched(ctx, "east"), "app", stowage.Reference{Digest: d}, "application/vnd.oci.image.manifest.v1+json", m, nil); err == nil {
 		t.Errorf("a read-through copy of a manifest of the deleted repository was stored")
+	}
+}
+
+// TestRepositoryDeleteSparesALaterPush: the applier of a repository delete
+// lists what is older, then deletes; a push made here in between (later
+// than the delete) must survive. The check is in the deleting
+// transaction: deleting the whole repository with the delete's clock is
+// refused while something later lives in it.
+func TestRepositoryDeleteSparesALaterPush(t *testing.T) {
+	east, west := newRegion(t, "east", 0), newRegion(t, "west", 0)
+	east.image(t, "app", "v1", "old")
+	west.apply(t, east, east.changes(t, 0))
+	e0 := east.newest(t)
+	if _, err := east.reg.DeleteRepository(ctx, "app", false); err != nil {
+		t.Fatal(err)
+	}
+	del := east.changes(t, e0)
+	if len(del) != 1 {
+		t.Fatalf("east's repository delete: %d changes, want 1", len(del))
+	}
+	time.Sleep(3 * time.Millisecond)
+	later, _ := west.image(t, "app", "v2", "new") // in the applier's window
+	_, err := west.reg.DeleteRepository(replication.WithApplied(ctx, "east", del[0].HLC), "app", false)
+	if !errors.Is(err, replication.ErrStale) {
+		t.Errorf("deleting the repository with the delete's clock over a later push: %v, want ErrStale", err)
+	}
+	if got := west.tag(t, "app", "v2"); got != later {
+		t.Errorf("west: app:v2 = %q after the repository delete was applied, want the later push %s", got, later)
 	}
 }
 

@@ -32,6 +32,11 @@ type ClockStore interface {
 	GetClock(repo, name string) (Clock, error)
 	// PutClock creates or replaces a clock.
 	PutClock(c Clock) error
+	// LatestLive returns, of repo's tags and manifests that exist (not
+	// tombstones; not the repository's own clock), the clock with the
+	// latest reading (HLC order: wall, logical, region in byte order);
+	// stowage.ErrNotFound when there is none.
+	LatestLive(repo string) (Clock, error)
 }
 
 // ClockTx is the optional capability of a stowage.Tx that keeps clocks.

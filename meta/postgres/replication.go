@@ -25,3 +25,11 @@ func (s clockStore) PutClock(c replication.Clock) error {
 		c.Repo, c.Name, string(c.Digest), c.HLC.Wall, c.HLC.Logical, c.HLC.Region)
 	return err
 }
+
+func (s clockStore) LatestLive(repo string) (replication.Clock, error) {
+	c := replication.Clock{Repo: repo}
+	err := s.t.one(`SELECT name, digest, wall, logical, region FROM replication_clocks
+		WHERE repo = $1 AND digest <> '' AND name <> $2 ORDER BY wall DESC, logical DESC, region COLLATE "C" DESC LIMIT 1`,
+		[]any{repo, replication.RepositoryName}, &c.Name, &c.Digest, &c.HLC.Wall, &c.HLC.Logical, &c.HLC.Region)
+	return c, err
+}

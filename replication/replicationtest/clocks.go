@@ -50,6 +50,7 @@ func TestClockStore(t *testing.T, db stowage.DB) {
 	}); !errors.Is(err, rollback) {
 		t.Fatal(err)
 	}
+	testLatestLive(t, db, clocks)
 	err = db.View(ctx, func(tx stowage.Tx) error {
 		for _, c := range want {
 			got, err := clocks(tx).GetClock(c.Repo, c.Name)
@@ -60,9 +61,50 @@ func TestClockStore(t *testing.T, db stowage.DB) {
 		if _, err := clocks(tx).GetClock("app", "v9"); !errors.Is(err, stowage.ErrNotFound) {
 			t.Errorf("a rolled-back clock: %v, want ErrNotFound", err)
 		}
+		// Every clock of app is a removal (or the repository's own).
+		if got, err := clocks(tx).LatestLive("app"); !errors.Is(err, stowage.ErrNotFound) {
+			t.Errorf("LatestLive(app) with only tombstones = %+v, %v; want ErrNotFound", got, err)
+		}
 		return nil
 	})
 	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// testLatestLive: the latest live clock of a repository, in HLC order
+// (wall, logical, region in byte order), tombstones and the repository's
+// own clock left out.
+func testLatestLive(t *testing.T, db stowage.DB, clocks func(stowage.Tx) replication.ClockStore) {
+	d := stowage.Digest("sha256:" + string(make64('c')))
+	live := []replication.Clock{
+		{Repo: "lv", Name: "a", Digest: d, HLC: replication.HLC{Wall: 7, Logical: 2, Region: "east"}},
+		{Repo: "lv", Name: "b", Digest: d, HLC: replication.HLC{Wall: 7, Logical: 2, Region: "west"}}, // the latest: region breaks the tie
+		{Repo: "lv", Name: "c", Digest: d, HLC: replication.HLC{Wall: 7, Logical: 1, Region: "zz"}},
+		{Repo: "lv", Name: "d", HLC: replication.HLC{Wall: 9, Region: "east"}},                     // a tombstone, later
+		{Repo: "lv", Name: replication.RepositoryName, HLC: replication.HLC{Wall: 9, Region: "a"}}, // the repository's own
+		{Repo: "lw", Name: "x", Digest: d, HLC: replication.HLC{Wall: 99, Region: "east"}},         // another repository
+	}
+	ctx := context.Background()
+	if err := db.Update(ctx, func(tx stowage.Tx) error {
+		for _, c := range live {
+			if err := clocks(tx).PutClock(c); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.View(ctx, func(tx stowage.Tx) error {
+		if got, err := clocks(tx).LatestLive("lv"); err != nil || got != live[1] {
+			t.Errorf("LatestLive(lv) = %+v, %v; want %+v", got, err, live[1])
+		}
+		if _, err := clocks(tx).LatestLive("none"); !errors.Is(err, stowage.ErrNotFound) {
+			t.Errorf("LatestLive of a repository without clocks: %v, want ErrNotFound", err)
+		}
+		return nil
+	}); err != nil {
 		t.Fatal(err)
 	}
 }
