@@ -571,7 +571,7 @@ func TestGeoReplication(t *testing.T) {
 		}
 	}
 	m := geoMustDo(t, http.MethodGet, east.URL(), "/metrics", nil, nil)
-	for _, want := range []string{`stowage_replication_lag_events{region="east",peer="west"} 0`, `stowage_replication_shipping{region="east",peer="north"} 1`, "stowage_blobs "} {
+	for _, want := range []string{`stowage_replication_lag_events{peer="west",region="east"} 0`, `stowage_replication_shipping{peer="north",region="east"} 1`, "stowage_blobs "} {
 		if !strings.Contains(string(m.Body), want) {
 			t.Errorf("GET /metrics lacks %q:\n%s", want, tail(string(m.Body), 2000))
 		}

@@ -84,7 +84,7 @@ storage:
 		t.Errorf("storage status: %v\n%s", err, out)
 	}
 	m := mustDo(t, http.MethodGet, s.URL, "/metrics", nil, nil)
-	for _, want := range []string{`stowage_storage_copy_state{mirror="storage",copy="east",state="healthy"}`, "stowage_scrub_last_repaired_copies 2", "stowage_encryption_data_keys{"} {
+	for _, want := range []string{`stowage_storage_copy_state{copy="east",mirror="storage",state="healthy"}`, "stowage_scrub_last_repaired_copies 2", "stowage_encryption_data_keys{"} {
 		if !strings.Contains(string(m.Body), want) {
 			t.Errorf("/metrics lacks %s:\n%s", want, m.Body)
 		}
