@@ -388,7 +388,7 @@ func (c *Client) Upload(ctx context.Context, repo string, dg stowage.Digest, siz
 		if resp != nil {
 			resp.Body.Close()
 		}
-		return &LayoutError{br.err}
+		return &LayoutError{Err: br.err}
 	}
 	if err != nil {
 		return err

@@ -15,10 +15,18 @@ import (
 // manifest whose bytes do not match its digest or size, or one that is
 // neither in the layout nor in the registry. Running the import again
 // cannot help; the layout must be written again.
-type LayoutError struct{ Err error }
+type LayoutError struct {
+	Err error
+	// Missing: content the layout leaves out and the registry lacks (an
+	// incremental layout whose base was not imported); Err says what to do.
+	Missing bool
+}
 
 func (e *LayoutError) Error() string {
-	return e.Err.Error() + ": the layout is damaged or incomplete; write it again (export or copy it again from its source)"
+	if e.Missing {
+		return e.Err.Error()
+	}
+	return e.Err.Error() + ": the layout is damaged; write it again (export it again, or copy it again from its source)"
 }
 func (e *LayoutError) Unwrap() error { return e.Err }
 

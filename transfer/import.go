@@ -353,7 +353,7 @@ func (im *importer) manifest(ctx context.Context, repo string, d Descriptor) ([]
 			if Retryable(gerr) {
 				return nil, gerr
 			}
-			return nil, &LayoutError{fmt.Errorf("manifest %s is neither in the layout nor in %s (%v): import the export this one continues (--since) first", d.Digest, repo, gerr)}
+			return nil, &LayoutError{fmt.Errorf("manifest %s is neither in the layout nor in %s (%v): import the export this one continues (--since) first", d.Digest, repo, gerr), true}
 		}
 		return body, nil
 	}
@@ -366,7 +366,7 @@ func (im *importer) manifest(ctx context.Context, repo string, d Descriptor) ([]
 	}
 	b, err := io.ReadAll(newVerifier(rc, d, nil))
 	if err != nil {
-		return nil, &LayoutError{fmt.Errorf("manifest %s in the layout: %w", d.Digest, err)}
+		return nil, &LayoutError{Err: fmt.Errorf("manifest %s in the layout: %w", d.Digest, err)}
 	}
 	return b, nil
 }
@@ -397,7 +397,7 @@ func (im *importer) check(ctx context.Context) error {
 					return err
 				}
 			}
-			return &LayoutError{fmt.Errorf("blob %s (for %s) is neither in the layout nor in the registry: import the export this one continues (--since) first", j.d.Digest, j.repos[0])}
+			return &LayoutError{fmt.Errorf("blob %s (for %s) is neither in the layout nor in the registry: import the export this one continues (--since) first", j.d.Digest, j.repos[0]), true}
 		}
 		if err != nil {
 			return err
@@ -406,7 +406,7 @@ func (im *importer) check(ctx context.Context) error {
 		if _, err := io.Copy(io.Discard, newVerifier(rc, j.d, func(n int64) { im.done.Add(n) })); err != nil {
 			var se *stowage.Error
 			if errors.As(err, &se) {
-				return &LayoutError{fmt.Errorf("blob %s in the layout: %w", j.d.Digest, err)}
+				return &LayoutError{Err: fmt.Errorf("blob %s in the layout: %w", j.d.Digest, err)}
 			}
 			return err
 		}
@@ -493,7 +493,7 @@ func (im *importer) pushBlob(ctx context.Context, j *blobJob) error {
 			continue
 		}
 		if errors.Is(oerr, fs.ErrNotExist) {
-			oerr = &LayoutError{fmt.Errorf("blob %s (for %s) is neither in the layout nor in the registry: import the export this one continues (--since) first", j.d.Digest, repo)}
+			oerr = &LayoutError{fmt.Errorf("blob %s (for %s) is neither in the layout nor in the registry: import the export this one continues (--since) first", j.d.Digest, repo), true}
 		}
 		if oerr != nil {
 			im.c.Cancel(ctx, loc) // drop the upload the mount opened

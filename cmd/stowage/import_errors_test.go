@@ -54,7 +54,7 @@ func TestImportFailures(t *testing.T) {
 		layout string
 		want   []string
 	}{
-		{bad, []string{"blob " + digestOf(layer1) + " in the layout", "DIGEST_INVALID", "the layout is damaged", "nothing was pushed"}},
+		{bad, []string{"blob " + digestOf(layer1) + " in the layout", "DIGEST_INVALID", "the layout is damaged; write it again", "nothing was pushed"}},
 		{l2, []string{"blob " + digestOf(layer1) + " (for team/c) is neither in the layout nor in the registry", "(--since) first", "nothing was pushed"}},
 	} {
 		out, errOut, code := cli(t, "import", "--registry", db, tc.layout)
