@@ -55,7 +55,7 @@ func isLoop(err error) bool {
 
 // markLoop sets LoopHeader on the answer to a request refused as a loop.
 func markLoop(w http.ResponseWriter, err error) {
-	if isLoop(err) {
+	if w != nil && isLoop(err) {
 		w.Header().Set(LoopHeader, "1")
 	}
 }

@@ -84,6 +84,9 @@ func importLayout(ctx context.Context, a importArgs, stdout, stderr io.Writer) i
 	rep, err := transfer.Import(ctx, c.transfer(), src, transfer.ImportOptions{Repository: a.repository, Parallel: a.parallel, Progress: bar.show})
 	bar.done()
 	if err != nil {
+		if a.output == "json" && rep.Blobs > 0 {
+			printJSON(stdout, rep) // tagsPushed, refused
+		}
 		return fail(stderr, transfer.ExplainImport(err, rep)) // what was pushed, what was refused, whether a rerun helps
 	}
 	if a.output == "json" {

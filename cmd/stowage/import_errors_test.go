@@ -89,6 +89,11 @@ func TestImportFailures(t *testing.T) {
 	if strings.Contains(errOut, "run the same command again") || strings.Contains(errOut, "0 images") {
 		t.Errorf("import with an immutable tag moved:\n%s", errOut)
 	}
+	// --output json: the report, with what was refused.
+	out, _, code = cli(t, "import", "--registry", db, l3, "--output", "json")
+	if code != 1 || !strings.Contains(out, `"refused"`) || !strings.Contains(out, `"image": "team/a:v1"`) {
+		t.Errorf("import --output json with an immutable tag moved: exit %d\n%s", code, out)
+	}
 	for _, ref := range []string{"team/c/manifests/v1", "team/d/manifests/v1"} {
 		req, _ := http.NewRequest(http.MethodHead, db+"/v2/"+ref, nil)
 		req.Header.Set("Accept", "application/vnd.oci.image.manifest.v1+json")
