@@ -187,7 +187,8 @@ func newCache(t *testing.T, keys pullthrough.Keyring) *cache {
 	c := &cache{db: db, clk: &clock{t: time.Date(2030, 1, 1, 12, 0, 0, 0, time.UTC)}, path: path}
 	c.reg = stowage.NewRegistry(db, mem.New(), stowage.Options{})
 	c.svc = pullthrough.New(c.reg, db, pullthrough.Options{Keys: keys, Now: c.clk.Now,
-		Remote: func(o *remote.Options) { o.PlainHTTP = true; o.Retries = -1 }})
+		Remote: func(o *remote.Options) { o.PlainHTTP = true; o.Retries = -1 },
+		Self:   func() []string { return []string{c.host} }})
 	c.srv = httptest.NewServer(ociapi.New(c.reg, nil).WithFiller(c.svc))
 	c.host = strings.TrimPrefix(c.srv.URL, "http://")
 	t.Cleanup(func() { c.srv.Close(); c.svc.Close(); db.Close() })
@@ -365,6 +366,13 @@ func TestPullThroughConcurrent(t *testing.T) {
 			t.Errorf("blob %s: %d upstream fetches for 10 concurrent pulls, want 1", b.Digest, n)
 		}
 	}
+	// Each manifest read once from the upstream: the index and both
+	// platforms, for the clients and the background copy together.
+	for _, d := range append([]stowage.Digest{idx.Digest}, children(t, up, "library/busy", idx.Digest)...) {
+		if n := up.count("GET /v2/library/busy/manifests/" + string(d)); n != 1 {
+			t.Errorf("manifest %s: %d upstream GETs for 10 concurrent pulls, want 1", d, n)
+		}
+	}
 	if n := c.svc.BlobFetches.Load(); n != int64(len(blobs)) {
 		t.Errorf("BlobFetches = %d, want %d", n, len(blobs))
 	}
@@ -391,6 +399,27 @@ func TestPullThroughTampered(t *testing.T) {
 	if err == nil && int64(len(body)) == blobs[1].Size {
 		t.Fatalf("a tampered blob reached the client whole (status %d)", resp.StatusCode)
 	}
+	// The requests that do not stream it (a HEAD, a range, the clients
+	// that waited) get a 503 naming the upstream and the mismatch: not a
+	// 400 about an upload the client never made.
+	for _, req := range []*http.Request{
+		httptest.NewRequest(http.MethodHead, c.srv.URL+"/v2/bad/blobs/"+string(blobs[1].Digest), nil),
+		httptest.NewRequest(http.MethodGet, c.srv.URL+"/v2/bad/blobs/"+string(blobs[1].Digest), nil),
+	} {
+		req.RequestURI = ""
+		if req.Method == http.MethodGet {
+			req.Header.Set("Range", "bytes=0-")
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusServiceUnavailable || req.Method == http.MethodGet && (!strings.Contains(string(b), up.host) || !strings.Contains(string(b), "matching its digest")) {
+			t.Errorf("%s of a blob the upstream altered: %d %s; want 503 naming the upstream and the digest", req.Method, resp.StatusCode, b)
+		}
+	}
 	cl := remote.New(c.host, remote.Options{PlainHTTP: true, Retries: -1})
 	if _, err := c.reg.StatBlob(ctx, "bad", blobs[1].Digest); stowage.ErrorCodeOf(err) != stowage.CodeBlobUnknown {
 		t.Errorf("tampered blob kept: %v", err)
@@ -404,5 +433,92 @@ func TestPullThroughTampered(t *testing.T) {
 	rc.Close()
 	if err != nil || n != blobs[1].Size {
 		t.Errorf("after the upstream recovered: %d bytes, %v", n, err)
+	}
+}
+
+// children returns the manifests of index idx in the upstream.
+func children(t *testing.T, up *upstream, repo string, idx stowage.Digest) []stowage.Digest {
+	t.Helper()
+	_, body, err := up.reg.GetManifest(context.Background(), repo, stowage.Reference{Digest: idx})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ix v1.Index
+	json.Unmarshal(body, &ix)
+	var out []stowage.Digest
+	for _, d := range ix.Manifests {
+		out = append(out, d.Digest)
+	}
+	return out
+}
+
+// TestPullThroughWriteLocked: a tag the upstream has, for content held
+// here, in a write-locked repository: the pull gets the lock's DENIED, not
+// a 404 saying the manifest does not exist.
+func TestPullThroughWriteLocked(t *testing.T) {
+	ctx := context.Background()
+	up := newUpstream(t)
+	idx, _ := up.pushIndex(t, "library/wl", "v1")
+	child := children(t, up, "library/wl", idx.Digest)[0]
+	m, body, err := up.reg.GetManifest(ctx, "library/wl", stowage.Reference{Digest: child})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := up.reg.PutManifest(ctx, "library/wl", stowage.Reference{Tag: "amd"}, m.MediaType, body, nil); err != nil {
+		t.Fatal(err)
+	}
+	c := newCache(t, newKeyring())
+	if _, err := c.svc.CreateRule(ctx, pullthrough.Rule{Name: "hub", Source: "hub/*", Upstream: up.host + "/library/*", Username: "admin"}, upPass); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.pull(ctx, "hub/wl", "v1"); err != nil {
+		t.Fatal(err)
+	}
+	c.waitCached(t, "hub/wl", "v1", idx.Digest)
+	if _, err := c.reg.SetLocks(ctx, "hub/wl", stowage.Reference{}, stowage.LockWrite, 0); err != nil {
+		t.Fatal(err)
+	}
+	cl := remote.New(c.host, remote.Options{PlainHTTP: true, Retries: -1})
+	_, err = cl.GetManifest(ctx, "hub/wl", stowage.Reference{Tag: "amd"})
+	var re *remote.Error
+	if !errors.As(err, &re) || re.Status != http.StatusForbidden || re.Code != "DENIED" {
+		t.Errorf("tag of held content in a write-locked repository: %v; want 403 DENIED", err)
+	}
+}
+
+// TestPullThroughLoop: a rule whose upstream is this registry is refused
+// at creation; two caches pointing at each other answer a pull at once
+// with DENIED naming the loop, instead of calling each other for minutes.
+func TestPullThroughLoop(t *testing.T) {
+	ctx := context.Background()
+	c1, c2 := newCache(t, newKeyring()), newCache(t, newKeyring())
+	_, port, _ := strings.Cut(c1.host, ":")
+	for _, upHost := range []string{c1.host, "localhost:" + port} {
+		if _, err := c1.svc.CreateRule(ctx, pullthrough.Rule{Name: "self", Source: "self/*", Upstream: upHost + "/x/*", PlainHTTP: true}, ""); stowage.ErrorCodeOf(err) != stowage.CodeInvalidParameter || !strings.Contains(err.Error(), "is this registry") {
+			t.Errorf("rule with upstream %s (this registry): %v; want it refused", upHost, err)
+		}
+	}
+	if _, err := c1.svc.CreateRule(ctx, pullthrough.Rule{Name: "a", Source: "loop/*", Upstream: c2.host + "/back/*", PlainHTTP: true}, ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c2.svc.CreateRule(ctx, pullthrough.Rule{Name: "b", Source: "back/*", Upstream: c1.host + "/loop/*", PlainHTTP: true}, ""); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	ctx2, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	_, err := c1.pull(ctx2, "loop/z", "v1")
+	var re *remote.Error
+	if !errors.As(err, &re) || re.Status != http.StatusForbidden || !strings.Contains(re.Message, "a pull-through loop") {
+		t.Errorf("pull through a loop of two caches: %v; want 403 naming the loop", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("pull through a loop answered after %s", d)
+	}
+	req, _ := http.NewRequest(http.MethodGet, c1.srv.URL+"/v2/loop/z/blobs/sha256:"+strings.Repeat("a", 64), nil)
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != http.StatusForbidden {
+		t.Errorf("blob through a loop: %v %v; want 403", resp, err)
+	} else {
+		resp.Body.Close()
 	}
 }

@@ -30,6 +30,9 @@ type Options struct {
 	Reload time.Duration
 	// Remote adjusts the upstream clients' options (tests: retries, HTTP client).
 	Remote func(*remote.Options)
+	// Self returns the host:port addresses this server listens on and is
+	// known by; a rule whose upstream is one of them is refused.
+	Self func() []string
 }
 
 // Service is the pull-through cache: the rules and the fill of misses.
@@ -38,6 +41,7 @@ type Service struct {
 	store Store
 	opts  Options
 	log   *slog.Logger
+	id    string // this node's id in HopHeader
 
 	mu      sync.Mutex
 	rules   []Record
@@ -65,7 +69,7 @@ func New(reg *stowage.Registry, store Store, opts Options) *Service {
 	if opts.Reload <= 0 {
 		opts.Reload = 5 * time.Second
 	}
-	s := &Service{reg: reg, store: store, opts: opts, log: opts.Logger, clients: map[string]*remote.Client{}, checked: map[string]time.Time{}}
+	s := &Service{reg: reg, store: store, opts: opts, log: opts.Logger, id: newNodeID(), clients: map[string]*remote.Client{}, checked: map[string]time.Time{}}
 	s.bgCtx, s.stop = context.WithCancel(context.Background())
 	return s
 }
@@ -83,6 +87,9 @@ func (s *Service) CreateRule(ctx context.Context, r Rule, password string) (Rule
 	r.HasPassword = password != ""
 	r.Created = s.opts.Now().UTC().Truncate(time.Second)
 	if err := r.Validate(); err != nil {
+		return r, err
+	}
+	if err := s.checkNotSelf(ctx, r); err != nil {
 		return r, err
 	}
 	if password != "" && r.Username == "" {
@@ -249,6 +256,9 @@ func (s *Service) backOff(key string, ttl Duration) {
 }
 
 func unavailable(up string, err error) error {
+	if lerr := loopError(up, err); lerr != nil {
+		return lerr
+	}
 	return &stowage.Error{Code: stowage.CodeUnavailable,
 		Message: fmt.Sprintf("the upstream of this cached repository (%s) cannot be reached and nothing is cached for this reference: %v", up, err)}
 }
@@ -263,9 +273,19 @@ func unavailable(up string, err error) error {
 // upstream lacks it, or the upstream is down or rate limiting and a
 // cached tag exists (served stale, logged).
 func (s *Service) ServeManifest(ctx context.Context, w http.ResponseWriter, r *http.Request, repo string, ref stowage.Reference) (bool, error) {
+	ok, err := s.serveManifest(ctx, w, r, repo, ref)
+	markLoop(w, err)
+	return ok, err
+}
+
+func (s *Service) serveManifest(ctx context.Context, w http.ResponseWriter, r *http.Request, repo string, ref stowage.Reference) (bool, error) {
 	rule, up := s.match(ctx, repo)
 	if rule == nil {
 		return false, nil
+	}
+	ctx, err := s.hop(ctx, r, rule)
+	if err != nil {
+		return false, err
 	}
 	local, lerr := s.reg.ResolveManifest(ctx, repo, ref)
 	have := lerr == nil
@@ -320,6 +340,11 @@ func (s *Service) ServeManifest(ctx context.Context, w http.ResponseWriter, r *h
 		if _, body, err := s.reg.GetManifest(ctx, repo, want); err == nil {
 			m, _ := s.reg.ResolveManifest(ctx, repo, want)
 			if _, err := s.reg.PutManifest(ctx, repo, ref, m.MediaType, body, nil); err != nil {
+				if !have {
+					// No cached tag to fall back on: the refusal (a
+					// write lock, a quota) is the answer, not a 404.
+					return false, err
+				}
 				s.log.Warn("cannot move a cached tag to the upstream's digest; serving the cached one", "repository", repo, "tag", ref.Tag, "err", err)
 			} else {
 				s.markChecked(key)
@@ -420,9 +445,19 @@ func (s *Service) startCopy(ctx context.Context, rule *Record, c *remote.Client,
 // is not what it asked for. The others wait, then the engine serves them
 // from storage (it reports false).
 func (s *Service) ServeBlob(ctx context.Context, w http.ResponseWriter, r *http.Request, repo string, d stowage.Digest) (bool, error) {
+	ok, err := s.serveBlob(ctx, w, r, repo, d)
+	markLoop(w, err)
+	return ok, err
+}
+
+func (s *Service) serveBlob(ctx context.Context, w http.ResponseWriter, r *http.Request, repo string, d stowage.Digest) (bool, error) {
 	rule, up := s.match(ctx, repo)
 	if rule == nil {
 		return false, nil
+	}
+	ctx, err := s.hop(ctx, r, rule)
+	if err != nil {
+		return false, err
 	}
 	if _, err := s.reg.StatBlob(ctx, repo, d); err == nil || stowage.ErrorCodeOf(err) != stowage.CodeBlobUnknown {
 		return false, nil
@@ -448,8 +483,8 @@ func (s *Service) ServeBlob(ctx context.Context, w http.ResponseWriter, r *http.
 		return false, nil
 	case remote.IsNotFound(err):
 		return false, nil
-	case stowage.ErrorCodeOf(err) != "":
-		return false, err // the engine refused it: a lock, a quota, a bad digest
+	case isStowageError(err):
+		return false, err // the engine refused it (a lock, a quota), or the upstream's bytes were bad (503)
 	default:
 		return false, unavailable(c.Host()+"/"+up, err)
 	}
@@ -478,6 +513,17 @@ func (s *Service) fill(ctx context.Context, c *remote.Client, repo, up string, d
 			out.size, hb.out = size, out
 		}
 		if _, err := s.reg.PutBlob(ctx, repo, d, hb, size); err != nil {
+			if hb.err != nil && hb.err != io.EOF || badBytes(err) {
+				// The upstream's bytes failed (altered on the way, cut
+				// short), not the client's request: a 503 naming the
+				// upstream, which a client may retry.
+				cause := err
+				if hb.err != nil && hb.err != io.EOF {
+					cause = hb.err
+				}
+				return none, &stowage.Error{Code: stowage.CodeUnavailable, Err: err,
+					Message: fmt.Sprintf("the upstream of this cached repository (%s) sent blob %s, but not whole or not matching its digest: %v; nothing was kept, try again later", c.Host()+"/"+up, d, errText(cause))}
+			}
 			return none, err
 		}
 		hb.flush()
@@ -554,10 +600,33 @@ type holdBack struct {
 	r       io.Reader
 	out     *streamOut
 	pending []byte
+	err     error // the first error reading the upstream (io.EOF at the end)
+}
+
+// badBytes reports whether the engine refused a blob for its bytes (digest,
+// size, a read that failed), not for a policy (a lock, a quota).
+func badBytes(err error) bool {
+	switch stowage.ErrorCodeOf(err) {
+	case stowage.CodeDigestInvalid, stowage.CodeSizeInvalid, stowage.CodeBlobUploadInvalid:
+		return true
+	}
+	return false
+}
+
+// errText is err's message without an OCI code prefix.
+func errText(err error) string {
+	var se *stowage.Error
+	if errors.As(err, &se) && se.Message != "" {
+		return se.Message
+	}
+	return err.Error()
 }
 
 func (h *holdBack) Read(p []byte) (int, error) {
 	n, err := h.r.Read(p)
+	if err != nil && h.err == nil {
+		h.err = err
+	}
 	if n > 0 && h.out != nil {
 		h.out.write(h.pending)
 		h.pending = append(h.pending[:0], p[:n]...)
@@ -570,4 +639,9 @@ func (h *holdBack) flush() {
 		h.out.write(h.pending)
 		h.pending = nil
 	}
+}
+
+func isStowageError(err error) bool {
+	var se *stowage.Error
+	return errors.As(err, &se)
 }

@@ -69,6 +69,7 @@ type Client struct {
 
 	mu     sync.Mutex
 	mcache map[string]Manifest // "repo@digest" → manifest (Options.CacheManifests)
+	mfetch map[string]*fetch   // "repo@digest" → a GET in flight (Options.CacheManifests)
 	morder []string            // its keys, oldest first
 	basic  bool                // the registry asked for Basic: send it up front
 	bearer *Challenge          // the registry asked for tokens: where to get them
@@ -132,6 +133,7 @@ type Error struct {
 	Code    string
 	Message string
 	URL     string
+	Header  http.Header // the response's (a HEAD's error has no body)
 }
 
 func (e *Error) Error() string {
@@ -162,7 +164,7 @@ func Temporary(err error) bool {
 var errUnreachable = errors.New("registry unreachable")
 
 func responseError(resp *http.Response) error {
-	e := &Error{Status: resp.StatusCode, URL: redactURL(resp.Request.URL)}
+	e := &Error{Status: resp.StatusCode, URL: redactURL(resp.Request.URL), Header: resp.Header}
 	var body struct {
 		Errors []struct{ Code, Message string } `json:"errors"`
 	}
@@ -193,6 +195,9 @@ func (c *Client) get(ctx context.Context, method, path, scope string, header htt
 			req.Header[k] = v
 		}
 		req.Header.Set("User-Agent", c.opts.UserAgent)
+		if h, ok := ctx.Value(headerKey{}).(ctxHeader); ok {
+			req.Header.Set(h.key, h.value)
+		}
 		c.authorize(req, scope)
 		resp, err := c.http.Do(req)
 		var wait time.Duration
@@ -363,3 +368,21 @@ func (c *Client) fetchToken(ctx context.Context, ch Challenge, scope string) (to
 }
 
 func pullScope(repo string) string { return "repository:" + repo + ":pull" }
+
+type headerKey struct{}
+
+type ctxHeader struct{ key, value string }
+
+// WithHeader returns a context whose registry requests carry the header
+// key: value (the pull-through cache's hop list).
+func WithHeader(ctx context.Context, key, value string) context.Context {
+	return context.WithValue(ctx, headerKey{}, ctxHeader{key, value})
+}
+
+// fetch is a manifest GET by digest in flight: callers asking for the same
+// one meanwhile wait for it (Options.CacheManifests).
+type fetch struct {
+	done chan struct{}
+	m    Manifest
+	err  error
+}

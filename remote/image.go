@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"hash"
 	"io"
@@ -48,6 +49,46 @@ func (c *Client) GetManifest(ctx context.Context, repo string, ref stowage.Refer
 	if m, ok := c.cached(repo, ref); ok {
 		return m, nil
 	}
+	if ref.IsDigest() && c.opts.CacheManifests > 0 {
+		// One GET per digest at a time: the others wait for it.
+		key := repo + "@" + string(ref.Digest)
+		c.mu.Lock()
+		if f := c.mfetch[key]; f != nil {
+			c.mu.Unlock()
+			select {
+			case <-f.done:
+				if !errors.Is(f.err, context.Canceled) && !errors.Is(f.err, context.DeadlineExceeded) {
+					return f.m, f.err
+				}
+			case <-ctx.Done():
+				return Manifest{}, ctx.Err()
+			}
+			return c.GetManifest(ctx, repo, ref) // its caller's context ended it: ask again
+		}
+		if m, ok := c.mcache[key]; ok {
+			c.mu.Unlock()
+			return m, nil
+		}
+		f := &fetch{done: make(chan struct{})}
+		if c.mfetch == nil {
+			c.mfetch = map[string]*fetch{}
+		}
+		c.mfetch[key] = f
+		c.mu.Unlock()
+		defer func() {
+			c.mu.Lock()
+			delete(c.mfetch, key)
+			c.mu.Unlock()
+			close(f.done)
+		}()
+		f.m, f.err = c.fetchManifest(ctx, repo, ref)
+		return f.m, f.err
+	}
+	return c.fetchManifest(ctx, repo, ref)
+}
+
+// fetchManifest GETs a manifest and keeps it (Options.CacheManifests).
+func (c *Client) fetchManifest(ctx context.Context, repo string, ref stowage.Reference) (Manifest, error) {
 	m, err := c.getManifest(ctx, repo, ref)
 	if err == nil && c.opts.CacheManifests > 0 {
 		c.mu.Lock()

@@ -61,10 +61,11 @@ func statusError(what string, resp *http.Response) error {
 		Errors []struct{ Code, Message string } `json:"errors"`
 	}
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	e := &RegistryError{What: what, Status: resp.StatusCode}
 	if json.Unmarshal(b, &body) == nil && len(body.Errors) > 0 {
-		return fmt.Errorf("%s: %s: %s", what, body.Errors[0].Code, body.Errors[0].Message)
+		e.Code, e.Message = body.Errors[0].Code, body.Errors[0].Message
 	}
-	return fmt.Errorf("%s: registry answered %s", what, resp.Status)
+	return e
 }
 
 // Manifest returns a manifest's bytes and media type, verified against dg.
@@ -378,8 +379,17 @@ func (c *Client) Upload(ctx context.Context, repo string, dg stowage.Digest, siz
 	q := u.Query()
 	q.Set("digest", string(dg))
 	u.RawQuery = q.Encode()
-	resp, err := c.request(ctx, http.MethodPut, u.String(), body, map[string]string{
+	br := &bodyReader{r: body}
+	resp, err := c.request(ctx, http.MethodPut, u.String(), br, map[string]string{
 		"Content-Type": "application/octet-stream", "Content-Length": strconv.FormatInt(size, 10)})
+	if br.err != nil && br.err != io.EOF {
+		// The layout's bytes failed (the verifier: digest or size), not
+		// the connection; the request failed because its body did.
+		if resp != nil {
+			resp.Body.Close()
+		}
+		return &LayoutError{Err: br.err}
+	}
 	if err != nil {
 		return err
 	}
@@ -388,6 +398,20 @@ func (c *Client) Upload(ctx context.Context, repo string, dg stowage.Digest, siz
 		return statusError("upload blob "+string(dg)+" into "+repo, resp)
 	}
 	return nil
+}
+
+// bodyReader keeps the error its reader returned.
+type bodyReader struct {
+	r   io.Reader
+	err error
+}
+
+func (b *bodyReader) Read(p []byte) (int, error) {
+	n, err := b.r.Read(p)
+	if err != nil && b.err == nil {
+		b.err = err
+	}
+	return n, err
 }
 
 // PutManifest pushes a manifest by tag or digest and checks the digest the

@@ -27,17 +27,19 @@ type ImportOptions struct {
 
 // ImportReport says what an import pushed.
 type ImportReport struct {
-	Images        int      `json:"images"`        // tagged and untagged images pushed (or there already)
-	Referrers     int      `json:"referrers"`     // signatures, SBOMs… (index.json entries with a subject)
-	Tags          []string `json:"tags"`          // repo:tag pushed
-	Manifests     int      `json:"manifests"`     // manifests pushed (children and referrers included)
-	Blobs         int      `json:"blobs"`         // configs and layers
-	BlobsUploaded int      `json:"blobsUploaded"` // sent to the registry
-	BlobsMounted  int      `json:"blobsMounted"`  // already in the registry: linked (mounted), no bytes sent
-	Bytes         int64    `json:"bytes"`         // bytes of all blobs
-	Uploaded      int64    `json:"uploaded"`      // bytes sent
-	Seconds       float64  `json:"seconds"`
-	MBPerSecond   float64  `json:"mbPerSecond"`
+	Images        int       `json:"images"`            // tagged and untagged images pushed (or there already)
+	Referrers     int       `json:"referrers"`         // signatures, SBOMs… (index.json entries with a subject)
+	Tags          []string  `json:"tags"`              // repo:tag in place (pushed, or there already)
+	TagsPushed    []string  `json:"tagsPushed"`        // repo:tag this run pushed (moved or created)
+	Refused       []Refusal `json:"refused,omitempty"` // images the registry refused (a lock, immutability, a quota)
+	Manifests     int       `json:"manifests"`         // manifests pushed (children and referrers included)
+	Blobs         int       `json:"blobs"`             // configs and layers
+	BlobsUploaded int       `json:"blobsUploaded"`     // sent to the registry
+	BlobsMounted  int       `json:"blobsMounted"`      // already in the registry: linked (mounted), no bytes sent
+	Bytes         int64     `json:"bytes"`             // bytes of all blobs
+	Uploaded      int64     `json:"uploaded"`          // bytes sent
+	Seconds       float64   `json:"seconds"`
+	MBPerSecond   float64   `json:"mbPerSecond"`
 }
 
 // image is one index.json entry and where it goes.
@@ -124,7 +126,7 @@ func Import(ctx context.Context, c *Client, src Source, o ImportOptions) (Import
 		o.Parallel = 4
 	}
 	im := &importer{c: c, src: src, o: o, nodes: map[string]*mnode{}, pushed: map[string]*push{}, blobs: map[stowage.Digest]*blobJob{}}
-	im.rep.Tags = []string{}
+	im.rep.Tags, im.rep.TagsPushed = []string{}, []string{}
 	im.phase.Store("manifests")
 	if b, err := src.ReadFile(MarkerFile); err == nil {
 		im.marker, _ = ParseMarker(b)
@@ -178,13 +180,25 @@ func (im *importer) run(ctx context.Context) error {
 			return err
 		}
 	}
-	// 2. The blobs, several at once.
+	// 2. Before anything is uploaded, what can fail without the registry's
+	// say: a blob neither in the layout nor in the registry (an incremental
+	// layout whose base was not imported), a layout blob whose bytes do not
+	// match its digest or size. A failed import then leaves nothing.
+	im.phase.Store("checking")
+	if err := im.check(ctx); err != nil {
+		return err
+	}
+	im.done.Store(0)
+	// 3. The blobs, several at once.
 	im.phase.Store("blobs")
 	if err := im.pushBlobs(ctx); err != nil {
 		return err
 	}
-	// 3. The manifests, children before parents, several images at once;
-	// a tagged image is pushed by its tag (one PUT stores and tags it).
+	// 4. The manifests, children before parents, several images at once;
+	// a tagged image is pushed by its tag (one PUT stores and tags it). An
+	// image the registry refuses (a lock, immutability, a quota) is
+	// recorded and the others go on, so what is pushed does not depend on
+	// timing; any other error stops the import.
 	im.phase.Store("manifests")
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -198,6 +212,22 @@ func (im *importer) run(ctx context.Context) error {
 			defer wg.Done()
 			for img := range work {
 				if err := im.pushImage(ctx, img); err != nil {
+					var re *RegistryError
+					if errors.As(err, &re) && !Retryable(err) {
+						name := img.repo + "@" + string(img.d.Digest)
+						if img.tag != "" {
+							name = img.repo + ":" + img.tag
+						}
+						im.mu.Lock()
+						im.rep.Refused = append(im.rep.Refused, Refusal{Image: name, Error: err.Error()})
+						im.mu.Unlock()
+						mu.Lock()
+						if first == nil {
+							first = err
+						}
+						mu.Unlock()
+						continue
+					}
 					mu.Lock()
 					if first == nil {
 						first = err
@@ -219,6 +249,11 @@ func (im *importer) run(ctx context.Context) error {
 	close(work)
 	wg.Wait()
 	sort.Strings(im.rep.Tags)
+	sort.Strings(im.rep.TagsPushed)
+	sort.Slice(im.rep.Refused, func(i, j int) bool { return im.rep.Refused[i].Image < im.rep.Refused[j].Image })
+	if n := len(im.rep.Refused); n > 1 && first != nil {
+		first = fmt.Errorf("%w (and %d more images refused)", first, n-1)
+	}
 	if first == nil && ctx.Err() != nil {
 		first = ctx.Err()
 	}
@@ -262,6 +297,7 @@ func (im *importer) pushImage(ctx context.Context, img image) error {
 	im.rep.Images++
 	if pushed {
 		im.rep.Manifests++
+		im.rep.TagsPushed = append(im.rep.TagsPushed, img.repo+":"+img.tag)
 	}
 	im.mu.Unlock()
 	return nil
@@ -314,7 +350,10 @@ func (im *importer) manifest(ctx context.Context, repo string, d Descriptor) ([]
 	if errors.Is(err, fs.ErrNotExist) {
 		body, _, gerr := im.c.Manifest(ctx, repo, d.Digest)
 		if gerr != nil {
-			return nil, fmt.Errorf("manifest %s is neither in the layout nor in %s (%v): import the export this one continues (--since) first", d.Digest, repo, gerr)
+			if Retryable(gerr) {
+				return nil, gerr
+			}
+			return nil, &LayoutError{fmt.Errorf("manifest %s is neither in the layout nor in %s (%v): import the export this one continues (--since) first", d.Digest, repo, gerr), true}
 		}
 		return body, nil
 	}
@@ -325,10 +364,59 @@ func (im *importer) manifest(ctx context.Context, repo string, d Descriptor) ([]
 	if d.Size > stowage.MaxManifestSize {
 		return nil, stowage.Errorf(stowage.CodeManifestInvalid, "manifest %s is %d bytes; the limit is 4 MiB", d.Digest, d.Size)
 	}
-	return io.ReadAll(newVerifier(rc, d, nil))
+	b, err := io.ReadAll(newVerifier(rc, d, nil))
+	if err != nil {
+		return nil, &LayoutError{Err: fmt.Errorf("manifest %s in the layout: %w", d.Digest, err)}
+	}
+	return b, nil
 }
 
-func (im *importer) pushBlobs(ctx context.Context) error {
+// check reads, several at once, every blob the import will need from the
+// layout and verifies its digest and size, and makes sure a blob the
+// layout leaves out is in the registry (in a repository it goes to, or the
+// one the marker names). A blob its first repository already holds is not
+// read (a rerun).
+func (im *importer) check(ctx context.Context) error {
+	return im.each(ctx, func(ctx context.Context, j *blobJob) error {
+		has, err := im.c.HasBlob(ctx, j.repos[0], j.d.Digest)
+		if err != nil {
+			return err
+		}
+		if has {
+			im.done.Add(j.d.Size)
+			return nil
+		}
+		rc, err := im.src.Open(j.d.Digest)
+		if errors.Is(err, fs.ErrNotExist) {
+			others := append([]string(nil), j.repos[1:]...)
+			if im.marker != nil && im.marker.Blobs[j.d.Digest] != "" {
+				others = append(others, im.marker.Blobs[j.d.Digest])
+			}
+			for _, r := range others {
+				if has, err := im.c.HasBlob(ctx, r, j.d.Digest); err != nil || has {
+					return err
+				}
+			}
+			return &LayoutError{fmt.Errorf("blob %s (for %s) is neither in the layout nor in the registry: import the export this one continues (--since) first", j.d.Digest, j.repos[0]), true}
+		}
+		if err != nil {
+			return err
+		}
+		defer rc.Close()
+		if _, err := io.Copy(io.Discard, newVerifier(rc, j.d, func(n int64) { im.done.Add(n) })); err != nil {
+			var se *stowage.Error
+			if errors.As(err, &se) {
+				return &LayoutError{Err: fmt.Errorf("blob %s in the layout: %w", j.d.Digest, err)}
+			}
+			return err
+		}
+		return nil
+	})
+}
+
+// each runs fn on every blob job, im.o.Parallel at once; the first error
+// stops the rest.
+func (im *importer) each(ctx context.Context, fn func(context.Context, *blobJob) error) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	work := make(chan *blobJob)
@@ -340,7 +428,7 @@ func (im *importer) pushBlobs(ctx context.Context) error {
 		go func() {
 			defer wg.Done()
 			for j := range work {
-				if err := im.pushBlob(ctx, j); err != nil {
+				if err := fn(ctx, j); err != nil {
 					mu.Lock()
 					if first == nil {
 						first = err
@@ -365,6 +453,10 @@ func (im *importer) pushBlobs(ctx context.Context) error {
 		first = ctx.Err()
 	}
 	return first
+}
+
+func (im *importer) pushBlobs(ctx context.Context) error {
+	return im.each(ctx, im.pushBlob)
 }
 
 // pushBlob puts one blob into each repository that needs it. A mount
@@ -401,7 +493,7 @@ func (im *importer) pushBlob(ctx context.Context, j *blobJob) error {
 			continue
 		}
 		if errors.Is(oerr, fs.ErrNotExist) {
-			oerr = fmt.Errorf("blob %s (for %s) is neither in the layout nor in the registry: import the export this one continues (--since) first", j.d.Digest, repo)
+			oerr = &LayoutError{fmt.Errorf("blob %s (for %s) is neither in the layout nor in the registry: import the export this one continues (--since) first", j.d.Digest, repo), true}
 		}
 		if oerr != nil {
 			im.c.Cancel(ctx, loc) // drop the upload the mount opened

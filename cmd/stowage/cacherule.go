@@ -24,6 +24,8 @@ func (m *Main) pullThrough(reg *stowage.Registry, db stowage.DB) (*pullthrough.S
 		return nil, fmt.Errorf("the metadata database (%T) keeps no pull-through cache rules", db)
 	}
 	opts := pullthrough.Options{Logger: m.log}
+	// A rule whose upstream is this server is refused (it would loop).
+	opts.Self = func() []string { return []string{m.Addr, m.Config.Addr} }
 	if m.keys != nil {
 		opts.Keys = m.keys.Keys
 	}

@@ -84,10 +84,10 @@ func importLayout(ctx context.Context, a importArgs, stdout, stderr io.Writer) i
 	rep, err := transfer.Import(ctx, c.transfer(), src, transfer.ImportOptions{Repository: a.repository, Parallel: a.parallel, Progress: bar.show})
 	bar.done()
 	if err != nil {
-		if rep.Blobs > 0 { // it got as far as pushing
-			err = fmt.Errorf("%w\n  %d images were pushed; run the same command again to go on (what is there is skipped)", err, rep.Images)
+		if a.output == "json" && rep.Blobs > 0 {
+			printJSON(stdout, rep) // tagsPushed, refused
 		}
-		return fail(stderr, err)
+		return fail(stderr, transfer.ExplainImport(err, rep)) // what was pushed, what was refused, whether a rerun helps
 	}
 	if a.output == "json" {
 		return printJSON(stdout, rep)
