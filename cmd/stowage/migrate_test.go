@@ -17,6 +17,9 @@ import (
 	"github.com/stowage/stowage/meta/postgres/pgtest"
 	"github.com/stowage/stowage/meta/sqlite"
 	"github.com/stowage/stowage/meta/tables"
+	"github.com/stowage/stowage/pullthrough"
+	"github.com/stowage/stowage/replication"
+	"github.com/stowage/stowage/usage/history"
 	"github.com/stowage/stowage/webhook"
 )
 
@@ -113,6 +116,25 @@ func fillSQLite(t *testing.T, path string) {
 		t.Fatal(err)
 	}
 	if err := db.FeedCursors().SaveCursor(ctx, "webhook:ci", 1, now); err != nil {
+		t.Fatal(err)
+	}
+	// A pull-through cache rule (its password sealed), a day of usage
+	// history, and replication clocks (a tag and a tombstone).
+	if err := db.PutCacheRule(ctx, pullthrough.Record{Rule: pullthrough.Rule{Name: "hub", Source: "hub/*", Upstream: "registry.example/library/*",
+		Username: "me", HasPassword: true, Created: now}, Secret: []byte{4, 5, 6}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.UsageHistory().PutUsageDay(ctx, history.Day{Day: "2026-12-01", PhysicalBytes: 10, LogicalBytes: 20, Blobs: 1, Repositories: 1,
+		Manifests: 2, Tags: 3, Recorded: now}); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Update(ctx, func(tx stowage.Tx) error {
+		cs := tx.(replication.ClockTx).ReplicationClocks()
+		if err := cs.PutClock(replication.Clock{Repo: "team/app1", Name: "v1", Digest: dg(1), HLC: replication.HLC{Wall: 1796303223017, Logical: 2, Region: "east"}}); err != nil {
+			return err
+		}
+		return cs.PutClock(replication.Clock{Repo: "team/app1", Name: replication.ManifestName(dg(9)), HLC: replication.HLC{Wall: 1796303223018, Region: "west"}})
+	}); err != nil {
 		t.Fatal(err)
 	}
 }
