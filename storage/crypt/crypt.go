@@ -156,6 +156,13 @@ func plainSize(stored int64) (int64, error) {
 // segmentOffset is where segment idx starts in the stored object.
 func segmentOffset(idx int64) int64 { return int64(headerSize) + idx*sealedFull }
 
+// PrepareDataKey implements stowage.DataKeyPreparer: the next Put of key
+// under the returned context seals with the returned data key, whose row
+// the caller records (before that Put) in a transaction of its own.
+func (b *Backend) PrepareDataKey(ctx context.Context, key string) (context.Context, stowage.DataKey, error) {
+	return b.Keys.prepare(ctx, key)
+}
+
 // Put seals r segment by segment as it streams into the inner backend.
 func (b *Backend) Put(ctx context.Context, key string, r io.Reader, size int64) error {
 	id, aead, err := b.Keys.newDataKey(ctx, key)
