@@ -69,7 +69,7 @@ var encryptionGoals = []goal{
 }
 
 // durableGoals (issue 18): a durable push runs at the disk's speed,
-// measured in the same run (scenario disk: write + fdatasync per blob).
+// measured in the same run (scenario disk: a blob written and fsynced as storage/fs does).
 // They read the candidate's own metrics: bench --compare --goals
 // --goal-set durable stowage=R1.json,... stowage=R1.json,...
 var durableGoals = []goal{
