@@ -264,7 +264,10 @@ func (r *Registry) putBlob(ctx context.Context, repo string, d Digest, body io.R
 		return BlobRecord{}, err
 	}
 	vr := NewVerifyingReader(body, d, size)
-	exists, err := r.reserve(ctx, repo, d, size)
+	// An encrypting store's data-key row goes in reserve's transaction
+	// (datakeys_prepared.go).
+	pctx, row := r.prepareDataKey(ctx, BlobKey(d))
+	exists, err := r.reserveKeyed(ctx, repo, d, size, row)
 	if err != nil {
 		return BlobRecord{}, err
 	}
@@ -273,7 +276,7 @@ func (r *Registry) putBlob(ctx context.Context, repo string, d Digest, body io.R
 		if _, err := io.Copy(io.Discard, vr); err != nil {
 			return BlobRecord{}, uploadError(err)
 		}
-	} else if err := r.store.Put(ctx, BlobKey(d), vr, size); err != nil {
+	} else if err := r.store.Put(pctx, BlobKey(d), vr, size); err != nil {
 		return BlobRecord{}, uploadError(err)
 	}
 	return r.recordBlob(ctx, repo, d, vr.N(), u)
@@ -308,6 +311,19 @@ func uploadError(err error) error {
 // order, rather than wait for the next collection. It refuses (DENIED) a
 // blob that would pass the registry's storage limit or repo's quota.
 func (r *Registry) reserve(ctx context.Context, repo string, d Digest, size int64) (stored bool, err error) {
+	return r.reserveKeyed(ctx, repo, d, size, nil)
+}
+
+// reserveKeyed is reserve that also records row (if not nil), the data key
+// of the object the caller is about to write (DataKeyPreparer), in the
+// transaction that finds d not stored.
+func (r *Registry) reserveKeyed(ctx context.Context, repo string, d Digest, size int64, row *DataKey) (stored bool, err error) {
+	putRow := func(tx Tx) error {
+		if row == nil {
+			return nil
+		}
+		return tx.DataKeys().PutDataKey(*row)
+	}
 	for attempt := 0; ; attempt++ {
 		var state BlobState
 		now := r.now()
@@ -321,6 +337,9 @@ func (r *Registry) reserve(ctx context.Context, repo string, d Digest, size int6
 					return err
 				}
 				state = BlobPending
+				if err := putRow(tx); err != nil {
+					return err
+				}
 				return tx.Blobs().PutBlob(BlobRecord{Digest: d, Size: max(size, 0), Created: now, State: BlobPending,
 					LastUsed: now, UnreferencedSince: now})
 			}
@@ -333,6 +352,11 @@ func (r *Registry) reserve(ctx context.Context, repo string, d Digest, size int6
 			}
 			if err := r.checkRepoQuota(tx, repo, d, max(size, b.Size)); err != nil {
 				return err
+			}
+			if state == BlobPending {
+				if err := putRow(tx); err != nil {
+					return err
+				}
 			}
 			return tx.Blobs().TouchBlob(d, now)
 		})

@@ -27,7 +27,7 @@ func newBenchRegistry(b *testing.B) *stowage.Registry {
 	return stowage.NewRegistry(db, store, stowage.Options{})
 }
 
-func pushImage(b *testing.B, reg *stowage.Registry, repo, tag string) stowage.Digest {
+func pushImage(b testing.TB, reg *stowage.Registry, repo, tag string) stowage.Digest {
 	ctx := context.Background()
 	config := []byte(`{"architecture":"amd64","os":"linux"}`)
 	layer := []byte("layer-" + repo)

@@ -59,12 +59,19 @@ func (r *Registry) PutManifest(ctx context.Context, repo string, ref Reference, 
 
 	// 1. Store the bytes (content-addressed, so rewriting is harmless and the
 	// DB never points at missing content).
-	stored, err := r.reserve(ctx, repo, d, int64(len(body)))
+	// A new manifest's data-key row is recorded by reserve; one this node
+	// has seen (a tag push of a stored manifest) needs none, and if it
+	// turns out not stored, Put makes its own.
+	pctx, row := ctx, (*DataKey)(nil)
+	if _, seen := r.manifests.get(d); !seen {
+		pctx, row = r.prepareDataKey(ctx, BlobKey(d))
+	}
+	stored, err := r.reserveKeyed(ctx, repo, d, int64(len(body)), row)
 	if err != nil {
 		return PutManifestResult{}, err
 	}
 	if !stored {
-		if err := r.store.Put(ctx, BlobKey(d), bytes.NewReader(body), int64(len(body))); err != nil {
+		if err := r.store.Put(pctx, BlobKey(d), bytes.NewReader(body), int64(len(body))); err != nil {
 			return PutManifestResult{}, fmt.Errorf("store manifest: %w", err)
 		}
 	}

@@ -68,10 +68,22 @@ var encryptionGoals = []goal{
 	{"pull ≥ 80% of unencrypted (concurrency 4)", higher("pull_c4_MBps"), 0.8, " of unencrypted", false},
 }
 
+// durableGoals (issue 18): a durable push runs at the disk's speed,
+// measured in the same run (scenario disk: a blob written and fsynced as storage/fs does).
+// They read the candidate's own metrics: bench --compare --goals
+// --goal-set durable stowage=R1.json,... stowage=R1.json,...
+var durableGoals = []goal{
+	{"64 MiB monolithic push ≥ 90% of the disk's durable write (concurrency 1)", selfRatio("push_mono_c1_MBps", "disk_write_c1_MBps"), 0.9, " of the disk", false},
+	{"64 MiB monolithic push ≥ 90% of the disk's durable write (concurrency 4)", selfRatio("push_mono_c4_MBps", "disk_write_c4_MBps"), 0.9, " of the disk", false},
+	{"64 MiB chunked push ≥ 90% of the disk's durable write (concurrency 1)", selfRatio("push_chunked_c1_MBps", "disk_write_c1_MBps"), 0.9, " of the disk", false},
+	{"64 MiB chunked push ≥ 90% of the disk's durable write (concurrency 4)", selfRatio("push_chunked_c4_MBps", "disk_write_c4_MBps"), 0.9, " of the disk", false},
+}
+
 // goalSets are the values of --goal-set.
 var goalSets = map[string][]goal{
 	"distribution": distributionGoals,
 	"encryption":   encryptionGoals,
+	"durable":      durableGoals,
 }
 
 func goalSetNames() string {

@@ -30,6 +30,7 @@ type config struct {
 	listings    int // tag-list, catalog repetitions (median)
 	scenarioTTL time.Duration
 	pid         int
+	diskDir     string // disk: where to measure the durable write limit
 }
 
 // state carries data between scenarios (e.g. pull reads what push-mono
@@ -57,6 +58,7 @@ type scenario struct {
 
 // scenarios in execution order; order matters only for sharing setup.
 var scenarios = []scenario{
+	{"disk", (*bench).diskWrite},
 	{"push-mono", (*bench).pushMono},
 	{"push-chunked", (*bench).pushChunked},
 	{"pull", (*bench).pull},
@@ -94,6 +96,7 @@ func main() {
 	flag.DurationVar(&cfg.scenarioTTL, "timeout", 15*time.Minute, "hard time limit per scenario")
 	flag.DurationVar(&reqTimeout, "request-timeout", 2*time.Minute, "hard time limit per HTTP request")
 	flag.IntVar(&cfg.pid, "pid", 0, "registry PID; rss reports its peak RSS (VmHWM)")
+	flag.StringVar(&cfg.diskDir, "disk-dir", "", "disk: a directory on the registry's data file system, to measure its durable write limit (each blob written and fsynced as storage/fs writes one); unset: disk is skipped")
 	flag.BoolVar(&quick, "quick", false, "smoke-run sizes: 16 MiB blobs, 1000 tags, 200 repos, 2s durations, 60 images")
 	flag.BoolVar(&compare, "compare", false, "compare mode: args are NAME=file.json,file.json ... (first = candidate, second = baseline)")
 	flag.BoolVar(&goals, "goals", false, "compare mode: also evaluate Stowage's goals (candidate vs baseline)")

@@ -180,8 +180,8 @@ func (h *Handler) getBlob(ctx context.Context, w http.ResponseWriter, r *http.Re
 	blobHeaders(w, b)
 	w.Header().Set("Content-Length", strconv.FormatInt(length, 10))
 	w.WriteHeader(status)
-	// An *os.File under a LimitedReader goes out with sendfile(2).
-	if n, err := io.CopyN(w, rc, length); err != nil && ctx.Err() == nil {
+	// An *os.File goes out with sendfile(2), anything else in 1 MiB writes.
+	if n, err := copyBlob(w, rc, length); err != nil && ctx.Err() == nil {
 		h.log.WarnContext(ctx, "blob send failed", "repo", rt.Name, "digest", rt.Digest, "sent", n, "err", err)
 	}
 	return nil

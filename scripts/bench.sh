@@ -292,7 +292,7 @@ for ((r = 1; r <= ROUNDS; r++)); do
 		dir="$WORK/$kind-$r"
 		start_server "$kind" "$dir"
 		log "round $r/$ROUNDS: $kind"
-		"$WORK/bench" --url "$SERVER_URL" --pid "$SERVER_PID" "${QUICK[@]}" "${ONLY[@]}" \
+		"$WORK/bench" --url "$SERVER_URL" --pid "$SERVER_PID" --disk-dir "$dir" "${QUICK[@]}" "${ONLY[@]}" \
 			--json "$WORK/$kind-$r.json" 2>&1 | tee "$dir/bench.log" >&2
 		if [ "${PIPESTATUS[0]}" -ne 0 ]; then
 			# Keep going: partial results still compare, and the failure is

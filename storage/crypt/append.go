@@ -79,39 +79,23 @@ func (b *appendBackend) Append(ctx context.Context, key string, off int64, r io.
 			}
 		}
 	}
-	var last []byte // the final segment's plaintext
-	var lastIdx uint32
-	var n int64
-	pr, pw := io.Pipe()
-	go func() {
-		var err error
-		bw := bufio.NewWriterSize(pw, 1<<20)
-		if off == 0 {
-			_, err = bw.Write(hb)
-		}
-		s := newSealer(bw, aead, hb, uint32(idx))
-		if err == nil {
-			_, err = s.Write(prefix)
-		}
-		if err == nil {
-			n, err = io.Copy(s, r)
-		}
-		if err == nil {
-			last, lastIdx = bytes.Clone(s.buf), s.idx
-			err = s.Close()
-		}
-		if err == nil {
-			err = bw.Flush()
-		}
-		pw.CloseWithError(err)
-	}()
-	stored, err := b.app.Append(ctx, key, start, pr)
-	pr.CloseWithError(io.ErrClosedPipe)
+	var pre []byte
+	if off == 0 {
+		pre = hb
+	}
+	// Sealed as the inner Appender reads, in 1 MiB batches (sealreader.go).
+	sr := newSealReader(r, aead, hb, uint32(idx), pre, prefix)
+	stored, err := b.app.Append(ctx, key, start, sr)
 	if err != nil {
 		if newKey != nil {
 			b.Keys.forget(ctx, *newKey) // the upload starts again at 0 with a new key
 		}
 		return 0, err
+	}
+	last, lastIdx, n := sr.last, sr.lastIdx, sr.n
+	sr.release()
+	if !sr.done {
+		return 0, fmt.Errorf("crypt: upload %s: the append stopped before the end of its data", key)
 	}
 	size, err := plainSize(stored)
 	if err != nil {

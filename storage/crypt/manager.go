@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/stowage/stowage"
@@ -59,32 +60,76 @@ func (m *Manager) ttl() time.Duration {
 // newDataKey makes a random data key for the object at key obj, wraps it
 // with the current KEK and records it. It returns the key's id and AEAD.
 func (m *Manager) newDataKey(ctx context.Context, obj string) ([idSize]byte, cipher.AEAD, error) {
-	var id [idSize]byte
-	kv, err := m.Keys.Current(ctx)
-	if err != nil {
-		return id, nil, keyError(err)
+	if p, ok := ctx.Value(preparedKey{}).(*prepared); ok && p.obj == obj && p.used.CompareAndSwap(false, true) {
+		return p.id, p.aead, nil // recorded by the caller (PrepareDataKey)
 	}
-	dek := make([]byte, 32)
-	if _, err := rand.Read(dek); err != nil {
-		return id, nil, err
-	}
-	if _, err := rand.Read(id[:]); err != nil {
-		return id, nil, err
-	}
-	wrapped, err := m.Keys.Wrap(ctx, kv, dek)
-	if err != nil {
-		return id, nil, keyError(err)
-	}
-	aead, err := gcm(dek)
+	id, aead, dk, err := m.makeDataKey(ctx, obj)
 	if err != nil {
 		return id, nil, err
 	}
-	dk := stowage.DataKey{ID: hex.EncodeToString(id[:]), Object: obj, Wrapped: kv, Key: wrapped, Created: time.Now()}
 	if err := m.Store.PutDataKey(ctx, dk); err != nil {
 		return id, nil, fmt.Errorf("record data key: %w", err)
 	}
 	m.remember(dk.ID, aead)
 	return id, aead, nil
+}
+
+// preparedKey carries a *prepared in a context (PrepareDataKey).
+type preparedKey struct{}
+
+// prepared is a data key made for the next Put of obj, its row recorded by
+// the caller.
+type prepared struct {
+	obj  string
+	id   [idSize]byte
+	aead cipher.AEAD
+	used atomic.Bool
+}
+
+// prepare makes the data key of the next write of obj under the returned
+// context, for the caller to record the row (stowage.DataKeyPreparer). Only
+// keys wrapped in the process (a key file, a key in the environment) are
+// prepared: a KMS call for an object that may already be stored would cost
+// more than the commit it saves.
+func (m *Manager) prepare(ctx context.Context, obj string) (context.Context, stowage.DataKey, error) {
+	switch m.Keys.(type) {
+	case *FileKeyring, *StaticKeyring:
+	default:
+		return ctx, stowage.DataKey{}, errors.New("crypt: keys wrapped outside the process are not prepared")
+	}
+	id, aead, dk, err := m.makeDataKey(ctx, obj)
+	if err != nil {
+		return ctx, dk, err
+	}
+	m.remember(dk.ID, aead)
+	return context.WithValue(ctx, preparedKey{}, &prepared{obj: obj, id: id, aead: aead}), dk, nil
+}
+
+// makeDataKey makes and wraps a random data key for obj, unrecorded.
+func (m *Manager) makeDataKey(ctx context.Context, obj string) ([idSize]byte, cipher.AEAD, stowage.DataKey, error) {
+	var id [idSize]byte
+	var dk stowage.DataKey
+	kv, err := m.Keys.Current(ctx)
+	if err != nil {
+		return id, nil, dk, keyError(err)
+	}
+	dek := make([]byte, 32)
+	if _, err := rand.Read(dek); err != nil {
+		return id, nil, dk, err
+	}
+	if _, err := rand.Read(id[:]); err != nil {
+		return id, nil, dk, err
+	}
+	wrapped, err := m.Keys.Wrap(ctx, kv, dek)
+	if err != nil {
+		return id, nil, dk, keyError(err)
+	}
+	aead, err := gcm(dek)
+	if err != nil {
+		return id, nil, dk, err
+	}
+	dk = stowage.DataKey{ID: hex.EncodeToString(id[:]), Object: obj, Wrapped: kv, Key: wrapped, Created: time.Now()}
+	return id, aead, dk, nil
 }
 
 // dataKey returns the AEAD of data key id, from the cache or by unwrapping it.
