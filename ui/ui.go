@@ -62,6 +62,9 @@ type Options struct {
 	// the overview shows nothing about it. (No replication exists yet: this
 	// is its place.)
 	Replication func(ctx context.Context) (any, error)
+	// SharerScanLimit bounds how many images that use a blob the image
+	// page reads to find the ones the caller may see (default 5000).
+	SharerScanLimit int
 	// SessionTTL is how long a login lasts (default 8 hours).
 	SessionTTL time.Duration
 	Logger     *slog.Logger
