@@ -93,7 +93,7 @@ func (h *Handler) overview(v *view) error {
 		}
 	}
 	if h.opts.GC != nil {
-		if rep, at, ok := h.opts.GC.Last(); ok {
+		if rep, at, ok := h.opts.GC.Last(v.ctx()); ok {
 			d.GC, d.GCAt = &rep, at
 		}
 	}

@@ -96,6 +96,9 @@ func New(opts Options) (*Handler, error) {
 	}
 	h := &Handler{opts: opts, reg: opts.Registry, auth: opts.Auth, log: opts.Logger, now: opts.Now,
 		sessions: newSessions(opts.SessionTTL, opts.Now)}
+	if opts.GC != nil {
+		opts.GC.attach(opts.Registry.DB())
+	}
 	var err error
 	if h.pages, err = parsePages(); err != nil {
 		return nil, err
