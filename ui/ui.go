@@ -28,6 +28,7 @@ import (
 	"github.com/stowage/stowage/auth"
 	"github.com/stowage/stowage/mgmt"
 	"github.com/stowage/stowage/scrub"
+	"github.com/stowage/stowage/ui/sessionstore"
 	"github.com/stowage/stowage/usage/history"
 	"github.com/stowage/stowage/usage/rank"
 )
@@ -94,8 +95,9 @@ func New(opts Options) (*Handler, error) {
 	if opts.SessionTTL <= 0 {
 		opts.SessionTTL = 8 * time.Hour
 	}
-	h := &Handler{opts: opts, reg: opts.Registry, auth: opts.Auth, log: opts.Logger, now: opts.Now,
-		sessions: newSessions(opts.SessionTTL, opts.Now)}
+	h := &Handler{opts: opts, reg: opts.Registry, auth: opts.Auth, log: opts.Logger, now: opts.Now}
+	store, _ := sessionstore.Of(opts.Registry.DB())
+	h.sessions = newSessions(store, opts.SessionTTL, opts.Now)
 	if opts.GC != nil {
 		opts.GC.attach(opts.Registry.DB())
 	}
