@@ -173,6 +173,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		err = h.policies(v)
 	case path == "/policies/retention" && r.Method == http.MethodPost:
 		err = h.retention(v)
+	case path == "/policies/purge" && r.Method == http.MethodPost:
+		err = h.purgePolicy(v)
 	case path == "" && r.Method == http.MethodGet:
 		http.Redirect(w, r, Prefix, http.StatusFound)
 		return
