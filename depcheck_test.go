@@ -38,6 +38,7 @@ var layering = map[string][]string{
 	"transfer":                    {"", "policy"},
 	"usage/history":               {"", "usage"},
 	"usage/rank":                  {""},
+	"ui/sessionstore":             {""},
 	"storage/fs":                  {""},
 	"storage/fs/faultfs":          {"storage/fs"},
 	"storage/mem":                 {""},
@@ -75,7 +76,7 @@ var layering = map[string][]string{
 	"scripts/layoutgen": {},
 }
 
-var capabilities = []string{"jobs", "gc", "scrub", "policy", "recyclebin", "feed", "usage", "usage/history", "usage/rank", "webhook", "pullthrough", "replication"}
+var capabilities = []string{"jobs", "gc", "scrub", "policy", "recyclebin", "feed", "usage", "usage/history", "usage/rank", "webhook", "pullthrough", "replication", "ui/sessionstore"}
 var testTools = []string{"internal/modeltest", "e2e", "bench", "scripts/rrproxy", "scripts/layoutgen"}
 
 // TestDependencyDirection checks every package's imports against layering.

@@ -544,5 +544,15 @@ func (a *Authority) Authorize(id Identity, r *http.Request) error {
 	if id.Kind == KindAnonymous || id.bearer && id.holdsNeed(n) {
 		return authError("authentication required: log in (" + n.describe() + ")")
 	}
-	return stowage.Errorf(stowage.CodeDenied, "%s may not do this: it needs %s", id, n.describe())
+	return stowage.Errorf(stowage.CodeDenied, "%s may not do this: %s", id, n.needs())
+}
+
+// needs says what a refused request needs, as one clause: "it needs
+// metadata/read on repository x", or describe's own sentence ("this needs
+// an admin") where it is one.
+func (n need) needs() string {
+	if n.admin || n.all || n.catalog || n.authenticated || n.some {
+		return n.describe()
+	}
+	return "it needs " + n.describe()
 }

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 
 	"github.com/stowage/stowage"
 	"github.com/stowage/stowage/auth"
@@ -156,14 +157,21 @@ func (h *Handler) locks(v *view) error {
 // ---- policies ----
 
 type policiesData struct {
-	Retention  policy.Retention
-	Last       *policy.Run
-	Preview    *policy.Run
-	Purges     []policy.PurgePolicy
-	CanChange  bool
-	PurgeRun   *policy.Run
-	PurgeName  string
-	PreviewErr string
+	Retention policy.Retention
+	Last      *policy.Run
+	Preview   *policy.Run
+	Purges    []policy.PurgePolicy
+	CanChange bool
+	// CanChangePurges: may create, edit and delete purge policies.
+	CanChangePurges bool
+	PurgeRun        *policy.Run
+	PurgeName       string
+	PreviewErr      string
+	// Form is the purge policy in the create/edit form (a policy picked
+	// with ?edit=NAME, or what was just previewed).
+	Form      policy.PurgePolicy
+	FormEdit  bool // editing an existing policy
+	FormShown bool // the form is filled (else empty defaults)
 }
 
 func (h *Handler) policies(v *view) error {
@@ -178,6 +186,96 @@ func (h *Handler) policies(v *view) error {
 	if err != nil {
 		return err
 	}
+	if name := v.r.URL.Query().Get("edit"); name != "" {
+		for _, p := range d.Purges {
+			if p.Name == name {
+				d.Form, d.FormEdit, d.FormShown = p, true, true
+			}
+		}
+		if !d.FormShown {
+			return stowage.Errorf(stowage.CodeNameUnknown, "no purge policy called %q", name)
+		}
+	}
+	v.render(http.StatusOK, "policies", "Policies", d)
+	return nil
+}
+
+// purgeForm is the purge policy a form describes: filters one per line
+// (REPO_REGEX:TAG_REGEX), as `stowage purge-policy set` takes them.
+func purgeForm(r *http.Request) (policy.PurgePolicy, error) {
+	p := policy.PurgePolicy{Name: strings.TrimSpace(r.PostFormValue("name")), Ago: strings.TrimSpace(r.PostFormValue("ago")),
+		Every: strings.TrimSpace(r.PostFormValue("every")), Untagged: r.PostFormValue("untagged") == "on"}
+	for _, f := range strings.Split(r.PostFormValue("filters"), "\n") {
+		if f = strings.TrimSpace(f); f != "" {
+			p.Filters = append(p.Filters, f)
+		}
+	}
+	if k := strings.TrimSpace(r.PostFormValue("keep")); k != "" {
+		n, err := strconv.Atoi(k)
+		if err != nil || n < 0 {
+			return p, stowage.Errorf(stowage.CodeInvalidParameter, "keep: a whole number of tags to keep per repository, 0 or more")
+		}
+		p.Keep = n
+	}
+	if _, _, err := p.Options(); err != nil {
+		return p, err
+	}
+	return p, nil
+}
+
+// purgePolicy previews (a dry run of the policy in the form), saves or
+// deletes a scheduled purge policy, as PUT and DELETE
+// /api/v1/purge-policies/NAME do, under their authorization.
+func (h *Handler) purgePolicy(v *view) error {
+	if h.opts.Policies == nil {
+		return stowage.Errorf(stowage.CodeUnsupported, "policies are not available on this server")
+	}
+	action := v.r.PostFormValue("action")
+	name := strings.TrimSpace(v.r.PostFormValue("name"))
+	method := map[string]string{"preview": http.MethodPost, "save": http.MethodPut, "delete": http.MethodDelete}[action]
+	if method == "" {
+		return stowage.Errorf(stowage.CodeInvalidParameter, "action=%q: want preview, save or delete", action)
+	}
+	api := "/api/v1/purge-policies/run"
+	if action != "preview" {
+		api = "/api/v1/purge-policies/" + url.PathEscape(name)
+	}
+	if err := h.allow(v.id, method, api); err != nil {
+		return err
+	}
+	ctx := v.ctx()
+	if action == "delete" {
+		if err := h.opts.Policies.DeletePurgePolicy(ctx, name); err != nil {
+			return err
+		}
+		v.done(Prefix+"policies", fmt.Sprintf("Purge policy %s deleted.", name))
+		return nil
+	}
+	p, err := purgeForm(v.r)
+	if err == nil && action == "save" {
+		if err = h.opts.Policies.SetPurgePolicy(ctx, p); err == nil {
+			v.done(Prefix+"policies", fmt.Sprintf("Purge policy %s saved.", p.Name))
+			return nil
+		}
+	}
+	d, derr := h.policyData(v)
+	if derr != nil {
+		return derr
+	}
+	d.Form, d.FormShown, d.FormEdit = p, true, v.r.PostFormValue("edit") == "true"
+	if err != nil {
+		// The form again, with what was typed and why it was refused.
+		d.PreviewErr = errorMessage(err)
+		v.render(statusOf(err), "policies", "Policies", d)
+		return nil
+	}
+	opts, _, _ := p.Options()
+	opts.DryRun = true
+	run, err := h.opts.Policies.Purge(ctx, opts)
+	if err != nil {
+		return err
+	}
+	d.PurgeRun, d.PurgeName = &run, p.Name
 	v.render(http.StatusOK, "policies", "Policies", d)
 	return nil
 }
@@ -193,6 +291,7 @@ func (h *Handler) policyData(v *view) (policiesData, error) {
 		return d, err
 	}
 	d.CanChange = h.allow(v.id, http.MethodPut, "/api/v1/retention") == nil
+	d.CanChangePurges = h.allow(v.id, http.MethodPut, "/api/v1/purge-policies/x") == nil
 	return d, nil
 }
 

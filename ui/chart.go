@@ -1,13 +1,14 @@
 package ui
 
 import (
+	"context"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"sync"
 	"time"
 
-	"context"
-
+	"github.com/stowage/stowage"
 	"github.com/stowage/stowage/gc"
 	"github.com/stowage/stowage/usage"
 	"github.com/stowage/stowage/usage/history"
@@ -191,17 +192,28 @@ func maxI(a, b int64) int64 {
 // ---- the last garbage collection ----
 
 // GCRecorder wraps the collector the server runs (scheduled and through
-// POST /api/v1/gc) and remembers the last report, for the overview. It is
-// this process's memory: after a restart the overview shows no collection
-// until the next one.
+// POST /api/v1/gc) and records the last report, for the overview, in the
+// metadata database (setting lastGCSetting, without its digest list), so
+// it survives a restart and every node of a scale-out shows the last run
+// of any of them. Without a database (before New attaches the registry's)
+// it is kept in memory.
 type GCRecorder struct {
 	next interface {
 		Collect(ctx context.Context, opts gc.Options) (gc.Report, error)
 	}
 	now  func() time.Time
 	mu   sync.Mutex
+	db   stowage.DB
 	last gc.Report
 	at   time.Time
+}
+
+// lastGCSetting is the setting the last collection's report is kept in.
+const lastGCSetting = "ui-last-gc"
+
+type lastGC struct {
+	Report gc.Report `json:"report"`
+	At     time.Time `json:"at"`
 }
 
 // RecordGC returns a collector that records the last report of c.
@@ -211,20 +223,52 @@ func RecordGC(c interface {
 	return &GCRecorder{next: c, now: time.Now}
 }
 
+// attach makes g record in db.
+func (g *GCRecorder) attach(db stowage.DB) {
+	g.mu.Lock()
+	g.db = db
+	g.mu.Unlock()
+}
+
 // Collect runs a collection and records its report (dry runs are not).
 func (g *GCRecorder) Collect(ctx context.Context, opts gc.Options) (gc.Report, error) {
 	rep, err := g.next.Collect(ctx, opts)
 	if err == nil && !opts.DryRun {
+		at := g.now()
 		g.mu.Lock()
-		g.last, g.at = rep, g.now()
+		g.last, g.at = rep, at
+		db := g.db
 		g.mu.Unlock()
+		if db != nil {
+			rep.Digests = nil
+			b, _ := json.Marshal(lastGC{rep, at.UTC()})
+			// Only the overview reads it: a failure to record is not the
+			// collection's.
+			_ = db.Update(context.WithoutCancel(ctx), func(tx stowage.Tx) error {
+				return tx.Settings().PutSetting(lastGCSetting, string(b), at)
+			})
+		}
 	}
 	return rep, err
 }
 
-// Last returns the last report, if any.
-func (g *GCRecorder) Last() (gc.Report, time.Time, bool) {
+// Last returns the last report, if any: the database's, else (none
+// recorded there, or it does not answer) this process's.
+func (g *GCRecorder) Last(ctx context.Context) (gc.Report, time.Time, bool) {
 	g.mu.Lock()
-	defer g.mu.Unlock()
-	return g.last, g.at, !g.at.IsZero()
+	db, last, at := g.db, g.last, g.at
+	g.mu.Unlock()
+	if db != nil {
+		var v string
+		err := db.View(ctx, func(tx stowage.Tx) error {
+			var err error
+			v, err = tx.Settings().GetSetting(lastGCSetting)
+			return err
+		})
+		var l lastGC
+		if err == nil && json.Unmarshal([]byte(v), &l) == nil && !l.At.Before(at) {
+			return l.Report, l.At, true
+		}
+	}
+	return last, at, !at.IsZero()
 }

@@ -93,7 +93,7 @@ func (h *Handler) overview(v *view) error {
 		}
 	}
 	if h.opts.GC != nil {
-		if rep, at, ok := h.opts.GC.Last(); ok {
+		if rep, at, ok := h.opts.GC.Last(v.ctx()); ok {
 			d.GC, d.GCAt = &rep, at
 		}
 	}
@@ -340,7 +340,13 @@ type layerRow struct {
 	MediaType string
 	Size      int64
 	SharedBy  []sharer
-	More      bool
+	More      bool // more visible sharers than shown
+	// Hidden: other images the caller may not see use it too.
+	Hidden bool
+	// Unknown: the scan stopped (or could not run) before the answer was
+	// complete: Checked sharing images were read.
+	Unknown bool
+	Checked int
 }
 
 type sharer struct {
@@ -361,6 +367,59 @@ type manifestData struct {
 
 // sharersShown bounds the "also used by" list of a layer.
 const sharersShown = 10
+
+// sharerScanLimit bounds how many images that use a blob the manifest page
+// reads to find sharersShown the caller may see (Options.SharerScanLimit).
+const sharerScanLimit = 5000
+
+// sharers fills l's "also used by": up to sharersShown other images that
+// use l's blob and that the caller may see. It reads the images that use
+// the blob in batches (in name order), filtering as it goes, until it has
+// found one more than it shows or read them all, or read the scan limit.
+// It never claims "only this image" unless that holds for the whole
+// registry: hidden sharers are reported (Hidden), an incomplete scan too
+// (Unknown).
+func (h *Handler) sharers(ctx context.Context, id auth.Identity, name string, dg stowage.Digest, l *layerRow) error {
+	if h.opts.Rank == nil {
+		l.Unknown = true
+		return nil
+	}
+	scanLimit := h.opts.SharerScanLimit
+	if scanLimit <= 0 {
+		scanLimit = sharerScanLimit
+	}
+	read := 0
+	for limit := min(5*sharersShown, scanLimit); ; limit = min(4*limit, scanLimit) {
+		// The store reads from the start: the rows already seen come first
+		// again (name order), and only the new ones are looked at.
+		holders, err := h.opts.Rank.SharedBy(ctx, l.Digest, limit)
+		if err != nil {
+			return err
+		}
+		for _, x := range holders[min(read, len(holders)):] {
+			read++
+			if x.Repo == name && x.Manifest == dg {
+				continue
+			}
+			if !h.canList(id, x.Repo) {
+				l.Hidden = true
+				continue
+			}
+			if len(l.SharedBy) == sharersShown {
+				l.More = true
+				return nil
+			}
+			l.SharedBy = append(l.SharedBy, sharer{x.Repo, x.Manifest})
+		}
+		if len(holders) < limit {
+			return nil // all of them read
+		}
+		if limit >= scanLimit {
+			l.Unknown, l.Checked = true, read
+			return nil
+		}
+	}
+}
 
 func (h *Handler) manifest(v *view) error {
 	q := v.r.URL.Query()
@@ -412,22 +471,9 @@ func (h *Handler) manifest(v *view) error {
 	if err != nil {
 		return err
 	}
-	if h.opts.Rank != nil {
-		for i := range d.Layers {
-			holders, err := h.opts.Rank.SharedBy(ctx, d.Layers[i].Digest, 5*sharersShown)
-			if err != nil {
-				return err
-			}
-			for _, x := range holders {
-				if x.Repo == name && x.Manifest == dg || !h.canList(v.id, x.Repo) {
-					continue
-				}
-				if len(d.Layers[i].SharedBy) == sharersShown {
-					d.Layers[i].More = true
-					break
-				}
-				d.Layers[i].SharedBy = append(d.Layers[i].SharedBy, sharer{x.Repo, x.Manifest})
-			}
+	for i := range d.Layers {
+		if err := h.sharers(ctx, v.id, name, dg, &d.Layers[i]); err != nil {
+			return err
 		}
 	}
 	if d.Referrers, err = h.reg.Referrers(ctx, name, dg, ""); err != nil {

@@ -14,19 +14,23 @@ import (
 
 	"github.com/stowage/stowage"
 	"github.com/stowage/stowage/auth"
+	"github.com/stowage/stowage/ui/sessionstore"
 )
 
-// Sessions are server-side, in this process's memory: the cookie holds a
-// random session id and a random key; the server holds the credentials the
-// person logged in with, sealed (AES-GCM) under that key, which it never
-// keeps. Every request opens them with the cookie's key and authenticates
-// them again through auth (its credential cache makes that cheap), so the
-// session is exactly as good as the credentials: a disabled user, a deleted
-// token or a changed password ends it at once, and a token's session sees
-// what its scope map allows. A process memory dump without the cookies
-// yields no password. Sessions end after the TTL, at logout, and with the
-// process (log in again). With several nodes behind a load balancer, use
-// sticky sessions for /ui/.
+// Sessions are server-side, in the metadata database (ui/sessionstore;
+// in this process's memory only with a database that has no session
+// store): the cookie holds a random session id and a random key; the
+// database holds the id's SHA-256 and the credentials the person logged in
+// with, sealed (AES-GCM) under that key, which the server never keeps.
+// Every request opens them with the cookie's key and authenticates them
+// again through auth (its credential cache makes that cheap), so the
+// session is exactly as good as the credentials: a disabled user, a
+// deleted token or a changed password ends it at once, and a token's
+// session sees what its scope map allows. A database leak or a memory dump
+// without the cookies yields neither a session nor a password. Sessions
+// end after the TTL and at logout (the row is deleted); they survive a
+// restart, and every node on the same database (docs/scale-out.md) knows
+// them: no sticky sessions needed.
 const (
 	cookieSession = "stowage_ui"
 	cookieCSRF    = "stowage_ui_csrf"  // double-submit token while logged out / access control off
@@ -43,14 +47,15 @@ type session struct {
 }
 
 type sessions struct {
-	mu  sync.Mutex
-	m   map[string]*session
-	ttl time.Duration
-	now func() time.Time
+	store sessionstore.Store // nil: mem
+	mu    sync.Mutex
+	m     map[string]*session // by id hash, without a store
+	ttl   time.Duration
+	now   func() time.Time
 }
 
-func newSessions(ttl time.Duration, now func() time.Time) *sessions {
-	return &sessions{m: map[string]*session{}, ttl: ttl, now: now}
+func newSessions(store sessionstore.Store, ttl time.Duration, now func() time.Time) *sessions {
+	return &sessions{store: store, m: map[string]*session{}, ttl: ttl, now: now}
 }
 
 func randomToken(n int) string {
@@ -67,18 +72,27 @@ func (s *sessions) create(w http.ResponseWriter, r *http.Request, name, password
 	if err != nil {
 		return nil, err
 	}
-	ss := &session{name: name, nonce: make([]byte, gcm.NonceSize()), csrf: randomToken(32), expires: s.now().Add(s.ttl)}
+	now := s.now()
+	ss := &session{name: name, nonce: make([]byte, gcm.NonceSize()), csrf: randomToken(32), expires: now.Add(s.ttl)}
 	rand.Read(ss.nonce)
 	ss.sealed = gcm.Seal(nil, ss.nonce, []byte(password), []byte(name))
 	id := randomToken(24)
-	s.mu.Lock()
-	s.sweep()
-	if len(s.m) >= maxSessions {
+	if s.store != nil {
+		err := s.store.PutSession(r.Context(), sessionstore.Session{IDHash: sessionstore.HashID(id), Name: name, Sealed: ss.sealed,
+			Nonce: ss.nonce, CSRF: ss.csrf, Expires: ss.expires}, now, maxSessions)
+		if err != nil {
+			return nil, err
+		}
+	} else {
+		s.mu.Lock()
+		s.sweep()
+		if len(s.m) >= maxSessions {
+			s.mu.Unlock()
+			return nil, sessionstore.TooMany()
+		}
+		s.m[sessionstore.HashID(id)] = ss
 		s.mu.Unlock()
-		return nil, stowage.Errorf(stowage.CodeTooManyRequests, "too many open sessions on this server; try again later")
 	}
-	s.m[id] = ss
-	s.mu.Unlock()
 	http.SetCookie(w, &http.Cookie{Name: cookieSession, Value: id + "." + base64.RawURLEncoding.EncodeToString(key),
 		Path: Prefix, HttpOnly: true, Secure: secure(r), SameSite: http.SameSiteStrictMode, Expires: ss.expires})
 	return ss, nil
@@ -99,25 +113,35 @@ type openSession struct {
 	key []byte
 }
 
-// get returns the request's session, if it has a live one.
+// get returns the request's session, if it has a live one. A database
+// that does not answer counts as no session (the login page then says
+// what failed).
 func (s *sessions) get(r *http.Request) (openSession, bool) {
 	c, err := r.Cookie(cookieSession)
 	if err != nil {
 		return openSession{}, false
 	}
 	id, k, ok := strings.Cut(c.Value, ".")
-	if !ok {
+	if !ok || id == "" {
 		return openSession{}, false
 	}
 	key, err := base64.RawURLEncoding.DecodeString(k)
 	if err != nil || len(key) != 32 {
 		return openSession{}, false
 	}
+	h := sessionstore.HashID(id)
+	if s.store != nil {
+		row, err := s.store.GetSession(r.Context(), h, s.now())
+		if err != nil {
+			return openSession{}, false
+		}
+		return openSession{&session{name: row.Name, sealed: row.Sealed, nonce: row.Nonce, csrf: row.CSRF, expires: row.Expires}, key}, true
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	ss, ok := s.m[id]
+	ss, ok := s.m[h]
 	if !ok || !s.now().Before(ss.expires) {
-		delete(s.m, id)
+		delete(s.m, h)
 		return openSession{}, false
 	}
 	return openSession{ss, key}, true
@@ -152,9 +176,15 @@ func (s *sessions) end(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	id, _, _ := strings.Cut(c.Value, ".")
-	s.mu.Lock()
-	delete(s.m, id)
-	s.mu.Unlock()
+	if s.store != nil {
+		// A failure leaves a row that expires with its TTL; the cookie,
+		// the row's only key, is cleared below.
+		_ = s.store.DeleteSession(r.Context(), sessionstore.HashID(id))
+	} else {
+		s.mu.Lock()
+		delete(s.m, sessionstore.HashID(id))
+		s.mu.Unlock()
+	}
 	http.SetCookie(w, &http.Cookie{Name: cookieSession, Value: "", Path: Prefix, MaxAge: -1, HttpOnly: true,
 		Secure: secure(r), SameSite: http.SameSiteStrictMode})
 }

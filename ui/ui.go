@@ -28,6 +28,7 @@ import (
 	"github.com/stowage/stowage/auth"
 	"github.com/stowage/stowage/mgmt"
 	"github.com/stowage/stowage/scrub"
+	"github.com/stowage/stowage/ui/sessionstore"
 	"github.com/stowage/stowage/usage/history"
 	"github.com/stowage/stowage/usage/rank"
 )
@@ -62,6 +63,9 @@ type Options struct {
 	// the overview shows nothing about it. (No replication exists yet: this
 	// is its place.)
 	Replication func(ctx context.Context) (any, error)
+	// SharerScanLimit bounds how many images that use a blob the image
+	// page reads to find the ones the caller may see (default 5000).
+	SharerScanLimit int
 	// SessionTTL is how long a login lasts (default 8 hours).
 	SessionTTL time.Duration
 	Logger     *slog.Logger
@@ -91,8 +95,12 @@ func New(opts Options) (*Handler, error) {
 	if opts.SessionTTL <= 0 {
 		opts.SessionTTL = 8 * time.Hour
 	}
-	h := &Handler{opts: opts, reg: opts.Registry, auth: opts.Auth, log: opts.Logger, now: opts.Now,
-		sessions: newSessions(opts.SessionTTL, opts.Now)}
+	h := &Handler{opts: opts, reg: opts.Registry, auth: opts.Auth, log: opts.Logger, now: opts.Now}
+	store, _ := sessionstore.Of(opts.Registry.DB())
+	h.sessions = newSessions(store, opts.SessionTTL, opts.Now)
+	if opts.GC != nil {
+		opts.GC.attach(opts.Registry.DB())
+	}
 	var err error
 	if h.pages, err = parsePages(); err != nil {
 		return nil, err
@@ -165,6 +173,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		err = h.policies(v)
 	case path == "/policies/retention" && r.Method == http.MethodPost:
 		err = h.retention(v)
+	case path == "/policies/purge" && r.Method == http.MethodPost:
+		err = h.purgePolicy(v)
 	case path == "" && r.Method == http.MethodGet:
 		http.Redirect(w, r, Prefix, http.StatusFound)
 		return

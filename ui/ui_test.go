@@ -68,7 +68,10 @@ type env struct {
 	hist history.Store
 }
 
-func setup(t *testing.T, withAuth bool) *env {
+func setup(t *testing.T, withAuth bool) *env { t.Helper(); return setupWith(t, withAuth, nil) }
+
+// setupWith is setup with the UI's options changed by opt.
+func setupWith(t *testing.T, withAuth bool, opt func(*ui.Options)) *env {
 	t.Helper()
 	ctx := context.Background()
 	db, err := sqlite.Open(ctx, ":memory:")
@@ -125,6 +128,9 @@ func setup(t *testing.T, withAuth bool) *env {
 		apiMux.Handle("/api/v1/", a.ManagementMiddleware(mgmt.New(reg, nil).WithPolicies(policy.New(reg), nil)))
 		apiMux.Handle("/acr/v1/", a.ManagementMiddleware(mgmt.NewACR(reg, nil)))
 		e.api = apiMux
+	}
+	if opt != nil {
+		opt(&opts)
 	}
 	h, err := ui.New(opts)
 	if err != nil {

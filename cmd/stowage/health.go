@@ -4,11 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	iofs "io/fs"
 	"log/slog"
 	"net/http"
+	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -20,16 +23,25 @@ import (
 //
 //	GET /healthz   200 "ok": the process serves HTTP (liveness)
 //	GET /readyz    200 {"status":"ready"} when the metadata database answers
-//	               a query and the storage answers a probe, each within
+//	               a query and the storage has its readiness markers, each within
 //	               readyTimeout; else 503 {"status":"not ready","failed":[…]}
 //	               naming "database" and/or "storage" (readiness). Why it
 //	               failed goes to the log, once per change.
 
 const readyTimeout = 2 * time.Second
 
-// readyProbeKey is the storage key the readiness probe stats. It never
-// exists: a storage that answers "not found" is up.
-const readyProbeKey = "readyz-probe"
+// The storage probe reads marker objects that the registry writes to its
+// storage at its first start (readyMarkerKey, and with shards one more per
+// shard, on that shard) and records in the database (setting
+// readyMarkersSetting). A marker that was written but is missing now means
+// the storage is not the one this registry wrote: its root moved away, or
+// an empty mount point of a volume that is not mounted. A marker not yet
+// recorded (first start, an upgrade, a shard added) is written then.
+const (
+	readyMarkerKey      = "readyz/marker"
+	readyMarkerBody     = "stowage readiness marker: GET /readyz needs this object; do not delete it\n"
+	readyMarkersSetting = "readyz-markers"
+)
 
 func healthz(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") }
 
@@ -42,6 +54,7 @@ type readiness struct {
 
 	mu       sync.Mutex
 	last     map[string]string // what failed at the last check, and why
+	markers  []string          // the markers recorded as written, at the last read
 	inFlight map[string]bool   // checks still running (past their timeout)
 }
 
@@ -88,14 +101,15 @@ func (rd *readiness) check(ctx context.Context) map[string]error {
 			})
 		},
 		"storage": func(ctx context.Context) error {
-			_, err := rd.store.Stat(ctx, readyProbeKey)
-			if err == nil || errors.Is(err, iofs.ErrNotExist) {
+			err := rd.probeMarkers(ctx)
+			if err == nil {
 				return nil
 			}
-			// A mirror answers "unavailable" for a missing key when one
-			// copy fails, though the others serve every read: ready while
-			// each mirror has a copy that is not down.
-			if ctx.Err() == nil && rd.topo != nil && rd.topo.mirrorsServe() {
+			// A mirror answers "unavailable" when one copy fails, though
+			// the others serve every read: ready while each mirror has a
+			// copy that is not down.
+			var missing *missingMarkerError
+			if ctx.Err() == nil && !errors.As(err, &missing) && rd.topo != nil && rd.topo.mirrorsServe() {
 				return nil
 			}
 			return err
@@ -134,6 +148,106 @@ func (rd *readiness) check(ctx context.Context) map[string]error {
 	}
 	wg.Wait()
 	return failed
+}
+
+// missingMarkerError: a marker the registry wrote is gone.
+type missingMarkerError struct{ key string }
+
+func (e *missingMarkerError) Error() string {
+	return "the storage has lost its readiness marker " + e.key + ", which this registry wrote at its first start: " +
+		"the storage root moved away, or a volume is not mounted (an empty mount point). If the storage is right " +
+		"(copied without that object), put an object at that key back (any content will do)."
+}
+
+// markerKeys are the storage's readiness markers: readyMarkerKey, and with
+// shards one key owned by each shard.
+func (rd *readiness) markerKeys() []string {
+	keys := []string{readyMarkerKey}
+	if rd.topo == nil {
+		return keys
+	}
+	for j, sh := range rd.topo.shards {
+		o, ok := sh.r.(interface{ Owner(string) string })
+		if !ok {
+			continue
+		}
+		for _, name := range sh.names {
+			for k := 0; k < 10_000; k++ { // each shard owns about 1/n of the keys
+				key := fmt.Sprintf("readyz/shards%d/%d", j, k)
+				if o.Owner(key) == name {
+					keys = append(keys, key)
+					break
+				}
+			}
+		}
+	}
+	return keys
+}
+
+// probeMarkers stats every marker (a HEAD on S3 or Azure, a stat on a file
+// system). A missing one the database records as written fails the probe;
+// one it does not record is written and recorded.
+func (rd *readiness) probeMarkers(ctx context.Context) error {
+	var written []string
+	err := rd.db.View(ctx, func(tx stowage.Tx) error {
+		v, err := tx.Settings().GetSetting(readyMarkersSetting)
+		if errors.Is(err, stowage.ErrNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		return json.Unmarshal([]byte(v), &written)
+	})
+	// The database check reports a database that does not answer; the
+	// storage's answer then goes by the markers known from the last read.
+	dbDown := err != nil
+	rd.mu.Lock()
+	if dbDown {
+		written = rd.markers
+	} else {
+		rd.markers = written
+	}
+	rd.mu.Unlock()
+	var add []string
+	for _, key := range rd.markerKeys() {
+		_, err := rd.store.Stat(ctx, key)
+		switch {
+		case err == nil:
+			if !slices.Contains(written, key) {
+				add = append(add, key)
+			}
+		case !errors.Is(err, iofs.ErrNotExist):
+			return err
+		case slices.Contains(written, key):
+			return &missingMarkerError{key}
+		case dbDown:
+			// Not known to be written, and nowhere to record it now.
+		default:
+			if err := rd.store.Put(ctx, key, strings.NewReader(readyMarkerBody), int64(len(readyMarkerBody))); err != nil {
+				return fmt.Errorf("writing the readiness marker %s: %w", key, err)
+			}
+			add = append(add, key)
+		}
+	}
+	if len(add) == 0 || dbDown {
+		return nil
+	}
+	return rd.db.Update(ctx, func(tx stowage.Tx) error {
+		var now []string
+		if v, err := tx.Settings().GetSetting(readyMarkersSetting); err == nil {
+			json.Unmarshal([]byte(v), &now)
+		} else if !errors.Is(err, stowage.ErrNotFound) {
+			return err
+		}
+		for _, k := range add {
+			if !slices.Contains(now, k) {
+				now = append(now, k)
+			}
+		}
+		b, _ := json.Marshal(now)
+		return tx.Settings().PutSetting(readyMarkersSetting, string(b), time.Now())
+	})
 }
 
 // mirrorsServe reports whether the storage has mirrors and each has a copy

@@ -221,6 +221,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	topo.desc = desc
 	m.topo = topo
 	fp.recording()
+	plain := store // below encryption: what the readiness markers are written to
 	store, keys, err := m.setupEncryption(ctx, db, store)
 	if err != nil {
 		return err
@@ -294,7 +295,9 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	}
 	routes(mux, m.log, authority, lim, oci, mg, mgmt.NewACR(reg, m.log), mset.Handler(m.log))
 	mux.HandleFunc("/healthz", healthz)
-	mux.Handle("/readyz", &readiness{db: db, store: store, topo: topo, log: m.log})
+	ready := &readiness{db: db, store: plain, topo: topo, log: m.log}
+	ready.check(ctx) // at start: writes the storage's readiness markers the first time
+	mux.Handle("/readyz", ready)
 	startUI, err := m.mountUI(mux, reg, authority, lim, pol, topo, scrubber, gcRec)
 	if err != nil {
 		return err

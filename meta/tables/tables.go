@@ -44,8 +44,9 @@ var All = []Table{
 // request and failed-login limits), or a snapshot the next recording
 // replaces (usage_repositories, usage/history): never copied, and not in
 // All; loading All into an empty database rebuilds the first, the second
-// start full, and the next usage recording writes the third.
-var Derived = []string{"held_bytes", "rate_buckets", "usage_repositories"}
+// start full, and the next usage recording writes the third. ui_sessions
+// (the web UI's logins) is transient too: after a copy, people log in again.
+var Derived = []string{"held_bytes", "rate_buckets", "usage_repositories", "ui_sessions"}
 
 // PostgresOnly lists the tables only the PostgreSQL schema has, not copied
 // either: feed_state, the change feed's sequencer (the next seq to give,
