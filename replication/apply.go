@@ -2,6 +2,7 @@ package replication
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 
@@ -26,6 +27,11 @@ type Change struct {
 	// LockMask: the attributes (lock bits) the change set; each has its
 	// own clock, so concurrent changes of different attributes both stay.
 	LockMask *stowage.Locks `json:"lockMask,omitempty"`
+	// Identity: a user, token or scope map change (Kind user, token,
+	// scope-map) names it; Record is its stored record as it is after the
+	// change (secrets as hashes), none for a delete (identity.go).
+	Identity string          `json:"identity,omitempty"`
+	Record   json.RawMessage `json:"record,omitempty"`
 }
 
 // Result says what applying a change did.
@@ -42,6 +48,10 @@ type Result struct {
 type Applier struct {
 	Reg    *stowage.Registry
 	Region string // this region: a change from it is refused
+	// Identities applies user, token and scope map changes (the
+	// access control of this region); nil (access control off): such
+	// changes are reported not applied.
+	Identities IdentityStore
 }
 
 // Apply applies ch. The blobs a pushed manifest references must be here
@@ -50,11 +60,14 @@ func (a *Applier) Apply(ctx context.Context, ch Change) (Result, error) {
 	if ch.Origin == "" || ch.Origin == a.Region {
 		return Result{}, stowage.Errorf(stowage.CodeDenied, "a replicated change must name its origin region, another than this one (%s)", a.Region)
 	}
-	if err := stowage.ValidateName(ch.Repo); err != nil {
-		return Result{}, err
-	}
 	if ch.HLC.Region == "" {
 		return Result{}, stowage.Errorf(stowage.CodeUnsupported, "a replicated change needs its clock reading (hlc)")
+	}
+	if isIdentity(ch.Kind) {
+		return a.identity(ctx, ch)
+	}
+	if err := stowage.ValidateName(ch.Repo); err != nil {
+		return Result{}, err
 	}
 	ctx = stowage.WithReason(WithApplied(ctx, ch.Origin, ch.HLC), stowage.ReasonReplication)
 	switch ch.Kind {

@@ -96,6 +96,8 @@ func (c Clocks) Change(ctx context.Context, tx stowage.Tx, e *stowage.Event) err
 		return c.lockChange(ctx, cs, e)
 	case stowage.EventRepositoryDelete:
 		names, outcome = append(names, RepositoryName), append(outcome, "")
+	case stowage.EventUser, stowage.EventToken, stowage.EventScopeMap:
+		return c.identityChange(ctx, cs, e)
 	default:
 		return nil // the rest: not replicated yet
 	}

@@ -32,7 +32,11 @@ type Options struct {
 	// Bandwidth bounds the bytes per second of blob uploads to each peer
 	// (0: no bound).
 	Bandwidth int64
-	Log       *slog.Logger
+	// Identities: this region's access control (auth.Authority), whose
+	// users, tokens and scope maps are replicated; nil: access control
+	// off, they are not.
+	Identities IdentityStore
+	Log        *slog.Logger
 }
 
 // New returns the replication of a region whose engine is reg (built with
@@ -45,7 +49,7 @@ func New(reg *stowage.Registry, f *feed.Feed, opts Options) (*Service, error) {
 	if opts.Log == nil {
 		opts.Log = slog.New(slog.DiscardHandler)
 	}
-	s := &Service{Region: opts.Region, Reg: reg, Applier: &Applier{Reg: reg, Region: opts.Region}, Now: time.Now}
+	s := &Service{Region: opts.Region, Reg: reg, Applier: &Applier{Reg: reg, Region: opts.Region, Identities: opts.Identities}, Now: time.Now}
 	var clients []*Client
 	for _, p := range opts.Peers {
 		c, err := NewClient(p)
@@ -55,6 +59,7 @@ func New(reg *stowage.Registry, f *feed.Feed, opts Options) (*Service, error) {
 		clients = append(clients, c)
 		r := NewReplicator(opts.Region, c, reg, f, cursors, opts.Log.With("peer", p.Name))
 		r.Concurrency = opts.Concurrency
+		r.Identities = opts.Identities
 		if opts.Bandwidth > 0 {
 			r.limit = newRateLimit(opts.Bandwidth)
 		}

@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/stowage/stowage"
+	"github.com/stowage/stowage/auth"
 	"github.com/stowage/stowage/config"
 	"github.com/stowage/stowage/feed"
 	"github.com/stowage/stowage/metrics"
@@ -25,12 +26,15 @@ import (
 // newReplication builds a region's replication from its configuration
 // (nil when replication.region is not set). Peer passwords come from the
 // environment variables the configuration names.
-func newReplication(c config.Replication, reg *stowage.Registry, f *feed.Feed, log *slog.Logger) (*replication.Service, error) {
+func newReplication(c config.Replication, reg *stowage.Registry, f *feed.Feed, authority *auth.Authority, log *slog.Logger) (*replication.Service, error) {
 	if c.Region == "" {
 		return nil, nil
 	}
 	opts := replication.Options{Region: c.Region, ReadThrough: c.ReadThroughOn(), Concurrency: c.Concurrency,
 		Bandwidth: int64(c.Bandwidth), Log: log}
+	if authority != nil {
+		opts.Identities = authority // users, tokens and scope maps are the same in every region
+	}
 	// The replicators' own reader of the feed, looking for new events
 	// every 100 ms (the shared one's 500 ms was most of the lag).
 	if s, ok := feed.Of(reg.DB()); ok {
