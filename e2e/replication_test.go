@@ -144,6 +144,33 @@ func withAuth(hdr map[string]string) map[string]string {
 	return h
 }
 
+// waitFor waits (20 s at most) until the admin's GET of path in g answers
+// 200 with want in its body.
+func waitFor(t *testing.T, g *geoRegion, path, want string) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		r, err := geoDo(context.Background(), http.MethodGet, g.URL(), path, nil, nil)
+		if err == nil && r.Status == http.StatusOK && strings.Contains(string(r.Body), want) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: GET %s: %v %v, want %s", g.name, path, r, err, want)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+var jsonHdr = map[string]string{"Content-Type": "application/json"}
+
+func jsonOf(v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
+
 func geoDo(ctx context.Context, method, base, url string, hdr map[string]string, body any) (response, error) {
 	return do(ctx, method, base, url, withAuth(hdr), body)
 }
@@ -329,6 +356,66 @@ func TestGeoReplication(t *testing.T) {
 			}
 		}
 		converge(t, rs, []string{"split"}, 20*time.Second)
+	})
+
+	t.Run("users, tokens and scope maps everywhere", func(t *testing.T) {
+		// A scope map and a token made in east, and a user.
+		geoMustDo(t, http.MethodPut, east.URL(), "/api/v1/auth/scope-maps/geo-team", jsonHdr,
+			jsonOf(map[string]any{"rules": []map[string]any{{"repository": "geo-team/*", "actions": []string{"content/read", "content/write"}}}}))
+		r := geoMustDo(t, http.MethodPost, east.URL(), "/api/v1/auth/tokens", jsonHdr, jsonOf(map[string]any{"name": "geo-ci", "scopeMap": "geo-team"}))
+		expect(t, "create the token in east", r, http.StatusCreated, "")
+		var tok struct{ Passwords []struct{ Value string } }
+		if err := json.Unmarshal(r.Body, &tok); err != nil || len(tok.Passwords) == 0 || tok.Passwords[0].Value == "" {
+			t.Fatalf("token: %s", r)
+		}
+		tokAuth := map[string]string{"Authorization": "Basic " + base64.StdEncoding.EncodeToString([]byte("geo-ci:"+tok.Passwords[0].Value))}
+		r = geoMustDo(t, http.MethodPost, east.URL(), "/api/v1/auth/users", jsonHdr, jsonOf(map[string]any{"name": "geo-bob", "password": "geo-bob-password-1"}))
+		expect(t, "create the user in east", r, http.StatusCreated, "")
+		bobAuth := map[string]string{"Authorization": "Basic " + base64.StdEncoding.EncodeToString([]byte("geo-bob:geo-bob-password-1"))}
+		// Both log in in west and north, once there (waiting through the
+		// admin API: failed logins would trip the login limits).
+		for _, g := range []*geoRegion{west, north} {
+			waitFor(t, g, "/api/v1/auth/tokens/geo-ci", `"enabled"`)
+			waitFor(t, g, "/api/v1/auth/users/geo-bob", `"geo-bob"`)
+			for _, who := range []map[string]string{tokAuth, bobAuth} {
+				if r, err := do(ctx, http.MethodGet, g.URL(), "/v2/", who, nil); err != nil || r.Status != http.StatusOK {
+					t.Fatalf("a login made in east does not work in %s: %v %v", g.name, r, err)
+				}
+			}
+		}
+		// The token's scope holds in west: a push to geo-team/* succeeds,
+		// elsewhere it is refused.
+		push := func(base, repo string) int {
+			b := []byte("token-layer " + repo)
+			r, err := do(ctx, http.MethodPost, base, "/v2/"+repo+"/blobs/uploads/?digest="+sha256Digest(b), tokAuth, b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.Status != http.StatusCreated {
+				return r.Status
+			}
+			m := []byte(fmt.Sprintf(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"%s","size":%d},"layers":[]}`, sha256Digest(b), len(b)))
+			r, err = do(ctx, http.MethodPut, base, "/v2/"+repo+"/manifests/v1", map[string]string{"Authorization": tokAuth["Authorization"], "Content-Type": acceptOCI}, m)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return r.Status
+		}
+		if st := push(west.URL(), "geo-team/app"); st != http.StatusCreated {
+			t.Errorf("push with east's token to west geo-team/app: %d, want 201", st)
+		}
+		if st := push(west.URL(), "other/app"); st != http.StatusForbidden {
+			t.Errorf("push with east's token to west other/app: %d, want 403", st)
+		}
+		// Disabled in west: refused in east (and north).
+		r = geoMustDo(t, http.MethodPatch, west.URL(), "/api/v1/auth/tokens/geo-ci", jsonHdr, jsonOf(map[string]any{"status": "disabled"}))
+		expect(t, "disable the token in west", r, http.StatusOK, "")
+		for _, g := range []*geoRegion{east, north} {
+			waitFor(t, g, "/api/v1/auth/tokens/geo-ci", `"disabled"`)
+			if r, err := do(ctx, http.MethodGet, g.URL(), "/v2/", tokAuth, nil); err != nil || r.Status != http.StatusUnauthorized {
+				t.Fatalf("the token disabled in west still works in %s: %v %v", g.name, r, err)
+			}
+		}
 	})
 
 	t.Run("concurrent tag moves converge", func(t *testing.T) {
@@ -571,7 +658,7 @@ func TestGeoReplication(t *testing.T) {
 		}
 	}
 	m := geoMustDo(t, http.MethodGet, east.URL(), "/metrics", nil, nil)
-	for _, want := range []string{`stowage_replication_lag_events{region="east",peer="west"} 0`, `stowage_replication_shipping{region="east",peer="north"} 1`, "stowage_blobs "} {
+	for _, want := range []string{`stowage_replication_lag_events{peer="west",region="east"} 0`, `stowage_replication_shipping{peer="north",region="east"} 1`, "stowage_blobs "} {
 		if !strings.Contains(string(m.Body), want) {
 			t.Errorf("GET /metrics lacks %q:\n%s", want, tail(string(m.Body), 2000))
 		}
