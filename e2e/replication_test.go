@@ -418,6 +418,59 @@ func TestGeoReplication(t *testing.T) {
 		}
 	})
 
+	t.Run("least-privilege peer identity", func(t *testing.T) {
+		// A peer's identity without admin: content/read, content/write and
+		// replication/apply on "*", made in east, replicated to west.
+		geoMustDo(t, http.MethodPut, east.URL(), "/api/v1/auth/scope-maps/geo-replication", jsonHdr,
+			jsonOf(map[string]any{"rules": []map[string]any{{"repository": "*", "actions": []string{"content/read", "content/write", "replication/apply"}}}}))
+		r := geoMustDo(t, http.MethodPost, east.URL(), "/api/v1/auth/users", jsonHdr, jsonOf(map[string]any{"name": "geo-repl", "password": "geo-repl-password-1", "scopeMap": "geo-replication"}))
+		expect(t, "create geo-repl in east", r, http.StatusCreated, "")
+		waitFor(t, west, "/api/v1/auth/users/geo-repl", "geo-replication")
+		repl := map[string]string{"Authorization": "Basic " + base64.StdEncoding.EncodeToString([]byte("geo-repl:geo-repl-password-1"))}
+		// What a replicator does at a peer: HEAD a blob, upload it, apply a
+		// change (here a removal of a tag no region has: a tombstone).
+		b := []byte("least privilege")
+		r, err := do(ctx, http.MethodHead, west.URL(), "/v2/geo-team/app/blobs/"+sha256Digest(b), repl, nil)
+		if err != nil || r.Status != http.StatusNotFound {
+			t.Errorf("HEAD a blob as geo-repl: %v %v, want 404", r, err)
+		}
+		r, err = do(ctx, http.MethodPost, west.URL(), "/v2/geo-team/app/blobs/uploads/?digest="+sha256Digest(b), repl, b)
+		if err != nil || r.Status != http.StatusCreated {
+			t.Errorf("upload a blob as geo-repl: %v %v, want 201", r, err)
+		}
+		ch := jsonOf(map[string]any{"kind": "untag", "origin": "east", "repo": "geo-team/app", "tags": []string{"never-pushed"},
+			"hlc": fmt.Sprintf("%d.0.east", time.Now().UnixMilli())})
+		apply := func(who map[string]string) response {
+			h := map[string]string{"Content-Type": "application/json"}
+			for k, v := range who {
+				h[k] = v
+			}
+			r, err := do(ctx, http.MethodPost, west.URL(), "/api/v1/replication/apply", h, ch)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return r
+		}
+		if r := apply(repl); r.Status != http.StatusOK || !strings.Contains(string(r.Body), `"applied"`) {
+			t.Errorf("apply as geo-repl: %s, want 200", r)
+		}
+		// Not an admin: no status, no user management, no delete; a user
+		// without replication/apply cannot apply.
+		for _, c := range []struct{ method, path string }{
+			{http.MethodGet, "/api/v1/replication/status"},
+			{http.MethodGet, "/api/v1/auth/users"},
+			{http.MethodDelete, "/v2/geo-team/app/manifests/v1"},
+		} {
+			if r, err := do(ctx, c.method, west.URL(), c.path, repl, nil); err != nil || r.Status != http.StatusForbidden {
+				t.Errorf("%s %s as geo-repl: %v %v, want 403", c.method, c.path, r, err)
+			}
+		}
+		bob := map[string]string{"Authorization": "Basic " + base64.StdEncoding.EncodeToString([]byte("geo-bob:geo-bob-password-1"))}
+		if r := apply(bob); r.Status != http.StatusForbidden && r.Status != http.StatusUnauthorized {
+			t.Errorf("apply as geo-bob (no replication/apply): %s, want refused", r)
+		}
+	})
+
 	t.Run("concurrent tag moves converge", func(t *testing.T) {
 		for round := 0; round < 5; round++ {
 			var wg sync.WaitGroup
