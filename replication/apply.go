@@ -52,6 +52,10 @@ type Applier struct {
 	// access control of this region); nil (access control off): such
 	// changes are reported not applied.
 	Identities IdentityStore
+	// Restore restores repo@d from this region's recycle bin (its newest
+	// entry), reporting false when the bin holds none; nil: no recycle
+	// bin. The restore's change hook sees the applied context.
+	Restore func(ctx context.Context, repo string, d stowage.Digest) (bool, error)
 }
 
 // Apply applies ch. The blobs a pushed manifest references must be here
@@ -84,6 +88,8 @@ func (a *Applier) Apply(ctx context.Context, ch Change) (Result, error) {
 			return a.tombstone(ctx, ch, []string{ch.Tags[0]})
 		}
 		return outcome(err)
+	case stowage.EventRestore:
+		return a.restore(ctx, ch)
 	case stowage.EventLock:
 		return a.lock(ctx, ch)
 	case stowage.EventRepositoryDelete:
@@ -242,4 +248,32 @@ func (a *Applier) deleteRepository(ctx context.Context, ch Change) (Result, erro
 		}
 	}
 	return a.tombstone(ctx, ch, []string{RepositoryName})
+}
+
+// restore applies a restore from a peer: from this region's recycle bin
+// when it holds the image (soft delete on here too: its locks and tags come
+// back as they were here), else as a push of what the peer shipped. Either
+// way the clocks decide: a restore older than a later delete or push here
+// is a no-op (a restore never brings back what a later delete removed).
+func (a *Applier) restore(ctx context.Context, ch Change) (Result, error) {
+	if err := ch.Digest.Validate(); err != nil {
+		return Result{}, stowage.Errorf(stowage.CodeDigestInvalid, "change digest: %v", err)
+	}
+	if a.Restore != nil {
+		ok, err := a.Restore(ctx, ch.Repo, ch.Digest)
+		switch c := stowage.ErrorCodeOf(err); {
+		case err == nil && ok:
+			return Result{Applied: true}, nil
+		case errors.Is(err, ErrStale):
+			return Result{Reason: reasonStale}, nil
+		case err != nil && c != stowage.CodeDenied && c != stowage.CodeManifestUnknown && c != stowage.CodeManifestBlobUnknown:
+			return Result{}, err
+		}
+		// not in the bin, or it cannot come back from there (the
+		// manifest exists again, a blob is gone): as a push
+	}
+	if ch.Manifest == nil {
+		return Result{Reason: "the restored manifest is no longer in the region that restored it"}, nil
+	}
+	return a.push(ctx, ch)
 }

@@ -20,7 +20,7 @@ func ChangeOf(e stowage.Event, region string) (ch Change, ok bool) {
 		return Change{}, false // a read-through copy cleaned up here (Clocks)
 	}
 	switch e.Kind {
-	case stowage.EventPush, stowage.EventDelete:
+	case stowage.EventPush, stowage.EventDelete, stowage.EventRestore:
 		ch.Tags = EventTags(e)
 	case stowage.EventUntag:
 		ch.Tags = []string{e.Tag}

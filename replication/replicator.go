@@ -36,7 +36,7 @@ type Replicator struct {
 
 // Kinds are the events a replicator reads.
 var Kinds = []stowage.EventKind{stowage.EventPush, stowage.EventUntag, stowage.EventDelete, stowage.EventLock, stowage.EventRepositoryDelete,
-	stowage.EventUser, stowage.EventToken, stowage.EventScopeMap}
+	stowage.EventUser, stowage.EventToken, stowage.EventScopeMap, stowage.EventRestore}
 
 // NewReplicator returns the replicator of region to peer over f, with its
 // cursor in cursors; db (if not nil) holds the job lock.
@@ -77,7 +77,9 @@ func (r *Replicator) Handle(ctx context.Context, evs []stowage.Event) error {
 }
 
 func (r *Replicator) ship(ctx context.Context, ch Change) error {
-	if ch.Kind == stowage.EventPush {
+	if ch.Kind == stowage.EventPush || ch.Kind == stowage.EventRestore {
+		// A restore ships what a push does: a peer whose recycle bin
+		// lacks the image stores it as pushed (Applier.restore).
 		body, mt, err := r.shipContent(ctx, ch.Repo, ch.Digest, ch.HLC, map[stowage.Digest]bool{})
 		if err != nil || body == nil {
 			return err

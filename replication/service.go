@@ -36,7 +36,9 @@ type Options struct {
 	// users, tokens and scope maps are replicated; nil: access control
 	// off, they are not.
 	Identities IdentityStore
-	Log        *slog.Logger
+	// Restore restores from this region's recycle bin (Applier.Restore).
+	Restore func(ctx context.Context, repo string, d stowage.Digest) (bool, error)
+	Log     *slog.Logger
 }
 
 // New returns the replication of a region whose engine is reg (built with
@@ -49,7 +51,7 @@ func New(reg *stowage.Registry, f *feed.Feed, opts Options) (*Service, error) {
 	if opts.Log == nil {
 		opts.Log = slog.New(slog.DiscardHandler)
 	}
-	s := &Service{Region: opts.Region, Reg: reg, Applier: &Applier{Reg: reg, Region: opts.Region, Identities: opts.Identities}, Now: time.Now}
+	s := &Service{Region: opts.Region, Reg: reg, Applier: &Applier{Reg: reg, Region: opts.Region, Identities: opts.Identities, Restore: opts.Restore}, Now: time.Now}
 	var clients []*Client
 	for _, p := range opts.Peers {
 		c, err := NewClient(p)
