@@ -111,8 +111,8 @@ func (a *Applier) push(ctx context.Context, ch Change) (Result, error) {
 	// The manifest first, by digest; then each tag on its own, since each
 	// has its own clock (one may be older than what is here, another not).
 	res, err := outcome(put(ctx, a.Reg, ch, stowage.Reference{Digest: ch.Digest}))
-	if err != nil || !res.Applied && len(ch.Tags) == 0 {
-		return res, err
+	if err != nil || len(ch.Tags) == 0 {
+		return res, err // by digest only: the manifest's outcome is the push's
 	}
 	if !res.Applied && res.Reason == reasonStale {
 		// The manifest was deleted here later: its tags go with it.

@@ -28,6 +28,7 @@ type Replicator struct {
 	// access control off, none are).
 	Identities IdentityStore
 
+	fill     backfill   // the last back-fill's progress (backfill.go)
 	limit    *rateLimit // Options.Bandwidth; nil: none
 	consumer *feed.Consumer
 	feed     *feed.Feed

@@ -65,6 +65,9 @@ them), the backlog in bytes (the images those pushes would send at most),
 and the last error and when. With REPO:TAG or REPO@DIGEST: which regions
 hold it, at which digest, and whether complete (the manifest and every
 blob and child manifest it references).
+
+A back-fill of a peer (POST /api/v1/replication/backfill?peer=NAME) shows
+its progress under the table.
 `
 
 func runReplication(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -142,6 +145,17 @@ func runReplication(ctx context.Context, args []string, stdout, stderr io.Writer
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%.1f\t%d B\t%s\n", p.Name, p.State, lag, p.LagSeconds, p.BacklogBytes, last)
 	}
 	tw.Flush()
+	for _, p := range st.Peers {
+		if b := p.Backfill; b != nil {
+			state := "done"
+			if b.Running {
+				state = "running (" + b.Current + ")"
+			} else if b.LastError != "" {
+				state = "stopped: " + b.LastError
+			}
+			fmt.Fprintf(stdout, "back-fill of %s: %s; %d repositories, %d checked, %d shipped (%d applied)\n", p.Name, state, b.Repos, b.Checked, b.Shipped, b.Applied)
+		}
+	}
 	return 0
 }
 
