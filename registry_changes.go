@@ -36,3 +36,10 @@ func OriginFrom(ctx context.Context) string {
 	s, _ := ctx.Value(originKey{}).(string)
 	return s
 }
+
+// AppendChange appends e in tx after the registry's change hook
+// (Options.Changes) has seen it: for a capability that changes tags and
+// manifests in its own transaction (recyclebin's restore).
+func (r *Registry) AppendChange(ctx context.Context, tx Tx, e Event) error {
+	return appendChange(ctx, r.changes, tx, e)
+}

@@ -67,6 +67,10 @@ type Options struct {
 	// the clear.
 	Keys   Keyring
 	Logger *slog.Logger
+	// Changes sees every change of a user, token or scope map in its
+	// transaction, with its event (geo-replication's clocks,
+	// replication.Clocks); nil: nothing.
+	Changes stowage.ChangeHook
 	// Now is the clock (tests); default time.Now.
 	Now func() time.Time
 }
@@ -122,7 +126,7 @@ func New(ctx context.Context, db stowage.DB, opts Options) (*Authority, error) {
 		opts.Now = time.Now
 	}
 	a := &Authority{opts: opts, log: opts.Logger, now: opts.Now}
-	a.store = &store{db: db, now: opts.Now, refresh: opts.RefreshInterval}
+	a.store = &store{db: db, now: opts.Now, refresh: opts.RefreshInterval, hook: opts.Changes}
 	var errMu sync.Mutex
 	var lastErr time.Time
 	a.logins = newLoginLimiter(opts.LoginStore, opts.Now, opts.LoginLimitPair, opts.LoginLimitName, opts.LoginLimitIP, func(err error) {

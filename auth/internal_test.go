@@ -251,6 +251,8 @@ func TestLeastPrivilegeNeeds(t *testing.T) {
 	metrics := Identity{Kind: KindToken, Name: "prom", rules: []Rule{{AnyRepository, []Action{MetricsRead}}}}
 	ci := Identity{Kind: KindToken, Name: "ci", rules: []Rule{{"team-a/*", []Action{ContentRead, ContentWrite, ContentDelete, MetadataRead}}}}
 	admin := Identity{Kind: KindUser, Name: "root", admin: true}
+	repl := Identity{Kind: KindUser, Name: "repl", rules: []Rule{{AnyRepository, []Action{ContentRead, ContentWrite, ReplicationApply}}}}
+	repoAdmin := Identity{Kind: KindToken, Name: "ra", rules: []Rule{{AnyRepository, Actions}}}
 	bearerMetrics := metrics
 	bearerMetrics.bearer, bearerMetrics.access = true, []ResourceActions{{Type: "registry", Name: "metrics", Actions: []string{"read"}}}
 	for _, c := range []struct {
@@ -275,6 +277,18 @@ func TestLeastPrivilegeNeeds(t *testing.T) {
 		{ci, "PUT", "/api/v1/purge-policies/x", false},
 		{ci, "POST", "/api/v1/gc", false},
 		{Identity{}, "POST", "/api/v1/purge", false},
+		// A geo-replication peer: the apply endpoint, pulls and pushes.
+		{repl, "POST", "/api/v1/replication/apply", true},
+		{admin, "POST", "/api/v1/replication/apply", true},
+		{ci, "POST", "/api/v1/replication/apply", false},
+		{repoAdmin, "POST", "/api/v1/replication/apply", false},
+		{repl, "GET", "/api/v1/replication/apply", false},
+		{repl, "GET", "/api/v1/replication/status", false},
+		{repl, "HEAD", "/v2/team-a/app/blobs/sha256:" + strings.Repeat("a", 64), true},
+		{repl, "POST", "/v2/team-a/app/blobs/uploads/", true},
+		{repl, "DELETE", "/v2/team-a/app/manifests/sha256:" + strings.Repeat("a", 64), false},
+		{repl, "POST", "/api/v1/auth/users", false},
+		{repl, "GET", "/metrics", false},
 	} {
 		r := httptest.NewRequest(c.method, c.path, nil)
 		if err := a.Authorize(c.id, r); (err == nil) != c.ok {
@@ -308,7 +322,13 @@ func TestLeastPrivilegeNeeds(t *testing.T) {
 	if _, err := validateRules([]Rule{{AnyRepository, []Action{MetricsRead}}}); err != nil {
 		t.Errorf("metrics/read on *: %v", err)
 	}
-	repoAdmin := Identity{Kind: KindToken, Name: "ra", rules: []Rule{{AnyRepository, Actions}}}
+	// So is replication/apply.
+	if _, err := validateRules([]Rule{{"team-a/*", []Action{ReplicationApply}}}); err == nil {
+		t.Error("replication/apply on team-a/* accepted")
+	}
+	if _, err := validateRules([]Rule{{AnyRepository, []Action{ContentRead, ReplicationApply}}}); err != nil {
+		t.Errorf("replication/apply on *: %v", err)
+	}
 	if repoAdmin.CanAll(MetricsRead) {
 		t.Error("every repository action implies metrics/read")
 	}

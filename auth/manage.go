@@ -171,6 +171,9 @@ func (a *Authority) CreateUser(ctx context.Context, spec UserSpec) (UserInfo, er
 	stamp := randomID(8)
 	var out UserInfo
 	c := &change{kind: stowage.EventUser, detail: map[string]any{"action": "create", "name": spec.Name, "admin": spec.Admin, "scopeMap": spec.ScopeMap}}
+	if ctx.Value(bootstrapKey{}) != nil {
+		c.detail["bootstrap"] = true // each region's own first admin: not replicated (replica.go)
+	}
 	_, err = a.store.update(ctx, c, func(st *state, now time.Time) error {
 		if err := st.nameTaken(spec.Name); err != nil {
 			return err
@@ -236,7 +239,7 @@ func (a *Authority) EnsureAdmin(ctx context.Context, name, password string) (boo
 		}
 		return false, nil
 	}
-	_, err = a.CreateUser(ctx, UserSpec{Name: name, Password: password, Admin: true})
+	_, err = a.CreateUser(context.WithValue(ctx, bootstrapKey{}, true), UserSpec{Name: name, Password: password, Admin: true})
 	if err != nil && stowage.ErrorCodeOf(err) == stowage.CodeInvalidParameter {
 		// Created meanwhile (another node)? Then it is there.
 		if u, e := a.User(ctx, name); e == nil && u.Admin {

@@ -130,6 +130,8 @@ func (id Identity) holdsNeed(n need) bool {
 
 func (n need) describe() string {
 	switch {
+	case n.all && n.action == ReplicationApply:
+		return `this needs replication/apply: a scope map rule {"repository": "*", "actions": ["replication/apply"]} (or an admin)`
 	case n.all && n.action == MetricsRead:
 		return `this needs metrics/read: a scope map rule {"repository": "*", "actions": ["metrics/read"]} (or an admin)`
 	case n.admin:
@@ -311,6 +313,10 @@ func mgmtNeed(r *http.Request) need {
 		return need{repo: repo, action: action}
 	}
 	switch head {
+	case "replication":
+		if arg == "apply" && r.Method == http.MethodPost {
+			return need{all: true, action: ReplicationApply} // a peer (docs/replication.md)
+		}
 	case "usage":
 		if !get {
 			return admin

@@ -28,6 +28,13 @@ const (
 // scope does not mean it, and it gives no right on any repository.
 const MetricsRead Action = "metrics/read"
 
+// ReplicationApply lets a caller apply changes from another region
+// (POST /api/v1/replication/apply, docs/replication.md): the least
+// privilege a geo-replication peer needs with content/read and
+// content/write on "*". Registry-wide like MetricsRead. It can apply any
+// replicated change, users and tokens included: give it only to peers.
+const ReplicationApply Action = "replication/apply"
+
 // Actions lists every repository action, in a fixed order.
 var Actions = []Action{ContentRead, ContentWrite, ContentDelete, MetadataRead, MetadataWrite}
 
@@ -242,10 +249,10 @@ func validateRules(rules []Rule) ([]Rule, error) {
 		}
 		var acts []Action
 		for _, a := range r.Actions {
-			if a == MetricsRead {
+			if a == MetricsRead || a == ReplicationApply {
 				if r.Repository != AnyRepository {
 					return nil, stowage.Errorf(stowage.CodeInvalidParameter,
-						`rule for %q: metrics/read is registry-wide: put it in a rule for every repository, {"repository": "*", "actions": ["metrics/read"]}`, trunc(r.Repository))
+						`rule for %q: %s is registry-wide: put it in a rule for every repository, {"repository": "*", "actions": ["%s"]}`, trunc(r.Repository), a, a)
 				}
 				if !slices.Contains(acts, a) {
 					acts = append(acts, a)
@@ -269,7 +276,7 @@ func actionList() string {
 	for i, a := range Actions {
 		s[i] = string(a)
 	}
-	return strings.Join(s, ", ") + " (and metrics/read, in a rule for *)"
+	return strings.Join(s, ", ") + " (and metrics/read, replication/apply, in a rule for *)"
 }
 
 func trunc(s string) string {

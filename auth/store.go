@@ -26,6 +26,7 @@ type store struct {
 	db      stowage.DB
 	now     func() time.Time
 	refresh time.Duration
+	hook    stowage.ChangeHook // Options.Changes
 
 	mu  sync.Mutex // serializes reloads and publishing
 	cur atomic.Pointer[snapshot]
@@ -128,6 +129,11 @@ func (s *store) update(ctx context.Context, c *change, fn func(st *state, now ti
 		}
 		e := stowage.NewEvent(ctx, c.kind, "")
 		e.Time, e.Detail = now, stowage.EventDetail(ctx, c.detail)
+		if s.hook != nil {
+			if err := s.hook.Change(ctx, tx, &e); err != nil {
+				return err
+			}
+		}
 		if err := tx.Events().Append(e); err != nil {
 			return err
 		}

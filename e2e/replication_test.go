@@ -144,6 +144,42 @@ func withAuth(hdr map[string]string) map[string]string {
 	return h
 }
 
+// waitFor waits (20 s at most) until the admin's GET of path in g answers
+// 200 with want in its body.
+func waitFor(t *testing.T, g *geoRegion, path, want string) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		r, err := geoDo(context.Background(), http.MethodGet, g.URL(), path, nil, nil)
+		if err == nil && r.Status == http.StatusOK && strings.Contains(string(r.Body), want) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: GET %s: %v %v, want %s", g.name, path, r, err, want)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// backfillResult is what `replication backfill --output json` prints.
+type backfillResult struct {
+	Running   bool
+	Checked   int
+	Shipped   int
+	Applied   int
+	LastError string
+}
+
+var jsonHdr = map[string]string{"Content-Type": "application/json"}
+
+func jsonOf(v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
+
 func geoDo(ctx context.Context, method, base, url string, hdr map[string]string, body any) (response, error) {
 	return do(ctx, method, base, url, withAuth(hdr), body)
 }
@@ -329,6 +365,119 @@ func TestGeoReplication(t *testing.T) {
 			}
 		}
 		converge(t, rs, []string{"split"}, 20*time.Second)
+	})
+
+	t.Run("users, tokens and scope maps everywhere", func(t *testing.T) {
+		// A scope map and a token made in east, and a user.
+		geoMustDo(t, http.MethodPut, east.URL(), "/api/v1/auth/scope-maps/geo-team", jsonHdr,
+			jsonOf(map[string]any{"rules": []map[string]any{{"repository": "geo-team/*", "actions": []string{"content/read", "content/write"}}}}))
+		r := geoMustDo(t, http.MethodPost, east.URL(), "/api/v1/auth/tokens", jsonHdr, jsonOf(map[string]any{"name": "geo-ci", "scopeMap": "geo-team"}))
+		expect(t, "create the token in east", r, http.StatusCreated, "")
+		var tok struct{ Passwords []struct{ Value string } }
+		if err := json.Unmarshal(r.Body, &tok); err != nil || len(tok.Passwords) == 0 || tok.Passwords[0].Value == "" {
+			t.Fatalf("token: %s", r)
+		}
+		tokAuth := map[string]string{"Authorization": "Basic " + base64.StdEncoding.EncodeToString([]byte("geo-ci:"+tok.Passwords[0].Value))}
+		r = geoMustDo(t, http.MethodPost, east.URL(), "/api/v1/auth/users", jsonHdr, jsonOf(map[string]any{"name": "geo-bob", "password": "geo-bob-password-1"}))
+		expect(t, "create the user in east", r, http.StatusCreated, "")
+		bobAuth := map[string]string{"Authorization": "Basic " + base64.StdEncoding.EncodeToString([]byte("geo-bob:geo-bob-password-1"))}
+		// Both log in in west and north, once there (waiting through the
+		// admin API: failed logins would trip the login limits).
+		for _, g := range []*geoRegion{west, north} {
+			waitFor(t, g, "/api/v1/auth/tokens/geo-ci", `"enabled"`)
+			waitFor(t, g, "/api/v1/auth/users/geo-bob", `"geo-bob"`)
+			for _, who := range []map[string]string{tokAuth, bobAuth} {
+				if r, err := do(ctx, http.MethodGet, g.URL(), "/v2/", who, nil); err != nil || r.Status != http.StatusOK {
+					t.Fatalf("a login made in east does not work in %s: %v %v", g.name, r, err)
+				}
+			}
+		}
+		// The token's scope holds in west: a push to geo-team/* succeeds,
+		// elsewhere it is refused.
+		push := func(base, repo string) int {
+			b := []byte("token-layer " + repo)
+			r, err := do(ctx, http.MethodPost, base, "/v2/"+repo+"/blobs/uploads/?digest="+sha256Digest(b), tokAuth, b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.Status != http.StatusCreated {
+				return r.Status
+			}
+			m := []byte(fmt.Sprintf(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"%s","size":%d},"layers":[]}`, sha256Digest(b), len(b)))
+			r, err = do(ctx, http.MethodPut, base, "/v2/"+repo+"/manifests/v1", map[string]string{"Authorization": tokAuth["Authorization"], "Content-Type": acceptOCI}, m)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return r.Status
+		}
+		if st := push(west.URL(), "geo-team/app"); st != http.StatusCreated {
+			t.Errorf("push with east's token to west geo-team/app: %d, want 201", st)
+		}
+		if st := push(west.URL(), "other/app"); st != http.StatusForbidden {
+			t.Errorf("push with east's token to west other/app: %d, want 403", st)
+		}
+		// Disabled in west: refused in east (and north).
+		r = geoMustDo(t, http.MethodPatch, west.URL(), "/api/v1/auth/tokens/geo-ci", jsonHdr, jsonOf(map[string]any{"status": "disabled"}))
+		expect(t, "disable the token in west", r, http.StatusOK, "")
+		for _, g := range []*geoRegion{east, north} {
+			waitFor(t, g, "/api/v1/auth/tokens/geo-ci", `"disabled"`)
+			if r, err := do(ctx, http.MethodGet, g.URL(), "/v2/", tokAuth, nil); err != nil || r.Status != http.StatusUnauthorized {
+				t.Fatalf("the token disabled in west still works in %s: %v %v", g.name, r, err)
+			}
+		}
+	})
+
+	t.Run("least-privilege peer identity", func(t *testing.T) {
+		// A peer's identity without admin: content/read, content/write and
+		// replication/apply on "*", made in east, replicated to west.
+		geoMustDo(t, http.MethodPut, east.URL(), "/api/v1/auth/scope-maps/geo-replication", jsonHdr,
+			jsonOf(map[string]any{"rules": []map[string]any{{"repository": "*", "actions": []string{"content/read", "content/write", "replication/apply"}}}}))
+		r := geoMustDo(t, http.MethodPost, east.URL(), "/api/v1/auth/users", jsonHdr, jsonOf(map[string]any{"name": "geo-repl", "password": "geo-repl-password-1", "scopeMap": "geo-replication"}))
+		expect(t, "create geo-repl in east", r, http.StatusCreated, "")
+		waitFor(t, west, "/api/v1/auth/users/geo-repl", "geo-replication")
+		repl := map[string]string{"Authorization": "Basic " + base64.StdEncoding.EncodeToString([]byte("geo-repl:geo-repl-password-1"))}
+		// What a replicator does at a peer: HEAD a blob, upload it, apply a
+		// change (here a removal of a tag no region has: a tombstone).
+		b := []byte("least privilege")
+		r, err := do(ctx, http.MethodHead, west.URL(), "/v2/geo-team/app/blobs/"+sha256Digest(b), repl, nil)
+		if err != nil || r.Status != http.StatusNotFound {
+			t.Errorf("HEAD a blob as geo-repl: %v %v, want 404", r, err)
+		}
+		r, err = do(ctx, http.MethodPost, west.URL(), "/v2/geo-team/app/blobs/uploads/?digest="+sha256Digest(b), repl, b)
+		if err != nil || r.Status != http.StatusCreated {
+			t.Errorf("upload a blob as geo-repl: %v %v, want 201", r, err)
+		}
+		ch := jsonOf(map[string]any{"kind": "untag", "origin": "east", "repo": "geo-team/app", "tags": []string{"never-pushed"},
+			"hlc": fmt.Sprintf("%d.0.east", time.Now().UnixMilli())})
+		apply := func(who map[string]string) response {
+			h := map[string]string{"Content-Type": "application/json"}
+			for k, v := range who {
+				h[k] = v
+			}
+			r, err := do(ctx, http.MethodPost, west.URL(), "/api/v1/replication/apply", h, ch)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return r
+		}
+		if r := apply(repl); r.Status != http.StatusOK || !strings.Contains(string(r.Body), `"applied"`) {
+			t.Errorf("apply as geo-repl: %s, want 200", r)
+		}
+		// Not an admin: no status, no user management, no delete; a user
+		// without replication/apply cannot apply.
+		for _, c := range []struct{ method, path string }{
+			{http.MethodGet, "/api/v1/replication/status"},
+			{http.MethodGet, "/api/v1/auth/users"},
+			{http.MethodDelete, "/v2/geo-team/app/manifests/v1"},
+		} {
+			if r, err := do(ctx, c.method, west.URL(), c.path, repl, nil); err != nil || r.Status != http.StatusForbidden {
+				t.Errorf("%s %s as geo-repl: %v %v, want 403", c.method, c.path, r, err)
+			}
+		}
+		bob := map[string]string{"Authorization": "Basic " + base64.StdEncoding.EncodeToString([]byte("geo-bob:geo-bob-password-1"))}
+		if r := apply(bob); r.Status != http.StatusForbidden && r.Status != http.StatusUnauthorized {
+			t.Errorf("apply as geo-bob (no replication/apply): %s, want refused", r)
+		}
 	})
 
 	t.Run("concurrent tag moves converge", func(t *testing.T) {
@@ -575,6 +724,39 @@ func TestGeoReplication(t *testing.T) {
 		if !strings.Contains(string(m.Body), want) {
 			t.Errorf("GET /metrics lacks %q:\n%s", want, tail(string(m.Body), 2000))
 		}
+	}
+	// A back-fill of a converged peer: everything checked, nothing lacking.
+	r := geoMustDo(t, http.MethodPost, east.URL(), "/api/v1/replication/backfill?peer=west", nil, nil)
+	expect(t, "back-fill west from east", r, http.StatusAccepted, "")
+	var bf *backfillResult
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		var st struct {
+			Peers []struct {
+				Name     string
+				Backfill *backfillResult
+			}
+		}
+		r := geoMustDo(t, http.MethodGet, east.URL(), "/api/v1/replication/status", nil, nil)
+		json.Unmarshal(r.Body, &st)
+		for _, p := range st.Peers {
+			if p.Name == "west" && p.Backfill != nil && !p.Backfill.Running {
+				bf = p.Backfill
+			}
+		}
+		if bf != nil {
+			break
+		}
+	}
+	if bf == nil || bf.Checked == 0 || bf.Applied != 0 || bf.LastError != "" {
+		t.Errorf("back-fill of west (converged): %+v, want some checked, none applied, no error", bf)
+	} else {
+		t.Logf("back-fill of a converged peer: %+v", *bf)
+	}
+	out, err = geoCLI(t, "replication", "status", "--registry", east.URL())
+	if err != nil || !strings.Contains(out, "back-fill of west: done") {
+		t.Errorf("replication status after a back-fill: %v\n%s", err, out)
+	} else {
+		t.Logf("replication status after a back-fill:\n%s", out)
 	}
 	out, err = geoCLI(t, "replication", "status", "lag:l0", "--registry", west.URL())
 	if err != nil || strings.Count(out, "sha256:") != 3 || strings.Count(out, " yes ") != 3 {

@@ -15,6 +15,7 @@ type Replication interface {
 	Apply(ctx context.Context, ch replication.Change) (replication.Result, error)
 	Status(ctx context.Context) (replication.Status, error)
 	Locate(ctx context.Context, repo string, ref stowage.Reference) ([]replication.Location, error)
+	StartBackfill(ctx context.Context, peer string) error
 }
 
 // WithReplication enables /api/v1/replication/ (admins only, as every
@@ -23,6 +24,7 @@ type Replication interface {
 //	POST /api/v1/replication/apply       a change from a peer (replication.Change) → replication.Result
 //	GET  /api/v1/replication/status      per peer: state, lag, backlog, last error
 //	GET  /api/v1/replication/status?ref=REPO:TAG|REPO@DIGEST   which regions hold it, at which digest
+//	POST /api/v1/replication/backfill?peer=NAME   start a back-fill of the peer → 202 (progress: status)
 func (h *Handler) WithReplication(r Replication) *Handler {
 	h.repl = r
 	return h
@@ -54,6 +56,16 @@ func (h *Handler) serveReplication(ctx context.Context, w http.ResponseWriter, r
 			return err
 		}
 		return writeJSON(w, res)
+	case arg == "backfill" && r.Method == http.MethodPost:
+		peer := r.URL.Query().Get("peer")
+		if peer == "" {
+			return stowage.Errorf(stowage.CodeInvalidParameter, "name the peer to back-fill: ?peer=NAME (one of this region's peers, see replication status)")
+		}
+		if err := h.repl.StartBackfill(ctx, peer); err != nil {
+			return err
+		}
+		w.WriteHeader(http.StatusAccepted)
+		return nil
 	case arg == "status" && r.Method == http.MethodGet:
 		if s := r.URL.Query().Get("ref"); s != "" {
 			repo, ref, err := ParseImageRef(s)

@@ -143,7 +143,7 @@ func (b *Bin) Restore(ctx context.Context, id int64) (RestoreReport, error) {
 		if err := tx.Recycle().DeleteRecycled(id); err != nil {
 			return err
 		}
-		return tx.Events().Append(restoreEvent(ctx, now, e, rep))
+		return b.reg.AppendChange(ctx, tx, restoreEvent(ctx, now, e, rep)) // the change hook sees it (geo-replication)
 	})
 	return rep, err
 }

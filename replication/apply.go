@@ -2,6 +2,7 @@ package replication
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 
@@ -26,6 +27,11 @@ type Change struct {
 	// LockMask: the attributes (lock bits) the change set; each has its
 	// own clock, so concurrent changes of different attributes both stay.
 	LockMask *stowage.Locks `json:"lockMask,omitempty"`
+	// Identity: a user, token or scope map change (Kind user, token,
+	// scope-map) names it; Record is its stored record as it is after the
+	// change (secrets as hashes), none for a delete (identity.go).
+	Identity string          `json:"identity,omitempty"`
+	Record   json.RawMessage `json:"record,omitempty"`
 }
 
 // Result says what applying a change did.
@@ -42,6 +48,14 @@ type Result struct {
 type Applier struct {
 	Reg    *stowage.Registry
 	Region string // this region: a change from it is refused
+	// Identities applies user, token and scope map changes (the
+	// access control of this region); nil (access control off): such
+	// changes are reported not applied.
+	Identities IdentityStore
+	// Restore restores repo@d from this region's recycle bin (its newest
+	// entry), reporting false when the bin holds none; nil: no recycle
+	// bin. The restore's change hook sees the applied context.
+	Restore func(ctx context.Context, repo string, d stowage.Digest) (bool, error)
 }
 
 // Apply applies ch. The blobs a pushed manifest references must be here
@@ -50,11 +64,14 @@ func (a *Applier) Apply(ctx context.Context, ch Change) (Result, error) {
 	if ch.Origin == "" || ch.Origin == a.Region {
 		return Result{}, stowage.Errorf(stowage.CodeDenied, "a replicated change must name its origin region, another than this one (%s)", a.Region)
 	}
-	if err := stowage.ValidateName(ch.Repo); err != nil {
-		return Result{}, err
-	}
 	if ch.HLC.Region == "" {
 		return Result{}, stowage.Errorf(stowage.CodeUnsupported, "a replicated change needs its clock reading (hlc)")
+	}
+	if isIdentity(ch.Kind) {
+		return a.identity(ctx, ch)
+	}
+	if err := stowage.ValidateName(ch.Repo); err != nil {
+		return Result{}, err
 	}
 	ctx = stowage.WithReason(WithApplied(ctx, ch.Origin, ch.HLC), stowage.ReasonReplication)
 	switch ch.Kind {
@@ -71,6 +88,8 @@ func (a *Applier) Apply(ctx context.Context, ch Change) (Result, error) {
 			return a.tombstone(ctx, ch, []string{ch.Tags[0]})
 		}
 		return outcome(err)
+	case stowage.EventRestore:
+		return a.restore(ctx, ch)
 	case stowage.EventLock:
 		return a.lock(ctx, ch)
 	case stowage.EventRepositoryDelete:
@@ -92,8 +111,8 @@ func (a *Applier) push(ctx context.Context, ch Change) (Result, error) {
 	// The manifest first, by digest; then each tag on its own, since each
 	// has its own clock (one may be older than what is here, another not).
 	res, err := outcome(put(ctx, a.Reg, ch, stowage.Reference{Digest: ch.Digest}))
-	if err != nil || !res.Applied && len(ch.Tags) == 0 {
-		return res, err
+	if err != nil || len(ch.Tags) == 0 {
+		return res, err // by digest only: the manifest's outcome is the push's
 	}
 	if !res.Applied && res.Reason == reasonStale {
 		// The manifest was deleted here later: its tags go with it.
@@ -229,4 +248,32 @@ func (a *Applier) deleteRepository(ctx context.Context, ch Change) (Result, erro
 		}
 	}
 	return a.tombstone(ctx, ch, []string{RepositoryName})
+}
+
+// restore applies a restore from a peer: from this region's recycle bin
+// when it holds the image (soft delete on here too: its locks and tags come
+// back as they were here), else as a push of what the peer shipped. Either
+// way the clocks decide: a restore older than a later delete or push here
+// is a no-op (a restore never brings back what a later delete removed).
+func (a *Applier) restore(ctx context.Context, ch Change) (Result, error) {
+	if err := ch.Digest.Validate(); err != nil {
+		return Result{}, stowage.Errorf(stowage.CodeDigestInvalid, "change digest: %v", err)
+	}
+	if a.Restore != nil {
+		ok, err := a.Restore(ctx, ch.Repo, ch.Digest)
+		switch c := stowage.ErrorCodeOf(err); {
+		case err == nil && ok:
+			return Result{Applied: true}, nil
+		case errors.Is(err, ErrStale):
+			return Result{Reason: reasonStale}, nil
+		case err != nil && c != stowage.CodeDenied && c != stowage.CodeManifestUnknown && c != stowage.CodeManifestBlobUnknown:
+			return Result{}, err
+		}
+		// not in the bin, or it cannot come back from there (the
+		// manifest exists again, a blob is gone): as a push
+	}
+	if ch.Manifest == nil {
+		return Result{Reason: "the restored manifest is no longer in the region that restored it"}, nil
+	}
+	return a.push(ctx, ch)
 }

@@ -80,7 +80,7 @@ func (c Clocks) Change(ctx context.Context, tx stowage.Tx, e *stowage.Event) err
 	var names []string // tags and manifests the change touches
 	var outcome []stowage.Digest
 	switch e.Kind {
-	case stowage.EventPush:
+	case stowage.EventPush, stowage.EventRestore: // a restore brings the manifest and its tags back
 		names, outcome = append(names, ManifestName(e.Digest)), append(outcome, e.Digest)
 		for _, t := range EventTags(*e) {
 			names, outcome = append(names, t), append(outcome, e.Digest)
@@ -96,6 +96,8 @@ func (c Clocks) Change(ctx context.Context, tx stowage.Tx, e *stowage.Event) err
 		return c.lockChange(ctx, cs, e)
 	case stowage.EventRepositoryDelete:
 		names, outcome = append(names, RepositoryName), append(outcome, "")
+	case stowage.EventUser, stowage.EventToken, stowage.EventScopeMap:
+		return c.identityChange(ctx, cs, e)
 	default:
 		return nil // the rest: not replicated yet
 	}
@@ -135,7 +137,7 @@ func (c Clocks) Change(ctx context.Context, tx stowage.Tx, e *stowage.Event) err
 	var h HLC
 	if isApplied {
 		h = a.hlc
-		if e.Kind == stowage.EventPush && repoGone && repoClock.HLC.Compare(h) >= 0 {
+		if (e.Kind == stowage.EventPush || e.Kind == stowage.EventRestore) && repoGone && repoClock.HLC.Compare(h) >= 0 {
 			return ErrStale // its repository was deleted later
 		}
 		if e.Kind == stowage.EventRepositoryDelete {
@@ -159,7 +161,7 @@ func (c Clocks) Change(ctx context.Context, tx stowage.Tx, e *stowage.Event) err
 			// push that is fine unless it is a tombstone (the manifest
 			// exists here with a later clock); for anything else the
 			// change lost.
-			if e.Kind == stowage.EventPush && i == 0 && !cl.Removed() {
+			if (e.Kind == stowage.EventPush || e.Kind == stowage.EventRestore) && i == 0 && !cl.Removed() {
 				names[i] = ""
 				continue
 			}

@@ -137,7 +137,7 @@ func (rg *region) changes(t *testing.T, after int64) []replication.Change {
 		if !ok {
 			continue
 		}
-		if ch.Kind == stowage.EventPush {
+		if ch.Kind == stowage.EventPush || ch.Kind == stowage.EventRestore { // as the replicator ships them
 			_, body, err := rg.reg.GetManifest(ctx, e.Repo, stowage.Reference{Digest: e.Digest})
 			if err != nil {
 				t.Fatal(err)

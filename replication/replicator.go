@@ -24,7 +24,11 @@ type Replicator struct {
 	// Concurrency bounds the blob uploads of one manifest (default 4).
 	Concurrency int
 	Log         *slog.Logger
+	// Identities reads the users, tokens and scope maps shipped (nil:
+	// access control off, none are).
+	Identities IdentityStore
 
+	fill     backfill   // the last back-fill's progress (backfill.go)
 	limit    *rateLimit // Options.Bandwidth; nil: none
 	consumer *feed.Consumer
 	feed     *feed.Feed
@@ -32,7 +36,8 @@ type Replicator struct {
 }
 
 // Kinds are the events a replicator reads.
-var Kinds = []stowage.EventKind{stowage.EventPush, stowage.EventUntag, stowage.EventDelete, stowage.EventLock, stowage.EventRepositoryDelete}
+var Kinds = []stowage.EventKind{stowage.EventPush, stowage.EventUntag, stowage.EventDelete, stowage.EventLock, stowage.EventRepositoryDelete,
+	stowage.EventUser, stowage.EventToken, stowage.EventScopeMap, stowage.EventRestore}
 
 // NewReplicator returns the replicator of region to peer over f, with its
 // cursor in cursors; db (if not nil) holds the job lock.
@@ -62,7 +67,7 @@ func (r *Replicator) Handle(ctx context.Context, evs []stowage.Event) error {
 			continue // applied from a region: that region ships it
 		}
 		ch, ok := ChangeOf(e, r.Region)
-		if !ok {
+		if !ok || isIdentity(ch.Kind) && r.Identities == nil {
 			continue
 		}
 		if err := r.ship(ctx, ch); err != nil {
@@ -73,12 +78,23 @@ func (r *Replicator) Handle(ctx context.Context, evs []stowage.Event) error {
 }
 
 func (r *Replicator) ship(ctx context.Context, ch Change) error {
-	if ch.Kind == stowage.EventPush {
+	if ch.Kind == stowage.EventPush || ch.Kind == stowage.EventRestore {
+		// A restore ships what a push does: a peer whose recycle bin
+		// lacks the image stores it as pushed (Applier.restore).
 		body, mt, err := r.shipContent(ctx, ch.Repo, ch.Digest, ch.HLC, map[stowage.Digest]bool{})
 		if err != nil || body == nil {
 			return err
 		}
 		ch.Manifest, ch.MediaType = body, mt
+	}
+	if isIdentity(ch.Kind) {
+		// The record as it is now (a later change of it ships again,
+		// with its later clock): a delete ships none (a tombstone).
+		rec, err := r.Identities.ReadIdentity(ctx, ch.Kind, ch.Identity)
+		if err != nil {
+			return err
+		}
+		ch.Record = rec
 	}
 	res, err := r.Peer.Apply(ctx, ch)
 	if err == nil && !res.Applied && res.Reason != reasonStale {

@@ -21,6 +21,9 @@ type Service struct {
 	Replicators []*Replicator
 	ReadThrough *ReadThrough // nil: read_through off
 	Now         func() time.Time
+
+	mu     sync.Mutex
+	runCtx context.Context // Run's: back-fills end with it
 }
 
 // Options configure a region's replication.
@@ -32,7 +35,13 @@ type Options struct {
 	// Bandwidth bounds the bytes per second of blob uploads to each peer
 	// (0: no bound).
 	Bandwidth int64
-	Log       *slog.Logger
+	// Identities: this region's access control (auth.Authority), whose
+	// users, tokens and scope maps are replicated; nil: access control
+	// off, they are not.
+	Identities IdentityStore
+	// Restore restores from this region's recycle bin (Applier.Restore).
+	Restore func(ctx context.Context, repo string, d stowage.Digest) (bool, error)
+	Log     *slog.Logger
 }
 
 // New returns the replication of a region whose engine is reg (built with
@@ -45,7 +54,7 @@ func New(reg *stowage.Registry, f *feed.Feed, opts Options) (*Service, error) {
 	if opts.Log == nil {
 		opts.Log = slog.New(slog.DiscardHandler)
 	}
-	s := &Service{Region: opts.Region, Reg: reg, Applier: &Applier{Reg: reg, Region: opts.Region}, Now: time.Now}
+	s := &Service{Region: opts.Region, Reg: reg, Applier: &Applier{Reg: reg, Region: opts.Region, Identities: opts.Identities, Restore: opts.Restore}, Now: time.Now}
 	var clients []*Client
 	for _, p := range opts.Peers {
 		c, err := NewClient(p)
@@ -55,6 +64,7 @@ func New(reg *stowage.Registry, f *feed.Feed, opts Options) (*Service, error) {
 		clients = append(clients, c)
 		r := NewReplicator(opts.Region, c, reg, f, cursors, opts.Log.With("peer", p.Name))
 		r.Concurrency = opts.Concurrency
+		r.Identities = opts.Identities
 		if opts.Bandwidth > 0 {
 			r.limit = newRateLimit(opts.Bandwidth)
 		}
@@ -68,6 +78,9 @@ func New(reg *stowage.Registry, f *feed.Feed, opts Options) (*Service, error) {
 
 // Run runs every replicator until ctx ends.
 func (s *Service) Run(ctx context.Context) {
+	s.mu.Lock()
+	s.runCtx = ctx
+	s.mu.Unlock()
 	var wg sync.WaitGroup
 	for _, r := range s.Replicators {
 		wg.Add(1)
@@ -198,4 +211,32 @@ func completeAt(ctx context.Context, p *Client, repo string, d stowage.Digest, d
 		}
 	}
 	return true
+}
+
+// StartBackfill starts a back-fill of peer (Replicator.Backfill) in the
+// background, for as long as Run runs (or, before Run, without end); its
+// progress is in Status.
+func (s *Service) StartBackfill(ctx context.Context, peer string) error {
+	s.mu.Lock()
+	if s.runCtx != nil {
+		ctx = s.runCtx
+	} else {
+		ctx = context.WithoutCancel(ctx)
+	}
+	s.mu.Unlock()
+	for _, r := range s.Replicators {
+		if r.Peer.Name != peer {
+			continue
+		}
+		if st := r.BackfillStatus(); st != nil && st.Running {
+			return stowage.Errorf(stowage.CodeDenied, "a back-fill of %s is running (see replication status)", peer)
+		}
+		go func() {
+			if err := r.Backfill(ctx); err != nil && !errors.Is(err, ErrBackfillRunning) {
+				r.Log.Error("replication back-fill failed", "peer", peer, "err", err)
+			}
+		}()
+		return nil
+	}
+	return stowage.Errorf(stowage.CodeNameUnknown, "no peer named %q in this region's replication configuration", peer)
 }

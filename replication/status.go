@@ -25,6 +25,9 @@ type PeerStatus struct {
 	LastError    string    `json:"lastError,omitempty"`
 	LastErrorAt  time.Time `json:"lastErrorAt,omitzero"`
 	Failures     int       `json:"failures,omitempty"`
+	// Backfill: the last back-fill of the peer started in this process
+	// (nil: none), its progress while it runs.
+	Backfill *BackfillStatus `json:"backfill,omitempty"`
 }
 
 // MaxScan bounds the events a status counts; maxSized the pushes whose
@@ -38,7 +41,7 @@ const (
 func (r *Replicator) Status(ctx context.Context, now time.Time) (PeerStatus, error) {
 	st := r.consumer.Status()
 	ps := PeerStatus{Name: r.Peer.Name, URL: r.Peer.URL, LastShipped: st.LastHandled, LastError: st.LastError,
-		LastErrorAt: st.LastErrorAt, Failures: st.Failures, LagExact: true}
+		LastErrorAt: st.LastErrorAt, Failures: st.Failures, LagExact: true, Backfill: r.BackfillStatus()}
 	switch {
 	case !st.Running:
 		ps.State = "stopped"

@@ -18,6 +18,7 @@ import (
 	"github.com/stowage/stowage/config"
 	"github.com/stowage/stowage/internal/httperr"
 	"github.com/stowage/stowage/limits"
+	"github.com/stowage/stowage/replication"
 )
 
 // InitialAdminPasswordFile is where the first admin's generated password
@@ -99,6 +100,9 @@ func (m *Main) setupAuth(ctx context.Context, db stowage.DB) (*auth.Authority, e
 	}
 	opts := auth.Options{Realm: c.Realm, Service: c.Service, TokenTTL: time.Duration(c.TokenTTL),
 		RefreshTTL: time.Duration(c.RefreshTTL), TrustedProxies: proxies, LoginStore: sharedLimits(m.Config, db), Logger: m.log}
+	if r := m.Config.Replication.Region; r != "" {
+		opts.Changes = replication.Clocks{Region: r} // users, tokens and scope maps replicate (docs/replication.md)
+	}
 	if m.keys != nil {
 		// The token signing key is sealed with the encryption key, which
 		// every node holds and the database does not (docs/access.md).

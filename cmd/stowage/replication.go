@@ -16,21 +16,27 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/stowage/stowage"
+	"github.com/stowage/stowage/auth"
 	"github.com/stowage/stowage/config"
 	"github.com/stowage/stowage/feed"
 	"github.com/stowage/stowage/metrics"
+	"github.com/stowage/stowage/recyclebin"
 	"github.com/stowage/stowage/replication"
 )
 
 // newReplication builds a region's replication from its configuration
 // (nil when replication.region is not set). Peer passwords come from the
 // environment variables the configuration names.
-func newReplication(c config.Replication, reg *stowage.Registry, f *feed.Feed, log *slog.Logger) (*replication.Service, error) {
+func newReplication(c config.Replication, reg *stowage.Registry, f *feed.Feed, authority *auth.Authority, log *slog.Logger) (*replication.Service, error) {
 	if c.Region == "" {
 		return nil, nil
 	}
 	opts := replication.Options{Region: c.Region, ReadThrough: c.ReadThroughOn(), Concurrency: c.Concurrency,
 		Bandwidth: int64(c.Bandwidth), Log: log}
+	if authority != nil {
+		opts.Identities = authority // users, tokens and scope maps are the same in every region
+	}
+	opts.Restore = restoreFromBin(recyclebin.New(reg)) // restores replicate (docs/replication.md)
 	// The replicators' own reader of the feed, looking for new events
 	// every 100 ms (the shared one's 500 ms was most of the lag).
 	if s, ok := feed.Of(reg.DB()); ok {
@@ -59,6 +65,9 @@ them), the backlog in bytes (the images those pushes would send at most),
 and the last error and when. With REPO:TAG or REPO@DIGEST: which regions
 hold it, at which digest, and whether complete (the manifest and every
 blob and child manifest it references).
+
+A back-fill of a peer (POST /api/v1/replication/backfill?peer=NAME) shows
+its progress under the table.
 `
 
 func runReplication(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -136,6 +145,17 @@ func runReplication(ctx context.Context, args []string, stdout, stderr io.Writer
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%.1f\t%d B\t%s\n", p.Name, p.State, lag, p.LagSeconds, p.BacklogBytes, last)
 	}
 	tw.Flush()
+	for _, p := range st.Peers {
+		if b := p.Backfill; b != nil {
+			state := "done"
+			if b.Running {
+				state = "running (" + b.Current + ")"
+			} else if b.LastError != "" {
+				state = "stopped: " + b.LastError
+			}
+			fmt.Fprintf(stdout, "back-fill of %s: %s; %d repositories, %d checked, %d shipped (%d applied)\n", p.Name, state, b.Repos, b.Checked, b.Shipped, b.Applied)
+		}
+	}
 	return 0
 }
 
@@ -158,4 +178,22 @@ func replicationMetrics(reg prometheus.Registerer, repl *replication.Service) {
 		}
 		return nil
 	}))
+}
+
+// restoreFromBin restores repo@d from bin, its newest entry; false when
+// the bin holds none.
+func restoreFromBin(bin *recyclebin.Bin) func(ctx context.Context, repo string, d stowage.Digest) (bool, error) {
+	return func(ctx context.Context, repo string, d stowage.Digest) (bool, error) {
+		es, err := bin.List(ctx, repo)
+		if err != nil {
+			return false, err
+		}
+		for _, e := range es { // newest first
+			if e.Manifest.Digest == d {
+				_, err := bin.Restore(ctx, e.ID)
+				return err == nil, err
+			}
+		}
+		return false, nil
+	}
 }

@@ -282,7 +282,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	gcRec := ui.RecordGC(collector) // the overview shows the last collection
 	oci := ociapi.New(reg, m.log).WithFiller(m.cache)
 	mg := mgmt.New(reg, m.log).WithGC(gcRec, gcOpts).WithScrub(scrubber).WithKeys(managedKeys(keys)).WithTopology(topo).WithPolicies(pol, recyclebin.New(reg)).WithEvents(events).WithWebhooks(hooks).WithCacheRules(m.cache)
-	repl, err := newReplication(cfg.Replication, reg, events, m.log)
+	repl, err := newReplication(cfg.Replication, reg, events, authority, m.log)
 	if err != nil {
 		return err
 	}
