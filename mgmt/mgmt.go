@@ -37,9 +37,9 @@ type Handler struct {
 	pol    Policies   // nil: no policy endpoints (WithPolicies)
 	bin    RecycleBin
 
-	events Events     // the change feed (events.go); nil: GET /api/v1/events is refused
-	hooks  Webhooks   // webhooks.go; nil: /api/v1/webhooks is refused
-	cache  CacheRules // pull-through cache rules (cacherules.go); nil: refused
+	events Events      // the change feed (events.go); nil: GET /api/v1/events is refused
+	hooks  Webhooks    // webhooks.go; nil: /api/v1/webhooks is refused
+	cache  CacheRules  // pull-through cache rules (cacherules.go); nil: refused
 	repl   Replication // replication.go; nil: not configured
 }
 
