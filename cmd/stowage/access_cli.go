@@ -608,8 +608,8 @@ func runQuota(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	var q stowage.QuotaReport
 	switch sub := fl.Arg(0); sub {
 	case "", "show":
-		if fl.NArg() > 2 {
-			return shortUsage(stderr, "quota show", quotaUsage, fmt.Sprintf("unexpected argument %q", fl.Arg(2)))
+		if tooManyArgs(fl, "quota show", fl.Args()[min(1, fl.NArg()):], stderr) {
+			return 2
 		}
 		if err := c.do(ctx, http.MethodGet, "/api/v1/quotas", &q); err != nil {
 			return fail(stderr, err)
@@ -619,6 +619,9 @@ func runQuota(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 			q.Repositories = slices.DeleteFunc(q.Repositories, func(r stowage.Quota) bool { return r.Repository != repo })
 		}
 	case "set":
+		if tooManyArgs(fl, "quota set", fl.Args()[1:], stderr) {
+			return 2
+		}
 		if fl.NArg() != 3 {
 			return shortUsage(stderr, "quota set", quotaUsage, "want a REPOSITORY and a SIZE")
 		}
@@ -634,6 +637,9 @@ func runQuota(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 			return fail(stderr, err)
 		}
 	case "remove":
+		if tooManyArgs(fl, "quota remove", fl.Args()[1:], stderr) {
+			return 2
+		}
 		if fl.NArg() != 2 {
 			return shortUsage(stderr, "quota remove", quotaUsage, "want a REPOSITORY")
 		}

@@ -21,7 +21,6 @@ import (
 	"time"
 
 	"github.com/stowage/stowage"
-	"github.com/stowage/stowage/config"
 	"github.com/stowage/stowage/gc"
 	"github.com/stowage/stowage/policy"
 	"github.com/stowage/stowage/recyclebin"
@@ -245,6 +244,9 @@ func parseAdmin(name, usage string, args []string, stderr io.Writer, setup func(
 	}
 	fl.Parse(append([]string{"--"}, pos...)) // fl.Args() = the arguments
 	setSources(fl)
+	if tooManyArgs(fl, name, fl.Args(), stderr) {
+		return fl, reg, false
+	}
 	if err := checkRegistry(*reg); err != nil {
 		fmt.Fprintf(stderr, "stowage %s: %v\n", name, err)
 		return fl, reg, false
@@ -262,13 +264,7 @@ func noArguments(fl *flag.FlagSet, name string, stderr io.Writer) bool {
 	if fl.NArg() == 0 {
 		return true
 	}
-	var flags []string
-	fl.VisitAll(func(f *flag.Flag) { flags = append(flags, f.Name) })
-	hint := ""
-	if s := config.Closest(strings.TrimLeft(fl.Arg(0), "-"), flags); s != "" {
-		hint = "; did you mean --" + s + "?"
-	}
-	fmt.Fprintf(stderr, "stowage %s: unexpected argument %q%s\nRun 'stowage %s --help' for its flags.\n", name, fl.Arg(0), hint, name)
+	unexpectedArg(fl, name, fl.Arg(0), stderr)
 	return false
 }
 

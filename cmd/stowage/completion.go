@@ -55,6 +55,9 @@ func runCompletion(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprint(stdout, completionUsage)
 		return 0
 	}
+	if len(args) > 1 {
+		return shortUsage(stderr, "completion", completionUsage, fmt.Sprintf("unexpected argument %q", args[1]))
+	}
 	if len(args) != 1 {
 		return shortUsage(stderr, "completion", completionUsage, "")
 	}

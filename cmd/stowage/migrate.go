@@ -63,8 +63,7 @@ func runMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		}
 		return 2
 	}
-	if fl.NArg() > 0 {
-		fmt.Fprintf(stderr, "stowage migrate: unexpected argument %q (see stowage migrate --help)\n", fl.Arg(0))
+	if tooManyArgs(fl, "migrate", fl.Args(), stderr) {
 		return 2
 	}
 	if badOutput(stderr, "migrate", *output) {
