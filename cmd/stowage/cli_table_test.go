@@ -234,7 +234,11 @@ func startCLIServer(t *testing.T) (*Main, string) {
 // the test; -o json is refused in one line that names --output.
 func TestEveryCommandPrintsJSON(t *testing.T) {
 	_, base := startCLIServer(t)
-	cases := jsonCases(t.TempDir())
+	dataDir := t.TempDir()
+	cases := jsonCases(dataDir)
+	// migrate upgrades an existing database (an empty SQLite file: schema 0).
+	os.MkdirAll(filepath.Join(dataDir, "other"), 0o700)
+	os.WriteFile(filepath.Join(dataDir, "other", "stowage.db"), nil, 0o600)
 
 	// Coverage: every command, every subcommand.
 	covered := func(path ...string) bool {
