@@ -1048,6 +1048,10 @@ func runGC(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "%d blobs (%s) are waiting for the grace period or a lease (%s) — run `stowage gc --min-age 0s` to collect them now (only when no push is in flight)\n",
 			w.Blobs, bytesStr(w.Bytes), waitingWhen(w.Earliest, w.Latest))
 	}
+	if rc := r.Recycled; rc != nil {
+		fmt.Fprintf(stdout, "%d blobs (%s) are kept only by the recycle bin (soft delete, %d entries; %s, when the entries expire) — stowage recycle-bin lists them, stowage restore ID brings one back\n",
+			rc.Blobs, bytesStr(rc.Bytes), rc.Entries, waitingWhen(rc.Earliest, rc.Latest))
+	}
 	return 0
 }
 
