@@ -87,8 +87,19 @@ func registryFix(url string) string {
 // guessing https would send credentials to a port that may speak http.
 func checkRegistry(reg string) error {
 	u, err := url.Parse(reg)
+	flagName := "--registry "
+	if registryFrom == "STOWAGE_REGISTRY" {
+		flagName = "STOWAGE_REGISTRY="
+	}
 	if err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != "" {
+		if strings.Trim(u.Path, "/") != "" || u.RawQuery != "" {
+			// The registry's base URL: the API is at /v2/ and /api/v1/ under it.
+			return fmt.Errorf("%s%q: drop the path, give the registry's base URL: %s%s://%s", flagName, reg, flagName, u.Scheme, u.Host)
+		}
 		return nil
+	}
+	if err == nil && (u.Scheme == "http" || u.Scheme == "https") {
+		return fmt.Errorf("%s%q has no host: want e.g. %s%s://registry.example.com:5000", flagName, reg, flagName, u.Scheme)
 	}
 	host := reg
 	if i := strings.Index(host, "://"); i >= 0 {
@@ -449,7 +460,8 @@ func runDelete(ctx context.Context, kind string, args []string, stdout, stderr i
 		return exitCode(fl, ok)
 	}
 	if fl.NArg() != 1 {
-		return shortUsage(stderr, kind, usage, "want one image")
+		return shortUsage(stderr, kind, usage, map[string]string{"delete": "want one image (REPOSITORY:TAG or REPOSITORY@DIGEST)",
+			"untag": "want one tag (REPOSITORY:TAG)", "delete-repo": "want one REPOSITORY"}[kind])
 	}
 	path := map[string]string{"delete": "/api/v1/images/", "untag": "/api/v1/tags/", "delete-repo": "/api/v1/repositories/"}[kind]
 	q := ""
