@@ -288,4 +288,9 @@ func TestPullFindsMirrorFaults(t *testing.T) {
 	if st.Repaired != 3 || st.Lost != 1 || len(st.LostObjects) != 1 || st.LostObjects[0] != stowage.BlobKey(gd) {
 		t.Errorf("after a repair with no good copy: %d repaired, lost %d %v; want 3, 1 [%s]", st.Repaired, st.Lost, st.LostObjects, stowage.BlobKey(gd))
 	}
+	rec = httptest.NewRecorder()
+	mset.Handler(nil).ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	if want := `stowage_storage_lost_objects{mirror="storage"} 1`; !strings.Contains(rec.Body.String(), want) {
+		t.Errorf("metrics lack %s", want)
+	}
 }

@@ -115,6 +115,8 @@ type Backend struct {
 	suspect  map[string]int // keys whose bytes a read found damaged on a copy, and that copy (read last until checked)
 
 	lostChecked time.Time // when recheckLost last ran
+	lostNames   []string  // Status's list of lost objects, as read at lostNamesAt
+	lostNamesAt time.Time
 
 	checkReads atomic.Bool // check full reads of blob keys against their digest (verify.go)
 }

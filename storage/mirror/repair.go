@@ -55,6 +55,7 @@ var lostDue = time.Date(2200, 1, 1, 0, 0, 0, 0, time.UTC)
 const (
 	lostListed  = 20
 	lostRecheck = 10 * time.Minute
+	lostListAge = 30 * time.Second
 )
 
 // markLost records that no copy of key holds good bytes: logged, and kept
@@ -160,8 +161,21 @@ func (b *Backend) Status() Status {
 	b.mu.Unlock()
 	if lost, err := b.queue.PendingRepairs(ctx, b.name+lostSuffix); err == nil && lost > 0 {
 		st.Lost = lost
-		b.lostObjects(ctx, lostListed, func(key string, _ int64) { st.LostObjects = append(st.LostObjects, key) })
-		sort.Strings(st.LostObjects)
+		// The list is a claim (a write): at most every lostListAge, not
+		// at each /metrics scrape.
+		b.mu.Lock()
+		names, at := b.lostNames, b.lostNamesAt
+		b.mu.Unlock()
+		if time.Since(at) > lostListAge || len(names) != min(lost, lostListed) {
+			names = nil
+			if b.lostObjects(ctx, lostListed, func(key string, _ int64) { names = append(names, key) }) == nil {
+				sort.Strings(names)
+				b.mu.Lock()
+				b.lostNames, b.lostNamesAt = names, time.Now()
+				b.mu.Unlock()
+			}
+		}
+		st.LostObjects = names
 	}
 	return st
 }
