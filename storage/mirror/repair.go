@@ -402,11 +402,21 @@ func (b *Backend) repairKey(ctx context.Context, key string, present bool) (int,
 		if err != nil {
 			return 0, err
 		}
-		if len(res.Errors) > 0 {
-			return len(res.Repaired), errors.New(strings.Join(res.Errors, "; "))
-		}
 		if res.Copies > 0 {
-			return len(res.Repaired), nil
+			bad := len(res.Missing) + len(res.Corrupt)
+			switch {
+			case res.Good > 0 && len(res.Repaired) >= bad:
+				// Every bad copy rewritten from a checked one (an
+				// error, such as a shard's "not on its owner" note,
+				// does not undo that).
+				return len(res.Repaired), nil
+			case res.Good == 0 && bad > 0 && len(res.Errors) == 0:
+				return 0, nil // no good copy: recorded lost (ScrubObject)
+			case len(res.Errors) > 0:
+				return len(res.Repaired), errors.New(strings.Join(res.Errors, "; "))
+			default:
+				return len(res.Repaired), fmt.Errorf("repair of %s: %d of %d bad copies rewritten", key, len(res.Repaired), bad)
+			}
 		}
 	}
 	// Not content-addressed (or nothing can check it here): copied as stored.
