@@ -35,6 +35,9 @@ type Quota struct {
 	Repository string `json:"repository,omitempty"` // "" for the whole registry
 	LimitBytes int64  `json:"limitBytes"`           // 0: no limit
 	UsedBytes  int64  `json:"usedBytes"`
+	// UsageHidden: UsedBytes is not told (0), as to a caller limited to
+	// some repositories: the registry's usage tells of every repository.
+	UsageHidden bool `json:"usageHidden,omitempty"`
 }
 
 // QuotaReport is the registry's limit and every repository quota, with

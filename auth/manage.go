@@ -85,7 +85,7 @@ func notFoundErr(kind, name, hint string) error {
 }
 
 const (
-	hintUsers     = "list users with GET /api/v1/auth/users"
+	hintUsers     = "list users with 'stowage user list'"
 	hintTokens    = "list tokens with 'stowage token list'"
 	hintScopeMaps = "list scope maps with 'stowage scope-map list'"
 )

@@ -224,7 +224,7 @@ type keyStatus struct {
 			ID      string
 			Version int
 			Count   int
-		} `json:"data_keys"`
+		} `json:"dataKeys"`
 	}
 }
 

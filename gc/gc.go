@@ -47,9 +47,13 @@ type Report struct {
 	// Waiting: the blobs nothing references that this run left because
 	// their grace period or lease is not over yet (what a later run, or one
 	// with MinAge 0, collects). Nil if there are none.
-	Waiting  *Waiting `json:"waiting,omitempty"`
-	Started  string   `json:"started"`
-	Duration string   `json:"duration"`
+	Waiting *Waiting `json:"waiting,omitempty"`
+	// Recycled: the blobs only recycle bin entries (soft-deleted
+	// manifests) keep; a run after the entries expire collects them. Nil
+	// if there are none.
+	Recycled *Recycled `json:"recycled,omitempty"`
+	Started  string    `json:"started"`
+	Duration string    `json:"duration"`
 }
 
 // Waiting counts unreferenced blobs kept for their grace period or lease.
@@ -58,6 +62,17 @@ type Waiting struct {
 	Bytes int64 `json:"bytes"`
 	// Earliest and Latest: when the first and the last of them become
 	// collectable (RFC 3339, UTC), if no client uses them meanwhile.
+	Earliest string `json:"earliest"`
+	Latest   string `json:"latest"`
+}
+
+// Recycled counts the blobs that nothing but recycle bin entries keeps.
+type Recycled struct {
+	Entries int64 `json:"entries"` // recycle bin entries (all of them)
+	Blobs   int64 `json:"blobs"`
+	Bytes   int64 `json:"bytes"`
+	// Earliest and Latest: when the first and the last of them are freed
+	// (their last entry expires; RFC 3339, UTC), unless restored.
 	Earliest string `json:"earliest"`
 	Latest   string `json:"latest"`
 }
@@ -242,8 +257,12 @@ func (c *Collector) collect(ctx context.Context, opts Options) (rep Report, err 
 		progress("blobs", rep.BlobsDeleted, max(total, rep.BlobsDeleted))
 	}
 
-	// 2b. What stays unreferenced but too young to collect.
+	// 2b. What stays unreferenced but too young to collect, and what only
+	// the recycle bin keeps.
 	if rep.Waiting, err = c.waiting(ctx, grace, lease); err != nil {
+		return rep, err
+	}
+	if rep.Recycled, err = c.recycled(ctx); err != nil {
 		return rep, err
 	}
 
@@ -302,6 +321,74 @@ func (c *Collector) waiting(ctx context.Context, grace, lease time.Duration) (*W
 	}
 	w.Earliest, w.Latest = earliest.UTC().Format(time.RFC3339), latest.UTC().Format(time.RFC3339)
 	return &w, nil
+}
+
+// errUndo rolls back the transaction of recycled.
+var errUndo = errors.New("undone")
+
+// recycled counts the blobs only recycle bin entries keep: in a
+// transaction that is rolled back, it removes every entry and asks which
+// of the digests they kept are still referenced (the same BlobReferenced
+// the collector's re-check uses, so the count agrees with what a run after
+// the expiry frees).
+func (c *Collector) recycled(ctx context.Context) (*Recycled, error) {
+	var r Recycled
+	var earliest, latest time.Time
+	err := c.p.DB.Update(ctx, func(tx stowage.Tx) error {
+		r, earliest, latest = Recycled{}, time.Time{}, time.Time{}
+		entries, err := tx.Recycle().ListRecycled("")
+		if err != nil || len(entries) == 0 {
+			return err
+		}
+		r.Entries = int64(len(entries))
+		held := map[stowage.Digest]time.Time{} // digest -> when its last entry expires
+		for _, e := range entries {
+			if err := tx.Recycle().DeleteRecycled(e.ID); err != nil {
+				return err
+			}
+			ds := []stowage.Digest{e.Manifest.Digest}
+			for _, ref := range e.Refs {
+				ds = append(ds, ref.Digest)
+			}
+			for _, d := range ds {
+				if t, ok := held[d]; !ok || e.Expires.After(t) {
+					held[d] = e.Expires
+				}
+			}
+		}
+		for d, exp := range held {
+			ref, err := tx.Blobs().BlobReferenced(d)
+			if err != nil {
+				return err
+			}
+			if ref {
+				continue
+			}
+			b, err := tx.Blobs().GetBlob(d)
+			if errors.Is(err, stowage.ErrNotFound) {
+				continue
+			} else if err != nil {
+				return err
+			}
+			r.Blobs++
+			r.Bytes += b.Size
+			if earliest.IsZero() || exp.Before(earliest) {
+				earliest = exp
+			}
+			if exp.After(latest) {
+				latest = exp
+			}
+		}
+		return errUndo
+	})
+	if err != nil && !errors.Is(err, errUndo) {
+		return nil, err
+	}
+	if r.Blobs == 0 {
+		return nil, nil
+	}
+	r.Earliest, r.Latest = earliest.UTC().Format(time.RFC3339), latest.UTC().Format(time.RFC3339)
+	return &r, nil
 }
 
 // markBatch is how many candidates one marking transaction re-checks.

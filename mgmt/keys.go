@@ -2,6 +2,7 @@ package mgmt
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
 	"strconv"
 	"strings"
@@ -24,21 +25,98 @@ type KeyManager interface {
 	Retire(ctx context.Context, kv stowage.KeyVersion) error
 }
 
-// KeyStatus is GET /api/v1/keys (storage/crypt.Status).
+// KeyStatus is GET /api/v1/keys (storage/crypt.Status). On the wire its
+// names are lowerCamel like the rest of the API (MarshalJSON): provider,
+// current {id, version}, versions, dataKeys [{id, version, count}].
 type KeyStatus struct {
-	Provider string               `json:"provider"`
-	Current  stowage.KeyVersion   `json:"current"`
-	Versions []stowage.KeyVersion `json:"versions,omitempty"` // held by the provider, if it says
+	Provider string
+	Current  stowage.KeyVersion
+	Versions []stowage.KeyVersion // held by the provider, if it says
 	// DataKeys counts data keys per key version that wraps them.
-	DataKeys []stowage.KeyVersionCount `json:"data_keys"`
+	DataKeys []stowage.KeyVersionCount
 }
 
-// KeyRotation reports a rotation (storage/crypt.RotateProgress).
+// KeyRotation reports a rotation (storage/crypt.RotateProgress): current
+// {id, version}, rewrapped, total, done.
 type KeyRotation struct {
-	Current   stowage.KeyVersion `json:"current"`
-	Rewrapped int64              `json:"rewrapped"`
-	Total     int64              `json:"total"` // data keys not on the current version when the pass began
-	Done      bool               `json:"done"`
+	Current   stowage.KeyVersion
+	Rewrapped int64
+	Total     int64 // data keys not on the current version when the pass began
+	Done      bool
+}
+
+// KeyVersionJSON is a key version on the wire.
+type KeyVersionJSON struct {
+	ID      string `json:"id"`
+	Version uint32 `json:"version"`
+}
+
+// KeyVersionOf is kv on the wire.
+func KeyVersionOf(kv stowage.KeyVersion) KeyVersionJSON { return KeyVersionJSON{kv.ID, kv.Version} }
+
+// KeyVersion is v as the Go type.
+func (v KeyVersionJSON) KeyVersion() stowage.KeyVersion {
+	return stowage.KeyVersion{ID: v.ID, Version: v.Version}
+}
+
+// DataKeyCountJSON is how many data keys a key version wraps, on the wire.
+type DataKeyCountJSON struct {
+	ID      string `json:"id"`
+	Version uint32 `json:"version"`
+	Count   int64  `json:"count"`
+}
+
+type keyStatusJSON struct {
+	Provider string             `json:"provider"`
+	Current  KeyVersionJSON     `json:"current"`
+	Versions []KeyVersionJSON   `json:"versions,omitempty"`
+	DataKeys []DataKeyCountJSON `json:"dataKeys"`
+}
+
+func (s KeyStatus) MarshalJSON() ([]byte, error) {
+	w := keyStatusJSON{Provider: s.Provider, Current: KeyVersionOf(s.Current), DataKeys: []DataKeyCountJSON{}}
+	for _, v := range s.Versions {
+		w.Versions = append(w.Versions, KeyVersionOf(v))
+	}
+	for _, d := range s.DataKeys {
+		w.DataKeys = append(w.DataKeys, DataKeyCountJSON{d.ID, d.Version, d.Count})
+	}
+	return json.Marshal(w)
+}
+
+func (s *KeyStatus) UnmarshalJSON(b []byte) error {
+	var w keyStatusJSON
+	if err := json.Unmarshal(b, &w); err != nil {
+		return err
+	}
+	*s = KeyStatus{Provider: w.Provider, Current: w.Current.KeyVersion()}
+	for _, v := range w.Versions {
+		s.Versions = append(s.Versions, v.KeyVersion())
+	}
+	for _, d := range w.DataKeys {
+		s.DataKeys = append(s.DataKeys, stowage.KeyVersionCount{KeyVersion: stowage.KeyVersion{ID: d.ID, Version: d.Version}, Count: d.Count})
+	}
+	return nil
+}
+
+type keyRotationJSON struct {
+	Current   KeyVersionJSON `json:"current"`
+	Rewrapped int64          `json:"rewrapped"`
+	Total     int64          `json:"total"`
+	Done      bool           `json:"done"`
+}
+
+func (r KeyRotation) MarshalJSON() ([]byte, error) {
+	return json.Marshal(keyRotationJSON{KeyVersionOf(r.Current), r.Rewrapped, r.Total, r.Done})
+}
+
+func (r *KeyRotation) UnmarshalJSON(b []byte) error {
+	var w keyRotationJSON
+	if err := json.Unmarshal(b, &w); err != nil {
+		return err
+	}
+	*r = KeyRotation{w.Current.KeyVersion(), w.Rewrapped, w.Total, w.Done}
+	return nil
 }
 
 // serveKeys serves the encryption key endpoints:
@@ -91,7 +169,7 @@ func (h *Handler) serveKeys(ctx context.Context, w http.ResponseWriter, r *http.
 			return err
 		}
 		h.log.Info("key version retired", "key", kv.String())
-		return writeJSON(w, map[string]any{"retired": kv})
+		return writeJSON(w, map[string]any{"retired": KeyVersionOf(kv)})
 	}
 	return notFound(r)
 }

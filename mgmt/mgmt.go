@@ -503,6 +503,8 @@ func (h *Handler) filterQuotas(ctx context.Context, q stowage.QuotaReport) (stow
 	}
 	if all {
 		out.Registry.UsedBytes = q.Registry.UsedBytes
+	} else {
+		out.Registry.UsageHidden = true
 	}
 	return out, nil
 }

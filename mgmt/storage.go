@@ -44,6 +44,10 @@ type MirrorStatus struct {
 	Copies         []CopyStatus `json:"copies"`
 	PendingRepairs int          `json:"pendingRepairs"`
 	Repaired       int64        `json:"repaired"` // copies rewritten since the start, by the repair queue and by scrubs
+	// Lost counts the objects no copy holds good bytes of: restore them
+	// from a backup. LostObjects names up to 20 of them.
+	Lost        int      `json:"lost"`
+	LostObjects []string `json:"lostObjects,omitempty"`
 }
 
 // CopyStatus is one copy of a mirror (storage/mirror.CopyStatus).

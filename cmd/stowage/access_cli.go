@@ -608,8 +608,8 @@ func runQuota(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	var q stowage.QuotaReport
 	switch sub := fl.Arg(0); sub {
 	case "", "show":
-		if fl.NArg() > 2 {
-			return shortUsage(stderr, "quota show", quotaUsage, fmt.Sprintf("unexpected argument %q", fl.Arg(2)))
+		if tooManyArgs(fl, "quota show", fl.Args()[min(1, fl.NArg()):], stderr) {
+			return 2
 		}
 		if err := c.do(ctx, http.MethodGet, "/api/v1/quotas", &q); err != nil {
 			return fail(stderr, err)
@@ -617,8 +617,18 @@ func runQuota(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		if repo := fl.Arg(1); repo != "" {
 			// show REPO: the registry's line and that repository's.
 			q.Repositories = slices.DeleteFunc(q.Repositories, func(r stowage.Quota) bool { return r.Repository != repo })
+			if len(q.Repositories) == 0 {
+				// No quota: the repository must exist (NAME_UNKNOWN, as usage says).
+				var u json.RawMessage
+				if err := c.do(ctx, http.MethodGet, "/api/v1/usage/"+repo, &u); err != nil {
+					return fail(stderr, err)
+				}
+			}
 		}
 	case "set":
+		if tooManyArgs(fl, "quota set", fl.Args()[1:], stderr) {
+			return 2
+		}
 		if fl.NArg() != 3 {
 			return shortUsage(stderr, "quota set", quotaUsage, "want a REPOSITORY and a SIZE")
 		}
@@ -634,6 +644,9 @@ func runQuota(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 			return fail(stderr, err)
 		}
 	case "remove":
+		if tooManyArgs(fl, "quota remove", fl.Args()[1:], stderr) {
+			return 2
+		}
 		if fl.NArg() != 2 {
 			return shortUsage(stderr, "quota remove", quotaUsage, "want a REPOSITORY")
 		}
@@ -649,11 +662,16 @@ func runQuota(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	tw := tabwriter.NewWriter(stdout, 2, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "SCOPE\tUSED\tLIMIT\tUSE")
 	row := func(scope string, q stowage.Quota) {
-		limit, pct := "unlimited", "-"
-		if q.LimitBytes > 0 {
+		used, limit, pct := bytesStr(q.UsedBytes), "unlimited", "-"
+		if q.LimitBytes > 0 && !q.UsageHidden {
 			limit, pct = bytesStr(q.LimitBytes), fmt.Sprintf("%.1f%%", 100*float64(q.UsedBytes)/float64(q.LimitBytes))
+		} else if q.LimitBytes > 0 {
+			limit = bytesStr(q.LimitBytes)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", scope, bytesStr(q.UsedBytes), limit, pct)
+		if q.UsageHidden {
+			used = "(hidden)"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", scope, used, limit, pct)
 	}
 	row("(registry)", q.Registry)
 	for _, r := range q.Repositories {

@@ -137,10 +137,27 @@ func TestLeastPrivilegeScopes(t *testing.T) {
 
 	// The CLI, as the CI token: quota shows its repositories; purge runs
 	// within them and leaves team-b alone.
+	// Texts that name the fix (outside review): a user that does not exist
+	// names the command that lists users; quota show of a repository that
+	// does not exist says so, as usage does.
+	if _, errOut, code := cli(t, "user", "show", "nobody", "--registry", base); code != 1 || !strings.Contains(errOut, "stowage user list") || strings.Contains(errOut, "/api/v1/auth/users") {
+		t.Errorf("user show nobody: exit %d\n%s", code, errOut)
+	}
+	if out, errOut, code := cli(t, "quota", "show", "nosuch/repo", "--registry", base); code != 1 || !strings.Contains(errOut, "NAME_UNKNOWN") {
+		t.Errorf("quota show nosuch/repo: exit %d\n%s%s; want NAME_UNKNOWN", code, out, errOut)
+	}
+	if out, _, code := cli(t, "quota", "show", "--registry", base); code != 0 || strings.Contains(out, "hidden") {
+		t.Errorf("quota show as admin: the registry's usage is hidden:\n%s", out)
+	}
 	t.Setenv("STOWAGE_USERNAME", "ci")
 	t.Setenv("STOWAGE_PASSWORD", pw["ci"])
-	if out, errOut, code := cli(t, "quota", "--registry", base); code != 0 || !strings.Contains(out, "team-a/app") || strings.Contains(out, "team-b") {
-		t.Errorf("quota as ci: exit %d\n%s%s", code, out, errOut)
+	if out, errOut, code := cli(t, "quota", "--registry", base); code != 0 || !strings.Contains(out, "team-a/app") || strings.Contains(out, "team-b") ||
+		!strings.Contains(out, "(registry)  (hidden)") {
+		t.Errorf("quota as ci: exit %d\n%s%s; want team-a/app only and the registry's usage (hidden)", code, out, errOut)
+	}
+	// The registry's usage is hidden from the token: said so, not a bare 0.
+	if out, errOut, code := cli(t, "quota", "--output", "json", "--registry", base); code != 0 || !strings.Contains(out, `"usageHidden": true`) {
+		t.Errorf("quota --output json as ci: exit %d\n%s%s; want registry.usageHidden true", code, out, errOut)
 	}
 	if out, errOut, code := cli(t, "purge", "--registry", base, "--filter", "team-a/.*:pr-.*"); code != 0 {
 		t.Errorf("purge of team-a as ci: exit %d\n%s%s", code, out, errOut)

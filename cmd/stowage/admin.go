@@ -21,7 +21,6 @@ import (
 	"time"
 
 	"github.com/stowage/stowage"
-	"github.com/stowage/stowage/config"
 	"github.com/stowage/stowage/gc"
 	"github.com/stowage/stowage/policy"
 	"github.com/stowage/stowage/recyclebin"
@@ -88,8 +87,19 @@ func registryFix(url string) string {
 // guessing https would send credentials to a port that may speak http.
 func checkRegistry(reg string) error {
 	u, err := url.Parse(reg)
+	flagName := "--registry "
+	if registryFrom == "STOWAGE_REGISTRY" {
+		flagName = "STOWAGE_REGISTRY="
+	}
 	if err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != "" {
+		if strings.Trim(u.Path, "/") != "" || u.RawQuery != "" {
+			// The registry's base URL: the API is at /v2/ and /api/v1/ under it.
+			return fmt.Errorf("%s%q: drop the path, give the registry's base URL: %s%s://%s", flagName, reg, flagName, u.Scheme, u.Host)
+		}
 		return nil
+	}
+	if err == nil && (u.Scheme == "http" || u.Scheme == "https") {
+		return fmt.Errorf("%s%q has no host: want e.g. %s%s://registry.example.com:5000", flagName, reg, flagName, u.Scheme)
 	}
 	host := reg
 	if i := strings.Index(host, "://"); i >= 0 {
@@ -245,6 +255,9 @@ func parseAdmin(name, usage string, args []string, stderr io.Writer, setup func(
 	}
 	fl.Parse(append([]string{"--"}, pos...)) // fl.Args() = the arguments
 	setSources(fl)
+	if tooManyArgs(fl, name, fl.Args(), stderr) {
+		return fl, reg, false
+	}
 	if err := checkRegistry(*reg); err != nil {
 		fmt.Fprintf(stderr, "stowage %s: %v\n", name, err)
 		return fl, reg, false
@@ -262,13 +275,7 @@ func noArguments(fl *flag.FlagSet, name string, stderr io.Writer) bool {
 	if fl.NArg() == 0 {
 		return true
 	}
-	var flags []string
-	fl.VisitAll(func(f *flag.Flag) { flags = append(flags, f.Name) })
-	hint := ""
-	if s := config.Closest(strings.TrimLeft(fl.Arg(0), "-"), flags); s != "" {
-		hint = "; did you mean --" + s + "?"
-	}
-	fmt.Fprintf(stderr, "stowage %s: unexpected argument %q%s\nRun 'stowage %s --help' for its flags.\n", name, fl.Arg(0), hint, name)
+	unexpectedArg(fl, name, fl.Arg(0), stderr)
 	return false
 }
 
@@ -453,7 +460,8 @@ func runDelete(ctx context.Context, kind string, args []string, stdout, stderr i
 		return exitCode(fl, ok)
 	}
 	if fl.NArg() != 1 {
-		return shortUsage(stderr, kind, usage, "want one image")
+		return shortUsage(stderr, kind, usage, map[string]string{"delete": "want one image (REPOSITORY:TAG or REPOSITORY@DIGEST)",
+			"untag": "want one tag (REPOSITORY:TAG)", "delete-repo": "want one REPOSITORY"}[kind])
 	}
 	path := map[string]string{"delete": "/api/v1/images/", "untag": "/api/v1/tags/", "delete-repo": "/api/v1/repositories/"}[kind]
 	q := ""
@@ -1051,6 +1059,10 @@ func runGC(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if w := r.Waiting; w != nil {
 		fmt.Fprintf(stdout, "%d blobs (%s) are waiting for the grace period or a lease (%s) — run `stowage gc --min-age 0s` to collect them now (only when no push is in flight)\n",
 			w.Blobs, bytesStr(w.Bytes), waitingWhen(w.Earliest, w.Latest))
+	}
+	if rc := r.Recycled; rc != nil {
+		fmt.Fprintf(stdout, "%d blobs (%s) are kept only by the recycle bin (soft delete, %d entries; %s, when the entries expire) — stowage recycle-bin lists them, stowage restore ID brings one back\n",
+			rc.Blobs, bytesStr(rc.Bytes), rc.Entries, waitingWhen(rc.Earliest, rc.Latest))
 	}
 	return 0
 }

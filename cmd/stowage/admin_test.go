@@ -288,6 +288,26 @@ func TestSoftDeleteCommands(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &bin); err != nil || len(bin.Entries) != 1 {
 		t.Fatalf("recycle-bin: %v %s", err, out)
 	}
+	// gc tells what only the recycle bin keeps (outside review): the
+	// manifest and its layer; not the config, which a live image shares.
+	pushImage(t, base, "team/other", "v1", []byte("another layer"))
+	for _, args := range [][]string{{"gc"}, {"gc", "--min-age", "0s"}} {
+		out, errOut, code := cli(t, append(args, "--registry", base)...)
+		if code != 0 || !strings.Contains(out, "2 blobs (") || !strings.Contains(out, "kept only by the recycle bin (soft delete, 1 entries;") || !strings.Contains(out, "stowage restore ID") {
+			t.Errorf("stowage %s: exit %d\n%s%s; want the 2 blobs the recycle bin keeps", strings.Join(args, " "), code, out, errOut)
+		}
+	}
+	out, _, _ = cli(t, "gc", "--registry", base, "--output", "json")
+	var rep struct {
+		Recycled *struct {
+			Entries, Blobs, Bytes int64
+			Earliest, Latest      string
+		}
+	}
+	if err := json.Unmarshal([]byte(out), &rep); err != nil || rep.Recycled == nil || rep.Recycled.Blobs != 2 || rep.Recycled.Entries != 1 ||
+		rep.Recycled.Bytes <= int64(len("soft layer")) || rep.Recycled.Bytes > 2000 || rep.Recycled.Earliest == "" {
+		t.Errorf("gc --output json: recycled %+v (%v)\n%s", rep.Recycled, err, out)
+	}
 	out, errOut, code := cli(t, "restore", "--registry", base, fmt.Sprint(bin.Entries[0].ID))
 	if code != 0 || !strings.Contains(out, "with tags v1") {
 		t.Fatalf("restore: %d %s%s", code, out, errOut)

@@ -72,9 +72,10 @@ func jsonCases(dataDir string) []jsonCase {
 		{args: []string{"lock", "team/app:v1"}, keys: []string{"target", "changeableAttributes.writeEnabled"}},
 		{args: []string{"immutability", "set", "team/.*:v.*"}, keys: []string{"rules.0"}},
 		{args: []string{"immutability", "show"}, keys: []string{"rules"}},
-		{args: []string{"keys", "status"}, keys: []string{"encryption", "status.provider", "status.current"}},
-		{args: []string{"keys", "rotate"}, keys: []string{"current", "rewrapped", "backUpKeyFile", "note"}},
-		{args: []string{"keys", "rotate"}, keys: []string{"current", "rewrapped"}},
+		{args: []string{"keys", "status"}, keys: []string{"encryption", "status.provider", "status.current.id", "status.current.version", "status.dataKeys.0.id", "status.dataKeys.0.version", "status.dataKeys.0.count"},
+			absent: []string{"status.current.ID", "status.data_keys"}},
+		{args: []string{"keys", "rotate"}, keys: []string{"current.id", "current.version", "rewrapped", "backUpKeyFile", "note"}, absent: []string{"current.ID", "RotateProgress"}},
+		{args: []string{"keys", "rotate"}, keys: []string{"current.version", "rewrapped"}},
 		{args: []string{"keys", "retire", "2"}, keys: []string{"retired"}},
 		{args: []string{"scrub"}, keys: []string{"blobs", "ok", "copiesChecked"}},
 		{args: []string{"storage", "status"}, keys: []string{"description", "mirrors.0.copies.0.state", "shardSets.0.shards"},
@@ -234,7 +235,11 @@ func startCLIServer(t *testing.T) (*Main, string) {
 // the test; -o json is refused in one line that names --output.
 func TestEveryCommandPrintsJSON(t *testing.T) {
 	_, base := startCLIServer(t)
-	cases := jsonCases(t.TempDir())
+	dataDir := t.TempDir()
+	cases := jsonCases(dataDir)
+	// migrate upgrades an existing database (an empty SQLite file: schema 0).
+	os.MkdirAll(filepath.Join(dataDir, "other"), 0o700)
+	os.WriteFile(filepath.Join(dataDir, "other", "stowage.db"), nil, 0o600)
 
 	// Coverage: every command, every subcommand.
 	covered := func(path ...string) bool {
@@ -399,7 +404,7 @@ func TestGroupsAlone(t *testing.T) {
 	}
 	for _, args := range [][]string{
 		{"lock"}, {"delete"}, {"untag"}, {"delete-repo"}, {"restore"},
-		{"keys", "retire"}, {"purge-policy", "set"}, {"purge-policy", "delete"}, {"quota", "set"}, {"quota", "remove", "a", "b"},
+		{"keys", "retire"}, {"purge-policy", "set"}, {"purge-policy", "delete"}, {"quota", "set"},
 		{"user", "show"}, {"user", "create"}, {"scope-map", "show"}, {"token", "create"}, {"token", "delete"},
 		{"anonymous-pull", "maybe"}, {"completion", "bash", "zsh"},
 	} {
@@ -417,5 +422,75 @@ func TestGroupsAlone(t *testing.T) {
 	// Flags before the subcommand: not the view with a stray argument.
 	if out, errOut, code := cli(t, "token", "--registry", base, "delete", "ci"); code != 2 || out != "" || !strings.Contains(errOut, "the subcommand comes first: stowage token delete") {
 		t.Errorf("stowage token --registry URL delete ci: exit %d\n%s%s", code, out, errOut)
+	}
+}
+
+// TestStrayArguments: every command and subcommand declares how many
+// positional arguments it takes (maxArgs), and a word more (dry-run
+// without its dashes) is refused with exit 2 before anything runs, naming
+// the word and, for a command with --dry-run, that flag. A command added
+// to main.go's run or a subcommand added to the completion table without
+// a line in maxArgs fails here.
+func TestStrayArguments(t *testing.T) {
+	_, base := startCLIServer(t)
+	var paths [][]string
+	for _, cmd := range commandsOfRun(t) {
+		if subs, group := subcommands[cmd]; group {
+			for _, sub := range subs {
+				paths = append(paths, []string{cmd, sub})
+			}
+			continue
+		}
+		paths = append(paths, []string{cmd})
+	}
+	local := map[string]bool{"serve": true, "migrate": true, "migrate-metadata": true, "healthcheck": true, "completion": true, "version": true,
+		"--version": true, "-version": true, "help": true, "-h": true, "-help": true, "--help": true}
+	for _, p := range paths {
+		name := strings.Join(p, " ")
+		n, ok := maxArgs[name]
+		if !ok {
+			t.Errorf("%s: no line in maxArgs (args.go): declare how many arguments it takes", name)
+			continue
+		}
+		if n < 0 {
+			continue // any number (immutability set RULE...)
+		}
+		args := slices.Clone(p)
+		for i := 0; i < n; i++ {
+			args = append(args, "x"+strconv.Itoa(i))
+		}
+		if p[0] == "help" || p[0] == "-h" || p[0] == "-help" || p[0] == "--help" {
+			args[len(args)-1] = "gc"
+		}
+		args = append(args, "dry-run")
+		if !local[p[0]] {
+			args = append(args, "--registry", base)
+		}
+		out, errOut, code := cli(t, args...)
+		want := `unexpected argument "dry-run"`
+		if _, help, _ := cli(t, append(slices.Clone(p), "--help")...); strings.Contains(help, "\n  -dry-run") {
+			want += "; did you mean --dry-run?"
+		}
+		if code != 2 || out != "" || !strings.Contains(errOut, want) {
+			t.Errorf("stowage %s: exit %d\nstdout: %s\nstderr: %s; want exit 2 and %s", strings.Join(args, " "), code, out, errOut, want)
+		}
+	}
+	// The destructive ones the review ran: nothing happened.
+	for _, args := range [][]string{
+		{"purge", "--filter", "team/app:v1", "dry-run"},
+		{"retention", "run", "dry-run"},
+		{"storage", "rebalance", "dry-run"},
+		{"keys", "rotate", "extra"},
+		{"gc", "dry-run"},
+	} {
+		if out, errOut, code := cli(t, append(args, "--registry", base)...); code != 2 || out != "" || !strings.Contains(errOut, "unexpected argument") {
+			t.Errorf("stowage %s: exit %d\n%s%s", strings.Join(args, " "), code, out, errOut)
+		}
+	}
+	if out, _, code := cli(t, "usage", "team/app", "--output", "json", "--registry", base); code != 0 || !strings.Contains(out, `"v1"`) {
+		t.Errorf("team/app:v1 is gone after a refused purge:\n%s", out)
+	}
+	if out, _, _ := cli(t, "keys", "status", "--output", "json", "--registry", base); !strings.Contains(out, `"current": {`) || strings.Contains(out, `"version": 2`) {
+		t.Errorf("keys rotate extra rotated (or keys status --output json changed):\n%s", out)
 	}
 }

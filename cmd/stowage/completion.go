@@ -55,6 +55,9 @@ func runCompletion(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprint(stdout, completionUsage)
 		return 0
 	}
+	if len(args) > 1 {
+		return shortUsage(stderr, "completion", completionUsage, fmt.Sprintf("unexpected argument %q", args[1]))
+	}
 	if len(args) != 1 {
 		return shortUsage(stderr, "completion", completionUsage, "")
 	}
@@ -66,7 +69,9 @@ func runCompletion(args []string, stdout, stderr io.Writer) int {
 	sort.Strings(subs)
 	switch args[0] {
 	case "bash":
-		fmt.Fprintf(stdout, "# bash completion for stowage\n_stowage() {\n  local cur=${COMP_WORDS[COMP_CWORD]}\n  if [ \"$COMP_CWORD\" -eq 1 ]; then\n    COMPREPLY=($(compgen -W %q -- \"$cur\")); return\n  fi\n  case \"$cur\" in\n    -*) COMPREPLY=($(compgen -W \"$(stowage \"${COMP_WORDS[1]}\" --help 2>&1 | sed -n 's/^  \\(-[a-z-]*\\).*/-\\1/p')\" -- \"$cur\")); return;;\n  esac\n  if [ \"$COMP_CWORD\" -eq 2 ]; then\n    case \"${COMP_WORDS[1]}\" in\n", cmds)
+		// Flags: a group's flags are its subcommand's (stowage token
+		// create --help), so the help asked is of both words.
+		fmt.Fprintf(stdout, "# bash completion for stowage\n_stowage() {\n  local cur=${COMP_WORDS[COMP_CWORD]}\n  if [ \"$COMP_CWORD\" -eq 1 ]; then\n    COMPREPLY=($(compgen -W %q -- \"$cur\")); return\n  fi\n  case \"$cur\" in\n    -*) local cmd=(\"${COMP_WORDS[1]}\")\n      case \" %s \" in *\" ${COMP_WORDS[1]} \"*) [ \"$COMP_CWORD\" -gt 2 ] && cmd+=(\"${COMP_WORDS[2]}\");; esac\n      COMPREPLY=($(compgen -W \"$(stowage \"${cmd[@]}\" --help 2>&1 | sed -n 's/^  \\(-[a-z-]*\\).*/-\\1/p')\" -- \"$cur\")); return;;\n  esac\n  if [ \"$COMP_CWORD\" -eq 2 ]; then\n    case \"${COMP_WORDS[1]}\" in\n", cmds, strings.Join(subs, " "))
 		for _, c := range subs {
 			fmt.Fprintf(stdout, "      %s) COMPREPLY=($(compgen -W %q -- \"$cur\"));;\n", c, strings.Join(subcommands[c], " "))
 		}
@@ -80,7 +85,8 @@ func runCompletion(args []string, stdout, stderr io.Writer) int {
 	case "fish":
 		fmt.Fprintf(stdout, "# fish completion for stowage\ncomplete -c stowage -f -n __fish_use_subcommand -a %q\n", cmds)
 		for _, c := range subs {
-			fmt.Fprintf(stdout, "complete -c stowage -f -n '__fish_seen_subcommand_from %s' -a %q\n", c, strings.Join(subcommands[c], " "))
+			// Offered until one of them is given.
+			fmt.Fprintf(stdout, "complete -c stowage -f -n '__fish_seen_subcommand_from %s; and not __fish_seen_subcommand_from %s' -a %q\n", c, strings.Join(subcommands[c], " "), strings.Join(subcommands[c], " "))
 		}
 	default:
 		fmt.Fprintf(stderr, "stowage completion: unknown shell %q: want bash, zsh or fish\n", args[0])

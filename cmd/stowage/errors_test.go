@@ -41,6 +41,9 @@ func TestErrorsNameTheFix(t *testing.T) {
 		{"immutability typo", []string{"immutability", "sho", "--registry", base}, 2, []string{`did you mean show?`}, "Usage:"},
 		{"registry without scheme", []string{"usage", "--registry", strings.TrimPrefix(base, "http://")}, 2,
 			[]string{"want a URL with http:// or https://", "--registry https://" + m.Addr, "http://" + m.Addr}, "Usage:"},
+		{"registry without host", []string{"usage", "--registry", "https://"}, 2, []string{`--registry "https://" has no host: want e.g. --registry https://registry.example.com:5000`}, "e.g. --registry https:// "},
+		{"registry with a path", []string{"usage", "--registry", base + "/v2/"}, 2, []string{"drop the path", "--registry " + base}, "no API endpoint"},
+		{"delete-repo without argument", []string{"delete-repo", "--registry", base}, 2, []string{"want one REPOSITORY"}, "image"},
 		{"https to http", []string{"usage", "--registry", "https://" + m.Addr}, 1, []string{"speaks http, not https: use --registry http://" + m.Addr}, ""},
 		// A quota of 0 is refused, and the message's command does remove one.
 		{"quota set 0", []string{"quota", "set", "team/app", "0", "--registry", base}, 1, []string{"stowage quota remove team/app"}, ""},

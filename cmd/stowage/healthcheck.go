@@ -47,14 +47,13 @@ func runHealthcheck(ctx context.Context, args []string, stdout, stderr io.Writer
 	caCert := fl.String("ca-cert", os.Getenv("STOWAGE_CA_CERT"), "PEM file of the CA that signed the registry's certificate, added to the system's (env STOWAGE_CA_CERT)")
 	timeout := fl.Duration("timeout", 5*time.Second, "how long to wait for the answer")
 	insecure := fl.Bool("insecure", false, "do not verify the registry's TLS certificate")
-	if err := fl.Parse(args); err != nil {
+	if err := parseFlags(fl, args, stderr); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
 		}
 		return 2
 	}
-	if fl.NArg() > 0 {
-		fmt.Fprintf(stderr, "stowage healthcheck: unexpected argument %q (use --url)\n", fl.Arg(0))
+	if tooManyArgs(fl, "healthcheck", fl.Args(), stderr) {
 		return 2
 	}
 	roots, err := x509.SystemCertPool()

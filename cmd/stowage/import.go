@@ -70,7 +70,7 @@ func runImport(ctx context.Context, args []string, stdout, stderr io.Writer) int
 // importLayout imports the layout a names (a directory, a tar, or -).
 func importLayout(ctx context.Context, a importArgs, stdout, stderr io.Writer) int {
 	if a.fl.NArg() != 1 {
-		fmt.Fprintln(stderr, "stowage import: one LAYOUT is needed: a directory, a tar file, or - for a tar on standard input; or --from REGISTRY/REPO:TAG to copy from another registry")
+		fmt.Fprintln(stderr, "stowage import: one LAYOUT is needed: a directory, a tar file, or - for a tar on standard input (or --from REGISTRY/REPO:TAG to copy from another registry)")
 		return 2
 	}
 	path := a.fl.Arg(0)

@@ -10,7 +10,7 @@ import (
 	"strings"
 
 	"github.com/stowage/stowage"
-	"github.com/stowage/stowage/storage/crypt"
+	"github.com/stowage/stowage/mgmt"
 )
 
 const keysUsage = `Usage: stowage keys status | rotate [--rewrap-only] | retire VERSION [flags]
@@ -100,11 +100,11 @@ func runKeys(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		if *rewrapOnly {
 			q = "?rewrap_only=true"
 		}
-		var p crypt.RotateProgress
+		var p mgmt.KeyRotation
 		if err := c.job(ctx, "/api/v1/keys/rotate"+q, &p); err != nil {
 			return fail(stderr, err)
 		}
-		rep := rotateReport{RotateProgress: p}
+		rep := rotateReport{Current: mgmt.KeyVersionOf(p.Current), Rewrapped: p.Rewrapped, Total: p.Total, Done: p.Done}
 		if st, err := keyStatus(ctx, c); err == nil && st != nil && !*rewrapOnly {
 			if _, path, ok := strings.Cut(st.Provider, "key file "); ok {
 				// The new version lives in the metadata database, wrapped by
@@ -149,19 +149,22 @@ func runKeys(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 
 // rotateReport is `stowage keys rotate --output json`.
 type rotateReport struct {
-	crypt.RotateProgress
-	BackUp string `json:"backUpKeyFile,omitempty"` // the key file to back up (with a key file provider)
-	Note   string `json:"note,omitempty"`
+	Current   mgmt.KeyVersionJSON `json:"current"`
+	Rewrapped int64               `json:"rewrapped"`
+	Total     int64               `json:"total"`
+	Done      bool                `json:"done"`
+	BackUp    string              `json:"backUpKeyFile,omitempty"` // the key file to back up (with a key file provider)
+	Note      string              `json:"note,omitempty"`
 }
 
 // keysView is GET /api/v1/keys.
 type keysView struct {
-	Encryption string        `json:"encryption"`
-	Status     *crypt.Status `json:"status"`
+	Encryption string          `json:"encryption"`
+	Status     *mgmt.KeyStatus `json:"status"`
 }
 
 // keyStatus reads the key status (nil if encryption is off).
-func keyStatus(ctx context.Context, c *client) (*crypt.Status, error) {
+func keyStatus(ctx context.Context, c *client) (*mgmt.KeyStatus, error) {
 	var v keysView
 	if err := c.do(ctx, http.MethodGet, "/api/v1/keys", &v); err != nil {
 		return nil, err

@@ -151,6 +151,19 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case "version", "--version", "-version":
 		return runVersion(rest, stdout, stderr)
 	case "help", "-h", "-help", "--help":
+		if len(rest) > 0 && (rest[0] == "--output" || rest[0] == "-output") {
+			rest = rest[min(2, len(rest)):] // the help is text; a script's --output json is let pass
+		} else if len(rest) > 0 && (strings.HasPrefix(rest[0], "--output=") || strings.HasPrefix(rest[0], "-output=")) {
+			rest = rest[1:]
+		}
+		if len(rest) > 0 && rest[0] != "-h" && rest[0] != "-help" && rest[0] != "--help" && strings.HasPrefix(rest[0], "-") {
+			// An unknown flag: two lines, as every command gives.
+			fmt.Fprintf(stderr, "stowage help: flag provided but not defined: %s\nRun 'stowage help' for the commands, 'stowage help COMMAND' for one.\n", rest[0])
+			return 2
+		}
+		if tooManyArgs(nil, "help", rest, stderr) {
+			return 2
+		}
 		if len(rest) > 0 && !strings.HasPrefix(rest[0], "-") {
 			return run(ctx, []string{rest[0], "--help"}, stdout, stderr)
 		}

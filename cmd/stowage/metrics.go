@@ -47,6 +47,7 @@ var (
 	descPending   = prometheus.NewDesc("stowage_storage_pending_repairs", "Objects a mirror copy lacks (or still holds after a delete), queued for repair.", []string{"mirror"}, nil)
 	descFaults    = prometheus.NewDesc("stowage_storage_read_faults_total", "Objects reads found missing or damaged on a mirror copy (each object at most once a minute), each queued for repair.", []string{"mirror", "copy", "kind"}, nil)
 	descRepaired  = prometheus.NewDesc("stowage_storage_repaired_total", "Copies a mirror's repair queue and scrubs rewrote since the start.", []string{"mirror"}, nil)
+	descLost      = prometheus.NewDesc("stowage_storage_lost_objects", "Objects no copy of a mirror holds good bytes of (restore them from a backup; stowage storage status names them).", []string{"mirror"}, nil)
 )
 
 // newMetrics returns the server's metrics: the HTTP and job metrics of
@@ -111,6 +112,7 @@ func mirrorMetrics(topo *topology, ch chan<- prometheus.Metric) {
 		st := m.m.Status()
 		ch <- metrics.Gauge(descPending, float64(st.PendingRepairs), m.path)
 		ch <- metrics.Counter(descRepaired, float64(st.Repaired), m.path)
+		ch <- metrics.Gauge(descLost, float64(st.Lost), m.path)
 		for _, c := range st.Copies {
 			for _, s := range []string{mirror.Healthy, mirror.Degraded, mirror.Down} {
 				v := 0.0

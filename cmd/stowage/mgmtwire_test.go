@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"reflect"
 	"testing"
 	"time"
 
@@ -21,7 +22,7 @@ func TestManagementWire(t *testing.T) {
 	ks := crypt.Status{Provider: "file", Current: kv, Versions: []stowage.KeyVersion{kv}, DataKeys: []stowage.KeyVersionCount{{KeyVersion: kv, Count: 3}}}
 	rp := crypt.RotateProgress{Current: kv, Rewrapped: 1, Total: 2, Done: true}
 	rb := shard.RebalanceProgress{Total: 1, Scanned: 2, Misplaced: 3, Moved: 4, Skipped: 5, Bytes: 6}
-	ms := mirror.Status{WriteQuorum: 2, PendingRepairs: 3, Repaired: 4,
+	ms := mirror.Status{WriteQuorum: 2, PendingRepairs: 3, Repaired: 4, Lost: 1, LostObjects: []string{"blobs/sha256/ab/ab12"},
 		Copies: []mirror.CopyStatus{{Name: "east", State: "degraded", Failures: 1, LastError: "boom", LastErrorAt: at, LastOK: at}}}
 	old := struct {
 		Path string `json:"path"`
@@ -31,11 +32,9 @@ func TestManagementWire(t *testing.T) {
 		name     string
 		from, to any
 	}{
-		{"key status", ks, mgmt.KeyStatus(ks)},
-		{"rotation", rp, mgmt.KeyRotation(rp)},
 		{"rebalance", rb, mgmt.RebalanceProgress(rb)},
 		{"mirror", old, mgmt.MirrorStatus{Path: "storage", WriteQuorum: ms.WriteQuorum, Copies: copyStatus(ms.Copies),
-			PendingRepairs: ms.PendingRepairs, Repaired: ms.Repaired}},
+			PendingRepairs: ms.PendingRepairs, Repaired: ms.Repaired, Lost: ms.Lost, LostObjects: ms.LostObjects}},
 	} {
 		a, err := json.Marshal(tc.from)
 		if err != nil {
@@ -47,6 +46,25 @@ func TestManagementWire(t *testing.T) {
 		}
 		if string(a) != string(b) {
 			t.Errorf("%s: the management API says\n%s\nwhere the storage package says\n%s", tc.name, b, a)
+		}
+	}
+	// The key reports have the API's own lowerCamel names (the storage
+	// package's are Go's); they decode back to the same values.
+	for _, tc := range []struct {
+		name string
+		v    any
+		want string
+		back any
+	}{
+		{"key status", mgmt.KeyStatus(ks), `{"provider":"file","current":{"id":"service-1","version":2},"versions":[{"id":"service-1","version":2}],"dataKeys":[{"id":"service-1","version":2,"count":3}]}`, &mgmt.KeyStatus{}},
+		{"rotation", mgmt.KeyRotation(rp), `{"current":{"id":"service-1","version":2},"rewrapped":1,"total":2,"done":true}`, &mgmt.KeyRotation{}},
+	} {
+		b, err := json.Marshal(tc.v)
+		if err != nil || string(b) != tc.want {
+			t.Errorf("%s: %s (%v), want %s", tc.name, b, err, tc.want)
+		}
+		if err := json.Unmarshal(b, tc.back); err != nil || !reflect.DeepEqual(reflect.ValueOf(tc.back).Elem().Interface(), tc.v) {
+			t.Errorf("%s: decodes to %+v (%v), want %+v", tc.name, tc.back, err, tc.v)
 		}
 	}
 }

@@ -6,9 +6,12 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
+	"path/filepath"
 
+	"github.com/stowage/stowage"
 	"github.com/stowage/stowage/config"
 	"github.com/stowage/stowage/meta/postgres"
 	"github.com/stowage/stowage/meta/sqlite"
@@ -19,7 +22,8 @@ const migrateUsage = `Usage: stowage migrate [--config FILE] [--data-dir DIR] [-
 Applies the metadata database's pending schema migrations and prints the
 schema version before and after. The database is the one serve would use
 (--config, STOWAGE_DATABASE, or the embedded SQLite database of the data
-directory); --database names another.
+directory); --database names another. It creates none: a data directory
+or SQLite file that does not exist is refused (stowage serve creates it).
 
 PostgreSQL: safe while nodes run (an advisory lock makes concurrent
 migrations take turns), but nodes of an older version may not understand a
@@ -63,8 +67,7 @@ func runMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		}
 		return 2
 	}
-	if fl.NArg() > 0 {
-		fmt.Fprintf(stderr, "stowage migrate: unexpected argument %q (see stowage migrate --help)\n", fl.Arg(0))
+	if tooManyArgs(fl, "migrate", fl.Args(), stderr) {
 		return 2
 	}
 	if badOutput(stderr, "migrate", *output) {
@@ -137,6 +140,17 @@ func migrate(ctx context.Context, cfg config.Config, log io.Writer) (migrateRepo
 		return rep, nil
 	}
 	rep := migrateReport{Database: "sqlite", Where: cfg.Database.SQLite}
+	// migrate upgrades a database; serve is what creates one. A wrong or
+	// missing --data-dir (or the wrong working directory) would otherwise
+	// get a new empty database and exit 0 (outside review).
+	if _, err := os.Stat(cfg.Database.SQLite); errors.Is(err, fs.ErrNotExist) {
+		where := cfg.Database.SQLite
+		if abs, err := filepath.Abs(where); err == nil {
+			where = abs
+		}
+		return rep, &stowage.Error{Code: stowage.CodeNameUnknown, Message: fmt.Sprintf("no database at %s: migrate upgrades an existing database and creates none (stowage serve does). "+
+			"Point it at the registry's: --data-dir DIR (its data_dir), --config FILE (its configuration) or --database PATH", where)}
+	}
 	if err := privateDir(cfg.DataDir, slog.New(slog.NewTextHandler(log, nil))); err != nil {
 		return rep, err
 	}

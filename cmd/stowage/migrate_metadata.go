@@ -59,8 +59,7 @@ func runMigrateMetadata(ctx context.Context, args []string, stdout, stderr io.Wr
 		}
 		return 2
 	}
-	if fl.NArg() > 0 {
-		fmt.Fprintf(stderr, "stowage migrate-metadata: unexpected argument %q (see --help)\n", fl.Arg(0))
+	if tooManyArgs(fl, "migrate-metadata", fl.Args(), stderr) {
 		return 2
 	}
 	if badOutput(stderr, "migrate-metadata", *output) {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -262,6 +263,24 @@ func TestMigrateCommand(t *testing.T) {
 	t.Run("sqlite", func(t *testing.T) {
 		dir := t.TempDir()
 		var out, errOut bytes.Buffer
+		// No database there: refused, naming the path and the flags, and
+		// nothing created (serve creates databases).
+		for _, args := range [][]string{{"--data-dir", filepath.Join(dir, "typo-dir")}, {"--data-dir", dir}, {"--database", filepath.Join(dir, "x.db")}} {
+			out.Reset()
+			errOut.Reset()
+			if code := runMigrate(ctx, args, &out, &errOut); code != 1 || out.Len() != 0 ||
+				!strings.Contains(errOut.String(), "no database at ") || !strings.Contains(errOut.String(), "--data-dir DIR") || !strings.Contains(errOut.String(), "--config FILE") {
+				t.Errorf("migrate %q: exit %d\n%s%s; want exit 1 naming the path, --data-dir and --config", args, code, out.String(), errOut.String())
+			}
+		}
+		if left, _ := os.ReadDir(dir); len(left) != 0 {
+			t.Errorf("a refused migrate left %v in %s", left, dir)
+		}
+		// An existing (here empty, schema 0) database is migrated.
+		if err := os.WriteFile(filepath.Join(dir, "stowage.db"), nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		errOut.Reset()
 		if code := runMigrate(ctx, []string{"--data-dir", dir}, &out, &errOut); code != 0 {
 			t.Fatalf("exit %d: %s", code, errOut.String())
 		}

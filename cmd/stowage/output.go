@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"runtime/debug"
+	"slices"
 	"strings"
 
 	"github.com/stowage/stowage/config"
@@ -81,6 +82,9 @@ func runVersion(args []string, stdout, stderr io.Writer) int {
 		helpAsked = errors.Is(err, flag.ErrHelp)
 		return exitCode(fl, false)
 	}
+	if tooManyArgs(fl, "version", fl.Args(), stderr) {
+		return 2
+	}
 	if badOutput(stderr, "version", *output) {
 		return 2
 	}
@@ -136,7 +140,29 @@ func unknownCommand(stderr io.Writer, cmd string) int {
 	hint := ""
 	if s := config.Closest(cmd, commandNames()); s != "" {
 		hint = "; did you mean " + s + "?"
+	} else if s := anagram(cmd, commandNames()); s != "" {
+		hint = "; did you mean " + s + "?"
 	}
 	fmt.Fprintf(stderr, "stowage: unknown command %q%s\nRun 'stowage help' for the list of commands.\n", cmd, hint)
 	return 2
+}
+
+// anagram returns the name in known that has the letters of s in another
+// order (sever, serve: a letter moved further than one place, which the
+// edit distance counts 2), else "".
+func anagram(s string, known []string) string {
+	sorted := func(w string) string {
+		b := []byte(strings.ToLower(w))
+		slices.Sort(b)
+		return string(b)
+	}
+	if len(s) < 3 {
+		return ""
+	}
+	for _, k := range known {
+		if k != s && sorted(k) == sorted(s) {
+			return k
+		}
+	}
+	return ""
 }

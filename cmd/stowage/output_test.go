@@ -2,6 +2,10 @@ package main
 
 import (
 	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -90,6 +94,75 @@ func TestCompletion(t *testing.T) {
 		}
 		if code == 0 && (!strings.Contains(out, "soft-delete") || !strings.Contains(out, "rotate") || !strings.Contains(out, "purge-policy")) {
 			t.Errorf("completion %s lacks commands or subcommands:\n%s", tc.shell, out)
+		}
+	}
+	// Run in the shells (outside review): bash completes a group's
+	// subcommand's flags (it asks stowage WORD1 WORD2 --help, here the
+	// test binary as stowage); fish stops offering subcommands once one
+	// is given.
+	dir := t.TempDir()
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	shim := "#!/bin/sh\nSTOWAGE_TEST_ARGS=\"$(printf '%s\\n' \"$@\")\" exec " + self + " -test.run='^TestHelperServe$'\n"
+	if err := os.WriteFile(filepath.Join(dir, "stowage"), []byte(shim), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, sh := range []string{"bash", "fish"} {
+		script, _, _ := cli(t, "completion", sh)
+		os.WriteFile(filepath.Join(dir, "comp."+sh), []byte(script), 0o644)
+	}
+	env := append(os.Environ(), "PATH="+dir+":"+os.Getenv("PATH"), "HOME="+dir, "XDG_CONFIG_HOME="+dir, "XDG_DATA_HOME="+dir)
+	for _, tc := range []struct {
+		words string // the command line, the last word being completed
+		want  []string
+	}{
+		{"stowage gc --", []string{"--dry-run", "--min-age"}},
+		{"stowage token create x --", []string{"--scope-map", "--expiry"}},
+		{"stowage keys rotate --", []string{"--rewrap-only", "--output"}},
+		{"stowage retention set --", []string{"--days", "--enabled"}},
+		{"stowage storage rebalance --", []string{"--dry-run"}},
+		{"stowage keys r", []string{"rotate", "retire"}},
+	} {
+		script := `source ` + filepath.Join(dir, "comp.bash") + `; COMP_WORDS=(` + tc.words + `); COMP_CWORD=$((${#COMP_WORDS[@]}-1)); _stowage; echo "${COMPREPLY[*]}"`
+		cmd := exec.Command("bash", "-c", script)
+		cmd.Env = env
+		got, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("bash: %v\n%s", err, got)
+		}
+		for _, w := range tc.want {
+			if !slices.Contains(strings.Fields(string(got)), w) {
+				t.Errorf("bash completion of %q: %q, want %s", tc.words, strings.TrimSpace(string(got)), w)
+			}
+		}
+	}
+	for _, tc := range []struct {
+		line    string
+		want    []string
+		notWant []string
+	}{
+		{"stowage keys ", []string{"rotate", "retire", "status"}, nil},
+		{"stowage keys rotate ", nil, []string{"retire", "status"}},
+		{"stowage token create ", nil, []string{"list", "delete"}},
+	} {
+		cmd := exec.Command("fish", "--no-config", "-c", "source "+filepath.Join(dir, "comp.fish")+"; complete -C '"+tc.line+"'")
+		cmd.Env = env
+		got, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("fish: %v\n%s", err, got)
+		}
+		lines := strings.Fields(string(got))
+		for _, w := range tc.want {
+			if !slices.Contains(lines, w) {
+				t.Errorf("fish completion of %q: %q, want %s", tc.line, got, w)
+			}
+		}
+		for _, w := range tc.notWant {
+			if slices.Contains(lines, w) {
+				t.Errorf("fish completion of %q: %q offers %s", tc.line, got, w)
+			}
 		}
 	}
 }

@@ -87,6 +87,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		}
 		return 2
 	}
+	if tooManyArgs(fl, "serve", fl.Args(), stderr) {
+		return 2
+	}
 	cfg := config.Default()
 	if *cfgPath != "" {
 		if err := cfg.Load(*cfgPath); err != nil {

@@ -193,7 +193,7 @@ func (t *topology) Status() mgmt.TopologyStatus {
 	for _, m := range t.mirrors {
 		ms := m.m.Status()
 		st.Mirrors = append(st.Mirrors, mgmt.MirrorStatus{Path: m.path, WriteQuorum: ms.WriteQuorum, Copies: copyStatus(ms.Copies),
-			PendingRepairs: ms.PendingRepairs, Repaired: ms.Repaired})
+			PendingRepairs: ms.PendingRepairs, Repaired: ms.Repaired, Lost: ms.Lost, LostObjects: ms.LostObjects})
 	}
 	for _, s := range t.shards {
 		st.ShardSets = append(st.ShardSets, mgmt.ShardSetStatus{Path: s.path, Shards: s.names})

@@ -127,6 +127,15 @@ func runStorage(ctx context.Context, args []string, stdout, stderr io.Writer) in
 				}
 				fmt.Fprintln(stdout, line)
 			}
+			if m.Lost > 0 {
+				fmt.Fprintf(stdout, "  lost: %d objects have no good copy left (every copy damaged or missing); restore them from a backup:\n", m.Lost)
+				for _, k := range m.LostObjects {
+					fmt.Fprintf(stdout, "    %s\n", k)
+				}
+				if m.Lost > len(m.LostObjects) {
+					fmt.Fprintf(stdout, "    … and %d more\n", m.Lost-len(m.LostObjects))
+				}
+			}
 		}
 		for _, s := range st.ShardSets {
 			fmt.Fprintf(stdout, "shards %s: %s\n", s.Path, strings.Join(s.Shards, ", "))

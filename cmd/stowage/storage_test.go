@@ -259,4 +259,38 @@ func TestPullFindsMirrorFaults(t *testing.T) {
 	if st = topo.Status().Mirrors[0]; st.Repaired != 3 {
 		t.Errorf("after a scrub repaired a copy: status says %d repaired, want 3", st.Repaired)
 	}
+
+	// No good copy (outside review): east damaged, west missing. The pull
+	// fails; the repair copies nothing (the source does not decrypt) and
+	// counts nothing; the status lists the object lost.
+	gone, gd := blob(20)
+	if _, err := reg.PutBlob(ctx, "app", gd, bytes.NewReader(gone), int64(len(gone))); err != nil {
+		t.Fatal(err)
+	}
+	corrupt(file(east, gd))
+	if err := os.Remove(file(west, gd)); err != nil {
+		t.Fatal(err)
+	}
+	if rc, _, err := reg.OpenBlob(ctx, "app", gd, 0); err == nil {
+		_, err = io.ReadAll(rc)
+		rc.Close()
+		if err == nil {
+			t.Fatal("a pull of a blob with no good copy succeeded")
+		}
+	}
+	if err := topo.upkeep(ctx); err != nil {
+		t.Log(err)
+	}
+	if _, err := os.Stat(file(west, gd)); err == nil {
+		t.Error("the repair copied the damaged east copy to west")
+	}
+	st = topo.Status().Mirrors[0]
+	if st.Repaired != 3 || st.Lost != 1 || len(st.LostObjects) != 1 || st.LostObjects[0] != stowage.BlobKey(gd) {
+		t.Errorf("after a repair with no good copy: %d repaired, lost %d %v; want 3, 1 [%s]", st.Repaired, st.Lost, st.LostObjects, stowage.BlobKey(gd))
+	}
+	rec = httptest.NewRecorder()
+	mset.Handler(nil).ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	if want := `stowage_storage_lost_objects{mirror="storage"} 1`; !strings.Contains(rec.Body.String(), want) {
+		t.Errorf("metrics lack %s", want)
+	}
 }

@@ -114,6 +114,10 @@ type Backend struct {
 	verify   func(ctx context.Context, key string) (stowage.ScrubResult, error)
 	suspect  map[string]int // keys whose bytes a read found damaged on a copy, and that copy (read last until checked)
 
+	lostChecked time.Time // when recheckLost last ran
+	lostNames   []string  // Status's list of lost objects, as read at lostNamesAt
+	lostNamesAt time.Time
+
 	checkReads atomic.Bool // check full reads of blob keys against their digest (verify.go)
 }
 
@@ -166,7 +170,7 @@ func (b *Backend) readFault(ctx context.Context, kind string, i int, key string)
 	}
 	c.mu.Unlock()
 	if kind == "missing" {
-		b.log.Warn("a storage copy lacks an object a read needed; served from another copy, queued for repair", "copy", c.Name, "key", key)
+		b.log.Warn("a storage copy lacks an object a read needed; queued for repair", "copy", c.Name, "key", key)
 		b.noteRepair(ctx, key, true)
 		return
 	}
@@ -199,7 +203,7 @@ func New(copies []Copy, opt Options) (stowage.Backend, error) {
 	}
 	b := &Backend{quorum: opt.WriteQuorum, timeout: opt.Timeout, log: opt.Logger,
 		queue: opt.Queue, name: opt.Name, unsaved: map[string]bool{},
-		served: map[string]int{}, faults: map[string]time.Time{}, suspect: map[string]int{}}
+		served: map[string]int{}, faults: map[string]time.Time{}, suspect: map[string]int{}, lostChecked: time.Now()}
 	if b.queue == nil {
 		b.queue = newMemQueue()
 	}
@@ -477,7 +481,9 @@ type reader struct {
 	rc    io.ReadCloser
 	errs  []error
 	nf    int   // copies that do not have the object
-	lack  []int // which
+	lack  []int // which, not reported yet
+	lacks []int // all of them
+	found bool  // some copy opened the object
 	used  []int // copies that served bytes since the read (re)started
 }
 
@@ -499,7 +505,7 @@ func (r *reader) openNext() error {
 		rc, err := r.b.openCopy(r.ctx, i, r.key, r.off)
 		if err == nil {
 			c.ok()
-			r.rc, r.cur = rc, i
+			r.rc, r.cur, r.found = rc, i, true
 			r.used = append(r.used, i)
 			r.b.noteServed(r.key, i)
 			for _, j := range r.lack { // an earlier copy lacks it
@@ -514,6 +520,7 @@ func (r *reader) openNext() error {
 		if stowage.IsNotExist(err) {
 			r.nf++
 			r.lack = append(r.lack, i)
+			r.lacks = append(r.lacks, i)
 			continue
 		}
 		c.fail(err)
@@ -522,6 +529,15 @@ func (r *reader) openNext() error {
 	}
 	if r.nf == len(r.order) {
 		return fmt.Errorf("%s: %w", r.key, fs.ErrNotExist)
+	}
+	// Another copy had the object (its bytes were damaged, or it failed
+	// in the middle): the ones that lack it are missing it, though nothing
+	// could be served from them.
+	if r.found {
+		for _, j := range r.lack {
+			r.b.readFault(r.ctx, "missing", j, r.key)
+		}
+		r.lack = nil
 	}
 	return unavailable("read", r.key, r.errs)
 }

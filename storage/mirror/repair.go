@@ -33,6 +33,106 @@ type Status struct {
 	Copies         []CopyStatus `json:"copies"`
 	PendingRepairs int          `json:"pendingRepairs"`
 	Repaired       int64        `json:"repaired"` // copies rewritten since the start: by the repair queue and by scrubs
+	// Lost counts the objects no copy holds good bytes of (every copy
+	// damaged or missing): nothing can repair them; restore them from a
+	// backup. LostObjects names up to lostListed of them. Kept in the
+	// repair queue (under the mirror's name and lostSuffix), so every node
+	// shows them; rechecked every lostRecheck, and dropped once a copy is
+	// good again (restored).
+	Lost        int      `json:"lost"`
+	LostObjects []string `json:"lostObjects,omitempty"`
+}
+
+// lostSuffix names, in the repair queue, the mirror's objects with no good
+// copy. Their due time is lostDue, so the repair loop never claims them as
+// repairs; Status lists them and recheckLost checks them again.
+const lostSuffix = "#lost"
+
+var lostDue = time.Date(2200, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// lostListed is how many lost objects Status names; lostRecheck is how
+// often Repair checks them again (a restored object leaves the list).
+const (
+	lostListed  = 20
+	lostRecheck = 10 * time.Minute
+	lostListAge = 30 * time.Second
+)
+
+// markLost records that no copy of key holds good bytes: logged, and kept
+// in the repair queue so that every node's status shows it.
+func (b *Backend) markLost(ctx context.Context, key string, corrupt, missing []string) {
+	b.log.Error("no copy of a damaged object is good; restore it from a backup (stowage storage status lists it)", "key", key, "corrupt", corrupt, "missing", missing)
+	qctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), b.timeout)
+	defer cancel()
+	if err := b.queue.AddRepair(qctx, b.name+lostSuffix, key, true, lostDue); err != nil {
+		b.log.Error("could not record a lost object in the repair queue", "key", key, "err", err)
+	}
+}
+
+// lostObjects lists up to limit lost objects with their seq.
+func (b *Backend) lostObjects(ctx context.Context, limit int, fn func(key string, seq int64)) error {
+	// A claim at lostDue that leaves them at lostDue: a listing.
+	return b.queue.DueRepairs(ctx, b.name+lostSuffix, lostDue, lostDue, limit, func(key string, _ bool, seq int64) { fn(key, seq) })
+}
+
+// recheckLost checks the lost objects again (at most every lostRecheck):
+// one with a good copy now (restored from a backup) is repaired on the
+// other copies and leaves the list.
+func (b *Backend) recheckLost(ctx context.Context) error {
+	b.mu.Lock()
+	if time.Since(b.lostChecked) < lostRecheck {
+		b.mu.Unlock()
+		return nil
+	}
+	b.lostChecked = time.Now()
+	b.mu.Unlock()
+	type item struct {
+		key string
+		seq int64
+	}
+	var items []item
+	if err := b.lostObjects(ctx, repairBatch, func(key string, seq int64) { items = append(items, item{key, seq}) }); err != nil {
+		return fmt.Errorf("repair queue: %w", err)
+	}
+	var errs []error
+	for _, it := range items {
+		res, err := b.checkKey(ctx, it.key)
+		if err != nil || len(res.Errors) > 0 {
+			continue // tried again at the next recheck
+		}
+		if res.Good > 0 || res.Copies == len(res.Missing) {
+			// Good again, or deleted meanwhile (no copy holds it).
+			if err := b.queue.RepairDone(ctx, b.name+lostSuffix, it.key, it.seq); err != nil {
+				errs = append(errs, fmt.Errorf("repair queue: %w", err))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// checkKey checks every copy of key and rewrites the missing or bad ones
+// from a good one: through the verifier (the layers above: decryption,
+// the digest) when it can check key, else here (ScrubObject against the
+// digest of a blob key, when the copies hold plain bytes). A key neither
+// can check gets Copies 0.
+func (b *Backend) checkKey(ctx context.Context, key string) (stowage.ScrubResult, error) {
+	b.mu.Lock()
+	verify := b.verify
+	b.mu.Unlock()
+	d, isBlob := blobDigest(key)
+	if !isBlob {
+		return stowage.ScrubResult{}, nil
+	}
+	if verify != nil {
+		return verify(ctx, key)
+	}
+	if !b.checkReads.Load() {
+		return stowage.ScrubResult{}, nil // ciphertext, and no verifier
+	}
+	return b.ScrubObject(ctx, key, func(r io.Reader) error {
+		_, err := io.Copy(io.Discard, stowage.NewVerifyingReader(r, d, -1))
+		return err
+	})
 }
 
 // Status reports each copy's health and the repair queue.
@@ -59,6 +159,24 @@ func (b *Backend) Status() Status {
 	}
 	st.PendingRepairs, st.Repaired = b.pending+len(b.unsaved), b.repaired
 	b.mu.Unlock()
+	if lost, err := b.queue.PendingRepairs(ctx, b.name+lostSuffix); err == nil && lost > 0 {
+		st.Lost = lost
+		// The list is a claim (a write): at most every lostListAge, not
+		// at each /metrics scrape.
+		b.mu.Lock()
+		names, at := b.lostNames, b.lostNamesAt
+		b.mu.Unlock()
+		if time.Since(at) > lostListAge || len(names) != min(lost, lostListed) {
+			names = nil
+			if b.lostObjects(ctx, lostListed, func(key string, _ int64) { names = append(names, key) }) == nil {
+				sort.Strings(names)
+				b.mu.Lock()
+				b.lostNames, b.lostNamesAt = names, time.Now()
+				b.mu.Unlock()
+			}
+		}
+		st.LostObjects = names
+	}
 	return st
 }
 
@@ -118,9 +236,6 @@ func (b *Backend) Repair(ctx context.Context) (int, error) {
 			}
 			n, err := b.repairKey(ctx, it.key, it.present)
 			fixed += n
-			b.mu.Lock()
-			b.repaired += int64(n)
-			b.mu.Unlock()
 			if err != nil {
 				errs = append(errs, err)
 				if b.unhealthy() != "" {
@@ -142,17 +257,20 @@ func (b *Backend) Repair(ctx context.Context) (int, error) {
 	if err != nil {
 		errs = append(errs, err)
 	}
+	if err := b.recheckLost(ctx); err != nil {
+		errs = append(errs, err)
+	}
 	return fixed, errors.Join(errs...)
 }
 
 // verifyQueued works the keys reads found damaged on a copy: the verifier
-// checks every copy and rewrites the bad ones (counted in Repaired by
-// ScrubObject). Without a verifier they wait.
+// (or, for plain bytes, the digest) checks every copy and rewrites the bad
+// ones (counted in Repaired by copyTo). Without either they wait.
 func (b *Backend) verifyQueued(ctx context.Context) (int, error) {
 	b.mu.Lock()
 	verify := b.verify
 	b.mu.Unlock()
-	if verify == nil {
+	if verify == nil && !b.checkReads.Load() {
 		return 0, nil
 	}
 	fixed := 0
@@ -176,7 +294,7 @@ func (b *Backend) verifyQueued(ctx context.Context) (int, error) {
 			if err := ctx.Err(); err != nil {
 				return fixed, err
 			}
-			res, err := verify(ctx, it.key)
+			res, err := b.checkKey(ctx, it.key)
 			fixed += len(res.Repaired)
 			if err == nil && len(res.Errors) > 0 {
 				err = errors.New(strings.Join(res.Errors, "; "))
@@ -186,9 +304,7 @@ func (b *Backend) verifyQueued(ctx context.Context) (int, error) {
 				errs = append(errs, fmt.Errorf("check of %s: %w", it.key, err))
 				continue
 			}
-			if len(res.Corrupt)+len(res.Missing) > len(res.Repaired) && res.Good == 0 {
-				b.log.Error("no copy of a damaged object is good; restore it from a backup", "key", it.key, "corrupt", res.Corrupt, "missing", res.Missing)
-			}
+			// No good copy: ScrubObject recorded it lost (markLost).
 			if err := b.queue.RepairDone(ctx, b.name+verifySuffix, it.key, it.seq); err != nil {
 				errs = append(errs, fmt.Errorf("repair queue: %w", err))
 			}
@@ -266,12 +382,44 @@ func (b *Backend) repairKey(ctx context.Context, key string, present bool) (int,
 				return fixed, fmt.Errorf("copy %s: %w", b.copies[i].Name, err)
 			}
 			fixed++
+			b.mu.Lock()
+			b.repaired++
+			b.mu.Unlock()
 		}
 		return fixed, nil
 	}
-	if good < 0 {
-		return 0, nil // deleted meanwhile: nothing to repair
+	if good < 0 || len(lacking) == 0 {
+		return 0, nil // deleted meanwhile, or nothing lacks it
 	}
+	// The source's bytes are checked before they are copied: copying a
+	// damaged copy over a missing one is no repair (outside review). A
+	// blob key is checked through the verifier (under encryption, the
+	// layer above decrypts) or against its digest (plain bytes), which
+	// also rewrites the missing copies from a good one, or records the
+	// object lost when none is.
+	if _, isBlob := blobDigest(key); isBlob {
+		res, err := b.checkKey(ctx, key)
+		if err != nil {
+			return 0, err
+		}
+		if res.Copies > 0 {
+			bad := len(res.Missing) + len(res.Corrupt)
+			switch {
+			case res.Good > 0 && len(res.Repaired) >= bad:
+				// Every bad copy rewritten from a checked one (an
+				// error, such as a shard's "not on its owner" note,
+				// does not undo that).
+				return len(res.Repaired), nil
+			case res.Good == 0 && bad > 0 && len(res.Errors) == 0:
+				return 0, nil // no good copy: recorded lost (ScrubObject)
+			case len(res.Errors) > 0:
+				return len(res.Repaired), errors.New(strings.Join(res.Errors, "; "))
+			default:
+				return len(res.Repaired), fmt.Errorf("repair of %s: %d of %d bad copies rewritten", key, len(res.Repaired), bad)
+			}
+		}
+	}
+	// Not content-addressed (or nothing can check it here): copied as stored.
 	for _, i := range lacking {
 		if err := b.copyTo(ctx, good, i, key); err != nil {
 			return fixed, err
@@ -301,6 +449,9 @@ func (b *Backend) copyTo(ctx context.Context, from, to int, key string) error {
 		return fmt.Errorf("repair %s on copy %s from copy %s: %w", key, dst.Name, src.Name, err)
 	}
 	b.log.Info("repaired a storage copy", "key", key, "copy", dst.Name, "from", src.Name)
+	b.mu.Lock()
+	b.repaired++ // storage status counts every rewritten copy: the repair queue's and the scrubs'
+	b.mu.Unlock()
 	return nil
 }
 
@@ -359,6 +510,10 @@ func (b *Backend) ScrubObject(ctx context.Context, key string, check func(io.Rea
 		}
 	}
 	if good < 0 {
+		if len(bad) > 0 && len(res.Errors) == 0 && len(res.Missing) < res.Copies {
+			// Every copy was read: none is good, and some copy holds it.
+			b.markLost(ctx, key, res.Corrupt, res.Missing)
+		}
 		return res, nil
 	}
 	for _, i := range bad {
@@ -367,9 +522,6 @@ func (b *Backend) ScrubObject(ctx context.Context, key string, check func(io.Rea
 			continue
 		}
 		res.Repaired = append(res.Repaired, b.copies[i].Name)
-		b.mu.Lock()
-		b.repaired++ // storage status counts a scrub's repairs too
-		b.mu.Unlock()
 	}
 	if len(res.Errors) == 0 {
 		b.setSuspect(key, -1) // every copy checked and, if bad, rewritten

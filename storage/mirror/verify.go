@@ -104,8 +104,16 @@ func (b *Backend) checked(ctx context.Context, r *reader, d stowage.Digest) (io.
 		}
 		if err := r.restart(); err != nil {
 			r.Close()
+			what := "damaged on " + strings.Join(bad, ", ")
+			if len(r.lacks) > 0 {
+				var names []string
+				for _, i := range r.lacks {
+					names = append(names, b.copies[i].Name)
+				}
+				what += "; missing on " + strings.Join(names, ", ")
+			}
 			return nil, &stowage.Error{Code: stowage.CodeUnavailable, Err: err,
-				Message: fmt.Sprintf("no copy of %s could be read with the right bytes (damaged on %s): they are queued for a check; if no copy is good, restore the blob from a backup", r.key, strings.Join(bad, ", "))}
+				Message: fmt.Sprintf("no copy of %s could be read with the right bytes (%s): they are queued for a check; if no copy is good, restore the blob from a backup", r.key, what)}
 		}
 	}
 }
