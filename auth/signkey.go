@@ -39,16 +39,7 @@ import (
 // Keyring wraps and unwraps 32-byte keys with a key-encryption key the
 // database does not hold. storage/crypt.Keys (the encryption keyring)
 // satisfies it.
-type Keyring interface {
-	// Describe says where the keys come from (for messages).
-	Describe() string
-	// Current is the version new keys are wrapped with.
-	Current(ctx context.Context) (stowage.KeyVersion, error)
-	// Wrap encrypts a 32-byte key with version kv.
-	Wrap(ctx context.Context, kv stowage.KeyVersion, key []byte) ([]byte, error)
-	// Unwrap decrypts a key wrapped by version kv.
-	Unwrap(ctx context.Context, kv stowage.KeyVersion, wrapped []byte) ([]byte, error)
-}
+type Keyring = stowage.Keyring
 
 // Compacter is an optional capability of a stowage.DB: Compact rewrites
 // its files so that values overwritten earlier are gone from the disk, not

@@ -22,7 +22,7 @@ type Handler struct {
 	reg  *stowage.Registry
 	log  *slog.Logger
 	fill Filler // nil: no pull-through (fill.go)
-	miss Miss // WithMiss (miss.go); nil: a miss is an error
+	miss Miss   // WithMiss (miss.go); nil: a miss is an error
 }
 
 // New returns the /v2/ handler.

@@ -2,10 +2,6 @@ package pullthrough
 
 import (
 	"context"
-	"crypto/aes"
-	"crypto/cipher"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"time"
@@ -29,12 +25,7 @@ import (
 
 // Keyring wraps and unwraps 32-byte keys with a key-encryption key the
 // database does not hold (storage/crypt's keyring).
-type Keyring interface {
-	Describe() string
-	Current(ctx context.Context) (stowage.KeyVersion, error)
-	Wrap(ctx context.Context, kv stowage.KeyVersion, key []byte) ([]byte, error)
-	Unwrap(ctx context.Context, kv stowage.KeyVersion, wrapped []byte) ([]byte, error)
-}
+type Keyring = stowage.Keyring
 
 type sealed struct {
 	DataKey string `json:"data_key"`
@@ -51,26 +42,11 @@ func seal(ctx context.Context, keys Keyring, rule, password string, now time.Tim
 		return nil, stowage.DataKey{}, stowage.Errorf(stowage.CodeUnsupported,
 			"cache rule %s: upstream passwords are kept sealed with the registry's encryption key, and encryption is off (encryption: none); turn encryption on (docs/encryption.md) or use a rule without credentials", rule)
 	}
-	kv, err := keys.Current(ctx)
-	if err != nil {
-		return nil, stowage.DataKey{}, fmt.Errorf("seal the password of cache rule %s: encryption key (%s): %w", rule, keys.Describe(), err)
-	}
-	key := make([]byte, 32)
-	rand.Read(key)
-	wrapped, err := keys.Wrap(ctx, kv, key)
+	box, dk, err := stowage.SealSecret(ctx, keys, dataKeyObject(rule), func(id string) []byte { return sealAAD(rule, id) }, []byte(password), now)
 	if err != nil {
 		return nil, stowage.DataKey{}, fmt.Errorf("seal the password of cache rule %s: %w", rule, err)
 	}
-	id := make([]byte, 16)
-	rand.Read(id)
-	dk := stowage.DataKey{ID: hex.EncodeToString(id), Object: dataKeyObject(rule), Wrapped: kv, Key: wrapped, Created: now}
-	aead, err := gcm(key)
-	if err != nil {
-		return nil, dk, err
-	}
-	nonce := make([]byte, aead.NonceSize())
-	rand.Read(nonce)
-	b, err := json.Marshal(sealed{DataKey: dk.ID, Box: aead.Seal(nonce, nonce, []byte(password), sealAAD(rule, dk.ID))})
+	b, err := json.Marshal(sealed{DataKey: dk.ID, Box: box})
 	return b, dk, err
 }
 
@@ -87,28 +63,9 @@ func open(ctx context.Context, keys Keyring, store Store, rule string, secret []
 	if err != nil {
 		return "", fmt.Errorf("the password of cache rule %s: data key %s: %w", rule, s.DataKey, err)
 	}
-	key, err := keys.Unwrap(ctx, dk.Wrapped, dk.Key)
+	p, err := stowage.OpenSecret(ctx, keys, dk, sealAAD(rule, s.DataKey), s.Box)
 	if err != nil {
-		return "", fmt.Errorf("open the password of cache rule %s (sealed with %s): %w", rule, dk.Wrapped, err)
-	}
-	aead, err := gcm(key)
-	if err != nil {
-		return "", err
-	}
-	if len(s.Box) < aead.NonceSize() {
-		return "", fmt.Errorf("the sealed password of cache rule %s is too short", rule)
-	}
-	p, err := aead.Open(nil, s.Box[:aead.NonceSize()], s.Box[aead.NonceSize():], sealAAD(rule, s.DataKey))
-	if err != nil {
-		return "", fmt.Errorf("the password of cache rule %s does not open with data key %s (changed or damaged)", rule, s.DataKey)
+		return "", fmt.Errorf("the password of cache rule %s: %w", rule, err)
 	}
 	return string(p), nil
-}
-
-func gcm(key []byte) (cipher.AEAD, error) {
-	b, err := aes.NewCipher(key)
-	if err != nil {
-		return nil, err
-	}
-	return cipher.NewGCM(b)
 }

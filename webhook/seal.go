@@ -2,8 +2,6 @@ package webhook
 
 import (
 	"context"
-	"crypto/aes"
-	"crypto/cipher"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -28,12 +26,7 @@ import (
 
 // Keyring wraps and unwraps 32-byte keys with a key-encryption key the
 // database does not hold (storage/crypt.Keys satisfies it).
-type Keyring interface {
-	Describe() string
-	Current(ctx context.Context) (stowage.KeyVersion, error)
-	Wrap(ctx context.Context, kv stowage.KeyVersion, key []byte) ([]byte, error)
-	Unwrap(ctx context.Context, kv stowage.KeyVersion, wrapped []byte) ([]byte, error)
-}
+type Keyring = stowage.Keyring
 
 // secrets is what Sealed holds.
 type secrets struct {
@@ -53,14 +46,6 @@ func randomHex(n int) string {
 	return hex.EncodeToString(b)
 }
 
-func gcmOf(key []byte) (cipher.AEAD, error) {
-	b, err := aes.NewCipher(key)
-	if err != nil {
-		return nil, err
-	}
-	return cipher.NewGCM(b)
-}
-
 var errNoKeyring = stowage.Errorf(stowage.CodeUnsupported, "a webhook's secret and custom header values are sealed with the registry's encryption key, "+
 	"and this registry has none (encryption: none): turn encryption at rest on (docs/encryption.md), or create the webhook without a secret and custom headers")
 
@@ -69,34 +54,16 @@ func seal(ctx context.Context, keys Keyring, r *Record, s secrets, now time.Time
 	if keys == nil {
 		return nil, errNoKeyring
 	}
-	kv, err := keys.Current(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("seal the webhook's secrets: encryption key (%s): %w", keys.Describe(), err)
-	}
-	key := make([]byte, 32)
-	if _, err := rand.Read(key); err != nil {
-		return nil, err
-	}
-	wrapped, err := keys.Wrap(ctx, kv, key)
-	if err != nil {
-		return nil, fmt.Errorf("seal the webhook's secrets: encryption key %s (%s): %w", kv, keys.Describe(), err)
-	}
-	aead, err := gcmOf(key)
-	if err != nil {
-		return nil, err
-	}
 	plain, err := json.Marshal(s)
 	if err != nil {
 		return nil, err
 	}
-	dk := &stowage.DataKey{ID: randomHex(16), Object: DataKeyObject(r.Name), Wrapped: kv, Key: wrapped, Created: now}
-	nonce := make([]byte, aead.NonceSize())
-	if _, err := rand.Read(nonce); err != nil {
-		return nil, err
+	box, dk, err := stowage.SealSecret(ctx, keys, DataKeyObject(r.Name), func(id string) []byte { return sealAAD(r.Name, r.ID, id) }, plain, now)
+	if err != nil {
+		return nil, fmt.Errorf("seal the webhook's secrets: %w", err)
 	}
-	r.Sealed = aead.Seal(nonce, nonce, plain, sealAAD(r.Name, r.ID, dk.ID))
-	r.DataKey = dk.ID
-	return dk, nil
+	r.Sealed, r.DataKey = box, dk.ID
+	return &dk, nil
 }
 
 // open returns r's secrets.
@@ -118,21 +85,9 @@ func open(ctx context.Context, db stowage.DB, keys Keyring, r Record) (secrets, 
 	if err != nil {
 		return secrets{}, err
 	}
-	key, err := keys.Unwrap(ctx, dk.Wrapped, dk.Key)
+	plain, err := stowage.OpenSecret(ctx, keys, dk, sealAAD(r.Name, r.ID, r.DataKey), r.Sealed)
 	if err != nil {
-		return secrets{}, fmt.Errorf("webhook %s: open its secrets (data key wrapped by %s): %w", r.Name, dk.Wrapped, err)
-	}
-	aead, err := gcmOf(key)
-	if err != nil {
-		return secrets{}, err
-	}
-	if len(r.Sealed) < aead.NonceSize() {
-		return secrets{}, fmt.Errorf("webhook %s: the sealed secrets are too short", r.Name)
-	}
-	n := aead.NonceSize()
-	plain, err := aead.Open(nil, r.Sealed[:n], r.Sealed[n:], sealAAD(r.Name, r.ID, r.DataKey))
-	if err != nil {
-		return secrets{}, fmt.Errorf("webhook %s: its secrets do not open with data key %s (changed or damaged)", r.Name, r.DataKey)
+		return secrets{}, fmt.Errorf("webhook %s: open its secrets: %w", r.Name, err)
 	}
 	var s secrets
 	if err := json.Unmarshal(plain, &s); err != nil {
