@@ -168,28 +168,13 @@ func (e *exporter) report() (stop func()) {
 	if e.o.Progress == nil {
 		return func() {}
 	}
-	quit, finished := make(chan struct{}), make(chan struct{})
 	send := func() {
 		e.mu.Lock()
 		images := e.rep.Images
 		e.mu.Unlock()
 		e.o.Progress(Progress{Phase: e.phase.Load().(string), Done: e.done.Load(), Total: atomic.LoadInt64(&e.total), Images: images})
 	}
-	go func() {
-		defer close(finished)
-		t := time.NewTicker(200 * time.Millisecond)
-		defer t.Stop()
-		for {
-			select {
-			case <-quit:
-				send()
-				return
-			case <-t.C:
-				send()
-			}
-		}
-	}()
-	return func() { close(quit); <-finished }
+	return every(200*time.Millisecond, send)
 }
 
 func (e *exporter) run(ctx context.Context) error {
@@ -525,4 +510,24 @@ func (e *exporter) fetchBlobs(ctx context.Context) error {
 		first = ctx.Err()
 	}
 	return first
+}
+
+// every calls send every d until stop is called, and once more then.
+func every(d time.Duration, send func()) (stop func()) {
+	quit, finished := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(finished)
+		t := time.NewTicker(d)
+		defer t.Stop()
+		for {
+			select {
+			case <-quit:
+				send()
+				return
+			case <-t.C:
+				send()
+			}
+		}
+	}()
+	return func() { close(quit); <-finished }
 }

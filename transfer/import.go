@@ -145,28 +145,13 @@ func (im *importer) report() func() {
 	if im.o.Progress == nil {
 		return func() {}
 	}
-	quit, finished := make(chan struct{}), make(chan struct{})
 	send := func() {
 		im.mu.Lock()
 		images := im.rep.Images
 		im.mu.Unlock()
 		im.o.Progress(Progress{Phase: im.phase.Load().(string), Done: im.done.Load(), Total: atomic.LoadInt64(&im.total), Images: images})
 	}
-	go func() {
-		defer close(finished)
-		t := time.NewTicker(200 * time.Millisecond)
-		defer t.Stop()
-		for {
-			select {
-			case <-quit:
-				send()
-				return
-			case <-t.C:
-				send()
-			}
-		}
-	}()
-	return func() { close(quit); <-finished }
+	return every(200*time.Millisecond, send)
 }
 
 func (im *importer) run(ctx context.Context) error {
