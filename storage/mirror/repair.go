@@ -526,5 +526,13 @@ func (b *Backend) ScrubObject(ctx context.Context, key string, check func(io.Rea
 	if len(res.Errors) == 0 {
 		b.setSuspect(key, -1) // every copy checked and, if bad, rewritten
 	}
+	if len(res.Repaired) > 0 {
+		// Perhaps an object recorded lost, restored from a backup on one
+		// copy (a scrub then rewrote the others): the next repair run
+		// checks the lost list at once rather than within lostRecheck.
+		b.mu.Lock()
+		b.lostChecked = time.Time{}
+		b.mu.Unlock()
+	}
 	return res, nil
 }
