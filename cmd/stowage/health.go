@@ -130,8 +130,11 @@ func (rd *readiness) check(ctx context.Context) map[string]error {
 			}
 			done := make(chan error, 1)
 			go func() {
-				defer rd.finished(name)
-				done <- fn(ctx)
+				err := fn(ctx)
+				// Finished before the answer is sent: a probe right after
+				// this one must not find the check still "running".
+				rd.finished(name)
+				done <- err
 			}()
 			var err error
 			select {

@@ -116,3 +116,28 @@ func TestReadinessMarker(t *testing.T) {
 		var _ stowage.Backend = store
 	})
 }
+
+// TestReadinessBackToBack: probes one right after another never find the
+// previous probe's check "still running" (CI saw a 503 after the storage
+// came back: the check was marked finished only after its answer was sent).
+func TestReadinessBackToBack(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	db, err := sqlite.Open(ctx, filepath.Join(dir, "stowage.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	yes := true
+	topo := &topology{}
+	store, _, err := buildStorage(ctx, config.Storage{Filesystem: &config.Filesystem{Path: filepath.Join(dir, "storage"), Fsync: &yes}}, "storage", topo, storageEnv{log: slog.New(slog.DiscardHandler), db: db})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rd := &readiness{db: db, store: store, topo: topo, log: slog.New(slog.DiscardHandler)}
+	for i := range 2000 {
+		if failed := rd.check(ctx); len(failed) != 0 {
+			t.Fatalf("probe %d: %v", i, failed)
+		}
+	}
+}
