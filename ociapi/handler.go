@@ -381,6 +381,7 @@ func (h *Handler) referrers(ctx context.Context, w http.ResponseWriter, r *http.
 	if at != "" {
 		w.Header().Set("OCI-Filters-Applied", "artifactType")
 	}
+	h.referrersMiss(ctx, r, rt.Name, rt.Digest, at)
 	open, _ := json.Marshal(stowage.MediaTypeOCIIndex)
 	l := newJSONList(w, stowage.MediaTypeOCIIndex, `{"schemaVersion":2,"mediaType":`+string(open)+`,"manifests":[`)
 	items := make([]any, 0, stowage.ListPageSize)

@@ -19,6 +19,10 @@ type Miss interface {
 	// FetchReferences fetches the blobs and child manifests a manifest
 	// being pushed references and repo lacks.
 	FetchReferences(ctx context.Context, repo, mediaType string, body []byte) error
+	// FetchReferrers fetches the referrers of repo's subject (of
+	// artifactType, unless "") that are elsewhere and not in repo, within
+	// a bounded time; the handler then lists repo's own.
+	FetchReferrers(ctx context.Context, repo string, subject stowage.Digest, artifactType string) error
 }
 
 // MissHeader marks a request that must not be served from elsewhere (one
@@ -81,4 +85,17 @@ func (h *Handler) putMiss(ctx context.Context, r *http.Request, repo string, ref
 		return stowage.PutManifestResult{}, err
 	}
 	return h.reg.PutManifest(ctx, repo, ref, ct, body, tags)
+}
+
+// referrersMiss brings the referrers of a subject that are elsewhere and
+// not here yet, before a referrers request lists them. A referrers answer
+// is never an error for want of them, so it runs on every request (not
+// from another region's), and what it cannot fetch is only logged.
+func (h *Handler) referrersMiss(ctx context.Context, r *http.Request, repo string, subject stowage.Digest, artifactType string) {
+	if h.miss == nil || r.Header.Get(MissHeader) != "" {
+		return
+	}
+	if err := h.miss.FetchReferrers(ctx, repo, subject, artifactType); err != nil {
+		h.log.Debug("read-through of referrers incomplete", "repo", repo, "subject", subject, "err", err)
+	}
 }

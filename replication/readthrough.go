@@ -2,9 +2,15 @@ package replication
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"net/http"
+	"net/url"
+	"sync"
+	"time"
 
 	"github.com/stowage/stowage"
 )
@@ -14,12 +20,23 @@ import (
 // pushed here whose layers went to another region. It verifies digests,
 // stores through the engine's normal push path (WithFetched: recorded with
 // the peer as origin, never shipped) and never fetches what this region
-// removed (a tombstone in its clocks). ociapi calls it on a miss.
+// removed (a tombstone in its clocks). ociapi calls it on a miss, and on
+// every referrers request (FetchReferrers).
 type ReadThrough struct {
 	Reg   *stowage.Registry
 	Peers []*Client
 	Log   *slog.Logger
+	// ReferrersWait bounds how long a referrers request waits for the
+	// peers (0: DefaultReferrersWait).
+	ReferrersWait time.Duration
+
+	warned sync.Map // peer name -> true: its refusal of referrers was logged
 }
+
+// DefaultReferrersWait is how long a referrers request waits, at most, for
+// the peers' lists and the referrers it fetches: a peer slower than that is
+// skipped and the region answers with what it holds.
+const DefaultReferrersWait = 3 * time.Second
 
 // removed reports whether repo's tag or manifest name has a tombstone here.
 func (rt *ReadThrough) removed(ctx context.Context, repo, name string) (bool, error) {
@@ -157,4 +174,126 @@ func (rt *ReadThrough) FetchReferences(ctx context.Context, repo, mediaType stri
 		}
 	}
 	return nil
+}
+
+// FetchReferrers brings here the referrers of repo's manifest subject
+// (of artifactType, unless "") that a peer lists and this region lacks: it
+// asks every peer at once for its list and fetches each missing referrer
+// manifest as FetchManifest does (digest verified, blobs with it, kept as a
+// read-through copy). A referrer or subject deleted here is not fetched
+// (tombstone), nor one of a repository deleted here after it was made. It
+// returns within the ReferrersWait: a peer that has not answered by then
+// is skipped. The caller then lists what the region holds, which is the
+// union, each referrer once. Errors are only reported: the caller's answer
+// is still the region's own list.
+func (rt *ReadThrough) FetchReferrers(ctx context.Context, repo string, subject stowage.Digest, artifactType string) error {
+	if gone, err := rt.removed(ctx, repo, ManifestName(subject)); err != nil || gone {
+		return errors.Join(err, fmt.Errorf("manifest %s@%s was deleted here", repo, subject))
+	}
+	wait := rt.ReferrersWait
+	if wait <= 0 {
+		wait = DefaultReferrersWait
+	}
+	ctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	// Each peer lists and fetches on its own, so a slow one does not use
+	// up the time of the others; a referrer two peers list is fetched once
+	// (from the other if the first fails).
+	var (
+		mu      sync.Mutex
+		claimed = map[stowage.Digest]bool{}
+		errs    []error
+		wg      sync.WaitGroup
+	)
+	report := func(err error) {
+		mu.Lock()
+		errs = append(errs, err)
+		mu.Unlock()
+	}
+	claim := func(d stowage.Digest, take bool) bool {
+		mu.Lock()
+		defer mu.Unlock()
+		if take && claimed[d] {
+			return false
+		}
+		claimed[d] = take
+		return true
+	}
+	for _, p := range rt.Peers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			list, err := p.Referrers(ctx, repo, subject, artifactType)
+			if err != nil {
+				rt.refused(p, repo, err)
+				report(err)
+				return
+			}
+			for _, d := range list {
+				if d.Digest.Validate() != nil || !claim(d.Digest, true) || rt.holds(ctx, repo, d.Digest) {
+					continue
+				}
+				if gone, err := rt.removed(ctx, repo, ManifestName(d.Digest)); err != nil || gone {
+					report(errors.Join(err, fmt.Errorf("referrer %s@%s was deleted here", repo, d.Digest)))
+					continue
+				}
+				if _, err := rt.fetchManifest(ctx, p, repo, stowage.Reference{Digest: d.Digest}, 0); err != nil {
+					report(err)
+					claim(d.Digest, false) // another peer may have it
+					continue
+				}
+				rt.Log.Info("read-through: fetched a referrer from a peer", "peer", p.Name, "repo", repo, "subject", subject, "digest", d.Digest)
+			}
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// refused logs, once per peer, that p refuses its referrers lists to this
+// region's credentials.
+func (rt *ReadThrough) refused(p *Client, repo string, err error) {
+	var pe *PeerError
+	if !errors.As(err, &pe) || pe.Status != http.StatusUnauthorized && pe.Status != http.StatusForbidden {
+		return
+	}
+	if _, done := rt.warned.LoadOrStore(p.Name, true); !done {
+		rt.Log.Warn("read-through: a peer refuses its referrers lists to this region (its user needs metadata/read); referrers made there show here only once replicated",
+			"peer", p.Name, "repo", repo, "err", err)
+	}
+}
+
+// holds reports whether repo has manifest d here (a read-locked one too).
+func (rt *ReadThrough) holds(ctx context.Context, repo string, d stowage.Digest) bool {
+	_, err := rt.Reg.ResolveManifest(ctx, repo, stowage.Reference{Digest: d})
+	code := stowage.ErrorCodeOf(err)
+	return err == nil || code != stowage.CodeManifestUnknown && code != stowage.CodeNameUnknown
+}
+
+// maxReferrersList bounds the size of a peer's referrers list (some 50,000
+// descriptors).
+const maxReferrersList = 16 << 20
+
+// Referrers returns the descriptors the peer lists as repo's referrers of
+// subject (of artifactType, unless "").
+func (c *Client) Referrers(ctx context.Context, repo string, subject stowage.Digest, artifactType string) ([]stowage.Descriptor, error) {
+	path := "/v2/" + repo + "/referrers/" + string(subject)
+	if artifactType != "" {
+		path += "?" + url.Values{"artifactType": {artifactType}}.Encode()
+	}
+	resp, err := c.do(ctx, http.MethodGet, path, http.Header{"Accept": {stowage.MediaTypeOCIIndex}}, nil, nil, 0)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, c.fail(resp)
+	}
+	defer resp.Body.Close()
+	var idx struct {
+		Manifests []stowage.Descriptor `json:"manifests"`
+	}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, maxReferrersList)).Decode(&idx); err != nil {
+		return nil, fmt.Errorf("peer %s: referrers of %s@%s: %w", c.Name, repo, subject, err)
+	}
+	return idx.Manifests, nil
 }
