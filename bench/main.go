@@ -31,6 +31,10 @@ type config struct {
 	scenarioTTL time.Duration
 	pid         int
 	diskDir     string // disk: where to measure the durable write limit
+	// manifests, manifests-cold: the many-manifests set and where it is kept
+	manifests, manifestRepos int
+	manifestsFile            string
+	jsonMerge                bool
 }
 
 // state carries data between scenarios (e.g. pull reads what push-mono
@@ -39,6 +43,8 @@ type state struct {
 	bigBlobs []blob // pushed monolithically to repo(prefix, "big"); data nil'ed after push
 	tagsDone bool   // tag-push finished, tags repo holds cfg.tags tags
 	hot      *image // pushed once, read by manifest-get and blob-head
+
+	manifests []manifestRef // pushed by manifests in this process
 }
 
 type bench struct {
@@ -68,6 +74,8 @@ var scenarios = []scenario{
 	{"tag-push", (*bench).tagPush},
 	{"tag-list", (*bench).tagList},
 	{"catalog", (*bench).catalog},
+	{"manifests", (*bench).manifestsWarm},
+	{"manifests-cold", (*bench).manifestsCold},
 	{"rss", (*bench).rss},
 }
 
@@ -97,6 +105,10 @@ func main() {
 	flag.DurationVar(&reqTimeout, "request-timeout", 2*time.Minute, "hard time limit per HTTP request")
 	flag.IntVar(&cfg.pid, "pid", 0, "registry PID; rss reports its peak RSS (VmHWM)")
 	flag.StringVar(&cfg.diskDir, "disk-dir", "", "disk: a directory on the registry's data file system, to measure its durable write limit (each blob written and fsynced as storage/fs writes one); unset: disk is skipped")
+	flag.IntVar(&cfg.manifests, "manifests", 2000, "manifests: distinct small images pushed, then read at random (warm); manifests-cold reads them after a restart")
+	flag.IntVar(&cfg.manifestRepos, "manifest-repos", 200, "manifests: repositories the images are spread over")
+	flag.StringVar(&cfg.manifestsFile, "manifests-file", "", "manifests writes the pushed set here; manifests-cold, run by a later process against the restarted server, reads it")
+	flag.BoolVar(&cfg.jsonMerge, "json-merge", false, "keep the metrics already in the --json file that this run does not measure")
 	flag.BoolVar(&quick, "quick", false, "smoke-run sizes: 16 MiB blobs, 1000 tags, 200 repos, 2s durations, 60 images")
 	flag.BoolVar(&compare, "compare", false, "compare mode: args are NAME=file.json,file.json ... (first = candidate, second = baseline)")
 	flag.BoolVar(&goals, "goals", false, "compare mode: also evaluate Stowage's goals (candidate vs baseline)")
@@ -124,13 +136,15 @@ func main() {
 		quickDefault(set, "tags", &cfg.tags, 1000)
 		quickDefault(set, "repos", &cfg.repos, 200)
 		quickDefault(set, "images", &cfg.images, 60)
+		quickDefault(set, "manifests", &cfg.manifests, 400)
+		quickDefault(set, "manifest-repos", &cfg.manifestRepos, 40)
 		if !set["duration"] {
 			cfg.duration = 2 * time.Second
 		}
 	}
 	cfg.blobSize, cfg.chunkSize = blobMiB<<20, chunkMiB<<20
 	if cfg.blobSize <= 0 || cfg.chunkSize <= 0 || cfg.iters <= 0 || cfg.images <= 0 ||
-		cfg.tags <= 0 || cfg.repos <= 0 || cfg.listings <= 0 || cfg.duration <= 0 {
+		cfg.tags <= 0 || cfg.repos <= 0 || cfg.manifests <= 0 || cfg.manifestRepos <= 0 || cfg.listings <= 0 || cfg.duration <= 0 {
 		fatalf("sizes, counts and durations must be positive")
 	}
 	selected, err := selectScenarios(only)
@@ -166,6 +180,11 @@ func main() {
 		}
 	}
 	b.res.printTable(os.Stderr)
+	if jsonOut != "" && cfg.jsonMerge {
+		if err := b.res.mergeJSON(jsonOut); err != nil {
+			fatalf("--json-merge: %v", err)
+		}
+	}
 	if jsonOut != "" {
 		if err := b.res.writeJSON(jsonOut); err != nil {
 			fatalf("writing %s: %v", jsonOut, err)

@@ -293,12 +293,25 @@ for ((r = 1; r <= ROUNDS; r++)); do
 		start_server "$kind" "$dir"
 		log "round $r/$ROUNDS: $kind"
 		"$WORK/bench" --url "$SERVER_URL" --pid "$SERVER_PID" --disk-dir "$dir" "${QUICK[@]}" "${ONLY[@]}" \
-			--json "$WORK/$kind-$r.json" 2>&1 | tee "$dir/bench.log" >&2
+			--manifests-file "$dir/manifests.json" --json "$WORK/$kind-$r.json" 2>&1 | tee "$dir/bench.log" >&2
 		if [ "${PIPESTATUS[0]}" -ne 0 ]; then
 			# Keep going: partial results still compare, and the failure is
 			# reported (with the server's log) at the end.
 			FAILED+=("$kind round $r")
 			show_server_log "$kind" "$dir/server.log" "$SERVER_PID"
+		fi
+		# Cold manifest reads: when scenario manifests pushed its set, restart
+		# the server on the same data dir and read each manifest once
+		# (manifests-cold). Cold = a fresh server process; the OS page cache
+		# stays warm (dropping it needs root). Its metrics join the round's JSON.
+		if [ -s "$dir/manifests.json" ]; then
+			stop_pid "$SERVER_PID"
+			log "round $r/$ROUNDS: $kind restarted for manifests-cold"
+			start_server "$kind" "$dir"
+			"$WORK/bench" --url "$SERVER_URL" --pid "$SERVER_PID" --only manifests-cold \
+				--manifests-file "$dir/manifests.json" --json "$WORK/$kind-$r.json" --json-merge 2>&1 |
+				tee -a "$dir/bench.log" >&2
+			[ "${PIPESTATUS[0]}" -eq 0 ] || { FAILED+=("$kind round $r (manifests-cold)"); show_server_log "$kind" "$dir/server.log" "$SERVER_PID"; }
 		fi
 		stop_pid "$SERVER_PID"
 		SERVER_PID=""

@@ -303,14 +303,35 @@ type reader struct {
 	reopen func(n int, off int64) (io.ReadCloser, error)
 }
 
+// newReader starts small: most objects opened are manifests and configs of
+// a few KiB, for which a readBuffer and a segment-sized plaintext buffer
+// (1.1 MiB to allocate and zero) were most of the cost of a manifest read
+// that misses the engine's cache. The buffer grows to readBuffer at the
+// first segment that is not the final one (see grow), and the plaintext
+// buffer is allocated for a full segment only then.
 func newReader(key string, rc io.ReadCloser, aead cipher.AEAD, hb []byte, idx uint32, skip int) *reader {
-	return &reader{key: key, src: bufio.NewReaderSize(rc, readBuffer), rc: rc, aead: aead, hb: hb, idx: idx, skip: skip,
-		plain: make([]byte, 0, SegmentSize)}
+	return &reader{key: key, src: bufio.NewReaderSize(rc, firstBuffer), rc: rc, aead: aead, hb: hb, idx: idx, skip: skip}
 }
 
 // readBuffer is how much of the stored object a reader asks for at once
-// (16 segments).
-const readBuffer = 16 * sealedFull
+// (16 segments); firstBuffer is the least that tells whether the first
+// segment is the final one (peek).
+const (
+	readBuffer  = 16 * sealedFull
+	firstBuffer = sealedFull + 1
+)
+
+// grow gives an object of more than one segment its readBuffer: the small
+// first buffer stays underneath until what it holds is read, then reads of
+// the object go straight into the large one.
+func (r *reader) grow() {
+	if r.src.Size() < readBuffer {
+		r.src = bufio.NewReaderSize(r.src, readBuffer)
+	}
+	if r.plain == nil {
+		r.plain = make([]byte, 0, SegmentSize)
+	}
+}
 
 // WriteTo writes the decrypted bytes in writes of up to 1 MiB (16
 // segments gathered in one buffer): a response then costs about as many
@@ -441,6 +462,14 @@ func (r *reader) nextOnce() error {
 		if err != nil {
 			return err
 		}
+		if !final {
+			r.grow()
+			if seg, _, err = r.peek(); err != nil { // the same bytes, now in the large buffer
+				return err
+			}
+		}
+		// A final segment without a plaintext buffer (a one-segment
+		// object) is opened into one of its own size.
 		if plain, err = r.open(r.plain[:0], seg, final); err != nil {
 			return err
 		}
