@@ -750,6 +750,10 @@ func TestGeoReplication(t *testing.T) {
 		}
 	})
 
+	t.Run("everything at once", func(t *testing.T) { testEverythingAtOnce(t, top, rs) })
+
+	t.Run("conflicts forced with a partition", func(t *testing.T) { testConflictProbes(t, rs) })
+
 	t.Run("lag", func(t *testing.T) {
 		var lags []time.Duration
 		for i := 0; i < 20; i++ {
