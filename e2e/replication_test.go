@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -117,11 +118,26 @@ func (g *geoRegion) start(t *testing.T) {
 	}
 	go func() { s.err = s.cmd.Wait(); close(s.done) }()
 	t.Cleanup(func() {
+		if t.Failed() && !s.exited() {
+			// Its goroutines (a region that stopped answering shows
+			// where it waits), in the whole log kept in a file.
+			_ = s.cmd.Process.Signal(syscall.SIGQUIT)
+			select {
+			case <-s.done:
+			case <-time.After(5 * time.Second):
+			}
+		}
 		if !s.exited() {
 			s.Stop()
 		}
 		if t.Failed() {
-			t.Logf("region %s (pid %d) output:\n%s", g.name, s.cmd.Process.Pid, tail(s.log.String(), 3000))
+			kept := "not kept"
+			if f, err := os.CreateTemp("", "stowage-geo-"+g.name+"-*.log"); err == nil {
+				f.WriteString(s.log.String())
+				f.Close()
+				kept = f.Name()
+			}
+			t.Logf("region %s (pid %d) output (all of it: %s):\n%s", g.name, s.cmd.Process.Pid, kept, tail(s.log.String(), 3000))
 		}
 	})
 	if err := s.waitReady(20 * time.Second); err != nil {
@@ -203,7 +219,9 @@ func geoMustDo(t testing.TB, method, base, url string, hdr map[string]string, bo
 
 // geoCLI runs the stowage CLI logged in as the admin.
 func geoCLI(t testing.TB, args ...string) (string, error) {
-	cmd := exec.Command(binPath, args...)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, binPath, args...)
 	cmd.Env = append(serverEnv(), "STOWAGE_USERNAME=admin", "STOWAGE_PASSWORD="+geoPassword)
 	out, err := cmd.CombinedOutput()
 	return string(out), err
@@ -251,6 +269,18 @@ func startRegions(t *testing.T) []*geoRegion {
 	}
 	for _, g := range rs {
 		var b strings.Builder
+		if len(g.env) > 0 {
+			// KNOWN BUG (reported; meta/postgres and its users): with
+			// the pool's default size (the larger of 4 and the CPUs),
+			// a region on PostgreSQL on a 2-CPU machine deadlocks after
+			// a few minutes: each replicator (one per peer), the webhook
+			// service and a running job (the purge-policy runner) hold a
+			// pooled connection for their session lock (TryLock) and
+			// then wait for a second one: with 4 held, every request
+			// waits for ever (the goroutine dump showed it). A pool
+			// larger than the held locks avoids it.
+			b.WriteString("database:\n  max_conns: 16\n")
+		}
 		fmt.Fprintf(&b, "replication:\n  region: %s\n  peers:\n", g.name)
 		for _, p := range rs {
 			if p != g {
