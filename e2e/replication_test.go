@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -92,11 +93,12 @@ func (p *proxy) setCut(cut bool) {
 
 // geoRegion is one region: a stowage serve with its own data directory and
 // SQLite database, on a fixed port (so it comes back there after a kill),
-// reached by its peers through its proxy.
+// reached by each peer through a proxy of its own (links: the one a peer
+// uses, by the peer's name), so that a region can be cut off both ways.
 type geoRegion struct {
 	name, dir, addr, cfg string
-	env                  []string // extra environment (north's database)
-	proxy                *proxy
+	env                  []string          // extra environment (north's database)
+	links                map[string]*proxy // peer name → the proxy that peer reaches this region through
 	srv                  *server
 }
 
@@ -106,9 +108,9 @@ func (g *geoRegion) start(t *testing.T) {
 	t.Helper()
 	s := &server{t: t, DataDir: g.dir, Addr: g.addr, URL: g.URL(), log: &syncBuffer{}, done: make(chan struct{})}
 	s.cmd = exec.Command(binPath, "serve", "--addr", g.addr, "--data-dir", g.dir, "--config", g.cfg, "--log-level", "info")
-	// Access control on: the admin's password, and each peer's (the same
-	// one here) in the variable its configuration names.
-	s.cmd.Env = append(serverEnv(), "STOWAGE_AUTH=on", "STOWAGE_ADMIN_PASSWORD="+geoPassword, "GEO_PEER_PASSWORD="+geoPassword)
+	// Access control on: the region's own first admin, and the password of
+	// the peers' replication user in the variable their configuration names.
+	s.cmd.Env = append(serverEnv(), "STOWAGE_AUTH=on", "STOWAGE_ADMIN_PASSWORD="+geoPassword, "GEO_PEER_PASSWORD="+geoReplPassword)
 	s.cmd.Env = append(s.cmd.Env, g.env...)
 	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
 	if err := s.cmd.Start(); err != nil {
@@ -116,11 +118,26 @@ func (g *geoRegion) start(t *testing.T) {
 	}
 	go func() { s.err = s.cmd.Wait(); close(s.done) }()
 	t.Cleanup(func() {
+		if t.Failed() && !s.exited() {
+			// Its goroutines (a region that stopped answering shows
+			// where it waits), in the whole log kept in a file.
+			_ = s.cmd.Process.Signal(syscall.SIGQUIT)
+			select {
+			case <-s.done:
+			case <-time.After(5 * time.Second):
+			}
+		}
 		if !s.exited() {
 			s.Stop()
 		}
 		if t.Failed() {
-			t.Logf("region %s (pid %d) output:\n%s", g.name, s.cmd.Process.Pid, tail(s.log.String(), 3000))
+			kept := "not kept"
+			if f, err := os.CreateTemp("", "stowage-geo-"+g.name+"-*.log"); err == nil {
+				f.WriteString(s.log.String())
+				f.Close()
+				kept = f.Name()
+			}
+			t.Logf("region %s (pid %d) output (all of it: %s):\n%s", g.name, s.cmd.Process.Pid, kept, tail(s.log.String(), 3000))
 		}
 	})
 	if err := s.waitReady(20 * time.Second); err != nil {
@@ -130,9 +147,20 @@ func (g *geoRegion) start(t *testing.T) {
 	g.srv = s
 }
 
-// geoPassword is every region's admin password: the test's requests and
-// the regions' requests to each other log in with it (Basic).
+// geoPassword is every region's admin password: the test's requests log in
+// with it (Basic).
 const geoPassword = "geo-admin-password-1"
+
+// The regions log in to each other as geoReplUser, a user with only
+// content/read, content/write and replication/apply on every repository
+// (scope map geoReplScopeMap; docs/replication.md, "The peers' identity").
+const (
+	geoReplUser     = "repl"
+	geoReplPassword = "geo-repl-password-1"
+	geoReplScopeMap = "replication"
+)
+
+var geoReplAuth = map[string]string{"Authorization": "Basic " + base64.StdEncoding.EncodeToString([]byte(geoReplUser+":"+geoReplPassword))}
 
 var geoAuth = "Basic " + base64.StdEncoding.EncodeToString([]byte("admin:"+geoPassword))
 
@@ -191,20 +219,35 @@ func geoMustDo(t testing.TB, method, base, url string, hdr map[string]string, bo
 
 // geoCLI runs the stowage CLI logged in as the admin.
 func geoCLI(t testing.TB, args ...string) (string, error) {
-	cmd := exec.Command(binPath, args...)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, binPath, args...)
 	cmd.Env = append(serverEnv(), "STOWAGE_USERNAME=admin", "STOWAGE_PASSWORD="+geoPassword)
 	out, err := cmd.CombinedOutput()
 	return string(out), err
 }
 
 // startRegions starts three regions in a full mesh, each peer reached
-// through its proxy.
+// through a proxy of its own. The peers log in to each other as the
+// least-privilege replication user, bootstrapped before the regions are
+// joined (the documented way without an admin between regions): each
+// region is started once without replication, gets the scope map and the
+// user (same password everywhere) through its API, and is stopped; then
+// it starts joined. The identities replicate like any (last writer wins),
+// and since each region has the user before any peer logs in as it, no
+// login ever fails (failed logins would trip the login limits).
 func startRegions(t *testing.T) []*geoRegion {
 	names := []string{"east", "west", "north"}
 	rs := make([]*geoRegion, len(names))
 	for i, n := range names {
-		rs[i] = &geoRegion{name: n, dir: filepath.Join(t.TempDir(), n), addr: fmt.Sprintf("127.0.0.1:%d", freePort(t))}
-		rs[i].proxy = newProxy(t, rs[i].addr)
+		rs[i] = &geoRegion{name: n, dir: filepath.Join(t.TempDir(), n), addr: fmt.Sprintf("127.0.0.1:%d", freePort(t)), links: map[string]*proxy{}}
+	}
+	for _, g := range rs {
+		for _, p := range rs {
+			if p != g {
+				g.links[p.name] = newProxy(t, g.addr)
+			}
+		}
 	}
 	// With a PostgreSQL server for the tests (scripts/postgres-test.sh),
 	// north keeps its metadata there: regions on either database.
@@ -212,12 +255,36 @@ func startRegions(t *testing.T) []*geoRegion {
 		rs[2].env = []string{"STOWAGE_DATABASE=" + pgSchema(t)}
 		t.Logf("north's metadata: PostgreSQL")
 	}
+	var wg sync.WaitGroup
+	for _, g := range rs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			bootstrapPeerIdentity(t, g)
+		}()
+	}
+	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
+	}
 	for _, g := range rs {
 		var b strings.Builder
+		if len(g.env) > 0 {
+			// KNOWN BUG (reported; meta/postgres and its users): with
+			// the pool's default size (the larger of 4 and the CPUs),
+			// a region on PostgreSQL on a 2-CPU machine deadlocks after
+			// a few minutes: each replicator (one per peer), the webhook
+			// service and a running job (the purge-policy runner) hold a
+			// pooled connection for their session lock (TryLock) and
+			// then wait for a second one: with 4 held, every request
+			// waits for ever (the goroutine dump showed it). A pool
+			// larger than the held locks avoids it.
+			b.WriteString("database:\n  max_conns: 16\n")
+		}
 		fmt.Fprintf(&b, "replication:\n  region: %s\n  peers:\n", g.name)
 		for _, p := range rs {
 			if p != g {
-				fmt.Fprintf(&b, "    - {name: %s, url: %s, username: admin, password_env: GEO_PEER_PASSWORD}\n", p.name, p.proxy.URL())
+				fmt.Fprintf(&b, "    - {name: %s, url: %s, username: %s, password_env: GEO_PEER_PASSWORD}\n", p.name, p.links[g.name].URL(), geoReplUser)
 			}
 		}
 		g.cfg = filepath.Join(t.TempDir(), g.name+".yaml")
@@ -227,6 +294,58 @@ func startRegions(t *testing.T) []*geoRegion {
 		g.start(t)
 	}
 	return rs
+}
+
+// bootstrapPeerIdentity starts g without replication, makes the peers'
+// scope map and user there, and stops it (called from a goroutine: it
+// reports with t.Error).
+func bootstrapPeerIdentity(t *testing.T, g *geoRegion) {
+	g.cfg = filepath.Join(t.TempDir(), g.name+"-bootstrap.yaml")
+	if err := os.WriteFile(g.cfg, []byte("auth: {enabled: true}\n"), 0o600); err != nil {
+		t.Error(err)
+		return
+	}
+	s := &server{t: t, DataDir: g.dir, Addr: g.addr, URL: g.URL(), log: &syncBuffer{}, done: make(chan struct{})}
+	s.cmd = exec.Command(binPath, "serve", "--addr", g.addr, "--data-dir", g.dir, "--config", g.cfg, "--log-level", "warn")
+	s.cmd.Env = append(append(serverEnv(), "STOWAGE_AUTH=on", "STOWAGE_ADMIN_PASSWORD="+geoPassword), g.env...)
+	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
+	if err := s.cmd.Start(); err != nil {
+		t.Error(err)
+		return
+	}
+	go func() { s.err = s.cmd.Wait(); close(s.done) }()
+	defer s.Stop()
+	if err := s.waitReady(20 * time.Second); err != nil {
+		t.Errorf("region %s (bootstrap): %v\n%s", g.name, err, tail(s.log.String(), 3000))
+		return
+	}
+	ctx := context.Background()
+	for _, c := range []struct {
+		method, path string
+		body         any
+		want         int
+	}{
+		{http.MethodPut, "/api/v1/auth/scope-maps/" + geoReplScopeMap, map[string]any{"description": "a geo-replication peer",
+			"rules": []map[string]any{{"repository": "*", "actions": []string{"content/read", "content/write", "replication/apply"}}}}, http.StatusCreated},
+		{http.MethodPost, "/api/v1/auth/users", map[string]any{"name": geoReplUser, "password": geoReplPassword, "scopeMap": geoReplScopeMap}, http.StatusCreated},
+	} {
+		r, err := geoDo(ctx, c.method, g.URL(), c.path, jsonHdr, jsonOf(c.body))
+		if err != nil || r.Status != c.want {
+			t.Errorf("region %s: bootstrap %s %s: %v %v, want %d", g.name, c.method, c.path, r, err, c.want)
+			return
+		}
+	}
+}
+
+// partition cuts g off from every other region, both ways (cut true), or
+// heals it.
+func partition(rs []*geoRegion, g *geoRegion, cut bool) {
+	for _, p := range rs {
+		if p != g {
+			p.links[g.name].setCut(cut) // g → p
+			g.links[p.name].setCut(cut) // p → g
+		}
+	}
 }
 
 // geoImage pushes a two-blob image (config, layer) to repo:tag in region
@@ -428,14 +547,26 @@ func TestGeoReplication(t *testing.T) {
 	})
 
 	t.Run("least-privilege peer identity", func(t *testing.T) {
-		// A peer's identity without admin: content/read, content/write and
-		// replication/apply on "*", made in east, replicated to west.
-		geoMustDo(t, http.MethodPut, east.URL(), "/api/v1/auth/scope-maps/geo-replication", jsonHdr,
-			jsonOf(map[string]any{"rules": []map[string]any{{"repository": "*", "actions": []string{"content/read", "content/write", "replication/apply"}}}}))
-		r := geoMustDo(t, http.MethodPost, east.URL(), "/api/v1/auth/users", jsonHdr, jsonOf(map[string]any{"name": "geo-repl", "password": "geo-repl-password-1", "scopeMap": "geo-replication"}))
-		expect(t, "create geo-repl in east", r, http.StatusCreated, "")
-		waitFor(t, west, "/api/v1/auth/users/geo-repl", "geo-replication")
-		repl := map[string]string{"Authorization": "Basic " + base64.StdEncoding.EncodeToString([]byte("geo-repl:geo-repl-password-1"))}
+		// The identity the regions log in to each other with (everything
+		// above and below replicated with it): no admin, content/read,
+		// content/write and replication/apply on "*", the same record in
+		// every region (made in each before they were joined, then
+		// replicated: the last made won everywhere).
+		var recs []string
+		for _, g := range rs {
+			r := geoMustDo(t, http.MethodGet, g.URL(), "/api/v1/auth/users/"+geoReplUser, nil, nil)
+			var u struct {
+				Admin    bool
+				ScopeMap string
+				Updated  string
+			}
+			if err := json.Unmarshal(r.Body, &u); err != nil || r.Status != http.StatusOK || u.Admin || u.ScopeMap != geoReplScopeMap {
+				t.Fatalf("%s: user %s: %s, want a non-admin with scope map %s", g.name, geoReplUser, r, geoReplScopeMap)
+			}
+			recs = append(recs, fmt.Sprintf("%+v", u))
+		}
+		t.Logf("the peers' user in east, west, north: %v", recs)
+		repl := geoReplAuth
 		// What a replicator does at a peer: HEAD a blob, upload it, apply a
 		// change (here a removal of a tag no region has: a tombstone).
 		b := []byte("least privilege")
@@ -626,7 +757,7 @@ func TestGeoReplication(t *testing.T) {
 	})
 
 	t.Run("partition and heal", func(t *testing.T) {
-		north.proxy.setCut(true)
+		partition(rs, north, true)
 		want := map[string]string{}
 		for i := 0; i < 5; i++ {
 			for _, g := range []*geoRegion{east, north} {
@@ -642,12 +773,16 @@ func TestGeoReplication(t *testing.T) {
 		if d := headLocal(north, "part", "east0"); d != "" {
 			t.Errorf("north holds part:east0 while partitioned")
 		}
-		north.proxy.setCut(false)
+		partition(rs, north, false)
 		got := converge(t, rs, []string{"part"}, 60*time.Second)
 		if fmt.Sprint(got) != fmt.Sprint(want) {
 			t.Errorf("after healing: %v, want %v", got, want)
 		}
 	})
+
+	t.Run("everything at once", func(t *testing.T) { testEverythingAtOnce(t, top, rs) })
+
+	t.Run("conflicts forced with a partition", func(t *testing.T) { testConflictProbes(t, rs) })
 
 	t.Run("lag", func(t *testing.T) {
 		var lags []time.Duration

@@ -16,7 +16,9 @@
 # 127.0.0.0/8 registries are insecure (plain HTTP) by default in dockerd.
 #
 # Env: STOWAGE_TEST_REGISTRY=distribution to run it against CNCF distribution,
-#      DOCKER_CLI=/path/to/docker to choose the client.
+#      DOCKER_CLI=/path/to/docker to choose the client,
+#      STOWAGE_E2E_GEO=1 to run it against a region of a replicating pair and
+#      check at the end that its peer holds the same (scripts/geo-lib.sh).
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 . "$(dirname "$0")/lib.sh"
@@ -25,7 +27,13 @@ lib_init
 command -v curl >/dev/null 2>&1 || die "curl is not installed (apt-get install curl)"
 
 make_tmpdir WORK stowage-e2e-docker
-start_stowage "$WORK/data"
+GEO_SERVE_ARGS=()
+if [ "${STOWAGE_E2E_GEO:-}" = 1 ]; then
+	. "$(dirname "$0")/geo-lib.sh"
+	geo_config "$WORK"
+fi
+start_stowage "$WORK/data" "${GEO_SERVE_ARGS[@]}"
+[ "${STOWAGE_E2E_GEO:-}" = 1 ] && geo_start_peer "$WORK"
 REG=$STOWAGE_ADDR
 
 # ---------------------------------------------------------------- dockerd
@@ -501,5 +509,6 @@ if ! kill -0 "$STOWAGE_PID" 2>/dev/null; then
 	check_fail "the registry process died during the test"
 fi
 
+[ "${STOWAGE_E2E_GEO:-}" = 1 ] && { geo_check_converged "$WORK" || true; }
 log "docker e2e: $LIB_PASSES passed, $LIB_FAILURES failed"
 [ "$LIB_FAILURES" -eq 0 ]

@@ -189,6 +189,7 @@ else
 	run_stage build stage_build
 fi
 run_stage conformance stage_script conformance.sh
+run_stage geo-conformance stage_script geo-conformance-test.sh
 run_stage deploy stage_script deploy-test.sh
 run_stage docker stage_script e2e-docker.sh
 run_stage skopeo stage_script e2e-skopeo.sh
