@@ -7,11 +7,18 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/stowage/stowage"
 )
 
-// Job locks are session-level advisory locks, each held by one connection
-// taken out of the pool for as long as the job runs: if the node dies, or
+// Job locks are session-level advisory locks, each held by a connection of
+// its own, opened for the lock and outside the pool (a lock is held for as
+// long as its job runs, and the feed readers — replication, webhooks —
+// run for the life of the process: holding pool connections, four of them
+// took a default pool of four, and every request then waited for a
+// connection for good). Each held lock is one more connection to count
+// against max_connections. If the node dies, or
 // its connection breaks, PostgreSQL frees the lock at once, and another node
 // takes over at its next attempt. Their key is a hash of the schema and the
 // lock's name, so registries in different schemas of one database do not
@@ -30,17 +37,22 @@ var _ stowage.Locker = (*DB)(nil)
 
 // TryLock implements stowage.Locker with an advisory lock.
 func (db *DB) TryLock(ctx context.Context, name string) (context.Context, func(), error) {
-	c, err := db.pool.Acquire(ctx)
+	c, err := pgx.ConnectConfig(ctx, db.pool.Config().ConnConfig.Copy())
 	if err != nil {
-		return nil, nil, fmt.Errorf("lock %q: %w", name, err)
+		return nil, nil, fmt.Errorf("lock %q: connecting to PostgreSQL at %s: %w", name, db.host, err)
+	}
+	closeConn := func() {
+		cctx, ccancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer ccancel()
+		c.Close(cctx)
 	}
 	var ok bool
 	if err := c.QueryRow(ctx, sqlTryJobLock, name).Scan(&ok); err != nil {
-		c.Release()
+		closeConn()
 		return nil, nil, fmt.Errorf("lock %q: %w", name, err)
 	}
 	if !ok {
-		c.Release()
+		closeConn()
 		return nil, nil, stowage.ErrLocked
 	}
 	held, cancel := context.WithCancelCause(ctx)
@@ -76,13 +88,10 @@ func (db *DB) TryLock(ctx context.Context, name string) (context.Context, func()
 			cancel(errors.New("lock released"))
 			uctx, ucancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer ucancel()
-			var unlocked bool
-			if err := c.QueryRow(uctx, sqlJobUnlock, name).Scan(&unlocked); err != nil || !unlocked {
-				// Closing the session frees every lock it holds.
-				c.Hijack().Close(uctx)
-				return
-			}
-			c.Release()
+			// Unlocked first (quick to see in pg_locks), then closed:
+			// closing the session frees every lock it holds anyway.
+			c.QueryRow(uctx, sqlJobUnlock, name).Scan(new(bool))
+			c.Close(uctx)
 		})
 	}
 	return held, release, nil

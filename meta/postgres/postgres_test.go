@@ -484,3 +484,35 @@ func TestLongUpdateOutlastsStreamOfWriters(t *testing.T) {
 	}
 	t.Logf("the long Update committed at attempt %d; %d short ones committed meanwhile", attempts, short.Load())
 }
+
+// TestJobLocksLeaveThePool: held job locks (the feed readers hold theirs
+// for the life of the process) take no connection from the pool; with
+// pool connections holding them, four readers took a pool of four and
+// every request waited for good (a region on PostgreSQL hung after
+// minutes in the geo-replication test).
+func TestJobLocksLeaveThePool(t *testing.T) {
+	pgtest.Server(t)
+	db, err := postgres.Open(ctx, pgtest.Schema(t, "stowage_test"), postgres.Options{MaxConns: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	for _, name := range []string{"feed:webhooks", "feed:replication-west", "feed:replication-north", "purge-policies"} {
+		_, release, err := db.TryLock(qctx, name)
+		if err != nil {
+			t.Fatalf("TryLock(%s): %v", name, err)
+		}
+		defer release()
+	}
+	if err := db.View(qctx, func(tx stowage.Tx) error {
+		_, err := tx.Settings().GetSetting("x")
+		if errors.Is(err, stowage.ErrNotFound) {
+			return nil
+		}
+		return err
+	}); err != nil {
+		t.Fatalf("a read with four job locks held and a pool of two: %v", err)
+	}
+}
