@@ -123,9 +123,11 @@ func (c Clocks) Change(ctx context.Context, tx stowage.Tx, e *stowage.Event) err
 			return ErrStale
 		}
 		if cur[0].HLC.IsZero() { // mark it a copy (see fetchedCopy)
-			return cs.PutClock(Clock{Repo: e.Repo, Name: names[0], Digest: e.Digest, HLC: HLC{Region: fetchedRegion}})
+			if err := cs.PutClock(Clock{Repo: e.Repo, Name: names[0], Digest: e.Digest, HLC: HLC{Region: fetchedRegion}}); err != nil {
+				return err
+			}
 		}
-		return nil
+		return applyLocks(tx, cs, e.Repo, names[0])
 	}
 	if !isApplied && e.Kind == stowage.EventDelete && e.Reason != stowage.ReasonUser && fetchedCopy(cur[0]) {
 		// Retention (or a purge) removing a read-through copy whose push
@@ -193,6 +195,22 @@ func (c Clocks) Change(ctx context.Context, tx stowage.Tx, e *stowage.Event) err
 		}
 		if err := cs.PutClock(Clock{Repo: e.Repo, Name: n, Digest: outcome[i], HLC: h}); err != nil {
 			return err
+		}
+	}
+	switch e.Kind {
+	case stowage.EventUntag, stowage.EventDelete:
+		// What goes loses its locks: older lock changes of it no longer
+		// count (locks.go).
+		if err := resetLocks(cs, e.Repo, names, h); err != nil {
+			return err
+		}
+	case stowage.EventPush, stowage.EventRestore:
+		// What comes (back) gets the locks its registers hold (a lock
+		// change that arrived before it, locks.go).
+		for _, n := range append([]string{""}, names...) {
+			if err := applyLocks(tx, cs, e.Repo, n); err != nil {
+				return err
+			}
 		}
 	}
 	return setDetail(e, "hlc", h.String())
