@@ -133,8 +133,11 @@ func resetLocks(cs ClockStore, repo string, names []string, h HLC) error {
 }
 
 // applyLocks sets the engine's locks of the target name (a tag, "@" +
-// digest, "" for the repository), which exists in tx, from its registers
-// later than its last removal; attributes without one stay as they are.
+// digest, "" for the repository), if it exists in tx, from its registers
+// later than its last removal. An attribute without one is unlocked if the
+// target was ever removed (a removal resets locks, also where a later
+// change kept the target), else it stays as it is (a lock older than
+// replication).
 func applyLocks(tx stowage.Tx, cs ClockStore, repo, name string) error {
 	floor, err := lockFloor(cs, repo, name)
 	if err != nil {
@@ -147,6 +150,9 @@ func applyLocks(tx stowage.Tx, cs ClockStore, repo, name string) error {
 			return err
 		}
 		if cl.HLC.IsZero() || !cl.HLC.After(floor) {
+			if !floor.IsZero() {
+				clear |= lb.bit
+			}
 			continue
 		}
 		if cl.Digest == lockedMark {
@@ -394,3 +400,42 @@ func (a *Applier) pendingLock(ctx context.Context, ch Change, ref stowage.Refere
 }
 
 const reasonPending = "its target is not here yet: recorded, and applied when it comes"
+
+// relock applies the removal of names (tags, "@" + digest) at h to their
+// locks, whether the removal itself was applied here or not (a later push
+// kept the target here; the region that removed it had it come back
+// without those locks), and sets the locks of those that exist here (all
+// of repo's when everything: a repository delete) from their registers.
+func (a *Applier) relock(ctx context.Context, repo string, names []string, h HLC, everything bool) error {
+	return a.Reg.DB().Update(ctx, func(tx stowage.Tx) error {
+		ct, ok := tx.(ClockTx)
+		if !ok {
+			return nil
+		}
+		cs := ct.ReplicationClocks()
+		if err := resetLocks(cs, repo, names, h); err != nil {
+			return err
+		}
+		if everything {
+			names = []string{""}
+			ms, err := tx.Manifests().ListManifests(repo)
+			if err != nil {
+				return ignoreNotFound(err)
+			}
+			for _, m := range ms {
+				names = append(names, ManifestName(m.Digest))
+				ts, err := tx.Tags().TagsOf(repo, m.Digest)
+				if err != nil {
+					return err
+				}
+				names = append(names, ts...)
+			}
+		}
+		for _, n := range names {
+			if err := applyLocks(tx, cs, repo, n); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
