@@ -147,8 +147,24 @@ func (a *Applier) push(ctx context.Context, ch Change) (Result, error) {
 		return res, err // by digest only: the manifest's outcome is the push's
 	}
 	if !res.Applied && res.Reason == reasonStale {
-		// The manifest was deleted here later: its tags go with it.
-		return res, nil
+		// The manifest was deleted here later: the tags this push moved
+		// onto it (those older here than the push) go, at the delete's
+		// clock, as they went where it was deleted after this push.
+		del, err := manifestClock(ctx, a.Reg, ch.Repo, ch.Digest)
+		if err != nil || !del.Removed() || del.HLC.IsZero() {
+			return res, err
+		}
+		tags, err := a.tagsBefore(ctx, ch.Repo, ch.Tags, ch.HLC)
+		if err != nil {
+			return res, err
+		}
+		dch := ch
+		dch.HLC = del.HLC
+		r, err := a.untagOlder(WithApplied(ctx, del.HLC.Region, del.HLC), dch, tags)
+		if r.Applied {
+			res = r
+		}
+		return res, err
 	}
 	res = Result{}
 	for _, t := range ch.Tags {
@@ -359,4 +375,65 @@ func (a *Applier) untagOlder(ctx context.Context, ch Change, tags []string) (Res
 		}
 	}
 	return res, nil
+}
+
+// manifestClock returns the clock of manifest d of repo (the zero reading
+// when there is none).
+func manifestClock(ctx context.Context, reg *stowage.Registry, repo string, d stowage.Digest) (Clock, error) {
+	var c Clock
+	err := reg.DB().View(ctx, func(tx stowage.Tx) error {
+		ct, ok := tx.(ClockTx)
+		if !ok {
+			return nil
+		}
+		var err error
+		c, err = getClock(ct.ReplicationClocks(), repo, ManifestName(d))
+		return err
+	})
+	return c, err
+}
+
+// tagsBefore returns those of tags whose clocks here are older than h.
+func (a *Applier) tagsBefore(ctx context.Context, repo string, tags []string, h HLC) ([]string, error) {
+	var out []string
+	err := a.Reg.DB().View(ctx, func(tx stowage.Tx) error {
+		ct, ok := tx.(ClockTx)
+		if !ok {
+			return nil
+		}
+		for _, t := range tags {
+			c, err := getClock(ct.ReplicationClocks(), repo, t)
+			if err != nil {
+				return err
+			}
+			if c.HLC.Compare(h) < 0 {
+				out = append(out, t)
+			}
+		}
+		return nil
+	})
+	return out, err
+}
+
+// RemovedBy returns those of repo's tags that the delete of a manifest at
+// h removed here (their clocks: that removal).
+func RemovedBy(ctx context.Context, reg *stowage.Registry, repo string, tags []string, h HLC) ([]string, error) {
+	var out []string
+	err := reg.DB().View(ctx, func(tx stowage.Tx) error {
+		ct, ok := tx.(ClockTx)
+		if !ok {
+			return nil
+		}
+		for _, t := range tags {
+			c, err := getClock(ct.ReplicationClocks(), repo, t)
+			if err != nil {
+				return err
+			}
+			if c.Removed() && c.HLC == h {
+				out = append(out, t)
+			}
+		}
+		return nil
+	})
+	return out, err
 }

@@ -214,6 +214,7 @@ func (m *model) collect(i int) {
 	chs := rg.rawChanges(m.t, m.seq[i])
 	m.seq[i] = rg.newest(m.t)
 	for _, ch := range chs {
+		m.logf("  %s made: %s %s %v@%.19s %s", rg.name, ch.Kind, ch.Repo, ch.Tags, ch.Digest, ch.HLC)
 		m.out[i] = append(m.out[i], ch)
 		switch ch.Kind {
 		case stowage.EventLock:
@@ -285,13 +286,30 @@ func (m *model) ship(from, to int, ch replication.Change) {
 	if ch.Kind == stowage.EventPush {
 		_, body, err := src.reg.GetManifest(ctx, ch.Repo, stowage.Reference{Digest: ch.Digest})
 		if c := stowage.ErrorCodeOf(err); c == stowage.CodeManifestUnknown || c == stowage.CodeNameUnknown {
-			m.logf("ship %s->%s: push %s@%s: gone, not shipped", src.name, dst.name, ch.Repo, ch.Digest)
-			return
+			// As Replicator.ship: its tags' removal, at the delete's clock.
+			var del replication.Clock
+			src.db.View(ctx, func(tx stowage.Tx) error {
+				del, _ = tx.(replication.ClockTx).ReplicationClocks().GetClock(ch.Repo, replication.ManifestName(ch.Digest))
+				return nil
+			})
+			if del.Removed() && !del.HLC.IsZero() {
+				ch.Tags, err = replication.RemovedBy(ctx, src.reg, ch.Repo, ch.Tags, del.HLC)
+				if err != nil {
+					m.t.Fatal(err)
+				}
+			}
+			if len(ch.Tags) == 0 || !del.Removed() || del.HLC.IsZero() {
+				m.logf("ship %s->%s: push %s@%s: gone, not shipped", src.name, dst.name, ch.Repo, ch.Digest)
+				return
+			}
+			ch.Kind, ch.HLC = stowage.EventDelete, del.HLC
 		} else if err != nil {
 			m.t.Fatal(err)
 		}
-		ch.Manifest = body
-		copyBlobs(m.t, src, dst, ch.Repo, body)
+		if body != nil {
+			ch.Manifest = body
+			copyBlobs(m.t, src, dst, ch.Repo, body)
+		}
 	}
 	res, err := dst.app.Apply(ctx, ch)
 	if err != nil {

@@ -82,8 +82,21 @@ func (r *Replicator) ship(ctx context.Context, ch Change) error {
 		// A restore ships what a push does: a peer whose recycle bin
 		// lacks the image stores it as pushed (Applier.restore).
 		body, mt, err := r.shipContent(ctx, ch.Repo, ch.Digest, ch.HLC, map[stowage.Digest]bool{})
-		if err != nil || body == nil {
+		if err != nil {
 			return err
+		}
+		if body == nil {
+			// Deleted here since (by a change from a peer, whose region
+			// ships it without these tags): the tags of this push it took
+			// here go everywhere, as a delete at its clock.
+			del, err := manifestClock(ctx, r.Reg, ch.Repo, ch.Digest)
+			if err != nil || ch.Kind != stowage.EventPush || !del.Removed() || del.HLC.IsZero() {
+				return err
+			}
+			if ch.Tags, err = RemovedBy(ctx, r.Reg, ch.Repo, ch.Tags, del.HLC); err != nil || len(ch.Tags) == 0 {
+				return err
+			}
+			ch.Kind, ch.HLC = stowage.EventDelete, del.HLC
 		}
 		ch.Manifest, ch.MediaType = body, mt
 	}
