@@ -48,14 +48,18 @@ func TestConvergenceModel(t *testing.T) {
 		}
 		seeds = append(seeds, n)
 	} else {
-		n := 12
+		n := 8
 		if testing.Short() {
-			n = 4
+			n = 3
 		}
 		for i := 0; i < n; i++ {
 			seeds = append(seeds, uint64(i+1))
 		}
 	}
+	convergenceModel(t, seeds, ops)
+}
+
+func convergenceModel(t *testing.T, seeds []uint64, ops int) {
 	for _, seed := range seeds {
 		t.Run(fmt.Sprint("seed", seed), func(t *testing.T) {
 			m := newModel(t, seed, len(seeds) == 1)
