@@ -112,7 +112,7 @@ func (a *Applier) apply(ctx context.Context, ch Change) (Result, error) {
 	case stowage.EventRepositoryDelete:
 		return a.deleteRepository(ctx, ch)
 	case stowage.EventDelete:
-		_, err := a.Reg.DeleteImage(ctx, ch.Repo, stowage.Reference{Digest: ch.Digest}, false)
+		_, err := a.Reg.DeleteImage(withTook(ctx, ch.Tags), ch.Repo, stowage.Reference{Digest: ch.Digest}, false)
 		var res Result
 		if stowage.ErrorCodeOf(err) == stowage.CodeManifestUnknown || stowage.ErrorCodeOf(err) == stowage.CodeNameUnknown {
 			res, err = a.tombstone(ctx, ch, []string{ManifestName(ch.Digest)})
@@ -140,6 +140,12 @@ func (a *Applier) push(ctx context.Context, ch Change) (Result, error) {
 	if err := ch.Digest.Validate(); err != nil {
 		return Result{}, stowage.Errorf(stowage.CodeDigestInvalid, "change digest: %v", err)
 	}
+	if ch.Manifest == nil {
+		// Deleted where it was pushed before it was shipped (by a delete
+		// from another region, which did not take these tags there): the
+		// tags it moved go (Replicator.ship).
+		return a.untagOlder(ctx, ch, ch.Tags)
+	}
 	// The manifest first, by digest; then each tag on its own, since each
 	// has its own clock (one may be older than what is here, another not).
 	res, err := outcome(put(ctx, a.Reg, ch, stowage.Reference{Digest: ch.Digest}))
@@ -148,19 +154,9 @@ func (a *Applier) push(ctx context.Context, ch Change) (Result, error) {
 	}
 	if !res.Applied && res.Reason == reasonStale {
 		// The manifest was deleted here later: the tags this push moved
-		// onto it (those older here than the push) go, at the delete's
-		// clock, as they went where it was deleted after this push.
-		del, err := manifestClock(ctx, a.Reg, ch.Repo, ch.Digest)
-		if err != nil || !del.Removed() || del.HLC.IsZero() {
-			return res, err
-		}
-		tags, err := a.tagsBefore(ctx, ch.Repo, ch.Tags, ch.HLC)
-		if err != nil {
-			return res, err
-		}
-		dch := ch
-		dch.HLC = del.HLC
-		r, err := a.untagOlder(WithApplied(ctx, del.HLC.Region, del.HLC), dch, tags)
+		// onto it (older here than the push) go, as they went where it
+		// was pushed when the delete arrived there.
+		r, err := a.untagOlder(ctx, ch, ch.Tags)
 		if r.Applied {
 			res = r
 		}
@@ -393,47 +389,3 @@ func manifestClock(ctx context.Context, reg *stowage.Registry, repo string, d st
 	return c, err
 }
 
-// tagsBefore returns those of tags whose clocks here are older than h.
-func (a *Applier) tagsBefore(ctx context.Context, repo string, tags []string, h HLC) ([]string, error) {
-	var out []string
-	err := a.Reg.DB().View(ctx, func(tx stowage.Tx) error {
-		ct, ok := tx.(ClockTx)
-		if !ok {
-			return nil
-		}
-		for _, t := range tags {
-			c, err := getClock(ct.ReplicationClocks(), repo, t)
-			if err != nil {
-				return err
-			}
-			if c.HLC.Compare(h) < 0 {
-				out = append(out, t)
-			}
-		}
-		return nil
-	})
-	return out, err
-}
-
-// RemovedBy returns those of repo's tags that the delete of a manifest at
-// h removed here (their clocks: that removal).
-func RemovedBy(ctx context.Context, reg *stowage.Registry, repo string, tags []string, h HLC) ([]string, error) {
-	var out []string
-	err := reg.DB().View(ctx, func(tx stowage.Tx) error {
-		ct, ok := tx.(ClockTx)
-		if !ok {
-			return nil
-		}
-		for _, t := range tags {
-			c, err := getClock(ct.ReplicationClocks(), repo, t)
-			if err != nil {
-				return err
-			}
-			if c.Removed() && c.HLC == h {
-				out = append(out, t)
-			}
-		}
-		return nil
-	})
-	return out, err
-}

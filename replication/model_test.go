@@ -290,23 +290,17 @@ func (m *model) ship(from, to int, ch replication.Change) {
 	if ch.Kind == stowage.EventPush {
 		_, body, err := src.reg.GetManifest(ctx, ch.Repo, stowage.Reference{Digest: ch.Digest})
 		if c := stowage.ErrorCodeOf(err); c == stowage.CodeManifestUnknown || c == stowage.CodeNameUnknown {
-			// As Replicator.ship: its tags' removal, at the delete's clock.
+			// As Replicator.ship: without the manifest, its tags go.
 			var del replication.Clock
 			src.db.View(ctx, func(tx stowage.Tx) error {
 				del, _ = tx.(replication.ClockTx).ReplicationClocks().GetClock(ch.Repo, replication.ManifestName(ch.Digest))
 				return nil
 			})
-			if del.Removed() && !del.HLC.IsZero() {
-				ch.Tags, err = replication.RemovedBy(ctx, src.reg, ch.Repo, ch.Tags, del.HLC)
-				if err != nil {
-					m.t.Fatal(err)
-				}
-			}
 			if len(ch.Tags) == 0 || !del.Removed() || del.HLC.IsZero() {
 				m.logf("ship %s->%s: push %s@%s: gone, not shipped", src.name, dst.name, ch.Repo, ch.Digest)
 				return
 			}
-			ch.Kind, ch.HLC = stowage.EventDelete, del.HLC
+			body = nil
 		} else if err != nil {
 			m.t.Fatal(err)
 		}

@@ -86,17 +86,13 @@ func (r *Replicator) ship(ctx context.Context, ch Change) error {
 			return err
 		}
 		if body == nil {
-			// Deleted here since (by a change from a peer, whose region
-			// ships it without these tags): the tags of this push it took
-			// here go everywhere, as a delete at its clock.
+			// Deleted here since (by a delete from a peer, which did not
+			// take this push's tags where it was made): shipped without
+			// the manifest, its tags go everywhere (Applier.push).
 			del, err := manifestClock(ctx, r.Reg, ch.Repo, ch.Digest)
-			if err != nil || ch.Kind != stowage.EventPush || !del.Removed() || del.HLC.IsZero() {
+			if err != nil || ch.Kind != stowage.EventPush || len(ch.Tags) == 0 || !del.Removed() || del.HLC.IsZero() {
 				return err
 			}
-			if ch.Tags, err = RemovedBy(ctx, r.Reg, ch.Repo, ch.Tags, del.HLC); err != nil || len(ch.Tags) == 0 {
-				return err
-			}
-			ch.Kind, ch.HLC = stowage.EventDelete, del.HLC
 		}
 		ch.Manifest, ch.MediaType = body, mt
 	}
