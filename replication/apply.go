@@ -388,4 +388,3 @@ func manifestClock(ctx context.Context, reg *stowage.Registry, repo string, d st
 	})
 	return c, err
 }
-
