@@ -39,6 +39,7 @@ func TestPostgres(t *testing.T) {
 		{"RetentionOfReadThroughCopy", TestRetentionOfReadThroughCopy},
 		{"LockOfMissingTargetDoesNotStall", TestLockOfMissingTargetDoesNotStall},
 		{"IdentityReplication", TestIdentityReplication},
+		{"DeleteAndConcurrentTagMove", TestDeleteAndConcurrentTagMove},
 		{"ConvergenceModel", func(t *testing.T) { convergenceModel(t, []uint64{1, 2}, 60) }},
 	} {
 		t.Run(c.name, c.test)
