@@ -204,6 +204,17 @@ func (c Clocks) Change(ctx context.Context, tx stowage.Tx, e *stowage.Event) err
 				last = cl.HLC
 			}
 		}
+		if e.Kind == stowage.EventRepositoryDelete {
+			// Later than everything it removes, whatever this region's
+			// clock says (else a peer keeps what is "later" than it).
+			latest, err := cs.LatestLive(e.Repo)
+			if err != nil && !errors.Is(err, stowage.ErrNotFound) {
+				return err
+			}
+			if err == nil && latest.HLC.After(last) {
+				last = latest.HLC
+			}
+		}
 		now := e.Time
 		if now.IsZero() {
 			now = time.Now()

@@ -65,3 +65,25 @@ func deleteImage(t *testing.T, rg *region, repo string, d stowage.Digest) {
 		t.Fatal(err)
 	}
 }
+
+// TestRepositoryDeleteAfterWhatItRemoves: west's clock is a minute behind;
+// it deletes a repository holding a push from north. The delete is later
+// than what it removed (west had seen it), so east, receiving both, removes
+// the push too.
+func TestRepositoryDeleteAfterWhatItRemoves(t *testing.T) {
+	east, west, north := newRegion(t, "east", 0), newRegion(t, "west", -time.Minute), newRegion(t, "north", 0)
+	north.image(t, "app", "v1", "north")
+	push := north.changes(t, 0)
+	west.apply(t, north, push)
+	w0 := west.newest(t)
+	if _, err := west.reg.DeleteRepository(ctx, "app", false); err != nil {
+		t.Fatal(err)
+	}
+	east.apply(t, north, push)
+	east.apply(t, west, west.changes(t, w0))
+	for _, rg := range []*region{east, west} {
+		if got := rg.tag(t, "app", "v1"); got != "" {
+			t.Errorf("%s: app:v1 = %s after the repository delete made after it, want gone", rg.name, got)
+		}
+	}
+}

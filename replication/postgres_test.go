@@ -40,6 +40,7 @@ func TestPostgres(t *testing.T) {
 		{"LockOfMissingTargetDoesNotStall", TestLockOfMissingTargetDoesNotStall},
 		{"IdentityReplication", TestIdentityReplication},
 		{"DeleteAndConcurrentTagMove", TestDeleteAndConcurrentTagMove},
+		{"RepositoryDeleteAfterWhatItRemoves", TestRepositoryDeleteAfterWhatItRemoves},
 		{"ConvergenceModel", func(t *testing.T) { convergenceModel(t, []uint64{1, 2}, 60) }},
 	} {
 		t.Run(c.name, c.test)
