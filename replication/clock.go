@@ -140,7 +140,7 @@ func (c Clocks) Change(ctx context.Context, tx stowage.Tx, e *stowage.Event) err
 				return err
 			}
 		}
-		return applyLocks(tx, cs, e.Repo, names[0])
+		return applyLocks(tx, cs, e.Repo, names[0], false)
 	}
 	if !isApplied && e.Kind == stowage.EventDelete && e.Reason != stowage.ReasonUser && fetchedCopy(cur[0]) {
 		// Retention (or a purge) removing a read-through copy whose push
@@ -247,7 +247,7 @@ func (c Clocks) Change(ctx context.Context, tx stowage.Tx, e *stowage.Event) err
 		// What comes (back) gets the locks its registers hold (a lock
 		// change that arrived before it, locks.go).
 		for _, n := range append([]string{""}, names...) {
-			if err := applyLocks(tx, cs, e.Repo, n); err != nil {
+			if err := applyLocks(tx, cs, e.Repo, n, e.Kind == stowage.EventRestore); err != nil {
 				return err
 			}
 		}

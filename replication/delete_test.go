@@ -87,3 +87,26 @@ func TestRepositoryDeleteAfterWhatItRemoves(t *testing.T) {
 		}
 	}
 }
+
+// TestRestoreKeepsItsLocks: a write-locked tag whose image is
+// deleted into the recycle bin and restored, comes back locked (the bin
+// keeps its locks), though the delete reset its lock registers.
+func TestRestoreKeepsItsLocks(t *testing.T) {
+	east := newRegion(t, "east", 0)
+	bin := withBin(t, east, true)
+	d, _ := east.image(t, "app", "v1", "x")
+	if _, err := east.reg.SetLocks(ctx, "app", stowage.Reference{Tag: "v1"}, stowage.LockWrite, 0); err != nil {
+		t.Fatal(err)
+	}
+	deleteImage(t, east, "app", d)
+	es, err := bin.List(ctx, "app")
+	if err != nil || len(es) != 1 {
+		t.Fatalf("bin: %v, %v", es, err)
+	}
+	if _, err := bin.Restore(ctx, es[0].ID); err != nil {
+		t.Fatal(err)
+	}
+	if l, err := east.reg.Locks(ctx, "app", stowage.Reference{Tag: "v1"}); err != nil || l != stowage.LockWrite {
+		t.Errorf("app:v1 after the restore: locks %v, %v; want write-locked, as before the delete", l, err)
+	}
+}

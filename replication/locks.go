@@ -137,8 +137,9 @@ func resetLocks(cs ClockStore, repo string, names []string, h HLC) error {
 // later than its last removal. An attribute without one is unlocked if the
 // target was ever removed (a removal resets locks, also where a later
 // change kept the target), else it stays as it is (a lock older than
-// replication).
-func applyLocks(tx stowage.Tx, cs ClockStore, repo, name string) error {
+// replication); with keep, it always stays (a restore from the recycle bin
+// brings back the locks the target had).
+func applyLocks(tx stowage.Tx, cs ClockStore, repo, name string, keep bool) error {
 	floor, err := lockFloor(cs, repo, name)
 	if err != nil {
 		return err
@@ -150,7 +151,7 @@ func applyLocks(tx stowage.Tx, cs ClockStore, repo, name string) error {
 			return err
 		}
 		if cl.HLC.IsZero() || !cl.HLC.After(floor) {
-			if !floor.IsZero() {
+			if !floor.IsZero() && !keep {
 				clear |= lb.bit
 			}
 			continue
@@ -432,7 +433,7 @@ func (a *Applier) relock(ctx context.Context, repo string, names []string, h HLC
 			}
 		}
 		for _, n := range names {
-			if err := applyLocks(tx, cs, repo, n); err != nil {
+			if err := applyLocks(tx, cs, repo, n, false); err != nil {
 				return err
 			}
 		}
