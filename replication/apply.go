@@ -74,6 +74,23 @@ func (a *Applier) Apply(ctx context.Context, ch Change) (Result, error) {
 		return Result{}, err
 	}
 	ctx = stowage.WithReason(WithApplied(ctx, ch.Origin, ch.HLC), stowage.ReasonReplication)
+	res, err := a.apply(ctx, ch)
+	if err != nil {
+		return res, err
+	}
+	// A removal resets the locks of what it removed, applied or not.
+	switch ch.Kind {
+	case stowage.EventUntag:
+		err = a.relock(ctx, ch.Repo, ch.Tags, ch.HLC, false)
+	case stowage.EventDelete:
+		err = a.relock(ctx, ch.Repo, append([]string{ManifestName(ch.Digest)}, ch.Tags...), ch.HLC, false)
+	case stowage.EventRepositoryDelete:
+		err = a.relock(ctx, ch.Repo, nil, ch.HLC, true)
+	}
+	return res, err
+}
+
+func (a *Applier) apply(ctx context.Context, ch Change) (Result, error) {
 	switch ch.Kind {
 	case stowage.EventPush:
 		return a.push(ctx, ch)
@@ -95,11 +112,26 @@ func (a *Applier) Apply(ctx context.Context, ch Change) (Result, error) {
 	case stowage.EventRepositoryDelete:
 		return a.deleteRepository(ctx, ch)
 	case stowage.EventDelete:
-		_, err := a.Reg.DeleteImage(ctx, ch.Repo, stowage.Reference{Digest: ch.Digest}, false)
+		_, err := a.Reg.DeleteImage(withTook(ctx, ch.Tags), ch.Repo, stowage.Reference{Digest: ch.Digest}, false)
+		var res Result
 		if stowage.ErrorCodeOf(err) == stowage.CodeManifestUnknown || stowage.ErrorCodeOf(err) == stowage.CodeNameUnknown {
-			return a.tombstone(ctx, ch, append([]string{ManifestName(ch.Digest)}, ch.Tags...))
+			res, err = a.tombstone(ctx, ch, []string{ManifestName(ch.Digest)})
+		} else {
+			res, err = outcome(err)
 		}
-		return outcome(err)
+		if err != nil {
+			return res, err
+		}
+		// The tags the delete took are each their own: those not changed
+		// here since go, wherever they point here (the manifest pushed
+		// again here later, or not here; a tag moved here before, that
+		// the region which deleted had not heard of), as in that region;
+		// those not here are remembered removed.
+		r, err := a.untagOlder(ctx, ch, ch.Tags)
+		if r.Applied && !res.Applied {
+			res = r
+		}
+		return res, err
 	}
 	return Result{}, stowage.Errorf(stowage.CodeUnsupported, "change kind %q is not replicated", ch.Kind)
 }
@@ -108,6 +140,12 @@ func (a *Applier) push(ctx context.Context, ch Change) (Result, error) {
 	if err := ch.Digest.Validate(); err != nil {
 		return Result{}, stowage.Errorf(stowage.CodeDigestInvalid, "change digest: %v", err)
 	}
+	if ch.Manifest == nil {
+		// Deleted where it was pushed before it was shipped (by a delete
+		// from another region, which did not take these tags there): the
+		// tags it moved go (Replicator.ship).
+		return a.untagOlder(ctx, ch, ch.Tags)
+	}
 	// The manifest first, by digest; then each tag on its own, since each
 	// has its own clock (one may be older than what is here, another not).
 	res, err := outcome(put(ctx, a.Reg, ch, stowage.Reference{Digest: ch.Digest}))
@@ -115,8 +153,14 @@ func (a *Applier) push(ctx context.Context, ch Change) (Result, error) {
 		return res, err // by digest only: the manifest's outcome is the push's
 	}
 	if !res.Applied && res.Reason == reasonStale {
-		// The manifest was deleted here later: its tags go with it.
-		return res, nil
+		// The manifest was deleted here later: the tags this push moved
+		// onto it (older here than the push) go, as they went where it
+		// was pushed when the delete arrived there.
+		r, err := a.untagOlder(ctx, ch, ch.Tags)
+		if r.Applied {
+			res = r
+		}
+		return res, err
 	}
 	res = Result{}
 	for _, t := range ch.Tags {
@@ -224,6 +268,32 @@ func (a *Applier) deleteRepository(ctx context.Context, ch Change) (Result, erro
 	if err != nil {
 		return Result{}, err
 	}
+	if left {
+		// What stays is later than the delete; a tag of it that is not
+		// (pushed before the delete, onto a manifest pushed again later)
+		// goes, as in the region that deleted.
+		var tags []string
+		err := a.Reg.DB().View(ctx, func(tx stowage.Tx) error {
+			ms, err := tx.Manifests().ListManifests(ch.Repo)
+			if err != nil {
+				return err
+			}
+			for _, m := range ms {
+				ts, err := tx.Tags().TagsOf(ch.Repo, m.Digest)
+				if err != nil {
+					return err
+				}
+				tags = append(tags, ts...)
+			}
+			return nil
+		})
+		if err != nil {
+			return Result{}, err
+		}
+		if _, err := a.untagOlder(ctx, ch, tags); err != nil {
+			return Result{}, err
+		}
+	}
 	for _, d := range older {
 		_, err := a.Reg.DeleteImage(ctx, ch.Repo, stowage.Reference{Digest: d}, false)
 		switch c := stowage.ErrorCodeOf(err); {
@@ -276,4 +346,45 @@ func (a *Applier) restore(ctx context.Context, ch Change) (Result, error) {
 		return Result{Reason: "the restored manifest is no longer in the region that restored it"}, nil
 	}
 	return a.push(ctx, ch)
+}
+
+// untagOlder applies the removal of tags by ch (a delete whose manifest, or
+// a repository delete whose later push, stays here): each tag whose clock
+// here is older than ch goes (or, not here, is remembered removed); the
+// rest stay.
+func (a *Applier) untagOlder(ctx context.Context, ch Change, tags []string) (Result, error) {
+	res := Result{Reason: reasonStale}
+	for _, t := range tags {
+		_, err := a.Reg.Untag(ctx, ch.Repo, t, false)
+		if c := stowage.ErrorCodeOf(err); c == stowage.CodeManifestUnknown || c == stowage.CodeNameUnknown {
+			if r, err := a.tombstone(ctx, ch, []string{t}); err != nil {
+				return r, err
+			}
+			continue
+		}
+		r, err := outcome(err)
+		if err != nil {
+			return r, err
+		}
+		if r.Applied {
+			res = Result{Applied: true}
+		}
+	}
+	return res, nil
+}
+
+// manifestClock returns the clock of manifest d of repo (the zero reading
+// when there is none).
+func manifestClock(ctx context.Context, reg *stowage.Registry, repo string, d stowage.Digest) (Clock, error) {
+	var c Clock
+	err := reg.DB().View(ctx, func(tx stowage.Tx) error {
+		ct, ok := tx.(ClockTx)
+		if !ok {
+			return nil
+		}
+		var err error
+		c, err = getClock(ct.ReplicationClocks(), repo, ManifestName(d))
+		return err
+	})
+	return c, err
 }

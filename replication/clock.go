@@ -52,6 +52,19 @@ type applied struct {
 	hlc     HLC
 	fetched bool          // a read-through copy: no clock of its own
 	mask    stowage.Locks // a lock change: the attributes it sets
+	// A delete: the tags it took where it was made (took: they are set).
+	tags []string
+	took bool
+}
+
+// withTook returns the applied ctx of a delete that took tags where it was
+// made: a tag the delete removes here only because here it still points at
+// the manifest (its move elsewhere has not arrived) keeps its clock, so
+// that move, when it arrives, applies.
+func withTook(ctx context.Context, tags []string) context.Context {
+	a, _ := ctx.Value(appliedKey{}).(applied)
+	a.tags, a.took = tags, true
+	return context.WithValue(ctx, appliedKey{}, a)
 }
 
 // WithApplied returns ctx whose changes are the change h made in region
@@ -123,9 +136,11 @@ func (c Clocks) Change(ctx context.Context, tx stowage.Tx, e *stowage.Event) err
 			return ErrStale
 		}
 		if cur[0].HLC.IsZero() { // mark it a copy (see fetchedCopy)
-			return cs.PutClock(Clock{Repo: e.Repo, Name: names[0], Digest: e.Digest, HLC: HLC{Region: fetchedRegion}})
+			if err := cs.PutClock(Clock{Repo: e.Repo, Name: names[0], Digest: e.Digest, HLC: HLC{Region: fetchedRegion}}); err != nil {
+				return err
+			}
 		}
-		return nil
+		return applyLocks(tx, cs, e.Repo, names[0], false)
 	}
 	if !isApplied && e.Kind == stowage.EventDelete && e.Reason != stowage.ReasonUser && fetchedCopy(cur[0]) {
 		// Retention (or a purge) removing a read-through copy whose push
@@ -135,6 +150,7 @@ func (c Clocks) Change(ctx context.Context, tx stowage.Tx, e *stowage.Event) err
 		return setDetail(e, "localCopy", true)
 	}
 	var h HLC
+	own := make([]bool, len(names)) // keeps its own clock (withTook)
 	if isApplied {
 		h = a.hlc
 		if (e.Kind == stowage.EventPush || e.Kind == stowage.EventRestore) && repoGone && repoClock.HLC.Compare(h) >= 0 {
@@ -154,6 +170,13 @@ func (c Clocks) Change(ctx context.Context, tx stowage.Tx, e *stowage.Event) err
 			}
 		}
 		for i, cl := range cur {
+			if e.Kind == stowage.EventDelete && i > 0 && a.took && !contains(a.tags, names[i]) {
+				own[i] = true // removed here, not where the delete was made
+				if cl.HLC.IsZero() {
+					names[i] = ""
+				}
+				continue
+			}
 			if cl.HLC.Compare(h) < 0 {
 				continue
 			}
@@ -181,18 +204,52 @@ func (c Clocks) Change(ctx context.Context, tx stowage.Tx, e *stowage.Event) err
 				last = cl.HLC
 			}
 		}
+		if e.Kind == stowage.EventRepositoryDelete {
+			// Later than everything it removes, whatever this region's
+			// clock says (else a peer keeps what is "later" than it).
+			latest, err := cs.LatestLive(e.Repo)
+			if err != nil && !errors.Is(err, stowage.ErrNotFound) {
+				return err
+			}
+			if err == nil && latest.HLC.After(last) {
+				last = latest.HLC
+			}
+		}
 		now := e.Time
 		if now.IsZero() {
 			now = time.Now()
 		}
 		h = Tick(last, now, c.Region)
 	}
+	var removed []string
 	for i, n := range names {
 		if n == "" {
 			continue
 		}
-		if err := cs.PutClock(Clock{Repo: e.Repo, Name: n, Digest: outcome[i], HLC: h}); err != nil {
+		at := h
+		if own[i] {
+			at = cur[i].HLC
+		} else {
+			removed = append(removed, n)
+		}
+		if err := cs.PutClock(Clock{Repo: e.Repo, Name: n, Digest: outcome[i], HLC: at}); err != nil {
 			return err
+		}
+	}
+	switch e.Kind {
+	case stowage.EventUntag, stowage.EventDelete:
+		// What goes loses its locks: older lock changes of it no longer
+		// count (locks.go).
+		if err := resetLocks(cs, e.Repo, removed, h); err != nil {
+			return err
+		}
+	case stowage.EventPush, stowage.EventRestore:
+		// What comes (back) gets the locks its registers hold (a lock
+		// change that arrived before it, locks.go).
+		for _, n := range append([]string{""}, names...) {
+			if err := applyLocks(tx, cs, e.Repo, n, e.Kind == stowage.EventRestore); err != nil {
+				return err
+			}
 		}
 	}
 	return setDetail(e, "hlc", h.String())

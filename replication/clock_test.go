@@ -76,7 +76,7 @@ func sign(n int) int {
 type region struct {
 	name string
 	reg  *stowage.Registry
-	db   *sqlite.DB
+	db   stowage.DB
 	f    *feed.Feed
 	skew time.Duration
 	app  *replication.Applier
@@ -84,20 +84,28 @@ type region struct {
 
 func newRegion(t *testing.T, name string, skew time.Duration) *region {
 	t.Helper()
-	db, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "stowage.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
+	db := openDB(t)
 	rg := &region{name: name, db: db, skew: skew}
 	rg.reg = stowage.NewRegistry(db, mem.New(), stowage.Options{Changes: replication.Clocks{Region: name},
 		Now: func() time.Time { return time.Now().Add(rg.skew) }})
-	rg.f = feed.New(db.Feed(), feed.Options{})
+	fst, _ := feed.Of(db)
+	rg.f = feed.New(fst, feed.Options{})
 	rg.app = &replication.Applier{Reg: rg.reg, Region: name}
 	return rg
 }
 
 var ctx = context.Background()
+
+// openDB opens a region's metadata database: a SQLite file, or a
+// PostgreSQL schema of its own under TestPostgres.
+var openDB = func(t *testing.T) stowage.DB {
+	db, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "stowage.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}
 
 // image pushes a config and a manifest into repo (by tag, or by digest
 // when tag is ""), returning the manifest's digest and bytes.
@@ -150,7 +158,8 @@ func (rg *region) changes(t *testing.T, after int64) []replication.Change {
 }
 
 func (rg *region) newest(t *testing.T) int64 {
-	_, n, err := rg.db.Feed().Bounds(ctx)
+	fst, _ := feed.Of(rg.db)
+	_, n, err := fst.Bounds(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}

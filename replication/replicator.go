@@ -82,8 +82,17 @@ func (r *Replicator) ship(ctx context.Context, ch Change) error {
 		// A restore ships what a push does: a peer whose recycle bin
 		// lacks the image stores it as pushed (Applier.restore).
 		body, mt, err := r.shipContent(ctx, ch.Repo, ch.Digest, ch.HLC, map[stowage.Digest]bool{})
-		if err != nil || body == nil {
+		if err != nil {
 			return err
+		}
+		if body == nil {
+			// Deleted here since (by a delete from a peer, which did not
+			// take this push's tags where it was made): shipped without
+			// the manifest, its tags go everywhere (Applier.push).
+			del, err := manifestClock(ctx, r.Reg, ch.Repo, ch.Digest)
+			if err != nil || ch.Kind != stowage.EventPush || len(ch.Tags) == 0 || !del.Removed() || del.HLC.IsZero() {
+				return err
+			}
 		}
 		ch.Manifest, ch.MediaType = body, mt
 	}

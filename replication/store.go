@@ -8,7 +8,8 @@ import "github.com/stowage/stowage"
 // the tag points at, or the manifest's own digest; "" means removed (an
 // untagged tag, a deleted manifest: a tombstone, kept so that an older
 // change arriving later, from replication or read-through, cannot bring it
-// back).
+// back). Locks have clocks too (locks.go): "lock:<target>:<attribute>",
+// whose Digest is "locked" or "", and "lock:<target>", its last removal.
 type Clock struct {
 	Repo   string
 	Name   string
@@ -33,7 +34,7 @@ type ClockStore interface {
 	// PutClock creates or replaces a clock.
 	PutClock(c Clock) error
 	// LatestLive returns, of repo's tags and manifests that exist (not
-	// tombstones; not the repository's own clock), the clock with the
+	// tombstones; not the repository's own clock, nor a lock's), the clock with the
 	// latest reading (HLC order: wall, logical, region in byte order);
 	// stowage.ErrNotFound when there is none.
 	LatestLive(repo string) (Clock, error)

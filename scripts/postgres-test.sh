@@ -154,6 +154,8 @@ if [ "$#" -eq 0 ]; then
 		go test -race -count=1 -timeout 5m ./limits/ || rc=1
 	step "webhook deliveries on PostgreSQL: go test -race ./webhook/ -run TestPostgres" \
 		go test -race -count=1 -timeout 5m -run TestPostgres ./webhook/ || rc=1
+	step "replication clocks, locks and identities on PostgreSQL: go test ./replication/ -run TestPostgres" \
+		go test -race -count=1 -timeout 5m -run TestPostgres ./replication/ || rc=1
 	step "signing key on PostgreSQL (several first starts, sealing): go test ./auth/ -run 'SigningKey|FirstStart'" \
 		go test -race -count=1 -timeout 5m -run 'SigningKey|FirstStart' ./auth/ || rc=1
 	# Several stowage serve processes on this PostgreSQL and one storage directory.

@@ -29,7 +29,7 @@ func (s clockStore) PutClock(c replication.Clock) error {
 func (s clockStore) LatestLive(repo string) (replication.Clock, error) {
 	c := replication.Clock{Repo: repo}
 	err := s.t.one(`SELECT name, digest, wall, logical, region FROM replication_clocks
-		WHERE repo = $1 AND digest <> '' AND name <> $2 ORDER BY wall DESC, logical DESC, region COLLATE "C" DESC LIMIT 1`,
+		WHERE repo = $1 AND digest <> '' AND name <> $2 AND name NOT LIKE 'lock:%' ORDER BY wall DESC, logical DESC, region COLLATE "C" DESC LIMIT 1`,
 		[]any{repo, replication.RepositoryName}, &c.Name, &c.Digest, &c.HLC.Wall, &c.HLC.Logical, &c.HLC.Region)
 	return c, err
 }

@@ -36,7 +36,7 @@ func (s clockStore) PutClock(c replication.Clock) error {
 func (s clockStore) LatestLive(repo string) (replication.Clock, error) {
 	c := replication.Clock{Repo: repo}
 	err := s.t.row(`SELECT name, digest, wall, logical, region FROM replication_clocks
-		WHERE repo = ? AND digest <> '' AND name <> ? ORDER BY wall DESC, logical DESC, region DESC LIMIT 1`, repo, replication.RepositoryName).
+		WHERE repo = ? AND digest <> '' AND name <> ? AND name NOT LIKE 'lock:%' ORDER BY wall DESC, logical DESC, region DESC LIMIT 1`, repo, replication.RepositoryName).
 		Scan(&c.Name, &c.Digest, &c.HLC.Wall, &c.HLC.Logical, &c.HLC.Region)
 	if errors.Is(err, sql.ErrNoRows) {
 		return c, stowage.ErrNotFound

@@ -73,17 +73,18 @@ func TestClockStore(t *testing.T, db stowage.DB) {
 }
 
 // testLatestLive: the latest live clock of a repository, in HLC order
-// (wall, logical, region in byte order), tombstones and the repository's
-// own clock left out.
+// (wall, logical, region in byte order), tombstones, the repository's own
+// clock and locks' registers left out.
 func testLatestLive(t *testing.T, db stowage.DB, clocks func(stowage.Tx) replication.ClockStore) {
 	d := stowage.Digest("sha256:" + string(make64('c')))
 	live := []replication.Clock{
 		{Repo: "lv", Name: "a", Digest: d, HLC: replication.HLC{Wall: 7, Logical: 2, Region: "east"}},
 		{Repo: "lv", Name: "b", Digest: d, HLC: replication.HLC{Wall: 7, Logical: 2, Region: "west"}}, // the latest: region breaks the tie
 		{Repo: "lv", Name: "c", Digest: d, HLC: replication.HLC{Wall: 7, Logical: 1, Region: "zz"}},
-		{Repo: "lv", Name: "d", HLC: replication.HLC{Wall: 9, Region: "east"}},                     // a tombstone, later
-		{Repo: "lv", Name: replication.RepositoryName, HLC: replication.HLC{Wall: 9, Region: "a"}}, // the repository's own
-		{Repo: "lw", Name: "x", Digest: d, HLC: replication.HLC{Wall: 99, Region: "east"}},         // another repository
+		{Repo: "lv", Name: "d", HLC: replication.HLC{Wall: 9, Region: "east"}},                            // a tombstone, later
+		{Repo: "lv", Name: replication.RepositoryName, HLC: replication.HLC{Wall: 9, Region: "a"}},        // the repository's own
+		{Repo: "lv", Name: "lock:a:write", Digest: "locked", HLC: replication.HLC{Wall: 10, Region: "a"}}, // a lock's register
+		{Repo: "lw", Name: "x", Digest: d, HLC: replication.HLC{Wall: 99, Region: "east"}},                // another repository
 	}
 	ctx := context.Background()
 	if err := db.Update(ctx, func(tx stowage.Tx) error {
