@@ -28,6 +28,9 @@ type PeerStatus struct {
 	// Backfill: the last back-fill of the peer started in this process
 	// (nil: none), its progress while it runs.
 	Backfill *BackfillStatus `json:"backfill,omitempty"`
+	// AutoBackfills: back-fills this process started by itself (cursor
+	// behind the feed's retention, new peer on a trimmed feed).
+	AutoBackfills int64 `json:"autoBackfills"`
 }
 
 // MaxScan bounds the events a status counts; maxSized the pushes whose
@@ -41,7 +44,8 @@ const (
 func (r *Replicator) Status(ctx context.Context, now time.Time) (PeerStatus, error) {
 	st := r.consumer.Status()
 	ps := PeerStatus{Name: r.Peer.Name, URL: r.Peer.URL, LastShipped: st.LastHandled, LastError: st.LastError,
-		LastErrorAt: st.LastErrorAt, Failures: st.Failures, LagExact: true, Backfill: r.BackfillStatus()}
+		LastErrorAt: st.LastErrorAt, Failures: st.Failures, LagExact: true, Backfill: r.BackfillStatus(),
+		AutoBackfills: r.AutoBackfills()}
 	switch {
 	case !st.Running:
 		ps.State = "stopped"
