@@ -107,7 +107,7 @@ func (r *Replicator) StartBackfill(ctx context.Context) error {
 	}
 	go func() {
 		if err := r.walk(ctx, false); err != nil {
-			r.Log.Error("replication back-fill failed", "peer", r.Peer.Name, "err", err)
+			r.Log.Error("replication back-fill failed", "err", err)
 		}
 	}()
 	return nil
@@ -129,7 +129,7 @@ func (r *Replicator) walk(ctx context.Context, retry bool) error {
 				break
 			}
 			r.fill.update(func(s *BackfillStatus) { s.LastError = err.Error() })
-			r.Log.Warn("replication: back-fill failed; retrying", "peer", r.Peer.Name, "from", from, "in", wait, "err", err)
+			r.Log.Warn("replication: back-fill failed; retrying", "from", from, "in", wait, "err", err)
 			if !sleepCtx(ctx, wait) {
 				break
 			}
@@ -142,7 +142,7 @@ func (r *Replicator) walk(ctx context.Context, retry bool) error {
 			// Done, nothing pending: the marker goes (before the status
 			// says done).
 			if derr := r.cursors.DeleteCursor(context.WithoutCancel(ctx), BackfillMarker(r.Peer.Name)); derr != nil {
-				r.Log.Warn("replication: could not clear the back-fill marker", "peer", r.Peer.Name, "err", derr)
+				r.Log.Warn("replication: could not clear the back-fill marker", "err", derr)
 			}
 		}
 		r.fill.mu.Lock()
@@ -163,7 +163,7 @@ func (r *Replicator) walk(ctx context.Context, retry bool) error {
 		}
 		r.fill.mu.Unlock()
 		if err == nil && done.Trigger != "requested" {
-			r.Log.Info("replication: back-fill done", "peer", r.Peer.Name, "trigger", done.Trigger,
+			r.Log.Info("replication: back-fill done", "trigger", done.Trigger,
 				"checked", done.Checked, "shipped", done.Shipped, "bytes", done.Bytes)
 		}
 		if next == nil || ctx.Err() != nil {
@@ -217,7 +217,7 @@ func (r *Replicator) behind(ctx context.Context, err error, oldest int64) (int64
 	}
 	missed := fmt.Sprintf("events %d to %d", first, last)
 	r.Log.Warn("replication: events were deleted by the change feed's retention before they were shipped to the peer; back-filling it",
-		"peer", r.Peer.Name, "trigger", trigger, "firstMissed", first, "lastMissed", last, "oldest", oldest)
+		"trigger", trigger, "firstMissed", first, "lastMissed", last, "oldest", oldest)
 	if err := r.cursors.SaveCursor(ctx, BackfillMarker(r.Peer.Name), oldest-1, time.Now()); err != nil {
 		return 0, err // the consumer stops: Run's caller logs it
 	}
@@ -236,11 +236,11 @@ func (r *Replicator) prepare(ctx context.Context) {
 	name := ConsumerName(r.Peer.Name)
 	if _, ok, err := r.cursors.Cursor(ctx, name); err == nil && !ok {
 		if err := r.cursors.SaveCursor(ctx, name, 0, time.Now()); err != nil {
-			r.Log.Warn("replication: could not create the peer's cursor", "peer", r.Peer.Name, "err", err)
+			r.Log.Warn("replication: could not create the peer's cursor", "err", err)
 		}
 	}
 	if m, ok, err := r.cursors.Cursor(ctx, BackfillMarker(r.Peer.Name)); err == nil && ok {
-		r.Log.Warn("replication: resuming an automatic back-fill a restart interrupted", "peer", r.Peer.Name, "since", m.Updated)
+		r.Log.Warn("replication: resuming an automatic back-fill a restart interrupted", "since", m.Updated)
 		r.startAuto("resumed", fmt.Sprintf("events before %d", m.Seq+1))
 	}
 }

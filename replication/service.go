@@ -87,7 +87,7 @@ func (s *Service) Run(ctx context.Context) {
 		go func() {
 			defer wg.Done()
 			if err := r.Run(ctx); err != nil {
-				r.Log.Error("replication to a peer stopped", "peer", r.Peer.Name, "err", err)
+				r.Log.Error("replication to a peer stopped", "err", err)
 			}
 		}()
 	}
