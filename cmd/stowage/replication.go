@@ -341,6 +341,9 @@ func replicationMetrics(reg prometheus.Registerer, repl *replication.Service) {
 	for i, g := range replication.Gauges {
 		descs[i] = prometheus.NewDesc(g.Name, g.Help, []string{"region", "peer"}, nil)
 	}
+	autoFills := prometheus.NewDesc("stowage_replication_auto_backfills_total",
+		"Back-fills of the peer this process started by itself: its cursor fell behind the change feed's retention, or it joined a trimmed feed.", []string{"region", "peer"}, nil)
+	filling := prometheus.NewDesc("stowage_replication_backfill_running", "1 while a back-fill of the peer runs in this process.", []string{"region", "peer"}, nil)
 	reg.MustRegister(metrics.NewCached(5*time.Second, func(ctx context.Context, ch chan<- prometheus.Metric) error {
 		st, err := repl.Status(ctx)
 		if err != nil {
@@ -350,6 +353,14 @@ func replicationMetrics(reg prometheus.Registerer, repl *replication.Service) {
 			for _, p := range st.Peers {
 				ch <- metrics.Gauge(descs[i], g.Value(p), st.Region, p.Name)
 			}
+		}
+		for _, p := range st.Peers {
+			ch <- metrics.Counter(autoFills, float64(p.AutoBackfills), st.Region, p.Name)
+			running := 0.0
+			if p.Backfill != nil && p.Backfill.Running {
+				running = 1
+			}
+			ch <- metrics.Gauge(filling, running, st.Region, p.Name)
 		}
 		return nil
 	}))

@@ -110,6 +110,13 @@ func TestReplicationBackfillCLI(t *testing.T) {
 	if i := slices.IndexFunc(st.Peers, func(p replication.PeerStatus) bool { return p.Name == "slow" }); i < 0 || st.Peers[i].Backfill == nil || !st.Peers[i].Backfill.Running {
 		t.Errorf("after Ctrl-C the back-fill of slow is not running:\n%s", out)
 	}
+	ms := scrape(t, base)
+	if v, ok := ms[`stowage_replication_backfill_running{peer="slow",region="east"}`]; !ok || v != 1 {
+		t.Errorf("stowage_replication_backfill_running of slow = %v (%v), want 1", v, ok)
+	}
+	if v, ok := ms[`stowage_replication_auto_backfills_total{peer="west",region="east"}`]; !ok || v != 0 {
+		t.Errorf("stowage_replication_auto_backfills_total of west = %v (%v), want 0 (none was automatic)", v, ok)
+	}
 	// Running again follows it rather than starting a second one.
 	cctx2, cancel2 := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel2()
