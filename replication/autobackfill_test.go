@@ -82,6 +82,11 @@ func TestAutomaticBackfill(t *testing.T) {
 			if tc.during > 0 {
 				stop()
 				push(tc.during)
+				// The status of a replicator whose cursor is behind the
+				// retention still answers (counted from the oldest).
+				if st, err := svc.Status(ctx); err != nil || st.Peers[0].LagEvents == 0 || st.Peers[0].LagExact {
+					t.Errorf("status with the cursor behind the retention: %+v, %v; want an inexact lag", st, err)
+				}
 				svc, stop = run()
 				if missing := arrived(); len(missing) > 0 {
 					stop()

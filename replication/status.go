@@ -2,6 +2,7 @@ package replication
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/stowage/stowage"
@@ -65,6 +66,12 @@ func (r *Replicator) Status(ctx context.Context, now time.Time) (PeerStatus, err
 	images := 0 // pushes whose images were sized (the rest: their manifests only)
 	for scanned := 0; ; {
 		p, err := r.feed.Read(ctx, q)
+		if errors.Is(err, feed.ErrBehind) && scanned == 0 {
+			// Retention deleted events after the cursor (the replicator
+			// is about to back-fill them): count from the oldest retained.
+			q.After, q.Resume, ps.LagExact = 0, false, false
+			continue
+		}
 		if err != nil {
 			return ps, err
 		}
