@@ -188,12 +188,15 @@ func (r *Replicator) startAuto(trigger, missed string) {
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	if !r.claim(trigger, missed) {
-		r.fill.mu.Lock()
+	r.fill.mu.Lock()
+	if r.fill.st != nil && r.fill.st.Running {
+		// Under the lock that walk takes to look for it when it ends.
 		r.fill.again = &BackfillStatus{Trigger: trigger, Missed: missed}
 		r.fill.mu.Unlock()
 		return
 	}
+	r.fill.st = &BackfillStatus{Running: true, Started: time.Now().UTC(), Trigger: trigger, Missed: missed}
+	r.fill.mu.Unlock()
 	go func() { _ = r.walk(ctx, true) }()
 }
 
