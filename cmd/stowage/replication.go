@@ -169,11 +169,18 @@ func runReplicationStatus(ctx context.Context, rest []string, stdout, stderr io.
 		if b := p.Backfill; b != nil {
 			state := "done"
 			if b.Running {
-				state = "running (" + b.Current + ")"
+				state = "running"
+				if b.Current != "" {
+					state += " (" + b.Current + ")"
+				}
 			} else if b.LastError != "" {
 				state = "stopped: " + b.LastError
 			}
-			fmt.Fprintf(stdout, "back-fill of %s (%s): %s; %s\n", p.Name, fillWhy(b), state, fillCounts(b))
+			why := ""
+			if b.Trigger != "requested" {
+				why = " (" + fillWhy(b) + ")"
+			}
+			fmt.Fprintf(stdout, "back-fill of %s: %s%s; %s\n", p.Name, state, why, fillCounts(b))
 		}
 	}
 	return 0
@@ -256,16 +263,21 @@ func runReplicationBackfill(ctx context.Context, rest []string, stdout, stderr i
 		if bar.tty {
 			fmt.Fprintf(stderr, "back-filling %s (Ctrl-C stops following, not the back-fill)\n", peer)
 		}
+		interrupted := func() int {
+			bar.done()
+			fmt.Fprintf(stderr, "stopped following; the back-fill of %s goes on in the registry: see stowage replication status\n", peer)
+			return 130
+		}
 		for b != nil && b.Running {
 			bar.show(b)
 			select {
 			case <-ctx.Done():
-				bar.done()
-				fmt.Fprintf(stderr, "stopped following; the back-fill of %s goes on in the registry: see stowage replication status\n", peer)
-				return 130
+				return interrupted()
 			case <-time.After(fillPoll):
 			}
-			if b, err = status(); err != nil {
+			if b, err = status(); ctx.Err() != nil {
+				return interrupted()
+			} else if err != nil {
 				bar.done()
 				return fail(stderr, fmt.Errorf("reading the back-fill's progress: %w (it goes on in the registry: see stowage replication status)", err))
 			}
