@@ -49,6 +49,7 @@ func NewReplicator(region string, peer *Client, reg *stowage.Registry, f *feed.F
 	r.consumer = &feed.Consumer{Name: ConsumerName(peer.Name), Feed: f, Cursors: cursors, DB: reg.DB(), Log: log,
 		Query: feed.Query{Kinds: Kinds}, Handle: r.Handle, FromOldest: true,
 		Poll: 10 * time.Second, MinBackoff: 500 * time.Millisecond, MaxBackoff: 30 * time.Second}
+	r.consumer.Behind = r.behind // never skipped silently: back-filled (backfill.go)
 	return r
 }
 
@@ -56,7 +57,10 @@ func NewReplicator(region string, peer *Client, reg *stowage.Registry, f *feed.F
 func ConsumerName(peer string) string { return "replication:" + peer }
 
 // Run ships until ctx ends.
-func (r *Replicator) Run(ctx context.Context) error { return r.consumer.Run(ctx) }
+func (r *Replicator) Run(ctx context.Context) error {
+	r.prepare(ctx)
+	return r.consumer.Run(ctx)
+}
 
 // Handle ships a page of events, in order; the first failure stops the
 // page (the consumer retries it from its start; what was shipped is a
@@ -207,5 +211,9 @@ func (r *Replicator) shipBlob(ctx context.Context, repo string, d stowage.Digest
 	if r.limit != nil {
 		body = &limitedReader{ctx: ctx, r: rc, l: r.limit}
 	}
-	return r.Peer.UploadBlob(ctx, repo, d, b.Size, body)
+	if err := r.Peer.UploadBlob(ctx, repo, d, b.Size, body); err != nil {
+		return err
+	}
+	countShipped(ctx, b.Size)
+	return nil
 }

@@ -87,7 +87,7 @@ func (s *Service) Run(ctx context.Context) {
 		go func() {
 			defer wg.Done()
 			if err := r.Run(ctx); err != nil {
-				r.Log.Error("replication to a peer stopped", "peer", r.Peer.Name, "err", err)
+				r.Log.Error("replication to a peer stopped", "err", err)
 			}
 		}()
 	}
@@ -228,14 +228,9 @@ func (s *Service) StartBackfill(ctx context.Context, peer string) error {
 		if r.Peer.Name != peer {
 			continue
 		}
-		if st := r.BackfillStatus(); st != nil && st.Running {
-			return stowage.Errorf(stowage.CodeDenied, "a back-fill of %s is running (see replication status)", peer)
+		if err := r.StartBackfill(ctx); err != nil {
+			return stowage.Errorf(stowage.CodeDenied, "a back-fill of %s is running: follow it with `stowage replication status` (or `stowage replication backfill %s`)", peer, peer)
 		}
-		go func() {
-			if err := r.Backfill(ctx); err != nil && !errors.Is(err, ErrBackfillRunning) {
-				r.Log.Error("replication back-fill failed", "peer", peer, "err", err)
-			}
-		}()
 		return nil
 	}
 	return stowage.Errorf(stowage.CodeNameUnknown, "no peer named %q in this region's replication configuration", peer)

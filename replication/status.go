@@ -2,6 +2,7 @@ package replication
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/stowage/stowage"
@@ -28,6 +29,9 @@ type PeerStatus struct {
 	// Backfill: the last back-fill of the peer started in this process
 	// (nil: none), its progress while it runs.
 	Backfill *BackfillStatus `json:"backfill,omitempty"`
+	// AutoBackfills: back-fills this process started by itself (cursor
+	// behind the feed's retention, new peer on a trimmed feed).
+	AutoBackfills int64 `json:"autoBackfills"`
 }
 
 // MaxScan bounds the events a status counts; maxSized the pushes whose
@@ -41,7 +45,8 @@ const (
 func (r *Replicator) Status(ctx context.Context, now time.Time) (PeerStatus, error) {
 	st := r.consumer.Status()
 	ps := PeerStatus{Name: r.Peer.Name, URL: r.Peer.URL, LastShipped: st.LastHandled, LastError: st.LastError,
-		LastErrorAt: st.LastErrorAt, Failures: st.Failures, LagExact: true, Backfill: r.BackfillStatus()}
+		LastErrorAt: st.LastErrorAt, Failures: st.Failures, LagExact: true, Backfill: r.BackfillStatus(),
+		AutoBackfills: r.AutoBackfills()}
 	switch {
 	case !st.Running:
 		ps.State = "stopped"
@@ -61,6 +66,12 @@ func (r *Replicator) Status(ctx context.Context, now time.Time) (PeerStatus, err
 	images := 0 // pushes whose images were sized (the rest: their manifests only)
 	for scanned := 0; ; {
 		p, err := r.feed.Read(ctx, q)
+		if errors.Is(err, feed.ErrBehind) && scanned == 0 {
+			// Retention deleted events after the cursor (the replicator
+			// is about to back-fill them): count from the oldest retained.
+			q.After, q.Resume, ps.LagExact = 0, false, false
+			continue
+		}
 		if err != nil {
 			return ps, err
 		}

@@ -40,8 +40,8 @@ var maxArgs = map[string]int{
 	"anonymous-pull": 1, "anonymous-pull on": 0, "anonymous-pull off": 0,
 	"webhook create": 1, "webhook list": 0, "webhook show": 1, "webhook update": 1,
 	"webhook delete": 1, "webhook ping": 1, "webhook events": 1,
-	"replication status": 1,
-	"completion":         1, "completion bash": 0, "completion zsh": 0, "completion fish": 0,
+	"replication status": 1, "replication backfill": 1,
+	"completion": 1, "completion bash": 0, "completion zsh": 0, "completion fish": 0,
 }
 
 // tooManyArgs reports (and returns true) when args, the positional

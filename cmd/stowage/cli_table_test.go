@@ -24,6 +24,8 @@ var noJSON = map[string]string{
 	"completion":  "prints a shell script",
 	"help":        "prints the help text",
 	"healthcheck": "its answer is its exit code (a container HEALTHCHECK); owned by the deploy work (issue 19), see the report",
+	// A subcommand ("group sub") whose JSON another test checks.
+	"replication backfill": "needs a region with a peer (this fixture has none): TestReplicationBackfillCLI runs it with --output json against two real regions",
 	// Aliases of version and help.
 	"--version": "alias", "-version": "alias", "-h": "alias", "-help": "alias", "--help": "alias",
 }
@@ -257,7 +259,7 @@ func TestEveryCommandPrintsJSON(t *testing.T) {
 			continue
 		}
 		for _, sub := range subs {
-			if !covered(group, sub) {
+			if _, ok := noJSON[group+" "+sub]; !ok && !covered(group, sub) {
 				t.Errorf("subcommand %q of %s: no row of jsonCases runs it with --output json", sub, group)
 			}
 		}

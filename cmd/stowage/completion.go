@@ -30,7 +30,7 @@ var subcommands = map[string][]string{
 	"token":          {"create", "list", "show", "update", "disable", "enable", "delete", "password", "delete-password"},
 	"anonymous-pull": {"on", "off"},
 	"webhook":        {"create", "list", "show", "update", "delete", "ping", "events"},
-	"replication":    {"status"},
+	"replication":    {"status", "backfill"},
 	"completion":     {"bash", "zsh", "fish"},
 	"cache-rule":     {"create", "list", "show", "delete"},
 }

@@ -54,7 +54,7 @@ Commands:
   whoami       who the admin commands act as
   events       the change feed and audit trail: every change, by cursor; --follow
   webhook      webhooks: tell other systems about pushes, deletes, ...: create, list, show, update, delete, ping, events
-  replication  geo-replication status: per peer lag and errors, or where an image is
+  replication  geo-replication: status (per peer lag and errors, or where an image is), backfill a peer
   healthcheck  exit 0 if the local registry answers /healthz (for container health checks)
   version      print the version
   completion   print a shell completion script: bash, zsh or fish

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -57,17 +58,29 @@ func newReplication(c config.Replication, reg *stowage.Registry, f *feed.Feed, a
 }
 
 const replicationUsage = `Usage: stowage replication status [REPO:TAG|REPO@DIGEST] [flags]
+       stowage replication backfill PEER [--detach] [flags]
 
-Geo-replication (docs/replication.md). Without an argument: per peer, the
-replicator's state (shipping, retrying, stopped), its lag in events (changes
-made in this region not yet shipped) and in seconds (age of the oldest of
-them), the backlog in bytes (the images those pushes would send at most),
-and the last error and when. With REPO:TAG or REPO@DIGEST: which regions
-hold it, at which digest, and whether complete (the manifest and every
-blob and child manifest it references).
+Geo-replication (docs/replication.md).
 
-A back-fill of a peer (POST /api/v1/replication/backfill?peer=NAME) shows
-its progress under the table.
+status: without an argument, per peer, the replicator's state (shipping,
+retrying, stopped), its lag in events (changes made in this region not yet
+shipped) and in seconds (age of the oldest of them), the backlog in bytes
+(the images those pushes would send at most), and the last error and when;
+a back-fill's progress under the table. With REPO:TAG or REPO@DIGEST:
+which regions hold it, at which digest, and whether complete (the manifest
+and every blob and child manifest it references).
+
+backfill PEER: walks this region's catalog online and ships to PEER every
+tag and untagged manifest it lacks (blobs it has are skipped; what PEER
+changed later stays), for a region added to a registry that already holds
+data. Pulls in PEER are served meanwhile (read-through). It runs on the
+registry; this command starts it and follows it: a progress bar on a
+terminal (repositories, objects checked and shipped, bytes, ETA), one
+summary line otherwise; it exits 1 if the back-fill fails. Ctrl-C stops
+following, not the back-fill: it goes on in the registry (see status).
+--detach starts it and returns. A back-fill of PEER already running is
+followed, not started twice. The registry starts one by itself when a
+peer's cursor fell behind the change feed's retention.
 `
 
 func runReplication(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -75,9 +88,16 @@ func runReplication(ctx context.Context, args []string, stdout, stderr io.Writer
 	if !ok {
 		return code
 	}
-	if sub != "status" {
-		return unknownSub(stderr, "replication", sub, replicationUsage)
+	switch sub {
+	case "status":
+		return runReplicationStatus(ctx, rest, stdout, stderr)
+	case "backfill":
+		return runReplicationBackfill(ctx, rest, stdout, stderr)
 	}
+	return unknownSub(stderr, "replication", sub, replicationUsage)
+}
+
+func runReplicationStatus(ctx context.Context, rest []string, stdout, stderr io.Writer) int {
 	var output *string
 	fl, reg, ok := parseAdmin("replication status", replicationUsage, rest, stderr, func(fl *flag.FlagSet) { output = outputFlag(fl) })
 	if !ok {
@@ -149,14 +169,181 @@ func runReplication(ctx context.Context, args []string, stdout, stderr io.Writer
 		if b := p.Backfill; b != nil {
 			state := "done"
 			if b.Running {
-				state = "running (" + b.Current + ")"
+				state = "running"
+				if b.Current != "" {
+					state += " (" + b.Current + ")"
+				}
 			} else if b.LastError != "" {
 				state = "stopped: " + b.LastError
 			}
-			fmt.Fprintf(stdout, "back-fill of %s: %s; %d repositories, %d checked, %d shipped (%d applied)\n", p.Name, state, b.Repos, b.Checked, b.Shipped, b.Applied)
+			why := ""
+			if b.Trigger != "requested" {
+				why = " (" + fillWhy(b) + ")"
+			}
+			fmt.Fprintf(stdout, "back-fill of %s: %s%s; %s\n", p.Name, state, why, fillCounts(b))
 		}
 	}
 	return 0
+}
+
+// fillWhy says what started a back-fill.
+func fillWhy(b *replication.BackfillStatus) string {
+	switch b.Trigger {
+	case "behind-retention":
+		return "automatic: " + b.Missed + " were deleted by the feed's retention before they were shipped"
+	case "new-peer":
+		return "automatic: new peer, " + b.Missed + " no longer in the feed"
+	case "resumed":
+		return "automatic, resumed after a restart"
+	case "":
+		return "requested"
+	}
+	return b.Trigger
+}
+
+func fillCounts(b *replication.BackfillStatus) string {
+	return fmt.Sprintf("%d/%d repositories, %d checked, %d shipped (%d applied), %s", b.Repos, b.ReposTotal, b.Checked, b.Shipped, b.Applied, bytesStr(b.Bytes))
+}
+
+// backfillResult is `replication backfill --output json`.
+type backfillResult struct {
+	Peer     string                      `json:"peer"`
+	Backfill *replication.BackfillStatus `json:"backfill"`
+}
+
+// fillPoll is how often `replication backfill` reads the progress.
+var fillPoll = 500 * time.Millisecond
+
+func runReplicationBackfill(ctx context.Context, rest []string, stdout, stderr io.Writer) int {
+	var output *string
+	var detach *bool
+	fl, reg, ok := parseAdmin("replication backfill", replicationUsage, rest, stderr, func(fl *flag.FlagSet) {
+		output = outputFlag(fl)
+		detach = fl.Bool("detach", false, "start the back-fill and return (follow it with replication status)")
+	})
+	if !ok {
+		return exitCode(fl, ok)
+	}
+	if fl.NArg() != 1 {
+		return shortUsage(stderr, "replication backfill", "Usage: stowage replication backfill PEER [--detach] [flags]\n", "want the PEER to back-fill (a name in replication status)")
+	}
+	peer := fl.Arg(0)
+	c := newClient(*reg, stdout, stderr)
+	status := func() (*replication.BackfillStatus, error) {
+		var st replication.Status
+		if err := c.do(ctx, http.MethodGet, "/api/v1/replication/status", &st); err != nil {
+			return nil, err
+		}
+		if st.Region == "" {
+			return nil, errors.New("replication is not configured on this registry (replication.region and peers; see docs/replication.md)")
+		}
+		var names []string
+		for _, p := range st.Peers {
+			if p.Name == peer {
+				return p.Backfill, nil
+			}
+			names = append(names, p.Name)
+		}
+		return nil, fmt.Errorf("region %s has no peer named %q (its peers: %s)", st.Region, peer, strings.Join(names, ", "))
+	}
+	b, err := status()
+	if err != nil {
+		return fail(stderr, err)
+	}
+	if b != nil && b.Running {
+		fmt.Fprintf(stderr, "a back-fill of %s is running (since %s): following it\n", peer, b.Started.Format(time.RFC3339))
+	} else if err := c.do(ctx, http.MethodPost, "/api/v1/replication/backfill?peer="+url.QueryEscape(peer), nil); err != nil {
+		return fail(stderr, err)
+	}
+	if b, err = status(); err != nil {
+		return fail(stderr, err)
+	}
+	if !*detach {
+		bar := &fillBar{w: stderr, tty: isTerminal(stderr)}
+		if bar.tty {
+			fmt.Fprintf(stderr, "back-filling %s (Ctrl-C stops following, not the back-fill)\n", peer)
+		}
+		interrupted := func() int {
+			bar.done()
+			fmt.Fprintf(stderr, "stopped following; the back-fill of %s goes on in the registry: see stowage replication status\n", peer)
+			return 130
+		}
+		for b != nil && b.Running {
+			bar.show(b)
+			select {
+			case <-ctx.Done():
+				return interrupted()
+			case <-time.After(fillPoll):
+			}
+			if b, err = status(); ctx.Err() != nil {
+				return interrupted()
+			} else if err != nil {
+				bar.done()
+				return fail(stderr, fmt.Errorf("reading the back-fill's progress: %w (it goes on in the registry: see stowage replication status)", err))
+			}
+		}
+		bar.done()
+	}
+	if b == nil {
+		return fail(stderr, errors.New("the registry accepted the back-fill but does not report it: is another node of it answering? see stowage replication status there"))
+	}
+	if *output == "json" {
+		if code := printJSON(stdout, backfillResult{Peer: peer, Backfill: b}); code != 0 || b.LastError == "" || b.Running {
+			return code
+		}
+		return 1
+	}
+	switch {
+	case b.Running:
+		fmt.Fprintf(stdout, "back-fill of %s started (%s); follow it with: stowage replication status\n", peer, fillCounts(b))
+	case b.LastError != "":
+		fmt.Fprintf(stdout, "back-fill of %s failed after %s: %s\n", peer, b.Finished.Sub(b.Started).Round(time.Millisecond), fillCounts(b))
+		return fail(stderr, errors.New(b.LastError))
+	default:
+		fmt.Fprintf(stdout, "back-fill of %s done in %s: %s\n", peer, b.Finished.Sub(b.Started).Round(time.Millisecond), fillCounts(b))
+	}
+	return 0
+}
+
+// fillBar draws a back-fill's progress on a terminal: repositories walked
+// of those there, objects checked and shipped, bytes, and an ETA from the
+// rate seen while following. Not on a terminal it draws nothing (the
+// command's result line says it all).
+type fillBar struct {
+	w     io.Writer
+	tty   bool
+	drawn bool
+	t0    time.Time
+	r0    int
+}
+
+func (f *fillBar) show(b *replication.BackfillStatus) {
+	if !f.tty {
+		return
+	}
+	if f.t0.IsZero() {
+		f.t0, f.r0 = time.Now(), b.Repos
+	}
+	const width = 30
+	fill := 0
+	if b.ReposTotal > 0 {
+		fill = min(b.Repos, b.ReposTotal) * width / b.ReposTotal
+	}
+	eta := ""
+	if done := b.Repos - f.r0; done > 0 && b.ReposTotal > b.Repos {
+		left := time.Duration(float64(time.Since(f.t0)) * float64(b.ReposTotal-b.Repos) / float64(done))
+		eta = "  ETA " + left.Round(time.Second).String()
+	}
+	fmt.Fprintf(f.w, "\r[%s%s] %d/%d repositories  %d checked, %d shipped, %s%s   ", strings.Repeat("#", fill), strings.Repeat(".", width-fill),
+		b.Repos, b.ReposTotal, b.Checked, b.Shipped, bytesStr(b.Bytes), eta)
+	f.drawn = true
+}
+
+func (f *fillBar) done() {
+	if f.drawn {
+		fmt.Fprintln(f.w)
+		f.drawn = false
+	}
 }
 
 // replicationMetrics exports the replicators' gauges per peer
@@ -166,6 +353,9 @@ func replicationMetrics(reg prometheus.Registerer, repl *replication.Service) {
 	for i, g := range replication.Gauges {
 		descs[i] = prometheus.NewDesc(g.Name, g.Help, []string{"region", "peer"}, nil)
 	}
+	autoFills := prometheus.NewDesc("stowage_replication_auto_backfills_total",
+		"Back-fills of the peer this process started by itself: its cursor fell behind the change feed's retention, or it joined a trimmed feed.", []string{"region", "peer"}, nil)
+	filling := prometheus.NewDesc("stowage_replication_backfill_running", "1 while a back-fill of the peer runs in this process.", []string{"region", "peer"}, nil)
 	reg.MustRegister(metrics.NewCached(5*time.Second, func(ctx context.Context, ch chan<- prometheus.Metric) error {
 		st, err := repl.Status(ctx)
 		if err != nil {
@@ -175,6 +365,14 @@ func replicationMetrics(reg prometheus.Registerer, repl *replication.Service) {
 			for _, p := range st.Peers {
 				ch <- metrics.Gauge(descs[i], g.Value(p), st.Region, p.Name)
 			}
+		}
+		for _, p := range st.Peers {
+			ch <- metrics.Counter(autoFills, float64(p.AutoBackfills), st.Region, p.Name)
+			running := 0.0
+			if p.Backfill != nil && p.Backfill.Running {
+				running = 1
+			}
+			ch <- metrics.Gauge(filling, running, st.Region, p.Name)
 		}
 		return nil
 	}))
