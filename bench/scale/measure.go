@@ -373,9 +373,11 @@ func (m *measure) run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	var rep struct{ BlobsDeleted int }
+	var rep struct {
+		Report struct{ BlobsDeleted int }
+	}
 	json.Unmarshal(out, &rep)
-	m.add("gc, 10% to collect", []time.Duration{d}, fmt.Sprintf("deleted %d blobs", rep.BlobsDeleted))
+	m.add("gc, 10% to collect", []time.Duration{d}, fmt.Sprintf("deleted %d blobs", rep.Report.BlobsDeleted))
 	return nil
 }
 
