@@ -27,7 +27,7 @@ func main() {
 	var (
 		bin, work, pg, jsonOut string
 		n, samples             int
-		keep                   bool
+		keep, buildOnly        bool
 	)
 	flag.StringVar(&bin, "stowage", "bin/stowage", "the stowage binary to measure")
 	flag.StringVar(&work, "work", "", "directory for the registry's data (emptied first)")
@@ -36,6 +36,7 @@ func main() {
 	flag.IntVar(&n, "manifests", 10000, "manifests to build (repositories: a tenth)")
 	flag.IntVar(&samples, "samples", 1000, "requests per latency measurement")
 	flag.BoolVar(&keep, "keep", false, "keep the data directory afterwards")
+	flag.BoolVar(&buildOnly, "build-only", false, "only build the registry (and keep it), for looking at it")
 	flag.Parse()
 	if work == "" {
 		log.Fatal("--work is required")
@@ -64,6 +65,9 @@ func main() {
 		}
 		db, closeDB = s, s.Close
 	}
+	// As `stowage serve` makes them (private), or its first start would
+	// chmod every object and measure that.
+	os.MkdirAll(storeDir, 0o700)
 	store, err := fs.New(storeDir)
 	if err != nil {
 		log.Fatal(err)
@@ -75,6 +79,9 @@ func main() {
 		log.Fatal(err)
 	}
 	closeDB()
+	if buildOnly {
+		return
+	}
 	res := &results{DB: map[bool]string{true: "postgres", false: "sqlite"}[pg != ""], Manifests: n, Repos: l.repos, BigTags: l.big,
 		BuildSeconds: time.Since(t0).Seconds(), Lines: map[string]*line{}}
 	m := &measure{bin: bin, work: work, dataDir: dataDir, storeDir: storeDir, dbURL: dbURL, l: l, samples: samples, res: res, logf: logf}

@@ -122,23 +122,30 @@ const (
 			SELECT digest FROM repository_blobs WHERE repo = ? UNION SELECT digest FROM manifests WHERE repo = ?)`
 	// What each repository uses: the manifests themselves and the blobs they
 	// reference, each digest once per repository; unique = used by this
-	// repository only. One pass over the references, grouped (per-repository
-	// subqueries over the whole set cost repositories × references: 16 s at
-	// 100,000 repositories).
+	// repository only. One pass: every fact becomes a row of partial sums,
+	// grouped by repository (sorts and index lookups only, no per-repository
+	// subquery; its cost grows with the registry, ~linearly: docs/performance.md,
+	// "Cost at scale").
 	sqlRepositoryUsage = `WITH refs AS (
-			SELECT repo, digest AS d FROM manifests
-			UNION
-			SELECT repo, child FROM manifest_references WHERE kind = 'blob'
-		), owners AS (SELECT d, count(*) AS n FROM refs GROUP BY d),
-		bytes AS (SELECT x.repo, sum(b.size) AS referenced, sum(CASE WHEN o.n = 1 THEN b.size ELSE 0 END) AS uniq
-			FROM refs x JOIN blobs b ON b.digest = x.d JOIN owners o ON o.d = x.d GROUP BY x.repo),
-		mc AS (SELECT m.repo, count(*) AS n, sum(NOT EXISTS (SELECT 1 FROM tags t WHERE t.repo = m.repo AND t.digest = m.digest)
-				AND NOT EXISTS (SELECT 1 FROM manifest_references p WHERE p.child = m.digest AND p.repo = m.repo)) AS untagged
-			FROM manifests m GROUP BY m.repo),
-		tc AS (SELECT repo, count(*) AS n FROM tags GROUP BY repo)
-		SELECT r.name, coalesce(bytes.referenced, 0), coalesce(bytes.uniq, 0), coalesce(mc.n, 0), coalesce(tc.n, 0), coalesce(mc.untagged, 0)
-		FROM repositories r LEFT JOIN bytes ON bytes.repo = r.name LEFT JOIN mc ON mc.repo = r.name LEFT JOIN tc ON tc.repo = r.name
-		ORDER BY r.name`
+			SELECT repo, d, count(*) OVER (PARTITION BY d) AS n FROM (
+				SELECT repo, digest AS d FROM manifests
+				UNION
+				SELECT repo, child FROM manifest_references WHERE kind = 'blob') u
+		), parts AS (
+			SELECT x.repo AS repo, b.size AS referenced, CASE WHEN x.n = 1 THEN b.size ELSE 0 END AS uniq,
+				0 AS manifests, 0 AS tags, 0 AS untagged
+				FROM refs x JOIN blobs b ON b.digest = x.d
+			UNION ALL
+			SELECT m.repo, 0, 0, 1, 0, NOT EXISTS (SELECT 1 FROM tags t WHERE t.repo = m.repo AND t.digest = m.digest)
+				AND NOT EXISTS (SELECT 1 FROM manifest_references p WHERE p.child = m.digest AND p.repo = m.repo)
+				FROM manifests m
+			UNION ALL
+			SELECT repo, 0, 0, 0, 1, 0 FROM tags
+			UNION ALL
+			SELECT name, 0, 0, 0, 0, 0 FROM repositories
+		)
+		SELECT repo, sum(referenced), sum(uniq), sum(manifests), sum(tags), sum(untagged) FROM parts
+		GROUP BY repo HAVING repo IN (SELECT name FROM repositories) ORDER BY repo`
 	// One repository's use (as a row of sqlRepositoryUsage), from its own
 	// rows and index probes for each digest it uses: the cost grows with the
 	// repository, not the registry. Another owner is found by two range
