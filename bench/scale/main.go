@@ -11,10 +11,10 @@ import (
 	"context"
 	"encoding/json"
 	"flag"
-	"fmt"
 	"log"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/stowage/stowage"
@@ -37,7 +37,14 @@ func main() {
 	flag.IntVar(&samples, "samples", 1000, "requests per latency measurement")
 	flag.BoolVar(&keep, "keep", false, "keep the data directory afterwards")
 	flag.BoolVar(&buildOnly, "build-only", false, "only build the registry (and keep it), for looking at it")
+	tableOf := flag.String("table", "", "print the --json files given (comma-separated, one per size) as a Markdown table, and exit")
 	flag.Parse()
+	if *tableOf != "" {
+		if err := table(os.Stdout, strings.Split(*tableOf, ",")); err != nil {
+			log.Fatal(err)
+		}
+		return
+	}
 	if work == "" {
 		log.Fatal("--work is required")
 	}
@@ -100,5 +107,4 @@ func main() {
 	if !keep {
 		os.RemoveAll(work)
 	}
-	_ = fmt.Sprint
 }
