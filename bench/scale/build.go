@@ -125,6 +125,14 @@ func build(ctx context.Context, db stowage.DB, store *fs.Backend, l layout, now 
 	if err := put(base); err != nil {
 		return err
 	}
+	// What the first start of an empty registry with `encryption: none`
+	// records (cmd/stowage/encryption.go). Without it every start counts
+	// all blobs to decide whether old data is plain.
+	if err := db.Update(ctx, func(tx stowage.Tx) error {
+		return tx.Settings().PutSetting("encryption", `{"encrypted":false}`, old)
+	}); err != nil {
+		return err
+	}
 	live := func(tx stowage.Tx, d stowage.Digest, size int64, t time.Time) error {
 		return tx.Blobs().PutBlob(stowage.BlobRecord{Digest: d, Size: size, Created: t, State: stowage.BlobLive, LastUsed: t, UnreferencedSince: t})
 	}
