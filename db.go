@@ -235,6 +235,10 @@ type UsageTx interface {
 	// reference (each digest once per repository), the bytes of those
 	// referenced by no other repository, and its counts.
 	RepositoryUsage() ([]RepositoryUsage, error)
+	// RepositoryUsageOf is RepositoryUsage's row for one repository, at a
+	// cost that grows with that repository, not the registry; ErrNotFound
+	// if it does not exist.
+	RepositoryUsageOf(repo string) (RepositoryUsage, error)
 	// ManifestUsage returns, for every manifest of repo, its bytes (itself
 	// plus the blobs it references) and the bytes only it references in the
 	// whole registry.

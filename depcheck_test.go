@@ -72,12 +72,13 @@ var layering = map[string][]string{
 		"storage/crypt", "storage/mirror", "storage/shard", "internal/testenv"},
 	"e2e":               {"internal/testenv"},
 	"bench":             {},
+	"bench/scale":       {"", "meta/sqlite", "meta/postgres", "storage/fs"},
 	"scripts/rrproxy":   {},
 	"scripts/layoutgen": {},
 }
 
 var capabilities = []string{"jobs", "gc", "scrub", "policy", "recyclebin", "feed", "usage", "usage/history", "usage/rank", "webhook", "pullthrough", "replication", "ui/sessionstore"}
-var testTools = []string{"internal/modeltest", "e2e", "bench", "scripts/rrproxy", "scripts/layoutgen"}
+var testTools = []string{"internal/modeltest", "e2e", "bench", "bench/scale", "scripts/rrproxy", "scripts/layoutgen"}
 
 // TestDependencyDirection checks every package's imports against layering.
 func TestDependencyDirection(t *testing.T) {

@@ -115,15 +115,11 @@ func (r *Reporter) Repository(ctx context.Context, repo string) (RepositoryDetai
 		} else if err != nil {
 			return err
 		}
-		repos, err := tx.Usage().RepositoryUsage()
+		ru, err := tx.Usage().RepositoryUsageOf(repo)
 		if err != nil {
 			return err
 		}
-		for _, ru := range repos {
-			if ru.Name == repo {
-				d.RepositorySpace = space(ru)
-			}
-		}
+		d.RepositorySpace = space(ru)
 		ms, err := tx.Usage().ManifestUsage(repo)
 		if err != nil {
 			return err

@@ -46,6 +46,7 @@ func Run(t *testing.T, open func(t *testing.T) stowage.DB) {
 		{"MirrorRepairQueue", testRepairQueue},
 		{"RecycleKeepsLocks", testRecycleKeepsLocks},
 		{"CacheRules", testCacheRules},
+		{"UsageQueries", testUsageQueries}, {"UsageQueriesRandom", testUsageQueriesRandom},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.fn(t, open(t)) })

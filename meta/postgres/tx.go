@@ -477,6 +477,11 @@ func (t *Tx) RepositoryUsage() ([]stowage.RepositoryUsage, error) {
 	})
 }
 
+func (t *Tx) RepositoryUsageOf(repo string) (u stowage.RepositoryUsage, err error) {
+	err = t.one(sqlRepositoryUsageOf, []any{repo}, &u.Name, &u.ReferencedBytes, &u.UniqueBytes, &u.Manifests, &u.Tags, &u.UntaggedManifests)
+	return u, err
+}
+
 func (t *Tx) ManifestUsage(repo string) ([]stowage.ManifestUsage, error) {
 	return all(t, sqlManifestUsage, []any{repo}, func(row pgx.CollectableRow) (stowage.ManifestUsage, error) {
 		var u stowage.ManifestUsage

@@ -122,37 +122,71 @@ const (
 			SELECT digest FROM repository_blobs WHERE repo = ? UNION SELECT digest FROM manifests WHERE repo = ?)`
 	// What each repository uses: the manifests themselves and the blobs they
 	// reference, each digest once per repository; unique = used by this
-	// repository only.
+	// repository only. One pass: every fact becomes a row of partial sums,
+	// grouped by repository (sorts and index lookups only, no per-repository
+	// subquery; its cost grows with the registry, ~linearly: docs/performance.md,
+	// "Cost at scale").
 	sqlRepositoryUsage = `WITH refs AS (
-			SELECT repo, digest AS d FROM manifests
+			SELECT repo, d, count(*) OVER (PARTITION BY d) AS n FROM (
+				SELECT repo, digest AS d FROM manifests
+				UNION
+				SELECT repo, child FROM manifest_references WHERE kind = 'blob') u
+		), parts AS (
+			SELECT x.repo AS repo, b.size AS referenced, CASE WHEN x.n = 1 THEN b.size ELSE 0 END AS uniq,
+				0 AS manifests, 0 AS tags, 0 AS untagged
+				FROM refs x JOIN blobs b ON b.digest = x.d
+			UNION ALL
+			SELECT m.repo, 0, 0, 1, 0, NOT EXISTS (SELECT 1 FROM tags t WHERE t.repo = m.repo AND t.digest = m.digest)
+				AND NOT EXISTS (SELECT 1 FROM manifest_references p WHERE p.child = m.digest AND p.repo = m.repo)
+				FROM manifests m
+			UNION ALL
+			SELECT repo, 0, 0, 0, 1, 0 FROM tags
+			UNION ALL
+			SELECT name, 0, 0, 0, 0, 0 FROM repositories
+		)
+		SELECT repo, sum(referenced), sum(uniq), sum(manifests), sum(tags), sum(untagged) FROM parts
+		GROUP BY repo HAVING repo IN (SELECT name FROM repositories) ORDER BY repo`
+	// One repository's use (as a row of sqlRepositoryUsage), from its own
+	// rows and index probes for each digest it uses: the cost grows with the
+	// repository, not the registry. Another owner is found by two range
+	// seeks (repo below, repo above), so a digest this repository uses many
+	// times is not scanned past.
+	sqlRepositoryUsageOf = `WITH refs AS (
+			SELECT digest AS d FROM manifests WHERE repo = ?1
 			UNION
-			SELECT repo, child FROM manifest_references WHERE kind = 'blob'
-		), owners AS (SELECT d, count(*) AS n FROM refs GROUP BY d),
-		sized AS (SELECT x.repo, b.size, o.n FROM refs x JOIN blobs b ON b.digest = x.d JOIN owners o ON o.d = x.d)
+			SELECT child FROM manifest_references WHERE repo = ?1 AND kind = 'blob'
+		)
 		SELECT r.name,
-			coalesce((SELECT sum(size) FROM sized WHERE sized.repo = r.name), 0),
-			coalesce((SELECT sum(size) FROM sized WHERE sized.repo = r.name AND n = 1), 0),
-			(SELECT count(*) FROM manifests m WHERE m.repo = r.name),
-			(SELECT count(*) FROM tags t WHERE t.repo = r.name),
-			(SELECT count(*) FROM manifests m WHERE m.repo = r.name
+			coalesce((SELECT sum(b.size) FROM refs x JOIN blobs b ON b.digest = x.d), 0),
+			coalesce((SELECT sum(b.size) FROM refs x JOIN blobs b ON b.digest = x.d
+				WHERE NOT EXISTS (SELECT 1 FROM manifests o WHERE o.digest = x.d AND o.repo < ?1)
+				AND NOT EXISTS (SELECT 1 FROM manifests o WHERE o.digest = x.d AND o.repo > ?1)
+				AND NOT EXISTS (SELECT 1 FROM manifest_references o WHERE o.child = x.d AND o.repo < ?1 AND o.kind = 'blob')
+				AND NOT EXISTS (SELECT 1 FROM manifest_references o WHERE o.child = x.d AND o.repo > ?1 AND o.kind = 'blob')), 0),
+			(SELECT count(*) FROM manifests m WHERE m.repo = ?1),
+			(SELECT count(*) FROM tags t WHERE t.repo = ?1),
+			(SELECT count(*) FROM manifests m WHERE m.repo = ?1
 				AND NOT EXISTS (SELECT 1 FROM tags t WHERE t.repo = m.repo AND t.digest = m.digest)
-				AND NOT EXISTS (SELECT 1 FROM manifest_references p WHERE p.repo = m.repo AND p.child = m.digest))
-		FROM repositories r ORDER BY r.name`
+				AND NOT EXISTS (SELECT 1 FROM manifest_references p WHERE p.child = m.digest AND p.repo = m.repo))
+		FROM repositories r WHERE r.name = ?1`
 	// What each manifest of a repository uses: itself plus its blobs; unique =
 	// held by no other manifest anywhere (a manifest holds its own digest).
+	// Each digest's other holders are found by index probes, so the cost
+	// grows with the repository, not the registry.
 	sqlManifestUsage = `WITH holders AS (
-			SELECT repo, digest AS holder, digest AS d FROM manifests
+			SELECT repo, digest AS holder, digest AS d FROM manifests WHERE repo = ?1
 			UNION ALL
-			SELECT repo, parent, child FROM manifest_references WHERE kind = 'blob'
-		), counts AS (SELECT d, count(*) AS n FROM holders GROUP BY d)
+			SELECT repo, parent, child FROM manifest_references WHERE repo = ?1 AND kind = 'blob'
+		)
 		SELECT m.digest, m.media_type, m.created, coalesce(sum(b.size), 0),
-			coalesce(sum(CASE WHEN c.n = 1 THEN b.size ELSE 0 END), 0),
+			coalesce(sum(CASE WHEN NOT EXISTS (SELECT 1 FROM manifests o WHERE o.digest = h.d AND NOT (o.repo = h.repo AND o.digest = h.holder))
+				AND NOT EXISTS (SELECT 1 FROM manifest_references o WHERE o.child = h.d AND o.kind = 'blob' AND NOT (o.repo = h.repo AND o.parent = h.holder))
+				THEN b.size ELSE 0 END), 0),
 			coalesce((SELECT group_concat(t.name, ',') FROM tags t WHERE t.repo = m.repo AND t.digest = m.digest), '')
 		FROM manifests m
 		JOIN holders h ON h.repo = m.repo AND h.holder = m.digest
 		JOIN blobs b ON b.digest = h.d
-		JOIN counts c ON c.d = h.d
-		WHERE m.repo = ?
+		WHERE m.repo = ?1
 		GROUP BY m.digest ORDER BY m.created DESC, m.digest`
 )
 
@@ -169,7 +203,7 @@ const (
 	sqlSampleDataKey = `SELECT id, object, key_id, key_version, wrapped, created FROM data_keys WHERE key_id = ? AND key_version = ? LIMIT 1`
 )
 
-var allQueries = []string{sqlAppendEvent, sqlDelDataKey, sqlPutDataKey, sqlGetDataKey, sqlMoveDataKeys, sqlDelDataKeys, sqlDataKeysNotBy, sqlRewrapDataKey, sqlCountDataKeys, sqlSampleDataKey, sqlPutRecycled, sqlPutRecycleRef, sqlGetRecycled, sqlListRecycled, sqlExpiredRecycled, sqlDeleteRecycled, sqlDeleteRecRefs, sqlGetTagRecord, sqlSetRepoLocks, sqlSetTagLocks, sqlSetManifestLock, sqlBumpTagsVersion, sqlSetUntaggedSince, sqlUntaggedManifests, sqlTagRecords, sqlGetSetting, sqlPutSetting, sqlSetBlobState, sqlTouchBlob, sqlMarkUnreferenced, sqlDeleteBlob, sqlDeleteBlobLinks, sqlBlobReferenced, sqlCollectableBlobs, sqlBlobsInState, sqlStaleUploads, sqlListManifests, sqlManifestRefs, sqlManifestParents, sqlDeleteRepoLinks, sqlDeleteRepoManifests, sqlDeleteRepoRefs, sqlDeleteRepoTags, sqlDeleteRepoUploads, sqlDeleteRepository, sqlBlobTotals, sqlHeldBytes, sqlRepoHeldBytes, sqlRepositoryUsage, sqlManifestUsage, sqlCreateRepository, sqlGetRepository, sqlListRepositories, sqlPutBlob, sqlGetBlob, sqlLinkBlob, sqlUnlinkBlob, sqlRepositoryBlob, sqlPutManifest, sqlDeleteManifestRefs, sqlPutManifestRef, sqlGetManifest, sqlDeleteManifest, sqlReferrers, sqlReferrersPage, sqlPutTag, sqlGetTag, sqlListTags, sqlTagsOf, sqlDeleteTag, sqlPutUpload, sqlAdvanceUpload, sqlClaimUpload, sqlReleaseUpload, sqlReleaseWriters, sqlGetUpload, sqlDeleteUpload, sqlLinkedBlob}
+var allQueries = []string{sqlAppendEvent, sqlDelDataKey, sqlPutDataKey, sqlGetDataKey, sqlMoveDataKeys, sqlDelDataKeys, sqlDataKeysNotBy, sqlRewrapDataKey, sqlCountDataKeys, sqlSampleDataKey, sqlPutRecycled, sqlPutRecycleRef, sqlGetRecycled, sqlListRecycled, sqlExpiredRecycled, sqlDeleteRecycled, sqlDeleteRecRefs, sqlGetTagRecord, sqlSetRepoLocks, sqlSetTagLocks, sqlSetManifestLock, sqlBumpTagsVersion, sqlSetUntaggedSince, sqlUntaggedManifests, sqlTagRecords, sqlGetSetting, sqlPutSetting, sqlSetBlobState, sqlTouchBlob, sqlMarkUnreferenced, sqlDeleteBlob, sqlDeleteBlobLinks, sqlBlobReferenced, sqlCollectableBlobs, sqlBlobsInState, sqlStaleUploads, sqlListManifests, sqlManifestRefs, sqlManifestParents, sqlDeleteRepoLinks, sqlDeleteRepoManifests, sqlDeleteRepoRefs, sqlDeleteRepoTags, sqlDeleteRepoUploads, sqlDeleteRepository, sqlBlobTotals, sqlHeldBytes, sqlRepoHeldBytes, sqlRepositoryUsage, sqlRepositoryUsageOf, sqlManifestUsage, sqlCreateRepository, sqlGetRepository, sqlListRepositories, sqlPutBlob, sqlGetBlob, sqlLinkBlob, sqlUnlinkBlob, sqlRepositoryBlob, sqlPutManifest, sqlDeleteManifestRefs, sqlPutManifestRef, sqlGetManifest, sqlDeleteManifest, sqlReferrers, sqlReferrersPage, sqlPutTag, sqlGetTag, sqlListTags, sqlTagsOf, sqlDeleteTag, sqlPutUpload, sqlAdvanceUpload, sqlClaimUpload, sqlReleaseUpload, sqlReleaseWriters, sqlGetUpload, sqlDeleteUpload, sqlLinkedBlob}
 
 // dbNowNanos is the database's clock in Unix nanoseconds (millisecond
 // resolution), for upload writer leases.

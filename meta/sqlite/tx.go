@@ -487,6 +487,14 @@ func (t *Tx) RepositoryUsage() ([]stowage.RepositoryUsage, error) {
 	return out, rows.Err()
 }
 
+func (t *Tx) RepositoryUsageOf(repo string) (u stowage.RepositoryUsage, err error) {
+	err = t.row(sqlRepositoryUsageOf, repo).Scan(&u.Name, &u.ReferencedBytes, &u.UniqueBytes, &u.Manifests, &u.Tags, &u.UntaggedManifests)
+	if errors.Is(err, sql.ErrNoRows) {
+		err = stowage.ErrNotFound
+	}
+	return u, err
+}
+
 func (t *Tx) ManifestUsage(repo string) ([]stowage.ManifestUsage, error) {
 	rows, err := t.query(sqlManifestUsage, repo)
 	if err != nil {
