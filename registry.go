@@ -651,7 +651,8 @@ func (r *Registry) appendUpload(ctx context.Context, u UploadRecord, start, leng
 	if err != nil {
 		return u, err
 	}
-	src := io.TeeReader(body, h)
+	hp := newHashPipe(h) // hashes while the chunk is written (hashpipe.go)
+	src := io.TeeReader(body, hp)
 	if length >= 0 {
 		src = &exactReader{r: src, n: length}
 	}
@@ -682,7 +683,7 @@ func (r *Registry) appendUpload(ctx context.Context, u UploadRecord, start, leng
 	if r.app == nil {
 		written = chunkKey(u.ID, u.Gen, u.Size)
 	}
-	state, err := r.sealHashState(ctx, h, written)
+	state, err := r.sealHashState(ctx, hp.finish(), written)
 	if err != nil {
 		return u, r.fenced(ctx, u, err) // the object may be gone: another writer took over
 	}
