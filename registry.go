@@ -554,7 +554,7 @@ func (r *Registry) WriteUpload(ctx context.Context, repo, id string, start, leng
 	if u, err = r.adoptUpload(ctx, u); err != nil {
 		return u, r.leaseEnded(ctx, held, err)
 	}
-	next, err := r.appendUpload(ctx, u, start, length, body)
+	next, err := r.appendUpload(ctx, u, start, length, body, true)
 	return next, r.leaseEnded(ctx, held, err)
 }
 
@@ -633,7 +633,10 @@ func uploadLost(id string) error {
 // u.DataGen == u.Gen), then records the new size and hash state, fenced by
 // the generation. The Appender (or Put) returns only once the bytes are
 // durable, so a saved hash state never describes bytes a power loss can take.
-func (r *Registry) appendUpload(ctx context.Context, u UploadRecord, start, length int64, body io.Reader) (UploadRecord, error) {
+//
+// With last, the request ends with this append (a PATCH): the transaction
+// that records it also releases the writer lease, one commit fewer.
+func (r *Registry) appendUpload(ctx context.Context, u UploadRecord, start, length int64, body io.Reader, last bool) (UploadRecord, error) {
 	if start >= 0 && start != u.Size {
 		return u, &Error{Code: CodeRangeInvalid, Message: fmt.Sprintf("chunk starts at byte %d but the upload has %d bytes: send the chunk that starts at %d", start, u.Size, u.Size),
 			Detail: map[string]int64{"size": u.Size}}
@@ -651,7 +654,8 @@ func (r *Registry) appendUpload(ctx context.Context, u UploadRecord, start, leng
 	if err != nil {
 		return u, err
 	}
-	src := io.TeeReader(body, h)
+	hp := newHashPipe(h) // hashes while the chunk is written (hashpipe.go)
+	src := io.TeeReader(body, hp)
 	if length >= 0 {
 		src = &exactReader{r: src, n: length}
 	}
@@ -682,14 +686,27 @@ func (r *Registry) appendUpload(ctx context.Context, u UploadRecord, start, leng
 	if r.app == nil {
 		written = chunkKey(u.ID, u.Gen, u.Size)
 	}
-	state, err := r.sealHashState(ctx, h, written)
+	state, err := r.sealHashState(ctx, hp.finish(), written)
 	if err != nil {
 		return u, r.fenced(ctx, u, err) // the object may be gone: another writer took over
 	}
 	next.HashState, next.Updated = state, r.now()
-	err = r.db.Update(ctx, func(tx Tx) error { return tx.Uploads().AdvanceUpload(next, u.Size) })
+	var release func(Tx) error
+	var released func()
+	if last {
+		release, released = releaseIn(ctx, u.ID)
+	}
+	err = r.db.Update(ctx, func(tx Tx) error {
+		if err := tx.Uploads().AdvanceUpload(next, u.Size); err != nil || release == nil {
+			return err
+		}
+		return release(tx)
+	})
 	if errors.Is(err, ErrNotFound) {
 		return u, r.fenced(ctx, u, nil)
+	}
+	if err == nil && released != nil {
+		released()
 	}
 	return next, err
 }
@@ -766,7 +783,7 @@ func (r *Registry) finishHeld(ctx context.Context, repo string, u UploadRecord, 
 		return BlobRecord{}, err
 	}
 	if length != 0 {
-		if u, err = r.appendUpload(ctx, u, start, length, body); err != nil {
+		if u, err = r.appendUpload(ctx, u, start, length, body, false); err != nil {
 			return BlobRecord{}, err
 		}
 	}

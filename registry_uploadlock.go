@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 )
 
@@ -76,6 +77,8 @@ func (r *Registry) lockUpload(ctx context.Context, repo, id string) (context.Con
 	}
 	held, cancel := context.WithCancelCause(ctx)
 	stop, done := make(chan struct{}), make(chan struct{})
+	lease := &uploadLease{writer: writer, stop: stop, done: done}
+	held = context.WithValue(held, uploadLeaseKey{}, lease)
 	go func() {
 		defer close(done)
 		t := time.NewTicker(r.uploadRenew)
@@ -99,12 +102,48 @@ func (r *Registry) lockUpload(ctx context.Context, repo, id string) (context.Con
 		}
 	}()
 	return held, u, func() {
-		close(stop)
-		<-done
+		lease.stopRenewal()
 		cancel(nil)
-		release()
+		if !lease.released {
+			release()
+		}
 		unlock()
 	}, nil
+}
+
+// uploadLease is a writer's lease as lockUpload holds it, in its context
+// (uploadLeaseKey), so that a writer's last transaction can end the lease
+// itself (releaseIn) instead of a commit of its own after it.
+type uploadLease struct {
+	writer     string
+	stop, done chan struct{}
+	once       sync.Once
+	released   bool // by the writer's last transaction; unlock has nothing to release
+}
+
+type uploadLeaseKey struct{}
+
+// stopRenewal stops renewing the lease (once). The lease then runs for at
+// most uploadLease more: enough for one transaction, and a writer that
+// stalls longer is fenced by the generation as ever.
+func (l *uploadLease) stopRenewal() {
+	l.once.Do(func() {
+		close(l.stop)
+		<-l.done
+	})
+}
+
+// releaseIn prepares the last transaction of a writer holding the lease in
+// ctx (none: nil) to release it as well: it stops the renewal (a renewal
+// after the release would take the lease again), and returns the function
+// to call in that transaction and the one to call once it committed.
+func releaseIn(ctx context.Context, id string) (inTx func(Tx) error, committed func()) {
+	l, ok := ctx.Value(uploadLeaseKey{}).(*uploadLease)
+	if !ok {
+		return nil, nil
+	}
+	l.stopRenewal()
+	return func(tx Tx) error { return tx.Uploads().ReleaseUpload(id, l.writer) }, func() { l.released = true }
 }
 
 // errLeaseLost is the cause of a lease context that ended because the lease

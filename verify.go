@@ -1,7 +1,6 @@
 package stowage
 
 import (
-	"hash"
 	"io"
 
 	"github.com/opencontainers/go-digest"
@@ -13,15 +12,15 @@ import (
 type VerifyingReader struct {
 	r    io.Reader
 	want Digest
-	size int64 // -1: any size
-	h    hash.Hash
+	size int64     // -1: any size
+	h    *hashPipe // hashes on another goroutine while the caller writes
 	n    int64
 }
 
 // NewVerifyingReader returns a reader over r that verifies digest d and, if
 // size >= 0, the byte count.
 func NewVerifyingReader(r io.Reader, d Digest, size int64) *VerifyingReader {
-	return &VerifyingReader{r: r, want: d, size: size, h: d.Algorithm().Hash()}
+	return &VerifyingReader{r: r, want: d, size: size, h: newHashPipe(d.Algorithm().Hash())}
 }
 
 func (v *VerifyingReader) Read(p []byte) (int, error) {
@@ -35,7 +34,7 @@ func (v *VerifyingReader) Read(p []byte) (int, error) {
 		if v.size >= 0 && v.n != v.size {
 			return n, Errorf(CodeSizeInvalid, "blob has %d bytes, %d were declared", v.n, v.size)
 		}
-		if got := digest.NewDigest(v.want.Algorithm(), v.h); got != v.want {
+		if got := digest.NewDigest(v.want.Algorithm(), v.h.finish()); got != v.want {
 			return n, Errorf(CodeDigestInvalid, "uploaded content has digest %s, not the %s given", got, v.want)
 		}
 	}

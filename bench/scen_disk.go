@@ -13,8 +13,8 @@ import (
 // and with the same sizes as push-mono: at concurrency 1 and 4, each worker
 // writes iters files of --blob-mib MiB exactly as Stowage's file system
 // storage writes a blob (storage/fs Put): space reserved with fallocate,
-// 1 MiB writes, the disk write of every 8 MiB started as soon as it is
-// written (sync_file_range), and an fsync before the next file, as a push
+// 1 MiB writes, the disk write of every 1 MiB started as soon as it is
+// written (sync_file_range, storage/fs's writebackStep), and an fsync before the next file, as a push
 // does before it is acknowledged. A push can go no faster: push /
 // disk_write is the fraction of the disk's speed the push reaches.
 func (b *bench) diskWrite(ctx context.Context) error {
@@ -41,6 +41,10 @@ func (b *bench) diskWrite(ctx context.Context) error {
 	return nil
 }
 
+// writebackStep is storage/fs's: how much is written before its disk write
+// is started.
+const writebackStep = 1 << 20
+
 func writeSynced(ctx context.Context, path string, data []byte) error {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
@@ -57,7 +61,7 @@ func writeSynced(ctx context.Context, path string, data []byte) error {
 		if _, err := f.Write(data[off:end]); err != nil {
 			return err
 		}
-		if end-started >= 8<<20 {
+		if end-started >= writebackStep {
 			const syncFileRangeWrite = 2
 			syscall.Syscall6(syscall.SYS_SYNC_FILE_RANGE, f.Fd(), uintptr(started), uintptr(end-started), syncFileRangeWrite, 0, 0)
 			started = end

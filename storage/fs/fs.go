@@ -12,7 +12,9 @@
 //     mkdir, once per directory and process.
 //   - Append: the bytes are fsynced before it returns (the engine then
 //     records the new size and hash state, which describe them), and a file
-//     it creates is made durable in its directory.
+//     it creates is made durable in its directory (once: an Append at
+//     offset 0 to a file whose name this Backend made durable already,
+//     the same file by os.SameFile, skips the directory fsync).
 //   - Commit: the upload file is cut to size and fsynced, renamed to dst, and
 //     dst's directory fsynced. The upload's directory is not: after a power
 //     loss the source may reappear next to dst, as an orphan upload object.
@@ -53,6 +55,11 @@ type Backend struct {
 	// dirs holds the directories under root known to be durable in their
 	// parent (created or found, then the parent fsynced) by this Backend.
 	dirs sync.Map
+	// named holds the files Append created (path → os.FileInfo) whose name
+	// it has made durable in their directory: the next Append at offset 0
+	// to the same file (an encrypted upload rewrites its tail copy on every
+	// chunk) needs no directory fsync. Delete and Commit drop the entry.
+	named sync.Map
 	// NoSync skips fsync. Data then survives a process crash (the page cache
 	// outlives the process) but not a power loss. Default: sync.
 	NoSync bool
@@ -283,6 +290,7 @@ func (b *Backend) Delete(ctx context.Context, key string) error {
 	if err != nil {
 		return err
 	}
+	b.named.Delete(p)
 	if err := b.fsys.Remove(p); err != nil && !errors.Is(err, iofs.ErrNotExist) {
 		return err
 	}
@@ -376,6 +384,11 @@ func (b *Backend) Append(ctx context.Context, key string, off int64, r io.Reader
 	if err != nil {
 		return 0, err
 	}
+	named := false
+	if off == 0 {
+		prev, ok := b.named.Load(p)
+		named = ok && os.SameFile(prev.(os.FileInfo), fi)
+	}
 	if fi.Size() < off {
 		return 0, fmt.Errorf("upload object %s has %d bytes, expected at least %d", key, fi.Size(), off)
 	}
@@ -401,11 +414,12 @@ func (b *Backend) Append(ctx context.Context, key string, off int64, r io.Reader
 	if err := f.Close(); err != nil {
 		return off + n, err
 	}
-	if off == 0 {
+	if off == 0 && !named {
 		// The file may be new: make its name durable.
 		if err := b.syncDir(filepath.Dir(p)); err != nil {
 			return off + n, err
 		}
+		b.named.Store(p, fi)
 	}
 	return off + n, nil
 }
@@ -421,6 +435,7 @@ func (b *Backend) Commit(ctx context.Context, src, dst string, size int64) error
 	if err != nil {
 		return err
 	}
+	b.named.Delete(ps) // renamed away below (or already gone)
 	f, err := b.fsys.OpenFile(ps, os.O_WRONLY, 0)
 	if err != nil {
 		return err
@@ -483,9 +498,16 @@ func copyTo(w io.Writer, r io.Reader) (int64, error) {
 	return io.CopyBuffer(struct{ io.Writer }{w}, r, *bp)
 }
 
-// writeback starts the disk write of every 8 MiB as soon as it is written,
-// overlapping it with receiving the rest; the final fsync then waits only
-// for the tail instead of the whole blob.
+// writebackStep is how much a write accumulates before writeback asks the
+// kernel to start writing it to disk. The bench's disk scenario writes with
+// the same step, so that it measures the limit of this very write pattern.
+const writebackStep = 1 << 20
+
+// writeback starts the disk write of every writebackStep as soon as they
+// are written, overlapping it with receiving the rest; the final fsync then
+// waits only for the tail instead of the whole blob. The step is small so
+// that a chunk of an upload overlaps too: with 8 MiB steps an 8 MiB PATCH
+// started no writeback before its end, and its fsync waited for all of it.
 type writeback struct {
 	f                File
 	written, started int64
@@ -494,7 +516,7 @@ type writeback struct {
 func (w *writeback) Write(p []byte) (int, error) {
 	n, err := w.f.Write(p)
 	w.written += int64(n)
-	if w.written-w.started >= 8<<20 {
+	if w.written-w.started >= writebackStep {
 		startWriteback(w.f, w.started, w.written-w.started)
 		w.started = w.written
 	}
