@@ -23,6 +23,19 @@
 #                                     "test" or "go-test" = unit)
 #   STOWAGE_TEST_REGISTRY=distribution  run conformance/e2e against CNCF distribution
 #   GO_TEST_TIMEOUT=8m                -timeout for go test
+#   STOWAGE_CI_SERIAL=1               run the s3, postgres and azure stages one
+#                                     after the other at the end, not in the
+#                                     background lanes (see "lanes" below)
+#   STOWAGE_RACE_SQLITE=1             let -race instrument SQLite's translated C
+#                                     code too (modernc.org/sqlite/lib, libc):
+#                                     several times slower; for nightly runs
+#
+# Lanes: the s3, postgres and azure stages each start their own server
+# (versitygw, PostgreSQL, Azurite) on a free port and temporary directory,
+# and mostly wait on it; they run in two background lanes (postgres | s3
+# then azure) while the stages after build run in the foreground. Their
+# output is kept in .cache/stages/NAME.log and printed, whole, with its
+# "stage NAME:" lines, once the foreground stages are done.
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -32,6 +45,17 @@ if ! command -v go >/dev/null 2>&1 && [ -x /usr/local/go/bin/go ]; then
 	export PATH
 fi
 if [ "$(id -u)" -eq 0 ]; then SUDO=(); else SUDO=(sudo -n); fi
+
+# -race instruments every package, SQLite's C code translated to Go
+# (modernc.org/sqlite/lib and modernc.org/libc) too: that multiplies the CPU
+# time of every test that opens a database (meta/sqlite: 7x) and watches
+# code that is not ours. Our code, the database/sql driver glue
+# (modernc.org/sqlite) and every other dependency stay instrumented. Through
+# GOFLAGS so that the stage scripts' go test -race runs get it too.
+if [ "${STOWAGE_RACE_SQLITE:-}" != 1 ]; then
+	GOFLAGS="${GOFLAGS:+$GOFLAGS }-gcflags=modernc.org/sqlite/lib=-race=false -gcflags=modernc.org/libc/...=-race=false"
+	export GOFLAGS
+fi
 
 say() { printf '\n=== [%s] %s\n' "$(date +%H:%M:%S)" "$*"; }
 
@@ -177,6 +201,79 @@ stage_script() { # SCRIPT
 	"$ROOT/scripts/$1"
 }
 
+# ---------------------------------------------------------------- lanes
+LANE_DIR="$ROOT/.cache/stages"
+LANE_PIDS=()
+LANE_STAGES=() # NAME:SCRIPT of every stage given to a lane, in summary order
+
+# start_lane NAME:SCRIPT... : runs the stages one after the other in a
+# background subshell; each one's output goes to $LANE_DIR/NAME.log and its
+# result (RESULT TIME NOTE) to $LANE_DIR/NAME.result.
+start_lane() {
+	local spec
+	for spec in "$@"; do
+		LANE_STAGES+=("$spec")
+		rm -f "$LANE_DIR/${spec%%:*}.log" "$LANE_DIR/${spec%%:*}.result"
+	done
+	(
+		trap '[ -n "${LANE_CHILD:-}" ] && kill -TERM "$LANE_CHILD" 2>/dev/null; exit 143' TERM
+		for spec in "$@"; do
+			name=${spec%%:*}
+			STAGE_NAMES=() STAGE_RESULTS=() STAGE_TIMES=() STAGE_NOTES=()
+			run_stage "$name" stage_lane_script "${spec#*:}" >"$LANE_DIR/$name.log" 2>&1 </dev/null
+			printf '%s\t%s\t%s\n' "${STAGE_RESULTS[0]}" "${STAGE_TIMES[0]}" "${STAGE_NOTES[0]}" >"$LANE_DIR/$name.result"
+		done
+	) &
+	LANE_PIDS+=($!)
+}
+
+# stage_lane_script SCRIPT : stage_script, but waited for in the background
+# so that the lane's TERM trap can pass the signal on.
+stage_lane_script() {
+	"$ROOT/scripts/$1" &
+	LANE_CHILD=$!
+	wait "$LANE_CHILD"
+	local rc=$?
+	LANE_CHILD=""
+	return "$rc"
+}
+
+# finish_lanes NAME... : waits for the lanes, then prints the output and
+# records the result of each lane stage, in the order given.
+finish_lanes() {
+	local pid name result time note
+	[ "${#LANE_PIDS[@]}" -gt 0 ] || return 0
+	say "waiting for the background lanes (${LANE_STAGES[*]%%:*})"
+	for pid in "${LANE_PIDS[@]}"; do
+		wait "$pid"
+	done
+	LANE_PIDS=()
+	for name in "$@"; do
+		[[ " ${LANE_STAGES[*]%%:*} " == *" $name "* ]] || continue
+		printf '\n--- output of stage %s (background lane) ---\n' "$name"
+		cat "$LANE_DIR/$name.log" 2>/dev/null
+		if IFS=$'\t' read -r result time note <"$LANE_DIR/$name.result" 2>/dev/null && [ -n "$result" ]; then
+			STAGE_NAMES+=("$name") STAGE_RESULTS+=("$result") STAGE_TIMES+=("$time") STAGE_NOTES+=("$note")
+		else
+			say "stage $name: FAIL (its lane ended without a result)"
+			STAGE_NAMES+=("$name") STAGE_RESULTS+=(FAIL) STAGE_TIMES+=(0) STAGE_NOTES+=("lane ended without a result")
+		fi
+	done
+	LANE_STAGES=()
+}
+
+stop_lanes() {
+	local pid
+	for pid in "${LANE_PIDS[@]}"; do
+		kill -TERM "$pid" 2>/dev/null
+	done
+	for pid in "${LANE_PIDS[@]}"; do
+		wait "$pid" 2>/dev/null
+	done
+}
+trap 'stop_lanes; exit 130' INT
+trap 'stop_lanes; exit 143' TERM
+
 # ---------------------------------------------------------------- run
 T0=$(date +%s)
 say "stowage tests in $ROOT (STOWAGE_SKIP='${STOWAGE_SKIP:-}', registry: ${STOWAGE_TEST_REGISTRY:-stowage})"
@@ -188,6 +285,17 @@ if [ "${STOWAGE_TEST_REGISTRY:-stowage}" = distribution ]; then
 else
 	run_stage build stage_build
 fi
+# The servers' stages in two background lanes (see "Lanes" at the top).
+if [ "${STOWAGE_CI_SERIAL:-}" != 1 ]; then
+	mkdir -p "$LANE_DIR"
+	start_lane postgres:postgres-test.sh
+	if [ -x "$ROOT/scripts/azure-test.sh" ]; then
+		start_lane s3:s3-test.sh azure:azure-test.sh
+	else
+		start_lane s3:s3-test.sh
+	fi
+	say "started in the background: postgres | s3$([ -x "$ROOT/scripts/azure-test.sh" ] && echo ', azure'); their output follows the foreground stages"
+fi
 run_stage conformance stage_script conformance.sh
 run_stage geo-conformance stage_script geo-conformance-test.sh
 run_stage deploy stage_script deploy-test.sh
@@ -198,10 +306,14 @@ if [ "${STOWAGE_TEST_REGISTRY:-stowage}" = stowage ]; then
 	run_stage access stage_script e2e-access.sh
 	run_stage ui stage_script ui-test.sh
 fi
-run_stage s3 stage_script s3-test.sh
-run_stage postgres stage_script postgres-test.sh
-if [ -x "$ROOT/scripts/azure-test.sh" ]; then
-	run_stage azure stage_script azure-test.sh
+if [ "${STOWAGE_CI_SERIAL:-}" != 1 ]; then
+	finish_lanes s3 postgres azure
+else
+	run_stage s3 stage_script s3-test.sh
+	run_stage postgres stage_script postgres-test.sh
+	if [ -x "$ROOT/scripts/azure-test.sh" ]; then
+		run_stage azure stage_script azure-test.sh
+	fi
 fi
 
 # ---------------------------------------------------------------- summary
