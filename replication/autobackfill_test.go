@@ -31,7 +31,8 @@ func TestAutomaticBackfill(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			east, west := newRegion(t, "east", 0), newRegion(t, "west", 0)
-			east.f = feed.New(east.db.Feed(), feed.Options{Retention: feed.Retention{MaxCount: 2}, Poll: 20 * time.Millisecond})
+			fst, _ := feed.Of(east.db)
+			east.f = feed.New(fst, feed.Options{Retention: feed.Retention{MaxCount: 2}, Poll: 20 * time.Millisecond})
 			srv := serve(t, west)
 			cursors, _ := feed.CursorsOf(east.reg.DB())
 			var want []string
