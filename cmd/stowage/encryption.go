@@ -65,8 +65,9 @@ func (m *Main) setupEncryption(ctx context.Context, db stowage.DB, store stowage
 	if err != nil {
 		return nil, nil, err
 	}
+	counted := false // known from the blob count, not recorded
 	if !known && blobs > 0 {
-		known = true // written before Stowage encrypted: plain
+		known, counted = true, true // written before Stowage encrypted: plain
 	}
 	save := func(r encryptionSetting) error {
 		b, _ := json.Marshal(r)
@@ -76,7 +77,10 @@ func (m *Main) setupEncryption(ctx context.Context, db stowage.DB, store stowage
 		if known && rec.Encrypted {
 			return nil, nil, fmt.Errorf("encryption is off in the configuration, but this registry's data is encrypted (first key: %s): configure its key (the default is the service key %s)", rec.KeyID, ServiceKeyPath(cfg.DataDir))
 		}
-		if !known {
+		if !known || counted {
+			// Recorded once: a registry of plain data that predates the
+			// setting is not counted again at every start (a million
+			// blobs took seconds).
 			if err := save(encryptionSetting{}); err != nil {
 				return nil, nil, err
 			}
