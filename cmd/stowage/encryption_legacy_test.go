@@ -70,3 +70,4 @@ func TestPlainRegistryRecordsItsSetting(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+

@@ -135,8 +135,11 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 type Main struct {
 	Config config.Config
 	Addr   string // the address actually listened on, after Run
-	out    io.Writer
-	log    *slog.Logger
+
+	closeOnce sync.Once
+	closeErr  error
+	out       io.Writer
+	log       *slog.Logger
 
 	lock     *os.File
 	stopJobs context.CancelFunc
@@ -397,6 +400,14 @@ func isLoopback(host string) bool {
 // Close stops accepting requests, waits for in-flight ones (up to the
 // shutdown timeout), then closes the database.
 func (m *Main) Close() error {
+	m.closeOnce.Do(func() { m.closeErr = m.close() })
+	return m.closeErr
+}
+
+// close stops what Run started; Close calls it once (a second Close,
+// such as a test's cleanup after its own, returns the first one's answer
+// instead of waiting for a server that already stopped).
+func (m *Main) close() error {
 	var errs []error
 	if m.stopJobs != nil {
 		m.stopJobs()
