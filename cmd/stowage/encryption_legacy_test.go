@@ -70,4 +70,3 @@ func TestPlainRegistryRecordsItsSetting(t *testing.T) {
 		t.Fatal(err)
 	}
 }
-
