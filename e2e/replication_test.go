@@ -152,7 +152,8 @@ func (g *geoRegion) start(t *testing.T) {
 const geoPassword = "geo-admin-password-1"
 
 // The regions log in to each other as geoReplUser, a user with only
-// content/read, content/write and replication/apply on every repository
+// content/read, content/write, metadata/read (referrers read-through) and
+// replication/apply on every repository
 // (scope map geoReplScopeMap; docs/replication.md, "The peers' identity").
 const (
 	geoReplUser     = "repl"
@@ -326,7 +327,7 @@ func bootstrapPeerIdentity(t *testing.T, g *geoRegion) {
 		want         int
 	}{
 		{http.MethodPut, "/api/v1/auth/scope-maps/" + geoReplScopeMap, map[string]any{"description": "a geo-replication peer",
-			"rules": []map[string]any{{"repository": "*", "actions": []string{"content/read", "content/write", "replication/apply"}}}}, http.StatusCreated},
+			"rules": []map[string]any{{"repository": "*", "actions": []string{"content/read", "content/write", "metadata/read", "replication/apply"}}}}, http.StatusCreated},
 		{http.MethodPost, "/api/v1/auth/users", map[string]any{"name": geoReplUser, "password": geoReplPassword, "scopeMap": geoReplScopeMap}, http.StatusCreated},
 	} {
 		r, err := geoDo(ctx, c.method, g.URL(), c.path, jsonHdr, jsonOf(c.body))
