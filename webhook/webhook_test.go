@@ -347,9 +347,9 @@ func testPayloadPerAction(t *testing.T, open openDB) {
 		}
 	}
 	// The log has every attempt, newest first.
-	ds, err := e.svc.Deliveries(e.ctx, "all", 0)
-	if err != nil || len(ds) != len(wants) || ds[0].Action != "repository.delete" || ds[0].Status != 200 || ds[0].Error != "" {
-		t.Fatalf("delivery log: %+v, %v", ds, err)
+	ds := waitLog(e, "all", len(wants))
+	if len(ds) != len(wants) || ds[0].Action != "repository.delete" || ds[0].Status != 200 || ds[0].Error != "" {
+		t.Fatalf("delivery log: %+v", ds)
 	}
 	_, st, err := e.svc.Show(e.ctx, "all")
 	if err != nil || st.Delivered != int64(len(wants)) || st.Pending != 0 {
@@ -427,7 +427,7 @@ func testFlakyReceiver(t *testing.T, open openDB) {
 			t.Errorf("delivery %d: %s, want t%d", i, d.p.Target.Tag, i)
 		}
 	}
-	ds, _ := e.svc.Deliveries(e.ctx, "ci", 0)
+	ds := waitLog(e, "ci", n+3)
 	if len(ds) != n+3 {
 		t.Errorf("log: %d attempts, want %d", len(ds), n+3)
 	}
@@ -815,7 +815,7 @@ func testFellBehind(t *testing.T, open openDB) {
 	if got[0].p.Target.Tag != "t3" || got[2].p.Target.Tag != "t5" {
 		t.Fatalf("after falling behind: %s ... %s, want t3 ... t5", got[0].p.Target.Tag, got[2].p.Target.Tag)
 	}
-	ds, _ := e.svc.Deliveries(e.ctx, "ci", 0)
+	ds := waitLog(e, "ci", 4)
 	if len(ds) != 4 || !strings.Contains(ds[3].Error, "events lost") || !strings.Contains(ds[3].Error, "events 1 to 3") {
 		t.Fatalf("log: %+v", ds)
 	}
@@ -912,5 +912,17 @@ func TestPostgres(t *testing.T) {
 		"FellBehind": testFellBehind, "OneNodeDelivers": testOneNodeDelivers, "KeyRotation": testKeyRotation,
 	} {
 		t.Run(name, func(t *testing.T) { body(t, open) })
+	}
+}
+
+// waitLog returns webhook name's delivery log once it has n entries, or
+// after 10 s: a receiver gets a delivery before the delivery is logged.
+func waitLog(e *env, name string, n int) []webhook.Delivery {
+	var ds []webhook.Delivery
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		ds, _ = e.svc.Deliveries(e.ctx, name, 0)
+		if len(ds) >= n || time.Now().After(deadline) {
+			return ds
+		}
 	}
 }
