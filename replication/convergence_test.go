@@ -1,0 +1,120 @@
+package replication_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stowage/stowage"
+	"github.com/stowage/stowage/feed"
+)
+
+// TestLocksGuardClientsNotReplicatedChanges: a change one region accepted
+// passes another region's write and delete locks (they guard that region's
+// clients; the lock attributes replicate with their own clocks), so the
+// regions end with the same tags and the same locks (review r3 finding 1).
+func TestLocksGuardClientsNotReplicatedChanges(t *testing.T) {
+	lock := func(t *testing.T, rg *region, tag string, l stowage.Locks) {
+		t.Helper()
+		if _, err := rg.reg.SetLocks(ctx, "app", stowage.Reference{Tag: tag}, l, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Run("a tag move in one region, a write lock of the tag in the other, later", func(t *testing.T) {
+		east, north := newRegion(t, "east", 0), newRegion(t, "north", 0)
+		east.image(t, "app", "v1", "A")
+		north.apply(t, east, east.changes(t, 0))
+		e0, n0 := east.newest(t), north.newest(t)
+		dB, _ := north.image(t, "app", "v1", "B") // the move, first
+		time.Sleep(3 * time.Millisecond)
+		lock(t, east, "v1", stowage.LockWrite) // the lock, later
+		fromEast, fromNorth := east.changes(t, e0), north.changes(t, n0)
+		east.apply(t, north, fromNorth)
+		north.apply(t, east, fromEast)
+		for _, rg := range []*region{east, north} {
+			if got := rg.tag(t, "app", "v1"); got != dB {
+				t.Errorf("%s: app:v1 = %q, want the move %s (no lock in north refused it; the lock does not refuse a replicated change)", rg.name, got, dB)
+			}
+			if l, err := rg.reg.Locks(ctx, "app", stowage.Reference{Tag: "v1"}); err != nil || l != stowage.LockWrite {
+				t.Errorf("%s: app:v1 locks %v, %v; want write-locked (kept)", rg.name, l, err)
+			}
+		}
+		// The lock still refuses this region's clients.
+		if _, err := east.reg.PutManifest(ctx, "app", stowage.Reference{Tag: "v1"}, "application/vnd.oci.image.manifest.v1+json", manifestOf(t, east, "A"), nil); stowage.ErrorCodeOf(err) != stowage.CodeDenied {
+			t.Errorf("east: a client's move of the write-locked tag: %v, want DENIED", err)
+		}
+	})
+	t.Run("an untag in one region, a delete lock of the tag in the other, later", func(t *testing.T) {
+		east, north := newRegion(t, "east", 0), newRegion(t, "north", 0)
+		east.image(t, "app", "v1", "A")
+		north.apply(t, east, east.changes(t, 0))
+		e0, n0 := east.newest(t), north.newest(t)
+		if _, err := north.reg.Untag(ctx, "app", "v1", false); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(3 * time.Millisecond)
+		lock(t, east, "v1", stowage.LockDelete)
+		fromEast, fromNorth := east.changes(t, e0), north.changes(t, n0)
+		east.apply(t, north, fromNorth)
+		north.apply(t, east, fromEast)
+		for _, rg := range []*region{east, north} {
+			if got := rg.tag(t, "app", "v1"); got != "" {
+				t.Errorf("%s: app:v1 = %q, want untagged everywhere", rg.name, got)
+			}
+		}
+	})
+	t.Run("a manifest delete in one region, a delete lock of its tag in the other, later", func(t *testing.T) {
+		east, north := newRegion(t, "east", 0), newRegion(t, "north", 0)
+		dA, _ := east.image(t, "app", "v1", "A")
+		north.apply(t, east, east.changes(t, 0))
+		e0, n0 := east.newest(t), north.newest(t)
+		deleteImage(t, north, "app", dA)
+		time.Sleep(3 * time.Millisecond)
+		lock(t, east, "v1", stowage.LockDelete)
+		fromEast, fromNorth := east.changes(t, e0), north.changes(t, n0)
+		east.apply(t, north, fromNorth)
+		north.apply(t, east, fromEast)
+		for _, rg := range []*region{east, north} {
+			if _, err := rg.reg.ResolveManifest(ctx, "app", stowage.Reference{Digest: dA}); stowage.ErrorCodeOf(err) != stowage.CodeManifestUnknown && stowage.ErrorCodeOf(err) != stowage.CodeNameUnknown {
+				t.Errorf("%s: app@%s: %v, want deleted everywhere", rg.name, dA, err)
+			}
+		}
+	})
+}
+
+// manifestOf returns the bytes of the manifest rg.image makes for seed.
+func manifestOf(t *testing.T, rg *region, seed string) []byte {
+	t.Helper()
+	_, m := rg.image(t, "other", "", seed)
+	return m
+}
+
+// TestReappliedPushMakesNoEvent: a push applied again (a batch retried
+// after a later change in it failed) is a no-op with no new event in the
+// peer's change feed (review r3 finding 7: duplicate webhooks and audit).
+func TestReappliedPushMakesNoEvent(t *testing.T) {
+	east, west := newRegion(t, "east", 0), newRegion(t, "west", 0)
+	east.image(t, "app", "", "by-digest") // a push by digest: no tag clock
+	east.image(t, "app", "v1", "tagged")
+	push := east.changes(t, 0)
+	west.apply(t, east, push)
+	n := countEvents(t, west)
+	for i := 0; i < 3; i++ {
+		for _, r := range west.apply(t, east, push) {
+			if r.Applied {
+				t.Errorf("applied again: %+v", r)
+			}
+		}
+	}
+	if got := countEvents(t, west); got != n {
+		t.Errorf("west's feed: %d events after applying the same pushes 3 more times, want %d (no new event)", got, n)
+	}
+}
+
+func countEvents(t *testing.T, rg *region) int {
+	t.Helper()
+	p, err := rg.f.Read(ctx, feed.Query{Resume: true, Limit: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(p.Events)
+}
