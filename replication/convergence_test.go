@@ -1,11 +1,13 @@
 package replication_test
 
 import (
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/stowage/stowage"
 	"github.com/stowage/stowage/feed"
+	"github.com/stowage/stowage/replication"
 )
 
 // TestLocksGuardClientsNotReplicatedChanges: a change one region accepted
@@ -117,4 +119,43 @@ func countEvents(t *testing.T, rg *region) int {
 		t.Fatal(err)
 	}
 	return len(p.Events)
+}
+
+// TestRefusedForGoodDoesNotWedge: a change the peer refuses for good (here
+// its quota refuses the push's blob) is recorded and passed over; the
+// changes after it (another repository's push, a delete) still reach the
+// peer (review r3 finding 4b).
+func TestRefusedForGoodDoesNotWedge(t *testing.T) {
+	east, west := newRegion(t, "east", 0), newRegion(t, "west", 0)
+	srv := serve(t, west)
+	if err := west.reg.SetQuota(ctx, "q", 5); err != nil {
+		t.Fatal(err)
+	}
+	svc, err := replication.New(east.reg, east.f, replication.Options{Region: "east",
+		Peers: []replication.Peer{{Name: "west", URL: srv.URL}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := svc.Replicators[0]
+	east.image(t, "q", "v1", "too big for west's quota")
+	d, _ := east.image(t, "app", "v1", "fits")
+	deleteImage(t, east, "app", d)
+	dk, _ := east.image(t, "app", "v2", "kept")
+	p, err := east.f.Read(ctx, feed.Query{Resume: true, Limit: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Handle(ctx, p.Events); err != nil {
+		t.Fatalf("a change the peer refuses for good stopped the batch: %v", err)
+	}
+	if got := west.tag(t, "app", "v2"); got != dk {
+		t.Errorf("west app:v2 = %q, want %s (shipped after the refused change)", got, dk)
+	}
+	if _, err := west.reg.ResolveManifest(ctx, "app", stowage.Reference{Digest: d}); stowage.ErrorCodeOf(err) != stowage.CodeManifestUnknown {
+		t.Errorf("west app@%s: %v, want deleted (the delete reached it)", d, err)
+	}
+	n, last, _ := r.Parked()
+	if n != 1 || !strings.Contains(last, "quota") {
+		t.Errorf("parked: %d, %q; want 1, the quota's refusal", n, last)
+	}
 }
