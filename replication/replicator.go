@@ -2,9 +2,9 @@ package replication
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
-	"errors"
 	"log/slog"
 	"net/http"
 	"strings"
