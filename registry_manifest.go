@@ -98,7 +98,7 @@ func (r *Registry) PutManifest(ctx context.Context, repo string, ref Reference, 
 		}
 		// The exact quota check: concurrent pushes each passed reserve alone.
 		// A manifest repo already holds costs nothing.
-		if err := r.checkRepoQuota(tx, repo, d, int64(len(body))); err != nil {
+		if err := r.checkRepoQuota(ctx, tx, repo, d, int64(len(body))); err != nil {
 			return err
 		}
 		if err := tx.Repositories().CreateRepository(repo, now); err != nil {

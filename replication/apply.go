@@ -56,6 +56,13 @@ type Applier struct {
 	// entry), reporting false when the bin holds none; nil: no recycle
 	// bin. The restore's change hook sees the applied context.
 	Restore func(ctx context.Context, repo string, d stowage.Digest) (bool, error)
+	// Fetch brings here, from the peers, what a pushed manifest references
+	// and this region lacks (ReadThrough.FetchReferences), under the
+	// applied ctx: blobs the shipping region could not upload here (this
+	// region's quota refused its upload: a replicated change is admitted
+	// past it), child manifests removed here before the index arrived.
+	// nil (read-through off): the push fails MANIFEST_BLOB_UNKNOWN.
+	Fetch func(ctx context.Context, repo, mediaType string, body []byte) error
 }
 
 // Apply applies ch. The blobs a pushed manifest references must be here
@@ -166,6 +173,11 @@ func (a *Applier) push(ctx context.Context, ch Change) (Result, error) {
 		res = Result{Reason: reasonApplied}
 	} else {
 		res, err = outcome(put(ctx, a.Reg, ch, stowage.Reference{Digest: ch.Digest}))
+		if stowage.ErrorCodeOf(err) == stowage.CodeManifestBlobUnknown && a.Fetch != nil {
+			if ferr := a.Fetch(ctx, ch.Repo, ch.MediaType, ch.Manifest); ferr == nil {
+				res, err = outcome(put(ctx, a.Reg, ch, stowage.Reference{Digest: ch.Digest}))
+			}
+		}
 	}
 	if err != nil || len(ch.Tags) == 0 {
 		if res.Reason == reasonApplied {

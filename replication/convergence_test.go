@@ -1,12 +1,18 @@
 package replication_test
 
 import (
+	"bytes"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/opencontainers/go-digest"
 	"github.com/stowage/stowage"
 	"github.com/stowage/stowage/feed"
+	"github.com/stowage/stowage/mgmt"
+	"github.com/stowage/stowage/ociapi"
 	"github.com/stowage/stowage/replication"
 )
 
@@ -154,8 +160,59 @@ func TestRefusedForGoodDoesNotWedge(t *testing.T) {
 	if _, err := west.reg.ResolveManifest(ctx, "app", stowage.Reference{Digest: d}); stowage.ErrorCodeOf(err) != stowage.CodeManifestUnknown {
 		t.Errorf("west app@%s: %v, want deleted (the delete reached it)", d, err)
 	}
+	// West has no read-through: its applier cannot fetch the blob its
+	// quota refused, so the push is refused and parked.
 	n, last, _ := r.Parked()
-	if n != 1 || !strings.Contains(last, "quota") {
-		t.Errorf("parked: %d, %q; want 1, the quota's refusal", n, last)
+	if n != 1 || !strings.Contains(last, "push q") {
+		t.Errorf("parked: %d, %q; want 1, the push to q", n, last)
+	}
+}
+
+// TestReplicatedContentPassesQuota: a region's quota refuses the shipping
+// region's blob upload; the region's applier fetches the blob itself,
+// admitted past the quota as part of the replicated change, and counted:
+// its own clients are refused afterwards (docs/replication.md "Locks,
+// quotas and convergence").
+func TestReplicatedContentPassesQuota(t *testing.T) {
+	east, west := newRegion(t, "east", 0), newRegion(t, "west", 0)
+	eastSrv := serve(t, east)
+	westSvc, err := replication.New(west.reg, west.f, replication.Options{Region: "west", ReadThrough: true,
+		Peers: []replication.Peer{{Name: "east", URL: eastSrv.URL}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/v2/", ociapi.New(west.reg, nil))
+	mux.Handle("/api/v1/", mgmt.New(west.reg, nil).WithReplication(westSvc))
+	westSrv := httptest.NewServer(mux)
+	t.Cleanup(westSrv.Close)
+	if err := west.reg.SetQuota(ctx, "q", 5); err != nil {
+		t.Fatal(err)
+	}
+	svc, err := replication.New(east.reg, east.f, replication.Options{Region: "east",
+		Peers: []replication.Peer{{Name: "west", URL: westSrv.URL}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := svc.Replicators[0]
+	d, _ := east.image(t, "q", "v1", "too big for west's quota")
+	p, err := east.f.Read(ctx, feed.Query{Resume: true, Limit: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Handle(ctx, p.Events); err != nil {
+		t.Fatal(err)
+	}
+	if got := west.tag(t, "q", "v1"); got != d {
+		t.Errorf("west q:v1 = %q, want %s (admitted past west's quota)", got, d)
+	}
+	if n, last, _ := r.Parked(); n != 0 {
+		t.Errorf("parked %d: %s; want none", n, last)
+	}
+	// Counted: west's own client is refused now.
+	b := []byte("west's own layer")
+	_, err = west.reg.PutBlob(ctx, "q", digest.FromBytes(b), bytes.NewReader(b), int64(len(b)))
+	if stowage.ErrorCodeOf(err) != stowage.CodeDenied {
+		t.Errorf("west: a client's blob push into q over its quota: %v, want DENIED", err)
 	}
 }

@@ -222,6 +222,14 @@ func (r *Replicator) shipBlob(ctx context.Context, repo string, d stowage.Digest
 		body = &limitedReader{ctx: ctx, r: rc, l: r.limit}
 	}
 	if err := r.Peer.UploadBlob(ctx, repo, d, b.Size, body); err != nil {
+		if refusedForGood(err) {
+			// The peer's quota (or limit) refuses the upload: its
+			// applier fetches the blob itself, admitted as part of
+			// the replicated change (Applier.Fetch); if it cannot,
+			// the apply refuses the change and it is parked.
+			r.Log.Info("replication: the peer refused a blob upload; its apply fetches it", "peer", r.Peer.Name, "repo", repo, "digest", d, "err", err)
+			return nil
+		}
 		return err
 	}
 	countShipped(ctx, b.Size)
