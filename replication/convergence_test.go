@@ -51,6 +51,24 @@ func TestLocksGuardClientsNotReplicatedChanges(t *testing.T) {
 			t.Errorf("east: a client's move of the write-locked tag: %v, want DENIED", err)
 		}
 	})
+	t.Run("a tag move in one region, an immutability rule for the tag in the other", func(t *testing.T) {
+		east, north := newRegion(t, "east", 0), newRegion(t, "north", 0)
+		east.image(t, "app", "v1", "A")
+		north.apply(t, east, east.changes(t, 0))
+		if err := east.reg.SetImmutabilityRules(ctx, []string{"app:v.*"}); err != nil {
+			t.Fatal(err)
+		}
+		n0 := north.newest(t)
+		dB, _ := north.image(t, "app", "v1", "B")
+		east.apply(t, north, north.changes(t, n0))
+		if got := east.tag(t, "app", "v1"); got != dB {
+			t.Errorf("east: app:v1 = %q, want north's move %s (east's rule guards east's clients)", got, dB)
+		}
+		_, err := east.reg.PutManifest(ctx, "app", stowage.Reference{Tag: "v1"}, "application/vnd.oci.image.manifest.v1+json", manifestOf(t, east, "A"), nil)
+		if stowage.ErrorCodeOf(err) != stowage.CodeDenied {
+			t.Errorf("east: a client's move of the immutable tag: %v, want DENIED", err)
+		}
+	})
 	t.Run("an untag in one region, a delete lock of the tag in the other, later", func(t *testing.T) {
 		east, north := newRegion(t, "east", 0), newRegion(t, "north", 0)
 		east.image(t, "app", "v1", "A")
