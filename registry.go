@@ -230,7 +230,7 @@ func (r *Registry) MountBlob(ctx context.Context, repo, from string, d Digest) (
 		if err != nil {
 			return err
 		}
-		if err := r.checkRepoQuota(tx, repo, d, b.Size); err != nil {
+		if err := r.checkRepoQuota(ctx, tx, repo, d, b.Size); err != nil {
 			return err
 		}
 		if err := tx.Blobs().TouchBlob(d, now); err != nil {
@@ -260,7 +260,7 @@ func (r *Registry) putBlob(ctx context.Context, repo string, d Digest, body io.R
 	if err := checkAlgorithm(d); err != nil {
 		return BlobRecord{}, err
 	}
-	if err := r.checkWritable(ctx, repo); err != nil {
+	if err := r.checkWritable(ctx, repo); err != nil && !replicatedChange(ctx) {
 		return BlobRecord{}, err
 	}
 	vr := NewVerifyingReader(body, d, size)
@@ -333,7 +333,7 @@ func (r *Registry) reserveKeyed(ctx context.Context, repo string, d Digest, size
 				if err := r.checkRegistryLimit(tx, size, 0); err != nil {
 					return err
 				}
-				if err := r.checkRepoQuota(tx, repo, d, size); err != nil {
+				if err := r.checkRepoQuota(ctx, tx, repo, d, size); err != nil {
 					return err
 				}
 				state = BlobPending
@@ -350,7 +350,7 @@ func (r *Registry) reserveKeyed(ctx context.Context, repo string, d Digest, size
 			if state == BlobDeleting {
 				return nil
 			}
-			if err := r.checkRepoQuota(tx, repo, d, max(size, b.Size)); err != nil {
+			if err := r.checkRepoQuota(ctx, tx, repo, d, max(size, b.Size)); err != nil {
 				return err
 			}
 			if state == BlobPending {
@@ -460,10 +460,10 @@ func (r *Registry) recordBlob(ctx context.Context, repo string, d Digest, size i
 				return err
 			}
 		}
-		if err := writable(tx, repo); err != nil {
+		if err := writable(tx, repo); err != nil && !replicatedChange(ctx) {
 			return err
 		}
-		if err := r.checkLimitsAtRecord(tx, repo, d, size); err != nil {
+		if err := r.checkLimitsAtRecord(ctx, tx, repo, d, size); err != nil {
 			return err
 		}
 		if b, err = markLive(tx, d, size, now); err != nil {

@@ -80,7 +80,7 @@ func (r *Registry) runDelete(ctx context.Context, repo string, dryRun, skipLocke
 		if err != nil {
 			return err
 		}
-		if rec.Locks&LockDelete != 0 {
+		if rec.Locks&LockDelete != 0 && !replicatedChange(ctx) {
 			if skipLocked {
 				return nil
 			}
@@ -220,7 +220,8 @@ func (del *deletion) untag(tag string) error {
 		return err
 	}
 	d := t.Digest
-	if t.Locks&LockDelete != 0 {
+	waive := replicatedChange(del.ctx) // registry_locks.go
+	if t.Locks&LockDelete != 0 && !waive {
 		if del.skipLocked {
 			return nil
 		}
@@ -230,7 +231,7 @@ func (del *deletion) untag(tag string) error {
 	// again would move it.
 	if rule, err := immutableRule(del.tx, del.repo, tag); err != nil {
 		return err
-	} else if rule != "" {
+	} else if rule != "" && !waive {
 		if del.skipLocked {
 			return nil
 		}
@@ -288,6 +289,10 @@ func (del *deletion) manifest(d Digest, reason string) error {
 	// at, stays. Asked for directly, that is DENIED; as a cascade or in a
 	// policy, it is passed over.
 	lockedBy := ""
+	// A replicated delete passes the locks and rules of the manifest it
+	// names (registry_locks.go); what it cascades to keeps them, as where
+	// the delete was made (those removals are replicated on their own).
+	waive := reason == "requested" && replicatedChange(del.ctx)
 	if m.Locks&LockDelete != 0 {
 		lockedBy = "manifest " + repo + "@" + string(d)
 	}
@@ -304,7 +309,7 @@ func (del *deletion) manifest(d Digest, reason string) error {
 		// An immutable tag stays with its manifest (deleting the manifest
 		// and pushing another under the tag would move it), except when
 		// the whole repository goes.
-		if !del.everything && immutable == nil && lockedBy == "" {
+		if !del.everything && !waive && immutable == nil && lockedBy == "" {
 			rule, err := immutableRule(tx, repo, t)
 			if err != nil {
 				return err
@@ -319,6 +324,9 @@ func (del *deletion) manifest(d Digest, reason string) error {
 			}
 			tagLocks[t] = tr.Locks
 		}
+	}
+	if waive {
+		lockedBy = ""
 	}
 	if lockedBy != "" {
 		if del.skipLocked || reason != "requested" {

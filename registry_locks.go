@@ -29,6 +29,37 @@ func (l Locks) String() string {
 	return strings.Join(on, ", ")
 }
 
+// Replicated changes and the guards of a region.
+//
+// Locks (write, delete) and immutability rules guard the requests of this
+// region's clients. A change another region accepted and replicated here
+// passes them: it was checked against that region's locks when it was made,
+// and the lock attributes replicate too, each with its own clock, so every
+// region ends with the same tags and the same locks (last writer by hybrid
+// logical clock). Refusing it here instead would leave the regions with
+// different digests for good (and retention in one region would then delete
+// what another still tags). Read and list locks are not waived: they guard
+// what is served, not what is stored.
+//
+// WithReplicatedChange is the one way in: only the replication applier
+// calls it (replication.Applier, for a change that came through the apply
+// endpoint, which requires the replication/apply permission). No HTTP
+// header or request field reaches it.
+type replicatedKey struct{}
+
+// WithReplicatedChange returns ctx whose pushes, tag moves, untags and
+// deletes pass this region's write and delete locks and immutability rules
+// (see above). For the replication applier only.
+func WithReplicatedChange(ctx context.Context) context.Context {
+	return context.WithValue(ctx, replicatedKey{}, true)
+}
+
+// replicatedChange reports whether ctx carries a replicated change.
+func replicatedChange(ctx context.Context) bool {
+	b, _ := ctx.Value(replicatedKey{}).(bool)
+	return b
+}
+
 func denied(what, lock, unlock string) error {
 	return Errorf(CodeDenied, "%s is %s-locked (%s=false); lift it with 'stowage lock %s --%s=true'", what, lock, lock+"Enabled", unlock, lock)
 }
@@ -235,12 +266,13 @@ func immutableRule(tx Tx, repo, tag string) (string, error) {
 }
 
 // retaggable fails with DENIED if moving repo:tag to d is forbidden.
-func retaggable(tx Tx, repo, tag string, d Digest) (old Digest, err error) {
+// A replicated change (waive) passes the tag's write lock and the rules.
+func retaggable(tx Tx, repo, tag string, d Digest, waive bool) (old Digest, err error) {
 	t, err := tx.Tags().GetTagRecord(repo, tag)
 	if errors.Is(err, ErrNotFound) {
 		return "", nil
 	}
-	if err != nil || t.Digest == d {
+	if err != nil || t.Digest == d || waive {
 		return t.Digest, err
 	}
 	if t.Locks&LockWrite != 0 {

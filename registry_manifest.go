@@ -86,8 +86,11 @@ func (r *Registry) PutManifest(ctx context.Context, repo string, ref Reference, 
 		rec.Subject = m.Subject.Digest
 	}
 	err = r.db.Update(ctx, func(tx Tx) error {
-		if err := writable(tx, repo); err != nil {
-			return err
+		waive := replicatedChange(ctx) // registry_locks.go
+		if !waive {
+			if err := writable(tx, repo); err != nil {
+				return err
+			}
 		}
 		refs, err := checkRefs(tx, repo, m)
 		if err != nil {
@@ -95,7 +98,7 @@ func (r *Registry) PutManifest(ctx context.Context, repo string, ref Reference, 
 		}
 		// The exact quota check: concurrent pushes each passed reserve alone.
 		// A manifest repo already holds costs nothing.
-		if err := r.checkRepoQuota(tx, repo, d, int64(len(body))); err != nil {
+		if err := r.checkRepoQuota(ctx, tx, repo, d, int64(len(body))); err != nil {
 			return err
 		}
 		if err := tx.Repositories().CreateRepository(repo, now); err != nil {
@@ -109,7 +112,7 @@ func (r *Registry) PutManifest(ctx context.Context, repo string, ref Reference, 
 		}
 		var moved map[string]Digest // tag: what it pointed at before
 		for _, t := range tags {
-			old, err := retaggable(tx, repo, t, d)
+			old, err := retaggable(tx, repo, t, d, waive)
 			if err != nil {
 				return err
 			}

@@ -144,7 +144,16 @@ func (r *Registry) checkRegistryLimit(tx Tx, size, already int64) error {
 // checkRepoQuota refuses linking d (size bytes) into repo when the
 // repository's quota would be passed. A blob already linked, or a manifest
 // repo already holds, costs nothing (RepositoryHeldBytes counts both).
-func (r *Registry) checkRepoQuota(tx Tx, repo string, d Digest, size int64) error {
+//
+// A replicated change (WithReplicatedChange: content another region
+// accepted) is admitted past the quota and counted, so this region's own
+// clients are refused afterwards: refusing it would leave the regions
+// different (docs/replication.md "Locks, quotas and convergence"). The
+// registry's storage limit (the disk) still applies to it.
+func (r *Registry) checkRepoQuota(ctx context.Context, tx Tx, repo string, d Digest, size int64) error {
+	if replicatedChange(ctx) {
+		return nil
+	}
 	return r.checkRepoQuotaFor(tx, "push", repo, d, size)
 }
 
@@ -207,7 +216,7 @@ func (r *Registry) checkUploadLimits(ctx context.Context, repo string, total int
 		if err := r.checkRegistryLimit(tx, total, 0); err != nil {
 			return err
 		}
-		return r.checkRepoQuota(tx, repo, "", total)
+		return r.checkRepoQuota(ctx, tx, repo, "", total)
 	})
 }
 
@@ -229,7 +238,7 @@ func HumanBytes(n int64) string {
 // real size (a push of unknown length reserved 0 bytes), and repo's quota
 // (concurrent pushes into one repository each passed reserve alone). A
 // refused blob's object is left to the garbage collector.
-func (r *Registry) checkLimitsAtRecord(tx Tx, repo string, d Digest, size int64) error {
+func (r *Registry) checkLimitsAtRecord(ctx context.Context, tx Tx, repo string, d Digest, size int64) error {
 	if r.storageLimit > 0 {
 		b, err := tx.Blobs().GetBlob(d)
 		if err != nil && !errors.Is(err, ErrNotFound) {
@@ -241,5 +250,5 @@ func (r *Registry) checkLimitsAtRecord(tx Tx, repo string, d Digest, size int64)
 			}
 		}
 	}
-	return r.checkRepoQuota(tx, repo, d, size)
+	return r.checkRepoQuota(ctx, tx, repo, d, size)
 }

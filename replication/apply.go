@@ -56,6 +56,13 @@ type Applier struct {
 	// entry), reporting false when the bin holds none; nil: no recycle
 	// bin. The restore's change hook sees the applied context.
 	Restore func(ctx context.Context, repo string, d stowage.Digest) (bool, error)
+	// Fetch brings here, from the peers, what a pushed manifest references
+	// and this region lacks (ReadThrough.FetchReferences), under the
+	// applied ctx: blobs the shipping region could not upload here (this
+	// region's quota refused its upload: a replicated change is admitted
+	// past it), child manifests removed here before the index arrived.
+	// nil (read-through off): the push fails MANIFEST_BLOB_UNKNOWN.
+	Fetch func(ctx context.Context, repo, mediaType string, body []byte) error
 }
 
 // Apply applies ch. The blobs a pushed manifest references must be here
@@ -74,6 +81,13 @@ func (a *Applier) Apply(ctx context.Context, ch Change) (Result, error) {
 		return Result{}, err
 	}
 	ctx = stowage.WithReason(WithApplied(ctx, ch.Origin, ch.HLC), stowage.ReasonReplication)
+	// The change passes this region's write and delete locks and
+	// immutability rules: they guard this region's clients; the change was
+	// checked against the origin's when it was made, the lock attributes
+	// replicate with their own clocks, and the clocks decide (the only
+	// place that sets it: docs/replication.md "Locks, quotas and
+	// convergence").
+	ctx = stowage.WithReplicatedChange(ctx)
 	res, err := a.apply(ctx, ch)
 	if err != nil {
 		return res, err
@@ -148,8 +162,27 @@ func (a *Applier) push(ctx context.Context, ch Change) (Result, error) {
 	}
 	// The manifest first, by digest; then each tag on its own, since each
 	// has its own clock (one may be older than what is here, another not).
-	res, err := outcome(put(ctx, a.Reg, ch, stowage.Reference{Digest: ch.Digest}))
+	// A manifest here already with this change's clock or a later one
+	// (this change applied before: a batch retried) is not put again, so
+	// the change feed here gets no second push event for it.
+	var res Result
+	var err error
+	if here, herr := a.manifestHere(ctx, ch); herr != nil {
+		return Result{}, herr
+	} else if here {
+		res = Result{Reason: reasonApplied}
+	} else {
+		res, err = outcome(put(ctx, a.Reg, ch, stowage.Reference{Digest: ch.Digest}))
+		if stowage.ErrorCodeOf(err) == stowage.CodeManifestBlobUnknown && a.Fetch != nil {
+			if ferr := a.Fetch(ctx, ch.Repo, ch.MediaType, ch.Manifest); ferr == nil {
+				res, err = outcome(put(ctx, a.Reg, ch, stowage.Reference{Digest: ch.Digest}))
+			}
+		}
+	}
 	if err != nil || len(ch.Tags) == 0 {
+		if res.Reason == reasonApplied {
+			res.Reason = reasonStale // applied before: a no-op
+		}
 		return res, err // by digest only: the manifest's outcome is the push's
 	}
 	if !res.Applied && res.Reason == reasonStale {
@@ -185,6 +218,35 @@ func put(ctx context.Context, reg *stowage.Registry, ch Change, ref stowage.Refe
 }
 
 const reasonStale = "an equal or newer change is already here"
+
+// reasonApplied: the manifest of a push is here with the push's clock or a
+// later one (its tags are still each checked).
+const reasonApplied = "the manifest is here already (this change or a later one)"
+
+// manifestHere reports whether the manifest of push ch is stored here with
+// a clock equal to or later than ch's (not a tombstone, not a read-through
+// copy, which has no clock of its own).
+func (a *Applier) manifestHere(ctx context.Context, ch Change) (bool, error) {
+	here := false
+	err := a.Reg.DB().View(ctx, func(tx stowage.Tx) error {
+		ct, ok := tx.(ClockTx)
+		if !ok {
+			return nil
+		}
+		cl, err := getClock(ct.ReplicationClocks(), ch.Repo, ManifestName(ch.Digest))
+		if err != nil || cl.Removed() || cl.HLC.Compare(ch.HLC) < 0 {
+			return err
+		}
+		if _, err := tx.Manifests().GetManifest(ch.Repo, ch.Digest); errors.Is(err, stowage.ErrNotFound) {
+			return nil
+		} else if err != nil {
+			return err
+		}
+		here = true
+		return nil
+	})
+	return here, err
+}
 
 // outcome turns an engine error into a Result: a stale change, or one that
 // a lock or immutability rule of this region refuses, is done (reported,

@@ -35,10 +35,11 @@ import (
 // REPL_MODEL_SEED=n runs seed n alone (to replay a failure), with its
 // operations logged.
 //
-// Locks used: list and read of tags, list of manifests and repositories.
-// Not write and delete locks: a change a lock refuses in a peer is not
-// applied there (docs/replication.md: regions can then differ), and not
-// read locks of manifests and repositories, which are not shipped.
+// Locks used: list, read, write and delete of tags (a write or delete
+// lock guards each region's clients; a replicated change passes it:
+// docs/replication.md "Locks, quotas and convergence"), list of manifests
+// and repositories. Not read locks of manifests and repositories, which
+// are not shipped.
 func TestConvergenceModel(t *testing.T) {
 	seeds, ops := []uint64{}, 60
 	if s := os.Getenv("REPL_MODEL_SEED"); s != "" {
@@ -190,7 +191,8 @@ func (m *model) op() {
 		switch q := m.rnd.IntN(10); {
 		case q < 3:
 			bit = stowage.LockRead
-		case q < 6:
+		case q < 6: // a tag: list, write or delete lock
+			bit = []stowage.Locks{stowage.LockList, stowage.LockWrite, stowage.LockDelete}[m.rnd.IntN(3)]
 		case q < 8:
 			ds := m.manifests(rg, repo)
 			if len(ds) == 0 {

@@ -2,9 +2,12 @@ package replication
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -27,6 +30,8 @@ type Replicator struct {
 	// Identities reads the users, tokens and scope maps shipped (nil:
 	// access control off, none are).
 	Identities IdentityStore
+
+	parked parked // changes the peer refused for good (park)
 
 	fill     backfill   // the last back-fill's progress (backfill.go)
 	limit    *rateLimit // Options.Bandwidth; nil: none
@@ -75,7 +80,12 @@ func (r *Replicator) Handle(ctx context.Context, evs []stowage.Event) error {
 			continue
 		}
 		if err := r.ship(ctx, ch); err != nil {
-			return fmt.Errorf("event %d (%s %s): %w", e.Seq, e.Kind, e.Repo, err)
+			err = fmt.Errorf("event %d (%s %s): %w", e.Seq, e.Kind, e.Repo, err)
+			if refusedForGood(err) {
+				r.park(err)
+				continue
+			}
+			return err
 		}
 	}
 	return nil
@@ -212,8 +222,70 @@ func (r *Replicator) shipBlob(ctx context.Context, repo string, d stowage.Digest
 		body = &limitedReader{ctx: ctx, r: rc, l: r.limit}
 	}
 	if err := r.Peer.UploadBlob(ctx, repo, d, b.Size, body); err != nil {
+		if refusedForGood(err) {
+			// The peer's quota (or limit) refuses the upload: its
+			// applier fetches the blob itself, admitted as part of
+			// the replicated change (Applier.Fetch); if it cannot,
+			// the apply refuses the change and it is parked.
+			r.Log.Info("replication: the peer refused a blob upload; its apply fetches it", "peer", r.Peer.Name, "repo", repo, "digest", d, "err", err)
+			return nil
+		}
 		return err
 	}
 	countShipped(ctx, b.Size)
 	return nil
+}
+
+// parked counts the changes a peer refused for good (refusedForGood),
+// which the replicator records and passes over rather than retry forever:
+// one such change must not stop every later one (deletes included) from
+// reaching the peer. A back-fill (backfill.go) ships again what a parked
+// push left out, once the cause is gone (docs/replication.md "Locks,
+// quotas and convergence").
+type parked struct {
+	mu   sync.Mutex
+	n    int64
+	last string
+	at   time.Time
+}
+
+// Parked returns how many changes the peer refused for good since this
+// process started, the last refusal and when it was.
+func (r *Replicator) Parked() (n int64, last string, at time.Time) {
+	r.parked.mu.Lock()
+	defer r.parked.mu.Unlock()
+	return r.parked.n, r.parked.last, r.parked.at
+}
+
+func (r *Replicator) park(err error) {
+	r.parked.mu.Lock()
+	r.parked.n++
+	r.parked.last, r.parked.at = err.Error(), time.Now()
+	r.parked.mu.Unlock()
+	r.Log.Warn("replication: the peer refused a change for good; passed over (a back-fill ships it again once the cause is gone)",
+		"peer", r.Peer.Name, "err", err)
+}
+
+// refusedForGood reports whether err is a peer's refusal that retrying the
+// same change cannot overcome: a 4xx about the change itself (its
+// manifest refused, MANIFEST_BLOB_UNKNOWN, a storage limit or quota there,
+// too large). Not: authentication and permission refusals (the peer's
+// credentials, fixed by an operator), 404 (what it needs may arrive from
+// another region), 408, 429 and every connection error or 5xx: those are
+// retried.
+func refusedForGood(err error) bool {
+	var pe *PeerError
+	if !errors.As(err, &pe) {
+		return false
+	}
+	switch pe.Status {
+	case http.StatusBadRequest, http.StatusRequestEntityTooLarge, http.StatusUnprocessableEntity,
+		http.StatusRequestedRangeNotSatisfiable, http.StatusUnsupportedMediaType:
+		return true
+	case http.StatusForbidden:
+		// A limit's refusal names its numbers (stowage.limitError); a
+		// permission refusal does not.
+		return strings.Contains(pe.Body, `"limitBytes"`)
+	}
+	return false
 }

@@ -72,6 +72,7 @@ func New(reg *stowage.Registry, f *feed.Feed, opts Options) (*Service, error) {
 	}
 	if opts.ReadThrough && len(clients) > 0 {
 		s.ReadThrough = &ReadThrough{Reg: reg, Peers: clients, Log: opts.Log}
+		s.Applier.Fetch = s.ReadThrough.FetchReferences // repl-engine: apply-time fetch
 	}
 	return s, nil
 }
