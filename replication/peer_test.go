@@ -1,10 +1,18 @@
 package replication_test
 
 import (
+	"bytes"
+	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
+	"time"
+
+	"github.com/opencontainers/go-digest"
 
 	"github.com/stowage/stowage"
 	"github.com/stowage/stowage/replication"
@@ -74,5 +82,133 @@ func TestPeerErrorHasReason(t *testing.T) {
 	}
 	if got := (&replication.PeerError{Peer: "north", Status: 403}).Error(); strings.HasSuffix(strings.TrimSpace(got), ":") {
 		t.Errorf("an empty peer error: %q", got)
+	}
+}
+
+// hungPeer accepts connections and never answers (a peer behind a broken
+// proxy, or stuck); it returns its URL.
+func hungPeer(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var conns []net.Conn
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+			go io.Copy(io.Discard, c)
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+	})
+	return "http://" + ln.Addr().String()
+}
+
+var short = replication.Timeouts{Connect: time.Second, Response: 300 * time.Millisecond, Idle: 300 * time.Millisecond, DownFor: time.Minute}
+
+// TestPeerTimeouts: a request to a peer that never answers, or stops in
+// the middle of a body, ends within the timeouts; a slow body that keeps
+// coming streams to its end, however long it takes in all.
+func TestPeerTimeouts(t *testing.T) {
+	c, err := replication.NewClient(replication.Peer{Name: "hung", URL: hungPeer(t), Timeouts: short})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	_, err = c.HeadManifest(ctx, "app", stowage.Reference{Tag: "v1"})
+	if err == nil || time.Since(start) > 3*time.Second {
+		t.Errorf("HEAD to a peer that never answers: %v after %s, want an error within the timeouts", err, time.Since(start))
+	}
+	if down, _ := c.Down(); !down {
+		t.Error("the peer that did not answer is not marked down")
+	}
+
+	const chunks, gap = 8, 100 * time.Millisecond // 800 ms in all, each gap under the 300 ms idle timeout
+	blob := bytes.Repeat([]byte("x"), chunks*1024)
+	d := digest.FromBytes(blob)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", strconv.Itoa(len(blob)))
+		w.WriteHeader(http.StatusOK)
+		stall := strings.Contains(r.URL.Path, "stall")
+		for i := 0; i < chunks; i++ {
+			w.Write(blob[i*1024 : (i+1)*1024])
+			w.(http.Flusher).Flush()
+			if stall && i == 2 {
+				select { // stops sending in the middle of the body
+				case <-r.Context().Done():
+				case <-time.After(10 * time.Second):
+				}
+				return
+			}
+			time.Sleep(gap)
+		}
+	}))
+	defer srv.Close()
+	c, err = replication.NewClient(replication.Peer{Name: "slow", URL: srv.URL, Timeouts: short})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc, _, err := c.OpenBlob(ctx, "slow", d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(rc)
+	rc.Close()
+	if err != nil || !bytes.Equal(got, blob) {
+		t.Errorf("a slow blob that keeps coming: %d bytes, %v; want all %d", len(got), err, len(blob))
+	}
+	rc, _, err = c.OpenBlob(ctx, "stall", d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start = time.Now()
+	_, err = io.ReadAll(rc)
+	rc.Close()
+	if err == nil || time.Since(start) > 3*time.Second {
+		t.Errorf("a body that stops: %v after %s, want an error within the idle timeout", err, time.Since(start))
+	}
+}
+
+// TestReadThroughSkipsHungPeer: read-through gives up on a peer that never
+// answers and takes the manifest from the next; while that peer is down,
+// later pulls do not wait for it again.
+func TestReadThroughSkipsHungPeer(t *testing.T) {
+	east, west := newRegion(t, "east", 0), newRegion(t, "west", 0)
+	d1, _ := west.image(t, "app", "v1", "one")
+	d2, _ := west.image(t, "app", "v2", "two")
+	srv := serve(t, west)
+	svc, err := replication.New(east.reg, east.f, replication.Options{Region: "east", ReadThrough: true, Timeouts: short,
+		Peers: []replication.Peer{{Name: "hung", URL: hungPeer(t)}, {Name: "west", URL: srv.URL}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	got, err := svc.ReadThrough.FetchManifest(ctx, "app", stowage.Reference{Tag: "v1"})
+	if err != nil || got != d1 || time.Since(start) > 3*time.Second {
+		t.Fatalf("read-through past a hung peer: %s, %v after %s; want %s within the timeouts", got, err, time.Since(start), d1)
+	}
+	start = time.Now()
+	got, err = svc.ReadThrough.FetchManifest(ctx, "app", stowage.Reference{Tag: "v2"})
+	if err != nil || got != d2 || time.Since(start) > 200*time.Millisecond {
+		t.Errorf("read-through while the hung peer is down: %s, %v after %s; want %s at once", got, err, time.Since(start), d2)
+	}
+	start = time.Now()
+	_, err = svc.ReadThrough.FetchManifest(ctx, "app", stowage.Reference{Tag: "none"})
+	if err == nil || time.Since(start) > 200*time.Millisecond {
+		t.Errorf("read-through of what no peer has: %v after %s; want unknown at once", err, time.Since(start))
 	}
 }

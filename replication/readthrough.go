@@ -56,6 +56,15 @@ func (rt *ReadThrough) removed(ctx context.Context, repo, name string) (bool, er
 	return gone, err
 }
 
+// skipDown is the error of a peer that failed to answer a moment ago
+// (Client.Down): read-through skips it rather than wait for it again.
+func skipDown(p *Client) error {
+	if down, until := p.Down(); down {
+		return fmt.Errorf("peer %s did not answer a moment ago: skipped until %s", p.Name, until.UTC().Format(time.RFC3339))
+	}
+	return nil
+}
+
 // FetchManifest fetches repo's manifest ref from the first peer that has
 // it, with everything it references, stores it here by digest and returns
 // the digest. A tag is not recorded here: replication brings it, with its
@@ -70,6 +79,10 @@ func (rt *ReadThrough) FetchManifest(ctx context.Context, repo string, ref stowa
 	}
 	var errs []error
 	for _, p := range rt.Peers {
+		if err := skipDown(p); err != nil {
+			errs = append(errs, err)
+			continue
+		}
 		d, err := rt.fetchManifest(ctx, p, repo, ref, 0)
 		if err == nil {
 			rt.Log.Info("read-through: fetched a manifest from a peer", "peer", p.Name, "repo", repo, "ref", ref.String(), "digest", d)
@@ -139,6 +152,10 @@ func (rt *ReadThrough) fetchBlob(ctx context.Context, p *Client, repo string, d 
 func (rt *ReadThrough) FetchBlob(ctx context.Context, repo string, d stowage.Digest) error {
 	var errs []error
 	for _, p := range rt.Peers {
+		if err := skipDown(p); err != nil {
+			errs = append(errs, err)
+			continue
+		}
 		err := rt.fetchBlob(ctx, p, repo, d)
 		if err == nil {
 			rt.Log.Info("read-through: fetched a blob from a peer", "peer", p.Name, "repo", repo, "digest", d)
@@ -223,6 +240,10 @@ func (rt *ReadThrough) FetchReferrers(ctx context.Context, repo string, subject 
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			if err := skipDown(p); err != nil {
+				report(err)
+				return
+			}
 			list, err := p.Referrers(ctx, repo, subject, artifactType)
 			if err != nil {
 				rt.refused(p, repo, err)

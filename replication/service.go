@@ -35,6 +35,9 @@ type Options struct {
 	// Bandwidth bounds the bytes per second of blob uploads to each peer
 	// (0: no bound).
 	Bandwidth int64
+	// Timeouts bound every request to a peer (zero fields: defaults), for
+	// peers whose own Timeouts are zero.
+	Timeouts Timeouts
 	// Identities: this region's access control (auth.Authority), whose
 	// users, tokens and scope maps are replicated; nil: access control
 	// off, they are not.
@@ -57,6 +60,9 @@ func New(reg *stowage.Registry, f *feed.Feed, opts Options) (*Service, error) {
 	s := &Service{Region: opts.Region, Reg: reg, Applier: &Applier{Reg: reg, Region: opts.Region, Identities: opts.Identities, Restore: opts.Restore}, Now: time.Now}
 	var clients []*Client
 	for _, p := range opts.Peers {
+		if p.Timeouts == (Timeouts{}) {
+			p.Timeouts = opts.Timeouts
+		}
 		c, err := NewClient(p)
 		if err != nil {
 			return nil, err

@@ -33,7 +33,8 @@ func newReplication(c config.Replication, reg *stowage.Registry, f *feed.Feed, a
 		return nil, nil
 	}
 	opts := replication.Options{Region: c.Region, ReadThrough: c.ReadThroughOn(), Concurrency: c.Concurrency,
-		Bandwidth: int64(c.Bandwidth), Log: log}
+		Bandwidth: int64(c.Bandwidth), Log: log, Timeouts: replication.Timeouts{Connect: time.Duration(c.Timeouts.Connect),
+			Response: time.Duration(c.Timeouts.Response), Idle: time.Duration(c.Timeouts.Idle), DownFor: time.Duration(c.Timeouts.DownFor)}}
 	if authority != nil {
 		opts.Identities = authority // users, tokens and scope maps are the same in every region
 	}
