@@ -212,3 +212,41 @@ func TestReadThroughSkipsHungPeer(t *testing.T) {
 		t.Errorf("read-through of what no peer has: %v after %s; want unknown at once", err, time.Since(start))
 	}
 }
+
+// TestLocateReadLocked: status of a read-locked tag says where it is (the
+// digest here, complete) and reports the lock, here and at a peer, rather
+// than failing with DENIED.
+func TestLocateReadLocked(t *testing.T) {
+	east, west := newRegion(t, "east", 0), newRegion(t, "west", 0)
+	d, _ := east.image(t, "app", "v1", "one")
+	west.image(t, "app", "v1", "one")
+	for _, rg := range []*region{east, west} {
+		if _, err := rg.reg.SetLocks(ctx, "app", stowage.Reference{Tag: "v1"}, stowage.LockRead, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	srv := serve(t, west)
+	svc, err := replication.New(east.reg, east.f, replication.Options{Region: "east",
+		Peers: []replication.Peer{{Name: "west", URL: srv.URL}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	locs, err := svc.Locate(ctx, "app", stowage.Reference{Tag: "v1"})
+	if err != nil {
+		t.Fatalf("status of a read-locked tag: %v", err)
+	}
+	if len(locs) != 2 {
+		t.Fatalf("locations: %+v", locs)
+	}
+	if l := locs[0]; l.Digest != d || !l.Complete || !strings.Contains(l.Locked, "readEnabled=false") {
+		t.Errorf("here: %+v; want %s, complete, locked readEnabled=false", l, d)
+	}
+	if l := locs[1]; l.Error != "" || !strings.Contains(l.Locked, "read-locked") {
+		t.Errorf("west: %+v; want its read lock reported, no error", l)
+	}
+	// Not there at all: still "manifest unknown" (no digest), not an error.
+	locs, err = svc.Locate(ctx, "app", stowage.Reference{Tag: "none"})
+	if err != nil || locs[0].Digest != "" {
+		t.Errorf("status of a tag nowhere: %+v, %v", locs, err)
+	}
+}
