@@ -131,6 +131,10 @@ func (rt *ReadThrough) fetchRefs(ctx context.Context, p *Client, repo, mediaType
 		if _, err := rt.Reg.StatBlob(ctx, repo, ref.Digest); err == nil {
 			continue
 		}
+		// The manifest comes here with it: wanted again, if deleted here.
+		if err := rt.clearBlobTombstone(ctx, repo, ref.Digest); err != nil {
+			return err
+		}
 		if err := rt.fetchBlob(ctx, p, repo, ref.Digest); err != nil && !IsNotFound(err) {
 			return err // a layer no peer has: the manifest's own check decides
 		}
@@ -148,8 +152,16 @@ func (rt *ReadThrough) fetchBlob(ctx context.Context, p *Client, repo string, d 
 	return err
 }
 
-// FetchBlob fetches repo's blob d from the first peer that has it.
+// FetchBlob fetches repo's blob d from the first peer that has it,
+// unless a client deleted it here (a tombstone, BlobName).
 func (rt *ReadThrough) FetchBlob(ctx context.Context, repo string, d stowage.Digest) error {
+	if gone, err := rt.removed(ctx, repo, BlobName(d)); err != nil || gone {
+		return errors.Join(err, fmt.Errorf("blob %s@%s was deleted here", repo, d))
+	}
+	return rt.fetchBlobAny(ctx, repo, d)
+}
+
+func (rt *ReadThrough) fetchBlobAny(ctx context.Context, repo string, d stowage.Digest) error {
 	var errs []error
 	for _, p := range rt.Peers {
 		if err := skipDown(p); err != nil {
@@ -186,7 +198,11 @@ func (rt *ReadThrough) FetchReferences(ctx context.Context, repo, mediaType stri
 		if _, err := rt.Reg.StatBlob(ctx, repo, ref.Digest); err == nil {
 			continue
 		}
-		if err := rt.FetchBlob(ctx, repo, ref.Digest); err != nil {
+		// Pushed here with this manifest: wanted again, if deleted here.
+		if err := rt.clearBlobTombstone(ctx, repo, ref.Digest); err != nil {
+			return err
+		}
+		if err := rt.fetchBlobAny(ctx, repo, ref.Digest); err != nil {
 			rt.Log.Info("read-through: no peer has a blob a pushed manifest references", "repo", repo, "digest", ref.Digest, "err", err)
 		}
 	}
