@@ -211,6 +211,11 @@ func TestReadThroughSkipsHungPeer(t *testing.T) {
 	if err == nil || time.Since(start) > 200*time.Millisecond {
 		t.Errorf("read-through of what no peer has: %v after %s; want unknown at once", err, time.Since(start))
 	}
+	start = time.Now()
+	locs, err := svc.Locate(ctx, "app", stowage.Reference{Tag: "v1"})
+	if err != nil || len(locs) != 3 || !strings.Contains(locs[1].Error, "did not answer") || time.Since(start) > time.Second {
+		t.Errorf("status of an image while a peer is down: %+v, %v after %s; want the hung peer reported at once", locs, err, time.Since(start))
+	}
 }
 
 // TestLocateReadLocked: status of a read-locked tag says where it is (the

@@ -171,6 +171,11 @@ func (s *Service) Locate(ctx context.Context, repo string, ref stowage.Reference
 	out := []Location{here}
 	for _, r := range s.Replicators {
 		l := Location{Region: r.Peer.Name}
+		if err := skipDown(r.Peer); err != nil {
+			l.Error = err.Error()
+			out = append(out, l)
+			continue
+		}
 		d, err := r.Peer.HeadManifest(ctx, repo, ref)
 		if ReadLocked(err) {
 			var pe *PeerError
