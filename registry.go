@@ -186,6 +186,9 @@ func (r *Registry) DeleteBlob(ctx context.Context, repo string, d Digest) error 
 		if len(users) > 0 {
 			return inUse("blob", "manifest", repo, d, users, "delete the manifest first; garbage collection frees the blob once nothing uses it")
 		}
+		if h, ok := r.changes.(BlobDeleteHook); ok {
+			return h.BlobDeleted(ctx, tx, repo, d)
+		}
 		return nil
 	})
 	if errors.Is(err, ErrNotFound) {

@@ -12,6 +12,14 @@ type ChangeHook interface {
 	Change(ctx context.Context, tx Tx, e *Event) error
 }
 
+// BlobDeleteHook is the optional capability of a ChangeHook that sees
+// each blob delete (DELETE /v2/<repo>/blobs/<digest>) in its transaction
+// (geo-replication keeps a tombstone, so read-through does not bring the
+// blob back).
+type BlobDeleteHook interface {
+	BlobDeleted(ctx context.Context, tx Tx, repo string, d Digest) error
+}
+
 // appendChange runs the hook, then appends e.
 func appendChange(ctx context.Context, hook ChangeHook, tx Tx, e Event) error {
 	if hook != nil {

@@ -21,8 +21,22 @@ type Replication struct {
 	// Bandwidth bounds the bytes per second of blob uploads to each peer
 	// (e.g. 50MiB; 0, the default: no bound).
 	Bandwidth ByteSize `yaml:"bandwidth"`
+	// Timeouts bound every request to a peer (zero: the defaults).
+	Timeouts PeerTimeouts `yaml:"timeouts"`
 	// Peers are every other region (a full mesh).
 	Peers []Peer `yaml:"peers"`
+}
+
+// PeerTimeouts bound the requests to the peers: connect (TCP and TLS,
+// default 5s), response (to the response headers, 30s), idle (no byte
+// moving in a body or a wait, 30s: a large blob streams as long as bytes
+// come) and down_for (read-through skips a peer that did not answer for
+// this long, 10s).
+type PeerTimeouts struct {
+	Connect  Duration `yaml:"connect"`
+	Response Duration `yaml:"response"`
+	Idle     Duration `yaml:"idle"`
+	DownFor  Duration `yaml:"down_for"`
 }
 
 // Peer is another region.
@@ -58,6 +72,9 @@ func (r Replication) validate() []string {
 	}
 	if r.Concurrency < 0 {
 		errs = append(errs, "replication.concurrency must not be negative (0: the default, 4)")
+	}
+	if t := r.Timeouts; t.Connect < 0 || t.Response < 0 || t.Idle < 0 || t.DownFor < 0 {
+		errs = append(errs, "replication.timeouts must not be negative (0: the default)")
 	}
 	seen := map[string]bool{r.Region: true}
 	for i, p := range r.Peers {

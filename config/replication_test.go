@@ -21,6 +21,7 @@ func TestReplicationValidate(t *testing.T) {
 		{"bad url", Replication{Region: "east", Peers: []Peer{peer("west", "west:5000")}}, "url"},
 		{"password in no env", Replication{Region: "east", Peers: []Peer{{Name: "west", URL: "https://w:5000", Username: "repl"}}}, "password_env"},
 		{"negative concurrency", Replication{Region: "east", Concurrency: -1}, "concurrency"},
+		{"negative timeout", Replication{Region: "east", Timeouts: PeerTimeouts{Idle: -1}}, "replication.timeouts"},
 	}
 	for _, c := range cases {
 		errs := strings.Join(c.r.validate(), "\n")

@@ -213,7 +213,13 @@ func (a *Applier) push(ctx context.Context, ch Change) (Result, error) {
 }
 
 func put(ctx context.Context, reg *stowage.Registry, ch Change, ref stowage.Reference) error {
-	_, err := reg.PutManifest(ctx, ch.Repo, ref, ch.MediaType, ch.Manifest, nil)
+	var tags []string
+	if !ref.IsDigest() {
+		// A tag is put with the change's digest (?tag=): a PUT by tag
+		// would digest the body with sha256, whatever its algorithm.
+		tags, ref = []string{ref.Tag}, stowage.Reference{Digest: ch.Digest}
+	}
+	_, err := reg.PutManifest(ctx, ch.Repo, ref, ch.MediaType, ch.Manifest, tags)
 	return err
 }
 

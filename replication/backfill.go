@@ -29,8 +29,11 @@ type BackfillStatus struct {
 	Checked    int    `json:"checked"`           // tags and untagged manifests compared with the peer
 	Shipped    int    `json:"shipped"`           // of which the peer lacked (or held older): shipped
 	Applied    int    `json:"applied"`           // of which the peer applied (the rest: it had a later change)
-	Bytes      int64  `json:"bytesShipped"`      // blob bytes uploaded to the peer
-	Current    string `json:"current,omitempty"` // the repository being walked
+	// Skipped: tags and manifests read-locked here or at the peer: never
+	// shipped (docs/replication.md); the walk goes on past them.
+	Skipped int    `json:"skipped"`
+	Bytes   int64  `json:"bytesShipped"`      // blob bytes uploaded to the peer
+	Current string `json:"current,omitempty"` // the repository being walked
 	// Attempts: walks started (an automatic back-fill retries a failed
 	// walk with backoff, from the repository that failed).
 	Attempts  int    `json:"attempts"`
@@ -369,7 +372,16 @@ func (r *Replicator) backfillRepo(ctx context.Context, repo string) error {
 		if it.Tag == "" {
 			ref = stowage.Reference{Digest: it.Digest}
 		}
+		skip := func() { r.fill.update(func(s *BackfillStatus) { s.Checked++; s.Skipped++ }) }
+		if r.readLocked(ctx, repo, it) {
+			skip()
+			continue
+		}
 		have, err := r.Peer.HeadManifest(ctx, repo, ref)
+		if ReadLocked(err) {
+			skip() // read-locked at the peer (a lock not yet replicated here)
+			continue
+		}
 		if err != nil {
 			return err
 		}
@@ -401,4 +413,19 @@ func (r *Replicator) backfillRepo(ctx context.Context, repo string) error {
 		})
 	}
 	return nil
+}
+
+// readLocked reports whether the repository, the item's tag or its
+// manifest is read-locked here (what is read-locked is not shipped).
+func (r *Replicator) readLocked(ctx context.Context, repo string, it fillItem) bool {
+	refs := []stowage.Reference{{}, {Digest: it.Digest}}
+	if it.Tag != "" {
+		refs = append(refs, stowage.Reference{Tag: it.Tag})
+	}
+	for _, ref := range refs {
+		if l, err := r.Reg.Locks(ctx, repo, ref); err == nil && l&stowage.LockRead != 0 {
+			return true
+		}
+	}
+	return false
 }

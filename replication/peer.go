@@ -9,11 +9,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"strconv"
 	"strings"
+	"sync/atomic"
+	"time"
 
 	"github.com/stowage/stowage"
 )
@@ -30,6 +33,47 @@ type Peer struct {
 	Username string // an admin user of the peer
 	Password string
 	CACert   string // PEM file of a CA to trust for the peer ("" = the system's)
+	// Timeouts bound every request to the peer (zero fields: defaults).
+	Timeouts Timeouts
+}
+
+// Timeouts bound the requests to a peer, so a peer that accepts
+// connections but never answers (or stops in the middle of a body) does
+// not stall its replicator, a back-fill or a client's read-through pull.
+// None bounds a whole transfer: a large blob streams as long as bytes keep
+// coming.
+type Timeouts struct {
+	Connect  time.Duration // TCP connect and TLS handshake (DefaultConnectTimeout)
+	Response time.Duration // from the request sent to the response's headers (DefaultResponseTimeout)
+	Idle     time.Duration // with no byte read or written, in a body or while waiting (DefaultIdleTimeout)
+	// DownFor: after a request failed to reach the peer (refused,
+	// timed out), read-through skips it for this long (DefaultDownFor), so
+	// the requests during a partition do not each wait a timeout.
+	DownFor time.Duration
+}
+
+// Defaults of Timeouts.
+const (
+	DefaultConnectTimeout  = 5 * time.Second
+	DefaultResponseTimeout = 30 * time.Second
+	DefaultIdleTimeout     = 30 * time.Second
+	DefaultDownFor         = 10 * time.Second
+)
+
+func (t Timeouts) withDefaults() Timeouts {
+	if t.Connect <= 0 {
+		t.Connect = DefaultConnectTimeout
+	}
+	if t.Response <= 0 {
+		t.Response = DefaultResponseTimeout
+	}
+	if t.Idle <= 0 {
+		t.Idle = DefaultIdleTimeout
+	}
+	if t.DownFor <= 0 {
+		t.DownFor = DefaultDownFor
+	}
+	return t
 }
 
 // Client talks to a peer: its OCI API (/v2/) and its replication endpoint,
@@ -39,6 +83,52 @@ type Client struct {
 	Peer
 	base *url.URL
 	hc   *http.Client
+	to   Timeouts
+	now  func() time.Time
+
+	downUntil atomic.Int64 // unix nanoseconds: read-through skips the peer until then
+}
+
+// idleConn fails a read or write that makes no progress for idle: every
+// write (a request, a body) and every read pushes both deadlines on, so a
+// transfer lasts as long as bytes move, and a wait for a response that
+// never comes ends.
+type idleConn struct {
+	net.Conn
+	idle time.Duration
+}
+
+func (c *idleConn) Read(b []byte) (int, error) {
+	_ = c.Conn.SetReadDeadline(time.Now().Add(c.idle))
+	return c.Conn.Read(b)
+}
+
+func (c *idleConn) Write(b []byte) (int, error) {
+	_ = c.Conn.SetDeadline(time.Now().Add(c.idle)) // the response's wait starts now
+	return c.Conn.Write(b)
+}
+
+// Down reports whether a request failed to reach the peer less than
+// Timeouts.DownFor ago (read-through skips it meanwhile), and until when.
+func (c *Client) Down() (bool, time.Time) {
+	u := c.downUntil.Load()
+	if u == 0 {
+		return false, time.Time{}
+	}
+	t := time.Unix(0, u)
+	return c.now().Before(t), t
+}
+
+// note records the outcome of a request: a failure to reach the peer (no
+// HTTP answer: refused, timed out, reset) marks it down for DownFor; an
+// answer clears that. The caller's own cancellation does neither.
+func (c *Client) note(ctx context.Context, err error) {
+	switch {
+	case err == nil:
+		c.downUntil.Store(0)
+	case ctx.Err() == nil:
+		c.downUntil.Store(c.now().Add(c.to.DownFor).UnixNano())
+	}
 }
 
 // NewClient returns a client of p.
@@ -47,7 +137,19 @@ func NewClient(p Peer) (*Client, error) {
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, fmt.Errorf("peer %s: url %q: want http(s)://host:port", p.Name, p.URL)
 	}
+	to := p.Timeouts.withDefaults()
 	tr := http.DefaultTransport.(*http.Transport).Clone()
+	dialer := &net.Dialer{Timeout: to.Connect, KeepAlive: 30 * time.Second}
+	tr.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		conn, err := dialer.DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		return &idleConn{Conn: conn, idle: to.Idle}, nil
+	}
+	tr.TLSHandshakeTimeout = to.Connect
+	tr.ResponseHeaderTimeout = to.Response
+	tr.IdleConnTimeout = to.Idle
 	if p.CACert != "" {
 		pem, err := os.ReadFile(p.CACert)
 		if err != nil {
@@ -60,7 +162,7 @@ func NewClient(p Peer) (*Client, error) {
 		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 	}
 	tr.MaxIdleConnsPerHost = 16
-	return &Client{Peer: p, base: u, hc: &http.Client{Transport: tr}}, nil
+	return &Client{Peer: p, base: u, hc: &http.Client{Transport: tr}, to: to, now: time.Now}, nil
 }
 
 // do sends a request (body: bytes, so it can be resent after a challenge;
@@ -90,7 +192,12 @@ func (c *Client) do(ctx context.Context, method, path string, hdr http.Header, b
 			req.ContentLength = size
 		}
 		req.Header.Set("Authorization", auth)
-		return c.hc.Do(req)
+		resp, err := c.hc.Do(req)
+		c.note(ctx, err)
+		if err != nil {
+			return nil, fmt.Errorf("peer %s: %w", c.Name, err)
+		}
+		return resp, nil
 	}
 	basic := "Basic " + basicToken(c.Username, c.Password)
 	if c.Username == "" {
@@ -137,8 +244,9 @@ func (c *Client) token(ctx context.Context, challenge string) (string, error) {
 	}
 	req.SetBasicAuth(c.Username, c.Password)
 	resp, err := c.hc.Do(req)
+	c.note(ctx, err)
 	if err != nil {
-		return "", err
+		return "", fmt.Errorf("peer %s: token endpoint: %w", c.Name, err)
 	}
 	defer resp.Body.Close()
 	var t struct {
@@ -172,7 +280,39 @@ type PeerError struct {
 }
 
 func (e *PeerError) Error() string {
-	return fmt.Sprintf("peer %s answered %d: %s", e.Peer, e.Status, strings.TrimSpace(e.Body))
+	return fmt.Sprintf("peer %s answered %d: %s", e.Peer, e.Status, e.Reason())
+}
+
+// Reason is the peer's reason: its OCI errors as "CODE: message" (joined
+// by "; "), else its body, else the HTTP status text; never empty.
+func (e *PeerError) Reason() string {
+	var oci struct {
+		Errors []struct {
+			Code    string `json:"code"`
+			Message string `json:"message"`
+		} `json:"errors"`
+	}
+	if json.Unmarshal([]byte(e.Body), &oci) == nil && len(oci.Errors) > 0 {
+		var parts []string
+		for _, x := range oci.Errors {
+			parts = append(parts, strings.TrimSpace(x.Code+": "+x.Message))
+		}
+		return strings.Join(parts, "; ")
+	}
+	if b := strings.TrimSpace(e.Body); b != "" {
+		return b
+	}
+	if t := http.StatusText(e.Status); t != "" {
+		return t + " (no reason given)"
+	}
+	return "no reason given"
+}
+
+// ReadLocked reports whether err is a peer's refusal to read a
+// read-locked repository, tag or manifest.
+func ReadLocked(err error) bool {
+	var pe *PeerError
+	return errors.As(err, &pe) && pe.Status == http.StatusForbidden && strings.Contains(pe.Body, "read-locked")
 }
 
 // IsNotFound reports whether err is a peer's 404.
@@ -185,6 +325,20 @@ func (c *Client) fail(resp *http.Response) error {
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 	resp.Body.Close()
 	return &PeerError{Peer: c.Name, Status: resp.StatusCode, Body: string(b)}
+}
+
+// headFail is fail for a HEAD (which has no body): the same request as a
+// GET gives the peer's reason.
+func (c *Client) headFail(ctx context.Context, path string, hdr http.Header, status int) error {
+	resp, err := c.do(ctx, http.MethodGet, path, hdr, nil, nil, 0)
+	if err != nil {
+		return &PeerError{Peer: c.Name, Status: status, Body: "(its reason could not be read: " + err.Error() + ")"}
+	}
+	if resp.StatusCode == status {
+		return c.fail(resp)
+	}
+	resp.Body.Close()
+	return &PeerError{Peer: c.Name, Status: status, Body: fmt.Sprintf("(to HEAD %s; a GET then answered %d)", path, resp.StatusCode)}
 }
 
 // HasBlob reports whether the peer's repo holds blob d.
@@ -200,7 +354,7 @@ func (c *Client) HasBlob(ctx context.Context, repo string, d stowage.Digest) (bo
 	case http.StatusNotFound:
 		return false, nil
 	}
-	return false, &PeerError{Peer: c.Name, Status: resp.StatusCode}
+	return false, c.headFail(ctx, "/v2/"+repo+"/blobs/"+string(d), nil, resp.StatusCode)
 }
 
 // UploadBlob streams size bytes of blob d into the peer's repo (one POST,
@@ -278,7 +432,7 @@ func (c *Client) HeadManifest(ctx context.Context, repo string, ref stowage.Refe
 	case http.StatusNotFound:
 		return "", nil
 	}
-	return "", &PeerError{Peer: c.Name, Status: resp.StatusCode}
+	return "", c.headFail(ctx, "/v2/"+repo+"/manifests/"+ref.String(), http.Header{"Accept": {acceptManifests}}, resp.StatusCode)
 }
 
 // OpenBlob opens blob d of the peer's repo.

@@ -56,6 +56,15 @@ func (rt *ReadThrough) removed(ctx context.Context, repo, name string) (bool, er
 	return gone, err
 }
 
+// skipDown is the error of a peer that failed to answer a moment ago
+// (Client.Down): read-through skips it rather than wait for it again.
+func skipDown(p *Client) error {
+	if down, until := p.Down(); down {
+		return fmt.Errorf("peer %s did not answer a moment ago: skipped until %s", p.Name, until.UTC().Format(time.RFC3339))
+	}
+	return nil
+}
+
 // FetchManifest fetches repo's manifest ref from the first peer that has
 // it, with everything it references, stores it here by digest and returns
 // the digest. A tag is not recorded here: replication brings it, with its
@@ -70,6 +79,10 @@ func (rt *ReadThrough) FetchManifest(ctx context.Context, repo string, ref stowa
 	}
 	var errs []error
 	for _, p := range rt.Peers {
+		if err := skipDown(p); err != nil {
+			errs = append(errs, err)
+			continue
+		}
 		d, err := rt.fetchManifest(ctx, p, repo, ref, 0)
 		if err == nil {
 			rt.Log.Info("read-through: fetched a manifest from a peer", "peer", p.Name, "repo", repo, "ref", ref.String(), "digest", d)
@@ -118,6 +131,10 @@ func (rt *ReadThrough) fetchRefs(ctx context.Context, p *Client, repo, mediaType
 		if _, err := rt.Reg.StatBlob(ctx, repo, ref.Digest); err == nil {
 			continue
 		}
+		// The manifest comes here with it: wanted again, if deleted here.
+		if err := rt.clearBlobTombstone(ctx, repo, ref.Digest); err != nil {
+			return err
+		}
 		if err := rt.fetchBlob(ctx, p, repo, ref.Digest); err != nil && !IsNotFound(err) {
 			return err // a layer no peer has: the manifest's own check decides
 		}
@@ -135,10 +152,22 @@ func (rt *ReadThrough) fetchBlob(ctx context.Context, p *Client, repo string, d 
 	return err
 }
 
-// FetchBlob fetches repo's blob d from the first peer that has it.
+// FetchBlob fetches repo's blob d from the first peer that has it,
+// unless a client deleted it here (a tombstone, BlobName).
 func (rt *ReadThrough) FetchBlob(ctx context.Context, repo string, d stowage.Digest) error {
+	if gone, err := rt.removed(ctx, repo, BlobName(d)); err != nil || gone {
+		return errors.Join(err, fmt.Errorf("blob %s@%s was deleted here", repo, d))
+	}
+	return rt.fetchBlobAny(ctx, repo, d)
+}
+
+func (rt *ReadThrough) fetchBlobAny(ctx context.Context, repo string, d stowage.Digest) error {
 	var errs []error
 	for _, p := range rt.Peers {
+		if err := skipDown(p); err != nil {
+			errs = append(errs, err)
+			continue
+		}
 		err := rt.fetchBlob(ctx, p, repo, d)
 		if err == nil {
 			rt.Log.Info("read-through: fetched a blob from a peer", "peer", p.Name, "repo", repo, "digest", d)
@@ -169,7 +198,11 @@ func (rt *ReadThrough) FetchReferences(ctx context.Context, repo, mediaType stri
 		if _, err := rt.Reg.StatBlob(ctx, repo, ref.Digest); err == nil {
 			continue
 		}
-		if err := rt.FetchBlob(ctx, repo, ref.Digest); err != nil {
+		// Pushed here with this manifest: wanted again, if deleted here.
+		if err := rt.clearBlobTombstone(ctx, repo, ref.Digest); err != nil {
+			return err
+		}
+		if err := rt.fetchBlobAny(ctx, repo, ref.Digest); err != nil {
 			rt.Log.Info("read-through: no peer has a blob a pushed manifest references", "repo", repo, "digest", ref.Digest, "err", err)
 		}
 	}
@@ -223,6 +256,10 @@ func (rt *ReadThrough) FetchReferrers(ctx context.Context, repo string, subject 
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			if err := skipDown(p); err != nil {
+				report(err)
+				return
+			}
 			list, err := p.Referrers(ctx, repo, subject, artifactType)
 			if err != nil {
 				rt.refused(p, repo, err)

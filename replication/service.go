@@ -35,6 +35,9 @@ type Options struct {
 	// Bandwidth bounds the bytes per second of blob uploads to each peer
 	// (0: no bound).
 	Bandwidth int64
+	// Timeouts bound every request to a peer (zero fields: defaults), for
+	// peers whose own Timeouts are zero.
+	Timeouts Timeouts
 	// Identities: this region's access control (auth.Authority), whose
 	// users, tokens and scope maps are replicated; nil: access control
 	// off, they are not.
@@ -57,6 +60,9 @@ func New(reg *stowage.Registry, f *feed.Feed, opts Options) (*Service, error) {
 	s := &Service{Region: opts.Region, Reg: reg, Applier: &Applier{Reg: reg, Region: opts.Region, Identities: opts.Identities, Restore: opts.Restore}, Now: time.Now}
 	var clients []*Client
 	for _, p := range opts.Peers {
+		if p.Timeouts == (Timeouts{}) {
+			p.Timeouts = opts.Timeouts
+		}
 		c, err := NewClient(p)
 		if err != nil {
 			return nil, err
@@ -129,13 +135,23 @@ type Location struct {
 	Complete bool   `json:"complete"`
 	Clock    string `json:"clock,omitempty"` // this region's clock reading of it, when known
 	Error    string `json:"error,omitempty"` // the region could not be asked
+	// Locked: the locks in the way of reading it there ("readEnabled=false"
+	// here; a peer's, when it refuses to read it: its digest is then
+	// unknown here). A read lock does not hide where it is from status.
+	Locked string `json:"locked,omitempty"`
 }
 
 // Locate asks this region and every peer which digest they hold for repo's
 // ref (a tag, or a digest: present or not).
 func (s *Service) Locate(ctx context.Context, repo string, ref stowage.Reference) ([]Location, error) {
 	here := Location{Region: s.Region}
-	if m, err := s.Reg.ResolveManifest(ctx, repo, ref); err == nil {
+	m, err := s.Reg.ResolveManifest(ctx, repo, ref)
+	if stowage.ErrorCodeOf(err) == stowage.CodeDenied {
+		// Read-locked: status still says where it is (the caller may
+		// read status; the lock is reported).
+		m, err = s.lockedHere(ctx, repo, ref, &here)
+	}
+	if err == nil {
 		here.Digest = m.Digest
 		here.Complete = s.completeHere(ctx, repo, m.Digest, 0)
 	} else if c := stowage.ErrorCodeOf(err); c != stowage.CodeManifestUnknown && c != stowage.CodeNameUnknown {
@@ -156,8 +172,17 @@ func (s *Service) Locate(ctx context.Context, repo string, ref stowage.Reference
 	out := []Location{here}
 	for _, r := range s.Replicators {
 		l := Location{Region: r.Peer.Name}
+		if err := skipDown(r.Peer); err != nil {
+			l.Error = err.Error()
+			out = append(out, l)
+			continue
+		}
 		d, err := r.Peer.HeadManifest(ctx, repo, ref)
-		if err != nil {
+		if ReadLocked(err) {
+			var pe *PeerError
+			errors.As(err, &pe)
+			l.Locked = "read-locked there (" + pe.Reason() + ")"
+		} else if err != nil {
 			l.Error = err.Error()
 		}
 		l.Digest = d
@@ -167,6 +192,41 @@ func (s *Service) Locate(ctx context.Context, repo string, ref stowage.Reference
 		out = append(out, l)
 	}
 	return out, nil
+}
+
+// lockedHere resolves a read-locked ref from the records (no content is
+// read) and notes its locks in l.
+func (s *Service) lockedHere(ctx context.Context, repo string, ref stowage.Reference, l *Location) (stowage.ManifestRecord, error) {
+	var m stowage.ManifestRecord
+	var locks stowage.Locks
+	err := s.Reg.DB().View(ctx, func(tx stowage.Tx) error {
+		rec, err := tx.Repositories().GetRepository(repo)
+		if err != nil {
+			return err
+		}
+		locks = rec.Locks
+		d := ref.Digest
+		if !ref.IsDigest() {
+			t, err := tx.Tags().GetTagRecord(repo, ref.Tag)
+			if err != nil {
+				return err
+			}
+			d, locks = t.Digest, locks|t.Locks
+		}
+		m, err = tx.Manifests().GetManifest(repo, d)
+		if err == nil {
+			locks |= m.Locks
+		}
+		return err
+	})
+	if errors.Is(err, stowage.ErrNotFound) {
+		return m, stowage.Errorf(stowage.CodeManifestUnknown, "%s: %s not here", repo, ref)
+	}
+	if err != nil {
+		return m, err
+	}
+	l.Locked = (locks & stowage.LockRead).String()
+	return m, nil
 }
 
 // completeHere reports whether this region holds manifest d of repo and

@@ -169,21 +169,12 @@ for v in API_PING API_PULL API_PUSH API_BLOBS_ATOMIC API_BLOBS_DELETE API_BLOBS_
 	export "OCI_$v=true"
 done
 export OCI_DATA_SPARSE=false
-# KNOWN BUG (reported; the replication package): a blob deleted in east
-# comes back at the next HEAD/GET there through read-through from west,
-# which received it with a manifest (blob deletes are not replicated and
-# leave no tombstone): the suite's blob-delete checks (HEAD after DELETE
-# must be 404) fail, 34 of them. Off until fixed; GEO_CONFORMANCE_BLOB_DELETE=true
-# runs them.
-export OCI_API_BLOBS_DELETE="${GEO_CONFORMANCE_BLOB_DELETE:-false}"
-# KNOWN BUG (reported; the replication package): a manifest pushed by a
-# sha512 digest with tags (PUT …/manifests/sha512:…?tag=T) is applied in
-# west as two manifests: the sha512 one (by digest) and a sha256 copy of the
-# same bytes that carries T (each tag is put by tag, which digests with
-# sha256). T's digest then differs between the regions, and east's delete of
-# the sha512 manifest leaves the sha256 copy in west for ever (the regions
-# never converge). Off until fixed; GEO_CONFORMANCE_SHA512=true runs it.
-export OCI_DATA_SHA512="${GEO_CONFORMANCE_SHA512:-false}"
+# Blob deletes leave a tombstone read-through honours (a blob deleted in
+# east is not fetched back from west), and a sha512 manifest pushed with
+# ?tag= is one manifest in every region: both on (GEO_CONFORMANCE_BLOB_DELETE=false
+# or GEO_CONFORMANCE_SHA512=false turn them off).
+export OCI_API_BLOBS_DELETE="${GEO_CONFORMANCE_BLOB_DELETE:-true}"
+export OCI_DATA_SHA512="${GEO_CONFORMANCE_SHA512:-true}"
 
 log "running the conformance suite against east while west takes a push load and both replicate"
 rc=0

@@ -33,7 +33,8 @@ func newReplication(c config.Replication, reg *stowage.Registry, f *feed.Feed, a
 		return nil, nil
 	}
 	opts := replication.Options{Region: c.Region, ReadThrough: c.ReadThroughOn(), Concurrency: c.Concurrency,
-		Bandwidth: int64(c.Bandwidth), Log: log}
+		Bandwidth: int64(c.Bandwidth), Log: log, Timeouts: replication.Timeouts{Connect: time.Duration(c.Timeouts.Connect),
+			Response: time.Duration(c.Timeouts.Response), Idle: time.Duration(c.Timeouts.Idle), DownFor: time.Duration(c.Timeouts.DownFor)}}
 	if authority != nil {
 		opts.Identities = authority // users, tokens and scope maps are the same in every region
 	}
@@ -124,8 +125,13 @@ func runReplicationStatus(ctx context.Context, rest []string, stdout, stderr io.
 		fmt.Fprintln(tw, "REGION\tDIGEST\tCOMPLETE\tNOTE")
 		for _, l := range out.Regions {
 			d, note, complete := string(l.Digest), l.Error, "no"
+			if l.Locked != "" {
+				note = strings.TrimSpace("locked: " + l.Locked + " " + note)
+			}
 			if d == "" && note == "" {
 				d, note = "-", "not there"
+			} else if d == "" {
+				d = "-"
 			}
 			if l.Complete {
 				complete = "yes"
@@ -202,7 +208,11 @@ func fillWhy(b *replication.BackfillStatus) string {
 }
 
 func fillCounts(b *replication.BackfillStatus) string {
-	return fmt.Sprintf("%d/%d repositories, %d checked, %d shipped (%d applied), %s", b.Repos, b.ReposTotal, b.Checked, b.Shipped, b.Applied, bytesStr(b.Bytes))
+	skipped := ""
+	if b.Skipped > 0 {
+		skipped = fmt.Sprintf(", %d skipped (read-locked)", b.Skipped)
+	}
+	return fmt.Sprintf("%d/%d repositories, %d checked, %d shipped (%d applied)%s, %s", b.Repos, b.ReposTotal, b.Checked, b.Shipped, b.Applied, skipped, bytesStr(b.Bytes))
 }
 
 // backfillResult is `replication backfill --output json`.

@@ -1,0 +1,257 @@
+package replication_test
+
+import (
+	"bytes"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/stowage/stowage"
+	"github.com/stowage/stowage/replication"
+)
+
+// TestBackfillSkipsReadLocked: a back-fill passes over what is read-locked
+// here (never shipped) and what the peer refuses to read because it is
+// read-locked there, counts them as skipped, and walks the rest of the
+// catalog (it used to stop at the first, with "answered 403: ").
+func TestBackfillSkipsReadLocked(t *testing.T) {
+	east, west := newRegion(t, "east", 0), newRegion(t, "west", 0)
+	east.image(t, "a", "locked", "one")
+	if _, err := east.reg.SetLocks(ctx, "a", stowage.Reference{Tag: "locked"}, stowage.LockRead, 0); err != nil {
+		t.Fatal(err)
+	}
+	// West holds b:v1 read-locked; east's b:v1 differs (the lock has not
+	// reached east): the peer's HEAD answers 403.
+	west.image(t, "b", "v1", "west's")
+	if _, err := west.reg.SetLocks(ctx, "b", stowage.Reference{Tag: "v1"}, stowage.LockRead, 0); err != nil {
+		t.Fatal(err)
+	}
+	east.image(t, "b", "v1", "east's")
+	dz, _ := east.image(t, "z", "v1", "last")
+
+	srv := serve(t, west)
+	svc, err := replication.New(east.reg, east.f, replication.Options{Region: "east",
+		Peers: []replication.Peer{{Name: "west", URL: srv.URL}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := svc.Replicators[0]
+	if err := r.Backfill(ctx); err != nil {
+		t.Fatalf("back-fill: %v", err)
+	}
+	st := r.BackfillStatus()
+	if st.Repos != 3 || st.Skipped != 2 || st.Shipped != 1 || st.LastError != "" {
+		t.Errorf("back-fill status: %+v; want 3 repositories, 2 skipped (a:locked here, b:v1 there), 1 shipped", st)
+	}
+	if got := west.tag(t, "z", "v1"); got != dz {
+		t.Errorf("west z:v1 = %q, want %s (the walk goes on past the read-locked)", got, dz)
+	}
+	if got := west.tag(t, "a", "locked"); got != "" {
+		t.Errorf("west a:locked = %s: a read-locked tag was shipped", got)
+	}
+}
+
+// TestPeerErrorHasReason: a peer's refusal, HEAD included (no body), says
+// the peer's OCI code and message.
+func TestPeerErrorHasReason(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusForbidden)
+		w.Write([]byte(`{"errors":[{"code":"DENIED","message":"repository x is quarantined"}]}`))
+	}))
+	defer srv.Close()
+	c, err := replication.NewClient(replication.Peer{Name: "north", URL: srv.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, herr := c.HeadManifest(ctx, "x", stowage.Reference{Tag: "v1"})
+	_, berr := c.HasBlob(ctx, "x", stowage.Digest("sha256:"+strings.Repeat("a", 64)))
+	_, aerr := c.Apply(ctx, replication.Change{})
+	for _, err := range []error{herr, berr, aerr} {
+		if err == nil || !strings.Contains(err.Error(), "DENIED: repository x is quarantined") {
+			t.Errorf("peer error %q: want the peer's code and message", err)
+		}
+	}
+	if got := (&replication.PeerError{Peer: "north", Status: 403}).Error(); strings.HasSuffix(strings.TrimSpace(got), ":") {
+		t.Errorf("an empty peer error: %q", got)
+	}
+}
+
+// hungPeer accepts connections and never answers (a peer behind a broken
+// proxy, or stuck); it returns its URL.
+func hungPeer(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var conns []net.Conn
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+			go io.Copy(io.Discard, c)
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+	})
+	return "http://" + ln.Addr().String()
+}
+
+var short = replication.Timeouts{Connect: time.Second, Response: 300 * time.Millisecond, Idle: 300 * time.Millisecond, DownFor: time.Minute}
+
+// TestPeerTimeouts: a request to a peer that never answers, or stops in
+// the middle of a body, ends within the timeouts; a slow body that keeps
+// coming streams to its end, however long it takes in all.
+func TestPeerTimeouts(t *testing.T) {
+	c, err := replication.NewClient(replication.Peer{Name: "hung", URL: hungPeer(t), Timeouts: short})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	_, err = c.HeadManifest(ctx, "app", stowage.Reference{Tag: "v1"})
+	if err == nil || time.Since(start) > 3*time.Second {
+		t.Errorf("HEAD to a peer that never answers: %v after %s, want an error within the timeouts", err, time.Since(start))
+	}
+	if down, _ := c.Down(); !down {
+		t.Error("the peer that did not answer is not marked down")
+	}
+
+	const chunks, gap = 8, 100 * time.Millisecond // 800 ms in all, each gap under the 300 ms idle timeout
+	blob := bytes.Repeat([]byte("x"), chunks*1024)
+	d := digest.FromBytes(blob)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", strconv.Itoa(len(blob)))
+		w.WriteHeader(http.StatusOK)
+		stall := strings.Contains(r.URL.Path, "stall")
+		for i := 0; i < chunks; i++ {
+			w.Write(blob[i*1024 : (i+1)*1024])
+			w.(http.Flusher).Flush()
+			if stall && i == 2 {
+				select { // stops sending in the middle of the body
+				case <-r.Context().Done():
+				case <-time.After(10 * time.Second):
+				}
+				return
+			}
+			time.Sleep(gap)
+		}
+	}))
+	defer srv.Close()
+	c, err = replication.NewClient(replication.Peer{Name: "slow", URL: srv.URL, Timeouts: short})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc, _, err := c.OpenBlob(ctx, "slow", d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(rc)
+	rc.Close()
+	if err != nil || !bytes.Equal(got, blob) {
+		t.Errorf("a slow blob that keeps coming: %d bytes, %v; want all %d", len(got), err, len(blob))
+	}
+	rc, _, err = c.OpenBlob(ctx, "stall", d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start = time.Now()
+	_, err = io.ReadAll(rc)
+	rc.Close()
+	if err == nil || time.Since(start) > 3*time.Second {
+		t.Errorf("a body that stops: %v after %s, want an error within the idle timeout", err, time.Since(start))
+	}
+}
+
+// TestReadThroughSkipsHungPeer: read-through gives up on a peer that never
+// answers and takes the manifest from the next; while that peer is down,
+// later pulls do not wait for it again.
+func TestReadThroughSkipsHungPeer(t *testing.T) {
+	east, west := newRegion(t, "east", 0), newRegion(t, "west", 0)
+	d1, _ := west.image(t, "app", "v1", "one")
+	d2, _ := west.image(t, "app", "v2", "two")
+	srv := serve(t, west)
+	svc, err := replication.New(east.reg, east.f, replication.Options{Region: "east", ReadThrough: true, Timeouts: short,
+		Peers: []replication.Peer{{Name: "hung", URL: hungPeer(t)}, {Name: "west", URL: srv.URL}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	got, err := svc.ReadThrough.FetchManifest(ctx, "app", stowage.Reference{Tag: "v1"})
+	if err != nil || got != d1 || time.Since(start) > 3*time.Second {
+		t.Fatalf("read-through past a hung peer: %s, %v after %s; want %s within the timeouts", got, err, time.Since(start), d1)
+	}
+	start = time.Now()
+	got, err = svc.ReadThrough.FetchManifest(ctx, "app", stowage.Reference{Tag: "v2"})
+	if err != nil || got != d2 || time.Since(start) > 200*time.Millisecond {
+		t.Errorf("read-through while the hung peer is down: %s, %v after %s; want %s at once", got, err, time.Since(start), d2)
+	}
+	start = time.Now()
+	_, err = svc.ReadThrough.FetchManifest(ctx, "app", stowage.Reference{Tag: "none"})
+	if err == nil || time.Since(start) > 200*time.Millisecond {
+		t.Errorf("read-through of what no peer has: %v after %s; want unknown at once", err, time.Since(start))
+	}
+	start = time.Now()
+	locs, err := svc.Locate(ctx, "app", stowage.Reference{Tag: "v1"})
+	if err != nil || len(locs) != 3 || !strings.Contains(locs[1].Error, "did not answer") || time.Since(start) > time.Second {
+		t.Errorf("status of an image while a peer is down: %+v, %v after %s; want the hung peer reported at once", locs, err, time.Since(start))
+	}
+}
+
+// TestLocateReadLocked: status of a read-locked tag says where it is (the
+// digest here, complete) and reports the lock, here and at a peer, rather
+// than failing with DENIED.
+func TestLocateReadLocked(t *testing.T) {
+	east, west := newRegion(t, "east", 0), newRegion(t, "west", 0)
+	d, _ := east.image(t, "app", "v1", "one")
+	west.image(t, "app", "v1", "one")
+	for _, rg := range []*region{east, west} {
+		if _, err := rg.reg.SetLocks(ctx, "app", stowage.Reference{Tag: "v1"}, stowage.LockRead, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	srv := serve(t, west)
+	svc, err := replication.New(east.reg, east.f, replication.Options{Region: "east",
+		Peers: []replication.Peer{{Name: "west", URL: srv.URL}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	locs, err := svc.Locate(ctx, "app", stowage.Reference{Tag: "v1"})
+	if err != nil {
+		t.Fatalf("status of a read-locked tag: %v", err)
+	}
+	if len(locs) != 2 {
+		t.Fatalf("locations: %+v", locs)
+	}
+	if l := locs[0]; l.Digest != d || !l.Complete || !strings.Contains(l.Locked, "readEnabled=false") {
+		t.Errorf("here: %+v; want %s, complete, locked readEnabled=false", l, d)
+	}
+	if l := locs[1]; l.Error != "" || !strings.Contains(l.Locked, "read-locked") {
+		t.Errorf("west: %+v; want its read lock reported, no error", l)
+	}
+	// Not there at all: still "manifest unknown" (no digest), not an error.
+	locs, err = svc.Locate(ctx, "app", stowage.Reference{Tag: "none"})
+	if err != nil || locs[0].Digest != "" {
+		t.Errorf("status of a tag nowhere: %+v, %v", locs, err)
+	}
+}
