@@ -184,6 +184,10 @@ func TestRefusedForGoodDoesNotWedge(t *testing.T) {
 	if n != 1 || !strings.Contains(last, "push q") {
 		t.Errorf("parked: %d, %q; want 1, the push to q", n, last)
 	}
+	// Shown in the status (and so in `replication status` and /metrics).
+	if st, err := svc.Status(ctx); err != nil || len(st.Peers) != 1 || st.Peers[0].Parked != 1 || !strings.Contains(st.Peers[0].LastParked, "push q") {
+		t.Errorf("status after a parked change: %+v, %v", st.Peers, err)
+	}
 }
 
 // TestReplicatedContentPassesQuota: a region's quota refuses the shipping

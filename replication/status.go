@@ -32,6 +32,12 @@ type PeerStatus struct {
 	// AutoBackfills: back-fills this process started by itself (cursor
 	// behind the feed's retention, new peer on a trimmed feed).
 	AutoBackfills int64 `json:"autoBackfills"`
+	// Parked: changes this process passed over because the peer refused
+	// them for good (a limit there, a manifest it cannot take), the last
+	// refusal and when: shipped again by a back-fill once the cause is gone.
+	Parked       int64     `json:"parked"`
+	LastParked   string    `json:"lastParked,omitempty"`
+	LastParkedAt time.Time `json:"lastParkedAt,omitzero"`
 }
 
 // MaxScan bounds the events a status counts; maxSized the pushes whose
@@ -47,6 +53,7 @@ func (r *Replicator) Status(ctx context.Context, now time.Time) (PeerStatus, err
 	ps := PeerStatus{Name: r.Peer.Name, URL: r.Peer.URL, LastShipped: st.LastHandled, LastError: st.LastError,
 		LastErrorAt: st.LastErrorAt, Failures: st.Failures, LagExact: true, Backfill: r.BackfillStatus(),
 		AutoBackfills: r.AutoBackfills()}
+	ps.Parked, ps.LastParked, ps.LastParkedAt = r.Parked()
 	switch {
 	case !st.Running:
 		ps.State = "stopped"

@@ -189,6 +189,12 @@ func runReplicationStatus(ctx context.Context, rest []string, stdout, stderr io.
 			fmt.Fprintf(stdout, "back-fill of %s: %s%s; %s\n", p.Name, state, why, fillCounts(b))
 		}
 	}
+	for _, p := range st.Peers {
+		if p.Parked > 0 {
+			fmt.Fprintf(stdout, "%s refused %d changes for good, passed over (last %s ago: %s); once the cause is gone: stowage replication backfill %s\n",
+				p.Name, p.Parked, time.Since(p.LastParkedAt).Round(time.Second), strings.ReplaceAll(p.LastParked, "\n", "; "), p.Name)
+		}
+	}
 	return 0
 }
 
@@ -365,6 +371,8 @@ func replicationMetrics(reg prometheus.Registerer, repl *replication.Service) {
 	}
 	autoFills := prometheus.NewDesc("stowage_replication_auto_backfills_total",
 		"Back-fills of the peer this process started by itself: its cursor fell behind the change feed's retention, or it joined a trimmed feed.", []string{"region", "peer"}, nil)
+	parked := prometheus.NewDesc("stowage_replication_parked_total",
+		"Changes this process passed over because the peer refused them for good (a limit there, a manifest it cannot take); a back-fill ships them again once the cause is gone.", []string{"region", "peer"}, nil)
 	filling := prometheus.NewDesc("stowage_replication_backfill_running", "1 while a back-fill of the peer runs in this process.", []string{"region", "peer"}, nil)
 	reg.MustRegister(metrics.NewCached(5*time.Second, func(ctx context.Context, ch chan<- prometheus.Metric) error {
 		st, err := repl.Status(ctx)
@@ -378,6 +386,7 @@ func replicationMetrics(reg prometheus.Registerer, repl *replication.Service) {
 		}
 		for _, p := range st.Peers {
 			ch <- metrics.Counter(autoFills, float64(p.AutoBackfills), st.Region, p.Name)
+			ch <- metrics.Counter(parked, float64(p.Parked), st.Region, p.Name)
 			running := 0.0
 			if p.Backfill != nil && p.Backfill.Running {
 				running = 1
