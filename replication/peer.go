@@ -46,9 +46,10 @@ type Timeouts struct {
 	Connect  time.Duration // TCP connect and TLS handshake (DefaultConnectTimeout)
 	Response time.Duration // from the request sent to the response's headers (DefaultResponseTimeout)
 	Idle     time.Duration // with no byte read or written, in a body or while waiting (DefaultIdleTimeout)
-	// DownFor: after a request failed to reach the peer (refused,
-	// timed out), read-through skips it for this long (DefaultDownFor), so
-	// the requests during a partition do not each wait a timeout.
+	// DownFor: after a request to the peer timed out, read-through skips
+	// it for this long (DefaultDownFor), so the requests during a
+	// partition do not each wait a timeout (a refused connection fails at
+	// once and marks nothing).
 	DownFor time.Duration
 }
 
@@ -119,16 +120,27 @@ func (c *Client) Down() (bool, time.Time) {
 	return c.now().Before(t), t
 }
 
-// note records the outcome of a request: a failure to reach the peer (no
-// HTTP answer: refused, timed out, reset) marks it down for DownFor; an
-// answer clears that. The caller's own cancellation does neither.
+// note records the outcome of a request: a request that timed out (no
+// HTTP answer within the connect or response timeout) marks the peer down
+// for DownFor; an answer clears that. A refused or reset connection does
+// not: it fails at once, so asking again costs nothing, and a region that
+// was down and restarts is asked again at once (marking it down for
+// refusals made the first pulls after its restart "manifest unknown").
+// The caller's own cancellation does neither.
 func (c *Client) note(ctx context.Context, err error) {
 	switch {
 	case err == nil:
 		c.downUntil.Store(0)
-	case ctx.Err() == nil:
+	case ctx.Err() == nil && timedOut(err):
 		c.downUntil.Store(c.now().Add(c.to.DownFor).UnixNano())
 	}
+}
+
+// timedOut reports whether err is a timeout (of the connection, its idle
+// deadline or the response wait), not a fast failure.
+func timedOut(err error) bool {
+	var ne net.Error
+	return (errors.As(err, &ne) && ne.Timeout()) || errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, context.DeadlineExceeded)
 }
 
 // NewClient returns a client of p.
