@@ -270,18 +270,11 @@ func startRegions(t *testing.T) []*geoRegion {
 	}
 	for _, g := range rs {
 		var b strings.Builder
-		if len(g.env) > 0 {
-			// KNOWN BUG (reported; meta/postgres and its users): with
-			// the pool's default size (the larger of 4 and the CPUs),
-			// a region on PostgreSQL on a 2-CPU machine deadlocks after
-			// a few minutes: each replicator (one per peer), the webhook
-			// service and a running job (the purge-policy runner) hold a
-			// pooled connection for their session lock (TryLock) and
-			// then wait for a second one: with 4 held, every request
-			// waits for ever (the goroutine dump showed it). A pool
-			// larger than the held locks avoids it.
-			b.WriteString("database:\n  max_conns: 16\n")
-		}
+		// A region on PostgreSQL keeps the pool's default size: its job
+		// locks (one per peer's replicator, the webhooks, the policy
+		// runner) hold connections of their own, outside the pool (with
+		// pooled ones, 4 held locks hung every request: meta/postgres
+		// TestJobLocksLeaveThePool).
 		fmt.Fprintf(&b, "replication:\n  region: %s\n  peers:\n", g.name)
 		for _, p := range rs {
 			if p != g {
