@@ -49,19 +49,8 @@ func TestReadinessMarker(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			ctx := context.Background()
 			dir := t.TempDir()
-			db, err := sqlite.Open(ctx, filepath.Join(dir, "stowage.db"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer db.Close()
-			topo := &topology{}
-			store, _, err := buildStorage(ctx, tc.cfg(dir), "storage", topo, storageEnv{log: slog.New(slog.DiscardHandler), db: db})
-			if err != nil {
-				t.Fatal(err)
-			}
-			rd := &readiness{db: db, store: store, topo: topo, log: slog.New(slog.DiscardHandler)}
+			rd, _ := readinessOn(t, dir, tc.cfg(dir))
 			probe := func() (int, string) {
 				rec := httptest.NewRecorder()
 				rd.ServeHTTP(rec, httptest.NewRequest("GET", "/readyz", nil))
@@ -96,17 +85,7 @@ func TestReadinessMarker(t *testing.T) {
 	t.Run("upgrade without a marker", func(t *testing.T) {
 		ctx := context.Background()
 		dir := t.TempDir()
-		db, err := sqlite.Open(ctx, filepath.Join(dir, "stowage.db"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer db.Close()
-		topo := &topology{}
-		store, _, err := buildStorage(ctx, fsAt(filepath.Join(dir, "storage")), "storage", topo, storageEnv{log: slog.New(slog.DiscardHandler), db: db})
-		if err != nil {
-			t.Fatal(err)
-		}
-		rd := &readiness{db: db, store: store, topo: topo, log: slog.New(slog.DiscardHandler)}
+		rd, store := readinessOn(t, dir, fsAt(filepath.Join(dir, "storage")))
 		if failed := rd.check(ctx); len(failed) != 0 {
 			t.Fatalf("a registry without a recorded marker: %v", failed)
 		}
@@ -123,21 +102,29 @@ func TestReadinessMarker(t *testing.T) {
 func TestReadinessBackToBack(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	db, err := sqlite.Open(ctx, filepath.Join(dir, "stowage.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
 	yes := true
-	topo := &topology{}
-	store, _, err := buildStorage(ctx, config.Storage{Filesystem: &config.Filesystem{Path: filepath.Join(dir, "storage"), Fsync: &yes}}, "storage", topo, storageEnv{log: slog.New(slog.DiscardHandler), db: db})
-	if err != nil {
-		t.Fatal(err)
-	}
-	rd := &readiness{db: db, store: store, topo: topo, log: slog.New(slog.DiscardHandler)}
+	rd, _ := readinessOn(t, dir, config.Storage{Filesystem: &config.Filesystem{Path: filepath.Join(dir, "storage"), Fsync: &yes}})
 	for i := range 2000 {
 		if failed := rd.check(ctx); len(failed) != 0 {
 			t.Fatalf("probe %d: %v", i, failed)
 		}
 	}
+}
+
+// readinessOn opens a SQLite database in dir and the storage cfg makes,
+// and returns the readiness probe over them.
+func readinessOn(t *testing.T, dir string, cfg config.Storage) (*readiness, stowage.Backend) {
+	t.Helper()
+	ctx := context.Background()
+	db, err := sqlite.Open(ctx, filepath.Join(dir, "stowage.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	topo := &topology{}
+	store, _, err := buildStorage(ctx, cfg, "storage", topo, storageEnv{log: slog.New(slog.DiscardHandler), db: db})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &readiness{db: db, store: store, topo: topo, log: slog.New(slog.DiscardHandler)}, store
 }
