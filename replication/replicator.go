@@ -50,6 +50,7 @@ func NewReplicator(region string, peer *Client, reg *stowage.Registry, f *feed.F
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	log = log.With("peer", peer.Name) // on every line of this replicator
 	r := &Replicator{Region: region, Peer: peer, Reg: reg, Log: log, feed: f, cursors: cursors}
 	r.consumer = &feed.Consumer{Name: ConsumerName(peer.Name), Feed: f, Cursors: cursors, DB: reg.DB(), Log: log,
 		Query: feed.Query{Kinds: Kinds}, Handle: r.Handle, FromOldest: true,
@@ -121,7 +122,7 @@ func (r *Replicator) ship(ctx context.Context, ch Change) error {
 	}
 	res, err := r.Peer.Apply(ctx, ch)
 	if err == nil && !res.Applied && res.Reason != reasonStale {
-		r.Log.Warn("replication: the peer did not apply a change", "peer", r.Peer.Name, "kind", ch.Kind, "repo", ch.Repo,
+		r.Log.Warn("replication: the peer did not apply a change", "kind", ch.Kind, "repo", ch.Repo,
 			"digest", ch.Digest, "tags", ch.Tags, "reason", res.Reason)
 	}
 	return err
@@ -137,7 +138,7 @@ func (r *Replicator) shipContent(ctx context.Context, repo string, d stowage.Dig
 		return nil, "", nil
 	} else if code == stowage.CodeDenied {
 		// Read-locked here: not shipped (docs/replication.md).
-		r.Log.Warn("replication: a read-locked manifest is not shipped", "peer", r.Peer.Name, "repo", repo, "digest", d)
+		r.Log.Warn("replication: a read-locked manifest is not shipped", "repo", repo, "digest", d)
 		return nil, "", nil
 	}
 	if err != nil {
@@ -227,7 +228,7 @@ func (r *Replicator) shipBlob(ctx context.Context, repo string, d stowage.Digest
 			// applier fetches the blob itself, admitted as part of
 			// the replicated change (Applier.Fetch); if it cannot,
 			// the apply refuses the change and it is parked.
-			r.Log.Info("replication: the peer refused a blob upload; its apply fetches it", "peer", r.Peer.Name, "repo", repo, "digest", d, "err", err)
+			r.Log.Info("replication: the peer refused a blob upload; its apply fetches it", "repo", repo, "digest", d, "err", err)
 			return nil
 		}
 		return err
@@ -263,7 +264,7 @@ func (r *Replicator) park(err error) {
 	r.parked.last, r.parked.at = err.Error(), time.Now()
 	r.parked.mu.Unlock()
 	r.Log.Warn("replication: the peer refused a change for good; passed over (a back-fill ships it again once the cause is gone)",
-		"peer", r.Peer.Name, "err", err)
+		"err", err)
 }
 
 // refusedForGood reports whether err is a peer's refusal that retrying the

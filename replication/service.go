@@ -68,7 +68,7 @@ func New(reg *stowage.Registry, f *feed.Feed, opts Options) (*Service, error) {
 			return nil, err
 		}
 		clients = append(clients, c)
-		r := NewReplicator(opts.Region, c, reg, f, cursors, opts.Log.With("peer", p.Name))
+		r := NewReplicator(opts.Region, c, reg, f, cursors, opts.Log)
 		r.Concurrency = opts.Concurrency
 		r.Identities = opts.Identities
 		if opts.Bandwidth > 0 {
