@@ -31,9 +31,15 @@ type BackfillStatus struct {
 	Applied    int    `json:"applied"`           // of which the peer applied (the rest: it had a later change)
 	// Skipped: tags and manifests read-locked here or at the peer: never
 	// shipped (docs/replication.md); the walk goes on past them.
-	Skipped int    `json:"skipped"`
-	Bytes   int64  `json:"bytesShipped"`      // blob bytes uploaded to the peer
-	Current string `json:"current,omitempty"` // the repository being walked
+	Skipped int `json:"skipped"`
+	// Refused: tags and manifests the peer refused for good (a limit
+	// there, a manifest it cannot take: see refusedForGood), the last
+	// refusal; the walk goes on past them, and a later back-fill ships
+	// them once the cause is gone.
+	Refused     int    `json:"refused"`
+	LastRefused string `json:"lastRefused,omitempty"`
+	Bytes       int64  `json:"bytesShipped"`      // blob bytes uploaded to the peer
+	Current     string `json:"current,omitempty"` // the repository being walked
 	// Attempts: walks started (an automatic back-fill retries a failed
 	// walk with backoff, from the repository that failed).
 	Attempts  int    `json:"attempts"`
@@ -393,7 +399,25 @@ func (r *Replicator) backfillRepo(ctx context.Context, repo string) error {
 		if it.Tag != "" {
 			ch.Tags = []string{it.Tag}
 		}
+		// A refusal for good of one image (a limit at the peer, a
+		// manifest it cannot take) is counted and passed over: the walk
+		// goes on to the rest (outside review: one such image stopped
+		// every back-fill, and an automatic one retried it for ever).
+		refused := func(err error) bool {
+			if !refusedForGood(err) {
+				return false
+			}
+			r.fill.update(func(s *BackfillStatus) {
+				s.Refused++
+				s.LastRefused = fmt.Sprintf("%s:%s: %v", repo, ref, err)
+			})
+			r.Log.Warn("replication: back-fill: the peer refused an image for good; passed over", "repo", repo, "ref", ref.String(), "err", err)
+			return true
+		}
 		body, mt, err := r.shipContent(ctx, repo, it.Digest, it.HLC, map[stowage.Digest]bool{})
+		if refused(err) {
+			continue
+		}
 		if err != nil {
 			return err
 		}
@@ -402,6 +426,9 @@ func (r *Replicator) backfillRepo(ctx context.Context, repo string) error {
 		}
 		ch.Manifest, ch.MediaType = body, mt
 		res, err := r.Peer.Apply(ctx, ch)
+		if refused(err) {
+			continue
+		}
 		if err != nil {
 			return err
 		}

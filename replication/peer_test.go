@@ -292,3 +292,33 @@ func TestReadThroughAfterPeerRestart(t *testing.T) {
 		t.Errorf("read-through right after the peer came back: %s, %v; want %s", got, err, d)
 	}
 }
+
+// TestBackfillPassesRefused: an image the peer refuses for good (here its
+// quota refuses the blob and, without read-through, its applier cannot
+// fetch it) is counted and passed over; the walk goes on to the rest
+// (outside review r4 B2/B7: one such image stopped every back-fill).
+func TestBackfillPassesRefused(t *testing.T) {
+	east, west := newRegion(t, "east", 0), newRegion(t, "west", 0)
+	east.image(t, "a", "v1", "too big for west's quota")
+	dz, _ := east.image(t, "z", "v1", "fits")
+	if err := west.reg.SetQuota(ctx, "a", 5); err != nil {
+		t.Fatal(err)
+	}
+	srv := serve(t, west)
+	svc, err := replication.New(east.reg, east.f, replication.Options{Region: "east",
+		Peers: []replication.Peer{{Name: "west", URL: srv.URL}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := svc.Replicators[0]
+	if err := r.Backfill(ctx); err != nil {
+		t.Fatalf("back-fill: %v", err)
+	}
+	st := r.BackfillStatus()
+	if st.Repos != 2 || st.Refused != 1 || !strings.Contains(st.LastRefused, "a:v1") || st.LastError != "" {
+		t.Errorf("back-fill status: %+v; want 2 repositories, 1 refused (a:v1)", st)
+	}
+	if got := west.tag(t, "z", "v1"); got != dz {
+		t.Errorf("west z:v1 = %q, want %s (the walk goes on past the refused image)", got, dz)
+	}
+}

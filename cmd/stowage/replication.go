@@ -218,6 +218,9 @@ func fillCounts(b *replication.BackfillStatus) string {
 	if b.Skipped > 0 {
 		skipped = fmt.Sprintf(", %d skipped (read-locked)", b.Skipped)
 	}
+	if b.Refused > 0 {
+		skipped += fmt.Sprintf(", %d refused by the peer (last: %s)", b.Refused, b.LastRefused)
+	}
 	return fmt.Sprintf("%d/%d repositories, %d checked, %d shipped (%d applied)%s, %s", b.Repos, b.ReposTotal, b.Checked, b.Shipped, b.Applied, skipped, bytesStr(b.Bytes))
 }
 
