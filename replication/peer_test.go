@@ -322,3 +322,25 @@ func TestBackfillPassesRefused(t *testing.T) {
 		t.Errorf("west z:v1 = %q, want %s (the walk goes on past the refused image)", got, dz)
 	}
 }
+
+// TestReadThroughPastQuota: read-through admits what a peer accepted past
+// this region's repository quota, as replication does (outside review r4
+// B3: a pull right after a push elsewhere answered MANIFEST_UNKNOWN once
+// the region's quota was full).
+func TestReadThroughPastQuota(t *testing.T) {
+	east, west := newRegion(t, "east", 0), newRegion(t, "west", 0)
+	d, _ := west.image(t, "q", "v1", "over east's quota")
+	if err := east.reg.SetQuota(ctx, "q", 5); err != nil {
+		t.Fatal(err)
+	}
+	srv := serve(t, west)
+	svc, err := replication.New(east.reg, east.f, replication.Options{Region: "east", ReadThrough: true,
+		Peers: []replication.Peer{{Name: "west", URL: srv.URL}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := svc.ReadThrough.FetchManifest(ctx, "q", stowage.Reference{Tag: "v1"})
+	if err != nil || got != d {
+		t.Fatalf("read-through past a full quota: %s, %v; want %s", got, err, d)
+	}
+}
