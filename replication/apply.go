@@ -487,6 +487,17 @@ func (a *Applier) reassertChildren(ctx context.Context, ch Change) error {
 			return nil
 		}
 		cs := ct.ReplicationClocks()
+		// The index itself (or its repository) deleted here later: it
+		// does not come, nor do its children.
+		for _, n := range []string{ManifestName(ch.Digest), RepositoryName} {
+			c, err := cs.GetClock(ch.Repo, n)
+			if err != nil && !errors.Is(err, stowage.ErrNotFound) {
+				return err
+			}
+			if err == nil && c.Removed() && c.HLC.Compare(ch.HLC) >= 0 {
+				return nil
+			}
+		}
 		for _, d := range children {
 			c, err := cs.GetClock(ch.Repo, ManifestName(d))
 			if errors.Is(err, stowage.ErrNotFound) {
