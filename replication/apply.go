@@ -174,6 +174,9 @@ func (a *Applier) push(ctx context.Context, ch Change) (Result, error) {
 	} else {
 		res, err = outcome(put(ctx, a.Reg, ch, stowage.Reference{Digest: ch.Digest}))
 		if stowage.ErrorCodeOf(err) == stowage.CodeManifestBlobUnknown && a.Fetch != nil {
+			if rerr := a.reassertChildren(ctx, ch); rerr != nil {
+				return Result{}, rerr
+			}
 			if ferr := a.Fetch(ctx, ch.Repo, ch.MediaType, ch.Manifest); ferr == nil {
 				res, err = outcome(put(ctx, a.Reg, ch, stowage.Reference{Digest: ch.Digest}))
 			}
@@ -455,4 +458,61 @@ func manifestClock(ctx context.Context, reg *stowage.Registry, repo string, d st
 		return err
 	})
 	return c, err
+}
+
+// reassertChildren lifts the tombstones of the child manifests an index
+// push ch lists that were deleted here BEFORE the index was pushed (the
+// delete's clock older than ch's): the index is the later change and needs
+// them, as in the region that pushed it (which refused the delete: "used
+// by index"), so they are fetched back from a peer and kept, with the
+// index's clock (a re-delivered delete is then stale). A child deleted
+// after the index keeps its tombstone: the push stays parked (review B1).
+func (a *Applier) reassertChildren(ctx context.Context, ch Change) error {
+	m, err := stowage.ParseManifest(ch.MediaType, ch.Manifest)
+	if err != nil {
+		return nil // the push's own check reports it
+	}
+	var children []stowage.Digest
+	for _, ref := range m.References() {
+		if ref.Kind == stowage.RefManifest {
+			children = append(children, ref.Digest)
+		}
+	}
+	if len(children) == 0 {
+		return nil
+	}
+	return a.Reg.DB().Update(ctx, func(tx stowage.Tx) error {
+		ct, ok := tx.(ClockTx)
+		if !ok {
+			return nil
+		}
+		cs := ct.ReplicationClocks()
+		// The index itself (or its repository) deleted here later: it
+		// does not come, nor do its children.
+		for _, n := range []string{ManifestName(ch.Digest), RepositoryName} {
+			c, err := cs.GetClock(ch.Repo, n)
+			if err != nil && !errors.Is(err, stowage.ErrNotFound) {
+				return err
+			}
+			if err == nil && c.Removed() && c.HLC.Compare(ch.HLC) >= 0 {
+				return nil
+			}
+		}
+		for _, d := range children {
+			c, err := cs.GetClock(ch.Repo, ManifestName(d))
+			if errors.Is(err, stowage.ErrNotFound) {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			if !c.Removed() || c.HLC.IsZero() || c.HLC.Compare(ch.HLC) >= 0 {
+				continue
+			}
+			if err := cs.PutClock(Clock{Repo: ch.Repo, Name: ManifestName(d), Digest: d, HLC: ch.HLC}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }
