@@ -506,10 +506,24 @@ func (a *Applier) reassertChildren(ctx context.Context, ch Change) error {
 			if err != nil {
 				return err
 			}
-			if !c.Removed() || c.HLC.IsZero() || c.HLC.Compare(ch.HLC) >= 0 {
+			if !c.Removed() || c.HLC.IsZero() {
 				continue
 			}
-			if err := cs.PutClock(Clock{Repo: ch.Repo, Name: ManifestName(d), Digest: d, HLC: ch.HLC}); err != nil {
+			// Whatever the clocks say, the delete and the index were
+			// concurrent: had the deleting region seen the index, it
+			// would have refused the delete (used by an index), and the
+			// region that pushed the index refuses it now for the same
+			// reason. The index wins, everywhere: the child comes back,
+			// live at the later of the two readings, so a delivery of the
+			// delete again is stale (an older index parked here while the
+			// index stayed at its origin diverged for good: review r4 B1,
+			// and its finding 4a, children removed by this region's
+			// retention before the index arrived).
+			at := ch.HLC
+			if c.HLC.Compare(at) > 0 {
+				at = c.HLC
+			}
+			if err := cs.PutClock(Clock{Repo: ch.Repo, Name: ManifestName(d), Digest: d, HLC: at}); err != nil {
 				return err
 			}
 		}
