@@ -183,9 +183,10 @@ func TestPeerTimeouts(t *testing.T) {
 	}
 }
 
-// TestReadThroughSkipsHungPeer: read-through gives up on a peer that never
-// answers and takes the manifest from the next; while that peer is down,
-// later pulls do not wait for it again.
+// TestReadThroughSkipsHungPeer: read-through does not wait for a peer
+// that never answers when another has the manifest; a miss no peer has
+// waits for it once, within the timeouts, and marks it down; while it is
+// down, later lookups do not wait for it again.
 func TestReadThroughSkipsHungPeer(t *testing.T) {
 	east, west := newRegion(t, "east", 0), newRegion(t, "west", 0)
 	d1, _ := west.image(t, "app", "v1", "one")
@@ -202,6 +203,11 @@ func TestReadThroughSkipsHungPeer(t *testing.T) {
 		t.Fatalf("read-through past a hung peer: %s, %v after %s; want %s within the timeouts", got, err, time.Since(start), d1)
 	}
 	start = time.Now()
+	_, err = svc.ReadThrough.FetchManifest(ctx, "app", stowage.Reference{Tag: "none"})
+	if err == nil || time.Since(start) > 3*time.Second {
+		t.Errorf("read-through of what no peer has: %v after %s; want unknown within the timeouts", err, time.Since(start))
+	}
+	start = time.Now()
 	got, err = svc.ReadThrough.FetchManifest(ctx, "app", stowage.Reference{Tag: "v2"})
 	if err != nil || got != d2 || time.Since(start) > 200*time.Millisecond {
 		t.Errorf("read-through while the hung peer is down: %s, %v after %s; want %s at once", got, err, time.Since(start), d2)
@@ -209,12 +215,76 @@ func TestReadThroughSkipsHungPeer(t *testing.T) {
 	start = time.Now()
 	_, err = svc.ReadThrough.FetchManifest(ctx, "app", stowage.Reference{Tag: "none"})
 	if err == nil || time.Since(start) > 200*time.Millisecond {
-		t.Errorf("read-through of what no peer has: %v after %s; want unknown at once", err, time.Since(start))
+		t.Errorf("read-through of what no peer has, while the hung peer is down: %v after %s; want unknown at once", err, time.Since(start))
 	}
 	start = time.Now()
 	locs, err := svc.Locate(ctx, "app", stowage.Reference{Tag: "v1"})
 	if err != nil || len(locs) != 3 || !strings.Contains(locs[1].Error, "did not answer") || time.Since(start) > time.Second {
 		t.Errorf("status of an image while a peer is down: %+v, %v after %s; want the hung peer reported at once", locs, err, time.Since(start))
+	}
+}
+
+// TestReadThroughAsksPeersAtOnce: with a peer that accepts connections and
+// never answers listed before a healthy one, a manifest miss and a blob
+// miss are served from the healthy peer in well under the response
+// timeout, on the first miss and again after down_for has expired; a miss
+// no peer has is bounded by ReadThrough.Wait, not by the hung peer.
+func TestReadThroughAsksPeersAtOnce(t *testing.T) {
+	east, west := newRegion(t, "east", 0), newRegion(t, "west", 0)
+	d1, _ := west.image(t, "app", "v1", "one")
+	d2, _ := west.image(t, "app", "v2", "two")
+	west.image(t, "app", "v3", "three")
+	blob3 := digest.FromBytes([]byte(`{"seed":"three"}`)) // v3's config
+	srv := serve(t, west)
+	const response, downFor = 2 * time.Second, 500 * time.Millisecond
+	svc, err := replication.New(east.reg, east.f, replication.Options{Region: "east", ReadThrough: true,
+		Timeouts: replication.Timeouts{Connect: time.Second, Response: response, Idle: response, DownFor: downFor},
+		Peers:    []replication.Peer{{Name: "hung", URL: hungPeer(t)}, {Name: "west", URL: srv.URL}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const fast = response / 2 // asked one after another, each lookup waits the whole response timeout
+	rt := svc.ReadThrough
+	start := time.Now()
+	got, err := rt.FetchManifest(ctx, "app", stowage.Reference{Tag: "v1"})
+	if took := time.Since(start); err != nil || got != d1 || took > fast {
+		t.Errorf("first miss, hung peer listed first: %s, %v after %s; want %s within %s", got, err, took, d1, fast)
+	}
+	if _, err := east.reg.StatBlob(ctx, "app", digest.FromBytes([]byte(`{"seed":"one"}`))); err != nil {
+		t.Errorf("v1's blob was not fetched with it: %v", err)
+	}
+	// A miss no peer has waits for the hung peer's timeout once and marks
+	// it down; once down_for has passed, it is asked again.
+	if _, err := rt.FetchManifest(ctx, "app", stowage.Reference{Tag: "none"}); err == nil {
+		t.Fatal("a tag no peer has was found")
+	}
+	if down, _ := rt.Peers[0].Down(); !down {
+		t.Fatal("the hung peer is not marked down after its timeout")
+	}
+	time.Sleep(downFor + 100*time.Millisecond)
+	if down, _ := rt.Peers[0].Down(); down {
+		t.Fatal("the hung peer is still down after down_for")
+	}
+	start = time.Now()
+	got, err = rt.FetchManifest(ctx, "app", stowage.Reference{Tag: "v2"})
+	if took := time.Since(start); err != nil || got != d2 || took > fast {
+		t.Errorf("miss after down_for expired: %s, %v after %s; want %s within %s", got, err, took, d2, fast)
+	}
+	time.Sleep(downFor + 100*time.Millisecond) // the peer is asked again (a lookup that waited out its timeout marked it down)
+	start = time.Now()
+	err = rt.FetchBlob(ctx, "app", blob3)
+	if took := time.Since(start); err != nil || took > fast {
+		t.Errorf("blob miss, hung peer listed first: %v after %s; want it within %s", err, took, fast)
+	}
+	if _, err := east.reg.StatBlob(ctx, "app", blob3); err != nil {
+		t.Errorf("the blob read through is not kept: %v", err)
+	}
+	// What no peer has: bounded by Wait, however long the hung peer takes.
+	rt.Wait = 300 * time.Millisecond
+	start = time.Now()
+	_, err = rt.FetchManifest(ctx, "app", stowage.Reference{Tag: "none"})
+	if took := time.Since(start); err == nil || took > fast || !strings.Contains(err.Error(), "did not answer within") {
+		t.Errorf("miss no peer has, hung peer up: %v after %s; want unknown within the read-through wait", err, took)
 	}
 }
 

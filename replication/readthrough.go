@@ -29,6 +29,10 @@ type ReadThrough struct {
 	// ReferrersWait bounds how long a referrers request waits for the
 	// peers (0: DefaultReferrersWait).
 	ReferrersWait time.Duration
+	// Wait bounds how long a manifest or blob miss waits for the first
+	// peer that has it (0: DefaultReadThroughWait); the fetch that follows
+	// is bounded by the peer client's idle timeout only.
+	Wait time.Duration
 
 	warned sync.Map // peer name -> true: its refusal of referrers was logged
 }
@@ -37,6 +41,94 @@ type ReadThrough struct {
 // the peers' lists and the referrers it fetches: a peer slower than that is
 // skipped and the region answers with what it holds.
 const DefaultReferrersWait = 3 * time.Second
+
+// DefaultReadThroughWait is how long a manifest or blob miss waits, at
+// most, for a peer to answer that it has it: a peer that accepts
+// connections and never answers cannot hold a pull longer than that.
+const DefaultReadThroughWait = 5 * time.Second
+
+// race asks every peer not down at once with open (each with its own
+// context) and returns the first that succeeds, with its value and the
+// cancel of its context (the caller calls it when done with the value).
+// The others are cancelled, and drop releases what a late success opened.
+// With no success, it returns every peer's error once all answered, or
+// once wait has passed (the peers still asked are then cancelled).
+func race[T any](ctx context.Context, peers []*Client, wait time.Duration, what string,
+	open func(context.Context, *Client) (T, error), drop func(T)) (*Client, T, context.CancelFunc, error) {
+	type result struct {
+		p   *Client
+		v   T
+		err error
+	}
+	var (
+		zero    T
+		errs    []error
+		cancels = map[*Client]context.CancelFunc{}
+		results = make(chan result, len(peers)) // buffered: no sender blocks after we return
+	)
+	for _, p := range peers {
+		if err := skipDown(p); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		pctx, cancel := context.WithCancel(ctx)
+		cancels[p] = cancel
+		go func() {
+			v, err := open(pctx, p)
+			results <- result{p, v, err}
+		}()
+	}
+	// Late answers after we returned: release what they opened.
+	drain := func(n int) {
+		go func() {
+			for ; n > 0; n-- {
+				if r := <-results; r.err == nil && drop != nil {
+					drop(r.v)
+				}
+			}
+		}()
+	}
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	for pending := len(cancels); pending > 0; {
+		select {
+		case r := <-results:
+			pending--
+			if r.err == nil {
+				for p, cancel := range cancels {
+					if p != r.p {
+						cancel()
+					}
+				}
+				drain(pending)
+				return r.p, r.v, cancels[r.p], nil
+			}
+			cancels[r.p]()
+			errs = append(errs, r.err)
+		case <-timer.C:
+			for _, cancel := range cancels {
+				cancel()
+			}
+			drain(pending)
+			errs = append(errs, fmt.Errorf("read-through of %s: %d peer(s) did not answer within %s", what, pending, wait))
+			return nil, zero, nil, errors.Join(errs...)
+		case <-ctx.Done():
+			for _, cancel := range cancels {
+				cancel()
+			}
+			drain(pending)
+			return nil, zero, nil, errors.Join(append(errs, ctx.Err())...)
+		}
+	}
+	return nil, zero, nil, errors.Join(errs...)
+}
+
+func (rt *ReadThrough) wait() time.Duration {
+	if rt.Wait > 0 {
+		return rt.Wait
+	}
+	return DefaultReadThroughWait
+}
 
 // removed reports whether repo's tag or manifest name has a tombstone here.
 func (rt *ReadThrough) removed(ctx context.Context, repo, name string) (bool, error) {
@@ -77,20 +169,28 @@ func (rt *ReadThrough) FetchManifest(ctx context.Context, repo string, ref stowa
 	if gone, err := rt.removed(ctx, repo, name); err != nil || gone {
 		return "", errors.Join(err, fmt.Errorf("%s:%s was removed here", repo, name))
 	}
-	var errs []error
-	for _, p := range rt.Peers {
-		if err := skipDown(p); err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		d, err := rt.fetchManifest(ctx, p, repo, ref, 0)
-		if err == nil {
-			rt.Log.Info("read-through: fetched a manifest from a peer", "peer", p.Name, "repo", repo, "ref", ref.String(), "digest", d)
-			return d, nil
-		}
-		errs = append(errs, err)
+	// Every peer is asked at once; the first whose manifest has the right
+	// digest wins, and only its manifest (with what it references) is
+	// fetched and stored.
+	type got struct {
+		body []byte
+		mt   string
+		d    stowage.Digest
 	}
-	return "", errors.Join(errs...)
+	p, m, cancel, err := race(ctx, rt.Peers, rt.wait(), repo+":"+ref.String(), func(ctx context.Context, p *Client) (got, error) {
+		body, mt, d, err := p.GetManifest(ctx, repo, ref)
+		return got{body, mt, d}, err
+	}, nil)
+	if err != nil {
+		return "", err
+	}
+	cancel() // the body is read: the rest is fetched with the caller's context
+	d, err := rt.storeManifest(ctx, p, repo, m.body, m.mt, m.d, 0)
+	if err != nil {
+		return "", err
+	}
+	rt.Log.Info("read-through: fetched a manifest from a peer", "peer", p.Name, "repo", repo, "ref", ref.String(), "digest", d)
+	return d, nil
 }
 
 func (rt *ReadThrough) fetchManifest(ctx context.Context, p *Client, repo string, ref stowage.Reference, depth int) (stowage.Digest, error) {
@@ -101,6 +201,12 @@ func (rt *ReadThrough) fetchManifest(ctx context.Context, p *Client, repo string
 	if err != nil {
 		return "", err
 	}
+	return rt.storeManifest(ctx, p, repo, body, mt, d, depth)
+}
+
+// storeManifest stores here manifest d (body, of media type mt) fetched
+// from p, after what it references, unless it was deleted here.
+func (rt *ReadThrough) storeManifest(ctx context.Context, p *Client, repo string, body []byte, mt string, d stowage.Digest, depth int) (stowage.Digest, error) {
 	if gone, err := rt.removed(ctx, repo, ManifestName(d)); err != nil || gone {
 		return "", errors.Join(err, fmt.Errorf("manifest %s@%s was deleted here", repo, d))
 	}
@@ -111,7 +217,7 @@ func (rt *ReadThrough) fetchManifest(ctx context.Context, p *Client, repo string
 	// and write locks, as replication admits it (a pull right after a
 	// push elsewhere must not answer "unknown" where replication would
 	// deliver the same bytes anyway).
-	_, err = rt.Reg.PutManifest(stowage.WithReplicatedChange(WithFetched(ctx, p.Name)), repo, stowage.Reference{Digest: d}, mt, body, nil)
+	_, err := rt.Reg.PutManifest(stowage.WithReplicatedChange(WithFetched(ctx, p.Name)), repo, stowage.Reference{Digest: d}, mt, body, nil)
 	return d, err
 }
 
@@ -166,20 +272,26 @@ func (rt *ReadThrough) FetchBlob(ctx context.Context, repo string, d stowage.Dig
 }
 
 func (rt *ReadThrough) fetchBlobAny(ctx context.Context, repo string, d stowage.Digest) error {
-	var errs []error
-	for _, p := range rt.Peers {
-		if err := skipDown(p); err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		err := rt.fetchBlob(ctx, p, repo, d)
-		if err == nil {
-			rt.Log.Info("read-through: fetched a blob from a peer", "peer", p.Name, "repo", repo, "digest", d)
-			return nil
-		}
-		errs = append(errs, err)
+	// Every peer is asked at once; the first to answer with the blob is
+	// read (digest and size verified), the others are cancelled.
+	type open struct {
+		rc   io.ReadCloser
+		size int64
 	}
-	return errors.Join(errs...)
+	p, b, cancel, err := race(ctx, rt.Peers, rt.wait(), repo+"@"+string(d), func(ctx context.Context, p *Client) (open, error) {
+		rc, size, err := p.OpenBlob(ctx, repo, d)
+		return open{rc, size}, err
+	}, func(o open) { o.rc.Close() })
+	if err != nil {
+		return err
+	}
+	defer cancel()
+	defer b.rc.Close()
+	if _, err := rt.Reg.PutBlob(stowage.WithReplicatedChange(ctx), repo, d, b.rc, b.size); err != nil { // verifies digest and size; past the quota, as a manifest
+		return err
+	}
+	rt.Log.Info("read-through: fetched a blob from a peer", "peer", p.Name, "repo", repo, "digest", d)
+	return nil
 }
 
 // FetchReferences fetches what a manifest pushed here references and repo
