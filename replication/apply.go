@@ -171,6 +171,13 @@ func (a *Applier) push(ctx context.Context, ch Change) (Result, error) {
 		return Result{}, herr
 	} else if here {
 		res = Result{Reason: reasonApplied}
+	} else if len(ch.Tags) > 0 && putAll(ctx, a.Reg, ch) == nil {
+		// The manifest and every tag in one put: one push event here, as
+		// at the origin (put apart, a tagged push made two: the manifest's,
+		// then the tag's, and webhooks here fired twice; review r4 B6).
+		// Any refusal (a tag or the manifest older than what is here, a
+		// blob missing) takes the way below, one clock at a time.
+		return Result{Applied: true}, nil
 	} else {
 		res, err = outcome(put(ctx, a.Reg, ch, stowage.Reference{Digest: ch.Digest}))
 		if stowage.ErrorCodeOf(err) == stowage.CodeManifestBlobUnknown && a.Fetch != nil {
@@ -213,6 +220,12 @@ func (a *Applier) push(ctx context.Context, ch Change) (Result, error) {
 		res.Reason = ""
 	}
 	return res, nil
+}
+
+// putAll puts ch's manifest by its digest with all its tags (?tag=...).
+func putAll(ctx context.Context, reg *stowage.Registry, ch Change) error {
+	_, err := reg.PutManifest(ctx, ch.Repo, stowage.Reference{Digest: ch.Digest}, ch.MediaType, ch.Manifest, ch.Tags)
+	return err
 }
 
 func put(ctx context.Context, reg *stowage.Registry, ch Change, ref stowage.Reference) error {

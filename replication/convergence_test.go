@@ -136,6 +136,32 @@ func TestReappliedPushMakesNoEvent(t *testing.T) {
 	}
 }
 
+// TestReplicatedPushOneEvent: a tagged push applied at a peer is one push
+// event there, with its tag, as at the origin (review r4 B6: two, the
+// manifest's and the tag's, so webhooks at the peer fired twice).
+func TestReplicatedPushOneEvent(t *testing.T) {
+	east, west := newRegion(t, "east", 0), newRegion(t, "west", 0)
+	east.image(t, "app", "v1", "tagged")
+	origin := countEvents(t, east)
+	west.apply(t, east, east.changes(t, 0))
+	p, err := west.f.Read(ctx, feed.Query{Resume: true, Limit: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pushes := 0
+	for _, e := range p.Events {
+		if e.Kind == stowage.EventPush {
+			pushes++
+			if e.Tag != "v1" {
+				t.Errorf("west's push event: %+v, want tag v1", e)
+			}
+		}
+	}
+	if pushes != 1 {
+		t.Errorf("west's feed: %d push events for one tagged push (the origin has %d events), want 1", pushes, origin)
+	}
+}
+
 func countEvents(t *testing.T, rg *region) int {
 	t.Helper()
 	p, err := rg.f.Read(ctx, feed.Query{Resume: true, Limit: 1000})
