@@ -191,9 +191,13 @@ const (
 		WHERE r.name > $1 ORDER BY r.name LIMIT $2`
 	sqlRepositoryUsageOf = `SELECT ` + repoUsageColumns + ` FROM repositories r LEFT JOIN repository_usage u ON u.repo = r.name
 		WHERE r.name = $1`
-	// The largest: repository_usage_size walked from the top.
-	sqlLargestRepositories = `SELECT ` + repoUsageColumns + ` FROM repository_usage u JOIN repositories r ON r.name = u.repo
-		ORDER BY u.referenced_bytes DESC, u.repo LIMIT $1`
+	// The largest: repository_usage_size walked from the top, the names
+	// first (ties by name read only the sizes of the tie), then the rows.
+	sqlLargestRepositories = `WITH top AS MATERIALIZED (
+			SELECT repo FROM repository_usage ORDER BY referenced_bytes DESC, repo LIMIT $1
+		)
+		SELECT ` + repoUsageColumns + ` FROM top JOIN repositories r ON r.name = top.repo JOIN repository_usage u ON u.repo = top.repo
+		ORDER BY u.referenced_bytes DESC, u.repo`
 	// What each manifest of a page uses: itself plus its blobs; unique =
 	// held by no other manifest anywhere (a manifest holds its own digest).
 	// The page (newest first, from the cursor $2 digest, $3 created) is
