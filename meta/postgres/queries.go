@@ -187,8 +187,11 @@ const (
 		COALESCE(u.manifests, 0)::bigint, COALESCE(u.tags, 0)::bigint, COALESCE(u.untagged, 0)::bigint`
 	// A page of repositories in name order: the primary key walked from the
 	// cursor, so the cost grows with the page.
-	sqlRepositoryUsage = `SELECT ` + repoUsageColumns + ` FROM repositories r LEFT JOIN repository_usage u ON u.repo = r.name
-		WHERE r.name > $1 ORDER BY r.name LIMIT $2`
+	// (The page comes first, then one lookup of repository_usage per row:
+	// a plain join let the planner merge-join repository_usage from its
+	// first row, not from the cursor.)
+	sqlRepositoryUsage = `SELECT ` + repoUsageColumns + ` FROM (SELECT name FROM repositories WHERE name > $1 ORDER BY name LIMIT $2) r
+		LEFT JOIN LATERAL (SELECT * FROM repository_usage WHERE repo = r.name) u ON true ORDER BY r.name`
 	sqlRepositoryUsageOf = `SELECT ` + repoUsageColumns + ` FROM repositories r LEFT JOIN repository_usage u ON u.repo = r.name
 		WHERE r.name = $1`
 	// The largest: repository_usage_size walked from the top, the names
@@ -196,7 +199,9 @@ const (
 	sqlLargestRepositories = `WITH top AS MATERIALIZED (
 			SELECT repo FROM repository_usage ORDER BY referenced_bytes DESC, repo LIMIT $1
 		)
-		SELECT ` + repoUsageColumns + ` FROM top JOIN repositories r ON r.name = top.repo JOIN repository_usage u ON u.repo = top.repo
+		SELECT ` + repoUsageColumns + ` FROM top
+			JOIN LATERAL (SELECT name FROM repositories WHERE name = top.repo) r ON true
+			JOIN LATERAL (SELECT * FROM repository_usage WHERE repo = top.repo) u ON true
 		ORDER BY u.referenced_bytes DESC, u.repo`
 	// What each manifest of a page uses: itself plus its blobs; unique =
 	// held by no other manifest anywhere (a manifest holds its own digest).
