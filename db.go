@@ -227,28 +227,60 @@ type SettingsTx interface {
 	PutSetting(key, value string, now time.Time) error
 }
 
-// UsageTx answers "what uses space" from the metadata alone.
+// UsageTx answers "what uses space" from the metadata alone. The sums
+// (Totals, and each repository's referenced bytes and counts) are kept by
+// the databases as rows change, so reading them costs the same at any size;
+// bytes unique to a repository or a manifest are found by index probes for
+// each digest it uses.
 type UsageTx interface {
 	// BlobTotals counts live blobs and their bytes: each digest once.
 	BlobTotals() (count, bytes int64, err error)
-	// RepositoryUsage returns, for every repository, the bytes its manifests
-	// reference (each digest once per repository), the bytes of those
-	// referenced by no other repository, and its counts.
-	RepositoryUsage() ([]RepositoryUsage, error)
+	// Totals is the registry's usage summed over repositories.
+	Totals() (UsageTotals, error)
+	// RepositoryUsage returns, for the repositories named after `after`, in
+	// name order, at most limit of them (limit <= 0: all), the bytes their
+	// manifests reference (each digest once per repository), the bytes of
+	// those referenced by no other repository, and their counts.
+	RepositoryUsage(after string, limit int) ([]RepositoryUsage, error)
+	// LargestRepositories is RepositoryUsage for the limit repositories
+	// that reference the most bytes, largest first (then by name).
+	LargestRepositories(limit int) ([]RepositoryUsage, error)
 	// RepositoryUsageOf is RepositoryUsage's row for one repository, at a
 	// cost that grows with that repository, not the registry; ErrNotFound
 	// if it does not exist.
 	RepositoryUsageOf(repo string) (RepositoryUsage, error)
-	// ManifestUsage returns, for every manifest of repo, its bytes (itself
-	// plus the blobs it references) and the bytes only it references in the
-	// whole registry.
-	ManifestUsage(repo string) ([]ManifestUsage, error)
+	// ManifestUsage returns, for the manifests of repo after `after` in the
+	// order newest first (created descending, then digest ascending), at
+	// most limit of them (limit <= 0: all), their bytes (itself plus the
+	// blobs it references) and the bytes only it references in the whole
+	// registry.
+	ManifestUsage(repo string, after ManifestCursor, limit int) ([]ManifestUsage, error)
 	// HeldBytes is what storage holds or is being written for the storage
 	// limit: the bytes of blobs in state pending or live, each digest once.
 	HeldBytes() (int64, error)
 	// RepositoryHeldBytes is what a repository holds for its quota: the
 	// live blobs linked into it or that are its manifests, each digest once.
 	RepositoryHeldBytes(repo string) (int64, error)
+}
+
+// UsageTotals is the registry's usage summed.
+type UsageTotals struct {
+	Blobs         int64 // live blobs
+	PhysicalBytes int64 // their bytes, each digest once
+	Repositories  int64
+	// ReferencedBytes is the sum over repositories of what each references
+	// (logical bytes).
+	ReferencedBytes   int64
+	Manifests         int64
+	Tags              int64
+	UntaggedManifests int64
+}
+
+// ManifestCursor is a position in ManifestUsage's order: the last row of
+// the previous page (the zero value: the start).
+type ManifestCursor struct {
+	Created time.Time
+	Digest  Digest
 }
 
 // RepositoryRecord is a repository.

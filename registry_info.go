@@ -108,7 +108,7 @@ func (r *Registry) manifestInfos(ctx context.Context, repo string, hidden bool) 
 		if err != nil {
 			return err
 		}
-		usage, err := tx.Usage().ManifestUsage(repo)
+		usage, err := tx.Usage().ManifestUsage(repo, ManifestCursor{}, 0)
 		if err != nil {
 			return err
 		}

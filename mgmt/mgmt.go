@@ -19,7 +19,6 @@ import (
 	"github.com/stowage/stowage/gc"
 	"github.com/stowage/stowage/internal/httperr"
 	"github.com/stowage/stowage/policy"
-	"github.com/stowage/stowage/usage"
 )
 
 // maxBody bounds the JSON bodies of management requests.
@@ -92,21 +91,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) error {
 	}
 	switch {
 	case head == "usage" && r.Method == http.MethodGet:
-		if arg == "" {
-			u, err := usage.New(h.reg).Usage(ctx)
-			if err != nil {
-				return err
-			}
-			return writeJSON(w, u)
-		}
-		if err := stowage.ValidateName(arg); err != nil {
-			return err
-		}
-		d, err := usage.New(h.reg).Repository(ctx, arg)
-		if err != nil {
-			return err
-		}
-		return writeJSON(w, d)
+		return h.serveUsage(ctx, w, r, arg)
 	case head == "repositories" && r.Method == http.MethodDelete:
 		if err := stowage.ValidateName(arg); err != nil {
 			return err

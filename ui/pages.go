@@ -1,7 +1,6 @@
 package ui
 
 import (
-	"cmp"
 	"context"
 	"encoding/json"
 	"net/http"
@@ -49,19 +48,19 @@ func (h *Handler) overview(v *view) error {
 		return err
 	}
 	ctx := v.ctx()
-	u, err := usage.New(h.reg).Usage(ctx)
+	// The totals the database keeps and the largest repositories: the
+	// same cost at any size.
+	rep := usage.New(h.reg)
+	u, err := rep.Totals(ctx)
 	if err != nil {
 		return err
 	}
 	d := overviewData{Usage: u}
-	top := slices.Clone(u.PerRepository)
-	slices.SortFunc(top, func(a, b usage.RepositorySpace) int {
-		return cmp.Or(cmp.Compare(b.ReferencedBytes, a.ReferencedBytes), cmp.Compare(a.Name, b.Name))
-	})
-	if len(top) > overviewTop {
-		d.More = len(top) - overviewTop
-		top = top[:overviewTop]
+	top, err := rep.Largest(ctx, overviewTop)
+	if err != nil {
+		return err
 	}
+	d.More = max(0, int(u.Repositories)-len(top))
 	d.Top = top
 	d.Bars = spaceBars(top)
 	if h.opts.History != nil {

@@ -7,7 +7,10 @@ package usage
 
 import (
 	"context"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
+	"time"
 
 	"github.com/stowage/stowage"
 )
@@ -71,34 +74,81 @@ type ManifestSpace struct {
 	Created     string         `json:"createdTime"`
 }
 
-// Usage answers "what uses space" for the whole registry.
+// MaxPage bounds the rows of one page (n).
+const MaxPage = 1000
+
+// Usage answers "what uses space" for the whole registry: its totals and
+// every repository's row.
 func (r *Reporter) Usage(ctx context.Context) (Usage, error) {
-	var u Usage
-	err := r.core.Parts().DB.View(ctx, func(tx stowage.Tx) error {
-		var err error
-		if u.Blobs, u.PhysicalBytes, err = tx.Usage().BlobTotals(); err != nil {
-			return err
-		}
-		repos, err := tx.Usage().RepositoryUsage()
+	u, _, err := r.UsagePage(ctx, "", 0)
+	return u, err
+}
+
+// Totals is the registry's usage without repository rows (PerRepository
+// empty): sums kept by the database, read at the same cost at any size.
+func (r *Reporter) Totals(ctx context.Context) (Usage, error) {
+	u, _, err := r.usage(ctx, "", -1)
+	return u, err
+}
+
+// UsagePage is the registry's totals and one page of repository rows: the
+// repositories named after `after`, in name order, at most limit of them
+// (limit <= 0: all). next is the name to pass as after for the following
+// page, "" after the last.
+func (r *Reporter) UsagePage(ctx context.Context, after string, limit int) (u Usage, next string, err error) {
+	return r.usage(ctx, after, max(limit, 0))
+}
+
+// usage reads the totals and, unless limit < 0, a page of rows.
+func (r *Reporter) usage(ctx context.Context, after string, limit int) (u Usage, next string, err error) {
+	err = r.core.Parts().DB.View(ctx, func(tx stowage.Tx) error {
+		t, err := tx.Usage().Totals()
 		if err != nil {
 			return err
+		}
+		u.Blobs, u.PhysicalBytes, u.LogicalBytes = t.Blobs, t.PhysicalBytes, t.ReferencedBytes
+		u.Repositories, u.Manifests, u.Tags, u.Untagged = t.Repositories, t.Manifests, t.Tags, t.UntaggedManifests
+		u.PerRepository = []RepositorySpace{}
+		if limit < 0 {
+			return nil
+		}
+		fetch := 0 // all
+		if limit > 0 {
+			fetch = limit + 1 // one more: is there a next page?
+		}
+		repos, err := tx.Usage().RepositoryUsage(after, fetch)
+		if err != nil {
+			return err
+		}
+		if limit > 0 && len(repos) > limit {
+			repos = repos[:limit]
+			next = repos[limit-1].Name
 		}
 		u.PerRepository = make([]RepositorySpace, 0, len(repos))
 		for _, ru := range repos {
 			u.PerRepository = append(u.PerRepository, space(ru))
-			u.LogicalBytes += ru.ReferencedBytes
-			u.Manifests += ru.Manifests
-			u.Tags += ru.Tags
-			u.Untagged += ru.UntaggedManifests
 		}
-		u.Repositories = int64(len(repos))
 		return nil
 	})
 	u.LimitBytes = r.limit()
 	if u.PhysicalBytes > 0 {
 		u.DedupRatio = float64(u.LogicalBytes) / float64(u.PhysicalBytes)
 	}
-	return u, err
+	return u, next, err
+}
+
+// Largest lists the n repositories that reference the most bytes, largest
+// first (then by name).
+func (r *Reporter) Largest(ctx context.Context, n int) ([]RepositorySpace, error) {
+	var out []RepositorySpace
+	err := r.core.Parts().DB.View(ctx, func(tx stowage.Tx) error {
+		repos, err := tx.Usage().LargestRepositories(n)
+		for _, ru := range repos {
+			out = append(out, space(ru))
+		}
+		return err
+	})
+	return out, err
 }
 
 func space(ru stowage.RepositoryUsage) RepositorySpace {
@@ -108,21 +158,40 @@ func space(ru stowage.RepositoryUsage) RepositorySpace {
 
 // Repository answers "what uses space" for one repository, per manifest.
 func (r *Reporter) Repository(ctx context.Context, repo string) (RepositoryDetail, error) {
-	var d RepositoryDetail
-	err := r.core.Parts().DB.View(ctx, func(tx stowage.Tx) error {
-		if _, err := tx.Repositories().GetRepository(repo); errors.Is(err, stowage.ErrNotFound) {
+	d, _, err := r.RepositoryPage(ctx, repo, "", 0)
+	return d, err
+}
+
+// RepositoryPage is one repository's usage and one page of its manifests,
+// newest first (created descending, then digest): those after the cursor
+// `after` ("" = the first page), at most limit of them (limit <= 0: all).
+// next is the cursor of the following page, "" after the last. A cursor
+// carries the last row's creation time and digest, so it stays valid when
+// that manifest has been deleted meanwhile.
+func (r *Reporter) RepositoryPage(ctx context.Context, repo, after string, limit int) (d RepositoryDetail, next string, err error) {
+	cur, err := ParseCursor(after)
+	if err != nil {
+		return d, "", err
+	}
+	err = r.core.Parts().DB.View(ctx, func(tx stowage.Tx) error {
+		ru, err := tx.Usage().RepositoryUsageOf(repo)
+		if errors.Is(err, stowage.ErrNotFound) {
 			return stowage.Errorf(stowage.CodeNameUnknown, "repository %s does not exist", repo)
 		} else if err != nil {
 			return err
 		}
-		ru, err := tx.Usage().RepositoryUsageOf(repo)
+		d.RepositorySpace = space(ru)
+		fetch := 0
+		if limit > 0 {
+			fetch = limit + 1
+		}
+		ms, err := tx.Usage().ManifestUsage(repo, cur, fetch)
 		if err != nil {
 			return err
 		}
-		d.RepositorySpace = space(ru)
-		ms, err := tx.Usage().ManifestUsage(repo)
-		if err != nil {
-			return err
+		if limit > 0 && len(ms) > limit {
+			ms = ms[:limit]
+			next = FormatCursor(stowage.ManifestCursor{Created: ms[limit-1].Created, Digest: ms[limit-1].Digest})
 		}
 		d.PerManifest = make([]ManifestSpace, 0, len(ms))
 		for _, m := range ms {
@@ -135,5 +204,34 @@ func (r *Reporter) Repository(ctx context.Context, repo string) (RepositoryDetai
 		}
 		return nil
 	})
-	return d, err
+	return d, next, err
+}
+
+// cursor is a manifest page's cursor as it travels: base64url (no padding)
+// of this JSON, as the ACR listings' time-ordered cursors.
+type cursor struct {
+	At  int64  `json:"t"`
+	Key string `json:"k"`
+}
+
+// FormatCursor is the text of a manifest page's cursor.
+func FormatCursor(c stowage.ManifestCursor) string {
+	b, _ := json.Marshal(cursor{At: c.Created.UnixNano(), Key: string(c.Digest)})
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// ParseCursor reads FormatCursor's text ("": the start).
+func ParseCursor(s string) (stowage.ManifestCursor, error) {
+	if s == "" {
+		return stowage.ManifestCursor{}, nil
+	}
+	var c cursor
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	if err == nil {
+		err = json.Unmarshal(b, &c)
+	}
+	if err != nil || c.Key == "" {
+		return stowage.ManifestCursor{}, stowage.Errorf(stowage.CodePaginationInvalid, "invalid last=%q: use the value from the Link header", s)
+	}
+	return stowage.ManifestCursor{Created: time.Unix(0, c.At), Digest: stowage.Digest(c.Key)}, nil
 }

@@ -181,6 +181,35 @@ func (c *client) send(ctx context.Context, method, path string, body []byte, out
 	return json.NewDecoder(resp.Body).Decode(out)
 }
 
+// getPage GETs path and decodes the JSON answer into out, and returns the
+// path of the next page its Link header names ("" without one).
+func (c *client) getPage(ctx context.Context, path string, out any) (string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+path, nil)
+	if err != nil {
+		return "", err
+	}
+	resp, err := c.roundTrip(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		return "", err
+	}
+	return nextLink(resp.Header.Get("Link")), nil
+}
+
+// nextLink is the target of a Link header's rel="next" ("" if none).
+func nextLink(h string) string {
+	for _, l := range strings.Split(h, ",") {
+		target, params, ok := strings.Cut(strings.TrimSpace(l), ";")
+		if ok && strings.Contains(params, `rel="next"`) && strings.HasPrefix(target, "<") && strings.HasSuffix(target, ">") {
+			return target[1 : len(target)-1]
+		}
+	}
+	return ""
+}
+
 // roundTrip sends req with the admin's credentials (STOWAGE_USERNAME and
 // STOWAGE_PASSWORD, when set) and turns an error status into an error.
 func (c *client) roundTrip(req *http.Request) (*http.Response, error) {
@@ -362,15 +391,21 @@ const usageUsage = `Usage: stowage usage [REPOSITORY] [flags]
 
 Shows what uses space, exactly and deduplicated: for the registry, physical
 bytes (each stored digest once), logical bytes (summed over repositories) and
-the dedup ratio; per repository, bytes referenced, bytes unique to it (what
-deleting it frees) and bytes shared with others. With a REPOSITORY, per
-manifest: its size and the bytes only it uses.
+the dedup ratio; per repository (by name), bytes referenced, bytes unique to
+it (what deleting it frees) and bytes shared with others. With a REPOSITORY,
+per manifest (newest first): its size and the bytes only it uses. Rows are
+read a page at a time; --limit shows only the first ones.
 `
+
+// usagePage is the rows the command asks for at a time.
+const usagePage = 1000
 
 func runUsage(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	var output *string
+	var limit *int
 	fl, reg, ok := parseAdmin("usage", usageUsage, args, stderr, func(fl *flag.FlagSet) {
 		output = fl.String("output", "table", "table or json")
+		limit = fl.Int("limit", 0, "show at most this many repositories (or manifests); 0: all")
 	})
 	if !ok {
 		return exitCode(fl, ok)
@@ -380,10 +415,51 @@ func runUsage(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fmt.Fprintln(stderr, "stowage usage: at most one repository")
 		return 2
 	}
+	if *limit < 0 {
+		fmt.Fprintln(stderr, "stowage usage: --limit wants 0 (all) or more")
+		return 2
+	}
+	// pages walks the pages of path from the first, handing each to page,
+	// until page returns no next page (it has what it wants, or the rows end).
+	pages := func(path string, page func(path string) (string, error)) error {
+		n := usagePage
+		if *limit > 0 {
+			n = min(n, *limit)
+		}
+		next := fmt.Sprintf("%s?n=%d", path, n)
+		for next != "" {
+			var err error
+			if next, err = page(next); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	full := func(rows int) bool { return *limit > 0 && rows >= *limit }
 	if fl.NArg() == 1 {
 		var d space.RepositoryDetail
-		if err := c.do(ctx, http.MethodGet, "/api/v1/usage/"+fl.Arg(0), &d); err != nil {
+		err := pages("/api/v1/usage/"+fl.Arg(0), func(path string) (string, error) {
+			var p space.RepositoryDetail
+			next, err := c.getPage(ctx, path, &p)
+			if err != nil {
+				return "", err
+			}
+			rows := append(d.PerManifest, p.PerManifest...)
+			if d.Name == "" {
+				d = p // the summary: the first page's
+			}
+			d.PerManifest = rows
+			if full(len(d.PerManifest)) {
+				d.PerManifest = d.PerManifest[:*limit]
+				return "", nil
+			}
+			return next, nil
+		})
+		if err != nil {
 			return fail(stderr, err)
+		}
+		if d.PerManifest == nil {
+			d.PerManifest = []space.ManifestSpace{}
 		}
 		if *output == "json" {
 			return printJSON(stdout, d)
@@ -400,11 +476,35 @@ func runUsage(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t\n", short(m.Digest), tags, bytesStr(m.Size), bytesStr(m.UniqueBytes), m.Created[:19])
 		}
 		tw.Flush()
+		if *limit > 0 && int64(len(d.PerManifest)) < d.Manifests {
+			fmt.Fprintf(stdout, "(the first %d of %d manifests: --limit)\n", len(d.PerManifest), d.Manifests)
+		}
 		return 0
 	}
 	var u space.Usage
-	if err := c.do(ctx, http.MethodGet, "/api/v1/usage", &u); err != nil {
+	first := true
+	err := pages("/api/v1/usage", func(path string) (string, error) {
+		var p space.Usage
+		next, err := c.getPage(ctx, path, &p)
+		if err != nil {
+			return "", err
+		}
+		rows := append(u.PerRepository, p.PerRepository...)
+		if first {
+			u, first = p, false // the totals: the first page's
+		}
+		u.PerRepository = rows
+		if full(len(u.PerRepository)) {
+			u.PerRepository = u.PerRepository[:*limit]
+			return "", nil
+		}
+		return next, nil
+	})
+	if err != nil {
 		return fail(stderr, err)
+	}
+	if u.PerRepository == nil {
+		u.PerRepository = []space.RepositorySpace{}
 	}
 	if *output == "json" {
 		return printJSON(stdout, u)
@@ -422,6 +522,9 @@ func runUsage(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 			bytesStr(r.SharedBytes), r.Manifests, r.Untagged, r.Tags)
 	}
 	tw.Flush()
+	if *limit > 0 && int64(len(u.PerRepository)) < u.Repositories {
+		fmt.Fprintf(stdout, "(the first %d of %d repositories: --limit)\n", len(u.PerRepository), u.Repositories)
+	}
 	return 0
 }
 

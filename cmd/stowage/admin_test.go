@@ -78,6 +78,16 @@ func TestAdminCommands(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &u); err != nil || u.Repositories != 2 || u.LogicalBytes <= u.PhysicalBytes {
 		t.Fatalf("usage json: %v %+v", err, u)
 	}
+	// --limit: the first rows only (pages of that size), the totals whole.
+	out, _, code = cli(t, "usage", "--registry", base, "--limit", "1")
+	if code != 0 || !strings.Contains(out, "team/a") || strings.Contains(out, "team/b") || !strings.Contains(out, "(the first 1 of 2 repositories: --limit)") {
+		t.Fatalf("usage --limit 1: %d\n%s", code, out)
+	}
+	out, _, _ = cli(t, "usage", "--registry", base, "--limit", "1", "--output", "json")
+	var first space.Usage
+	if err := json.Unmarshal([]byte(out), &first); err != nil || len(first.PerRepository) != 1 || first.Repositories != 2 || first.LogicalBytes != u.LogicalBytes {
+		t.Fatalf("usage --limit 1 json: %v %+v", err, first)
+	}
 
 	// A dry run predicts; the real delete agrees; gc frees exactly that.
 	out, _, code = cli(t, "delete", "--registry", base, "--dry-run", "--output", "json", "team/a:v1")

@@ -47,6 +47,7 @@ func Run(t *testing.T, open func(t *testing.T) stowage.DB) {
 		{"RecycleKeepsLocks", testRecycleKeepsLocks},
 		{"CacheRules", testCacheRules},
 		{"UsageQueries", testUsageQueries}, {"UsageQueriesRandom", testUsageQueriesRandom},
+		{"UsageKeptRandomOps", testUsageKept}, {"UsagePages", testUsagePages},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.fn(t, open(t)) })

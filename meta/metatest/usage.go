@@ -212,7 +212,7 @@ func check(t *testing.T, db stowage.DB, f *usageFixture) {
 	t.Helper()
 	wantRepos, wantManifests := f.model()
 	view(t, db, func(tx stowage.Tx) error {
-		got, err := tx.Usage().RepositoryUsage()
+		got, err := tx.Usage().RepositoryUsage("", 0)
 		if err != nil {
 			return err
 		}
@@ -224,7 +224,7 @@ func check(t *testing.T, db stowage.DB, f *usageFixture) {
 			if err != nil || one != want {
 				t.Errorf("RepositoryUsageOf(%s) = %+v, %v; want %+v", want.Name, one, err, want)
 			}
-			ms, err := tx.Usage().ManifestUsage(want.Name)
+			ms, err := tx.Usage().ManifestUsage(want.Name, stowage.ManifestCursor{}, 0)
 			if err != nil {
 				return err
 			}

@@ -166,77 +166,67 @@ const (
 
 // Usage.
 const (
-	sqlBlobTotals    = `SELECT count(*), COALESCE(sum(size), 0)::bigint FROM blobs WHERE state = 'live'`
+	// The registry's sums and each repository's referenced bytes and counts
+	// are kept by triggers (migration 0015): reading them costs the same at
+	// any size.
+	sqlBlobTotals  = `SELECT COALESCE(sum(blobs), 0)::bigint, COALESCE(sum(physical_bytes), 0)::bigint FROM usage_totals`
+	sqlUsageTotals = `SELECT COALESCE(sum(blobs), 0)::bigint, COALESCE(sum(physical_bytes), 0)::bigint, COALESCE(sum(repositories), 0)::bigint,
+		COALESCE(sum(referenced_bytes), 0)::bigint, COALESCE(sum(manifests), 0)::bigint, COALESCE(sum(tags), 0)::bigint,
+		COALESCE(sum(untagged), 0)::bigint FROM usage_totals`
 	sqlHeldBytes     = `SELECT COALESCE(sum(bytes), 0)::bigint FROM held_bytes`
 	sqlRepoHeldBytes = `SELECT COALESCE(sum(size), 0)::bigint FROM blobs WHERE state = 'live' AND digest IN (
 			SELECT digest FROM repository_blobs WHERE repo = $1 UNION SELECT digest FROM manifests WHERE repo = $1)`
-	// What each repository uses: the manifests themselves and the blobs they
-	// reference, each digest once per repository; unique = used by this
-	// repository only. One pass: every fact becomes a row of partial sums,
-	// grouped by repository (sorts and index lookups only, no per-repository
-	// subquery; its cost grows with the registry, ~linearly: docs/performance.md,
-	// "Cost at scale").
-	sqlRepositoryUsage = `WITH refs AS (
-			SELECT repo, d, count(*) OVER (PARTITION BY d) AS n FROM (
-				SELECT repo, digest AS d FROM manifests
-				UNION
-				SELECT repo, child FROM manifest_references WHERE kind = 'blob') u
-		), parts AS (
-			SELECT x.repo AS repo, b.size AS referenced, CASE WHEN x.n = 1 THEN b.size ELSE 0 END AS uniq,
-				0 AS manifests, 0 AS tags, 0 AS untagged
-				FROM refs x JOIN blobs b ON b.digest = x.d
-			UNION ALL
-			SELECT m.repo, 0::bigint, 0::bigint, 1, 0, CASE WHEN NOT EXISTS (SELECT 1 FROM tags t WHERE t.repo = m.repo AND t.digest = m.digest)
-				AND NOT EXISTS (SELECT 1 FROM manifest_references p WHERE p.child = m.digest AND p.repo = m.repo) THEN 1 ELSE 0 END
-				FROM manifests m
-			UNION ALL
-			SELECT repo, 0::bigint, 0::bigint, 0, 1, 0 FROM tags
-			UNION ALL
-			SELECT name, 0::bigint, 0::bigint, 0, 0, 0 FROM repositories
+	// A repository's row (r, with its repository_usage u): the kept sums,
+	// and the bytes only it uses: the digests it uses (its rows of
+	// usage_digests) that no other repository uses, each found by one probe
+	// of the partial index usage_digests_used. The cost grows with the
+	// repository's digests, not the registry.
+	repoUsageColumns = `r.name, COALESCE(u.referenced_bytes, 0)::bigint,
+		(SELECT COALESCE(sum(x.size), 0) FROM usage_digests x WHERE x.repo = r.name AND x.manifest + x.blob_refs > 0
+			AND NOT EXISTS (SELECT 1 FROM usage_digests o WHERE o.digest = x.digest AND o.repo <> x.repo AND o.manifest + o.blob_refs > 0))::bigint,
+		COALESCE(u.manifests, 0)::bigint, COALESCE(u.tags, 0)::bigint, COALESCE(u.untagged, 0)::bigint`
+	// A page of repositories in name order: the primary key walked from the
+	// cursor, so the cost grows with the page.
+	// (The page comes first, then one lookup of repository_usage per row:
+	// a plain join let the planner merge-join repository_usage from its
+	// first row, not from the cursor.)
+	sqlRepositoryUsage = `SELECT ` + repoUsageColumns + ` FROM (SELECT name FROM repositories WHERE name > $1 ORDER BY name LIMIT $2) r
+		LEFT JOIN LATERAL (SELECT * FROM repository_usage WHERE repo = r.name) u ON true ORDER BY r.name`
+	sqlRepositoryUsageOf = `SELECT ` + repoUsageColumns + ` FROM repositories r LEFT JOIN repository_usage u ON u.repo = r.name
+		WHERE r.name = $1`
+	// The largest: repository_usage_size walked from the top, the names
+	// first (ties by name read only the sizes of the tie), then the rows.
+	sqlLargestRepositories = `WITH top AS MATERIALIZED (
+			SELECT repo FROM repository_usage ORDER BY referenced_bytes DESC, repo LIMIT $1
 		)
-		SELECT repo, sum(referenced)::bigint, sum(uniq)::bigint, sum(manifests)::bigint, sum(tags)::bigint, sum(untagged)::bigint FROM parts
-		GROUP BY repo HAVING repo IN (SELECT name FROM repositories) ORDER BY repo COLLATE "C"`
-	// One repository's use (as a row of sqlRepositoryUsage), from its own
-	// rows and index probes for each digest it uses: the cost grows with the
-	// repository, not the registry. Another owner is found by two range
-	// seeks (repo below, repo above), so a digest this repository uses many
-	// times is not scanned past.
-	sqlRepositoryUsageOf = `WITH refs AS (
-			SELECT digest AS d FROM manifests WHERE repo = $1
-			UNION
-			SELECT child FROM manifest_references WHERE repo = $1 AND kind = 'blob'
-		)
-		SELECT r.name,
-			COALESCE((SELECT sum(b.size) FROM refs x JOIN blobs b ON b.digest = x.d), 0)::bigint,
-			COALESCE((SELECT sum(b.size) FROM refs x JOIN blobs b ON b.digest = x.d
-				WHERE NOT EXISTS (SELECT 1 FROM manifests o WHERE o.digest = x.d AND o.repo <> $1)
-				AND NOT EXISTS (SELECT 1 FROM manifest_references o WHERE o.child = x.d AND o.repo < $1 AND o.kind = 'blob')
-				AND NOT EXISTS (SELECT 1 FROM manifest_references o WHERE o.child = x.d AND o.repo > $1 AND o.kind = 'blob')), 0)::bigint,
-			(SELECT count(*) FROM manifests m WHERE m.repo = $1),
-			(SELECT count(*) FROM tags t WHERE t.repo = $1),
-			(SELECT count(*) FROM manifests m WHERE m.repo = $1
-				AND NOT EXISTS (SELECT 1 FROM tags t WHERE t.repo = m.repo AND t.digest = m.digest)
-				AND NOT EXISTS (SELECT 1 FROM manifest_references p WHERE p.child = m.digest AND p.repo = m.repo))
-		FROM repositories r WHERE r.name = $1`
-	// What each manifest of a repository uses: itself plus its blobs; unique =
+		SELECT ` + repoUsageColumns + ` FROM top
+			JOIN LATERAL (SELECT name FROM repositories WHERE name = top.repo) r ON true
+			JOIN LATERAL (SELECT * FROM repository_usage WHERE repo = top.repo) u ON true
+		ORDER BY u.referenced_bytes DESC, u.repo`
+	// What each manifest of a page uses: itself plus its blobs; unique =
 	// held by no other manifest anywhere (a manifest holds its own digest).
-	// Each digest's other holders are found by index probes, so the cost
-	// grows with the repository, not the registry.
-	sqlManifestUsage = `WITH holders AS (
-			SELECT repo, digest AS holder, digest AS d FROM manifests WHERE repo = $1
+	// The page (newest first, from the cursor $2 digest, $3 created) is
+	// chosen first, by a range of manifests_created; each digest's other
+	// holders are then found by index probes, so the cost grows with the
+	// page, not the repository or the registry.
+	sqlManifestUsage = `WITH page AS MATERIALIZED (
+			SELECT digest, media_type, created FROM manifests WHERE repo = $1
+				AND created <= $3 AND (created < $3 OR digest > $2)
+			ORDER BY created DESC, digest LIMIT $4
+		), holders AS (
+			SELECT digest AS holder, digest AS d FROM page
 			UNION ALL
-			SELECT repo, parent, child FROM manifest_references WHERE repo = $1 AND kind = 'blob'
+			SELECT r.parent, r.child FROM page p JOIN manifest_references r ON r.repo = $1 AND r.parent = p.digest AND r.kind = 'blob'
 		)
-		SELECT m.digest, m.media_type, m.created, COALESCE(sum(b.size), 0)::bigint,
-			COALESCE(sum(CASE WHEN NOT EXISTS (SELECT 1 FROM manifests o WHERE o.digest = h.d AND NOT (o.repo = h.repo AND o.digest = h.holder))
-				AND NOT EXISTS (SELECT 1 FROM manifest_references o WHERE o.child = h.d AND o.kind = 'blob' AND NOT (o.repo = h.repo AND o.parent = h.holder))
+		SELECT p.digest, p.media_type, p.created, COALESCE(sum(b.size), 0)::bigint,
+			COALESCE(sum(CASE WHEN NOT EXISTS (SELECT 1 FROM manifests o WHERE o.digest = h.d AND NOT (o.repo = $1 AND o.digest = h.holder))
+				AND NOT EXISTS (SELECT 1 FROM manifest_references o WHERE o.child = h.d AND o.kind = 'blob' AND NOT (o.repo = $1 AND o.parent = h.holder))
 				THEN b.size ELSE 0 END), 0)::bigint,
-			COALESCE((SELECT array_agg(t.name ORDER BY t.name) FROM tags t WHERE t.repo = m.repo AND t.digest = m.digest), '{}')
-		FROM manifests m
-		JOIN holders h ON h.repo = m.repo AND h.holder = m.digest
-		JOIN blobs b ON b.digest = h.d
-		WHERE m.repo = $1
-		GROUP BY m.repo, m.digest ORDER BY m.created DESC, m.digest`
+			COALESCE((SELECT array_agg(t.name ORDER BY t.name) FROM tags t WHERE t.repo = $1 AND t.digest = p.digest), '{}')
+		FROM page p
+		JOIN holders h ON h.holder = p.digest
+		LEFT JOIN blobs b ON b.digest = h.d
+		GROUP BY p.digest, p.media_type, p.created ORDER BY p.created DESC, p.digest`
 )
 
 // Data keys. PutDataKey refuses an existing ID without failing the

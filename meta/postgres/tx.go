@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -469,12 +470,23 @@ func (t *Tx) RepositoryHeldBytes(repo string) (n int64, err error) {
 	return n, err
 }
 
-func (t *Tx) RepositoryUsage() ([]stowage.RepositoryUsage, error) {
-	return all(t, sqlRepositoryUsage, nil, func(row pgx.CollectableRow) (stowage.RepositoryUsage, error) {
-		var u stowage.RepositoryUsage
-		err := row.Scan(&u.Name, &u.ReferencedBytes, &u.UniqueBytes, &u.Manifests, &u.Tags, &u.UntaggedManifests)
-		return u, err
-	})
+func (t *Tx) Totals() (u stowage.UsageTotals, err error) {
+	err = t.one(sqlUsageTotals, nil, &u.Blobs, &u.PhysicalBytes, &u.Repositories, &u.ReferencedBytes, &u.Manifests, &u.Tags, &u.UntaggedManifests)
+	return u, err
+}
+
+func scanRepositoryUsage(row pgx.CollectableRow) (stowage.RepositoryUsage, error) {
+	var u stowage.RepositoryUsage
+	err := row.Scan(&u.Name, &u.ReferencedBytes, &u.UniqueBytes, &u.Manifests, &u.Tags, &u.UntaggedManifests)
+	return u, err
+}
+
+func (t *Tx) RepositoryUsage(after string, limit int) ([]stowage.RepositoryUsage, error) {
+	return all(t, sqlRepositoryUsage, []any{after, limitOf(limit)}, scanRepositoryUsage)
+}
+
+func (t *Tx) LargestRepositories(limit int) ([]stowage.RepositoryUsage, error) {
+	return all(t, sqlLargestRepositories, []any{limitOf(limit)}, scanRepositoryUsage)
 }
 
 func (t *Tx) RepositoryUsageOf(repo string) (u stowage.RepositoryUsage, err error) {
@@ -482,8 +494,12 @@ func (t *Tx) RepositoryUsageOf(repo string) (u stowage.RepositoryUsage, err erro
 	return u, err
 }
 
-func (t *Tx) ManifestUsage(repo string) ([]stowage.ManifestUsage, error) {
-	return all(t, sqlManifestUsage, []any{repo}, func(row pgx.CollectableRow) (stowage.ManifestUsage, error) {
+func (t *Tx) ManifestUsage(repo string, after stowage.ManifestCursor, limit int) ([]stowage.ManifestUsage, error) {
+	d0, c0 := string(after.Digest), after.Created.UnixNano()
+	if after.Digest == "" && after.Created.IsZero() {
+		c0 = math.MaxInt64 // the start: above every time
+	}
+	return all(t, sqlManifestUsage, []any{repo, d0, c0, limitOf(limit)}, func(row pgx.CollectableRow) (stowage.ManifestUsage, error) {
 		var u stowage.ManifestUsage
 		var d string
 		var created int64

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"errors"
+	"math"
 	"slices"
 	"strings"
 	"time"
@@ -470,8 +471,13 @@ func (t *Tx) RepositoryHeldBytes(repo string) (n int64, err error) {
 	return n, err
 }
 
-func (t *Tx) RepositoryUsage() ([]stowage.RepositoryUsage, error) {
-	rows, err := t.query(sqlRepositoryUsage)
+func (t *Tx) Totals() (u stowage.UsageTotals, err error) {
+	err = t.row(sqlUsageTotals).Scan(&u.Blobs, &u.PhysicalBytes, &u.Repositories, &u.ReferencedBytes, &u.Manifests, &u.Tags, &u.UntaggedManifests)
+	return u, err
+}
+
+func (t *Tx) repositoryUsage(q string, args ...any) ([]stowage.RepositoryUsage, error) {
+	rows, err := t.query(q, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -487,6 +493,22 @@ func (t *Tx) RepositoryUsage() ([]stowage.RepositoryUsage, error) {
 	return out, rows.Err()
 }
 
+func (t *Tx) RepositoryUsage(after string, limit int) ([]stowage.RepositoryUsage, error) {
+	return t.repositoryUsage(sqlRepositoryUsage, after, sqlLimit(limit))
+}
+
+func (t *Tx) LargestRepositories(limit int) ([]stowage.RepositoryUsage, error) {
+	return t.repositoryUsage(sqlLargestRepositories, sqlLimit(limit))
+}
+
+// sqlLimit is a LIMIT for SQLite: -1 is none.
+func sqlLimit(n int) int {
+	if n <= 0 {
+		return -1
+	}
+	return n
+}
+
 func (t *Tx) RepositoryUsageOf(repo string) (u stowage.RepositoryUsage, err error) {
 	err = t.row(sqlRepositoryUsageOf, repo).Scan(&u.Name, &u.ReferencedBytes, &u.UniqueBytes, &u.Manifests, &u.Tags, &u.UntaggedManifests)
 	if errors.Is(err, sql.ErrNoRows) {
@@ -495,8 +517,18 @@ func (t *Tx) RepositoryUsageOf(repo string) (u stowage.RepositoryUsage, err erro
 	return u, err
 }
 
-func (t *Tx) ManifestUsage(repo string) ([]stowage.ManifestUsage, error) {
-	rows, err := t.query(sqlManifestUsage, repo)
+// cursorArgs are ManifestUsage's cursor parameters: digest, created (the
+// start: above every time).
+func cursorArgs(after stowage.ManifestCursor) (string, int64) {
+	if after.Digest == "" && after.Created.IsZero() {
+		return "", math.MaxInt64
+	}
+	return string(after.Digest), after.Created.UnixNano()
+}
+
+func (t *Tx) ManifestUsage(repo string, after stowage.ManifestCursor, limit int) ([]stowage.ManifestUsage, error) {
+	d0, c0 := cursorArgs(after)
+	rows, err := t.query(sqlManifestUsage, repo, d0, c0, sqlLimit(limit))
 	if err != nil {
 		return nil, err
 	}

@@ -46,7 +46,9 @@ var All = []Table{
 // All; loading All into an empty database rebuilds the first, the second
 // start full, and the next usage recording writes the third. ui_sessions
 // (the web UI's logins) is transient too: after a copy, people log in again.
-var Derived = []string{"held_bytes", "rate_buckets", "usage_repositories", "ui_sessions"}
+// usage_digests, repository_usage and usage_totals (the usage kept by
+// triggers) are rebuilt by loading All, as held_bytes is.
+var Derived = []string{"held_bytes", "rate_buckets", "usage_repositories", "ui_sessions", "usage_digests", "repository_usage", "usage_totals"}
 
 // PostgresOnly lists the tables only the PostgreSQL schema has, not copied
 // either: feed_state, the change feed's sequencer (the next seq to give,

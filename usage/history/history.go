@@ -56,16 +56,29 @@ func Of(db stowage.DB) (Store, bool) {
 // DayOf is t's day in UTC, as the rows name it.
 func DayOf(t time.Time) string { return t.UTC().Format("2006-01-02") }
 
-// Record writes today's row and the repositories' sizes from the
-// registry's usage now.
+// Record writes today's row, from the totals the database keeps, and the
+// repositories' sizes, read a page at a time (each page its own read
+// transaction, so none stays open for the whole walk).
 func Record(ctx context.Context, s Store, rep *usage.Reporter, now time.Time) (Day, error) {
-	u, err := rep.Usage(ctx)
+	u, err := rep.Totals(ctx)
 	if err != nil {
 		return Day{}, err
 	}
 	d := Day{Day: DayOf(now), PhysicalBytes: u.PhysicalBytes, LogicalBytes: u.LogicalBytes, Blobs: u.Blobs,
 		Repositories: u.Repositories, Manifests: u.Manifests, Tags: u.Tags, Recorded: now.UTC()}
-	if err := s.PutRepositorySizes(ctx, u.PerRepository); err != nil {
+	var sizes []usage.RepositorySpace
+	for after := ""; ; {
+		p, next, err := rep.UsagePage(ctx, after, usage.MaxPage)
+		if err != nil {
+			return d, err
+		}
+		sizes = append(sizes, p.PerRepository...)
+		if next == "" {
+			break
+		}
+		after = next
+	}
+	if err := s.PutRepositorySizes(ctx, sizes); err != nil {
 		return d, err
 	}
 	return d, s.PutUsageDay(ctx, d)

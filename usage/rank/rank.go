@@ -102,12 +102,12 @@ type QueryFunc func(ctx context.Context, text string, args []any) ([]Row, error)
 
 // Columns are what every statement returns, in order: name, updated (Unix
 // ns), referenced bytes, tags, manifests, recorded bytes (-1: unmeasured).
+// Referenced bytes and counts are the ones the database keeps as rows
+// change (repository_usage): one probe per row.
 const cols = `r.name, r.updated,
-	(SELECT CAST(coalesce(sum(b.size), 0) AS BIGINT) FROM
-		(SELECT digest AS d FROM manifests WHERE repo = r.name
-		 UNION SELECT child FROM manifest_references WHERE repo = r.name AND kind = 'blob') x
-		JOIN blobs b ON b.digest = x.d),
-	(SELECT count(*) FROM tags t WHERE t.repo = r.name), (SELECT count(*) FROM manifests m WHERE m.repo = r.name)`
+	coalesce((SELECT ru.referenced_bytes FROM repository_usage ru WHERE ru.repo = r.name), 0),
+	coalesce((SELECT ru.tags FROM repository_usage ru WHERE ru.repo = r.name), 0),
+	coalesce((SELECT ru.manifests FROM repository_usage ru WHERE ru.repo = r.name), 0)`
 
 // Page answers q with the database's statements (query), in SQL both
 // databases understand; the databases' Stores call it.
