@@ -11,16 +11,17 @@ import (
 // Queries of garbage collection (package gc) that take a batch of digests
 // at a time, as one array: one statement (one round trip) whatever the
 // batch's size, searching the primary key (or an index on digest) once
-// per element.
+// per element. OFFSET 0 keeps each NOT EXISTS an index probe per row
+// (as in sqlCollectableBlobs), never a join over a whole table.
 const (
 	sqlExistingBlobs = `SELECT digest FROM blobs WHERE digest = ANY($1)`
 	// CollectableBlobs' conditions, for the digests given.
 	sqlMarkCollectable = `UPDATE blobs b SET state = 'deleting'
 		WHERE digest = ANY($1) AND state IN ('pending', 'live')
 		AND unreferenced_since <= $2 AND last_used <= $3
-		AND NOT EXISTS (SELECT 1 FROM manifest_references r WHERE r.child = b.digest)
-		AND NOT EXISTS (SELECT 1 FROM manifests m WHERE m.digest = b.digest)
-		AND NOT EXISTS (SELECT 1 FROM recycle_refs x WHERE x.digest = b.digest)
+		AND NOT EXISTS (SELECT 1 FROM manifest_references r WHERE r.child = b.digest OFFSET 0)
+		AND NOT EXISTS (SELECT 1 FROM manifests m WHERE m.digest = b.digest OFFSET 0)
+		AND NOT EXISTS (SELECT 1 FROM recycle_refs x WHERE x.digest = b.digest OFFSET 0)
 		RETURNING ` + blobColumns
 	sqlDeleteBlobsLinks = `DELETE FROM repository_blobs WHERE digest = ANY($1)`
 	sqlDeleteBlobsRows  = `DELETE FROM blobs WHERE digest = ANY($1)`
@@ -77,8 +78,8 @@ const (
 	sqlRecycleOnlyBlobs = `SELECT x.digest, max(b.size), max(rb.expires) FROM recycle_refs x
 		JOIN recycle_bin rb ON rb.id = x.bin_id JOIN blobs b ON b.digest = x.digest
 		WHERE x.digest > $1
-		AND NOT EXISTS (SELECT 1 FROM manifest_references r WHERE r.child = x.digest)
-		AND NOT EXISTS (SELECT 1 FROM manifests m WHERE m.digest = x.digest)
+		AND NOT EXISTS (SELECT 1 FROM manifest_references r WHERE r.child = x.digest OFFSET 0)
+		AND NOT EXISTS (SELECT 1 FROM manifests m WHERE m.digest = x.digest OFFSET 0)
 		GROUP BY x.digest ORDER BY x.digest LIMIT $2`
 )
 
