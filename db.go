@@ -102,6 +102,20 @@ type RecycleTx interface {
 	// ExpiredRecycled lists entries that expired before `before`.
 	ExpiredRecycled(before time.Time, limit int) ([]RecycledManifest, error)
 	DeleteRecycled(id int64) error
+	// CountRecycled counts the entries.
+	CountRecycled() (int64, error)
+	// RecycleOnlyBlobs lists, in digest order after `after`, the blobs
+	// that recycle bin entries hold and nothing else does (no manifest is
+	// or references them): what the entries' expiry frees.
+	RecycleOnlyBlobs(after Digest, limit int) ([]RecycleHeld, error)
+}
+
+// RecycleHeld is a blob only recycle bin entries keep (RecycleOnlyBlobs).
+type RecycleHeld struct {
+	Digest Digest
+	Size   int64
+	// Expires: when the last entry that holds it expires.
+	Expires time.Time
 }
 
 // RecycledManifest is a soft-deleted manifest.
@@ -156,6 +170,20 @@ type BlobTx interface {
 	CollectableBlobs(unrefBefore, usedBefore time.Time, after Digest, limit int) ([]BlobRecord, error)
 	// BlobsInState lists blobs in one state, in digest order after `after`.
 	BlobsInState(state BlobState, after Digest, limit int) ([]BlobRecord, error)
+	// ExistingBlobs returns those of ds that have a row, in any state, in
+	// no particular order: the orphan sweep checks a page of listed objects
+	// with one query (point lookups, never a scan of the table).
+	ExistingBlobs(ds []Digest) ([]Digest, error)
+	// MarkCollectable is the collector's fence for a batch of candidates
+	// (package gc): those of ds that are still collectable (state pending or
+	// live, unreferenced by any manifest, reference or recycle bin entry,
+	// unreferenced since before unrefBefore, last used before usedBefore)
+	// are set to state 'deleting' and returned, in one statement of point
+	// lookups. The others are left as they are.
+	MarkCollectable(ds []Digest, unrefBefore, usedBefore time.Time) ([]BlobRecord, error)
+	// DeleteBlobRows is DeleteBlob for each of ds (rows and links), in one
+	// statement per table; a digest without a row is skipped.
+	DeleteBlobRows(ds []Digest) error
 }
 
 // ManifestTx reads and writes manifests and the references they hold.

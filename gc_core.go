@@ -19,7 +19,7 @@ const gcBatch = 256
 // DeleteBlobs is the last step of the blob state machine, deleting → gone,
 // for blobs already in state 'deleting' (DESIGN §8: every path that deletes
 // an object goes through it): it deletes each object, forgets its cached
-// manifest bytes, then deletes the rows in one transaction. If an object
+// manifest bytes, then deletes the rows in one transaction (one statement per table). If an object
 // cannot be deleted, the rows stay 'deleting' and the next collection (or a
 // push of the digest: reserve) retries. It is core because reserve uses it
 // to finish a deletion a crashed collection left, and the manifest cache is
@@ -31,14 +31,11 @@ func (r *Registry) DeleteBlobs(ctx context.Context, batch []BlobRecord) error {
 		}
 		r.manifests.drop(b.Digest)
 	}
-	return r.db.Update(ctx, func(tx Tx) error {
-		for _, b := range batch {
-			if err := tx.Blobs().DeleteBlob(b.Digest); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
+	ds := make([]Digest, len(batch))
+	for i, b := range batch {
+		ds[i] = b.Digest
+	}
+	return r.db.Update(ctx, func(tx Tx) error { return tx.Blobs().DeleteBlobRows(ds) })
 }
 
 // errUploadLive rolls back ExpireUpload's transaction.

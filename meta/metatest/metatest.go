@@ -30,6 +30,7 @@ func Run(t *testing.T, open func(t *testing.T) stowage.DB) {
 		{"TagsVersion", testTagsVersion},
 		{"Uploads", testUploads},
 		{"GarbageCollectionQueries", testGCQueries},
+		{"ExistingBlobs", testExistingBlobs}, {"MarkCollectable", testMarkCollectable}, {"RecycleOnlyBlobs", testRecycleOnlyBlobs},
 		{"Locks", testLocks},
 		{"DeleteRepository", testDeleteRepository},
 		{"StaleUploads", testStaleUploads},

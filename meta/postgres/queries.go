@@ -67,11 +67,16 @@ const (
 	sqlBlobReferenced   = `SELECT EXISTS (SELECT 1 FROM manifest_references WHERE child = $1)
 		OR EXISTS (SELECT 1 FROM manifests WHERE digest = $1)
 		OR EXISTS (SELECT 1 FROM recycle_refs WHERE digest = $1)`
+	// OFFSET 0 keeps each NOT EXISTS a probe of an index per blob, in the
+	// walk of the primary key that stops at the limit. Without it the
+	// planner made them hash anti-joins over whole tables (sorted after),
+	// so every page cost the whole registry: collecting k blobs read it
+	// k/256 times (docs/performance.md, "GC's cost").
 	sqlCollectableBlobs = `SELECT ` + blobColumns + ` FROM blobs b
 		WHERE state IN ('pending', 'live') AND unreferenced_since <= $1 AND last_used <= $2 AND digest > $3
-		AND NOT EXISTS (SELECT 1 FROM manifest_references r WHERE r.child = b.digest)
-		AND NOT EXISTS (SELECT 1 FROM manifests m WHERE m.digest = b.digest)
-		AND NOT EXISTS (SELECT 1 FROM recycle_refs x WHERE x.digest = b.digest)
+		AND NOT EXISTS (SELECT 1 FROM manifest_references r WHERE r.child = b.digest OFFSET 0)
+		AND NOT EXISTS (SELECT 1 FROM manifests m WHERE m.digest = b.digest OFFSET 0)
+		AND NOT EXISTS (SELECT 1 FROM recycle_refs x WHERE x.digest = b.digest OFFSET 0)
 		ORDER BY digest LIMIT $4`
 	sqlBlobsInState   = `SELECT ` + blobColumns + ` FROM blobs WHERE state = $1 AND digest > $2 ORDER BY digest LIMIT $3`
 	sqlLinkBlob       = `INSERT INTO repository_blobs (repo, digest, created) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`

@@ -33,8 +33,12 @@ const (
 	sqlDeleteBlobLinks  = `DELETE FROM repository_blobs WHERE digest = ?`
 	sqlBlobReferenced   = `SELECT EXISTS (SELECT 1 FROM manifest_references WHERE child = ?) OR EXISTS (SELECT 1 FROM manifests WHERE digest = ?)
 		OR EXISTS (SELECT 1 FROM recycle_refs WHERE digest = ?)`
+	// +state keeps SQLite off the index blobs_state: through it, every page
+	// read all the blobs after `after` and sorted them (a temporary B-tree)
+	// to return the first few, so a collection of k blobs read the table
+	// k/limit times. Through the primary key a page stops at its limit.
 	sqlCollectableBlobs = `SELECT ` + blobColumns + ` FROM blobs b
-		WHERE state IN ('pending', 'live') AND unreferenced_since <= ? AND last_used <= ? AND digest > ?
+		WHERE +state IN ('pending', 'live') AND unreferenced_since <= ? AND last_used <= ? AND digest > ?
 		AND NOT EXISTS (SELECT 1 FROM manifest_references r WHERE r.child = b.digest)
 		AND NOT EXISTS (SELECT 1 FROM manifests m WHERE m.digest = b.digest)
 		AND NOT EXISTS (SELECT 1 FROM recycle_refs x WHERE x.digest = b.digest)
