@@ -156,6 +156,13 @@ type BlobTx interface {
 	CollectableBlobs(unrefBefore, usedBefore time.Time, after Digest, limit int) ([]BlobRecord, error)
 	// BlobsInState lists blobs in one state, in digest order after `after`.
 	BlobsInState(state BlobState, after Digest, limit int) ([]BlobRecord, error)
+	// UnreferencedBlobs returns the rows of the blobs among ds that
+	// BlobReferenced reports false for, not counting the manifests and
+	// references of repository except ("": none), in digest order (digests
+	// without a row are left out): what a delete frees, in one read for
+	// many digests (callers pass at most a few hundred at a time). With
+	// except, it is the answer as if that repository were gone.
+	UnreferencedBlobs(ds []Digest, except string) ([]BlobRecord, error)
 }
 
 // ManifestTx reads and writes manifests and the references they hold.
@@ -177,6 +184,15 @@ type ManifestTx interface {
 	// not a child of another manifest of repo, and have been untagged since
 	// before `before` (never-tagged ones count from their creation).
 	UntaggedManifests(repo string, before time.Time) ([]ManifestRecord, error)
+	// UntaggedManifestsAfter is UntaggedManifests for the whole registry,
+	// one page at a time: in (repository, created, digest) order, the first
+	// limit after the position of `after` (its Repo, Created and Digest;
+	// the zero record: from the start).
+	UntaggedManifestsAfter(before time.Time, after ManifestRecord, limit int) ([]ManifestRecord, error)
+	// RepositoryRefs returns every reference the manifests of repo hold,
+	// by manifest (each list ordered by child, as ManifestRefs): one read
+	// for a whole repository.
+	RepositoryRefs(repo string) (map[Digest][]ManifestRef, error)
 }
 
 // TagTx reads and writes tags.

@@ -32,6 +32,7 @@ func Run(t *testing.T, open func(t *testing.T) stowage.DB) {
 		{"GarbageCollectionQueries", testGCQueries},
 		{"Locks", testLocks},
 		{"DeleteRepository", testDeleteRepository},
+		{"DeleteQueries", testDeleteQueries},
 		{"StaleUploads", testStaleUploads},
 		{"DataKeys", testDataKeys},
 		{"DataKeysInTx", testDataKeysInTx},
