@@ -184,6 +184,13 @@ type BlobTx interface {
 	// DeleteBlobRows is DeleteBlob for each of ds (rows and links), in one
 	// statement per table; a digest without a row is skipped.
 	DeleteBlobRows(ds []Digest) error
+	// UnreferencedBlobs returns the rows of the blobs among ds that
+	// BlobReferenced reports false for, not counting the manifests and
+	// references of repository except ("": none), in digest order (digests
+	// without a row are left out): what a delete frees, in one read for
+	// many digests (callers pass at most a few hundred at a time). With
+	// except, it is the answer as if that repository were gone.
+	UnreferencedBlobs(ds []Digest, except string) ([]BlobRecord, error)
 }
 
 // ManifestTx reads and writes manifests and the references they hold.
@@ -205,6 +212,15 @@ type ManifestTx interface {
 	// not a child of another manifest of repo, and have been untagged since
 	// before `before` (never-tagged ones count from their creation).
 	UntaggedManifests(repo string, before time.Time) ([]ManifestRecord, error)
+	// UntaggedManifestsAfter is UntaggedManifests for the whole registry,
+	// one page at a time: in (repository, created, digest) order, the first
+	// limit after the position of `after` (its Repo, Created and Digest;
+	// the zero record: from the start).
+	UntaggedManifestsAfter(before time.Time, after ManifestRecord, limit int) ([]ManifestRecord, error)
+	// RepositoryRefs returns every reference the manifests of repo hold,
+	// by manifest (each list ordered by child, as ManifestRefs): one read
+	// for a whole repository.
+	RepositoryRefs(repo string) (map[Digest][]ManifestRef, error)
 }
 
 // TagTx reads and writes tags.

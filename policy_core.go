@@ -2,6 +2,7 @@ package stowage
 
 import (
 	"context"
+	"errors"
 	"regexp"
 	"strings"
 	"time"
@@ -64,4 +65,63 @@ func (d *Deletion) DeleteManifest(dg Digest, why string) error { return d.del.ma
 // back. Its events record ReasonFrom(ctx) as why.
 func (r *Registry) DeleteByPolicy(ctx context.Context, repo string, dryRun bool, fn func(*Deletion) error) (DeleteReport, error) {
 	return r.runDelete(ctx, repo, dryRun, true, func(del *deletion) error { return fn(&Deletion{del}) })
+}
+
+// PolicyBatch is one transaction of a policy pass that deletes in several
+// repositories (DeleteByPolicyBatch).
+type PolicyBatch struct {
+	r       *Registry
+	ctx     context.Context
+	tx      Tx
+	now     time.Time
+	dryRun  bool
+	reports []DeleteReport
+}
+
+// Tx is the batch's transaction, for reading what to delete.
+func (b *PolicyBatch) Tx() Tx { return b.tx }
+
+// Now is the batch's time.
+func (b *PolicyBatch) Now() time.Time { return b.now }
+
+// Delete runs fn as one delete in repo inside the batch's transaction, as
+// DeleteByPolicy does in a transaction of its own: locked things are passed
+// over (a delete-locked repository: all of it), and its report (what it
+// removed, and the bytes the next collection frees, counted when fn
+// returns) is the batch's next.
+func (b *PolicyBatch) Delete(repo string, fn func(*Deletion) error) error {
+	rep, err := b.r.deleteIn(b.ctx, b.tx, b.now, repo, b.dryRun, true, func(del *deletion) error { return fn(&Deletion{del}) })
+	if err != nil {
+		return err
+	}
+	b.reports = append(b.reports, rep)
+	return nil
+}
+
+// DeleteByPolicyBatch runs fn as one transaction in which it deletes, with
+// b.Delete, in as many repositories as it likes, and returns their reports
+// in order. A policy pass over the whole registry is a sequence of such
+// batches: its cost then follows what it deletes, not the number of
+// repositories, and each transaction holds a bounded amount of work
+// (policy.ApplyRetention). A dry run rolls the batch back. Its events
+// record ReasonFrom(ctx) as why.
+func (r *Registry) DeleteByPolicyBatch(ctx context.Context, dryRun bool, fn func(b *PolicyBatch) error) ([]DeleteReport, error) {
+	var reports []DeleteReport
+	now := r.now()
+	err := r.db.Update(ctx, func(tx Tx) error {
+		b := &PolicyBatch{r: r, ctx: ctx, tx: tx, now: now, dryRun: dryRun}
+		err := fn(b)
+		reports = b.reports
+		if err == nil && dryRun {
+			return errDryRun
+		}
+		return err
+	})
+	if errors.Is(err, errDryRun) {
+		err = nil
+	}
+	if err != nil {
+		return nil, err // rolled back: nothing was deleted
+	}
+	return reports, nil
 }

@@ -43,6 +43,11 @@ type Registry struct {
 	manifests *contentCache
 	repos     *repoCache
 	uploads   keyedMutex
+
+	// pointDeletes makes a repository delete read and remove manifest by
+	// manifest, as deleting an image does (tests compare it with the
+	// snapshot a repository delete uses).
+	pointDeletes bool
 }
 
 // Options tunes a Registry. The zero value is usable.

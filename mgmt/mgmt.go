@@ -96,13 +96,13 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) error {
 		if err := stowage.ValidateName(arg); err != nil {
 			return err
 		}
-		return h.report(w, func() (stowage.DeleteReport, error) { return h.reg.DeleteRepository(ctx, arg, dry) })
+		return h.report(w, r, func() (stowage.DeleteReport, error) { return h.reg.DeleteRepository(ctx, arg, dry) })
 	case head == "images" && r.Method == http.MethodDelete:
 		repo, ref, err := ParseImageRef(arg)
 		if err != nil {
 			return err
 		}
-		return h.report(w, func() (stowage.DeleteReport, error) { return h.reg.DeleteImage(ctx, repo, ref, dry) })
+		return h.report(w, r, func() (stowage.DeleteReport, error) { return h.reg.DeleteImage(ctx, repo, ref, dry) })
 	case head == "tags" && r.Method == http.MethodDelete:
 		repo, ref, err := ParseImageRef(arg)
 		if err != nil {
@@ -111,7 +111,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) error {
 		if ref.IsDigest() {
 			return stowage.Errorf(stowage.CodeTagInvalid, "untag needs repo:tag, not a digest")
 		}
-		return h.report(w, func() (stowage.DeleteReport, error) { return h.reg.Untag(ctx, repo, ref.Tag, dry) })
+		return h.report(w, r, func() (stowage.DeleteReport, error) { return h.reg.Untag(ctx, repo, ref.Tag, dry) })
 	case head == "storage":
 		return h.serveStorage(ctx, w, r, head, arg, dry)
 	case head == "replication":
@@ -266,10 +266,24 @@ func notFound(r *http.Request) error {
 	return stowage.Errorf(stowage.CodeNameUnknown, "no management endpoint %s %s (see docs/api.md)", r.Method, r.URL.Path)
 }
 
-func (h *Handler) report(w http.ResponseWriter, fn func() (stowage.DeleteReport, error)) error {
+// report writes a delete's report. ?limit=N lists at most N manifests and
+// N tags (the report's "truncated" then counts them all): a bounded answer
+// about deleting a repository of 100,000 manifests.
+func (h *Handler) report(w http.ResponseWriter, r *http.Request, fn func() (stowage.DeleteReport, error)) error {
+	limit := -1
+	if s := r.URL.Query().Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 0 {
+			return stowage.Errorf(stowage.CodeInvalidParameter, "limit=%q: want how many manifests and tags to list, e.g. 100", s)
+		}
+		limit = n
+	}
 	rep, err := fn()
 	if err != nil {
 		return err
+	}
+	if limit >= 0 {
+		rep.Truncate(limit)
 	}
 	return writeJSON(w, rep)
 }

@@ -13,15 +13,26 @@ import (
 
 // Run is the result of one retention or purge run.
 type Run struct {
-	At           string                 `json:"at"`
-	DryRun       bool                   `json:"dryRun"`
-	Manifests    int                    `json:"manifestsDeleted"`
-	Tags         int                    `json:"tagsDeleted"`
-	BlobsFreed   int64                  `json:"blobsFreed"`
-	BytesFreed   int64                  `json:"bytesFreed"`
-	Repositories []stowage.DeleteReport `json:"repositories"`
-	Error        string                 `json:"error,omitempty"`
+	At         string `json:"at"`
+	DryRun     bool   `json:"dryRun"`
+	Manifests  int    `json:"manifestsDeleted"`
+	Tags       int    `json:"tagsDeleted"`
+	BlobsFreed int64  `json:"blobsFreed"`
+	BytesFreed int64  `json:"bytesFreed"`
+	// Repositories lists what was deleted, a report per repository, up to
+	// about runListed manifests and tags; the totals above count
+	// everything, and RepositoriesNotListed the repositories left out.
+	Repositories          []stowage.DeleteReport `json:"repositories"`
+	RepositoriesNotListed int                    `json:"repositoriesNotListed,omitempty"`
+	Error                 string                 `json:"error,omitempty"`
+
+	listed   int    // manifests and tags in Repositories
+	lastRepo string // the repository of the last report added
 }
+
+// runListed bounds what a Run lists, so that a pass over a large registry
+// holds, returns and stores (the last run's record) a bounded report.
+const runListed = 1000
 
 func (p *Run) add(rep stowage.DeleteReport) {
 	if len(rep.Manifests) == 0 && len(rep.Tags) == 0 {
@@ -31,7 +42,42 @@ func (p *Run) add(rep stowage.DeleteReport) {
 	p.Tags += len(rep.Tags)
 	p.BlobsFreed += rep.BlobsFreed
 	p.BytesFreed += rep.BytesFreed
-	p.Repositories = append(p.Repositories, rep)
+	// A repository whose deletes spanned two batches: one entry.
+	if rep.Repository == p.lastRepo {
+		if n := len(p.Repositories); n > 0 && p.Repositories[n-1].Repository == rep.Repository {
+			last := &p.Repositories[n-1]
+			last.BlobsFreed += rep.BlobsFreed
+			last.BytesFreed += rep.BytesFreed
+			p.list(last, rep.Manifests, rep.Tags)
+		}
+		return // else its first part was not listed, and is counted
+	}
+	p.lastRepo = rep.Repository
+	if p.listed >= runListed {
+		p.RepositoriesNotListed++
+		return
+	}
+	entry := rep
+	entry.Manifests, entry.Tags = []stowage.DeletedManifest{}, []string{}
+	p.Repositories = append(p.Repositories, entry)
+	p.list(&p.Repositories[len(p.Repositories)-1], rep.Manifests, rep.Tags)
+}
+
+// list adds ms and tags to e's lists as far as runListed allows; e's
+// Truncated then counts the rest.
+func (p *Run) list(e *stowage.DeleteReport, ms []stowage.DeletedManifest, tags []string) {
+	k := min(len(ms), max(0, runListed-p.listed))
+	t := min(len(tags), max(0, runListed-p.listed-k))
+	if e.Truncated == nil && (k < len(ms) || t < len(tags)) {
+		e.Truncated = &stowage.ReportTotals{Manifests: len(e.Manifests), Tags: len(e.Tags)}
+	}
+	if e.Truncated != nil {
+		e.Truncated.Manifests += len(ms)
+		e.Truncated.Tags += len(tags)
+	}
+	e.Manifests = append(e.Manifests, ms[:k]...)
+	e.Tags = append(e.Tags, tags[:t]...)
+	p.listed += k + t
 }
 
 // The settings the policies keep.
@@ -43,6 +89,10 @@ const (
 
 // Runner reads the registry's state, plans and applies the policies.
 type Runner struct {
+	// Batch is how many candidates one transaction of a retention pass
+	// takes (0: retentionBatch).
+	Batch int
+
 	reg *stowage.Registry
 	db  stowage.DB
 	log *slog.Logger
@@ -111,6 +161,17 @@ func (r *Runner) ApplyRetention(ctx context.Context, dryRun bool) (Run, error) {
 	return run, err
 }
 
+// retentionBatch is how many candidates one transaction of a retention
+// pass takes: enough to spread a commit over many deletions, few enough
+// that a transaction holds the database (SQLite's one writer) briefly.
+const retentionBatch = 256
+
+// applyRetention deletes the untagged manifests in batches: each
+// transaction reads the next page of candidates of the whole registry (in
+// repository, creation, digest order, from where the last one ended) and
+// deletes them, one stowage delete per repository of the page. Its cost
+// grows with the deletions, not with the number of repositories, and its
+// memory with the batch (the Run's listing is bounded too).
 func (r *Runner) applyRetention(ctx context.Context, dryRun bool) (Run, error) {
 	now := r.now()
 	run := Run{At: now.UTC().Format(time.RFC3339), DryRun: dryRun, Repositories: []stowage.DeleteReport{}}
@@ -119,20 +180,50 @@ func (r *Runner) applyRetention(ctx context.Context, dryRun bool) (Run, error) {
 		return run, err
 	}
 	ctx = stowage.WithReason(ctx, stowage.ReasonRetention)
-	err = stowage.EachRepository(ctx, r.db, func(repo string) error {
-		rep, err := r.reg.DeleteByPolicy(ctx, repo, dryRun, func(del *stowage.Deletion) error {
-			ms, err := del.Tx().Manifests().UntaggedManifests(repo, p.Cutoff(now))
-			if err != nil {
+	cutoff := p.Cutoff(now)
+	var from stowage.ManifestRecord // where the next batch starts
+	var runErr error
+	batch := r.Batch
+	if batch <= 0 {
+		batch = retentionBatch
+	}
+	for {
+		var last stowage.ManifestRecord
+		n := 0
+		reps, err := r.reg.DeleteByPolicyBatch(ctx, dryRun, func(b *stowage.PolicyBatch) error {
+			page, err := retentionPage(b.Tx(), cutoff, from, batch, dryRun)
+			if n = len(page); err != nil || n == 0 {
 				return err
 			}
-			return apply(del, PlanRetention(p, ms), false)
+			last = page[n-1]
+			for len(page) > 0 {
+				i := 1
+				for i < len(page) && page[i].Repo == page[0].Repo {
+					i++
+				}
+				ms := page[:i]
+				page = page[i:]
+				if err := b.Delete(ms[0].Repo, func(del *stowage.Deletion) error {
+					return apply(del, PlanRetention(p, ms), false)
+				}); err != nil {
+					return err
+				}
+			}
+			return nil
 		})
-		run.add(rep)
-		return err
-	})
-	if err != nil {
-		run.Error = err.Error()
+		for _, rep := range reps {
+			run.add(rep)
+		}
+		if err != nil {
+			run.Error, runErr = err.Error(), err
+			break
+		}
+		if n == 0 {
+			break
+		}
+		from = last
 	}
+	err = runErr
 	if !dryRun {
 		if e := r.db.Update(ctx, func(tx stowage.Tx) error {
 			return stowage.PutSetting(tx, settingRetentionLastRun, run, now)
@@ -141,6 +232,33 @@ func (r *Runner) applyRetention(ctx context.Context, dryRun bool) (Run, error) {
 		}
 	}
 	return run, err
+}
+
+// retentionPage reads the next batch candidates after from. A dry
+// run's batches each roll back, so it never splits a repository between
+// two (the second would judge the rest from the state before the first):
+// its page runs on to the end of its last repository. A real run may split
+// one, since the second batch sees the first one's deletes committed.
+func retentionPage(tx stowage.Tx, cutoff time.Time, from stowage.ManifestRecord, batch int, whole bool) ([]stowage.ManifestRecord, error) {
+	page, err := tx.Manifests().UntaggedManifestsAfter(cutoff, from, batch)
+	if err != nil || !whole || len(page) < batch {
+		return page, err
+	}
+	for {
+		last := page[len(page)-1]
+		more, err := tx.Manifests().UntaggedManifestsAfter(cutoff, last, batch)
+		if err != nil {
+			return nil, err
+		}
+		i := 0
+		for i < len(more) && more[i].Repo == last.Repo {
+			i++
+		}
+		page = append(page, more[:i]...)
+		if i < len(more) || len(more) < batch {
+			return page, nil
+		}
+	}
 }
 
 // apply carries out plan in del: its tags, then its manifests (one a cascade

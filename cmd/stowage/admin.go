@@ -590,6 +590,9 @@ func runDelete(ctx context.Context, kind string, args []string, stdout, stderr i
 		}
 		fmt.Fprintln(stdout)
 	}
+	if t := rep.Truncated; t != nil {
+		fmt.Fprintf(stdout, "(%d manifests and %d tags in all; the list above shows the first)\n", t.Manifests, t.Tags)
+	}
 	if kind == "untag" {
 		fmt.Fprintf(stdout, "%s tag %s\n", map[bool]string{true: "would remove", false: "removed"}[rep.DryRun], strings.Join(rep.Tags, ", "))
 	}
@@ -825,6 +828,7 @@ func printRun(stdout io.Writer, run policy.Run, output string) int {
 	if run.DryRun {
 		verb = "would delete"
 	}
+	cut := run.RepositoriesNotListed > 0
 	for _, rep := range run.Repositories {
 		for _, t := range rep.Tags {
 			fmt.Fprintf(stdout, "%s tag %s:%s\n", verb, rep.Repository, t)
@@ -832,6 +836,10 @@ func printRun(stdout io.Writer, run policy.Run, output string) int {
 		for _, m := range rep.Manifests {
 			fmt.Fprintf(stdout, "%s manifest %s@%s (%s)\n", verb, rep.Repository, m.Digest, m.Reason)
 		}
+		cut = cut || rep.Truncated != nil
+	}
+	if cut {
+		fmt.Fprintf(stdout, "(the list above stops there; the totals below count everything)\n")
 	}
 	frees := "frees"
 	if run.DryRun {

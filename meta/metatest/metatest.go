@@ -33,6 +33,7 @@ func Run(t *testing.T, open func(t *testing.T) stowage.DB) {
 		{"ExistingBlobs", testExistingBlobs}, {"MarkCollectable", testMarkCollectable}, {"RecycleOnlyBlobs", testRecycleOnlyBlobs},
 		{"Locks", testLocks},
 		{"DeleteRepository", testDeleteRepository},
+		{"DeleteQueries", testDeleteQueries},
 		{"StaleUploads", testStaleUploads},
 		{"DataKeys", testDataKeys},
 		{"DataKeysInTx", testDataKeysInTx},

@@ -137,7 +137,11 @@ func (t *Tx) DeleteRepository(name string) error {
 	if _, err := t.GetRepository(name); err != nil {
 		return err
 	}
-	for _, q := range []string{sqlDeleteRepoLinks, sqlDeleteRepoManifests, sqlDeleteRepoRefs, sqlDeleteRepoTags, sqlDeleteRepoUploads, sqlDeleteRepository} {
+	// The repository's row first: its tags' trigger then finds no row to
+	// bump. Otherwise it bumps that one row once per tag, in one
+	// transaction, where each update walks every version the earlier ones
+	// left: quadratic in the number of tags.
+	for _, q := range []string{sqlDeleteRepository, sqlDeleteRepoLinks, sqlDeleteRepoManifests, sqlDeleteRepoRefs, sqlDeleteRepoTags, sqlDeleteRepoUploads} {
 		if _, err := t.exec(q, name); err != nil {
 			return err
 		}

@@ -63,8 +63,12 @@ const (
 	sqlDeleteManifest     = `DELETE FROM manifests WHERE repo = ? AND digest = ?`
 	// subject <> '' lets the partial index manifests_subject serve these
 	// (a bound parameter does not prove it), in digest order.
-	sqlReferrers     = `SELECT ` + manifestColumns + ` FROM manifests WHERE repo = ? AND subject = ? AND subject <> '' ORDER BY digest`
-	sqlReferrersPage = `SELECT ` + manifestColumns + ` FROM manifests WHERE repo = ? AND subject = ? AND subject <> ''
+	// INDEXED BY: without statistics SQLite prefers walking the primary
+	// key (repo, digest), which yields digest order but reads every
+	// manifest of the repository, once per manifest a delete removes
+	// (quadratic: docs/performance.md, "Cost at scale").
+	sqlReferrers     = `SELECT ` + manifestColumns + ` FROM manifests INDEXED BY manifests_subject WHERE repo = ? AND subject = ? AND subject <> '' ORDER BY digest`
+	sqlReferrersPage = `SELECT ` + manifestColumns + ` FROM manifests INDEXED BY manifests_subject WHERE repo = ? AND subject = ? AND subject <> ''
 		AND digest > ? ORDER BY digest LIMIT ?`
 	sqlPutTag = `INSERT INTO tags (repo, name, digest, updated, created) VALUES (?, ?, ?, ?, ?)
 		ON CONFLICT (repo, name) DO UPDATE SET digest = excluded.digest, updated = excluded.updated`

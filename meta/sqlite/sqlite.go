@@ -11,6 +11,7 @@ import (
 	"io/fs"
 	"net/url"
 	"runtime"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -50,7 +51,7 @@ type stmtKey struct {
 func (db *DB) prepareAll(ctx context.Context) error {
 	db.stmts = map[stmtKey]*sql.Stmt{}
 	for _, pool := range []*sql.DB{db.rw, db.ro} {
-		for _, q := range allQueries {
+		for _, q := range slices.Concat(allQueries, deleteQueries) {
 			k := stmtKey{pool, q}
 			if _, ok := db.stmts[k]; ok {
 				continue

@@ -168,7 +168,10 @@ func (t *Tx) DeleteRepository(name string) error {
 	if _, err := t.GetRepository(name); err != nil {
 		return err
 	}
-	for _, q := range []string{sqlDeleteRepoLinks, sqlDeleteRepoManifests, sqlDeleteRepoRefs, sqlDeleteRepoTags, sqlDeleteRepoUploads, sqlDeleteRepository} {
+	// The repository's row first: its tags' trigger then finds no row to
+	// bump (a repository of 100,000 tags would otherwise bump it 100,000
+	// times).
+	for _, q := range []string{sqlDeleteRepository, sqlDeleteRepoLinks, sqlDeleteRepoManifests, sqlDeleteRepoRefs, sqlDeleteRepoTags, sqlDeleteRepoUploads} {
 		if _, err := t.exec(q, name); err != nil {
 			return err
 		}
