@@ -93,6 +93,11 @@ BEGIN
 	INSERT INTO repository_usage AS u (repo, referenced_bytes, manifests, tags, untagged) VALUES (r, dr, dm, dt, du)
 		ON CONFLICT (repo) DO UPDATE SET referenced_bytes = u.referenced_bytes + dr, manifests = u.manifests + dm,
 			tags = u.tags + dt, untagged = u.untagged + du;
+	-- The row outlives the repositories row while rows of the repository
+	-- remain (the engine's bulk repository delete removes the repositories
+	-- row first); the last of them takes it away.
+	DELETE FROM repository_usage WHERE repo = r AND referenced_bytes = 0 AND manifests = 0 AND tags = 0 AND untagged = 0
+		AND NOT EXISTS (SELECT 1 FROM repositories WHERE name = r);
 	UPDATE usage_totals SET referenced_bytes = referenced_bytes + dr, manifests = manifests + dm, tags = tags + dt,
 		untagged = untagged + du WHERE shard = hashtext(r) & 63;
 END $$;

@@ -198,6 +198,14 @@ CREATE TRIGGER repository_usage_delete AFTER DELETE ON repository_usage BEGIN
 	UPDATE usage_totals SET referenced_bytes = referenced_bytes - OLD.referenced_bytes, manifests = manifests - OLD.manifests,
 		tags = tags - OLD.tags, untagged = untagged - OLD.untagged WHERE shard = 0;
 END;
+-- A repository's row outlives its repositories row while rows of the
+-- repository remain (a delete may remove the repositories row first: the
+-- engine's bulk repository delete does); the last of them takes it away.
+CREATE TRIGGER repository_usage_gone AFTER UPDATE ON repository_usage
+	WHEN NEW.referenced_bytes = 0 AND NEW.manifests = 0 AND NEW.tags = 0 AND NEW.untagged = 0
+		AND NOT EXISTS (SELECT 1 FROM repositories WHERE name = NEW.repo) BEGIN
+	DELETE FROM repository_usage WHERE repo = NEW.repo;
+END;
 CREATE TRIGGER repositories_count_insert AFTER INSERT ON repositories BEGIN
 	UPDATE usage_totals SET repositories = repositories + 1 WHERE shard = 0;
 	INSERT INTO repository_usage (repo) VALUES (NEW.name) ON CONFLICT DO NOTHING;
