@@ -197,6 +197,20 @@ const (
 	// first row, not from the cursor.)
 	sqlRepositoryUsage = `SELECT ` + repoUsageColumns + ` FROM (SELECT name FROM repositories WHERE name > $1 ORDER BY name LIMIT $2) r
 		LEFT JOIN LATERAL (SELECT * FROM repository_usage WHERE repo = r.name) u ON true ORDER BY r.name`
+	// Every repository from the cursor (no LIMIT): the same rows as pages
+	// of sqlRepositoryUsage, in one grouped pass over usage_digests (each
+	// digest's owners counted once) instead of a probe per digest per
+	// repository, which took minutes at 1,000,000 manifests.
+	sqlRepositoryUsageAll = `WITH owners AS (
+			SELECT digest FROM usage_digests WHERE manifest + blob_refs > 0 GROUP BY digest HAVING count(*) = 1
+		), uniq AS (
+			SELECT x.repo, sum(x.size) AS bytes FROM usage_digests x JOIN owners o ON o.digest = x.digest
+			WHERE x.manifest + x.blob_refs > 0 GROUP BY x.repo
+		)
+		SELECT r.name, COALESCE(u.referenced_bytes, 0)::bigint, COALESCE(q.bytes, 0)::bigint,
+			COALESCE(u.manifests, 0)::bigint, COALESCE(u.tags, 0)::bigint, COALESCE(u.untagged, 0)::bigint
+		FROM repositories r LEFT JOIN repository_usage u ON u.repo = r.name LEFT JOIN uniq q ON q.repo = r.name
+		WHERE r.name > $1 ORDER BY r.name`
 	sqlRepositoryUsageOf = `SELECT ` + repoUsageColumns + ` FROM repositories r LEFT JOIN repository_usage u ON u.repo = r.name
 		WHERE r.name = $1`
 	// The largest: repository_usage_size walked from the top, the names

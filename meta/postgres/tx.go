@@ -486,6 +486,9 @@ func scanRepositoryUsage(row pgx.CollectableRow) (stowage.RepositoryUsage, error
 }
 
 func (t *Tx) RepositoryUsage(after string, limit int) ([]stowage.RepositoryUsage, error) {
+	if limit <= 0 {
+		return all(t, sqlRepositoryUsageAll, []any{after}, scanRepositoryUsage)
+	}
 	return all(t, sqlRepositoryUsage, []any{after, limitOf(limit)}, scanRepositoryUsage)
 }
 

@@ -147,6 +147,21 @@ const (
 	// cursor, so the cost grows with the page.
 	sqlRepositoryUsage = `SELECT ` + repoUsageColumns + ` FROM repositories r LEFT JOIN repository_usage u ON u.repo = r.name
 		WHERE r.name > ? ORDER BY r.name LIMIT ?`
+	// Every repository from the cursor (no LIMIT): the same rows as pages
+	// of sqlRepositoryUsage, in one grouped pass over usage_digests (each
+	// digest's owners counted by a window over usage_digests_used, in its
+	// order) instead of a probe per digest per repository: at 1,000,000
+	// manifests the probes took 40 s for the whole registry.
+	sqlRepositoryUsageAll = `WITH owned AS (
+			SELECT repo, size, count(*) OVER (PARTITION BY digest) AS n
+			FROM usage_digests INDEXED BY usage_digests_used WHERE manifest + blob_refs > 0
+		), uniq AS (
+			SELECT repo, sum(size) AS bytes FROM owned WHERE n = 1 GROUP BY repo
+		)
+		SELECT r.name, coalesce(u.referenced_bytes, 0), coalesce(q.bytes, 0),
+			coalesce(u.manifests, 0), coalesce(u.tags, 0), coalesce(u.untagged, 0)
+		FROM repositories r LEFT JOIN repository_usage u ON u.repo = r.name LEFT JOIN uniq q ON q.repo = r.name
+		WHERE r.name > ? ORDER BY r.name`
 	sqlRepositoryUsageOf = `SELECT ` + repoUsageColumns + ` FROM repositories r LEFT JOIN repository_usage u ON u.repo = r.name
 		WHERE r.name = ?`
 	// The largest: repository_usage_size walked from the top, the names
@@ -195,7 +210,7 @@ const (
 	sqlSampleDataKey = `SELECT id, object, key_id, key_version, wrapped, created FROM data_keys WHERE key_id = ? AND key_version = ? LIMIT 1`
 )
 
-var allQueries = []string{sqlAppendEvent, sqlDelDataKey, sqlPutDataKey, sqlGetDataKey, sqlMoveDataKeys, sqlDelDataKeys, sqlDataKeysNotBy, sqlRewrapDataKey, sqlCountDataKeys, sqlSampleDataKey, sqlPutRecycled, sqlPutRecycleRef, sqlGetRecycled, sqlListRecycled, sqlExpiredRecycled, sqlDeleteRecycled, sqlDeleteRecRefs, sqlGetTagRecord, sqlSetRepoLocks, sqlSetTagLocks, sqlSetManifestLock, sqlBumpTagsVersion, sqlSetUntaggedSince, sqlUntaggedManifests, sqlTagRecords, sqlGetSetting, sqlPutSetting, sqlSetBlobState, sqlTouchBlob, sqlMarkUnreferenced, sqlDeleteBlob, sqlDeleteBlobLinks, sqlBlobReferenced, sqlCollectableBlobs, sqlBlobsInState, sqlStaleUploads, sqlListManifests, sqlManifestRefs, sqlManifestParents, sqlDeleteRepoLinks, sqlDeleteRepoManifests, sqlDeleteRepoRefs, sqlDeleteRepoTags, sqlDeleteRepoUploads, sqlDeleteRepository, sqlBlobTotals, sqlUsageTotals, sqlHeldBytes, sqlRepoHeldBytes, sqlRepositoryUsage, sqlRepositoryUsageOf, sqlLargestRepositories, sqlManifestUsage, sqlCreateRepository, sqlGetRepository, sqlListRepositories, sqlPutBlob, sqlGetBlob, sqlLinkBlob, sqlUnlinkBlob, sqlRepositoryBlob, sqlPutManifest, sqlDeleteManifestRefs, sqlPutManifestRef, sqlGetManifest, sqlDeleteManifest, sqlReferrers, sqlReferrersPage, sqlPutTag, sqlGetTag, sqlListTags, sqlTagsOf, sqlDeleteTag, sqlPutUpload, sqlAdvanceUpload, sqlClaimUpload, sqlReleaseUpload, sqlReleaseWriters, sqlGetUpload, sqlDeleteUpload, sqlLinkedBlob}
+var allQueries = []string{sqlAppendEvent, sqlDelDataKey, sqlPutDataKey, sqlGetDataKey, sqlMoveDataKeys, sqlDelDataKeys, sqlDataKeysNotBy, sqlRewrapDataKey, sqlCountDataKeys, sqlSampleDataKey, sqlPutRecycled, sqlPutRecycleRef, sqlGetRecycled, sqlListRecycled, sqlExpiredRecycled, sqlDeleteRecycled, sqlDeleteRecRefs, sqlGetTagRecord, sqlSetRepoLocks, sqlSetTagLocks, sqlSetManifestLock, sqlBumpTagsVersion, sqlSetUntaggedSince, sqlUntaggedManifests, sqlTagRecords, sqlGetSetting, sqlPutSetting, sqlSetBlobState, sqlTouchBlob, sqlMarkUnreferenced, sqlDeleteBlob, sqlDeleteBlobLinks, sqlBlobReferenced, sqlCollectableBlobs, sqlBlobsInState, sqlStaleUploads, sqlListManifests, sqlManifestRefs, sqlManifestParents, sqlDeleteRepoLinks, sqlDeleteRepoManifests, sqlDeleteRepoRefs, sqlDeleteRepoTags, sqlDeleteRepoUploads, sqlDeleteRepository, sqlBlobTotals, sqlUsageTotals, sqlHeldBytes, sqlRepoHeldBytes, sqlRepositoryUsage, sqlRepositoryUsageAll, sqlRepositoryUsageOf, sqlLargestRepositories, sqlManifestUsage, sqlCreateRepository, sqlGetRepository, sqlListRepositories, sqlPutBlob, sqlGetBlob, sqlLinkBlob, sqlUnlinkBlob, sqlRepositoryBlob, sqlPutManifest, sqlDeleteManifestRefs, sqlPutManifestRef, sqlGetManifest, sqlDeleteManifest, sqlReferrers, sqlReferrersPage, sqlPutTag, sqlGetTag, sqlListTags, sqlTagsOf, sqlDeleteTag, sqlPutUpload, sqlAdvanceUpload, sqlClaimUpload, sqlReleaseUpload, sqlReleaseWriters, sqlGetUpload, sqlDeleteUpload, sqlLinkedBlob}
 
 // dbNowNanos is the database's clock in Unix nanoseconds (millisecond
 // resolution), for upload writer leases.

@@ -497,7 +497,10 @@ func (t *Tx) repositoryUsage(q string, args ...any) ([]stowage.RepositoryUsage, 
 }
 
 func (t *Tx) RepositoryUsage(after string, limit int) ([]stowage.RepositoryUsage, error) {
-	return t.repositoryUsage(sqlRepositoryUsage, after, sqlLimit(limit))
+	if limit <= 0 {
+		return t.repositoryUsage(sqlRepositoryUsageAll, after)
+	}
+	return t.repositoryUsage(sqlRepositoryUsage, after, limit)
 }
 
 func (t *Tx) LargestRepositories(limit int) ([]stowage.RepositoryUsage, error) {
