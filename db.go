@@ -294,7 +294,7 @@ type UsageTx interface {
 	// if it does not exist.
 	RepositoryUsageOf(repo string) (RepositoryUsage, error)
 	// ManifestUsage returns, for the manifests of repo after `after` in the
-	// order newest first (created descending, then digest ascending), at
+	// order newest first (created descending, then digest descending), at
 	// most limit of them (limit <= 0: all), their bytes (itself plus the
 	// blobs it references) and the bytes only it references in the whole
 	// registry.

@@ -163,7 +163,7 @@ func (r *Reporter) Repository(ctx context.Context, repo string) (RepositoryDetai
 }
 
 // RepositoryPage is one repository's usage and one page of its manifests,
-// newest first (created descending, then digest): those after the cursor
+// newest first (created descending, then digest descending): those after the cursor
 // `after` ("" = the first page), at most limit of them (limit <= 0: all).
 // next is the cursor of the following page, "" after the last. A cursor
 // carries the last row's creation time and digest, so it stays valid when

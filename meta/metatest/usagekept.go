@@ -356,8 +356,8 @@ func testUsagePages(t *testing.T, db stowage.DB) {
 		}
 		for i := 1; i < len(all); i++ {
 			a, b := all[i-1], all[i]
-			if a.Created.Before(b.Created) || a.Created.Equal(b.Created) && a.Digest >= b.Digest {
-				t.Errorf("ManifestUsage: rows %d, %d out of order (created descending, then digest)", i-1, i)
+			if a.Created.Before(b.Created) || a.Created.Equal(b.Created) && a.Digest <= b.Digest {
+				t.Errorf("ManifestUsage: rows %d, %d out of order (created descending, then digest descending)", i-1, i)
 			}
 		}
 		for n := 1; n <= 10; n++ {

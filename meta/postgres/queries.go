@@ -230,8 +230,8 @@ const (
 	// page, not the repository or the registry.
 	sqlManifestUsage = `WITH page AS MATERIALIZED (
 			SELECT digest, media_type, created FROM manifests WHERE repo = $1
-				AND created <= $3 AND (created < $3 OR digest > $2)
-			ORDER BY created DESC, digest LIMIT $4
+				AND created <= $3 AND (created < $3 OR digest < $2)
+			ORDER BY created DESC, digest DESC LIMIT $4
 		), holders AS (
 			SELECT digest AS holder, digest AS d FROM page
 			UNION ALL
@@ -245,7 +245,7 @@ const (
 		FROM page p
 		JOIN holders h ON h.holder = p.digest
 		LEFT JOIN blobs b ON b.digest = h.d
-		GROUP BY p.digest, p.media_type, p.created ORDER BY p.created DESC, p.digest`
+		GROUP BY p.digest, p.media_type, p.created ORDER BY p.created DESC, p.digest DESC`
 )
 
 // Data keys. PutDataKey refuses an existing ID without failing the

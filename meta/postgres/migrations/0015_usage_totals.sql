@@ -58,6 +58,12 @@ INSERT INTO repository_usage (repo, referenced_bytes, manifests, tags, untagged)
 		UNION ALL SELECT name, 0, 0, 0, 0 FROM repositories
 	) x GROUP BY repo;
 CREATE INDEX repository_usage_size ON repository_usage (referenced_bytes, repo);
+-- A page of a repository's manifests (usage, newest first) and the
+-- retention pass walk (repo, created, digest): with the digest in the
+-- index a page is a backward range scan that stops at its limit (on
+-- SQLite the index holds the digest already: manifests is WITHOUT ROWID).
+DROP INDEX manifests_created;
+CREATE INDEX manifests_created ON manifests (repo, created, digest);
 INSERT INTO usage_totals (shard) SELECT g FROM generate_series(0, 63) AS g;
 UPDATE usage_totals SET
 	blobs = (SELECT count(*) FROM blobs WHERE state = 'live'),
