@@ -77,6 +77,11 @@ func table(w io.Writer, files []string) error {
 			switch {
 			case l == nil:
 				fmt.Fprint(w, " – |")
+			case l.N == 0 && strings.HasPrefix(l.Note, "not supported"):
+				fmt.Fprint(w, " not supported |")
+				if note == "" {
+					note = l.Note
+				}
 			case l.N == 0:
 				fmt.Fprintf(w, " %s |", l.Note)
 			case l.N > 1:
