@@ -144,17 +144,26 @@ func main() {
 			m.skip[s] = true
 		}
 	}
+	save := func() error {
+		if jsonOut == "" {
+			return nil
+		}
+		b, _ := json.MarshalIndent(res, "", "  ")
+		return os.WriteFile(jsonOut, b, 0o644)
+	}
+	m.save = func() {
+		res.Error = "incomplete: the run was stopped after the last line"
+		save()
+		res.Error = ""
+	}
 	runErr := m.run(ctx)
 	m.stop()
 	res.print(os.Stdout)
-	if jsonOut != "" {
-		if runErr != nil {
-			res.Error = runErr.Error()
-		}
-		b, _ := json.MarshalIndent(res, "", "  ")
-		if err := os.WriteFile(jsonOut, b, 0o644); err != nil {
-			log.Fatal(err)
-		}
+	if runErr != nil {
+		res.Error = runErr.Error()
+	}
+	if err := save(); err != nil {
+		log.Fatal(err)
 	}
 	if runErr != nil {
 		log.Fatal(runErr)

@@ -67,6 +67,7 @@ type measure struct {
 	logf                                func(string, ...any)
 	slow                                time.Duration   // a request taking longer is recorded as timed out
 	skip                                map[string]bool // groups not measured
+	save                                func()          // writes the results so far (a stopped run keeps them)
 
 	cmd    *exec.Cmd
 	exited chan struct{} // closed when cmd has exited
@@ -84,6 +85,9 @@ func (m *measure) add(name string, ds []time.Duration, note string) {
 	m.res.Lines[name] = l
 	m.res.Order = append(m.res.Order, name)
 	m.logf("%-28s p50 %.2f ms p99 %.2f ms max %.2f ms %s", name, l.P50, l.P99, l.Max, note)
+	if m.save != nil {
+		m.save()
+	}
 }
 
 func freePort() (int, error) {
