@@ -30,7 +30,11 @@ func table(w io.Writer, files []string) error {
 	}
 	fmt.Fprintf(w, "| %s |", runs[0].DB)
 	for _, r := range runs {
-		fmt.Fprintf(w, " %s manifests, %s repos |", count(r.Manifests), count(r.Repos))
+		stopped := ""
+		if r.Error != "" {
+			stopped = " (run stopped early)"
+		}
+		fmt.Fprintf(w, " %s manifests, %s repos%s |", count(r.Manifests), count(r.Repos), stopped)
 	}
 	fmt.Fprintf(w, "\n|---|%s\n", strings.Repeat("---|", len(runs)))
 	row := func(name string, cell func(r results) string) {
