@@ -200,6 +200,7 @@ func buildNew(ctx context.Context, work, storeDir, dbURL string, isPG bool, n in
 	}
 	store.NoSync = true
 	l := newLayout(n)
+	commit := builderCommit() // before the build: the tree may change while it runs
 	now := time.Now()
 	if err := build(ctx, db, store, l, now, opt, logf); err != nil {
 		closeDB()
@@ -210,7 +211,7 @@ func buildNew(ctx context.Context, work, storeDir, dbURL string, isPG bool, n in
 		return nil, err
 	}
 	rec := &buildRecord{DB: "sqlite", Manifests: n, Repos: l.repos, BigTags: l.big, BuildSeconds: secs, Built: now.UTC(),
-		BuilderCommit: builderCommit(), Batch: opt.batch, Writers: opt.writers}
+		BuilderCommit: commit, Batch: opt.batch, Writers: opt.writers}
 	if isPG {
 		rec.DB, rec.pgURL, rec.Postgres = "postgres", dbURL, dbName(dbURL)
 	}
