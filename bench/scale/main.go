@@ -70,7 +70,7 @@ func main() {
 		bin, work, pg, jsonOut, reuse, skip string
 		commit                              string
 		n, samples                          int
-		keep, buildOnly                     bool
+		keep, buildOnly, copyOnly, copied   bool
 		opt                                 buildOptions
 		slow                                time.Duration
 	)
@@ -84,6 +84,8 @@ func main() {
 	flag.BoolVar(&buildOnly, "build-only", false, "only build the registry and keep it (--work), for --reuse later")
 	flag.StringVar(&reuse, "reuse", "", "measure a copy of the registry a --build-only run kept in this directory, instead of building")
 	flag.StringVar(&commit, "commit", "", "the commit the measured binary was built from, for the record (default: what `stowage version` says)")
+	flag.BoolVar(&copyOnly, "copy-only", false, "with --reuse: only make the copy in --work (and --postgres), for a later --copied run")
+	flag.BoolVar(&copied, "copied", false, "with --reuse: --work (and --postgres) already hold a fresh copy made by --copy-only")
 	flag.StringVar(&skip, "skip", "", "groups not to measure, comma-separated: manifests,listings,usage,paged,delete,push,passes")
 	flag.DurationVar(&slow, "slow-timeout", 20*time.Minute, "a request taking longer is recorded as timed out, not waited for")
 	flag.IntVar(&opt.batch, "batch", 4000, "build: manifests per transaction")
@@ -104,8 +106,13 @@ func main() {
 	if reuse != "" && filepath.Clean(reuse) == filepath.Clean(work) {
 		log.Fatal("--reuse and --work must differ: the measurement changes its copy")
 	}
-	if err := os.RemoveAll(work); err != nil {
-		log.Fatal(err)
+	if (copyOnly || copied) && reuse == "" {
+		log.Fatal("--copy-only and --copied go with --reuse")
+	}
+	if !copied {
+		if err := os.RemoveAll(work); err != nil {
+			log.Fatal(err)
+		}
 	}
 	storeDir, dataDir := filepath.Join(work, "storage"), filepath.Join(work, "data")
 	os.MkdirAll(dataDir, 0o700)
@@ -116,14 +123,26 @@ func main() {
 	var rec *buildRecord
 	var err error
 	copySeconds := 0.0
-	if reuse != "" {
+	switch {
+	case copied:
+		if rec, err = readBuild(reuse, pg); err != nil {
+			log.Fatal(err)
+		}
+		if _, err := os.Stat(filepath.Join(work, "storage")); err != nil {
+			log.Fatalf("--copied: %v (make the copy with --copy-only first)", err)
+		}
+		n = rec.Manifests
+	case reuse != "":
 		t0 := time.Now()
 		if rec, err = copyBuild(ctx, reuse, work, pg, logf); err != nil {
 			log.Fatal(err)
 		}
 		copySeconds = time.Since(t0).Seconds()
 		n = rec.Manifests
-	} else {
+		if copyOnly {
+			return
+		}
+	default:
 		if rec, err = buildNew(ctx, work, storeDir, dbURL, pg != "", n, opt, logf); err != nil {
 			log.Fatal(err)
 		}
@@ -284,16 +303,9 @@ func (r *buildRecord) measureSizes(work string) error {
 // copied, the object files hard-linked, and on PostgreSQL the database
 // pgTo made again from the build's as a template.
 func copyBuild(ctx context.Context, from, work, pgTo string, logf func(string, ...any)) (*buildRecord, error) {
-	b, err := os.ReadFile(filepath.Join(from, "build.json"))
+	rec, err := readBuild(from, pgTo)
 	if err != nil {
-		return nil, fmt.Errorf("--reuse %s: %w (not a --build-only directory?)", from, err)
-	}
-	rec := &buildRecord{}
-	if err := json.Unmarshal(b, rec); err != nil {
 		return nil, err
-	}
-	if (rec.DB == "postgres") != (pgTo != "") {
-		return nil, fmt.Errorf("--reuse %s: a %s build; --postgres must be given exactly for a postgres build", from, rec.DB)
 	}
 	t0 := time.Now()
 	if err := copyTree(filepath.Join(from, "data"), filepath.Join(work, "data"), false); err != nil {
@@ -321,6 +333,22 @@ func copyBuild(ctx context.Context, from, work, pgTo string, logf func(string, .
 			return nil, err
 		}
 		logf("copied database %s to %s in %s", srcName, dstName, time.Since(t0).Round(time.Millisecond))
+	}
+	return rec, nil
+}
+
+// readBuild reads the record of the build kept in from.
+func readBuild(from, pgTo string) (*buildRecord, error) {
+	b, err := os.ReadFile(filepath.Join(from, "build.json"))
+	if err != nil {
+		return nil, fmt.Errorf("--reuse %s: %w (not a --build-only directory?)", from, err)
+	}
+	rec := &buildRecord{}
+	if err := json.Unmarshal(b, rec); err != nil {
+		return nil, err
+	}
+	if (rec.DB == "postgres") != (pgTo != "") {
+		return nil, fmt.Errorf("--reuse %s: a %s build; --postgres must be given exactly for a postgres build", from, rec.DB)
 	}
 	return rec, nil
 }

@@ -86,6 +86,9 @@ func table(w io.Writer, files []string) error {
 				if note == "" {
 					note = l.Note
 				}
+			case l.N == 0 && strings.Contains(l.Note, "TIMED OUT after "):
+				_, after, _ := strings.Cut(l.Note, "TIMED OUT after ")
+				fmt.Fprintf(w, " > %s (timed out) |", after)
 			case l.N == 0:
 				fmt.Fprintf(w, " %s |", l.Note)
 			case l.N > 1:
