@@ -93,6 +93,9 @@ func table(w io.Writer, files []string) error {
 				fmt.Fprintf(w, " %s |", l.Note)
 			case l.N > 1:
 				fmt.Fprintf(w, " %s / %s ms |", ms(l.P50), ms(l.P99))
+			case strings.Contains(l.Note, "STOPPED"):
+				got, _, _ := strings.Cut(l.Note, ", STOPPED")
+				fmt.Fprintf(w, " > %s ms (stopped at the budget: %s) |", ms(l.P50), got)
 			case strings.HasPrefix(l.Note, "migrated"):
 				fmt.Fprintf(w, " %s ms (%s) |", ms(l.P50), l.Note)
 			default:
