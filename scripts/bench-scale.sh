@@ -57,7 +57,7 @@ if [ -z "$BIN" ]; then
 	COMMIT=$(git -C "$STOWAGE_ROOT" rev-parse HEAD 2>/dev/null)
 	[ -n "$(git -C "$STOWAGE_ROOT" status --porcelain --untracked-files=no 2>/dev/null)" ] && COMMIT="$COMMIT+modified"
 fi
-go build -o "$WORK/scale" ./bench/scale || die "go build ./bench/scale failed"
+go build -buildvcs=true -o "$WORK/scale" ./bench/scale || die "go build ./bench/scale failed"
 mkdir -p "$OUT"
 
 for db in ${DBS//,/ }; do

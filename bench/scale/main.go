@@ -448,12 +448,9 @@ func builderCommit() string {
 		}
 	}
 	if rev == "" {
-		if out, err := exec.Command("git", "rev-parse", "HEAD").Output(); err == nil {
-			rev = strings.TrimSpace(string(out))
-		}
-		if out, err := exec.Command("git", "status", "--porcelain", "--untracked-files=no").Output(); err == nil && len(out) > 0 {
-			dirty = true
-		}
+		// Built without VCS stamping (GOFLAGS=-buildvcs=false): the commit
+		// is unknown; the working directory's git says nothing about it.
+		return "unknown (build with -buildvcs=true)"
 	}
 	if dirty {
 		rev += "+modified"
