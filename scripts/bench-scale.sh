@@ -57,7 +57,9 @@ if [ -z "$BIN" ]; then
 	COMMIT=$(git -C "$STOWAGE_ROOT" rev-parse HEAD 2>/dev/null)
 	[ -n "$(git -C "$STOWAGE_ROOT" status --porcelain --untracked-files=no 2>/dev/null)" ] && COMMIT="$COMMIT+modified"
 fi
-go build -buildvcs=true -o "$WORK/scale" ./bench/scale || die "go build ./bench/scale failed"
+TREE=$(git rev-parse HEAD 2>/dev/null)
+[ -n "$(git status --porcelain --untracked-files=no 2>/dev/null)" ] && TREE="$TREE+modified"
+go build -ldflags "-X main.builtFrom=$TREE" -o "$WORK/scale" ./bench/scale || die "go build ./bench/scale failed"
 mkdir -p "$OUT"
 
 for db in ${DBS//,/ }; do

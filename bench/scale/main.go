@@ -434,6 +434,9 @@ func schemaVersion(ctx context.Context, dbURL string) (int, error) {
 	return v, err
 }
 
+// builtFrom is set by scripts/bench-scale.sh: the commit it builds from.
+var builtFrom string
+
 // builderCommit is the commit this program was built from.
 func builderCommit() string {
 	rev, dirty := "", false
@@ -448,9 +451,13 @@ func builderCommit() string {
 		}
 	}
 	if rev == "" {
-		// Built without VCS stamping (GOFLAGS=-buildvcs=false): the commit
-		// is unknown; the working directory's git says nothing about it.
-		return "unknown (build with -buildvcs=true)"
+		// Built without VCS stamping (GOFLAGS=-buildvcs=false): what the
+		// script passed (-ldflags -X main.builtFrom=COMMIT), else unknown;
+		// the working directory's git says nothing about this binary.
+		if builtFrom != "" {
+			return builtFrom
+		}
+		return "unknown"
 	}
 	if dirty {
 		rev += "+modified"
