@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"math/rand/v2"
+	"sync"
 	"time"
 
 	"github.com/stowage/stowage"
@@ -26,9 +27,10 @@ import (
 // Rows are written through the database's own stowage.Tx, as the engine's
 // PutBlob / PutManifest transactions write them (blob rows live, links,
 // manifest rows with their references, tags), in transactions of a few
-// thousand manifests; objects through storage/fs (without fsync; the
-// scale run is not a durability test). The change feed (events) is not
-// written.
+// thousand manifests, one transaction at a time; objects through
+// storage/fs (without fsync; the scale run is not a durability test), by
+// a few goroutines, each transaction's objects while the next one runs.
+// Nothing is bypassed but the change feed (events), which is not written.
 type layout struct {
 	manifests int
 	repos     int
@@ -114,15 +116,73 @@ func untagged(i, j int) bool { return i != 0 && (i+j)%untaggedEach == 0 }
 
 func tagName(j int) string { return fmt.Sprintf("v%06d", j) }
 
-// build writes the registry; it returns the digests of a sample of manifests
-// (repo, tag or "", digest) for the measurements.
-func build(ctx context.Context, db stowage.DB, store *fs.Backend, l layout, now time.Time, logf func(string, ...any)) error {
+// objectWriters writes objects with several goroutines while the next
+// transaction runs (the objects of a transaction are written after it
+// commits, as a push writes its blobs before the manifest that needs them
+// only in order, not in time: nothing reads them during the build).
+type objectWriters struct {
+	ch   chan blobData
+	wg   sync.WaitGroup
+	mu   sync.Mutex
+	err  error
+	stop context.CancelFunc
+}
+
+func newObjectWriters(ctx context.Context, store *fs.Backend, workers int) *objectWriters {
+	ctx, cancel := context.WithCancel(ctx)
+	w := &objectWriters{ch: make(chan blobData, 8192), stop: cancel}
+	for range max(1, workers) {
+		w.wg.Add(1)
+		go func() {
+			defer w.wg.Done()
+			for b := range w.ch {
+				if ctx.Err() != nil {
+					continue // drain
+				}
+				if err := store.Put(ctx, stowage.BlobKey(b.d), bytes.NewReader(b.data), int64(len(b.data))); err != nil {
+					w.mu.Lock()
+					if w.err == nil {
+						w.err = err
+					}
+					w.mu.Unlock()
+					cancel()
+				}
+			}
+		}()
+	}
+	return w
+}
+
+func (w *objectWriters) put(b blobData) error {
+	w.mu.Lock()
+	err := w.err
+	w.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	w.ch <- b
+	return nil
+}
+
+// close waits for every object to be written.
+func (w *objectWriters) close() error {
+	close(w.ch)
+	w.wg.Wait()
+	w.stop()
+	return w.err
+}
+
+// buildOptions tune the builder's speed (not what it writes).
+type buildOptions struct {
+	batch   int // manifests per transaction
+	writers int // goroutines writing object files
+}
+
+// build writes the registry.
+func build(ctx context.Context, db stowage.DB, store *fs.Backend, l layout, now time.Time, opt buildOptions, logf func(string, ...any)) error {
 	base := baseBlob()
 	old := now.Add(-30 * 24 * time.Hour)
-	put := func(b blobData) error {
-		return store.Put(ctx, stowage.BlobKey(b.d), bytes.NewReader(b.data), int64(len(b.data)))
-	}
-	if err := put(base); err != nil {
+	if err := store.Put(ctx, stowage.BlobKey(base.d), bytes.NewReader(base.data), int64(len(base.data))); err != nil {
 		return err
 	}
 	// What the first start of an empty registry with `encryption: none`
@@ -136,108 +196,119 @@ func build(ctx context.Context, db stowage.DB, store *fs.Backend, l layout, now 
 	live := func(tx stowage.Tx, d stowage.Digest, size int64, t time.Time) error {
 		return tx.Blobs().PutBlob(stowage.BlobRecord{Digest: d, Size: size, Created: t, State: stowage.BlobLive, LastUsed: t, UnreferencedSince: t})
 	}
-	const batch = 4000
+	batch := max(1, opt.batch)
+	objs := newObjectWriters(ctx, store, opt.writers)
 	start := time.Now()
 	done := 0
-	for i := 0; i < l.repos; {
-		// One transaction: whole repositories up to ~batch manifests, or a
-		// slice of "big".
-		type job struct{ repo, from, to int }
-		var jobs []job
-		n := 0
-		for i < l.repos && n < batch {
-			c := l.repoManifests(i)
-			if i == 0 && c > batch {
-				for from := 0; from < c; from += batch {
-					jobs = append(jobs, job{0, from, min(c, from+batch)})
+	err := func() error {
+		for i := 0; i < l.repos; {
+			// One transaction: whole repositories up to ~batch manifests, or a
+			// slice of "big".
+			type job struct{ repo, from, to int }
+			var jobs []job
+			n := 0
+			for i < l.repos && n < batch {
+				c := l.repoManifests(i)
+				if i == 0 && c > batch {
+					for from := 0; from < c; from += batch {
+						jobs = append(jobs, job{0, from, min(c, from+batch)})
+					}
+					i++
+					break
 				}
+				jobs = append(jobs, job{i, 0, c})
+				n += c
 				i++
-				break
 			}
-			jobs = append(jobs, job{i, 0, c})
-			n += c
-			i++
-		}
-		for len(jobs) > 0 {
-			// "big" comes in its own transactions, a batch each.
-			take := len(jobs)
-			if jobs[0].repo == 0 {
-				take = 1
-			}
-			cur := jobs[:take]
-			jobs = jobs[take:]
-			var bodies [][]byte
-			err := db.Update(ctx, func(tx stowage.Tx) error {
-				bodies = bodies[:0]
-				for _, jb := range cur {
-					repo := repoName(jb.repo)
-					cfg, layer := repoBlobs(jb.repo)
-					if jb.from == 0 {
-						if err := tx.Repositories().CreateRepository(repo, old); err != nil {
-							return err
-						}
-						if err := live(tx, base.d, int64(len(base.data)), old); err != nil {
-							return err
-						}
-						for _, b := range []blobData{base, cfg, layer} {
-							if b.d != base.d {
-								if err := live(tx, b.d, int64(len(b.data)), old); err != nil {
+			for len(jobs) > 0 {
+				// "big" comes in its own transactions, a batch each.
+				take := len(jobs)
+				if jobs[0].repo == 0 {
+					take = 1
+				}
+				cur := jobs[:take]
+				jobs = jobs[take:]
+				var bodies []blobData
+				err := db.Update(ctx, func(tx stowage.Tx) error {
+					bodies = bodies[:0]
+					for _, jb := range cur {
+						repo := repoName(jb.repo)
+						cfg, layer := repoBlobs(jb.repo)
+						if jb.from == 0 {
+							if err := tx.Repositories().CreateRepository(repo, old); err != nil {
+								return err
+							}
+							if err := live(tx, base.d, int64(len(base.data)), old); err != nil {
+								return err
+							}
+							for _, b := range []blobData{base, cfg, layer} {
+								if b.d != base.d {
+									if err := live(tx, b.d, int64(len(b.data)), old); err != nil {
+										return err
+									}
+								}
+								if err := tx.Blobs().LinkBlob(repo, b.d, old); err != nil {
 									return err
 								}
 							}
-							if err := tx.Blobs().LinkBlob(repo, b.d, old); err != nil {
+						}
+						for j := jb.from; j < jb.to; j++ {
+							body := newBlob(manifestBody(jb.repo, j, cfg, base, layer))
+							d := body.d
+							t := now.Add(-time.Duration(l.manifests-done-j) * time.Millisecond)
+							if untagged(jb.repo, j) {
+								t = old
+							}
+							if err := live(tx, d, int64(len(body.data)), t); err != nil {
 								return err
 							}
-						}
-					}
-					for j := jb.from; j < jb.to; j++ {
-						body := manifestBody(jb.repo, j, cfg, base, layer)
-						d := sha(body)
-						t := now.Add(-time.Duration(l.manifests-done-j) * time.Millisecond)
-						if untagged(jb.repo, j) {
-							t = old
-						}
-						if err := live(tx, d, int64(len(body)), t); err != nil {
-							return err
-						}
-						refs := []stowage.ManifestRef{{Digest: cfg.d, Kind: stowage.RefBlob}, {Digest: base.d, Kind: stowage.RefBlob}, {Digest: layer.d, Kind: stowage.RefBlob}}
-						if err := tx.Manifests().PutManifest(stowage.ManifestRecord{Repo: repo, Digest: d, MediaType: mediaType, Size: int64(len(body)), Created: t}, refs); err != nil {
-							return err
-						}
-						if !untagged(jb.repo, j) {
-							if err := tx.Tags().PutTag(repo, tagName(j), d, t); err != nil {
+							refs := []stowage.ManifestRef{{Digest: cfg.d, Kind: stowage.RefBlob}, {Digest: base.d, Kind: stowage.RefBlob}, {Digest: layer.d, Kind: stowage.RefBlob}}
+							if err := tx.Manifests().PutManifest(stowage.ManifestRecord{Repo: repo, Digest: d, MediaType: mediaType, Size: int64(len(body.data)), Created: t}, refs); err != nil {
 								return err
 							}
+							if !untagged(jb.repo, j) {
+								if err := tx.Tags().PutTag(repo, tagName(j), d, t); err != nil {
+									return err
+								}
+							}
+							bodies = append(bodies, body)
 						}
-						bodies = append(bodies, body)
+					}
+					return nil
+				})
+				if err != nil {
+					return fmt.Errorf("build transaction: %w", err)
+				}
+				for _, jb := range cur {
+					if jb.from == 0 {
+						cfg, layer := repoBlobs(jb.repo)
+						if err := objs.put(cfg); err != nil {
+							return err
+						}
+						if err := objs.put(layer); err != nil {
+							return err
+						}
 					}
 				}
-				return nil
-			})
-			if err != nil {
-				return fmt.Errorf("build transaction: %w", err)
-			}
-			for _, jb := range cur {
-				if jb.from == 0 {
-					cfg, layer := repoBlobs(jb.repo)
-					if err := put(cfg); err != nil {
+				for _, b := range bodies {
+					if err := objs.put(b); err != nil {
 						return err
 					}
-					if err := put(layer); err != nil {
-						return err
-					}
 				}
-			}
-			for _, body := range bodies {
-				if err := store.Put(ctx, stowage.BlobKey(sha(body)), bytes.NewReader(body), int64(len(body))); err != nil {
-					return err
+				done += len(bodies)
+				if done%100000 < len(bodies) {
+					el := time.Since(start)
+					logf("built %d/%d manifests (%s, %.0f/s)", done, l.manifests, el.Round(time.Second), float64(done)/el.Seconds())
 				}
-			}
-			done += len(bodies)
-			if done%100000 < len(bodies) {
-				logf("built %d/%d manifests (%s)", done, l.manifests, time.Since(start).Round(time.Second))
 			}
 		}
+		return nil
+	}()
+	if cerr := objs.close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
 	}
 	logf("built %d manifests in %d repositories in %s", done, l.repos, time.Since(start).Round(time.Second))
 	return nil

@@ -5,11 +5,13 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"regexp"
@@ -37,12 +39,19 @@ type results struct {
 	Repos        int              `json:"repositories"`
 	BigTags      int              `json:"bigRepoTags"`
 	BuildSeconds float64          `json:"buildSeconds"`
+	Build        *buildRecord     `json:"build,omitempty"`
+	Reused       bool             `json:"reused"`                // measured on a copy of a kept build
+	CopySeconds  float64          `json:"copySeconds,omitempty"` // making that copy
+	Binary       json.RawMessage  `json:"binary,omitempty"`      // stowage version --output json
+	BinaryCommit string           `json:"binaryCommit,omitempty"`
+	Measured     time.Time        `json:"measured"`
+	Error        string           `json:"error,omitempty"`
 	Lines        map[string]*line `json:"lines"`
 	Order        []string         `json:"order"`
 }
 
 func (r *results) print(w io.Writer) {
-	fmt.Fprintf(w, "%s: %d manifests, %d repositories, %d tags in %q; built in %.0f s\n", r.DB, r.Manifests, r.Repos, r.BigTags, bigRepo, r.BuildSeconds)
+	fmt.Fprintf(w, "%s: %d manifests, %d repositories, %d tags in %q; built in %.0f s; binary %s %s\n", r.DB, r.Manifests, r.Repos, r.BigTags, bigRepo, r.BuildSeconds, r.BinaryCommit, bytes.Join(bytes.Fields(r.Binary), nil))
 	for _, k := range r.Order {
 		l := r.Lines[k]
 		fmt.Fprintf(w, "  %-28s n=%-5d p50 %8.2f ms  p99 %8.2f ms  max %8.2f ms  peak RSS %6.1f MiB  %s\n", k, l.N, l.P50, l.P99, l.Max, l.PeakMB, l.Note)
@@ -51,14 +60,19 @@ func (r *results) print(w io.Writer) {
 
 type measure struct {
 	bin, work, dataDir, storeDir, dbURL string
+	pg                                  bool
 	l                                   layout
 	samples                             int
 	res                                 *results
 	logf                                func(string, ...any)
+	slow                                time.Duration   // a request taking longer is recorded as timed out
+	skip                                map[string]bool // groups not measured
+	save                                func()          // writes the results so far (a stopped run keeps them)
 
-	cmd  *exec.Cmd
-	url  string
-	http *http.Client
+	cmd    *exec.Cmd
+	exited chan struct{} // closed when cmd has exited
+	url    string
+	http   *http.Client
 }
 
 func (m *measure) add(name string, ds []time.Duration, note string) {
@@ -71,6 +85,9 @@ func (m *measure) add(name string, ds []time.Duration, note string) {
 	m.res.Lines[name] = l
 	m.res.Order = append(m.res.Order, name)
 	m.logf("%-28s p50 %.2f ms p99 %.2f ms max %.2f ms %s", name, l.P50, l.P99, l.Max, note)
+	if m.save != nil {
+		m.save()
+	}
 }
 
 func freePort() (int, error) {
@@ -82,8 +99,9 @@ func freePort() (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
-// start runs `stowage serve` and returns how long until /v2/ answered 200.
-func (m *measure) start() (time.Duration, error) {
+// start runs `stowage serve` and returns how long until /v2/ answered 200
+// (waiting at most wait).
+func (m *measure) start(wait time.Duration) (time.Duration, error) {
 	port, err := freePort()
 	if err != nil {
 		return 0, err
@@ -101,8 +119,16 @@ func (m *measure) start() (time.Duration, error) {
 	if err := m.cmd.Start(); err != nil {
 		return 0, err
 	}
-	m.http = &http.Client{Timeout: 10 * time.Minute, Transport: &http.Transport{MaxIdleConnsPerHost: 4}}
-	for deadline := t0.Add(5 * time.Minute); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+	m.http = &http.Client{Timeout: m.slow, Transport: &http.Transport{MaxIdleConnsPerHost: 4}}
+	exited := make(chan struct{})
+	m.exited = exited
+	go func(c *exec.Cmd) { c.Wait(); close(exited) }(m.cmd)
+	for deadline := t0.Add(wait); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		select {
+		case <-exited:
+			return 0, fmt.Errorf("stowage serve exited (log: %s/serve.log)", m.work)
+		default:
+		}
 		resp, err := m.http.Get(m.url + "/v2/")
 		if err == nil {
 			resp.Body.Close()
@@ -111,7 +137,7 @@ func (m *measure) start() (time.Duration, error) {
 			}
 		}
 	}
-	return 0, fmt.Errorf("stowage serve did not answer in 5 minutes (log: %s/serve.log)", m.work)
+	return 0, fmt.Errorf("stowage serve did not answer in %s (log: %s/serve.log)", wait, m.work)
 }
 
 func (m *measure) stop() {
@@ -119,13 +145,11 @@ func (m *measure) stop() {
 		return
 	}
 	m.cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan struct{})
-	go func() { m.cmd.Wait(); close(done) }()
 	select {
-	case <-done:
+	case <-m.exited:
 	case <-time.After(60 * time.Second):
 		m.cmd.Process.Kill()
-		<-done
+		<-m.exited
 	}
 	m.cmd = nil
 }
@@ -168,20 +192,40 @@ func (m *measure) req(method, path string, body []byte, hdr map[string]string) (
 }
 
 // times runs fn n times and returns the durations; a wrong status fails.
-func (m *measure) times(n int, fn func(i int) (method, path string, want int)) ([]time.Duration, error) {
+// With budget > 0 it stops once it has one duration and spent budget.
+func (m *measure) times(n int, budget time.Duration, fn func(i int) (method, path string, want int)) ([]time.Duration, error) {
 	var ds []time.Duration
+	t0 := time.Now()
 	for i := range n {
+		if budget > 0 && len(ds) > 0 && time.Since(t0) > budget {
+			break
+		}
 		method, path, want := fn(i)
 		d, code, b, _, err := m.req(method, path, nil, nil)
 		if err != nil {
-			return nil, err
+			return ds, err
 		}
 		if code != want {
-			return nil, fmt.Errorf("%s %s: status %d, want %d: %.300s", method, path, code, want, b)
+			return ds, fmt.Errorf("%s %s: status %d, want %d: %.300s", method, path, code, want, b)
 		}
 		ds = append(ds, d)
 	}
 	return ds, nil
+}
+
+// addOrTimeout adds the line, or records that a request timed out (after
+// the durations before it, if any); other errors fail.
+func (m *measure) addOrTimeout(name string, ds []time.Duration, note string, err error) error {
+	if err == nil {
+		m.add(name, ds, note)
+		return nil
+	}
+	var ue *url.Error
+	if !errors.As(err, &ue) || !ue.Timeout() {
+		return err
+	}
+	m.add(name, ds, strings.TrimPrefix(note+"; ", "; ")+fmt.Sprintf("a request TIMED OUT after %s", m.slow))
+	return nil
 }
 
 // cli runs the stowage CLI against the server and returns its duration.
@@ -243,44 +287,135 @@ func (m *measure) manifests(name string, ss []sample, method string) error {
 	return nil
 }
 
+// Budgets of the repeated measurements of slow requests: they stop after
+// one sample once they took this long.
+const (
+	slowBudget = 2 * time.Minute  // a full usage answer, delete-repo dry-run
+	pageBudget = time.Minute      // repeated pages
+	walkBudget = 10 * time.Minute // a walk of every page
+)
+
 func (m *measure) run(ctx context.Context) error {
-	// 1. Start (cold) and the first reads after it.
-	d, err := m.start()
+	// 1. The first start of this binary on the registry (it may migrate
+	// it), then a start and the first reads after it.
+	before, _ := schemaVersion(ctx, m.dbURL)
+	d, err := m.start(time.Hour)
 	if err != nil {
+		return err
+	}
+	after, _ := schemaVersion(ctx, m.dbURL)
+	note := fmt.Sprintf("schema %d, no migration", after)
+	if after != before {
+		note = fmt.Sprintf("migrated schema %d → %d", before, after)
+	}
+	m.add("first start", []time.Duration{d}, note)
+	m.stop()
+	if d, err = m.start(10 * time.Minute); err != nil {
 		return err
 	}
 	m.add("start", []time.Duration{d}, "exec to /v2/ 200")
 	n := m.samples
 	get, head := m.samplesOf(n, 1), m.samplesOf(n, 2)
-	if err := m.manifests("manifest GET cold", get, http.MethodGet); err != nil {
-		return err
-	}
-	if err := m.manifests("manifest HEAD cold", head, http.MethodHead); err != nil {
-		return err
-	}
-	if err := m.manifests("manifest GET warm", get, http.MethodGet); err != nil {
-		return err
-	}
-	if err := m.manifests("manifest HEAD warm", head, http.MethodHead); err != nil {
-		return err
+	if !m.skip["manifests"] {
+		if err := m.manifests("manifest GET cold", get, http.MethodGet); err != nil {
+			return err
+		}
+		if err := m.manifests("manifest HEAD cold", head, http.MethodHead); err != nil {
+			return err
+		}
+		if err := m.manifests("manifest GET warm", get, http.MethodGet); err != nil {
+			return err
+		}
+		if err := m.manifests("manifest HEAD warm", head, http.MethodHead); err != nil {
+			return err
+		}
 	}
 	// A restart, now that the page cache holds the database.
 	m.stop()
-	if d, err = m.start(); err != nil {
+	if d, err = m.start(10 * time.Minute); err != nil {
 		return err
 	}
 	m.add("restart", []time.Duration{d}, "exec to /v2/ 200")
-	hot := get[:1]
-	for len(hot) < n {
-		hot = append(hot, get[0])
-	}
-	if err := m.manifests("manifest GET one hot", hot, http.MethodGet); err != nil {
-		return err
+	if !m.skip["manifests"] {
+		hot := get[:1]
+		for len(hot) < n {
+			hot = append(hot, get[0])
+		}
+		if err := m.manifests("manifest GET one hot", hot, http.MethodGet); err != nil {
+			return err
+		}
 	}
 
 	// 2. Listings.
 	r := rand.New(rand.NewPCG(5, 5))
-	ds, err := m.times(min(n, 200), func(int) (string, string, int) {
+	if !m.skip["listings"] {
+		if err := m.listings(r); err != nil {
+			return err
+		}
+	}
+
+	// 3. Space: usage (the full answers, then by pages) and delete dry-runs.
+	if !m.skip["usage"] {
+		ds, err := m.times(5, slowBudget, func(int) (string, string, int) { return http.MethodGet, "/api/v1/usage", 200 })
+		if err := m.addOrTimeout("usage registry (HTTP)", ds, fmt.Sprintf("%d repositories", m.l.repos), err); err != nil {
+			return err
+		}
+		ds, err = m.times(5, slowBudget, func(int) (string, string, int) { return http.MethodGet, "/api/v1/usage/" + bigRepo, 200 })
+		if err := m.addOrTimeout("usage big repo (HTTP)", ds, fmt.Sprintf("%d manifests", m.l.big), err); err != nil {
+			return err
+		}
+		ds, err = m.times(min(n, 50), slowBudget, func(i int) (string, string, int) {
+			return http.MethodGet, "/api/v1/usage/" + repoName(1+r.IntN(m.l.repos-1)), 200
+		})
+		if err := m.addOrTimeout("usage small repo (HTTP)", ds, "random regular repository", err); err != nil {
+			return err
+		}
+		if d, _, err = m.cli("usage", "--output", "json"); err != nil {
+			return err
+		}
+		m.add("usage registry (CLI)", []time.Duration{d}, "")
+	}
+	if !m.skip["paged"] {
+		if err := m.paged("usage registry", "/api/v1/usage", "repositoryUsage", m.l.repos); err != nil {
+			return err
+		}
+		if err := m.paged("usage big repo", "/api/v1/usage/"+bigRepo, "manifestUsage", m.l.big); err != nil {
+			return err
+		}
+	}
+	if !m.skip["delete"] {
+		ds, err := m.times(min(n, 50), slowBudget, func(i int) (string, string, int) {
+			s := get[i]
+			return http.MethodDelete, "/api/v1/images/" + s.repo + "@" + s.digest + "?dry_run=true", 200
+		})
+		if err := m.addOrTimeout("delete dry-run (image)", ds, "", err); err != nil {
+			return err
+		}
+		ds, err = m.times(3, slowBudget, func(i int) (string, string, int) {
+			return http.MethodDelete, "/api/v1/repositories/" + bigRepo + "?dry_run=true", 200
+		})
+		if err := m.addOrTimeout("delete-repo dry-run big", ds, fmt.Sprintf("%d manifests", m.l.big), err); err != nil {
+			return err
+		}
+	}
+
+	// 4. Pushes over HTTP at this size.
+	if !m.skip["push"] {
+		if err := m.pushes(min(n, 100)); err != nil {
+			return err
+		}
+	}
+
+	// 5. Passes: GC with nothing to collect, retention (10%), GC of it.
+	if !m.skip["passes"] {
+		return m.passes()
+	}
+	return nil
+}
+
+func (m *measure) listings(r *rand.Rand) error {
+	n := m.samples
+	ds, err := m.times(min(n, 200), pageBudget, func(int) (string, string, int) {
 		return http.MethodGet, "/v2/_catalog?n=100&last=" + repoName(r.IntN(m.l.repos)), 200
 	})
 	if err != nil {
@@ -297,70 +432,115 @@ func (m *measure) run(ctx context.Context) error {
 		var v struct{ Repositories []string }
 		json.Unmarshal(b, &v)
 		repos += len(v.Repositories)
-		next = linkNext(h.Get("Link"))
+		next = m.linkNext(h.Get("Link"))
 	}
 	if repos < m.l.repos {
 		return fmt.Errorf("catalog walk found %d repositories, want %d", repos, m.l.repos)
 	}
 	m.add("catalog full walk", []time.Duration{time.Since(t0)}, fmt.Sprintf("%d pages of 1000", pages))
-	ds, err = m.times(min(n, 200), func(int) (string, string, int) {
+	ds, err = m.times(min(n, 200), pageBudget, func(int) (string, string, int) {
 		return http.MethodGet, "/v2/" + bigRepo + "/tags/list?n=100&last=" + tagName(r.IntN(m.l.big)), 200
 	})
 	if err != nil {
 		return err
 	}
 	m.add("tag list page (n=100)", ds, fmt.Sprintf("repository of %d tags", m.l.big))
-	ds, err = m.times(5, func(int) (string, string, int) { return http.MethodGet, "/v2/" + bigRepo + "/tags/list", 200 })
+	ds, err = m.times(5, slowBudget, func(int) (string, string, int) { return http.MethodGet, "/v2/" + bigRepo + "/tags/list", 200 })
 	if err != nil {
 		return err
 	}
 	m.add("tag list full", ds, fmt.Sprintf("%d tags in one answer", m.l.big))
+	return nil
+}
 
-	// 3. Space: usage and a delete dry-run.
-	ds, err = m.times(5, func(int) (string, string, int) { return http.MethodGet, "/api/v1/usage", 200 })
-	if err != nil {
-		return err
+// paged measures a paged usage answer (path?n=100, the next page in a Link
+// header): a walk of every page by the Link header, its rows (the array
+// key of each page) counted against want, then up to 200 pages fetched at
+// random among those the walk was sent to. A server that gives no Link
+// header to n=100 does not page: both lines say so, and nothing fails.
+func (m *measure) paged(label, path, key string, want int) error {
+	pageLine, walkLine := label+" page (n=100)", label+" walk (n=100, by Link)"
+	unsupported := func(why string) error {
+		m.add(pageLine, nil, "not supported: "+why)
+		m.add(walkLine, nil, "not supported: "+why)
+		return nil
 	}
-	m.add("usage registry (HTTP)", ds, fmt.Sprintf("%d repositories", m.l.repos))
-	ds, err = m.times(5, func(int) (string, string, int) { return http.MethodGet, "/api/v1/usage/" + bigRepo, 200 })
+	first := path + "?n=100"
+	t0 := time.Now()
+	_, code, b, h, err := m.req(http.MethodGet, first, nil, nil)
 	if err != nil {
-		return err
+		if err := m.addOrTimeout(walkLine, nil, "first page", err); err != nil {
+			return err
+		}
+		return nil
 	}
-	m.add("usage big repo (HTTP)", ds, fmt.Sprintf("%d manifests", m.l.big))
-	ds, err = m.times(min(n, 50), func(i int) (string, string, int) {
-		return http.MethodGet, "/api/v1/usage/" + repoName(1+r.IntN(m.l.repos-1)), 200
+	if code != 200 {
+		return unsupported(fmt.Sprintf("status %d to n=100", code))
+	}
+	next := m.linkNext(h.Get("Link"))
+	if next == "" {
+		return unsupported(fmt.Sprintf("no Link header with n=100 (%d rows in the answer)", countRows(b, key)))
+	}
+	pages, rows, stopped := []string{first}, countRows(b, key), false
+	for next != "" {
+		if time.Since(t0) > walkBudget {
+			stopped = true
+			break
+		}
+		pages = append(pages, next)
+		_, code, b, h, err = m.req(http.MethodGet, next, nil, nil)
+		if err != nil || code != 200 {
+			return fmt.Errorf("%s: GET %s: %v %d %.200s", walkLine, next, err, code, b)
+		}
+		rows += countRows(b, key)
+		next = m.linkNext(h.Get("Link"))
+	}
+	walk := time.Since(t0)
+	note := fmt.Sprintf("%d pages, %d rows", len(pages), rows)
+	switch {
+	case stopped:
+		note += fmt.Sprintf(", STOPPED after %s (not every page)", walkBudget)
+	case rows != want:
+		note += fmt.Sprintf(", WANT %d rows", want)
+	}
+	r := rand.New(rand.NewPCG(9, 9))
+	ds, err := m.times(min(m.samples, 200), pageBudget, func(int) (string, string, int) {
+		return http.MethodGet, pages[r.IntN(len(pages))], 200
 	})
-	if err != nil {
+	if err := m.addOrTimeout(pageLine, ds, "random page of the walk", err); err != nil {
 		return err
 	}
-	m.add("usage small repo (HTTP)", ds, "random regular repository")
-	if d, _, err = m.cli("usage", "--output", "json"); err != nil {
-		return err
-	}
-	m.add("usage registry (CLI)", []time.Duration{d}, "")
-	ds, err = m.times(min(n, 50), func(i int) (string, string, int) {
-		s := get[i]
-		return http.MethodDelete, "/api/v1/images/" + s.repo + "@" + s.digest + "?dry_run=true", 200
-	})
-	if err != nil {
-		return err
-	}
-	m.add("delete dry-run (image)", ds, "")
-	ds, err = m.times(3, func(i int) (string, string, int) {
-		return http.MethodDelete, "/api/v1/repositories/" + bigRepo + "?dry_run=true", 200
-	})
-	if err != nil {
-		return err
-	}
-	m.add("delete-repo dry-run big", ds, "")
+	m.add(walkLine, []time.Duration{walk}, note)
+	return nil
+}
 
-	// 4. Pushes over HTTP at this size.
-	if err := m.pushes(min(n, 100)); err != nil {
-		return err
+// countRows counts the rows of a usage answer: the array at key, or the
+// longest array at its top level.
+func countRows(b []byte, key string) int {
+	var v map[string]json.RawMessage
+	if json.Unmarshal(b, &v) != nil {
+		return 0
 	}
+	count := func(raw json.RawMessage) int {
+		var a []json.RawMessage
+		if json.Unmarshal(raw, &a) != nil {
+			return 0
+		}
+		return len(a)
+	}
+	if raw, ok := v[key]; ok {
+		return count(raw)
+	}
+	most := 0
+	for _, raw := range v {
+		most = max(most, count(raw))
+	}
+	return most
+}
 
-	// 5. Passes: GC with nothing to collect, retention (10%), GC of it.
-	if d, _, err = m.cli("gc", "--min-age", "0s", "--output", "json"); err != nil {
+func (m *measure) passes() error {
+	d, _, err := m.cli("gc", "--min-age", "0s", "--output", "json")
+	if err != nil {
 		return err
 	}
 	m.add("gc, nothing to collect", []time.Duration{d}, "")
@@ -386,6 +566,17 @@ func (m *measure) run(ctx context.Context) error {
 	}
 	m.add("gc, 10% to collect", []time.Duration{d}, "deleted "+deleted+" blobs")
 	return nil
+}
+
+// linkNext is the path of a Link header's next page.
+func (m *measure) linkNext(link string) string {
+	next := linkNext(link)
+	if strings.HasPrefix(next, "http://") || strings.HasPrefix(next, "https://") {
+		if u, err := url.Parse(next); err == nil {
+			return u.RequestURI()
+		}
+	}
+	return next
 }
 
 func linkNext(link string) string {

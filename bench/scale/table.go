@@ -30,29 +30,83 @@ func table(w io.Writer, files []string) error {
 	}
 	fmt.Fprintf(w, "| %s |", runs[0].DB)
 	for _, r := range runs {
-		fmt.Fprintf(w, " %s manifests, %s repos |", count(r.Manifests), count(r.Repos))
+		stopped := ""
+		if r.Error != "" {
+			stopped = " (run stopped early)"
+		}
+		fmt.Fprintf(w, " %s manifests, %s repos%s |", count(r.Manifests), count(r.Repos), stopped)
 	}
 	fmt.Fprintf(w, "\n|---|%s\n", strings.Repeat("---|", len(runs)))
-	fmt.Fprint(w, "| build (bench/scale, not measured against a goal) |")
-	for _, r := range runs {
-		fmt.Fprintf(w, " %.0f s |", r.BuildSeconds)
+	row := func(name string, cell func(r results) string) {
+		fmt.Fprintf(w, "| %s |", name)
+		for _, r := range runs {
+			fmt.Fprintf(w, " %s |", cell(r))
+		}
+		fmt.Fprintln(w)
 	}
-	fmt.Fprintln(w)
-	for _, k := range runs[0].Order {
+	row("stowage measured (commit)", func(r results) string { return short(r.BinaryCommit, r.Binary) })
+	row("registry built by (commit)", func(r results) string {
+		if r.Build == nil {
+			return "–"
+		}
+		s := short(r.Build.BuilderCommit, nil)
+		if r.Reused {
+			s += fmt.Sprintf(", kept, built %s", r.Build.Built.Format("15:04"))
+		}
+		return s
+	})
+	row("build (bench/scale, not measured against a goal)", func(r results) string { return fmt.Sprintf("%.0f s", r.BuildSeconds) })
+	row("database / object files", func(r results) string {
+		if r.Build == nil || r.Build.DBBytes == 0 {
+			return "–"
+		}
+		return fmt.Sprintf("%s / %s in %s files", mib(r.Build.DBBytes), mib(r.Build.ObjectBytes), count(int(r.Build.ObjectFiles)))
+	})
+	// Every run's lines, in the order they were measured.
+	var order []string
+	seen := map[string]bool{}
+	for _, r := range runs {
+		for _, k := range r.Order {
+			if !seen[k] {
+				seen[k] = true
+				order = append(order, k)
+			}
+		}
+	}
+	for _, k := range order {
 		fmt.Fprintf(w, "| %s |", k)
+		note := ""
 		for _, r := range runs {
 			l := r.Lines[k]
 			switch {
 			case l == nil:
 				fmt.Fprint(w, " – |")
+			case l.N == 0 && strings.HasPrefix(l.Note, "not supported"):
+				fmt.Fprint(w, " not supported |")
+				if note == "" {
+					note = l.Note
+				}
+			case l.N == 0 && strings.Contains(l.Note, "TIMED OUT after "):
+				_, after, _ := strings.Cut(l.Note, "TIMED OUT after ")
+				fmt.Fprintf(w, " > %s (timed out) |", after)
+			case l.N == 0:
+				fmt.Fprintf(w, " %s |", l.Note)
 			case l.N > 1:
 				fmt.Fprintf(w, " %s / %s ms |", ms(l.P50), ms(l.P99))
+			case strings.Contains(l.Note, "STOPPED"):
+				got, _, _ := strings.Cut(l.Note, ", STOPPED")
+				fmt.Fprintf(w, " > %s ms (stopped at the budget: %s) |", ms(l.P50), got)
+			case strings.HasPrefix(l.Note, "migrated"):
+				fmt.Fprintf(w, " %s ms (%s) |", ms(l.P50), l.Note)
 			default:
 				fmt.Fprintf(w, " %s ms |", ms(l.P50))
 			}
+			if l != nil && l.Note != "" && l.N > 0 && note == "" {
+				note = l.Note
+			}
 		}
-		if l := runs[0].Lines[k]; l != nil && l.Note != "" && !strings.Contains(l.Note, "deleted") {
-			fmt.Fprintf(w, " <!-- %s -->", l.Note)
+		if note != "" && !strings.Contains(note, "deleted") {
+			fmt.Fprintf(w, " <!-- %s -->", note)
 		}
 		fmt.Fprintln(w)
 	}
@@ -66,6 +120,31 @@ func table(w io.Writer, files []string) error {
 	}
 	fmt.Fprintln(w)
 	return nil
+}
+
+// short is a commit's first 10 characters (and "+modified"), else the
+// binary's version answer's commit, else "?".
+func short(commit string, version json.RawMessage) string {
+	if commit == "" && version != nil {
+		var v struct{ Commit string }
+		json.Unmarshal(version, &v)
+		commit = v.Commit
+	}
+	if commit == "" {
+		return "?"
+	}
+	rest := ""
+	if c, ok := strings.CutSuffix(commit, "+modified"); ok {
+		commit, rest = c, "+modified"
+	}
+	return commit[:min(10, len(commit))] + rest
+}
+
+func mib(b int64) string {
+	if b >= 10<<30 {
+		return fmt.Sprintf("%.1f GiB", float64(b)/(1<<30))
+	}
+	return fmt.Sprintf("%.0f MiB", float64(b)/(1<<20))
 }
 
 func ms(v float64) string {
