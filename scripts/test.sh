@@ -115,6 +115,7 @@ stage_install() {
 	need curl curl
 	if ! skipped unit; then
 		need gcc gcc # go test -race needs cgo
+		need fish fish # cmd/stowage TestCompletion runs the fish completion script
 	fi
 	if ! skipped docker || ! skipped access; then
 		need dockerd docker.io
