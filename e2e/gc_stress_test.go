@@ -95,6 +95,10 @@ func gcStress(t *testing.T, nodes []string, storage string) {
 				repo := fmt.Sprintf("stress/r%d", rng.IntN(3))
 				config := []byte(fmt.Sprintf(`{"architecture":"amd64","os":"linux","w":%d,"i":%d}`, w, i))
 				blobs := [][]byte{config, pool[rng.IntN(len(pool))], pool[rng.IntN(len(pool))]}
+				// A push that outlives the lease (2 s from the config's
+				// upload to the manifest PUT) may lose its config to a
+				// collection: a failure then says how long it took.
+				began := time.Now()
 				for _, b := range blobs {
 					resp, _, err := req(http.MethodHead, "/v2/"+repo+"/blobs/"+sum(b), nil)
 					if err != nil {
@@ -119,7 +123,7 @@ func gcStress(t *testing.T, nodes []string, storage string) {
 				tag := fmt.Sprintf("w%d-%d", w, i)
 				resp, body, err := req(http.MethodPut, "/v2/"+repo+"/manifests/"+tag, m, "Content-Type", "application/vnd.oci.image.manifest.v1+json")
 				if err != nil || resp.StatusCode != http.StatusCreated {
-					fail("push manifest %s:%s: %v %v %s", repo, tag, err, resp, body)
+					fail("push manifest %s:%s (%v after the first blob request): %v %v %s", repo, tag, time.Since(began).Round(time.Millisecond), err, resp, body)
 					return
 				}
 				pushes.Add(1)

@@ -155,11 +155,16 @@ func poolStats(db stowage.DB) func() map[string]metrics.PoolStats {
 			}
 			return out
 		}
-	case interface{ PoolStat() *pgxpool.Stat }:
+	case interface {
+		PoolStat() *pgxpool.Stat
+		Retries() (serialization, deadlocks, alone int64)
+	}:
 		return func() map[string]metrics.PoolStats {
 			s := d.PoolStat()
+			var r metrics.Retries
+			r.Serialization, r.Deadlock, r.Alone = d.Retries()
 			return map[string]metrics.PoolStats{"main": {InUse: int64(s.AcquiredConns()), Idle: int64(s.IdleConns()),
-				Max: int64(s.MaxConns()), Waits: s.EmptyAcquireCount(), WaitTime: s.EmptyAcquireWaitTime()}}
+				Max: int64(s.MaxConns()), Waits: s.EmptyAcquireCount(), WaitTime: s.EmptyAcquireWaitTime(), Retries: &r}}
 		}
 	}
 	return nil

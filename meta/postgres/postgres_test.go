@@ -2,6 +2,7 @@ package postgres_test
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"net"
@@ -435,7 +436,7 @@ func TestLoadedEventsKeepFeedGoing(t *testing.T) {
 // TestLongUpdateOutlastsStreamOfWriters: a long transaction in a write
 // skew with a stream of short ones (it reads what they write, they read
 // what it writes) loses every time they commit first. Update must still
-// commit it: after a few losses it holds the write tables (escalateAfter),
+// commit it: after a few losses it runs alone among writers (escalateAfter),
 // the short ones wait, and it wins. Before, it failed after 30 attempts (a
 // repository delete of 150 manifests under 8 pushing clients answered 500).
 func TestLongUpdateOutlastsStreamOfWriters(t *testing.T) {
@@ -515,4 +516,111 @@ func TestJobLocksLeaveThePool(t *testing.T) {
 	}); err != nil {
 		t.Fatalf("a read with four job locks held and a pool of two: %v", err)
 	}
+}
+
+// TestWritersDoNotDeadlock: tagged pushes and deletes of one repository,
+// and a long writer that has to run alone, go side by side without a
+// deadlock. PostgreSQL detects a deadlock only after deadlock_timeout (1 s
+// by default), which both writers wait, so deadlocks made pushes outlive a
+// 2 s GC lease (TestGCStressMultiNode). Two caused them: a manifest insert
+// reached repository_usage (usage triggers) before its tag reached the
+// repositories row (tags_version), while a tag delete went the other way;
+// and the escalated writer locked the write tables one after the other
+// while the others held rows in them.
+func TestWritersDoNotDeadlock(t *testing.T) {
+	db := open(t, pgtest.Schema(t, "stowage_test"))
+	now := time.Unix(1, 0)
+	dg := func(s string) stowage.Digest { return stowage.Digest(digestOf(s)) }
+	layer := dg("layer")
+	if err := db.Update(ctx, func(tx stowage.Tx) error {
+		if err := tx.Repositories().CreateRepository("r", now); err != nil {
+			return err
+		}
+		return tx.Blobs().PutBlob(stowage.BlobRecord{Digest: layer, Size: 10, Created: now, State: stowage.BlobLive, LastUsed: now, UnreferencedSince: now})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	live := func(tx stowage.Tx, d stowage.Digest, size int64) error {
+		return tx.Blobs().PutBlob(stowage.BlobRecord{Digest: d, Size: size, Created: now, State: stowage.BlobLive, LastUsed: now, UnreferencedSince: now})
+	}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var pushes atomic.Int64
+	for w := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 100000; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				config, m, tag := dg(fmt.Sprintf("config %d %d", w, i)), dg(fmt.Sprintf("manifest %d %d", w, i)), fmt.Sprintf("w%d-%d", w, i)
+				err := db.Update(ctx, func(tx stowage.Tx) error {
+					if err := tx.Repositories().CreateRepository("r", now); err != nil {
+						return err
+					}
+					if err := live(tx, config, 5); err != nil {
+						return err
+					}
+					if err := live(tx, m, 100); err != nil {
+						return err
+					}
+					rec := stowage.ManifestRecord{Repo: "r", Digest: m, MediaType: "application/vnd.oci.image.manifest.v1+json", Size: 100, Created: now}
+					if err := tx.Manifests().PutManifest(rec, []stowage.ManifestRef{{Digest: config, Kind: stowage.RefBlob}, {Digest: layer, Kind: stowage.RefBlob}}); err != nil {
+						return err
+					}
+					return tx.Tags().PutTag("r", tag, m, now)
+				})
+				if err != nil {
+					t.Errorf("push: %v", err)
+					return
+				}
+				pushes.Add(1)
+				if i%2 == 1 {
+					continue
+				}
+				if err := db.Update(ctx, func(tx stowage.Tx) error {
+					if err := tx.Tags().DeleteTag("r", tag); err != nil {
+						return err
+					}
+					return tx.Manifests().DeleteManifest("r", m)
+				}); err != nil {
+					t.Errorf("delete: %v", err)
+					return
+				}
+			}
+		}()
+	}
+	time.Sleep(200 * time.Millisecond)
+	// The long writer reads the tags the pushes write and writes a tag
+	// they read (their repository's tags_version): it loses until it runs
+	// alone.
+	for i := range 3 {
+		if err := db.Update(ctx, func(tx stowage.Tx) error {
+			if _, err := tx.Tags().ListTags("r", "", 0); err != nil {
+				return err
+			}
+			time.Sleep(50 * time.Millisecond)
+			return tx.Tags().PutTag("r", fmt.Sprintf("long-%d", i), layer, now)
+		}); err != nil {
+			t.Errorf("long writer: %v", err)
+		}
+	}
+	time.Sleep(time.Second)
+	close(stop)
+	wg.Wait()
+	serialization, deadlocks, alone := db.Retries()
+	t.Logf("%d pushes; retries: %d after a serialization failure, %d after a deadlock; %d attempts alone", pushes.Load(), serialization, deadlocks, alone)
+	if deadlocks != 0 {
+		t.Errorf("%d deadlocks among writers, want 0", deadlocks)
+	}
+	if alone == 0 || pushes.Load() < 10 {
+		t.Fatal("the test did not exercise writers running alone beside pushes")
+	}
+}
+
+func digestOf(s string) string {
+	return fmt.Sprintf("sha256:%x", sha256.Sum256([]byte(s)))
 }

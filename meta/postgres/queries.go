@@ -174,10 +174,12 @@ const (
 	// The registry's sums and each repository's referenced bytes and counts
 	// are kept by triggers (migration 0015): reading them costs the same at
 	// any size.
-	sqlBlobTotals  = `SELECT COALESCE(sum(blobs), 0)::bigint, COALESCE(sum(physical_bytes), 0)::bigint FROM usage_totals`
-	sqlUsageTotals = `SELECT COALESCE(sum(blobs), 0)::bigint, COALESCE(sum(physical_bytes), 0)::bigint, COALESCE(sum(repositories), 0)::bigint,
+	// The live blobs' count and bytes are on held_bytes's rows (0015).
+	sqlBlobTotals  = `SELECT COALESCE(sum(blobs), 0)::bigint, COALESCE(sum(live_bytes), 0)::bigint FROM held_bytes`
+	sqlUsageTotals = `SELECT b.n, b.bytes, COALESCE(sum(repositories), 0)::bigint,
 		COALESCE(sum(referenced_bytes), 0)::bigint, COALESCE(sum(manifests), 0)::bigint, COALESCE(sum(tags), 0)::bigint,
-		COALESCE(sum(untagged), 0)::bigint FROM usage_totals`
+		COALESCE(sum(untagged), 0)::bigint FROM usage_totals,
+		(SELECT COALESCE(sum(blobs), 0)::bigint AS n, COALESCE(sum(live_bytes), 0)::bigint AS bytes FROM held_bytes) b GROUP BY b.n, b.bytes`
 	sqlHeldBytes     = `SELECT COALESCE(sum(bytes), 0)::bigint FROM held_bytes`
 	sqlRepoHeldBytes = `SELECT COALESCE(sum(size), 0)::bigint FROM blobs WHERE state = 'live' AND digest IN (
 			SELECT digest FROM repository_blobs WHERE repo = $1 UNION SELECT digest FROM manifests WHERE repo = $1)`

@@ -6,11 +6,20 @@
 -- repository_usage row) plus, for a blob row that changes, the rows of that
 -- digest; they never look at other repositories' use of a shared layer, so
 -- pushes of different repositories that share a base layer do not conflict.
--- The registry's sums are spread over 64 usage_totals rows (by a hash of
--- the repository, or of the digest for blob rows), as held_bytes is, so
--- such pushes rarely update the same row; only the sum means anything.
--- Writers of one repository serialize on its repository_usage row, as
--- tagged pushes already did on its tags_version.
+-- The registry's sums of repositories are spread over 64 usage_totals rows
+-- (by a hash of the repository), so such pushes rarely update the same
+-- row; only the sum means anything. The live blobs' count and bytes are
+-- two more columns of held_bytes, whose row a blob's change updates
+-- already: one row lock per blob change, not two.
+--
+-- Lock order (no deadlocks; PostgreSQL detects one only after
+-- deadlock_timeout, 1 s by default, which a push then waits): a
+-- transaction locks a repository's rows in the order repositories (the
+-- tags_version trigger updates it), repository_usage, usage_totals.
+-- usage_repo takes the repositories row first, so a manifest insert
+-- (which reaches repository_usage before its tag reaches tags_version)
+-- and a tag delete (tags_version first) cannot wait on each other in a
+-- cycle. Blob rows lock only held_bytes; repository rows never do.
 CREATE TABLE usage_digests (
 	repo      TEXT COLLATE "C" NOT NULL,
 	digest    TEXT COLLATE "C" NOT NULL,
@@ -31,8 +40,6 @@ CREATE TABLE repository_usage (
 
 CREATE TABLE usage_totals (
 	shard            SMALLINT PRIMARY KEY,
-	blobs            BIGINT NOT NULL DEFAULT 0,
-	physical_bytes   BIGINT NOT NULL DEFAULT 0,
 	repositories     BIGINT NOT NULL DEFAULT 0,
 	referenced_bytes BIGINT NOT NULL DEFAULT 0,
 	manifests        BIGINT NOT NULL DEFAULT 0,
@@ -66,14 +73,45 @@ DROP INDEX manifests_created;
 CREATE INDEX manifests_created ON manifests (repo, created, digest);
 INSERT INTO usage_totals (shard) SELECT g FROM generate_series(0, 63) AS g;
 UPDATE usage_totals SET
-	blobs = (SELECT count(*) FROM blobs WHERE state = 'live'),
-	physical_bytes = (SELECT COALESCE(sum(size), 0) FROM blobs WHERE state = 'live'),
 	repositories = (SELECT count(*) FROM repositories),
 	referenced_bytes = (SELECT COALESCE(sum(referenced_bytes), 0) FROM repository_usage),
 	manifests = (SELECT COALESCE(sum(manifests), 0) FROM repository_usage),
 	tags = (SELECT COALESCE(sum(tags), 0) FROM repository_usage),
 	untagged = (SELECT COALESCE(sum(untagged), 0) FROM repository_usage)
 	WHERE shard = 0;
+
+-- The live blobs' count and bytes, on held_bytes's rows (by the digest),
+-- now 64 of them like usage_totals: a blob's change (its pending row, then
+-- live) takes one row lock, and concurrent pushes rarely share it. Only the
+-- sums mean anything, so the new rows start at zero.
+ALTER TABLE held_bytes ADD COLUMN blobs BIGINT NOT NULL DEFAULT 0, ADD COLUMN live_bytes BIGINT NOT NULL DEFAULT 0;
+INSERT INTO held_bytes (shard, bytes) SELECT g, 0 FROM generate_series(16, 63) AS g;
+UPDATE held_bytes h SET blobs = s.n, live_bytes = s.b
+	FROM (SELECT hashtext(digest) & 63 AS shard, count(*) AS n, sum(size) AS b FROM blobs
+		WHERE state = 'live' GROUP BY 1) s
+	WHERE h.shard = s.shard;
+CREATE OR REPLACE FUNCTION held_bytes_change() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+	d BIGINT := 0;
+	n BIGINT := 0;
+	b BIGINT := 0;
+	k TEXT;
+BEGIN
+	IF TG_OP IN ('UPDATE', 'DELETE') THEN
+		IF OLD.state IN ('pending', 'live') THEN d := d - OLD.size; END IF;
+		IF OLD.state = 'live' THEN n := n - 1; b := b - OLD.size; END IF;
+	END IF;
+	IF TG_OP IN ('UPDATE', 'INSERT') THEN
+		IF NEW.state IN ('pending', 'live') THEN d := d + NEW.size; END IF;
+		IF NEW.state = 'live' THEN n := n + 1; b := b + NEW.size; END IF;
+	END IF;
+	IF d <> 0 OR n <> 0 OR b <> 0 THEN
+		IF TG_OP = 'DELETE' THEN k := OLD.digest; ELSE k := NEW.digest; END IF;
+		UPDATE held_bytes SET bytes = bytes + d, blobs = blobs + n, live_bytes = live_bytes + b
+			WHERE shard = hashtext(k) & 63;
+	END IF;
+	RETURN NULL;
+END $$;
 
 -- usage_count moves the counts of (r, d) by the deltas: the row is made if
 -- missing (with the blob's size) and deleted once all 0.
@@ -96,6 +134,8 @@ BEGIN
 	IF dr = 0 AND dm = 0 AND dt = 0 AND du = 0 THEN
 		RETURN;
 	END IF;
+	-- The lock order of the header: the repositories row first.
+	PERFORM 1 FROM repositories WHERE name = r FOR NO KEY UPDATE;
 	INSERT INTO repository_usage AS u (repo, referenced_bytes, manifests, tags, untagged) VALUES (r, dr, dm, dt, du)
 		ON CONFLICT (repo) DO UPDATE SET referenced_bytes = u.referenced_bytes + dr, manifests = u.manifests + dm,
 			tags = u.tags + dt, untagged = u.untagged + du;
@@ -165,42 +205,18 @@ CREATE TRIGGER usage_tags AFTER INSERT OR UPDATE OF repo, digest OR DELETE ON ta
 	FOR EACH ROW EXECUTE FUNCTION usage_tags_change();
 
 -- A blob's size reaches the rows of its digest (a blob row may come after
--- a reference to it, or go while one remains); live blobs are counted.
+-- a reference to it, or go while one remains). The live blobs' count and
+-- bytes are held_bytes's (above).
 CREATE FUNCTION usage_blobs_change() RETURNS trigger LANGUAGE plpgsql AS $$
-DECLARE
-	n BIGINT := 0;
-	b BIGINT := 0;
-	k TEXT;
-	s BIGINT;
 BEGIN
-	IF TG_OP IN ('UPDATE', 'DELETE') AND OLD.state = 'live' THEN
-		n := n - 1;
-		b := b - OLD.size;
-	END IF;
-	IF TG_OP IN ('UPDATE', 'INSERT') AND NEW.state = 'live' THEN
-		n := n + 1;
-		b := b + NEW.size;
-	END IF;
 	IF TG_OP = 'DELETE' THEN
-		k := OLD.digest;
-		s := 0;
-	ELSE
-		k := NEW.digest;
-		s := NEW.size;
-	END IF;
-	IF n <> 0 OR b <> 0 THEN
-		UPDATE usage_totals SET blobs = blobs + n, physical_bytes = physical_bytes + b WHERE shard = hashtext(k) & 63;
-	END IF;
-	IF TG_OP = 'UPDATE' THEN
-		IF OLD.size <> NEW.size THEN
-			UPDATE usage_digests SET size = s WHERE digest = k AND size <> s;
-		END IF;
-	ELSE
-		UPDATE usage_digests SET size = s WHERE digest = k AND size <> s;
+		UPDATE usage_digests SET size = 0 WHERE digest = OLD.digest AND size <> 0;
+	ELSIF TG_OP = 'INSERT' OR OLD.size <> NEW.size THEN
+		UPDATE usage_digests SET size = NEW.size WHERE digest = NEW.digest AND size <> NEW.size;
 	END IF;
 	RETURN NULL;
 END $$;
-CREATE TRIGGER usage_blobs AFTER INSERT OR UPDATE OF size, state OR DELETE ON blobs
+CREATE TRIGGER usage_blobs AFTER INSERT OR UPDATE OF size OR DELETE ON blobs
 	FOR EACH ROW EXECUTE FUNCTION usage_blobs_change();
 
 -- A change of usage_digests moves its repository's row (usage_digests is
