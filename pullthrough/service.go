@@ -220,8 +220,15 @@ func (s *Service) client(ctx context.Context, r *Record) (*remote.Client, error)
 	host, _ := r.upstream()
 	c = remote.New(host, o)
 	s.mu.Lock()
+	defer s.mu.Unlock()
+	// Concurrent first pulls each built one: all use the first stored, so
+	// they share its manifest cache (each manifest read once upstream) and
+	// its tokens. (Each kept its own: 2-3 upstream GETs of one manifest for
+	// 10 concurrent pulls, under -race.)
+	if prev, ok := s.clients[key]; ok {
+		return prev, nil
+	}
 	s.clients[key] = c
-	s.mu.Unlock()
 	return c, nil
 }
 
