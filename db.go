@@ -293,6 +293,11 @@ type UsageTx interface {
 	// cost that grows with that repository, not the registry; ErrNotFound
 	// if it does not exist.
 	RepositoryUsageOf(repo string) (RepositoryUsage, error)
+	// RepositoryKept is RepositoryUsageOf without UniqueBytes (left 0):
+	// the kept sums only, one row whatever the repository's size (the
+	// unique bytes probe each digest the repository uses); ErrNotFound if
+	// it does not exist.
+	RepositoryKept(repo string) (RepositoryUsage, error)
 	// ManifestUsage returns, for the manifests of repo after `after` in the
 	// order newest first (created descending, then digest descending), at
 	// most limit of them (limit <= 0: all), their bytes (itself plus the

@@ -111,8 +111,21 @@ func TestUsagePages(t *testing.T) {
 			}
 			var page usage.RepositoryDetail
 			code, link := getUsage(t, srv, path, &page)
-			if code != http.StatusOK || len(page.PerManifest) > n || page.RepositorySpace != whole.RepositorySpace {
-				t.Fatalf("GET %s: %d, %d rows, summary %+v", path, code, len(page.PerManifest), page.RepositorySpace)
+			// Pages after the first leave out the unique and shared
+			// bytes (they probe every digest of the repository).
+			want := whole.RepositorySpace
+			if pages > 0 {
+				want.UniqueBytes, want.SharedBytes = 0, 0
+			}
+			if code != http.StatusOK || len(page.PerManifest) > n || page.RepositorySpace != want || page.Continued != (pages > 0) {
+				t.Fatalf("GET %s: %d, %d rows, summary %+v (continued %v), want %+v", path, code, len(page.PerManifest), page.RepositorySpace, page.Continued, want)
+			}
+			if pages > 0 {
+				var raw map[string]any
+				getUsage(t, srv, path, &raw)
+				if _, ok := raw["uniqueBytes"]; ok || raw["continued"] != true {
+					t.Errorf("GET %s: a continued page's summary %v, want no uniqueBytes and continued: true", path, raw)
+				}
 			}
 			rows = append(rows, page.PerManifest...)
 			path = ""

@@ -62,6 +62,28 @@ type RepositorySpace struct {
 type RepositoryDetail struct {
 	RepositorySpace
 	PerManifest []ManifestSpace `json:"manifestUsage"`
+	// Continued marks a page after the first: it carries the repository's
+	// kept sums but not its unique and shared bytes (left out of the JSON),
+	// which probe every digest the repository uses (seconds at 100,000
+	// manifests), so that walking a big repository's pages costs what the
+	// pages hold. The first page has them.
+	Continued bool `json:"continued,omitempty"`
+}
+
+// MarshalJSON leaves uniqueBytes and sharedBytes out of a continued page.
+func (d RepositoryDetail) MarshalJSON() ([]byte, error) {
+	type plain RepositoryDetail
+	b, err := json.Marshal(plain(d))
+	if err != nil || !d.Continued {
+		return b, err
+	}
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, err
+	}
+	delete(m, "uniqueBytes")
+	delete(m, "sharedBytes")
+	return json.Marshal(m)
 }
 
 // ManifestSpace is one manifest's share.
@@ -173,14 +195,22 @@ func (r *Reporter) RepositoryPage(ctx context.Context, repo, after string, limit
 	if err != nil {
 		return d, "", err
 	}
+	d.Continued = after != ""
 	err = r.core.Parts().DB.View(ctx, func(tx stowage.Tx) error {
-		ru, err := tx.Usage().RepositoryUsageOf(repo)
+		summary := tx.Usage().RepositoryUsageOf
+		if d.Continued {
+			summary = tx.Usage().RepositoryKept
+		}
+		ru, err := summary(repo)
 		if errors.Is(err, stowage.ErrNotFound) {
 			return stowage.Errorf(stowage.CodeNameUnknown, "repository %s does not exist", repo)
 		} else if err != nil {
 			return err
 		}
 		d.RepositorySpace = space(ru)
+		if d.Continued {
+			d.UniqueBytes, d.SharedBytes = 0, 0 // not computed
+		}
 		fetch := 0
 		if limit > 0 {
 			fetch = limit + 1

@@ -148,6 +148,11 @@ func checkUsageKept(t *testing.T, db stowage.DB, where string) bool {
 				t.Errorf("%s: RepositoryUsageOf(%s) = %+v, %v; want %+v", where, w.Name, one, err, w)
 				ok = false
 			}
+			kept, err := tx.Usage().RepositoryKept(w.Name)
+			if w.UniqueBytes = 0; err != nil || kept != w {
+				t.Errorf("%s: RepositoryKept(%s) = %+v, %v; want %+v", where, w.Name, kept, err, w)
+				ok = false
+			}
 		}
 		// Pages of 2: every row exactly once, in order.
 		var paged []stowage.RepositoryUsage

@@ -215,6 +215,10 @@ const (
 		WHERE r.name > $1 ORDER BY r.name`
 	sqlRepositoryUsageOf = `SELECT ` + repoUsageColumns + ` FROM repositories r LEFT JOIN repository_usage u ON u.repo = r.name
 		WHERE r.name = $1`
+	// The kept sums of one repository, without its unique bytes.
+	sqlRepositoryKept = `SELECT r.name, COALESCE(u.referenced_bytes, 0)::bigint, 0::bigint, COALESCE(u.manifests, 0)::bigint,
+		COALESCE(u.tags, 0)::bigint, COALESCE(u.untagged, 0)::bigint
+		FROM repositories r LEFT JOIN repository_usage u ON u.repo = r.name WHERE r.name = $1`
 	// The largest: repository_usage_size walked from the top, the names
 	// first (ties by name read only the sizes of the tie), then the rows.
 	sqlLargestRepositories = `WITH top AS MATERIALIZED (

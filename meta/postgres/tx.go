@@ -496,8 +496,16 @@ func (t *Tx) LargestRepositories(limit int) ([]stowage.RepositoryUsage, error) {
 	return all(t, sqlLargestRepositories, []any{limitOf(limit)}, scanRepositoryUsage)
 }
 
-func (t *Tx) RepositoryUsageOf(repo string) (u stowage.RepositoryUsage, err error) {
-	err = t.one(sqlRepositoryUsageOf, []any{repo}, &u.Name, &u.ReferencedBytes, &u.UniqueBytes, &u.Manifests, &u.Tags, &u.UntaggedManifests)
+func (t *Tx) RepositoryUsageOf(repo string) (stowage.RepositoryUsage, error) {
+	return t.repositoryRow(sqlRepositoryUsageOf, repo)
+}
+
+func (t *Tx) RepositoryKept(repo string) (stowage.RepositoryUsage, error) {
+	return t.repositoryRow(sqlRepositoryKept, repo)
+}
+
+func (t *Tx) repositoryRow(query, repo string) (u stowage.RepositoryUsage, err error) {
+	err = t.one(query, []any{repo}, &u.Name, &u.ReferencedBytes, &u.UniqueBytes, &u.Manifests, &u.Tags, &u.UntaggedManifests)
 	return u, err
 }
 

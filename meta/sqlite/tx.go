@@ -515,8 +515,16 @@ func sqlLimit(n int) int {
 	return n
 }
 
-func (t *Tx) RepositoryUsageOf(repo string) (u stowage.RepositoryUsage, err error) {
-	err = t.row(sqlRepositoryUsageOf, repo).Scan(&u.Name, &u.ReferencedBytes, &u.UniqueBytes, &u.Manifests, &u.Tags, &u.UntaggedManifests)
+func (t *Tx) RepositoryUsageOf(repo string) (stowage.RepositoryUsage, error) {
+	return t.repositoryRow(sqlRepositoryUsageOf, repo)
+}
+
+func (t *Tx) RepositoryKept(repo string) (stowage.RepositoryUsage, error) {
+	return t.repositoryRow(sqlRepositoryKept, repo)
+}
+
+func (t *Tx) repositoryRow(query, repo string) (u stowage.RepositoryUsage, err error) {
+	err = t.row(query, repo).Scan(&u.Name, &u.ReferencedBytes, &u.UniqueBytes, &u.Manifests, &u.Tags, &u.UntaggedManifests)
 	if errors.Is(err, sql.ErrNoRows) {
 		err = stowage.ErrNotFound
 	}
