@@ -1,8 +1,6 @@
 package sqlite
 
 import (
-	"context"
-	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -13,12 +11,7 @@ import (
 // old plan of sqlReferrers walked every manifest of the repository, once
 // per deleted manifest: quadratic, docs/performance.md "Deletes at scale").
 func TestDeletePlansDoNotWalkTheRepository(t *testing.T) {
-	ctx := context.Background()
-	db, err := Open(ctx, filepath.Join(t.TempDir(), "stowage.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := planDB(t)
 	walk := `SELECT ` + manifestColumns + ` FROM manifests WHERE repo = ? AND subject = ? AND subject <> '' ORDER BY digest`
 	for _, c := range []struct {
 		name, q string
@@ -48,20 +41,7 @@ func TestDeletePlansDoNotWalkTheRepository(t *testing.T) {
 		for i := range args {
 			args[i] = "x"
 		}
-		rows, err := db.ro.QueryContext(ctx, "EXPLAIN QUERY PLAN "+c.q, args...)
-		if err != nil {
-			t.Fatalf("%s: %v", c.name, err)
-		}
-		var plan []string
-		for rows.Next() {
-			var id, parent, unused int
-			var detail string
-			if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
-				t.Fatal(err)
-			}
-			plan = append(plan, detail)
-		}
-		rows.Close()
+		plan := queryPlan(t, db, c.name, c.q, args...)
 		bad := ""
 		for _, step := range plan {
 			f := strings.Fields(step)

@@ -1,8 +1,6 @@
 package sqlite
 
 import (
-	"context"
-	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -15,12 +13,7 @@ import (
 // collector's fence, the rows' deletion) search an index for each digest
 // they are given, never scanning a table.
 func TestGCPlansArePaged(t *testing.T) {
-	ctx := context.Background()
-	db, err := Open(ctx, filepath.Join(t.TempDir(), "stowage.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := planDB(t)
 	for _, c := range []struct {
 		name, q string
 		args    []any
@@ -34,20 +27,7 @@ func TestGCPlansArePaged(t *testing.T) {
 		{"DeleteBlobRows", sqlDeleteBlobsRows, []any{`["sha256:00"]`}, "SEARCH blobs USING PRIMARY KEY (digest=?)"},
 		{"RecycleOnlyBlobs", sqlRecycleOnlyBlobs, []any{"", 4096}, "SEARCH x USING * INDEX recycle_refs_digest (digest>?)"},
 	} {
-		rows, err := db.rw.QueryContext(ctx, "EXPLAIN QUERY PLAN "+c.q, c.args...)
-		if err != nil {
-			t.Fatalf("%s: %v", c.name, err)
-		}
-		var plan []string
-		for rows.Next() {
-			var id, parent, unused int
-			var detail string
-			if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
-				t.Fatal(err)
-			}
-			plan = append(plan, detail)
-		}
-		rows.Close()
+		plan := queryPlan(t, db, c.name, c.q, c.args...)
 		found := false
 		for _, step := range plan {
 			found = found || matchStep(step, c.want)

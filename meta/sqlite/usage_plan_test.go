@@ -1,8 +1,6 @@
 package sqlite
 
 import (
-	"context"
-	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -15,38 +13,21 @@ import (
 // Only a CTE's own rows, the 1-row usage_totals, and the walk of
 // repository_usage_size from the top (under a LIMIT) may be scanned.
 func TestUsagePlansStayInTheRepository(t *testing.T) {
-	ctx := context.Background()
-	db, err := Open(ctx, filepath.Join(t.TempDir(), "stowage.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := planDB(t)
 	for _, c := range []struct {
 		name, q string
 		args    []any
 		scans   []string // SCAN targets allowed
 	}{
 		{"RepositoryUsageOf", sqlRepositoryUsageOf, []any{"some/repo"}, nil},
+		{"RepositoryKept", sqlRepositoryKept, []any{"some/repo"}, nil},
 		{"RepositoryUsage page", sqlRepositoryUsage, []any{"some/repo", 100}, nil},
 		{"LargestRepositories", sqlLargestRepositories, []any{15}, []string{"repository_usage", "top"}},
 		{"ManifestUsage page", sqlManifestUsage, []any{"some/repo", "sha256:x", int64(1 << 60), 100}, []string{"page", "p", "h"}},
 		{"Totals", sqlUsageTotals, nil, []string{"usage_totals"}},
 		{"BlobTotals", sqlBlobTotals, nil, []string{"usage_totals"}},
 	} {
-		rows, err := db.ro.QueryContext(ctx, "EXPLAIN QUERY PLAN "+c.q, c.args...)
-		if err != nil {
-			t.Fatalf("%s: %v", c.name, err)
-		}
-		var plan []string
-		for rows.Next() {
-			var id, parent, unused int
-			var detail string
-			if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
-				t.Fatal(err)
-			}
-			plan = append(plan, detail)
-		}
-		rows.Close()
+		plan := queryPlan(t, db, c.name, c.q, c.args...)
 		for _, step := range plan {
 			f := strings.Fields(step)
 			if len(f) < 2 || f[0] != "SCAN" {
