@@ -388,6 +388,11 @@ type GC struct {
 	Lease Duration `yaml:"lease"`
 	// UploadExpiry: upload sessions idle this long are abandoned and removed.
 	UploadExpiry Duration `yaml:"upload_expiry"`
+	// SweepInterval: the background collector walks storage for objects no
+	// database row knows (a crash's leftovers; the one part of a collection
+	// that costs the registry's size) at most this often; its other runs
+	// cost what they collect. 0: every run. `stowage gc` always sweeps.
+	SweepInterval Duration `yaml:"sweep_interval"`
 }
 
 // Scrub configures the background scrub: every stored blob is read back,
@@ -511,7 +516,7 @@ func Default() Config {
 		Log:             Log{Level: "info", Format: "text"},
 		ShutdownTimeout: Duration(30 * time.Second),
 		GC: GC{Interval: Duration(time.Hour), Grace: Duration(time.Hour), Lease: Duration(time.Hour),
-			UploadExpiry: Duration(24 * time.Hour)},
+			UploadExpiry: Duration(24 * time.Hour), SweepInterval: Duration(24 * time.Hour)},
 		Retention: Retention{Interval: Duration(time.Hour)},
 		Scrub:     Scrub{Interval: Duration(7 * 24 * time.Hour)},
 		Events:    defaultEvents,
@@ -599,7 +604,7 @@ func (c *Config) ApplyEnv(getenv func(string) string) error {
 		c.filesystem().Fsync = &b
 	}
 	for name, dst := range map[string]*Duration{"STOWAGE_GC_INTERVAL": &c.GC.Interval, "STOWAGE_GC_GRACE": &c.GC.Grace,
-		"STOWAGE_GC_LEASE": &c.GC.Lease, "STOWAGE_GC_UPLOAD_EXPIRY": &c.GC.UploadExpiry} {
+		"STOWAGE_GC_LEASE": &c.GC.Lease, "STOWAGE_GC_UPLOAD_EXPIRY": &c.GC.UploadExpiry, "STOWAGE_GC_SWEEP_INTERVAL": &c.GC.SweepInterval} {
 		if v := getenv(name); v != "" {
 			d, err := time.ParseDuration(v)
 			if err != nil {
@@ -672,7 +677,7 @@ func (c *Config) Validate() error {
 	default:
 		errs = append(errs, fmt.Sprintf("log.format %q: want text or json", c.Log.Format))
 	}
-	for name, d := range map[string]Duration{"gc.interval": c.GC.Interval, "gc.grace": c.GC.Grace, "gc.lease": c.GC.Lease, "gc.upload_expiry": c.GC.UploadExpiry, "retention.interval": c.Retention.Interval, "scrub.interval": c.Scrub.Interval} {
+	for name, d := range map[string]Duration{"gc.interval": c.GC.Interval, "gc.grace": c.GC.Grace, "gc.lease": c.GC.Lease, "gc.upload_expiry": c.GC.UploadExpiry, "gc.sweep_interval": c.GC.SweepInterval, "retention.interval": c.Retention.Interval, "scrub.interval": c.Scrub.Interval} {
 		if d < 0 {
 			errs = append(errs, name+" must not be negative")
 		}

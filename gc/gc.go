@@ -30,7 +30,14 @@ type Options struct {
 	MinAge *time.Duration
 	// UploadExpiry: upload sessions idle this long are abandoned. Default 24h.
 	UploadExpiry time.Duration
-	DryRun       bool
+	// SweepEvery, if positive, limits the storage sweep (the walk of every
+	// stored object for ones no row knows, the one part of a collection
+	// that costs the registry's size rather than the work) to runs after
+	// the last full sweep is this old (recorded in the database, so nodes
+	// share it). Zero: every run sweeps (what an operator's `stowage gc`
+	// does; the background collector passes gc.sweep_interval).
+	SweepEvery time.Duration
+	DryRun     bool
 	// Progress, if set, is called as work is done: a phase name, items done
 	// and items known so far.
 	Progress func(phase string, done, total int64)
@@ -53,8 +60,13 @@ type Report struct {
 	// manifests) keep; a run after the entries expire collects them. Nil
 	// if there are none.
 	Recycled *Recycled `json:"recycled,omitempty"`
-	Started  string    `json:"started"`
-	Duration string    `json:"duration"`
+	// Swept: the run walked storage for objects no row knows. A run with
+	// SweepEvery that left it out says when the last full sweep was
+	// (LastSweep, RFC 3339 UTC).
+	Swept     bool   `json:"swept"`
+	LastSweep string `json:"lastSweep,omitempty"`
+	Started   string `json:"started"`
+	Duration  string `json:"duration"`
 }
 
 // Waiting counts unreferenced blobs kept for their grace period or lease.
@@ -269,12 +281,57 @@ func (c *Collector) collect(ctx context.Context, opts Options) (rep Report, err 
 
 	// 3. Objects in storage that no row knows: left by a crash between
 	// writing an object and recording it. Old enough ones are garbage.
-	if err := c.sweepOrphans(ctx, c.p.Now().Add(-lease), opts.DryRun, &rep, progress); err != nil {
+	sweep, last, err := c.sweepDue(ctx, opts.SweepEvery)
+	if err != nil {
 		return rep, err
+	}
+	if sweep {
+		began := c.p.Now()
+		if err := c.sweepOrphans(ctx, c.p.Now().Add(-lease), opts.DryRun, &rep, progress); err != nil {
+			return rep, err
+		}
+		rep.Swept = true
+		if !opts.DryRun {
+			if err := c.p.DB.Update(ctx, func(tx stowage.Tx) error {
+				return tx.Settings().PutSetting(lastSweepKey, began.UTC().Format(time.RFC3339Nano), began)
+			}); err != nil {
+				return rep, err
+			}
+		}
+	} else {
+		rep.LastSweep = last.UTC().Format(time.RFC3339)
 	}
 	c.p.Log.Info("garbage collection done", "blobs", rep.BlobsDeleted, "bytes", rep.BytesFreed,
 		"uploads", rep.UploadsExpired, "orphans", rep.OrphansDeleted, "dry_run", opts.DryRun)
 	return rep, nil
+}
+
+// lastSweepKey is the setting that holds when the last full storage sweep
+// began (RFC 3339): objects older than its cutoff were all checked then.
+const lastSweepKey = "gc.last_sweep"
+
+// sweepDue reports whether this run sweeps storage: always when every is
+// zero, else when the last full sweep began at least every ago (or never
+// ran). last is when it began.
+func (c *Collector) sweepDue(ctx context.Context, every time.Duration) (due bool, last time.Time, err error) {
+	if every <= 0 {
+		return true, time.Time{}, nil
+	}
+	var v string
+	err = c.p.DB.View(ctx, func(tx stowage.Tx) (err error) {
+		v, err = tx.Settings().GetSetting(lastSweepKey)
+		return err
+	})
+	if errors.Is(err, stowage.ErrNotFound) {
+		return true, time.Time{}, nil
+	}
+	if err != nil {
+		return false, time.Time{}, err
+	}
+	if last, err = time.Parse(time.RFC3339Nano, v); err != nil {
+		return true, time.Time{}, nil // unreadable: sweep, and write it anew
+	}
+	return !c.p.Now().Before(last.Add(every)), last, nil
 }
 
 // waiting counts the unreferenced blobs whose grace period or lease is not

@@ -313,3 +313,51 @@ func sweepDuringPushes(t *testing.T, db string) {
 		t.Errorf("object written during the sweep: %v", err)
 	}
 }
+
+// TestSweepEvery: with SweepEvery, a collection walks storage only when
+// the last full sweep (recorded in the database) is that old: the first
+// run sweeps, the next within the interval leaves an orphan alone and
+// says when the last sweep was, one after the interval (or with
+// SweepEvery 0, as `stowage gc` runs) sweeps again. A dry run records
+// nothing.
+func TestSweepEvery(t *testing.T) {
+	orphan := func(i int) bool { return i == 1 }
+	f := newSweepFixture(t, "sqlite", "mem", 3, orphan)
+	ctx := context.Background()
+	var now atomic.Pointer[time.Time]
+	t0 := time.Now().Add(2 * time.Hour) // the fixture's clock: its objects old enough
+	now.Store(&t0)
+	reg := stowage.NewRegistry(f.db, f.store, stowage.Options{Now: func() time.Time { return *now.Load() }})
+	at := func(d time.Duration) { t := t0.Add(d); now.Store(&t) }
+	run := func(step string, opts Options, swept bool, orphans int64) Report {
+		t.Helper()
+		rep, err := New(reg).Collect(ctx, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rep.Swept != swept || rep.OrphansDeleted != orphans || swept == (rep.LastSweep != "") {
+			t.Errorf("%s: swept %v, %d orphans, last sweep %q; want swept %v, %d orphans, a last sweep iff not swept",
+				step, rep.Swept, rep.OrphansDeleted, rep.LastSweep, swept, orphans)
+		}
+		return rep
+	}
+	every := Options{SweepEvery: time.Hour}
+	run("dry run, never swept", Options{SweepEvery: time.Hour, DryRun: true}, true, 1)
+	run("first run", every, true, 1)
+	// A crash leaves another orphan (old enough).
+	lost := []byte("left by a crash")
+	if err := f.store.Put(ctx, stowage.BlobKey(sha(lost)), bytes.NewReader(lost), int64(len(lost))); err != nil {
+		t.Fatal(err)
+	}
+	at(2 * time.Hour)
+	rep := run("within the interval", Options{SweepEvery: 3 * time.Hour}, false, 0)
+	if want := t0.UTC().Format(time.RFC3339); rep.LastSweep != want {
+		t.Errorf("last sweep %q, want %q", rep.LastSweep, want)
+	}
+	run("after the interval", every, true, 1)
+	run("the next, within", every, false, 0)
+	if err := f.store.Put(ctx, stowage.BlobKey(sha(lost)), bytes.NewReader(lost), int64(len(lost))); err != nil {
+		t.Fatal(err)
+	}
+	run("SweepEvery 0", Options{}, true, 1)
+}

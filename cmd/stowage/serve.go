@@ -331,7 +331,9 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	// run happens on one node (package jobs); the others skip it.
 	if cfg.GC.Interval > 0 {
 		m.scheduled(bg, reg, "garbage collection", "gc", time.Duration(cfg.GC.Interval), func(ctx context.Context) error {
-			_, err := gcRec.Collect(ctx, gcOpts)
+			sched := gcOpts
+			sched.SweepEvery = time.Duration(cfg.GC.SweepInterval)
+			_, err := gcRec.Collect(ctx, sched)
 			return err
 		})
 	}
