@@ -11,6 +11,7 @@ package gc
 import (
 	"context"
 	"errors"
+	"math"
 	"slices"
 	"strings"
 	"time"
@@ -37,7 +38,10 @@ type Options struct {
 	// share it). Zero: every run sweeps (what an operator's `stowage gc`
 	// does; the background collector passes gc.sweep_interval).
 	SweepEvery time.Duration
-	DryRun     bool
+	// NoSweep leaves the storage walk out of this run (`stowage gc
+	// --sweep=false`): a collection that costs what it collects.
+	NoSweep bool
+	DryRun  bool
 	// Progress, if set, is called as work is done: a phase name, items done
 	// and items known so far.
 	Progress func(phase string, done, total int64)
@@ -281,10 +285,15 @@ func (c *Collector) collect(ctx context.Context, opts Options) (rep Report, err 
 
 	// 3. Objects in storage that no row knows: left by a crash between
 	// writing an object and recording it. Old enough ones are garbage.
-	sweep, last, err := c.sweepDue(ctx, opts.SweepEvery)
+	every := opts.SweepEvery
+	if opts.NoSweep {
+		every = time.Duration(math.MaxInt64) // only for when it last ran
+	}
+	sweep, last, err := c.sweepDue(ctx, every)
 	if err != nil {
 		return rep, err
 	}
+	sweep = sweep && !opts.NoSweep
 	if sweep {
 		began := c.p.Now()
 		if err := c.sweepOrphans(ctx, c.p.Now().Add(-lease), opts.DryRun, &rep, progress); err != nil {
@@ -298,7 +307,7 @@ func (c *Collector) collect(ctx context.Context, opts Options) (rep Report, err 
 				return rep, err
 			}
 		}
-	} else {
+	} else if !last.IsZero() {
 		rep.LastSweep = last.UTC().Format(time.RFC3339)
 	}
 	c.p.Log.Info("garbage collection done", "blobs", rep.BlobsDeleted, "bytes", rep.BytesFreed,

@@ -359,5 +359,6 @@ func TestSweepEvery(t *testing.T) {
 	if err := f.store.Put(ctx, stowage.BlobKey(sha(lost)), bytes.NewReader(lost), int64(len(lost))); err != nil {
 		t.Fatal(err)
 	}
+	run("NoSweep", Options{NoSweep: true}, false, 0)
 	run("SweepEvery 0", Options{}, true, 1)
 }

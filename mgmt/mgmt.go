@@ -303,6 +303,13 @@ func (h *Handler) collect(ctx context.Context, w http.ResponseWriter, r *http.Re
 		}
 		opts.MinAge = &d
 	}
+	if s := r.URL.Query().Get("sweep"); s != "" {
+		b, err := strconv.ParseBool(s)
+		if err != nil {
+			return stowage.Errorf(stowage.CodeInvalidParameter, "sweep=%q: want true or false", s)
+		}
+		opts.NoSweep = !b
+	}
 	enc := streamJSON(w)
 	opts.Progress = enc.progress
 	rep, err := h.gc.Collect(ctx, opts)

@@ -1129,10 +1129,11 @@ uploads, and objects a crash left behind. Shows progress and a report.
 `
 
 func runGC(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	var dry *bool
+	var dry, sweep *bool
 	var minAge, output *string
 	fl, reg, ok := parseAdmin("gc", gcUsage, args, stderr, func(fl *flag.FlagSet) {
 		dry = fl.Bool("dry-run", false, "only report what would be freed")
+		sweep = fl.Bool("sweep", true, "also walk storage for objects a crash left without a database row (the part whose cost is the registry's size; --sweep=false leaves it out)")
 		output = fl.String("output", "table", "table or json")
 		minAge = fl.String("min-age", "", "override grace period and lease for this run (0s: collect everything unreferenced now; only when no push is in flight)")
 	})
@@ -1145,6 +1146,9 @@ func runGC(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	q := url.Values{}
 	if *dry {
 		q.Set("dry_run", "true")
+	}
+	if !*sweep {
+		q.Set("sweep", "false")
 	}
 	if *minAge != "" {
 		if _, err := time.ParseDuration(*minAge); err != nil {
@@ -1165,8 +1169,15 @@ func runGC(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if r.DryRun {
 		verb = "would free"
 	}
-	fmt.Fprintf(stdout, "garbage collection %s %s: %d blobs; %d abandoned uploads; %d leftover objects (%s); took %s\n",
-		verb, bytesStr(r.BytesFreed), r.BlobsDeleted, r.UploadsExpired, r.OrphansDeleted, bytesStr(r.OrphanBytes), r.Duration)
+	leftovers := fmt.Sprintf("%d leftover objects (%s)", r.OrphansDeleted, bytesStr(r.OrphanBytes))
+	if !r.Swept {
+		leftovers = "storage not walked for leftover objects"
+		if r.LastSweep != "" {
+			leftovers += " (last walk " + r.LastSweep + ")"
+		}
+	}
+	fmt.Fprintf(stdout, "garbage collection %s %s: %d blobs; %d abandoned uploads; %s; took %s\n",
+		verb, bytesStr(r.BytesFreed), r.BlobsDeleted, r.UploadsExpired, leftovers, r.Duration)
 	if w := r.Waiting; w != nil {
 		fmt.Fprintf(stdout, "%d blobs (%s) are waiting for the grace period or a lease (%s) — run `stowage gc --min-age 0s` to collect them now (only when no push is in flight)\n",
 			w.Blobs, bytesStr(w.Bytes), waitingWhen(w.Earliest, w.Latest))
