@@ -171,11 +171,17 @@ port_in_use() {
 	(exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
 }
 
-# pick_port : prints a currently free TCP port on 127.0.0.1.
+# pick_port : prints a currently free TCP port on 127.0.0.1, below the
+# kernel's ephemeral range (ip_local_port_range, 32768 by default), where
+# no outgoing connection takes a local port between the pick and the bind:
+# a region's port, chosen before its peer's configuration is written, was
+# taken that way in a CI run while other tests made many connections.
 pick_port() {
-	local i p
+	local i p lo=32768
+	read -r lo _ </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || lo=32768
+	[ "$lo" -gt 21024 ] 2>/dev/null || lo=32768
 	for ((i = 0; i < 100; i++)); do
-		p=$((20000 + (RANDOM * 32768 + RANDOM) % 40000))
+		p=$((20000 + (RANDOM * 32768 + RANDOM) % (lo - 20000)))
 		if ! port_in_use "$p"; then
 			echo "$p"
 			return 0
