@@ -624,3 +624,48 @@ func TestWritersDoNotDeadlock(t *testing.T) {
 func digestOf(s string) string {
 	return fmt.Sprintf("sha256:%x", sha256.Sum256([]byte(s)))
 }
+
+// TestCancelledRequestEndsItsQuery: when a request's context ends, its
+// query ends on the server too, not only the client's side of the
+// connection. (Suspected when a query held a core for 34 minutes in a
+// scale run; pgx's default context handling passes this test, so that
+// query outlived something else, not its request's context.)
+func TestCancelledRequestEndsItsQuery(t *testing.T) {
+	db := open(t, pgtest.Schema(t, "stowage_test"))
+	marker := fmt.Sprintf("stowage-cancel-%d", time.Now().UnixNano())
+	qctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	t0 := time.Now()
+	err := db.View(qctx, func(tx stowage.Tx) error {
+		_, err := tx.Settings().GetSetting("x") // the transaction is open
+		if err != nil && !errors.Is(err, stowage.ErrNotFound) {
+			return err
+		}
+		// CPU-bound, no sleep: PostgreSQL notices a closed connection only
+		// when it writes to it.
+		return postgres.Exec(tx, "SELECT count(*) FROM generate_series(1, 10000000000) /* "+marker+" */")
+	})
+	if err == nil || time.Since(t0) > 10*time.Second {
+		t.Fatalf("a query past its context: %v after %v, want an error within the cancel's few seconds", err, time.Since(t0))
+	}
+	// The server's side: no backend runs it any more.
+	conn, err := pgx.Connect(ctx, pgtest.Schema(t, "stowage_test"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		var n int
+		if err := conn.QueryRow(ctx, "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND query LIKE '%'||$1||'%' AND pid <> pg_backend_pid()", marker).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if n == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the query still runs on the server %v after its context ended", time.Since(t0))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
