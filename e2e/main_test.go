@@ -17,11 +17,13 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	mrand "math/rand/v2"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -124,8 +126,29 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
+// freePort returns a port free on 127.0.0.1 now, below the kernel's
+// ephemeral range (as scripts/lib.sh pick_port): a port from ":0" is an
+// ephemeral one, which any outgoing connection may take before the server
+// that is handed it listens (a peer's address is written into another
+// server's configuration before it starts, so that server cannot retry on
+// another port).
 func freePort(t testing.TB) int {
 	t.Helper()
+	lo := 32768
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			if n, err := strconv.Atoi(f[0]); err == nil && n > 21024 {
+				lo = n
+			}
+		}
+	}
+	for range 100 {
+		p := 20000 + mrand.IntN(lo-20000)
+		if ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p)); err == nil {
+			ln.Close()
+			return p
+		}
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatalf("find a free port: %v", err)
