@@ -836,7 +836,16 @@ func testOneNodeDelivers(t *testing.T, open openDB) {
 		t.Fatal(err)
 	}
 	stopA := e.run(e.svc)
-	time.Sleep(100 * time.Millisecond) // A takes the lock first
+	// A takes the lock first (a fixed 100 ms sleep was not always enough
+	// under -race on a loaded machine: B took it, and the test failed).
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if _, st, _ := e.svc.Show(e.ctx, "ci"); st.Running {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the first node did not start delivering within 10 s")
+		}
+	}
 	b := e.service()
 	e.run(b)
 	for i := range 5 {
