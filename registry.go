@@ -474,10 +474,15 @@ func (r *Registry) recordBlob(ctx context.Context, repo string, d Digest, size i
 		if err := r.checkLimitsAtRecord(ctx, tx, repo, d, size); err != nil {
 			return err
 		}
-		if b, err = markLive(tx, d, size, now); err != nil {
+		// The repository's row before the blob's (whose change updates a
+		// held_bytes shard): the lock order of every writer (PostgreSQL
+		// migration 0015), which a manifest push keeps too. The other
+		// order deadlocked with a manifest push of the same repository
+		// whose digest fell on the same shard.
+		if err := tx.Repositories().CreateRepository(repo, now); err != nil {
 			return err
 		}
-		if err := tx.Repositories().CreateRepository(repo, now); err != nil {
+		if b, err = markLive(tx, d, size, now); err != nil {
 			return err
 		}
 		return tx.Blobs().LinkBlob(repo, d, now)
