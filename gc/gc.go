@@ -290,10 +290,10 @@ func (c *Collector) collect(ctx context.Context, opts Options) (rep Report, err 
 		every = time.Duration(math.MaxInt64) // only for when it last ran
 	}
 	sweep, last, err := c.sweepDue(ctx, every)
-	if err != nil {
+	if err != nil && !opts.NoSweep {
 		return rep, err
 	}
-	sweep = sweep && !opts.NoSweep
+	sweep = sweep && !opts.NoSweep // (reading when it last ran is for the report only then)
 	if sweep {
 		began := c.p.Now()
 		if err := c.sweepOrphans(ctx, c.p.Now().Add(-lease), opts.DryRun, &rep, progress); err != nil {
@@ -340,7 +340,13 @@ func (c *Collector) sweepDue(ctx context.Context, every time.Duration) (due bool
 	if last, err = time.Parse(time.RFC3339Nano, v); err != nil {
 		return true, time.Time{}, nil // unreadable: sweep, and write it anew
 	}
-	return !c.p.Now().Before(last.Add(every)), last, nil
+	now := c.p.Now()
+	if last.After(now.Add(time.Hour)) {
+		// Written by a node whose clock ran ahead: it would hold every
+		// sweep off until then. Sweep, and write this node's time.
+		return true, last, nil
+	}
+	return !now.Before(last.Add(every)), last, nil
 }
 
 // waiting counts the unreferenced blobs whose grace period or lease is not

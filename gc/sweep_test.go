@@ -360,5 +360,16 @@ func TestSweepEvery(t *testing.T) {
 		t.Fatal(err)
 	}
 	run("NoSweep", Options{NoSweep: true}, false, 0)
+	// A node whose clock ran a day ahead recorded its sweep: the others
+	// do not wait a day for the next.
+	if err := f.db.Update(ctx, func(tx stowage.Tx) error {
+		return tx.Settings().PutSetting(lastSweepKey, t0.Add(26*time.Hour).Format(time.RFC3339Nano), t0)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	run("after a sweep recorded in the future", every, true, 1)
+	if err := f.store.Put(ctx, stowage.BlobKey(sha(lost)), bytes.NewReader(lost), int64(len(lost))); err != nil {
+		t.Fatal(err)
+	}
 	run("SweepEvery 0", Options{}, true, 1)
 }
