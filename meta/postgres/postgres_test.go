@@ -669,3 +669,84 @@ func TestCancelledRequestEndsItsQuery(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// TestLoadReplaceKeepsSums: `stowage migrate-metadata --force` loads a
+// registry over one that holds metadata (Load with replace). The sums the
+// triggers keep (held bytes, live blobs, usage) must then be the loaded
+// registry's: TRUNCATE fires no triggers, so they kept the old rows'
+// share and the copy added its own on top (found by an outside review).
+func TestLoadReplaceKeepsSums(t *testing.T) {
+	src := open(t, pgtest.Schema(t, "stowage_test"))
+	dst := open(t, pgtest.Schema(t, "stowage_test"))
+	now := time.Unix(1, 0)
+	fill := func(db *postgres.DB, repo string, n int) {
+		t.Helper()
+		if err := db.Update(ctx, func(tx stowage.Tx) error {
+			if err := tx.Repositories().CreateRepository(repo, now); err != nil {
+				return err
+			}
+			for i := range n {
+				c, m := stowage.Digest(digestOf(fmt.Sprintf("%s config %d", repo, i))), stowage.Digest(digestOf(fmt.Sprintf("%s manifest %d", repo, i)))
+				for _, b := range []stowage.BlobRecord{{Digest: c, Size: int64(10 + i)}, {Digest: m, Size: 100}} {
+					b.Created, b.State, b.LastUsed, b.UnreferencedSince = now, stowage.BlobLive, now, now
+					if err := tx.Blobs().PutBlob(b); err != nil {
+						return err
+					}
+				}
+				rec := stowage.ManifestRecord{Repo: repo, Digest: m, MediaType: "application/vnd.oci.image.manifest.v1+json", Size: 100, Created: now}
+				if err := tx.Manifests().PutManifest(rec, []stowage.ManifestRef{{Digest: c, Kind: stowage.RefBlob}}); err != nil {
+					return err
+				}
+				if err := tx.Tags().PutTag(repo, fmt.Sprintf("v%d", i), m, now); err != nil {
+					return err
+				}
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fill(src, "loaded", 5)
+	fill(dst, "old", 7) // what --force replaces
+	sums := func(db *postgres.DB) (u stowage.UsageTotals, held int64) {
+		t.Helper()
+		if err := db.View(ctx, func(tx stowage.Tx) (err error) {
+			if u, err = tx.Usage().Totals(); err != nil {
+				return err
+			}
+			held, err = tx.Usage().HeldBytes()
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return u, held
+	}
+	for round := range 2 {
+		err := dst.Load(ctx, true, func(l *postgres.Loader) error {
+			for _, tb := range tables.All {
+				var rows [][]any
+				if err := src.ReadTable(ctx, tb, func(row []any) error { rows = append(rows, row); return nil }); err != nil {
+					return err
+				}
+				i := 0
+				if _, err := l.Copy(tb, func() ([]any, bool, error) {
+					if i == len(rows) {
+						return nil, false, nil
+					}
+					i++
+					return rows[i-1], true, nil
+				}); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantU, wantHeld := sums(src)
+		if gotU, gotHeld := sums(dst); gotU != wantU || gotHeld != wantHeld {
+			t.Errorf("load %d with replace: totals %+v, held %d; want the source's %+v, %d", round+1, gotU, gotHeld, wantU, wantHeld)
+		}
+	}
+}

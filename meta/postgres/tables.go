@@ -104,6 +104,13 @@ func (l *Loader) Copy(t tables.Table, next func() (row []any, ok bool, err error
 	return n, nil
 }
 
+// sqlResetDerived empties what the triggers keep from the tables
+// (tables.Derived that are sums of them) to their state on an empty
+// database: no per-repository rows, every shard row at zero.
+const sqlResetDerived = `TRUNCATE usage_digests, repository_usage;
+	UPDATE held_bytes SET bytes = 0, blobs = 0, live_bytes = 0;
+	UPDATE usage_totals SET repositories = 0, referenced_bytes = 0, manifests = 0, tags = 0, untagged = 0`
+
 // ErrNotEmpty is Load's answer when the database already holds metadata.
 var ErrNotEmpty = errors.New("the PostgreSQL database already holds registry metadata")
 
@@ -121,6 +128,12 @@ func (db *DB) Load(ctx context.Context, replace bool, fn func(*Loader) error) er
 			}
 			if _, err := tx.Exec(ctx, "TRUNCATE "+strings.Join(names, ", ")+" RESTART IDENTITY"); err != nil {
 				return fmt.Errorf("empty the target database: %w", err)
+			}
+			// TRUNCATE fires no row triggers: the sums they keep would
+			// still count the old rows, and the copy's triggers add the new
+			// ones on top. Start them from zero, as on an empty database.
+			if _, err := tx.Exec(ctx, sqlResetDerived); err != nil {
+				return fmt.Errorf("empty the target database's kept sums: %w", err)
 			}
 		} else {
 			for _, t := range tables.All {
