@@ -19,7 +19,10 @@
 -- usage_repo takes the repositories row first, so a manifest insert
 -- (which reaches repository_usage before its tag reaches tags_version)
 -- and a tag delete (tags_version first) cannot wait on each other in a
--- cycle. Blob rows lock only held_bytes; repository rows never do.
+-- cycle. A blob row's change locks a held_bytes row; a transaction that
+-- also writes a repository's rows takes them first (the engine's blob
+-- upload and manifest push both touch the repositories row before the
+-- blob's), so a held_bytes row is never held while one waits for them.
 CREATE TABLE usage_digests (
 	repo      TEXT COLLATE "C" NOT NULL,
 	digest    TEXT COLLATE "C" NOT NULL,
