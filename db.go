@@ -57,6 +57,41 @@ type Tx interface {
 	DataKeys() DataKeyTx
 	// Events appends to the change feed, in this transaction.
 	Events() EventTx
+	// CollectQueue is the collector's queue of digests to look at.
+	CollectQueue() CollectQueueTx
+}
+
+// CollectQueueTx is garbage collection's queue: the digests that may have
+// become garbage since a collection last looked at them. The databases
+// keep it with triggers, in the writing transaction, whoever writes: a new
+// blob row enters it, and so does every digest that loses a manifest, a
+// reference or a recycle bin reference to it (a deleted blob row leaves
+// it). So every blob that nothing references is in the queue, and a
+// collection reads the queue instead of every blob of the registry: its
+// cost follows what changed since the last one, not the registry's size.
+// A full pass (with the storage sweep) enqueues every unreferenced blob
+// again from the blob rows, which also repairs a queue that missed one.
+type CollectQueueTx interface {
+	// QueuedBlobs lists the queue after `after` in digest order, at most
+	// limit entries: each digest with its blob row (only Digest set, State
+	// "", if it has none) and whether a manifest, reference or recycle bin
+	// entry references it.
+	QueuedBlobs(after Digest, limit int) ([]QueuedBlob, error)
+	// Enqueue adds ds to the queue (no-op for those already in it).
+	Enqueue(ds []Digest) error
+	// Dequeue removes those of ds that need no collecting: without a blob
+	// row in state pending or live, or referenced (re-checked in the
+	// statement, so one referenced no more stays). It returns how many it
+	// removed.
+	Dequeue(ds []Digest) (int64, error)
+	// CountQueued counts the queue.
+	CountQueued() (int64, error)
+}
+
+// QueuedBlob is an entry of the collector's queue (CollectQueueTx).
+type QueuedBlob struct {
+	BlobRecord
+	Referenced bool
 }
 
 // DataKeyTx reads and writes a data key in the same transaction as a value

@@ -388,10 +388,11 @@ type GC struct {
 	Lease Duration `yaml:"lease"`
 	// UploadExpiry: upload sessions idle this long are abandoned and removed.
 	UploadExpiry Duration `yaml:"upload_expiry"`
-	// SweepInterval: the background collector walks storage for objects no
-	// database row knows (a crash's leftovers; the one part of a collection
-	// that costs the registry's size) at most this often; its other runs
-	// cost what they collect. 0: every run. `stowage gc` always sweeps.
+	// SweepInterval: the background collector makes a full pass (reads
+	// every blob row, not only the queue of what changed, and walks storage
+	// for objects no database row knows: the part of a collection that
+	// costs the registry's size) at most this often; its other runs cost
+	// what changed since the last. 0: every run. `stowage gc` always does.
 	SweepInterval Duration `yaml:"sweep_interval"`
 }
 

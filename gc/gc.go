@@ -31,15 +31,17 @@ type Options struct {
 	MinAge *time.Duration
 	// UploadExpiry: upload sessions idle this long are abandoned. Default 24h.
 	UploadExpiry time.Duration
-	// SweepEvery, if positive, limits the storage sweep (the walk of every
-	// stored object for ones no row knows, the one part of a collection
-	// that costs the registry's size rather than the work) to runs after
-	// the last full sweep is this old (recorded in the database, so nodes
-	// share it). Zero: every run sweeps (what an operator's `stowage gc`
-	// does; the background collector passes gc.sweep_interval).
+	// SweepEvery, if positive, limits the full pass (every blob row read
+	// for unreferenced ones, not only the queue, and the storage sweep: the
+	// walk of every stored object for ones no row knows; the part of a
+	// collection that costs the registry's size rather than the work) to
+	// runs after the last full pass is this old (recorded in the database,
+	// so nodes share it). Zero: every run is a full pass (what an
+	// operator's `stowage gc` does; the background collector passes
+	// gc.sweep_interval).
 	SweepEvery time.Duration
-	// NoSweep leaves the storage walk out of this run (`stowage gc
-	// --sweep=false`): a collection that costs what it collects.
+	// NoSweep makes this run read only the queue (`stowage gc
+	// --sweep=false`): a collection that costs what changed since the last.
 	NoSweep bool
 	DryRun  bool
 	// Progress, if set, is called as work is done: a phase name, items done
@@ -210,92 +212,51 @@ func (c *Collector) collect(ctx context.Context, opts Options) (rep Report, err 
 		return rep, err
 	}
 
-	// 2. Unreferenced blobs, batch by batch. First count them, so progress
-	// has a total (the count can only shrink: new candidates are too young).
-	var total int64
-	now0 := c.p.Now()
-	for after := stowage.Digest(""); ; {
-		var cands []stowage.BlobRecord
-		err := c.p.DB.View(ctx, func(tx stowage.Tx) (err error) {
-			cands, err = tx.Blobs().CollectableBlobs(now0.Add(-grace), now0.Add(-lease), after, 4096)
-			return err
-		})
-		if err != nil {
-			return rep, err
-		}
-		if len(cands) == 0 {
-			break
-		}
-		total += int64(len(cands))
-		after = cands[len(cands)-1].Digest
+	// Whether this run is a full pass: the storage sweep, and every blob
+	// row read for candidates instead of only the queue (a repair should
+	// the queue ever miss one).
+	every := opts.SweepEvery
+	if opts.NoSweep {
+		every = time.Duration(math.MaxInt64) // only for when it last ran
 	}
-	progress("blobs", 0, total)
-	var after stowage.Digest
-	for {
-		if err := ctx.Err(); err != nil {
-			return rep, err
-		}
-		now := c.p.Now()
-		unrefBefore, usedBefore := now.Add(-grace), now.Add(-lease)
-		// Candidates come from a snapshot; each is re-checked where it is
-		// marked. A range query inside the marking transaction would
-		// conflict, under PostgreSQL's serializable isolation, with every
-		// push that writes any blob row meanwhile, and keep failing.
-		var cands []stowage.BlobRecord
-		err := c.p.DB.View(ctx, func(tx stowage.Tx) (err error) {
-			cands, err = tx.Blobs().CollectableBlobs(unrefBefore, usedBefore, after, batchSize)
-			return err
-		})
-		if err != nil {
-			return rep, err
-		}
-		if len(cands) == 0 {
-			break
-		}
-		after = cands[len(cands)-1].Digest
-		if opts.DryRun {
-			for _, b := range cands {
-				rep.BlobsDeleted++
-				rep.BytesFreed += b.Size
-				rep.Digests = append(rep.Digests, b.Digest)
-			}
-			progress("blobs", rep.BlobsDeleted, max(total, rep.BlobsDeleted))
-			continue
-		}
-		for i := 0; i < len(cands); i += markBatch {
-			batch, err := c.markCollectable(ctx, cands[i:min(i+markBatch, len(cands))], unrefBefore, usedBefore)
-			if err != nil {
-				return rep, err
-			}
-			if err := c.deleteBatch(ctx, batch, &rep); err != nil {
-				return rep, err
-			}
-		}
-		progress("blobs", rep.BlobsDeleted, max(total, rep.BlobsDeleted))
-	}
-
-	// 2b. What stays unreferenced but too young to collect, and what only
-	// the recycle bin keeps.
-	if rep.Waiting, err = c.waiting(ctx, grace, lease); err != nil {
+	full, last, err := c.sweepDue(ctx, every)
+	if err != nil && !opts.NoSweep {
 		return rep, err
 	}
+	full = full && !opts.NoSweep // (reading when it last ran is for the report only then)
+	began := c.p.Now()
+
+	// 2. Unreferenced blobs, a page of candidates at a time: the queue of
+	// digests that may have become garbage (CollectQueueTx), which every
+	// unreferenced blob is in. A full pass first reads every blob row for
+	// unreferenced ones and puts those still too young back in the queue;
+	// a full dry run reads only the blob rows (it cannot repair the
+	// queue, so it reports what the blob rows say).
+	w := &waitTally{grace: grace, lease: lease}
+	switch {
+	case full && opts.DryRun:
+		err = c.collectFrom(ctx, fromBlobs, opts.DryRun, grace, lease, w, &rep, progress)
+	case full:
+		if err = c.collectFrom(ctx, fromBlobs, opts.DryRun, grace, lease, nil, &rep, progress); err == nil {
+			err = c.collectFrom(ctx, fromQueue, opts.DryRun, grace, lease, w, &rep, progress)
+		}
+	default:
+		err = c.collectFrom(ctx, fromQueue, opts.DryRun, grace, lease, w, &rep, progress)
+	}
+	if err != nil {
+		return rep, err
+	}
+
+	// 2b. What stays unreferenced but too young to collect (counted by the
+	// walk), and what only the recycle bin keeps.
+	rep.Waiting = w.report()
 	if rep.Recycled, err = c.recycled(ctx); err != nil {
 		return rep, err
 	}
 
 	// 3. Objects in storage that no row knows: left by a crash between
 	// writing an object and recording it. Old enough ones are garbage.
-	every := opts.SweepEvery
-	if opts.NoSweep {
-		every = time.Duration(math.MaxInt64) // only for when it last ran
-	}
-	sweep, last, err := c.sweepDue(ctx, every)
-	if err != nil && !opts.NoSweep {
-		return rep, err
-	}
-	sweep = sweep && !opts.NoSweep // (reading when it last ran is for the report only then)
-	if sweep {
-		began := c.p.Now()
+	if full {
 		if err := c.sweepOrphans(ctx, c.p.Now().Add(-lease), opts.DryRun, &rep, progress); err != nil {
 			return rep, err
 		}
@@ -349,51 +310,179 @@ func (c *Collector) sweepDue(ctx context.Context, every time.Duration) (due bool
 	return !now.Before(last.Add(every)), last, nil
 }
 
-// waiting counts the unreferenced blobs whose grace period or lease is not
-// over: CollectableBlobs with cutoffs in the far future lists every
-// unreferenced blob in state pending or live; those that would be
-// collectable now (a dry run leaves them) are not waiting.
-func (c *Collector) waiting(ctx context.Context, grace, lease time.Duration) (*Waiting, error) {
-	now := c.p.Now()
-	far := now.Add(100 * 365 * 24 * time.Hour)
-	var w Waiting
-	var earliest, latest time.Time
-	for after := stowage.Digest(""); ; {
-		var bs []stowage.BlobRecord
-		err := c.p.DB.View(ctx, func(tx stowage.Tx) (err error) {
-			bs, err = tx.Blobs().CollectableBlobs(far, far, after, 4096)
+// source is where a walk of step 2 reads its candidates: a page of them
+// in digest order after `after`.
+type source int
+
+const (
+	// fromQueue: the collector's queue (CollectQueueTx.QueuedBlobs), with
+	// entries that need no collecting (referenced, no blob row) among them.
+	fromQueue source = iota
+	// fromBlobs: every blob row, of which the unreferenced ones in state
+	// pending or live (CollectableBlobs with cutoffs in the far future).
+	fromBlobs
+)
+
+// Pages of step 2's walks: a queue page is checked by one statement and
+// its entries that need no collecting removed by another; a page of blob
+// rows (the full pass) is a walk of the table's primary key and one
+// statement to enqueue. Either holds a bounded number of records, whatever
+// the registry's size.
+const (
+	queuePage = 1024
+	blobsPage = 4096
+)
+
+// page reads one page of src.
+func (c *Collector) page(ctx context.Context, src source, after stowage.Digest) ([]stowage.QueuedBlob, error) {
+	var page []stowage.QueuedBlob
+	err := c.p.DB.View(ctx, func(tx stowage.Tx) error {
+		if src == fromQueue {
+			var err error
+			page, err = tx.CollectQueue().QueuedBlobs(after, queuePage)
 			return err
-		})
+		}
+		far := c.p.Now().Add(100 * 365 * 24 * time.Hour)
+		bs, err := tx.Blobs().CollectableBlobs(far, far, after, blobsPage)
+		page = make([]stowage.QueuedBlob, len(bs))
+		for i, b := range bs {
+			page[i] = stowage.QueuedBlob{BlobRecord: b}
+		}
+		return err
+	})
+	return page, err
+}
+
+// collectFrom walks src a page at a time. Each entry is one of:
+//
+//   - nothing to collect: no blob row in state pending or live, or
+//     referenced. Removed from the queue (CollectQueueTx.Dequeue
+//     re-checks it, so one referenced no more stays).
+//   - collectable: unreferenced, grace period and lease over. Fenced and
+//     deleted (markCollectable re-checks it: Collect's doc), or counted in
+//     a dry run.
+//   - waiting: unreferenced but too young. Counted in w (if not nil).
+//
+// Read from the blob rows (a full pass), every entry is unreferenced and
+// the page goes into the queue first.
+//
+// Candidates come from a snapshot; each is re-checked where it is marked.
+// A range query inside the marking transaction would conflict, under
+// PostgreSQL's serializable isolation, with every push that writes any
+// blob row meanwhile, and keep failing.
+func (c *Collector) collectFrom(ctx context.Context, src source, dryRun bool, grace, lease time.Duration, w *waitTally, rep *Report, progress func(string, int64, int64)) error {
+	phase, total := "candidates", int64(0)
+	if src == fromBlobs {
+		phase = "unreferenced blobs (full pass)"
+	} else if err := c.p.DB.View(ctx, func(tx stowage.Tx) (err error) {
+		total, err = tx.CollectQueue().CountQueued()
+		return err
+	}); err != nil {
+		return err
+	}
+	progress(phase, 0, total)
+	var seen int64
+	for after := stowage.Digest(""); ; {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		page, err := c.page(ctx, src, after)
 		if err != nil {
-			return nil, err
+			return err
 		}
-		if len(bs) == 0 {
-			break
+		if len(page) == 0 {
+			return nil
 		}
-		after = bs[len(bs)-1].Digest
-		for _, b := range bs {
-			when := b.UnreferencedSince.Add(grace)
-			if l := b.LastUsed.Add(lease); l.After(when) {
-				when = l
-			}
-			if !when.After(now) {
-				continue
-			}
-			w.Blobs++
-			w.Bytes += b.Size
-			if earliest.IsZero() || when.Before(earliest) {
-				earliest = when
-			}
-			if when.After(latest) {
-				latest = when
+		after = page[len(page)-1].Digest
+		seen += int64(len(page))
+		now := c.p.Now()
+		unrefBefore, usedBefore := now.Add(-grace), now.Add(-lease)
+		var drop, all []stowage.Digest
+		var cands []stowage.BlobRecord
+		for _, q := range page {
+			all = append(all, q.Digest)
+			switch {
+			case q.Referenced || q.State != stowage.BlobPending && q.State != stowage.BlobLive:
+				drop = append(drop, q.Digest)
+			case !q.UnreferencedSince.After(unrefBefore) && !q.LastUsed.After(usedBefore):
+				cands = append(cands, q.BlobRecord)
+			default:
+				if w != nil {
+					w.add(q.BlobRecord, now)
+				}
 			}
 		}
+		if dryRun {
+			for _, b := range cands {
+				rep.BlobsDeleted++
+				rep.BytesFreed += b.Size
+				rep.Digests = append(rep.Digests, b.Digest)
+			}
+			progress(phase, seen, max(total, seen))
+			continue
+		}
+		// A full pass puts the page (every entry unreferenced) in the queue:
+		// what is collected leaves it with its blob row, and what is not
+		// (too young, or used again before its fence) is found by later runs.
+		if src == fromBlobs || len(drop) > 0 {
+			if err := c.p.DB.Update(ctx, func(tx stowage.Tx) error {
+				if src == fromBlobs {
+					return tx.CollectQueue().Enqueue(all)
+				}
+				_, err := tx.CollectQueue().Dequeue(drop)
+				return err
+			}); err != nil {
+				return err
+			}
+		}
+		for i := 0; i < len(cands); i += markBatch {
+			batch, err := c.markCollectable(ctx, cands[i:min(i+markBatch, len(cands))], unrefBefore, usedBefore)
+			if err != nil {
+				return err
+			}
+			if err := c.deleteBatch(ctx, batch, rep); err != nil {
+				return err
+			}
+		}
+		progress(phase, seen, max(total, seen))
 	}
-	if w.Blobs == 0 {
-		return nil, nil
+}
+
+// waitTally counts the unreferenced blobs whose grace period or lease is
+// not over (Report.Waiting).
+type waitTally struct {
+	grace, lease     time.Duration
+	w                Waiting
+	earliest, latest time.Time
+}
+
+// add counts b, not collectable at now.
+func (t *waitTally) add(b stowage.BlobRecord, now time.Time) {
+	when := b.UnreferencedSince.Add(t.grace)
+	if l := b.LastUsed.Add(t.lease); l.After(when) {
+		when = l
 	}
-	w.Earliest, w.Latest = earliest.UTC().Format(time.RFC3339), latest.UTC().Format(time.RFC3339)
-	return &w, nil
+	if !when.After(now) {
+		return
+	}
+	t.w.Blobs++
+	t.w.Bytes += b.Size
+	if t.earliest.IsZero() || when.Before(t.earliest) {
+		t.earliest = when
+	}
+	if when.After(t.latest) {
+		t.latest = when
+	}
+}
+
+// report is the tally for the report: nil if nothing waits.
+func (t *waitTally) report() *Waiting {
+	if t.w.Blobs == 0 {
+		return nil
+	}
+	w := t.w
+	w.Earliest, w.Latest = t.earliest.UTC().Format(time.RFC3339), t.latest.UTC().Format(time.RFC3339)
+	return &w
 }
 
 // recycled counts the blobs only recycle bin entries keep (what a run

@@ -1133,7 +1133,7 @@ func runGC(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	var minAge, output *string
 	fl, reg, ok := parseAdmin("gc", gcUsage, args, stderr, func(fl *flag.FlagSet) {
 		dry = fl.Bool("dry-run", false, "only report what would be freed")
-		sweep = fl.Bool("sweep", true, "also walk storage for objects a crash left without a database row (the part whose cost is the registry's size; --sweep=false leaves it out)")
+		sweep = fl.Bool("sweep", true, "make this run a full pass: read every blob row (not only the queue of what changed since the last run) and walk storage for objects a crash left without a database row; the part whose cost is the registry's size, which --sweep=false leaves out")
 		output = fl.String("output", "table", "table or json")
 		minAge = fl.String("min-age", "", "override grace period and lease for this run (0s: collect everything unreferenced now; only when no push is in flight)")
 	})

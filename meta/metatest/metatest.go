@@ -31,6 +31,7 @@ func Run(t *testing.T, open func(t *testing.T) stowage.DB) {
 		{"Uploads", testUploads},
 		{"GarbageCollectionQueries", testGCQueries},
 		{"ExistingBlobs", testExistingBlobs}, {"MarkCollectable", testMarkCollectable}, {"RecycleOnlyBlobs", testRecycleOnlyBlobs},
+		{"CollectQueue", testCollectQueue},
 		{"Locks", testLocks},
 		{"DeleteRepository", testDeleteRepository},
 		{"DeleteQueries", testDeleteQueries},

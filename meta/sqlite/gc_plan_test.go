@@ -26,6 +26,10 @@ func TestGCPlansArePaged(t *testing.T) {
 		{"DeleteBlobRows links", sqlDeleteBlobsLinks, []any{`["sha256:00"]`}, "SEARCH repository_blobs USING * INDEX repository_blobs_digest (digest=?)"},
 		{"DeleteBlobRows", sqlDeleteBlobsRows, []any{`["sha256:00"]`}, "SEARCH blobs USING PRIMARY KEY (digest=?)"},
 		{"RecycleOnlyBlobs", sqlRecycleOnlyBlobs, []any{"", 4096}, "SEARCH x USING * INDEX recycle_refs_digest (digest>?)"},
+		{"QueuedBlobs", sqlQueuedBlobs, []any{"", 1024}, "SEARCH q USING PRIMARY KEY (digest>?)"},
+		{"QueuedBlobs' rows", sqlQueuedBlobs, []any{"", 1024}, "SEARCH b USING PRIMARY KEY (digest=?) LEFT-JOIN"},
+		{"Dequeue", sqlDequeue, []any{`["sha256:00"]`}, "SEARCH gc_queue USING PRIMARY KEY (digest=?)"},
+		{"Enqueue", sqlEnqueue, []any{`["sha256:00"]`}, "SCAN json_each VIRTUAL TABLE INDEX 1:"},
 	} {
 		plan := queryPlan(t, db, c.name, c.q, c.args...)
 		found := false

@@ -48,7 +48,7 @@ var All = []Table{
 // (the web UI's logins) is transient too: after a copy, people log in again.
 // usage_digests, repository_usage and usage_totals (the usage kept by
 // triggers) are rebuilt by loading All, as held_bytes is.
-var Derived = []string{"held_bytes", "rate_buckets", "usage_repositories", "ui_sessions", "usage_digests", "repository_usage", "usage_totals"}
+var Derived = []string{"held_bytes", "rate_buckets", "usage_repositories", "ui_sessions", "usage_digests", "repository_usage", "usage_totals", "gc_queue"}
 
 // PostgresOnly lists the tables only the PostgreSQL schema has, not copied
 // either: feed_state, the change feed's sequencer (the next seq to give,
