@@ -371,17 +371,20 @@ func (c *Collector) page(ctx context.Context, src source, after stowage.Digest) 
 // PostgreSQL's serializable isolation, with every push that writes any
 // blob row meanwhile, and keep failing.
 func (c *Collector) collectFrom(ctx context.Context, src source, dryRun bool, grace, lease time.Duration, w *waitTally, rep *Report, progress func(string, int64, int64)) error {
-	phase, total := "candidates", int64(0)
-	if src == fromBlobs {
-		phase = "unreferenced blobs (full pass)"
-	} else if err := c.p.DB.View(ctx, func(tx stowage.Tx) (err error) {
-		total, err = tx.CollectQueue().CountQueued()
-		return err
-	}); err != nil {
-		return err
+	// Progress: phase "blobs", the blobs collected (or, in a dry run,
+	// collectable) so far out of an upper bound: the queue's length when
+	// the walk began (what this run examines), unknown (0) while a full
+	// pass reads the blob rows.
+	var total int64
+	if src == fromQueue {
+		if err := c.p.DB.View(ctx, func(tx stowage.Tx) (err error) {
+			total, err = tx.CollectQueue().CountQueued()
+			return err
+		}); err != nil {
+			return err
+		}
 	}
-	progress(phase, 0, total)
-	var seen int64
+	progress("blobs", rep.BlobsDeleted, max(total, rep.BlobsDeleted))
 	for after := stowage.Digest(""); ; {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -394,7 +397,6 @@ func (c *Collector) collectFrom(ctx context.Context, src source, dryRun bool, gr
 			return nil
 		}
 		after = page[len(page)-1].Digest
-		seen += int64(len(page))
 		now := c.p.Now()
 		unrefBefore, usedBefore := now.Add(-grace), now.Add(-lease)
 		var drop, all []stowage.Digest
@@ -418,7 +420,7 @@ func (c *Collector) collectFrom(ctx context.Context, src source, dryRun bool, gr
 				rep.BytesFreed += b.Size
 				rep.Digests = append(rep.Digests, b.Digest)
 			}
-			progress(phase, seen, max(total, seen))
+			progress("blobs", rep.BlobsDeleted, max(total, rep.BlobsDeleted))
 			continue
 		}
 		// A full pass puts the page (every entry unreferenced) in the queue:
@@ -444,7 +446,7 @@ func (c *Collector) collectFrom(ctx context.Context, src source, dryRun bool, gr
 				return err
 			}
 		}
-		progress(phase, seen, max(total, seen))
+		progress("blobs", rep.BlobsDeleted, max(total, rep.BlobsDeleted))
 	}
 }
 
@@ -637,7 +639,6 @@ const sweepPage = 1024
 // looked at.
 func (c *Collector) sweepOrphans(ctx context.Context, before time.Time, dryRun bool, rep *Report, progress func(string, int64, int64)) error {
 	page := make([]stowage.ObjectInfo, 0, sweepPage)
-	var seen int64
 	flush := func(check func([]stowage.ObjectInfo) error) error {
 		if len(page) == 0 {
 			return nil
@@ -647,6 +648,7 @@ func (c *Collector) sweepOrphans(ctx context.Context, before time.Time, dryRun b
 		return err
 	}
 	blobs := func(p []stowage.ObjectInfo) error { return c.sweepBlobPage(ctx, p, dryRun, rep) }
+	var seen int64
 	err := c.p.Store.List(ctx, "blobs/", func(oi stowage.ObjectInfo) error {
 		seen++
 		if seen%1024 == 0 {

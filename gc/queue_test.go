@@ -107,10 +107,12 @@ func TestCollectFromTheQueue(t *testing.T) {
 			collect := func(opts Options) (Report, int64) {
 				t.Helper()
 				opts.MinAge = &zero
+				// The queue's length when the walk began is the total
+				// progress reports (no other phase of these runs has one).
 				var examined int64 = -1
 				opts.Progress = func(phase string, done, total int64) {
-					if phase == "candidates" {
-						examined = total
+					if phase == "blobs" {
+						examined = max(examined, total)
 					}
 				}
 				rep, err := New(reg).Collect(ctx, opts)
