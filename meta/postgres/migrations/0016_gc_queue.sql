@@ -16,22 +16,36 @@
 -- reads or writes anything after it.
 CREATE TABLE gc_queue (digest TEXT COLLATE "C" PRIMARY KEY);
 
+-- The entry is read before it is added (not only ON CONFLICT DO NOTHING,
+-- which reads nothing serializable isolation tracks): a collection that
+-- drops an entry it saw referenced, from a snapshot taken before this
+-- transaction removed the last reference, then writes what this one read,
+-- and PostgreSQL fails one of the two (a write skew) instead of losing the
+-- entry (TestDequeueRacesAReferenceDelete).
 CREATE FUNCTION gc_queue_add() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+	k TEXT;
 BEGIN
 	IF TG_TABLE_NAME = 'blobs' THEN
-		IF TG_OP IN ('INSERT', 'UPDATE') THEN -- UPDATE: back from 'deleting' (the trigger's WHEN)
-			INSERT INTO gc_queue (digest) VALUES (NEW.digest) ON CONFLICT DO NOTHING;
-		ELSE
+		IF TG_OP = 'DELETE' THEN
 			DELETE FROM gc_queue WHERE digest = OLD.digest;
+			RETURN NULL;
 		END IF;
+		k := NEW.digest; -- INSERT, or UPDATE back from 'deleting' (the trigger's WHEN)
 	ELSIF TG_TABLE_NAME = 'manifest_references' THEN
-		IF TG_OP = 'DELETE' OR OLD.child <> NEW.child THEN
-			INSERT INTO gc_queue (digest) VALUES (OLD.child) ON CONFLICT DO NOTHING;
+		IF TG_OP = 'UPDATE' AND OLD.child = NEW.child THEN
+			RETURN NULL;
 		END IF;
+		k := OLD.child;
 	ELSE -- manifests, recycle_refs: the digest column
-		IF TG_OP = 'DELETE' OR OLD.digest <> NEW.digest THEN
-			INSERT INTO gc_queue (digest) VALUES (OLD.digest) ON CONFLICT DO NOTHING;
+		IF TG_OP = 'UPDATE' AND OLD.digest = NEW.digest THEN
+			RETURN NULL;
 		END IF;
+		k := OLD.digest;
+	END IF;
+	PERFORM 1 FROM gc_queue WHERE digest = k;
+	IF NOT FOUND THEN
+		INSERT INTO gc_queue (digest) VALUES (k) ON CONFLICT DO NOTHING;
 	END IF;
 	RETURN NULL;
 END $$;
