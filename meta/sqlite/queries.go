@@ -179,7 +179,10 @@ const (
 	// The page (newest first, from the cursor ?2 digest, ?3 created) is
 	// chosen first, by a range of manifests_created; each digest's other
 	// holders are then found by index probes, so the cost grows with the
-	// page, not the repository or the registry.
+	// page, not the repository or the registry. CROSS JOIN keeps the page
+	// the outer loop of its references: without statistics SQLite 3.54
+	// read every reference of the repository through a Bloom filter of the
+	// page instead (150-300 ms a page for 100,000 manifests).
 	sqlManifestUsage = `WITH page AS MATERIALIZED (
 			SELECT digest, media_type, created FROM manifests WHERE repo = ?1
 				AND created <= ?3 AND (created < ?3 OR digest < ?2)
@@ -187,7 +190,7 @@ const (
 		), holders AS (
 			SELECT digest AS holder, digest AS d FROM page
 			UNION ALL
-			SELECT r.parent, r.child FROM page p JOIN manifest_references r ON r.repo = ?1 AND r.parent = p.digest AND r.kind = 'blob'
+			SELECT r.parent, r.child FROM page p CROSS JOIN manifest_references r ON r.repo = ?1 AND r.parent = p.digest AND r.kind = 'blob'
 		)
 		SELECT p.digest, p.media_type, p.created, coalesce(sum(b.size), 0),
 			coalesce(sum(CASE WHEN NOT EXISTS (SELECT 1 FROM manifests o WHERE o.digest = h.d AND NOT (o.repo = ?1 AND o.digest = h.holder))

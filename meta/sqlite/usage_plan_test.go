@@ -1,6 +1,7 @@
 package sqlite
 
 import (
+	"slices"
 	"strings"
 	"testing"
 )
@@ -18,16 +19,25 @@ func TestUsagePlansStayInTheRepository(t *testing.T) {
 		name, q string
 		args    []any
 		scans   []string // SCAN targets allowed
+		must    []string // steps the plan must have
 	}{
-		{"RepositoryUsageOf", sqlRepositoryUsageOf, []any{"some/repo"}, nil},
-		{"RepositoryKept", sqlRepositoryKept, []any{"some/repo"}, nil},
-		{"RepositoryUsage page", sqlRepositoryUsage, []any{"some/repo", 100}, nil},
-		{"LargestRepositories", sqlLargestRepositories, []any{15}, []string{"repository_usage", "top"}},
-		{"ManifestUsage page", sqlManifestUsage, []any{"some/repo", "sha256:x", int64(1 << 60), 100}, []string{"page", "p", "h"}},
-		{"Totals", sqlUsageTotals, nil, []string{"usage_totals"}},
-		{"BlobTotals", sqlBlobTotals, nil, []string{"usage_totals"}},
+		{"RepositoryUsageOf", sqlRepositoryUsageOf, []any{"some/repo"}, nil, nil},
+		{"RepositoryKept", sqlRepositoryKept, []any{"some/repo"}, nil, nil},
+		{"RepositoryUsage page", sqlRepositoryUsage, []any{"some/repo", 100}, nil, nil},
+		{"LargestRepositories", sqlLargestRepositories, []any{15}, []string{"repository_usage", "top"}, nil},
+		// The page's references: one primary key range per manifest of the
+		// page, not every reference of the repository.
+		{"ManifestUsage page", sqlManifestUsage, []any{"some/repo", "sha256:x", int64(1 << 60), 100}, []string{"page", "p", "h"},
+			[]string{"SEARCH r USING PRIMARY KEY (repo=? AND parent=?)"}},
+		{"Totals", sqlUsageTotals, nil, []string{"usage_totals"}, nil},
+		{"BlobTotals", sqlBlobTotals, nil, []string{"usage_totals"}, nil},
 	} {
 		plan := queryPlan(t, db, c.name, c.q, c.args...)
+		for _, m := range c.must {
+			if !slices.Contains(plan, m) {
+				t.Errorf("%s: no step %q; plan:\n%s", c.name, m, strings.Join(plan, "\n"))
+			}
+		}
 		for _, step := range plan {
 			f := strings.Fields(step)
 			if len(f) < 2 || f[0] != "SCAN" {
