@@ -51,6 +51,7 @@ func Run(t *testing.T, open func(t *testing.T) stowage.DB) {
 		{"CacheRules", testCacheRules},
 		{"UsageQueries", testUsageQueries}, {"UsageQueriesRandom", testUsageQueriesRandom},
 		{"UsageKeptRandomOps", testUsageKept}, {"UsagePages", testUsagePages},
+		{"UsageUniqueOwners", testUsageUniqueOwners},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.fn(t, open(t)) })

@@ -329,6 +329,85 @@ func runUsageOps(t *testing.T, db stowage.DB, seed uint64, steps int) {
 	}
 }
 
+// testUsageUniqueOwners walks one layer through every change of who uses
+// it (none, one, two, three, and back by a manifest delete, a re-push
+// without it, a repository delete), its blob's size changing, going and
+// coming back meanwhile, and checks each repository's unique bytes after
+// every step (and everything else against usageBrute).
+func testUsageUniqueOwners(t *testing.T, db stowage.DB) {
+	const a, b, c = "owners/a", "owners/b", "owners/c"
+	layer, other := dg(900), dg(901)
+	putBlob := func(d stowage.Digest, size int64) func(tx stowage.Tx) error {
+		return func(tx stowage.Tx) error {
+			return tx.Blobs().PutBlob(stowage.BlobRecord{Digest: d, Size: size, Created: now, State: stowage.BlobLive, LastUsed: now, UnreferencedSince: now})
+		}
+	}
+	// push writes manifest m (size 0: no blob row) of repo with refs.
+	push := func(repo string, m int, refs ...stowage.Digest) func(tx stowage.Tx) error {
+		return func(tx stowage.Tx) error {
+			if err := tx.Repositories().CreateRepository(repo, now); err != nil {
+				return err
+			}
+			var rs []stowage.ManifestRef
+			for _, d := range refs {
+				rs = append(rs, stowage.ManifestRef{Digest: d, Kind: stowage.RefBlob})
+			}
+			return tx.Manifests().PutManifest(stowage.ManifestRecord{Repo: repo, Digest: dg(m), MediaType: "m", Size: 1, Created: now}, rs)
+		}
+	}
+	for _, st := range []struct {
+		name    string
+		fn      func(tx stowage.Tx) error
+		a, b, c int64 // unique bytes wanted (-1: no such repository)
+	}{
+		{"blobs", func(tx stowage.Tx) error {
+			if err := putBlob(layer, 100)(tx); err != nil {
+				return err
+			}
+			return putBlob(other, 7)(tx)
+		}, -1, -1, -1},
+		{"a uses the layer: a owns it", push(a, 910, layer), 100, -1, -1},
+		{"b too: shared", push(b, 920, layer, other), 0, 7, -1},
+		{"c too: three users", push(c, 930, layer), 0, 7, 0},
+		{"the layer grows while shared", putBlob(layer, 150), 0, 7, 0},
+		{"b's manifest goes: two users", func(tx stowage.Tx) error { return tx.Manifests().DeleteManifest(b, dg(920)) }, 0, 0, 0},
+		{"c pushes again without it: a owns it (2 to 1)", push(c, 930, other), 150, 0, 7},
+		{"the layer shrinks while owned", putBlob(layer, 40), 40, 0, 7},
+		{"its blob row goes while referenced", func(tx stowage.Tx) error { return tx.Blobs().DeleteBlob(layer) }, 0, 0, 7},
+		{"b uses the sizeless layer: shared", push(b, 921, layer), 0, 0, 7},
+		{"the blob row comes back", putBlob(layer, 60), 0, 0, 7},
+		{"a is deleted: b owns it (2 to 1)", func(tx stowage.Tx) error { return tx.Repositories().DeleteRepository(a) }, -1, 60, 7},
+		{"c uses it as well: shared", push(c, 931, layer), -1, 0, 7},
+		{"c is deleted: b owns it again", func(tx stowage.Tx) error { return tx.Repositories().DeleteRepository(c) }, -1, 60, -1},
+		{"b stops using it: nobody", func(tx stowage.Tx) error { return tx.Manifests().DeleteManifest(b, dg(921)) }, -1, 0, -1},
+		{"the blob resizes, used by nobody", putBlob(layer, 5), -1, 0, -1},
+		{"a comes back with it: a owns it at its size", push(a, 911, layer), 5, 0, -1},
+	} {
+		update(t, db, st.fn)
+		view(t, db, func(tx stowage.Tx) error {
+			for _, w := range []struct {
+				repo string
+				want int64
+			}{{a, st.a}, {b, st.b}, {c, st.c}} {
+				got, err := tx.Usage().RepositoryUsageOf(w.repo)
+				if w.want < 0 {
+					if !errors.Is(err, stowage.ErrNotFound) {
+						t.Errorf("%s: RepositoryUsageOf(%s) = %+v, %v; want ErrNotFound", st.name, w.repo, got, err)
+					}
+					continue
+				}
+				if err != nil || got.UniqueBytes != w.want {
+					t.Errorf("%s: %s's unique bytes = %d, %v; want %d", st.name, w.repo, got.UniqueBytes, err, w.want)
+				}
+			}
+			return nil
+		})
+		if !checkUsageKept(t, db, st.name) {
+			return
+		}
+	}
+}
+
 // testUsagePages: ManifestUsage's pages, in every page size, are the whole
 // list cut at the cursors: every manifest exactly once, in order, also when
 // manifests share a creation time.

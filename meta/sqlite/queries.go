@@ -134,29 +134,25 @@ const (
 	sqlRepoHeldBytes = `SELECT coalesce(sum(size), 0) FROM blobs WHERE state = 'live' AND digest IN (
 			SELECT digest FROM repository_blobs WHERE repo = ? UNION SELECT digest FROM manifests WHERE repo = ?)`
 	// A repository's row (r, with its repository_usage u): the kept sums,
-	// and the bytes only it uses: the digests it uses (its rows of
-	// usage_digests) that no other repository uses, each found by one probe
-	// of the partial index usage_digests_used (named: without statistics
-	// the planner would take usage_digests_digest and read each row). The
-	// cost grows with the repository's digests, not the registry.
+	// and the bytes only it uses: the sizes of the digests it owns alone
+	// (digest_owners, migration 0023), one range of the covering partial
+	// index digest_owners_sole (named: TestUsagePlansStayInTheRepository
+	// pins it). The cost grows with the digests only that repository uses,
+	// not with its other digests or the registry.
 	repoUsageColumns = `r.name, coalesce(u.referenced_bytes, 0),
-		(SELECT coalesce(sum(x.size), 0) FROM usage_digests x WHERE x.repo = r.name AND x.manifest + x.blob_refs > 0
-			AND NOT EXISTS (SELECT 1 FROM usage_digests o INDEXED BY usage_digests_used WHERE o.digest = x.digest AND o.repo <> x.repo AND o.manifest + o.blob_refs > 0)),
+		(SELECT coalesce(sum(o.size), 0) FROM digest_owners o INDEXED BY digest_owners_sole WHERE o.sole_owner = r.name),
 		coalesce(u.manifests, 0), coalesce(u.tags, 0), coalesce(u.untagged, 0)`
 	// A page of repositories in name order: the primary key walked from the
 	// cursor, so the cost grows with the page.
 	sqlRepositoryUsage = `SELECT ` + repoUsageColumns + ` FROM repositories r LEFT JOIN repository_usage u ON u.repo = r.name
 		WHERE r.name > ? ORDER BY r.name LIMIT ?`
 	// Every repository from the cursor (no LIMIT): the same rows as pages
-	// of sqlRepositoryUsage, in one grouped pass over usage_digests (each
-	// digest's owners counted by a window over usage_digests_used, in its
-	// order) instead of a probe per digest per repository: at 1,000,000
-	// manifests the probes took 40 s for the whole registry.
-	sqlRepositoryUsageAll = `WITH owned AS (
-			SELECT repo, size, count(*) OVER (PARTITION BY digest) AS n
-			FROM usage_digests INDEXED BY usage_digests_used WHERE manifest + blob_refs > 0
-		), uniq AS (
-			SELECT repo, sum(size) AS bytes FROM owned WHERE n = 1 GROUP BY repo
+	// of sqlRepositoryUsage, with the unique bytes of all repositories in
+	// one grouped pass over digest_owners_sole (in its order) instead of a
+	// range per repository.
+	sqlRepositoryUsageAll = `WITH uniq AS (
+			SELECT sole_owner AS repo, sum(size) AS bytes FROM digest_owners INDEXED BY digest_owners_sole
+			WHERE sole_owner IS NOT NULL GROUP BY sole_owner
 		)
 		SELECT r.name, coalesce(u.referenced_bytes, 0), coalesce(q.bytes, 0),
 			coalesce(u.manifests, 0), coalesce(u.tags, 0), coalesce(u.untagged, 0)

@@ -12,25 +12,31 @@ import (
 // digest; they never scan a whole table (which made `stowage usage` take
 // seconds at 100,000 repositories: docs/performance.md, "Cost at scale").
 // Only a CTE's own rows, the 1-row usage_totals, and the walk of
-// repository_usage_size from the top (under a LIMIT) may be scanned.
+// repository_usage_size from the top (under a LIMIT) may be scanned. A
+// repository's unique bytes are one range of digest_owners_sole (the
+// digests it owns alone, migration 0023): never a probe per digest it uses
+// (usage_digests), which took a second for a repository of 100,000
+// manifests.
 func TestUsagePlansStayInTheRepository(t *testing.T) {
 	db := planDB(t)
 	for _, c := range []struct {
 		name, q string
 		args    []any
 		scans   []string // SCAN targets allowed
+		unique  bool     // computes repositories' unique bytes
 		must    []string // steps the plan must have
 	}{
-		{"RepositoryUsageOf", sqlRepositoryUsageOf, []any{"some/repo"}, nil, nil},
-		{"RepositoryKept", sqlRepositoryKept, []any{"some/repo"}, nil, nil},
-		{"RepositoryUsage page", sqlRepositoryUsage, []any{"some/repo", 100}, nil, nil},
-		{"LargestRepositories", sqlLargestRepositories, []any{15}, []string{"repository_usage", "top"}, nil},
+		{"RepositoryUsageOf", sqlRepositoryUsageOf, []any{"some/repo"}, nil, true, nil},
+		{"RepositoryKept", sqlRepositoryKept, []any{"some/repo"}, nil, false, nil},
+		{"RepositoryUsage page", sqlRepositoryUsage, []any{"some/repo", 100}, nil, true, nil},
+		{"RepositoryUsage all", sqlRepositoryUsageAll, []any{"some/repo"}, nil, true, nil},
+		{"LargestRepositories", sqlLargestRepositories, []any{15}, []string{"repository_usage", "top"}, true, nil},
 		// The page's references: one primary key range per manifest of the
 		// page, not every reference of the repository.
-		{"ManifestUsage page", sqlManifestUsage, []any{"some/repo", "sha256:x", int64(1 << 60), 100}, []string{"page", "p", "h"},
+		{"ManifestUsage page", sqlManifestUsage, []any{"some/repo", "sha256:x", int64(1 << 60), 100}, []string{"page", "p", "h"}, false,
 			[]string{"SEARCH r USING PRIMARY KEY (repo=? AND parent=?)"}},
-		{"Totals", sqlUsageTotals, nil, []string{"usage_totals"}, nil},
-		{"BlobTotals", sqlBlobTotals, nil, []string{"usage_totals"}, nil},
+		{"Totals", sqlUsageTotals, nil, []string{"usage_totals"}, false, nil},
+		{"BlobTotals", sqlBlobTotals, nil, []string{"usage_totals"}, false, nil},
 	} {
 		plan := queryPlan(t, db, c.name, c.q, c.args...)
 		for _, m := range c.must {
@@ -49,6 +55,14 @@ func TestUsagePlansStayInTheRepository(t *testing.T) {
 			}
 			if !ok {
 				t.Errorf("%s scans %q (a whole table or index, whatever the repository); plan:\n%s", c.name, step, strings.Join(plan, "\n"))
+			}
+		}
+		// Unique bytes: a range of the covering partial index, nothing of
+		// usage_digests.
+		if c.unique {
+			p := strings.Join(plan, "\n")
+			if !strings.Contains(p, "USING COVERING INDEX digest_owners_sole (sole_owner") || strings.Contains(p, "usage_digests") {
+				t.Errorf("%s does not sum unique bytes from a range of digest_owners_sole alone; plan:\n%s", c.name, p)
 			}
 		}
 		// The other users of a digest are found in the partial index.

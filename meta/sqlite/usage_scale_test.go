@@ -113,8 +113,9 @@ func BenchmarkUsageScale(b *testing.B) {
 	raw("before/repo-small-summary", oldRepositoryUsageOf, "r/0000007")
 }
 
-// rebuild drops the kept usage and runs migration 0021 again (its grouped
-// backfill), timing it, and checks it rebuilt what the triggers had kept.
+// rebuild drops the kept usage and runs migrations 0021 and 0023 again
+// (their grouped backfills), timing them, and checks they rebuilt what the
+// triggers had kept.
 func rebuild(b *testing.B, db *DB) {
 	ctx := context.Background()
 	var before []stowage.RepositoryUsage
@@ -128,7 +129,7 @@ func rebuild(b *testing.B, db *DB) {
 	}); err != nil {
 		b.Fatal(err)
 	}
-	rows, err := db.rw.QueryContext(ctx, `SELECT name FROM sqlite_master WHERE type = 'trigger' AND sql LIKE '%usage%'`)
+	rows, err := db.rw.QueryContext(ctx, `SELECT name FROM sqlite_master WHERE type = 'trigger' AND (sql LIKE '%usage%' OR sql LIKE '%digest_owners%')`)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -141,21 +142,23 @@ func rebuild(b *testing.B, db *DB) {
 		drop = append(drop, "DROP TRIGGER "+name)
 	}
 	rows.Close()
-	drop = append(drop, "DROP TABLE usage_digests", "DROP TABLE repository_usage", "DROP TABLE usage_totals")
+	drop = append(drop, "DROP TABLE digest_owners", "DROP TABLE usage_digests", "DROP TABLE repository_usage", "DROP TABLE usage_totals")
 	for _, q := range drop {
 		if _, err := db.rw.ExecContext(ctx, q); err != nil {
 			b.Fatal(q, err)
 		}
 	}
-	body, err := migrations.ReadFile("migrations/0021_usage_totals.sql")
-	if err != nil {
-		b.Fatal(err)
+	for _, m := range []string{"0021_usage_totals.sql", "0023_digest_owners.sql"} {
+		body, err := migrations.ReadFile("migrations/" + m)
+		if err != nil {
+			b.Fatal(err)
+		}
+		t0 := time.Now()
+		if _, err := db.rw.ExecContext(ctx, string(body)); err != nil {
+			b.Fatal(err)
+		}
+		b.Logf("migration %s (backfill of %d repositories) took %v", m, len(before), time.Since(t0))
 	}
-	t0 := time.Now()
-	if _, err := db.rw.ExecContext(ctx, string(body)); err != nil {
-		b.Fatal(err)
-	}
-	b.Logf("migration 0021 (backfill of %d repositories) took %v", len(before), time.Since(t0))
 	if err := db.View(ctx, func(tx stowage.Tx) error {
 		tot, err := tx.Usage().Totals()
 		if err != nil {

@@ -46,9 +46,11 @@ var All = []Table{
 // All; loading All into an empty database rebuilds the first, the second
 // start full, and the next usage recording writes the third. ui_sessions
 // (the web UI's logins) is transient too: after a copy, people log in again.
-// usage_digests, repository_usage and usage_totals (the usage kept by
-// triggers) are rebuilt by loading All, as held_bytes is.
-var Derived = []string{"held_bytes", "rate_buckets", "usage_repositories", "ui_sessions", "usage_digests", "repository_usage", "usage_totals", "gc_queue"}
+// usage_digests, repository_usage, usage_totals and digest_owners (the
+// usage kept by triggers) are rebuilt by loading All, as held_bytes is;
+// so is gc_queue (the collector's queue, kept by triggers).
+var Derived = []string{"held_bytes", "rate_buckets", "usage_repositories", "ui_sessions", "usage_digests", "repository_usage", "usage_totals",
+	"digest_owners", "gc_queue"}
 
 // PostgresOnly lists the tables only the PostgreSQL schema has, not copied
 // either: feed_state, the change feed's sequencer (the next seq to give,
