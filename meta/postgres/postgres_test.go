@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"reflect"
 	"slices"
 	"sort"
 	"strings"
@@ -621,6 +622,78 @@ func TestWritersDoNotDeadlock(t *testing.T) {
 	}
 }
 
+// TestSharedLayerWritersDoNotDeadlock: pushes and manifest deletes of
+// different repositories whose manifests share layers write the layers'
+// digest_owners rows (migration 0017) as the layers' first and second
+// users come and go, pushes in the manifest's order and deletes in the
+// index's (the reverse here). Waiting for those rows deadlocked three times
+// in four seconds; a writer that finds one taken fails at once instead
+// (digest_owners_claim) and is retried.
+func TestSharedLayerWritersDoNotDeadlock(t *testing.T) {
+	db := open(t, pgtest.Schema(t, "stowage_test"))
+	now := time.Unix(1, 0)
+	dg := func(s string) stowage.Digest { return stowage.Digest(digestOf(s)) }
+	var layers []stowage.Digest
+	for i := range 6 {
+		layers = append(layers, dg(fmt.Sprintf("layer %d", i)))
+	}
+	slices.Sort(layers)
+	slices.Reverse(layers)
+	live := func(tx stowage.Tx, d stowage.Digest, size int64) error {
+		return tx.Blobs().PutBlob(stowage.BlobRecord{Digest: d, Size: size, Created: now, State: stowage.BlobLive, LastUsed: now, UnreferencedSince: now})
+	}
+	if err := db.Update(ctx, func(tx stowage.Tx) error {
+		for _, l := range layers {
+			if err := live(tx, l, 10); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	var pushes atomic.Int64
+	deadline := time.Now().Add(3 * time.Second)
+	for w := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			repo := fmt.Sprintf("r%d", w)
+			for i := 0; time.Now().Before(deadline); i++ {
+				m := dg(fmt.Sprintf("manifest %d %d", w, i))
+				if err := db.Update(ctx, func(tx stowage.Tx) error {
+					if err := tx.Repositories().CreateRepository(repo, now); err != nil {
+						return err
+					}
+					if err := live(tx, m, 100); err != nil {
+						return err
+					}
+					var refs []stowage.ManifestRef
+					for _, l := range layers {
+						refs = append(refs, stowage.ManifestRef{Digest: l, Kind: stowage.RefBlob})
+					}
+					return tx.Manifests().PutManifest(stowage.ManifestRecord{Repo: repo, Digest: m, MediaType: "m", Size: 100, Created: now}, refs)
+				}); err != nil {
+					t.Errorf("push: %v", err)
+					return
+				}
+				pushes.Add(1)
+				if err := db.Update(ctx, func(tx stowage.Tx) error { return tx.Manifests().DeleteManifest(repo, m) }); err != nil {
+					t.Errorf("delete: %v", err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	serialization, deadlocks, alone := db.Retries()
+	t.Logf("%d pushes; retries: %d after a serialization failure, %d after a deadlock; %d attempts alone", pushes.Load(), serialization, deadlocks, alone)
+	if deadlocks != 0 {
+		t.Errorf("%d deadlocks among writers, want 0", deadlocks)
+	}
+}
+
 func digestOf(s string) string {
 	return fmt.Sprintf("sha256:%x", sha256.Sum256([]byte(s)))
 }
@@ -675,14 +748,21 @@ func TestCancelledRequestEndsItsQuery(t *testing.T) {
 // triggers keep (held bytes, live blobs, usage) must then be the loaded
 // registry's: TRUNCATE fires no triggers, so they kept the old rows'
 // share and the copy added its own on top (found by an outside review).
+// The same holds for who uses each digest (unique bytes): both registries
+// use one base layer, which the replaced registry's rows made someone
+// else's.
 func TestLoadReplaceKeepsSums(t *testing.T) {
 	src := open(t, pgtest.Schema(t, "stowage_test"))
 	dst := open(t, pgtest.Schema(t, "stowage_test"))
 	now := time.Unix(1, 0)
+	base := stowage.Digest(digestOf("base layer"))
 	fill := func(db *postgres.DB, repo string, n int) {
 		t.Helper()
 		if err := db.Update(ctx, func(tx stowage.Tx) error {
 			if err := tx.Repositories().CreateRepository(repo, now); err != nil {
+				return err
+			}
+			if err := tx.Blobs().PutBlob(stowage.BlobRecord{Digest: base, Size: 1000, Created: now, State: stowage.BlobLive, LastUsed: now, UnreferencedSince: now}); err != nil {
 				return err
 			}
 			for i := range n {
@@ -694,7 +774,7 @@ func TestLoadReplaceKeepsSums(t *testing.T) {
 					}
 				}
 				rec := stowage.ManifestRecord{Repo: repo, Digest: m, MediaType: "application/vnd.oci.image.manifest.v1+json", Size: 100, Created: now}
-				if err := tx.Manifests().PutManifest(rec, []stowage.ManifestRef{{Digest: c, Kind: stowage.RefBlob}}); err != nil {
+				if err := tx.Manifests().PutManifest(rec, []stowage.ManifestRef{{Digest: c, Kind: stowage.RefBlob}, {Digest: base, Kind: stowage.RefBlob}}); err != nil {
 					return err
 				}
 				if err := tx.Tags().PutTag(repo, fmt.Sprintf("v%d", i), m, now); err != nil {
@@ -708,10 +788,13 @@ func TestLoadReplaceKeepsSums(t *testing.T) {
 	}
 	fill(src, "loaded", 5)
 	fill(dst, "old", 7) // what --force replaces
-	sums := func(db *postgres.DB) (u stowage.UsageTotals, held int64) {
+	sums := func(db *postgres.DB) (u stowage.UsageTotals, held int64, repos []stowage.RepositoryUsage) {
 		t.Helper()
 		if err := db.View(ctx, func(tx stowage.Tx) (err error) {
 			if u, err = tx.Usage().Totals(); err != nil {
+				return err
+			}
+			if repos, err = tx.Usage().RepositoryUsage("", 0); err != nil {
 				return err
 			}
 			held, err = tx.Usage().HeldBytes()
@@ -719,7 +802,7 @@ func TestLoadReplaceKeepsSums(t *testing.T) {
 		}); err != nil {
 			t.Fatal(err)
 		}
-		return u, held
+		return u, held, repos
 	}
 	for round := range 2 {
 		err := dst.Load(ctx, true, func(l *postgres.Loader) error {
@@ -744,9 +827,10 @@ func TestLoadReplaceKeepsSums(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		wantU, wantHeld := sums(src)
-		if gotU, gotHeld := sums(dst); gotU != wantU || gotHeld != wantHeld {
-			t.Errorf("load %d with replace: totals %+v, held %d; want the source's %+v, %d", round+1, gotU, gotHeld, wantU, wantHeld)
+		wantU, wantHeld, wantRepos := sums(src)
+		if gotU, gotHeld, gotRepos := sums(dst); gotU != wantU || gotHeld != wantHeld || !reflect.DeepEqual(gotRepos, wantRepos) {
+			t.Errorf("load %d with replace: totals %+v, held %d, repositories %+v; want the source's %+v, %d, %+v",
+				round+1, gotU, gotHeld, gotRepos, wantU, wantHeld, wantRepos)
 		}
 	}
 }

@@ -184,13 +184,12 @@ const (
 	sqlRepoHeldBytes = `SELECT COALESCE(sum(size), 0)::bigint FROM blobs WHERE state = 'live' AND digest IN (
 			SELECT digest FROM repository_blobs WHERE repo = $1 UNION SELECT digest FROM manifests WHERE repo = $1)`
 	// A repository's row (r, with its repository_usage u): the kept sums,
-	// and the bytes only it uses: the digests it uses (its rows of
-	// usage_digests) that no other repository uses, each found by one probe
-	// of the partial index usage_digests_used. The cost grows with the
-	// repository's digests, not the registry.
+	// and the bytes only it uses: the sizes of the digests it owns alone
+	// (digest_owners, migration 0017), an index-only scan of one range of
+	// digest_owners_sole. The cost grows with the digests only that
+	// repository uses, not with its other digests or the registry.
 	repoUsageColumns = `r.name, COALESCE(u.referenced_bytes, 0)::bigint,
-		(SELECT COALESCE(sum(x.size), 0) FROM usage_digests x WHERE x.repo = r.name AND x.manifest + x.blob_refs > 0
-			AND NOT EXISTS (SELECT 1 FROM usage_digests o WHERE o.digest = x.digest AND o.repo <> x.repo AND o.manifest + o.blob_refs > 0))::bigint,
+		(SELECT COALESCE(sum(o.size), 0) FROM digest_owners o WHERE o.sole_owner = r.name)::bigint,
 		COALESCE(u.manifests, 0)::bigint, COALESCE(u.tags, 0)::bigint, COALESCE(u.untagged, 0)::bigint`
 	// A page of repositories in name order: the primary key walked from the
 	// cursor, so the cost grows with the page.
@@ -200,14 +199,12 @@ const (
 	sqlRepositoryUsage = `SELECT ` + repoUsageColumns + ` FROM (SELECT name FROM repositories WHERE name > $1 ORDER BY name LIMIT $2) r
 		LEFT JOIN LATERAL (SELECT * FROM repository_usage WHERE repo = r.name) u ON true ORDER BY r.name`
 	// Every repository from the cursor (no LIMIT): the same rows as pages
-	// of sqlRepositoryUsage, in one grouped pass over usage_digests (each
-	// digest's owners counted once) instead of a probe per digest per
-	// repository, which took minutes at 1,000,000 manifests.
-	sqlRepositoryUsageAll = `WITH owners AS (
-			SELECT digest FROM usage_digests WHERE manifest + blob_refs > 0 GROUP BY digest HAVING count(*) = 1
-		), uniq AS (
-			SELECT x.repo, sum(x.size) AS bytes FROM usage_digests x JOIN owners o ON o.digest = x.digest
-			WHERE x.manifest + x.blob_refs > 0 GROUP BY x.repo
+	// of sqlRepositoryUsage, with the unique bytes of all repositories
+	// from the cursor in one grouped pass over digest_owners_sole instead
+	// of a range per repository.
+	sqlRepositoryUsageAll = `WITH uniq AS (
+			SELECT sole_owner AS repo, sum(size) AS bytes FROM digest_owners
+			WHERE sole_owner IS NOT NULL AND sole_owner > $1 GROUP BY sole_owner
 		)
 		SELECT r.name, COALESCE(u.referenced_bytes, 0)::bigint, COALESCE(q.bytes, 0)::bigint,
 			COALESCE(u.manifests, 0)::bigint, COALESCE(u.tags, 0)::bigint, COALESCE(u.untagged, 0)::bigint

@@ -106,8 +106,9 @@ func (l *Loader) Copy(t tables.Table, next func() (row []any, ok bool, err error
 
 // sqlResetDerived empties what the triggers keep from the tables
 // (tables.Derived that are sums of them) to their state on an empty
-// database: no per-repository rows, every shard row at zero.
-const sqlResetDerived = `TRUNCATE usage_digests, repository_usage, gc_queue;
+// database: no per-repository or per-digest rows, every shard row at
+// zero.
+const sqlResetDerived = `TRUNCATE usage_digests, repository_usage, digest_owners, gc_queue;
 	UPDATE held_bytes SET bytes = 0, blobs = 0, live_bytes = 0;
 	UPDATE usage_totals SET repositories = 0, referenced_bytes = 0, manifests = 0, tags = 0, untagged = 0`
 
