@@ -308,9 +308,11 @@ type SettingsTx interface {
 
 // UsageTx answers "what uses space" from the metadata alone. The sums
 // (Totals, and each repository's referenced bytes and counts) are kept by
-// the databases as rows change, so reading them costs the same at any size;
-// bytes unique to a repository or a manifest are found by index probes for
-// each digest it uses.
+// the databases as rows change, so reading them costs the same at any size.
+// So is, per digest, whether one repository uses it alone (and which): a
+// repository's unique bytes are a sum over the digests it owns alone, at a
+// cost that grows with those. Bytes unique to a manifest are found by index
+// probes for each digest it uses.
 type UsageTx interface {
 	// BlobTotals counts live blobs and their bytes: each digest once.
 	BlobTotals() (count, bytes int64, err error)
@@ -330,8 +332,8 @@ type UsageTx interface {
 	RepositoryUsageOf(repo string) (RepositoryUsage, error)
 	// RepositoryKept is RepositoryUsageOf without UniqueBytes (left 0):
 	// the kept sums only, one row whatever the repository's size (the
-	// unique bytes probe each digest the repository uses); ErrNotFound if
-	// it does not exist.
+	// unique bytes read each digest the repository owns alone);
+	// ErrNotFound if it does not exist.
 	RepositoryKept(repo string) (RepositoryUsage, error)
 	// ManifestUsage returns, for the manifests of repo after `after` in the
 	// order newest first (created descending, then digest descending), at

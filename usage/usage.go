@@ -64,9 +64,9 @@ type RepositoryDetail struct {
 	PerManifest []ManifestSpace `json:"manifestUsage"`
 	// Continued marks a page after the first: it carries the repository's
 	// kept sums but not its unique and shared bytes (left out of the JSON),
-	// which probe every digest the repository uses (seconds at 100,000
-	// manifests), so that walking a big repository's pages costs what the
-	// pages hold. The first page has them.
+	// which read every digest only that repository uses (all of its
+	// manifests' own digests, for most), so that walking a big
+	// repository's pages costs what the pages hold. The first page has them.
 	Continued bool `json:"continued,omitempty"`
 }
 
