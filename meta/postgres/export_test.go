@@ -19,3 +19,7 @@ func Exec(tx stowage.Tx, q string) error {
 	_, err := tx.(*Tx).exec(q)
 	return err
 }
+
+// SQLRepositoryUsageOf is the query of RepositoryUsageOf, for the plan the
+// usage benchmark logs.
+const SQLRepositoryUsageOf = sqlRepositoryUsageOf

@@ -3,6 +3,7 @@ package postgres_test
 import (
 	"os"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -98,6 +99,22 @@ func BenchmarkUsageScale(b *testing.B) {
 	if _, err := conn.Exec(ctx, "ANALYZE"); err != nil {
 		b.Fatal(err)
 	}
+	// The big repository's row: its unique bytes must be an index-only
+	// scan of its range of digest_owners_sole (migration 0017).
+	rows, err := conn.Query(ctx, "EXPLAIN (ANALYZE, BUFFERS) "+postgres.SQLRepositoryUsageOf, "big")
+	if err != nil {
+		b.Fatal(err)
+	}
+	var plan []string
+	for rows.Next() {
+		var line string
+		if err := rows.Scan(&line); err != nil {
+			b.Fatal(err)
+		}
+		plan = append(plan, line)
+	}
+	rows.Close()
+	b.Logf("RepositoryUsageOf(big):\n%s", strings.Join(plan, "\n"))
 	metatest.BenchUsage(b, db)
 	raw := func(name, q string, args ...any) {
 		b.Run(name, func(b *testing.B) {
