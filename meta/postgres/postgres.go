@@ -5,7 +5,8 @@
 // # Isolation
 //
 // Update runs at SERIALIZABLE, and retries serialization failures (SQLSTATE
-// 40001) and deadlocks (40P01). The registry's invariants are read-then-write
+// 40001), deadlocks (40P01) and locks not waited for (55P03, migration
+// 0017). The registry's invariants are read-then-write
 // decisions spread over several rows, which only serializable isolation
 // keeps once transactions run side by side (SQLite has one writer, so every
 // Update there is serial):
@@ -441,11 +442,13 @@ func (db *DB) run(ctx context.Context, tx pgx.Tx, fn func(stowage.Tx) error) err
 	return tx.Commit(ctx)
 }
 
-// retryable reports a serialization failure or a deadlock: running the
-// transaction again may succeed.
+// retryable reports a serialization failure, a deadlock, or a lock not
+// waited for (55P03: the usage triggers do not wait for a digest's row
+// that another transaction holds, migration 0017): running the transaction
+// again may succeed.
 func retryable(err error) bool {
 	var pe *pgconn.PgError
-	return errors.As(err, &pe) && (pe.Code == "40001" || pe.Code == "40P01")
+	return errors.As(err, &pe) && (pe.Code == "40001" || pe.Code == "40P01" || pe.Code == "55P03")
 }
 
 func deadlock(err error) bool {
@@ -454,7 +457,8 @@ func deadlock(err error) bool {
 }
 
 // Retries reports, since Open, the transactions Update ran again after a
-// serialization failure and after a deadlock, and the attempts it ran
+// serialization failure (or a lock not waited for, counted with them) and
+// after a deadlock, and the attempts it ran
 // alone among writers (escalateAfter). Deadlocks should stay at zero: the
 // schema's writers lock rows in one order (migration 0015's header), and
 // each costs a writer deadlock_timeout (1 s by default) of waiting.

@@ -626,9 +626,9 @@ func TestWritersDoNotDeadlock(t *testing.T) {
 // different repositories whose manifests share layers write the layers'
 // digest_owners rows (migration 0017) as the layers' first and second
 // users come and go, pushes in the manifest's order and deletes in the
-// index's (the reverse here). Waiting for those rows deadlocked three times
-// in four seconds; a writer that finds one taken fails at once instead
-// (digest_owners_claim) and is retried.
+// index's (the reverse here). Waiting for those rows deadlocked one to four
+// times in three seconds; a writer that finds one taken fails at once
+// instead (digest_owners_nowait) and is retried.
 func TestSharedLayerWritersDoNotDeadlock(t *testing.T) {
 	db := open(t, pgtest.Schema(t, "stowage_test"))
 	now := time.Unix(1, 0)

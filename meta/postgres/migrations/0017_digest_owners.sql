@@ -18,19 +18,20 @@
 -- starts), and Update retries it. Load, which does not run SERIALIZABLE,
 -- runs alone.
 --
--- Lock order: no writer ever waits for a digest's row. Before writing it,
--- a transaction takes the digest's advisory lock (digest_owners_claim) with
--- pg_try_advisory_xact_lock; if another transaction holds it, this one
--- fails at once with a serialization failure and Update runs it again.
--- Waiting would gain nothing: under SERIALIZABLE, a transaction that waited
--- for a row another one then commits fails with a serialization failure
--- anyway. And transactions of different repositories write digests' rows
--- in no common order (a push in its manifest's order, a delete in its
--- index's), so waiting would deadlock (PostgreSQL notices only after
--- deadlock_timeout, 1 s): four repositories pushing and deleting manifests
--- of three shared layers did, three times in four seconds, when these rows
--- were locked by waiting. The rows of 0015's header keep their order; the
--- repository's row still comes first (digest_owners_change takes it, as
+-- Lock order: no writer ever waits for a digest's row. It writes the row
+-- with lock_timeout at 1 ms (digest_owners_nowait): if another
+-- transaction holds the row (or is inserting it), this one fails at once
+-- (SQLSTATE 55P03) and Update runs it again, as after a serialization
+-- failure. Waiting would gain nothing: under SERIALIZABLE, a transaction
+-- that waited for a row another one then commits fails with a
+-- serialization failure anyway. And transactions of different
+-- repositories write digests' rows in no common order (a push in its
+-- manifest's order, a delete in its index's), so waiting would deadlock
+-- (PostgreSQL notices only after deadlock_timeout, 1 s): four
+-- repositories pushing and deleting manifests of six shared layers did,
+-- one to four times in three seconds (TestSharedLayerWritersDoNotDeadlock).
+-- The rows of 0015's header keep their order, and the repository's row
+-- still comes before its digests' (digest_owners_change takes it, as
 -- usage_repo does, also when a change moves no sums).
 CREATE TABLE digest_owners (
 	digest     TEXT COLLATE "C" PRIMARY KEY,
@@ -46,16 +47,18 @@ INSERT INTO digest_owners (digest, sole_owner, size)
 -- A repository's unique bytes: its range, index-only (the size is in it).
 CREATE INDEX digest_owners_sole ON digest_owners (sole_owner) INCLUDE (size) WHERE sole_owner IS NOT NULL;
 
--- digest_owners_claim takes digest d's advisory lock (per schema: the
--- registries of one database do not collide) for this transaction, or
--- fails with a serialization failure if another transaction holds it
--- (the lock order above).
-CREATE FUNCTION digest_owners_claim(d TEXT) RETURNS void LANGUAGE plpgsql AS $$
+-- digest_owners_nowait makes this transaction's waits for a lock fail at
+-- once (lock_timeout 1 ms, SQLSTATE 55P03, which Update retries) and
+-- returns the lock_timeout to put back after the write (the lock order
+-- above). Not an advisory lock per digest: those take a slot each in the
+-- server's lock table until commit, which a repository delete of 100,000
+-- digests would fill; a row lock takes none.
+CREATE FUNCTION digest_owners_nowait() RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+	was TEXT := current_setting('lock_timeout');
 BEGIN
-	IF NOT pg_try_advisory_xact_lock(1685025651, hashtext(current_schema() || ':' || d)) THEN
-		RAISE EXCEPTION 'the users of digest % are being changed by another transaction', d
-			USING ERRCODE = 'serialization_failure';
-	END IF;
+	PERFORM set_config('lock_timeout', '1ms', true);
+	RETURN was;
 END $$;
 
 -- digest_owners_change: repository r started (used) or stopped using
@@ -64,37 +67,49 @@ CREATE FUNCTION digest_owners_change(r TEXT, d TEXT, used BOOLEAN, sz BIGINT) RE
 DECLARE
 	sole TEXT;
 	others TEXT[];
+	act TEXT := '';
+	wait TEXT;
 BEGIN
 	-- The lock order of 0015's header: the repository's row first.
 	PERFORM 1 FROM repositories WHERE name = r FOR NO KEY UPDATE;
 	SELECT sole_owner INTO sole FROM digest_owners WHERE digest = d;
 	IF used THEN
 		IF NOT FOUND THEN
-			-- The first user owns it alone.
-			PERFORM digest_owners_claim(d);
-			INSERT INTO digest_owners (digest, sole_owner, size) VALUES (d, r, sz)
-				ON CONFLICT (digest) DO UPDATE SET sole_owner = NULL;
+			act := 'first'; -- the first user owns it alone
 		ELSIF sole IS NOT NULL AND sole <> r THEN
-			-- The second: shared (a third finds it shared, and writes nothing).
-			PERFORM digest_owners_claim(d);
-			UPDATE digest_owners SET sole_owner = NULL WHERE digest = d;
+			act := 'share'; -- the second: shared (a third finds it shared, and writes nothing)
 		END IF;
 	ELSIF FOUND THEN
 		IF sole = r THEN
-			PERFORM digest_owners_claim(d);
-			DELETE FROM digest_owners WHERE digest = d;
+			act := 'delete';
 		ELSIF sole IS NULL THEN
 			-- Shared until now: if one other user remains, it owns it.
 			others := ARRAY(SELECT repo FROM usage_digests WHERE digest = d AND manifest + blob_refs > 0 LIMIT 2);
 			IF cardinality(others) = 1 THEN
-				PERFORM digest_owners_claim(d);
-				UPDATE digest_owners SET sole_owner = others[1] WHERE digest = d;
+				act := 'own';
+				r := others[1];
 			ELSIF cardinality(others) = 0 THEN
-				PERFORM digest_owners_claim(d);
-				DELETE FROM digest_owners WHERE digest = d;
+				act := 'delete';
 			END IF;
 		END IF;
 	END IF;
+	IF act = '' THEN
+		RETURN;
+	END IF;
+	wait := digest_owners_nowait();
+	IF act = 'delete' THEN
+		DELETE FROM digest_owners WHERE digest = d;
+	ELSIF act = 'share' THEN
+		UPDATE digest_owners SET sole_owner = NULL WHERE digest = d;
+	ELSIF act = 'own' THEN
+		UPDATE digest_owners SET sole_owner = r WHERE digest = d;
+	ELSE
+		-- (A row this transaction cannot see: another one committed it since
+		-- this one began, which SERIALIZABLE refuses anyway.)
+		INSERT INTO digest_owners (digest, sole_owner, size) VALUES (d, r, sz)
+			ON CONFLICT (digest) DO UPDATE SET sole_owner = NULL;
+	END IF;
+	PERFORM set_config('lock_timeout', wait, true);
 END $$;
 
 -- usage_digests_change (0015) as it was, then who uses the digest when the
@@ -131,13 +146,14 @@ BEGIN
 	RETURN NULL;
 END $$;
 
--- usage_blobs_change (0015) as it was, then the digest's row, claimed as
--- above when its size is to change (a blob row that comes after its
--- references, or goes while they remain).
+-- usage_blobs_change (0015) as it was, then the digest's row, without
+-- waiting as above, when its size is to change (a blob row that comes
+-- after its references, or goes while they remain).
 CREATE OR REPLACE FUNCTION usage_blobs_change() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
 	d TEXT;
 	sz BIGINT := 0;
+	wait TEXT;
 BEGIN
 	IF TG_OP = 'DELETE' THEN
 		d := OLD.digest;
@@ -149,8 +165,9 @@ BEGIN
 	END IF;
 	UPDATE usage_digests SET size = sz WHERE digest = d AND size <> sz;
 	IF EXISTS (SELECT 1 FROM digest_owners WHERE digest = d AND size <> sz) THEN
-		PERFORM digest_owners_claim(d);
+		wait := digest_owners_nowait();
 		UPDATE digest_owners SET size = sz WHERE digest = d;
+		PERFORM set_config('lock_timeout', wait, true);
 	END IF;
 	RETURN NULL;
 END $$;
