@@ -33,6 +33,14 @@
 -- The rows of 0015's header keep their order, and the repository's row
 -- still comes before its digests' (digest_owners_change takes it, as
 -- usage_repo does, also when a change moves no sums).
+-- No write may commit between the backfill below and the replacement of
+-- the trigger functions after it: it would run the old functions, never
+-- reach digest_owners, and leave a repository's unique bytes wrong for good
+-- (an older node writing during a rolling upgrade; found by an outside
+-- review). Every write of usage_digests waits for this lock until the
+-- migration commits, and then runs the new functions.
+LOCK TABLE usage_digests IN SHARE ROW EXCLUSIVE MODE;
+
 CREATE TABLE digest_owners (
 	digest     TEXT COLLATE "C" PRIMARY KEY,
 	sole_owner TEXT COLLATE "C",
