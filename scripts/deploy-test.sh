@@ -181,7 +181,7 @@ binary_layout() {
 	[ -s "$out/root/etc/ssl/certs/ca-certificates.crt" ] || echo "rootfs.sh made no CA bundle"
 	[ "$(stat -c %a "$out/root/tmp")" = 1777 ] && [ "$(stat -c %a "$out/data")" = 700 ] || echo "tmp is not 1777 or data not 0700"
 }
-(cd "$STOWAGE_ROOT" && run_bounded 300 sh deploy/docker/rootfs.sh "$WORK/rootfs" ci-layout) >"$WORK/rootfs.log" 2>&1 ||
+(cd "$STOWAGE_ROOT" && run_bounded 900 sh deploy/docker/rootfs.sh "$WORK/rootfs" ci-layout) >"$WORK/rootfs.log" 2>&1 ||
 	{ cat "$WORK/rootfs.log" >&2; die "deploy/docker/rootfs.sh failed"; }
 drift=$(image_layout "$STOWAGE_ROOT/Dockerfile" "$WORK/rootfs"; binary_layout "$WORK/rootfs")
 if [ -z "$drift" ]; then
