@@ -70,8 +70,10 @@ type Holder struct {
 	Manifest stowage.Digest
 }
 
-// SQLSharedBy is SharedBy's query ($1 digest, $2 limit): the index
-// manifest_references_child (child, repo) finds the rows.
+// SQLSharedBy is SharedBy's query ($1 digest, $2 limit): the index of
+// manifest_references by child (SQLite's manifest_references_child (child,
+// repo), PostgreSQL's manifest_references_child_key (child, repo, parent))
+// finds the rows.
 const SQLSharedBy = `SELECT repo, parent FROM manifest_references WHERE child = $1 ORDER BY repo, parent LIMIT $2`
 
 // Provider is a database that pages repositories.
