@@ -46,7 +46,8 @@ type sealReader struct {
 	prefix []byte
 	// ret is the batch whose sealed bytes are being returned (and, once
 	// they are, the buffer the next batch is read into); ahead is the
-	// batch being sealed, whose result arrives on sealed. start swaps them.
+	// batch being sealed, whose result arrives on sealed (nil until the
+	// first hand-off). start swaps them.
 	ret, ahead *sealBufs
 	sealing    bool
 	sealed     chan sealResult
@@ -74,7 +75,7 @@ type sealResult struct {
 
 func newSealReader(src io.Reader, aead cipher.AEAD, hb []byte, idx uint32, pre, prefix []byte) *sealReader {
 	s := &sealReader{src: src, aead: aead, hb: hb, idx: idx, prefix: prefix,
-		ret: sealPool.Get().(*sealBufs), ahead: sealPool.Get().(*sealBufs), sealed: make(chan sealResult, 1)}
+		ret: sealPool.Get().(*sealBufs), sealed: make(chan sealResult, 1)}
 	s.out = append(s.ret.out[:0], pre...)
 	return s
 }
@@ -165,6 +166,9 @@ func (s *sealReader) read(plain []byte) (*sealJob, error) {
 // ret becomes the batch ahead, and the batch ahead until now (whose sealed
 // bytes, if any, are returned next) becomes ret. wait takes the result.
 func (s *sealReader) start(job *sealJob) {
+	if s.ahead == nil { // the first hand-off: a source of one batch never takes a second buffer
+		s.ahead = sealPool.Get().(*sealBufs)
+	}
 	b := s.ret
 	s.ret, s.ahead = s.ahead, b
 	s.sealing = true
@@ -219,7 +223,10 @@ func (s *sealReader) seal(out []byte, job *sealJob) ([]byte, error) {
 func (s *sealReader) release() {
 	s.wait()
 	s.out = nil
-	sealPool.Put(s.ret)
-	sealPool.Put(s.ahead)
+	for _, b := range []*sealBufs{s.ret, s.ahead} {
+		if b != nil {
+			sealPool.Put(b)
+		}
+	}
 	s.ret, s.ahead = nil, nil
 }
