@@ -348,8 +348,14 @@ func (t *Tx) SetUntaggedSince(repo string, d stowage.Digest, at time.Time) error
 	return err
 }
 
+// UntaggedManifests is planned for its repository each time (an unnamed
+// statement, QueryExecModeExec): a plan cached from small repositories
+// probed tags and manifest_references by repository alone for every
+// manifest, 56 ms against 1.7 ms for a repository of 201 untagged
+// manifests (found by an outside review), and a purge of a big repository
+// runs it once; planning costs far less than that.
 func (t *Tx) UntaggedManifests(repo string, before time.Time) ([]stowage.ManifestRecord, error) {
-	return t.manifests(sqlUntaggedManifests, repo, before.UnixNano())
+	return t.manifests(sqlUntaggedManifests, pgx.QueryExecModeExec, repo, before.UnixNano())
 }
 
 // Tags.
